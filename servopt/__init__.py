@@ -1,0 +1,89 @@
+"""servopt: provably optimal ML inference serving configuration.
+
+The whole public API is listed here. Heavy modules (pandas, scikit-learn, solvers) are imported only when the
+name that needs them is first used, so ``import servopt`` stays fast.
+
+>>> import servopt
+>>> m = servopt.Model("toy")
+>>> x = m.add_var("x", kind="integer", ub=5)
+>>> m.maximize(x)
+>>> servopt.solve(m, "highs").objective
+5.0
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from servopt.exceptions import (
+    BackendUnavailableError,
+    CapabilityError,
+    LicenseLimitError,
+    ModelError,
+    ServoptError,
+    SolverError,
+    ValidationError,
+)
+from servopt.model import LinExpr, Model, ModelArrays, Sense, Var, VarKind, quicksum
+from servopt.result import Result, SolveParams, Status
+from servopt.solve import Solution, solve
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it (imported on first use)
+_LAZY: dict[str, str] = {
+    "load_problem": "servopt.problem_io",
+    "problem_from_mapping": "servopt.problem_io",
+    "MinGPUs": "servopt.formulations.min_gpus",
+    "MaxThroughput": "servopt.formulations.max_throughput",
+    "GPUType": "servopt.formulations.gpu_common",
+    "GPUPlan": "servopt.formulations.gpu_common",
+    "VariantSelection": "servopt.formulations.variant_selection",
+    "VariantSelectionPlan": "servopt.formulations.variant_selection",
+    "Pipeline": "servopt.formulations.pipeline",
+    "PipelinePlan": "servopt.formulations.pipeline",
+    "run_policy": "servopt.formulations.baselines",
+    "load_profile": "servopt.profiles",
+    "ProfileTable": "servopt.profiles",
+    "write_repository": "servopt.triton",
+    "Adapter": "servopt.adapt",
+    "simulate": "servopt.simulate",
+}
+
+__all__ = [
+    "__version__",
+    "ServoptError",
+    "ValidationError",
+    "ModelError",
+    "CapabilityError",
+    "BackendUnavailableError",
+    "LicenseLimitError",
+    "SolverError",
+    "Model",
+    "ModelArrays",
+    "Var",
+    "VarKind",
+    "LinExpr",
+    "Sense",
+    "quicksum",
+    "Result",
+    "SolveParams",
+    "Status",
+    "Solution",
+    "solve",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'servopt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

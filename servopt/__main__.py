@@ -1,0 +1,5 @@
+import sys
+
+from servopt.cli import main
+
+sys.exit(main())

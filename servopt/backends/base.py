@@ -1,0 +1,127 @@
+"""The backend contract: ``solve(model_arrays, params) -> Result``, built as ``_build`` then ``_run``.
+
+A backend declares what it can take (:class:`Capabilities`); :func:`check_capabilities` runs centrally before any
+backend builds anything. Backends keep no state between solves and never import formulations.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from servopt.exceptions import BackendUnavailableError
+from servopt.model import ModelArrays
+from servopt.result import Result, SolveParams, Status
+
+__all__ = ["Capabilities", "Backend", "RawAnswer"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can take.
+
+    continuous : continuous variables allowed.
+    fractional : non-integer coefficients and bounds allowed without ``SolveParams.scale``.
+    max_vars, max_constraints : a hard size limit (None: none known without a licence check).
+    """
+
+    continuous: bool = True
+    integer: bool = True
+    fractional: bool = True
+    max_vars: int | None = None
+    max_constraints: int | None = None
+
+    def describe(self) -> str:
+        kinds = [k for k, ok in (("continuous", self.continuous), ("integer", self.integer)) if ok]
+        text = "+".join(kinds) + " variables"
+        if not self.fractional:
+            text += ", integer coefficients (fractional data needs scale=)"
+        return text
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """What ``_run`` hands back before timing is attached."""
+
+    status: Status
+    objective: float | None = None
+    best_bound: float | None = None
+    values: np.ndarray | None = None
+    message: str = ""
+
+
+class Backend(ABC):
+    """One solver. Subclasses set the class variables and implement ``_build`` and ``_run``."""
+
+    name: ClassVar[str]
+    #: distribution name probed for availability and version (no import needed)
+    distribution: ClassVar[str]
+    #: top-level module probed with ``importlib.util.find_spec``
+    module: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    # ----------------------------------------------------------------- probing
+    @classmethod
+    def installed(cls) -> bool:
+        """Whether the solver package is importable; imports nothing, takes no licence."""
+        try:
+            return importlib.util.find_spec(cls.module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    @classmethod
+    def version(cls) -> str | None:
+        try:
+            return importlib.metadata.version(cls.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    @classmethod
+    def require(cls) -> None:
+        if not cls.installed():
+            raise BackendUnavailableError(
+                f"backend {cls.name!r} needs the Python package {cls.distribution!r}, which is not installed; "
+                f"install it (pip install 'servopt[{cls.extra()}]') or choose another backend"
+            )
+
+    @classmethod
+    def extra(cls) -> str:
+        return "all"
+
+    # ------------------------------------------------------------------ solving
+    def solve(self, arrays: ModelArrays, params: SolveParams) -> Result:
+        """Build the native model, run it, and time both."""
+        self.require()
+        self.check_options(params)
+        t0 = time.perf_counter()
+        native = self._build(arrays, params)
+        t1 = time.perf_counter()
+        raw = self._run(native, arrays, params)
+        t2 = time.perf_counter()
+        return Result(
+            status=raw.status,
+            objective=raw.objective,
+            best_bound=raw.best_bound,
+            values=raw.values,
+            backend=self.name,
+            build_seconds=t1 - t0,
+            solve_seconds=t2 - t1,
+            message=raw.message,
+        )
+
+    def check_options(self, params: SolveParams) -> None:
+        """Raise if ``params.options`` holds names this solver does not know (override per backend)."""
+
+    @abstractmethod
+    def _build(self, arrays: ModelArrays, params: SolveParams) -> Any:
+        """Translate the arrays into the solver's own model object (testable without solving)."""
+
+    @abstractmethod
+    def _run(self, native: Any, arrays: ModelArrays, params: SolveParams) -> RawAnswer:
+        """Solve the native model and map the answer back to servopt's vocabulary."""

@@ -1,0 +1,202 @@
+"""``servopt.solve``: one entry point for neutral models and for serving problems.
+
+* ``solve(model)`` solves a :class:`servopt.model.Model` and returns a :class:`servopt.result.Result`.
+* ``solve(problem)`` builds a formulation's model, solves it, decodes the plan and returns a :class:`Solution`
+  whose ``to_dict()`` is the JSON contract of ``servopt solve --json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from servopt.exceptions import ValidationError
+from servopt.model import Model, ModelArrays
+from servopt.result import Result, SolveParams, Status
+
+__all__ = ["solve", "Solution", "Problem", "Plan", "choose_backend"]
+
+
+@runtime_checkable
+class Plan(Protocol):
+    """A decoded decision. ``objective`` is the formulation's own objective value for this plan."""
+
+    objective: float
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Problem(Protocol):
+    """A validated serving problem (``servopt.MinGPUs``, ``servopt.Pipeline``, ...).
+
+    ``build()`` returns the neutral model and a ``decode(result) -> Plan`` function. A problem may also offer
+    exact special-purpose algorithms by name (``algorithms``; e.g. dynamic programming) through
+    ``solve_with(name, params) -> (Status, Plan | None, message)``.
+    """
+
+    kind: ClassVar[str]
+
+    def build(self) -> tuple[Model, Callable[[Result], Plan]]: ...
+
+    def explain_infeasible(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The answer to a serving problem."""
+
+    problem: str
+    status: Status
+    objective: float | None
+    backend: str
+    solve_seconds: float
+    plan: Plan | None
+    message: str = ""
+    result: Result | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object printed by ``servopt solve --json``."""
+        return {
+            "problem": self.problem,
+            "status": self.status.value,
+            "objective": self.objective,
+            "backend": self.backend,
+            "solve_seconds": self.solve_seconds,
+            "plan": self.plan.to_dict() if self.plan is not None else None,
+        }
+
+
+def choose_backend(arrays: ModelArrays) -> str:
+    """The backend ``auto`` picks for a model (evidence: docs/solvers.md, benchmarks/bench_backends.py)."""
+    from servopt.backends import available, check_capabilities
+
+    installed = available()
+    for name in _AUTO_ORDER:
+        if name not in installed:
+            continue
+        try:
+            check_capabilities(name, arrays, SolveParams())
+        except ValidationError:
+            continue
+        return name
+    raise ValidationError(
+        f"no installed backend can solve model {arrays.name!r} (installed: {', '.join(installed) or 'none'}); "
+        "install ortools (pip install ortools)"
+    )
+
+
+#: preference order of ``backend="auto"``; the first installed backend that can take the model wins
+_AUTO_ORDER = ("highs", "cpsat", "scip", "gurobi", "cvxpy")
+
+
+def _params(params: SolveParams | None, overrides: Mapping[str, Any]) -> SolveParams:
+    if params is not None:
+        if overrides:
+            raise ValidationError(
+                f"give either params= or keyword options ({', '.join(overrides)}), not both"
+            )
+        return params
+    return SolveParams(**overrides)
+
+
+def solve(
+    target: Model | Problem,
+    backend: str = "auto",
+    *,
+    params: SolveParams | None = None,
+    **options: Any,
+) -> Any:
+    """Solve a neutral model or a serving problem.
+
+    Parameters
+    ----------
+    target : Model or Problem
+        What to solve.
+    backend : str
+        ``auto`` or a registered backend name (``servopt backends`` lists them); problems may also accept the
+        names of their own exact algorithms (``Problem.algorithms``).
+    params : SolveParams, optional
+        All options at once; alternatively pass ``time_limit_s=``, ``mip_gap=``, ``threads=``, ``seed=``,
+        ``scale=``, ``options=``, ``verbose=`` as keywords.
+
+    Returns
+    -------
+    Result for a model, Solution for a problem.
+
+    Examples
+    --------
+    >>> from servopt.model import Model
+    >>> m = Model()
+    >>> x = m.add_var("x", kind="integer", ub=3)
+    >>> m.maximize(2 * x)
+    >>> solve(m, "highs").objective
+    6.0
+    """
+    unknown = set(options) - set(SolveParams.__dataclass_fields__)
+    if unknown:
+        raise ValidationError(
+            f"unknown solve option(s) {', '.join(sorted(unknown))}; allowed: "
+            f"{', '.join(SolveParams.__dataclass_fields__)}"
+        )
+    p = _params(params, options)
+    if isinstance(target, Model):
+        return _solve_model(target, backend, p)
+    if hasattr(target, "build") and hasattr(target, "kind"):
+        return _solve_problem(target, backend, p)
+    raise ValidationError(f"solve() takes a servopt Model or a problem, got {type(target).__name__}")
+
+
+def _solve_model(model: Model, backend: str, params: SolveParams) -> Result:
+    from servopt.backends import check_capabilities, get_backend
+
+    t0 = time.perf_counter()
+    arrays = model.arrays()
+    name = choose_backend(arrays) if backend == "auto" else backend
+    cls = get_backend(name)
+    check_capabilities(name, arrays, params)
+    result = cls().solve(arrays, params)
+    # building the arrays belongs to the build time
+    return Result(
+        status=result.status,
+        objective=result.objective,
+        best_bound=result.best_bound,
+        values=result.values,
+        backend=result.backend,
+        build_seconds=result.build_seconds + (time.perf_counter() - t0 - result.build_seconds - result.solve_seconds),
+        solve_seconds=result.solve_seconds,
+        message=result.message,
+    )
+
+
+def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
+    t0 = time.perf_counter()
+    algorithms = tuple(getattr(problem, "algorithms", ()))
+    if backend == "auto":
+        backend = getattr(problem, "default_backend", None) or "auto"
+    if backend in algorithms:
+        status, plan, message = problem.solve_with(backend, params)
+        result = None
+        used = backend
+    else:
+        model, decode = problem.build()
+        result = _solve_model(model, backend, params)
+        used = result.backend
+        plan = decode(result) if result.status.has_solution else None
+        status = result.status
+        message = result.message
+    if status is Status.INFEASIBLE:
+        message = problem.explain_infeasible()
+    elapsed = time.perf_counter() - t0
+    return Solution(
+        problem=problem.kind,
+        status=status,
+        objective=float(plan.objective) if plan is not None else None,
+        backend=used,
+        solve_seconds=elapsed,
+        plan=plan,
+        message=message,
+        result=result,
+    )
