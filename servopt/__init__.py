@@ -49,6 +49,8 @@ _LAZY: dict[str, str] = {
     "write_repository": "servopt.triton",
     "Adapter": "servopt.adapt",
     "simulate": "servopt.simulate",
+    "profile_model": "servopt.profiler",
+    "HardwareMonitor": "servopt.hwmon",
 }
 
 __all__ = [

@@ -58,8 +58,9 @@ def write_lp(a: ModelArrays) -> str:
             lines.append(f" {rn[i]}: {lhs} <= {ru:.17g}")
         elif math.isinf(ru):
             lines.append(f" {rn[i]}: {lhs} >= {rl:.17g}")
-        else:
-            lines.append(f" {rn[i]}: {rl:.17g} <= {lhs} <= {ru:.17g}")
+        else:  # a ranged row: the LP format has no portable single-row range, so write two rows
+            lines.append(f" {rn[i]}_lo: {lhs} >= {rl:.17g}")
+            lines.append(f" {rn[i]}_hi: {lhs} <= {ru:.17g}")
     lines.append("Bounds")
     for j in range(a.n_vars):
         lo, hi = a.lb[j], a.ub[j]

@@ -59,6 +59,9 @@ ExprLike = Union["Var", "LinExpr", Number]
 
 
 def _is_number(value: object) -> bool:
+    kind = type(value)
+    if kind is float or kind is int:  # fast path for the common case (bool is not int here)
+        return True
     return isinstance(value, (Real, np.integer, np.floating)) and not isinstance(value, bool)
 
 
@@ -140,6 +143,17 @@ class Var(_Arith):
 
     def _expr(self) -> LinExpr:
         return LinExpr({self.index: 1.0}, 0.0, self.model)
+
+    def __mul__(self, other: Number) -> LinExpr:
+        # fast path of _Arith.__mul__ for ``coef * var`` with a plain finite number
+        kind = type(other)
+        if kind is int or kind is float:
+            factor = float(other)
+            if factor - factor == 0.0:  # finite (inf - inf and nan - nan are nan)
+                return LinExpr({self.index: factor}, 0.0, self.model)
+        return _Arith.__mul__(self, other)
+
+    __rmul__ = __mul__
 
     @property
     def name(self) -> str:
@@ -238,8 +252,19 @@ class LinExpr(_Arith):
 def quicksum(items: Iterable[ExprLike]) -> LinExpr:
     """Sum expressions in linear time (the builtin ``sum`` copies at every step)."""
     out = LinExpr()
+    terms = out.terms
     for item in items:
-        out += item
+        if type(item) is Var:  # fast path: a bare variable
+            if out.model is not item.model:
+                out._check_model(item.model)
+            index = item.index
+            terms[index] = terms.get(index, 0.0) + 1.0
+        elif type(item) is LinExpr and (item.model is out.model or item.model is None):
+            for k, v in item.terms.items():
+                terms[k] = terms.get(k, 0.0) + v
+            out.constant += item.constant
+        else:
+            out += item
     return out
 
 

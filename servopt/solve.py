@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from servopt.exceptions import ValidationError
+from servopt.exceptions import CapabilityError, ValidationError
 from servopt.model import Model, ModelArrays
 from servopt.result import Result, SolveParams, Status
 
-__all__ = ["solve", "Solution", "Problem", "Plan", "choose_backend"]
+__all__ = ["solve", "Solution", "Problem", "Plan", "choose_backend", "model_class"]
 
 
 @runtime_checkable
@@ -32,7 +32,9 @@ class Plan(Protocol):
 class Problem(Protocol):
     """A validated serving problem (``servopt.MinGPUs``, ``servopt.Pipeline``, ...).
 
-    ``build()`` returns the neutral model and a ``decode(result) -> Plan`` function. A problem may also offer
+    ``build()`` returns the neutral model and a ``decode(result) -> Plan`` function. An optional
+    ``refine(plan, result, solve_model) -> (plan, result)`` runs after an optimal solve (a lexicographic second
+    solve with the same backend and parameters, e.g. ``prefer_stable``). A problem may also offer
     exact special-purpose algorithms by name (``algorithms``; e.g. dynamic programming) through
     ``solve_with(name, params) -> (Status, Plan | None, message)``.
     """
@@ -69,17 +71,42 @@ class Solution:
         }
 
 
+def model_class(arrays: ModelArrays) -> str:
+    """The class ``auto`` chooses by: ``lp``, ``mixed``, ``integer`` or ``integer-general``.
+
+    ``integer`` means every variable is integer, every bound is finite and every number is an integer, i.e. the
+    model CP-SAT takes exactly as it is (no scaling, no stand-in bounds); other pure-integer models are
+    ``integer-general``.
+    """
+    import numpy as np
+
+    if not arrays.is_mip:
+        return "lp"
+    if arrays.has_continuous:
+        return "mixed"
+    finite = bool(np.isfinite(arrays.lb).all() and np.isfinite(arrays.ub).all())
+    integral = all(
+        bool(np.all(v == np.round(v)))
+        for v in (arrays.A.data, arrays.c, arrays.lb, arrays.ub,
+                  arrays.row_lb[np.isfinite(arrays.row_lb)], arrays.row_ub[np.isfinite(arrays.row_ub)])
+    )
+    return "integer" if finite and integral else "integer-general"
+
+
 def choose_backend(arrays: ModelArrays) -> str:
-    """The backend ``auto`` picks for a model (evidence: docs/solvers.md, benchmarks/bench_backends.py)."""
+    """The backend ``auto`` picks for a model (evidence: docs/solvers.md, benchmarks/bench_backends.py).
+
+    The first installed backend of ``_AUTO_ORDER[model_class(arrays)]`` that can take the model wins.
+    """
     from servopt.backends import available, check_capabilities
 
     installed = available()
-    for name in _AUTO_ORDER:
+    for name in _AUTO_ORDER[model_class(arrays)]:
         if name not in installed:
             continue
         try:
             check_capabilities(name, arrays, SolveParams())
-        except ValidationError:
+        except (ValidationError, CapabilityError):
             continue
         return name
     raise ValidationError(
@@ -88,8 +115,16 @@ def choose_backend(arrays: ModelArrays) -> str:
     )
 
 
-#: preference order of ``backend="auto"``; the first installed backend that can take the model wins
-_AUTO_ORDER = ("highs", "cpsat", "scip", "gurobi", "cvxpy")
+#: preference order of ``backend="auto"`` per model class, fastest first on benchmarks/bench_backends.py
+#: (numbers in docs/solvers.md): HiGHS on LPs and mixed models, CP-SAT on pure-integer models with integer data,
+#: SCIP on pure-integer models with fractional data. cvxpy (HiGHS behind a modelling layer) is never faster than
+#: HiGHS itself; Gurobi comes last because taking its licence is never implicit.
+_AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "lp": ("highs", "scip", "cvxpy", "gurobi"),
+    "mixed": ("highs", "scip", "cvxpy", "gurobi"),
+    "integer": ("cpsat", "scip", "highs", "cvxpy", "gurobi"),
+    "integer-general": ("scip", "highs", "cvxpy", "gurobi"),
+}
 
 
 def _params(params: SolveParams | None, overrides: Mapping[str, Any]) -> SolveParams:
@@ -185,6 +220,10 @@ def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
         result = _solve_model(model, backend, params)
         used = result.backend
         plan = decode(result) if result.status.has_solution else None
+        refine = getattr(problem, "refine", None)
+        if refine is not None and plan is not None and result.status is Status.OPTIMAL:
+            # optional second, lexicographic solve (e.g. prefer_stable: fewest changes among optimal plans)
+            plan, result = refine(plan, result, lambda second: _solve_model(second, used, params))
         status = result.status
         message = result.message
     if status is Status.INFEASIBLE:

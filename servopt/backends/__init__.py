@@ -92,18 +92,18 @@ def _violation(arrays: ModelArrays, caps, scaled: bool) -> str | None:
         if hit:
             k = hit[0]
             return (
-                f"constraint {arrays.row_names[A.row[k]]!r} has the fractional coefficient {A.data[k]!r} on "
+                f"constraint {arrays.row_names[A.row[k]]!r} has the fractional coefficient {float(A.data[k])!r} on "
                 f"{arrays.var_names[A.col[k]]!r}"
             )
         for vec, label in ((arrays.c, "objective coefficient of"), (arrays.lb, "lower bound of"),
                            (arrays.ub, "upper bound of")):
             hit = first_fraction(vec, label)
             if hit:
-                return f"the {label} {arrays.var_names[hit[0]]!r} is fractional ({vec[hit[0]]!r})"
+                return f"the {label} {arrays.var_names[hit[0]]!r} is fractional ({float(vec[hit[0]])!r})"
         for vec, label in ((arrays.row_lb, "lower side"), (arrays.row_ub, "upper side")):
             hit = first_fraction(vec, label)
             if hit:
-                return f"the {label} of constraint {arrays.row_names[hit[0]]!r} is fractional ({vec[hit[0]]!r})"
+                return f"the {label} of constraint {arrays.row_names[hit[0]]!r} is fractional ({float(vec[hit[0]])!r})"
     return None
 
 

@@ -1,0 +1,89 @@
+"""``servopt import``: other tools' measurements restated as a servopt profile."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from servopt.exceptions import ValidationError
+
+DESCRIPTION = """Convert measurements into a servopt profile (CSV or Parquet in servopt's schema).
+
+KIND is one of:
+  perf-analyzer   perf_analyzer -f CSV (times in µs, one row per concurrency); needs --model, --hardware, and the
+                  client batch size -b as --batch-size (default 1)
+  model-analyzer  Model Analyzer metrics-model-inference.csv, optionally with metrics-model-gpu.csv; needs
+                  --hardware (--model renames the report's model)
+  infadapter      InfAdapter's capacity_result CSV at one SLA (--sla-ms, default 750)
+  ipa             one of IPA's CPU profiling CSVs (seconds)
+  profile         servopt profiles (CSV/Parquet): validate, concatenate, convert
+
+Every error names the file, the row and the column; no row is dropped."""
+
+EPILOG = """examples:
+  servopt import perf-analyzer results.csv --model resnet50 --hardware A100-80GB --batch-size 8 -o r50.csv
+  servopt import model-analyzer metrics-model-inference.csv metrics-model-gpu.csv --hardware T4 -o ma.parquet
+  servopt import infadapter ../shared/data/infadapter/capacity_result_Feb_21.csv --sla-ms 750 -o cap.csv"""
+
+KINDS = ("perf-analyzer", "model-analyzer", "infadapter", "ipa", "profile")
+_ALIASES = {"perf_analyzer": "perf-analyzer", "model_analyzer": "model-analyzer"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", metavar="KIND", help="one of " + ", ".join(KINDS))
+    parser.add_argument("files", metavar="FILE", nargs="+", help="input file(s)")
+    parser.add_argument("-o", "--output", metavar="OUT", help="profile to write (.csv or .parquet); default: CSV on "
+                        "stdout")
+    parser.add_argument("--model", help="model family name (required for perf-analyzer)")
+    parser.add_argument("--variant", help="variant name (default: the model)")
+    parser.add_argument("--hardware", help="device or machine type (required for perf-analyzer and model-analyzer)")
+    parser.add_argument("--batch-size", type=int, default=None, help="perf-analyzer: the client batch size (-b)")
+    parser.add_argument("--input-size", type=int, default=None, help="input side in pixels")
+    parser.add_argument("--cores", type=float, default=None, help="CPU cores of one replica")
+    parser.add_argument("--sla-ms", type=float, default=750.0, help="infadapter: which SLA's capacities (ms)")
+    parser.add_argument("--source", help="text for the profile's source column")
+
+
+def _need(args: argparse.Namespace, *names: str) -> None:
+    missing = [n for n in names if getattr(args, n) is None]
+    if missing:
+        raise ValidationError(f"servopt import {args.kind}: give --{missing[0].replace('_', '-')}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from servopt import profiles
+
+    kind = _ALIASES.get(args.kind, args.kind)
+    if kind not in KINDS:
+        raise ValidationError(f"unknown import kind {args.kind!r}; expected one of {', '.join(KINDS)}")
+    if kind not in ("model-analyzer", "profile") and len(args.files) != 1:
+        raise ValidationError(f"servopt import {kind}: give one file, got {len(args.files)}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValidationError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    meta = {"variant": args.variant, "input_size": args.input_size, "cores": args.cores, "source": args.source}
+    if kind == "perf-analyzer":
+        _need(args, "model", "hardware")
+        table = profiles.read_perf_analyzer(args.files[0], model=args.model, hardware=args.hardware,
+                                            batch_size=args.batch_size or 1, **meta)
+    elif kind == "model-analyzer":
+        _need(args, "hardware")
+        table = profiles.read_model_analyzer(args.files, hardware=args.hardware, model=args.model, **meta)
+    elif kind == "infadapter":
+        table = profiles.read_infadapter_capacity(args.files[0], args.sla_ms, model=args.model or "resnet",
+                                                  source=args.source)
+    elif kind == "ipa":
+        table = profiles.read_ipa_profile(args.files[0], hardware=args.hardware or "cpu", model=args.model,
+                                          source=args.source)
+    else:
+        table = profiles.load_profile(args.files)
+    frame = table.frame
+    if args.output:
+        profiles.write_profile(frame, args.output)
+        where = args.output
+    else:
+        sys.stdout.write(frame.to_csv(index=False, lineterminator="\n"))
+        where = "stdout"
+    groups = frame.groupby(["variant", "hardware"], dropna=False).ngroups
+    print(f"servopt import: {len(frame)} rows ({groups} variant/hardware pairs) from "
+          f"{', '.join(args.files)} -> {where}", file=sys.stderr)
+    return 0

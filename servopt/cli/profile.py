@@ -1,0 +1,91 @@
+"""``servopt profile``: measure an ONNX model with ONNX Runtime into a profile CSV (SPEC §7)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from servopt.exceptions import ValidationError
+
+DESCRIPTION = """Run MODEL.onnx with ONNX Runtime over cores x input sizes x batch sizes and write one profile row per
+point: steady-state latency (median and p99 of repeated runs within --time-budget), warm-up (the first run after
+the session is created), peak memory (RSS delta on CPU, NVML on GPU), session load time, and hardware-monitoring
+features (hw.* columns). Each point gets its own session with --cores intra-op threads.
+
+The CSV is rewritten atomically after every point, so an interrupted run keeps what it measured; --resume
+continues it. An out-of-memory point (an allocation failure, or a peak above --memory-limit-mb) ends that input
+size's batch sweep: the sweep's rows get oom_batch_size = that batch size (see docs/profiler.md)."""
+
+EPILOG = """examples:
+  python -m servopt.onnx_models resnet_like resnet_like.onnx
+  servopt profile resnet_like.onnx --batch-sizes 1,2,4,8 --input-sizes 224,320 --cores 1,2 -o resnet.csv
+  servopt profile resnet_like.onnx --batch-sizes 1,2,4,8,16,32,64 --input-sizes 224 --memory-limit-mb 300 -o m.csv"""
+
+
+def _int_list(flag: str, text: str) -> list[int]:
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise ValidationError(f"{flag}: expected comma-separated positive integers like 1,2,4, got {text!r}")
+        values.append(int(part))
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL.onnx", help="ONNX file with dynamic batch (and image) dimensions")
+    parser.add_argument("--batch-sizes", required=True, metavar="LIST", help="comma-separated, e.g. 1,2,4,8")
+    parser.add_argument("--input-sizes", required=True, metavar="LIST", help="image sides in pixels, e.g. 224,320")
+    parser.add_argument("--cores", default="1", metavar="LIST", help="intra-op threads per session (default 1)")
+    parser.add_argument("--repeats", type=int, default=30, metavar="N",
+                        help="at most N steady-state runs per point (default 30)")
+    parser.add_argument("--min-repeats", type=int, default=3, metavar="N",
+                        help="at least N steady-state runs per point, even past the time budget (default 3)")
+    parser.add_argument("--time-budget", type=float, default=2.0, metavar="S",
+                        help="seconds of steady-state runs per point (default 2)")
+    parser.add_argument("--total-budget", type=float, default=None, metavar="S",
+                        help="stop the whole grid after S seconds, keeping what was measured")
+    parser.add_argument("--memory-limit-mb", type=float, default=None, metavar="MiB",
+                        help="artificial memory limit: a point whose peak memory passes it is out of memory")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="profile CSV to write")
+    parser.add_argument("--resume", action="store_true", help="keep the rows of an existing OUT.csv and measure "
+                        "only the missing points")
+    parser.add_argument("--hardware", default=None, help="hardware name (default: cpu-<CPU model> or GPU name)")
+    parser.add_argument("--model-name", default=None, help="model column (default: the file name's stem)")
+    parser.add_argument("--variant", default=None, help="variant column (default: the model name)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="execution provider")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from servopt.profiler import profile_model
+
+    result = profile_model(
+        args.model,
+        _int_list("--batch-sizes", args.batch_sizes),
+        _int_list("--input-sizes", args.input_sizes),
+        _int_list("--cores", args.cores),
+        repeats=args.repeats,
+        min_repeats=args.min_repeats,
+        time_budget_s=args.time_budget,
+        total_budget_s=args.total_budget,
+        memory_limit_mb=args.memory_limit_mb,
+        output=args.output,
+        resume=args.resume,
+        hardware=args.hardware,
+        model_name=args.model_name,
+        variant=args.variant,
+        device=args.device,
+        progress=not args.quiet,
+        seed=args.seed,
+    )
+    print(f"wrote {result.path}: {len(result.rows)} rows ({result.measured} points measured now) in "
+          f"{result.elapsed_s:.1f} s")
+    for oom in result.oom:
+        print(f"  out of memory at cores={oom['cores']} input_size={oom['input_size']} "
+              f"batch_size={oom['batch_size']} ({oom['reason']}, {oom['memory_mb']:.0f} MiB); larger batches "
+              "skipped, recorded as oom_batch_size")
+    if result.stopped:
+        print(f"  stopped early: {result.stopped}; run again with --resume to finish", file=sys.stderr)
+    return 0

@@ -1,0 +1,187 @@
+"""``servopt replay TRACE PROBLEM.yaml --policy P --interval S``: re-plan along a trace and simulate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from servopt.cli.simulate import (
+    _fmt,
+    add_serving_arguments,
+    add_trace_arguments,
+    read_trace_args,
+    slo_for,
+    timeout_arg,
+)
+
+DESCRIPTION = """Replay a request trace against an adaptation policy: every --interval seconds the policy forecasts
+the load from the requests seen so far, re-plans the problem (variant_selection or pipeline) and the simulator
+serves the requests between decisions with the deployment in force (see docs/replay.md).
+
+Policies: servopt (the exact MILP), ms+ (InfAdapter's single-variant baseline), greedy, fa2, rim (IPA's
+baselines), bruteforce, and static (one plan for the trace's peak, never changed). Several policies may be
+given separated by commas; they all see the same arrivals (same --seed).
+
+Output: a table per policy (SLO violations, latency, accuracy, cores, reconfigurations, decision time), or with
+--json one object {"trace", "problem", "interval_s", "policies": [...]}; --series FILE writes the per-interval
+numbers (CSV) for plots."""
+
+EPILOG = """examples:
+  # InfAdapter's setting: the 21-minute Twitter window, 30 s decisions, EWMA of per-minute peaks + 10 %
+  servopt replay ../shared/data/infadapter/twitter_window_day15_min82-103_per_second.txt \\
+      examples/variant_selection_infadapter_fit.yaml --policy servopt,ms+,static --interval 30 \\
+      --forecaster ewma --bucket 60 --margin 0.1 --scale-down-delay 120 --slo-ms 750
+  # IPA's setting: a bursty window, 10 s decisions, max of the last 2 minutes
+  servopt replay ../shared/data/ipa/traces/twitter_slice_bursty_damping8.csv examples/pipeline_video.yaml \\
+      --policy servopt,fa2,rim,static --interval 10 --forecaster max --window 120
+
+exit codes: 0 replayed; 2 bad input or usage (e.g. a policy that does not apply to the problem)"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace", metavar="TRACE", help="per-second request-rate trace")
+    parser.add_argument("file", metavar="PROBLEM", help="problem file (YAML): variant_selection or pipeline")
+    parser.add_argument("--policy", default="servopt", metavar="P[,P...]",
+                        help="servopt, ms+, greedy, fa2, rim, bruteforce, static (comma-separated; default servopt)")
+    parser.add_argument("--interval", type=float, default=30.0, metavar="S",
+                        help="seconds between decisions (InfAdapter 30, IPA 10; default 30)")
+    add_trace_arguments(parser, positional=True)
+    add_serving_arguments(parser)
+    f = parser.add_argument_group("forecast and stabilisation")
+    f.add_argument("--forecaster", choices=("last", "ewma", "max"), default="last",
+                   help="last value, EWMA, or max of a window (default last)")
+    f.add_argument("--window", type=int, default=120, metavar="S", help="window of --forecaster max (default 120)")
+    f.add_argument("--span", type=float, default=10.0, metavar="N", help="span of --forecaster ewma (default 10)")
+    f.add_argument("--bucket", type=int, default=1, metavar="S",
+                   help="ewma over the maxima of S-second buckets (InfAdapter: 60; default 1)")
+    f.add_argument("--margin", type=float, default=0.0, metavar="F", help="add F to the forecast (0.1 = +10 %%)")
+    f.add_argument("--scale-down-delay", type=float, default=0.0, metavar="S",
+                   help="act on a lower forecast only after S seconds of lower forecasts (InfAdapter: 120)")
+    f.add_argument("--min-change", type=float, default=0.0, metavar="F",
+                   help="keep the plan while the forecast is within F (relative) of the planned load")
+    f.add_argument("--prefer-stable", action="store_true",
+                   help="among optimal plans, prefer the one that changes the fewest things")
+    f.add_argument("--static-rps", default="max", metavar="RPS",
+                   help="load the static policy plans for: max (default), mean or a number")
+    f.add_argument("--apply-delay", default="0", metavar="S",
+                   help="a new plan serves requests from decision + S seconds; 'load' = its model loading time")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    parser.add_argument("--series", metavar="FILE", default=None, help="write per-interval numbers to FILE (CSV)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from servopt.adapt import POLICIES, make_forecaster, replay
+    from servopt.exceptions import ValidationError
+    from servopt.problem_io import load_problem
+
+    problem = load_problem(args.file)
+    if problem.kind not in ("variant_selection", "pipeline"):
+        raise ValidationError(f"{args.file}: servopt replay adapts variant_selection and pipeline problems, "
+                              f"not {problem.kind}")
+    policies = [p.strip() for p in args.policy.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in POLICIES]
+    if not policies or unknown:
+        raise ValidationError(f"--policy: unknown policy {', '.join(unknown) or '(none)'}; "
+                              f"expected {', '.join(POLICIES)}")
+    slo = slo_for(problem, args.file, args.slo_ms)
+    trace = read_trace_args(args)
+    forecaster = make_forecaster(args.forecaster, window_s=args.window, span=args.span, bucket_s=args.bucket,
+                                 margin=args.margin)
+    apply_delay: float | str = args.apply_delay
+    if apply_delay != "load":
+        try:
+            apply_delay = float(apply_delay)
+        except ValueError:
+            raise ValidationError(f"--apply-delay: expected seconds or 'load', got {args.apply_delay!r}") from None
+    options: dict[str, Any] = {}
+    if problem.kind == "variant_selection":
+        options.update(headroom=args.headroom, servers=args.servers)
+    results = []
+    for policy in policies:
+        results.append(replay(
+            problem, trace, policy=policy, interval_s=args.interval, forecaster=forecaster, seed=args.seed,
+            slo_ms=slo, timeout_ms=timeout_arg(args.timeout_ms), scale_down_delay_s=args.scale_down_delay,
+            min_change=args.min_change, prefer_stable=args.prefer_stable, backend=args.backend,
+            static_rps=args.static_rps, apply_delay=apply_delay, **options,
+        ))
+    if args.series is not None:
+        write_series(args.series, results)
+    if args.json:
+        out = {"trace": trace.source, "problem": problem.kind, "interval_s": args.interval, "slo_ms": slo,
+               "policies": [_clean(r.summary()) for r in results]}
+        print(json.dumps(out, allow_nan=False))
+        return 0
+    print(f"{problem.kind} {args.file}; trace {trace.source}: {trace.duration_s} s; decisions every "
+          f"{args.interval:g} s; SLO {slo:g} ms")
+    print(format_summary([r.summary() for r in results]))
+    return 0
+
+
+#: (column, key, format) of the table
+_COLUMNS = (
+    ("policy", "policy", "{}"),
+    ("slo_viol_%", "slo_violation_rate", "{:.2f}"),
+    ("dropped", "dropped", "{}"),
+    ("p99_ms", "p99_ms", "{:.0f}"),
+    ("accuracy", "average_accuracy", "{:.4f}"),
+    ("mean_cores", "mean_cores", "{:.2f}"),
+    ("core_s", "core_seconds", "{:.0f}"),
+    ("reconfig", "reconfigurations", "{}"),
+    ("decide_ms", "decision_mean_ms", "{:.1f}"),
+    ("max_ms", "decision_max_ms", "{:.1f}"),
+)
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """The per-policy table (SLO violations in percent)."""
+    cells = [[c for c, _, _ in _COLUMNS]]
+    for row in rows:
+        line = []
+        for _, key, fmt in _COLUMNS:
+            v = row.get(key)
+            if key == "slo_violation_rate" and v is not None:
+                v = 100.0 * v
+            line.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v))
+        cells.append(line)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(_COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def write_series(path: str, results: list[Any]) -> None:
+    """Per-interval numbers of every policy to one CSV (written atomically)."""
+    import csv
+    import io
+    import os
+    import tempfile
+    from pathlib import Path
+
+    keys = ("start_s", "observed_rps", "forecast_rps", "cores", "violations", "p99_ms", "accuracy", "requests")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(("policy",) + keys)
+    for r in results:
+        series = r.series()
+        for i in range(series["start_s"].size):
+            w.writerow([r.policy] + [_fmt(_num(series[k][i])) for k in keys])
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _num(v: Any) -> Any:
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

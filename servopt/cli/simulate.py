@@ -1,0 +1,164 @@
+"""``servopt simulate PROBLEM.yaml --trace FILE``: solve a problem and simulate its plan serving a request trace."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """Solve a variant_selection or pipeline problem and simulate the plan serving a request trace.
+
+Requests arrive as a Poisson process whose rate follows the trace (one rate per second); they are served with
+dynamic batching (batch size, max queue delay), replicas and per-batch latencies from the problem's performance
+tables, and dropped when they have not started by the drop deadline (default: the SLO). See docs/simulator.md
+for the service models (a variant on n cores; a pipeline stage).
+
+Traces: whitespace-separated numbers (.txt), CSV with an `rps` column (.csv), or either inside a compressed
+archive (.tbz2, .tar.gz, .bz2, .gz; read in memory, never extracted), optionally sliced and damped as IPA does.
+
+Output: a table for people, or with --json exactly one JSON object:
+  {"mean_ms", "p50_ms", "p99_ms", "slo_violation_rate", "served", "dropped", "average_accuracy", "core_seconds"}"""
+
+EPILOG = """examples:
+  servopt simulate examples/pipeline_video.yaml --trace ../shared/data/ipa/traces/twitter_slice_bursty_damping8.csv
+  servopt simulate examples/variant_selection_infadapter.yaml --slo-ms 750 \\
+      --trace ../shared/data/infadapter/twitter_window_day15_min82-103_per_second.txt --json
+  servopt simulate P.yaml --trace ../shared/data/twitter_workload_2021-08.tbz2 \\
+      --trace-start 1301160 --trace-end 1302360 --damping 8
+
+exit codes: 0 simulated; 1 the problem has no plan (infeasible); 2 bad input or usage"""
+
+
+def add_trace_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None:
+    """Trace options shared by ``simulate`` and ``replay``."""
+    if not positional:
+        parser.add_argument("--trace", required=True, metavar="FILE", help="per-second request-rate trace")
+    g = parser.add_argument_group("trace")
+    g.add_argument("--trace-start", type=int, default=None, metavar="S", help="first second to use")
+    g.add_argument("--trace-end", type=int, default=None, metavar="S", help="second to stop before")
+    g.add_argument("--damping", type=float, default=None, metavar="F",
+                   help="divide rates by F and round down (IPA's damping_factor)")
+    g.add_argument("--column", default=None, metavar="NAME", help="CSV column of the rate (default rps)")
+
+
+def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """Simulation options shared by ``simulate`` and ``replay``."""
+    g = parser.add_argument_group("simulation")
+    g.add_argument("--seed", type=int, default=0, metavar="N", help="seed of arrivals and routing (default 0)")
+    g.add_argument("--slo-ms", type=float, default=None, metavar="MS",
+                   help="latency SLO (default: a pipeline's sla_ms, a variant_selection file's performance.sla_ms)")
+    g.add_argument("--timeout-ms", default="slo", metavar="MS",
+                   help="drop a request not started by this age; 'slo' (default) or 'none' (never drop)")
+    g.add_argument("--headroom", type=float, default=0.8, metavar="F",
+                   help="variant_selection: capacity th(n) is this share of the pod's saturation (default 0.8)")
+    g.add_argument("--servers", choices=("per_core", "single"), default="per_core",
+                   help="variant_selection: a pod on n cores is n servers (default) or one")
+    g.add_argument("--backend", default="auto", metavar="NAME", help="solver backend (default auto)")
+
+
+def read_trace_args(args: argparse.Namespace) -> Any:
+    from servopt.traces import read_trace
+
+    return read_trace(args.trace, start=args.trace_start, end=args.trace_end, damping=args.damping,
+                      column=args.column)
+
+
+def timeout_arg(value: str) -> float | str | None:
+    from servopt.exceptions import ValidationError
+
+    if value in ("slo", "none"):
+        return None if value == "none" else "slo"
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = math.nan
+    if not (math.isfinite(ms) and ms > 0):
+        raise ValidationError(f"--timeout-ms: expected a number of milliseconds > 0, 'slo' or 'none', got {value!r}")
+    return ms
+
+
+def slo_for(problem: Any, path: str, slo_ms: float | None) -> float:
+    """The SLO: --slo-ms, else the pipeline's ``sla_ms``, else a variant_selection file's ``performance.sla_ms``."""
+    from servopt.exceptions import ValidationError
+
+    if slo_ms is not None:
+        if not (math.isfinite(slo_ms) and slo_ms > 0):
+            raise ValidationError(f"--slo-ms: expected a number > 0, got {slo_ms!r}")
+        return float(slo_ms)
+    own = getattr(problem, "sla_ms", None)
+    if own is not None:
+        return float(own)
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        doc = None
+    perf = doc.get("performance") if isinstance(doc, dict) else None
+    if isinstance(perf, dict) and isinstance(perf.get("sla_ms"), (int, float)):
+        return float(perf["sla_ms"])
+    raise ValidationError(
+        f"{path}: a {problem.kind} problem carries no latency SLO (it is built into the capacity table); "
+        "pass --slo-ms (InfAdapter's capacity profile uses 750)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="PROBLEM", help="problem file (YAML): variant_selection or pipeline")
+    add_trace_arguments(parser, positional=False)
+    add_serving_arguments(parser)
+    parser.add_argument("--policy", default=None, metavar="NAME",
+                        help="plan with a baseline policy (ms+, greedy, fa2, rim, bruteforce) instead of the solver")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    import servopt
+    from servopt.exceptions import ValidationError
+    from servopt.problem_io import load_problem
+    from servopt.simulate import deployment_from_plan, simulate
+
+    problem = load_problem(args.file)
+    if problem.kind not in ("variant_selection", "pipeline"):
+        raise ValidationError(f"{args.file}: servopt simulate serves request streams of variant_selection and "
+                              f"pipeline plans; a {problem.kind} plan is a batch job")
+    slo = slo_for(problem, args.file, args.slo_ms)
+    timeout = timeout_arg(args.timeout_ms)
+    trace = read_trace_args(args)
+    if args.policy is not None:
+        if args.backend != "auto":
+            raise ValidationError("give either --policy NAME or --backend NAME, not both")
+        from servopt.formulations.baselines import run_policy
+
+        solution = run_policy(problem, args.policy)
+    else:
+        solution = servopt.solve(problem, backend=args.backend)
+    if solution.plan is None:
+        print(f"servopt: no plan to simulate ({solution.status.value}): {solution.message}", file=sys.stderr)
+        return 1
+    options: dict[str, Any] = {"slo_ms": slo}
+    if problem.kind == "variant_selection":
+        options.update(headroom=args.headroom, servers=args.servers)
+    deployment = deployment_from_plan(problem, solution.plan, **options)
+    report = simulate(deployment, trace, slo_ms=slo, seed=args.seed, timeout_ms=timeout)
+    if args.json:
+        print(json.dumps(report.to_dict(), allow_nan=False))
+        return 0
+    print(f"{problem.kind}: plan {deployment.summary()} ({solution.status.value}, backend {solution.backend})")
+    print(f"trace {trace.source}: {trace.duration_s} s, {report.requests} requests, SLO {slo:g} ms, "
+          f"simulated in {report.wall_seconds:.2f} s")
+    for key, value in report.to_dict().items():
+        print(f"  {key:<20} {_fmt(value)}")
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,146 @@
+"""``servopt solve FILE``: solve a problem file, print the plan, optionally write a Triton repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DESCRIPTION = """Solve a problem file and print the plan.
+
+FILE holds one problem (YAML): `problem: min_gpus | max_throughput | variant_selection | pipeline`, its inputs,
+and performance either inline (`batches:` / `capacity:` tables) or from `profiles:` (see docs/formulations.md and
+the files in examples/). The problem is solved exactly as a MILP by the chosen backend (`servopt backends` lists
+them), or by a baseline policy with --policy.
+
+Output: a table for people, or with --json exactly one JSON object on stdout:
+  {"problem", "status", "objective", "backend", "solve_seconds", "plan"}
+status is optimal, feasible (a limit stopped the solver with a plan), infeasible or error."""
+
+EPILOG = """examples:
+  servopt solve examples/min_gpus_efficientnet.yaml
+  servopt solve examples/min_gpus_efficientnet.yaml --json
+  servopt solve examples/min_gpus_efficientnet.yaml --backend cpsat --scale 100 --time-limit 10
+  servopt solve examples/min_gpus_efficientnet.yaml --out triton-repo --force
+  servopt solve examples/max_throughput_resnet50_budget.yaml --json | jq .plan.groups
+  servopt solve examples/pipeline_video.yaml --policy greedy
+
+exit codes:
+  0  a plan was found (optimal, or feasible when --time-limit stopped the solver)
+  1  no plan: infeasible (the reason is printed on stderr, e.g. "the whole pool processes at most
+     8.1 M images within 600 s; 10 M requested") or the solver stopped without one
+  2  bad input or usage (one line naming the file, key and value)"""
+
+TRITON_BACKENDS = ("onnxruntime", "tensorrt_plan", "pytorch_libtorch", "python")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="problem file (YAML)")
+    parser.add_argument("--backend", default="auto", metavar="NAME",
+                        help="solver backend (auto, cpsat, highs, scip, gurobi, cvxpy) or a problem's own exact "
+                             "algorithm; default: auto")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="S",
+                        help="stop the solver after S seconds (status 'feasible' if it has a plan by then)")
+    parser.add_argument("--scale", type=float, default=None, metavar="FACTOR",
+                        help="CP-SAT only: multiply fractional data (e.g. costs) by FACTOR and round to integers "
+                             "(checked for rounding error); e.g. 100 for prices in cents")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object instead of a table")
+    parser.add_argument("--policy", metavar="NAME", default=None,
+                        help="use a baseline policy instead of the exact solver: bruteforce, greedy, fa2, rim, "
+                             "ms+ (variant_selection and pipeline problems; see docs/formulations.md)")
+    out = parser.add_argument_group("Triton output")
+    out.add_argument("--out", metavar="DIR", default=None,
+                     help="write the Triton model repository for the plan to DIR")
+    out.add_argument("--force", action="store_true", help="replace an existing repository at DIR")
+    out.add_argument("--triton-backend", choices=TRITON_BACKENDS, default=None,
+                     help="Triton backend of the served model (default: the problem file's triton: settings, "
+                          "else onnxruntime)")
+    out.add_argument("--kserve", action="store_true", help="also write a KServe InferenceService manifest")
+    out.add_argument("--storage-uri", metavar="URI", default=None,
+                     help="where the cluster finds the repository (for the KServe manifest)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from servopt.exceptions import ServoptError, ValidationError
+    from servopt.problem_io import load_problem
+    from servopt.result import SolveParams, Status
+
+    if args.out is None:
+        stray = [flag for flag, on in (("--force", args.force), ("--kserve", args.kserve),
+                                       ("--storage-uri", args.storage_uri is not None),
+                                       ("--triton-backend", args.triton_backend is not None)) if on]
+        if stray:
+            raise ValidationError(f"{stray[0]} only applies with --out DIR (the Triton repository to write)")
+    if args.policy is not None and args.backend != "auto":
+        raise ValidationError("give either --policy NAME or --backend NAME, not both")
+    if args.out is not None and not args.force and os.path.lexists(args.out):
+        # refused before solving, so nothing is printed and nothing changes
+        raise ValidationError(f"--out {args.out}: the folder exists; pass --force to replace it")
+    problem = load_problem(args.file)
+    params = SolveParams(time_limit_s=args.time_limit, scale=args.scale)
+    if args.policy is not None:
+        solution = _run_policy(problem, args.policy, params, ServoptError)
+    else:
+        import servopt
+        from servopt.exceptions import CapabilityError
+
+        try:
+            solution = servopt.solve(problem, backend=args.backend, params=params)
+        except CapabilityError as exc:
+            if "scale=" not in str(exc):
+                raise
+            raise CapabilityError(str(exc).replace("pass scale=<factor>", "pass --scale FACTOR")) from None
+
+    if solution.plan is not None and args.out is not None:
+        # written before anything is printed: a refused or failed write leaves stdout empty (exit 2)
+        _write(problem, solution, args, ServoptError)
+    if args.json:
+        print(json.dumps(solution.to_dict(), allow_nan=False))
+    elif solution.plan is not None:
+        print(_headline(solution))
+        print(_table(solution.plan))
+    if solution.plan is None:
+        reason = solution.message or f"the solver ended with status {solution.status.value}"
+        label = "infeasible" if solution.status is Status.INFEASIBLE else f"no plan ({solution.status.value})"
+        print(f"servopt: {label}: {reason}", file=sys.stderr)
+        return 1
+    if solution.status is Status.FEASIBLE and args.policy is not None:
+        print(f"servopt: note: policy {args.policy!r} is a heuristic; the plan is feasible, not proven optimal",
+              file=sys.stderr)
+    elif solution.status is Status.FEASIBLE:
+        print("servopt: note: a limit stopped the solver; the plan is feasible but not proven optimal",
+              file=sys.stderr)
+    if args.out is not None:
+        print(f"wrote the Triton model repository to {args.out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _run_policy(problem: Any, name: str, params: Any, error: type[Exception]) -> Any:
+    try:
+        from servopt.formulations.baselines import run_policy
+    except ImportError as exc:
+        raise error(f"--policy needs servopt.formulations.baselines, which cannot be imported ({exc})") from None
+    return run_policy(problem, name, params)
+
+
+def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Exception]) -> None:
+    try:
+        from servopt.triton import write_repository
+    except ImportError as exc:
+        raise error(f"--out needs servopt.triton, which cannot be imported ({exc})") from None
+    write_repository(problem, solution, args.out, force=args.force, triton_backend=args.triton_backend,
+                     kserve=args.kserve, storage_uri=args.storage_uri, source=args.file)
+
+
+def _headline(solution: Any) -> str:
+    return (f"{solution.problem}: {solution.status.value} (backend {solution.backend}, "
+            f"{solution.solve_seconds:.3f} s)")
+
+
+def _table(plan: Any) -> str:
+    to_table = getattr(plan, "to_table", None)
+    if callable(to_table):
+        return str(to_table())
+    return json.dumps(plan.to_dict(), indent=2)

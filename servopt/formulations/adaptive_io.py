@@ -1,0 +1,197 @@
+"""Problem files for ``variant_selection`` and ``pipeline`` (the inline forms of SPEC §5).
+
+Every error names the file and the key path (``variants[2].capacity[4]``) and says what is accepted; unknown keys
+are rejected. ``variant_selection`` may take capacities from a profile instead of inline tables::
+
+    profiles: ../../shared/data/infadapter/capacity_result_Feb_21.csv   # relative to the YAML file
+    performance: {mode: fit, headroom: 0.8, sla_ms: 750}   # mode: table (profiled points) | fit (line)
+    # optional: cores: [2, 3, ..., 20] (the counts to offer; default the profiled ones); per variant
+    # profile_variant: <name in the profile> (default: the variant's name, e.g. resnet18)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from servopt.exceptions import ValidationError
+from servopt.problem_io import Fields, check_int, check_number
+
+__all__ = ["read_variant_selection", "read_pipeline"]
+
+
+def _flag(f: Fields, key: str) -> bool:
+    value = f.raw(key, False)
+    if not isinstance(value, bool):
+        raise f.error(key, f"expected true or false, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _common(f: Fields, source: Path) -> dict[str, Any]:
+    f.str("problem")
+    return {
+        "name": f.str("name", source.stem if source.name not in ("", "<problem>") else "problem"),
+        "prefer_stable": _flag(f, "prefer_stable"),
+        "triton": f.mapping("triton", None),
+    }
+
+
+def read_variant_selection(data: Mapping[str, Any], source: str | Path) -> Any:
+    """Validate a ``variant_selection`` mapping into a ``VariantSelection``."""
+    from servopt.formulations.variant_selection import Variant, VariantSelection
+
+    source = Path(source)
+    f = Fields(data, source)
+    common = _common(f, source)
+    lam = f.number("workload_rps", positive=True)
+    budget = f.int("core_budget", minimum=1)
+    weights = {k: f.number(k, d, minimum=0.0) for k, d in (("alpha", 1.0), ("beta", 0.05), ("gamma", 0.001))}
+    profile_capacity = _profile_capacity(f, source)
+    entries = f.list("variants")
+    variants = []
+    for i, entry in enumerate(entries):
+        v = Fields(entry, source, f"variants[{i}]")
+        name = v.str("name")
+        capacity = _capacity(v, name, profile_capacity)
+        min_cores = v.int("min_cores", 1, minimum=1)
+        max_cores = v.int("max_cores", None, minimum=min_cores)
+        try:
+            variants.append(Variant(
+                name=name,
+                accuracy=v.number("accuracy"),
+                capacity=capacity,
+                load_time_s=v.number("load_time_s", 0.0, minimum=0.0),
+                current_cores=v.int("current_cores", 0, minimum=0),
+                min_cores=min_cores,
+                max_cores=max_cores,
+            ))
+        except ValidationError as exc:
+            raise ValidationError(f"{source}: key 'variants[{i}]': {exc}") from None
+        v.done()
+    f.done()
+    try:
+        return VariantSelection(workload_rps=lam, core_budget=budget, variants=variants, **weights, **common)
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: {exc}") from None
+
+
+def _capacity(v: Fields, name: str, profile_capacity: Any) -> dict[int, float]:
+    if not v.has("capacity"):
+        if profile_capacity is None:
+            raise v.error("capacity", "missing (required unless the problem gives `profiles:`)")
+        return profile_capacity(v, name)
+    table = v.mapping("capacity")
+    out: dict[int, float] = {}
+    for cores, rps in table.items():
+        where = f"capacity[{cores}]"
+        cores = check_int(cores, lambda what: v.error(where, f"core count: {what}"), minimum=1)
+        out[cores] = check_number(rps, lambda what: v.error(where, what), minimum=0.0)
+    if not out:
+        raise v.error("capacity", "expected a non-empty mapping cores -> RPS")
+    return out
+
+
+def _profile_capacity(f: Fields, source: Path) -> Any:
+    """A function (variant fields, name) -> capacity table read from ``profiles:``, or None."""
+    path = f.str("profiles", None)
+    perf = f.mapping("performance", None)
+    if path is None:
+        if perf is not None:
+            raise f.error("performance", "only allowed together with `profiles:`")
+        return None
+    p = Fields(perf or {}, source, "performance")
+    mode = p.str("mode", "table", choices=("table", "fit"))
+    headroom = p.number("headroom", 1.0 if mode == "table" else 0.8, positive=True, maximum=1.0)
+    sla_ms = p.number("sla_ms", 750.0, positive=True)
+    counts = p.list("cores", None)
+    if counts is not None:
+        counts = [check_int(c, lambda what: p.error("cores", what), minimum=1) for c in counts]
+    p.done()
+    full = (source.parent / path) if not Path(path).is_absolute() else Path(path)
+    try:
+        from servopt.performance import capacity_table
+        from servopt.profiles import read_infadapter_capacity
+    except ImportError as exc:  # pragma: no cover - both modules ship with servopt
+        raise f.error("profiles", f"profile-backed capacity is unavailable in this build ({exc})") from None
+    try:
+        frame = read_infadapter_capacity(full, sla_ms)
+    except ValidationError as exc:
+        raise f.error("profiles", str(exc)) from None
+
+    def lookup(v: Fields, name: str) -> dict[int, float]:
+        key = v.str("profile_variant", name)
+        try:
+            table = capacity_table(frame, variant=key, mode=mode, headroom=headroom, cores=counts, source=str(full))
+        except ValidationError as exc:
+            raise v.error("profile_variant", str(exc)) from None
+        return {int(k): float(r) for k, r in dict(table).items()}
+
+    return lookup
+
+
+def read_pipeline(data: Mapping[str, Any], source: str | Path) -> Any:
+    """Validate a ``pipeline`` mapping into :class:`~servopt.formulations.pipeline.Pipeline`."""
+    from servopt.formulations.pipeline import (
+        ACCURACY_METHODS,
+        NORMALIZATIONS,
+        BatchProfile,
+        Deployment,
+        Pipeline,
+        Stage,
+        StageVariant,
+    )
+
+    source = Path(source)
+    f = Fields(data, source)
+    common = _common(f, source)
+    fields: dict[str, Any] = {
+        "workload_rps": f.number("workload_rps", positive=True),
+        "sla_ms": f.number("sla_ms", positive=True),
+        "alpha": f.number("alpha", 2.0, minimum=0.0),
+        "beta": f.number("beta", 1.0, minimum=0.0),
+        "delta": f.number("delta", 1e-6, minimum=0.0),
+        "accuracy": f.str("accuracy", "sum", choices=ACCURACY_METHODS),
+        "normalize": f.str("normalize", None, choices=NORMALIZATIONS),
+        "max_replicas": f.int("max_replicas", 100, minimum=1),
+    }
+    stages, current = [], {}
+    for si, entry in enumerate(f.list("stages")):
+        sf = Fields(entry, source, f"stages[{si}]")
+        stage_name = sf.str("name")
+        variants = []
+        for vi, ventry in enumerate(sf.list("variants")):
+            vf = Fields(ventry, source, f"stages[{si}].variants[{vi}]")
+            batches = []
+            for b, point in vf.mapping("batches").items():
+                where = f"batches[{b}]"
+                b = check_int(b, lambda what: vf.error(where, f"batch size: {what}"), minimum=1)
+                pf = Fields(point, source, f"{vf.prefix}.batches[{b}]")
+                lat = pf.number("latency_ms", positive=True)
+                thr = pf.number("throughput_rps", None, positive=True)
+                pf.done()
+                batches.append(BatchProfile(b, lat, thr))
+            if not batches:
+                raise vf.error("batches", "expected at least one batch size")
+            try:
+                variants.append(StageVariant(vf.str("name"), vf.number("accuracy"), vf.number("cores", positive=True),
+                                             batches))
+            except ValidationError as exc:
+                raise ValidationError(f"{source}: key '{vf.prefix}': {exc}") from None
+            vf.done()
+        cur = sf.mapping("current", None)
+        if cur is not None:
+            cf = Fields(cur, source, f"stages[{si}].current")
+            current[stage_name] = Deployment(cf.str("variant"), cf.int("batch_size", minimum=1),
+                                             cf.int("replicas", None, minimum=1))
+            cf.done()
+        sf.done()
+        try:
+            stages.append(Stage(stage_name, variants))
+        except ValidationError as exc:
+            raise ValidationError(f"{source}: key 'stages[{si}]': {exc}") from None
+    f.done()
+    try:
+        return Pipeline(stages=stages, current=current or None, **fields, **common)
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: {exc}") from None

@@ -1,0 +1,496 @@
+"""What ``min_gpus`` and ``max_throughput`` share: GPU types, batch options, plans (file parsing: ``gpu_io``).
+
+A GPU of type *g* running batch size *b* for *k* batches is busy ``W_g(b) + (k - 1) L_g(b)`` (warm-up, then
+steady-state batches) and processes ``k b`` images. Within a deadline *T* the most batches it can run is
+
+    k_max = min(M_g + 1, 1 + floor((T - W_g(b)) / L_g(b)))      (0 when W_g(b) > T)
+
+computed once here, in integers, with the tolerance :data:`BUSY_RTOL` (see :func:`max_batches_within`), so the
+MILPs carry no floating-point busy-time rows. The two formulations built from these options live in
+:mod:`servopt.formulations.gpu_models`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from servopt.exceptions import ValidationError
+
+__all__ = [
+    "BUSY_RTOL",
+    "FORMULATIONS",
+    "BatchPoint",
+    "GPUType",
+    "GPUOption",
+    "GPUGroup",
+    "GPUPlan",
+    "max_batches_within",
+    "gpu_options",
+    "busy_limit_ms",
+]
+
+#: relative tolerance on the busy-time inequality ``W + (k-1) L <= T`` (shared by k_max and the plan checker)
+BUSY_RTOL = 1e-9
+
+#: the two exact linearisations of the seed's model; ``aggregated`` is the default (benchmarks/results/)
+FORMULATIONS = ("aggregated", "per_gpu")
+
+
+def busy_limit_ms(deadline_s: float) -> float:
+    """The deadline in milliseconds plus the tolerance :data:`BUSY_RTOL` (relative, at least 1e-9 ms)."""
+    limit = float(deadline_s) * 1000.0
+    return limit + BUSY_RTOL * max(1.0, limit)
+
+
+def max_batches_within(deadline_s: float, warmup_ms: float, latency_ms: float, cap: int | None = None) -> int:
+    """The most batches one GPU runs within the deadline: the largest k with ``W + (k-1) L <= T``.
+
+    Parameters
+    ----------
+    deadline_s : float
+        T, seconds.
+    warmup_ms, latency_ms : float
+        W (first batch) and L (each further batch), milliseconds; ``latency_ms > 0``.
+    cap : int, optional
+        M, the most batches after the first (``k - 1 <= M``).
+
+    Returns
+    -------
+    int
+        k_max, or 0 when even the first batch misses the deadline.
+
+    Examples
+    --------
+    >>> max_batches_within(1.0, warmup_ms=100.0, latency_ms=300.0)
+    4
+    >>> max_batches_within(1.0, 100.0, 300.0, cap=1), max_batches_within(0.05, 100.0, 300.0)
+    (2, 0)
+    """
+    limit = busy_limit_ms(deadline_s)
+    if warmup_ms > limit:
+        return 0
+    k = 1 + int(math.floor((limit - warmup_ms) / latency_ms))
+    # floor() of a rounded quotient can be one off either way; settle it on the inequality itself
+    while k > 1 and warmup_ms + (k - 1) * latency_ms > limit:
+        k -= 1
+    while warmup_ms + k * latency_ms <= limit:
+        k += 1
+    if cap is not None:
+        k = min(k, cap + 1)
+    return k
+
+
+@dataclass(frozen=True)
+class BatchPoint:
+    """Performance of one batch size on one GPU type (milliseconds; warm-up defaults to the latency)."""
+
+    batch_size: int
+    latency_ms: float
+    warmup_ms: float
+    warmup_known: bool = True
+    memory_mb: float | None = None
+
+
+def _point(b: Any, value: Any, where: str) -> BatchPoint:
+    if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+        raise ValidationError(f"{where}: batch size {b!r} is not an integer >= 1")
+    if isinstance(value, BatchPoint):
+        if value.batch_size != b:
+            raise ValidationError(f"{where}: key {b} holds the point of batch size {value.batch_size}")
+        return value
+    if _is_num(value):
+        value = {"latency_ms": value}
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"{where}.{b}: expected {{latency_ms: ..., warmup_ms: ...}} or a latency in ms, got {value!r}"
+        )
+    unknown = set(value) - {"latency_ms", "warmup_ms", "memory_mb", "throughput_rps"}
+    if unknown:
+        raise ValidationError(
+            f"{where}.{b}: unknown key {sorted(map(str, unknown))[0]!r} (allowed: latency_ms, warmup_ms, "
+            "memory_mb, throughput_rps)"
+        )
+    lat = value.get("latency_ms")
+    if not _is_num(lat) or not (0 < float(lat) < math.inf):
+        raise ValidationError(f"{where}.{b}.latency_ms: expected a number > 0, got {lat!r}")
+    warm = value.get("warmup_ms")
+    if warm is not None and (not _is_num(warm) or not (0 < float(warm) < math.inf)):
+        raise ValidationError(f"{where}.{b}.warmup_ms: expected a number > 0, got {warm!r}")
+    mem = value.get("memory_mb")
+    if mem is not None and (not _is_num(mem) or not (0 <= float(mem) < math.inf)):
+        raise ValidationError(f"{where}.{b}.memory_mb: expected a number >= 0, got {mem!r}")
+    return BatchPoint(
+        batch_size=b,
+        latency_ms=float(lat),
+        warmup_ms=float(warm) if warm is not None else float(lat),
+        warmup_known=warm is not None,
+        memory_mb=float(mem) if mem is not None else None,
+    )
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+@dataclass(frozen=True)
+class GPUType:
+    """One kind of GPU in the pool.
+
+    Parameters
+    ----------
+    hardware : str
+        Name, e.g. ``A100-80GB`` (unique in a pool).
+    max_count : int
+        C_g, how many GPUs of this type are available (0 disables the type).
+    batches : mapping of int to mapping
+        Batch size -> ``{"latency_ms": L, "warmup_ms": W}`` (warm-up optional: W = L when unknown; a bare number
+        is read as the latency). ``memory_mb`` is accepted and kept for reports.
+    cost_per_hour : float, optional
+        c_g; needed by ``objective="cost"`` and by ``budget_per_hour``.
+    max_batches : int, optional
+        M_g, the most batches a GPU runs *after its first* (``k - 1 <= M_g``, SPEC §4.1).
+    max_batch_size : int, optional
+        MB_g: batch sizes above it are not offered (e.g. they do not fit device memory).
+
+    Examples
+    --------
+    >>> t4 = GPUType("T4", max_count=4, batches={1: {"latency_ms": 5.0, "warmup_ms": 900.0}, 8: 21.0})
+    >>> [(p.batch_size, p.latency_ms, p.warmup_ms) for p in t4.batches]
+    [(1, 5.0, 900.0), (8, 21.0, 21.0)]
+    """
+
+    hardware: str
+    max_count: int
+    batches: Any
+    cost_per_hour: float | None = None
+    max_batches: int | None = None
+    max_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"GPU type {self.hardware!r}"
+        if not isinstance(self.hardware, str) or not self.hardware.strip():
+            raise ValidationError(f"GPU type: hardware must be a non-empty string, got {self.hardware!r}")
+        if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:
+            raise ValidationError(f"{where}: max_count={self.max_count!r}; give an integer >= 0")
+        if self.cost_per_hour is not None:
+            if not _is_num(self.cost_per_hour) or self.cost_per_hour < 0:
+                raise ValidationError(f"{where}: cost_per_hour={self.cost_per_hour!r}; give a number >= 0")
+            object.__setattr__(self, "cost_per_hour", float(self.cost_per_hour))
+        for key in ("max_batches", "max_batch_size"):
+            value = getattr(self, key)
+            low = 0 if key == "max_batches" else 1
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValidationError(f"{where}: {key}={value!r}; give an integer >= {low} or leave it out")
+        raw = self.batches
+        if isinstance(raw, Mapping):
+            items = list(raw.items())
+        elif isinstance(raw, (list, tuple)) and all(isinstance(p, BatchPoint) for p in raw):
+            items = [(p.batch_size, p) for p in raw]
+        else:
+            raise ValidationError(
+                f"{where}: batches must map batch size -> {{latency_ms, warmup_ms}}, got {type(raw).__name__}"
+            )
+        if not items:
+            raise ValidationError(f"{where}: batches is empty; give at least one batch size with its latency")
+        points = sorted((_point(b, v, f"{where} batches") for b, v in items), key=lambda p: p.batch_size)
+        if len({p.batch_size for p in points}) != len(points):
+            raise ValidationError(f"{where}: batches lists a batch size twice")
+        object.__setattr__(self, "batches", tuple(points))
+
+    @classmethod
+    def from_profile(cls, profile: Any, hardware: str, max_count: int, *, mode: str = "table",
+                     cost_per_hour: float | None = None, max_batches: int | None = None,
+                     max_batch_size: int | None = None, **selectors: Any) -> GPUType:
+        """A GPU type whose batch table comes from a profile (``servopt.load_profile(...)`` or a DataFrame).
+
+        ``mode="table"`` takes the profiled points as they are, ``"fit"`` the fitted latency curve;
+        ``selectors`` (``model=``, ``variant=``, ``input_size=``, ``cores=``, ``where=``) pick the rows, as in
+        :func:`servopt.performance.batch_table`.
+
+        Examples
+        --------
+        >>> import servopt
+        >>> profile = servopt.load_profile("profiles/nvidia_efficientnet_pytorch.csv")    # doctest: +SKIP
+        >>> GPUType.from_profile(profile, "A100-80GB", 4, variant="efficientnet-b0-amp")  # doctest: +SKIP
+        """
+        from servopt.performance import batch_table
+
+        table = batch_table(profile, hardware=hardware, mode=mode, **selectors)
+        batches = {int(b): {k: float(v) for k, v in row.items()
+                            if k in ("latency_ms", "warmup_ms", "memory_mb") and _is_num(v)}
+                   for b, row in table.items()}
+        return cls(hardware, max_count, batches, cost_per_hour=cost_per_hour, max_batches=max_batches,
+                   max_batch_size=max_batch_size)
+
+    def point(self, batch_size: int) -> BatchPoint | None:
+        """The performance of ``batch_size``, or None if this type does not offer it."""
+        return next((p for p in self.batches if p.batch_size == batch_size), None)
+
+    def offered(self, latency_slo_ms: float | None = None) -> tuple[BatchPoint, ...]:
+        """Batch sizes within ``max_batch_size`` and, when given, the per-batch latency SLO."""
+        return tuple(
+            p for p in self.batches
+            if (self.max_batch_size is None or p.batch_size <= self.max_batch_size)
+            and (latency_slo_ms is None or p.latency_ms <= latency_slo_ms * (1 + BUSY_RTOL))
+        )
+
+
+@dataclass(frozen=True)
+class GPUOption:
+    """One GPU of type ``type_index`` running ``batch_size`` for its most batches within the deadline."""
+
+    type_index: int
+    hardware: str
+    batch_size: int
+    latency_ms: float
+    warmup_ms: float
+    batches: int
+
+    @property
+    def images(self) -> int:
+        return self.batch_size * self.batches
+
+    @property
+    def busy_s(self) -> float:
+        return (self.warmup_ms + (self.batches - 1) * self.latency_ms) / 1000.0
+
+
+def gpu_options(gpus: Sequence[GPUType], deadline_s: float, latency_slo_ms: float | None = None) -> list[GPUOption]:
+    """Every (GPU type, batch size) that fits the deadline, with k_max batches, in pool and batch order."""
+    out = []
+    for g, gpu in enumerate(gpus):
+        if gpu.max_count == 0:
+            continue
+        for p in gpu.offered(latency_slo_ms):
+            k = max_batches_within(deadline_s, p.warmup_ms, p.latency_ms, gpu.max_batches)
+            if k >= 1:
+                out.append(GPUOption(g, gpu.hardware, p.batch_size, p.latency_ms, p.warmup_ms, k))
+    return out
+
+
+@dataclass(frozen=True)
+class GPUGroup:
+    """GPUs of one type running the same batch size for the same number of batches."""
+
+    hardware: str
+    gpus: int
+    batch_size: int
+    batches_per_gpu: int
+    images: int
+    busy_s: float
+    latency_ms: float
+    warmup_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hardware": self.hardware,
+            "gpus": self.gpus,
+            "batch_size": self.batch_size,
+            "batches_per_gpu": self.batches_per_gpu,
+            "images": self.images,
+        }
+
+
+@dataclass(frozen=True)
+class GPUPlan:
+    """A decoded ``min_gpus`` / ``max_throughput`` plan.
+
+    ``images`` is what the chosen GPUs process within the deadline when each runs ``batches_per_gpu`` batches;
+    for ``min_gpus`` it is at least the images requested and may exceed them (a GPU simply runs out of work).
+    ``objective`` is the formulation's objective value: GPUs, cost per hour, or images.
+    """
+
+    kind: str
+    objective_name: str
+    objective: float
+    gpus: int
+    images: int
+    cost_per_hour: float | None
+    groups: tuple[GPUGroup, ...]
+    deadline_s: float
+    requested_images: int | None = None
+    budget_per_hour: float | None = None
+    formulation: str = "aggregated"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``plan`` object of ``servopt solve --json`` (SPEC §5)."""
+        return {
+            "gpus": self.gpus,
+            "images": self.images,
+            "cost_per_hour": self.cost_per_hour,
+            "groups": [g.to_dict() for g in self.groups],
+        }
+
+    def to_table(self) -> str:
+        """The plan for people: one line per group, totals, and what the numbers mean."""
+        if self.requested_images is not None:
+            head = f"{self.kind}: {self.requested_images:,} images within {self.deadline_s:g} s"
+        else:
+            head = f"{self.kind}: most images within {self.deadline_s:g} s"
+            if self.budget_per_hour is not None:
+                head += f" for at most {self.budget_per_hour:g} per hour"
+        value = f"{self.objective:,.4g}" if self.objective_name == "cost" else f"{int(self.objective):,}"
+        lines = [f"{head} -> {self.objective_name} = {value}"]
+        header = ("hardware", "GPUs", "batch", "batches/GPU", "images", "busy s")
+        rows = [header] + [
+            (g.hardware, f"{g.gpus:,}", f"{g.batch_size:,}", f"{g.batches_per_gpu:,}", f"{g.images:,}",
+             f"{g.busy_s:,.2f}")
+            for g in self.groups
+        ]
+        rows.append(("total", f"{self.gpus:,}", "", "", f"{self.images:,}", ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        for n, r in enumerate(rows):
+            cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+            if n == len(rows) - 1:
+                lines.append("  " + "  ".join("-" * w for w in widths))
+            lines.append("  " + "  ".join(cells).rstrip())
+        if self.cost_per_hour is not None:
+            lines.append(f"cost per hour: {self.cost_per_hour:,.4g}")
+        if self.requested_images is not None and self.images > self.requested_images:
+            lines.append(
+                f"note: the GPUs can process {self.images - self.requested_images:,} images more than requested "
+                "within the deadline; batches/GPU is each GPU's capacity, not a quota"
+            )
+        return "\n".join(lines)
+
+
+def plan_from_counts(
+    problem: Any, counts: Iterable[tuple[GPUOption, int, int]], objective_name: str, formulation: str
+) -> GPUPlan:
+    """Build a :class:`GPUPlan` from ``(option, gpus, batches_per_gpu)`` triples (same triples are merged)."""
+    merged: dict[tuple[int, int, int], int] = {}
+    by_key: dict[tuple[int, int, int], GPUOption] = {}
+    for option, n, k in counts:
+        if n <= 0:
+            continue
+        key = (option.type_index, option.batch_size, k)
+        merged[key] = merged.get(key, 0) + n
+        by_key[key] = option
+    groups = []
+    for key in sorted(merged, key=lambda t: (t[0], -t[1], -t[2])):
+        o, n, k = by_key[key], merged[key], key[2]
+        groups.append(GPUGroup(o.hardware, n, o.batch_size, k, n * o.batch_size * k,
+                               (o.warmup_ms + (k - 1) * o.latency_ms) / 1000.0, o.latency_ms, o.warmup_ms))
+    gpus = sum(g.gpus for g in groups)
+    images = sum(g.images for g in groups)
+    costs = [problem.gpus[key[0]].cost_per_hour for key in merged]
+    cost = None
+    if all(c is not None for c in costs):
+        cost = round(sum(problem.gpus[key[0]].cost_per_hour * n for key, n in merged.items()), 9)
+    objective = {"gpus": float(gpus), "cost": cost, "images": float(images)}[objective_name]
+    return GPUPlan(
+        kind=problem.kind,
+        objective_name=objective_name,
+        objective=float(objective) if objective is not None else math.nan,
+        gpus=gpus,
+        images=images,
+        cost_per_hour=cost,
+        groups=tuple(groups),
+        deadline_s=problem.deadline_s,
+        requested_images=getattr(problem, "images", None),
+        budget_per_hour=getattr(problem, "budget_per_hour", None),
+        formulation=formulation,
+    )
+
+
+def fmt_count(n: float) -> str:
+    """``8,123,456`` -> ``8.12 M`` for messages (exact below 100,000)."""
+    if n >= 1e9:
+        return f"{n / 1e9:.3g} G"
+    if n >= 1e6:
+        return f"{n / 1e6:.3g} M"
+    if n >= 1e5:
+        return f"{n / 1e3:.4g} k"
+    return f"{int(n):,}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GPUProblemBase:
+    """Fields and checks shared by :class:`~servopt.formulations.min_gpus.MinGPUs` and ``MaxThroughput``."""
+
+    kind: ClassVar[str]
+
+    deadline_s: float
+    gpus: Sequence[GPUType]
+    latency_slo_ms: float | None = None
+    formulation: str = "aggregated"
+    name: str = "model"
+    model: str | None = None
+    input_size: int | None = None
+    triton: Mapping[str, Any] | None = field(default=None, compare=False)
+    source: Path | None = field(default=None, compare=False)
+
+    def _check_common(self) -> None:
+        if not _is_num(self.deadline_s) or self.deadline_s <= 0:
+            raise ValidationError(f"deadline_s={self.deadline_s!r}; give a number of seconds > 0")
+        object.__setattr__(self, "deadline_s", float(self.deadline_s))
+        if self.latency_slo_ms is not None:
+            if not _is_num(self.latency_slo_ms) or self.latency_slo_ms <= 0:
+                raise ValidationError(f"latency_slo_ms={self.latency_slo_ms!r}; give milliseconds > 0 or None")
+            object.__setattr__(self, "latency_slo_ms", float(self.latency_slo_ms))
+        if self.formulation not in FORMULATIONS:
+            raise ValidationError(
+                f"formulation={self.formulation!r}; choose one of {', '.join(FORMULATIONS)}"
+            )
+        gpus = tuple(self.gpus) if not isinstance(self.gpus, GPUType) else (self.gpus,)
+        if not gpus:
+            raise ValidationError("gpus is empty; give at least one GPU type")
+        for i, g in enumerate(gpus):
+            if not isinstance(g, GPUType):
+                raise ValidationError(f"gpus[{i}] is a {type(g).__name__}; give servopt.GPUType objects")
+        seen: set[str] = set()
+        for g in gpus:
+            if g.hardware in seen:
+                raise ValidationError(
+                    f"GPU type {g.hardware!r} appears twice in gpus; merge the entries or give them distinct "
+                    "names (e.g. 'T4-spot')"
+                )
+            seen.add(g.hardware)
+        object.__setattr__(self, "gpus", gpus)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValidationError(f"name={self.name!r}; give a non-empty model name")
+
+    def options(self) -> list[GPUOption]:
+        """Every feasible (GPU type, batch size) with its k_max batches."""
+        return gpu_options(self.gpus, self.deadline_s, self.latency_slo_ms)
+
+    def _why_no_option(self) -> str | None:
+        """A sentence when no GPU type can run any batch size within the deadline (and SLO), else None."""
+        if self.options():
+            return None
+        pool = [g for g in self.gpus if g.max_count > 0]
+        if not pool:
+            return "every GPU type has max_count 0, so the pool is empty; give at least one type max_count >= 1"
+        sized = [(g, p) for g in pool for p in g.offered()]
+        if not sized:
+            caps = ", ".join(f"{g.hardware} {g.max_batch_size}" for g in pool)
+            return (
+                f"no profiled batch size is within max_batch_size of any GPU type (max_batch_size: {caps}); "
+                "raise max_batch_size or profile smaller batches"
+            )
+        if self.latency_slo_ms is not None:
+            within = [(g, p) for g in pool for p in g.offered(self.latency_slo_ms)]
+            if not within:
+                g, p = min(sized, key=lambda gp: gp[1].latency_ms)
+                return (
+                    f"latency_slo_ms {self.latency_slo_ms:g} is below the per-batch latency of every GPU type "
+                    f"(fastest: {g.hardware} at batch {p.batch_size}, {p.latency_ms:g} ms); raise the SLO"
+                )
+            sized = within
+        g, p = min(sized, key=lambda gp: gp[1].warmup_ms)
+        return (
+            f"deadline {self.deadline_s:g} s is below the first-batch time of every GPU type (fastest: "
+            f"{g.hardware} at batch {p.batch_size}, {p.warmup_ms / 1000:.4g} s); allow at least that long"
+        )
+
+    def capacity(self) -> int:
+        """Images the whole pool processes within the deadline, each GPU at its best batch size."""
+        best: dict[int, int] = {}
+        for o in self.options():
+            best[o.type_index] = max(best.get(o.type_index, 0), o.images)
+        return sum(self.gpus[g].max_count * v for g, v in best.items())
+

@@ -1,0 +1,177 @@
+"""Problem files for ``min_gpus`` / ``max_throughput``: the shared keys and the ``gpus:`` entries.
+
+Each GPU entry takes its performance from an inline ``batches:`` table (SPEC §5) or, without one, from the
+``profiles:`` files through :func:`servopt.performance.batch_table`. Errors name the file and key path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from servopt.exceptions import ValidationError
+from servopt.formulations.gpu_common import FORMULATIONS, GPUType, _is_num
+
+__all__ = ["COMMON_KEYS", "GPU_KEYS", "read_common", "construct"]
+#: keys both GPU problems read (besides their own: ``images`` / ``objective`` or ``budget_per_hour``)
+COMMON_KEYS = ("problem", "name", "model", "variant", "input_size", "cores", "profiles", "performance", "triton",
+               "formulation", "latency_slo_ms", "deadline_s", "gpus")
+
+#: keys of one ``gpus:`` entry
+GPU_KEYS = ("hardware", "max_count", "cost_per_hour", "max_batches", "max_batch_size", "batches")
+
+
+def read_common(f: Any, source: Path) -> dict[str, Any]:
+    """Read the keys of :data:`COMMON_KEYS` from a problem file into keyword arguments of the problem class.
+
+    ``f`` is a :class:`servopt.problem_io.Fields` over the whole document. GPU entries without ``batches:`` take
+    their table from the ``profiles:`` files (paths relative to the problem file) through
+    :func:`servopt.performance.batch_table`, selected by ``model``, ``variant``, ``input_size`` and ``cores``.
+    """
+    f.raw("problem")
+    model = f.str("model", None)
+    input_size = f.int("input_size", None, minimum=1)
+    selectors = {"model": model, "variant": f.str("variant", None), "input_size": input_size,
+                 "cores": f.number("cores", None, positive=True)}
+    profiles = f.list("profiles", None)
+    if profiles is not None:
+        for i, p in enumerate(profiles):
+            if not isinstance(p, str) or not p:
+                raise f.error(f"profiles[{i}]", f"expected a path (string) relative to the file, got {p!r}")
+        profiles = [source.parent / p for p in profiles]
+    performance = f.str("performance", "table", choices=("table", "fit"))
+    if f.has("performance") and profiles is None:
+        raise f.error("performance", "only applies with profiles:; inline batches: tables are used as given")
+    name = f.str("name", None) or model or source.stem
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "model": model,
+        "input_size": input_size,
+        "triton": f.mapping("triton", None),
+        "source": source,
+        "formulation": f.str("formulation", "aggregated", choices=FORMULATIONS),
+        "latency_slo_ms": f.number("latency_slo_ms", None, positive=True),
+        "deadline_s": f.number("deadline_s", positive=True),
+    }
+    entries = f.list("gpus")
+    frame = _Frame(profiles, source)
+    kwargs["gpus"] = [
+        _read_gpu(entry, i, f.source, frame, selectors=selectors, mode=performance)
+        for i, entry in enumerate(entries)
+    ]
+    return kwargs
+
+
+class _Frame:
+    """The profiles' table, loaded on first use (only when some GPU entry has no inline ``batches:``)."""
+
+    def __init__(self, paths: list[Path] | None, source: Path) -> None:
+        self.paths = paths
+        self.source = source
+        self._frame: Any = None
+
+    def label(self) -> str:
+        return ", ".join(str(p) for p in self.paths or [])
+
+    def get(self, where: str) -> Any:
+        if self.paths is None:
+            raise ValidationError(
+                f"{self.source}: key '{where}.batches': missing; give a batches: table (batch size -> "
+                "{latency_ms, warmup_ms}) or a top-level profiles: list with the measurements"
+            )
+        if self._frame is None:
+            try:
+                from servopt.profiles import load_profile
+            except ImportError as exc:  # the profiles module is part of servopt; this is a broken install
+                raise ValidationError(f"{self.source}: cannot read profiles: ({exc})") from None
+            missing = [p for p in self.paths if not p.exists()]
+            if missing:
+                raise ValidationError(
+                    f"{self.source}: key 'profiles': {missing[0]} does not exist (paths are relative to the "
+                    "problem file)"
+                )
+            self._frame = load_profile(self.paths if len(self.paths) > 1 else self.paths[0]).frame
+        return self._frame
+
+
+def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapping[str, Any], mode: str) -> GPUType:
+    from servopt.problem_io import Fields
+
+    where = f"gpus[{i}]"
+    g = Fields(entry, source, where)
+    hardware = g.str("hardware")
+    kwargs = {
+        "hardware": hardware,
+        "max_count": g.int("max_count", minimum=0),
+        "cost_per_hour": g.number("cost_per_hour", None, minimum=0.0),
+        "max_batches": g.int("max_batches", None, minimum=0),
+        "max_batch_size": g.int("max_batch_size", None, minimum=1),
+    }
+    batches = g.mapping("batches", None)
+    g.done()
+    if batches is None:
+        profile = frame.get(where)
+        from servopt.performance import batch_table
+
+        chosen = {k: v for k, v in selectors.items() if v is not None}
+        try:
+            table = batch_table(profile, hardware=hardware, mode=mode, source=frame.label(), **chosen)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"{source}: key '{where}': {exc} (selectors in the problem file: model, variant, input_size, cores)"
+            ) from None
+        batches = {int(b): _known(row) for b, row in table.items()}
+        if not batches:
+            shown = ", ".join(f"{k} {v!r}" for k, v in chosen.items())
+            raise ValidationError(
+                f"{source}: key '{where}': the profiles hold no measurement for hardware {hardware!r}"
+                + (f" with {shown}" if shown else "") + "; give an inline batches: table or add the measurements"
+            )
+    else:
+        batches = {_batch_key(b, source, where): _read_point(v, source, f"{where}.batches.{b}")
+                   for b, v in batches.items()}
+    try:
+        return GPUType(batches=batches, **kwargs)
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: key '{where}': {exc}") from None
+
+
+def _known(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch_table row without the keys the GPU models do not use (and without NaN warm-ups)."""
+    out: dict[str, Any] = {"latency_ms": float(row["latency_ms"])}
+    for key in ("warmup_ms", "memory_mb"):
+        value = row.get(key)
+        if value is not None and _is_num(value):
+            out[key] = float(value)
+    return out
+
+
+def _batch_key(b: Any, source: str, where: str) -> int:
+    if isinstance(b, str) and b.strip().isdigit():
+        b = int(b)
+    if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+        raise ValidationError(f"{source}: key '{where}.batches': batch size {b!r} is not an integer >= 1")
+    return b
+
+
+def _read_point(value: Any, source: str, where: str) -> dict[str, Any]:
+    from servopt.problem_io import Fields
+
+    p = Fields(value, source, where)
+    out = {"latency_ms": p.number("latency_ms", positive=True)}
+    for key in ("warmup_ms", "memory_mb", "throughput_rps"):
+        v = p.number(key, None, minimum=0.0) if key == "memory_mb" else p.number(key, None, positive=True)
+        if v is not None and key != "throughput_rps":  # throughput is b / latency here: accepted, not used
+            out[key] = v
+    p.done()
+    return out
+
+
+def construct(cls: type, kwargs: dict[str, Any]) -> Any:
+    """``cls(**kwargs)``, with a validation error prefixed by the problem file's name (``kwargs["source"]``)."""
+    try:
+        return cls(**kwargs)
+    except ValidationError as exc:
+        text, source = str(exc), str(kwargs["source"])
+        raise ValidationError(text if text.startswith(source) else f"{source}: {text}") from None

@@ -1,0 +1,105 @@
+"""``max_throughput``: the most images a GPU pool processes within T (SPEC §4.2, seed eq. 2).
+
+Optional ``budget_per_hour`` turns the choice of GPUs into a knapsack; optional ``latency_slo_ms`` offers only
+batch sizes whose per-batch latency meets the SLO (soft real-time). At least one GPU must be used, so a problem
+where nothing fits (deadline, SLO, budget) is reported infeasible with the reason, not as an empty plan.
+
+>>> import servopt
+>>> a100 = servopt.GPUType("A100", max_count=2, cost_per_hour=4.0,
+...                        batches={64: {"latency_ms": 20.0, "warmup_ms": 1500.0}})
+>>> t4 = servopt.GPUType("T4", max_count=4, cost_per_hour=1.0, batches={64: {"latency_ms": 60.0}})
+>>> problem = servopt.MaxThroughput(deadline_s=10, gpus=[a100, t4], budget_per_hour=5.0)
+>>> plan = servopt.solve(problem, backend="highs").plan
+>>> plan.images, [(g.hardware, g.gpus) for g in plan.groups]
+(42496, [('T4', 4)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from servopt.exceptions import ValidationError
+from servopt.formulations.gpu_common import GPUPlan, GPUProblemBase
+from servopt.formulations.gpu_io import construct, read_common
+from servopt.model import Model
+from servopt.result import Result
+
+__all__ = ["MaxThroughput", "from_mapping"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxThroughput(GPUProblemBase):
+    """Most images processed within ``deadline_s`` over the GPUs chosen from the pool.
+
+    Parameters
+    ----------
+    deadline_s : float
+        T, seconds.
+    gpus : sequence of GPUType
+        The pool.
+    budget_per_hour : float, optional
+        Most total cost per hour of the GPUs used (every type then needs ``cost_per_hour``).
+    latency_slo_ms : float, optional
+        Offer only batch sizes whose per-batch latency is within this SLO.
+    formulation : {"aggregated", "per_gpu"}
+        As for :class:`~servopt.formulations.min_gpus.MinGPUs`.
+    name, model, input_size, triton
+        Model name for the Triton repository, profile selectors, and the ``triton:`` settings of the file.
+    """
+
+    kind: ClassVar[str] = "max_throughput"
+
+    budget_per_hour: float | None = None
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        if self.budget_per_hour is not None:
+            b = self.budget_per_hour
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not (0 <= b < float("inf")):
+                raise ValidationError(f"budget_per_hour={b!r}; give a number >= 0 or None")
+            object.__setattr__(self, "budget_per_hour", float(b))
+            unpriced = [g.hardware for g in self.gpus if g.cost_per_hour is None and g.max_count > 0]
+            if unpriced:
+                raise ValidationError(
+                    f"budget_per_hour needs cost_per_hour for every GPU type; missing for {', '.join(unpriced)}"
+                )
+
+    @property
+    def objective(self) -> str:
+        """Always ``images`` (maximised)."""
+        return "images"
+
+    def build(self) -> tuple[Model, Callable[[Result], GPUPlan]]:
+        """The MILP in ``self.formulation`` and its decoder (no solver involved)."""
+        from servopt.formulations.gpu_models import build_gpu_model
+
+        return build_gpu_model(self, objective="images", budget=self.budget_per_hour, require_one=True)
+
+    def explain_infeasible(self) -> str:
+        """Why no plan exists, in one sentence a person can act on."""
+        why = self._why_no_option()
+        if why is not None:
+            return why
+        if self.budget_per_hour is not None:
+            fitting = {o.type_index for o in self.options()}
+            g = min((self.gpus[i] for i in fitting), key=lambda gpu: gpu.cost_per_hour or 0.0)
+            if (g.cost_per_hour or 0.0) > self.budget_per_hour:
+                return (
+                    f"budget_per_hour {self.budget_per_hour:g} buys no GPU that fits the deadline (cheapest: "
+                    f"{g.hardware} at {g.cost_per_hour:g} per hour); raise the budget"
+                )
+        return "the solver found no plan although a GPU fits; please report this with the problem file"
+
+
+def from_mapping(data: dict[str, Any], source: Path) -> MaxThroughput:
+    """Validate a ``problem: max_throughput`` document (SPEC §5) into a :class:`MaxThroughput`."""
+    from servopt.problem_io import Fields
+
+    f = Fields(data, source)
+    kwargs = read_common(f, Path(source))
+    kwargs["budget_per_hour"] = f.number("budget_per_hour", None, minimum=0.0)
+    f.done()
+    return construct(MaxThroughput, kwargs)

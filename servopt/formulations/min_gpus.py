@@ -1,0 +1,108 @@
+"""``min_gpus``: the fewest GPUs (or the cheapest pool) that process N images within T (SPEC §4.1, seed eq. 1).
+
+>>> import servopt
+>>> a100 = servopt.GPUType("A100", max_count=4, batches={64: {"latency_ms": 20.0, "warmup_ms": 1500.0}})
+>>> t4 = servopt.GPUType("T4", max_count=8, batches={64: {"latency_ms": 60.0, "warmup_ms": 900.0}})
+>>> problem = servopt.MinGPUs(images=50_000, deadline_s=10, gpus=[a100, t4])
+>>> solution = servopt.solve(problem, backend="highs")
+>>> solution.status.value, solution.objective, [(g.hardware, g.gpus) for g in solution.plan.groups]
+('optimal', 2.0, [('A100', 2)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from servopt.exceptions import ValidationError
+from servopt.formulations.gpu_common import GPUPlan, GPUProblemBase, fmt_count
+from servopt.formulations.gpu_io import construct, read_common
+from servopt.model import Model
+from servopt.result import Result
+
+__all__ = ["MinGPUs", "from_mapping", "OBJECTIVES"]
+
+#: what ``objective`` may minimise
+OBJECTIVES = ("gpus", "cost")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinGPUs(GPUProblemBase):
+    """Fewest GPUs, or lowest cost per hour, that process ``images`` within ``deadline_s``.
+
+    Parameters
+    ----------
+    images : int
+        N, images to process.
+    deadline_s : float
+        T, seconds.
+    gpus : sequence of GPUType
+        The pool: types with counts, costs, batch tables.
+    objective : {"gpus", "cost"}
+        Minimise the number of GPUs (default) or the cost per hour (every type then needs ``cost_per_hour``).
+    latency_slo_ms : float, optional
+        Offer only batch sizes whose per-batch latency is within this SLO.
+    formulation : {"aggregated", "per_gpu"}
+        ``aggregated`` (default; one integer per GPU type and batch size) or the seed's per-GPU binaries.
+        Both are exact; see docs/formulations.md and benchmarks/results/gpu_formulations.csv.
+    name, model, input_size, triton
+        Model name for the Triton repository, profile selectors, and the ``triton:`` settings of the file.
+    """
+
+    kind: ClassVar[str] = "min_gpus"
+
+    images: int
+    objective: str = "gpus"
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
+            if isinstance(self.images, float) and self.images.is_integer() and self.images >= 1:
+                object.__setattr__(self, "images", int(self.images))
+            else:
+                raise ValidationError(f"images={self.images!r}; give a whole number of images >= 1")
+        if self.objective not in OBJECTIVES:
+            raise ValidationError(f"objective={self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.objective == "cost":
+            unpriced = [g.hardware for g in self.gpus if g.cost_per_hour is None and g.max_count > 0]
+            if unpriced:
+                raise ValidationError(
+                    f"objective 'cost' needs cost_per_hour for every GPU type; missing for {', '.join(unpriced)}"
+                )
+
+    def build(self) -> tuple[Model, Callable[[Result], GPUPlan]]:
+        """The MILP in ``self.formulation`` and its decoder (no solver involved)."""
+        from servopt.formulations.gpu_models import build_gpu_model
+
+        return build_gpu_model(self, objective=self.objective, demand=self.images)
+
+    def explain_infeasible(self) -> str:
+        """Why no plan exists, in one sentence a person can act on."""
+        why = self._why_no_option()
+        if why is not None:
+            return why
+        capacity = self.capacity()
+        if capacity < self.images:
+            return (
+                f"the whole pool processes at most {fmt_count(capacity)} images within {self.deadline_s:g} s; "
+                f"{fmt_count(self.images)} requested (add GPUs, extend the deadline or raise max_batches)"
+            )
+        return (
+            f"the solver found no plan although the pool can process {fmt_count(capacity)} images within "
+            f"{self.deadline_s:g} s; please report this with the problem file"
+        )
+
+
+def from_mapping(data: dict[str, Any], source: Path) -> MinGPUs:
+    """Validate a ``problem: min_gpus`` document (SPEC §5) into a :class:`MinGPUs`."""
+    from servopt.problem_io import Fields
+
+    f = Fields(data, source)
+    kwargs = read_common(f, Path(source))
+    kwargs["images"] = f.int("images", minimum=1)
+    kwargs["objective"] = f.str("objective", "gpus", choices=OBJECTIVES)
+    f.done()
+    return construct(MinGPUs, kwargs)
+

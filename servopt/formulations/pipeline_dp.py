@@ -1,0 +1,387 @@
+"""An exact special-purpose algorithm for ``pipeline`` (SPEC §4.4): Pareto dynamic programming with LP bounds.
+
+With the optimal replicas n* = ceil(λ / h) of every (stage, variant, batch) option (see
+:mod:`servopt.formulations.pipeline`), the pipeline is a multiple-choice knapsack: choose one option o per stage,
+with weight w_o = l_o + q_o (latency plus queueing delay, ms) and value v_o, so that Σ w_o <= SLA.
+
+The algorithm (``servopt.solve(problem, "dp")``; the default backend of ``pipeline``):
+
+1. **Dominance pruning of options.** In each stage, drop an option when another is no slower, no worse in value,
+   (``product``) no less accurate in the sense below, and (with ``prefer_stable``) changes no more.
+2. **Bounds.** For every suffix of stages, the LP relaxation of the remaining knapsack as a function of the
+   latency left, r -> UB_k(r): the stages' upper convex hulls of (w, v), merged by slope (Dyer-Zemel). A greedy
+   fill of the same hulls gives a feasible incumbent (a lower bound).
+3. **Forward DP over stages on Pareto fronts.** A state is a partial choice (W = Σ w, V = Σ v, ...). Merging a
+   stage adds its options to every state; states that cannot meet the SLA (W + fastest suffix > SLA) or cannot
+   beat the incumbent (V + UB_{k+1}(SLA − W) < incumbent) are dropped, and of the rest only the non-dominated
+   ones are kept: lower W and higher V are better.
+
+Every step removes only states with no better completion than a kept one, so the best final state is optimal
+(status ``optimal``). Objectives:
+
+* ``sum`` / ``average``: V is the whole objective; states are compared on (W, V).
+* ``product``: the objective α Π_s a_s + Σ_s v_s is not additive. A partial state with accuracy product A is
+  completed by a suffix whose product R lies in [R_lo, R_hi] (products of the suffix's least and most accurate
+  options); the difference between two states' completed objectives is linear in R, so state i is at least as
+  good as j for every completion when it is at both ends: states are compared on (W, α A R_lo + V, α A R_hi + V).
+  This is exact, with no surrogate.
+* ``prefer_stable`` with a current deployment: the number of variant/batch changes C is one more criterion
+  (fewer is better), and the plan is, among the plans within the tie tolerance of the optimum, one with the
+  fewest changes (the MILP path's lexicographic second solve, done in one pass).
+
+``time_limit_s`` is honoured between stages: when it runs out the incumbent is returned with status
+``feasible``. The MILP path (any solver backend) stays available for cross-checks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from servopt.exceptions import SolverError
+from servopt.formulations.adaptive_common import tie_tolerance
+from servopt.formulations.pipeline_types import PipelinePlan, latency_limit
+from servopt.result import SolveParams, Status
+
+__all__ = ["ALGORITHMS", "solve_dp", "pareto_mask"]
+
+#: the exact algorithms this module offers, by the names ``servopt.solve(problem, backend=...)`` accepts
+ALGORITHMS = ("dp",)
+
+#: relative slack on bound pruning: a state is dropped only when its bound is below the incumbent by more than
+#: this (keeps every state whose objective ties the optimum within :func:`tie_tolerance`)
+_PRUNE_RTOL = 1e-7
+
+
+@dataclass
+class _Stage:
+    """The surviving options of one stage, as arrays aligned with ``index`` (indices into the option arrays)."""
+
+    index: np.ndarray
+    w: np.ndarray  # latency + queueing delay, ms
+    v: np.ndarray  # objective contribution without the product accuracy term
+    a: np.ndarray  # accuracy used by the product term (zeros otherwise)
+    c: np.ndarray  # changes from the current deployment (0, 1 or 2)
+
+
+def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, PipelinePlan | None, str]:
+    """Solve a :class:`~servopt.formulations.pipeline.Pipeline` exactly by Pareto dynamic programming.
+
+    Parameters
+    ----------
+    problem : Pipeline
+        A validated problem (restricted problems of the FA2/RIM baselines included).
+    params : SolveParams, optional
+        Only ``time_limit_s`` applies.
+
+    Returns
+    -------
+    (Status, PipelinePlan or None, message)
+        ``optimal`` with the plan, ``infeasible`` (no option set meets λ and the SLA), or ``feasible`` with the
+        incumbent when the time limit ran out.
+
+    Examples
+    --------
+    >>> from servopt.formulations.pipeline import BatchProfile, Pipeline, Stage, StageVariant
+    >>> v = lambda n, a, c, *lat: StageVariant(n, a, c, [BatchProfile(b, l) for b, l in zip((1, 8), lat)])
+    >>> p = Pipeline(workload_rps=20, sla_ms=1500, stages=[
+    ...     Stage("detect", [v("small", 0.45, 1, 50, 300), v("big", 0.69, 4, 120, 700)]),
+    ...     Stage("classify", [v("r18", 0.70, 1, 30, 150), v("r50", 0.76, 2, 60, 280)])])
+    >>> status, plan, _ = solve_dp(p)
+    >>> status.value, [(s.variant, s.batch_size, s.replicas) for s in plan.stages]
+    ('optimal', [('big', 8, 2), ('r50', 8, 1)])
+    """
+    params = params or SolveParams()
+    deadline = None if params.time_limit_s is None else time.perf_counter() + params.time_limit_s
+    opts = problem.options()
+    product = problem.accuracy == "product"
+    stable = bool(problem.prefer_stable and problem.current)
+    limit = latency_limit(problem.sla_ms)
+    weight = opts.latency_ms + opts.queue_ms
+    changes = _changes(problem, opts) if stable else np.zeros(opts.stage.size, dtype=np.int64)
+    accuracy = opts.accuracy if product else np.zeros(opts.stage.size)
+
+    stages: list[_Stage] = []
+    for sl in opts.stage_slices:
+        idx = np.arange(sl.start, sl.stop)[opts.feasible[sl]]
+        if not idx.size:
+            return Status.INFEASIBLE, None, ""
+        stages.append(_Stage(idx, weight[idx], opts.value[idx], accuracy[idx], changes[idx]))
+    n = len(stages)
+    # the fastest completion of every suffix: stages[k:] need at least min_suffix[k] ms
+    min_suffix = np.zeros(n + 1)
+    for k in range(n - 1, -1, -1):
+        min_suffix[k] = min_suffix[k + 1] + float(stages[k].w.min())
+    if min_suffix[0] > limit:
+        return Status.INFEASIBLE, None, ""
+
+    # products of the least / most accurate options of all stages but one (dominance inside a stage), and of
+    # every suffix (dominance between partial states)
+    lo = np.array([float(s.a.min()) for s in stages]) if product else np.ones(n)
+    hi = np.array([float(s.a.max()) for s in stages]) if product else np.ones(n)
+    alpha = problem.alpha if product else 0.0
+    for k, s in enumerate(stages):
+        others_lo = float(np.prod(np.delete(lo, k)))
+        others_hi = float(np.prod(np.delete(hi, k)))
+        keep = pareto_mask(s.w, s.v + alpha * s.a * others_lo, s.v + alpha * s.a * others_hi if product else None,
+                           s.c if stable else None)
+        stages[k] = _Stage(s.index[keep], s.w[keep], s.v[keep], s.a[keep], s.c[keep])
+    suffix_lo = np.r_[np.cumprod(lo[::-1])[::-1][1:], 1.0] if product else np.ones(n)
+    suffix_hi = np.r_[np.cumprod(hi[::-1])[::-1][1:], 1.0] if product else np.ones(n)
+
+    bound = _SuffixBound(stages, min_suffix)
+    incumbent = bound.greedy(limit)
+    best_value = _objective(problem, stages, incumbent, product)
+    floor = best_value - _PRUNE_RTOL * max(1.0, abs(best_value))
+
+    # forward pass: states (W, V, A, C) with back-pointers (parent state, option) per stage
+    W = np.zeros(1)
+    V = np.zeros(1)
+    A = np.ones(1)
+    C = np.zeros(1, dtype=np.int64)
+    trail: list[tuple[np.ndarray, np.ndarray]] = []
+    for k, s in enumerate(stages):
+        if deadline is not None and time.perf_counter() > deadline:
+            return _finish(problem, opts, stages, incumbent, Status.FEASIBLE,
+                           f"time limit {params.time_limit_s:g} s reached in stage {k + 1} of {n}: the plan is "
+                           "the greedy incumbent, not proven optimal")
+        w = (W[:, None] + s.w[None, :]).ravel()
+        v = (V[:, None] + s.v[None, :]).ravel()
+        parent = np.repeat(np.arange(W.size), s.w.size)
+        option = np.tile(np.arange(s.w.size), W.size)
+        ok = w + min_suffix[k + 1] <= limit
+        if product:
+            a = (A[:, None] * s.a[None, :]).ravel()
+            ok &= v + alpha * a * suffix_hi[k] + bound.value(k + 1, limit - w) >= floor
+        else:
+            a = A[parent]
+            ok &= v + bound.value(k + 1, limit - w) >= floor
+        c = (C[:, None] + s.c[None, :]).ravel()
+        w, v, a, c, parent, option = w[ok], v[ok], a[ok], c[ok], parent[ok], option[ok]
+        keep = pareto_mask(w, v + alpha * a * suffix_lo[k], v + alpha * a * suffix_hi[k] if product else None,
+                           c if stable else None)
+        W, V, A, C = w[keep], v[keep], a[keep], c[keep]
+        trail.append((parent[keep], option[keep]))
+        if not W.size:  # nothing beats the incumbent (which is then optimal)
+            return _finish(problem, opts, stages, incumbent, Status.OPTIMAL, "")
+
+    total = V + alpha * A if product else V
+    top = float(total.max())
+    if top < best_value:  # float noise: the incumbent is optimal
+        return _finish(problem, opts, stages, incumbent, Status.OPTIMAL, "")
+    candidates = np.flatnonzero(total >= top - tie_tolerance(top)) if stable else np.array([int(np.argmax(total))])
+    state = int(candidates[np.argmin(C[candidates])]) if stable else int(candidates[0])
+    picks = []
+    for parent, option in reversed(trail):
+        picks.append(int(option[state]))
+        state = int(parent[state])
+    return _finish(problem, opts, stages, picks[::-1], Status.OPTIMAL, "")
+
+
+def _changes(problem: Any, opts: Any) -> np.ndarray:
+    """Variant and batch-size changes of every option from the current deployment (0, 1 or 2)."""
+    out = np.zeros(opts.stage.size, dtype=np.int64)
+    for si, stage in enumerate(problem.stages):
+        dep = problem.current.get(stage.name)
+        if dep is None:
+            continue
+        sl = opts.stage_slices[si]
+        vi = [v.name for v in stage.variants].index(dep.variant)
+        out[sl] = (opts.variant[sl] != vi).astype(np.int64) + (opts.batch_size[sl] != dep.batch_size)
+    return out
+
+
+def _objective(problem: Any, stages: list[_Stage], picks: list[int], product: bool) -> float:
+    value = sum(float(s.v[p]) for s, p in zip(stages, picks))
+    if product:
+        value += problem.alpha * float(np.prod([s.a[p] for s, p in zip(stages, picks)]))
+    return value
+
+
+def _finish(problem: Any, opts: Any, stages: list[_Stage], picks: list[int], status: Status,
+            message: str) -> tuple[Status, PipelinePlan, str]:
+    """Evaluate the chosen options into a plan (its objective recomputed from the plan)."""
+    pairs = []
+    for stage, s, p in zip(problem.stages, stages, picks):
+        o = int(s.index[p])
+        pairs.append((stage.variants[int(opts.variant[o])].name, int(opts.batch_size[o])))
+    plan = problem.evaluate(pairs)
+    if plan is None:
+        raise SolverError(f"dp: the choices {pairs} break the pipeline's constraints; please report this problem")
+    return status, plan, message
+
+
+# ------------------------------------------------------------------------------------------------ Pareto fronts
+def pareto_mask(w: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
+                c: np.ndarray | None = None) -> np.ndarray:
+    """Which points are not dominated: lower ``w``, higher ``x`` (and ``y``), fewer ``c`` (integers) are better.
+
+    A point is dropped when another is at least as good in every criterion; of identical points one is kept.
+
+    Parameters
+    ----------
+    w, x : ndarray
+        Criteria of every point (minimise ``w``, maximise ``x``).
+    y : ndarray, optional
+        A second criterion to maximise.
+    c : ndarray of int, optional
+        A criterion to minimise with few distinct values (changes).
+
+    Returns
+    -------
+    ndarray of bool
+
+    Examples
+    --------
+    >>> pareto_mask(np.array([1.0, 2.0, 2.0, 3.0]), np.array([5.0, 4.0, 6.0, 6.0])).tolist()
+    [True, False, True, False]
+    """
+    size = w.size
+    keep = np.zeros(size, dtype=bool)
+    if not size:
+        return keep
+    cc = np.zeros(size, dtype=np.int64) if c is None else np.asarray(c, dtype=np.int64)
+    if y is None:
+        order = np.lexsort((cc, -x, w))  # by w, then x descending, then c: every dominator comes first
+        xs, cs = x[order], cc[order]
+        if c is None:
+            best_before = np.empty(size)
+            best_before[0] = -np.inf
+            np.maximum.accumulate(xs[:-1], out=best_before[1:])
+            dominated = best_before >= xs
+        else:
+            dominated = np.zeros(size, dtype=bool)
+            for level in range(int(cs.min()), int(cs.max()) + 1):
+                # a point of level L is dominated by an earlier one with c <= L and an x at least as high
+                here = cs == level
+                if not here.any():
+                    continue
+                earlier = np.where(cs <= level, xs, -np.inf)
+                best_before = np.r_[-np.inf, np.maximum.accumulate(earlier)[:-1]]
+                dominated[here] |= best_before[here] >= xs[here]
+        keep[order[~dominated]] = True
+        return keep
+    order = np.lexsort((cc, -y, -x, w))
+    # sweep in that order; per level of c, a staircase of kept (x, y): x ascending, y descending
+    stairs: dict[int, tuple[list[float], list[float]]] = {}
+    levels: list[int] = []
+    for i in order.tolist():
+        xi, yi, ci = float(x[i]), float(y[i]), int(cc[i])
+        dominated = False
+        for level in levels:
+            if level > ci:
+                break
+            xs_, ys_ = stairs[level]
+            j = bisect.bisect_left(xs_, xi)
+            if j < len(xs_) and ys_[j] >= yi:  # the kept point with the smallest x >= xi has the largest y
+                dominated = True
+                break
+        if dominated:
+            continue
+        keep[i] = True
+        if ci not in stairs:
+            stairs[ci] = ([], [])
+            bisect.insort(levels, ci)
+        xs_, ys_ = stairs[ci]
+        j = bisect.bisect_left(xs_, xi)
+        # drop kept points of this level that the new one dominates (x <= xi and y <= yi, just before j)
+        start = j
+        while start > 0 and ys_[start - 1] <= yi:
+            start -= 1
+        end = j
+        while end < len(xs_) and xs_[end] == xi and ys_[end] <= yi:
+            end += 1
+        xs_[start:end] = [xi]
+        ys_[start:end] = [yi]
+    return keep
+
+
+# ----------------------------------------------------------------------------------------------------- bounds
+class _SuffixBound:
+    """LP-relaxation bounds of every suffix of stages as a function of the latency left (Dyer-Zemel).
+
+    A stage's LP choices lie on the upper convex hull of its (w, v) points; the suffix's LP optimum at latency r
+    starts from every stage's fastest hull point and adds hull segments in decreasing slope while r lasts.
+    """
+
+    def __init__(self, stages: list[_Stage], min_suffix: np.ndarray) -> None:
+        self.stages = stages
+        self.min_suffix = min_suffix
+        n = len(stages)
+        base_v = np.zeros(n + 1)
+        seg_stage, seg_dw, seg_dv, seg_end = [], [], [], []
+        self.hulls = []
+        for k, s in enumerate(stages):
+            hull = _upper_hull(s.w, s.v)
+            self.hulls.append(hull)
+            base_v[k] = float(s.v[hull[0]])
+            for a, b in zip(hull[:-1], hull[1:]):
+                seg_stage.append(k)
+                seg_dw.append(float(s.w[b] - s.w[a]))
+                seg_dv.append(float(s.v[b] - s.v[a]))
+                seg_end.append(b)
+        self.base_v = np.cumsum(base_v[::-1])[::-1]  # Σ over stages k.. of the fastest hull point's value
+        dw, dv = np.asarray(seg_dw), np.asarray(seg_dv)
+        slope = dv / dw if dw.size else np.zeros(0)
+        order = np.argsort(-slope, kind="stable")
+        self.seg_stage = np.asarray(seg_stage, dtype=np.int64)[order]
+        self.seg_dw, self.seg_dv = dw[order], dv[order]
+        self.seg_end = np.asarray(seg_end, dtype=np.int64)[order]
+        self._curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def value(self, k: int, left: np.ndarray) -> np.ndarray:
+        """Upper bound on Σ v over stages k.. using at most ``left`` ms (-inf where even the fastest misses)."""
+        if k >= len(self.stages):
+            return np.where(left >= 0, 0.0, -np.inf)
+        if k not in self._curves:
+            mine = self.seg_stage >= k
+            self._curves[k] = (np.r_[0.0, np.cumsum(self.seg_dw[mine])], np.r_[0.0, np.cumsum(self.seg_dv[mine])])
+        xp, fp = self._curves[k]
+        extra = left - self.min_suffix[k]
+        out = self.base_v[k] + np.interp(extra, xp, fp)
+        return np.where(extra >= 0, out, -np.inf)
+
+    def greedy(self, limit: float) -> list[int]:
+        """A feasible choice (positions into each stage's arrays): hull steps by slope while they fit."""
+        picks = [int(h[0]) for h in self.hulls]
+        used = float(self.min_suffix[0])
+        blocked: set[int] = set()
+        for k, dw, end in zip(self.seg_stage.tolist(), self.seg_dw.tolist(), self.seg_end.tolist()):
+            if k in blocked:
+                continue
+            if used + dw <= limit:
+                used += dw
+                picks[k] = end
+            else:
+                blocked.add(k)  # a stage's hull steps are taken in order: this stage stops here
+        return picks
+
+
+def _upper_hull(w: np.ndarray, v: np.ndarray) -> list[int]:
+    """Indices of the upper-left convex hull of the points (w, v): from the fastest-best point, slopes decreasing.
+
+    Only points that are better in v than every faster point matter (the (w, v) Pareto front); of those, the
+    ones on the concave envelope.
+    """
+    order = np.lexsort((-v, w))
+    front: list[int] = []
+    best = -np.inf
+    for i in order.tolist():
+        if v[i] > best:
+            front.append(i)
+            best = float(v[i])
+    hull: list[int] = []
+    for i in front:
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # drop b when it lies on or below the segment a -> i
+            if (v[b] - v[a]) * (w[i] - w[a]) <= (v[i] - v[a]) * (w[b] - w[a]):
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    return hull

@@ -1,0 +1,526 @@
+"""``variant_selection``: InfAdapter's accuracy-cost trade-off as an exact MILP (SPEC §4.3).
+
+Given a workload λ (RPS), a core budget B and model variants m (accuracy a_m, load time, capacity th_m(n) = RPS
+served within the latency SLO on n cores), choose cores n_m ∈ {0} ∪ [n_min, n_max] and served loads λ_m >= 0:
+
+    maximise   α Σ_m (λ_m / λ) a_m  −  β Σ_m n_m / B  −  γ LC / max_m load_time_m
+    subject to Σ_m λ_m = λ,   λ_m <= th_m(n_m),   Σ_m n_m <= B
+
+LC is the largest load time among variants whose cores change to a new non-zero value (a new pod must start).
+
+The MILP (all exact, no big-M):
+
+* one binary ``y[m,k]`` per variant and *profiled* core count k (capacities are exact table points, never
+  interpolated; a count the table lacks is not offered), ``Σ_k y[m,k] <= 1``; n_m = Σ_k k y[m,k];
+* ``λ_m <= Σ_k th_m(k) y[m,k]``; λ_m is free, so the LP fills the most accurate variants first (InfAdapter's
+  intent) without InfAdapter's bound that forces every variant but the cheapest to run at full capacity;
+  λ_m is declared integer when λ and every capacity are whole numbers (exact: the accuracy-greedy split is then
+  integral), which makes the model all-integer for CP-SAT;
+* "changed to a new non-zero value" is ``Σ_{k != current} y[m,k]`` (a linear expression, no extra binary);
+  LC uses one binary ``u_j`` per distinct load time t_1 > t_2 > ... : ``u_j`` = "LC >= t_j", with
+  ``changed_m <= u_{j(m)}``, ``u_j <= u_{j+1}`` and LC = Σ_j (t_j − t_{j+1}) u_j.
+
+The model maximises K = λ·B·max load time times the objective (a positive constant: same solutions), which
+clears the divisions: decimal data give decimal coefficients, so CP-SAT takes integral instances with
+``scale=10^k`` (:func:`~servopt.formulations.adaptive_common.integral_scale`). Plans report the true objective,
+recomputed from the plan (:meth:`VariantSelection.evaluate`), with the served loads split greedily by accuracy
+(the optimal split for the chosen cores).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from servopt.exceptions import SolverError, ValidationError
+from servopt.formulations.adaptive_common import RATE_RTOL, format_table, refine_stable, tie_tolerance
+from servopt.model import Model
+from servopt.result import Result
+
+__all__ = ["Variant", "VariantSelection", "VariantAllocation", "VariantSelectionPlan", "from_mapping"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model variant.
+
+    Parameters
+    ----------
+    name : str
+    accuracy : float
+        Task accuracy a_m (any real; higher is better).
+    capacity : Mapping[int, float]
+        Cores -> RPS the variant sustains within the latency SLO on that many cores (exact profiled points).
+    load_time_s : float
+        Time to load the variant (start a pod), seconds.
+    current_cores : int
+        Cores in the running deployment (0: not loaded).
+    min_cores, max_cores : int
+        Allowed core counts are {0} ∪ [min_cores, max_cores] intersected with the capacity table
+        (max_cores defaults to the core budget).
+    """
+
+    name: str
+    accuracy: float
+    capacity: Mapping[int, float]
+    load_time_s: float = 0.0
+    current_cores: int = 0
+    min_cores: int = 1
+    max_cores: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"variant {self.name!r}"
+        if not isinstance(self.name, str) or not self.name:
+            raise ValidationError(f"variant name {self.name!r}: give a non-empty string")
+        _finite(self.accuracy, f"{where}: accuracy")
+        _finite(self.load_time_s, f"{where}: load_time_s", minimum=0.0)
+        _whole(self.current_cores, f"{where}: current_cores", minimum=0)
+        _whole(self.min_cores, f"{where}: min_cores", minimum=1)
+        if self.max_cores is not None:
+            _whole(self.max_cores, f"{where}: max_cores", minimum=self.min_cores)
+        if not isinstance(self.capacity, Mapping) or not self.capacity:
+            raise ValidationError(f"{where}: capacity must be a non-empty mapping cores -> RPS")
+        table: dict[int, float] = {}
+        for cores, rps in self.capacity.items():
+            _whole(cores, f"{where}: capacity core count", minimum=1)
+            table[int(cores)] = _finite(rps, f"{where}: capacity[{cores}]", minimum=0.0)
+        object.__setattr__(self, "capacity", MappingProxyType(dict(sorted(table.items()))))
+        object.__setattr__(self, "accuracy", float(self.accuracy))
+        object.__setattr__(self, "load_time_s", float(self.load_time_s))
+
+    def allowed_cores(self, budget: int) -> list[int]:
+        """Profiled core counts within [min_cores, max_cores] and the budget."""
+        top = min(budget, self.max_cores if self.max_cores is not None else budget)
+        return [k for k in self.capacity if self.min_cores <= k <= top]
+
+
+@dataclass(frozen=True)
+class VariantAllocation:
+    """One loaded variant of a plan."""
+
+    name: str
+    cores: int
+    rps: float
+    capacity_rps: float
+    accuracy: float
+    previous_cores: int
+
+
+@dataclass(frozen=True)
+class VariantSelectionPlan:
+    """Cores and served load per variant; ``objective`` is §4.3's score recomputed from the plan."""
+
+    objective: float
+    average_accuracy: float
+    cores: int
+    loading_cost_s: float
+    variants: tuple[VariantAllocation, ...]
+    workload_rps: float
+    core_budget: int
+    changes: int
+    unloaded: tuple[str, ...] = ()
+
+    @property
+    def deployment(self) -> dict[str, int]:
+        """Variant name -> cores, loaded variants only (what ``update(current=...)`` accepts)."""
+        return {v.name: v.cores for v in self.variants}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``plan`` object of ``servopt solve --json`` (SPEC §5)."""
+        return {
+            "average_accuracy": self.average_accuracy,
+            "cores": self.cores,
+            "loading_cost_s": self.loading_cost_s,
+            "variants": [{"name": v.name, "cores": v.cores, "rps": v.rps} for v in self.variants],
+        }
+
+    def to_table(self) -> str:
+        """The plan for people."""
+        rows = []
+        for v in self.variants:
+            change = "kept" if v.cores == v.previous_cores else f"was {v.previous_cores}"
+            rows.append((v.name, v.cores, round(v.rps, 3), round(v.capacity_rps, 3), v.accuracy, change))
+        text = format_table(("variant", "cores", "rps", "capacity_rps", "accuracy", "change"), rows)
+        lines = [text]
+        if self.unloaded:
+            lines.append(f"unloaded: {', '.join(self.unloaded)}")
+        lines.append(
+            f"workload {self.workload_rps:g} RPS; average accuracy {self.average_accuracy:.6g}; cores "
+            f"{self.cores}/{self.core_budget}; loading cost {self.loading_cost_s:g} s; changes {self.changes}; "
+            f"objective {self.objective:.6g}"
+        )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class VariantSelection:
+    """InfAdapter's variant-selection problem (SPEC §4.3).
+
+    Parameters
+    ----------
+    workload_rps : float
+        λ > 0.
+    core_budget : int
+        B.
+    variants : sequence of Variant
+    alpha, beta, gamma : float
+        Weights of accuracy, cores and loading cost (InfAdapter's code: 1, 0.05, 0.001).
+    prefer_stable : bool
+        Among optimal plans, return one that changes the fewest variants' cores from the current deployment
+        (exact second solve; see :mod:`servopt.formulations.adaptive_common`).
+    name : str
+    triton : Mapping, optional
+        Triton settings, stored untouched for the repository writer.
+
+    Examples
+    --------
+    >>> p = VariantSelection(50, 8, [Variant("small", 0.70, {2: 40, 4: 90}), Variant("big", 0.78, {2: 10, 4: 25})])
+    >>> p.evaluate({"small": 2, "big": 2}).average_accuracy   # 10 RPS on big, 40 on small
+    0.716
+    """
+
+    kind: ClassVar[str] = "variant_selection"
+
+    workload_rps: float
+    core_budget: int
+    variants: Sequence[Variant]
+    alpha: float = 1.0
+    beta: float = 0.05
+    gamma: float = 0.001
+    prefer_stable: bool = False
+    name: str = "variant_selection"
+    triton: Mapping[str, Any] | None = None
+    _shared: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _finite(self.workload_rps, "workload_rps", positive=True)
+        _whole(self.core_budget, "core_budget", minimum=1)
+        for key in ("alpha", "beta", "gamma"):
+            object.__setattr__(self, key, _finite(getattr(self, key), key, minimum=0.0))
+        variants = tuple(self.variants)
+        if not variants or not all(isinstance(v, Variant) for v in variants):
+            raise ValidationError("variants: give a non-empty list of Variant objects")
+        names = [v.name for v in variants]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValidationError(f"variants: duplicate name(s) {', '.join(sorted(dup))}; names must be unique")
+        object.__setattr__(self, "variants", variants)
+        object.__setattr__(self, "workload_rps", float(self.workload_rps))
+        object.__setattr__(self, "core_budget", int(self.core_budget))
+        if not isinstance(self.prefer_stable, bool):
+            raise ValidationError(f"prefer_stable={self.prefer_stable!r}: give true or false")
+
+    # ----------------------------------------------------------------- re-planning
+    @property
+    def current(self) -> dict[str, int]:
+        """The running deployment: variant name -> cores (0 when not loaded)."""
+        return {v.name: v.current_cores for v in self.variants}
+
+    def update(
+        self,
+        workload_rps: float | None = None,
+        current: Any = None,
+        **changes: Any,
+    ) -> VariantSelection:
+        """The same problem for a new workload and/or running deployment (one call per re-plan).
+
+        ``current`` is the previous plan or a mapping name -> cores (variants not named run 0 cores; ``{}``:
+        nothing runs); None (the default) keeps the current deployment. Other fields (``prefer_stable``,
+        weights, ...) may be changed by keyword. The λ-independent structure (allowed core counts, capacities,
+        the servable-load table) is shared with this problem, not rebuilt.
+
+        Examples
+        --------
+        >>> p = VariantSelection(50, 8, [Variant("small", 0.70, {2: 40, 4: 90}), Variant("big", 0.78, {4: 25})])
+        >>> p.update(workload_rps=60, current={"big": 4}).current
+        {'small': 0, 'big': 4}
+        """
+        variants = self.variants
+        if current is not None:
+            cores = current.deployment if isinstance(current, VariantSelectionPlan) else dict(current)
+            known = {v.name for v in variants}
+            unknown = sorted(set(cores) - known)
+            if unknown:
+                raise ValidationError(f"current deployment names unknown variant(s) {', '.join(unknown)}; "
+                                      f"known: {', '.join(sorted(known))}")
+            variants = tuple(replace(v, current_cores=int(cores.get(v.name, 0))) for v in variants)
+        if workload_rps is not None:
+            changes["workload_rps"] = workload_rps
+        structural = {"core_budget", "variants"} & set(changes)
+        new = replace(self, variants=variants, **changes)
+        if not structural:
+            object.__setattr__(new, "_shared", self._shared)
+        return new
+
+    # -------------------------------------------------------------- shared structure
+    def _structure(self) -> dict[str, Any]:
+        s = self._shared
+        if "allowed" not in s:
+            s["allowed"] = [np.asarray(v.allowed_cores(self.core_budget), dtype=np.int64) for v in self.variants]
+            s["capacity"] = [np.asarray([v.capacity[int(k)] for k in ks], dtype=float)
+                             for v, ks in zip(self.variants, s["allowed"])]
+            s["load_max"] = max(v.load_time_s for v in self.variants)
+            s["thresholds"] = sorted({v.load_time_s for v in self.variants if v.load_time_s > 0}, reverse=True)
+            s["integral_capacity"] = all(bool(np.all(c == np.round(c))) for c in s["capacity"])
+        return s
+
+    def max_servable(self) -> tuple[float, dict[str, int]]:
+        """The largest load the budget can serve, and one allocation (name -> cores) that serves it.
+
+        A knapsack over the budget (dynamic programming over whole cores), computed once per structure.
+        """
+        s = self._structure()
+        if "servable" not in s:
+            budget = self.core_budget
+            best = np.zeros(budget + 1)
+            choices = []
+            for ks, th in zip(s["allowed"], s["capacity"]):
+                new = best.copy()
+                pick = np.zeros(budget + 1, dtype=np.int64)
+                for k, cap in zip(ks.tolist(), th.tolist()):
+                    cand = np.full(budget + 1, -np.inf)
+                    cand[k:] = best[: budget + 1 - k] + cap
+                    better = cand > new
+                    new[better] = cand[better]
+                    pick[better] = k
+                best = new
+                choices.append(pick)
+            alloc: dict[str, int] = {}
+            b = int(np.argmax(best))
+            top = float(best[b])
+            for v, pick in zip(reversed(self.variants), reversed(choices)):
+                k = int(pick[b])
+                if k:
+                    alloc[v.name] = k
+                    b -= k
+            s["servable"] = (top, {v.name: alloc[v.name] for v in self.variants if v.name in alloc})
+        top, alloc = s["servable"]
+        return top, dict(alloc)
+
+    # --------------------------------------------------------------------- evaluate
+    def evaluate(self, cores: Mapping[str, int] | Sequence[int]) -> VariantSelectionPlan | None:
+        """The plan for given cores per variant, with its true objective; None if it cannot serve λ.
+
+        Served loads are split greedily by accuracy (ties: the order of ``variants``), the optimal split for
+        fixed cores. Core counts must be 0 or allowed for the variant.
+        """
+        counts = self._counts(cores)
+        lam = self.workload_rps
+        if sum(counts) > self.core_budget:
+            return None
+        caps = [v.capacity[c] if c else 0.0 for v, c in zip(self.variants, counts)]
+        if sum(caps) < lam * (1 - RATE_RTOL):
+            return None
+        rps = [0.0] * len(counts)
+        remaining = lam
+        last = None
+        for i in sorted(range(len(counts)), key=lambda j: -self.variants[j].accuracy):
+            if caps[i] <= 0 or remaining <= 0:
+                continue
+            take = min(caps[i], remaining)
+            rps[i] = take
+            remaining -= take
+            last = i
+        if remaining > 0 and last is not None:  # within RATE_RTOL of the capacity
+            rps[last] += remaining
+        load_max = self._structure()["load_max"]
+        changed = [v.load_time_s for v, c in zip(self.variants, counts) if c > 0 and c != v.current_cores]
+        lc = max(changed, default=0.0)
+        avg = sum(r * v.accuracy for r, v in zip(rps, self.variants)) / lam
+        total = int(sum(counts))
+        objective = self.alpha * avg - self.beta * total / self.core_budget
+        if load_max > 0:
+            objective -= self.gamma * lc / load_max
+        allocations = tuple(
+            VariantAllocation(v.name, c, r, cap, v.accuracy, v.current_cores)
+            for v, c, r, cap in zip(self.variants, counts, rps, caps)
+            if c > 0
+        )
+        return VariantSelectionPlan(
+            objective=objective,
+            average_accuracy=avg,
+            cores=total,
+            loading_cost_s=lc,
+            variants=allocations,
+            workload_rps=lam,
+            core_budget=self.core_budget,
+            changes=sum(1 for v, c in zip(self.variants, counts) if c != v.current_cores),
+            unloaded=tuple(v.name for v, c in zip(self.variants, counts) if c == 0 and v.current_cores > 0),
+        )
+
+    def _counts(self, cores: Mapping[str, int] | Sequence[int]) -> list[int]:
+        if isinstance(cores, Mapping):
+            known = {v.name for v in self.variants}
+            unknown = sorted(set(cores) - known)
+            if unknown:
+                raise ValidationError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            counts = [int(cores.get(v.name, 0)) for v in self.variants]
+        else:
+            counts = [int(c) for c in cores]
+            if len(counts) != len(self.variants):
+                raise ValidationError(f"give one core count per variant ({len(self.variants)}), got {len(counts)}")
+        allowed = self._structure()["allowed"]
+        for v, c, ks in zip(self.variants, counts, allowed):
+            if c != 0 and c not in ks:
+                raise ValidationError(
+                    f"variant {v.name!r}: {c} cores is not allowed; allowed: 0, {', '.join(map(str, ks))}"
+                )
+        return counts
+
+    # ------------------------------------------------------------------------ build
+    def build(self) -> tuple[Model, Callable[[Result], VariantSelectionPlan]]:
+        """The MILP of the module docstring and its decoder."""
+        model, decode, _ = self._build()
+        return model, decode
+
+    def _build(self, stable_from: float | None = None):
+        s = self._structure()
+        lam = self.workload_rps
+        budget = self.core_budget
+        integral = s["integral_capacity"] and float(lam).is_integer()
+        model = Model(f"variant_selection:{self.name}")
+        y_index: list[np.ndarray] = []
+        for v, ks in zip(self.variants, s["allowed"]):
+            first = model.num_vars
+            for k in ks.tolist():
+                model.add_binary(f"y[{v.name},{k}]")
+            y_index.append(np.arange(first, model.num_vars))
+        lam_index = []
+        for v, th in zip(self.variants, s["capacity"]):
+            top = min(lam, float(th.max())) if th.size else 0.0
+            if integral:
+                top = math.floor(top)
+            var = model.add_var(f"load[{v.name}]", kind="integer" if integral else "continuous", ub=top)
+            lam_index.append(var.index)
+        thresholds = s["thresholds"]
+        u_index = [model.add_binary(f"lc>={t:g}").index for t in thresholds]
+
+        for v, ys, ks, th, li in zip(self.variants, y_index, s["allowed"], s["capacity"], lam_index):
+            if ys.size > 1:
+                model.add_row(ys, np.ones(ys.size), ub=1.0, name=f"one_size[{v.name}]")
+            model.add_row(np.r_[li, ys], np.r_[1.0, -th], ub=0.0, name=f"capacity[{v.name}]")
+        model.add_row(lam_index, np.ones(len(lam_index)), lb=lam, ub=lam, name="demand")
+        all_y = np.concatenate(y_index) if y_index else np.zeros(0, dtype=np.int64)
+        all_k = np.concatenate(s["allowed"]).astype(float) if y_index else np.zeros(0)
+        model.add_row(all_y, all_k, ub=float(budget), name="budget")
+        for v, ys, ks in zip(self.variants, y_index, s["allowed"]):
+            if v.load_time_s <= 0:
+                continue
+            moved = ys[ks != v.current_cores]
+            if moved.size:
+                j = thresholds.index(v.load_time_s)
+                model.add_row(np.r_[moved, u_index[j]], np.r_[np.ones(moved.size), -1.0], ub=0.0,
+                              name=f"loading[{v.name}]")
+        for j in range(len(u_index) - 1):
+            model.add_row([u_index[j], u_index[j + 1]], [1.0, -1.0], ub=0.0, name=f"lc_chain[{j}]")
+
+        # the model maximises K times the §4.3 objective, K = λ·B·max load time (same argmax): this clears the
+        # divisions, so decimal data give decimal coefficients (CP-SAT with scale=10^k); plans report the true value
+        load_max = s["load_max"]
+        scale = lam * budget * (load_max if load_max > 0 else 1.0)
+        cols = [np.asarray(lam_index), all_y, np.asarray(u_index, dtype=np.int64)]
+        acc = np.array([v.accuracy for v in self.variants])
+        coefs = [self.alpha * acc * budget * (load_max if load_max > 0 else 1.0), -self.beta * all_k * lam * (
+            load_max if load_max > 0 else 1.0)]
+        steps = -np.diff(np.r_[thresholds, 0.0]) if thresholds else np.zeros(0)
+        coefs.append(-self.gamma * steps * lam * budget if load_max > 0 else np.zeros(len(u_index)))
+        obj_cols = np.concatenate(cols).astype(np.int64)
+        obj_coefs = np.concatenate(coefs)
+
+        if stable_from is None:
+            model.set_objective_arrays(obj_cols, obj_coefs, "max")
+        else:
+            model.add_row(obj_cols, obj_coefs, lb=scale * (stable_from - tie_tolerance(stable_from)),
+                          name="keep_optimum")
+            change_cols, change_coefs, constant = [], [], 0.0
+            for v, ys, ks in zip(self.variants, y_index, s["allowed"]):
+                if v.current_cores == 0:
+                    change_cols.extend(ys.tolist())
+                    change_coefs.extend([1.0] * ys.size)
+                elif v.current_cores in ks:
+                    constant += 1.0
+                    change_cols.append(int(ys[ks.tolist().index(v.current_cores)]))
+                    change_coefs.append(-1.0)
+                else:
+                    constant += 1.0
+            model.set_objective_arrays(change_cols, change_coefs, "min", constant=constant)
+
+        def decode(result: Result) -> VariantSelectionPlan:
+            values = np.asarray(result.values)
+            counts = []
+            for ys, ks in zip(y_index, s["allowed"]):
+                if ys.size and values[ys].max() > 0.5:
+                    counts.append(int(ks[int(np.argmax(values[ys]))]))
+                else:
+                    counts.append(0)
+            plan = self.evaluate(counts)
+            if plan is None:
+                raise SolverError(
+                    f"backend {result.backend!r} returned cores {counts} that cannot serve {lam:g} RPS within the "
+                    f"{budget}-core budget; the solver answer violates the model"
+                )
+            return plan
+
+        return model, decode, y_index
+
+    def refine(self, plan: VariantSelectionPlan, result: Result, solve_model: Callable[[Model], Result]):
+        """With ``prefer_stable``: among optimal plans, the one that changes the fewest variants (exact)."""
+        if not self.prefer_stable:
+            return plan, result
+
+        def second(z: float):
+            model, decode, _ = self._build(stable_from=z)
+            return model, decode
+
+        return refine_stable(plan, result, second, solve_model)
+
+    def explain_infeasible(self) -> str:
+        """Why no plan serves λ: the largest servable load under the budget."""
+        top, alloc = self.max_servable()
+        where = ", ".join(f"{n} on {c} cores" for n, c in alloc.items()) or "nothing"
+        if self.workload_rps > top * (1 + RATE_RTOL):
+            return (
+                f"workload_rps {self.workload_rps:g} exceeds the largest load the {self.core_budget}-core budget "
+                f"can serve within the latency SLO: {top:g} RPS ({where}); lower the workload, raise core_budget "
+                "or add capacity"
+            )
+        return (f"no plan found although {top:g} RPS is servable ({where}); the solver's answer is inconsistent "
+                "with the model")
+
+
+# ----------------------------------------------------------------------- validation
+def _finite(value: Any, what: str, *, minimum: float | None = None, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValidationError(f"{what}: expected a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValidationError(f"{what}: expected a finite number, got {value}")
+    if positive and value <= 0:
+        raise ValidationError(f"{what}: expected a number > 0, got {value:g}")
+    if minimum is not None and value < minimum:
+        raise ValidationError(f"{what}: expected a number >= {minimum:g}, got {value:g}")
+    return value
+
+
+def _whole(value: Any, what: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or (
+        float(value) != math.floor(float(value))
+    ):
+        raise ValidationError(f"{what}: expected a whole number, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValidationError(f"{what}: expected a whole number >= {minimum}, got {value}")
+    return int(value)
+
+
+# ------------------------------------------------------------------------ problem file
+def from_mapping(data: Mapping[str, Any], source: str | Path = "<problem>") -> VariantSelection:
+    """A :class:`VariantSelection` from the inline form of SPEC §5 (or profile-backed capacity)."""
+    from servopt.formulations.adaptive_io import read_variant_selection
+
+    return read_variant_selection(data, source)

@@ -1,0 +1,36 @@
+"""Performance models fitted on profiles (SPEC §3), and exact table lookups behind the same interface.
+
+* :class:`LatencyModel`: latency of one batch; non-decreasing in batch size, with the small-batch floor of GPUs.
+* :class:`WarmupModel`: first-batch time, with feature importances.
+* :class:`MaxBatchModel`: device memory vs batch and input size; the largest batch that fits.
+* :class:`CapacityModel`: RPS within a latency SLO vs cores (InfAdapter's line), with headroom.
+* :class:`TableModel`: exact lookup of profiled points.
+
+All follow scikit-learn's estimator contract; LightGBM and scikit-learn regressors plug in through
+``estimator=``. :func:`batch_table` and :func:`capacity_table` give problems the per-batch and per-core tables,
+either exact (``mode="table"``) or from the fitted models (``mode="fit"``).
+"""
+
+from __future__ import annotations
+
+from servopt.performance._curves import Curve, Line, fit_curve, fit_line
+from servopt.performance.capacity import CapacityModel
+from servopt.performance.latency import LatencyModel
+from servopt.performance.memory import MaxBatchModel
+from servopt.performance.table import TableModel
+from servopt.performance.tables import batch_table, capacity_table
+from servopt.performance.warmup import WarmupModel
+
+__all__ = [
+    "LatencyModel",
+    "WarmupModel",
+    "MaxBatchModel",
+    "CapacityModel",
+    "TableModel",
+    "batch_table",
+    "capacity_table",
+    "Curve",
+    "Line",
+    "fit_curve",
+    "fit_line",
+]

@@ -1,0 +1,109 @@
+"""Shared plumbing of servopt's regressors: input validation, text features, column lookup, groups.
+
+Every model follows scikit-learn's estimator contract. They take numeric arrays, or pandas DataFrames that may
+also hold text columns (``model``, ``hardware``, ``precision``, ...): text columns are encoded as category codes
+learned in ``fit`` (unseen text becomes -1) before scikit-learn's own validation runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["ProfileRegressor", "set_monotone", "group_index"]
+
+
+class ProfileRegressor(RegressorMixin, BaseEstimator):
+    """Base class: text-column encoding, validation and feature lookup. Not used on its own."""
+
+    def _validate(self, X: Any, y: Any = "no_validation", *, reset: bool) -> Any:
+        if reset:
+            self.categories_ = _learn_categories(X)
+        X = _encode(X, getattr(self, "categories_", {}), type(self).__name__)
+        if isinstance(y, str) and y == "no_validation":
+            return validate_data(self, X, reset=reset, dtype=np.float64)
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, y_numeric=True)
+        return X, np.asarray(y, dtype=np.float64)
+
+    def _check_predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return self._validate(X, reset=False)
+
+    def _column(self, spec: Any, default_name: str, default_index: int | None, role: str) -> int | None:
+        """Index of the feature named or numbered ``spec``; ``None`` picks ``default_name`` or ``default_index``."""
+        names = list(getattr(self, "feature_names_in_", []))
+        n = self.n_features_in_
+        if spec is None:
+            if default_name in names:
+                return names.index(default_name)
+            if default_index is not None and default_index < n and not names:
+                return default_index
+            return None
+        if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+            if not 0 <= spec < n:
+                raise ValueError(f"{role}={spec}: X has {n} features")
+            return int(spec)
+        if spec not in names:
+            raise ValueError(f"{role}={spec!r}: no such feature; features: {', '.join(map(str, names)) or 'unnamed'}")
+        return names.index(spec)
+
+    def _feature_names(self) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        return [str(n) for n in names] if names is not None else [f"x{i}" for i in range(self.n_features_in_)]
+
+
+def _is_text(column: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def _learn_categories(X: Any) -> dict[str, list[str]]:
+    if not isinstance(X, pd.DataFrame):
+        return {}
+    return {str(c): sorted({str(v) for v in X[c].dropna()}) for c in X.columns if _is_text(X[c])}
+
+
+def _encode(X: Any, categories: dict[str, list[str]], who: str) -> Any:
+    if not categories:
+        return X
+    if not isinstance(X, pd.DataFrame):
+        raise ValueError(f"{who} was fitted on a DataFrame with text columns ({', '.join(categories)}); pass a "
+                         "DataFrame with the same columns")
+    X = X.copy()
+    for col, values in categories.items():
+        if col not in X.columns:
+            continue  # validate_data reports the missing feature name
+        code = {v: float(i) for i, v in enumerate(values)}
+        X[col] = [code.get(str(v), -1.0) if v is not None and not pd.isna(v) else -1.0 for v in X[col]]
+    return X
+
+
+def set_monotone(estimator: Any, n_features: int, index: int) -> Any:
+    """A clone of ``estimator`` constrained to be non-decreasing in feature ``index``, where it supports it.
+
+    scikit-learn's histogram gradient boosting takes ``monotonic_cst``, LightGBM and XGBoost take
+    ``monotone_constraints``; a constraint the caller already set is kept. Other estimators are returned unchanged
+    (servopt's models enforce monotonicity around them).
+    """
+    estimator = clone(estimator)
+    params = estimator.get_params(deep=False)
+    constraint = [0] * n_features
+    constraint[index] = 1
+    if "monotonic_cst" in params:
+        if params["monotonic_cst"] is None:
+            estimator.set_params(monotonic_cst=constraint)
+    elif type(estimator).__module__.split(".")[0] in ("lightgbm", "xgboost"):
+        if params.get("monotone_constraints") is None:
+            estimator.set_params(monotone_constraints=constraint)
+    return estimator
+
+
+def group_index(X: np.ndarray, columns: list[int]) -> tuple[list[tuple[float, ...]], np.ndarray]:
+    """Distinct rows of ``X[:, columns]`` and each row's group number."""
+    if not columns:
+        return [()], np.zeros(len(X), dtype=int)
+    keys, inverse = np.unique(X[:, columns], axis=0, return_inverse=True)
+    return [tuple(map(float, k)) for k in keys], inverse.reshape(-1)

@@ -1,0 +1,151 @@
+"""One-dimensional curves in batch size (or cores): the floored latency curve and the straight-line baseline.
+
+The latency curve is a *soft hinge* between a floor and a line through the origin::
+
+    L(b) = F * (1 + (b / k) ** p) ** (1 / p)
+
+``F`` is the small-batch floor (fixed launch and framework overhead), ``k`` the knee where the device saturates,
+``p`` how sharp the knee is. For ``b << k`` the latency is ``F``; for ``b >> k`` it is ``F * b / k``, a device
+running at its peak throughput ``k / F``. The curve is increasing in ``b`` and its log-log slope lies in (0, 1):
+latency never falls when the batch grows, and throughput ``b / L(b)`` never falls either.
+
+It is fitted on log latency with a robust (soft-L1) loss of scale 5 %, so one outlying point (NVIDIA's tables have
+a few: a mean latency above its p95) does not bend the curve for the others. With fewer than five distinct batch
+sizes ``p`` is fixed at 1, which turns the curve into a straight line with non-negative intercept and slope
+(three parameters would fit four points exactly). A single batch size gives ``L(b) = L1 * max(1, b / b1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+__all__ = ["Curve", "fit_curve", "fit_line", "Line", "MIN_FREE_POINTS", "ROBUST_SCALE"]
+
+#: distinct batch sizes needed before the knee sharpness ``p`` is fitted
+MIN_FREE_POINTS = 5
+#: scale of the soft-L1 loss on log latency (about 5 % relative error)
+ROBUST_SCALE = 0.05
+_P_BOUNDS = (0.3, 20.0)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A fitted latency curve; call it with batch sizes to get latencies.
+
+    ``kind`` is ``"hinge"`` (the soft hinge), ``"proportional"`` (one point: ``L1 * max(1, b / b1)``) or
+    ``"constant"``.
+    """
+
+    kind: str
+    log_floor: float
+    log_knee: float = 0.0
+    sharpness: float = 1.0
+
+    @property
+    def floor(self) -> float:
+        """The small-batch floor ``F`` (same unit as the fitted values)."""
+        return float(np.exp(self.log_floor))
+
+    @property
+    def knee(self) -> float:
+        """The batch size ``k`` where the curve turns from the floor to the line."""
+        return float(np.exp(self.log_knee))
+
+    def __call__(self, b: np.ndarray | float) -> np.ndarray:
+        b = np.asarray(b, dtype=float)
+        if self.kind == "constant":
+            return np.full(b.shape, np.exp(self.log_floor))
+        if self.kind == "proportional":
+            return np.exp(self.log_floor) * np.maximum(1.0, b / np.exp(self.log_knee))
+        return np.exp(_log_hinge(self.log_floor, self.log_knee, self.sharpness, b))
+
+
+def _log_hinge(log_floor: float, log_knee: float, p: float, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        z = p * (np.log(np.maximum(b, 0.0)) - log_knee)
+    return log_floor + np.logaddexp(0.0, z) / p
+
+
+def fit_curve(b: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCALE,
+              min_free_points: int = MIN_FREE_POINTS) -> Curve:
+    """Fit the soft-hinge latency curve to batch sizes ``b`` and positive values ``y``.
+
+    Parameters
+    ----------
+    b : array of float
+        Batch sizes (>= 0; zeros are allowed and sit on the floor).
+    y : array of float
+        Positive values (latency, ms).
+    robust_scale : float
+        Scale of the soft-L1 loss on log values.
+    min_free_points : int
+        Distinct positive batch sizes needed to fit the knee sharpness; below it ``p = 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> b = np.array([1, 2, 4, 8, 16, 32, 64, 128.0])
+    >>> c = fit_curve(b, 10 * np.maximum(1, b / 16))
+    >>> bool(abs(c(1.0) - 10) < 0.5 and abs(c(128.0) - 80) < 4)
+    True
+    """
+    b = np.asarray(b, dtype=float)
+    ly = np.log(np.asarray(y, dtype=float))
+    distinct = np.unique(b[b > 0])
+    if distinct.size == 0:
+        return Curve("constant", float(np.median(ly)))
+    if distinct.size == 1:
+        at = b == distinct[0]
+        return Curve("proportional", float(np.median(ly[at])), float(np.log(distinct[0])))
+    free = distinct.size >= min_free_points
+    log_b = np.log(distinct)
+    k_bounds = (log_b[0] - np.log(1e3), log_b[-1] + np.log(1e6))
+    f_bounds = (ly.min() - 10.0, ly.max() + 1.0)
+    k0 = float(np.median(log_b))
+    best = None
+    for p0 in ((1.0, 4.0) if free else (1.0,)):
+        if free:
+            lower = [f_bounds[0], k_bounds[0], _P_BOUNDS[0]]
+            upper = [f_bounds[1], k_bounds[1], _P_BOUNDS[1]]
+            x0 = [ly.min(), k0, p0]
+
+            def residual(t: np.ndarray) -> np.ndarray:
+                return _log_hinge(t[0], t[1], t[2], b) - ly
+        else:
+            lower, upper, x0 = [f_bounds[0], k_bounds[0]], [f_bounds[1], k_bounds[1]], [ly.min(), k0]
+
+            def residual(t: np.ndarray) -> np.ndarray:
+                return _log_hinge(t[0], t[1], 1.0, b) - ly
+        x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
+        fit = least_squares(residual, x0, bounds=(lower, upper), loss="soft_l1", f_scale=robust_scale)
+        if best is None or fit.cost < best.cost:
+            best = fit
+    t = best.x
+    return Curve("hinge", float(t[0]), float(t[1]), float(t[2]) if free else 1.0)
+
+
+@dataclass(frozen=True)
+class Line:
+    """``y = intercept + slope * x``: the straight-line baseline (and InfAdapter's capacity line)."""
+
+    intercept: float
+    slope: float
+
+    def __call__(self, x: np.ndarray | float) -> np.ndarray:
+        return self.intercept + self.slope * np.asarray(x, dtype=float)
+
+
+def fit_line(x: np.ndarray, y: np.ndarray, *, through_origin: bool = False) -> Line:
+    """Least-squares line; one distinct ``x`` gives a constant (or a line through the origin if asked)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if through_origin:
+        denom = float(np.dot(x, x))
+        return Line(0.0, float(np.dot(x, y) / denom) if denom > 0 else 0.0)
+    if np.unique(x).size < 2:
+        return Line(float(np.mean(y)), 0.0)
+    slope, intercept = np.polyfit(x, y, 1)
+    return Line(float(intercept), float(slope))

@@ -1,0 +1,95 @@
+"""Throughput capacity (RPS within a latency SLO) as a function of the cores given to a replica."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.linear_model import LinearRegression
+
+from servopt.performance._base import ProfileRegressor, group_index
+from servopt.performance._curves import Line, fit_line
+
+__all__ = ["CapacityModel"]
+
+
+class CapacityModel(ProfileRegressor):
+    """Capacity vs cores: InfAdapter's straight line per variant, scaled by a headroom factor.
+
+    Rows that share every feature except the cores form a group (a variant at one SLA); each group gets the
+    least-squares line ``capacity = slope * cores + intercept``, as InfAdapter fits it (a group with one core count
+    scales in proportion to the cores). Groups never seen in ``fit`` are predicted by ``estimator``, a regressor on
+    all features (default: a linear model). With ``estimator`` given, it is used for every row instead of the lines.
+    Predictions are ``headroom`` times the capacity, never below 0 (InfAdapter serves 0.8 of it).
+
+    Parameters
+    ----------
+    estimator : regressor, optional
+        See above.
+    headroom : float, default 1.0
+        Factor applied to every prediction.
+    cores_feature : str or int, optional
+        Default: the column named ``cores``, or column 0 of an unnamed array.
+
+    Attributes
+    ----------
+    lines_ : dict
+        Group key -> :class:`~servopt.performance._curves.Line` (empty when ``estimator`` is given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cores = np.array([1, 2, 4, 8, 16.0])
+    >>> model = CapacityModel(headroom=0.8).fit(cores[:, None], 24.0 * cores - 6)
+    >>> model.predict([[10.0]]).round(1).tolist()
+    [187.2]
+    """
+
+    def __init__(self, estimator: Any = None, headroom: float = 1.0, *, cores_feature: Any = None) -> None:
+        self.estimator = estimator
+        self.headroom = headroom
+        self.cores_feature = cores_feature
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
+
+    def fit(self, X: Any, y: Any) -> CapacityModel:
+        """Fit one line per group (or ``estimator`` on everything)."""
+        X, y = self._validate(X, y, reset=True)
+        if np.any(y < 0):
+            raise ValueError(f"CapacityModel: capacities must be >= 0, got {float(y.min())!r}")
+        self.cores_index_ = self._column(self.cores_feature, "cores", 0, "cores_feature")
+        if self.cores_index_ is None:
+            raise ValueError("CapacityModel: no 'cores' feature; name it with cores_feature=")
+        self.group_index_ = [i for i in range(X.shape[1]) if i != self.cores_index_]
+        self.lines_: dict[tuple[float, ...], Line] = {}
+        if self.estimator is None:
+            keys, inverse = group_index(X, self.group_index_)
+            cores = X[:, self.cores_index_]
+            for g, key in enumerate(keys):
+                rows = inverse == g
+                single = np.unique(cores[rows]).size < 2
+                self.lines_[key] = fit_line(cores[rows], y[rows], through_origin=single and cores[rows][0] > 0)
+        self.estimator_ = clone(self.estimator if self.estimator is not None else LinearRegression())
+        self.estimator_.fit(X, y)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """``headroom`` x capacity for each row, at least 0."""
+        X = self._check_predict(X)
+        out = np.empty(len(X))
+        keys, inverse = group_index(X, self.group_index_)
+        unseen = np.zeros(len(X), dtype=bool)
+        for g, key in enumerate(keys):
+            rows = inverse == g
+            line = self.lines_.get(key)
+            if line is None:
+                unseen |= rows
+            else:
+                out[rows] = line(X[rows, self.cores_index_])
+        if unseen.any():
+            out[unseen] = self.estimator_.predict(X[unseen])
+        return np.maximum(self.headroom * out, 0.0)

@@ -1,0 +1,300 @@
+"""Fitting every performance model a profile supports, with cross-validated error beside a straight-line baseline.
+
+Cross-validation leaves one x value out (a batch size; cores for capacity): the model is fitted on every other
+row and predicts the held-out rows. For the per-configuration curves this is exactly "leave one batch size out
+per configuration"; the regressors used for unseen configurations see the same batch size missing everywhere,
+which is stricter. The baseline is a straight line in the x feature fitted per configuration on the same
+training rows (through the origin for capacity: throughput proportional to cores). Only configurations profiled
+at two or more x values are scored.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from servopt.exceptions import ValidationError
+from servopt.performance._curves import fit_line
+from servopt.performance.features import TARGETS, Target, feature_columns, feature_frame, group_columns, target_rows
+
+__all__ = ["FittedTarget", "PerformanceModels", "TargetReport", "fit_profile", "make_model", "BUNDLE_FORMAT"]
+
+BUNDLE_FORMAT = "servopt-performance-models/1"
+_PREDICTED = {"latency": "latency_ms", "warmup": "warmup_ms", "memory": "memory_mb", "capacity": "throughput_rps"}
+_MODEL_NAMES = {"latency": "LatencyModel", "warmup": "WarmupModel", "memory": "MaxBatchModel",
+                "capacity": "CapacityModel"}
+
+
+def make_model(target: str, estimator: Any = None) -> Any:
+    """A fresh model for ``target`` (``estimator``: the regressor for unseen configurations, where it applies)."""
+    from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, WarmupModel
+
+    if target == "latency":
+        return LatencyModel(estimator=estimator)
+    if target == "warmup":
+        return WarmupModel(estimator=estimator)
+    if target == "memory":
+        return MaxBatchModel()
+    if target == "capacity":
+        return CapacityModel()
+    raise ValidationError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+
+
+@dataclass
+class FittedTarget:
+    """A fitted model and the feature columns it takes."""
+
+    target: str
+    model: Any
+    features: list[str]
+    text: list[str]
+    output: str
+
+
+@dataclass
+class GroupResult:
+    """Held-out predictions of one configuration."""
+
+    key: dict[str, Any]
+    x: np.ndarray
+    y: np.ndarray
+    predicted: np.ndarray
+    baseline: np.ndarray
+    features: dict[str, Any] = field(default_factory=dict)  # one row of model input, for plotting the curve
+
+    @property
+    def label(self) -> str:
+        """Short name of the configuration, e.g. ``efficientnet-b0-amp A100-80GB 224px``."""
+        parts = [str(self.key.get("variant") or self.key.get("model", ""))]
+        parts += [str(self.key[k]) for k in ("hardware",) if k in self.key]
+        if "input_size" in self.key and self.key["input_size"]:
+            parts.append(f"{_plain(self.key['input_size'])}px")
+        if "cores" in self.key and self.key["cores"]:
+            parts.append(f"{_plain(self.key['cores'])} cores")
+        if "batch_size" in self.key:
+            parts.append(f"batch {_plain(self.key['batch_size'])}")
+        extra = [f"{k}={_plain(v)}" for k, v in self.key.items()
+                 if k not in ("model", "variant", "hardware", "input_size", "cores", "batch_size")
+                 and len(str(v)) <= 16 and str(v) not in parts[0].upper() + parts[0]]
+        return " ".join(p for p in parts + extra if p)
+
+    def metrics(self) -> dict[str, Any]:
+        return {**{k: _plain(v) for k, v in self.key.items()}, "n": int(len(self.y)),
+                "mape": _mape(self.y, self.predicted), "r2": _r2(self.y, self.predicted),
+                "baseline_mape": _mape(self.y, self.baseline), "baseline_r2": _r2(self.y, self.baseline)}
+
+
+@dataclass
+class TargetReport:
+    """Cross-validated error of one target, overall and per configuration."""
+
+    target: str
+    model: str
+    baseline: str
+    features: list[str]
+    groups: list[GroupResult] = field(default_factory=list)
+    skipped_groups: int = 0
+
+    def _pooled(self, attr: str) -> np.ndarray:
+        parts = [getattr(g, attr) for g in self.groups]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def to_dict(self, with_groups: bool = True) -> dict[str, Any]:
+        """The JSON form printed by ``servopt fit --json``; MAPE is a fraction (0.05 = 5 %)."""
+        y, p, base = self._pooled("y"), self._pooled("predicted"), self._pooled("baseline")
+        group_metrics = [g.metrics() for g in self.groups]
+        out = {
+            "mape": _mape(y, p), "r2": _r2(y, p), "baseline_mape": _mape(y, base), "baseline_r2": _r2(y, base),
+            "mean_group_mape": _mean([m["mape"] for m in group_metrics]),
+            "baseline_mean_group_mape": _mean([m["baseline_mape"] for m in group_metrics]),
+            "n_points": int(len(y)), "n_groups": len(self.groups), "skipped_groups": self.skipped_groups,
+            "model": self.model, "baseline": self.baseline, "features": list(self.features),
+            "cv": f"leave one {TARGETS[self.target].x.replace('_', ' ')} value out",
+        }
+        if with_groups:
+            out["groups"] = group_metrics
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else (int(value) if float(value).is_integer() else float(value))
+    return value
+
+
+def _mape(y: np.ndarray, p: np.ndarray) -> float | None:
+    ok = np.isfinite(p) & (y != 0)
+    return float(np.mean(np.abs(p[ok] - y[ok]) / np.abs(y[ok]))) if ok.any() else None
+
+
+def _r2(y: np.ndarray, p: np.ndarray) -> float | None:
+    ok = np.isfinite(p)
+    if ok.sum() < 2 or np.var(y[ok]) == 0:
+        return None
+    return float(1.0 - np.sum((y[ok] - p[ok]) ** 2) / np.sum((y[ok] - y[ok].mean()) ** 2))
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+def _inputs(rows: pd.DataFrame, target: Target, source: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    columns = feature_columns(rows, target)
+    text = [c for c in columns if not pd.api.types.is_numeric_dtype(rows[c])]
+    return feature_frame(rows, columns, text, source), columns, text
+
+
+def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns: list[str],
+                    estimator: Any) -> TargetReport:
+    y = rows[target.column].to_numpy(dtype=float)
+    x = rows[target.x].to_numpy(dtype=float)
+    keys = group_columns(rows, target)
+    key_frame = rows[keys].astype(object).where(rows[keys].notna(), None) if keys else pd.DataFrame(index=rows.index)
+    group_id = pd.factorize(pd.MultiIndex.from_frame(key_frame.astype(str)) if keys else
+                            pd.Index(["all"] * len(rows)))[0]
+    predicted = np.full(len(rows), np.nan)
+    baseline = np.full(len(rows), np.nan)
+    for value in np.unique(x):
+        test = x == value
+        train = ~test
+        if not train.any():
+            continue
+        model = make_model(target.name, estimator)
+        model.fit(X[train].reset_index(drop=True), y[train])
+        predicted[test] = model.predict(X[test].reset_index(drop=True))
+        for g in np.unique(group_id[test]):
+            fit_rows = train & (group_id == g)
+            at = test & (group_id == g)
+            if fit_rows.any():
+                line = fit_line(x[fit_rows], y[fit_rows], through_origin=target.baseline == "proportional")
+                baseline[at] = line(x[at])
+    report = TargetReport(target.name, _MODEL_NAMES[target.name],
+                          "straight line through the origin in cores per configuration" if
+                          target.baseline == "proportional" else
+                          f"straight line in {target.x.replace('_', ' ')} per configuration", columns)
+    for g in np.unique(group_id):
+        at = group_id == g
+        if np.unique(x[at]).size < 2:
+            report.skipped_groups += 1
+            continue
+        order = np.argsort(x[at], kind="stable")
+        key = {k: key_frame[k].to_numpy()[at][0] for k in keys}
+        first = int(np.flatnonzero(at)[0])
+        report.groups.append(GroupResult({k: v for k, v in key.items() if v is not None and v != ""},
+                                         x[at][order], y[at][order], predicted[at][order], baseline[at][order],
+                                         X.iloc[first].to_dict()))
+    return report
+
+
+@dataclass
+class PerformanceModels:
+    """Models fitted on a profile, one per target, saved and loaded by ``servopt fit -o`` / ``servopt predict``."""
+
+    targets: dict[str, FittedTarget]
+    sources: list[str]
+    format: str = BUNDLE_FORMAT
+
+    def predict(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
+                targets: list[str] | None = None) -> pd.DataFrame:
+        """Every target for each query row: columns ``latency_ms``, ``warmup_ms``, ``memory_mb``,
+        ``throughput_rps`` (those fitted)."""
+        out: dict[str, np.ndarray] = {}
+        for name, fitted in self.targets.items():
+            if targets is not None and name not in targets:
+                continue
+            X = feature_frame(query, fitted.features, fitted.text, source, where)
+            out[fitted.output] = fitted.model.predict(X)
+        return pd.DataFrame(out)
+
+    def save(self, path: str | Path) -> Path:
+        """Write with joblib, atomically (temp file, then rename)."""
+        import joblib
+
+        path = Path(path)
+        directory = path.parent if str(path.parent) else Path(".")
+        if not directory.is_dir():
+            raise ValidationError(f"{path}: directory {directory} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                joblib.dump(self, handle)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise ValidationError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PerformanceModels:
+        """Read a file written by :meth:`save`. Only load files you trust: joblib runs code from the file."""
+        import joblib
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValidationError(f"{path}: no such models file (write one with `servopt fit ... -o {path.name}`)")
+        try:
+            bundle = joblib.load(path)
+        except Exception as exc:  # joblib/pickle raise many types on a foreign or corrupt file
+            raise ValidationError(f"{path}: not a servopt models file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(bundle, cls) or getattr(bundle, "format", None) != BUNDLE_FORMAT:
+            raise ValidationError(f"{path}: not a servopt models file of format {BUNDLE_FORMAT} (write one with "
+                                  "`servopt fit PROFILE -o MODELS.joblib`)")
+        return bundle
+
+
+def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list[str] | None = None,
+                cross_validate: bool = True, estimator: Any = None) -> tuple[PerformanceModels,
+                                                                            dict[str, TargetReport]]:
+    """Fit every target the profile supports and cross-validate it.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A validated profile (:attr:`servopt.profiles.ProfileTable.frame`).
+    targets : list of str, optional
+        Subset of ``latency``, ``warmup``, ``memory``, ``capacity``; default: all the profile supports.
+    cross_validate : bool
+        Also compute the held-out error (one fit per distinct x value).
+    estimator : regressor, optional
+        Regressor for unseen configurations (latency) and for warm-up.
+
+    Returns
+    -------
+    (PerformanceModels, dict)
+        The fitted models, and per target a :class:`TargetReport` (only targets that could be cross-validated:
+        some configuration profiled at two or more x values).
+    """
+    wanted = list(targets) if targets is not None else list(TARGETS)
+    unknown = [t for t in wanted if t not in TARGETS]
+    if unknown:
+        raise ValidationError(f"unknown target(s) {', '.join(unknown)}; expected some of {', '.join(TARGETS)}")
+    fitted: dict[str, FittedTarget] = {}
+    reports: dict[str, TargetReport] = {}
+    for name in wanted:
+        target = TARGETS[name]
+        rows = target_rows(frame, target).reset_index(drop=True)
+        if rows.empty:
+            continue
+        X, columns, text = _inputs(rows, target, source)
+        y = rows[target.column].to_numpy(dtype=float)
+        model = make_model(name, estimator).fit(X, y)
+        fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name])
+        if cross_validate:
+            report = _cross_validate(rows, target, X, columns, estimator)
+            if report.groups:
+                reports[name] = report
+    if not fitted:
+        raise ValidationError(f"{source}: nothing to fit: the profile has no rows with latency_ms")
+    return PerformanceModels(fitted, [source]), reports

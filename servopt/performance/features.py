@@ -1,0 +1,147 @@
+"""Which profile columns each performance model sees, and how a profile or query becomes a feature frame.
+
+Targets and their models:
+
+=========  ================  ============  ==========================================================
+target     column            x feature     model
+=========  ================  ============  ==========================================================
+latency    ``latency_ms``    batch_size    :class:`~servopt.performance.LatencyModel`
+warmup     ``warmup_ms``     batch_size    :class:`~servopt.performance.WarmupModel`
+memory     ``memory_mb``     batch_size    :class:`~servopt.performance.MaxBatchModel`
+capacity   ``throughput_rps`` cores        :class:`~servopt.performance.CapacityModel`
+=========  ================  ============  ==========================================================
+
+Features: the x feature; ``model``, ``variant``, ``hardware`` (text); ``input_size`` and ``cores`` where the
+profile has them (empty cells become 0); label columns that tell configurations apart beyond those
+(``concurrency`` does; ``precision`` does not when each variant has one precision); and ``hw.*`` features: for warm-up every ``hw.*`` column without gaps, for the other targets only those that
+are constant within each configuration (static descriptions of the machine), since a query cannot know the
+utilisation a measurement would have seen. ``capacity`` is a target only for configurations profiled at three or
+more core counts (a line needs two points after one is held out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from servopt.exceptions import ValidationError
+
+__all__ = ["TARGETS", "Target", "feature_columns", "feature_frame", "group_columns", "target_rows"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One predicted quantity: its profile column, the feature it is a curve in, and what it is called."""
+
+    name: str
+    column: str
+    x: str
+    hw: str  # "all" or "static"
+    baseline: str  # "line" or "proportional"
+
+
+TARGETS: dict[str, Target] = {
+    "latency": Target("latency", "latency_ms", "batch_size", "static", "line"),
+    "warmup": Target("warmup", "warmup_ms", "batch_size", "all", "line"),
+    "memory": Target("memory", "memory_mb", "batch_size", "static", "line"),
+    "capacity": Target("capacity", "throughput_rps", "cores", "static", "proportional"),
+}
+_TEXT_IDENTITY = ("model", "variant", "hardware")
+_NUMERIC_IDENTITY = ("input_size", "cores", "batch_size")
+_NOT_FEATURES = frozenset({"source", "oom_batch_size"})
+
+
+def _labels(frame: pd.DataFrame) -> list[str]:
+    from servopt.profiles import label_columns
+
+    return [c for c in label_columns(frame) if c not in _NOT_FEATURES and c not in _TEXT_IDENTITY]
+
+
+def target_rows(frame: pd.DataFrame, target: Target) -> pd.DataFrame:
+    """The rows a target is fitted on: those with a value (and for capacity, with a core count)."""
+    if target.column not in frame.columns:
+        return frame.iloc[0:0]
+    rows = frame[frame[target.column].notna()]
+    if target.x not in rows.columns:
+        return rows.iloc[0:0]
+    rows = rows[rows[target.x].notna()]
+    if target.name == "capacity":
+        keys = group_columns(rows, target)
+        distinct = rows.groupby(keys, dropna=False)[target.x].transform("nunique") if keys else \
+            pd.Series(rows[target.x].nunique(), index=rows.index)
+        rows = rows[distinct >= 3]
+    return rows
+
+
+def group_columns(rows: pd.DataFrame, target: Target) -> list[str]:
+    """Columns that tell the configurations (curves) of a target apart."""
+    out = [c for c in (*_TEXT_IDENTITY, *_NUMERIC_IDENTITY) if c in rows.columns and c != target.x]
+    return out + [c for c in _labels(rows) if c not in out]
+
+
+def feature_columns(rows: pd.DataFrame, target: Target) -> list[str]:
+    """The feature columns for ``target`` given the rows it is fitted on (see the module docstring)."""
+    columns = [target.x]
+    columns += [c for c in _TEXT_IDENTITY if c in rows.columns]
+    columns += [c for c in _NUMERIC_IDENTITY if c in rows.columns and c != target.x
+                and (c != "batch_size" or rows[c].nunique() > 1)]
+    for label in _labels(rows):  # only labels that split configurations the columns so far do not
+        keys = [c for c in columns[1:] if not c.startswith("hw.")]
+        values = rows[label].astype(object).where(rows[label].notna(), "<missing>")
+        spread = values.groupby([rows[k].astype(object) for k in keys] if keys else np.zeros(len(rows)),
+                                dropna=False).nunique()
+        if int(spread.max()) > 1:
+            columns.append(label)
+    hw = [c for c in rows.columns if c.startswith("hw.") and rows[c].notna().all()]
+    if target.hw == "static" and hw:
+        keys = group_columns(rows, target)
+        per_group = rows.groupby(keys, dropna=False)[hw].nunique() if keys else rows[hw].nunique().to_frame().T
+        hw = [c for c in hw if int(per_group[c].max()) <= 1]
+    return columns + hw
+
+
+def feature_frame(data: pd.DataFrame, columns: list[str], text: list[str], source: str,
+                  where: list[str] | None = None) -> pd.DataFrame:
+    """The model input for ``columns`` from a profile or query table (text cells or typed values).
+
+    Text features stay text (empty: ""); numeric features become float. Empty cells are 0 for ``input_size``,
+    ``cores`` and labels (not applicable), and an error for the x feature and ``hw.*`` features.
+
+    Raises
+    ------
+    ValidationError
+        A missing column, or a cell that is not a number; naming ``source``, the row and the column.
+    """
+    from servopt.profiles._schema import _missing_mask, _numbers
+
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise ValidationError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; the fitted models need "
+                              f"{', '.join(columns)}")
+    where = where or [f"row {i + 1}" for i in range(len(data))]
+    out: dict[str, Any] = {}
+    for col in columns:
+        cells = data[col].reset_index(drop=True)
+        if col in text:
+            blank = _missing_mask(cells)
+            out[col] = ["" if blank[i] else str(v).strip() for i, v in enumerate(cells)]
+            continue
+        values = _numbers(cells, col, where, source, "a number")
+        if col == columns[0] or col.startswith("hw."):
+            gaps = np.isnan(values)
+            if gaps.any():
+                i = int(np.argmax(gaps))
+                raise ValidationError(f"{source}: {where[i]}, column {col!r}: expected a number, got an empty cell")
+        if col == columns[0]:
+            if np.any(values <= 0):
+                i = int(np.argmax(values <= 0))
+                raise ValidationError(f"{source}: {where[i]}, column {col!r}: expected a number > 0, got "
+                                      f"{cells.iloc[i]!r}")
+        out[col] = np.nan_to_num(values, nan=0.0)
+    frame = pd.DataFrame(out)
+    for col in text:
+        frame[col] = frame[col].astype(object)
+    return frame

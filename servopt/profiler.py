@@ -1,0 +1,513 @@
+"""Measure an ONNX model with ONNX Runtime over a grid of cores x input sizes x batch sizes (SPEC §7).
+
+For each point of the grid, in this order: ``for cores: for input_size: for batch_size (ascending)``:
+
+1. a fresh :class:`onnxruntime.InferenceSession` is created with ``intra_op_num_threads = cores`` (its
+   creation time is ``load_time_s``);
+2. **warm-up** = wall time of the first ``run`` after the session was created (``warmup_ms``);
+3. **steady state**: further runs until ``repeats`` runs are done or ``time_budget_s`` has passed (at least
+   ``min_repeats``); ``latency_ms`` is their median, ``latency_p99_ms`` their 99th percentile (linear
+   interpolation, so with fewer than 100 runs it lies between the two slowest), ``throughput_rps`` is
+   ``batch_size / latency``;
+4. **memory** (``memory_mb``, MiB): on CPU the peak resident set size of the process during steps 1-3 minus the
+   RSS just before step 1 (inputs included); the peak is the kernel's ``VmHWM`` (reset per point through
+   ``/proc/self/clear_refs``) and, where that is missing, a sampling thread (every ``5 ms``). On GPU, the peak of
+   NVML's device-wide used memory minus its value before step 1.
+5. **hardware features**: a :class:`servopt.hwmon.HardwareMonitor` sample is taken just before step 1 (opening
+   the window) and one after step 3; the latter becomes the ``hw.<key>`` columns (its utilisations and rates
+   cover the point).
+
+**Out of memory.** A point is *out of memory* when ONNX Runtime fails to allocate (or Python raises
+``MemoryError``), or, with ``memory_limit_mb``, when its peak memory exceeds the limit. The limit is enforced
+while the point runs: the sampling thread sets ``RunOptions.terminate`` as soon as the RSS delta passes the limit,
+which aborts the run in progress; a peak found over the limit after the runs also counts. An OOM point ends its
+``(cores, input_size)`` sweep: the larger batch sizes are not run, the point gets no row (it has no latency, which
+every profile row needs), and every row of that sweep gets ``oom_batch_size`` = the batch size that ran out of
+memory (the column is empty for sweeps that did not). :attr:`ProfileRun.oom` lists the OOM points with the memory
+reached and the reason.
+
+**Writing.** After every point the whole table is rewritten atomically (temporary file + ``os.replace``), so an
+interrupted run (Ctrl-C, crash, an exception from ``on_point``) leaves a valid CSV with every point measured so
+far; ``resume=True`` keeps those rows and measures only the missing points.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import math
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
+from servopt.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
+
+__all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "is_oom_error"]
+
+#: columns written before the ``hw.*`` ones, in this order (§2 schema plus ``repeats`` and ``oom_batch_size``).
+PROFILE_COLUMNS: tuple[str, ...] = (
+    "model", "variant", "hardware", "cores", "input_size", "batch_size", "latency_ms", "latency_p99_ms",
+    "throughput_rps", "warmup_ms", "memory_mb", "load_time_s", "source", "repeats", "oom_batch_size",
+)
+_MIB = float(2**20)
+_OOM_PATTERN = re.compile(
+    r"out of memory|failed to allocate|bad_alloc|cannot allocate|alloc_failed|cudaErrorMemoryAllocation"
+    r"|CUDA failure 2\b|OOM", re.IGNORECASE,
+)
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64",
+}
+
+
+@dataclass
+class ProfileRun:
+    """What :func:`profile_model` measured.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One dict per point (kept rows of a resumed file first), the columns of the written CSV.
+    path : pathlib.Path or None
+        The CSV written, if any.
+    elapsed_s : float
+        Wall time of the run.
+    measured : int
+        Points measured in this run (OOM points included).
+    oom : list of dict
+        The out-of-memory points of this run: ``cores``, ``input_size``, ``batch_size``, ``memory_mb`` (reached
+        when it stopped) and ``reason``.
+    stopped : str or None
+        Why the grid was not finished (``"total_budget_s reached"``), None when it was.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    path: Path | None = None
+    elapsed_s: float = 0.0
+    measured: int = 0
+    oom: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None
+
+    @property
+    def oom_points(self) -> list[tuple[int, int, int]]:
+        """``(cores, input_size, batch_size)`` of every out-of-memory point of this run."""
+        return [(r["cores"], r["input_size"], r["batch_size"]) for r in self.oom]
+
+    def to_frame(self) -> Any:
+        """The rows as a :class:`pandas.DataFrame` (columns as in the CSV)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=_columns(self.rows))
+
+
+def is_oom_error(exc: BaseException) -> bool:
+    """True when ``exc`` is an allocation failure (``MemoryError`` or ONNX Runtime's allocation errors)."""
+    return isinstance(exc, MemoryError) or bool(_OOM_PATTERN.search(str(exc)))
+
+
+def profile_model(
+    model: str | Path,
+    batch_sizes: Iterable[int],
+    input_sizes: Iterable[int],
+    cores: Iterable[int] = (1,),
+    *,
+    repeats: int = 30,
+    min_repeats: int = 3,
+    time_budget_s: float = 2.0,
+    total_budget_s: float | None = None,
+    memory_limit_mb: float | None = None,
+    output: str | Path | None = None,
+    resume: bool = False,
+    hardware: str | None = None,
+    model_name: str | None = None,
+    variant: str | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    seed: int = 0,
+    on_point: Callable[[dict[str, Any]], None] | None = None,
+) -> ProfileRun:
+    """Profile ``model`` over ``cores x input_sizes x batch_sizes`` (see the module docstring for the method).
+
+    Parameters
+    ----------
+    model : str or Path
+        An ONNX file whose inputs have a dynamic (or matching) batch dimension and, for 4-D image inputs,
+        dynamic (or matching) spatial dimensions (NCHW or NHWC).
+    batch_sizes, input_sizes, cores : iterable of int
+        The grid; each value a positive integer. ``cores`` is ONNX Runtime's intra-op thread count.
+    repeats, min_repeats : int
+        At most ``repeats`` and at least ``min_repeats`` steady-state runs per point.
+    time_budget_s : float
+        Time for the steady-state runs of one point (after warm-up); runs stop when it has passed.
+    total_budget_s : float, optional
+        Stop the grid (keeping what was measured) once this much time has passed.
+    memory_limit_mb : float, optional
+        Artificial memory limit in MiB: a point whose peak memory passes it is recorded as out of memory.
+    output : str or Path, optional
+        CSV rewritten atomically after every point. It must not exist unless ``resume`` is true.
+    resume : bool
+        Keep the rows already in ``output`` and measure only the points it lacks.
+    hardware, model_name, variant : str, optional
+        Profile metadata; defaults: :func:`servopt.hwmon.hardware_name`, the file's stem, ``model_name``.
+    device : {"cpu", "cuda"}
+        Execution provider (CUDA needs onnxruntime-gpu and an NVIDIA GPU).
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    seed : int
+        Seed of the random input tensors.
+    on_point : callable, optional
+        Called after each point has been written, with its row (for an OOM point: the entry appended to
+        :attr:`ProfileRun.oom`).
+
+    Returns
+    -------
+    ProfileRun
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from servopt.onnx_models import tiny_cnn, save_model
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> onnx_path = save_model(tiny_cnn(), tmp / "tiny.onnx")
+    >>> run = profile_model(onnx_path, [1, 2], [32], time_budget_s=0.05, output=tmp / "p.csv")
+    >>> [(r["batch_size"], r["latency_ms"] <= r["latency_p99_ms"]) for r in run.rows]
+    [(1, True), (2, True)]
+    """
+    from servopt.hwmon import HardwareMonitor, hardware_name
+
+    model = Path(model)
+    grid_b = _positive_ints(batch_sizes, "batch_sizes")
+    grid_s = _positive_ints(input_sizes, "input_sizes")
+    grid_c = _positive_ints(cores, "cores")
+    repeats = _positive_ints([repeats], "repeats")[0]
+    min_repeats = min(_positive_ints([min_repeats], "min_repeats")[0], repeats)
+    _check_positive(time_budget_s, "time_budget_s")
+    if total_budget_s is not None:
+        _check_positive(total_budget_s, "total_budget_s")
+    if memory_limit_mb is not None:
+        _check_positive(memory_limit_mb, "memory_limit_mb")
+    if device not in ("cpu", "cuda"):
+        raise ValidationError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    if not model.is_file():
+        raise ValidationError(f"{model}: no such ONNX file")
+    out = Path(output) if output is not None else None
+    if out is not None and out.exists() and not resume:
+        raise ValidationError(f"{out}: the output file exists; pass resume=True (--resume) to keep its rows and "
+                              "measure the missing points, or choose another path")
+
+    ort = _import_ort()
+    providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    if providers[0] not in ort.get_available_providers():
+        raise BackendUnavailableError(
+            f"device {device!r}: ONNX Runtime {ort.__version__} has no {providers[0]} (available: "
+            f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu on a machine with a GPU"
+        )
+    name = model_name or model.stem
+    meta = {
+        "model": name,
+        "variant": variant or name,
+        "hardware": hardware or hardware_name("cpu" if device == "cpu" else "cuda"),
+        "source": f"servopt profile {model.name} (onnxruntime {ort.__version__}, {providers[0]}, "
+                  f"{time.strftime('%Y-%m-%d')})",
+    }
+    model_bytes = model.read_bytes()
+    feeds_spec = _input_spec(ort, model_bytes, model, providers)
+    _check_sizes(feeds_spec, grid_s, model)
+
+    rows: list[dict[str, Any]] = _read_existing(out, meta) if (out is not None and resume and out.exists()) else []
+    done = {(int(r["cores"]), int(r["input_size"]), int(r["batch_size"])) for r in rows}
+    stopped_sweeps = {(int(r["cores"]), int(r["input_size"])) for r in rows if r.get("oom_batch_size")}
+    grid = [(c, s, b) for c in grid_c for s in grid_s for b in grid_b]
+    run = ProfileRun(rows=rows, path=out)
+    start = time.perf_counter()
+    bar = _progress_bar(len(grid), progress)
+    monitor = HardwareMonitor(gpu=None if device == "cuda" else False)
+    try:
+        for c, s, b in grid:
+            if (c, s, b) in done or (c, s) in stopped_sweeps:
+                bar.update(1)
+                continue
+            if total_budget_s is not None and time.perf_counter() - start > total_budget_s:
+                run.stopped = f"total_budget_s={total_budget_s:g} reached"
+                break
+            bar.set_postfix_str(f"cores={c} size={s} batch={b}")
+            feeds = functools.partial(_make_feeds, feeds_spec, b, s, seed)
+            point = _measure_point(ort, model_bytes, providers, feeds, c, b, repeats, min_repeats,
+                                   time_budget_s, memory_limit_mb, monitor, device)
+            reason = point.pop("oom_reason")
+            if reason is None:
+                row = dict(meta, cores=c, input_size=s, batch_size=b, **point, oom_batch_size=None)
+                rows.append(row)
+            else:  # no row: the earlier rows of this sweep record where it stopped
+                row = {"cores": c, "input_size": s, "batch_size": b, "memory_mb": point["memory_mb"],
+                       "reason": reason}
+                run.oom.append(row)
+                stopped_sweeps.add((c, s))
+                for earlier in rows:
+                    if (earlier["cores"], earlier["input_size"]) == (c, s):
+                        earlier["oom_batch_size"] = b
+            run.measured += 1
+            if out is not None:
+                _write_csv(out, rows)
+            bar.update(1)
+            if on_point is not None:
+                on_point(row)
+    finally:
+        bar.close()
+        monitor.close()
+        run.elapsed_s = time.perf_counter() - start
+    return run
+
+
+# --------------------------------------------------------------------------------------------- measuring
+def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feeds: Callable[[], dict[str, Any]],
+                   cores: int, batch: int, repeats: int, min_repeats: int, time_budget_s: float,
+                   limit_mb: float | None, monitor: Any, device: str) -> dict[str, Any]:
+    import numpy as np
+
+    gc.collect()
+    release_free_memory()
+    monitor.sample()  # opens the utilisation / bandwidth window of this point
+    read = (lambda: max(monitor.gpu_memory_used_mib() or [0.0]) * _MIB) if device == "cuda" else rss_bytes
+    hwm = HighWaterMark() if device == "cpu" else None
+    baseline = read()
+    run_options = ort.RunOptions()
+    tracker = PeakMemoryTracker(read, baseline, None if limit_mb is None else limit_mb * _MIB, run_options)
+    tracker.start()
+    result: dict[str, Any] = {"oom_reason": None}
+    session = feeds = None
+    try:
+        feeds = make_feeds()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = cores
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        t0 = time.perf_counter()
+        session = ort.InferenceSession(model_bytes, opts, providers=providers)
+        result["load_time_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        session.run(None, feeds, run_options)
+        result["warmup_ms"] = (time.perf_counter() - t0) * 1e3
+        times: list[float] = []
+        deadline = time.perf_counter() + time_budget_s
+        while len(times) < repeats and (len(times) < min_repeats or time.perf_counter() < deadline):
+            t0 = time.perf_counter()
+            session.run(None, feeds, run_options)
+            times.append((time.perf_counter() - t0) * 1e3)
+    except ServoptError:
+        raise
+    except Exception as exc:  # ONNX Runtime raises its own exception types; classify, re-raise the rest
+        if not (tracker.tripped or is_oom_error(exc)):
+            raise ServoptError(f"onnxruntime failed at cores={cores}, batch_size={batch}: {exc}") from exc
+        result = {"oom_reason": "memory limit" if tracker.tripped else f"allocation failure: {str(exc)[:200]}"}
+        times = []
+    finally:
+        session = feeds = None
+        tracker.stop()
+    peak = max(tracker.peak, hwm.read() if hwm is not None else 0.0)
+    result["memory_mb"] = max(peak - baseline, 0.0) / _MIB
+    if limit_mb is not None and result["memory_mb"] > limit_mb and result["oom_reason"] is None:
+        result = {"oom_reason": "memory limit", "memory_mb": result["memory_mb"]}
+    if times and result["oom_reason"] is None:
+        latency = statistics.median(times)
+        result.update(latency_ms=latency, latency_p99_ms=float(np.percentile(times, 99)),
+                      throughput_rps=batch / (latency / 1e3), repeats=len(times))
+    else:
+        result.update(repeats=0)
+    result.update({f"hw.{k}": v for k, v in monitor.sample().items()})
+    gc.collect()
+    release_free_memory()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def _input_spec(ort: Any, model_bytes: bytes, path: Path, providers: list[str]) -> list[tuple[str, list[Any], str]]:
+    """(name, shape, numpy dtype) of every model input; validates that the profiler can fill each one."""
+    try:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(model_bytes, opts, providers=providers)
+    except Exception as exc:
+        raise ValidationError(f"{path}: ONNX Runtime cannot load this model ({str(exc).strip()[:300]})") from None
+    spec = []
+    for arg in session.get_inputs():
+        if arg.type not in _ORT_TYPES:
+            raise ValidationError(f"{path}: input {arg.name!r} has type {arg.type}; the profiler feeds "
+                                  f"{', '.join(_ORT_TYPES)}")
+        shape = list(arg.shape)
+        if not shape:
+            raise ValidationError(f"{path}: input {arg.name!r} is a scalar; the profiler needs a batch dimension")
+        spatial = _spatial_axes(shape)
+        for axis, dim in enumerate(shape[1:], start=1):
+            if axis not in spatial and not isinstance(dim, int):
+                raise ValidationError(
+                    f"{path}: input {arg.name!r} has dynamic dimension {axis} ({dim!r}); the profiler fills only "
+                    "the batch dimension and the height/width of 4-D image inputs (NCHW or NHWC)"
+                )
+        spec.append((arg.name, shape, _ORT_TYPES[arg.type]))
+    del session
+    return spec
+
+
+def _check_sizes(spec: list[tuple[str, list[Any], str]], sizes: list[int], path: Path) -> None:
+    """Every input size must fit the image inputs' spatial dimensions (dynamic, or fixed to that size)."""
+    for name, shape, _ in spec:
+        for axis in _spatial_axes(shape):
+            dim = shape[axis]
+            bad = [s for s in sizes if isinstance(dim, int) and dim != s]
+            if bad:
+                raise ValidationError(
+                    f"{path}: input {name!r} has a fixed size {dim} on axis {axis}, so input size(s) "
+                    f"{', '.join(map(str, bad))} cannot be profiled; export the model with dynamic height and "
+                    f"width, or profile only input size {dim}"
+                )
+
+
+def _spatial_axes(shape: list[Any]) -> tuple[int, ...]:
+    """Height and width axes of a 4-D image input: (2, 3) for NCHW, (1, 2) for NHWC, () otherwise."""
+    if len(shape) != 4:
+        return ()
+    if isinstance(shape[3], int) and shape[3] in (1, 3, 4) and not (isinstance(shape[1], int) and shape[1] <= 4):
+        return (1, 2)
+    return (2, 3)
+
+
+def _make_feeds(spec: list[tuple[str, list[Any], str]], batch: int, size: int, seed: int) -> dict[str, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, shape, dtype in spec:
+        spatial = _spatial_axes(shape)
+        dims = [batch]
+        for axis, dim in enumerate(shape[1:], start=1):
+            if axis in spatial:
+                dims.append(size)
+            else:
+                dims.append(int(dim))
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            feeds[name] = rng.random(dims, dtype=np.float32).astype(dtype, copy=False)
+        else:
+            feeds[name] = rng.integers(0, 10, size=dims).astype(dtype)
+    return feeds
+
+
+# ------------------------------------------------------------------------------------------------- files
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    extra = sorted({k for r in rows for k in r} - set(PROFILE_COLUMNS))
+    return list(PROFILE_COLUMNS) + [k for k in extra if not k.startswith("hw.")] + [k for k in extra
+                                                                                     if k.startswith("hw.")]
+
+
+def _format(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return str(value)
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    import csv
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = _columns(rows)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a profile is an ordinary readable file
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_format(row.get(c)) for c in columns])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_existing(path: Path, meta: dict[str, str]) -> list[dict[str, Any]]:
+    """Rows of a partial profile to resume; they must be of the same model, variant and hardware."""
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"model", "variant", "hardware", "cores", "input_size", "batch_size", "oom_batch_size"} - set(
+            reader.fieldnames or [])
+        if missing:
+            raise ValidationError(f"{path}: cannot resume, columns {sorted(missing)} are missing (not a file "
+                                  "written by servopt profile?)")
+        rows: list[dict[str, Any]] = []
+        for i, raw in enumerate(reader, start=2):
+            for key in ("model", "variant", "hardware"):
+                if raw[key] != meta[key]:
+                    raise ValidationError(f"{path}: row {i}, column {key!r}: {raw[key]!r} differs from this run's "
+                                          f"{meta[key]!r}; resume only a profile of the same model and hardware")
+            row: dict[str, Any] = {}
+            for key, text in raw.items():
+                row[key] = _parse(text) if key not in ("model", "variant", "hardware", "source") else text
+            rows.append(row)
+    return rows
+
+
+def _parse(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the profiler needs onnxruntime: pip install 'servopt[profile]' ({exc})")
+    return onnxruntime
+
+
+def _positive_ints(values: Iterable[Any], name: str) -> list[int]:
+    try:
+        items = list(values)
+    except TypeError:
+        raise ValidationError(f"{name}: expected a list of positive integers, got {values!r}") from None
+    if not items:
+        raise ValidationError(f"{name}: expected at least one positive integer, got none")
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValidationError(f"{name}: expected positive integers, got {v!r}")
+    return sorted(set(items))
+
+
+def _check_positive(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ValidationError(f"{name}: expected a positive number, got {value!r}")
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="point", desc="profiling", dynamic_ncols=True)

@@ -1,0 +1,58 @@
+"""Profiles: measured performance of models, one row per measurement (SPEC §2).
+
+The canonical schema, its validation, readers for CSV and Parquet in that schema, and importers for
+perf_analyzer, Triton Model Analyzer, InfAdapter's and IPA's CPU profiles. Every error names the file, the row and
+the column, and says what would be accepted; nothing is silently dropped.
+
+>>> from servopt.profiles import load_profile
+>>> table = load_profile("profiles/nvidia_resnet50_triton.csv")   # doctest: +SKIP
+>>> table.frame.columns[:4].tolist()                               # doctest: +SKIP
+['model', 'variant', 'hardware', 'input_size']
+"""
+
+from __future__ import annotations
+
+from servopt.profiles._importers import (
+    read_infadapter_capacity,
+    read_ipa_profile,
+    read_model_analyzer,
+    read_perf_analyzer,
+)
+from servopt.profiles._io import ProfileTable, load_profile, profile_from_frame, read_csv_cells, write_profile
+from servopt.profiles._schema import (
+    CANONICAL,
+    COLUMNS,
+    IDENTITY_COLUMNS,
+    MEASURED_COLUMNS,
+    NUMERIC_LABELS,
+    Column,
+    hw_columns,
+    label_columns,
+    point_columns,
+    validate_frame,
+)
+from servopt.profiles._select import require_single_group, select_rows
+
+__all__ = [
+    "ProfileTable",
+    "load_profile",
+    "profile_from_frame",
+    "write_profile",
+    "validate_frame",
+    "read_csv_cells",
+    "read_perf_analyzer",
+    "read_model_analyzer",
+    "read_infadapter_capacity",
+    "read_ipa_profile",
+    "select_rows",
+    "require_single_group",
+    "Column",
+    "COLUMNS",
+    "CANONICAL",
+    "IDENTITY_COLUMNS",
+    "MEASURED_COLUMNS",
+    "NUMERIC_LABELS",
+    "label_columns",
+    "hw_columns",
+    "point_columns",
+]

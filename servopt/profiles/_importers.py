@@ -1,0 +1,510 @@
+"""Importers: other tools' output restated as servopt profiles.
+
+* perf_analyzer ``-f`` CSV (times in µs, one row per concurrency or request rate);
+* Triton Model Analyzer ``metrics-model-inference.csv`` and ``metrics-model-gpu.csv``;
+* InfAdapter's CPU capacity profile (``capacity_result_*.csv``);
+* IPA's CPU profiling fragments (``ipa/profiles/*.csv``; times in seconds).
+
+Every importer reads its file with :func:`read_csv_cells`, maps columns to the canonical schema, takes the
+metadata the file lacks (model, hardware, batch size, ...) from its arguments and validates the result with
+:func:`validate_frame`, so errors name the file, the row and the column. Unknown columns are rejected rather than
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from servopt.exceptions import ValidationError
+from servopt.profiles._io import ProfileTable, read_csv_cells
+from servopt.profiles._schema import _numbers, _texts, validate_frame
+
+__all__ = ["read_perf_analyzer", "read_model_analyzer", "read_infadapter_capacity", "read_ipa_profile"]
+
+# perf_analyzer -f header -> (servopt column, factor); times are µs
+_PA_COLUMNS: dict[str, tuple[str, float]] = {
+    "Concurrency": ("concurrency", 1.0),
+    "Request Rate": ("request_rate", 1.0),
+    "Inferences/Second": ("throughput_rps", 1.0),
+    "Response Throughput": ("response_throughput_rps", 1.0),
+    "Client Send": ("client_send_ms", 1e-3),
+    "Network+Server Send/Recv": ("network_server_ms", 1e-3),
+    "Server Queue": ("server_queue_ms", 1e-3),
+    "Server Compute Input": ("server_compute_input_ms", 1e-3),
+    "Server Compute Infer": ("server_compute_infer_ms", 1e-3),
+    "Server Compute Output": ("server_compute_output_ms", 1e-3),
+    "Server Cache Hit": ("server_cache_hit_ms", 1e-3),
+    "Server Cache Miss": ("server_cache_miss_ms", 1e-3),
+    "Client Recv": ("client_recv_ms", 1e-3),
+    "Avg latency": ("latency_avg_ms", 1e-3),
+    "request/response": ("client_request_response_ms", 1e-3),
+    "send/recv": ("client_request_response_ms", 1e-3),
+    "response wait": ("client_response_wait_ms", 1e-3),
+}
+# per-GPU cells "uuid:value;uuid:value;" -> (servopt column, how to combine, factor)
+_PA_GPU_COLUMNS: dict[str, tuple[str, str, float]] = {
+    "Avg GPU Utilization": ("hw.gpu_utilization_pct", "mean", 100.0),
+    "Avg GPU Power Usage": ("hw.gpu_power_w", "sum", 1.0),
+    "Max GPU Memory Usage": ("memory_mb", "sum", 1e-6),
+    "Total GPU Memory": ("hw.gpu_memory_total_mb", "sum", 1e-6),
+}
+_PA_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?) latency$")
+
+# Model Analyzer CSV header -> servopt column (values already in ms / MB / W / %)
+_MA_METRICS: dict[str, str] = {
+    "Throughput (infer/sec)": "throughput_rps",
+    "p99 Latency (ms)": "latency_p99_ms",
+    "Avg Latency (ms)": "latency_avg_ms",
+    "p90 Latency (ms)": "latency_p90_ms",
+    "p95 Latency (ms)": "latency_p95_ms",
+    "Response Wait Time (ms)": "client_response_wait_ms",
+    "Client Send/Recv (ms)": "client_send_recv_ms",
+    "Server Queue time (ms)": "server_queue_ms",
+    "Server Compute Input time (ms)": "server_compute_input_ms",
+    "Server Compute Infer time (ms)": "server_compute_infer_ms",
+    "Server Compute Output time (ms)": "server_compute_output_ms",
+    "GPU Memory Available (MB)": "hw.gpu_memory_available_mb",
+    "RAM Usage (MB)": "hw.ram_usage_mb",
+    "RAM Available (MB)": "hw.ram_available_mb",
+}
+_MA_GPU_METRICS: dict[str, tuple[str, str]] = {
+    "GPU Memory Usage (MB)": ("memory_mb", "sum"),
+    "GPU Utilization (%)": ("hw.gpu_utilization_pct", "mean"),
+    "GPU Power Usage (W)": ("hw.gpu_power_w", "sum"),
+}
+_MA_KEYS = ("Model", "Batch", "Model Config Path")
+_INSTANCE_PART = re.compile(r"^\s*(\d+)\s*:\s*(GPU|CPU|MODEL)\s*$", re.IGNORECASE)
+
+
+def _metadata(n: int, *, model: str | None, hardware: str | None, variant: str | None, input_size: int | None,
+              cores: float | None, source: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for key, value in (("model", model), ("variant", variant), ("hardware", hardware),
+                       ("input_size", input_size), ("cores", cores), ("source", source)):
+        if value is not None:
+            meta[key] = [value] * n
+    return meta
+
+
+def _require(header: Sequence[str], needed: Iterable[str], path: Path, what: str) -> None:
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise ValidationError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; {what} "
+                              f"(found: {', '.join(header)})")
+
+
+def _column(rows: list[list[str]], header: Sequence[str], name: str) -> pd.Series:
+    i = header.index(name)
+    return pd.Series([r[i] for r in rows], dtype=object)
+
+
+def _required_numbers(cells: pd.Series, col: str, where: Sequence[str], path: Path, accepted: str,
+                      factor: float = 1.0) -> np.ndarray:
+    values = _numbers(cells, col, where, str(path), accepted)
+    if np.isnan(values).any():
+        i = int(np.argmax(np.isnan(values)))
+        raise ValidationError(f"{path}: {where[i]}, column {col!r}: expected {accepted}, got an empty cell")
+    return values * factor
+
+
+def _per_gpu(cells: pd.Series, col: str, where: Sequence[str], path: Path, how: str, factor: float) -> np.ndarray:
+    """perf_analyzer's ``uuid:value;uuid:value;`` cells combined over GPUs."""
+    out = np.full(len(cells), np.nan)
+    for i, cell in enumerate(cells):
+        text = str(cell).strip()
+        if not text:
+            continue
+        values = []
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            uuid, sep, value = part.rpartition(":")
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if not sep or not uuid or not math.isfinite(number) or number < 0:
+                raise ValidationError(
+                    f"{path}: {where[i]}, column {col!r}: expected per-GPU values 'uuid:value;' with non-negative "
+                    f"numbers, got {text[:60]!r}")
+            values.append(number)
+        if values:
+            out[i] = (sum(values) if how == "sum" else sum(values) / len(values)) * factor
+    return out
+
+
+def read_perf_analyzer(path: str | Path, *, model: str, hardware: str, batch_size: int = 1,
+                       variant: str | None = None, input_size: int | None = None, cores: float | None = None,
+                       source: str | None = None) -> ProfileTable:
+    """Read perf_analyzer's ``-f`` CSV (one row per concurrency or request rate) as a profile.
+
+    Times in the file are µs and become ms. ``Inferences/Second`` already counts the batch and becomes
+    ``throughput_rps``. ``latency_ms`` is the client's mean latency (``Avg latency``, from ``--verbose-csv``) or,
+    without it, the median (``p50 latency``); ``pNN latency`` become ``latency_pNN_ms`` (``latency_p99_ms``), the
+    server's queue and compute times become ``server_*_ms`` columns, GPU metrics (``--collect-metrics``) become
+    ``memory_mb`` (sum over GPUs) and ``hw.gpu_*`` features. The load level is a label column (``concurrency`` or
+    ``request_rate``). perf_analyzer does not record the client batch size (``-b``): pass it as ``batch_size``.
+
+    Raises
+    ------
+    ValidationError
+        A column perf_analyzer does not write, a missing load or latency column, a cell that is not a number.
+    """
+    path = Path(path)
+    header, rows, where = read_csv_cells(path)
+    if "Concurrency" not in header and "Request Rate" not in header:
+        raise ValidationError(f"{path}: not a perf_analyzer -f file: it needs a 'Concurrency' or 'Request Rate' "
+                              f"column (found: {', '.join(header)})")
+    _require(header, ["Inferences/Second"], path, "perf_analyzer -f writes it")
+    if not rows:
+        raise ValidationError(f"{path}: the file has a header but no rows; expected one row per concurrency")
+    raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name in header:
+        cells = _column(rows, header, name)
+        if name in _PA_COLUMNS:
+            column, factor = _PA_COLUMNS[name]
+            origin[column] = name
+            accepted = "a number" if factor == 1.0 else "a number of microseconds"
+            raw[column] = _required_numbers(cells, name, where, path, accepted, factor)
+        elif name in _PA_GPU_COLUMNS:
+            column, how, factor = _PA_GPU_COLUMNS[name]
+            origin[column] = name
+            raw[column] = _per_gpu(cells, name, where, path, how, factor)
+        elif (match := _PA_PERCENTILE.match(name)) is not None:
+            pct = match.group(1).replace(".", "_")
+            column = "latency_p99_ms" if pct == "99" else f"latency_p{pct}_ms"
+            origin[column] = name
+            raw[column] = _required_numbers(cells, name, where, path, "a number of microseconds", 1e-3)
+        else:
+            raise ValidationError(
+                f"{path}: column {name!r} is not a perf_analyzer -f column servopt knows (known: "
+                f"{', '.join(list(_PA_COLUMNS) + list(_PA_GPU_COLUMNS))}, 'pNN latency'); remove it")
+    if "latency_avg_ms" in raw:
+        raw["latency_ms"] = raw.pop("latency_avg_ms")
+        origin["latency_ms"] = origin.pop("latency_avg_ms")
+    elif "latency_p50_ms" in raw:
+        raw["latency_ms"] = raw["latency_p50_ms"]
+        origin["latency_ms"] = origin["latency_p50_ms"]
+    else:
+        raise ValidationError(f"{path}: needs 'Avg latency' (perf_analyzer --verbose-csv) or 'p50 latency' to give "
+                              "the latency of one request")
+    n = len(rows)
+    frame = pd.DataFrame({**_metadata(n, model=model, hardware=hardware, variant=variant, input_size=input_size,
+                                      cores=cores, source=source or f"{path} (perf_analyzer)"),
+                          "batch_size": [batch_size] * n, **raw})
+    return ProfileTable(validate_frame(frame, str(path), where, origin), [path])
+
+
+def _instance_group(cells: pd.Series, where: Sequence[str], path: Path) -> tuple[list[int], list[str]]:
+    counts, kinds = [], []
+    for i, cell in enumerate(cells):
+        text = str(cell).strip()
+        parts = [p for p in text.split("+")]
+        matches = [_INSTANCE_PART.match(p) for p in parts]
+        if not text or not all(matches):
+            hint = " (ensemble and multi-model rows are not supported: import each model's own report)" \
+                if "," in text else ""
+            raise ValidationError(f"{path}: {where[i]}, column 'Instance Group': expected '<count>:<KIND>' such as "
+                                  f"'2:GPU', or groups joined with ' + ', got {text[:60]!r}{hint}")
+        counts.append(sum(int(m.group(1)) for m in matches if m))
+        kinds.append("+".join(m.group(2).upper() for m in matches if m))
+    return counts, kinds
+
+
+def _ma_load_column(header: Sequence[str], path: Path) -> tuple[str, str]:
+    if "Concurrency" in header:
+        return "Concurrency", "concurrency"
+    if "Request Rate" in header:
+        return "Request Rate", "request_rate"
+    raise ValidationError(f"{path}: a Model Analyzer report needs a 'Concurrency' or 'Request Rate' column "
+                          f"(found: {', '.join(header)})")
+
+
+def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: str, model: str | None = None,
+                        variant: str | None = None, input_size: int | None = None, cores: float | None = None,
+                        source: str | None = None) -> ProfileTable:
+    """Read Triton Model Analyzer reports as a profile.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        ``metrics-model-inference.csv`` (required) and optionally ``metrics-model-gpu.csv``; which is which is
+        told from the header.
+    hardware : str
+        The GPU the reports were measured on (Model Analyzer does not record its type).
+    model, variant : str, optional
+        servopt names; default: the report's ``Model`` cell.
+
+    Notes
+    -----
+    One row per (model config, client batch, concurrency). ``Batch`` is the client batch and becomes
+    ``batch_size``; ``Throughput (infer/sec)`` becomes ``throughput_rps``; ``latency_ms`` is ``Avg Latency (ms)``
+    when the report has it, otherwise the mean latency implied by the closed loop (Little's law):
+    ``concurrency * batch / throughput``. ``Instance Group`` cells such as ``2:GPU`` become ``instances`` and
+    ``instance_kind``; ``Model Config Path`` becomes ``config``, ``Max Batch Size`` ``max_batch_size``. The GPU
+    report adds ``memory_mb`` (summed over GPUs), ``hw.gpu_utilization_pct`` (mean) and ``hw.gpu_power_w`` (sum).
+    """
+    items = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    inference: tuple[Path, list[str], list[list[str]], list[str]] | None = None
+    gpu: tuple[Path, list[str], list[list[str]], list[str]] | None = None
+    for path in items:
+        header, rows, where = read_csv_cells(path)
+        if "GPU UUID" in header and "Throughput (infer/sec)" not in header:
+            if "Batch" not in header:
+                raise ValidationError(f"{path}: this is Model Analyzer's metrics-server-only.csv, which has no "
+                                      "per-model measurements; import metrics-model-inference.csv")
+            if gpu is not None:
+                raise ValidationError(f"{path}: a second metrics-model-gpu.csv; give one per import")
+            gpu = (path, header, rows, where)
+        elif "Throughput (infer/sec)" in header:
+            if inference is not None:
+                raise ValidationError(f"{path}: a second metrics-model-inference.csv; give one per import")
+            inference = (path, header, rows, where)
+        else:
+            raise ValidationError(f"{path}: not a Model Analyzer metrics-model-inference.csv (no "
+                                  f"'Throughput (infer/sec)' column) nor metrics-model-gpu.csv (no 'GPU UUID' "
+                                  f"column); found: {', '.join(header)}")
+    if inference is None:
+        raise ValidationError(f"{items[0]}: Model Analyzer import needs metrics-model-inference.csv (latency and "
+                              "throughput); metrics-model-gpu.csv only adds memory and GPU features")
+    path, header, rows, where = inference
+    load_name, load_col = _ma_load_column(header, path)
+    _require(header, [*_MA_KEYS, "Instance Group", "Max Batch Size", "Throughput (infer/sec)",
+                      "p99 Latency (ms)"], path, "Model Analyzer writes them by default")
+    if not rows:
+        raise ValidationError(f"{path}: the report has a header but no rows")
+    known = {*_MA_KEYS, load_name, "Instance Group", "Max Batch Size", "Satisfies Constraints", *_MA_METRICS,
+             *_MA_GPU_METRICS}
+    raw: dict[str, Any] = {}
+    for name in header:
+        if name not in known and not name.startswith("backend_parameter/"):
+            raise ValidationError(f"{path}: column {name!r} is not a Model Analyzer report column servopt knows "
+                                  f"(known: {', '.join(sorted(known))}, backend_parameter/*); remove it")
+    cells = {name: _column(rows, header, name) for name in header}
+    models = _texts(cells["Model"], "Model", where, str(path))
+    batch = _required_numbers(cells["Batch"], "Batch", where, path, "a batch size (integer >= 1)")
+    load = _required_numbers(cells[load_name], load_name, where, path, "a number")
+    configs = _texts(cells["Model Config Path"], "Model Config Path", where, str(path))
+    counts, kinds = _instance_group(cells["Instance Group"], where, path)
+    raw["max_batch_size"] = _required_numbers(cells["Max Batch Size"], "Max Batch Size", where, path,
+                                              "an integer (the config's max_batch_size)")
+    for name, column in _MA_METRICS.items():
+        if name in cells:
+            raw[column] = _required_numbers(cells[name], name, where, path, "a number")
+    for name, (column, _) in _MA_GPU_METRICS.items():
+        if name in cells:
+            raw[column] = _required_numbers(cells[name], name, where, path, "a number")
+    if "Satisfies Constraints" in cells:
+        raw["satisfies_constraints"] = _texts(cells["Satisfies Constraints"], "Satisfies Constraints", where,
+                                              str(path))
+    for name in header:
+        if name.startswith("backend_parameter/"):
+            label = "backend_parameter." + re.sub(r"[^A-Za-z0-9_.\-]", "_", name.split("/", 1)[1] or "value")
+            raw[label] = _texts(cells[name], name, where, str(path))
+    origin = {column: name for name, column in _MA_METRICS.items()}
+    origin.update({column: name for name, (column, _) in _MA_GPU_METRICS.items()})
+    origin.update(batch_size="Batch", max_batch_size="Max Batch Size", config="Model Config Path",
+                  instances="Instance Group", instance_kind="Instance Group", model="Model")
+    origin[load_col] = load_name
+    if "latency_avg_ms" in raw:
+        raw["latency_ms"] = raw.pop("latency_avg_ms")
+        origin["latency_ms"] = "Avg Latency (ms)"
+    else:
+        origin["latency_ms"] = f"derived: {load_name} * Batch / Throughput (infer/sec)"
+        if load_col != "concurrency":
+            raise ValidationError(f"{path}: a request-rate report needs 'Avg Latency (ms)' to give the latency of "
+                                  "one request (add perf_latency_avg to inference_output_fields)")
+        throughput = raw["throughput_rps"]
+        bad = np.flatnonzero(throughput <= 0)
+        if bad.size:
+            i = int(bad[0])
+            raise ValidationError(f"{path}: {where[i]}, column 'Throughput (infer/sec)': expected a number > 0 to "
+                                  f"derive the mean latency, got {cells['Throughput (infer/sec)'].iloc[i]!r}")
+        raw["latency_ms"] = load * batch / throughput * 1000.0
+    n = len(rows)
+    frame = pd.DataFrame({
+        "model": [model] * n if model is not None else models,
+        **_metadata(n, model=None, hardware=hardware, variant=variant, input_size=input_size, cores=cores,
+                    source=source or f"{path} (Model Analyzer)"),
+        "batch_size": batch, "config": configs, "instances": counts, "instance_kind": kinds, load_col: load, **raw,
+    })
+    if gpu is not None:
+        frame = _merge_gpu(frame, models, batch, load, configs, gpu, load_col)
+    if model is not None:
+        origin.pop("model")
+    table = validate_frame(frame, str(path), where, origin)
+    return ProfileTable(table, [p for p in (path, gpu[0] if gpu else None) if p])
+
+
+def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: np.ndarray, configs: list[Any],
+               gpu: tuple[Path, list[str], list[list[str]], list[str]], load_col: str) -> pd.DataFrame:
+    path, header, rows, where = gpu
+    load_name = "Concurrency" if load_col == "concurrency" else "Request Rate"
+    _require(header, [*_MA_KEYS, load_name, "GPU UUID"], path, "Model Analyzer writes them in metrics-model-gpu.csv")
+    cells = {name: _column(rows, header, name) for name in header}
+    unknown = [h for h in header if h not in {*_MA_KEYS, load_name, "GPU UUID", "Instance Group",
+                                              "Satisfies Constraints", *_MA_GPU_METRICS}]
+    if unknown:
+        raise ValidationError(f"{path}: column {unknown[0]!r} is not a metrics-model-gpu.csv column servopt knows; "
+                              "remove it")
+    g_models = _texts(cells["Model"], "Model", where, str(path))
+    g_batch = _required_numbers(cells["Batch"], "Batch", where, path, "a batch size")
+    g_load = _required_numbers(cells[load_name], load_name, where, path, "a number")
+    g_configs = _texts(cells["Model Config Path"], "Model Config Path", where, str(path))
+    index = {(m, float(b), float(c), cfg): i for i, (m, b, c, cfg) in enumerate(zip(models, batch, load, configs))}
+    sums: dict[str, dict[int, list[float]]] = {}
+    for name, (column, _) in _MA_GPU_METRICS.items():
+        if name not in cells:
+            continue
+        values = _required_numbers(cells[name], name, where, path, "a number")
+        per_row = sums.setdefault(name, {})
+        for j, value in enumerate(values):
+            key = (g_models[j], float(g_batch[j]), float(g_load[j]), g_configs[j])
+            if key not in index:
+                raise ValidationError(
+                    f"{path}: {where[j]}: no row of metrics-model-inference.csv has Model={g_models[j]!r}, "
+                    f"Batch={g_batch[j]:g}, {load_name}={g_load[j]:g}, Model Config Path={g_configs[j]!r}; the "
+                    "two reports must come from the same Model Analyzer run")
+            per_row.setdefault(index[key], []).append(float(value))
+    for name, (column, how) in _MA_GPU_METRICS.items():
+        if name not in sums:
+            continue
+        combined = np.full(len(frame), np.nan)
+        for i, values in sums[name].items():
+            combined[i] = sum(values) if how == "sum" else sum(values) / len(values)
+        frame[column] = combined
+    return frame
+
+
+_INFADAPTER_COLUMNS = ("REPLICA", "HARDWARE", "CPU", "MEM", "ARCH", "BATCH", "NUM_BATCH_THREADS",
+                       "MAX_ENQUEUED_BATCHES", "INTRA_OP_PARALLELISM", "INTER_OP_PARALLELISM", "SLA", "p99_latency",
+                       "capacity", "saturation_tp", "timestamp")
+
+
+def read_infadapter_capacity(path: str | Path, sla_ms: float = 750, *, model: str = "resnet",
+                             source: str | None = None) -> ProfileTable:
+    """InfAdapter's CPU capacity profile (``capacity_result_*.csv``) at one latency SLA as canonical rows.
+
+    One row per (variant, cores): ``variant`` = ``resnet<ARCH>``, ``model`` = ``resnet``, ``hardware`` = the
+    file's ``HARDWARE`` (``cpu``), ``cores`` = ``CPU``, ``batch_size`` = ``BATCH``, ``throughput_rps`` = ``capacity``
+    (the highest RPS whose P99 stayed within the SLA), ``latency_p99_ms`` = ``p99_latency`` (empty in a few rows),
+    ``saturation_rps`` = ``saturation_tp``, ``sla_ms`` and ``memory_limit`` as labels. ``latency_ms`` is derived:
+    the service time of one batch, ``cores * batch / saturation_tp`` (TF Serving runs one batch per core:
+    intra-op parallelism 1, inter-op = cores); the file has no mean latency.
+
+    Raises
+    ------
+    ValidationError
+        Missing or unknown columns, no row at ``sla_ms`` (the message lists the SLAs the file has), bad cells.
+    """
+    path = Path(path)
+    header, rows, where = read_csv_cells(path)
+    _require(header, ["CPU", "ARCH", "BATCH", "SLA", "p99_latency", "capacity", "saturation_tp"], path,
+             "expected InfAdapter's capacity_result CSV")
+    unknown = [h for h in header if h not in _INFADAPTER_COLUMNS]
+    if unknown:
+        raise ValidationError(f"{path}: column {unknown[0]!r} is not a column of InfAdapter's capacity profile "
+                              f"(known: {', '.join(_INFADAPTER_COLUMNS)})")
+    cells = {name: _column(rows, header, name) for name in header}
+    sla = _required_numbers(cells["SLA"], "SLA", where, path, "an SLA in ms")
+    try:
+        wanted = float(sla_ms)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{path}: sla_ms must be a number, got {sla_ms!r}") from None
+    keep = np.flatnonzero(sla == wanted)
+    if keep.size == 0:
+        have = ", ".join(f"{v:g}" for v in sorted(set(sla.tolist()))) or "none"
+        raise ValidationError(f"{path}: no rows with SLA={wanted:g} ms; the file has SLA {have}")
+    sub_where = [where[i] for i in keep]
+    pick = {name: series.iloc[keep].reset_index(drop=True) for name, series in cells.items()}
+    arch = _texts(pick["ARCH"], "ARCH", sub_where, str(path))
+    cores = _required_numbers(pick["CPU"], "CPU", sub_where, path, "a number of cores > 0")
+    batch = _required_numbers(pick["BATCH"], "BATCH", sub_where, path, "a batch size (integer >= 1)")
+    saturation = _required_numbers(pick["saturation_tp"], "saturation_tp", sub_where, path, "a number > 0")
+    bad = np.flatnonzero(saturation <= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValidationError(f"{path}: {sub_where[i]}, column 'saturation_tp': expected a number > 0, got "
+                              f"{pick['saturation_tp'].iloc[i]!r}")
+    n = len(keep)
+    frame = pd.DataFrame({
+        "model": [model] * n,
+        "variant": [None if a is None else f"{model}{a}" for a in arch],
+        "hardware": pick["HARDWARE"] if "HARDWARE" in pick else ["cpu"] * n,
+        "cores": pick["CPU"], "batch_size": pick["BATCH"],
+        "latency_ms": cores * batch / saturation * 1000.0,
+        "latency_p99_ms": pick["p99_latency"], "throughput_rps": pick["capacity"],
+        "source": [source or f"{path} (InfAdapter capacity, SLA {wanted:g} ms)"] * n,
+        "sla_ms": sla[keep], "saturation_rps": saturation,
+    })
+    if "MEM" in pick:
+        frame["memory_limit"] = pick["MEM"]
+    if "REPLICA" in pick:
+        frame["replicas"] = pick["REPLICA"]
+    origin = {"cores": "CPU", "batch_size": "BATCH", "latency_p99_ms": "p99_latency", "throughput_rps": "capacity",
+              "hardware": "HARDWARE", "variant": "ARCH", "memory_limit": "MEM", "replicas": "REPLICA",
+              "latency_ms": "derived: CPU * BATCH / saturation_tp"}
+    return ProfileTable(validate_frame(frame, str(path), sub_where, origin), [path])
+
+
+_IPA_SECONDS = {"model_latencies_avg": "latency_ms", "model_latencies_p99": "latency_p99_ms",
+                "model_latencies_min": "latency_min_ms", "model_latencies_p95": "latency_p95_ms"}
+_IPA_OTHER = {"throughput_max": "throughput_max_rps", "throughput_avg": "throughput_avg_rps",
+              "expected_throughput": "expected_throughput_rps",
+              "expected_max_throughput": "expected_max_throughput_rps", "cpu_usage_count_avg": "hw.cpu_usage_avg",
+              "load_duration": "load_duration_s", "replicas": "replicas", "total_requests": "total_requests",
+              "timeout_count": "timeout_count"}
+
+
+def read_ipa_profile(path: str | Path, *, hardware: str = "cpu", model: str | None = None,
+                     source: str | None = None) -> ProfileTable:
+    """One of IPA's CPU profiling fragments (``ipa/profiles/*.csv``) as canonical rows.
+
+    ``model_variant`` becomes ``variant`` (and ``model`` unless given), ``max_batch_size`` the batch size,
+    ``cpu_request`` the cores, ``load`` the label ``offered_load_rps``; latencies are seconds and become ms.
+    ``latency_ms`` is the mean (``model_latencies_avg``); files that only have the p99 use it and say so in the
+    label ``latency_statistic = p99``. ``throughput_rps`` is left to its default, batch / latency: IPA's
+    ``throughput_max`` saturates at the offered load and is kept as ``throughput_max_rps``.
+    """
+    path = Path(path)
+    header, rows, where = read_csv_cells(path)
+    _require(header, ["model_variant", "max_batch_size", "cpu_request", "load"], path,
+             "expected one of IPA's profiling CSVs")
+    if "model_latencies_avg" not in header and "model_latencies_p99" not in header:
+        raise ValidationError(f"{path}: needs 'model_latencies_avg' or 'model_latencies_p99' (seconds)")
+    known = {"model_variant", "max_batch_size", "cpu_request", "load", *_IPA_SECONDS, *_IPA_OTHER}
+    unknown = [h for h in header if h not in known]
+    if unknown:
+        raise ValidationError(f"{path}: column {unknown[0]!r} is not a column of IPA's profiles servopt knows "
+                              f"(known: {', '.join(sorted(known))})")
+    if not rows:
+        raise ValidationError(f"{path}: the file has a header but no rows")
+    cells = {name: _column(rows, header, name) for name in header}
+    n = len(rows)
+    variants = _texts(cells["model_variant"], "model_variant", where, str(path))
+    frame: dict[str, Any] = {
+        "model": [model] * n if model is not None else variants, "variant": variants, "hardware": [hardware] * n,
+        "cores": cells["cpu_request"], "batch_size": cells["max_batch_size"], "offered_load_rps": cells["load"],
+        "source": [source or f"{path} (IPA profile)"] * n,
+    }
+    for name, column in _IPA_SECONDS.items():
+        if name in cells:
+            frame[column] = _numbers(cells[name], name, where, str(path), "a number of seconds") * 1000.0
+    if "latency_ms" not in frame:
+        frame["latency_ms"] = frame["latency_p99_ms"]
+        frame["latency_statistic"] = ["p99"] * n
+    for name, column in _IPA_OTHER.items():
+        if name in cells:
+            frame[column] = cells[name]
+    origin = {"cores": "cpu_request", "batch_size": "max_batch_size", "offered_load_rps": "load",
+              "variant": "model_variant", **{c: n for n, c in _IPA_SECONDS.items()},
+              **{c: n for n, c in _IPA_OTHER.items()}}
+    if "latency_statistic" in frame:
+        origin["latency_ms"] = "model_latencies_p99"
+    return ProfileTable(validate_frame(pd.DataFrame(frame), str(path), where, origin), [path])

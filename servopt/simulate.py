@@ -1,0 +1,647 @@
+"""Discrete-event simulation of a serving plan under a request trace.
+
+Requests arrive as a Poisson process whose rate follows a per-second trace (each second's count is Poisson with the
+trace's rate, arrival times uniform within the second). A :class:`Deployment` is a series of stages; each stage is
+one or more :class:`ServerPool` s in parallel, and each request is routed to one pool per stage at random with the
+stage's routing weights. A pool is ``replicas`` identical servers behind one FIFO queue with Triton-style dynamic
+batching: a free server takes up to ``batch_size`` queued requests as soon as the batch is full or the oldest
+request has waited ``max_queue_delay_s``; a batch of ``k`` requests runs for ``latency(k)`` seconds (deterministic,
+from the performance source). A request not yet started when its age reaches the drop deadline (by default the
+SLO) is dropped. Plans change over time through a schedule of ``(start_s, Deployment)`` pairs; see
+:func:`simulate_schedule` and ``docs/simulator.md`` for the semantics of a reconfiguration.
+
+Speed: the event loop runs once per *batch*, not per request; pools with batch size 1 (InfAdapter's CPU
+deployments) skip the loop entirely: with identical deterministic service times a FIFO multi-server queue is
+``replicas`` interleaved Lindley recursions, ``S_i = max(A_i, S_{i-c} + D)``, computed with
+``numpy.maximum.accumulate``. ``benchmarks/bench_simulate.py`` measures the speed.
+
+Plans of the ``variant_selection`` and ``pipeline`` formulations become deployments with
+:func:`deployment_from_plan` (the service models are documented there and in ``docs/simulator.md``).
+
+>>> import numpy as np
+>>> pool = ServerPool("m", latency_s=0.01)
+>>> rep = simulate(Deployment.parallel([pool], slo_ms=100), np.full(60, 50.0), seed=1, timeout_ms=None)
+>>> rep.dropped, rep.slo_violation_rate
+(0, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import types
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from heapq import heapreplace
+from typing import Any
+
+import numpy as np
+
+from servopt.exceptions import ValidationError
+from servopt.traces import Trace, as_trace
+
+__all__ = [
+    "ServerPool",
+    "Deployment",
+    "SimulationReport",
+    "simulate",
+    "simulate_schedule",
+    "poisson_arrivals",
+    "deployment_from_plan",
+]
+
+LatencySpec = float | Mapping[int, float] | Callable[[np.ndarray], Any]
+
+
+@dataclass(frozen=True)
+class ServerPool:
+    """Identical servers (replicas) behind one queue with dynamic batching.
+
+    Parameters
+    ----------
+    name : str
+        Label (variant or stage name).
+    latency_s : float, mapping or callable
+        Time to run one batch, seconds: one number for every batch size; a mapping ``{batch_size: seconds}`` of
+        profiled points (a batch of a size in between takes the linear interpolation, smaller than the smallest
+        point the smallest point's time); or a callable taking an integer array of batch sizes ``1..batch_size``
+        and returning their times.
+    replicas : int
+        Servers working in parallel on one shared queue.
+    batch_size : int
+        Largest batch a server takes.
+    max_queue_delay_s : float
+        How long the oldest queued request may wait for a batch to fill before a free server takes what is queued.
+    cores : float
+        Cores per replica (for ``core_seconds``).
+    accuracy : float
+        Accuracy of the model served by this pool (NaN if unknown).
+    """
+
+    name: str
+    latency_s: LatencySpec
+    replicas: int = 1
+    batch_size: int = 1
+    max_queue_delay_s: float = 0.0
+    cores: float = 0.0
+    accuracy: float = float("nan")
+
+    def __post_init__(self) -> None:
+        where = f"server pool {self.name!r}"
+        if isinstance(self.replicas, bool) or not isinstance(self.replicas, (int, np.integer)) or self.replicas < 1:
+            raise ValidationError(f"{where}: replicas must be an integer >= 1, got {self.replicas!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                or self.batch_size < 1:
+            raise ValidationError(f"{where}: batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not (math.isfinite(self.max_queue_delay_s) and self.max_queue_delay_s >= 0):
+            raise ValidationError(f"{where}: max_queue_delay_s must be a finite number >= 0, "
+                                  f"got {self.max_queue_delay_s!r}")
+        if not (math.isfinite(self.cores) and self.cores >= 0):
+            raise ValidationError(f"{where}: cores must be a finite number >= 0, got {self.cores!r}")
+        self.batch_latencies()  # validates latency_s
+
+    def batch_latencies(self) -> np.ndarray:
+        """Seconds to run a batch of ``k`` requests, at index ``k`` (index 0 is 0)."""
+        b = int(self.batch_size)
+        sizes = np.arange(1, b + 1)
+        spec = self.latency_s
+        where = f"server pool {self.name!r}: latency_s"
+        if isinstance(spec, Mapping):
+            if not spec:
+                raise ValidationError(f"{where}: the table of batch latencies is empty")
+            keys = np.array(sorted(int(k) for k in spec), dtype=float)
+            vals = np.array([float(spec[k]) for k in sorted(spec, key=int)])
+            if keys[0] < 1:
+                raise ValidationError(f"{where}: batch sizes must be >= 1, got {int(keys[0])}")
+            if b > keys[-1]:
+                raise ValidationError(
+                    f"{where}: batch_size {b} is above the largest profiled batch size {int(keys[-1])}"
+                )
+            lat = np.interp(sizes, keys, vals)
+        elif callable(spec):
+            lat = np.asarray(spec(sizes), dtype=float)
+            if lat.shape != sizes.shape:
+                raise ValidationError(f"{where}: the callable returned shape {lat.shape}, expected {sizes.shape}")
+        else:
+            try:
+                lat = np.full(b, float(spec))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ValidationError(f"{where}: expected seconds, a {{batch: seconds}} mapping or a callable, "
+                                      f"got {type(spec).__name__}") from None
+        if not np.all(np.isfinite(lat) & (lat > 0)):
+            raise ValidationError(f"{where}: batch latencies must be finite and > 0, got {lat.tolist()}")
+        return np.concatenate(([0.0], lat))
+
+    @property
+    def capacity_rps(self) -> float:
+        """Saturation throughput: replicas running full batches back to back."""
+        return float(self.replicas * self.batch_size / self.batch_latencies()[-1])
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Stages in series; each stage is pools in parallel with routing weights (shares of the requests).
+
+    ``accuracy`` says how the accuracies of the pools a request passes through combine into its accuracy:
+    ``average``, ``sum`` or ``product``. Build one with :meth:`parallel` (InfAdapter: variants side by side) or
+    :meth:`series` (IPA: one pool per stage).
+    """
+
+    stages: tuple[tuple[ServerPool, ...], ...]
+    weights: tuple[tuple[float, ...], ...]
+    slo_ms: float | None = None
+    accuracy: str = "average"
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValidationError("a deployment needs at least one stage")
+        if len(self.weights) != len(self.stages):
+            raise ValidationError(f"a deployment needs one weight list per stage: {len(self.stages)} stages, "
+                                  f"{len(self.weights)} weight lists")
+        for s, (pools, w) in enumerate(zip(self.stages, self.weights)):
+            if not pools or len(pools) != len(w):
+                raise ValidationError(f"stage {s}: {len(pools)} pools but {len(w)} routing weights")
+            if not all(isinstance(p, ServerPool) for p in pools):
+                raise ValidationError(f"stage {s}: every pool must be a ServerPool")
+            arr = np.asarray(w, dtype=float)
+            if not np.all(np.isfinite(arr) & (arr >= 0)) or arr.sum() <= 0:
+                raise ValidationError(f"stage {s}: routing weights must be >= 0 with a positive sum, got {list(w)}")
+        if self.accuracy not in ("average", "sum", "product"):
+            raise ValidationError(f"deployment accuracy must be average, sum or product, got {self.accuracy!r}")
+        if self.slo_ms is not None and not (math.isfinite(self.slo_ms) and self.slo_ms > 0):
+            raise ValidationError(f"slo_ms must be a finite number > 0, got {self.slo_ms!r}")
+
+    @classmethod
+    def parallel(cls, pools: Sequence[ServerPool], weights: Sequence[float] | None = None, *,
+                 slo_ms: float | None = None, label: str = "") -> Deployment:
+        """One stage of pools side by side (weights default to equal shares)."""
+        w = tuple(float(x) for x in (weights if weights is not None else [1.0] * len(pools)))
+        return cls((tuple(pools),), (w,), slo_ms=slo_ms, label=label)
+
+    @classmethod
+    def series(cls, pools: Sequence[ServerPool], *, slo_ms: float | None = None, accuracy: str = "average",
+               label: str = "") -> Deployment:
+        """A chain: every request passes through every pool in order."""
+        return cls(tuple((p,) for p in pools), tuple((1.0,) for _ in pools), slo_ms=slo_ms, accuracy=accuracy,
+                   label=label)
+
+    @property
+    def cores(self) -> float:
+        """Cores held by the whole deployment."""
+        return float(sum(p.cores * p.replicas for pools in self.stages for p in pools))
+
+    def summary(self) -> str:
+        """One line, e.g. ``resnet18 x4 b1 | resnet50 x2 b1``."""
+        return " -> ".join(
+            " | ".join(f"{p.name} x{p.replicas} b{p.batch_size}" for p, w in zip(pools, ws) if w > 0)
+            for pools, ws in zip(self.stages, self.weights)
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationReport:
+    """What happened to every request. ``to_dict()`` is the JSON of ``servopt simulate --json``.
+
+    Latencies are end-to-end (arrival at the first stage to completion of the last); ``slo_violation_rate`` counts
+    requests slower than the SLO plus dropped requests, over all requests; ``average_accuracy`` averages the
+    accuracy of the served requests; ``core_seconds`` integrates the cores held over the trace.
+    """
+
+    requests: int
+    served: int
+    dropped: int
+    mean_ms: float
+    p50_ms: float
+    p99_ms: float
+    slo_violation_rate: float
+    average_accuracy: float
+    core_seconds: float
+    slo_ms: float
+    duration_s: float
+    wall_seconds: float
+    arrival_s: np.ndarray = field(repr=False)
+    latency_s: np.ndarray = field(repr=False)  # NaN where dropped
+    accuracy: np.ndarray = field(repr=False)  # NaN where dropped
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"mean_ms", "p50_ms", "p99_ms", "slo_violation_rate", "served", "dropped", "average_accuracy",
+        "core_seconds"}``; undefined values (nothing served) are ``None``."""
+        def num(x: float) -> float | None:
+            return float(x) if math.isfinite(x) else None
+
+        return {
+            "mean_ms": num(self.mean_ms),
+            "p50_ms": num(self.p50_ms),
+            "p99_ms": num(self.p99_ms),
+            "slo_violation_rate": num(self.slo_violation_rate),
+            "served": int(self.served),
+            "dropped": int(self.dropped),
+            "average_accuracy": num(self.average_accuracy),
+            "core_seconds": float(self.core_seconds),
+        }
+
+    def per_interval(self, interval_s: float) -> dict[str, np.ndarray]:
+        """Metrics per interval of arrival time: ``start_s``, ``requests``, ``violations`` (rate), ``p99_ms``,
+        ``accuracy`` (mean over served)."""
+        n_int = max(1, int(math.ceil(self.duration_s / interval_s)))
+        k = np.minimum((self.arrival_s // interval_s).astype(np.int64), n_int - 1)
+        lat = self.latency_s
+        bad = np.isnan(lat) | (lat * 1000.0 > self.slo_ms)
+        requests = np.bincount(k, minlength=n_int)
+        viol = np.bincount(k, weights=bad, minlength=n_int)
+        ok = ~np.isnan(lat)
+        served = np.bincount(k[ok], minlength=n_int)
+        acc_sum = np.bincount(k[ok], weights=self.accuracy[ok], minlength=n_int)
+        p99 = np.full(n_int, np.nan)
+        order = np.argsort(k[ok], kind="stable")
+        chunks = np.split(lat[ok][order], np.cumsum(served)[:-1])
+        for i, chunk in enumerate(chunks):
+            if chunk.size:
+                p99[i] = np.percentile(chunk, 99) * 1000.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {
+                "start_s": np.arange(n_int) * float(interval_s),
+                "requests": requests,
+                "violations": np.where(requests > 0, viol / np.maximum(requests, 1), 0.0),
+                "p99_ms": p99,
+                "accuracy": acc_sum / served,
+            }
+
+
+def poisson_arrivals(rps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sorted arrival times (s) of a Poisson process whose rate in second ``k`` is ``rps[k]``."""
+    counts = rng.poisson(np.asarray(rps, dtype=float))
+    t = np.repeat(np.arange(counts.size, dtype=float), counts)
+    t += rng.random(t.size)
+    t.sort()
+    return t
+
+
+def simulate(
+    target: Any,
+    trace: Any,
+    *,
+    problem: Any = None,
+    slo_ms: float | None = None,
+    seed: int | None = 0,
+    timeout_ms: float | str | None = "slo",
+    **plan_options: Any,
+) -> SimulationReport:
+    """Simulate a plan serving a trace.
+
+    Parameters
+    ----------
+    target : Deployment, problem, Solution or plan
+        A :class:`Deployment`; a ``variant_selection`` or ``pipeline`` problem (solved first with
+        :func:`servopt.solve`); or a solution / plan of such a problem (then ``problem=`` is required).
+    trace : Trace, path or sequence of float
+        Request rate per second (see :mod:`servopt.traces`).
+    problem : optional
+        The problem a plan belongs to (its performance tables give the service times).
+    slo_ms : float, optional
+        Latency SLO; defaults to the deployment's (a pipeline's ``sla_ms``).
+    seed : int, optional
+        Seed of the arrivals and of the routing.
+    timeout_ms : float, "slo" or None
+        Drop a request not yet started by a stage when its age exceeds this many ms; ``"slo"`` (default) uses the
+        SLO, ``None`` never drops.
+    **plan_options
+        Passed to :func:`deployment_from_plan` (e.g. ``headroom``, ``servers``).
+
+    Returns
+    -------
+    SimulationReport
+    """
+    dep = _as_deployment(target, problem, dict(plan_options, slo_ms=slo_ms) if not isinstance(target, Deployment)
+                         else plan_options)
+    return simulate_schedule([(0.0, dep)], trace, slo_ms=slo_ms, seed=seed, timeout_ms=timeout_ms)
+
+
+def simulate_schedule(
+    schedule: Sequence[tuple[float, Deployment]],
+    trace: Any,
+    *,
+    slo_ms: float | None = None,
+    seed: int | None = 0,
+    timeout_ms: float | str | None = "slo",
+    arrivals: np.ndarray | None = None,
+) -> SimulationReport:
+    """Simulate deployments that change over time.
+
+    ``schedule`` lists ``(start_s, deployment)`` pairs in increasing time, the first at 0. A request is served by
+    the deployment in force when it arrives (make-before-break): a pool that is identical in consecutive entries
+    keeps its queue and busy servers; a pool that changes starts empty and idle, while the old one drains what it
+    has queued. All deployments must have the same number of stages. ``arrivals`` (sorted seconds) replaces the
+    Poisson arrivals drawn from the trace.
+    """
+    t0 = time.perf_counter()
+    tr: Trace = as_trace(trace)
+    if not schedule:
+        raise ValidationError("the schedule is empty; give at least one (start_s, deployment)")
+    starts = np.array([float(s) for s, _ in schedule])
+    deps = [d for _, d in schedule]
+    if starts[0] != 0.0 or np.any(np.diff(starts) <= 0):
+        raise ValidationError(f"schedule start times must begin at 0 and increase, got {starts.tolist()}")
+    if any(not isinstance(d, Deployment) for d in deps):
+        raise ValidationError("every schedule entry must be (start_s, Deployment)")
+    n_stages = len(deps[0].stages)
+    if any(len(d.stages) != n_stages for d in deps):
+        raise ValidationError("all deployments of a schedule must have the same number of stages")
+    slo = slo_ms if slo_ms is not None else deps[0].slo_ms
+    if slo is None or not (math.isfinite(slo) and slo > 0):
+        raise ValidationError("no latency SLO: pass slo_ms= (or --slo-ms) or use a deployment that has one")
+    if timeout_ms == "slo":
+        timeout_s: float | None = slo / 1000.0
+    elif timeout_ms is None:
+        timeout_s = None
+    else:
+        timeout_s = float(timeout_ms) / 1000.0
+        if not timeout_s > 0:
+            raise ValidationError(f"timeout_ms must be > 0, 'slo' or None, got {timeout_ms!r}")
+    rng = np.random.default_rng(seed)
+    if arrivals is None:
+        arrivals = poisson_arrivals(tr.rps, rng)
+    duration = float(tr.duration_s)
+    seg_end = np.append(starts[1:], max(duration, starts[-1]))
+    core_seconds = float(sum(d.cores * max(0.0, e - s) for d, s, e in zip(deps, starts, seg_end)))
+    finish, acc = _run(deps, starts, arrivals, rng, timeout_s)
+    lat = finish - arrivals
+    ok = ~np.isnan(lat)
+    served = int(ok.sum())
+    n = int(arrivals.size)
+    lat_ok = lat[ok]
+    if served:
+        mean_ms = float(lat_ok.mean() * 1000.0)
+        p50, p99 = (float(v) * 1000.0 for v in np.percentile(lat_ok, [50, 99]))
+        avg_acc = float(np.mean(acc[ok]))
+    else:
+        mean_ms = p50 = p99 = avg_acc = float("nan")
+    violations = (n - served) + int(np.count_nonzero(lat_ok * 1000.0 > slo))
+    return SimulationReport(
+        requests=n, served=served, dropped=n - served, mean_ms=mean_ms, p50_ms=p50, p99_ms=p99,
+        slo_violation_rate=violations / n if n else float("nan"), average_accuracy=avg_acc,
+        core_seconds=core_seconds, slo_ms=float(slo), duration_s=duration,
+        wall_seconds=time.perf_counter() - t0, arrival_s=arrivals, latency_s=lat,
+        accuracy=np.where(ok, acc, np.nan),
+    )
+
+
+def _run(deps: list[Deployment], starts: np.ndarray, arrivals: np.ndarray, rng: np.random.Generator,
+         timeout_s: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Finish time (NaN if dropped) and accuracy of every request."""
+    n = arrivals.size
+    now = arrivals.copy()
+    deadline = arrivals + timeout_s if timeout_s is not None else None
+    seg_bounds = np.searchsorted(arrivals, starts, side="left").tolist() + [n]
+    mode = deps[0].accuracy
+    acc = np.zeros(n) if mode in ("average", "sum") else np.ones(n)
+    for s in range(len(deps[0].stages)):
+        run_of = _pool_runs([d.stages[s] for d in deps])
+        rid = np.empty(n, dtype=np.int64)
+        u = rng.random(n)
+        pool_acc = np.empty(n)
+        for k, dep in enumerate(deps):
+            lo, hi = seg_bounds[k], seg_bounds[k + 1]
+            if lo == hi:
+                continue
+            w = np.cumsum(dep.weights[s])
+            choice = np.minimum(np.searchsorted(w / w[-1], u[lo:hi], side="right"), len(w) - 1)
+            rid[lo:hi] = np.asarray(run_of[k])[choice]
+            pool_acc[lo:hi] = np.array([p.accuracy for p in dep.stages[s]])[choice]
+        rid[np.isnan(now)] = -1
+        pools = {r: pool for k, dep in enumerate(deps) for pool, r in zip(dep.stages[s], run_of[k])}
+        order = np.lexsort((now, rid))  # by run, then by arrival at this stage
+        sorted_rid = rid[order]
+        cuts = np.flatnonzero(np.diff(sorted_rid)) + 1
+        for idx in np.split(order, cuts):
+            if idx.size == 0 or rid[idx[0]] < 0:
+                continue
+            _, fin = _serve(now[idx], None if deadline is None else deadline[idx], pools[int(rid[idx[0]])])
+            now[idx] = fin
+        if mode == "product":
+            acc *= pool_acc
+        else:
+            acc += pool_acc
+    if mode == "average":
+        acc /= len(deps[0].stages)
+    return now, acc
+
+
+def _pool_runs(stage_per_segment: list[tuple[ServerPool, ...]]) -> list[list[int]]:
+    """Run id of every pool of every segment: a pool identical to one of the previous segment continues it."""
+    runs: list[list[int]] = []
+    next_id = 0
+    for k, pools in enumerate(stage_per_segment):
+        ids: list[int] = []
+        prev = list(zip(stage_per_segment[k - 1], runs[k - 1])) if k else []
+        taken: set[int] = set()
+        for pool in pools:
+            match = next((r for p, r in prev if r not in taken and p == pool), None)
+            if match is None:
+                match, next_id = next_id, next_id + 1
+            taken.add(match)
+            ids.append(match)
+        runs.append(ids)
+    return runs
+
+
+def _serve(t: np.ndarray, deadline: np.ndarray | None, pool: ServerPool) -> tuple[np.ndarray, np.ndarray]:
+    """Start and finish times (NaN if dropped) of requests arriving at ``t`` (sorted) at one pool."""
+    lat = pool.batch_latencies()
+    if pool.batch_size == 1:
+        start = _lindley(t, float(lat[1]), int(pool.replicas))
+        if deadline is None or not np.any(start > deadline):
+            return start, start + lat[1]
+    start, finish, _ = _serve_batches(t, deadline, int(pool.batch_size), float(pool.max_queue_delay_s), lat,
+                                      int(pool.replicas))
+    return start, finish
+
+
+def _lindley(t: np.ndarray, service_s: float, replicas: int) -> np.ndarray:
+    """FIFO start times with ``replicas`` servers and a constant service time: S_i = max(A_i, S_{i-c} + D)."""
+    start = np.empty_like(t)
+    for r in range(min(replicas, t.size)):
+        a = t[r::replicas]
+        offset = np.arange(a.size) * service_s
+        start[r::replicas] = offset + np.maximum.accumulate(a - offset)
+    return start
+
+
+def _serve_batches(t: np.ndarray, deadline: np.ndarray | None, batch: int, delay: float, lat: np.ndarray,
+                   replicas: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The event loop, once per batch: a free server takes up to ``batch`` requests when the batch is full or the
+    oldest has waited ``delay``; requests whose deadline passes before a server is free are dropped.
+
+    Returns start and finish times (NaN if dropped) and the batch number of every request (-1 if dropped)."""
+    n = t.size
+    times = t.tolist()
+    dl = deadline.tolist() if deadline is not None else None
+    latl = lat.tolist()
+    free = [-math.inf] * replicas  # a heap of the times servers become free
+    b_start: list[float] = []
+    b_fin: list[float] = []
+    b_lo: list[int] = []
+    b_hi: list[int] = []
+    inf = math.inf
+    head = 0
+    while head < n:
+        t_free = free[0]
+        if dl is not None:
+            while head < n and dl[head] < t_free:
+                head += 1
+            if head >= n:
+                break
+        last = head + batch - 1
+        full_at = times[last] if last < n else inf
+        ts = times[head] + delay
+        if full_at < ts:
+            ts = full_at
+        if t_free > ts:
+            ts = t_free
+        hi = bisect_right(times, ts, head, min(n, head + batch))
+        fin = ts + latl[hi - head]
+        heapreplace(free, fin)
+        b_start.append(ts)
+        b_fin.append(fin)
+        b_lo.append(head)
+        b_hi.append(hi)
+        head = hi
+    start = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    batch_of = np.full(n, -1, dtype=np.int64)
+    if b_lo:
+        lo = np.asarray(b_lo)
+        counts = np.asarray(b_hi) - lo
+        # served requests are the union of the batch ranges [lo, hi), in order
+        idx = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(counts.sum())
+        start[idx] = np.repeat(b_start, counts)
+        finish[idx] = np.repeat(b_fin, counts)
+        batch_of[idx] = np.repeat(np.arange(lo.size), counts)
+    if deadline is not None:
+        late = start > deadline  # NaN compares False
+        start[late] = np.nan
+        finish[late] = np.nan
+        batch_of[late] = -1
+    return start, finish, batch_of
+
+
+def _as_deployment(target: Any, problem: Any, options: dict[str, Any]) -> Deployment:
+    if isinstance(target, Deployment):
+        if options:
+            raise ValidationError(f"options {', '.join(options)} apply to plans, not to a Deployment")
+        return target
+    if hasattr(target, "build") and hasattr(target, "kind"):  # a problem: solve it
+        from servopt.solve import solve
+
+        solution = solve(target)
+        if solution.plan is None:
+            raise ValidationError(f"the {target.kind} problem has no plan to simulate ({solution.status.value}): "
+                                  f"{solution.message}")
+        return deployment_from_plan(target, solution.plan, **options)
+    if problem is None:
+        raise ValidationError("simulating a plan or a solution needs its problem: pass problem=")
+    plan = getattr(target, "plan", target)
+    if plan is None:
+        raise ValidationError("the solution has no plan to simulate")
+    return deployment_from_plan(problem, plan, **options)
+
+
+def deployment_from_plan(problem: Any, plan: Any, *, slo_ms: float | None = None, headroom: float = 0.8,
+                         servers: str = "per_core") -> Deployment:
+    """The :class:`Deployment` that runs a plan of a ``variant_selection`` or ``pipeline`` problem.
+
+    ``variant_selection`` (InfAdapter: one TF Serving pod per variant, batch 1, ``n`` cores): the problem knows
+    only the capacity th(n), the RPS the variant sustains *within its latency SLO*, which InfAdapter sets to 0.8 of
+    the measured capacity. The pod is modelled as ``n`` servers (one per core, ``servers="per_core"``; or one
+    server, ``"single"``) with a deterministic service time chosen so that the pod saturates at
+    ``th(n) / headroom``: ``n * headroom / th(n)`` seconds per request per core. Requests are routed by the plan's
+    ``rps`` shares. Variant-selection problems carry no SLO (it is built into th): pass ``slo_ms``.
+
+    ``pipeline`` (IPA): stages in series, each ``replicas`` servers with the plan's batch size, a batch of ``k``
+    taking the variant's profiled latency (interpolated between profiled batch sizes), and a dynamic-batching
+    queue delay equal to the plan's queueing budget ``queue_ms`` (the time a batch takes to fill at the planned
+    load). Accuracy per request combines the stage accuracies as the objective does (``sum``/``average``/
+    ``product``, rank-normalised when the problem says so), so it matches the plan's ``accuracy``; the SLO is
+    ``sla_ms``.
+    """
+    kind = getattr(problem, "kind", None)
+    d = plan.to_dict() if hasattr(plan, "to_dict") else dict(plan)
+    if kind == "variant_selection":
+        return _variant_selection_deployment(problem, d, slo_ms, headroom, servers)
+    if kind == "pipeline":
+        return _pipeline_deployment(problem, d, slo_ms)
+    raise ValidationError(f"cannot simulate a {kind!r} plan: the simulator serves request streams of "
+                          "variant_selection and pipeline plans (min_gpus/max_throughput plans are batch jobs)")
+
+
+def _variant_selection_deployment(problem: Any, plan: dict[str, Any], slo_ms: float | None, headroom: float,
+                                  servers: str) -> Deployment:
+    if not (math.isfinite(headroom) and 0 < headroom <= 1):
+        raise ValidationError(f"headroom must be in (0, 1] (InfAdapter serves 0.8 of capacity), got {headroom!r}")
+    if servers not in ("per_core", "single"):
+        raise ValidationError(f"servers must be per_core or single, got {servers!r}")
+    variants = {v.name: v for v in problem.variants}
+    pools, weights = [], []
+    for alloc in plan["variants"]:
+        name, cores = alloc["name"], int(alloc["cores"])
+        if cores <= 0:
+            continue
+        if name not in variants:
+            raise ValidationError(f"the plan names variant {name!r}, which the problem does not have")
+        v = variants[name]
+        if cores not in v.capacity:
+            raise ValidationError(f"variant {name!r} has no capacity for {cores} cores; profiled: "
+                                  f"{sorted(v.capacity)}")
+        th = float(v.capacity[cores])
+        if th <= 0:
+            raise ValidationError(f"variant {name!r} on {cores} cores has capacity {th:g} RPS: cannot serve")
+        c = cores if servers == "per_core" else 1
+        pools.append(ServerPool(name, latency_s=c * headroom / th, replicas=c, cores=cores / c,
+                                accuracy=float(v.accuracy)))
+        weights.append(max(float(alloc["rps"]), 0.0))
+    if not pools:
+        raise ValidationError("the plan loads no variant")
+    if sum(weights) <= 0:
+        weights = [1.0] * len(pools)
+    return Deployment.parallel(pools, weights, slo_ms=slo_ms, label="variant_selection")
+
+
+def _pipeline_deployment(problem: Any, plan: dict[str, Any], slo_ms: float | None) -> Deployment:
+    from servopt.formulations.pipeline import rank_normalize
+
+    stages = {s.name: s for s in problem.stages}
+    pools = []
+    for sp in plan["stages"]:
+        stage = stages.get(sp["name"])
+        if stage is None:
+            raise ValidationError(f"the plan names stage {sp['name']!r}, which the problem does not have")
+        names = [v.name for v in stage.variants]
+        if sp["variant"] not in names:
+            raise ValidationError(f"stage {stage.name!r} has no variant {sp['variant']!r}")
+        accs = [v.accuracy for v in stage.variants]
+        if problem.normalize == "rank":
+            accs = rank_normalize(accs)
+        i = names.index(sp["variant"])
+        v = stage.variants[i]
+        table = {p.batch_size: p.latency_ms / 1000.0 for p in v.batches}
+        pools.append(ServerPool(
+            f"{stage.name}:{v.name}", latency_s=table, replicas=int(sp["replicas"]), batch_size=int(sp["batch_size"]),
+            max_queue_delay_s=max(0.0, float(sp.get("queue_ms", 0.0))) / 1000.0, cores=float(v.cores),
+            accuracy=float(accs[i]),
+        ))
+    return Deployment.series(pools, slo_ms=slo_ms if slo_ms is not None else float(problem.sla_ms),
+                             accuracy=problem.accuracy, label="pipeline")
+
+
+class _CallableModule(types.ModuleType):
+    """``servopt.simulate`` is both this module and the function: ``servopt.simulate(plan, trace)`` works even
+    after ``import servopt.simulate`` has bound the module to the package attribute."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SimulationReport:
+        return simulate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

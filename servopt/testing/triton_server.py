@@ -1,0 +1,354 @@
+"""Check written repositories on a real tritonserver (CPU-only, from the ``nvidia-pytriton`` wheel).
+
+``check_repositories(paths)`` copies each repository, makes it servable on a machine without a GPU (KIND_GPU
+groups become KIND_CPU, every model gets the Python backend and a stand-in ``model.py`` with the same inputs and
+outputs; see :func:`make_servable`), starts one server over all copies on free 127.0.0.1 ports with
+``--model-namespacing`` (two repositories may both hold a model called ``resnet50``), checks that every model is
+READY, runs one inference through every ensemble and every model whose name is unambiguous, stops the server by
+its PID and returns a :class:`CheckReport`. On failure :class:`TritonCheckError` carries the server log.
+
+Command line: ``python -m servopt.testing.triton_server REPO [REPO ...]``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servopt.testing.triton_env import TritonEnv, ensure_env
+
+__all__ = ["TritonServer", "TritonCheckError", "CheckReport", "make_servable", "check_repositories",
+           "find_repositories"]
+
+STANDIN = Path(__file__).with_name("standin_model.py")
+
+
+class TritonCheckError(AssertionError):
+    """A repository did not load or serve; ``log`` is the server's whole log."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        self.log = log
+        tail = "\n".join(log.splitlines()[-120:])
+        super().__init__(f"{message}\n----- tritonserver log (last 120 lines) -----\n{tail}" if log else message)
+
+
+@dataclass
+class CheckReport:
+    """What one check did."""
+
+    repositories: int = 0
+    models: int = 0
+    ready: int = 0
+    rejected: int = 0
+    inferences: list[str] = field(default_factory=list)
+    startup_s: float = 0.0
+    total_s: float = 0.0
+    log: str = ""
+
+
+def _free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+class TritonServer:
+    """One tritonserver process over some repositories; use as a context manager (stops by PID on exit)."""
+
+    def __init__(self, env: TritonEnv, repositories: list[Path], workdir: Path, *, startup_timeout_s: float = 180,
+                 exit_timeout_s: int = 5) -> None:
+        self.env = env
+        self.repositories = [Path(r).absolute() for r in repositories]
+        self.workdir = Path(workdir)
+        self.startup_timeout_s = startup_timeout_s
+        self.exit_timeout_s = exit_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "tritonserver.log"
+        self.http_port = self.grpc_port = self.metrics_port = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    def start(self) -> float:
+        """Start the server and wait until its endpoints answer; returns the seconds it took."""
+        backends = self.workdir / "backends"
+        if not backends.exists():
+            shutil.copytree(self.env.backends, backends)
+            shutil.copy2(self.env.stub, backends / "python" / "triton_python_backend_stub")
+        self.http_port, self.grpc_port, self.metrics_port = _free_ports(3)
+        cmd = [str(self.env.server), *[f"--model-repository={r}" for r in self.repositories],
+               "--model-namespacing=true", f"--backend-directory={backends}",
+               "--http-address=127.0.0.1", f"--http-port={self.http_port}",
+               "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
+               "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
+               "--allow-gpu-metrics=false", "--exit-on-error=false", "--strict-readiness=false",
+               f"--exit-timeout-secs={self.exit_timeout_s}"]
+        started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env.environ(), cwd=self.workdir, start_new_session=True)
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.stop()  # reaps the Python backend stubs a crashed server leaves behind
+                raise TritonCheckError(f"tritonserver exited with code {code} during start-up", self.log())
+            if self._live():
+                return time.monotonic() - started
+            if time.monotonic() - started > self.startup_timeout_s:
+                self.stop()
+                raise TritonCheckError(f"tritonserver was not live after {self.startup_timeout_s:.0f} s", self.log())
+            time.sleep(0.25)
+
+    def _live(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/v2/health/live", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM to the server's PID, then SIGKILL to its process group: the Python backend stubs it started
+        ignore SIGTERM and outlive a server that crashed (the group is the server's own session, started here)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=self.exit_timeout_s + 10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait(timeout=10)
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- client side ---------------------------------------------------------------------------------------------
+    def client(self) -> Any:
+        import tritonclient.grpc as grpcclient
+
+        return grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}")
+
+    def index(self) -> list[tuple[str, str, str]]:
+        """(name, state, reason) of every model the server knows."""
+        index = self.client().get_model_repository_index()
+        return [(m.name, m.state, m.reason) for m in index.models]
+
+    def infer(self, config: Any) -> dict[str, tuple[int, ...]]:
+        """One request of batch 1 (or unbatched) with zero inputs; returns output name -> shape."""
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+        from tritonclient.grpc import model_config_pb2 as mc
+        from tritonclient.utils import triton_to_np_dtype
+
+        lead = [1] if config.max_batch_size > 0 else []
+        inputs = []
+        for io in config.input:
+            dtype = mc.DataType.Name(io.data_type)[len("TYPE_"):]
+            shape = lead + [1 if d < 0 else int(d) for d in io.dims]
+            item = grpcclient.InferInput(io.name, shape, dtype)
+            np_type = triton_to_np_dtype(dtype)
+            data = np.full(shape, b"", dtype=object) if dtype == "BYTES" or dtype == "STRING" else \
+                np.zeros(shape, dtype=np_type)
+            item.set_data_from_numpy(data)
+            inputs.append(item)
+        outputs = [grpcclient.InferRequestedOutput(io.name) for io in config.output]
+        result = self.client().infer(config.name, inputs, outputs=outputs, client_timeout=60)
+        shapes = {}
+        for io in config.output:
+            array = result.as_numpy(io.name)
+            if array is None:
+                raise TritonCheckError(f"model {config.name}: output {io.name} missing from the response", self.log())
+            want = lead + list(io.dims)
+            got = list(array.shape)
+            if len(got) != len(want) or any(w not in (-1, g) for w, g in zip(want, got)):
+                raise TritonCheckError(f"model {config.name}: output {io.name} has shape {got}, config says {want}",
+                                       self.log())
+            shapes[io.name] = tuple(got)
+        return shapes
+
+
+def _read_config(path: Path) -> Any:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def make_servable(repo: Path, dest: Path, *, max_instances: int | None = None) -> list[Any]:
+    """Copy ``repo`` to ``dest`` and make it load on a CPU-only server with only the Python backend.
+
+    Per model: ``KIND_GPU`` groups become ``KIND_CPU`` with one instance per listed GPU and no ``gpus``;
+    ``backend``/``platform``/``default_model_filename`` become the Python backend's; every version folder gets
+    the stand-in ``model.py``. Ensembles are copied unchanged. ``max_instances`` caps each group's count (CPU
+    time on a small CI machine); everything else is left as written. Returns the rewritten configs.
+    """
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    shutil.copytree(repo, dest)
+    configs = []
+    for cfg_path in sorted(dest.glob("*/config.pbtxt")):
+        cfg = _read_config(cfg_path)
+        if cfg.platform != "ensemble":
+            for group in cfg.instance_group:
+                if group.kind == mc.ModelInstanceGroup.KIND_GPU:
+                    group.count = group.count * max(1, len(group.gpus))
+                    group.kind = mc.ModelInstanceGroup.KIND_CPU
+                    del group.gpus[:]
+                if max_instances is not None:
+                    group.count = min(group.count, max_instances)
+            cfg.backend = "python"
+            cfg.platform = ""
+            cfg.ClearField("default_model_filename")
+            for version in cfg_path.parent.iterdir():
+                if version.is_dir() and version.name.isdigit():
+                    shutil.copy2(STANDIN, version / "model.py")
+        cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
+        configs.append(cfg)
+    return configs
+
+
+def find_repositories(out_dir: Path) -> list[Path]:
+    """The repositories inside a folder written by ``write_repository`` (from its ``servopt.json``)."""
+    import json
+
+    out_dir = Path(out_dir)
+    summary = json.loads((out_dir / "servopt.json").read_text())
+    return [(out_dir / r["path"]).resolve() for r in summary["repositories"]]
+
+
+def check_repositories(repositories: list[Path], *, env: TritonEnv | None = None, workdir: Path | None = None,
+                       max_instances: int | None = None, startup_timeout_s: float = 180,
+                       expect_failures: Mapping[str, str] | None = None) -> CheckReport:
+    """Load every repository on one server, check all models are READY, infer every ensemble (and every model
+    with a unique name). Raises :class:`TritonCheckError` (with the server log) on the first problem.
+
+    ``expect_failures`` maps model names that must *not* load to a text Triton must report for them (in the
+    repository index or the log): how the tests prove servopt's rule messages are Triton's."""
+    started = time.monotonic()
+    env = env or ensure_env()
+    own_tmp = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="servopt-triton-")) if own_tmp else Path(workdir)
+    report = CheckReport(repositories=len(repositories))
+    try:
+        copies, configs = [], []
+        for i, repo in enumerate(repositories):
+            dest = work / "repos" / f"r{i:02d}_{Path(repo).name}"
+            configs.extend(make_servable(Path(repo), dest, max_instances=max_instances))
+            copies.append(dest)
+        failing = dict(expect_failures or {})
+        configs = [c for c in configs if c.name not in failing]
+        report.models = len(configs)
+        server = TritonServer(env, copies, work, startup_timeout_s=startup_timeout_s)
+        with server:
+            report.startup_s = time.monotonic() - started
+            try:
+                _check_loaded(server, configs, report, failing)
+                counts = Counter(c.name for c in configs)
+                ensembles = [c for c in configs if c.platform == "ensemble"]
+                ambiguous = sorted(c.name for c in ensembles if counts[c.name] > 1)
+                if ambiguous:
+                    raise TritonCheckError(f"ensembles {', '.join(ambiguous)} have the same name in two "
+                                           "repositories; check them in separate calls")
+                for cfg in sorted(configs, key=lambda c: (c.platform != "ensemble", c.name)):
+                    if counts[cfg.name] == 1:
+                        server.infer(cfg)
+                        report.inferences.append(cfg.name)
+            except TritonCheckError:
+                raise
+            except Exception as exc:  # a client error: show it with the log
+                raise TritonCheckError(f"{type(exc).__name__}: {exc}", server.log()) from exc
+            finally:
+                report.log = server.log()
+        report.total_s = time.monotonic() - started
+        return report
+    finally:
+        if own_tmp:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_loaded(server: TritonServer, configs: list[Any], report: CheckReport, failing: Mapping[str, str]) -> None:
+    import re
+
+    index = server.index()
+    log = server.log()
+    plain = re.sub(r"/[^\s'\"]*::", "", log)  # "/abs/repo::model" (model namespacing) -> "model"
+    for name, text in failing.items():
+        reasons = [reason for n, state, reason in index if n == name and state != "READY"]
+        loaded = [n for n, state, _ in index if n == name and state == "READY"]
+        if loaded or not (any(text in r for r in reasons) or text in plain):
+            raise TritonCheckError(f"model {name} was expected to fail with {text!r}; "
+                                   f"index says {[(n, s, r) for n, s, r in index if n == name]}", log)
+    report.rejected = len(failing)
+    index = [row for row in index if row[0] not in failing]
+    ready = Counter(name for name, state, _ in index if state == "READY")
+    report.ready = sum(ready.values())
+    problems = [f"{name}: {state} {reason}".strip() for name, state, reason in index if state != "READY"]
+    expected = Counter(c.name for c in configs)
+    missing = expected - ready
+    if problems or missing:
+        raise TritonCheckError(
+            "models did not load: " + "; ".join(problems + [f"{n} (x{k}) not READY" for n, k in missing.items()]),
+            server.log())
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m servopt.testing.triton_server", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path,
+                        help="repositories, or folders written by servopt (with servopt.json)")
+    parser.add_argument("--max-instances", type=int, default=None, help="cap each instance group's count")
+    args = parser.parse_args(argv)
+    repos: list[Path] = []
+    for p in args.paths:
+        repos.extend(find_repositories(p) if (p / "servopt.json").is_file() else [p])
+    try:
+        report = check_repositories(repos, max_instances=args.max_instances)
+    except TritonCheckError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{report.repositories} repositories, {report.models} models READY={report.ready}, "
+          f"{len(report.inferences)} inferences ({', '.join(report.inferences)}); "
+          f"server up after {report.startup_s:.1f} s, {report.total_s:.1f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Plans → Triton model repositories (SPEC §6).
+
+``write_repository(problem, solution, out_dir)`` builds one ``ModelConfig`` message per served model
+(``tritonclient.grpc.model_config_pb2``), checks Triton's load-time rules on them (:mod:`servopt.triton.rules`,
+with Triton's own messages), and writes the repository atomically in protobuf text format, with a summary
+(``servopt.json``), the load balancer's weights for ``variant_selection`` (``routing.json``) and optionally a
+KServe manifest (``kserve.yaml``). docs/triton.md describes the layout and the ``triton:`` section of problem
+files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_repository", "build_repository", "TRITON_VERSION"]
+
+#: the Triton release whose load rules and config fields the output targets (nvidia-pytriton 0.7.0 bundles it)
+TRITON_VERSION = "2.51.0"
+
+
+def _plan_of(solution: Any) -> tuple[dict[str, Any], str | None]:
+    plan = getattr(solution, "plan", solution)
+    if plan is None:
+        status = getattr(getattr(solution, "status", None), "value", getattr(solution, "status", "unknown"))
+        from servopt.exceptions import ValidationError
+
+        raise ValidationError(f"there is no plan to deploy (status {status}); solve a feasible problem first")
+    data = plan.to_dict() if hasattr(plan, "to_dict") else plan
+    return dict(data), getattr(solution, "problem", None)
+
+
+def build_repository(problem: Any, solution: Any, *, triton_backend: str | None = None, template: Any = None,
+                     kserve: bool = False, storage_uri: str | None = None, source: str | Path | None = None
+                     ) -> tuple[Any, dict[str, str], list[str]]:
+    """Everything :func:`write_repository` would write, checked, without touching the disk.
+
+    Returns
+    -------
+    (Deployment, files, folders)
+        ``files`` maps relative paths to text, ``folders`` lists the version folders.
+    """
+    from servopt.exceptions import ValidationError
+    from servopt.triton.build import build_deployment
+    from servopt.triton.rules import check_repository
+    from servopt.triton.spec import parse_triton_section
+    from servopt.triton.write import render_files
+
+    source = source or getattr(problem, "source", None) or getattr(problem, "path", None)
+    spec = parse_triton_section(getattr(problem, "triton", None), source)
+    plan, solved_kind = _plan_of(solution)
+    kind = getattr(problem, "kind", None) or solved_kind
+    if kserve and storage_uri is None:
+        raise ValidationError("--kserve needs --storage-uri: where the repository will be uploaded "
+                              "(e.g. gs://bucket/models/effnet)")
+    deployment = build_deployment(problem, plan, spec, kind=str(kind), triton_backend=triton_backend,
+                                  template=template)
+    for repo in deployment.repositories:
+        configs = {m.name: m.config for m in repo.models}
+        if len(configs) != len(repo.models):
+            raise ValidationError(f"two models of repository {repo.path!r} share a name")
+        check_repository(configs, {m.name: m.versions for m in repo.models})
+    manifests = None
+    if kserve:
+        from servopt.triton.kserve import kserve_manifests
+
+        manifests = kserve_manifests(deployment, storage_uri, namespace=spec.kserve.namespace,
+                                     runtime_version=spec.kserve.runtime_version, memory=spec.kserve.memory)
+    files, folders = render_files(deployment, _summary(deployment, plan), manifests)
+    return deployment, files, folders
+
+
+def _summary(deployment: Any, plan: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": deployment.name,
+        "problem": deployment.kind,
+        "triton_version": TRITON_VERSION,
+        "repositories": [
+            {
+                "path": repo.path,
+                "hardware": repo.hardware,
+                "gpus": repo.gpus,
+                "cpu_cores": repo.cpu_cores,
+                "entry": repo.entry,
+                "models": [m.info for m in repo.models],
+            }
+            for repo in deployment.repositories
+        ],
+        "plan": plan,
+    }
+
+
+def write_repository(problem: Any, solution: Any, out_dir: str | Path, *, force: bool = False,
+                     triton_backend: str | None = None, template: Any = None, kserve: bool = False,
+                     storage_uri: str | None = None, source: str | Path | None = None) -> Path:
+    """Write the Triton model repository (or repositories) for a solved plan.
+
+    Parameters
+    ----------
+    problem : Problem
+        The solved problem: ``kind``, ``triton`` (the raw ``triton:`` mapping or None), ``name``/``source``.
+    solution : servopt.Solution
+        Its answer; ``solution.plan`` must exist.
+    out_dir : path
+        The folder to create. An existing folder is refused unless ``force`` (then replaced atomically).
+    triton_backend : {"onnxruntime", "tensorrt_plan", "pytorch_libtorch", "python"}, optional
+        Overrides the backend of every model.
+    template : path or mapping, optional
+        A ``config.pbtxt`` to start every model from (or model key -> path); overrides ``triton.template``.
+    kserve : bool
+        Also write ``kserve.yaml`` (KServe ``InferenceService`` manifests); needs ``storage_uri``.
+    storage_uri : str, optional
+        Where the repository will be uploaded (``gs://...``, ``s3://...``, ``pvc://...``).
+    source : path, optional
+        The problem file, when ``problem`` does not record it (``problem.source``): named in errors about the
+        ``triton:`` section, and relative template paths are resolved against its folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Raises
+    ------
+    servopt.ValidationError
+        Bad ``triton:`` section or arguments, a configuration Triton would refuse
+        (:class:`servopt.triton.rules.TritonRuleError`), or an existing ``out_dir`` without ``force``; nothing
+        is written then.
+
+    Examples
+    --------
+    >>> import servopt, tempfile, pathlib
+    >>> problem = servopt.load_problem("examples/pipeline_video.yaml")   # doctest: +SKIP
+    >>> servopt.write_repository(problem, servopt.solve(problem), "repo/")  # doctest: +SKIP
+    PosixPath('repo')
+    """
+    from servopt.triton.write import check_target, write_tree
+
+    out = Path(out_dir)
+    check_target(out, force)
+    _, files, folders = build_repository(problem, solution, triton_backend=triton_backend, template=template,
+                                         kserve=kserve, storage_uri=storage_uri, source=source)
+    return write_tree(out, files, folders, force=force)

@@ -1,0 +1,109 @@
+"""Atomic writing of a deployment: everything goes to a temporary folder beside the target, then one rename.
+
+A failure at any point removes the temporary folder and leaves the target as it was; an existing target is only
+replaced with ``force=True`` (moved aside, replaced, then deleted; restored if the replacement fails).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import text_format
+
+from servopt.exceptions import ValidationError
+from servopt.triton.build import Deployment
+
+__all__ = ["config_text", "render_files", "write_tree", "check_target"]
+
+
+def config_text(config: Any) -> str:
+    """``config.pbtxt`` text of a ``ModelConfig`` (protobuf text format, Triton-doc style ``dims: [3, 224]``)."""
+    return text_format.MessageToString(config, use_short_repeated_primitives=True)
+
+
+def render_files(deployment: Deployment, summary: dict[str, Any], manifests: list[dict[str, Any]] | None
+                 ) -> tuple[dict[str, str], list[str]]:
+    """Relative path -> text of every file, and the (empty) version folders to create."""
+    files: dict[str, str] = {}
+    folders: list[str] = []
+    for repo in deployment.repositories:
+        for entry in repo.models:
+            base = entry.name if repo.path == "." else f"{repo.path}/{entry.name}"
+            files[f"{base}/config.pbtxt"] = config_text(entry.config)
+            folders.extend(f"{base}/{v}" for v in entry.versions)
+    files["servopt.json"] = json.dumps(summary, indent=2, sort_keys=False) + "\n"
+    if deployment.routing is not None:
+        files["routing.json"] = json.dumps(deployment.routing, indent=2) + "\n"
+    if manifests:
+        import yaml
+
+        files["kserve.yaml"] = yaml.safe_dump_all(manifests, sort_keys=False)
+    files.update(deployment.extra_files)
+    return files, folders
+
+
+def check_target(out: Path, force: bool) -> None:
+    """Refuse an existing target unless ``force``; refuse a target that is a file either way."""
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise ValidationError(f"{out}: exists and is not a directory; choose another --out")
+        if not force:
+            raise ValidationError(f"{out}: already exists; pass --force to replace it (nothing was written)")
+
+
+def _write_file(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def write_tree(out: Path, files: dict[str, str], folders: list[str], *, force: bool) -> Path:
+    """Write ``files`` and ``folders`` under ``out`` atomically."""
+    out = Path(out)
+    check_target(out, force)
+    created_parents = []
+    parent = out.parent
+    while not parent.exists():
+        created_parents.append(parent)
+        parent = parent.parent
+    tmp: Path | None = None
+    old: Path | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.servopt-tmp-", dir=out.parent))
+        for folder in folders:
+            (tmp / folder).mkdir(parents=True, exist_ok=True)
+        for rel, text in files.items():
+            _write_file(tmp / rel, text)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.servopt-old-", dir=out.parent))
+            os.replace(out, old / "previous")
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old / "previous", out)
+                raise
+            tmp = None
+            shutil.rmtree(old, ignore_errors=True)
+            old = None
+        else:
+            os.replace(tmp, out)
+            tmp = None
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not (old / "previous").exists():
+            shutil.rmtree(old, ignore_errors=True)
+        for folder in created_parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+    return out

@@ -1,0 +1,272 @@
+"""servopt.profiler, servopt.onnx_models and ``servopt profile``: tiny graphs, tiny grids, small time budgets."""
+
+from __future__ import annotations
+
+import csv
+import math
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="the profiler tests need the 'profile' extra (onnx)")
+ort = pytest.importorskip("onnxruntime", reason="the profiler tests need the 'profile' extra (onnxruntime)")
+
+from servopt.cli import main  # noqa: E402
+from servopt.exceptions import ServoptError, ValidationError  # noqa: E402
+from servopt.onnx_models import mobilenet_like, resnet_like, save_model, tiny_cnn  # noqa: E402
+from servopt.profiler import PROFILE_COLUMNS, is_oom_error, profile_model  # noqa: E402
+
+FAST = dict(repeats=5, min_repeats=2, time_budget_s=0.05)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_model(tiny_cnn(), tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ------------------------------------------------------------------------------------------------ models
+@pytest.mark.parametrize(
+    "build", [lambda: resnet_like(width=8, blocks=(1, 1)), lambda: mobilenet_like(width_mult=0.25), tiny_cnn],
+    ids=["resnet_like", "mobilenet_like", "tiny_cnn"],
+)
+def test_builders_make_valid_graphs_with_dynamic_batch_and_size(build):
+    model = build()
+    onnx.checker.check_model(model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "", "height", "width"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    classes = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    for batch, size in ((1, 32), (3, 64)):
+        (out,) = session.run(None, {"input": np.random.default_rng(0).random((batch, 3, size, size), np.float32)})
+        assert out.shape == (batch, classes)
+        assert np.isfinite(out).all()
+
+
+def test_builders_are_seeded_and_structured():
+    a, b = resnet_like(width=8, blocks=(1, 1), seed=1), resnet_like(width=8, blocks=(1, 1), seed=1)
+    assert a.SerializeToString() == b.SerializeToString()
+    assert a.SerializeToString() != resnet_like(width=8, blocks=(1, 1), seed=2).SerializeToString()
+    ops = [n.op_type for n in resnet_like(width=8, blocks=(2, 1)).graph.node]
+    assert ops.count("Add") == 3  # one residual add per basic block
+    depthwise = [n for n in mobilenet_like(width_mult=0.25).graph.node
+                 if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    assert depthwise
+    with pytest.raises(ValidationError, match="width"):
+        resnet_like(width=0)
+    with pytest.raises(ValidationError, match="width_mult"):
+        mobilenet_like(width_mult=-1)
+
+
+# ---------------------------------------------------------------------------------------------- profiler
+def test_profile_columns_types_and_statistics(tiny, tmp_path):
+    out = tmp_path / "p.csv"
+    run = profile_model(tiny, [2, 1], [32, 16], cores=[1], output=out, **FAST)
+    rows = read_rows(out)
+    assert len(rows) == len(run.rows) == run.measured == 4
+    header = list(rows[0])
+    assert header[: len(PROFILE_COLUMNS)] == list(PROFILE_COLUMNS)
+    hw = [c for c in header if c.startswith("hw.")]
+    assert "hw.cpu/util/total_percent" in hw and "hw.memory/used_memory_sys_MB" in hw
+    # grid order: input sizes ascending, batch sizes ascending within each size
+    assert [(int(r["input_size"]), int(r["batch_size"])) for r in rows] == [(16, 1), (16, 2), (32, 1), (32, 2)]
+    for r in rows:
+        assert r["model"] == r["variant"] == "tiny"
+        assert r["hardware"].startswith("cpu-") and r["source"].startswith("servopt profile tiny.onnx")
+        assert r["oom_batch_size"] == "" and int(r["cores"]) == 1
+        lat, p99 = float(r["latency_ms"]), float(r["latency_p99_ms"])
+        assert 0 < lat <= p99
+        assert math.isclose(float(r["throughput_rps"]), int(r["batch_size"]) * 1000 / lat, rel_tol=1e-6)
+        assert float(r["warmup_ms"]) > 0 and float(r["load_time_s"]) > 0 and float(r["memory_mb"]) >= 0
+        assert FAST["min_repeats"] <= int(r["repeats"]) <= FAST["repeats"]
+        for c in hw:
+            assert math.isfinite(float(r[c])), c
+
+
+def test_profile_loads_with_load_profile(tiny, tmp_path):
+    profiles = pytest.importorskip("servopt.profiles", reason="servopt.profiles is another engineer's module")
+    out = tmp_path / "p.csv"
+    profile_model(tiny, [1, 2], [16], output=out, **FAST)
+    table = profiles.load_profile(out)
+    frame = getattr(table, "frame", table)
+    assert len(frame) == 2
+    assert {"latency_ms", "warmup_ms", "memory_mb"} <= set(frame.columns)
+
+
+def test_interrupted_run_keeps_rows_and_resume_finishes(tiny, tmp_path):
+    out = tmp_path / "p.csv"
+    seen = []
+
+    def boom(row):
+        seen.append(row)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C raises between two points
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_model(tiny, [1, 2, 4], [16], output=out, on_point=boom, **FAST)
+    rows = read_rows(out)
+    assert [int(r["batch_size"]) for r in rows] == [1, 2]
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
+
+    with pytest.raises(ValidationError, match="exists"):
+        profile_model(tiny, [1, 2, 4], [16], output=out, **FAST)
+    run = profile_model(tiny, [1, 2, 4], [16], output=out, resume=True, **FAST)
+    assert run.measured == 1
+    resumed = read_rows(out)
+    assert [int(r["batch_size"]) for r in resumed] == [1, 2, 4]
+    assert resumed[:2] == rows
+
+
+def test_memory_limit_ends_that_input_size_sweep(tiny, tmp_path):
+    # size 16: every batch is well under 40 MiB; size 128: the inputs alone are 48 MiB at batch 256
+    out = tmp_path / "p.csv"
+    run = profile_model(tiny, [1, 256, 512], [16, 128], memory_limit_mb=40, output=out,
+                        repeats=2, min_repeats=1, time_budget_s=0.01)
+    rows = read_rows(out)
+    points = [(int(r["input_size"]), int(r["batch_size"]), r["oom_batch_size"]) for r in rows]
+    assert points == [(16, 1, ""), (16, 256, ""), (16, 512, ""), (128, 1, "256")]
+    assert run.oom_points == [(1, 128, 256)]
+    assert run.oom[0]["memory_mb"] > 40 and run.oom[0]["reason"] == "memory limit"
+    for r in rows:
+        assert float(r["memory_mb"]) <= 40 and float(r["latency_ms"]) > 0
+    # resuming knows the 128 px sweep stopped and measures nothing more
+    assert profile_model(tiny, [1, 256, 512], [16, 128], memory_limit_mb=40, output=out, resume=True,
+                         repeats=2, min_repeats=1, time_budget_s=0.01).measured == 0
+    profiles = pytest.importorskip("servopt.profiles", reason="servopt.profiles is another engineer's module")
+    frame = profiles.load_profile(out).frame
+    assert frame["oom_batch_size"].fillna(0).tolist() == [0, 0, 0, 256]
+
+
+def test_allocation_failure_from_onnxruntime_is_recorded_as_oom(tiny, tmp_path, monkeypatch):
+    import servopt.profiler as profiler
+
+    class FailingSession(ort.InferenceSession):
+        def run(self, output_names, feeds, run_options=None):
+            if next(iter(feeds.values())).shape[0] >= 4:
+                raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory "
+                                   "for requested buffer of size 1073741824")
+            return super().run(output_names, feeds, run_options)
+
+    fake = types.SimpleNamespace(**{k: getattr(ort, k) for k in dir(ort) if not k.startswith("__")})
+    fake.InferenceSession, fake.__version__ = FailingSession, ort.__version__
+    monkeypatch.setattr(profiler, "_import_ort", lambda: fake)
+    run = profile_model(tiny, [1, 2, 4, 8], [16, 32], output=tmp_path / "p.csv", **FAST)
+    assert [(r["input_size"], r["batch_size"], r["oom_batch_size"]) for r in run.rows] == [
+        (16, 1, 4), (16, 2, 4), (32, 1, 4), (32, 2, 4)]
+    assert run.oom_points == [(1, 16, 4), (1, 32, 4)]
+    assert run.oom[0]["reason"].startswith("allocation failure: [ONNXRuntimeError]")
+
+
+def test_other_onnxruntime_failures_are_errors_not_oom(tiny, tmp_path, monkeypatch):
+    import servopt.profiler as profiler
+
+    class BrokenSession(ort.InferenceSession):
+        def run(self, output_names, feeds, run_options=None):
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : bad input")
+
+    fake = types.SimpleNamespace(**{k: getattr(ort, k) for k in dir(ort) if not k.startswith("__")})
+    fake.InferenceSession, fake.__version__ = BrokenSession, ort.__version__
+    monkeypatch.setattr(profiler, "_import_ort", lambda: fake)
+    with pytest.raises(ServoptError, match="INVALID_ARGUMENT"):
+        profile_model(tiny, [1], [16], **FAST)
+
+
+def test_is_oom_error():
+    assert is_oom_error(MemoryError())
+    assert is_oom_error(RuntimeError("CUDA failure 2: out of memory"))
+    assert is_oom_error(RuntimeError("std::bad_alloc"))
+    assert not is_oom_error(RuntimeError("INVALID_ARGUMENT: Got invalid dimensions"))
+
+
+def test_total_budget_stops_the_grid(tiny, tmp_path):
+    run = profile_model(tiny, [1, 2, 4, 8], [16], total_budget_s=1e-9, output=tmp_path / "p.csv", **FAST)
+    assert run.stopped and "total_budget_s" in run.stopped
+    assert run.measured <= 1
+
+
+def test_bad_inputs_are_validation_errors(tiny, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValidationError, match="junk.onnx"):
+        profile_model(junk, [1], [16])
+    with pytest.raises(ValidationError, match="no such ONNX file"):
+        profile_model(tmp_path / "missing.onnx", [1], [16])
+    with pytest.raises(ValidationError, match="batch_sizes"):
+        profile_model(tiny, [0], [16])
+    with pytest.raises(ValidationError, match="time_budget_s"):
+        profile_model(tiny, [1], [16], time_budget_s=-1)
+    fixed = tiny_cnn()
+    for axis in (2, 3):
+        fixed.graph.input[0].type.tensor_type.shape.dim[axis].dim_value = 32
+    path = save_model(fixed, tmp_path / "fixed.onnx")
+    with pytest.raises(ValidationError, match="fixed size 32"):
+        profile_model(path, [1], [16], **FAST)
+    assert len(profile_model(path, [1], [32], **FAST).rows) == 1
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def test_cli_profile_writes_csv(tiny, tmp_path, capsys):
+    out = tmp_path / "cli.csv"
+    code = main(["profile", str(tiny), "--batch-sizes", "1,2", "--input-sizes", "16", "--repeats", "3",
+                 "--time-budget", "0.05", "--hardware", "cpu-test", "-q", "-o", str(out)])
+    assert code == 0
+    assert "wrote" in capsys.readouterr().out
+    rows = read_rows(out)
+    assert [r["hardware"] for r in rows] == ["cpu-test", "cpu-test"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-sizes", "1,x", "--input-sizes", "16"], "--batch-sizes: expected comma-separated positive"),
+        (["--batch-sizes", "1", "--input-sizes", "0"], "--input-sizes: expected comma-separated positive"),
+        (["--batch-sizes", "1", "--input-sizes", "16", "--time-budget", "-1"], "time_budget_s"),
+        (["--batch-sizes", "1", "--input-sizes", "16", "--memory-limit-mb", "0"], "memory_limit_mb"),
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_message(tiny, tmp_path, capsys, args, message):
+    code = main(["profile", str(tiny), *args, "-q", "-o", str(tmp_path / "x.csv")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_cli_missing_model_and_missing_output_flag(tmp_path, capsys):
+    assert main(["profile", str(tmp_path / "nope.onnx"), "--batch-sizes", "1", "--input-sizes", "16",
+                 "-o", str(tmp_path / "x.csv")]) == 2
+    assert "no such ONNX file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse: a required option is missing
+        main(["profile", str(tmp_path / "nope.onnx"), "--batch-sizes", "1", "--input-sizes", "16"])
+    assert exc.value.code == 2
+    assert "-o/--output" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_profile_of_other_hardware(tiny, tmp_path):
+    out = tmp_path / "p.csv"
+    profile_model(tiny, [1], [16], output=out, hardware="cpu-a", **FAST)
+    with pytest.raises(ValidationError, match="column 'hardware'.*cpu-a"):
+        profile_model(tiny, [1, 2], [16], output=out, resume=True, hardware="cpu-b", **FAST)
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+def test_shipped_measured_profiles(root, name):
+    profiles = pytest.importorskip("servopt.profiles", reason="servopt.profiles is another engineer's module")
+    frame = profiles.load_profile(root / "profiles" / f"measured_{name}.csv").frame
+    grid = {(c, s, b) for c in (1, 2) for s in (64, 128, 224, 320, 512) for b in (1, 2, 4, 8, 16, 32, 64)}
+    assert set(zip(frame["cores"].astype(int), frame["input_size"], frame["batch_size"])) == grid
+    assert len(frame) == len(grid) and (frame["model"] == name).all()
+    assert (frame["warmup_ms"] > 0).all() and (frame["memory_mb"] > 0).all()
+    assert (frame["latency_ms"] <= frame["latency_p99_ms"]).all()
+    assert frame["source"].str.startswith(f"servopt profile {name}.onnx").all()
+    assert len(profiles.hw_columns(frame)) >= 30
+    # activations dominate at large inputs: memory grows with the batch there
+    for (_, size), sweep in frame[frame["input_size"] >= 224].groupby(["cores", "input_size"]):
+        memory = sweep.sort_values("batch_size")["memory_mb"].to_numpy()
+        assert memory[-1] > 2 * memory[0], size
