@@ -230,7 +230,8 @@ def measure(rounds: int) -> list[dict[str, object]]:
             "objective": objectives[(backend, name)],
         })
     for row in rows:
-        native = next(r for r in rows if r["backend"] == row["backend"] and r["approach"] in ("native", "native-arrays"))
+        native = next(r for r in rows
+                      if r["backend"] == row["backend"] and r["approach"] in ("native", "native-arrays"))
         row["ratio_total"] = row["total_ms"] / native["total_ms"]
         row["ratio_build"] = row["build_ms"] / native["build_ms"]
     return rows

@@ -28,12 +28,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "gap_closed",
+    "relative_gap",
+    "clean_values",
     "finish_with_solution",
+    "no_solution_answer",
+    "has_infinite_bounds",
+    "feasibility_arrays",
     "settle_unbounded",
     "empty_model_answer",
-    "clean_values",
     "unknown_options_error",
-    "has_infinite_bounds",
+    "set_options",
 ]
 
 #: objective and bound closer than this (relative, with an absolute floor of 1e-6) count as equal
@@ -95,7 +99,8 @@ def finish_with_solution(
         return RawAnswer(Status.FEASIBLE, objective, bound, values, message)
     if gap_closed(objective, bound):
         return RawAnswer(
-            Status.OPTIMAL, objective, bound, values, f"stopped by {limit or 'a limit'}, but the bound proves optimality"
+            Status.OPTIMAL, objective, bound, values,
+            f"stopped by {limit or 'a limit'}, but the bound proves optimality",
         )
     gap = relative_gap(objective, bound)
     gap_text = f"; relative gap to the best bound {gap:.3g}" if gap is not None else ""

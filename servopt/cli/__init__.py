@@ -31,9 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EPILOG = """examples:
   servopt backends
-  servopt solve examples/min_gpus_efficientnet.yaml --out repo/
+  servopt solve examples/min_gpus_efficientnet.yaml --out repo/ --force
   servopt solve examples/pipeline_video.yaml --json
-  servopt fit profiles/nvidia_efficientnet.csv --json
+  servopt fit profiles/nvidia_efficientnet_pytorch.csv --json
 
 Run `servopt COMMAND --help` for each command's options."""
 

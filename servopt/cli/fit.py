@@ -45,7 +45,7 @@ def _print_table(name: str, report: Any) -> None:
     print(f"{name}: {summary['model']} vs {summary['baseline']} ({summary['cv']})")
     rows = [(g_label, g) for g_label, g in ((grp.label, grp.metrics()) for grp in report.groups)]
     width = max([len(label) for label, _ in rows] + [13])
-    print(f"  {'configuration'.ljust(width)}   n  MAPE %     R2  line MAPE %  line R2")
+    print(f"  {'configuration'.ljust(width)}   n  MAPE %     R2  base MAPE %  base R2")
     for label, g in rows:
         print(f"  {label.ljust(width)} {g['n']:3d}  {_pct(g['mape'])}  {_r2(g['r2'])}        {_pct(g['baseline_mape'])}"
               f"   {_r2(g['baseline_r2'])}")
@@ -54,8 +54,8 @@ def _print_table(name: str, report: Any) -> None:
     print(f"  {'mean over configurations'.ljust(width)}      {_pct(summary['mean_group_mape'])}"
           f"                {_pct(summary['baseline_mean_group_mape'])}")
     if summary["skipped_groups"]:
-        print(f"  ({summary['skipped_groups']} configuration(s) with a single {summary['cv'].split()[2:4][0]} value "
-              "not scored)")
+        what = "core count" if name == "capacity" else "batch size"
+        print(f"  ({summary['skipped_groups']} configuration(s) with a single {what} not scored)")
     print()
 
 

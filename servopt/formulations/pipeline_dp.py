@@ -133,10 +133,15 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     suffix_lo = np.r_[np.cumprod(lo[::-1])[::-1][1:], 1.0] if product else np.ones(n)
     suffix_hi = np.r_[np.cumprod(hi[::-1])[::-1][1:], 1.0] if product else np.ones(n)
 
-    bound = _SuffixBound(stages, min_suffix)
+    bound = _SuffixBound([s.w for s in stages], [s.v for s in stages], min_suffix)
     incumbent = bound.greedy(limit)
     best_value = _objective(problem, stages, incumbent, product)
+    if product and alpha > 0:
+        incumbent, best_value = _product_incumbent(problem, stages, min_suffix, limit, incumbent, best_value)
     floor = best_value - _PRUNE_RTOL * max(1.0, abs(best_value))
+    # a plan that beats the incumbent has α Π a >= floor − (LP bound on Σ v), i.e. a product of at least p_min:
+    # completions with a smaller suffix product R need not be compared (tightens the product dominance)
+    p_min = (floor - float(bound.value(0, np.array([limit]))[0])) / alpha if product and alpha > 0 else 0.0
 
     # forward pass: states (W, V, A, C) with back-pointers (parent state, option) per stage
     W = np.zeros(1)
@@ -162,7 +167,10 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
             ok &= v + bound.value(k + 1, limit - w) >= floor
         c = (C[:, None] + s.c[None, :]).ravel()
         w, v, a, c, parent, option = w[ok], v[ok], a[ok], c[ok], parent[ok], option[ok]
-        keep = pareto_mask(w, v + alpha * a * suffix_lo[k], v + alpha * a * suffix_hi[k] if product else None,
+        r_lo = suffix_lo[k]
+        if product and p_min > 0 and a.size and a.max() > 0:
+            r_lo = min(max(r_lo, p_min / float(a.max())), suffix_hi[k])
+        keep = pareto_mask(w, v + alpha * a * r_lo, v + alpha * a * suffix_hi[k] if product else None,
                            c if stable else None)
         W, V, A, C = w[keep], v[keep], a[keep], c[keep]
         trail.append((parent[keep], option[keep]))
@@ -180,6 +188,24 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         picks.append(int(option[state]))
         state = int(parent[state])
     return _finish(problem, opts, stages, picks[::-1], Status.OPTIMAL, "")
+
+
+def _product_incumbent(problem: Any, stages: list[_Stage], min_suffix: np.ndarray, limit: float,
+                       picks: list[int], value: float) -> tuple[list[int], float]:
+    """A better incumbent for ``product``: greedy fills of the surrogate v + μ log a, μ = α × a plan's product."""
+    logs = [np.log(np.maximum(s.a, 1e-300)) for s in stages]
+    mu = problem.alpha * float(np.prod([s.a.max() for s in stages]))
+    for _ in range(4):
+        surrogate = _SuffixBound([s.w for s in stages], [s.v + mu * g for s, g in zip(stages, logs)], min_suffix)
+        candidate = surrogate.greedy(limit)
+        score = _objective(problem, stages, candidate, True)
+        if score > value:
+            picks, value = candidate, score
+        nxt = problem.alpha * float(np.prod([s.a[p] for s, p in zip(stages, candidate)]))
+        if abs(nxt - mu) <= 1e-9 * max(1.0, mu):
+            break
+        mu = nxt
+    return picks, value
 
 
 def _changes(problem: Any, opts: Any) -> np.ndarray:
@@ -308,21 +334,20 @@ class _SuffixBound:
     starts from every stage's fastest hull point and adds hull segments in decreasing slope while r lasts.
     """
 
-    def __init__(self, stages: list[_Stage], min_suffix: np.ndarray) -> None:
-        self.stages = stages
+    def __init__(self, weights: list[np.ndarray], values: list[np.ndarray], min_suffix: np.ndarray) -> None:
         self.min_suffix = min_suffix
-        n = len(stages)
+        self.n = n = len(weights)
         base_v = np.zeros(n + 1)
         seg_stage, seg_dw, seg_dv, seg_end = [], [], [], []
         self.hulls = []
-        for k, s in enumerate(stages):
-            hull = _upper_hull(s.w, s.v)
+        for k, (w, v) in enumerate(zip(weights, values)):
+            hull = _upper_hull(w, v)
             self.hulls.append(hull)
-            base_v[k] = float(s.v[hull[0]])
+            base_v[k] = float(v[hull[0]])
             for a, b in zip(hull[:-1], hull[1:]):
                 seg_stage.append(k)
-                seg_dw.append(float(s.w[b] - s.w[a]))
-                seg_dv.append(float(s.v[b] - s.v[a]))
+                seg_dw.append(float(w[b] - w[a]))
+                seg_dv.append(float(v[b] - v[a]))
                 seg_end.append(b)
         self.base_v = np.cumsum(base_v[::-1])[::-1]  # Σ over stages k.. of the fastest hull point's value
         dw, dv = np.asarray(seg_dw), np.asarray(seg_dv)
@@ -335,7 +360,7 @@ class _SuffixBound:
 
     def value(self, k: int, left: np.ndarray) -> np.ndarray:
         """Upper bound on Σ v over stages k.. using at most ``left`` ms (-inf where even the fastest misses)."""
-        if k >= len(self.stages):
+        if k >= self.n:
             return np.where(left >= 0, 0.0, -np.inf)
         if k not in self._curves:
             mine = self.seg_stage >= k

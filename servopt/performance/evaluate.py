@@ -116,7 +116,7 @@ class TargetReport:
             "baseline_mean_group_mape": _mean([m["baseline_mape"] for m in group_metrics]),
             "n_points": int(len(y)), "n_groups": len(self.groups), "skipped_groups": self.skipped_groups,
             "model": self.model, "baseline": self.baseline, "features": list(self.features),
-            "cv": f"leave one {TARGETS[self.target].x.replace('_', ' ')} value out",
+            "cv": "leave one " + ("core count" if TARGETS[self.target].x == "cores" else "batch size") + " out",
         }
         if with_groups:
             out["groups"] = group_metrics
@@ -220,6 +220,8 @@ class PerformanceModels:
         """Write with joblib, atomically (temp file, then rename)."""
         import joblib
 
+        from servopt.profiles import default_mode
+
         path = Path(path)
         directory = path.parent if str(path.parent) else Path(".")
         if not directory.is_dir():
@@ -228,6 +230,7 @@ class PerformanceModels:
         try:
             with os.fdopen(fd, "wb") as handle:
                 joblib.dump(self, handle)
+            default_mode(tmp)
             os.replace(tmp, path)
         except OSError as exc:
             raise ValidationError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -13,8 +13,9 @@ capacity   ``throughput_rps`` cores        :class:`~servopt.performance.Capacity
 
 Features: the x feature; ``model``, ``variant``, ``hardware`` (text); ``input_size`` and ``cores`` where the
 profile has them (empty cells become 0); label columns that tell configurations apart beyond those
-(``concurrency`` does; ``precision`` does not when each variant has one precision); and ``hw.*`` features: for warm-up every ``hw.*`` column without gaps, for the other targets only those that
-are constant within each configuration (static descriptions of the machine), since a query cannot know the
+(``concurrency`` does; ``precision`` does not when each variant has one precision); and ``hw.*`` features: for
+warm-up every ``hw.*`` column without gaps, for the other targets only those that are constant within each
+configuration (static descriptions of the machine), since a query cannot know the
 utilisation a measurement would have seen. ``capacity`` is a target only for configurations profiled at three or
 more core counts (a line needs two points after one is held out).
 """

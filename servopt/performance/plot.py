@@ -15,6 +15,7 @@ from servopt.exceptions import ValidationError
 from servopt.performance._curves import fit_line
 from servopt.performance.evaluate import PerformanceModels, TargetReport
 from servopt.performance.features import TARGETS
+from servopt.profiles import default_mode
 
 __all__ = ["plot_report", "MAX_PANELS"]
 
@@ -52,11 +53,11 @@ def plot_report(report: TargetReport, models: PerformanceModels, path: str | Pat
         line = fit_line(group.x, group.y, through_origin=target.baseline == "proportional")
         ax.plot(group.x, group.y, "ko", ms=4, label="measured")
         ax.plot(dense, curve, "-", color="tab:blue", lw=1.5, label=f"{report.model} (all points)")
-        ax.plot(dense, line(dense), "--", color="tab:orange", lw=1, label="straight line (all points)")
+        ax.plot(dense, line(dense), "--", color="tab:orange", lw=1, label=f"baseline: {report.baseline}")
         ax.plot(group.x, group.predicted, "x", color="tab:blue", ms=6, label="model, held out")
-        ax.plot(group.x, group.baseline, "+", color="tab:orange", ms=7, label="line, held out")
+        ax.plot(group.x, group.baseline, "+", color="tab:orange", ms=7, label="baseline, held out")
         metrics = group.metrics()
-        ax.set_title(f"{group.label}\nMAPE {_pct(metrics['mape'])} (line {_pct(metrics['baseline_mape'])})",
+        ax.set_title(f"{group.label}\nMAPE {_pct(metrics['mape'])} (baseline {_pct(metrics['baseline_mape'])})",
                      fontsize=8)
         if log:
             from matplotlib.ticker import NullFormatter, ScalarFormatter
@@ -73,12 +74,12 @@ def plot_report(report: TargetReport, models: PerformanceModels, path: str | Pat
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     summary = report.to_dict(with_groups=False)
     more = f" (first {MAX_PANELS} of {len(report.groups)} configurations)" if len(report.groups) > MAX_PANELS else ""
-    fig.suptitle(title or f"{report.target}: held-out MAPE {_pct(summary['mape'])} vs straight line "
+    fig.suptitle(title or f"{report.target}: held-out MAPE {_pct(summary['mape'])} vs baseline "
                           f"{_pct(summary['baseline_mape'])}, {summary['cv']}{more}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         plt.close(fig)
@@ -87,6 +88,7 @@ def plot_report(report: TargetReport, models: PerformanceModels, path: str | Pat
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, format="png")
+        default_mode(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise ValidationError(f"{path}: cannot write ({exc.strerror or exc})") from None

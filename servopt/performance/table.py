@@ -28,10 +28,10 @@ class TableModel(ProfileRegressor):
     >>> model = TableModel().fit([[1.0], [8.0]], [9.3, 10.1])
     >>> model.predict([[8.0]]).tolist()
     [10.1]
-    >>> model.predict([[4.0]])
+    >>> model.predict([[4.0]])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    servopt.exceptions.ValidationError: TableModel: no profiled point at x0=4 (row 1); a table does not interpolate; profiled points: x0=1; x0=8
+    servopt.exceptions.ValidationError: TableModel: no profiled point at x0=4 (row 1); a table does not ...
     """
 
     def fit(self, X: Any, y: Any) -> TableModel:

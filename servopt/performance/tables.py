@@ -172,7 +172,7 @@ def capacity_table(frame: Any, *, variant: str, hardware: str | None = None, mod
     >>> frame = pd.DataFrame({"model": "resnet", "variant": "resnet18", "hardware": "cpu", "batch_size": 1,
     ...                       "cores": [1, 2, 4], "latency_ms": 50.0, "throughput_rps": [19.0, 43.0, 90.0]})
     >>> capacity_table(frame, variant="resnet18", mode="fit", headroom=0.8, cores=[3])
-    {3: 52.0}
+    {3: 53.0}
     """
     data = _frame(frame)
     _check_mode(mode, source)

@@ -18,7 +18,14 @@ from servopt.profiles._importers import (
     read_model_analyzer,
     read_perf_analyzer,
 )
-from servopt.profiles._io import ProfileTable, load_profile, profile_from_frame, read_csv_cells, write_profile
+from servopt.profiles._io import (
+    ProfileTable,
+    default_mode,
+    load_profile,
+    profile_from_frame,
+    read_csv_cells,
+    write_profile,
+)
 from servopt.profiles._schema import (
     CANONICAL,
     COLUMNS,
@@ -38,6 +45,7 @@ __all__ = [
     "load_profile",
     "profile_from_frame",
     "write_profile",
+    "default_mode",
     "validate_frame",
     "read_csv_cells",
     "read_perf_analyzer",

@@ -359,7 +359,7 @@ def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: 
     g_configs = _texts(cells["Model Config Path"], "Model Config Path", where, str(path))
     index = {(m, float(b), float(c), cfg): i for i, (m, b, c, cfg) in enumerate(zip(models, batch, load, configs))}
     sums: dict[str, dict[int, list[float]]] = {}
-    for name, (column, _) in _MA_GPU_METRICS.items():
+    for name in _MA_GPU_METRICS:
         if name not in cells:
             continue
         values = _required_numbers(cells[name], name, where, path, "a number")

@@ -16,7 +16,8 @@ import pandas as pd
 from servopt.exceptions import ValidationError
 from servopt.profiles._schema import check_duplicates, hw_columns, label_columns, validate_frame
 
-__all__ = ["ProfileTable", "load_profile", "read_csv_cells", "write_profile", "profile_from_frame"]
+__all__ = ["ProfileTable", "load_profile", "read_csv_cells", "write_profile", "profile_from_frame",
+           "default_mode"]
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -105,7 +106,7 @@ def read_csv_cells(path: str | Path) -> tuple[list[str], list[list[str]], list[s
                               "files encoded in UTF-8") from None
     if "\x00" in text:
         raise ValidationError(f"{path}: contains NUL bytes (a binary file?); expected a CSV text file")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
     where: list[str] = []
@@ -229,6 +230,7 @@ def write_profile(frame: pd.DataFrame | ProfileTable, path: str | Path) -> Path:
                 handle.write(frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
             else:
                 frame.to_parquet(handle, index=False)
+        default_mode(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise ValidationError(f"{path}: cannot write ({exc.strerror or exc})") from None
@@ -236,6 +238,13 @@ def write_profile(frame: pd.DataFrame | ProfileTable, path: str | Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def default_mode(path: str | Path) -> None:
+    """Give a temporary file (created 0600 by :func:`tempfile.mkstemp`) the mode a new file normally gets."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def locations(n: int, prefix: str = "row") -> Sequence[str]:

@@ -109,7 +109,7 @@ _STEMS = {
 }
 _UNITS = ("us", "usec", "µs", "ns", "s", "sec", "secs", "seconds", "ms", "msec", "min", "minutes", "kb", "kib",
           "mb", "mib", "gb", "gib", "bytes", "b", "rps", "qps", "ips", "fps", "per_s", "per_sec", "img_s")
-_UNIT_RE = re.compile(r"^(%s)(?:_(%s))?$" % ("|".join(sorted(_STEMS, key=len, reverse=True)), "|".join(_UNITS)))
+_UNIT_RE = re.compile(r"^({})(?:_({}))?$".format("|".join(sorted(_STEMS, key=len, reverse=True)), "|".join(_UNITS)))
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
@@ -123,6 +123,10 @@ def _label(col: str, origin: Mapping[str, str] | None) -> str:
     if origin and col in origin and origin[col] != col:
         return f"{col!r} (file column {origin[col]!r})"
     return repr(col)
+
+
+def _num(value: Any) -> str:
+    return "empty" if pd.isna(value) else f"{float(value):g}"
 
 
 def _show(value: Any) -> str:
@@ -280,7 +284,7 @@ def validate_frame(raw: pd.DataFrame, source: str, where: Sequence[str] | None =
     --------
     >>> import pandas as pd
     >>> raw = pd.DataFrame({"model": ["m"], "hardware": ["T4"], "batch_size": ["8"], "latency_ms": ["4.0"]})
-    >>> validate_frame(raw, "p.csv").loc[0, "throughput_rps"]
+    >>> float(validate_frame(raw, "p.csv").loc[0, "throughput_rps"])
     2000.0
     """
     if not isinstance(raw, pd.DataFrame):
@@ -394,5 +398,5 @@ def check_duplicates(frame: pd.DataFrame, source: str, where: Sequence[str]) -> 
                 point = ", ".join(f"{k}={v}" for k, v in zip(keys, key) if v != "<missing>")
                 raise ValidationError(
                     f"{source}: {where[first]} and {where[i]} measure the same point ({point}) with different "
-                    f"{col!r} ({a!r} vs {b!r}); keep one row per point, or tell the rows apart with a label column "
-                    "such as 'run' or 'precision'")
+                    f"{col!r} ({_num(a)} vs {_num(b)}); keep one row per point, or tell the rows apart with a label "
+                    "column such as 'run' or 'precision'")

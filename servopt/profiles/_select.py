@@ -80,7 +80,9 @@ def require_single_group(rows: pd.DataFrame, source: str, key: str, selectors: S
     candidates = [c for c in selectors if c in rows.columns]
     candidates += [c for c in IDENTITY_COLUMNS if c in rows.columns and c not in candidates]
     candidates += [c for c in label_columns(rows) if c not in candidates and c != "source"]
-    for column in candidates:
+    if key != "batch_size" and "batch_size" in rows.columns:
+        candidates.append("batch_size")
+    for column in (c for c in candidates if c != key):
         if rows[column].astype(object).where(rows[column].notna(), "<missing>").nunique() > 1:
             hint = ("pass it as a selector" if column in selectors else
                     f"filter the profile on it (e.g. where={{{column!r}: ...}})")

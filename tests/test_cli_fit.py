@@ -1,0 +1,99 @@
+"""`servopt fit` and `servopt predict`: reports, JSON contracts, saved models, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from servopt.cli import main
+from servopt.performance.evaluate import PerformanceModels
+
+
+@pytest.fixture(scope="module")
+def triton(root):
+    return root / "profiles" / "nvidia_resnet50_triton.csv"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_json_reports_cv_error_beside_the_baseline(capsys, triton):
+    code, out, err = run(capsys, "fit", triton, "--json")
+    assert code == 0 and err == ""
+    report = json.loads(out)
+    assert list(report) == ["latency"]
+    latency = report["latency"]
+    assert {"mape", "r2", "baseline_mape"} <= set(latency)
+    assert latency["n_points"] == 32 and latency["n_groups"] == 4
+    assert latency["mape"] < 0.7 * latency["baseline_mape"] and latency["r2"] > 0.95
+    hardware = sorted(g["hardware"] for g in latency["groups"])
+    assert hardware == ["A100-80GB", "A40", "T4", "V100-32GB"]
+    assert all(g["input_size"] == 224 and g["model"] == "resnet50-v1.5" for g in latency["groups"])
+
+
+def test_fit_table_save_plot_and_predict(capsys, tmp_path, triton):
+    models, plot = tmp_path / "m.joblib", tmp_path / "lat.png"
+    code, out, _ = run(capsys, "fit", triton, "-o", models, "--plot", plot)
+    assert code == 0
+    assert "all held-out points" in out and "resnet50-v1.5-fp16 T4 224px" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    query = tmp_path / "q.csv"
+    pd.DataFrame({"batch_size": [1, 128, 48], "model": "resnet50-v1.5", "variant": "resnet50-v1.5-fp16",
+                  "hardware": ["T4", "T4", "A40"], "input_size": 224, "note": "ignored"}).to_csv(query, index=False)
+    code, out, err = run(capsys, "predict", models, query, "--json")
+    assert code == 0 and err == ""
+    predictions = json.loads(out)["predictions"]
+    assert len(predictions) == 3 and set(predictions[0]) == {"latency_ms"}
+    # in row order, and the same numbers the saved model gives
+    bundle = PerformanceModels.load(models)
+    direct = bundle.targets["latency"].model.predict(pd.read_csv(query)[bundle.targets["latency"].features])
+    assert [p["latency_ms"] for p in predictions] == pytest.approx(direct.tolist())
+    assert predictions[0]["latency_ms"] == pytest.approx(3.0, rel=0.1)  # T4 at batch 1 measured 3.003 ms
+    assert predictions[0]["latency_ms"] < predictions[1]["latency_ms"]
+    code, out, _ = run(capsys, "predict", models, query)
+    assert code == 0 and "latency_ms" in out.splitlines()[0] and len(out.splitlines()) == 4
+
+
+def test_fit_capacity_profile(capsys, tmp_path, shared_data):
+    profile = tmp_path / "cap.csv"
+    assert main(["import", "infadapter", str(shared_data / "infadapter" / "capacity_result_Feb_21.csv"),
+                 "-o", str(profile)]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "fit", profile, "--json", "--targets", "latency,capacity")
+    assert code == 0
+    report = json.loads(out)
+    assert list(report) == ["capacity"] and report["capacity"]["n_groups"] == 5
+    assert "latency fitted but not cross-validated" in err
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda d, m: ["fit", d / "missing.csv"], "no such file"),
+    (lambda d, m: ["fit", m, "--targets", "speed"], "unknown target(s) speed"),
+    (lambda d, m: ["fit", m, "--plot", d / "x.jpg"], "expected a .png"),
+    (lambda d, m: ["predict", d / "p.csv", d / "q.csv"], "not a servopt models file"),
+    (lambda d, m: ["predict", d / "none.joblib", d / "q.csv"], "no such models file"),
+])
+def test_errors_are_one_line(capsys, tmp_path, triton, make, fragment):
+    (tmp_path / "p.csv").write_text("model,hardware,batch_size,latency_ms\nm,T4,1,2\n")
+    (tmp_path / "q.csv").write_text("batch_size\n1\n")
+    code, out, err = run(capsys, *make(tmp_path, triton))
+    assert code == 2 and out == "" and fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_predict_query_errors_name_file_row_column(capsys, tmp_path, triton):
+    models = tmp_path / "m.joblib"
+    assert main(["fit", str(triton), "-o", str(models)]) == 0
+    capsys.readouterr()
+    query = tmp_path / "q.csv"
+    query.write_text("batch_size,model,variant,hardware\n1,resnet50-v1.5,resnet50-v1.5-fp16,T4\n")
+    code, _, err = run(capsys, "predict", models, query)
+    assert code == 2 and str(query) in err and "missing column(s) 'input_size'" in err
+    query.write_text("batch_size,model,variant,hardware,input_size\n1,r,v,T4,224\nmany,r,v,T4,224\n")
+    code, _, err = run(capsys, "predict", models, query)
+    assert code == 2 and "row 2 (line 3), column 'batch_size': expected a number" in err
