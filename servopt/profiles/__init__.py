@@ -5,8 +5,8 @@ perf_analyzer, Triton Model Analyzer, InfAdapter's and IPA's CPU profiles. Every
 the column, and says what would be accepted; nothing is silently dropped.
 
 >>> from servopt.profiles import load_profile
->>> table = load_profile("profiles/nvidia_resnet50_triton.csv")   # doctest: +SKIP
->>> table.frame.columns[:4].tolist()                               # doctest: +SKIP
+>>> table = load_profile("profiles/nvidia_resnet50_triton.csv")
+>>> table.frame.columns[:4].tolist()                            
 ['model', 'variant', 'hardware', 'input_size']
 """
 

@@ -179,8 +179,8 @@ def load_profile(path_or_paths: str | Path | Iterable[str | Path]) -> ProfileTab
 
     Examples
     --------
-    >>> table = load_profile("profiles/nvidia_resnet50_triton.csv")   # doctest: +SKIP
-    >>> sorted(table.frame["hardware"].unique())                      # doctest: +SKIP
+    >>> table = load_profile("profiles/nvidia_resnet50_triton.csv")
+    >>> sorted(table.frame["hardware"].unique())                   
     ['A100-80GB', 'A40', 'T4', 'V100-32GB']
     """
     if isinstance(path_or_paths, (str, os.PathLike)):
