@@ -104,6 +104,10 @@ class Pipeline:
     """
 
     kind: ClassVar[str] = "pipeline"
+    #: exact special-purpose algorithms (servopt.formulations.pipeline_dp); "dp" is the default backend
+    #: (benchmarks/results/pipeline.csv); any MILP backend name still solves the MILP below
+    algorithms: ClassVar[tuple[str, ...]] = ("dp",)
+    default_backend: ClassVar[str] = "dp"
 
     workload_rps: float
     sla_ms: float
@@ -479,6 +483,14 @@ class Pipeline:
             p_cols, p_coefs = np.asarray(z_cols, dtype=np.int64), np.asarray(z_acc)
             low *= float(acc[sl].min()) / best[si]
         return p_cols, p_coefs * math.prod(best)
+
+    def solve_with(self, name: str, params: Any) -> tuple[Any, PipelinePlan | None, str]:
+        """Solve with the exact algorithm ``name`` (``dp``: Pareto dynamic programming, same optimum as the MILP)."""
+        from servopt.formulations.pipeline_dp import solve_dp
+
+        if name != "dp":
+            raise ValidationError(f"pipeline: unknown algorithm {name!r}; choose one of {', '.join(self.algorithms)}")
+        return solve_dp(self, params)
 
     def refine(self, plan: PipelinePlan, result: Result, solve_model: Callable[[Model], Result]):
         """With ``prefer_stable``: among optimal plans, the one with the fewest variant/batch changes (exact)."""

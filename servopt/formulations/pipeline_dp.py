@@ -92,8 +92,8 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     ...     Stage("detect", [v("small", 0.45, 1, 50, 300), v("big", 0.69, 4, 120, 700)]),
     ...     Stage("classify", [v("r18", 0.70, 1, 30, 150), v("r50", 0.76, 2, 60, 280)])])
     >>> status, plan, _ = solve_dp(p)
-    >>> status.value, [(s.variant, s.batch_size, s.replicas) for s in plan.stages]
-    ('optimal', [('big', 8, 2), ('r50', 8, 1)])
+    >>> status.value, [(s.variant, s.batch_size, s.replicas) for s in plan.stages], round(plan.objective, 6)
+    ('optimal', [('small', 1, 1), ('r50', 8, 1)], -1.000009)
     """
     params = params or SolveParams()
     deadline = None if params.time_limit_s is None else time.perf_counter() + params.time_limit_s
@@ -125,10 +125,13 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     hi = np.array([float(s.a.max()) for s in stages]) if product else np.ones(n)
     alpha = problem.alpha if product else 0.0
     for k, s in enumerate(stages):
-        others_lo = float(np.prod(np.delete(lo, k)))
-        others_hi = float(np.prod(np.delete(hi, k)))
-        keep = pareto_mask(s.w, s.v + alpha * s.a * others_lo, s.v + alpha * s.a * others_hi if product else None,
-                           s.c if stable else None)
+        if product:
+            others_lo = float(np.prod(np.delete(lo, k)))
+            others_hi = float(np.prod(np.delete(hi, k)))
+            keep = pareto_mask(s.w, s.v + alpha * s.a * others_lo, s.v + alpha * s.a * others_hi,
+                               s.c if stable else None)
+        else:
+            keep = pareto_mask(s.w, s.v, None, s.c if stable else None)
         stages[k] = _Stage(s.index[keep], s.w[keep], s.v[keep], s.a[keep], s.c[keep])
     suffix_lo = np.r_[np.cumprod(lo[::-1])[::-1][1:], 1.0] if product else np.ones(n)
     suffix_hi = np.r_[np.cumprod(hi[::-1])[::-1][1:], 1.0] if product else np.ones(n)
@@ -142,6 +145,7 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     # a plan that beats the incumbent has α Π a >= floor − (LP bound on Σ v), i.e. a product of at least p_min:
     # completions with a smaller suffix product R need not be compared (tightens the product dominance)
     p_min = (floor - float(bound.value(0, np.array([limit]))[0])) / alpha if product and alpha > 0 else 0.0
+    chord = _ChordBound(stages, min_suffix, alpha) if product and p_min > 0 else None
 
     # forward pass: states (W, V, A, C) with back-pointers (parent state, option) per stage
     W = np.zeros(1)
@@ -154,26 +158,37 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
             return _finish(problem, opts, stages, incumbent, Status.FEASIBLE,
                            f"time limit {params.time_limit_s:g} s reached in stage {k + 1} of {n}: the plan is "
                            "the greedy incumbent, not proven optimal")
-        w = (W[:, None] + s.w[None, :]).ravel()
-        v = (V[:, None] + s.v[None, :]).ravel()
-        parent = np.repeat(np.arange(W.size), s.w.size)
-        option = np.tile(np.arange(s.w.size), W.size)
-        ok = w + min_suffix[k + 1] <= limit
+        width = s.w.size
+        w = (W[:, None] + s.w).ravel()
+        v = (V[:, None] + s.v).ravel()
+        left = limit - w
+        ok = left >= min_suffix[k + 1]
         if product:
-            a = (A[:, None] * s.a[None, :]).ravel()
-            ok &= v + alpha * a * suffix_hi[k] + bound.value(k + 1, limit - w) >= floor
+            a = (A[:, None] * s.a).ravel()
+            ok &= v + alpha * a * suffix_hi[k] + bound.value(k + 1, left) >= floor
+            if chord is not None and k + 1 < n:
+                at = np.flatnonzero(ok)
+                ok[at] = chord.bound(k + 1, a[at], v[at], left[at], max(suffix_lo[k], 1e-300), suffix_hi[k],
+                                     p_min) >= floor
         else:
-            a = A[parent]
-            ok &= v + bound.value(k + 1, limit - w) >= floor
-        c = (C[:, None] + s.c[None, :]).ravel()
-        w, v, a, c, parent, option = w[ok], v[ok], a[ok], c[ok], parent[ok], option[ok]
-        r_lo = suffix_lo[k]
-        if product and p_min > 0 and a.size and a.max() > 0:
-            r_lo = min(max(r_lo, p_min / float(a.max())), suffix_hi[k])
-        keep = pareto_mask(w, v + alpha * a * r_lo, v + alpha * a * suffix_hi[k] if product else None,
-                           c if stable else None)
-        W, V, A, C = w[keep], v[keep], a[keep], c[keep]
-        trail.append((parent[keep], option[keep]))
+            ok &= v + bound.value(k + 1, left) >= floor
+        flat = np.flatnonzero(ok)
+        w, v = w[flat], v[flat]
+        a = a[flat] if product else None
+        c = (C[:, None] + s.c).ravel()[flat] if stable else None
+        if product:
+            r_lo = suffix_lo[k]
+            if p_min > 0 and a.size and a.max() > 0:
+                r_lo = min(max(r_lo, p_min / float(a.max())), suffix_hi[k])
+            keep = np.flatnonzero(pareto_mask(w, v + alpha * a * r_lo, v + alpha * a * suffix_hi[k], c))
+            A = a[keep]
+        else:
+            keep = np.flatnonzero(pareto_mask(w, v, None, c))
+        W, V = w[keep], v[keep]
+        if stable:
+            C = c[keep]
+        flat = flat[keep]
+        trail.append((flat // width, flat % width))  # (parent state, option)
         if not W.size:  # nothing beats the incumbent (which is then optimal)
             return _finish(problem, opts, stages, incumbent, Status.OPTIMAL, "")
 
@@ -206,6 +221,55 @@ def _product_incumbent(problem: Any, stages: list[_Stage], min_suffix: np.ndarra
             break
         mu = nxt
     return picks, value
+
+
+class _ChordBound:
+    """A bound for ``product`` that couples accuracy with latency and cost (tighter than maximising each apart).
+
+    A state (A, V) at latency left r is completed by a suffix with product R = e^L; only completions with
+    A R >= p_min can beat the incumbent, so L lies in [L0, L1] = [log max(R_lo, p_min / A), log R_hi], where
+    e^L is below its chord e^L0 + κ (L − L0). Hence the completed objective is at most
+    V + α A (e^L0 − κ L0) + U(μ, r), μ = α A κ, U(μ, r) the LP bound of the suffix with option values
+    v + μ log a. U is convex in μ, so on a grid μ_0 < μ_1 < ... its linear interpolation is an upper bound.
+    """
+
+    GRID = 9
+
+    def __init__(self, stages: list[_Stage], min_suffix: np.ndarray, alpha: float) -> None:
+        self.alpha = alpha
+        top = alpha * float(np.prod([s.a.max() for s in stages]))  # μ = α A κ <= α Π_all max a
+        self.mus = np.linspace(0.0, max(top, 1e-12), self.GRID)
+        logs = [np.log(np.maximum(s.a, 1e-300)) for s in stages]
+        weights = [s.w for s in stages]
+        self.bounds = [_SuffixBound(weights, [s.v + mu * g for s, g in zip(stages, logs)], min_suffix)
+                       for mu in self.mus]
+
+    def bound(self, k: int, a: np.ndarray, v: np.ndarray, left: np.ndarray, r_lo: float, r_hi: float,
+              p_min: float) -> np.ndarray:
+        """Upper bounds on the completed objectives of states (a, v) with ``left`` ms for stages k.."""
+        out = np.full(a.size, np.inf)  # states with A = 0 keep the plain bound
+        pos = a > 0
+        if not pos.any():
+            return out
+        ap = a[pos]
+        low = np.log(np.maximum(r_lo, p_min / ap))
+        high = np.log(r_hi)
+        span = high - low
+        steep = span > 1e-12
+        kappa = np.where(steep, (r_hi - np.exp(low)) / np.where(steep, span, 1.0), r_hi)
+        mu = self.alpha * ap * kappa
+        j = np.clip(np.searchsorted(self.mus, mu, side="right") - 1, 0, self.GRID - 2)
+        lo_mu, hi_mu = self.mus[j], self.mus[j + 1]
+        t = np.clip((mu - lo_mu) / (hi_mu - lo_mu), 0.0, 1.0)
+        u = np.empty(ap.size)
+        for g in np.unique(j):
+            at = j == g
+            u_lo = self.bounds[g].value(k, left[pos][at])
+            u_hi = self.bounds[g + 1].value(k, left[pos][at])
+            u[at] = (1 - t[at]) * u_lo + t[at] * u_hi
+        value = v[pos] + self.alpha * ap * (np.exp(low) - kappa * low) + u
+        out[pos] = np.where(span < -1e-12, -np.inf, value)  # no suffix reaches p_min / A: nothing to complete
+        return out
 
 
 def _changes(problem: Any, opts: Any) -> np.ndarray:
@@ -272,7 +336,8 @@ def pareto_mask(w: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
         return keep
     cc = np.zeros(size, dtype=np.int64) if c is None else np.asarray(c, dtype=np.int64)
     if y is None:
-        order = np.lexsort((cc, -x, w))  # by w, then x descending, then c: every dominator comes first
+        # by w, then x descending, then c: every dominator comes first
+        order = np.lexsort((-x, w)) if c is None else np.lexsort((cc, -x, w))
         xs, cs = x[order], cc[order]
         if c is None:
             best_before = np.empty(size)
@@ -364,7 +429,8 @@ class _SuffixBound:
             return np.where(left >= 0, 0.0, -np.inf)
         if k not in self._curves:
             mine = self.seg_stage >= k
-            self._curves[k] = (np.r_[0.0, np.cumsum(self.seg_dw[mine])], np.r_[0.0, np.cumsum(self.seg_dv[mine])])
+            self._curves[k] = (np.concatenate(([0.0], np.cumsum(self.seg_dw[mine]))),
+                               np.concatenate(([0.0], np.cumsum(self.seg_dv[mine]))))
         xp, fp = self._curves[k]
         extra = left - self.min_suffix[k]
         out = self.base_v[k] + np.interp(extra, xp, fp)

@@ -186,6 +186,8 @@ class VariantSelection:
     """
 
     kind: ClassVar[str] = "variant_selection"
+    #: exact special-purpose algorithm (servopt.formulations.variant_dp); see ``default_backend``
+    algorithms: ClassVar[tuple[str, ...]] = ("dp",)
 
     workload_rps: float
     core_budget: int
@@ -468,6 +470,25 @@ class VariantSelection:
             return plan
 
         return model, decode, y_index
+
+    @property
+    def default_backend(self) -> str:
+        """``dp`` when its tables take the problem (whole-number data, no ``prefer_stable``), else ``auto`` (MILP).
+
+        Evidence: benchmarks/results/variants.csv.
+        """
+        from servopt.formulations.variant_dp import grid_scale
+
+        return "dp" if not self.prefer_stable and grid_scale(self)[0] is not None else "auto"
+
+    def solve_with(self, name: str, params: Any) -> tuple[Any, VariantSelectionPlan | None, str]:
+        """Solve with the exact algorithm ``name`` (``dp``: dynamic programming, same optimum as the MILP)."""
+        from servopt.formulations.variant_dp import solve_dp
+
+        if name != "dp":
+            raise ValidationError(f"variant_selection: unknown algorithm {name!r}; choose one of "
+                                  f"{', '.join(self.algorithms)}")
+        return solve_dp(self, params)
 
     def refine(self, plan: VariantSelectionPlan, result: Result, solve_model: Callable[[Model], Result]):
         """With ``prefer_stable``: among optimal plans, the one that changes the fewest variants (exact)."""

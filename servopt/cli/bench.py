@@ -1,0 +1,124 @@
+"""``servopt bench NAME``: run one of the committed benchmark scripts (``benchmarks/*.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DESCRIPTION = """Run a benchmark of servopt's checkout: each is one script under benchmarks/ that writes a CSV and a
+PNG under benchmarks/results/ (summarised in docs/benchmarks.md). --quick runs tiny sizes once (a smoke test) and
+writes to a new temporary folder unless --out says otherwise, so the committed results stay as they are.
+
+The scripts are not part of the installed package: this command needs a servopt source checkout (an editable
+install), or --dir pointing at its benchmarks/ folder."""
+
+EPILOG = """examples:
+  servopt bench --list
+  servopt bench pipeline            # IPA's grid and beyond, every backend (a few minutes)
+  servopt bench variants --quick --out /tmp/bench
+  servopt bench gpus --args="--runs 5 --time-limit 10"   # passed to the script as they are"""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A script, what it measures, its quick arguments, and whether it takes ``--out DIR``."""
+
+    script: str
+    summary: str
+    quick: tuple[str, ...] = ("--quick",)
+    takes_out: bool = True
+
+
+#: name -> benchmark (the scripts' own --help tells the details)
+BENCHMARKS: dict[str, Benchmark] = {
+    "pipeline": Benchmark("bench_pipeline.py", "pipeline solver scaling: IPA's grid and beyond, every backend, "
+                          "brute force, greedy, IPA's Gurobi model and published times"),
+    "gpus": Benchmark("bench_gpus.py", "min_gpus / max_throughput from 1 to 10,000 GPUs and 1 to 100 GPU types, "
+                      "per-GPU vs aggregated"),
+    "variants": Benchmark("bench_variants.py", "variant_selection from 5 to 500 variants"),
+    "prediction": Benchmark("bench_prediction.py", "performance-model error on held-out points of every shipped "
+                            "and shared profile"),
+    "overhead": Benchmark("bench_overhead.py", "servopt's model and backends against hand-written solver code",
+                          quick=("--rounds", "2")),
+    "backends": Benchmark("bench_backends.py", "every backend on several model classes (the evidence for auto)",
+                          quick=("--runs", "1")),
+    "gpu-formulations": Benchmark("bench_gpu_formulations.py", "aggregated vs per-GPU formulation, every backend"),
+    "simulate": Benchmark("bench_simulate.py", "the serving simulator on solved plans", takes_out=False),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", nargs="?", choices=sorted(BENCHMARKS),
+                        help=f"benchmark to run: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="where the CSV and PNG go (default benchmarks/results, or a new temporary folder "
+                             "with --quick)")
+    parser.add_argument("--dir", metavar="BENCHMARKS", default=None,
+                        help="the benchmarks/ folder (default: the one beside this servopt checkout)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--args", dest="script_args", metavar='"ARGS"', default="",
+                        help='more arguments for the script, as one string: --args="--runs 5"')
+
+
+def benchmarks_dir(given: str | None) -> Path:
+    """The benchmarks/ folder: ``given``, else the one beside the imported servopt package."""
+    from servopt.exceptions import ValidationError
+
+    if given is not None:
+        folder = Path(given)
+        if not folder.is_dir():
+            raise ValidationError(f"--dir {given}: no such folder; give the benchmarks/ folder of a servopt checkout")
+        return folder
+    import servopt
+
+    folder = Path(servopt.__file__).resolve().parents[1] / "benchmarks"
+    if not folder.is_dir():
+        raise ValidationError(
+            f"no benchmarks/ folder beside the installed servopt ({folder}); the benchmark scripts live in the "
+            "source repository: clone it and run `pip install -e .` there, or pass --dir PATH/benchmarks"
+        )
+    return folder
+
+
+def run(args: argparse.Namespace) -> int:
+    from servopt.exceptions import ValidationError
+
+    if args.list:
+        width = max(len(n) for n in BENCHMARKS)
+        for name, b in BENCHMARKS.items():
+            print(f"{name.ljust(width)}  {b.script:28s} {b.summary}")
+        return 0
+    if args.name is None:
+        raise ValidationError(f"give a benchmark NAME: {', '.join(BENCHMARKS)} (or --list)")
+    bench = BENCHMARKS[args.name]
+    script = benchmarks_dir(args.dir) / bench.script
+    if not script.is_file():
+        raise ValidationError(f"benchmark {args.name!r}: {script} is missing from the checkout")
+    import shlex
+
+    extra = shlex.split(args.script_args)
+    cmd = [sys.executable, str(script)]
+    if args.quick:
+        cmd += list(bench.quick)
+    out = args.out
+    if out is None and args.quick and bench.takes_out:
+        import tempfile
+
+        out = tempfile.mkdtemp(prefix=f"servopt-bench-{args.name}-")
+        print(f"servopt: --quick writes to {out} (give --out DIR to choose)", file=sys.stderr)
+    if out is not None:
+        if not bench.takes_out:
+            raise ValidationError(f"benchmark {args.name!r} ({bench.script}) writes to benchmarks/results/ only; "
+                                  "it takes no --out")
+        Path(out).mkdir(parents=True, exist_ok=True)
+        cmd += ["--out", out]
+    cmd += extra
+    code = subprocess.call(cmd, cwd=script.parent.parent)
+    if code != 0:
+        print(f"servopt: benchmark {args.name!r} failed (exit code {code}): {' '.join(cmd)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,227 @@
+"""pipeline's exact Pareto dynamic programming: brute force, the MILP, dominance filters, limits and edge cases."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import servopt
+from servopt.exceptions import ValidationError
+from servopt.formulations.baselines import run_policy
+from servopt.formulations.checks import check_pipeline_plan, exhaustive_pipeline, random_pipeline
+from servopt.formulations.pipeline import BatchProfile, Pipeline, Stage, StageVariant
+from servopt.formulations.pipeline_dp import pareto_mask, solve_dp
+from servopt.result import SolveParams, Status
+
+N_BRUTE = 400
+
+
+def close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-7 * max(1.0, abs(a), abs(b))
+
+
+@functools.lru_cache(maxsize=None)
+def brute(seed: int, accuracy: str | None = None):
+    problem = random_pipeline(seed, max_stages=4 if accuracy == "product" else 3, max_variants=3,
+                              accuracy=accuracy)
+    return problem, exhaustive_pipeline(problem)
+
+
+def variant(name, acc, cores, **lat):
+    return StageVariant(name, acc, cores, [BatchProfile(int(b[1:]), ms) for b, ms in lat.items()])
+
+
+def medium(seed: int, accuracy: str = "sum", stages: int = 6, variants: int = 5, **kw) -> Pipeline:
+    """A random pipeline too big to enumerate (5 variants x 4 batch sizes per stage), binding SLA."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in range(stages):
+        base = float(rng.uniform(20, 60))
+        vs = []
+        for m in range(variants):
+            l1 = base * (1 + m) * float(rng.uniform(0.8, 1.2))
+            acc = (0.90 if accuracy == "product" else 0.5) + 0.02 * m + float(rng.uniform(0, 0.01))
+            vs.append(StageVariant(f"v{m}", round(acc, 4), float(rng.choice([1, 2, 4])),
+                                   [BatchProfile(b, round(l1 * b**0.8, 2)) for b in (1, 2, 4, 8)]))
+        out.append(Stage(f"s{s}", vs))
+    args = dict(workload_rps=float(rng.integers(5, 60)), sla_ms=round(stages * float(rng.uniform(150, 500)), 1),
+                stages=out, alpha=float(rng.choice([2.0, 10.0, 50.0])), beta=float(rng.choice([0.1, 1.0])),
+                delta=1e-6, accuracy=accuracy, max_replicas=int(rng.integers(3, 30)))
+    args.update(kw)
+    return Pipeline(**args)
+
+
+# ------------------------------------------------------------------------------------- against brute force
+@pytest.mark.parametrize("seed", range(N_BRUTE))
+def test_dp_equals_brute_force(seed):
+    problem, expected = brute(seed)
+    status, plan, _ = solve_dp(problem)
+    if expected is None:
+        assert status is Status.INFEASIBLE and plan is None
+        return
+    assert status is Status.OPTIMAL
+    assert check_pipeline_plan(problem, plan) == []
+    assert close(plan.objective, expected[0]), (plan.objective, expected)
+    if problem.prefer_stable and problem.current:
+        assert plan.changes == expected[1]
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_dp_equals_brute_force_on_product(seed):
+    problem, expected = brute(seed, "product")
+    status, plan, _ = solve_dp(problem)
+    if expected is None:
+        assert status is Status.INFEASIBLE
+        return
+    assert status is Status.OPTIMAL and check_pipeline_plan(problem, plan) == []
+    assert close(plan.objective, expected[0]), (plan.objective, expected)
+    if problem.prefer_stable and problem.current:
+        assert plan.changes == expected[1]
+
+
+# ------------------------------------------------------------------------------------------- against MILP
+@pytest.mark.parametrize("accuracy", ["sum", "average", "product"])
+@pytest.mark.parametrize("seed", range(8))
+def test_dp_equals_milp_beyond_enumeration(seed, accuracy):
+    problem = medium(seed, accuracy, stages=5 if accuracy == "product" else 7)
+    milp = servopt.solve(problem, "highs")
+    dp = servopt.solve(problem, "dp")
+    assert dp.backend == "dp" and dp.status is milp.status
+    if milp.status is Status.OPTIMAL:
+        assert close(dp.objective, milp.objective), (dp.objective, milp.objective)
+        assert check_pipeline_plan(problem, dp.plan) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dp_equals_milp_with_prefer_stable(seed):
+    base = medium(seed, "sum", stages=5)
+    current = {s.name: (s.variants[seed % len(s.variants)].name, 2) for s in base.stages}
+    problem = base.update(current=current, prefer_stable=True)
+    milp = servopt.solve(problem, "highs")
+    dp = servopt.solve(problem, "dp")
+    if milp.status is Status.OPTIMAL:
+        assert close(dp.objective, milp.objective)
+        assert dp.plan.changes == milp.plan.changes
+
+
+@pytest.mark.parametrize("policy", ["fa2", "rim"])
+def test_restricted_problems_of_the_baselines(policy):
+    problem = medium(3, "sum", stages=4)
+    via_dp = run_policy(problem, policy, options={"backend": "dp"})
+    via_milp = run_policy(problem, policy, options={"backend": "highs"})
+    assert via_dp.status == via_milp.status
+    if via_milp.plan is not None:
+        assert close(via_dp.objective, via_milp.objective)
+
+
+# ----------------------------------------------------------------------------------------------- interface
+def test_dp_is_the_default_backend_and_reports_no_milp_result():
+    problem = medium(1)
+    solution = servopt.solve(problem)
+    assert solution.backend == "dp" and solution.result is None and solution.status is Status.OPTIMAL
+    assert solution.to_dict()["backend"] == "dp"
+    assert servopt.solve(problem, "auto").backend == "dp"
+
+
+def test_unknown_algorithm_is_a_validation_error():
+    with pytest.raises(ValidationError, match="unknown algorithm"):
+        medium(1).solve_with("branch-and-price", SolveParams())
+
+
+def test_infeasible_workload_and_sla_are_results_with_reasons():
+    one = Stage("only", [variant("a", 0.5, 1, b1=100.0)])
+    slow = Pipeline(workload_rps=50.0, sla_ms=1000.0, stages=[one], max_replicas=2)  # 2 x 10 RPS < 50
+    solution = servopt.solve(slow)
+    assert solution.status is Status.INFEASIBLE and "cannot serve 50 RPS" in solution.message
+    tight = Pipeline(workload_rps=5.0, sla_ms=50.0, stages=[one])
+    solution = servopt.solve(tight)
+    assert solution.status is Status.INFEASIBLE and "above sla_ms 50" in solution.message
+
+
+def test_time_limit_returns_the_incumbent_as_feasible():
+    problem = medium(2, "sum", stages=12)
+    status, plan, message = solve_dp(problem, SolveParams(time_limit_s=1e-9))
+    assert status is Status.FEASIBLE and "time limit" in message
+    assert check_pipeline_plan(problem, plan) == []
+    assert plan.objective <= servopt.solve(problem, "dp").objective + 1e-9
+
+
+def test_ties_between_identical_variants_still_give_the_optimum():
+    same = [variant(f"copy{i}", 0.7, 1, b1=40.0, b4=120.0) for i in range(4)]
+    problem = Pipeline(workload_rps=10.0, sla_ms=400.0, stages=[Stage(f"s{k}", same) for k in range(3)],
+                       normalize="none", max_replicas=3)
+    expected = exhaustive_pipeline(problem)
+    assert close(servopt.solve(problem, "dp").objective, expected[0])
+
+
+def test_product_with_a_zero_accuracy_variant():
+    stages = [Stage("a", [variant("zero", 0.0, 1, b1=10.0), variant("good", 0.9, 4, b1=30.0)]),
+              Stage("b", [variant("x", 0.8, 1, b1=20.0), variant("y", 0.95, 2, b1=60.0)])]
+    problem = Pipeline(workload_rps=20.0, sla_ms=100.0, stages=stages, accuracy="product", alpha=20.0)
+    assert close(servopt.solve(problem, "dp").objective, exhaustive_pipeline(problem)[0])
+
+
+# ---------------------------------------------------------------------------------------- Pareto filters
+def naive_pareto(w, x, y=None, c=None):
+    n = len(w)
+    y = np.zeros(n) if y is None else y
+    c = np.zeros(n, dtype=int) if c is None else c
+    keep = []
+    for i in range(n):
+        dominated = False
+        for j in range(n):
+            if j == i:
+                continue
+            if w[j] <= w[i] and x[j] >= x[i] and y[j] >= y[i] and c[j] <= c[i]:
+                same = w[j] == w[i] and x[j] == x[i] and y[j] == y[i] and c[j] == c[i]
+                if not same or j < i:
+                    dominated = True
+                    break
+        keep.append(not dominated)
+    return np.array(keep)
+
+
+points = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(0, 6), st.integers(0, 2)),
+                  min_size=1, max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(points, st.booleans(), st.booleans())
+def test_pareto_mask_keeps_exactly_the_non_dominated_points(pts, with_y, with_c):
+    arr = np.array(pts, dtype=float)
+    w, x = arr[:, 0], arr[:, 1]
+    y = arr[:, 2] if with_y else None
+    c = arr[:, 3].astype(int) if with_c else None
+    got = pareto_mask(w, x, y, c)
+    want = naive_pareto(w, x, y, c)
+    # identical points: exactly one of each kept (which one may differ)
+    key = lambda i: (w[i], x[i], 0 if y is None else y[i], 0 if c is None else c[i])  # noqa: E731
+    assert sorted(map(key, np.flatnonzero(got))) == sorted(map(key, np.flatnonzero(want)))
+
+
+def test_solves_instances_far_beyond_enumeration():
+    problem = medium(4, "sum", stages=8, variants=5)
+    combos = 1
+    for sl in problem.options().stage_slices:
+        combos *= sl.stop - sl.start
+    assert combos > 10**10  # far beyond brute force, yet:
+    assert servopt.solve(problem, "dp").status is Status.OPTIMAL
+
+
+def test_matches_enumeration_on_every_choice_of_a_small_instance():
+    # two stages, every (variant, batch) pair scored by hand
+    problem = Pipeline(workload_rps=20.0, sla_ms=600.0, accuracy="sum", normalize="none", stages=[
+        Stage("d", [variant("n", 0.45, 1, b1=50.0, b8=300.0), variant("x", 0.69, 4, b1=120.0, b8=700.0)]),
+        Stage("c", [variant("r18", 0.70, 1, b1=30.0, b8=150.0), variant("r50", 0.76, 2, b1=60.0, b8=280.0)])])
+    best = None
+    for (v1, b1), (v2, b2) in itertools.product([("n", 1), ("n", 8), ("x", 1), ("x", 8)],
+                                                [("r18", 1), ("r18", 8), ("r50", 1), ("r50", 8)]):
+        plan = problem.evaluate([(v1, b1), (v2, b2)])
+        if plan is not None and (best is None or plan.objective > best):
+            best = plan.objective
+    assert close(servopt.solve(problem).objective, best)
