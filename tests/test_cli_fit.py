@@ -97,3 +97,15 @@ def test_predict_query_errors_name_file_row_column(capsys, tmp_path, triton):
     query.write_text("batch_size,model,variant,hardware,input_size\n1,r,v,T4,224\nmany,r,v,T4,224\n")
     code, _, err = run(capsys, "predict", models, query)
     assert code == 2 and "row 2 (line 3), column 'batch_size': expected a number" in err
+
+
+def test_fit_on_a_single_point_is_a_clear_error(capsys, tmp_path, shared_data):
+    # IPA's series-71 fragment holds one measurement: fitting it must say so, not crash inside LightGBM
+    profile = tmp_path / "ipa71.csv"
+    src = shared_data / "ipa" / "profiles" / "series-71-yolo-final_cell5.csv"
+    assert main(["import", "ipa", str(src), "-o", str(profile)]) == 0
+    capsys.readouterr()
+    assert main(["fit", str(profile), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "1 profiled point" in err and "latency_ms" in err and str(profile) in err
+    assert "Traceback" not in err

@@ -290,6 +290,12 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
         rows = target_rows(frame, target).reset_index(drop=True)
         if rows.empty:
             continue
+        if len(rows) < 2:
+            raise ValidationError(
+                f"{source}: target {name!r} (column {target.column!r}) has {len(rows)} profiled point; at least 2 "
+                f"are needed to fit a model. Profile more batch sizes or cores, or choose other targets with "
+                f"--targets (here: {', '.join(t for t in wanted if t != name) or 'none'})"
+            )
         X, columns, text = _inputs(rows, target, source)
         y = rows[target.column].to_numpy(dtype=float)
         model = make_model(name, estimator).fit(X, y)
