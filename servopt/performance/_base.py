@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["ProfileRegressor", "set_monotone", "group_index"]
+__all__ = ["ProfileRegressor", "set_monotone", "group_index", "predict_by_group"]
 
 
 class ProfileRegressor(RegressorMixin, BaseEstimator):
@@ -107,3 +107,25 @@ def group_index(X: np.ndarray, columns: list[int]) -> tuple[list[tuple[float, ..
         return [()], np.zeros(len(X), dtype=int)
     keys, inverse = np.unique(X[:, columns], axis=0, return_inverse=True)
     return [tuple(map(float, k)) for k in keys], inverse.reshape(-1)
+
+
+def predict_by_group(X: np.ndarray, group_columns: list[int], x_column: int, curves: dict, fallback) -> np.ndarray:
+    """Evaluate each row's group curve at ``X[:, x_column]``; rows of groups without a curve go to ``fallback``.
+
+    ``curves`` maps a group key (see :func:`group_index`) to a callable of x; ``fallback(X_rows)`` predicts the
+    rows whose group was never fitted.
+    """
+    out = np.empty(len(X))
+    keys, inverse = group_index(X, group_columns)
+    unseen = np.zeros(len(X), dtype=bool)
+    for g, key in enumerate(keys):
+        rows = inverse == g
+        curve = curves.get(key)
+        if curve is None:
+            unseen |= rows
+        else:
+            out[rows] = curve(X[rows, x_column])
+    if unseen.any():
+        out[unseen] = fallback(X[unseen])
+    return out
+

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 
-from servopt.performance._base import ProfileRegressor, group_index
+from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import Line, fit_line
 
 __all__ = ["CapacityModel"]
@@ -80,16 +80,5 @@ class CapacityModel(ProfileRegressor):
     def predict(self, X: Any) -> np.ndarray:
         """``headroom`` x capacity for each row, at least 0."""
         X = self._check_predict(X)
-        out = np.empty(len(X))
-        keys, inverse = group_index(X, self.group_index_)
-        unseen = np.zeros(len(X), dtype=bool)
-        for g, key in enumerate(keys):
-            rows = inverse == g
-            line = self.lines_.get(key)
-            if line is None:
-                unseen |= rows
-            else:
-                out[rows] = line(X[rows, self.cores_index_])
-        if unseen.any():
-            out[unseen] = self.estimator_.predict(X[unseen])
+        out = predict_by_group(X, self.group_index_, self.cores_index_, self.lines_, self.estimator_.predict)
         return np.maximum(self.headroom * out, 0.0)

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 from sklearn.utils.validation import check_is_fitted
 
-from servopt.performance._base import ProfileRegressor, group_index
+from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import Line, fit_line
 
 __all__ = ["MaxBatchModel"]
@@ -84,19 +84,8 @@ class MaxBatchModel(ProfileRegressor):
     def predict(self, X: Any) -> np.ndarray:
         """Predicted peak memory of each row (MB in profiles)."""
         X = self._check_predict(X)
-        out = np.empty(len(X))
-        keys, inverse = group_index(X, self.group_index_)
-        unseen = np.zeros(len(X), dtype=bool)
-        for g, key in enumerate(keys):
-            rows = inverse == g
-            line = self.lines_.get(key)
-            if line is None:
-                unseen |= rows
-            else:
-                out[rows] = line(X[rows, self.batch_index_])
-        if unseen.any():
-            out[unseen] = self.estimator_.predict(self._design(X[unseen]))
-        return out
+        return predict_by_group(X, self.group_index_, self.batch_index_, self.lines_,
+                                lambda rows: self.estimator_.predict(self._design(rows)))
 
     def max_batch(self, input_size: float | None, memory_limit_mb: float, **features: Any) -> int:
         """The largest batch size predicted to fit in ``memory_limit_mb`` (0 if even batch 1 does not fit).
