@@ -22,13 +22,12 @@ Write a graph with :func:`save_model`, or from a shell::
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from servopt._atomic import atomic_write
 from servopt.exceptions import ValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -287,16 +286,8 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
         The path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model repository is read by other users (Triton)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, make_parents=True) as fh:
+        fh.write(model.SerializeToString())
     return path
 
 

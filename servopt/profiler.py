@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import gc
 import math
-import os
 import re
 import statistics
 import time
@@ -45,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servopt._atomic import atomic_write
 from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
 from servopt.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
 
@@ -415,22 +415,12 @@ def _format(value: Any) -> str:
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     import csv
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = _columns(rows)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a profile is an ordinary readable file
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([_format(row.get(c)) for c in columns])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", make_parents=True) as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_format(row.get(c)) for c in columns])
 
 
 def _read_existing(path: Path, meta: dict[str, str]) -> list[dict[str, Any]]:

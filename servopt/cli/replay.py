@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from servopt._atomic import atomic_write
 from servopt.cli.simulate import (
     _fmt,
     add_serving_arguments,
@@ -153,9 +154,6 @@ def write_series(path: str, results: list[Any]) -> None:
     """Per-interval numbers of every policy to one CSV (written atomically)."""
     import csv
     import io
-    import os
-    import tempfile
-    from pathlib import Path
 
     keys = ("start_s", "observed_rps", "forecast_rps", "cores", "violations", "p99_ms", "accuracy", "requests")
     buf = io.StringIO()
@@ -165,17 +163,8 @@ def write_series(path: str, results: list[Any]) -> None:
         series = r.series()
         for i in range(series["start_s"].size):
             w.writerow([r.policy] + [_fmt(_num(series[k][i])) for k in keys])
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w", make_parents=True) as fh:
+        fh.write(buf.getvalue())
 
 
 def _num(v: Any) -> Any:

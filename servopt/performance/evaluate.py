@@ -11,8 +11,6 @@ at two or more x values are scored.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from servopt._atomic import atomic_write
 from servopt.exceptions import ValidationError
 from servopt.performance._curves import fit_line
 from servopt.performance.features import TARGETS, Target, feature_columns, feature_frame, group_columns, target_rows
@@ -220,23 +219,10 @@ class PerformanceModels:
         """Write with joblib, atomically (temp file, then rename)."""
         import joblib
 
-        from servopt.profiles import default_mode
 
         path = Path(path)
-        directory = path.parent if str(path.parent) else Path(".")
-        if not directory.is_dir():
-            raise ValidationError(f"{path}: directory {directory} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                joblib.dump(self, handle)
-            default_mode(tmp)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise ValidationError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_write(path) as handle:
+            joblib.dump(self, handle)
         return path
 
     @classmethod

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from servopt.exceptions import ValidationError
+from servopt._atomic import atomic_write
 from servopt.performance._curves import fit_line
 from servopt.performance.evaluate import PerformanceModels, TargetReport
 from servopt.performance.features import TARGETS
-from servopt.profiles import default_mode
 
 __all__ = ["plot_report", "MAX_PANELS"]
 
@@ -80,22 +77,11 @@ def plot_report(report: TargetReport, models: PerformanceModels, path: str | Pat
     fig.suptitle(title or f"{report.target}: held-out MAPE {_pct(summary['mape'])} vs baseline "
                           f"{_pct(summary['baseline_mape'])}, {summary['cv']}{more}", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 0.95))
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        plt.close(fig)
-        raise ValidationError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        default_mode(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ValidationError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        with atomic_write(path, suffix=".png") as handle:
+            fig.savefig(handle, dpi=110, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

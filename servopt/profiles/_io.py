@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from servopt._atomic import atomic_write, default_mode
 from servopt.exceptions import ValidationError
 from servopt.profiles._schema import check_duplicates, hw_columns, label_columns, validate_frame
 
@@ -220,31 +220,12 @@ def write_profile(frame: pd.DataFrame | ProfileTable, path: str | Path) -> Path:
     if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValidationError(f"{path}: unknown profile format {path.suffix or '(no extension)'!r}; accepted: "
                               f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise ValidationError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if suffix in CSV_SUFFIXES:
-                handle.write(frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-            else:
-                frame.to_parquet(handle, index=False)
-        default_mode(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ValidationError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as handle:
+        if suffix in CSV_SUFFIXES:
+            handle.write(frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+        else:
+            frame.to_parquet(handle, index=False)
     return path
-
-
-def default_mode(path: str | Path) -> None:
-    """Give a temporary file (created 0600 by :func:`tempfile.mkstemp`) the mode a new file normally gets."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def locations(n: int, prefix: str = "row") -> Sequence[str]:
