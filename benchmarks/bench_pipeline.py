@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, cli_solve_seconds, median, pyplot, save_figure, write_csv  # noqa: E402
+from _util import RESULTS, ROOT, cli_solve_seconds, median, pyplot, save_figure, timed_milp, write_csv  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 IPA_GRID = [(s, m) for m in range(1, 10) for s in range(1, 10)]
@@ -130,25 +130,7 @@ def run_dp(stages: int, variants: int, accuracy: str = "sum") -> dict[str, Any]:
 
 
 def run_milp(stages: int, variants: int, backend: str, time_limit: float, accuracy: str = "sum") -> dict[str, Any]:
-    from servopt.exceptions import ServoptError
-    from servopt.formulations.adaptive_common import integral_scale
-    from servopt.result import SolveParams
-    from servopt.solve import solve
-
-    problem = ipa_instance(stages, variants, accuracy=accuracy)
-    t0 = time.perf_counter()
-    model, decode = problem.build()
-    t1 = time.perf_counter()
-    scale = integral_scale(model) if backend == "cpsat" else None
-    try:
-        result = solve(model, backend, params=SolveParams(time_limit_s=time_limit, scale=scale))
-    except ServoptError as exc:
-        return {"status": "license" if "licence" in str(exc) else "skipped", "note": str(exc).split(";")[0][:100]}
-    t2 = time.perf_counter()
-    plan = decode(result) if result.status.has_solution else None
-    t3 = time.perf_counter()
-    return {"build_s": (t1 - t0) + result.build_seconds + (t3 - t2), "solve_s": result.solve_seconds,
-            "status": result.status.value, "objective": plan.objective if plan is not None else math.nan}
+    return timed_milp(ipa_instance(stages, variants, accuracy=accuracy), backend, time_limit)
 
 
 def run_gurobi_mck(stages: int, variants: int, env: Any, accuracy: str = "sum") -> dict[str, Any]:

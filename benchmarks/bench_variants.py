@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, cli_solve_seconds, median, pyplot, save_figure, write_csv  # noqa: E402
+from _util import RESULTS, ROOT, cli_solve_seconds, median, pyplot, save_figure, timed_milp, write_csv  # noqa: E402
 
 SIZES = [5, 10, 20, 50, 100, 200, 500]
 SCALED = [5, 10, 20, 50]
@@ -116,11 +116,8 @@ def _seconds(sample: dict[str, Any]) -> float:
 
 def one(method: str, family: str, n: int, time_limit: float) -> dict[str, Any]:
     from servopt.exceptions import ServoptError
-    from servopt.formulations.adaptive_common import integral_scale
     from servopt.formulations.baselines import run_policy
     from servopt.formulations.variant_dp import solve_dp
-    from servopt.result import SolveParams
-    from servopt.solve import solve
 
     problem = make(family, n)
     if method == "dp":
@@ -134,20 +131,7 @@ def one(method: str, family: str, n: int, time_limit: float) -> dict[str, Any]:
         return {"build_s": t1 - t0, "solve_s": time.perf_counter() - t1, "status": status.value,
                 "objective": plan.objective if plan is not None else math.nan}
     if method.startswith("milp:"):
-        backend = method[5:]
-        t0 = time.perf_counter()
-        model, decode = problem.build()
-        t1 = time.perf_counter()
-        scale = integral_scale(model) if backend == "cpsat" else None
-        try:
-            result = solve(model, backend, params=SolveParams(time_limit_s=time_limit, scale=scale))
-        except ServoptError as exc:
-            return {"status": "license" if "licence" in str(exc) else "skipped", "note": str(exc).split(";")[0][:100]}
-        t2 = time.perf_counter()
-        plan = decode(result) if result.status.has_solution else None
-        return {"build_s": (t1 - t0) + result.build_seconds + (time.perf_counter() - t2),
-                "solve_s": result.solve_seconds, "status": result.status.value, "vars": model.num_vars,
-                "objective": plan.objective if plan is not None else math.nan}
+        return timed_milp(problem, method[5:], time_limit)
     t0 = time.perf_counter()
     try:
         sol = run_policy(problem, method)

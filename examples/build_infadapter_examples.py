@@ -27,6 +27,8 @@ import math
 import sys
 from pathlib import Path
 
+from _write import write_or_check  # examples/_write.py (this folder is sys.path[0] when run as a script)
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "infadapter"
 VARIANTS = (18, 34, 50, 101, 152)
@@ -197,21 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep:
         print(sweep([10, 25, 50, 75, 100, 150, 200, 250, 300, 350, 386, 400]))
         return 0
-    stale = []
-    for name, text in build().items():
-        path = HERE / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-            continue
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        print(f"wrote {path}")
-    if stale:
-        print(f"out of date: {', '.join(stale)} (run python examples/build_infadapter_examples.py)", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(build(), HERE, "build_infadapter_examples.py", args.check)
 
 
 if __name__ == "__main__":
