@@ -4,7 +4,8 @@ Run from the project root (needs ../shared/data for InfAdapter's profile)::
 
     python docs/make_performance_figures.py
 
-Writes docs/img/*.png and prints the markdown tables quoted in the document.
+Writes docs/img/*.png and prints the markdown tables quoted in the document. The capacity section's numbers and
+figure come from ``benchmarks/bench_capacity.py``.
 """
 
 from __future__ import annotations
@@ -122,26 +123,6 @@ def alternatives() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def capacity() -> dict:
-    from servopt.performance.evaluate import fit_profile
-    from servopt.performance.plot import plot_report
-    from servopt.profiles import read_infadapter_capacity
-
-    frame = read_infadapter_capacity(SHARED / "infadapter" / "capacity_result_Feb_21.csv").frame
-    out = {}
-    for lo in (1, 2):
-        models, reports = fit_profile(frame[frame.cores >= lo].reset_index(drop=True), targets=["capacity"])
-        out[lo] = reports["capacity"].to_dict()
-        if lo == 2:
-            plot_report(reports["capacity"], models, IMG / "capacity_infadapter.png")
-    in_sample = []
-    for _, g in frame[frame.cores >= 2].groupby("variant"):
-        c = np.polyfit(g["cores"], g["throughput_rps"], 1)
-        in_sample += list(np.abs(np.polyval(c, g["cores"]) - g["throughput_rps"]) / g["throughput_rps"])
-    out["in_sample_2_20"] = float(np.mean(in_sample))
-    return out
-
-
 def main() -> int:
     IMG.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -162,13 +143,6 @@ def main() -> int:
     print("|---|" + "---|" * len(SETS))
     for method in ALTERNATIVES:
         print(f"| {method} | " + " | ".join(f"{table.loc[method, s]:.2f}" for s in SETS) + " |")
-    cap = capacity()
-    print("\n### capacity\n")
-    for lo in (1, 2):
-        c = cap[lo]
-        print(f"cores {lo}..20: line {_pct(c['mape'])} % (R2 {c['r2']:.3f}), through origin {_pct(c['baseline_mape'])}"
-              f" %; per variant: " + ", ".join(f"{g['variant']} {_pct(g['mape'])}" for g in c["groups"]))
-    print(f"in-sample line MAPE, cores 2..20: {_pct(cap['in_sample_2_20'])} %")
     print(f"\n(done in {time.perf_counter() - start:.0f} s)")
     return 0
 

@@ -75,3 +75,17 @@ def test_prediction_quick(tmp_path):
     summary = [r for r in got if r["configuration"] == "all"]
     assert {r["origin"] for r in summary} == {"shipped", "shared"}
     assert all(0 <= float(r["mape"]) for r in summary)
+
+
+def test_capacity_quick(tmp_path):
+    assert main(["bench", "capacity", "--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "capacity_curves.png").is_file()
+    curves = {r["candidate"]: r for r in rows(tmp_path / "capacity_curves.csv")}
+    assert len(curves) == 22 and float(curves["line"]["feb_750"]) > float(curves["quadratic"]["feb_750"]) > 0
+    choice = rows(tmp_path / "capacity_choice.csv")
+    chosen = choice[0]
+    # the curve chosen on the other three profiles is the one CapacityModel uses, and servopt fit agrees
+    assert chosen["candidate"] == "avg(line, origin, quadratic)"
+    servopt_750 = next(r for r in choice if r["candidate"] == "CapacityModel()" and r["profile"] == "feb_750")
+    assert float(servopt_750["mape"]) == pytest.approx(float(chosen["mape"]), rel=1e-4)
+    assert float(servopt_750["line_mape"]) == pytest.approx(float(chosen["line_mape"]), rel=1e-4)

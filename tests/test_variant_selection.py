@@ -358,11 +358,31 @@ def test_capacity_from_infadapters_profile(shared_data):
     assert solution.status is Status.OPTIMAL and check_variant_selection_plan(problem, solution.plan) == []
 
 
+def test_capacity_curve_average_from_the_problem_file(shared_data):
+    from servopt.performance import capacity_table
+    from servopt.profiles import read_infadapter_capacity
+
+    data = yaml.safe_load((EXAMPLES / "variant_selection_infadapter_profile.yaml").read_text())
+    data["performance"] = {**data.get("performance", {}), "mode": "fit", "curve": "average"}
+    problem = problem_from_mapping(data, EXAMPLES / "avg.yaml")
+    frame = read_infadapter_capacity(shared_data / "infadapter" / "capacity_result_Feb_21.csv", 750)
+    for v in problem.variants:
+        expected = capacity_table(frame, variant=v.name, mode="fit", curve="average", headroom=0.8,
+                                  cores=list(v.capacity))
+        assert v.capacity == expected
+    line = load_problem(EXAMPLES / "variant_selection_infadapter_profile.yaml")
+    assert [v.capacity for v in problem.variants] != [v.capacity for v in line.variants]
+    solution = servopt.solve(problem, "highs")
+    assert solution.status is Status.OPTIMAL and check_variant_selection_plan(problem, solution.plan) == []
+
+
 @pytest.mark.parametrize(
     "patch, key",
     [
         ({"profiles": "missing.csv"}, "profiles"),
         ({"performance": {"mode": "exact"}}, "performance.mode"),
+        ({"performance": {"mode": "fit", "curve": "spline"}}, "performance.curve"),
+        ({"performance": {"mode": "table", "curve": "average"}}, "performance.curve"),
         ({"variants": [{"name": "resnet7", "accuracy": 0.5}]}, "variants[0].profile_variant"),
     ],
 )

@@ -41,6 +41,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "variants": Benchmark("bench_variants.py", "variant_selection from 5 to 500 variants"),
     "prediction": Benchmark("bench_prediction.py", "performance-model error on held-out points of every shipped "
                             "and shared profile"),
+    "capacity": Benchmark("bench_capacity.py", "which capacity-vs-cores curve predicts unprofiled core counts "
+                          "(InfAdapter's profiles)"),
     "overhead": Benchmark("bench_overhead.py", "servopt's model and backends against hand-written solver code",
                           quick=("--rounds", "2")),
     "backends": Benchmark("bench_backends.py", "every backend on several model classes (the evidence for auto)",

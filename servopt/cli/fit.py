@@ -13,13 +13,15 @@ from servopt.exceptions import ValidationError
 DESCRIPTION = """Fit servopt's performance models on profiles (latency; warm-up, memory and capacity vs cores where the
 profiles have them) and report, per target and per configuration (model, variant, hardware, input size, cores,
 labels), the error on held-out points: each batch size (cores, for capacity) is left out in turn, the models are
-fitted on the rest and predict it. A straight line in the batch size (through the origin in cores, for capacity),
+fitted on the rest and predict it. A straight line in the batch size (in cores for capacity: InfAdapter's line),
 fitted per configuration on the same points, is shown beside it. MAPE is a fraction in --json (0.05 = 5 %)."""
 
 EPILOG = """examples:
   servopt fit profiles/nvidia_efficientnet_pytorch.csv
   servopt fit profiles/nvidia_resnet50_triton.csv --json
-  servopt fit profiles/measured_resnet_like.csv -o models.joblib --plot latency.png"""
+  servopt fit profiles/measured_resnet_like.csv -o models.joblib --plot latency.png
+  servopt import infadapter ../shared/data/infadapter/capacity_result_Feb_21.csv -o cap.csv
+  servopt fit cap.csv --targets capacity --json     # capacity vs cores per variant, against InfAdapter's line"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -104,6 +104,9 @@ def _profile_capacity(f: Fields, source: Path) -> Any:
     mode = p.str("mode", "table", choices=("table", "fit"))
     headroom = p.number("headroom", 1.0 if mode == "table" else 0.8, positive=True, maximum=1.0)
     sla_ms = p.number("sla_ms", 750.0, positive=True)
+    curve = p.str("curve", "line", choices=("line", "average"))
+    if curve != "line" and mode != "fit":
+        raise p.error("curve", "only used with mode: fit")
     counts = p.list("cores", None)
     if counts is not None:
         counts = [check_int(c, lambda what: p.error("cores", what), minimum=1) for c in counts]
@@ -122,7 +125,8 @@ def _profile_capacity(f: Fields, source: Path) -> Any:
     def lookup(v: Fields, name: str) -> dict[int, float]:
         key = v.str("profile_variant", name)
         try:
-            table = capacity_table(frame, variant=key, mode=mode, headroom=headroom, cores=counts, source=str(full))
+            table = capacity_table(frame, variant=key, mode=mode, headroom=headroom, cores=counts, source=str(full),
+                                   curve=curve)
         except ValidationError as exc:
             raise v.error("profile_variant", str(exc)) from None
         return {int(k): float(r) for k, r in dict(table).items()}

@@ -3,7 +3,8 @@
 * :class:`LatencyModel`: latency of one batch; non-decreasing in batch size, with the small-batch floor of GPUs.
 * :class:`WarmupModel`: first-batch time, with feature importances.
 * :class:`MaxBatchModel`: device memory vs batch and input size; the largest batch that fits.
-* :class:`CapacityModel`: RPS within a latency SLO vs cores (InfAdapter's line), with headroom.
+* :class:`CapacityModel`: RPS within a latency SLO vs cores (an averaged low-order curve, or InfAdapter's line),
+  with headroom.
 * :class:`TableModel`: exact lookup of profiled points.
 
 All follow scikit-learn's estimator contract; LightGBM and scikit-learn regressors plug in through

@@ -1,4 +1,5 @@
-"""One-dimensional curves in batch size (or cores): the floored latency curve and the straight-line baseline.
+"""One-dimensional curves in batch size (or cores): the floored latency curve, the straight-line baseline and
+the averaged capacity curve.
 
 The latency curve is a *soft hinge* between a floor and a line through the origin::
 
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-__all__ = ["Curve", "fit_curve", "fit_line", "Line", "MIN_FREE_POINTS", "ROBUST_SCALE"]
+__all__ = ["CAPACITY_CURVES", "Curve", "fit_capacity_curve", "fit_curve", "fit_line", "Line", "MIN_FREE_POINTS",
+           "Quadratic", "ROBUST_SCALE"]
 
 #: distinct batch sizes needed before the knee sharpness ``p`` is fitted
 MIN_FREE_POINTS = 5
@@ -149,3 +151,57 @@ def fit_line(x: np.ndarray, y: np.ndarray, *, through_origin: bool = False) -> L
         return Line(float(np.mean(y)), 0.0)
     slope, intercept = np.polyfit(x, y, 1)
     return Line(float(intercept), float(slope))
+
+
+@dataclass(frozen=True)
+class Quadratic:
+    """``y = intercept + slope * x + curvature * x**2``, held at its vertex where it would turn back.
+
+    A concave curve stays at its peak beyond the vertex and a convex one at its minimum before it, so a
+    capacity curve whose line rises never falls when cores are added.
+    """
+
+    intercept: float
+    slope: float
+    curvature: float
+
+    def __call__(self, x: np.ndarray | float) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if self.curvature != 0:
+            vertex = -self.slope / (2 * self.curvature)
+            x = np.minimum(x, vertex) if self.curvature < 0 else np.maximum(x, vertex)
+        return self.intercept + (self.slope + self.curvature * x) * x
+
+
+#: the capacity-vs-cores curves :func:`fit_capacity_curve` fits
+CAPACITY_CURVES = ("average", "line")
+
+
+def fit_capacity_curve(x: np.ndarray, y: np.ndarray, curve: str = "average") -> Quadratic:
+    """Capacity as a function of cores.
+
+    ``"line"`` is InfAdapter's least-squares line. ``"average"`` averages three least-squares fits, the line, the
+    line through the origin and the quadratic, so the result is a quadratic whose intercept is shrunk towards 0
+    and whose curvature is a third of the quadratic fit's. Each of the three is a defensible model of a
+    measured capacity curve and none is reliably best on a 19-point profile; their mean has a lower held-out
+    error than any one of them on InfAdapter's profiles (``benchmarks/bench_capacity.py``). With fewer distinct
+    core counts the members that need more points drop out (two counts: line and origin line; one: the origin
+    line, i.e. capacity proportional to cores).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if curve not in CAPACITY_CURVES:
+        raise ValueError(f"curve={curve!r}: expected one of {', '.join(CAPACITY_CURVES)}")
+    distinct = np.unique(x).size
+    if distinct < 2:
+        line = fit_line(x, y, through_origin=bool(x.size and x[0] > 0))
+        return Quadratic(line.intercept, line.slope, 0.0)
+    line = fit_line(x, y)
+    if curve == "line":
+        return Quadratic(line.intercept, line.slope, 0.0)
+    members = [(line.intercept, line.slope, 0.0), (0.0, fit_line(x, y, through_origin=True).slope, 0.0)]
+    if distinct >= 3:
+        c2, c1, c0 = np.polyfit(x, y, 2)
+        members.append((float(c0), float(c1), float(c2)))
+    a, b, c = np.mean(members, axis=0)
+    return Quadratic(float(a), float(b), float(c))

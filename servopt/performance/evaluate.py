@@ -4,7 +4,7 @@ Cross-validation leaves one x value out (a batch size; cores for capacity): the 
 row and predicts the held-out rows. For the per-configuration curves this is exactly "leave one batch size out
 per configuration"; the regressors used for unseen configurations see the same batch size missing everywhere,
 which is stricter. The baseline is a straight line in the x feature fitted per configuration on the same
-training rows (through the origin for capacity: throughput proportional to cores). Only configurations profiled
+training rows (for capacity that is InfAdapter's line). Only configurations profiled
 at two or more x values are scored.
 """
 
@@ -175,11 +175,9 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
             fit_rows = train & (group_id == g)
             at = test & (group_id == g)
             if fit_rows.any():
-                line = fit_line(x[fit_rows], y[fit_rows], through_origin=target.baseline == "proportional")
+                line = fit_line(x[fit_rows], y[fit_rows])
                 baseline[at] = line(x[at])
     report = TargetReport(target.name, _MODEL_NAMES[target.name],
-                          "straight line through the origin in cores per configuration" if
-                          target.baseline == "proportional" else
                           f"straight line in {target.x.replace('_', ' ')} per configuration", columns)
     for g in np.unique(group_id):
         at = group_id == g
@@ -291,5 +289,7 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             if report.groups:
                 reports[name] = report
     if not fitted:
-        raise ValidationError(f"{source}: nothing to fit: the profile has no rows with latency_ms")
+        needs = "; ".join(f"{t}: {TARGETS[t].column} per {TARGETS[t].x}" +
+                          (" at three or more core counts" if t == "capacity" else "") for t in wanted)
+        raise ValidationError(f"{source}: nothing to fit: no rows for the target(s) asked ({needs})")
     return PerformanceModels(fitted, [source]), reports

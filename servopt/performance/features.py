@@ -16,7 +16,8 @@ profile has them (empty cells become 0); label columns that tell configurations 
 (``concurrency`` does; ``precision`` does not when each variant has one precision); and ``hw.*`` features: for
 warm-up every ``hw.*`` column without gaps, for the other targets only those that are constant within each
 configuration (static descriptions of the machine), since a query cannot know the
-utilisation a measurement would have seen. ``capacity`` is a target only for configurations profiled at three or
+utilisation a measurement would have seen. A label that takes one value per x value inside a configuration (a
+memory limit scaled with the cores) follows x and is neither a feature nor a configuration key. ``capacity`` is a target only for configurations profiled at three or
 more core counts (a line needs two points after one is held out).
 """
 
@@ -41,14 +42,13 @@ class Target:
     column: str
     x: str
     hw: str  # "all" or "static"
-    baseline: str  # "line" or "proportional"
 
 
 TARGETS: dict[str, Target] = {
-    "latency": Target("latency", "latency_ms", "batch_size", "static", "line"),
-    "warmup": Target("warmup", "warmup_ms", "batch_size", "all", "line"),
-    "memory": Target("memory", "memory_mb", "batch_size", "static", "line"),
-    "capacity": Target("capacity", "throughput_rps", "cores", "static", "proportional"),
+    "latency": Target("latency", "latency_ms", "batch_size", "static"),
+    "warmup": Target("warmup", "warmup_ms", "batch_size", "all"),
+    "memory": Target("memory", "memory_mb", "batch_size", "static"),
+    "capacity": Target("capacity", "throughput_rps", "cores", "static"),
 }
 _TEXT_IDENTITY = ("model", "variant", "hardware")
 _NUMERIC_IDENTITY = ("input_size", "cores", "batch_size")
@@ -80,7 +80,22 @@ def target_rows(frame: pd.DataFrame, target: Target) -> pd.DataFrame:
 def group_columns(rows: pd.DataFrame, target: Target) -> list[str]:
     """Columns that tell the configurations (curves) of a target apart."""
     out = [c for c in (*_TEXT_IDENTITY, *_NUMERIC_IDENTITY) if c in rows.columns and c != target.x]
-    return out + [c for c in _labels(rows) if c not in out]
+    return out + [c for c in _labels(rows) if c not in out and not _follows_x(rows, c, out, target.x)]
+
+
+def _follows_x(rows: pd.DataFrame, label: str, keys: list[str], x: str) -> bool:
+    """Whether ``label`` is a setting that changes with the x feature inside each configuration.
+
+    InfAdapter's January profile gives each pod 2 GB per core: its ``memory_limit`` is one value per core count,
+    so it describes the core count, not a separate configuration, and must not split the capacity curve.
+    """
+    if x not in rows.columns or rows.empty:
+        return False
+    values = rows[label].astype(object).where(rows[label].notna(), "<missing>")
+    by = [rows[k].astype(object) for k in keys]
+    per_x = values.groupby([*by, rows[x]], dropna=False).nunique()
+    per_config = values.groupby(by, dropna=False).nunique() if by else pd.Series([values.nunique()])
+    return int(per_x.max()) <= 1 and int(per_config.max()) > 1
 
 
 def feature_columns(rows: pd.DataFrame, target: Target) -> list[str]:
@@ -91,6 +106,8 @@ def feature_columns(rows: pd.DataFrame, target: Target) -> list[str]:
                 and (c != "batch_size" or rows[c].nunique() > 1)]
     for label in _labels(rows):  # only labels that split configurations the columns so far do not
         keys = [c for c in columns[1:] if not c.startswith("hw.")]
+        if _follows_x(rows, label, keys, target.x):
+            continue
         values = rows[label].astype(object).where(rows[label].notna(), "<missing>")
         spread = values.groupby([rows[k].astype(object) for k in keys] if keys else np.zeros(len(rows)),
                                 dropna=False).nunique()

@@ -47,7 +47,7 @@ def plot_report(report: TargetReport, models: PerformanceModels, path: str | Pat
         query = pd.DataFrame([group.features] * len(dense))
         query[target.x] = dense
         curve = fitted.model.predict(query[fitted.features])
-        line = fit_line(group.x, group.y, through_origin=target.baseline == "proportional")
+        line = fit_line(group.x, group.y)
         ax.plot(group.x, group.y, "ko", ms=4, label="measured")
         ax.plot(dense, curve, "-", color="tab:blue", lw=1.5, label=f"{report.model} (all points)")
         ax.plot(dense, line(dense), "--", color="tab:orange", lw=1, label=f"baseline: {report.baseline}")

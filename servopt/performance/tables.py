@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.exceptions import ValidationError
-from servopt.performance._curves import fit_curve, fit_line
+from servopt.performance._curves import CAPACITY_CURVES, fit_capacity_curve, fit_curve, fit_line
 
 __all__ = ["batch_table", "capacity_table"]
 
@@ -143,7 +143,7 @@ def batch_table(frame: Any, *, hardware: str, model: str | None = None, variant:
 
 def capacity_table(frame: Any, *, variant: str, hardware: str | None = None, mode: str = "table",
                    headroom: float = 1.0, cores: Iterable[int] | None = None, source: str = "<profile>",
-                   where: Mapping[str, Any] | None = None) -> dict[int, float]:
+                   where: Mapping[str, Any] | None = None, curve: str = "line") -> dict[int, float]:
     """RPS a variant serves within its latency SLO, per number of cores.
 
     Parameters
@@ -155,11 +155,14 @@ def capacity_table(frame: Any, *, variant: str, hardware: str | None = None, mod
         Selectors; they must leave one row per core count.
     mode : {"table", "fit"}
         ``"table"``: ``headroom`` x the profiled capacities (``cores`` picks some; each must be profiled).
-        ``"fit"``: InfAdapter's least-squares line ``capacity ~ cores`` on the selected rows, returned as
-        ``floor(headroom * (slope * n + intercept))`` (at least 0) for ``n`` in ``cores`` (default: the profiled
-        core counts).
+        ``"fit"``: a curve ``capacity ~ cores`` fitted on the selected rows, returned as
+        ``floor(headroom * curve(n))`` (at least 0) for ``n`` in ``cores`` (default: the profiled core counts).
     headroom : float
         InfAdapter serves 0.8 of the capacity.
+    curve : {"line", "average"}
+        The fitted curve of ``mode="fit"``: InfAdapter's least-squares line (default), or the average of the
+        line, the line through the origin and the quadratic, which predicts unprofiled core counts better
+        (:class:`~servopt.performance.CapacityModel`).
 
     Raises
     ------
@@ -201,5 +204,7 @@ def capacity_table(frame: Any, *, variant: str, hardware: str | None = None, mod
                                       f"variant {variant!r}; profiled: {', '.join(map(str, profiled))} (use "
                                       "mode='fit' to predict others)")
         return {n: float(headroom * lookup[n]) for n in (wanted or profiled)}
-    line = fit_line(profiled_raw, capacity, through_origin=len(set(profiled)) < 2)
-    return {n: float(max(0, math.floor(headroom * float(line(n))))) for n in (wanted or profiled)}
+    if curve not in CAPACITY_CURVES:
+        raise ValidationError(f"{source}: curve={curve!r}: expected one of {', '.join(CAPACITY_CURVES)}")
+    fitted = fit_capacity_curve(profiled_raw, capacity, curve)
+    return {n: float(max(0, math.floor(headroom * float(fitted(n))))) for n in (wanted or profiled)}
