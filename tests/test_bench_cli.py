@@ -66,6 +66,8 @@ def test_gpus_quick(tmp_path):
     assert {r["formulation"] for r in got} == {"aggregated", "per_gpu"}
     assert not [r for r in got if "disagree" in r["note"]]
     assert any(r["backend"].startswith("cli:") for r in got)
+    solved = [r for r in got if r["status"] == "optimal" and not r["backend"].startswith("cli:")]
+    assert solved and all(r["plan_ok"] == "True" for r in solved)
 
 
 def test_prediction_quick(tmp_path):

@@ -37,7 +37,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "pipeline": Benchmark("bench_pipeline.py", "pipeline solver scaling: IPA's grid and beyond, every backend, "
                           "brute force, greedy, IPA's Gurobi model and published times"),
     "gpus": Benchmark("bench_gpus.py", "min_gpus / max_throughput from 1 to 10,000 GPUs and 1 to 100 GPU types, "
-                      "per-GPU vs aggregated"),
+                      "per-GPU vs aggregated on every backend, plans checked"),
     "variants": Benchmark("bench_variants.py", "variant_selection from 5 to 500 variants"),
     "prediction": Benchmark("bench_prediction.py", "performance-model error on held-out points of every shipped "
                             "and shared profile"),
@@ -47,7 +47,6 @@ BENCHMARKS: dict[str, Benchmark] = {
                           quick=("--rounds", "2")),
     "backends": Benchmark("bench_backends.py", "every backend on several model classes (the evidence for auto)",
                           quick=("--runs", "1")),
-    "gpu-formulations": Benchmark("bench_gpu_formulations.py", "aggregated vs per-GPU formulation, every backend"),
     "simulate": Benchmark("bench_simulate.py", "the serving simulator on solved plans", takes_out=False),
 }
 

@@ -46,7 +46,7 @@ class MinGPUs(GPUProblemBase):
         Offer only batch sizes whose per-batch latency is within this SLO.
     formulation : {"aggregated", "per_gpu"}
         ``aggregated`` (default; one integer per GPU type and batch size) or the seed's per-GPU binaries.
-        Both are exact; see docs/formulations.md and benchmarks/results/gpu_formulations.csv.
+        Both are exact; see docs/formulations.md and benchmarks/results/gpus.csv.
     name, model, input_size, triton
         Model name for the Triton repository, profile selectors, and the ``triton:`` settings of the file.
     """
