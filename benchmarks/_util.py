@@ -1,4 +1,4 @@
-"""Helpers shared by the scaling benchmarks (bench_pipeline, bench_gpus, bench_variants, bench_prediction).
+"""Helpers shared by the benchmark scripts.
 
 Each benchmark writes one CSV and one PNG under ``benchmarks/results/`` atomically (temp file + ``os.replace``),
 and times with medians of repeated, interleaved runs.
@@ -28,6 +28,34 @@ def median(values: Sequence[float]) -> float:
     """The median, NaN for no values."""
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return statistics.median(values) if values else math.nan
+
+
+#: a method slower than this per run is run once at that size: one run is then a fair measurement
+SLOW_S = 2.0
+
+
+def run_seconds(sample: dict[str, Any]) -> float:
+    """Build + solve seconds of one timed run."""
+    return sample.get("build_s", 0.0) + sample.get("solve_s", 0.0)
+
+
+def interleaved_runs(methods: Sequence[Any], runs: int, run: Any, *,
+                     repeat_without_plan: Sequence[Any] = ()) -> dict[Any, list[dict[str, Any]]]:
+    """Up to ``runs`` samples of ``run(method)`` per method, interleaved round by round (machine load hits every
+    method alike).
+
+    A method is not run again once a run ended without an optimal plan (a limit or an error: repeating it says
+    nothing new), unless it is in ``repeat_without_plan`` (heuristics, never "optimal"), nor once its first run
+    took over :data:`SLOW_S`.
+    """
+    samples: dict[Any, list[dict[str, Any]]] = {m: [] for m in methods}
+    for _ in range(runs):
+        for method, got in samples.items():
+            if got and (got[-1].get("status") != "optimal" and method not in repeat_without_plan
+                        or run_seconds(got[0]) > SLOW_S):
+                continue
+            got.append(run(method))
+    return samples
 
 
 def write_csv(rows: list[dict[str, Any]], fields: Sequence[str], path: Path) -> None:

@@ -27,10 +27,7 @@ Writes ``benchmarks/results/backends.csv`` and ``backends.png`` and prints the f
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,8 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mck import make_mck  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
 BACKENDS = ("highs", "cpsat", "scip", "gurobi", "cvxpy")
 
 
@@ -261,23 +257,16 @@ def fastest(rows: list[dict[str, object]], exclude: tuple[str, ...] = ()) -> dic
     return best
 
 
-def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
+def write_rows(path: Path, rows: list[dict[str, object]]) -> None:
+    """Every key any row has becomes a column, in order of first appearance."""
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(fh.name, path)
+    write_csv(rows, fields, path)
 
 
 def plot(path: Path, rows: list[dict[str, object]], backends: tuple[str, ...]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     classes = [c for c, _ in CLASSES]
     fig, ax = plt.subplots(figsize=(12, 5))
     width = 0.8 / len(backends)
@@ -302,10 +291,7 @@ def plot(path: Path, rows: list[dict[str, object]], backends: tuple[str, ...]) -
     ax.set_title("servopt backends by model class (lower is better)")
     ax.legend(fontsize=8, ncol=len(backends))
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             if r["class"] == cls:
                 r["model_class"] = model_class(arrays)
                 r["auto_choice"] = choose_backend(arrays)
-    write_csv(args.out / "backends.csv", rows)
+    write_rows(args.out / "backends.csv", rows)
     plot(args.out / "backends.png", rows, BACKENDS)
     print("fastest per class (all backends):")
     for cls, (backend, ms) in fastest(rows).items():

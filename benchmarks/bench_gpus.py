@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, cli_solve_seconds, median, pyplot, save_figure, write_csv  # noqa: E402
+from _util import RESULTS, cli_solve_seconds, interleaved_runs, median, pyplot, save_figure, write_csv  # noqa: E402
 
 BATCHES = (1, 8, 32, 64, 128, 256)
 #: (GPUs, types): GPUs grow at 1, 10 and 100 types, then types grow at 10,000 GPUs
@@ -49,7 +49,6 @@ SIZES = [(1, 1), (10, 1), (10, 10), (100, 1), (100, 10), (100, 100), (1000, 1), 
 QUICK = [(1, 1), (10, 2), (20, 4)]
 #: the per-GPU model's size depends on the GPUs, hardly on the types: at 10,000 GPUs it runs for 10 and 100 types
 PER_GPU_SKIP = {(10_000, 1), (10_000, 30)}
-SLOW_S = 2.0  # a pair slower than this per run is run once at that size
 TARGETS = {(10_000, 100): 0.5}
 QUICK_TARGETS = {(20, 4): 0.5}
 FIELDS = ["problem", "gpus", "types", "formulation", "backend", "vars", "rows", "runs", "build_s", "solve_s",
@@ -103,10 +102,6 @@ def problem_yaml(problem: Any) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def _seconds(sample: dict[str, Any]) -> float:
-    return sample.get("build_s", 0.0) + sample.get("solve_s", 0.0)
-
-
 def run_once(kind: str, n_gpus: int, n_types: int, formulation: str, backend: str, time_limit: float) -> dict:
     from servopt.exceptions import ServoptError
     from servopt.formulations.checks import check_gpu_plan
@@ -152,14 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("min_gpus", "max_throughput"):
         given_up: set[tuple[str, str]] = set()
         for n_gpus, n_types in (QUICK if args.quick else SIZES):
-            samples: dict[tuple[str, str], list[dict]] = {
-                p: [] for p in pairs if p not in given_up
-                and not (p[0] == "per_gpu" and (n_gpus, n_types) in PER_GPU_SKIP)}
-            for _ in range(runs):
-                for pair, got in samples.items():
-                    if got and (got[-1]["status"] != "optimal" or _seconds(got[0]) > SLOW_S):
-                        continue  # no plan or a limit, or slow enough that one run is a fair measurement
-                    got.append(run_once(kind, n_gpus, n_types, *pair, args.time_limit))
+            wanted = [p for p in pairs if p not in given_up
+                      and not (p[0] == "per_gpu" and (n_gpus, n_types) in PER_GPU_SKIP)]
+            samples = interleaved_runs(wanted, runs, lambda p: run_once(kind, n_gpus, n_types, *p, args.time_limit))
             optimal = {round(g[-1]["objective"], 6) for g in samples.values() if g and g[-1]["status"] == "optimal"}
             for (f, b), got in samples.items():
                 last = got[-1]

@@ -26,12 +26,10 @@ Writes ``benchmarks/results/overhead.csv`` and ``overhead.png``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,8 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mck import MCK, make_mck  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------- servopt models
@@ -237,23 +234,16 @@ def measure(rounds: int) -> list[dict[str, object]]:
     return rows
 
 
-def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
-    fields = list(rows[0])
+def write_rows(path: Path, rows: list[dict[str, object]]) -> None:
+    """Every key any row has becomes a column, in order of first appearance."""
+    fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(fh.name, path)
+    write_csv(rows, fields, path)
 
 
 def plot(path: Path, rows: list[dict[str, object]], imports: tuple[list[float], list[float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     mck = [r for r in rows if r["case"] == "mck-9x9x7"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
     labels = [f"{r['backend']}\n{r['approach']}" for r in mck]
@@ -281,10 +271,7 @@ def plot(path: Path, rows: list[dict[str, object]], imports: tuple[list[float], 
     ax2.set_ylim(0, max(330.0, float(wall_ms.max()) * 1.1))
     ax2.set_title(f"import servopt ({len(wall_ms)} runs)")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["cpus"] = os.cpu_count()
         row["load_avg_1min"] = round((load_before + load_after) / 2, 2)
-    write_csv(args.out / "overhead.csv", rows)
+    write_rows(args.out / "overhead.csv", rows)
     plot(args.out / "overhead.png", rows, (inner, cpu))
     for r in rows:
         if r["case"] == "import servopt":

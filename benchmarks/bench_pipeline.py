@@ -49,7 +49,17 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, cli_solve_seconds, median, pyplot, save_figure, timed_milp, write_csv  # noqa: E402
+from _util import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    cli_solve_seconds,
+    interleaved_runs,
+    median,
+    pyplot,
+    save_figure,
+    timed_milp,
+    write_csv,
+)
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 IPA_GRID = [(s, m) for m in range(1, 10) for s in range(1, 10)]
@@ -62,7 +72,6 @@ QUICK_BEYOND = [(5, 5)]
 QUICK_TARGETS = {(3, 3): 0.022}
 IPA_FIG13 = ROOT.parent / "shared" / "data" / "ipa" / "gurobi_scalability_fig13.csv"
 POLICIES = ("greedy", "ms+")  # heuristics: status "feasible" is their normal answer
-SLOW_S = 2.0  # a method slower than this per run is run once at that size
 FIELDS = ["family", "stages", "variants", "batches", "options", "method", "runs", "build_s", "solve_s", "total_s",
           "status", "objective", "gap", "target_s", "note"]
 
@@ -214,14 +223,8 @@ def measure(family: str, sizes: list[tuple[int, int]], methods: list[str], runs:
     for stages, variants in sizes:
         n_options, combos = options_count(stages, variants, accuracy)
         wanted = [m for m in methods if m not in given_up and not (m == "bruteforce" and combos > 2_000_000)]
-        samples: dict[str, list[dict[str, Any]]] = {m: [] for m in wanted}
-        for _ in range(runs):
-            for method in wanted:
-                if samples[method] and samples[method][-1].get("status") != "optimal" and method not in POLICIES:
-                    continue  # no plan, or a time limit: repeating it says nothing new
-                if samples[method] and _seconds(samples[method][0]) > SLOW_S:
-                    continue  # slow enough that one run is a fair measurement
-                samples[method].append(one(method, stages, variants, env, time_limit, accuracy))
+        samples = interleaved_runs(wanted, runs, lambda m: one(m, stages, variants, env, time_limit, accuracy),
+                                   repeat_without_plan=POLICIES)
         opt = [s["objective"] for s in samples.get("dp", []) if s.get("status") == "optimal"]
         best = opt[0] if opt else math.nan
         for method, got in samples.items():
@@ -248,10 +251,6 @@ def measure(family: str, sizes: list[tuple[int, int]], methods: list[str], runs:
                 given_up.add(method)
             print(f"{family:9s} {stages:3d} x {variants:2d}  {method:14s} {row['status']:10s} "
                   f"build {build:9.5f}  solve {solve:9.5f}  obj {row['objective']:.9g}", flush=True)
-
-
-def _seconds(sample: dict[str, Any]) -> float:
-    return sample.get("build_s", 0.0) + sample.get("solve_s", 0.0)
 
 
 def one(method: str, stages: int, variants: int, env: Any, time_limit: float,

@@ -37,7 +37,17 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, cli_solve_seconds, median, pyplot, save_figure, timed_milp, write_csv  # noqa: E402
+from _util import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    cli_solve_seconds,
+    interleaved_runs,
+    median,
+    pyplot,
+    save_figure,
+    timed_milp,
+    write_csv,
+)
 
 SIZES = [5, 10, 20, 50, 100, 200, 500]
 SCALED = [5, 10, 20, 50]
@@ -47,7 +57,6 @@ TARGETS = {500: 1.0}
 QUICK_TARGETS = {5: 1.0}
 DATA = ROOT.parent / "shared" / "data" / "infadapter"
 POLICIES = ("greedy", "ms+")  # heuristics: status "feasible" is their normal answer
-SLOW_S = 2.0  # a method slower than this per run is run once at that size
 FIELDS = ["family", "variants", "budget", "workload_rps", "method", "vars", "runs", "build_s", "solve_s", "total_s",
           "status", "objective", "gap", "target_s", "note"]
 
@@ -110,10 +119,6 @@ def make(family: str, n: int) -> Any:
     return variant_instance(n) if family == "budget20" else variant_instance(n, budget=4 * n, workload=24.0 * n)
 
 
-def _seconds(sample: dict[str, Any]) -> float:
-    return sample.get("build_s", 0.0) + sample.get("solve_s", 0.0)
-
-
 def one(method: str, family: str, n: int, time_limit: float) -> dict[str, Any]:
     from servopt.exceptions import ServoptError
     from servopt.formulations.baselines import run_policy
@@ -146,14 +151,8 @@ def measure(family: str, sizes: list[int], methods: list[str], runs: int, time_l
     given_up: set[str] = set()
     for n in sizes:
         wanted = [m for m in methods if m not in given_up and not (m == "bruteforce" and n > 8)]
-        samples: dict[str, list[dict[str, Any]]] = {m: [] for m in wanted}
-        for _ in range(runs):
-            for method in wanted:
-                if samples[method] and samples[method][-1].get("status") != "optimal" and method not in POLICIES:
-                    continue  # no plan, or a time limit: repeating it says nothing new
-                if samples[method] and _seconds(samples[method][0]) > SLOW_S:
-                    continue  # slow enough that one run is a fair measurement
-                samples[method].append(one(method, family, n, time_limit))
+        samples = interleaved_runs(wanted, runs, lambda m: one(m, family, n, time_limit),
+                                   repeat_without_plan=POLICIES)
         exact = [g[-1]["objective"] for m, g in samples.items() if g and g[-1].get("status") == "optimal"
                  and m not in ("greedy", "ms+")]
         best = max(exact) if exact else math.nan
