@@ -12,12 +12,14 @@ import pytest
 import yaml
 
 import servopt
-from servopt.exceptions import CapabilityError, ValidationError
+from servopt.exceptions import ValidationError
 from servopt.formulations.checks import brute_force_gpu, check_gpu_plan, exhaustive_gpu, random_gpu_pool
 from servopt.formulations.gpu_common import GPUPlan, GPUType
 from servopt.formulations.max_throughput import MaxThroughput
 from servopt.problem_io import problem_from_mapping
-from servopt.result import SolveParams, Status
+from servopt.result import Status
+from _backends import backend_params, require_backend
+from _backends import solve_gpu as solve_on
 
 N_INSTANCES = 300
 
@@ -40,38 +42,6 @@ gpus:
       8:  {latency_ms: 21.0}
       64: {latency_ms: 57.4}
 """
-
-
-def backend_params() -> list:
-    from servopt.backends import backend_names
-
-    marks = {"gurobi": [pytest.mark.gurobi], "cvxpy": [pytest.mark.slow]}
-    return [pytest.param(name, marks=marks.get(name, []), id=name) for name in backend_names()]
-
-
-def require_backend(name: str) -> None:
-    from servopt.backends import get_backend
-
-    try:
-        cls = get_backend(name)
-    except ImportError as exc:
-        pytest.skip(f"backend {name} is not part of this build ({exc})")
-    if not cls.installed():
-        pytest.skip(f"backend {name}: solver package {cls.distribution} not installed")
-
-
-def solve_on(problem, backend: str):
-    from servopt.backends import check_capabilities
-
-    model, _ = problem.build()
-    try:
-        check_capabilities(backend, model.arrays(), SolveParams())
-        params = SolveParams()
-    except CapabilityError:
-        if backend != "cpsat":
-            raise
-        params = SolveParams(scale=100.0)
-    return servopt.solve(problem, backend, params=params)
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,7 +25,9 @@ from servopt.formulations.checks import (
 from servopt.formulations.gpu_common import GPUPlan, GPUType, max_batches_within
 from servopt.formulations.min_gpus import MinGPUs
 from servopt.problem_io import problem_from_mapping
-from servopt.result import SolveParams, Status
+from servopt.result import Status
+from _backends import backend_params, require_backend
+from _backends import solve_gpu as solve_on
 
 N_INSTANCES = 300
 
@@ -46,39 +48,6 @@ gpus:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def backend_params() -> list:
-    from servopt.backends import backend_names
-
-    marks = {"gurobi": [pytest.mark.gurobi], "cvxpy": [pytest.mark.slow]}
-    return [pytest.param(name, marks=marks.get(name, []), id=name) for name in backend_names()]
-
-
-def require_backend(name: str) -> None:
-    from servopt.backends import get_backend
-
-    try:
-        cls = get_backend(name)
-    except ImportError as exc:  # the backend module itself is missing from this checkout
-        pytest.skip(f"backend {name} is not part of this build ({exc})")
-    if not cls.installed():
-        pytest.skip(f"backend {name}: solver package {cls.distribution} not installed")
-
-
-def solve_on(problem, backend: str):
-    """Solve on ``backend``; CP-SAT gets ``scale=100`` when the model has fractional costs (multiples of 0.25)."""
-    from servopt.backends import check_capabilities
-
-    model, _ = problem.build()
-    try:
-        check_capabilities(backend, model.arrays(), SolveParams())
-        params = SolveParams()
-    except CapabilityError:
-        if backend != "cpsat":
-            raise
-        params = SolveParams(scale=100.0)
-    return servopt.solve(problem, backend, params=params)
-
-
 def capacity_by_enumeration(gpus, deadline_s, slo=None) -> int:
     probe = MinGPUs(images=1, deadline_s=deadline_s, gpus=gpus, latency_slo_ms=slo)
     best = [max((b * k for b, k in gpu_runs(probe, g)), default=0) for g in gpus]

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 import servopt
 from servopt.exceptions import CapabilityError, ValidationError
-from servopt.formulations.adaptive_common import integral_scale
 from servopt.formulations.checks import check_pipeline_plan, exhaustive_pipeline, random_pipeline
 from servopt.formulations.pipeline import (
     BatchProfile,
@@ -29,6 +28,8 @@ from servopt.formulations.pipeline import (
 )
 from servopt.problem_io import load_problem, problem_from_mapping
 from servopt.result import Status
+from _backends import backend_params, require_backend
+from _backends import solve_decimal as solve_on
 
 N_INSTANCES = 300
 N_PRODUCT = 100
@@ -57,29 +58,6 @@ stages:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def backend_params() -> list:
-    from servopt.backends import backend_names
-
-    marks = {"gurobi": [pytest.mark.gurobi], "cvxpy": [pytest.mark.slow]}
-    return [pytest.param(name, marks=marks.get(name, []), id=name) for name in backend_names()]
-
-
-def require_backend(name: str) -> None:
-    from servopt.backends import get_backend
-
-    cls = get_backend(name)
-    if not cls.installed():
-        pytest.skip(f"backend {name}: solver package {cls.distribution} not installed")
-
-
-def solve_on(problem, backend: str):
-    if backend == "cpsat":
-        scale = integral_scale(problem.build()[0])
-        assert scale is not None, "random sum/average instances use decimal data"
-        return servopt.solve(problem, backend, scale=scale)
-    return servopt.solve(problem, backend)
-
-
 @functools.lru_cache(maxsize=None)
 def instance(seed: int, accuracy: str | None = None):
     kw = {"max_stages": 4} if accuracy == "product" else {}

@@ -11,7 +11,6 @@ import yaml
 
 import servopt
 from servopt.exceptions import CapabilityError, ValidationError
-from servopt.formulations.adaptive_common import integral_scale
 from servopt.formulations.checks import (
     check_variant_selection_plan,
     exhaustive_variant_selection,
@@ -20,6 +19,8 @@ from servopt.formulations.checks import (
 from servopt.formulations.variant_selection import Variant, VariantSelection, VariantSelectionPlan
 from servopt.problem_io import load_problem, problem_from_mapping
 from servopt.result import Status
+from _backends import backend_params, require_backend
+from _backends import solve_decimal as solve_on
 
 N_INSTANCES = 300
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -43,30 +44,6 @@ variants:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def backend_params() -> list:
-    from servopt.backends import backend_names
-
-    marks = {"gurobi": [pytest.mark.gurobi], "cvxpy": [pytest.mark.slow]}
-    return [pytest.param(name, marks=marks.get(name, []), id=name) for name in backend_names()]
-
-
-def require_backend(name: str) -> None:
-    from servopt.backends import get_backend
-
-    cls = get_backend(name)
-    if not cls.installed():
-        pytest.skip(f"backend {name}: solver package {cls.distribution} not installed")
-
-
-def solve_on(problem, backend: str):
-    """Solve on ``backend``; CP-SAT gets the power-of-ten scale that makes the (decimal) data integral."""
-    if backend == "cpsat":
-        scale = integral_scale(problem.build()[0])
-        assert scale is not None, "random instances use decimal data"
-        return servopt.solve(problem, backend, scale=scale)
-    return servopt.solve(problem, backend)
-
-
 @functools.lru_cache(maxsize=None)
 def instance(seed: int):
     problem = random_variant_selection(seed)
