@@ -15,10 +15,10 @@ Features: the x feature; ``model``, ``variant``, ``hardware`` (text); ``input_si
 profile has them (empty cells become 0); label columns that tell configurations apart beyond those
 (``concurrency`` does; ``precision`` does not when each variant has one precision); and ``hw.*`` features: for
 warm-up every ``hw.*`` column without gaps, for the other targets only those that are constant within each
-configuration (static descriptions of the machine), since a query cannot know the
-utilisation a measurement would have seen. A label that takes one value per x value inside a configuration (a
-memory limit scaled with the cores) follows x and is neither a feature nor a configuration key. ``capacity`` is a target only for configurations profiled at three or
-more core counts (a line needs two points after one is held out).
+configuration (static descriptions of the machine), since a query cannot know the utilisation a measurement
+would have seen. A label that takes one value per x value inside a configuration (a memory limit scaled with the
+cores) follows x and is neither a feature nor a configuration key. ``capacity`` is a target only for
+configurations profiled at three or more core counts (a line needs two points after one is held out).
 """
 
 from __future__ import annotations
