@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                        "solve_s": median([g.get("solve_s", math.nan) for g in got]),
                        "total_s": median([g["build_s"] + g["solve_s"] for g in got if "solve_s" in g]),
                        "status": last["status"], "objective": last.get("objective", math.nan),
-                       "plan_ok": all(g.get("plan_ok", "") is not False for g in got) if "plan_ok" in last else "",
+                       "plan_ok": all(checked) if (checked := [g["plan_ok"] for g in got
+                                                               if isinstance(g.get("plan_ok"), bool)]) else "",
                        "note": last.get("note", "") + ("; optimal objectives disagree" if len(optimal) > 1 else "")}
                 rows.append(row)
                 if last["status"] in ("feasible", "error") or row["total_s"] > args.time_limit:
