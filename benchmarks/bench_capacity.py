@@ -46,7 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data" / "infadapter"
+SHARED = ROOT / "data" / "infadapter"
 PROFILES = {"feb_750": ("capacity_result_Feb_21.csv", 750), "feb_500": ("capacity_result_Feb_21.csv", 500),
             "feb_1500": ("capacity_result_Feb_21.csv", 1500), "jan_750": ("capacity_result_Jan_11.csv", 750)}
 TARGET = "feb_750"

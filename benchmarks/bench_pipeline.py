@@ -21,7 +21,7 @@ than 2 s per run at a size runs once there):
                   quadratic constraints, NonConvex=2); status ``license`` beyond Gurobi's pip licence;
 * ``bruteforce``  enumeration (servopt's policy), where the options multiply to at most 2,000,000;
 * ``greedy``      the downgrade policy, with its optimality gap (opt − greedy) / max(1, |opt|);
-* ``ipa-published`` IPA's Fig. 13 mean decision times (../shared/data/ipa/gurobi_scalability_fig13.csv);
+* ``ipa-published`` IPA's Fig. 13 mean decision times (data/ipa/gurobi_scalability_fig13.csv);
 * ``cli``         ``servopt solve FILE --json`` in a fresh interpreter, its ``solve_seconds`` (the targets).
 
 Family ``product``: the same pipelines with IPA's JSys objective, the exact product of raw accuracies (drawn in
@@ -70,7 +70,7 @@ TARGETS = {(9, 9): 0.022, (100, 50): 1.0}
 QUICK_GRID = [(1, 1), (2, 2), (3, 3)]
 QUICK_BEYOND = [(5, 5)]
 QUICK_TARGETS = {(3, 3): 0.022}
-IPA_FIG13 = ROOT.parent / "shared" / "data" / "ipa" / "gurobi_scalability_fig13.csv"
+IPA_FIG13 = ROOT / "data" / "ipa" / "gurobi_scalability_fig13.csv"
 POLICIES = ("greedy", "ms+")  # heuristics: status "feasible" is their normal answer
 FIELDS = ["family", "stages", "variants", "batches", "options", "method", "runs", "build_s", "solve_s", "total_s",
           "status", "objective", "gap", "target_s", "note"]

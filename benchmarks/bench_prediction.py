@@ -1,11 +1,11 @@
-"""Prediction error of servopt's performance models on held-out points of every shipped and shared profile.
+"""Prediction error of servopt's performance models on held-out points of every shipped profile and reference data set.
 
 Profiles:
 
 * shipped, ``profiles/*.csv``: the published NVIDIA tables restated in servopt's schema (``nvidia_*``, from
-  ../shared/data/published) and the profiles measured by servopt's profiler (``measured_*``);
-* shared, read in place: IPA's CPU profiling fragments (../shared/data/ipa/profiles, ``read_ipa_profile``) and
-  InfAdapter's capacity profiles at every SLA they hold (../shared/data/infadapter, ``read_infadapter_capacity``).
+  data/published) and the profiles measured by servopt's profiler (``measured_*``);
+* reference data shipped in data/: IPA's CPU profiling fragments (data/ipa/profiles, ``read_ipa_profile``) and
+  InfAdapter's capacity profiles at every SLA they hold (data/infadapter, ``read_infadapter_capacity``).
   The published batch tables are scored through their shipped restatements; MLPerf (one operating point per
   system) and Triton's per-concurrency table have no batch-size axis, so nothing can be held out there.
 
@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "data"
 FIELDS = ["profile", "origin", "target", "configuration", "n_points", "n_configurations", "mape", "r2",
           "mean_configuration_mape", "baseline_mape", "baseline_r2", "baseline_mean_configuration_mape", "model",
           "baseline", "fit_s", "note"]
@@ -50,12 +50,12 @@ def sources(quick: bool = False) -> list[tuple[str, str, Any]]:
     for path in sorted(glob.glob(str(ROOT / "profiles" / "*.csv"))):
         out.append((f"profiles/{Path(path).name}", "shipped", lambda p=path: load_profile(p)))
     for path in sorted(glob.glob(str(SHARED / "ipa" / "profiles" / "*.csv"))):
-        out.append((f"ipa/{Path(path).name}", "shared", lambda p=path: read_ipa_profile(p)))
+        out.append((f"ipa/{Path(path).name}", "reference", lambda p=path: read_ipa_profile(p)))
     for path in sorted(glob.glob(str(SHARED / "infadapter" / "capacity_result_*.csv"))):
         with open(path, newline="") as fh:
             slas = sorted({float(r["SLA"]) for r in csv.DictReader(fh)})
         for sla in slas:
-            out.append((f"infadapter/{Path(path).name} SLA {sla:g} ms", "shared",
+            out.append((f"infadapter/{Path(path).name} SLA {sla:g} ms", "reference",
                         lambda p=path, s=sla: read_infadapter_capacity(p, s)))
     if quick:  # one of each kind
         kinds: dict[str, tuple[str, str, Any]] = {}

@@ -1,7 +1,7 @@
 """``variant_selection`` scaling: 5 to 500 variants (InfAdapter's problem).
 
 Instances (:func:`variant_instance`): M variants spread between InfAdapter's five ResNets
-(../shared/data/infadapter: accuracy, load time and the capacity regression at the 750 ms SLO, interpolated by
+(data/infadapter: accuracy, load time and the capacity regression at the 750 ms SLO, interpolated by
 position, slopes log-linearly), capacity(n) = slope n + intercept with 3 % noise, whole RPS, on 1..20 cores with
 ``min_cores`` 2; InfAdapter's settings: a 20-core budget, α = 1, β = 0.05, γ = 0.001, and the running deployment
 its initial state (the most accurate variant on 20 cores); λ = 120 RPS. Family ``budget-scaled`` grows the budget
@@ -55,18 +55,18 @@ QUICK = [3, 5]
 QUICK_SCALED = [3]
 TARGETS = {500: 1.0}
 QUICK_TARGETS = {5: 1.0}
-DATA = ROOT.parent / "shared" / "data" / "infadapter"
+DATA = ROOT / "data" / "infadapter"
 POLICIES = ("greedy", "ms+")  # heuristics: status "feasible" is their normal answer
 FIELDS = ["family", "variants", "budget", "workload_rps", "method", "vars", "runs", "build_s", "solve_s", "total_s",
           "status", "objective", "gap", "target_s", "note"]
 
-# InfAdapter's ResNet 18/34/50/101/152 (used when ../shared/data is absent): accuracy, load time s, slope, intercept
+# InfAdapter's ResNet 18/34/50/101/152 (used when data is absent): accuracy, load time s, slope, intercept
 _RESNETS = [(0.69758, 6.44, 24.4462, -6), (0.73314, 6.79, 13.0444, -1), (0.7613, 6.82, 10.3212, -3),
             (0.77374, 7.77, 5.0901, 0), (0.78312, 8.52, 3.8145, -2)]
 
 
 def _resnets() -> list[tuple[float, float, float, float]]:
-    """(accuracy, load time, slope, intercept) of InfAdapter's five ResNets, from ../shared/data when present."""
+    """(accuracy, load time, slope, intercept) of InfAdapter's five ResNets, from data when present."""
     import csv
 
     try:

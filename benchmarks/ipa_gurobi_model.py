@@ -1,6 +1,6 @@
 """A direct transcription of IPA's own Gurobi model (``optimizer/optimizer.py::gurobi_optmizer``), for benchmarks.
 
-This is IPA's measured-profile path as the research report describes it (../shared/reference/ipa.md §1), built
+This is IPA's measured-profile path as the research report describes it (IPA paper §4 and its repository's optimizer), built
 with gurobipy on a :class:`servopt.Pipeline` so that both solve the same instance:
 
 * ``i[s,m]`` binary (variant), ``b[s,B]`` binary one-hot over the batch sizes of the stage, ``aux[s,m,B]`` binary

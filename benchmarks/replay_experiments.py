@@ -5,14 +5,14 @@
 
 InfAdapter's setting: ``examples/variant_selection_infadapter_fit.yaml`` (ResNet-18..152, th(n) = floor(0.8 (a n +
 b)), 20 cores), the 21-minute Twitter window
-``../shared/data/infadapter/twitter_window_day15_min82-103_per_second.txt``, a decision every 30 s, SLO 750 ms,
+``data/infadapter/twitter_window_day15_min82-103_per_second.txt``, a decision every 30 s, SLO 750 ms,
 new cores serving after the model's load time (make-before-break). Two forecasters: ``ewma`` (InfAdapter's own
 before its LSTM has 10 minutes of history: EWM of per-minute peaks, span 10, +10 %, scale-down held for 4
 decisions = 120 s) and ``max60`` (peak of the last 60 s, +10 %, the same
 scale-down hold). Policies: servopt, ms+, greedy, static (planned once for the window's peak).
 
 IPA's setting: ``examples/pipeline_video.yaml`` (YOLOv5 -> ResNet, SLA 2 s, alpha 2 / beta 1 / delta 1e-6, sum of
-rank-normalised accuracies), the four windows ``../shared/data/ipa/traces/twitter_slice_*_damping8.csv``, a
+rank-normalised accuracies), the four windows ``data/ipa/traces/twitter_slice_*_damping8.csv``, a
 decision every 10 s, forecast = peak of the last 120 s (IPA's ``max`` predictor). Policies: servopt (IPA's
 exact formulation), fa2 (FA2-low: YOLOv5n + ResNet18 fixed), fa2-high (YOLOv5x + ResNet152 fixed), rim (3
 replicas per stage fixed), greedy, static.
@@ -37,7 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "data"
 
 import servopt  # noqa: E402
 from servopt.adapt import EWMA, WindowMax, replay  # noqa: E402

@@ -1,6 +1,6 @@
 """Regenerate the figures and numbers of docs/performance-models.md.
 
-Run from the project root (needs ../shared/data for InfAdapter's profile)::
+Run from the project root (reads InfAdapter's profile from data/)::
 
     python docs/make_performance_figures.py
 
@@ -21,7 +21,7 @@ from scipy.optimize import least_squares
 ROOT = Path(__file__).resolve().parents[1]
 IMG = ROOT / "docs" / "img"
 PROFILES = ROOT / "profiles"
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "data"
 
 SETS = {
     "selection": ["nvidia_efficientnet_pytorch.csv", "nvidia_resnet50_triton.csv"],

@@ -1,6 +1,6 @@
 """Restate NVIDIA's published GPU inference tables in servopt's profile schema.
 
-Reads ``../shared/data/published/`` (the project's reference data, never copied into the project) and writes the
+Reads ``data/published/`` (the project's reference data, never copied into the project) and writes the
 profiles shipped in ``profiles/``. Run from the project root::
 
     python profiles/build_published.py            # rewrite profiles/*.csv
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "published"
+DATA = ROOT / "data" / "published"
 
 #: the source's GPU description -> servopt hardware name
 HARDWARE = {

@@ -1,7 +1,7 @@
 """Hardware monitoring: one flat dict of numeric features per sample (psutil, and NVML when a GPU is present).
 
 The keys follow the seed study's monitor, ``cirquit/py-hardware-monitor`` (its key list is in
-``../shared/data/monitor/py_hardware_monitor_schema.csv``), wherever a key maps; the semantics are the same:
+``data/monitor/py_hardware_monitor_schema.csv``), wherever a key maps; the semantics are the same:
 
 - counters (``cpu/interrupts/*``, ``process/*_ctx_switches``, ``disk/counter/*``, ``disk/time/*``) count since
   the :class:`HardwareMonitor` was created;

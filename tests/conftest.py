@@ -1,13 +1,21 @@
-"""Shared fixtures: where the reference data lives (``../shared/data`` beside the project root)."""
+"""Shared fixtures: the project root and the public reference data shipped in ``data/`` (origin in data/README.md)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No test outcome may depend on how busy the machine is: hypothesis's per-example deadline is a wall-clock limit,
+# so it is off everywhere; on CI (CI=true) examples are also derandomised, so every run draws the same examples.
+settings.register_profile("servopt", deadline=None, print_blob=True)
+settings.register_profile("servopt-ci", deadline=None, print_blob=True, derandomize=True)
+settings.load_profile("servopt-ci" if os.environ.get("CI") else "servopt")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+REFERENCE_DATA = ROOT / "data"
 
 
 @pytest.fixture(scope="session")
@@ -16,8 +24,8 @@ def root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data``; the tests need it (CI clones the project with shared/ beside it)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"reference data not found at {SHARED_DATA}; clone the project beside shared/")
-    return SHARED_DATA
+def reference_data() -> Path:
+    """``data/``: public measurements and traces shipped with the project."""
+    if not REFERENCE_DATA.is_dir():
+        pytest.fail(f"reference data not found at {REFERENCE_DATA}; it ships with the project (git checkout data/)")
+    return REFERENCE_DATA

@@ -23,11 +23,11 @@ from servopt.exceptions import ValidationError
 
 
 # ------------------------------------------------------------------------------------------ problems
-def infadapter_problem(shared_data: Path, workload: float = 60.0):
+def infadapter_problem(reference_data: Path, workload: float = 60.0):
     """InfAdapter's setting from its data: th(n) = floor(0.8 (a n + b)), accuracies, load times, B = 20."""
     from servopt.formulations.variant_selection import Variant, VariantSelection
 
-    base = shared_data / "infadapter"
+    base = reference_data / "infadapter"
     const = json.loads((base / "variant_constants.json").read_text())
     variants = []
     with open(base / "capacity_regression_sla750.csv") as fh:
@@ -54,8 +54,8 @@ def small_pipeline(workload: float = 10.0):
 
 
 @pytest.fixture(scope="module")
-def vs_problem(shared_data: Path):
-    return infadapter_problem(shared_data)
+def vs_problem(reference_data: Path):
+    return infadapter_problem(reference_data)
 
 
 def _check_variant_plan(problem, plan, load: float) -> None:
@@ -221,7 +221,7 @@ def test_pipeline_adapter_scales_replicas() -> None:
         assert s.replicas * s.throughput_rps >= 80.0 - 1e-9
 
 
-def test_adapter_rejects_bad_input(vs_problem, shared_data: Path) -> None:
+def test_adapter_rejects_bad_input(vs_problem, reference_data: Path) -> None:
     with pytest.raises(ValidationError, match="unknown policy"):
         Adapter(vs_problem, policy="lstm")
     with pytest.raises(ValidationError, match="min_change"):

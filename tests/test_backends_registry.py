@@ -163,21 +163,44 @@ def hard_knapsack(n: int = 400, k: int = 20, seed: int = 5) -> Model:
     return m
 
 
+#: a deterministic work limit per backend (nodes, or CP-SAT's deterministic time on one worker): unlike a wall-clock
+#: limit, where it stops does not depend on how busy the machine is, so the outcome is the same on every run
+DETERMINISTIC_LIMITS = {
+    "highs": ({"mip_max_nodes": 5}, 1),
+    "cvxpy": ({"mip_max_nodes": 5}, 1),
+    "cpsat": ({"max_deterministic_time": 0.1, "num_workers": 1}, None),
+    "scip": ({"limits/nodes": 5}, None),
+    "gurobi": ({"NodeLimit": 5}, 1),
+}
+
+
 @pytest.mark.parametrize("backend", ["highs", "cpsat", "scip", "gurobi", "cvxpy"])
-def test_time_limit_returns_feasible_with_incumbent_and_bound(backend: str) -> None:
+def test_work_limit_returns_feasible_with_incumbent_and_bound(backend: str) -> None:
     model = hard_knapsack()
-    r = solve(model, backend, time_limit_s=0.3)
+    options, threads = DETERMINISTIC_LIMITS[backend]
+    r = solve(model, backend, options=options, threads=threads)
     assert r.status is Status.FEASIBLE, r.message
-    assert "time limit" in r.message
+    assert "limit" in r.message and "not proven optimal" in r.message
     assert_feasible(model.arrays(), r)
     assert_bound_consistent(model.arrays(), r)
     assert r.best_bound > r.objective  # the gap is open: that is why it is not "optimal"
+    again = solve(model, backend, options=options, threads=threads)
+    assert (again.status, again.objective) == (r.status, r.objective)  # deterministic
+
+
+def test_time_limit_wording_names_the_time_limit() -> None:
+    from servopt.backends._common import finish_with_solution
+
+    arrays = hard_knapsack(n=3, k=1).arrays()
+    answer = finish_with_solution(solver_optimal=False, objective=10.0, bound=12.0, values=np.zeros(3),
+                                  params=SolveParams(time_limit_s=0.3), arrays=arrays, limit="the time limit")
+    assert answer.status is Status.FEASIBLE and "stopped by the time limit" in answer.message
 
 
 @pytest.mark.parametrize("backend", ["highs", "cpsat", "scip", "gurobi", "cvxpy"])
 def test_gap_limit_status_is_honest(backend: str) -> None:
     model = hard_knapsack(n=120, k=8)
-    r = solve(model, backend, mip_gap=0.2, time_limit_s=20)
+    r = solve(model, backend, mip_gap=0.2, threads=1)
     assert r.status in (Status.OPTIMAL, Status.FEASIBLE)
     assert_feasible(model.arrays(), r)
     assert_bound_consistent(model.arrays(), r)

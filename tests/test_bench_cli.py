@@ -75,7 +75,7 @@ def test_prediction_quick(tmp_path):
     got = rows(tmp_path / "prediction.csv")
     assert (tmp_path / "prediction.png").is_file()
     summary = [r for r in got if r["configuration"] == "all"]
-    assert {r["origin"] for r in summary} == {"shipped", "shared"}
+    assert {r["origin"] for r in summary} == {"shipped", "reference"}
     assert all(0 <= float(r["mape"]) for r in summary)
 
 

@@ -59,9 +59,9 @@ def test_fit_table_save_plot_and_predict(capsys, tmp_path, triton):
     assert code == 0 and "latency_ms" in out.splitlines()[0] and len(out.splitlines()) == 4
 
 
-def test_fit_capacity_profile(capsys, tmp_path, shared_data):
+def test_fit_capacity_profile(capsys, tmp_path, reference_data):
     profile = tmp_path / "cap.csv"
-    assert main(["import", "infadapter", str(shared_data / "infadapter" / "capacity_result_Feb_21.csv"),
+    assert main(["import", "infadapter", str(reference_data / "infadapter" / "capacity_result_Feb_21.csv"),
                  "-o", str(profile)]) == 0
     capsys.readouterr()
     code, out, err = run(capsys, "fit", profile, "--json", "--targets", "latency,capacity")
@@ -99,10 +99,10 @@ def test_predict_query_errors_name_file_row_column(capsys, tmp_path, triton):
     assert code == 2 and "row 2 (line 3), column 'batch_size': expected a number" in err
 
 
-def test_fit_on_a_single_point_is_a_clear_error(capsys, tmp_path, shared_data):
+def test_fit_on_a_single_point_is_a_clear_error(capsys, tmp_path, reference_data):
     # IPA's series-71 fragment holds one measurement: fitting it must say so, not crash inside LightGBM
     profile = tmp_path / "ipa71.csv"
-    src = shared_data / "ipa" / "profiles" / "series-71-yolo-final_cell5.csv"
+    src = reference_data / "ipa" / "profiles" / "series-71-yolo-final_cell5.csv"
     assert main(["import", "ipa", str(src), "-o", str(profile)]) == 0
     capsys.readouterr()
     assert main(["fit", str(profile), "--json"]) == 2

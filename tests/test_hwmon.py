@@ -20,9 +20,9 @@ SERVOPT_EXTRAS = ("cpu/util/", "cpu/times/", "cpu/freq/", "cpu/temp/")
 
 
 @pytest.fixture(scope="module")
-def seed_keys(shared_data) -> dict[str, str]:
+def seed_keys(reference_data) -> dict[str, str]:
     """key -> group of ``py_hardware_monitor_schema.csv``, with ``{ix}`` expanded to GPU 0."""
-    with open(shared_data / "monitor" / "py_hardware_monitor_schema.csv", newline="") as fh:
+    with open(reference_data / "monitor" / "py_hardware_monitor_schema.csv", newline="") as fh:
         return {row["key"].replace("{ix}", "0"): row["group"] for row in csv.DictReader(fh)}
 
 

@@ -152,9 +152,9 @@ def test_max_batch_from_memory(root):
         model.max_batch(None, memory_limit_mb=400)
 
 
-def test_capacity_line_matches_infadapter(shared_data):
-    table = read_infadapter_capacity(shared_data / "infadapter" / "capacity_result_Feb_21.csv", 750)
-    published = pd.read_csv(shared_data / "infadapter" / "capacity_regression_sla750.csv").set_index("arch")
+def test_capacity_line_matches_infadapter(reference_data):
+    table = read_infadapter_capacity(reference_data / "infadapter" / "capacity_result_Feb_21.csv", 750)
+    published = pd.read_csv(reference_data / "infadapter" / "capacity_regression_sla750.csv").set_index("arch")
     frame = table.frame
     for arch, row in published.iterrows():
         rows = frame[(frame.variant == f"resnet{arch}") & frame.cores.isin([1, 2, 4, 8, 16])]
@@ -206,11 +206,11 @@ def test_capacity_curve_never_falls_when_cores_are_added():
     assert np.all(np.diff(predicted) >= -1e-9) and predicted[-1] == pytest.approx(predicted.max())
 
 
-def test_capacity_average_beats_infadapters_line_on_held_out_cores(shared_data):
+def test_capacity_average_beats_infadapters_line_on_held_out_cores(reference_data):
     """The choice of curve and its measured error: docs/performance-models.md, benchmarks/bench_capacity.py."""
     results = {}
     for name, sla in [("Feb_21", 750), ("Feb_21", 1500), ("Jan_11", 750)]:
-        frame = read_infadapter_capacity(shared_data / "infadapter" / f"capacity_result_{name}.csv", sla).frame
+        frame = read_infadapter_capacity(reference_data / "infadapter" / f"capacity_result_{name}.csv", sla).frame
         _, reports = fit_profile(frame[frame.cores >= 2], source=name, targets=["capacity"])
         summary = reports["capacity"].to_dict()
         assert summary["n_points"] == 95 and summary["n_groups"] == 5
@@ -260,8 +260,8 @@ def test_batch_table_errors_say_what_to_select(nvidia):
         "latency_ms"] == 11.21
 
 
-def test_capacity_table_modes(shared_data):
-    table = read_infadapter_capacity(shared_data / "infadapter" / "capacity_result_Feb_21.csv")
+def test_capacity_table_modes(reference_data):
+    table = read_infadapter_capacity(reference_data / "infadapter" / "capacity_result_Feb_21.csv")
     exact = capacity_table(table, variant="resnet18", source="cap.csv")
     assert exact[1] == 19 and exact[20] == 473 and len(exact) == 20
     assert capacity_table(table, variant="resnet18", headroom=0.8, cores=[4])[4] == pytest.approx(72.0)
@@ -286,10 +286,10 @@ def test_fit_names_the_targets_it_found_nothing_for():
         fit_profile(frame, source="f.csv", targets=["capacity"])
 
 
-def test_capacity_table_asks_for_the_column_that_splits_rows(shared_data):
+def test_capacity_table_asks_for_the_column_that_splits_rows(reference_data):
     from servopt.profiles import read_ipa_profile
 
-    ipa = read_ipa_profile(shared_data / "ipa" / "profiles" / "series-98-li_cell6.csv")
+    ipa = read_ipa_profile(reference_data / "ipa" / "profiles" / "series-98-li_cell6.csv")
     variant = ipa.frame["variant"].iloc[0]
     with pytest.raises(ValidationError, match="li.csv: several rows per cores match; select on column 'batch_size'"):
         capacity_table(ipa, variant=variant, source="li.csv")

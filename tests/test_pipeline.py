@@ -274,8 +274,8 @@ def test_prefer_stable_picks_the_fewest_variant_and_batch_changes():
 
 
 # ------------------------------------------------------------------------------------------ IPA examples
-def test_examples_are_built_from_the_shared_data(shared_data):
-    assert (shared_data / "ipa" / "accuracies.yaml").is_file()
+def test_examples_are_built_from_the_reference_data(reference_data):
+    assert (reference_data / "ipa" / "accuracies.yaml").is_file()
     out = subprocess.run([sys.executable, str(EXAMPLES / "build_ipa_examples.py"), "--check"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -166,13 +166,13 @@ def test_validate_frame_typed_input_and_select():
 
 # --- shipped profiles ------------------------------------------------------------------------------------------------
 
-def test_shipped_profiles_restate_the_published_data(root, shared_data):
+def test_shipped_profiles_restate_the_published_data(root, reference_data):
     sys.path.insert(0, str(root / "profiles"))
     try:
         import build_published
     finally:
         sys.path.pop(0)
-    built = build_published.build_all(shared_data / "published")
+    built = build_published.build_all(reference_data / "published")
     assert sorted(built) == sorted(SHIPPED)
     for name, frame in built.items():
         shipped = load_profile(root / "profiles" / name).frame
@@ -181,7 +181,7 @@ def test_shipped_profiles_restate_the_published_data(root, shared_data):
             assert shipped[column].astype(str).tolist() == frame[column].astype(str).tolist(), (name, column)
 
 
-def test_shipped_values_and_sources(root, shared_data):
+def test_shipped_values_and_sources(root, reference_data):
     eff = load_profile(root / "profiles" / "nvidia_efficientnet_pytorch.csv").frame
     row = eff[(eff.variant == "efficientnet-b0-tf32") & (eff.hardware == "A100-80GB") & (eff.batch_size == 1)]
     assert row[["latency_ms", "latency_p99_ms", "throughput_rps"]].iloc[0].tolist() == [9.33, 9.0, 130.0]
@@ -190,7 +190,7 @@ def test_shipped_values_and_sources(root, shared_data):
     assert eff["source"].str.startswith("github.com/NVIDIA/DeepLearningExamples@729963dd47").all()
     triton = load_profile(root / "profiles" / "nvidia_resnet50_triton.csv").frame
     assert set(triton["hardware"]) == {"A100-80GB", "A40", "V100-32GB", "T4"} and len(triton) == 32
-    source = pd.read_csv(shared_data / "published" / "nvidia_dle_resnet50_triton_offline.csv")
+    source = pd.read_csv(reference_data / "published" / "nvidia_dle_resnet50_triton_offline.csv")
     assert sorted(triton["throughput_rps"]) == sorted(source["inferences_per_s"])
 
 
@@ -292,8 +292,8 @@ def test_model_analyzer_gpu_rows_must_match(tmp_path):
 
 # --- InfAdapter and IPA ----------------------------------------------------------------------------------------------
 
-def test_infadapter_capacity(shared_data):
-    path = shared_data / "infadapter" / "capacity_result_Feb_21.csv"
+def test_infadapter_capacity(reference_data):
+    path = reference_data / "infadapter" / "capacity_result_Feb_21.csv"
     table = read_infadapter_capacity(path)
     frame = table.frame
     assert len(frame) == 100 and set(frame["sla_ms"]) == {750}
@@ -306,11 +306,11 @@ def test_infadapter_capacity(shared_data):
     assert len(read_infadapter_capacity(path, sla_ms=500)) == 100
     with pytest.raises(ValidationError, match="no rows with SLA=900 ms; the file has SLA 500, 750, 1000, 1500"):
         read_infadapter_capacity(path, sla_ms=900)
-    assert len(read_infadapter_capacity(shared_data / "infadapter" / "capacity_result_Jan_11.csv")) == 100
+    assert len(read_infadapter_capacity(reference_data / "infadapter" / "capacity_result_Jan_11.csv")) == 100
 
 
-def test_ipa_profiles_all_load(shared_data):
-    files = sorted((shared_data / "ipa" / "profiles").glob("*.csv"))
+def test_ipa_profiles_all_load(reference_data):
+    files = sorted((reference_data / "ipa" / "profiles").glob("*.csv"))
     assert len(files) == 16
     for path in files:
         source = pd.read_csv(path)
@@ -324,9 +324,9 @@ def test_ipa_profiles_all_load(shared_data):
 
 # --- the import command ----------------------------------------------------------------------------------------------
 
-def test_cli_import(tmp_path, shared_data, capsys):
+def test_cli_import(tmp_path, reference_data, capsys):
     out = tmp_path / "cap.csv"
-    assert main(["import", "infadapter", str(shared_data / "infadapter" / "capacity_result_Feb_21.csv"),
+    assert main(["import", "infadapter", str(reference_data / "infadapter" / "capacity_result_Feb_21.csv"),
                  "-o", str(out)]) == 0
     assert len(load_profile(out)) == 100
     pa = write(tmp_path, PA_VERBOSE, "pa.csv")

@@ -28,9 +28,9 @@ def video(root: Path):
 
 
 @pytest.fixture(scope="module")
-def infadapter_runs(vs_problem, shared_data: Path):
+def infadapter_runs(vs_problem, reference_data: Path):
     """InfAdapter's setting: 21-minute window, 30 s, EWMA of per-minute peaks + 10 %, 120 s scale-down delay."""
-    trace = shared_data / INF_WINDOW
+    trace = reference_data / INF_WINDOW
     kw = dict(interval_s=30, slo_ms=750, forecaster=EWMA(span=10, bucket_s=60, margin=0.1), scale_down_delay_s=120)
     return {p: replay(vs_problem, trace, policy=p, **kw) for p in ("servopt", "ms+", "static")}
 
@@ -88,8 +88,8 @@ def test_steady_load_replay_equals_one_simulation(vs_problem) -> None:
     np.testing.assert_array_equal(direct.latency_s, r.report.latency_s)
 
 
-def test_scale_down_delay_reduces_reconfigurations(vs_problem, shared_data: Path) -> None:
-    trace = servopt.traces.read_trace(shared_data / INF_WINDOW)
+def test_scale_down_delay_reduces_reconfigurations(vs_problem, reference_data: Path) -> None:
+    trace = servopt.traces.read_trace(reference_data / INF_WINDOW)
     fast = replay(vs_problem, trace, interval_s=30, slo_ms=750, forecaster="last")
     slow = replay(vs_problem, trace, interval_s=30, slo_ms=750, forecaster="last", scale_down_delay_s=120)
     assert slow.stats["reconfigurations"] < fast.stats["reconfigurations"]
@@ -109,9 +109,9 @@ def test_apply_delay_load_shifts_new_plans(vs_problem) -> None:
 
 
 @pytest.fixture(scope="module")
-def ipa_runs(video, shared_data: Path):
+def ipa_runs(video, reference_data: Path):
     """IPA's setting on its bursty window: 10 s decisions, max of the last 2 minutes."""
-    trace = shared_data / "ipa" / "traces" / "twitter_slice_bursty_damping8.csv"
+    trace = reference_data / "ipa" / "traces" / "twitter_slice_bursty_damping8.csv"
     return {p: replay(video, trace, policy=p, interval_s=10, forecaster=WindowMax(120))
             for p in ("servopt", "fa2", "rim", "static")}
 
@@ -154,8 +154,8 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_cli_replay_json_and_series(capsys, tmp_path: Path, root: Path, shared_data: Path) -> None:
-    trace = str(shared_data / "ipa" / "traces" / "twitter_slice_steady_high_damping8.csv")
+def test_cli_replay_json_and_series(capsys, tmp_path: Path, root: Path, reference_data: Path) -> None:
+    trace = str(reference_data / "ipa" / "traces" / "twitter_slice_steady_high_damping8.csv")
     series = tmp_path / "out" / "series.csv"
     code, out, err = _cli(capsys, "replay", trace, str(root / "examples" / "pipeline_video.yaml"),
                           "--policy", "servopt,static", "--interval", "10", "--forecaster", "max",
@@ -172,8 +172,8 @@ def test_cli_replay_json_and_series(capsys, tmp_path: Path, root: Path, shared_d
     assert code == 0 and "greedy" in out and "slo_viol_%" in out
 
 
-def test_cli_replay_errors(capsys, root: Path, shared_data: Path) -> None:
-    trace = str(shared_data / "ipa" / "traces" / "twitter_slice_steady_high_damping8.csv")
+def test_cli_replay_errors(capsys, root: Path, reference_data: Path) -> None:
+    trace = str(reference_data / "ipa" / "traces" / "twitter_slice_steady_high_damping8.csv")
     pipeline = str(root / "examples" / "pipeline_video.yaml")
     code, _, err = _cli(capsys, "replay", trace, pipeline, "--policy", "lstm")
     assert code == 2 and "unknown policy lstm" in err

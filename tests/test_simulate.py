@@ -252,8 +252,8 @@ def test_bad_schedule_and_missing_slo_are_rejected() -> None:
 
 
 # ------------------------------------------------------------------------------------------ traces
-def test_infadapter_window_reads(shared_data: Path) -> None:
-    tr = read_trace(shared_data / INF_WINDOW)
+def test_infadapter_window_reads(reference_data: Path) -> None:
+    tr = read_trace(reference_data / INF_WINDOW)
     assert tr.duration_s == 21 * 60
     assert tr.rps.sum() == 121_697 and tr.rps.min() == 27 and tr.rps.max() == 274
 
@@ -262,23 +262,23 @@ def test_infadapter_window_reads(shared_data: Path) -> None:
     ("bursty", 1200, 3, 34, 12.0), ("steady_low", 1200, 3, 8, 5.1), ("steady_high", 600, 23, 34, 28.8),
     ("fluctuating", 600, 3, 34, 18.7),
 ])
-def test_ipa_windows_read(shared_data: Path, name, length, lo, hi, mean) -> None:
-    tr = read_trace(shared_data / "ipa" / "traces" / f"twitter_slice_{name}_damping8.csv")
+def test_ipa_windows_read(reference_data: Path, name, length, lo, hi, mean) -> None:
+    tr = read_trace(reference_data / "ipa" / "traces" / f"twitter_slice_{name}_damping8.csv")
     assert (tr.duration_s, tr.rps.min(), tr.rps.max()) == (length, lo, hi)
     assert tr.rps.mean() == pytest.approx(mean, abs=0.05)
 
 
 @pytest.mark.slow
-def test_full_twitter_trace_slices_reproduce_both_windows(shared_data: Path) -> None:
+def test_full_twitter_trace_slices_reproduce_both_windows(reference_data: Path) -> None:
     """The compressed 22-day trace is read in memory (never extracted) and sliced as IPA and InfAdapter do."""
-    full = read_trace(shared_data / "twitter_workload_2021-08.tbz2")
+    full = read_trace(reference_data / "twitter_workload_2021-08.tbz2")
     assert full.duration_s == 1_899_061 and full.rps.max() == 388
     assert full.rps.mean() == pytest.approx(63.6, abs=0.05)
     day = 86_400
     np.testing.assert_array_equal(full.rps[15 * day + 82 * 60: 15 * day + 103 * 60],
-                                  read_trace(shared_data / INF_WINDOW).rps)
+                                  read_trace(reference_data / INF_WINDOW).rps)
     for name, (a, b) in IPA_SLICES.items():
-        ipa = read_trace(shared_data / "ipa" / "traces" / f"twitter_slice_{name}_damping8.csv")
+        ipa = read_trace(reference_data / "ipa" / "traces" / f"twitter_slice_{name}_damping8.csv")
         np.testing.assert_array_equal(np.floor(full.rps[a:b] / 8), ipa.rps)
 
 
@@ -396,8 +396,8 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_cli_simulate_json(capsys, examples: Path, shared_data: Path) -> None:
-    trace = shared_data / "ipa" / "traces" / "twitter_slice_steady_high_damping8.csv"
+def test_cli_simulate_json(capsys, examples: Path, reference_data: Path) -> None:
+    trace = reference_data / "ipa" / "traces" / "twitter_slice_steady_high_damping8.csv"
     code, out, err = _cli(capsys, "simulate", str(examples / "pipeline_video.yaml"), "--trace", str(trace),
                           "--seed", "3", "--json")
     assert code == 0, err
@@ -416,9 +416,9 @@ def trace_sum(path: Path) -> float:
     return float(read_trace(path).rps.sum())
 
 
-def test_cli_simulate_variant_selection_needs_an_slo(capsys, examples: Path, shared_data: Path) -> None:
+def test_cli_simulate_variant_selection_needs_an_slo(capsys, examples: Path, reference_data: Path) -> None:
     problem = str(examples / "variant_selection_infadapter_fit.yaml")
-    trace = str(shared_data / INF_WINDOW)
+    trace = str(reference_data / INF_WINDOW)
     code, out, err = _cli(capsys, "simulate", problem, "--trace", trace, "--json")
     assert code == 2 and "--slo-ms" in err and "Traceback" not in err
     code, out, err = _cli(capsys, "simulate", problem, "--trace", trace, "--slo-ms", "750", "--json",
@@ -426,8 +426,8 @@ def test_cli_simulate_variant_selection_needs_an_slo(capsys, examples: Path, sha
     assert code == 0 and json.loads(out)["served"] > 0
 
 
-def test_cli_simulate_errors(capsys, tmp_path: Path, examples: Path, shared_data: Path) -> None:
-    trace = str(shared_data / INF_WINDOW)
+def test_cli_simulate_errors(capsys, tmp_path: Path, examples: Path, reference_data: Path) -> None:
+    trace = str(reference_data / INF_WINDOW)
     code, _, err = _cli(capsys, "simulate", str(examples / "min_gpus_efficientnet.yaml"), "--trace", trace)
     assert code == 2 and "batch job" in err
     code, _, err = _cli(capsys, "simulate", str(examples / "pipeline_video.yaml"), "--trace",

@@ -212,12 +212,12 @@ def test_prefer_stable_never_trades_objective_for_stability():
 
 # ------------------------------------------------------------------------------------- InfAdapter's data
 @pytest.fixture(scope="module")
-def infadapter(shared_data):
-    assert (shared_data / "infadapter" / "capacity_result_Feb_21.csv").is_file()
+def infadapter(reference_data):
+    assert (reference_data / "infadapter" / "capacity_result_Feb_21.csv").is_file()
     return {name: load_problem(EXAMPLES / f"variant_selection_infadapter{name}.yaml") for name in ("", "_fit")}
 
 
-def test_examples_are_built_from_the_shared_data(shared_data):
+def test_examples_are_built_from_the_reference_data(reference_data):
     import subprocess
     import sys
 
@@ -244,12 +244,12 @@ def test_infadapter_sweep_10_to_400_rps(infadapter, form, top):
     assert p.max_servable()[0] == top
 
 
-def test_at_60_rps_servopt_beats_infadapters_full_capacity_quirk(infadapter, shared_data):
+def test_at_60_rps_servopt_beats_infadapters_full_capacity_quirk(infadapter, reference_data):
     # InfAdapter's own th(n) table (its truncated intercepts) and its reported decision at 60 RPS: ResNet50 on 6
     # cores + ResNet152 on 5, both at full capacity (47 + 13 RPS), because of its `rl >= 0` bound
     import csv
 
-    with open(shared_data / "infadapter" / "capacity_regression_sla750.csv", newline="") as fh:
+    with open(reference_data / "infadapter" / "capacity_regression_sla750.csv", newline="") as fh:
         rows = {f"resnet{r['arch']}": r for r in csv.DictReader(fh)}
     variants = [Variant(v.name, v.accuracy, {n: float(rows[v.name][f"th_{n}"]) for n in range(2, 21)},
                         v.load_time_s, v.current_cores, 2, 20) for v in infadapter["_fit"].variants]
@@ -319,12 +319,12 @@ def test_to_table_and_json_shape():
 
 
 # -------------------------------------------------------------------------------- profile-backed capacity
-def test_capacity_from_infadapters_profile(shared_data):
+def test_capacity_from_infadapters_profile(reference_data):
     import csv
     import math
 
     problem = load_problem(EXAMPLES / "variant_selection_infadapter_profile.yaml")
-    with open(shared_data / "infadapter" / "capacity_result_Feb_21.csv", newline="") as fh:
+    with open(reference_data / "infadapter" / "capacity_result_Feb_21.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["SLA"] == "750" and r["ARCH"] == "50"]
     slope, intercept = np.polyfit([float(r["CPU"]) for r in rows], [float(r["capacity"]) for r in rows], 1)
     v = problem.variants[2]
@@ -335,14 +335,14 @@ def test_capacity_from_infadapters_profile(shared_data):
     assert solution.status is Status.OPTIMAL and check_variant_selection_plan(problem, solution.plan) == []
 
 
-def test_capacity_curve_average_from_the_problem_file(shared_data):
+def test_capacity_curve_average_from_the_problem_file(reference_data):
     from servopt.performance import capacity_table
     from servopt.profiles import read_infadapter_capacity
 
     data = yaml.safe_load((EXAMPLES / "variant_selection_infadapter_profile.yaml").read_text())
     data["performance"] = {**data.get("performance", {}), "mode": "fit", "curve": "average"}
     problem = problem_from_mapping(data, EXAMPLES / "avg.yaml")
-    frame = read_infadapter_capacity(shared_data / "infadapter" / "capacity_result_Feb_21.csv", 750)
+    frame = read_infadapter_capacity(reference_data / "infadapter" / "capacity_result_Feb_21.csv", 750)
     for v in problem.variants:
         expected = capacity_table(frame, variant=v.name, mode="fit", curve="average", headroom=0.8,
                                   cores=list(v.capacity))
@@ -363,7 +363,7 @@ def test_capacity_curve_average_from_the_problem_file(shared_data):
         ({"variants": [{"name": "resnet7", "accuracy": 0.5}]}, "variants[0].profile_variant"),
     ],
 )
-def test_profile_backed_errors_name_the_key(shared_data, patch, key):
+def test_profile_backed_errors_name_the_key(reference_data, patch, key):
     data = yaml.safe_load((EXAMPLES / "variant_selection_infadapter_profile.yaml").read_text())
     data.update(patch)
     with pytest.raises(ValidationError) as err:

@@ -345,7 +345,7 @@ class CpSatBackend(Backend):
                 float(solver.best_objective_bound) / native.scale + arrays.obj_constant
                 if has_objective else objective
             )
-            limit = "the time limit" if params.time_limit_s is not None else "a CP-SAT limit"
+            limit = _limit_name(params)
             answer = finish_with_solution(
                 solver_optimal=status == cp_model.OPTIMAL,
                 objective=objective,
@@ -359,7 +359,18 @@ class CpSatBackend(Backend):
         if status == cp_model.INFEASIBLE:
             return RawAnswer(Status.INFEASIBLE), None
         if status == cp_model.UNKNOWN:
-            limit = "the time limit" if params.time_limit_s is not None else "a CP-SAT limit"
-            return no_solution_answer(limit, "CP-SAT"), None
+            return no_solution_answer(_limit_name(params), "CP-SAT"), None
         detail = native.model.validate() if status == cp_model.MODEL_INVALID else ""
         return RawAnswer(Status.ERROR, message=f"CP-SAT ended with status {name}. {detail}".strip()), None
+
+
+def _limit_name(params: SolveParams) -> str:
+    """How to name what stopped CP-SAT before a proof, from the limits that were set."""
+    names = []
+    if params.time_limit_s is not None:
+        names.append("the time limit")
+    if "max_deterministic_time" in params.options:
+        names.append("the deterministic time limit (max_deterministic_time)")
+    if "max_number_of_conflicts" in params.options:
+        names.append("the conflict limit (max_number_of_conflicts)")
+    return " or ".join(names) if names else "a CP-SAT limit"

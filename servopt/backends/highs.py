@@ -48,7 +48,7 @@ _OPTIONS_DOC = "https://ergo-code.github.io/HiGHS/stable/options/definitions/"
 _LIMITS = {
     "kTimeLimit": "the time limit",
     "kIterationLimit": "the iteration limit",
-    "kSolutionLimit": "the solution limit",
+    "kSolutionLimit": "a MIP work limit (mip_max_nodes, mip_max_leaves or mip_max_improving_sols)",
     "kInterrupt": "an interrupt",
     "kHighsInterrupt": "an interrupt",
     "kObjectiveBound": "the objective bound",

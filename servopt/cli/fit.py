@@ -20,7 +20,7 @@ EPILOG = """examples:
   servopt fit profiles/nvidia_efficientnet_pytorch.csv
   servopt fit profiles/nvidia_resnet50_triton.csv --json
   servopt fit profiles/measured_resnet_like.csv -o models.joblib --plot latency.png
-  servopt import infadapter ../shared/data/infadapter/capacity_result_Feb_21.csv -o cap.csv
+  servopt import infadapter data/infadapter/capacity_result_Feb_21.csv -o cap.csv
   servopt fit cap.csv --targets capacity --json     # capacity vs cores per variant, against InfAdapter's line"""
 
 

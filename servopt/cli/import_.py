@@ -23,7 +23,7 @@ Every error names the file, the row and the column; no row is dropped."""
 EPILOG = """examples:
   servopt import perf-analyzer results.csv --model resnet50 --hardware A100-80GB --batch-size 8 -o r50.csv
   servopt import model-analyzer metrics-model-inference.csv metrics-model-gpu.csv --hardware T4 -o ma.parquet
-  servopt import infadapter ../shared/data/infadapter/capacity_result_Feb_21.csv --sla-ms 750 -o cap.csv"""
+  servopt import infadapter data/infadapter/capacity_result_Feb_21.csv --sla-ms 750 -o cap.csv"""
 
 KINDS = ("perf-analyzer", "model-analyzer", "infadapter", "ipa", "profile")
 _ALIASES = {"perf_analyzer": "perf-analyzer", "model_analyzer": "model-analyzer"}

@@ -31,11 +31,11 @@ numbers (CSV) for plots."""
 
 EPILOG = """examples:
   # InfAdapter's setting: the 21-minute Twitter window, 30 s decisions, EWMA of per-minute peaks + 10 %
-  servopt replay ../shared/data/infadapter/twitter_window_day15_min82-103_per_second.txt \\
+  servopt replay data/infadapter/twitter_window_day15_min82-103_per_second.txt \\
       examples/variant_selection_infadapter_fit.yaml --policy servopt,ms+,static --interval 30 \\
       --forecaster ewma --bucket 60 --margin 0.1 --scale-down-delay 120 --slo-ms 750
   # IPA's setting: a bursty window, 10 s decisions, max of the last 2 minutes
-  servopt replay ../shared/data/ipa/traces/twitter_slice_bursty_damping8.csv examples/pipeline_video.yaml \\
+  servopt replay data/ipa/traces/twitter_slice_bursty_damping8.csv examples/pipeline_video.yaml \\
       --policy servopt,fa2,rim,static --interval 10 --forecaster max --window 120
 
 exit codes: 0 replayed; 2 bad input or usage (e.g. a policy that does not apply to the problem)"""

@@ -22,10 +22,10 @@ Output: a table for people, or with --json exactly one JSON object:
   {"mean_ms", "p50_ms", "p99_ms", "slo_violation_rate", "served", "dropped", "average_accuracy", "core_seconds"}"""
 
 EPILOG = """examples:
-  servopt simulate examples/pipeline_video.yaml --trace ../shared/data/ipa/traces/twitter_slice_bursty_damping8.csv
+  servopt simulate examples/pipeline_video.yaml --trace data/ipa/traces/twitter_slice_bursty_damping8.csv
   servopt simulate examples/variant_selection_infadapter.yaml --slo-ms 750 \\
-      --trace ../shared/data/infadapter/twitter_window_day15_min82-103_per_second.txt --json
-  servopt simulate P.yaml --trace ../shared/data/twitter_workload_2021-08.tbz2 \\
+      --trace data/infadapter/twitter_window_day15_min82-103_per_second.txt --json
+  servopt simulate P.yaml --trace data/twitter_workload_2021-08.tbz2 \\
       --trace-start 1301160 --trace-end 1302360 --damping 8
 
 exit codes: 0 simulated; 1 the problem has no plan (infeasible); 2 bad input or usage"""

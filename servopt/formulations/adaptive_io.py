@@ -3,7 +3,7 @@
 Every error names the file and the key path (``variants[2].capacity[4]``) and says what is accepted; unknown keys
 are rejected. ``variant_selection`` may take capacities from a profile instead of inline tables::
 
-    profiles: ../../shared/data/infadapter/capacity_result_Feb_21.csv   # relative to the YAML file
+    profiles: ../data/infadapter/capacity_result_Feb_21.csv   # relative to the YAML file
     performance: {mode: fit, headroom: 0.8, sla_ms: 750}   # mode: table (profiled points) | fit (line)
     # optional: cores: [2, 3, ..., 20] (the counts to offer; default the profiled ones); per variant
     # profile_variant: <name in the profile> (default: the variant's name, e.g. resnet18)
