@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from servopt._atomic import atomic_write
+from servopt.atomic import atomic_write
 from servopt.cli.simulate import (
     _fmt,
     add_serving_arguments,
@@ -73,9 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from servopt.adapt import POLICIES, make_forecaster, replay
+    from servopt.serving.adapt import POLICIES, make_forecaster, replay
     from servopt.exceptions import ValidationError
-    from servopt.problem_io import load_problem
+    from servopt.formulations.registry import load_problem
 
     problem = load_problem(args.file)
     if problem.kind not in ("variant_selection", "pipeline"):

@@ -59,7 +59,7 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_trace_args(args: argparse.Namespace) -> Any:
-    from servopt.traces import read_trace
+    from servopt.serving.traces import read_trace
 
     return read_trace(args.trace, start=args.trace_start, end=args.trace_end, damping=args.damping,
                       column=args.column)
@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
     import servopt
     from servopt.exceptions import ValidationError
-    from servopt.problem_io import load_problem
-    from servopt.simulate import deployment_from_plan, simulate
+    from servopt.formulations.registry import load_problem
+    from servopt.serving.simulate import deployment_from_plan, simulate
 
     problem = load_problem(args.file)
     if problem.kind not in ("variant_selection", "pipeline"):
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if args.policy is not None:
         if args.backend != "auto":
             raise ValidationError("give either --policy NAME or --backend NAME, not both")
-        from servopt.formulations.baselines import run_policy
+        from servopt.policies import run_policy
 
         solution = run_policy(problem, args.policy)
     else:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from servopt._atomic import atomic_write, default_mode
+from servopt.atomic import atomic_write, default_mode
 from servopt.exceptions import ValidationError
 from servopt.profiles._schema import check_duplicates, hw_columns, label_columns, validate_frame
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from servopt.exceptions import ValidationError
-from servopt.formulations.adaptive_common import RATE_RTOL, tie_tolerance
+from servopt.formulations.ties import RATE_RTOL, tie_tolerance
 from servopt.result import SolveParams, Status
 from servopt.solve import Solution
 
@@ -61,7 +61,7 @@ def run_policy(problem: Any, name: str, params: SolveParams | None = None, *,
 
     Examples
     --------
-    >>> from servopt.formulations.variant_selection import Variant, VariantSelection
+    >>> from servopt.formulations.variant_selection.problem import Variant, VariantSelection
     >>> p = VariantSelection(30, 4, [Variant("a", 0.7, {2: 40}), Variant("b", 0.8, {2: 20, 4: 45})])
     >>> run_policy(p, "ms+").plan.deployment
     {'b': 4}

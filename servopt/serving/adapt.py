@@ -3,7 +3,7 @@
 An :class:`Adapter` holds the current plan of a ``variant_selection`` or ``pipeline`` problem. Every few seconds
 the scheduler calls :meth:`Adapter.step` with the observed per-second load (or :meth:`Adapter.decide` with its
 own forecast); the adapter re-solves the problem for the forecast with the chosen policy (servopt's exact solver
-or a baseline of :mod:`servopt.formulations.baselines`) and returns a :class:`Decision` with the next plan,
+or a baseline of :mod:`servopt.policies`) and returns a :class:`Decision` with the next plan,
 whether the deployment changed, why, and how long the decision took.
 
 Stabilisation, as InfAdapter does it (``docs/replay.md``):
@@ -49,7 +49,7 @@ __all__ = [
     "replay",
 ]
 
-#: policy names an Adapter accepts: servopt's solver, the baselines of servopt.formulations.baselines, static
+#: policy names an Adapter accepts: servopt's solver, the baselines of servopt.policies, static
 POLICIES = ("servopt", "ms+", "greedy", "fa2", "rim", "bruteforce", "static")
 
 _KINDS = ("variant_selection", "pipeline")
@@ -326,7 +326,7 @@ class Adapter:
 
             sol = solve(problem, self.backend)
         else:
-            from servopt.formulations.baselines import run_policy
+            from servopt.policies import run_policy
 
             sol = run_policy(problem, self.policy, options=self.policy_options)
         return sol.status.value, sol.plan, sol.message
@@ -449,8 +449,8 @@ def replay(
     deployment serving until then (make-before-break). See :func:`servopt.simulate.simulate_schedule`.
     ``policy_options`` go to the baseline policy; ``label`` names the result (default: the policy).
     """
-    from servopt.simulate import deployment_from_plan, poisson_arrivals, simulate_schedule
-    from servopt.traces import as_trace
+    from servopt.serving.simulate import deployment_from_plan, poisson_arrivals, simulate_schedule
+    from servopt.serving.traces import as_trace
 
     tr = as_trace(trace)
     if not (math.isfinite(interval_s) and interval_s > 0):

@@ -1,6 +1,6 @@
 """What serves the requests in a simulation: server pools, deployments, and the deployment that runs a plan.
 
-A :class:`Deployment` is a series of stages; each stage is one or more :class:`ServerPool` s in parallel with
+A :class:`SimulatedDeployment` is a series of stages; each stage is one or more :class:`ServerPool` s in parallel with
 routing weights. A pool is ``replicas`` identical servers behind one FIFO queue with Triton-style dynamic batching
 (the queueing itself is in :mod:`servopt.simulate`). :func:`deployment_from_plan` turns a ``variant_selection`` or
 ``pipeline`` plan into the deployment that runs it (the service models are documented there and in
@@ -9,7 +9,7 @@ routing weights. A pool is ``replicas`` identical servers behind one FIFO queue 
 >>> pool = ServerPool("m", latency_s={1: 0.010, 8: 0.024}, replicas=2, batch_size=8)
 >>> round(pool.capacity_rps, 1)
 666.7
->>> Deployment.series([pool, ServerPool("n", latency_s=0.005)], slo_ms=100).summary()
+>>> SimulatedDeployment.series([pool, ServerPool("n", latency_s=0.005)], slo_ms=100).summary()
 'm x2 b8 -> n x1 b1'
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["Deployment", "LatencySpec", "ServerPool", "deployment_from_plan"]
+__all__ = ["SimulatedDeployment", "LatencySpec", "ServerPool", "deployment_from_plan"]
 
 LatencySpec = float | Mapping[int, float] | Callable[[np.ndarray], Any]
 
@@ -115,7 +115,7 @@ class ServerPool:
 
 
 @dataclass(frozen=True)
-class Deployment:
+class SimulatedDeployment:
     """Stages in series; each stage is pools in parallel with routing weights (shares of the requests).
 
     ``accuracy`` says how the accuracies of the pools a request passes through combine into its accuracy:
@@ -150,14 +150,14 @@ class Deployment:
 
     @classmethod
     def parallel(cls, pools: Sequence[ServerPool], weights: Sequence[float] | None = None, *,
-                 slo_ms: float | None = None, label: str = "") -> Deployment:
+                 slo_ms: float | None = None, label: str = "") -> SimulatedDeployment:
         """One stage of pools side by side (weights default to equal shares)."""
         w = tuple(float(x) for x in (weights if weights is not None else [1.0] * len(pools)))
         return cls((tuple(pools),), (w,), slo_ms=slo_ms, label=label)
 
     @classmethod
     def series(cls, pools: Sequence[ServerPool], *, slo_ms: float | None = None, accuracy: str = "average",
-               label: str = "") -> Deployment:
+               label: str = "") -> SimulatedDeployment:
         """A chain: every request passes through every pool in order."""
         return cls(tuple((p,) for p in pools), tuple((1.0,) for _ in pools), slo_ms=slo_ms, accuracy=accuracy,
                    label=label)
@@ -176,8 +176,8 @@ class Deployment:
 
 
 def deployment_from_plan(problem: Any, plan: Any, *, slo_ms: float | None = None, headroom: float = 0.8,
-                         servers: str = "per_core") -> Deployment:
-    """The :class:`Deployment` that runs a plan of a ``variant_selection`` or ``pipeline`` problem.
+                         servers: str = "per_core") -> SimulatedDeployment:
+    """The :class:`SimulatedDeployment` that runs a plan of a ``variant_selection`` or ``pipeline`` problem.
 
     ``variant_selection`` (InfAdapter: one TF Serving pod per variant, batch 1, ``n`` cores): the problem knows
     only the capacity th(n), the RPS the variant sustains *within its latency SLO*, which InfAdapter sets to 0.8 of
@@ -204,7 +204,7 @@ def deployment_from_plan(problem: Any, plan: Any, *, slo_ms: float | None = None
 
 
 def _variant_selection_deployment(problem: Any, plan: dict[str, Any], slo_ms: float | None, headroom: float,
-                                  servers: str) -> Deployment:
+                                  servers: str) -> SimulatedDeployment:
     if not (math.isfinite(headroom) and 0 < headroom <= 1):
         raise ValidationError(f"headroom must be in (0, 1] (InfAdapter serves 0.8 of capacity), got {headroom!r}")
     if servers not in ("per_core", "single"):
@@ -232,11 +232,11 @@ def _variant_selection_deployment(problem: Any, plan: dict[str, Any], slo_ms: fl
         raise ValidationError("the plan loads no variant")
     if sum(weights) <= 0:
         weights = [1.0] * len(pools)
-    return Deployment.parallel(pools, weights, slo_ms=slo_ms, label="variant_selection")
+    return SimulatedDeployment.parallel(pools, weights, slo_ms=slo_ms, label="variant_selection")
 
 
-def _pipeline_deployment(problem: Any, plan: dict[str, Any], slo_ms: float | None) -> Deployment:
-    from servopt.formulations.pipeline import rank_normalize
+def _pipeline_deployment(problem: Any, plan: dict[str, Any], slo_ms: float | None) -> SimulatedDeployment:
+    from servopt.formulations.pipeline.types import rank_normalize
 
     stages = {s.name: s for s in problem.stages}
     pools = []
@@ -258,5 +258,5 @@ def _pipeline_deployment(problem: Any, plan: dict[str, Any], slo_ms: float | Non
             max_queue_delay_s=max(0.0, float(sp.get("queue_ms", 0.0))) / 1000.0, cores=float(v.cores),
             accuracy=float(accs[i]),
         ))
-    return Deployment.series(pools, slo_ms=slo_ms if slo_ms is not None else float(problem.sla_ms),
+    return SimulatedDeployment.series(pools, slo_ms=slo_ms if slo_ms is not None else float(problem.sla_ms),
                              accuracy=problem.accuracy, label="pipeline")
