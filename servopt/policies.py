@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from servopt.exceptions import ValidationError
+from servopt.formulations.variant_selection.problem import VariantSelection
 from servopt.formulations.ties import RATE_RTOL, tie_tolerance
 from servopt.result import SolveParams, Status
 from servopt.solve import Solution
@@ -88,7 +89,7 @@ def run_policy(problem: Any, name: str, params: SolveParams | None = None, *,
 # --------------------------------------------------------------------------------------------- brute force
 def _bruteforce(problem: Any, params: SolveParams, options: Mapping[str, Any]) -> PolicyResult:
     limit = int(options.get("max_combinations", 2_000_000))
-    if problem.kind == "variant_selection":
+    if isinstance(problem, VariantSelection):
         return _bruteforce_variants(problem, limit)
     return _bruteforce_pipeline(problem, limit)
 
@@ -193,7 +194,7 @@ def _pick(score: np.ndarray, changes: np.ndarray, stable: bool) -> int:
 
 # ------------------------------------------------------------------------------------------------- greedy
 def _greedy(problem: Any, params: SolveParams, options: Mapping[str, Any]) -> PolicyResult:
-    if problem.kind == "variant_selection":
+    if isinstance(problem, VariantSelection):
         return _greedy_variants(problem)
     return _greedy_pipeline(problem)
 

@@ -325,7 +325,7 @@ def test_profiles_table_mode_uses_the_profiled_points(tmp_path, root):
     rows = frame[(frame.model == "resnet_like") & (frame.input_size == 224) & (frame.cores == 2)]
     expected = sorted(zip(rows.batch_size, rows.latency_ms, rows.warmup_ms))
     got = [(p.batch_size, p.latency_ms, p.warmup_ms) for p in problem.gpus[0].batches]
-    assert got == pytest.approx(expected)
+    assert got == [pytest.approx(e) for e in expected]
     solution = servopt.solve(problem, "highs")
     assert solution.status is Status.OPTIMAL and check_gpu_plan(problem, solution.plan) == []
     assert solution.objective == brute_force_gpu(problem)
