@@ -60,7 +60,7 @@ def interleaved_runs(methods: Sequence[Any], runs: int, run: Any, *,
 
 def write_csv(rows: list[dict[str, Any]], fields: Sequence[str], path: Path) -> None:
     """Write ``rows`` (missing keys blank, floats with 6 significant digits) to ``path`` atomically."""
-    from servopt._atomic import atomic_write
+    from servopt.atomic import atomic_write
 
     with atomic_write(path, "w", make_parents=True, suffix=".csv.tmp") as fh:
         w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
@@ -79,7 +79,7 @@ def timed_milp(problem: Any, backend: str, time_limit: float) -> dict[str, Any]:
     import time
 
     from servopt.exceptions import ServoptError
-    from servopt.formulations.adaptive_common import integral_scale
+    from servopt.formulations.ties import integral_scale
     from servopt.result import SolveParams
     from servopt.solve import solve
 
@@ -108,7 +108,7 @@ def save_figure(fig: Any, path: Path) -> None:
     """Save a matplotlib figure to ``path`` atomically."""
     import matplotlib.pyplot as plt
 
-    from servopt._atomic import atomic_write
+    from servopt.atomic import atomic_write
 
     try:
         with atomic_write(path, make_parents=True, suffix=".png") as fh:

@@ -16,7 +16,7 @@ binaries and batch counts, linearised) on every installed backend (CP-SAT with `
 model building (formulation + arrays + native model) and solving timed apart, medians of ``--runs`` interleaved
 runs (one run where a pair takes over 2 s); a (formulation, backend) pair that exceeds the time limit skips larger
 pools, and the per-GPU model (whose size follows the GPUs, not the types) runs at 10,000 GPUs for 10 and 100 types
-only. Every plan goes through the independent checker (``servopt.formulations.checks.check_gpu_plan``; the CSV's
+only. Every plan goes through the independent checker (``servopt.testing.oracles.check_gpu_plan``; the CSV's
 ``plan_ok``), and the optimal objectives of all pairs on a pool must agree (``note`` says where they do not).
 The target (issue 8): 10,000
 GPUs of 100 types in <= 0.5 s, measured as ``servopt solve --json``'s ``solve_seconds`` (default formulation and
@@ -57,7 +57,7 @@ FIELDS = ["problem", "gpus", "types", "formulation", "backend", "vars", "rows", 
 
 def make_pool(n_gpus: int, n_types: int, seed: int = 0) -> list[Any]:
     """``n_types`` GPU types sharing ``n_gpus`` GPUs (module docstring)."""
-    from servopt.formulations.gpu_common import GPUType
+    from servopt.formulations.gpu.types import GPUType
 
     rng = np.random.default_rng(seed)
     counts = [n_gpus // n_types + (t < n_gpus % n_types) for t in range(n_types)]
@@ -74,8 +74,8 @@ def make_pool(n_gpus: int, n_types: int, seed: int = 0) -> list[Any]:
 
 
 def make_problem(kind: str, n_gpus: int, n_types: int, formulation: str = "aggregated") -> Any:
-    from servopt.formulations.max_throughput import MaxThroughput
-    from servopt.formulations.min_gpus import MinGPUs
+    from servopt.formulations.gpu.max_throughput import MaxThroughput
+    from servopt.formulations.gpu.min_gpus import MinGPUs
 
     pool = make_pool(n_gpus, n_types)
     if kind == "min_gpus":
@@ -104,7 +104,7 @@ def problem_yaml(problem: Any) -> str:
 
 def run_once(kind: str, n_gpus: int, n_types: int, formulation: str, backend: str, time_limit: float) -> dict:
     from servopt.exceptions import ServoptError
-    from servopt.formulations.checks import check_gpu_plan
+    from servopt.testing.oracles import check_gpu_plan
     from servopt.result import SolveParams
     from servopt.solve import solve
 

@@ -80,7 +80,7 @@ FIELDS = ["family", "stages", "variants", "batches", "options", "method", "runs"
 def ipa_instance(stages: int, variants: int, batches: tuple[int, ...] = BATCHES, seed: int = 0,
                  accuracy: str = "sum") -> Any:
     """The IPA-like pipeline of the module docstring (reproducible per seed)."""
-    from servopt.formulations.pipeline import BatchProfile, Pipeline, Stage, StageVariant
+    from servopt.formulations.pipeline.problem import BatchProfile, Pipeline, Stage, StageVariant
 
     rng = np.random.default_rng(seed)
     out = []
@@ -126,7 +126,7 @@ def pipeline_yaml(problem: Any) -> str:
 
 # -------------------------------------------------------------------------------------------------- methods
 def run_dp(stages: int, variants: int, accuracy: str = "sum") -> dict[str, Any]:
-    from servopt.formulations.pipeline_dp import solve_dp
+    from servopt.formulations.pipeline.dp import solve_dp
 
     problem = ipa_instance(stages, variants, accuracy=accuracy)
     t0 = time.perf_counter()
@@ -148,7 +148,7 @@ def run_gurobi_mck(stages: int, variants: int, env: Any, accuracy: str = "sum") 
     import scipy.sparse as sp
     from gurobipy import GRB
 
-    from servopt.formulations.pipeline import latency_limit
+    from servopt.formulations.pipeline.problem import latency_limit
 
     problem = ipa_instance(stages, variants, accuracy=accuracy)
     o = problem.options()
@@ -196,7 +196,7 @@ def run_ipa(stages: int, variants: int, env: Any, time_limit: float, accuracy: s
 
 def run_policy_row(stages: int, variants: int, name: str, accuracy: str = "sum") -> dict[str, Any]:
     from servopt.exceptions import ServoptError
-    from servopt.formulations.baselines import run_policy
+    from servopt.policies import run_policy
 
     problem = ipa_instance(stages, variants, accuracy=accuracy)
     t0 = time.perf_counter()

@@ -34,22 +34,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servopt.simulate import Deployment, ServerPool, simulate  # noqa: E402
+from servopt.serving.simulate import SimulatedDeployment, ServerPool, simulate  # noqa: E402
 
 RATE = 300.0
 
 
-def scenarios() -> dict[str, tuple[Deployment, float | None]]:
+def scenarios() -> dict[str, tuple[SimulatedDeployment, float | None]]:
     """name -> (deployment, drop timeout in ms or None)."""
     return {
-        "md1": (Deployment.parallel([ServerPool("m", latency_s=0.8 / RATE)], slo_ms=1000), None),
-        "variant_20_cores": (Deployment.parallel(
+        "md1": (SimulatedDeployment.parallel([ServerPool("m", latency_s=0.8 / RATE)], slo_ms=1000), None),
+        "variant_20_cores": (SimulatedDeployment.parallel(
             [ServerPool("r", latency_s=20 * 0.8 / RATE, replicas=20, cores=1)], slo_ms=750), None),
-        "batch8_2_replicas": (Deployment.parallel(
+        "batch8_2_replicas": (SimulatedDeployment.parallel(
             [ServerPool("b", latency_s={1: 0.010, 8: 0.040}, batch_size=8, max_queue_delay_s=0.005, replicas=2)],
             slo_ms=200), None),
-        "batch1_overload_drops": (Deployment.parallel([ServerPool("m", latency_s=1.2 / RATE)], slo_ms=200), 200.0),
-        "pipeline_2_stages": (Deployment.series([
+        "batch1_overload_drops": (SimulatedDeployment.parallel([ServerPool("m", latency_s=1.2 / RATE)], slo_ms=200), 200.0),
+        "pipeline_2_stages": (SimulatedDeployment.series([
             ServerPool("detect", latency_s={1: 0.012, 4: 0.030}, batch_size=4, max_queue_delay_s=0.01, replicas=2),
             ServerPool("classify", latency_s=0.008, replicas=3),
         ], slo_ms=500), None),
@@ -82,7 +82,7 @@ def bench_md1(duration: int) -> list[dict[str, object]]:
         service = rho / RATE
         mu = 1.0 / service
         theory = rho / (2.0 * mu * (1.0 - rho))
-        rep = simulate(Deployment.parallel([ServerPool("m", latency_s=service)], slo_ms=10_000),
+        rep = simulate(SimulatedDeployment.parallel([ServerPool("m", latency_s=service)], slo_ms=10_000),
                        np.full(duration, RATE), seed=11, timeout_ms=None)
         measured = rep.mean_ms / 1000.0 - service
         rows.append({

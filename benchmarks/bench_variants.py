@@ -82,7 +82,7 @@ def _resnets() -> list[tuple[float, float, float, float]]:
 
 def variant_instance(n_variants: int, budget: int = 20, workload: float = 120.0, seed: int = 0) -> Any:
     """The InfAdapter-like instance of the module docstring."""
-    from servopt.formulations.variant_selection import Variant, VariantSelection
+    from servopt.formulations.variant_selection.problem import Variant, VariantSelection
 
     rng = np.random.default_rng(seed)
     base = np.asarray(_resnets())
@@ -121,8 +121,8 @@ def make(family: str, n: int) -> Any:
 
 def one(method: str, family: str, n: int, time_limit: float) -> dict[str, Any]:
     from servopt.exceptions import ServoptError
-    from servopt.formulations.baselines import run_policy
-    from servopt.formulations.variant_dp import solve_dp
+    from servopt.policies import run_policy
+    from servopt.formulations.variant_selection.dp import solve_dp
 
     problem = make(family, n)
     if method == "dp":

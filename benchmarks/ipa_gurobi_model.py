@@ -79,7 +79,7 @@ def build_ipa_model(problem: Any, env: Any) -> tuple[Any, Any]:
     import gurobipy as gp
     from gurobipy import GRB
 
-    from servopt.formulations.pipeline import rank_normalize
+    from servopt.formulations.pipeline.problem import rank_normalize
 
     lam = problem.workload_rps
     m = gp.Model("ipa", env=env)
@@ -125,7 +125,7 @@ def build_ipa_model(problem: Any, env: Any) -> tuple[Any, Any]:
         for mi, v in enumerate(stage.variants):
             resource.add(n_vars[si] * i_vars[si, mi], v.cores)
         acc_terms.append(gp.quicksum(a * i_vars[si, mi] for mi, a in enumerate(acc)))
-    from servopt.formulations.pipeline import latency_limit
+    from servopt.formulations.pipeline.problem import latency_limit
 
     m.addQConstr(latency_terms + queue <= latency_limit(problem.sla_ms), name="latency")
     if problem.accuracy == "product":
@@ -198,7 +198,7 @@ def solve_ipa(problem: Any, env: Any | None = None, time_limit_s: float | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from servopt.problem_io import load_problem
+    from servopt.formulations.registry import load_problem
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:

@@ -9,7 +9,7 @@ out-of-memory boundary that ``servopt profile --memory-limit-mb`` actually hits.
    ``max_batch(input_size, memory_limit_mb)``), and a least-squares line ``memory_mb = a_s + c_s * batch`` per
    input size ``s`` (largest batch ``floor((L - a_s) / c_s)``). The prediction on the profiled grid is the largest
    grid batch size not above the predicted one.
-2. **Measure.** The same ONNX graph (rebuilt with :mod:`servopt.onnx_models`, same seed) is profiled again with
+2. **Measure.** The same ONNX graph (rebuilt with :mod:`servopt.measure.onnx_models`, same seed) is profiled again with
    ``memory_limit_mb = L`` (one steady-state run per point, 2 cores): each input size's sweep stops at the first
    batch whose peak memory passes ``L``, so the measured max batch is the last batch before the OOM row (64 when
    no point passed the limit, 0 when even batch 1 did).
@@ -78,7 +78,7 @@ def on_grid(batch: int, grid: list[int]) -> int:
 def measured_boundaries(onnx_path: Path, limit: float, out_csv: Path) -> dict[int, dict[str, Any]]:
     """Profile under ``limit``; per input size the largest batch that ran, where it ran out of memory, and the
     memory at both."""
-    from servopt.profiler import profile_model
+    from servopt.measure.profiler import profile_model
 
     run = profile_model(onnx_path, GRID_BATCHES, GRID_SIZES, cores=[2], repeats=1, min_repeats=1,
                         time_budget_s=0.01, memory_limit_mb=limit, output=out_csv)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pandas as pd
 
-    from servopt.onnx_models import BUILDERS, save_model
+    from servopt.measure.onnx_models import BUILDERS, save_model
 
     limits = [float(x) for x in args.limits.split(",")]
     data = load_profiles(args.profiles)
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for model in sorted(data["model"].unique()):
             if model not in BUILDERS:
-                print(f"skipping {model}: not a graph servopt.onnx_models builds", file=sys.stderr)
+                print(f"skipping {model}: not a graph servopt.measure.onnx_models builds", file=sys.stderr)
                 continue
             fitted = memory_models(data[data["model"] == model])
             onnx_path = save_model(BUILDERS[model](), Path(tmp) / f"{model}.onnx")

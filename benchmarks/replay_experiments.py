@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT / "data"
 
 import servopt  # noqa: E402
-from servopt.adapt import EWMA, WindowMax, replay  # noqa: E402
+from servopt.serving.adapt import EWMA, WindowMax, replay  # noqa: E402
 
 INF_TRACE = DATA / "infadapter" / "twitter_window_day15_min82-103_per_second.txt"
 IPA_WINDOWS = ("bursty", "steady_low", "steady_high", "fluctuating")

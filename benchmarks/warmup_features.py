@@ -13,7 +13,7 @@ Method
 - rows: every non-OOM row with a ``warmup_ms``; target ``log(warmup_ms)`` (warm-up spans four decades);
 - features: ``batch_size``, ``input_size``, ``cores``, ``batch_pixels = batch_size * input_size**2`` (the work
   of one batch up to a constant), one indicator per model, and every ``hw.*`` column that
-  varies, except the counters that count since the monitor started (:data:`servopt.hwmon.CUMULATIVE_KEYS`),
+  varies, except the counters that count since the monitor started (:data:`servopt.measure.hwmon.CUMULATIVE_KEYS`),
   which only encode how far into the run a point was measured;
 - estimator: :class:`servopt.performance.WarmupModel` when that module provides it, else LightGBM
   (``LGBMRegressor``, small-data settings) directly; the script says which it used;
@@ -56,7 +56,7 @@ def load_rows(paths: list[str]) -> Any:
 
 
 def feature_frame(data: Any, with_hw: bool = True) -> Any:
-    from servopt.hwmon import CUMULATIVE_KEYS
+    from servopt.measure.hwmon import CUMULATIVE_KEYS
 
     X = data[DESIGN].astype(float).copy()
     X["batch_pixels"] = X["batch_size"] * X["input_size"] ** 2  # the work of one batch, up to a constant

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from servopt._atomic import atomic_write
+from servopt.atomic import atomic_write
 
 
 def write_or_check(files: dict[str, str], here: Path, script: str, check: bool) -> int:

@@ -104,7 +104,7 @@ def build() -> dict[str, str]:
 def sweep(loads: list[float]) -> str:
     """Re-plan along ``loads`` (each solve starts from the previous plan), for both capacity forms."""
     import servopt
-    from servopt.formulations.baselines import run_policy
+    from servopt.policies import run_policy
 
     rows = ["| RPS | table: deployment (cores) | objective | fit x0.8: deployment (cores) | objective | MS+ (fit) |",
             "|---|---|---|---|---|---|"]
@@ -166,7 +166,7 @@ def infadapter_decision(problem):
 def quirks(loads=(10, 50, 60, 75, 100, 130, 150, 200, 300)) -> str:
     """Markdown table: InfAdapter's decision (full-capacity side effect) next to servopt's, on InfAdapter's th."""
     import servopt
-    from servopt.formulations.variant_selection import Variant, VariantSelection
+    from servopt.formulations.variant_selection.problem import Variant, VariantSelection
 
     c = _constants()
     table = infadapter_table()

@@ -33,17 +33,17 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it (imported on first use)
 _LAZY: dict[str, str] = {
-    "load_problem": "servopt.problem_io",
-    "problem_from_mapping": "servopt.problem_io",
-    "MinGPUs": "servopt.formulations.min_gpus",
-    "MaxThroughput": "servopt.formulations.max_throughput",
-    "GPUType": "servopt.formulations.gpu_common",
-    "GPUPlan": "servopt.formulations.gpu_common",
-    "VariantSelection": "servopt.formulations.variant_selection",
-    "VariantSelectionPlan": "servopt.formulations.variant_selection",
-    "Pipeline": "servopt.formulations.pipeline",
-    "PipelinePlan": "servopt.formulations.pipeline",
-    "run_policy": "servopt.formulations.baselines",
+    "load_problem": "servopt.formulations.registry",
+    "problem_from_mapping": "servopt.formulations.registry",
+    "MinGPUs": "servopt.formulations.gpu.min_gpus",
+    "MaxThroughput": "servopt.formulations.gpu.max_throughput",
+    "GPUType": "servopt.formulations.gpu.types",
+    "GPUPlan": "servopt.formulations.gpu.types",
+    "VariantSelection": "servopt.formulations.variant_selection.problem",
+    "VariantSelectionPlan": "servopt.formulations.variant_selection.problem",
+    "Pipeline": "servopt.formulations.pipeline.problem",
+    "PipelinePlan": "servopt.formulations.pipeline.problem",
+    "run_policy": "servopt.policies",
     "load_profile": "servopt.profiles",
     "ProfileTable": "servopt.profiles",
     "read_infadapter_capacity": "servopt.profiles",
@@ -55,10 +55,10 @@ _LAZY: dict[str, str] = {
     "batch_table": "servopt.performance",
     "capacity_table": "servopt.performance",
     "write_repository": "servopt.triton",
-    "Adapter": "servopt.adapt",
-    "simulate": "servopt.simulate",
-    "profile_model": "servopt.profiler",
-    "HardwareMonitor": "servopt.hwmon",
+    "Adapter": "servopt.serving.adapt",
+    "simulate": "servopt.serving.simulate",
+    "profile_model": "servopt.measure.profiler",
+    "HardwareMonitor": "servopt.measure.hwmon",
 }
 
 __all__ = [

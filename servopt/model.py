@@ -562,7 +562,7 @@ class Model:
 
     def to_lp(self) -> str:
         """The model in CPLEX LP format, for debugging (names are sanitised for the format)."""
-        from servopt._lp import write_lp
+        from servopt.lp_format import write_lp
 
         return write_lp(self.arrays())
 

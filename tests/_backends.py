@@ -9,7 +9,7 @@ import pytest
 
 import servopt
 from servopt.exceptions import CapabilityError
-from servopt.formulations.adaptive_common import integral_scale
+from servopt.formulations.ties import integral_scale
 from servopt.result import SolveParams
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from servopt.adapt import (
+from servopt.serving.adapt import (
     EWMA,
     MIN_RPS,
     Adapter,
@@ -25,7 +25,7 @@ from servopt.exceptions import ValidationError
 # ------------------------------------------------------------------------------------------ problems
 def infadapter_problem(reference_data: Path, workload: float = 60.0):
     """InfAdapter's setting from its data: th(n) = floor(0.8 (a n + b)), accuracies, load times, B = 20."""
-    from servopt.formulations.variant_selection import Variant, VariantSelection
+    from servopt.formulations.variant_selection.problem import Variant, VariantSelection
 
     base = reference_data / "infadapter"
     const = json.loads((base / "variant_constants.json").read_text())
@@ -42,7 +42,7 @@ def infadapter_problem(reference_data: Path, workload: float = 60.0):
 
 
 def small_pipeline(workload: float = 10.0):
-    from servopt.formulations.pipeline import BatchProfile, Pipeline, Stage, StageVariant
+    from servopt.formulations.pipeline.problem import BatchProfile, Pipeline, Stage, StageVariant
 
     def variant(name, acc, lat1, lat4):
         return StageVariant(name, acc, 1.0, [BatchProfile(1, lat1), BatchProfile(4, lat4)])

@@ -12,8 +12,8 @@ import pytest
 
 import servopt
 from servopt.exceptions import ValidationError
-from servopt.formulations.baselines import POLICIES, run_policy
-from servopt.formulations.checks import (
+from servopt.policies import POLICIES, run_policy
+from servopt.testing.oracles import (
     check_pipeline_plan,
     check_variant_selection_plan,
     exhaustive_pipeline,
@@ -21,9 +21,9 @@ from servopt.formulations.checks import (
     random_pipeline,
     random_variant_selection,
 )
-from servopt.formulations.pipeline import PipelinePlan
-from servopt.formulations.variant_selection import VariantSelectionPlan
-from servopt.problem_io import load_problem
+from servopt.formulations.pipeline.problem import PipelinePlan
+from servopt.formulations.variant_selection.problem import VariantSelectionPlan
+from servopt.formulations.registry import load_problem
 from servopt.result import Status
 from servopt.solve import Solution
 

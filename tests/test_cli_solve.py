@@ -12,8 +12,8 @@ import yaml
 
 from servopt.backends import backend_names
 from servopt.cli import main
-from servopt.formulations.checks import check_gpu_plan
-from servopt.problem_io import load_problem
+from servopt.testing.oracles import check_gpu_plan
+from servopt.formulations.registry import load_problem
 
 SMALL = {
     "problem": "min_gpus",

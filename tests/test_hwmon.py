@@ -1,4 +1,4 @@
-"""servopt.hwmon: key names against the seed monitor's schema, value semantics, NVML mapping (faked)."""
+"""servopt.measure.hwmon: key names against the seed monitor's schema, value semantics, NVML mapping (faked)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 
 psutil = pytest.importorskip("psutil", reason="hardware monitoring needs the 'profile' extra (psutil)")
 
-import servopt.hwmon as hwmon  # noqa: E402
+import servopt.measure.hwmon as hwmon  # noqa: E402
 from servopt.exceptions import BackendUnavailableError  # noqa: E402
-from servopt.hwmon import CUMULATIVE_KEYS, HardwareMonitor, hardware_name, slugify  # noqa: E402
+from servopt.measure.hwmon import CUMULATIVE_KEYS, HardwareMonitor, hardware_name, slugify  # noqa: E402
 
-#: prefixes of the keys servopt adds to the seed's (documented in servopt/hwmon.py)
+#: prefixes of the keys servopt adds to the seed's (documented in servopt/measure/hwmon.py)
 SERVOPT_EXTRAS = ("cpu/util/", "cpu/times/", "cpu/freq/", "cpu/temp/")
 
 

@@ -13,10 +13,10 @@ import yaml
 
 import servopt
 from servopt.exceptions import ValidationError
-from servopt.formulations.checks import brute_force_gpu, check_gpu_plan, exhaustive_gpu, random_gpu_pool
-from servopt.formulations.gpu_common import GPUPlan, GPUType
-from servopt.formulations.max_throughput import MaxThroughput
-from servopt.problem_io import problem_from_mapping
+from servopt.testing.oracles import brute_force_gpu, check_gpu_plan, exhaustive_gpu, random_gpu_pool
+from servopt.formulations.gpu.types import GPUPlan, GPUType
+from servopt.formulations.gpu.max_throughput import MaxThroughput
+from servopt.formulations.registry import problem_from_mapping
 from servopt.result import Status
 from _backends import backend_params, require_backend
 from _backends import solve_gpu as solve_on

@@ -15,16 +15,16 @@ from hypothesis import strategies as st
 
 import servopt
 from servopt.exceptions import CapabilityError, ValidationError
-from servopt.formulations.checks import (
+from servopt.testing.oracles import (
     brute_force_gpu,
     check_gpu_plan,
     exhaustive_gpu,
     gpu_runs,
     random_gpu_pool,
 )
-from servopt.formulations.gpu_common import GPUPlan, GPUType, max_batches_within
-from servopt.formulations.min_gpus import MinGPUs
-from servopt.problem_io import problem_from_mapping
+from servopt.formulations.gpu.types import GPUPlan, GPUType, max_batches_within
+from servopt.formulations.gpu.min_gpus import MinGPUs
+from servopt.formulations.registry import problem_from_mapping
 from servopt.result import Status
 from _backends import backend_params, require_backend
 from _backends import solve_gpu as solve_on

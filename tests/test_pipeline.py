@@ -16,17 +16,17 @@ from hypothesis import strategies as st
 
 import servopt
 from servopt.exceptions import CapabilityError, ValidationError
-from servopt.formulations.checks import check_pipeline_plan, exhaustive_pipeline, random_pipeline
-from servopt.formulations.pipeline import (
+from servopt.testing.oracles import check_pipeline_plan, exhaustive_pipeline, random_pipeline
+from servopt.formulations.pipeline.problem import (
     BatchProfile,
-    Deployment,
+    StageDeployment,
     Pipeline,
     PipelinePlan,
     Stage,
     StageVariant,
     rank_normalize,
 )
-from servopt.problem_io import load_problem, problem_from_mapping
+from servopt.formulations.registry import load_problem, problem_from_mapping
 from servopt.result import Status
 from _backends import backend_params, require_backend
 from _backends import solve_decimal as solve_on
@@ -253,7 +253,7 @@ def test_update_takes_the_previous_plan_and_shares_the_option_arrays():
     problem = two_stage()
     first = servopt.solve(problem, "highs").plan
     nxt = problem.update(workload_rps=35.0, current=first, prefer_stable=True)
-    assert nxt.current == {s.name: Deployment(s.variant, s.batch_size, s.replicas) for s in first.stages}
+    assert nxt.current == {s.name: StageDeployment(s.variant, s.batch_size, s.replicas) for s in first.stages}
     assert nxt._shared is problem._shared and nxt.prefer_stable
     assert nxt.update(workload_rps=10.0).current == nxt.current and nxt.update(current={}).current is None
     assert problem.update(accuracy="average")._shared is not problem._shared
@@ -283,7 +283,7 @@ def test_examples_are_built_from_the_reference_data(reference_data):
 
 @pytest.mark.parametrize("name", ["pipeline_video.yaml", "pipeline_video_product.yaml", "pipeline_nlp.yaml"])
 def test_ipa_examples_solve_and_agree_with_brute_force(name):
-    from servopt.formulations.baselines import run_policy
+    from servopt.policies import run_policy
 
     problem = load_problem(EXAMPLES / name)
     for lam in (5.0, 20.0, 60.0):
@@ -300,7 +300,7 @@ def test_video_example_variants_and_batches():
     assert [v.name for v in problem.stages[1].variants] == ["resnet18", "resnet34", "resnet50", "resnet101",
                                                              "resnet152"]
     assert {p.batch_size for s in problem.stages for v in s.variants for p in v.batches} == {1, 2, 8}
-    assert problem.current["detect"] == Deployment("yolov5n", 1)
+    assert problem.current["detect"] == StageDeployment("yolov5n", 1)
 
 
 # ------------------------------------------------------------------------------ every backend, brute force

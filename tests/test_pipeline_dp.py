@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 import servopt
 from servopt.exceptions import ValidationError
-from servopt.formulations.baselines import run_policy
-from servopt.formulations.checks import check_pipeline_plan, exhaustive_pipeline, random_pipeline
-from servopt.formulations.pipeline import BatchProfile, Pipeline, Stage, StageVariant
-from servopt.formulations.pipeline_dp import pareto_mask, solve_dp
+from servopt.policies import run_policy
+from servopt.testing.oracles import check_pipeline_plan, exhaustive_pipeline, random_pipeline
+from servopt.formulations.pipeline.problem import BatchProfile, Pipeline, Stage, StageVariant
+from servopt.formulations.pipeline.dp import pareto_mask, solve_dp
 from servopt.result import SolveParams, Status
 
 N_BRUTE = 400

@@ -1,4 +1,4 @@
-"""servopt.profiler, servopt.onnx_models and ``servopt profile``: tiny graphs, tiny grids, small time budgets."""
+"""servopt.measure.profiler, servopt.measure.onnx_models and ``servopt profile``: tiny graphs, tiny grids, small time budgets."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ ort = pytest.importorskip("onnxruntime", reason="the profiler tests need the 'pr
 
 from servopt.cli import main  # noqa: E402
 from servopt.exceptions import ServoptError, ValidationError  # noqa: E402
-from servopt.onnx_models import mobilenet_like, resnet_like, save_model, tiny_cnn  # noqa: E402
-from servopt.profiler import PROFILE_COLUMNS, is_oom_error, profile_model  # noqa: E402
+from servopt.measure.onnx_models import mobilenet_like, resnet_like, save_model, tiny_cnn  # noqa: E402
+from servopt.measure.profiler import PROFILE_COLUMNS, is_oom_error, profile_model  # noqa: E402
 
 FAST = dict(repeats=5, min_repeats=2, time_budget_s=0.05)
 
@@ -144,7 +144,7 @@ def test_memory_limit_ends_that_input_size_sweep(tiny, tmp_path):
 
 
 def test_allocation_failure_from_onnxruntime_is_recorded_as_oom(tiny, tmp_path, monkeypatch):
-    import servopt.profiler as profiler
+    import servopt.measure.profiler as profiler
 
     class FailingSession(ort.InferenceSession):
         def run(self, output_names, feeds, run_options=None):
@@ -164,7 +164,7 @@ def test_allocation_failure_from_onnxruntime_is_recorded_as_oom(tiny, tmp_path, 
 
 
 def test_other_onnxruntime_failures_are_errors_not_oom(tiny, tmp_path, monkeypatch):
-    import servopt.profiler as profiler
+    import servopt.measure.profiler as profiler
 
     class BrokenSession(ort.InferenceSession):
         def run(self, output_names, feeds, run_options=None):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import servopt
-from servopt.adapt import EWMA, WindowMax, replay
+from servopt.serving.adapt import EWMA, WindowMax, replay
 from servopt.exceptions import ValidationError
-from servopt.simulate import deployment_from_plan, poisson_arrivals, simulate_schedule
+from servopt.serving.simulate import deployment_from_plan, poisson_arrivals, simulate_schedule
 
 INF_WINDOW = "infadapter/twitter_window_day15_min82-103_per_second.txt"
 
@@ -89,7 +89,7 @@ def test_steady_load_replay_equals_one_simulation(vs_problem) -> None:
 
 
 def test_scale_down_delay_reduces_reconfigurations(vs_problem, reference_data: Path) -> None:
-    trace = servopt.traces.read_trace(reference_data / INF_WINDOW)
+    trace = servopt.serving.traces.read_trace(reference_data / INF_WINDOW)
     fast = replay(vs_problem, trace, interval_s=30, slo_ms=750, forecaster="last")
     slow = replay(vs_problem, trace, interval_s=30, slo_ms=750, forecaster="last", scale_down_delay_s=120)
     assert slow.stats["reconfigurations"] < fast.stats["reconfigurations"]

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import servopt
 from servopt.exceptions import ValidationError
-from servopt.simulate import (
-    Deployment,
+from servopt.serving.simulate import (
+    SimulatedDeployment,
     ServerPool,
     _lindley,
     _serve_batches,
@@ -25,7 +25,7 @@ from servopt.simulate import (
     simulate,
     simulate_schedule,
 )
-from servopt.traces import as_trace, read_trace
+from servopt.serving.traces import as_trace, read_trace
 
 INF_WINDOW = "infadapter/twitter_window_day15_min82-103_per_second.txt"
 IPA_SLICES = {  # name -> (start, end) in the full trace, damping 8 (IPA's experiment configs)
@@ -45,14 +45,14 @@ def test_md1_mean_wait_matches_theory(rho: float) -> None:
     mu = 1.0 / service
     theory = rho / (2.0 * mu * (1.0 - rho))
     pool = ServerPool("m", latency_s=service)
-    rep = simulate(Deployment.parallel([pool], slo_ms=10_000), np.full(3600, lam), seed=7, timeout_ms=None)
+    rep = simulate(SimulatedDeployment.parallel([pool], slo_ms=10_000), np.full(3600, lam), seed=7, timeout_ms=None)
     assert rep.requests > 1_000_000 and rep.dropped == 0
     measured = rep.mean_ms / 1000.0 - service
     assert measured == pytest.approx(theory, rel=0.05)
 
 
 def test_md1_utilisation_and_served_count() -> None:
-    rep = simulate(Deployment.parallel([ServerPool("m", latency_s=0.002)], slo_ms=1000), np.full(600, 200.0),
+    rep = simulate(SimulatedDeployment.parallel([ServerPool("m", latency_s=0.002)], slo_ms=1000), np.full(600, 200.0),
                    seed=3, timeout_ms=None)
     assert rep.requests == rep.served
     assert rep.requests == pytest.approx(120_000, rel=0.01)  # Poisson counts follow the rate
@@ -75,7 +75,7 @@ def test_more_replicas_wait_less() -> None:
     waits = []
     for c in (2, 4, 8):
         pool = ServerPool("m", latency_s=0.8 * c / 300.0, replicas=c)  # same utilisation 0.8
-        rep = simulate(Deployment.parallel([pool], slo_ms=1000), rates, seed=1, timeout_ms=None)
+        rep = simulate(SimulatedDeployment.parallel([pool], slo_ms=1000), rates, seed=1, timeout_ms=None)
         waits.append(rep.mean_ms - pool.latency_s * 1000.0)
     assert waits[0] > waits[1] > waits[2] > 0
 
@@ -83,7 +83,7 @@ def test_more_replicas_wait_less() -> None:
 # ------------------------------------------------------------------------------------------ dynamic batching
 def _one(pool: ServerPool, arrivals: list[float], slo_ms: float = 10_000, timeout_ms=None):
     arr = np.asarray(arrivals, dtype=float)
-    dep = Deployment.parallel([pool], slo_ms=slo_ms)
+    dep = SimulatedDeployment.parallel([pool], slo_ms=slo_ms)
     return simulate_schedule([(0.0, dep)], np.zeros(int(arr.max()) + 1), arrivals=arr, timeout_ms=timeout_ms)
 
 
@@ -156,7 +156,7 @@ def test_batching_rules_hold_on_random_arrivals(gaps, batch, replicas, delay) ->
 # ------------------------------------------------------------------------------------------ drops, routing, schedules
 def test_overload_drops_at_the_deadline_and_sheds_the_queue() -> None:
     pool = ServerPool("m", latency_s=0.01)  # capacity 100 RPS, offered 200
-    dep = Deployment.parallel([pool], slo_ms=200)
+    dep = SimulatedDeployment.parallel([pool], slo_ms=200)
     shed = simulate(dep, np.full(120, 200.0), seed=2)
     assert shed.dropped > 0.4 * shed.requests
     assert np.nanmax(shed.latency_s) <= 0.2 + 0.01 + 1e-9
@@ -172,7 +172,7 @@ def test_series_latency_adds_up_and_accuracy_combines() -> None:
     b = ServerPool("b", latency_s=0.020, accuracy=0.8)
     arr = [0.0, 1.0, 2.0]
     for mode, acc in (("average", 0.65), ("sum", 1.3), ("product", 0.4)):
-        dep = Deployment.series([a, b], slo_ms=100, accuracy=mode)
+        dep = SimulatedDeployment.series([a, b], slo_ms=100, accuracy=mode)
         rep = simulate_schedule([(0.0, dep)], np.zeros(3), arrivals=np.array(arr))
         np.testing.assert_allclose(rep.latency_s, 0.030)
         assert rep.average_accuracy == pytest.approx(acc)
@@ -181,13 +181,13 @@ def test_series_latency_adds_up_and_accuracy_combines() -> None:
 def test_routing_follows_weights() -> None:
     low = ServerPool("low", latency_s=0.001, accuracy=0.0)
     high = ServerPool("high", latency_s=0.001, accuracy=1.0)
-    rep = simulate(Deployment.parallel([low, high], [1.0, 3.0], slo_ms=100), np.full(200, 100.0), seed=4)
+    rep = simulate(SimulatedDeployment.parallel([low, high], [1.0, 3.0], slo_ms=100), np.full(200, 100.0), seed=4)
     assert rep.average_accuracy == pytest.approx(0.75, abs=0.01)
 
 
 def test_identical_segments_continue_the_same_pools() -> None:
     pool = ServerPool("m", latency_s=0.004, replicas=2, cores=3)
-    dep = Deployment.parallel([pool], slo_ms=50)
+    dep = SimulatedDeployment.parallel([pool], slo_ms=50)
     rates = np.full(100, 400.0)
     one = simulate_schedule([(0.0, dep)], rates, seed=5)
     two = simulate_schedule([(0.0, dep), (37.5, dep)], rates, seed=5)
@@ -196,8 +196,8 @@ def test_identical_segments_continue_the_same_pools() -> None:
 
 
 def test_changed_pool_starts_empty_and_cost_follows_schedule() -> None:
-    small = Deployment.parallel([ServerPool("m", latency_s=0.01, cores=1)], slo_ms=100)
-    big = Deployment.parallel([ServerPool("m", latency_s=0.01, replicas=4, cores=1)], slo_ms=100)
+    small = SimulatedDeployment.parallel([ServerPool("m", latency_s=0.01, cores=1)], slo_ms=100)
+    big = SimulatedDeployment.parallel([ServerPool("m", latency_s=0.01, replicas=4, cores=1)], slo_ms=100)
     rates = np.concatenate((np.full(60, 50.0), np.full(60, 300.0)))
     static = simulate_schedule([(0.0, small)], rates, seed=1)
     adapted = simulate_schedule([(0.0, small), (60.0, big)], rates, seed=1)
@@ -206,22 +206,22 @@ def test_changed_pool_starts_empty_and_cost_follows_schedule() -> None:
 
 
 def test_report_dict_is_the_cli_contract() -> None:
-    rep = simulate(Deployment.parallel([ServerPool("m", latency_s=0.01, cores=2, accuracy=0.7)], slo_ms=100),
+    rep = simulate(SimulatedDeployment.parallel([ServerPool("m", latency_s=0.01, cores=2, accuracy=0.7)], slo_ms=100),
                    [10, 20, 30], seed=0)
     d = rep.to_dict()
     assert list(d) == ["mean_ms", "p50_ms", "p99_ms", "slo_violation_rate", "served", "dropped",
                        "average_accuracy", "core_seconds"]
     assert d["core_seconds"] == 6.0 and d["average_accuracy"] == pytest.approx(0.7)
     json.dumps(d)
-    empty = simulate(Deployment.parallel([ServerPool("m", latency_s=0.01)], slo_ms=100), [0, 0], seed=0)
+    empty = simulate(SimulatedDeployment.parallel([ServerPool("m", latency_s=0.01)], slo_ms=100), [0, 0], seed=0)
     assert empty.to_dict()["p99_ms"] is None and empty.served == 0
 
 
 def test_servopt_simulate_is_callable_after_importing_the_module() -> None:
-    import servopt.simulate as module  # binds the module to the package attribute
+    import servopt.serving.simulate as module  # binds the module to the package attribute
 
     assert module is not None
-    rep = servopt.simulate(Deployment.parallel([ServerPool("m", latency_s=0.01)], slo_ms=100), [5, 5])
+    rep = servopt.simulate(SimulatedDeployment.parallel([ServerPool("m", latency_s=0.01)], slo_ms=100), [5, 5])
     assert rep.requests >= 0
 
 
@@ -242,13 +242,13 @@ def test_bad_pool_is_rejected(kwargs, match) -> None:
 
 
 def test_bad_schedule_and_missing_slo_are_rejected() -> None:
-    dep = Deployment.parallel([ServerPool("m", latency_s=0.01)])
+    dep = SimulatedDeployment.parallel([ServerPool("m", latency_s=0.01)])
     with pytest.raises(ValidationError, match="no latency SLO"):
         simulate(dep, [1, 2])
     with pytest.raises(ValidationError, match="begin at 0"):
         simulate_schedule([(5.0, dep)], [1, 2], slo_ms=10)
     with pytest.raises(ValidationError, match="routing weights"):
-        Deployment.parallel([ServerPool("m", latency_s=0.01)], [0.0])
+        SimulatedDeployment.parallel([ServerPool("m", latency_s=0.01)], [0.0])
 
 
 # ------------------------------------------------------------------------------------------ traces
@@ -336,7 +336,7 @@ def examples(root: Path) -> Path:
 
 
 def test_variant_selection_plan_becomes_per_core_servers(examples: Path) -> None:
-    from servopt.simulate import deployment_from_plan
+    from servopt.serving.simulate import deployment_from_plan
 
     problem = servopt.load_problem(examples / "variant_selection_infadapter_fit.yaml").update(workload_rps=200.0)
     plan = servopt.solve(problem).plan
@@ -360,7 +360,7 @@ def test_variant_selection_plan_becomes_per_core_servers(examples: Path) -> None
 
 
 def test_pipeline_plan_becomes_stages_in_series(examples: Path) -> None:
-    from servopt.simulate import deployment_from_plan
+    from servopt.serving.simulate import deployment_from_plan
 
     problem = servopt.load_problem(examples / "pipeline_video.yaml")
     plan = servopt.solve(problem).plan

@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 import servopt
 from servopt.exceptions import ValidationError
-from servopt.formulations.checks import (
+from servopt.testing.oracles import (
     check_variant_selection_plan,
     exhaustive_variant_selection,
     random_variant_selection,
 )
-from servopt.formulations.variant_dp import _Windows, grid_scale, solve_dp
-from servopt.formulations.variant_selection import Variant, VariantSelection
+from servopt.formulations.variant_selection.dp import _Windows, grid_scale, solve_dp
+from servopt.formulations.variant_selection.problem import Variant, VariantSelection
 from servopt.result import Status
 
 N_BRUTE = 300

@@ -11,13 +11,13 @@ import yaml
 
 import servopt
 from servopt.exceptions import CapabilityError, ValidationError
-from servopt.formulations.checks import (
+from servopt.testing.oracles import (
     check_variant_selection_plan,
     exhaustive_variant_selection,
     random_variant_selection,
 )
-from servopt.formulations.variant_selection import Variant, VariantSelection, VariantSelectionPlan
-from servopt.problem_io import load_problem, problem_from_mapping
+from servopt.formulations.variant_selection.problem import Variant, VariantSelection, VariantSelectionPlan
+from servopt.formulations.registry import load_problem, problem_from_mapping
 from servopt.result import Status
 from _backends import backend_params, require_backend
 from _backends import solve_decimal as solve_on
@@ -262,7 +262,7 @@ def test_at_60_rps_servopt_beats_infadapters_full_capacity_quirk(infadapter, ref
 
 
 def test_infadapter_table_agrees_with_the_bruteforce_policy(infadapter):
-    from servopt.formulations.baselines import run_policy
+    from servopt.policies import run_policy
 
     for lam in (10.0, 60.0, 130.0, 250.0, 400.0):
         p = infadapter[""].update(workload_rps=lam)

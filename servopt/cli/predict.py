@@ -25,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.performance.evaluate import PerformanceModels
-    from servopt.profiles._io import _read_raw
+    from servopt.profiles import read_raw
 
     models = PerformanceModels.load(args.models)
-    raw, where = _read_raw(Path(args.query))
+    raw, where = read_raw(Path(args.query))
     predictions = models.predict(raw, source=str(args.query), where=where)
     records = [{k: (None if math.isnan(v) else float(v)) for k, v in row.items()}
                for row in predictions.to_dict(orient="records")]

@@ -17,7 +17,7 @@ continues it. An out-of-memory point (an allocation failure, or a peak above --m
 size's batch sweep: the sweep's rows get oom_batch_size = that batch size (see docs/profiler.md)."""
 
 EPILOG = """examples:
-  python -m servopt.onnx_models resnet_like resnet_like.onnx
+  python -m servopt.measure.onnx_models resnet_like resnet_like.onnx
   servopt profile resnet_like.onnx --batch-sizes 1,2,4,8 --input-sizes 224,320 --cores 1,2 -o resnet.csv
   servopt profile resnet_like.onnx --batch-sizes 1,2,4,8,16,32,64 --input-sizes 224 --memory-limit-mb 300 -o m.csv"""
 
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from servopt.profiler import profile_model
+    from servopt.measure.profiler import profile_model
 
     result = profile_model(
         args.model,

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from servopt._atomic import atomic_write
+from servopt.atomic import atomic_write
 from servopt.cli.simulate import (
     _fmt,
     add_serving_arguments,
@@ -73,12 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from servopt.adapt import POLICIES, make_forecaster, replay
+    from servopt.serving.adapt import POLICIES, make_forecaster, replay
     from servopt.exceptions import ValidationError
-    from servopt.problem_io import load_problem
+    from servopt.serving.deployment import servable, serving_options
+    from servopt.formulations.registry import load_problem
 
     problem = load_problem(args.file)
-    if problem.kind not in ("variant_selection", "pipeline"):
+    if not servable(problem):
         raise ValidationError(f"{args.file}: servopt replay adapts variant_selection and pipeline problems, "
                               f"not {problem.kind}")
     policies = [p.strip() for p in args.policy.split(",") if p.strip()]
@@ -97,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValidationError(f"--apply-delay: expected seconds or 'load', got {args.apply_delay!r}") from None
     options: dict[str, Any] = {}
-    if problem.kind == "variant_selection":
-        options.update(headroom=args.headroom, servers=args.servers)
+    options.update(serving_options(problem, args.headroom, args.servers))
     results = []
     for policy in policies:
         results.append(replay(

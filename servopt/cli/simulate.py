@@ -59,7 +59,7 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_trace_args(args: argparse.Namespace) -> Any:
-    from servopt.traces import read_trace
+    from servopt.serving.traces import read_trace
 
     return read_trace(args.trace, start=args.trace_start, end=args.trace_end, damping=args.damping,
                       column=args.column)
@@ -119,11 +119,12 @@ def run(args: argparse.Namespace) -> int:
 
     import servopt
     from servopt.exceptions import ValidationError
-    from servopt.problem_io import load_problem
-    from servopt.simulate import deployment_from_plan, simulate
+    from servopt.formulations.registry import load_problem
+    from servopt.serving.deployment import servable, serving_options
+    from servopt.serving.simulate import deployment_from_plan, simulate
 
     problem = load_problem(args.file)
-    if problem.kind not in ("variant_selection", "pipeline"):
+    if not servable(problem):
         raise ValidationError(f"{args.file}: servopt simulate serves request streams of variant_selection and "
                               f"pipeline plans; a {problem.kind} plan is a batch job")
     slo = slo_for(problem, args.file, args.slo_ms)
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.policy is not None:
         if args.backend != "auto":
             raise ValidationError("give either --policy NAME or --backend NAME, not both")
-        from servopt.formulations.baselines import run_policy
+        from servopt.policies import run_policy
 
         solution = run_policy(problem, args.policy)
     else:
@@ -141,8 +142,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"servopt: no plan to simulate ({solution.status.value}): {solution.message}", file=sys.stderr)
         return 1
     options: dict[str, Any] = {"slo_ms": slo}
-    if problem.kind == "variant_selection":
-        options.update(headroom=args.headroom, servers=args.servers)
+    options.update(serving_options(problem, args.headroom, args.servers))
     deployment = deployment_from_plan(problem, solution.plan, **options)
     report = simulate(deployment, trace, slo_ms=slo, seed=args.seed, timeout_ms=timeout)
     if args.json:

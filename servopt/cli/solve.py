@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.exceptions import ServoptError, ValidationError
-    from servopt.problem_io import load_problem
+    from servopt.formulations.registry import load_problem
     from servopt.result import SolveParams, Status
 
     if args.out is None:
@@ -119,9 +119,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_policy(problem: Any, name: str, params: Any, error: type[Exception]) -> Any:
     try:
-        from servopt.formulations.baselines import run_policy
+        from servopt.policies import run_policy
     except ImportError as exc:
-        raise error(f"--policy needs servopt.formulations.baselines, which cannot be imported ({exc})") from None
+        raise error(f"--policy needs servopt.policies, which cannot be imported ({exc})") from None
     return run_policy(problem, name, params)
 
 

@@ -1,8 +1,14 @@
-"""Serving formulations: validated problem → neutral MILP → decoded plan.
+"""Serving formulations: validated problem → neutral MILP (or DP) → decoded, typed plan.
 
-One module per problem kind (``min_gpus``, ``max_throughput``, ``variant_selection``, ``pipeline``), each with a
-public problem class and ``from_mapping(data, source)`` used by :mod:`servopt.problem_io`. Nothing is imported
-here, so ``import servopt`` stays fast; use ``servopt.MinGPUs`` etc. or import the module you need.
+One package per problem family, each laid out the same way:
+
+- ``gpu/`` (``min_gpus``, ``max_throughput``): ``types``, ``min_gpus``, ``max_throughput``, ``milp``, ``files``;
+- ``variant_selection/``: ``types``, ``problem``, ``dp``, ``files``;
+- ``pipeline/``: ``types``, ``problem``, ``dp``, ``files``.
+
+:mod:`servopt.formulations.registry` maps the ``problem:`` key of a file to its reader (``load_problem``);
+:mod:`servopt.formulations.ties` holds what the families share (tolerances, the prefer-stable second solve).
+Nothing is imported here, so ``import servopt`` stays fast.
 """
 
 from __future__ import annotations

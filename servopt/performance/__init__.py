@@ -18,7 +18,7 @@ from servopt.performance._curves import Curve, Line, fit_curve, fit_line
 from servopt.performance.capacity import CapacityModel
 from servopt.performance.latency import LatencyModel
 from servopt.performance.memory import MaxBatchModel
-from servopt.performance.table import TableModel
+from servopt.performance.table_model import TableModel
 from servopt.performance.tables import batch_table, capacity_table
 from servopt.performance.warmup import WarmupModel
 

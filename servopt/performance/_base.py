@@ -14,6 +14,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from servopt.exceptions import ValidationError
+
 __all__ = ["ProfileRegressor", "set_monotone", "group_index", "predict_by_group"]
 
 
@@ -45,10 +47,10 @@ class ProfileRegressor(RegressorMixin, BaseEstimator):
             return None
         if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
             if not 0 <= spec < n:
-                raise ValueError(f"{role}={spec}: X has {n} features")
+                raise ValidationError(f"{role}={spec}: X has {n} features")
             return int(spec)
         if spec not in names:
-            raise ValueError(f"{role}={spec!r}: no such feature; features: {', '.join(map(str, names)) or 'unnamed'}")
+            raise ValidationError(f"{role}={spec!r}: no such feature; features: {', '.join(map(str, names)) or 'unnamed'}")
         return names.index(spec)
 
     def _feature_names(self) -> list[str]:
@@ -70,7 +72,7 @@ def _encode(X: Any, categories: dict[str, list[str]], who: str) -> Any:
     if not categories:
         return X
     if not isinstance(X, pd.DataFrame):
-        raise ValueError(f"{who} was fitted on a DataFrame with text columns ({', '.join(categories)}); pass a "
+        raise ValidationError(f"{who} was fitted on a DataFrame with text columns ({', '.join(categories)}); pass a "
                          "DataFrame with the same columns")
     X = X.copy()
     for col, values in categories.items():

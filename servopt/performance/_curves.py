@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
+from servopt.exceptions import ValidationError
+
 __all__ = ["CAPACITY_CURVES", "Curve", "fit_capacity_curve", "fit_curve", "fit_line", "Line", "MIN_FREE_POINTS",
            "Quadratic", "ROBUST_SCALE"]
 
@@ -191,7 +193,7 @@ def fit_capacity_curve(x: np.ndarray, y: np.ndarray, curve: str = "average") -> 
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if curve not in CAPACITY_CURVES:
-        raise ValueError(f"curve={curve!r}: expected one of {', '.join(CAPACITY_CURVES)}")
+        raise ValidationError(f"curve={curve!r}: expected one of {', '.join(CAPACITY_CURVES)}")
     distinct = np.unique(x).size
     if distinct < 2:
         line = fit_line(x, y, through_origin=bool(x.size and x[0] > 0))

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 
+from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import CAPACITY_CURVES, Quadratic, fit_capacity_curve
 
@@ -67,13 +68,13 @@ class CapacityModel(ProfileRegressor):
     def fit(self, X: Any, y: Any) -> CapacityModel:
         """Fit one curve per group (or ``estimator`` on everything)."""
         if self.curve not in CAPACITY_CURVES:
-            raise ValueError(f"CapacityModel: curve={self.curve!r}: expected one of {', '.join(CAPACITY_CURVES)}")
+            raise ValidationError(f"CapacityModel: curve={self.curve!r}: expected one of {', '.join(CAPACITY_CURVES)}")
         X, y = self._validate(X, y, reset=True)
         if np.any(y < 0):
-            raise ValueError(f"CapacityModel: capacities must be >= 0, got {float(y.min())!r}")
+            raise ValidationError(f"CapacityModel: capacities must be >= 0, got {float(y.min())!r}")
         self.cores_index_ = self._column(self.cores_feature, "cores", 0, "cores_feature")
         if self.cores_index_ is None:
-            raise ValueError("CapacityModel: no 'cores' feature; name it with cores_feature=")
+            raise ValidationError("CapacityModel: no 'cores' feature; name it with cores_feature=")
         self.group_index_ = [i for i in range(X.shape[1]) if i != self.cores_index_]
         self.curves_: dict[tuple[float, ...], Quadratic] = {}
         if self.estimator is None:

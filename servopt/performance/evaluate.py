@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from servopt._atomic import atomic_write
+from servopt.atomic import atomic_write
 from servopt.exceptions import ValidationError
 from servopt.performance._curves import fit_line
 from servopt.performance.features import TARGETS, Target, feature_columns, feature_frame, group_columns, target_rows

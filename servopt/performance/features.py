@@ -133,7 +133,7 @@ def feature_frame(data: pd.DataFrame, columns: list[str], text: list[str], sourc
     ValidationError
         A missing column, or a cell that is not a number; naming ``source``, the row and the column.
     """
-    from servopt.profiles._schema import _missing_mask, _numbers
+    from servopt.profiles import missing_mask, parse_numbers
 
     missing = [c for c in columns if c not in data.columns]
     if missing:
@@ -144,10 +144,10 @@ def feature_frame(data: pd.DataFrame, columns: list[str], text: list[str], sourc
     for col in columns:
         cells = data[col].reset_index(drop=True)
         if col in text:
-            blank = _missing_mask(cells)
+            blank = missing_mask(cells)
             out[col] = ["" if blank[i] else str(v).strip() for i, v in enumerate(cells)]
             continue
-        values = _numbers(cells, col, where, source, "a number")
+        values = parse_numbers(cells, col, where, source, "a number")
         if col == columns[0] or col.startswith("hw."):
             gaps = np.isnan(values)
             if gaps.any():

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, set_monotone
 from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE, Curve, fit_curve
 from servopt.performance.warmup import default_gbm
@@ -77,15 +78,15 @@ class LatencyModel(ProfileRegressor):
 
         Raises
         ------
-        ValueError
+        ValidationError
             Non-positive latencies, or the usual malformed input.
         """
         X, y = self._validate(X, y, reset=True)
         self.batch_index_ = self._column(self.batch_feature, "batch_size", 0, "batch_feature")
         if self.batch_index_ is None:
-            raise ValueError("LatencyModel: no 'batch_size' feature; name it with batch_feature=")
+            raise ValidationError("LatencyModel: no 'batch_size' feature; name it with batch_feature=")
         if np.any(y <= 0):
-            raise ValueError(f"LatencyModel: latencies must be > 0, got {float(y.min())!r}")
+            raise ValidationError(f"LatencyModel: latencies must be > 0, got {float(y.min())!r}")
         self.group_index_ = self._group_columns()
         keys, inverse = group_index(X, self.group_index_)
         batch = X[:, self.batch_index_]
@@ -104,7 +105,7 @@ class LatencyModel(ProfileRegressor):
             return [i for i, name in enumerate(names) if i != self.batch_index_ and not name.startswith("hw.")]
         columns = [self._column(g, "", None, "group_features") for g in self.group_features]
         if self.batch_index_ in columns:
-            raise ValueError("group_features must not include the batch-size feature")
+            raise ValidationError("group_features must not include the batch-size feature")
         return [c for c in columns if c is not None]
 
     def predict(self, X: Any) -> np.ndarray:

@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 from sklearn.utils.validation import check_is_fitted
 
+from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import Line, fit_line
 
@@ -66,7 +67,7 @@ class MaxBatchModel(ProfileRegressor):
         X, y = self._validate(X, y, reset=True)
         self.batch_index_ = self._column(self.batch_feature, "batch_size", 0, "batch_feature")
         if self.batch_index_ is None:
-            raise ValueError("MaxBatchModel: no 'batch_size' feature; name it with batch_feature=")
+            raise ValidationError("MaxBatchModel: no 'batch_size' feature; name it with batch_feature=")
         self.size_index_ = self._column(self.size_feature, "input_size", 1, "size_feature")
         if self.size_index_ == self.batch_index_:
             self.size_index_ = None
@@ -95,7 +96,7 @@ class MaxBatchModel(ProfileRegressor):
 
         Raises
         ------
-        ValueError
+        ValidationError
             A feature the model needs is not given.
         """
         check_is_fitted(self)
@@ -107,12 +108,12 @@ class MaxBatchModel(ProfileRegressor):
                 continue
             if i == self.size_index_:
                 if input_size is None:
-                    raise ValueError(f"max_batch: the model needs the input size (feature {name!r})")
+                    raise ValidationError(f"max_batch: the model needs the input size (feature {name!r})")
                 row[name] = input_size
             elif name in features:
                 row[name] = features[name]
             else:
-                raise ValueError(f"max_batch: give a value for feature {name!r} (needed: "
+                raise ValidationError(f"max_batch: give a value for feature {name!r} (needed: "
                                  f"{', '.join(n for j, n in enumerate(names) if j != self.batch_index_)})")
         if hasattr(self, "feature_names_in_"):
             import pandas as pd

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from servopt._atomic import atomic_write
+from servopt.atomic import atomic_write
 from servopt.performance._curves import fit_line
 from servopt.performance.evaluate import PerformanceModels, TargetReport
 from servopt.performance.features import TARGETS

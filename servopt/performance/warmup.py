@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
+from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor
 
 __all__ = ["WarmupModel", "default_gbm"]
@@ -64,7 +65,7 @@ class WarmupModel(ProfileRegressor):
         """Fit the regressor on log warm-up time and compute feature importances."""
         X, y = self._validate(X, y, reset=True)
         if np.any(y <= 0):
-            raise ValueError(f"WarmupModel: warm-up times must be > 0, got {float(y.min())!r}")
+            raise ValidationError(f"WarmupModel: warm-up times must be > 0, got {float(y.min())!r}")
         self.estimator_ = clone(self.estimator if self.estimator is not None else default_gbm())
         target = np.log(y)
         self.estimator_.fit(X, target)

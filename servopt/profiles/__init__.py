@@ -24,6 +24,7 @@ from servopt.profiles._io import (
     load_profile,
     profile_from_frame,
     read_csv_cells,
+    read_raw,
     write_profile,
 )
 from servopt.profiles._schema import (
@@ -35,6 +36,8 @@ from servopt.profiles._schema import (
     Column,
     hw_columns,
     label_columns,
+    missing_mask,
+    parse_numbers,
     point_columns,
     validate_frame,
 )
@@ -48,6 +51,9 @@ __all__ = [
     "default_mode",
     "validate_frame",
     "read_csv_cells",
+    "read_raw",
+    "parse_numbers",
+    "missing_mask",
     "read_perf_analyzer",
     "read_model_analyzer",
     "read_infadapter_capacity",

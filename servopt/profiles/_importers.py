@@ -24,7 +24,7 @@ import pandas as pd
 
 from servopt.exceptions import ValidationError
 from servopt.profiles._io import ProfileTable, read_csv_cells
-from servopt.profiles._schema import _numbers, _texts, validate_frame
+from servopt.profiles._schema import parse_numbers, parse_texts, validate_frame
 
 __all__ = ["read_perf_analyzer", "read_model_analyzer", "read_infadapter_capacity", "read_ipa_profile"]
 
@@ -107,7 +107,7 @@ def _column(rows: list[list[str]], header: Sequence[str], name: str) -> pd.Serie
 
 def _required_numbers(cells: pd.Series, col: str, where: Sequence[str], path: Path, accepted: str,
                       factor: float = 1.0) -> np.ndarray:
-    values = _numbers(cells, col, where, str(path), accepted)
+    values = parse_numbers(cells, col, where, str(path), accepted)
     if np.isnan(values).any():
         i = int(np.argmax(np.isnan(values)))
         raise ValidationError(f"{path}: {where[i]}, column {col!r}: expected {accepted}, got an empty cell")
@@ -287,10 +287,10 @@ def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: s
             raise ValidationError(f"{path}: column {name!r} is not a Model Analyzer report column servopt knows "
                                   f"(known: {', '.join(sorted(known))}, backend_parameter/*); remove it")
     cells = {name: _column(rows, header, name) for name in header}
-    models = _texts(cells["Model"], "Model", where, str(path))
+    models = parse_texts(cells["Model"], "Model", where, str(path))
     batch = _required_numbers(cells["Batch"], "Batch", where, path, "a batch size (integer >= 1)")
     load = _required_numbers(cells[load_name], load_name, where, path, "a number")
-    configs = _texts(cells["Model Config Path"], "Model Config Path", where, str(path))
+    configs = parse_texts(cells["Model Config Path"], "Model Config Path", where, str(path))
     counts, kinds = _instance_group(cells["Instance Group"], where, path)
     raw["max_batch_size"] = _required_numbers(cells["Max Batch Size"], "Max Batch Size", where, path,
                                               "an integer (the config's max_batch_size)")
@@ -301,12 +301,12 @@ def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: s
         if name in cells:
             raw[column] = _required_numbers(cells[name], name, where, path, "a number")
     if "Satisfies Constraints" in cells:
-        raw["satisfies_constraints"] = _texts(cells["Satisfies Constraints"], "Satisfies Constraints", where,
+        raw["satisfies_constraints"] = parse_texts(cells["Satisfies Constraints"], "Satisfies Constraints", where,
                                               str(path))
     for name in header:
         if name.startswith("backend_parameter/"):
             label = "backend_parameter." + re.sub(r"[^A-Za-z0-9_.\-]", "_", name.split("/", 1)[1] or "value")
-            raw[label] = _texts(cells[name], name, where, str(path))
+            raw[label] = parse_texts(cells[name], name, where, str(path))
     origin = {column: name for name, column in _MA_METRICS.items()}
     origin.update({column: name for name, (column, _) in _MA_GPU_METRICS.items()})
     origin.update(batch_size="Batch", max_batch_size="Max Batch Size", config="Model Config Path",
@@ -353,10 +353,10 @@ def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: 
     if unknown:
         raise ValidationError(f"{path}: column {unknown[0]!r} is not a metrics-model-gpu.csv column servopt knows; "
                               "remove it")
-    g_models = _texts(cells["Model"], "Model", where, str(path))
+    g_models = parse_texts(cells["Model"], "Model", where, str(path))
     g_batch = _required_numbers(cells["Batch"], "Batch", where, path, "a batch size")
     g_load = _required_numbers(cells[load_name], load_name, where, path, "a number")
-    g_configs = _texts(cells["Model Config Path"], "Model Config Path", where, str(path))
+    g_configs = parse_texts(cells["Model Config Path"], "Model Config Path", where, str(path))
     index = {(m, float(b), float(c), cfg): i for i, (m, b, c, cfg) in enumerate(zip(models, batch, load, configs))}
     sums: dict[str, dict[int, list[float]]] = {}
     for name in _MA_GPU_METRICS:
@@ -423,7 +423,7 @@ def read_infadapter_capacity(path: str | Path, sla_ms: float = 750, *, model: st
         raise ValidationError(f"{path}: no rows with SLA={wanted:g} ms; the file has SLA {have}")
     sub_where = [where[i] for i in keep]
     pick = {name: series.iloc[keep].reset_index(drop=True) for name, series in cells.items()}
-    arch = _texts(pick["ARCH"], "ARCH", sub_where, str(path))
+    arch = parse_texts(pick["ARCH"], "ARCH", sub_where, str(path))
     cores = _required_numbers(pick["CPU"], "CPU", sub_where, path, "a number of cores > 0")
     batch = _required_numbers(pick["BATCH"], "BATCH", sub_where, path, "a batch size (integer >= 1)")
     saturation = _required_numbers(pick["saturation_tp"], "saturation_tp", sub_where, path, "a number > 0")
@@ -487,7 +487,7 @@ def read_ipa_profile(path: str | Path, *, hardware: str = "cpu", model: str | No
         raise ValidationError(f"{path}: the file has a header but no rows")
     cells = {name: _column(rows, header, name) for name in header}
     n = len(rows)
-    variants = _texts(cells["model_variant"], "model_variant", where, str(path))
+    variants = parse_texts(cells["model_variant"], "model_variant", where, str(path))
     frame: dict[str, Any] = {
         "model": [model] * n if model is not None else variants, "variant": variants, "hardware": [hardware] * n,
         "cores": cells["cpu_request"], "batch_size": cells["max_batch_size"], "offered_load_rps": cells["load"],
@@ -495,7 +495,7 @@ def read_ipa_profile(path: str | Path, *, hardware: str = "cpu", model: str | No
     }
     for name, column in _IPA_SECONDS.items():
         if name in cells:
-            frame[column] = _numbers(cells[name], name, where, str(path), "a number of seconds") * 1000.0
+            frame[column] = parse_numbers(cells[name], name, where, str(path), "a number of seconds") * 1000.0
     if "latency_ms" not in frame:
         frame["latency_ms"] = frame["latency_p99_ms"]
         frame["latency_statistic"] = ["p99"] * n

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from servopt._atomic import atomic_write, default_mode
+from servopt.atomic import atomic_write, default_mode
 from servopt.exceptions import ValidationError
 from servopt.profiles._schema import check_duplicates, hw_columns, label_columns, validate_frame
 
@@ -139,7 +139,7 @@ def read_csv_cells(path: str | Path) -> tuple[list[str], list[list[str]], list[s
     return header, rows, where
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, list[str]]:
+def read_raw(path: Path) -> tuple[pd.DataFrame, list[str]]:
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         header, rows, where = read_csv_cells(path)
@@ -192,7 +192,7 @@ def load_profile(path_or_paths: str | Path | Iterable[str | Path]) -> ProfileTab
     frames: list[pd.DataFrame] = []
     wheres: list[str] = []
     for path in paths:
-        raw, where = _read_raw(path)
+        raw, where = read_raw(path)
         frames.append(validate_frame(raw, str(path), where))
         wheres.extend(f"{path}: {w}" for w in where)
     if len(frames) == 1:

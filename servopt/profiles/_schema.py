@@ -159,7 +159,7 @@ def _check_name(name: Any, source: str) -> None:
                               "and must not start with a digit")
 
 
-def _missing_mask(values: pd.Series) -> np.ndarray:
+def missing_mask(values: pd.Series) -> np.ndarray:
     def missing(v: Any) -> bool:
         if v is None:
             return True
@@ -171,13 +171,13 @@ def _missing_mask(values: pd.Series) -> np.ndarray:
     return np.fromiter((missing(v) for v in values), dtype=bool, count=len(values))
 
 
-def _numbers(values: pd.Series, col: str, where: Sequence[str], source: str, accepted: str) -> np.ndarray:
+def parse_numbers(values: pd.Series, col: str, where: Sequence[str], source: str, accepted: str) -> np.ndarray:
     """Parse a column to float64 (NaN where missing); raise on the first cell that is not a finite number.
 
     ``col`` is the column's name as the user knows it (see :func:`_label`).
     """
     out = np.full(len(values), np.nan)
-    missing = _missing_mask(values)
+    missing = missing_mask(values)
     for i, v in enumerate(values):
         if missing[i]:
             continue
@@ -199,9 +199,9 @@ def _numbers(values: pd.Series, col: str, where: Sequence[str], source: str, acc
     return out
 
 
-def _texts(values: pd.Series, col: str, where: Sequence[str], source: str) -> list[Any]:
+def parse_texts(values: pd.Series, col: str, where: Sequence[str], source: str) -> list[Any]:
     """Text cells stripped; None where missing; raise on a cell that is not text or a plain number."""
-    missing = _missing_mask(values)
+    missing = missing_mask(values)
     out: list[Any] = []
     for i, v in enumerate(values):
         if missing[i]:
@@ -313,7 +313,7 @@ def validate_frame(raw: pd.DataFrame, source: str, where: Sequence[str] | None =
         cells = raw[spec.name].reset_index(drop=True)
         label = _label(spec.name, origin)
         if spec.kind == "str":
-            texts = _texts(cells, label, where, source)
+            texts = parse_texts(cells, label, where, source)
             if spec.required:
                 for i, t in enumerate(texts):
                     if t is None:
@@ -321,7 +321,7 @@ def validate_frame(raw: pd.DataFrame, source: str, where: Sequence[str] | None =
                             f"{source}: {where[i]}, column {label}: expected {spec.accepted()}, got an empty cell")
             out[spec.name] = texts
         else:
-            values = _numbers(cells, label, where, source, spec.accepted())
+            values = parse_numbers(cells, label, where, source, spec.accepted())
             if spec.required and np.isnan(values).any():
                 i = int(np.argmax(np.isnan(values)))
                 raise ValidationError(
@@ -334,17 +334,17 @@ def validate_frame(raw: pd.DataFrame, source: str, where: Sequence[str] | None =
         cells = raw[col].reset_index(drop=True)
         label = _label(col, origin)
         if col.startswith("hw."):
-            out[col] = _numbers(cells, label, where, source, "a finite number (hardware feature)")
+            out[col] = parse_numbers(cells, label, where, source, "a finite number (hardware feature)")
             continue
-        missing_cells = _missing_mask(cells)
+        missing_cells = missing_mask(cells)
         try:
-            numeric = _numbers(cells, label, where, source, "a number")
+            numeric = parse_numbers(cells, label, where, source, "a number")
         except ValidationError:
             if col in NUMERIC_LABELS:
                 raise
-            out[col] = _texts(cells, label, where, source)  # a text label
+            out[col] = parse_texts(cells, label, where, source)  # a text label
         else:
-            out[col] = numeric if (~missing_cells).any() or col in NUMERIC_LABELS else _texts(cells, label, where,
+            out[col] = numeric if (~missing_cells).any() or col in NUMERIC_LABELS else parse_texts(cells, label, where,
                                                                                                source)
 
     frame = pd.DataFrame(out)

@@ -37,7 +37,7 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
 
     Returns
     -------
-    (Deployment, files, folders)
+    (TritonDeployment, files, folders)
         ``files`` maps relative paths to text, ``folders`` lists the version folders.
     """
     from servopt.exceptions import ValidationError

@@ -26,7 +26,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from servopt.exceptions import ValidationError
 from servopt.triton.spec import BACKENDS, TensorSpec, TritonSpec, check_model_keys, safe_name
 
-__all__ = ["ModelEntry", "RepositoryLayout", "Deployment", "build_deployment", "load_template", "default_io"]
+__all__ = ["ModelEntry", "RepositoryLayout", "TritonDeployment", "build_deployment", "load_template", "default_io"]
 
 GPU_KINDS = ("min_gpus", "max_throughput")
 KINDS = (*GPU_KINDS, "variant_selection", "pipeline")
@@ -61,7 +61,7 @@ class RepositoryLayout:
 
 
 @dataclass
-class Deployment:
+class TritonDeployment:
     """Everything a plan becomes, before it is written."""
 
     name: str
@@ -99,7 +99,7 @@ def default_io(input_size: int) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpe
 
 
 def build_deployment(problem: Any, plan: Mapping[str, Any], spec: TritonSpec, *, kind: str,
-                     triton_backend: str | None = None, template: Any = None) -> Deployment:
+                     triton_backend: str | None = None, template: Any = None) -> TritonDeployment:
     """Turn a plan (``Plan.to_dict()``) into model configs, checked by nobody yet (see ``rules``).
 
     ``template`` (path or mapping model key -> path) overrides ``triton.template`` / ``triton.models.*.template``.
@@ -272,7 +272,7 @@ def _kind(ctx: _Context, default: str) -> str:
 # plan types
 
 
-def _gpu_deployment(ctx: _Context, base: str, kind: str, plan: Mapping[str, Any]) -> Deployment:
+def _gpu_deployment(ctx: _Context, base: str, kind: str, plan: Mapping[str, Any]) -> TritonDeployment:
     check_model_keys(ctx.spec, [], "model (min_gpus/max_throughput plans have one model per batch size)")
     by_hw: dict[str, dict[int, int]] = {}
     for g in plan.get("groups") or []:
@@ -306,10 +306,10 @@ def _gpu_deployment(ctx: _Context, base: str, kind: str, plan: Mapping[str, Any]
             models.append(ModelEntry(cfg, (ctx.spec.version,), {
                 "name": name, "batch_size": batch, "gpus": gpu_ids, "hardware": hardware}))
         repos.append(RepositoryLayout(path=path, models=models, hardware=hardware, gpus=next_gpu))
-    return Deployment(name=base, kind=kind, repositories=repos)
+    return TritonDeployment(name=base, kind=kind, repositories=repos)
 
 
-def _variant_deployment(ctx: _Context, base: str, plan: Mapping[str, Any], problem: Any) -> Deployment:
+def _variant_deployment(ctx: _Context, base: str, plan: Mapping[str, Any], problem: Any) -> TritonDeployment:
     chosen = [v for v in plan.get("variants") or [] if float(v.get("cores") or 0) > 0]
     if not chosen:
         raise ValidationError("the plan gives no variant any cores: there is no model to deploy")
@@ -339,10 +339,10 @@ def _variant_deployment(ctx: _Context, base: str, plan: Mapping[str, Any], probl
     cores = sum(float(v["cores"]) for v in chosen)
     repo = RepositoryLayout(path=".", models=models, cpu_cores=cores)
     routing = {"workload_rps": total, "routes": routes}
-    return Deployment(name=base, kind="variant_selection", repositories=[repo], routing=routing)
+    return TritonDeployment(name=base, kind="variant_selection", repositories=[repo], routing=routing)
 
 
-def _pipeline_deployment(ctx: _Context, base: str, plan: Mapping[str, Any]) -> Deployment:
+def _pipeline_deployment(ctx: _Context, base: str, plan: Mapping[str, Any]) -> TritonDeployment:
     stages = list(plan.get("stages") or [])
     if not stages:
         raise ValidationError("the plan has no stage: there is no model to deploy")
@@ -379,7 +379,7 @@ def _pipeline_deployment(ctx: _Context, base: str, plan: Mapping[str, Any]) -> D
     cores = plan.get("cores")
     repo = RepositoryLayout(path=".", models=models, entry=base,
                             cpu_cores=float(cores) if cores is not None else None)
-    return Deployment(name=base, kind="pipeline", repositories=[repo])
+    return TritonDeployment(name=base, kind="pipeline", repositories=[repo])
 
 
 def _ensemble(ctx: _Context, name: str, stages: list[Any]) -> Any:

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.triton.build import Deployment, RepositoryLayout
+from servopt.triton.build import TritonDeployment, RepositoryLayout
 
 __all__ = ["kserve_manifests", "check_storage_uri", "dns_name"]
 
@@ -51,7 +51,7 @@ def _uri(storage_uri: str, repo: RepositoryLayout) -> str:
     return storage_uri if repo.path == "." else f"{storage_uri}/{repo.path}"
 
 
-def _service(name: str, deployment: Deployment, storage_uri: str, repo: RepositoryLayout, *,
+def _service(name: str, deployment: TritonDeployment, storage_uri: str, repo: RepositoryLayout, *,
              namespace: str | None, runtime_version: str, memory: str | None, gpus: int = 0,
              cpu: float | None = None, args: list[str] | None = None, labels: dict[str, str] | None = None,
              annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def _cpu(cores: float) -> str:
     return str(int(cores)) if float(cores).is_integer() else f"{int(round(cores * 1000))}m"
 
 
-def kserve_manifests(deployment: Deployment, storage_uri: str, *, namespace: str | None = None,
+def kserve_manifests(deployment: TritonDeployment, storage_uri: str, *, namespace: str | None = None,
                      runtime_version: str = "24.10-py3", memory: str | None = None) -> list[dict[str, Any]]:
     """The ``InferenceService`` objects for a deployment (see the module docstring)."""
     storage_uri = check_storage_uri(storage_uri)
@@ -116,7 +116,7 @@ def kserve_manifests(deployment: Deployment, storage_uri: str, *, namespace: str
     return docs
 
 
-def _weight(deployment: Deployment, model: str) -> float:
+def _weight(deployment: TritonDeployment, model: str) -> float:
     for route in (deployment.routing or {}).get("routes", []):
         if route["model"] == model:
             return route["weight"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.problem_io import Fields
+from servopt.fields import Fields
 
 __all__ = [
     "BACKENDS",

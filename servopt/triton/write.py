@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import text_format
 
 from servopt.exceptions import ValidationError
-from servopt.triton.build import Deployment
+from servopt.triton.build import TritonDeployment
 
 __all__ = ["config_text", "render_files", "write_tree", "check_target"]
 
@@ -26,7 +26,7 @@ def config_text(config: Any) -> str:
     return text_format.MessageToString(config, use_short_repeated_primitives=True)
 
 
-def render_files(deployment: Deployment, summary: dict[str, Any], manifests: list[dict[str, Any]] | None
+def render_files(deployment: TritonDeployment, summary: dict[str, Any], manifests: list[dict[str, Any]] | None
                  ) -> tuple[dict[str, str], list[str]]:
     """Relative path -> text of every file, and the (empty) version folders to create."""
     files: dict[str, str] = {}

@@ -1,13 +1,18 @@
-"""CPLEX LP-format writer for :class:`servopt.model.ModelArrays` (debugging aid, readable by HiGHS/SCIP/Gurobi)."""
+"""CPLEX LP-format writer for :class:`servopt.model.ModelArrays` (debugging aid, readable by HiGHS/SCIP/Gurobi).
+
+Used by :meth:`servopt.model.Model.to_lp`; it reads only the arrays, so it imports nothing from ``model``.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from servopt.model import ModelArrays, Sense
+if TYPE_CHECKING:  # the writer reads the arrays; it does not need the model module at run time
+    from servopt.model import ModelArrays
 
 _BAD = re.compile(r"[^A-Za-z0-9_.]")
 
@@ -40,7 +45,7 @@ def write_lp(a: ModelArrays) -> str:
     """Return the LP-format text of ``a``."""
     vn = _names(a.var_names, "x")
     rn = _names(a.row_names, "c")
-    lines = [f"\\ servopt model {a.name}", "Maximize" if a.sense is Sense.MAXIMIZE else "Minimize"]
+    lines = [f"\\ servopt model {a.name}", "Maximize" if a.sense == "max" else "Minimize"]
     nz = np.flatnonzero(a.c)
     obj = _terms(nz, a.c[nz], vn)
     if a.obj_constant:

@@ -194,12 +194,12 @@ def random_gpu_pool(seed: int, *, max_types: int = 3, max_count: int = 4, max_si
 
     Latencies are multiples of 0.1 ms and, for a third of the seeds, the deadline equals a busy time
     ``W + (k-1) L`` exactly, so floating-point rounding at the boundary is exercised. Returns ``(gpus, deadline_s)``
-    with ``gpus`` a list of :class:`~servopt.formulations.gpu_common.GPUType` and deadlines of up to about
+    with ``gpus`` a list of :class:`~servopt.formulations.gpu.types.GPUType` and deadlines of up to about
     ``deadline_runs`` batches.
     """
     import numpy as np
 
-    from servopt.formulations.gpu_common import GPUType
+    from servopt.formulations.gpu.types import GPUType
 
     rng = np.random.default_rng(seed)
     sizes_all = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -234,7 +234,7 @@ def random_gpu_pool(seed: int, *, max_types: int = 3, max_count: int = 4, max_si
 
 
 # ------------------------------------------------------------------------------ variant_selection / pipeline
-# Independent of servopt.formulations.variant_selection / pipeline: these re-derive every constraint and the
+# Independent of servopt.formulations.variant_selection.problem / pipeline: these re-derive every constraint and the
 # objective from the problem's inputs (fields of the problem dataclasses) and the plan's JSON form.
 
 __all__ += [
@@ -489,7 +489,7 @@ def random_variant_selection(seed: int, *, max_variants: int = 4, max_budget: in
     """
     import numpy as np
 
-    from servopt.formulations.variant_selection import Variant, VariantSelection
+    from servopt.formulations.variant_selection.problem import Variant, VariantSelection
 
     rng = np.random.default_rng(seed)
     budget = int(rng.integers(2, max_budget + 1))
@@ -523,7 +523,8 @@ def random_pipeline(seed: int, *, max_stages: int = 3, max_variants: int = 3, ma
     """
     import numpy as np
 
-    from servopt.formulations.pipeline import BatchProfile, Deployment, Pipeline, Stage, StageVariant
+    from servopt.formulations.pipeline.problem import Pipeline
+    from servopt.formulations.pipeline.types import BatchProfile, Stage, StageDeployment, StageVariant
 
     rng = np.random.default_rng(seed)
     method = accuracy or str(rng.choice(["sum", "average", "product"]))
@@ -546,7 +547,7 @@ def random_pipeline(seed: int, *, max_stages: int = 3, max_variants: int = 3, ma
         stages.append(Stage(f"s{s}", variants))
         if rng.random() < 0.7:
             v = variants[int(rng.integers(len(variants)))]
-            current[f"s{s}"] = Deployment(v.name, v.batches[int(rng.integers(len(v.batches)))].batch_size)
+            current[f"s{s}"] = StageDeployment(v.name, v.batches[int(rng.integers(len(v.batches)))].batch_size)
     fastest = sum(min(p.latency_ms for v in st.variants for p in v.batches) for st in stages)
     return Pipeline(
         workload_rps=lam, sla_ms=round(fastest * float(rng.uniform(0.9, 3.0)), 1), stages=stages,

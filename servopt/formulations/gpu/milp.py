@@ -1,6 +1,6 @@
 """The two exact linearisations behind ``min_gpus`` and ``max_throughput`` (docs/formulations.md).
 
-Both start from the options of :func:`servopt.formulations.gpu_common.gpu_options`: every (GPU type g, batch b)
+Both start from the options of :func:`servopt.formulations.gpu.types.gpu_options`: every (GPU type g, batch b)
 that fits the deadline, with k_max(g, b) batches.
 
 ``aggregated`` (default)
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.formulations.gpu_common import GPUOption, GPUPlan, plan_from_counts
+from servopt.formulations.gpu.types import GPUOption, GPUPlan, plan_from_counts
 from servopt.model import Model, Sense
 from servopt.result import Result
 

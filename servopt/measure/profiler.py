@@ -13,7 +13,7 @@ For each point of the grid, in this order: ``for cores: for input_size: for batc
    RSS just before step 1 (inputs included); the peak is the kernel's ``VmHWM`` (reset per point through
    ``/proc/self/clear_refs``) and, where that is missing, a sampling thread (every ``5 ms``). On GPU, the peak of
    NVML's device-wide used memory minus its value before step 1.
-5. **hardware features**: a :class:`servopt.hwmon.HardwareMonitor` sample is taken just before step 1 (opening
+5. **hardware features**: a :class:`servopt.measure.hwmon.HardwareMonitor` sample is taken just before step 1 (opening
    the window) and one after step 3; the latter becomes the ``hw.<key>`` columns (its utilisations and rates
    cover the point).
 
@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servopt._atomic import atomic_write
+from servopt.atomic import atomic_write
 from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
-from servopt.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
+from servopt.measure.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
 
 __all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "is_oom_error"]
 
@@ -154,7 +154,7 @@ def profile_model(
     resume : bool
         Keep the rows already in ``output`` and measure only the points it lacks.
     hardware, model_name, variant : str, optional
-        Profile metadata; defaults: :func:`servopt.hwmon.hardware_name`, the file's stem, ``model_name``.
+        Profile metadata; defaults: :func:`servopt.measure.hwmon.hardware_name`, the file's stem, ``model_name``.
     device : {"cpu", "cuda"}
         Execution provider (CUDA needs onnxruntime-gpu and an NVIDIA GPU).
     progress : bool
@@ -172,14 +172,14 @@ def profile_model(
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from servopt.onnx_models import tiny_cnn, save_model
+    >>> from servopt.measure.onnx_models import tiny_cnn, save_model
     >>> tmp = pathlib.Path(tempfile.mkdtemp())
     >>> onnx_path = save_model(tiny_cnn(), tmp / "tiny.onnx")
     >>> run = profile_model(onnx_path, [1, 2], [32], time_budget_s=0.05, output=tmp / "p.csv")
     >>> [(r["batch_size"], r["latency_ms"] <= r["latency_p99_ms"]) for r in run.rows]
     [(1, True), (2, True)]
     """
-    from servopt.hwmon import HardwareMonitor, hardware_name
+    from servopt.measure.hwmon import HardwareMonitor, hardware_name
 
     model = Path(model)
     grid_b = _positive_ints(batch_sizes, "batch_sizes")

@@ -1,7 +1,7 @@
-"""Problem files for ``variant_selection`` and ``pipeline`` (the inline forms of SPEC §5).
+"""Problem files for ``variant_selection`` (the inline form of SPEC §5, or capacities from a profile).
 
 Every error names the file and the key path (``variants[2].capacity[4]``) and says what is accepted; unknown keys
-are rejected. ``variant_selection`` may take capacities from a profile instead of inline tables::
+are rejected. Capacities may come from a profile instead of inline tables::
 
     profiles: ../data/infadapter/capacity_result_Feb_21.csv   # relative to the YAML file
     performance: {mode: fit, headroom: 0.8, sla_ms: 750}   # mode: table (profiled points) | fit (line)
@@ -16,34 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.problem_io import Fields, check_int, check_number
+from servopt.fields import Fields, check_int, check_number
+from servopt.formulations.variant_selection.problem import VariantSelection
+from servopt.formulations.variant_selection.types import Variant
 
-__all__ = ["read_variant_selection", "read_pipeline"]
-
-
-def _flag(f: Fields, key: str) -> bool:
-    value = f.raw(key, False)
-    if not isinstance(value, bool):
-        raise f.error(key, f"expected true or false, got {type(value).__name__} {value!r}")
-    return value
+__all__ = ["from_mapping"]
 
 
-def _common(f: Fields, source: Path) -> dict[str, Any]:
+def _common_keys(f: Fields, source: Path) -> dict[str, Any]:
     f.str("problem")
     return {
         "name": f.str("name", source.stem if source.name not in ("", "<problem>") else "problem"),
-        "prefer_stable": _flag(f, "prefer_stable"),
+        "prefer_stable": f.bool("prefer_stable", False),
         "triton": f.mapping("triton", None),
     }
 
 
-def read_variant_selection(data: Mapping[str, Any], source: str | Path) -> Any:
+def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
     """Validate a ``variant_selection`` mapping into a ``VariantSelection``."""
-    from servopt.formulations.variant_selection import Variant, VariantSelection
-
     source = Path(source)
     f = Fields(data, source)
-    common = _common(f, source)
+    common = _common_keys(f, source)
     lam = f.number("workload_rps", positive=True)
     budget = f.int("core_budget", minimum=1)
     weights = {k: f.number(k, d, minimum=0.0) for k, d in (("alpha", 1.0), ("beta", 0.05), ("gamma", 0.001))}
@@ -132,70 +125,3 @@ def _profile_capacity(f: Fields, source: Path) -> Any:
         return {int(k): float(r) for k, r in dict(table).items()}
 
     return lookup
-
-
-def read_pipeline(data: Mapping[str, Any], source: str | Path) -> Any:
-    """Validate a ``pipeline`` mapping into :class:`~servopt.formulations.pipeline.Pipeline`."""
-    from servopt.formulations.pipeline import (
-        ACCURACY_METHODS,
-        NORMALIZATIONS,
-        BatchProfile,
-        Deployment,
-        Pipeline,
-        Stage,
-        StageVariant,
-    )
-
-    source = Path(source)
-    f = Fields(data, source)
-    common = _common(f, source)
-    fields: dict[str, Any] = {
-        "workload_rps": f.number("workload_rps", positive=True),
-        "sla_ms": f.number("sla_ms", positive=True),
-        "alpha": f.number("alpha", 2.0, minimum=0.0),
-        "beta": f.number("beta", 1.0, minimum=0.0),
-        "delta": f.number("delta", 1e-6, minimum=0.0),
-        "accuracy": f.str("accuracy", "sum", choices=ACCURACY_METHODS),
-        "normalize": f.str("normalize", None, choices=NORMALIZATIONS),
-        "max_replicas": f.int("max_replicas", 100, minimum=1),
-    }
-    stages, current = [], {}
-    for si, entry in enumerate(f.list("stages")):
-        sf = Fields(entry, source, f"stages[{si}]")
-        stage_name = sf.str("name")
-        variants = []
-        for vi, ventry in enumerate(sf.list("variants")):
-            vf = Fields(ventry, source, f"stages[{si}].variants[{vi}]")
-            batches = []
-            for b, point in vf.mapping("batches").items():
-                where = f"batches[{b}]"
-                b = check_int(b, lambda what: vf.error(where, f"batch size: {what}"), minimum=1)
-                pf = Fields(point, source, f"{vf.prefix}.batches[{b}]")
-                lat = pf.number("latency_ms", positive=True)
-                thr = pf.number("throughput_rps", None, positive=True)
-                pf.done()
-                batches.append(BatchProfile(b, lat, thr))
-            if not batches:
-                raise vf.error("batches", "expected at least one batch size")
-            try:
-                variants.append(StageVariant(vf.str("name"), vf.number("accuracy"), vf.number("cores", positive=True),
-                                             batches))
-            except ValidationError as exc:
-                raise ValidationError(f"{source}: key '{vf.prefix}': {exc}") from None
-            vf.done()
-        cur = sf.mapping("current", None)
-        if cur is not None:
-            cf = Fields(cur, source, f"stages[{si}].current")
-            current[stage_name] = Deployment(cf.str("variant"), cf.int("batch_size", minimum=1),
-                                             cf.int("replicas", None, minimum=1))
-            cf.done()
-        sf.done()
-        try:
-            stages.append(Stage(stage_name, variants))
-        except ValidationError as exc:
-            raise ValidationError(f"{source}: key 'stages[{si}]': {exc}") from None
-    f.done()
-    try:
-        return Pipeline(stages=stages, current=current or None, **fields, **common)
-    except ValidationError as exc:
-        raise ValidationError(f"{source}: {exc}") from None

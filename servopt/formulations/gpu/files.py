@@ -1,4 +1,4 @@
-"""Problem files for ``min_gpus`` / ``max_throughput``: the shared keys and the ``gpus:`` entries.
+"""Problem files for ``min_gpus`` / ``max_throughput``: the shared keys, the ``gpus:`` entries, one reader per kind.
 
 Each GPU entry takes its performance from an inline ``batches:`` table (SPEC §5) or, without one, from the
 ``profiles:`` files through :func:`servopt.performance.batch_table`. Errors name the file and key path.
@@ -11,9 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.formulations.gpu_common import FORMULATIONS, GPUType, _is_num
+from servopt.fields import Fields, is_number
+from servopt.formulations.gpu.max_throughput import MaxThroughput
+from servopt.formulations.gpu.min_gpus import OBJECTIVES, MinGPUs
+from servopt.formulations.gpu.types import FORMULATIONS, GPUType
 
-__all__ = ["COMMON_KEYS", "GPU_KEYS", "read_common", "construct"]
+__all__ = [
+    "COMMON_KEYS", "GPU_KEYS", "min_gpus_from_mapping", "max_throughput_from_mapping", "read_common", "construct",
+]
+
 #: keys both GPU problems read (besides their own: ``images`` / ``objective`` or ``budget_per_hour``)
 COMMON_KEYS = ("problem", "name", "model", "variant", "input_size", "cores", "profiles", "performance", "triton",
                "formulation", "latency_slo_ms", "deadline_s", "gpus")
@@ -25,7 +31,7 @@ GPU_KEYS = ("hardware", "max_count", "cost_per_hour", "max_batches", "max_batch_
 def read_common(f: Any, source: Path) -> dict[str, Any]:
     """Read the keys of :data:`COMMON_KEYS` from a problem file into keyword arguments of the problem class.
 
-    ``f`` is a :class:`servopt.problem_io.Fields` over the whole document. GPU entries without ``batches:`` take
+    ``f`` is a :class:`servopt.fields.Fields` over the whole document. GPU entries without ``batches:`` take
     their table from the ``profiles:`` files (paths relative to the problem file) through
     :func:`servopt.performance.batch_table`, selected by ``model``, ``variant``, ``input_size`` and ``cores``.
     """
@@ -96,8 +102,6 @@ class _Frame:
 
 
 def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapping[str, Any], mode: str) -> GPUType:
-    from servopt.problem_io import Fields
-
     where = f"gpus[{i}]"
     g = Fields(entry, source, where)
     hardware = g.str("hardware")
@@ -142,7 +146,7 @@ def _known(row: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"latency_ms": float(row["latency_ms"])}
     for key in ("warmup_ms", "memory_mb"):
         value = row.get(key)
-        if value is not None and _is_num(value):
+        if value is not None and is_number(value):
             out[key] = float(value)
     return out
 
@@ -156,8 +160,6 @@ def _batch_key(b: Any, source: str, where: str) -> int:
 
 
 def _read_point(value: Any, source: str, where: str) -> dict[str, Any]:
-    from servopt.problem_io import Fields
-
     p = Fields(value, source, where)
     out = {"latency_ms": p.number("latency_ms", positive=True)}
     for key in ("warmup_ms", "memory_mb", "throughput_rps"):
@@ -175,3 +177,22 @@ def construct(cls: type, kwargs: dict[str, Any]) -> Any:
     except ValidationError as exc:
         text, source = str(exc), str(kwargs["source"])
         raise ValidationError(text if text.startswith(source) else f"{source}: {text}") from None
+
+
+def min_gpus_from_mapping(data: dict[str, Any], source: Path) -> MinGPUs:
+    """Validate a ``problem: min_gpus`` document (SPEC §5) into a :class:`MinGPUs`."""
+    f = Fields(data, source)
+    kwargs = read_common(f, Path(source))
+    kwargs["images"] = f.int("images", minimum=1)
+    kwargs["objective"] = f.str("objective", "gpus", choices=OBJECTIVES)
+    f.done()
+    return construct(MinGPUs, kwargs)
+
+
+def max_throughput_from_mapping(data: dict[str, Any], source: Path) -> MaxThroughput:
+    """Validate a ``problem: max_throughput`` document (SPEC §5) into a :class:`MaxThroughput`."""
+    f = Fields(data, source)
+    kwargs = read_common(f, Path(source))
+    kwargs["budget_per_hour"] = f.number("budget_per_hour", None, minimum=0.0)
+    f.done()
+    return construct(MaxThroughput, kwargs)

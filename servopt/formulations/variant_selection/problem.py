@@ -22,7 +22,7 @@ The MILP (all exact, no big-M):
 
 The model maximises K = λ·B·max load time times the objective (a positive constant: same solutions), which
 clears the divisions: decimal data give decimal coefficients, so CP-SAT takes integral instances with
-``scale=10^k`` (:func:`~servopt.formulations.adaptive_common.integral_scale`). Plans report the true objective,
+``scale=10^k`` (:func:`~servopt.formulations.ties.integral_scale`). Plans report the true objective,
 recomputed from the plan (:meth:`VariantSelection.evaluate`), with the served loads split greedily by accuracy
 (the optimal split for the chosen cores).
 """
@@ -39,123 +39,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from servopt.exceptions import SolverError, ValidationError
-from servopt.formulations.adaptive_common import RATE_RTOL, format_table, refine_stable, tie_tolerance
+from servopt.fields import as_int, as_number
+from servopt.formulations.ties import RATE_RTOL, refine_stable, tie_tolerance
+from servopt.formulations.variant_selection.types import Variant, VariantAllocation, VariantSelectionPlan
 from servopt.model import Model
 from servopt.result import Result
 
-__all__ = ["Variant", "VariantSelection", "VariantAllocation", "VariantSelectionPlan", "from_mapping"]
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One model variant.
-
-    Parameters
-    ----------
-    name : str
-    accuracy : float
-        Task accuracy a_m (any real; higher is better).
-    capacity : Mapping[int, float]
-        Cores -> RPS the variant sustains within the latency SLO on that many cores (exact profiled points).
-    load_time_s : float
-        Time to load the variant (start a pod), seconds.
-    current_cores : int
-        Cores in the running deployment (0: not loaded).
-    min_cores, max_cores : int
-        Allowed core counts are {0} ∪ [min_cores, max_cores] intersected with the capacity table
-        (max_cores defaults to the core budget).
-    """
-
-    name: str
-    accuracy: float
-    capacity: Mapping[int, float]
-    load_time_s: float = 0.0
-    current_cores: int = 0
-    min_cores: int = 1
-    max_cores: int | None = None
-
-    def __post_init__(self) -> None:
-        where = f"variant {self.name!r}"
-        if not isinstance(self.name, str) or not self.name:
-            raise ValidationError(f"variant name {self.name!r}: give a non-empty string")
-        _finite(self.accuracy, f"{where}: accuracy")
-        _finite(self.load_time_s, f"{where}: load_time_s", minimum=0.0)
-        _whole(self.current_cores, f"{where}: current_cores", minimum=0)
-        _whole(self.min_cores, f"{where}: min_cores", minimum=1)
-        if self.max_cores is not None:
-            _whole(self.max_cores, f"{where}: max_cores", minimum=self.min_cores)
-        if not isinstance(self.capacity, Mapping) or not self.capacity:
-            raise ValidationError(f"{where}: capacity must be a non-empty mapping cores -> RPS")
-        table: dict[int, float] = {}
-        for cores, rps in self.capacity.items():
-            _whole(cores, f"{where}: capacity core count", minimum=1)
-            table[int(cores)] = _finite(rps, f"{where}: capacity[{cores}]", minimum=0.0)
-        object.__setattr__(self, "capacity", MappingProxyType(dict(sorted(table.items()))))
-        object.__setattr__(self, "accuracy", float(self.accuracy))
-        object.__setattr__(self, "load_time_s", float(self.load_time_s))
-
-    def allowed_cores(self, budget: int) -> list[int]:
-        """Profiled core counts within [min_cores, max_cores] and the budget."""
-        top = min(budget, self.max_cores if self.max_cores is not None else budget)
-        return [k for k in self.capacity if self.min_cores <= k <= top]
-
-
-@dataclass(frozen=True)
-class VariantAllocation:
-    """One loaded variant of a plan."""
-
-    name: str
-    cores: int
-    rps: float
-    capacity_rps: float
-    accuracy: float
-    previous_cores: int
-
-
-@dataclass(frozen=True)
-class VariantSelectionPlan:
-    """Cores and served load per variant; ``objective`` is §4.3's score recomputed from the plan."""
-
-    objective: float
-    average_accuracy: float
-    cores: int
-    loading_cost_s: float
-    variants: tuple[VariantAllocation, ...]
-    workload_rps: float
-    core_budget: int
-    changes: int
-    unloaded: tuple[str, ...] = ()
-
-    @property
-    def deployment(self) -> dict[str, int]:
-        """Variant name -> cores, loaded variants only (what ``update(current=...)`` accepts)."""
-        return {v.name: v.cores for v in self.variants}
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``plan`` object of ``servopt solve --json`` (SPEC §5)."""
-        return {
-            "average_accuracy": self.average_accuracy,
-            "cores": self.cores,
-            "loading_cost_s": self.loading_cost_s,
-            "variants": [{"name": v.name, "cores": v.cores, "rps": v.rps} for v in self.variants],
-        }
-
-    def to_table(self) -> str:
-        """The plan for people."""
-        rows = []
-        for v in self.variants:
-            change = "kept" if v.cores == v.previous_cores else f"was {v.previous_cores}"
-            rows.append((v.name, v.cores, round(v.rps, 3), round(v.capacity_rps, 3), v.accuracy, change))
-        text = format_table(("variant", "cores", "rps", "capacity_rps", "accuracy", "change"), rows)
-        lines = [text]
-        if self.unloaded:
-            lines.append(f"unloaded: {', '.join(self.unloaded)}")
-        lines.append(
-            f"workload {self.workload_rps:g} RPS; average accuracy {self.average_accuracy:.6g}; cores "
-            f"{self.cores}/{self.core_budget}; loading cost {self.loading_cost_s:g} s; changes {self.changes}; "
-            f"objective {self.objective:.6g}"
-        )
-        return "\n".join(lines)
+__all__ = ["VariantSelection", "Variant", "VariantAllocation", "VariantSelectionPlan"]
 
 
 @dataclass(frozen=True)
@@ -173,7 +63,7 @@ class VariantSelection:
         Weights of accuracy, cores and loading cost (InfAdapter's code: 1, 0.05, 0.001).
     prefer_stable : bool
         Among optimal plans, return one that changes the fewest variants' cores from the current deployment
-        (exact second solve; see :mod:`servopt.formulations.adaptive_common`).
+        (exact second solve; see :mod:`servopt.formulations.ties`).
     name : str
     triton : Mapping, optional
         Triton settings, stored untouched for the repository writer.
@@ -186,7 +76,7 @@ class VariantSelection:
     """
 
     kind: ClassVar[str] = "variant_selection"
-    #: exact special-purpose algorithm (servopt.formulations.variant_dp); see ``default_backend``
+    #: exact special-purpose algorithm (servopt.formulations.variant_selection.dp); see ``default_backend``
     algorithms: ClassVar[tuple[str, ...]] = ("dp",)
 
     workload_rps: float
@@ -201,10 +91,10 @@ class VariantSelection:
     _shared: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _finite(self.workload_rps, "workload_rps", positive=True)
-        _whole(self.core_budget, "core_budget", minimum=1)
+        as_number(self.workload_rps, "workload_rps", positive=True)
+        as_int(self.core_budget, "core_budget", minimum=1)
         for key in ("alpha", "beta", "gamma"):
-            object.__setattr__(self, key, _finite(getattr(self, key), key, minimum=0.0))
+            object.__setattr__(self, key, as_number(getattr(self, key), key, minimum=0.0))
         variants = tuple(self.variants)
         if not variants or not all(isinstance(v, Variant) for v in variants):
             raise ValidationError("variants: give a non-empty list of Variant objects")
@@ -477,13 +367,13 @@ class VariantSelection:
 
         Evidence: benchmarks/results/variants.csv.
         """
-        from servopt.formulations.variant_dp import grid_scale
+        from servopt.formulations.variant_selection.dp import grid_scale
 
         return "dp" if not self.prefer_stable and grid_scale(self)[0] is not None else "auto"
 
     def solve_with(self, name: str, params: Any) -> tuple[Any, VariantSelectionPlan | None, str]:
         """Solve with the exact algorithm ``name`` (``dp``: dynamic programming, same optimum as the MILP)."""
-        from servopt.formulations.variant_dp import solve_dp
+        from servopt.formulations.variant_selection.dp import solve_dp
 
         if name != "dp":
             raise ValidationError(f"variant_selection: unknown algorithm {name!r}; choose one of "
@@ -513,35 +403,3 @@ class VariantSelection:
             )
         return (f"no plan found although {top:g} RPS is servable ({where}); the solver's answer is inconsistent "
                 "with the model")
-
-
-# ----------------------------------------------------------------------- validation
-def _finite(value: Any, what: str, *, minimum: float | None = None, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValidationError(f"{what}: expected a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValidationError(f"{what}: expected a finite number, got {value}")
-    if positive and value <= 0:
-        raise ValidationError(f"{what}: expected a number > 0, got {value:g}")
-    if minimum is not None and value < minimum:
-        raise ValidationError(f"{what}: expected a number >= {minimum:g}, got {value:g}")
-    return value
-
-
-def _whole(value: Any, what: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or (
-        float(value) != math.floor(float(value))
-    ):
-        raise ValidationError(f"{what}: expected a whole number, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValidationError(f"{what}: expected a whole number >= {minimum}, got {value}")
-    return int(value)
-
-
-# ------------------------------------------------------------------------ problem file
-def from_mapping(data: Mapping[str, Any], source: str | Path = "<problem>") -> VariantSelection:
-    """A :class:`VariantSelection` from the inline form of SPEC §5 (or profile-backed capacity)."""
-    from servopt.formulations.adaptive_io import read_variant_selection
-
-    return read_variant_selection(data, source)

@@ -27,7 +27,7 @@ the rank of a stage's worst variant is 0 and would zero the whole product.
 Scaling. The latency row is multiplied by λ (its queue terms become 1000 (b − 1)) and the objective by
 K = lcm of the stages' rank denominators (x the number of stages for ``average``; K = 1 when that lcm exceeds
 10^6): both positive constants, so the solutions are the same, and decimal data give decimal coefficients, which
-CP-SAT takes with ``scale=10^k`` (:func:`~servopt.formulations.adaptive_common.integral_scale`). The model's
+CP-SAT takes with ``scale=10^k`` (:func:`~servopt.formulations.ties.integral_scale`). The model's
 objective value is therefore K times the plan's; plans always carry the true objective, recomputed from the plan
 (:meth:`Pipeline.evaluate`). CP-SAT cannot take ``product`` over two or more stages (continuous z).
 """
@@ -44,12 +44,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from servopt.exceptions import SolverError, ValidationError
-from servopt.formulations.adaptive_common import RATE_RTOL, refine_stable, tie_tolerance
-from servopt.formulations.pipeline_types import (
+from servopt.formulations.ties import RATE_RTOL, refine_stable, tie_tolerance
+from servopt.formulations.pipeline.types import (
     ACCURACY_METHODS,
     NORMALIZATIONS,
     BatchProfile,
-    Deployment,
+    StageDeployment,
     PipelineOptions,
     PipelinePlan,
     Stage,
@@ -67,14 +67,13 @@ __all__ = [
     "BatchProfile",
     "StageVariant",
     "Stage",
-    "Deployment",
+    "StageDeployment",
     "Pipeline",
     "PipelineOptions",
     "StagePlan",
     "PipelinePlan",
     "rank_normalize",
     "latency_limit",
-    "from_mapping",
 ]
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ class Pipeline:
         Replica cap per stage (IPA's ``scaling_cap``).
     prefer_stable : bool
         Among optimal plans, one with the fewest variant and batch-size changes from ``current``.
-    current : Mapping[str, Deployment], optional
+    current : Mapping[str, StageDeployment], optional
         The running deployment per stage.
     name : str
     triton : Mapping, optional
@@ -104,7 +103,7 @@ class Pipeline:
     """
 
     kind: ClassVar[str] = "pipeline"
-    #: exact special-purpose algorithms (servopt.formulations.pipeline_dp); "dp" is the default backend
+    #: exact special-purpose algorithms (servopt.formulations.pipeline.dp); "dp" is the default backend
     #: (benchmarks/results/pipeline.csv); any MILP backend name still solves the MILP below
     algorithms: ClassVar[tuple[str, ...]] = ("dp",)
     default_backend: ClassVar[str] = "dp"
@@ -119,7 +118,7 @@ class Pipeline:
     normalize: str | None = None
     max_replicas: int = 100
     prefer_stable: bool = False
-    current: Mapping[str, Deployment] | None = None
+    current: Mapping[str, StageDeployment] | None = None
     name: str = "pipeline"
     triton: Mapping[str, Any] | None = None
     _shared: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -167,21 +166,21 @@ class Pipeline:
         object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "current", self._check_current(self.current))
 
-    def _check_current(self, current: Any) -> Mapping[str, Deployment] | None:
+    def _check_current(self, current: Any) -> Mapping[str, StageDeployment] | None:
         if current is None or (isinstance(current, Mapping) and not current):
             return None
         if isinstance(current, PipelinePlan):
             current = current.deployment
-        out: dict[str, Deployment] = {}
+        out: dict[str, StageDeployment] = {}
         stages = {s.name: s for s in self.stages}
         for stage, dep in dict(current).items():
             if stage not in stages:
                 raise ValidationError(f"current deployment: unknown stage {stage!r}; stages: {', '.join(stages)}")
-            dep = Deployment(*dep) if not isinstance(dep, Deployment) else dep
+            dep = StageDeployment(*dep) if not isinstance(dep, StageDeployment) else dep
             if dep.variant not in {v.name for v in stages[stage].variants}:
                 raise ValidationError(f"current deployment: stage {stage!r} has no variant {dep.variant!r}")
             replicas = None if dep.replicas is None else int(dep.replicas)
-            out[stage] = Deployment(dep.variant, int(dep.batch_size), replicas)
+            out[stage] = StageDeployment(dep.variant, int(dep.batch_size), replicas)
         return MappingProxyType(out)
 
     # ----------------------------------------------------------------- re-planning
@@ -204,7 +203,7 @@ class Pipeline:
         >>> p.evaluate([("n", 8)]).stages[0].replicas, p.evaluate([("n", 1)]).stages[0].replicas
         (1, 2)
         >>> p.update(workload_rps=40, current={"detect": ("n", 8)}).current["detect"]
-        Deployment(variant='n', batch_size=8, replicas=None)
+        StageDeployment(variant='n', batch_size=8, replicas=None)
         """
         if workload_rps is not None:
             changes["workload_rps"] = workload_rps
@@ -486,7 +485,7 @@ class Pipeline:
 
     def solve_with(self, name: str, params: Any) -> tuple[Any, PipelinePlan | None, str]:
         """Solve with the exact algorithm ``name`` (``dp``: Pareto dynamic programming, same optimum as the MILP)."""
-        from servopt.formulations.pipeline_dp import solve_dp
+        from servopt.formulations.pipeline.dp import solve_dp
 
         if name != "dp":
             raise ValidationError(f"pipeline: unknown algorithm {name!r}; choose one of {', '.join(self.algorithms)}")
@@ -523,10 +522,3 @@ class Pipeline:
                     f"{self.sla_ms:g}; raise the SLA, lower the workload or add faster variants")
         return (f"no plan found although the fastest choices meet the SLA ({total:.6g} ms); the solver answer is "
                 "inconsistent")
-
-
-def from_mapping(data: Mapping[str, Any], source: str | Path = "<problem>") -> Pipeline:
-    """A :class:`Pipeline` from the inline form of SPEC §5."""
-    from servopt.formulations.adaptive_io import read_pipeline
-
-    return read_pipeline(data, source)

@@ -1,6 +1,6 @@
 """What serves the requests in a simulation: server pools, deployments, and the deployment that runs a plan.
 
-A :class:`Deployment` is a series of stages; each stage is one or more :class:`ServerPool` s in parallel with
+A :class:`SimulatedDeployment` is a series of stages; each stage is one or more :class:`ServerPool` s in parallel with
 routing weights. A pool is ``replicas`` identical servers behind one FIFO queue with Triton-style dynamic batching
 (the queueing itself is in :mod:`servopt.simulate`). :func:`deployment_from_plan` turns a ``variant_selection`` or
 ``pipeline`` plan into the deployment that runs it (the service models are documented there and in
@@ -9,12 +9,13 @@ routing weights. A pool is ``replicas`` identical servers behind one FIFO queue 
 >>> pool = ServerPool("m", latency_s={1: 0.010, 8: 0.024}, replicas=2, batch_size=8)
 >>> round(pool.capacity_rps, 1)
 666.7
->>> Deployment.series([pool, ServerPool("n", latency_s=0.005)], slo_ms=100).summary()
+>>> SimulatedDeployment.series([pool, ServerPool("n", latency_s=0.005)], slo_ms=100).summary()
 'm x2 b8 -> n x1 b1'
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,8 +24,14 @@ from typing import Any
 import numpy as np
 
 from servopt.exceptions import ValidationError
+from servopt.formulations.pipeline.problem import Pipeline
+from servopt.formulations.pipeline.types import PipelinePlan, rank_normalize
+from servopt.formulations.variant_selection.problem import VariantSelection
+from servopt.formulations.variant_selection.types import VariantSelectionPlan
 
-__all__ = ["Deployment", "LatencySpec", "ServerPool", "deployment_from_plan"]
+__all__ = [
+    "SimulatedDeployment", "LatencySpec", "ServerPool", "deployment_from_plan", "servable", "serving_options",
+]
 
 LatencySpec = float | Mapping[int, float] | Callable[[np.ndarray], Any]
 
@@ -115,7 +122,7 @@ class ServerPool:
 
 
 @dataclass(frozen=True)
-class Deployment:
+class SimulatedDeployment:
     """Stages in series; each stage is pools in parallel with routing weights (shares of the requests).
 
     ``accuracy`` says how the accuracies of the pools a request passes through combine into its accuracy:
@@ -150,14 +157,14 @@ class Deployment:
 
     @classmethod
     def parallel(cls, pools: Sequence[ServerPool], weights: Sequence[float] | None = None, *,
-                 slo_ms: float | None = None, label: str = "") -> Deployment:
+                 slo_ms: float | None = None, label: str = "") -> SimulatedDeployment:
         """One stage of pools side by side (weights default to equal shares)."""
         w = tuple(float(x) for x in (weights if weights is not None else [1.0] * len(pools)))
         return cls((tuple(pools),), (w,), slo_ms=slo_ms, label=label)
 
     @classmethod
     def series(cls, pools: Sequence[ServerPool], *, slo_ms: float | None = None, accuracy: str = "average",
-               label: str = "") -> Deployment:
+               label: str = "") -> SimulatedDeployment:
         """A chain: every request passes through every pool in order."""
         return cls(tuple((p,) for p in pools), tuple((1.0,) for _ in pools), slo_ms=slo_ms, accuracy=accuracy,
                    label=label)
@@ -176,8 +183,8 @@ class Deployment:
 
 
 def deployment_from_plan(problem: Any, plan: Any, *, slo_ms: float | None = None, headroom: float = 0.8,
-                         servers: str = "per_core") -> Deployment:
-    """The :class:`Deployment` that runs a plan of a ``variant_selection`` or ``pipeline`` problem.
+                         servers: str = "per_core") -> SimulatedDeployment:
+    """The :class:`SimulatedDeployment` that runs a plan of a ``variant_selection`` or ``pipeline`` problem.
 
     ``variant_selection`` (InfAdapter: one TF Serving pod per variant, batch 1, ``n`` cores): the problem knows
     only the capacity th(n), the RPS the variant sustains *within its latency SLO*, which InfAdapter sets to 0.8 of
@@ -193,26 +200,71 @@ def deployment_from_plan(problem: Any, plan: Any, *, slo_ms: float | None = None
     ``product``, rank-normalised when the problem says so), so it matches the plan's ``accuracy``; the SLO is
     ``sla_ms``.
     """
+    return _deployment_of(plan, problem, slo_ms=slo_ms, headroom=headroom, servers=servers)
+
+
+@functools.singledispatch
+def _deployment_of(plan: Any, problem: Any, *, slo_ms: float | None, headroom: float,
+                   servers: str) -> SimulatedDeployment:
     kind = getattr(problem, "kind", None)
-    d = plan.to_dict() if hasattr(plan, "to_dict") else dict(plan)
-    if kind == "variant_selection":
-        return _variant_selection_deployment(problem, d, slo_ms, headroom, servers)
-    if kind == "pipeline":
-        return _pipeline_deployment(problem, d, slo_ms)
-    raise ValidationError(f"cannot simulate a {kind!r} plan: the simulator serves request streams of "
-                          "variant_selection and pipeline plans (min_gpus/max_throughput plans are batch jobs)")
+    raise ValidationError(f"cannot simulate a {kind or type(plan).__name__!r} plan: the simulator serves request "
+                          "streams of variant_selection and pipeline plans (min_gpus/max_throughput plans are "
+                          "batch jobs)")
 
 
-def _variant_selection_deployment(problem: Any, plan: dict[str, Any], slo_ms: float | None, headroom: float,
-                                  servers: str) -> Deployment:
+@functools.singledispatch
+def servable(problem: Any) -> bool:
+    """Whether the simulator can serve plans of ``problem`` (request streams, not batch jobs).
+
+    >>> servable(object())
+    False
+    """
+    return False
+
+
+@functools.singledispatch
+def serving_options(problem: Any, headroom: float, servers: str) -> dict[str, Any]:
+    """The keywords of :func:`deployment_from_plan` that apply to plans of ``problem`` (none by default)."""
+    return {}
+
+
+@servable.register
+def _(problem: VariantSelection) -> bool:
+    return True
+
+
+@servable.register
+def _(problem: Pipeline) -> bool:
+    return True
+
+
+@serving_options.register
+def _(problem: VariantSelection, headroom: float, servers: str) -> dict[str, Any]:
+    return {"headroom": headroom, "servers": servers}
+
+
+@_deployment_of.register
+def _(plan: VariantSelectionPlan, problem: Any, *, slo_ms: float | None, headroom: float,
+      servers: str) -> SimulatedDeployment:
+    return _variant_selection_deployment(problem, plan, slo_ms, headroom, servers)
+
+
+@_deployment_of.register
+def _(plan: PipelinePlan, problem: Any, *, slo_ms: float | None, headroom: float,
+      servers: str) -> SimulatedDeployment:
+    return _pipeline_deployment(problem, plan, slo_ms)
+
+
+def _variant_selection_deployment(problem: Any, plan: VariantSelectionPlan, slo_ms: float | None, headroom: float,
+                                  servers: str) -> SimulatedDeployment:
     if not (math.isfinite(headroom) and 0 < headroom <= 1):
         raise ValidationError(f"headroom must be in (0, 1] (InfAdapter serves 0.8 of capacity), got {headroom!r}")
     if servers not in ("per_core", "single"):
         raise ValidationError(f"servers must be per_core or single, got {servers!r}")
     variants = {v.name: v for v in problem.variants}
     pools, weights = [], []
-    for alloc in plan["variants"]:
-        name, cores = alloc["name"], int(alloc["cores"])
+    for alloc in plan.variants:
+        name, cores = alloc.name, int(alloc.cores)
         if cores <= 0:
             continue
         if name not in variants:
@@ -227,36 +279,34 @@ def _variant_selection_deployment(problem: Any, plan: dict[str, Any], slo_ms: fl
         c = cores if servers == "per_core" else 1
         pools.append(ServerPool(name, latency_s=c * headroom / th, replicas=c, cores=cores / c,
                                 accuracy=float(v.accuracy)))
-        weights.append(max(float(alloc["rps"]), 0.0))
+        weights.append(max(float(alloc.rps), 0.0))
     if not pools:
         raise ValidationError("the plan loads no variant")
     if sum(weights) <= 0:
         weights = [1.0] * len(pools)
-    return Deployment.parallel(pools, weights, slo_ms=slo_ms, label="variant_selection")
+    return SimulatedDeployment.parallel(pools, weights, slo_ms=slo_ms, label="variant_selection")
 
 
-def _pipeline_deployment(problem: Any, plan: dict[str, Any], slo_ms: float | None) -> Deployment:
-    from servopt.formulations.pipeline import rank_normalize
-
+def _pipeline_deployment(problem: Any, plan: PipelinePlan, slo_ms: float | None) -> SimulatedDeployment:
     stages = {s.name: s for s in problem.stages}
     pools = []
-    for sp in plan["stages"]:
-        stage = stages.get(sp["name"])
+    for sp in plan.stages:
+        stage = stages.get(sp.name)
         if stage is None:
-            raise ValidationError(f"the plan names stage {sp['name']!r}, which the problem does not have")
+            raise ValidationError(f"the plan names stage {sp.name!r}, which the problem does not have")
         names = [v.name for v in stage.variants]
-        if sp["variant"] not in names:
-            raise ValidationError(f"stage {stage.name!r} has no variant {sp['variant']!r}")
+        if sp.variant not in names:
+            raise ValidationError(f"stage {stage.name!r} has no variant {sp.variant!r}")
         accs = [v.accuracy for v in stage.variants]
         if problem.normalize == "rank":
             accs = rank_normalize(accs)
-        i = names.index(sp["variant"])
+        i = names.index(sp.variant)
         v = stage.variants[i]
         table = {p.batch_size: p.latency_ms / 1000.0 for p in v.batches}
         pools.append(ServerPool(
-            f"{stage.name}:{v.name}", latency_s=table, replicas=int(sp["replicas"]), batch_size=int(sp["batch_size"]),
-            max_queue_delay_s=max(0.0, float(sp.get("queue_ms", 0.0))) / 1000.0, cores=float(v.cores),
+            f"{stage.name}:{v.name}", latency_s=table, replicas=int(sp.replicas), batch_size=int(sp.batch_size),
+            max_queue_delay_s=max(0.0, float(sp.queue_ms)) / 1000.0, cores=float(v.cores),
             accuracy=float(accs[i]),
         ))
-    return Deployment.series(pools, slo_ms=slo_ms if slo_ms is not None else float(problem.sla_ms),
+    return SimulatedDeployment.series(pools, slo_ms=slo_ms if slo_ms is not None else float(problem.sla_ms),
                              accuracy=problem.accuracy, label="pipeline")

@@ -3,7 +3,7 @@
 An :class:`Adapter` holds the current plan of a ``variant_selection`` or ``pipeline`` problem. Every few seconds
 the scheduler calls :meth:`Adapter.step` with the observed per-second load (or :meth:`Adapter.decide` with its
 own forecast); the adapter re-solves the problem for the forecast with the chosen policy (servopt's exact solver
-or a baseline of :mod:`servopt.formulations.baselines`) and returns a :class:`Decision` with the next plan,
+or a baseline of :mod:`servopt.policies`) and returns a :class:`Decision` with the next plan,
 whether the deployment changed, why, and how long the decision took.
 
 Stabilisation, as InfAdapter does it (``docs/replay.md``):
@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -34,6 +35,9 @@ from typing import Any
 import numpy as np
 
 from servopt.exceptions import ValidationError
+from servopt.formulations.pipeline.types import PipelinePlan
+from servopt.formulations.variant_selection.types import VariantSelectionPlan
+from servopt.serving.deployment import servable
 
 __all__ = [
     "Adapter",
@@ -49,7 +53,7 @@ __all__ = [
     "replay",
 ]
 
-#: policy names an Adapter accepts: servopt's solver, the baselines of servopt.formulations.baselines, static
+#: policy names an Adapter accepts: servopt's solver, the baselines of servopt.policies, static
 POLICIES = ("servopt", "ms+", "greedy", "fa2", "rim", "bruteforce", "static")
 
 _KINDS = ("variant_selection", "pipeline")
@@ -234,8 +238,8 @@ class Adapter:
     _forecast_fn: Callable[[np.ndarray], float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        kind = getattr(self.problem, "kind", None)
-        if kind not in _KINDS:
+        if not servable(self.problem):
+            kind = getattr(self.problem, "kind", None)
             raise ValidationError(f"an Adapter re-plans {' or '.join(_KINDS)} problems, got {kind!r}")
         if self.policy not in POLICIES:
             raise ValidationError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}")
@@ -280,8 +284,7 @@ class Adapter:
         if plan is None:  # nothing servable at all: keep what runs
             return self._record(now, f, cur if cur is not None else math.nan, self.current, False, "replan",
                                 status, t0, solves, message)
-        changed = self.current is None or _config(self.problem.kind, plan) != _config(self.problem.kind,
-                                                                                       self.current)
+        changed = self.current is None or _config(plan) != _config(self.current)
         action = "initial" if self.current is None else "replan"
         self.current, self.current_rps, self._down_since = plan, planned, None
         return self._record(now, f, planned, plan, changed, action, status, t0, solves, message)
@@ -326,7 +329,7 @@ class Adapter:
 
             sol = solve(problem, self.backend)
         else:
-            from servopt.formulations.baselines import run_policy
+            from servopt.policies import run_policy
 
             sol = run_policy(problem, self.policy, options=self.policy_options)
         return sol.status.value, sol.plan, sol.message
@@ -365,12 +368,20 @@ class Adapter:
         return st, p, load, solves, f"{message} (planned for {load:.1f} RPS, the largest servable load)"
 
 
-def _config(kind: str, plan: Any) -> Any:
+@functools.singledispatch
+def _config(plan: Any) -> Any:
     """What must be deployed for a plan (loads and routing shares excluded): equal configs need no change."""
-    d = plan.to_dict() if hasattr(plan, "to_dict") else dict(plan)
-    if kind == "variant_selection":
-        return tuple(sorted((v["name"], float(v["cores"])) for v in d["variants"] if float(v["cores"]) > 0))
-    return tuple((s["name"], s["variant"], int(s["batch_size"]), int(s["replicas"])) for s in d["stages"])
+    raise ValidationError(f"an Adapter re-plans {' or '.join(_KINDS)} plans, got {type(plan).__name__}")
+
+
+@_config.register
+def _(plan: VariantSelectionPlan) -> Any:
+    return tuple(sorted((v.name, float(v.cores)) for v in plan.variants if float(v.cores) > 0))
+
+
+@_config.register
+def _(plan: PipelinePlan) -> Any:
+    return tuple((s.name, s.variant, int(s.batch_size), int(s.replicas)) for s in plan.stages)
 
 
 # ---------------------------------------------------------------------------------------------------- replay
@@ -449,8 +460,8 @@ def replay(
     deployment serving until then (make-before-break). See :func:`servopt.simulate.simulate_schedule`.
     ``policy_options`` go to the baseline policy; ``label`` names the result (default: the policy).
     """
-    from servopt.simulate import deployment_from_plan, poisson_arrivals, simulate_schedule
-    from servopt.traces import as_trace
+    from servopt.serving.simulate import deployment_from_plan, poisson_arrivals, simulate_schedule
+    from servopt.serving.traces import as_trace
 
     tr = as_trace(trace)
     if not (math.isfinite(interval_s) and interval_s > 0):
@@ -459,7 +470,7 @@ def replay(
         raise ValidationError(f"apply_delay must be seconds >= 0 or 'load', got {apply_delay!r}")
     if not isinstance(apply_delay, str) and not (math.isfinite(apply_delay) and apply_delay >= 0):
         raise ValidationError(f"apply_delay must be seconds >= 0 or 'load', got {apply_delay!r}")
-    if problem.kind == "variant_selection":
+    if getattr(problem, "sla_ms", None) is None:  # no SLO of its own (variant_selection): the deployment takes ours
         plan_options = dict(plan_options, slo_ms=slo_ms)
     arrivals = poisson_arrivals(tr.rps, np.random.default_rng(seed))
     duration = tr.duration_s

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from servopt.exceptions import ValidationError
-from servopt.formulations.gpu_common import GPUPlan, GPUProblemBase, fmt_count
-from servopt.formulations.gpu_io import construct, read_common
+from servopt.formulations.gpu.types import GPUPlan, GPUProblemBase, fmt_count
 from servopt.model import Model
 from servopt.result import Result
 
-__all__ = ["MinGPUs", "from_mapping", "OBJECTIVES"]
+__all__ = ["MinGPUs", "OBJECTIVES"]
 
 #: what ``objective`` may minimise
 OBJECTIVES = ("gpus", "cost")
@@ -74,7 +73,7 @@ class MinGPUs(GPUProblemBase):
 
     def build(self) -> tuple[Model, Callable[[Result], GPUPlan]]:
         """The MILP in ``self.formulation`` and its decoder (no solver involved)."""
-        from servopt.formulations.gpu_models import build_gpu_model
+        from servopt.formulations.gpu.milp import build_gpu_model
 
         return build_gpu_model(self, objective=self.objective, demand=self.images)
 
@@ -93,16 +92,3 @@ class MinGPUs(GPUProblemBase):
             f"the solver found no plan although the pool can process {fmt_count(capacity)} images within "
             f"{self.deadline_s:g} s; please report this with the problem file"
         )
-
-
-def from_mapping(data: dict[str, Any], source: Path) -> MinGPUs:
-    """Validate a ``problem: min_gpus`` document (SPEC §5) into a :class:`MinGPUs`."""
-    from servopt.problem_io import Fields
-
-    f = Fields(data, source)
-    kwargs = read_common(f, Path(source))
-    kwargs["images"] = f.int("images", minimum=1)
-    kwargs["objective"] = f.str("objective", "gpus", choices=OBJECTIVES)
-    f.done()
-    return construct(MinGPUs, kwargs)
-

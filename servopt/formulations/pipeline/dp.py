@@ -1,7 +1,7 @@
 """An exact special-purpose algorithm for ``pipeline`` (SPEC §4.4): Pareto dynamic programming with LP bounds.
 
 With the optimal replicas n* = ceil(λ / h) of every (stage, variant, batch) option (see
-:mod:`servopt.formulations.pipeline`), the pipeline is a multiple-choice knapsack: choose one option o per stage,
+:mod:`servopt.formulations.pipeline.problem`), the pipeline is a multiple-choice knapsack: choose one option o per stage,
 with weight w_o = l_o + q_o (latency plus queueing delay, ms) and value v_o, so that Σ w_o <= SLA.
 
 The algorithm (``servopt.solve(problem, "dp")``; the default backend of ``pipeline``):
@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from servopt.exceptions import SolverError
-from servopt.formulations.adaptive_common import tie_tolerance
-from servopt.formulations.pipeline_types import PipelinePlan, latency_limit
+from servopt.formulations.ties import tie_tolerance
+from servopt.formulations.pipeline.types import PipelinePlan, latency_limit
 from servopt.result import SolveParams, Status
 
 __all__ = ["ALGORITHMS", "solve_dp", "pareto_mask"]
@@ -69,7 +69,7 @@ class _Stage:
 
 
 def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, PipelinePlan | None, str]:
-    """Solve a :class:`~servopt.formulations.pipeline.Pipeline` exactly by Pareto dynamic programming.
+    """Solve a :class:`~servopt.formulations.pipeline.problem.Pipeline` exactly by Pareto dynamic programming.
 
     Parameters
     ----------
@@ -86,7 +86,7 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
 
     Examples
     --------
-    >>> from servopt.formulations.pipeline import BatchProfile, Pipeline, Stage, StageVariant
+    >>> from servopt.formulations.pipeline.problem import BatchProfile, Pipeline, Stage, StageVariant
     >>> v = lambda n, a, c, *lat: StageVariant(n, a, c, [BatchProfile(b, l) for b, l in zip((1, 8), lat)])
     >>> p = Pipeline(workload_rps=20, sla_ms=1500, stages=[
     ...     Stage("detect", [v("small", 0.45, 1, 50, 300), v("big", 0.69, 4, 120, 700)]),

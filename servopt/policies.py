@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from servopt.exceptions import ValidationError
-from servopt.formulations.adaptive_common import RATE_RTOL, tie_tolerance
+from servopt.formulations.variant_selection.problem import VariantSelection
+from servopt.formulations.ties import RATE_RTOL, tie_tolerance
 from servopt.result import SolveParams, Status
 from servopt.solve import Solution
 
@@ -61,7 +62,7 @@ def run_policy(problem: Any, name: str, params: SolveParams | None = None, *,
 
     Examples
     --------
-    >>> from servopt.formulations.variant_selection import Variant, VariantSelection
+    >>> from servopt.formulations.variant_selection.problem import Variant, VariantSelection
     >>> p = VariantSelection(30, 4, [Variant("a", 0.7, {2: 40}), Variant("b", 0.8, {2: 20, 4: 45})])
     >>> run_policy(p, "ms+").plan.deployment
     {'b': 4}
@@ -88,7 +89,7 @@ def run_policy(problem: Any, name: str, params: SolveParams | None = None, *,
 # --------------------------------------------------------------------------------------------- brute force
 def _bruteforce(problem: Any, params: SolveParams, options: Mapping[str, Any]) -> PolicyResult:
     limit = int(options.get("max_combinations", 2_000_000))
-    if problem.kind == "variant_selection":
+    if isinstance(problem, VariantSelection):
         return _bruteforce_variants(problem, limit)
     return _bruteforce_pipeline(problem, limit)
 
@@ -193,7 +194,7 @@ def _pick(score: np.ndarray, changes: np.ndarray, stable: bool) -> int:
 
 # ------------------------------------------------------------------------------------------------- greedy
 def _greedy(problem: Any, params: SolveParams, options: Mapping[str, Any]) -> PolicyResult:
-    if problem.kind == "variant_selection":
+    if isinstance(problem, VariantSelection):
         return _greedy_variants(problem)
     return _greedy_pipeline(problem)
 

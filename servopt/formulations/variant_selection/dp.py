@@ -65,7 +65,7 @@ def grid_scale(problem: Any) -> tuple[int | None, str]:
 
 
 def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, Any, str]:
-    """Solve a :class:`~servopt.formulations.variant_selection.VariantSelection` exactly by dynamic programming.
+    """Solve a :class:`~servopt.formulations.variant_selection.problem.VariantSelection` exactly by dynamic programming.
 
     Parameters
     ----------
@@ -84,7 +84,7 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, A
 
     Examples
     --------
-    >>> from servopt.formulations.variant_selection import Variant, VariantSelection
+    >>> from servopt.formulations.variant_selection.problem import Variant, VariantSelection
     >>> p = VariantSelection(50, 8, [Variant("small", 0.70, {2: 40, 4: 90}), Variant("big", 0.78, {2: 10, 4: 25})])
     >>> status, plan, _ = solve_dp(p)
     >>> status.value, plan.deployment, round(plan.objective, 4)

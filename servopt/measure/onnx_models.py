@@ -10,14 +10,14 @@ are random (He-normal, seeded), so the graphs time like real CNNs of that shape 
   depthwise convolution, linear 1x1 projection; ReLU6 as ``Clip``).
 - :func:`tiny_cnn`: one strided convolution and a classifier, a few milliseconds per batch (for tests).
 
->>> from servopt.onnx_models import tiny_cnn
+>>> from servopt.measure.onnx_models import tiny_cnn
 >>> m = tiny_cnn()
 >>> [d.dim_param for d in m.graph.input[0].type.tensor_type.shape.dim]
 ['batch', '', 'height', 'width']
 
 Write a graph with :func:`save_model`, or from a shell::
 
-    python -m servopt.onnx_models resnet_like models/resnet_like.onnx
+    python -m servopt.measure.onnx_models resnet_like models/resnet_like.onnx
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from servopt._atomic import atomic_write
+from servopt.atomic import atomic_write
 from servopt.exceptions import ValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -292,10 +292,10 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m servopt.onnx_models NAME OUT.onnx``: build a graph with default settings and save it."""
+    """``python -m servopt.measure.onnx_models NAME OUT.onnx``: build a graph with default settings and save it."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] not in BUILDERS:
-        print(f"usage: python -m servopt.onnx_models {{{','.join(BUILDERS)}}} OUT.onnx", file=sys.stderr)
+        print(f"usage: python -m servopt.measure.onnx_models {{{','.join(BUILDERS)}}} OUT.onnx", file=sys.stderr)
         return 2
     out = save_model(BUILDERS[args[0]](), args[1])
     print(f"wrote {out}")

@@ -1,66 +1,22 @@
-"""Problem files: YAML → validated problem objects.
+"""One set of validators for the numbers, integers and names every file reader checks.
 
-A file holds one YAML document with ``problem: <kind>``. Each formulation module provides
-``from_mapping(data: dict, source: Path) -> Problem``; :class:`Fields` gives them uniform, precise errors
-("<file>: key 'gpus[1].max_count': expected a positive integer, got -3").
+:class:`Fields` reads one mapping of a file (a problem file, a triton section, ...) and gives uniform, precise
+errors ("<file>: key 'gpus[1].max_count': expected a positive integer, got -3"); :func:`check_number` and
+:func:`check_int` check one value and build the error with a caller's function, so readers that are not about
+mappings (constructors, CSV cells) say the same thing in the same words.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["PROBLEM_KINDS", "load_problem", "problem_from_mapping", "Fields"]
-
-#: problem kind -> "module:function" taking (mapping, source path)
-PROBLEM_KINDS: dict[str, str] = {
-    "min_gpus": "servopt.formulations.min_gpus:from_mapping",
-    "max_throughput": "servopt.formulations.max_throughput:from_mapping",
-    "variant_selection": "servopt.formulations.variant_selection:from_mapping",
-    "pipeline": "servopt.formulations.pipeline:from_mapping",
-}
-
-
-def load_problem(path: str | Path) -> Any:
-    """Read and validate the problem file at ``path``."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ValidationError(f"{path}: no such problem file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"{path}: cannot read the problem file ({exc})") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"{path}: not valid YAML ({exc})") from None
-    if len(docs) != 1:
-        raise ValidationError(
-            f"{path}: expected exactly one YAML document holding one problem, found {len(docs)}"
-        )
-    return problem_from_mapping(docs[0], path)
-
-
-def problem_from_mapping(data: Any, source: str | Path = "<problem>") -> Any:
-    """Validate a problem given as a mapping (the parsed YAML document)."""
-    source = Path(source)
-    if not isinstance(data, Mapping):
-        raise ValidationError(f"{source}: a problem file must be a mapping of keys, got {type(data).__name__}")
-    kind = data.get("problem")
-    if kind not in PROBLEM_KINDS:
-        raise ValidationError(
-            f"{source}: key 'problem': expected one of {', '.join(PROBLEM_KINDS)}, got {kind!r}"
-        )
-    module, func = PROBLEM_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module), func)(dict(data), source)
-
+__all__ = ["Fields", "check_number", "check_int", "as_number", "as_int", "is_number", "show"]
 
 class Fields:
     """Typed access to one mapping of a problem file, with errors naming the file and the key path.
@@ -77,7 +33,7 @@ class Fields:
         self.source = str(source)
         self.prefix = prefix
         if not isinstance(data, Mapping):
-            raise ValidationError(f"{self.source}: {self._where('')}expected a mapping, got {_show(data)}")
+            raise ValidationError(f"{self.source}: {self._where('')}expected a mapping, got {show(data)}")
         self.data = dict(data)
         self.used: set[str] = set()
 
@@ -118,11 +74,19 @@ class Fields:
         if value is None and default is None:
             return None
         if not isinstance(value, str) or not value:
-            raise self.error(key, f"expected a non-empty string, got {_show(value)}")
+            raise self.error(key, f"expected a non-empty string, got {show(value)}")
         if choices is not None:
             choices = list(choices)
             if value not in choices:
                 raise self.error(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def bool(self, key: str, default: Any = ...) -> Any:
+        value = self.raw(key, default)
+        if value is None and default is None:
+            return None
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {show(value)}")
         return value
 
     def list(self, key: str, default: Any = ..., *, nonempty: bool = True) -> Any:
@@ -130,7 +94,7 @@ class Fields:
         if value is None and default is None:
             return None
         if not isinstance(value, list):
-            raise self.error(key, f"expected a list, got {_show(value)}")
+            raise self.error(key, f"expected a list, got {show(value)}")
         if nonempty and not value:
             raise self.error(key, "expected a non-empty list")
         return value
@@ -140,7 +104,7 @@ class Fields:
         if value is None and default is None:
             return None
         if not isinstance(value, Mapping):
-            raise self.error(key, f"expected a mapping, got {_show(value)}")
+            raise self.error(key, f"expected a mapping, got {show(value)}")
         return value
 
     def sub(self, key: str | int, data: Any) -> Fields:
@@ -155,14 +119,14 @@ class Fields:
             raise self.error(extra[0], f"unknown key (allowed here: {allowed})")
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
 def check_number(value: Any, err, *, positive: bool = False, minimum: float | None = None,
                  maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise err(f"expected a number, got {_show(value)}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise err(f"expected a number, got {show(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise err(f"expected a finite number, got {value}")
@@ -176,13 +140,41 @@ def check_number(value: Any, err, *, positive: bool = False, minimum: float | No
 
 
 def check_int(value: Any, err, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        isinstance(value, float) and not value.is_integer()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+        not isinstance(value, numbers.Integral) and not float(value).is_integer()
     ):
-        raise err(f"expected an integer, got {_show(value)}")
+        raise err(f"expected an integer, got {show(value)}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise err(f"expected an integer >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise err(f"expected an integer <= {maximum}, got {value}")
     return value
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite int or float (numpy scalars included), False for bools and everything else.
+
+    >>> is_number(3), is_number(2.5), is_number(True), is_number(float("nan")), is_number("1")
+    (True, True, False, False, False)
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def as_number(value: Any, what: str, *, positive: bool = False, minimum: float | None = None,
+              maximum: float | None = None) -> float:
+    """:func:`check_number` for a constructor argument: the error starts with ``what``.
+
+    >>> as_number(2, "workload_rps", positive=True)
+    2.0
+    >>> as_number(-1, "workload_rps", positive=True)
+    Traceback (most recent call last):
+    servopt.exceptions.ValidationError: workload_rps: expected a number > 0, got -1
+    """
+    return check_number(value, lambda what_: ValidationError(f"{what}: {what_}"), positive=positive,
+                        minimum=minimum, maximum=maximum)
+
+
+def as_int(value: Any, what: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """:func:`check_int` for a constructor argument: the error starts with ``what``."""
+    return check_int(value, lambda what_: ValidationError(f"{what}: {what_}"), minimum=minimum, maximum=maximum)

@@ -1,13 +1,13 @@
 """Discrete-event simulation of a serving plan under a request trace.
 
 Requests arrive as a Poisson process whose rate follows a per-second trace (each second's count is Poisson with the
-trace's rate, arrival times uniform within the second). A :class:`Deployment` is a series of stages; each stage is
+trace's rate, arrival times uniform within the second). A :class:`SimulatedDeployment` is a series of stages; each stage is
 one or more :class:`ServerPool` s in parallel, and each request is routed to one pool per stage at random with the
 stage's routing weights. A pool is ``replicas`` identical servers behind one FIFO queue with Triton-style dynamic
 batching: a free server takes up to ``batch_size`` queued requests as soon as the batch is full or the oldest
 request has waited ``max_queue_delay_s``; a batch of ``k`` requests runs for ``latency(k)`` seconds (deterministic,
 from the performance source). A request not yet started when its age reaches the drop deadline (by default the
-SLO) is dropped. Plans change over time through a schedule of ``(start_s, Deployment)`` pairs; see
+SLO) is dropped. Plans change over time through a schedule of ``(start_s, SimulatedDeployment)`` pairs; see
 :func:`simulate_schedule` and ``docs/simulator.md`` for the semantics of a reconfiguration.
 
 Speed: the event loop runs once per *batch*, not per request; pools with batch size 1 (InfAdapter's CPU
@@ -16,12 +16,12 @@ deployments) skip the loop entirely: with identical deterministic service times 
 ``numpy.maximum.accumulate``. ``benchmarks/bench_simulate.py`` measures the speed.
 
 Plans of the ``variant_selection`` and ``pipeline`` formulations become deployments with
-:func:`deployment_from_plan`; it, :class:`ServerPool` and :class:`Deployment` live in :mod:`servopt.deployment`
+:func:`deployment_from_plan`; it, :class:`ServerPool` and :class:`SimulatedDeployment` live in :mod:`servopt.serving.deployment`
 and are re-exported here.
 
 >>> import numpy as np
 >>> pool = ServerPool("m", latency_s=0.01)
->>> rep = simulate(Deployment.parallel([pool], slo_ms=100), np.full(60, 50.0), seed=1, timeout_ms=None)
+>>> rep = simulate(SimulatedDeployment.parallel([pool], slo_ms=100), np.full(60, 50.0), seed=1, timeout_ms=None)
 >>> rep.dropped, rep.slo_violation_rate
 (0, 0.0)
 """
@@ -29,9 +29,7 @@ and are re-exported here.
 from __future__ import annotations
 
 import math
-import sys
 import time
-import types
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,13 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from servopt.deployment import Deployment, ServerPool, deployment_from_plan
+from servopt.serving.deployment import SimulatedDeployment, ServerPool, deployment_from_plan
 from servopt.exceptions import ValidationError
-from servopt.traces import Trace, as_trace
+from servopt.serving.traces import Trace, as_trace
 
 __all__ = [
     "ServerPool",
-    "Deployment",
+    "SimulatedDeployment",
     "SimulationReport",
     "simulate",
     "simulate_schedule",
@@ -147,11 +145,11 @@ def simulate(
 
     Parameters
     ----------
-    target : Deployment, problem, Solution or plan
-        A :class:`Deployment`; a ``variant_selection`` or ``pipeline`` problem (solved first with
+    target : SimulatedDeployment, problem, Solution or plan
+        A :class:`SimulatedDeployment`; a ``variant_selection`` or ``pipeline`` problem (solved first with
         :func:`servopt.solve`); or a solution / plan of such a problem (then ``problem=`` is required).
     trace : Trace, path or sequence of float
-        Request rate per second (see :mod:`servopt.traces`).
+        Request rate per second (see :mod:`servopt.serving.traces`).
     problem : optional
         The problem a plan belongs to (its performance tables give the service times).
     slo_ms : float, optional
@@ -168,13 +166,13 @@ def simulate(
     -------
     SimulationReport
     """
-    dep = _as_deployment(target, problem, dict(plan_options, slo_ms=slo_ms) if not isinstance(target, Deployment)
+    dep = _as_deployment(target, problem, dict(plan_options, slo_ms=slo_ms) if not isinstance(target, SimulatedDeployment)
                          else plan_options)
     return simulate_schedule([(0.0, dep)], trace, slo_ms=slo_ms, seed=seed, timeout_ms=timeout_ms)
 
 
 def simulate_schedule(
-    schedule: Sequence[tuple[float, Deployment]],
+    schedule: Sequence[tuple[float, SimulatedDeployment]],
     trace: Any,
     *,
     slo_ms: float | None = None,
@@ -198,8 +196,8 @@ def simulate_schedule(
     deps = [d for _, d in schedule]
     if starts[0] != 0.0 or np.any(np.diff(starts) <= 0):
         raise ValidationError(f"schedule start times must begin at 0 and increase, got {starts.tolist()}")
-    if any(not isinstance(d, Deployment) for d in deps):
-        raise ValidationError("every schedule entry must be (start_s, Deployment)")
+    if any(not isinstance(d, SimulatedDeployment) for d in deps):
+        raise ValidationError("every schedule entry must be (start_s, SimulatedDeployment)")
     n_stages = len(deps[0].stages)
     if any(len(d.stages) != n_stages for d in deps):
         raise ValidationError("all deployments of a schedule must have the same number of stages")
@@ -242,7 +240,7 @@ def simulate_schedule(
     )
 
 
-def _run(deps: list[Deployment], starts: np.ndarray, arrivals: np.ndarray, rng: np.random.Generator,
+def _run(deps: list[SimulatedDeployment], starts: np.ndarray, arrivals: np.ndarray, rng: np.random.Generator,
          timeout_s: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Finish time (NaN if dropped) and accuracy of every request."""
     n = arrivals.size
@@ -381,10 +379,10 @@ def _serve_batches(t: np.ndarray, deadline: np.ndarray | None, batch: int, delay
     return start, finish, batch_of
 
 
-def _as_deployment(target: Any, problem: Any, options: dict[str, Any]) -> Deployment:
-    if isinstance(target, Deployment):
+def _as_deployment(target: Any, problem: Any, options: dict[str, Any]) -> SimulatedDeployment:
+    if isinstance(target, SimulatedDeployment):
         if options:
-            raise ValidationError(f"options {', '.join(options)} apply to plans, not to a Deployment")
+            raise ValidationError(f"options {', '.join(options)} apply to plans, not to a SimulatedDeployment")
         return target
     if hasattr(target, "build") and hasattr(target, "kind"):  # a problem: solve it
         from servopt.solve import solve
@@ -400,14 +398,3 @@ def _as_deployment(target: Any, problem: Any, options: dict[str, Any]) -> Deploy
     if plan is None:
         raise ValidationError("the solution has no plan to simulate")
     return deployment_from_plan(problem, plan, **options)
-
-
-class _CallableModule(types.ModuleType):
-    """``servopt.simulate`` is both this module and the function: ``servopt.simulate(plan, trace)`` works even
-    after ``import servopt.simulate`` has bound the module to the package attribute."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SimulationReport:
-        return simulate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,6 +1,6 @@
 """The data of a ``pipeline`` problem and its plans: stages, variants, batch profiles, option arrays, plans.
 
-Split from :mod:`servopt.formulations.pipeline` (which re-exports every name) to keep modules small.
+Split from :mod:`servopt.formulations.pipeline.problem` (which re-exports every name) to keep modules small.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from servopt.exceptions import ValidationError
-from servopt.formulations.adaptive_common import RATE_RTOL, format_table
+from servopt.fields import is_number
+from servopt.formulations.ties import RATE_RTOL, format_table
 
 __all__ = [
     "ACCURACY_METHODS",
@@ -21,7 +22,7 @@ __all__ = [
     "BatchProfile",
     "StageVariant",
     "Stage",
-    "Deployment",
+    "StageDeployment",
     "PipelineOptions",
     "StagePlan",
     "PipelinePlan",
@@ -64,11 +65,11 @@ class BatchProfile:
         b, lat = self.batch_size, self.latency_ms
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
             raise ValidationError(f"batch_size {b!r}: give an integer >= 1")
-        if not _positive(lat):
+        if not _is_positive(lat):
             raise ValidationError(f"batch {b}: latency_ms {lat!r}: give a finite number > 0")
         if self.throughput_rps is None:
             object.__setattr__(self, "throughput_rps", 1000.0 * b / float(lat))
-        elif not _positive(self.throughput_rps):
+        elif not _is_positive(self.throughput_rps):
             raise ValidationError(f"batch {b}: throughput_rps {self.throughput_rps!r}: give a finite number > 0")
         object.__setattr__(self, "batch_size", int(b))
         object.__setattr__(self, "latency_ms", float(lat))
@@ -91,7 +92,7 @@ class StageVariant:
             self.accuracy
         ):
             raise ValidationError(f"variant {self.name!r}: accuracy {self.accuracy!r}: give a finite number")
-        if not _positive(self.cores):
+        if not _is_positive(self.cores):
             raise ValidationError(f"variant {self.name!r}: cores {self.cores!r}: give a number > 0 (per replica)")
         batches = tuple(sorted(self.batches, key=lambda p: p.batch_size))
         if not batches:
@@ -123,7 +124,7 @@ class Stage:
         object.__setattr__(self, "variants", variants)
 
 
-class Deployment(NamedTuple):
+class StageDeployment(NamedTuple):
     """What runs in a stage now: variant, batch size and (optionally) replicas."""
 
     variant: str
@@ -169,7 +170,7 @@ class StagePlan:
     throughput_rps: float
     cores: float
     accuracy: float
-    previous: Deployment | None = None
+    previous: StageDeployment | None = None
 
 
 @dataclass(frozen=True)
@@ -190,9 +191,9 @@ class PipelinePlan:
     changes: int
 
     @property
-    def deployment(self) -> dict[str, Deployment]:
+    def deployment(self) -> dict[str, StageDeployment]:
         """Stage -> (variant, batch_size, replicas): what ``update(current=...)`` accepts."""
-        return {s.name: Deployment(s.variant, s.batch_size, s.replicas) for s in self.stages}
+        return {s.name: StageDeployment(s.variant, s.batch_size, s.replicas) for s in self.stages}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``plan`` object of ``servopt solve --json`` (SPEC §5)."""
@@ -223,6 +224,5 @@ class PipelinePlan:
         )
 
 
-def _positive(value: Any) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-            and math.isfinite(value) and value > 0)
+def _is_positive(value: Any) -> bool:
+    return is_number(value) and value > 0

@@ -7,7 +7,7 @@ steady-state batches) and processes ``k b`` images. Within a deadline *T* the mo
 
 computed once here, in integers, with the tolerance :data:`BUSY_RTOL` (see :func:`max_batches_within`), so the
 MILPs carry no floating-point busy-time rows. The two formulations built from these options live in
-:mod:`servopt.formulations.gpu_models`.
+:mod:`servopt.formulations.gpu.milp`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from servopt.exceptions import ValidationError
+from servopt.fields import is_number
 
 __all__ = [
     "BUSY_RTOL",
@@ -102,7 +103,7 @@ def _point(b: Any, value: Any, where: str) -> BatchPoint:
         if value.batch_size != b:
             raise ValidationError(f"{where}: key {b} holds the point of batch size {value.batch_size}")
         return value
-    if _is_num(value):
+    if is_number(value):
         value = {"latency_ms": value}
     if not isinstance(value, Mapping):
         raise ValidationError(
@@ -115,13 +116,13 @@ def _point(b: Any, value: Any, where: str) -> BatchPoint:
             "memory_mb, throughput_rps)"
         )
     lat = value.get("latency_ms")
-    if not _is_num(lat) or not (0 < float(lat) < math.inf):
+    if not is_number(lat) or not (0 < float(lat) < math.inf):
         raise ValidationError(f"{where}.{b}.latency_ms: expected a number > 0, got {lat!r}")
     warm = value.get("warmup_ms")
-    if warm is not None and (not _is_num(warm) or not (0 < float(warm) < math.inf)):
+    if warm is not None and (not is_number(warm) or not (0 < float(warm) < math.inf)):
         raise ValidationError(f"{where}.{b}.warmup_ms: expected a number > 0, got {warm!r}")
     mem = value.get("memory_mb")
-    if mem is not None and (not _is_num(mem) or not (0 <= float(mem) < math.inf)):
+    if mem is not None and (not is_number(mem) or not (0 <= float(mem) < math.inf)):
         raise ValidationError(f"{where}.{b}.memory_mb: expected a number >= 0, got {mem!r}")
     return BatchPoint(
         batch_size=b,
@@ -130,10 +131,6 @@ def _point(b: Any, value: Any, where: str) -> BatchPoint:
         warmup_known=warm is not None,
         memory_mb=float(mem) if mem is not None else None,
     )
-
-
-def _is_num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 @dataclass(frozen=True)
@@ -177,7 +174,7 @@ class GPUType:
         if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:
             raise ValidationError(f"{where}: max_count={self.max_count!r}; give an integer >= 0")
         if self.cost_per_hour is not None:
-            if not _is_num(self.cost_per_hour) or self.cost_per_hour < 0:
+            if not is_number(self.cost_per_hour) or self.cost_per_hour < 0:
                 raise ValidationError(f"{where}: cost_per_hour={self.cost_per_hour!r}; give a number >= 0")
             object.__setattr__(self, "cost_per_hour", float(self.cost_per_hour))
         for key in ("max_batches", "max_batch_size"):
@@ -221,7 +218,7 @@ class GPUType:
 
         table = batch_table(profile, hardware=hardware, mode=mode, **selectors)
         batches = {int(b): {k: float(v) for k, v in row.items()
-                            if k in ("latency_ms", "warmup_ms", "memory_mb") and _is_num(v)}
+                            if k in ("latency_ms", "warmup_ms", "memory_mb") and is_number(v)}
                    for b, row in table.items()}
         return cls(hardware, max_count, batches, cost_per_hour=cost_per_hour, max_batches=max_batches,
                    max_batch_size=max_batch_size)
@@ -410,7 +407,7 @@ def fmt_count(n: float) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class GPUProblemBase:
-    """Fields and checks shared by :class:`~servopt.formulations.min_gpus.MinGPUs` and ``MaxThroughput``."""
+    """Fields and checks shared by :class:`~servopt.formulations.gpu.min_gpus.MinGPUs` and ``MaxThroughput``."""
 
     kind: ClassVar[str]
 
@@ -425,11 +422,11 @@ class GPUProblemBase:
     source: Path | None = field(default=None, compare=False)
 
     def _check_common(self) -> None:
-        if not _is_num(self.deadline_s) or self.deadline_s <= 0:
+        if not is_number(self.deadline_s) or self.deadline_s <= 0:
             raise ValidationError(f"deadline_s={self.deadline_s!r}; give a number of seconds > 0")
         object.__setattr__(self, "deadline_s", float(self.deadline_s))
         if self.latency_slo_ms is not None:
-            if not _is_num(self.latency_slo_ms) or self.latency_slo_ms <= 0:
+            if not is_number(self.latency_slo_ms) or self.latency_slo_ms <= 0:
                 raise ValidationError(f"latency_slo_ms={self.latency_slo_ms!r}; give milliseconds > 0 or None")
             object.__setattr__(self, "latency_slo_ms", float(self.latency_slo_ms))
         if self.formulation not in FORMULATIONS:

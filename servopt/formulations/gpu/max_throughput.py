@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from servopt.exceptions import ValidationError
-from servopt.formulations.gpu_common import GPUPlan, GPUProblemBase
-from servopt.formulations.gpu_io import construct, read_common
+from servopt.formulations.gpu.types import GPUPlan, GPUProblemBase
 from servopt.model import Model
 from servopt.result import Result
 
-__all__ = ["MaxThroughput", "from_mapping"]
+__all__ = ["MaxThroughput"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +44,7 @@ class MaxThroughput(GPUProblemBase):
     latency_slo_ms : float, optional
         Offer only batch sizes whose per-batch latency is within this SLO.
     formulation : {"aggregated", "per_gpu"}
-        As for :class:`~servopt.formulations.min_gpus.MinGPUs`.
+        As for :class:`~servopt.formulations.gpu.min_gpus.MinGPUs`.
     name, model, input_size, triton
         Model name for the Triton repository, profile selectors, and the ``triton:`` settings of the file.
     """
@@ -74,7 +73,7 @@ class MaxThroughput(GPUProblemBase):
 
     def build(self) -> tuple[Model, Callable[[Result], GPUPlan]]:
         """The MILP in ``self.formulation`` and its decoder (no solver involved)."""
-        from servopt.formulations.gpu_models import build_gpu_model
+        from servopt.formulations.gpu.milp import build_gpu_model
 
         return build_gpu_model(self, objective="images", budget=self.budget_per_hour, require_one=True)
 
@@ -92,14 +91,3 @@ class MaxThroughput(GPUProblemBase):
                     f"{g.hardware} at {g.cost_per_hour:g} per hour); raise the budget"
                 )
         return "the solver found no plan although a GPU fits; please report this with the problem file"
-
-
-def from_mapping(data: dict[str, Any], source: Path) -> MaxThroughput:
-    """Validate a ``problem: max_throughput`` document (SPEC §5) into a :class:`MaxThroughput`."""
-    from servopt.problem_io import Fields
-
-    f = Fields(data, source)
-    kwargs = read_common(f, Path(source))
-    kwargs["budget_per_hour"] = f.number("budget_per_hour", None, minimum=0.0)
-    f.done()
-    return construct(MaxThroughput, kwargs)

@@ -1,0 +1,3 @@
+"""``pipeline`` (IPA): ``types`` (stages, variants, the plan), ``problem`` (the MILP), ``dp`` (the exact search),
+``files`` (problem files).
+"""

@@ -1,0 +1,91 @@
+"""Problem files for ``pipeline`` (the inline form of SPEC §5).
+
+Every error names the file and the key path (``stages[1].variants[0].batches[4]``) and says what is accepted;
+unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from servopt.exceptions import ValidationError
+from servopt.fields import Fields, check_int
+from servopt.formulations.pipeline.problem import Pipeline
+from servopt.formulations.pipeline.types import (
+    ACCURACY_METHODS,
+    NORMALIZATIONS,
+    BatchProfile,
+    Stage,
+    StageDeployment,
+    StageVariant,
+)
+
+__all__ = ["from_mapping"]
+
+
+def _common_keys(f: Fields, source: Path) -> dict[str, Any]:
+    f.str("problem")
+    return {
+        "name": f.str("name", source.stem if source.name not in ("", "<problem>") else "problem"),
+        "prefer_stable": f.bool("prefer_stable", False),
+        "triton": f.mapping("triton", None),
+    }
+
+
+def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
+    """Validate a ``pipeline`` mapping into :class:`~servopt.formulations.pipeline.problem.Pipeline`."""
+    source = Path(source)
+    f = Fields(data, source)
+    common = _common_keys(f, source)
+    fields: dict[str, Any] = {
+        "workload_rps": f.number("workload_rps", positive=True),
+        "sla_ms": f.number("sla_ms", positive=True),
+        "alpha": f.number("alpha", 2.0, minimum=0.0),
+        "beta": f.number("beta", 1.0, minimum=0.0),
+        "delta": f.number("delta", 1e-6, minimum=0.0),
+        "accuracy": f.str("accuracy", "sum", choices=ACCURACY_METHODS),
+        "normalize": f.str("normalize", None, choices=NORMALIZATIONS),
+        "max_replicas": f.int("max_replicas", 100, minimum=1),
+    }
+    stages, current = [], {}
+    for si, entry in enumerate(f.list("stages")):
+        sf = Fields(entry, source, f"stages[{si}]")
+        stage_name = sf.str("name")
+        variants = []
+        for vi, ventry in enumerate(sf.list("variants")):
+            vf = Fields(ventry, source, f"stages[{si}].variants[{vi}]")
+            batches = []
+            for b, point in vf.mapping("batches").items():
+                where = f"batches[{b}]"
+                b = check_int(b, lambda what: vf.error(where, f"batch size: {what}"), minimum=1)
+                pf = Fields(point, source, f"{vf.prefix}.batches[{b}]")
+                lat = pf.number("latency_ms", positive=True)
+                thr = pf.number("throughput_rps", None, positive=True)
+                pf.done()
+                batches.append(BatchProfile(b, lat, thr))
+            if not batches:
+                raise vf.error("batches", "expected at least one batch size")
+            try:
+                variants.append(StageVariant(vf.str("name"), vf.number("accuracy"), vf.number("cores", positive=True),
+                                             batches))
+            except ValidationError as exc:
+                raise ValidationError(f"{source}: key '{vf.prefix}': {exc}") from None
+            vf.done()
+        cur = sf.mapping("current", None)
+        if cur is not None:
+            cf = Fields(cur, source, f"stages[{si}].current")
+            current[stage_name] = StageDeployment(cf.str("variant"), cf.int("batch_size", minimum=1),
+                                                  cf.int("replicas", None, minimum=1))
+            cf.done()
+        sf.done()
+        try:
+            stages.append(Stage(stage_name, variants))
+        except ValidationError as exc:
+            raise ValidationError(f"{source}: key 'stages[{si}]': {exc}") from None
+    f.done()
+    try:
+        return Pipeline(stages=stages, current=current or None, **fields, **common)
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: {exc}") from None

@@ -1,0 +1,64 @@
+"""The registry of problem kinds, and problem files: YAML → validated problem objects.
+
+A problem file holds one YAML document with ``problem: <kind>``. Each kind's package provides
+``from_mapping(data: dict, source: Path) -> Problem`` in its ``files`` module; :data:`PROBLEM_KINDS` names it.
+Adding a problem kind means adding its package under ``servopt/formulations/`` and one line here.
+
+>>> sorted(PROBLEM_KINDS)
+['max_throughput', 'min_gpus', 'pipeline', 'variant_selection']
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from servopt.exceptions import ValidationError
+
+__all__ = ["PROBLEM_KINDS", "load_problem", "problem_from_mapping"]
+
+#: problem kind -> "module:function" taking (mapping, source path); imported on first use
+PROBLEM_KINDS: dict[str, str] = {
+    "min_gpus": "servopt.formulations.gpu.files:min_gpus_from_mapping",
+    "max_throughput": "servopt.formulations.gpu.files:max_throughput_from_mapping",
+    "variant_selection": "servopt.formulations.variant_selection.files:from_mapping",
+    "pipeline": "servopt.formulations.pipeline.files:from_mapping",
+}
+
+
+def load_problem(path: str | Path) -> Any:
+    """Read and validate the problem file at ``path``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValidationError(f"{path}: no such problem file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"{path}: cannot read the problem file ({exc})") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{path}: not valid YAML ({exc})") from None
+    if len(docs) != 1:
+        raise ValidationError(
+            f"{path}: expected exactly one YAML document holding one problem, found {len(docs)}"
+        )
+    return problem_from_mapping(docs[0], path)
+
+
+def problem_from_mapping(data: Any, source: str | Path = "<problem>") -> Any:
+    """Validate a problem given as a mapping (the parsed YAML document)."""
+    source = Path(source)
+    if not isinstance(data, Mapping):
+        raise ValidationError(f"{source}: a problem file must be a mapping of keys, got {type(data).__name__}")
+    kind = data.get("problem")
+    if kind not in PROBLEM_KINDS:
+        raise ValidationError(
+            f"{source}: key 'problem': expected one of {', '.join(PROBLEM_KINDS)}, got {kind!r}"
+        )
+    module, func = PROBLEM_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), func)(dict(data), source)
