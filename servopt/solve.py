@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from servopt.exceptions import CapabilityError, ValidationError
+from servopt.exceptions import CapabilityError, ServoptError, ValidationError
 from servopt.model import Model, ModelArrays
 from servopt.result import Result, SolveParams, Status
 
@@ -208,24 +209,10 @@ def _solve_model(model: Model, backend: str, params: SolveParams) -> Result:
 
 def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
     t0 = time.perf_counter()
-    algorithms = tuple(getattr(problem, "algorithms", ()))
     if backend == "auto":
         backend = getattr(problem, "default_backend", None) or "auto"
-    if backend in algorithms:
-        status, plan, message = problem.solve_with(backend, params)
-        result = None
-        used = backend
-    else:
-        model, decode = problem.build()
-        result = _solve_model(model, backend, params)
-        used = result.backend
-        plan = decode(result) if result.status.has_solution else None
-        refine = getattr(problem, "refine", None)
-        if refine is not None and plan is not None and result.status is Status.OPTIMAL:
-            # optional second, lexicographic solve (e.g. prefer_stable: fewest changes among optimal plans)
-            plan, result = refine(plan, result, lambda second: _solve_model(second, used, params))
-        status = result.status
-        message = result.message
+    status, plan, result, used, message = _run_problem(problem, backend, params)
+    status, plan, result, used, message = _checked(problem, params, status, plan, result, used, message)
     if status is Status.INFEASIBLE:
         message = problem.explain_infeasible()
     elapsed = time.perf_counter() - t0
@@ -239,3 +226,79 @@ def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
         message=message,
         result=result,
     )
+
+
+_Outcome = tuple[Status, Any, "Result | None", str, str]
+
+
+def _run_problem(problem: Any, backend: str, params: SolveParams) -> _Outcome:
+    """One solve of ``problem``: its own exact algorithm by name, or its MILP on a backend."""
+    if backend in tuple(getattr(problem, "algorithms", ())):
+        status, plan, message = problem.solve_with(backend, params)
+        return status, plan, None, backend, message
+    model, decode = problem.build()
+    result = _solve_model(model, backend, params)
+    used = result.backend
+    plan = decode(result) if result.status.has_solution else None
+    refine = getattr(problem, "refine", None)
+    if refine is not None and plan is not None and result.status is Status.OPTIMAL:
+        # optional second, lexicographic solve (e.g. prefer_stable: fewest changes among optimal plans)
+        plan, result = refine(plan, result, lambda second: _solve_model(second, used, params))
+    return result.status, plan, result, used, result.message
+
+
+#: native options that tighten a backend's feasibility tolerances (the first repair of a plan that fails the
+#: exact check); CP-SAT decides integer rows exactly and needs none
+TIGHT_TOLERANCES: dict[str, dict[str, Any]] = {
+    "highs": {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9},
+    "cvxpy": {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9},
+    "scip": {"numerics/feastol": 1e-9},
+    "gurobi": {"FeasibilityTol": 1e-9, "IntFeasTol": 1e-9},
+}
+
+
+def _checked(problem: Any, params: SolveParams, status: Status, plan: Any, result: Result | None, used: str,
+             message: str) -> _Outcome:
+    """Check ``plan`` exactly (``problem.verify``); repair or refuse a plan that breaks a constraint.
+
+    A solver's feasibility tolerance can let a plan miss a row by a hair (SCIP: 395 images short of 1.2e9). Such a
+    plan is never returned: it is re-solved with tightened tolerances on the same backend, then with the
+    problem's exact fallbacks (``problem.exact_fallbacks()``: CP-SAT on exactly scaled integer data, or the
+    problem's exact algorithm); the first plan that passes is returned, with a message saying what was done.
+    When none passes the status is ``error`` and there is no plan.
+    """
+    verify = getattr(problem, "verify", None)
+    if verify is None or plan is None:
+        return status, plan, result, used, message
+    broken = verify(plan)
+    if not broken:
+        return status, plan, result, used, message
+    notes = [f"{used}'s plan failed the exact feasibility check ({broken[0]}"
+             + (f"; {len(broken) - 1} more" if len(broken) > 1 else "") + ")"]
+    attempts: list[tuple[str, SolveParams, str]] = []
+    if used in TIGHT_TOLERANCES:
+        tight = dataclasses.replace(params, options={**TIGHT_TOLERANCES[used], **dict(params.options)})
+        attempts.append((used, tight, f"{used} with feasibility tolerances of 1e-9"))
+    fallbacks = getattr(problem, "exact_fallbacks", None)
+    for name, overrides in (fallbacks() if fallbacks is not None else []):
+        opts = {**overrides, "options": {}} if name != used else overrides
+        label = name + (f" (scale {overrides['scale']:g})" if overrides.get("scale") else "")
+        attempts.append((name, dataclasses.replace(params, **opts), f"exactly with {label}"))
+    for name, again, how in attempts:
+        try:
+            st, pl, res, u, msg = _run_problem(problem, name, again)
+        except ServoptError as exc:
+            notes.append(f"re-solving {how} was not possible ({exc})")
+            continue
+        if pl is None:
+            notes.append(f"re-solved {how}: {st.value}" + (f" ({msg})" if msg else ""))
+            if st is Status.INFEASIBLE and name == "cpsat":
+                return st, None, res, u, "; ".join(notes)
+            continue
+        still = verify(pl)
+        if not still:
+            notes.append(f"re-solved {how}: the plan passes the exact check")
+            return st, pl, res, u, "; ".join(notes + ([msg] if msg else []))
+        notes.append(f"re-solved {how}: still broken ({still[0]})")
+    notes.append("no exactly feasible plan was found; try backend 'cpsat' or 'highs'")
+    return Status.ERROR, None, result, used, "; ".join(notes)

@@ -104,13 +104,16 @@ def test_k_max_on_a_decimal_boundary():
     deadline=st.floats(0.001, 3_600, allow_nan=False),
 )
 def test_k_max_is_the_largest_run_within_the_deadline(warm, lat, deadline):
+    from fractions import Fraction
+
     k = max_batches_within(deadline, warm, lat)
-    limit = deadline * 1000 * (1 + 1e-9) + 1e-9
+    # exact, on the decimals the numbers print as (servopt.exact); no tolerance
+    W, L, T = Fraction(repr(warm)), Fraction(repr(lat)), Fraction(repr(deadline)) * 1000
     if k == 0:
-        assert warm > deadline * 1000
+        assert W > T
     else:
-        assert warm + (k - 1) * lat <= limit
-        assert warm + k * lat > limit
+        assert W + (k - 1) * L <= T
+        assert W + k * L > T
 
 
 # ------------------------------------------------------------------------------------------ problem files

@@ -11,18 +11,18 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from fractions import Fraction
 from typing import Any
 
 __all__ = ["check_gpu_plan", "gpu_runs", "brute_force_gpu", "exhaustive_gpu"]
 
 
 # ------------------------------------------------------------------------------ min_gpus / max_throughput
-#: relative tolerance on busy time and budget (the same inequality k_max is computed with)
-_RTOL = 1e-9
 
 
-def _within(value: float, limit: float) -> bool:
-    return value <= limit + _RTOL * max(1.0, abs(limit))
+def _d(x: float) -> Fraction:
+    """A number as the decimal it prints as (the exact semantics of servopt.exact, restated independently)."""
+    return Fraction(repr(float(x))) if not isinstance(x, int) else Fraction(x)
 
 
 def _offered(gpu: Any, batch_size: int, slo_ms: float | None) -> tuple[Any, str | None]:
@@ -31,7 +31,7 @@ def _offered(gpu: Any, batch_size: int, slo_ms: float | None) -> tuple[Any, str 
         return None, f"{gpu.hardware} has no profiled batch size {batch_size}"
     if gpu.max_batch_size is not None and batch_size > gpu.max_batch_size:
         return None, f"batch size {batch_size} exceeds {gpu.hardware}'s max_batch_size {gpu.max_batch_size}"
-    if slo_ms is not None and not _within(point.latency_ms, slo_ms):
+    if slo_ms is not None and _d(point.latency_ms) > _d(slo_ms):
         return None, f"{gpu.hardware} batch {batch_size} takes {point.latency_ms} ms > SLO {slo_ms} ms"
     return point, None
 
@@ -71,8 +71,8 @@ def check_gpu_plan(problem: Any, plan: Any) -> list[str]:
             continue
         if gpu.max_batches is not None and k - 1 > gpu.max_batches:
             errors.append(f"{where}: {k} batches exceed max_batches {gpu.max_batches} + 1")
-        busy = point.warmup_ms + (k - 1) * point.latency_ms
-        if not _within(busy, limit_ms):
+        busy = _d(point.warmup_ms) + (k - 1) * _d(point.latency_ms)
+        if busy > _d(problem.deadline_s) * 1000:
             errors.append(f"{where}: busy {busy} ms > deadline {limit_ms} ms")
         if grp["images"] != count * grp["batch_size"] * k:
             errors.append(f"{where}: images {grp['images']} != gpus x batch x batches")
@@ -94,7 +94,8 @@ def check_gpu_plan(problem: Any, plan: Any) -> list[str]:
     if problem.kind == "min_gpus" and images < problem.images:
         errors.append(f"{images} images processed < {problem.images} requested")
     budget = getattr(problem, "budget_per_hour", None)
-    if budget is not None and not _within(cost, budget):
+    if budget is not None and sum((_d(pool[hw].cost_per_hour or 0) * n for hw, n in used.items()),
+                                  Fraction(0)) > _d(budget):
         errors.append(f"cost {cost} per hour exceeds the budget {budget}")
     objective = getattr(plan, "objective", None)
     if objective is not None:
@@ -117,7 +118,7 @@ def gpu_runs(problem: Any, gpu: Any, limit: int = 100_000) -> list[tuple[int, in
                 raise ValueError(f"{gpu.hardware} runs more than {limit} batches: too large to enumerate")
             if gpu.max_batches is not None and k - 1 > gpu.max_batches:
                 break
-            if not _within(p.warmup_ms + (k - 1) * p.latency_ms, limit_ms):
+            if _d(p.warmup_ms) + (k - 1) * _d(p.latency_ms) > _d(problem.deadline_s) * 1000:
                 break
             runs.append((p.batch_size, k))
     return runs
@@ -132,7 +133,8 @@ def _score(problem: Any, counts: dict[int, int], images: int) -> float | None:
             return None
         return float(gpus) if problem.objective == "gpus" else cost
     budget = problem.budget_per_hour
-    if gpus < 1 or (budget is not None and not _within(cost, budget)):
+    exact_cost = sum((n * _d(problem.gpus[g].cost_per_hour or 0) for g, n in counts.items()), Fraction(0))
+    if gpus < 1 or (budget is not None and exact_cost > _d(budget)):
         return None
     return float(images)
 

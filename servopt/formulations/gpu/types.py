@@ -5,8 +5,8 @@ steady-state batches) and processes ``k b`` images. Within a deadline *T* the mo
 
     k_max = min(M_g + 1, 1 + floor((T - W_g(b)) / L_g(b)))      (0 when W_g(b) > T)
 
-computed once here, in integers, with the tolerance :data:`BUSY_RTOL` (see :func:`max_batches_within`), so the
-MILPs carry no floating-point busy-time rows. The two formulations built from these options live in
+computed once here, exactly on the decimals the inputs print as (see :func:`max_batches_within` and
+:mod:`servopt.exact`), so the MILPs carry no floating-point busy-time rows. The two formulations built from these options live in
 :mod:`servopt.formulations.gpu.milp`.
 """
 
@@ -15,14 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
+from servopt.exact import dec, decimals, floor_div
 from servopt.exceptions import ValidationError
 from servopt.fields import is_number
 
 __all__ = [
-    "BUSY_RTOL",
     "FORMULATIONS",
     "BatchPoint",
     "GPUType",
@@ -34,21 +35,20 @@ __all__ = [
     "busy_limit_ms",
 ]
 
-#: relative tolerance on the busy-time inequality ``W + (k-1) L <= T`` (shared by k_max and the plan checker)
-BUSY_RTOL = 1e-9
-
 #: the two exact linearisations of the seed's model; ``aggregated`` is the default (benchmarks/results/)
 FORMULATIONS = ("aggregated", "per_gpu")
 
 
-def busy_limit_ms(deadline_s: float) -> float:
-    """The deadline in milliseconds plus the tolerance :data:`BUSY_RTOL` (relative, at least 1e-9 ms)."""
-    limit = float(deadline_s) * 1000.0
-    return limit + BUSY_RTOL * max(1.0, limit)
+def busy_limit_ms(deadline_s: float) -> Fraction:
+    """The deadline in milliseconds, exactly (the decimal ``deadline_s`` prints as, times 1000)."""
+    return dec(deadline_s) * 1000
 
 
 def max_batches_within(deadline_s: float, warmup_ms: float, latency_ms: float, cap: int | None = None) -> int:
     """The most batches one GPU runs within the deadline: the largest k with ``W + (k-1) L <= T``.
+
+    Decided exactly on the decimals the numbers print as (:mod:`servopt.exact`): no tolerance, so the plan
+    checker on the return path of every solve agrees with it.
 
     Parameters
     ----------
@@ -70,16 +70,14 @@ def max_batches_within(deadline_s: float, warmup_ms: float, latency_ms: float, c
     4
     >>> max_batches_within(1.0, 100.0, 300.0, cap=1), max_batches_within(0.05, 100.0, 300.0)
     (2, 0)
+    >>> max_batches_within(1.0, 300.0, 100.0)  # 300 + 7 * 100 == 1000 exactly
+    8
     """
     limit = busy_limit_ms(deadline_s)
-    if warmup_ms > limit:
+    warm = dec(warmup_ms)
+    if warm > limit:
         return 0
-    k = 1 + int(math.floor((limit - warmup_ms) / latency_ms))
-    # floor() of a rounded quotient can be one off either way; settle it on the inequality itself
-    while k > 1 and warmup_ms + (k - 1) * latency_ms > limit:
-        k -= 1
-    while warmup_ms + k * latency_ms <= limit:
-        k += 1
+    k = 1 + floor_div(limit - warm, dec(latency_ms))
     if cap is not None:
         k = min(k, cap + 1)
     return k
@@ -232,7 +230,7 @@ class GPUType:
         return tuple(
             p for p in self.batches
             if (self.max_batch_size is None or p.batch_size <= self.max_batch_size)
-            and (latency_slo_ms is None or p.latency_ms <= latency_slo_ms * (1 + BUSY_RTOL))
+            and (latency_slo_ms is None or dec(p.latency_ms) <= dec(latency_slo_ms))
         )
 
 
@@ -450,6 +448,28 @@ class GPUProblemBase:
         object.__setattr__(self, "gpus", gpus)
         if not isinstance(self.name, str) or not self.name:
             raise ValidationError(f"name={self.name!r}; give a non-empty model name")
+
+    def verify(self, plan: GPUPlan) -> list[str]:
+        """Every constraint ``plan`` breaks, decided exactly (:mod:`servopt.formulations.gpu.verify`)."""
+        from servopt.formulations.gpu.verify import violations
+
+        return violations(self, plan)
+
+    def exact_fallbacks(self) -> list[tuple[str, dict[str, Any]]]:
+        """How to re-solve exactly when a plan fails :meth:`verify`: CP-SAT on integer data.
+
+        Images and GPU counts are integers; prices are scaled by ``10**d`` (d: their decimal places), which
+        CP-SAT's ``scale`` checks to be exact, so CP-SAT decides every row in integers.
+        """
+        priced = [g.cost_per_hour for g in self.gpus if g.cost_per_hour is not None]
+        budget = getattr(self, "budget_per_hour", None)
+        if budget is not None:
+            priced.append(budget)
+        uses_prices = getattr(self, "objective", None) == "cost" or budget is not None
+        d = max((decimals(c) for c in priced), default=0) if uses_prices else 0
+        if d > 9:
+            return []
+        return [("cpsat", {"scale": float(10 ** d)} if d else {})]
 
     def options(self) -> list[GPUOption]:
         """Every feasible (GPU type, batch size) with its k_max batches."""

@@ -37,14 +37,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
 
+from servopt.exact import BORDER_RTOL, ceil_div, dec
 from servopt.exceptions import SolverError, ValidationError
-from servopt.formulations.ties import RATE_RTOL, refine_stable, tie_tolerance
+from servopt.formulations.ties import refine_stable, tie_tolerance
 from servopt.formulations.pipeline.types import (
     ACCURACY_METHODS,
     NORMALIZATIONS,
@@ -58,6 +60,7 @@ from servopt.formulations.pipeline.types import (
     latency_limit,
     rank_normalize,
 )
+from servopt.formulations.pipeline.verify import stage_latency
 from servopt.model import Model
 from servopt.result import Result
 
@@ -282,7 +285,7 @@ class Pipeline:
         h = s["throughput_rps"]
         allowed = np.ones(h.size, dtype=bool)
         if self._fixed_replicas is None:
-            n = np.maximum(1, np.ceil(lam * (1 - RATE_RTOL) / h)).astype(np.int64)
+            n = _min_replicas(lam, h)
         else:
             n = np.ones(h.size, dtype=np.int64)
             for si, stage in enumerate(self.stages):
@@ -290,10 +293,10 @@ class Pipeline:
                 if fixed is not None:
                     sl = s["stage_slices"][si]
                     n[sl] = fixed
-                    allowed[sl] &= fixed * h[sl] >= lam * (1 - RATE_RTOL)
+                    allowed[sl] &= np.array([fixed * dec(x) >= dec(lam) for x in h[sl].tolist()], dtype=bool)
                 else:
                     sl = s["stage_slices"][si]
-                    n[sl] = np.maximum(1, np.ceil(lam * (1 - RATE_RTOL) / h[sl]))
+                    n[sl] = _min_replicas(lam, h[sl])
         if self._fixed_variants is not None:
             for si, stage in enumerate(self.stages):
                 fixed = self._fixed_variants.get(stage.name)
@@ -348,7 +351,7 @@ class Pipeline:
             n = int(opts.replicas[o]) if replicas is None else int(replicas[si])
             if not opts.feasible[o] and replicas is None:
                 return None
-            if n < 1 or n > self.max_replicas or n * opts.throughput_rps[o] < lam * (1 - RATE_RTOL):
+            if n < 1 or n > self.max_replicas or n * dec(float(opts.throughput_rps[o])) < dec(lam):
                 return None
             if self._fixed_replicas is not None and self._fixed_replicas.get(stage.name, n) != n:
                 return None
@@ -362,7 +365,10 @@ class Pipeline:
                 previous=None if self.current is None else self.current.get(stage.name),
             ))
         latency = sum(p.latency_ms + p.queue_ms for p in stage_plans)
-        if latency > latency_limit(self.sla_ms):
+        if latency > self.sla_ms * (1 - BORDER_RTOL) and sum(
+            (stage_latency(BatchProfile(p.batch_size, p.latency_ms, p.throughput_rps), lam) for p in stage_plans),
+            Fraction(0),
+        ) > dec(self.sla_ms):
             return None
         table = self._structure()["variant_accuracy"]
         used = [table[si][[v.name for v in st.variants].index(p.variant)]
@@ -497,6 +503,16 @@ class Pipeline:
             return plan, result
         return refine_stable(plan, result, lambda z: self._build(stable_from=z), solve_model)
 
+    def verify(self, plan: PipelinePlan) -> list[str]:
+        """Every constraint ``plan`` breaks, decided exactly (:mod:`servopt.formulations.pipeline.verify`)."""
+        from servopt.formulations.pipeline.verify import violations
+
+        return violations(self, plan)
+
+    def exact_fallbacks(self) -> list[tuple[str, dict[str, Any]]]:
+        """Re-solve with the dynamic programme when a MILP plan fails :meth:`verify`."""
+        return [("dp", {})]
+
     def explain_infeasible(self) -> str:
         """Which stage cannot keep up with λ, or how far the fastest choices are from the SLA."""
         opts = self.options()
@@ -522,3 +538,13 @@ class Pipeline:
                     f"{self.sla_ms:g}; raise the SLA, lower the workload or add faster variants")
         return (f"no plan found although the fastest choices meet the SLA ({total:.6g} ms); the solver answer is "
                 "inconsistent")
+
+
+def _min_replicas(lam: float, h: np.ndarray) -> np.ndarray:
+    """n* = ceil(λ / h) per option, at least 1; decided exactly where floating point is too close to call."""
+    n = np.maximum(1, np.ceil(lam / h)).astype(np.int64)
+    tol = BORDER_RTOL * max(1.0, lam)
+    near = (np.abs(n * h - lam) <= tol) | (np.abs((n - 1) * h - lam) <= tol)
+    for i in np.flatnonzero(near).tolist():
+        n[i] = max(1, ceil_div(dec(lam), dec(float(h[i]))))
+    return n

@@ -41,6 +41,7 @@ import numpy as np
 from servopt.exceptions import SolverError, ValidationError
 from servopt.fields import as_int, as_number
 from servopt.formulations.ties import RATE_RTOL, refine_stable, tie_tolerance
+from servopt.formulations.variant_selection.verify import exact_split
 from servopt.formulations.variant_selection.types import Variant, VariantAllocation, VariantSelectionPlan
 from servopt.model import Model
 from servopt.result import Result
@@ -207,20 +208,9 @@ class VariantSelection:
         if sum(counts) > self.core_budget:
             return None
         caps = [v.capacity[c] if c else 0.0 for v, c in zip(self.variants, counts)]
-        if sum(caps) < lam * (1 - RATE_RTOL):
+        rps = exact_split(lam, caps, [v.accuracy for v in self.variants])
+        if rps is None:
             return None
-        rps = [0.0] * len(counts)
-        remaining = lam
-        last = None
-        for i in sorted(range(len(counts)), key=lambda j: -self.variants[j].accuracy):
-            if caps[i] <= 0 or remaining <= 0:
-                continue
-            take = min(caps[i], remaining)
-            rps[i] = take
-            remaining -= take
-            last = i
-        if remaining > 0 and last is not None:  # within RATE_RTOL of the capacity
-            rps[last] += remaining
         load_max = self._structure()["load_max"]
         changed = [v.load_time_s for v, c in zip(self.variants, counts) if c > 0 and c != v.current_cores]
         lc = max(changed, default=0.0)
@@ -390,6 +380,16 @@ class VariantSelection:
             return model, decode
 
         return refine_stable(plan, result, second, solve_model)
+
+    def verify(self, plan: VariantSelectionPlan) -> list[str]:
+        """Every constraint ``plan`` breaks, decided exactly (:mod:`servopt.formulations.variant_selection.verify`)."""
+        from servopt.formulations.variant_selection.verify import violations
+
+        return violations(self, plan)
+
+    def exact_fallbacks(self) -> list[tuple[str, dict[str, Any]]]:
+        """Re-solve with the exact dynamic programme when a plan fails :meth:`verify`."""
+        return [("dp", {})]
 
     def explain_infeasible(self) -> str:
         """Why no plan serves λ: the largest servable load under the budget."""
