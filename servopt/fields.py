@@ -16,7 +16,7 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["Fields", "check_number", "check_int", "as_number", "as_int", "is_number", "show"]
+__all__ = ["MAX_EXACT_INT", "Fields", "check_number", "check_int", "as_number", "as_int", "is_number", "show"]
 
 class Fields:
     """Typed access to one mapping of a problem file, with errors naming the file and the key path.
@@ -123,11 +123,18 @@ def show(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+#: the largest integer magnitude a problem file may hold: every solver works in doubles, exact up to 2^53
+MAX_EXACT_INT = 2**53
+
+
 def check_number(value: Any, err, *, positive: bool = False, minimum: float | None = None,
                  maximum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise err(f"expected a number, got {show(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise err(f"expected a finite number, got an integer of {len(str(abs(int(value))))} digits") from None
     if not math.isfinite(value):
         raise err(f"expected a finite number, got {value}")
     if positive and value <= 0:
@@ -145,6 +152,9 @@ def check_int(value: Any, err, *, minimum: int | None = None, maximum: int | Non
     ):
         raise err(f"expected an integer, got {show(value)}")
     value = int(value)
+    if abs(value) > MAX_EXACT_INT:
+        raise err(f"expected an integer of magnitude at most 2^53 = {MAX_EXACT_INT:,} (the solvers compute in double "
+                  f"precision, where larger integers are not exact), got {value}")
     if minimum is not None and value < minimum:
         raise err(f"expected an integer >= {minimum}, got {value}")
     if maximum is not None and value > maximum:

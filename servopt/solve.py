@@ -211,8 +211,13 @@ def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
     t0 = time.perf_counter()
     if backend == "auto":
         backend = getattr(problem, "default_backend", None) or "auto"
-    status, plan, result, used, message = _run_problem(problem, backend, params)
-    status, plan, result, used, message = _checked(problem, params, status, plan, result, used, message)
+    precheck = getattr(problem, "precheck", None)
+    reason = precheck() if precheck is not None else None
+    if reason is not None:  # infeasible before any model is built (e.g. a load beyond what the budget serves)
+        status, plan, result, used, message = Status.INFEASIBLE, None, None, backend, reason
+    else:
+        status, plan, result, used, message = _run_problem(problem, backend, params)
+        status, plan, result, used, message = _checked(problem, params, status, plan, result, used, message)
     if status is Status.INFEASIBLE:
         message = problem.explain_infeasible()
     elapsed = time.perf_counter() - t0

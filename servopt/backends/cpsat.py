@@ -183,7 +183,7 @@ class CpSatBackend(Backend):
             native.stand_in = stand_in or self._stand_in(arrays, coefs, obj, lb, ub, infinite)
             lb = np.where(np.isinf(lb), -float(native.stand_in), lb)
             ub = np.where(np.isinf(ub), float(native.stand_in), ub)
-        self._check_overflow(arrays, coefs, obj, lb, ub)
+        self._check_overflow(arrays, coefs, obj, lb, ub, scale)
         self._fill(native.model, arrays, coefs, obj, lb, ub, scale)
         return native
 
@@ -229,10 +229,19 @@ class CpSatBackend(Backend):
 
     @staticmethod
     def _check_overflow(
-        arrays: ModelArrays, coefs: np.ndarray, obj: np.ndarray, lb: np.ndarray, ub: np.ndarray
+        arrays: ModelArrays, coefs: np.ndarray, obj: np.ndarray, lb: np.ndarray, ub: np.ndarray, scale: float = 1.0
     ) -> None:
         import scipy.sparse as sp
 
+        for side in (arrays.row_lb, arrays.row_ub):
+            finite = np.isfinite(side)
+            big = np.flatnonzero(finite & (np.abs(np.where(finite, side, 0.0)) * scale > OVERFLOW_LIMIT))
+            if big.size:
+                i = int(big[0])
+                raise CapabilityError(
+                    f"CP-SAT would overflow int64 on constraint {arrays.row_names[i]!r}: its bound "
+                    f"{side[i]:.6g} exceeds 2^61; use backend 'highs' or 'scip'"
+                )
         mag = np.maximum(np.abs(lb), np.abs(ub))
         absA = sp.csr_matrix((np.abs(coefs), arrays.A.indices, arrays.A.indptr), shape=arrays.A.shape)
         reach = absA @ mag

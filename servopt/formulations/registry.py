@@ -29,25 +29,19 @@ PROBLEM_KINDS: dict[str, str] = {
 
 
 def load_problem(path: str | Path) -> Any:
-    """Read and validate the problem file at ``path``."""
-    import yaml
+    """Read and validate the problem file at ``path`` (YAML, or JSON when it ends in ``.json``)."""
+    from servopt.documents import load_document
 
     path = Path(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ValidationError(f"{path}: no such problem file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"{path}: cannot read the problem file ({exc})") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"{path}: not valid YAML ({exc})") from None
-    if len(docs) != 1:
-        raise ValidationError(
-            f"{path}: expected exactly one YAML document holding one problem, found {len(docs)}"
-        )
-    return problem_from_mapping(docs[0], path)
+        data = load_document(path)
+    except ValidationError as exc:
+        if "no such file" in str(exc):
+            raise ValidationError(f"{path}: no such problem file") from None
+        raise
+    if data is None:
+        raise ValidationError(f"{path}: expected exactly one YAML document holding one problem, found 0")
+    return problem_from_mapping(data, path)
 
 
 def problem_from_mapping(data: Any, source: str | Path = "<problem>") -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from servopt.exceptions import ValidationError
+from servopt.fields import MAX_EXACT_INT
 from servopt.formulations.gpu.types import GPUPlan, GPUProblemBase, fmt_count
 from servopt.model import Model
 from servopt.result import Result
@@ -62,6 +63,9 @@ class MinGPUs(GPUProblemBase):
                 object.__setattr__(self, "images", int(self.images))
             else:
                 raise ValidationError(f"images={self.images!r}; give a whole number of images >= 1")
+        if self.images > MAX_EXACT_INT:
+            raise ValidationError(f"images={self.images}; at most 2^53 = {MAX_EXACT_INT:,} (the solvers compute in "
+                                  "double precision, where larger integers are not exact)")
         if self.objective not in OBJECTIVES:
             raise ValidationError(f"objective={self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.objective == "cost":

@@ -68,7 +68,7 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
             if not batches:
                 raise vf.error("batches", "expected at least one batch size")
             try:
-                variants.append(StageVariant(vf.str("name"), vf.number("accuracy"), vf.number("cores", positive=True),
+                variants.append(StageVariant(vf.str("name"), vf.number("accuracy", minimum=0.0, maximum=1.0), vf.number("cores", positive=True),
                                              batches))
             except ValidationError as exc:
                 raise ValidationError(f"{source}: key '{vf.prefix}': {exc}") from None

@@ -52,7 +52,7 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
         try:
             variants.append(Variant(
                 name=name,
-                accuracy=v.number("accuracy"),
+                accuracy=v.number("accuracy", minimum=0.0, maximum=1.0),
                 capacity=capacity,
                 load_time_s=v.number("load_time_s", 0.0, minimum=0.0),
                 current_cores=v.int("current_cores", 0, minimum=0),

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from servopt.exact import dec
 from servopt.exceptions import SolverError, ValidationError
 from servopt.fields import as_int, as_number
 from servopt.formulations.ties import RATE_RTOL, refine_stable, tie_tolerance
@@ -380,6 +381,13 @@ class VariantSelection:
             return model, decode
 
         return refine_stable(plan, result, second, solve_model)
+
+    def precheck(self) -> str | None:
+        """The reason no plan can exist when λ exceeds the largest servable load (decided exactly), else None."""
+        top, _ = self.max_servable()
+        if dec(self.workload_rps) > dec(top):
+            return self.explain_infeasible()
+        return None
 
     def verify(self, plan: VariantSelectionPlan) -> list[str]:
         """Every constraint ``plan`` breaks, decided exactly (:mod:`servopt.formulations.variant_selection.verify`)."""
