@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from servopt.exceptions import ValidationError
+from servopt.formulations.pipeline.problem import Pipeline
 from servopt.formulations.variant_selection.problem import VariantSelection
 from servopt.formulations.ties import RATE_RTOL, tie_tolerance
 from servopt.result import SolveParams, Status
@@ -69,10 +70,11 @@ def run_policy(problem: Any, name: str, params: SolveParams | None = None, *,
     """
     if name not in POLICIES:
         raise ValidationError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
-    kinds, func, allowed = POLICIES[name]
+    types, func, allowed = POLICIES[name]
     kind = getattr(problem, "kind", None)
-    if kind not in kinds:
-        raise ValidationError(f"policy {name!r} applies to {' and '.join(kinds)} problems, not {kind!r}")
+    if not isinstance(problem, types):
+        raise ValidationError(f"policy {name!r} applies to {' and '.join(t.kind for t in types)} problems, "
+                              f"not {kind or type(problem).__name__!r}")
     options = dict(options or {})
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -421,11 +423,11 @@ def _solve_restricted(problem: Any, params: SolveParams, options: Mapping[str, A
     return status, solution.plan, f"{what}; solved by {solution.backend} ({solution.status.value} when restricted)"
 
 
-#: name -> (problem kinds, function(problem, params, options) -> (status, plan, message), option names)
-POLICIES: dict[str, tuple[tuple[str, ...], Callable[..., PolicyResult], tuple[str, ...]]] = {
-    "bruteforce": (("variant_selection", "pipeline"), _bruteforce, ("max_combinations",)),
-    "greedy": (("variant_selection", "pipeline"), _greedy, ()),
-    "fa2": (("pipeline",), _fa2, ("variants", "backend")),
-    "rim": (("pipeline",), _rim, ("replicas", "backend")),
-    "ms+": (("variant_selection",), _ms_plus, ()),
+#: name -> (problem types, function(problem, params, options) -> (status, plan, message), option names)
+POLICIES: dict[str, tuple[tuple[type, ...], Callable[..., PolicyResult], tuple[str, ...]]] = {
+    "bruteforce": ((VariantSelection, Pipeline), _bruteforce, ("max_combinations",)),
+    "greedy": ((VariantSelection, Pipeline), _greedy, ()),
+    "fa2": ((Pipeline,), _fa2, ("variants", "backend")),
+    "rim": ((Pipeline,), _rim, ("replicas", "backend")),
+    "ms+": ((VariantSelection,), _ms_plus, ()),
 }

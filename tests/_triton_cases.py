@@ -1,33 +1,31 @@
-"""Shared by test_triton.py and test_triton_server.py: small fake problems/plans of every plan type, and
-configs that break one Triton load rule each (with the message servopt must report, which Triton must print)."""
+"""Shared by test_triton.py and test_triton_server.py: small problems and typed plans of every plan type, and
+configs that break one Triton load rule each (with the message servopt must report, which Triton must print).
+
+The plans are the formulations' own plan dataclasses (what ``decode`` returns), built directly so each case pins
+exactly the groups, variants or stages its golden files show; the Triton builder dispatches on their type.
+"""
 
 from __future__ import annotations
 
 import re
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
+from servopt.formulations.gpu.types import GPUGroup, GPUPlan
+from servopt.formulations.pipeline.types import PipelinePlan, StagePlan
+from servopt.formulations.variant_selection.types import VariantAllocation, VariantSelectionPlan
 
 GOLDEN = Path(__file__).parent / "golden" / "triton"
 
 
 @dataclass
-class FakePlan:
-    data: dict
-
-    objective: float = 1.0
-
-    def to_dict(self) -> dict:
-        return self.data
-
-
-@dataclass
 class FakeProblem:
-    kind: str
+    """What the Triton builder reads from a problem: its name, ``triton:`` section, file and input size."""
+
     name: str | None = None
     triton: Any = None
     source: Any = None
@@ -37,25 +35,47 @@ class FakeProblem:
 @dataclass
 class FakeSolution:
     plan: Any
-    problem: str = ""
+    status: str = "optimal"
 
 
-def gpu_plan(groups: list[tuple[str, int, int]]) -> dict:
-    rows = [{"hardware": h, "gpus": g, "batch_size": b, "batches_per_gpu": 10, "images": g * b * 10}
-            for h, g, b in groups]
-    return {"gpus": sum(r["gpus"] for r in rows), "images": sum(r["images"] for r in rows), "cost_per_hour": 1.0,
-            "groups": rows}
+def gpu_plan(groups: Sequence[tuple[str, int, int]], kind: str = "min_gpus", objective_name: str = "gpus"
+             ) -> GPUPlan:
+    """A GPU plan of (hardware, GPUs, batch size) groups, each GPU running 10 batches."""
+    rows = tuple(GPUGroup(hardware=h, gpus=g, batch_size=b, batches_per_gpu=10, images=g * b * 10, busy_s=1.0,
+                          latency_ms=100.0, warmup_ms=100.0) for h, g, b in groups)
+    gpus, images = sum(r.gpus for r in rows), sum(r.images for r in rows)
+    return GPUPlan(kind=kind, objective_name=objective_name, objective=float(gpus if objective_name == "gpus"
+                                                                               else images),
+                   gpus=gpus, images=images, cost_per_hour=1.0, groups=rows, deadline_s=1.0)
 
 
-VARIANTS = {"average_accuracy": 0.74, "cores": 10, "loading_cost_s": 6.4, "variants": [
-    {"name": "resnet18", "cores": 4, "rps": 30.0}, {"name": "resnet50", "cores": 6, "rps": 90.0},
-    {"name": "resnet152", "cores": 0, "rps": 0.0}]}
+def variant_plan(variants: Sequence[tuple[str, int, float]], *, average_accuracy: float = 0.74,
+                 loading_cost_s: float = 6.4) -> VariantSelectionPlan:
+    """A variant-selection plan of (name, cores, rps) allocations."""
+    allocations = tuple(VariantAllocation(name=n, cores=c, rps=r, capacity_rps=r, accuracy=0.7, previous_cores=0)
+                        for n, c, r in variants)
+    return VariantSelectionPlan(objective=1.0, average_accuracy=average_accuracy,
+                                cores=sum(a.cores for a in allocations), loading_cost_s=loading_cost_s,
+                                variants=allocations, workload_rps=sum(a.rps for a in allocations),
+                                core_budget=16, changes=0)
 
-PIPELINE = {"accuracy": 1.2, "cores": 12, "latency_ms": 900.0, "stages": [
-    {"name": "detect", "variant": "yolov5s", "batch_size": 8, "replicas": 3, "latency_ms": 300.0, "queue_ms": 350.0},
-    {"name": "crop", "variant": "crop-v1", "batch_size": 2, "replicas": 1, "latency_ms": 5.0, "queue_ms": 50.0},
-    {"name": "classify", "variant": "resnet50", "batch_size": 4, "replicas": 2, "latency_ms": 100.0,
-     "queue_ms": 150.0}]}
+
+def stage(name: str, variant: str, batch_size: int, replicas: int, latency_ms: float, queue_ms: float) -> StagePlan:
+    return StagePlan(name=name, variant=variant, batch_size=batch_size, replicas=replicas, latency_ms=latency_ms,
+                     queue_ms=queue_ms, throughput_rps=1000.0 * batch_size / latency_ms, cores=float(replicas),
+                     accuracy=0.5)
+
+
+def pipeline_plan(stages: Sequence[StagePlan], *, cores: float, accuracy: float = 1.2,
+                  latency_ms: float = 900.0) -> PipelinePlan:
+    return PipelinePlan(objective=1.0, accuracy=accuracy, cores=cores, latency_ms=latency_ms, stages=tuple(stages),
+                        workload_rps=10.0, sla_ms=1000.0, changes=0)
+
+
+VARIANTS = variant_plan([("resnet18", 4, 30.0), ("resnet50", 6, 90.0), ("resnet152", 0, 0.0)])
+
+PIPELINE = pipeline_plan([stage("detect", "yolov5s", 8, 3, 300.0, 350.0), stage("crop", "crop-v1", 2, 1, 5.0, 50.0),
+                          stage("classify", "resnet50", 4, 2, 100.0, 150.0)], cores=12)
 
 PIPELINE_TRITON = {
     "name": "video",
@@ -73,23 +93,24 @@ PIPELINE_TRITON = {
 
 #: name -> (problem, solution, write_repository keyword arguments); every plan type, every layout
 CASES: dict[str, tuple[FakeProblem, FakeSolution, dict]] = {
-    "min_gpus_one_type": (FakeProblem("min_gpus", "effnet_b0", input_size=380),
-                          FakeSolution(FakePlan(gpu_plan([("A100-80GB", 3, 64)]))), {}),
-    "min_gpus_mixed": (FakeProblem("min_gpus", "effnet_b0"),
-                       FakeSolution(FakePlan(gpu_plan([("A100-80GB", 3, 64), ("A100-80GB", 1, 8), ("T4", 2, 16)]))),
+    "min_gpus_one_type": (FakeProblem("effnet_b0", input_size=380),
+                          FakeSolution(gpu_plan([("A100-80GB", 3, 64)])), {}),
+    "min_gpus_mixed": (FakeProblem("effnet_b0"),
+                       FakeSolution(gpu_plan([("A100-80GB", 3, 64), ("A100-80GB", 1, 8), ("T4", 2, 16)])),
                        {"kserve": True, "storage_uri": "gs://models/effnet"}),
-    "max_throughput": (FakeProblem("max_throughput", "bert", triton={
+    "max_throughput": (FakeProblem("bert", triton={
         "backend": "tensorrt_plan", "max_queue_delay_us": 100,
         "inputs": [{"name": "input_ids", "data_type": "INT32", "dims": [128]},
                    {"name": "attention_mask", "data_type": "INT32", "dims": [128]}],
         "outputs": [{"name": "logits", "data_type": "FP16", "dims": [2]}]}),
-        FakeSolution(FakePlan(gpu_plan([("H100", 2, 32), ("H100", 1, 4)]))), {}),
-    "variant_selection": (FakeProblem("variant_selection", "resnets"), FakeSolution(FakePlan(VARIANTS)),
+        FakeSolution(gpu_plan([("H100", 2, 32), ("H100", 1, 4)], kind="max_throughput", objective_name="images")),
+        {}),
+    "variant_selection": (FakeProblem("resnets"), FakeSolution(VARIANTS),
                           {"kserve": True, "storage_uri": "s3://bucket/resnets/"}),
-    "pipeline": (FakeProblem("pipeline", "pipeline", triton=PIPELINE_TRITON), FakeSolution(FakePlan(PIPELINE)),
+    "pipeline": (FakeProblem("pipeline", triton=PIPELINE_TRITON), FakeSolution(PIPELINE),
                  {"kserve": True, "storage_uri": "pvc://models/video"}),
-    "pipeline_template": (FakeProblem("pipeline", "video_tmpl", triton={"warmup": False}),
-                          FakeSolution(FakePlan(PIPELINE)),
+    "pipeline_template": (FakeProblem("video_tmpl", triton={"warmup": False}),
+                          FakeSolution(PIPELINE),
                           {"triton_backend": "python", "template": {"detect": GOLDEN / "_templates" / "stage.pbtxt"}}),
 }
 

@@ -13,14 +13,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _triton_cases import BROKEN, CASES, GOLDEN, PIPELINE, FakePlan, FakeProblem, FakeSolution, broken, build, \
-    configs_of, gpu_plan, rule_error
+from _triton_cases import BROKEN, CASES, GOLDEN, PIPELINE, FakeProblem, FakeSolution, broken, build, configs_of, \
+    gpu_plan, pipeline_plan, rule_error, stage, variant_plan
 from google.protobuf import text_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tritonclient.grpc import model_config_pb2 as mc
 
 from servopt.exceptions import ServoptError, ValidationError
+from servopt.formulations.gpu.types import GPUPlan
+from servopt.formulations.pipeline.types import PipelinePlan
+from servopt.formulations.variant_selection.types import VariantSelectionPlan
 from servopt.triton import build_repository, write_repository
 from servopt.triton.rules import TritonRuleError, check_repository
 from servopt.triton.spec import parse_triton_section
@@ -80,12 +83,12 @@ def test_golden_layouts() -> None:
 def test_pipeline_mapping() -> None:
     configs = configs_of("pipeline")
     detect, crop, classify, video = (configs[n] for n in ("detect", "crop", "classify", "video"))
-    for cfg, stage in zip((detect, crop, classify), PIPELINE["stages"]):
-        assert cfg.max_batch_size == stage["batch_size"]
-        assert cfg.dynamic_batching.max_queue_delay_microseconds == round(stage["queue_ms"] * 1000)
-        assert cfg.instance_group[0].count == stage["replicas"]
+    for cfg, step in zip((detect, crop, classify), PIPELINE.stages):
+        assert cfg.max_batch_size == step.batch_size
+        assert cfg.dynamic_batching.max_queue_delay_microseconds == round(step.queue_ms * 1000)
+        assert cfg.instance_group[0].count == step.replicas
         assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
-        assert cfg.default_model_filename == stage["variant"] + ".onnx"
+        assert cfg.default_model_filename == step.variant + ".onnx"
     assert video.platform == "ensemble" and video.max_batch_size == 2  # the smallest stage batch
     assert not video.instance_group and not video.model_warmup and not video.HasField("dynamic_batching")
     steps = video.ensemble_scheduling.step
@@ -126,8 +129,8 @@ def test_gpu_plan_defaults_use_input_size_and_warmup() -> None:
     ("tensorrt_plan", "platform", "tensorrt_plan"), ("pytorch_libtorch", "platform", "pytorch_libtorch"),
     ("python", "backend", "python"), ("onnxruntime", "backend", "onnxruntime")])
 def test_triton_backend_override(backend: str, field: str, value: str) -> None:
-    problem = FakeProblem("min_gpus", "m", triton={"backend": "onnxruntime"})
-    _, files, _ = build_repository(problem, FakeSolution(FakePlan(gpu_plan([("T4", 1, 8)]))), triton_backend=backend)
+    problem = FakeProblem("m", triton={"backend": "onnxruntime"})
+    _, files, _ = build_repository(problem, FakeSolution(gpu_plan([("T4", 1, 8)])), triton_backend=backend)
     cfg = text_format.Parse(files["m/config.pbtxt"], mc.ModelConfig())
     assert getattr(cfg, field) == value
     assert (cfg.backend == "") == (backend in ("tensorrt_plan", "pytorch_libtorch"))
@@ -150,23 +153,23 @@ def test_template_fields_are_kept_and_plan_fields_replaced() -> None:
 def test_template_with_sequence_batching_is_refused(tmp_path: Path) -> None:
     tmpl = tmp_path / "seq.pbtxt"
     tmpl.write_text('backend: "python"\nsequence_batching { max_sequence_idle_microseconds: 5 }\n')
-    problem = FakeProblem("min_gpus", "m")
+    problem = FakeProblem("m")
     with pytest.raises(ValidationError, match='another member of oneof "scheduling_choice"'):
-        build_repository(problem, FakeSolution(FakePlan(gpu_plan([("T4", 1, 8)]))), template=tmpl)
+        build_repository(problem, FakeSolution(gpu_plan([("T4", 1, 8)])), template=tmpl)
 
 
 def test_template_parse_error_names_the_file(tmp_path: Path) -> None:
     tmpl = tmp_path / "bad.pbtxt"
     tmpl.write_text("max_queue_delay_us: 5\n")
     with pytest.raises(ValidationError, match=re.escape(str(tmpl))):
-        build_repository(FakeProblem("min_gpus", "m"), FakeSolution(FakePlan(gpu_plan([("T4", 1, 8)]))),
+        build_repository(FakeProblem("m"), FakeSolution(gpu_plan([("T4", 1, 8)])),
                          template=tmpl)
 
 
 def test_template_relative_to_problem_file(tmp_path: Path) -> None:
     (tmp_path / "t.pbtxt").write_text('platform: "tensorrt_plan"\n')
-    problem = FakeProblem("min_gpus", "m", triton={"template": "t.pbtxt"}, source=tmp_path / "p.yaml")
-    _, files, _ = build_repository(problem, FakeSolution(FakePlan(gpu_plan([("T4", 1, 8)]))))
+    problem = FakeProblem("m", triton={"template": "t.pbtxt"}, source=tmp_path / "p.yaml")
+    _, files, _ = build_repository(problem, FakeSolution(gpu_plan([("T4", 1, 8)])))
     assert 'platform: "tensorrt_plan"' in files["m/config.pbtxt"]
 
 
@@ -175,41 +178,50 @@ def test_mismatched_stage_wiring_is_refused() -> None:
                                                 {"name": "B", "data_type": "FP32", "dims": [4]}]},
                          "crop": {"inputs": [{"name": "A", "data_type": "FP32", "dims": [4]}]}}}
     with pytest.raises(ValidationError, match="has 2 output"):
-        build_repository(FakeProblem("pipeline", "p", triton=triton), FakeSolution(FakePlan(PIPELINE)))
+        build_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE))
 
 
 def test_stage_types_must_agree_with_triton_wording() -> None:
     triton = {"models": {"crop": {"inputs": [{"name": "X", "data_type": "FP16", "dims": [1000]}]}}}
     with pytest.raises(TritonRuleError, match="inconsistent data type: TYPE_FP32 is inferred from model detect while "
                                               "TYPE_FP16 is inferred from model crop"):
-        build_repository(FakeProblem("pipeline", "p", triton=triton), FakeSolution(FakePlan(PIPELINE)))
+        build_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE))
 
 
 def test_ensemble_named_like_a_stage_is_refused() -> None:
     with pytest.raises(ValidationError, match="set triton.name"):
-        build_repository(FakeProblem("pipeline", "detect"), FakeSolution(FakePlan(PIPELINE)))
+        build_repository(FakeProblem("detect"), FakeSolution(PIPELINE))
 
 
 def test_no_plan_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no plan to deploy"):
-        write_repository(FakeProblem("min_gpus", "m"), FakeSolution(None), tmp_path / "r")
+        write_repository(FakeProblem("m"), FakeSolution(None), tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
 
 def test_empty_plans_are_refused() -> None:
-    for kind, plan in (("min_gpus", gpu_plan([])), ("variant_selection", {"variants": []}),
-                       ("pipeline", {"stages": []})):
+    for plan in (gpu_plan([]), gpu_plan([("T4", 0, 8)]), variant_plan([]), variant_plan([("a", 0, 0.0)]),
+                 pipeline_plan([], cores=0)):
         with pytest.raises(ValidationError, match="no model to deploy|no stage"):
-            build_repository(FakeProblem(kind, "m"), FakeSolution(FakePlan(plan)))
+            build_repository(FakeProblem("m"), FakeSolution(plan))
+
+
+@pytest.mark.parametrize("plan", [gpu_plan([("T4", 1, 8)]).to_dict(), PIPELINE.to_dict(), object()],
+                         ids=["gpu_dict", "pipeline_dict", "object"])
+def test_untyped_plans_are_refused(plan: object) -> None:
+    """The builder dispatches on the plan's type: a plan's dict (or anything else) names the known types."""
+    with pytest.raises(ValidationError, match="cannot write a Triton repository for a .* plan; known plan types: "
+                                              "GPUPlan, PipelinePlan, VariantSelectionPlan"):
+        build_repository(FakeProblem("m"), FakeSolution(plan))
 
 
 def test_warmup_true_needs_fixed_dims() -> None:
     triton = {"warmup": True, "inputs": [{"name": "T", "data_type": "STRING", "dims": [-1]}]}
     with pytest.raises(ValidationError, match="variable"):
-        build_repository(FakeProblem("min_gpus", "m", triton=triton), FakeSolution(FakePlan(gpu_plan([("T4", 1, 8)]))))
+        build_repository(FakeProblem("m", triton=triton), FakeSolution(gpu_plan([("T4", 1, 8)])))
     triton["warmup"] = "auto"  # auto: no warm-up for a variable-size input
-    _, files, _ = build_repository(FakeProblem("min_gpus", "m", triton=triton),
-                                   FakeSolution(FakePlan(gpu_plan([("T4", 1, 8)]))))
+    _, files, _ = build_repository(FakeProblem("m", triton=triton),
+                                   FakeSolution(gpu_plan([("T4", 1, 8)])))
     assert "model_warmup" not in files["m/config.pbtxt"]
 
 
@@ -244,14 +256,14 @@ def test_section_defaults() -> None:
 
 
 def test_unknown_model_key_is_refused() -> None:
-    problem = FakeProblem("pipeline", "p", triton={"models": {"detcet": {}}}, source="p.yaml")
+    problem = FakeProblem("p", triton={"models": {"detcet": {}}}, source="p.yaml")
     with pytest.raises(ValidationError, match=r"triton.models.detcet': no stage of that name \(known: detect"):
-        build_repository(problem, FakeSolution(FakePlan(PIPELINE)))
+        build_repository(problem, FakeSolution(PIPELINE))
 
 
 def test_bad_triton_backend_argument() -> None:
     with pytest.raises(ValidationError, match="--triton-backend: expected one of"):
-        build_repository(FakeProblem("min_gpus", "m"), FakeSolution(FakePlan(gpu_plan([("T4", 1, 8)]))),
+        build_repository(FakeProblem("m"), FakeSolution(gpu_plan([("T4", 1, 8)])),
                          triton_backend="tensorflow")
 
 
@@ -306,9 +318,8 @@ def test_rule_scheduling_choice() -> None:
 @given(st.lists(st.tuples(st.sampled_from([1, 2, 4, 8, 16, 32]), st.integers(1, 12),
                           st.floats(0, 2000, allow_nan=False)), min_size=1, max_size=6))
 def test_any_pipeline_plan_gives_a_valid_ensemble(stages: list) -> None:
-    plan = {"cores": 1, "stages": [{"name": f"s{i}", "variant": f"v{i}", "batch_size": b, "replicas": r,
-                                    "latency_ms": 1.0, "queue_ms": q} for i, (b, r, q) in enumerate(stages)]}
-    deployment, _, _ = build_repository(FakeProblem("pipeline", "ens"), FakeSolution(FakePlan(plan)))
+    plan = pipeline_plan([stage(f"s{i}", f"v{i}", b, r, 1.0, q) for i, (b, r, q) in enumerate(stages)], cores=1)
+    deployment, _, _ = build_repository(FakeProblem("ens"), FakeSolution(plan))
     configs = {m.name: m.config for m in deployment.repositories[0].models}
     assert configs["ens"].max_batch_size == min(b for b, _, _ in stages)
     for i, (b, r, q) in enumerate(stages):
@@ -408,7 +419,7 @@ def test_failure_while_swapping_restores_the_old_repository(tmp_path: Path, monk
 def test_rule_failure_writes_nothing(tmp_path: Path) -> None:
     triton = {"models": {"crop": {"inputs": [{"name": "X", "data_type": "FP16", "dims": [1000]}]}}}
     with pytest.raises(TritonRuleError):
-        write_repository(FakeProblem("pipeline", "p", triton=triton), FakeSolution(FakePlan(PIPELINE)),
+        write_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE),
                          tmp_path / "repo")
     assert list(tmp_path.iterdir()) == []
 
@@ -502,23 +513,24 @@ def test_example_writes_a_repository(path: Path, tmp_path: Path) -> None:
             text = (out / repo["path"] / model["name"] / "config.pbtxt").read_text()
             configs[model["name"], repo["path"]] = text_format.Parse(text, mc.ModelConfig())
             assert (out / repo["path"] / model["name"] / "1").is_dir()
-    plan = solution.plan.to_dict()
-    if problem.kind in ("min_gpus", "max_throughput"):
-        used = [g for g in plan["groups"] if g["gpus"] > 0]
+    plan = solution.plan
+    if isinstance(plan, GPUPlan):
+        used = [g for g in plan.groups if g.gpus > 0]
         gpus = sum(len(c.instance_group[0].gpus) for c in configs.values())
-        assert gpus == sum(g["gpus"] for g in used) == plan["gpus"]
-        assert {c.max_batch_size for c in configs.values()} == {g["batch_size"] for g in used}
-    elif problem.kind == "pipeline":
-        for stage in plan["stages"]:
-            cfg = configs[stage["name"], "."]
-            assert cfg.max_batch_size == stage["batch_size"]
-            assert cfg.instance_group[0].count == stage["replicas"]
+        assert gpus == sum(g.gpus for g in used) == plan.gpus
+        assert {c.max_batch_size for c in configs.values()} == {g.batch_size for g in used}
+    elif isinstance(plan, PipelinePlan):
+        for step in plan.stages:
+            cfg = configs[step.name, "."]
+            assert cfg.max_batch_size == step.batch_size
+            assert cfg.instance_group[0].count == step.replicas
         (entry,) = [r["entry"] for r in summary["repositories"]]
         assert configs[entry, "."].platform == "ensemble"
     else:
+        assert isinstance(plan, VariantSelectionPlan)
         routing = json.loads((out / "routing.json").read_text())
         assert abs(sum(r["weight"] for r in routing["routes"]) - 1) < 1e-5
-        served = [v for v in plan["variants"] if v["cores"] > 0]
+        served = [v for v in plan.variants if v.cores > 0]
         assert len(configs) == len(served)
     for doc in yaml.safe_load_all((out / "kserve.yaml").read_text()):
         _check_shape(doc)

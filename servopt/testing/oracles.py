@@ -14,6 +14,9 @@ from collections import Counter
 from fractions import Fraction
 from typing import Any
 
+from servopt.formulations.gpu.max_throughput import MaxThroughput
+from servopt.formulations.gpu.min_gpus import MinGPUs
+
 __all__ = ["check_gpu_plan", "gpu_runs", "brute_force_gpu", "exhaustive_gpu"]
 
 
@@ -91,7 +94,7 @@ def check_gpu_plan(problem: Any, plan: Any) -> list[str]:
     if priced and (data["cost_per_hour"] is None or not math.isclose(data["cost_per_hour"], cost, rel_tol=1e-9,
                                                                       abs_tol=1e-9)):
         errors.append(f"plan says cost {data['cost_per_hour']} per hour, groups add up to {cost}")
-    if problem.kind == "min_gpus" and images < problem.images:
+    if isinstance(problem, MinGPUs) and images < problem.images:
         errors.append(f"{images} images processed < {problem.images} requested")
     budget = getattr(problem, "budget_per_hour", None)
     if budget is not None and sum((_d(pool[hw].cost_per_hour or 0) * n for hw, n in used.items()),
@@ -128,7 +131,7 @@ def _score(problem: Any, counts: dict[int, int], images: int) -> float | None:
     """The objective of using ``counts`` GPUs per type processing ``images``, or None if infeasible."""
     gpus = sum(counts.values())
     cost = sum(n * (problem.gpus[g].cost_per_hour or 0.0) for g, n in counts.items())
-    if problem.kind == "min_gpus":
+    if isinstance(problem, MinGPUs):
         if images < problem.images:
             return None
         return float(gpus) if problem.objective == "gpus" else cost
@@ -142,7 +145,7 @@ def _score(problem: Any, counts: dict[int, int], images: int) -> float | None:
 def _better(problem: Any, a: float | None, b: float | None) -> float | None:
     if a is None or b is None:
         return b if a is None else a
-    return max(a, b) if problem.kind == "max_throughput" else min(a, b)
+    return max(a, b) if isinstance(problem, MaxThroughput) else min(a, b)
 
 
 def brute_force_gpu(problem: Any) -> float | None:

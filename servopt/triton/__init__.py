@@ -19,15 +19,15 @@ __all__ = ["write_repository", "build_repository", "TRITON_VERSION"]
 TRITON_VERSION = "2.51.0"
 
 
-def _plan_of(solution: Any) -> tuple[dict[str, Any], str | None]:
+def _plan_of(solution: Any) -> Any:
+    """The typed plan of a solution (or the plan itself); refused when there is none."""
     plan = getattr(solution, "plan", solution)
     if plan is None:
         status = getattr(getattr(solution, "status", None), "value", getattr(solution, "status", "unknown"))
         from servopt.exceptions import ValidationError
 
         raise ValidationError(f"there is no plan to deploy (status {status}); solve a feasible problem first")
-    data = plan.to_dict() if hasattr(plan, "to_dict") else plan
-    return dict(data), getattr(solution, "problem", None)
+    return plan
 
 
 def build_repository(problem: Any, solution: Any, *, triton_backend: str | None = None, template: Any = None,
@@ -48,13 +48,11 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
 
     source = source or getattr(problem, "source", None) or getattr(problem, "path", None)
     spec = parse_triton_section(getattr(problem, "triton", None), source)
-    plan, solved_kind = _plan_of(solution)
-    kind = getattr(problem, "kind", None) or solved_kind
+    plan = _plan_of(solution)
     if kserve and storage_uri is None:
         raise ValidationError("--kserve needs --storage-uri: where the repository will be uploaded "
                               "(e.g. gs://bucket/models/effnet)")
-    deployment = build_deployment(problem, plan, spec, kind=str(kind), triton_backend=triton_backend,
-                                  template=template)
+    deployment = build_deployment(problem, plan, spec, triton_backend=triton_backend, template=template)
     for repo in deployment.repositories:
         configs = {m.name: m.config for m in repo.models}
         if len(configs) != len(repo.models):
@@ -66,7 +64,7 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
 
         manifests = kserve_manifests(deployment, storage_uri, namespace=spec.kserve.namespace,
                                      runtime_version=spec.kserve.runtime_version, memory=spec.kserve.memory)
-    files, folders = render_files(deployment, _summary(deployment, plan), manifests)
+    files, folders = render_files(deployment, _summary(deployment, plan.to_dict()), manifests)
     return deployment, files, folders
 
 
@@ -98,9 +96,11 @@ def write_repository(problem: Any, solution: Any, out_dir: str | Path, *, force:
     Parameters
     ----------
     problem : Problem
-        The solved problem: ``kind``, ``triton`` (the raw ``triton:`` mapping or None), ``name``/``source``.
+        The solved problem: ``triton`` (the raw ``triton:`` mapping or None), ``name``/``source``,
+        ``input_size``.
     solution : servopt.Solution
-        Its answer; ``solution.plan`` must exist.
+        Its answer; ``solution.plan`` must exist and be a typed plan (``GPUPlan``, ``VariantSelectionPlan``,
+        ``PipelinePlan``): the repository's layout follows the plan's type.
     out_dir : path
         The folder to create. An existing folder is refused unless ``force`` (then replaced atomically).
     triton_backend : {"onnxruntime", "tensorrt_plan", "pytorch_libtorch", "python"}, optional

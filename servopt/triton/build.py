@@ -1,20 +1,23 @@
 """Plan → ``ModelConfig`` messages: what each plan type becomes in a Triton model repository.
 
-Layout (docs/triton.md explains the choices):
+:func:`build_deployment` dispatches on the plan's type (``functools.singledispatch``): each plan type registers
+its builder on ``_deployment_of`` below and reads the plan's fields; nothing here switches on a problem-kind
+string (the kind is only written, as the deployment's label). Layout (docs/triton.md explains the choices):
 
-* ``min_gpus`` / ``max_throughput``: one repository per hardware type (a Triton server runs on one node, and a
-  node has one GPU type). With one hardware type the output folder *is* the repository; with several, each type
-  gets a sub-folder named after it. Inside, one model per batch size used on that hardware (``<name>`` when there
-  is one, ``<name>_b<batch>`` otherwise), ``instance_group { kind: KIND_GPU gpus: [...] }`` over consecutive GPU
-  indices of that hardware type.
-* ``variant_selection``: one model per variant given cores, a CPU instance group, and ``routing.json`` with the
-  load balancer's weights (each variant's share of the workload).
-* ``pipeline``: one model per stage with its batch size, queue delay and replicas, plus an ``ensemble`` model
+* ``GPUPlan`` (``min_gpus`` / ``max_throughput``): one repository per hardware type (a Triton server runs on one
+  node, and a node has one GPU type). With one hardware type the output folder *is* the repository; with several,
+  each type gets a sub-folder named after it. Inside, one model per batch size used on that hardware (``<name>``
+  when there is one, ``<name>_b<batch>`` otherwise), ``instance_group { kind: KIND_GPU gpus: [...] }`` over
+  consecutive GPU indices of that hardware type.
+* ``VariantSelectionPlan``: one model per variant given cores, a CPU instance group, ``routing.json`` with the
+  load balancer's weights (each variant's share of the workload), and one server per model.
+* ``PipelinePlan``: one model per stage with its batch size, queue delay and replicas, plus an ``ensemble`` model
   wiring each stage's outputs to the next stage's inputs.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +27,12 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from servopt.exceptions import ValidationError
+from servopt.formulations.gpu.types import GPUPlan
+from servopt.formulations.pipeline.types import PipelinePlan
+from servopt.formulations.variant_selection.types import VariantSelectionPlan
 from servopt.triton.spec import BACKENDS, TensorSpec, TritonSpec, check_model_keys, safe_name
 
 __all__ = ["ModelEntry", "RepositoryLayout", "TritonDeployment", "build_deployment", "load_template", "default_io"]
-
-GPU_KINDS = ("min_gpus", "max_throughput")
-KINDS = (*GPU_KINDS, "variant_selection", "pipeline")
 
 #: CPU thread-count parameter per backend (onnxruntime_backend / pytorch_backend READMEs)
 _THREAD_PARAMETER = {"onnxruntime": "intra_op_thread_count", "pytorch_libtorch": "INTRA_OP_THREAD_COUNT"}
@@ -58,11 +61,13 @@ class RepositoryLayout:
     gpus: int = 0
     cpu_cores: float | None = None
     entry: str | None = None
+    #: every model runs on its own Triton server (``cores`` in its ``info``), not the repository on one server
+    server_per_model: bool = False
 
 
 @dataclass
 class TritonDeployment:
-    """Everything a plan becomes, before it is written."""
+    """Everything a plan becomes, before it is written (``kind`` is a label for ``servopt.json`` and KServe)."""
 
     name: str
     kind: str
@@ -77,6 +82,7 @@ class _Context:
     backend: str | None
     templates: Mapping[str, Any]
     input_size: int
+    problem: Any
 
 
 def load_template(path: str | Path) -> Any:
@@ -98,30 +104,37 @@ def default_io(input_size: int) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpe
             (TensorSpec("OUTPUT", "TYPE_FP32", (1000,)),))
 
 
-def build_deployment(problem: Any, plan: Mapping[str, Any], spec: TritonSpec, *, kind: str,
-                     triton_backend: str | None = None, template: Any = None) -> TritonDeployment:
-    """Turn a plan (``Plan.to_dict()``) into model configs, checked by nobody yet (see ``rules``).
+def build_deployment(problem: Any, plan: Any, spec: TritonSpec, *, triton_backend: str | None = None,
+                     template: Any = None) -> TritonDeployment:
+    """Turn a typed plan into model configs, checked by nobody yet (see ``rules``).
 
-    ``template`` (path or mapping model key -> path) overrides ``triton.template`` / ``triton.models.*.template``.
+    ``plan`` is a :class:`GPUPlan`, :class:`VariantSelectionPlan` or :class:`PipelinePlan` (what ``decode`` and
+    the policies return); other types are refused. ``template`` (path or mapping model key -> path) overrides
+    ``triton.template`` / ``triton.models.*.template``.
     """
-    if kind not in KINDS:
-        raise ValidationError(f"cannot write a Triton repository for problem kind {kind!r}; known: {', '.join(KINDS)}")
+    if _deployment_of.dispatch(type(plan)) is _deployment_of.dispatch(object):
+        known = ", ".join(sorted(t.__name__ for t in _deployment_of.registry if t is not object))
+        raise ValidationError(f"cannot write a Triton repository for a {type(plan).__name__} plan; known plan "
+                              f"types: {known} (pass the plan servopt.solve returns, not its to_dict())")
     if triton_backend is not None and triton_backend not in BACKENDS:
         raise ValidationError(f"--triton-backend: expected one of {', '.join(BACKENDS)}, got {triton_backend!r}")
     size = getattr(problem, "input_size", None)
     input_size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 224
-    ctx = _Context(spec, triton_backend, _templates(spec, template), input_size)
-    base = _base_name(problem, spec, kind)
-    if kind in GPU_KINDS:
-        return _gpu_deployment(ctx, base, kind, plan)
-    if kind == "variant_selection":
-        return _variant_deployment(ctx, base, plan, problem)
-    return _pipeline_deployment(ctx, base, plan)
+    ctx = _Context(spec, triton_backend, _templates(spec, template), input_size, problem)
+    return _deployment_of(plan, ctx)
 
 
-def _base_name(problem: Any, spec: TritonSpec, kind: str) -> str:
-    if spec.name:
-        return spec.name
+@functools.singledispatch
+def _deployment_of(plan: Any, ctx: _Context) -> TritonDeployment:
+    """The deployment of one plan type; a new plan type registers its own (docs/architecture.md)."""
+    raise ValidationError(f"cannot write a Triton repository for a {type(plan).__name__} plan")
+
+
+def _base_name(ctx: _Context, label: str) -> str:
+    """The model (or ensemble) name: ``triton.name``, else the problem's name or file stem, else ``label``."""
+    if ctx.spec.name:
+        return ctx.spec.name
+    problem = ctx.problem
     name = getattr(problem, "name", None)
     if isinstance(name, str) and name.strip():
         return safe_name(name)
@@ -129,7 +142,7 @@ def _base_name(problem: Any, spec: TritonSpec, kind: str) -> str:
         src = getattr(problem, attr, None)
         if isinstance(src, (str, Path)) and str(src) and not str(src).startswith("<"):
             return safe_name(Path(src).stem)
-    return kind
+    return label
 
 
 def _templates(spec: TritonSpec, template: Any) -> dict[str, Any]:
@@ -272,15 +285,16 @@ def _kind(ctx: _Context, default: str) -> str:
 # plan types
 
 
-def _gpu_deployment(ctx: _Context, base: str, kind: str, plan: Mapping[str, Any]) -> TritonDeployment:
+@_deployment_of.register
+def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
+    base = _base_name(ctx, plan.kind)
     check_model_keys(ctx.spec, [], "model (min_gpus/max_throughput plans have one model per batch size)")
     by_hw: dict[str, dict[int, int]] = {}
-    for g in plan.get("groups") or []:
-        gpus = int(g["gpus"])
-        if gpus <= 0:
+    for g in plan.groups:
+        if g.gpus <= 0:
             continue
-        sizes = by_hw.setdefault(str(g["hardware"]), {})
-        sizes[int(g["batch_size"])] = sizes.get(int(g["batch_size"]), 0) + gpus
+        sizes = by_hw.setdefault(g.hardware, {})
+        sizes[g.batch_size] = sizes.get(g.batch_size, 0) + g.gpus
     if not by_hw:
         raise ValidationError("the plan uses no GPU: there is no model to deploy")
     default_in, default_out = default_io(ctx.input_size)
@@ -306,47 +320,52 @@ def _gpu_deployment(ctx: _Context, base: str, kind: str, plan: Mapping[str, Any]
             models.append(ModelEntry(cfg, (ctx.spec.version,), {
                 "name": name, "batch_size": batch, "gpus": gpu_ids, "hardware": hardware}))
         repos.append(RepositoryLayout(path=path, models=models, hardware=hardware, gpus=next_gpu))
-    return TritonDeployment(name=base, kind=kind, repositories=repos)
+    return TritonDeployment(name=base, kind=plan.kind, repositories=repos)
 
 
-def _variant_deployment(ctx: _Context, base: str, plan: Mapping[str, Any], problem: Any) -> TritonDeployment:
-    chosen = [v for v in plan.get("variants") or [] if float(v.get("cores") or 0) > 0]
+@_deployment_of.register
+def _variant_deployment(plan: VariantSelectionPlan, ctx: _Context) -> TritonDeployment:
+    base = _base_name(ctx, "variant_selection")
+    chosen = [v for v in plan.variants if v.cores > 0]
     if not chosen:
         raise ValidationError("the plan gives no variant any cores: there is no model to deploy")
-    known = [str(v.name) for v in getattr(problem, "variants", ()) or () if hasattr(v, "name")]
-    check_model_keys(ctx.spec, known or [str(v["name"]) for v in plan.get("variants") or []], "variant")
+    known = [str(v.name) for v in getattr(ctx.problem, "variants", ()) or () if hasattr(v, "name")]
+    check_model_keys(ctx.spec, known or [v.name for v in plan.variants], "variant")
     mbs = ctx.spec.max_batch_size if ctx.spec.max_batch_size is not None else 1
     default_in, default_out = default_io(ctx.input_size)
-    total = sum(float(v.get("rps") or 0) for v in chosen)
+    total = sum(float(v.rps) for v in chosen)
     models, routes, names = [], [], set()
     for v in chosen:
-        key = str(v["name"])
+        key = v.name
         name = safe_name(key)
         if name in names:
             raise ValidationError(f"variants {key!r} and another one map to the same model name {name!r}")
         names.add(name)
-        cores = float(v["cores"])
+        cores = float(v.cores)
+        rps = float(v.rps)
         inputs, outputs = _io(ctx, key, _tensor_messages(default_in, mc.ModelInput),
                               _tensor_messages(default_out, mc.ModelOutput))
         cfg = _model(ctx, key, name, inputs, outputs, max_batch_size=mbs, batch_size=mbs if mbs > 1 else None,
                      delay_us=0, kind=_kind(ctx, "KIND_CPU"), count=1,
                      parameters={"threads": max(1, int(cores))})
         models.append(ModelEntry(cfg, (ctx.spec.version,), {"name": name, "variant": key, "cores": cores,
-                                                             "rps": float(v.get("rps") or 0)}))
-        routes.append({"model": name, "variant": key, "cores": cores, "rps": float(v.get("rps") or 0),
-                       "weight": round(float(v.get("rps") or 0) / total, 6) if total > 0 else
-                       round(1.0 / len(chosen), 6)})
-    cores = sum(float(v["cores"]) for v in chosen)
-    repo = RepositoryLayout(path=".", models=models, cpu_cores=cores)
+                                                             "rps": rps}))
+        routes.append({"model": name, "variant": key, "cores": cores, "rps": rps,
+                       "weight": round(rps / total, 6) if total > 0 else round(1.0 / len(chosen), 6)})
+    cores = sum(float(v.cores) for v in chosen)
+    # InfAdapter runs each variant as its own deployment: one server per model, routed by weight
+    repo = RepositoryLayout(path=".", models=models, cpu_cores=cores, server_per_model=True)
     routing = {"workload_rps": total, "routes": routes}
     return TritonDeployment(name=base, kind="variant_selection", repositories=[repo], routing=routing)
 
 
-def _pipeline_deployment(ctx: _Context, base: str, plan: Mapping[str, Any]) -> TritonDeployment:
-    stages = list(plan.get("stages") or [])
+@_deployment_of.register
+def _pipeline_deployment(plan: PipelinePlan, ctx: _Context) -> TritonDeployment:
+    base = _base_name(ctx, "pipeline")
+    stages = list(plan.stages)
     if not stages:
         raise ValidationError("the plan has no stage: there is no model to deploy")
-    keys = [str(s["name"]) for s in stages]
+    keys = [s.name for s in stages]
     check_model_keys(ctx.spec, keys, "stage")
     names = [safe_name(k) for k in keys]
     if len(set(names)) != len(names):
@@ -365,20 +384,19 @@ def _pipeline_deployment(ctx: _Context, base: str, plan: Mapping[str, Any]) -> T
                                      dims=list(o.dims)) for o in prev_out]
         inputs, outputs = _io(ctx, key, dflt_in, _tensor_messages(default_out, mc.ModelOutput),
                               spec_inputs=(i == 0))
-        batch = int(stage["batch_size"])
-        replicas = int(stage["replicas"])
-        delay = int(round(float(stage.get("queue_ms") or 0) * 1000))
+        batch = int(stage.batch_size)
+        replicas = int(stage.replicas)
+        delay = int(round(float(stage.queue_ms or 0) * 1000))
         cfg = _model(ctx, key, name, inputs, outputs, max_batch_size=batch, batch_size=batch, delay_us=delay,
-                     kind=kind, count=replicas, model_file=safe_name(str(stage.get("variant") or name)))
+                     kind=kind, count=replicas, model_file=safe_name(stage.variant or name))
         models.append(ModelEntry(cfg, (ctx.spec.version,), {
-            "name": name, "stage": key, "variant": stage.get("variant"), "batch_size": batch,
+            "name": name, "stage": key, "variant": stage.variant, "batch_size": batch,
             "replicas": replicas, "queue_delay_us": cfg.dynamic_batching.max_queue_delay_microseconds}))
         prev_out = list(cfg.output)
     ensemble = _ensemble(ctx, base, [m.config for m in models])
     models.append(ModelEntry(ensemble, (ctx.spec.version,), {"name": base, "ensemble": names}))
-    cores = plan.get("cores")
     repo = RepositoryLayout(path=".", models=models, entry=base,
-                            cpu_cores=float(cores) if cores is not None else None)
+                            cpu_cores=float(plan.cores) if plan.cores is not None else None)
     return TritonDeployment(name=base, kind="pipeline", repositories=[repo])
 
 

@@ -1,12 +1,14 @@
 """KServe ``InferenceService`` manifests that run a written repository on Triton.
 
 One ``InferenceService`` (``serving.kserve.io/v1beta1``, predictor ``model.modelFormat: triton``) per Triton
-server the plan needs:
+server the deployment needs, read from its repositories (never from the problem kind):
 
-* GPU plans: one per hardware type, asking for that type's GPU count (``nvidia.com/gpu``);
-* ``variant_selection``: one per variant (InfAdapter runs each variant as its own deployment), each loading only
-  its model (``--model-control-mode=explicit --load-model=<variant>``) with the plan's cores as CPU request/limit;
-* ``pipeline``: one running the ensemble, with the plan's total cores.
+* a repository with ``server_per_model`` (``variant_selection``: InfAdapter runs each variant as its own
+  deployment): one per model, each loading only its model (``--model-control-mode=explicit
+  --load-model=<variant>``) with the model's cores as CPU request/limit and its routing weight;
+* a repository with a ``hardware`` type (GPU plans): one per repository, asking for its GPU count
+  (``nvidia.com/gpu``);
+* any other repository (``pipeline``): one running it (its ``entry`` model), with the repository's cores.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def kserve_manifests(deployment: TritonDeployment, storage_uri: str, *, namespac
     common = {"namespace": namespace, "runtime_version": runtime_version, "memory": memory}
     docs = []
     for repo in deployment.repositories:
-        if deployment.kind == "variant_selection":
+        if repo.server_per_model:
             for entry in repo.models:
                 docs.append(_service(
                     dns_name(deployment.name, entry.name), deployment, storage_uri, repo,
