@@ -67,6 +67,8 @@ def read_variant_selection(data: Mapping[str, Any], source: str | Path) -> Any:
                 max_cores=max_cores,
             ))
         except ValidationError as exc:
+            if str(exc).startswith(f"{source}:"):  # already names the file and key
+                raise
             raise ValidationError(f"{source}: key 'variants[{i}]': {exc}") from None
         v.done()
     f.done()
@@ -181,6 +183,8 @@ def read_pipeline(data: Mapping[str, Any], source: str | Path) -> Any:
                 variants.append(StageVariant(vf.str("name"), vf.number("accuracy"), vf.number("cores", positive=True),
                                              batches))
             except ValidationError as exc:
+                if str(exc).startswith(f"{source}:"):  # already names the file and key
+                    raise
                 raise ValidationError(f"{source}: key '{vf.prefix}': {exc}") from None
             vf.done()
         cur = sf.mapping("current", None)
@@ -193,6 +197,8 @@ def read_pipeline(data: Mapping[str, Any], source: str | Path) -> Any:
         try:
             stages.append(Stage(stage_name, variants))
         except ValidationError as exc:
+            if str(exc).startswith(f"{source}:"):  # already names the file and key
+                raise
             raise ValidationError(f"{source}: key 'stages[{si}]': {exc}") from None
     f.done()
     try:
