@@ -48,7 +48,8 @@ def test_fit_table_save_plot_and_predict(capsys, tmp_path, triton):
     code, out, err = run(capsys, "predict", models, query, "--json")
     assert code == 0 and err == ""
     predictions = json.loads(out)["predictions"]
-    assert len(predictions) == 3 and set(predictions[0]) == {"latency_ms"}
+    assert len(predictions) == 3 and set(predictions[0]) == {"latency_ms", "extrapolated"}
+    assert not any(p["extrapolated"] for p in predictions)  # every query row is a profiled configuration
     # in row order, and the same numbers the saved model gives
     bundle = PerformanceModels.load(models)
     direct = bundle.targets["latency"].model.predict(pd.read_csv(query)[bundle.targets["latency"].features])

@@ -153,7 +153,8 @@ def test_out_writes_a_triton_repository_and_refuses_to_overwrite(tmp_path, capsy
     configs = sorted(out_dir.rglob("config.pbtxt"))
     assert configs and all("effnet" in str(c) for c in configs)
     code, out, err = run_cli(capsys, str(path), "--out", str(out_dir), "--json")
-    assert code == 2 and out == "" and "Traceback" not in err and err.count("\n") == 1
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert json.loads(out) == {"status": "error", "exit_code": 2, "message": err.strip().removeprefix("servopt: error: ")}
     code, out, err = run_cli(capsys, str(path), "--out", str(out_dir), "--force")
     assert code == 0 and "wrote the Triton model repository" in out
 

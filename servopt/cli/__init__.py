@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from servopt.exceptions import ServoptError
 
@@ -39,7 +40,7 @@ Run `servopt COMMAND --help` for each command's options."""
 
 
 def _build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | None]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="servopt",
         description="Provably optimal ML inference serving configuration: profiles -> performance models -> "
         "MILP -> plan -> Triton model repository.",
@@ -64,8 +65,24 @@ def _build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | N
     return parser, wanted
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors also answer ``--json`` with a JSON object on stdout."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.json_errors:
+            from servopt.cli._output import print_json_status
+
+            print_json_status("error", 2, f"{self.prog}: {message}")
+        super().error(message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # with --json every outcome is one JSON object on stdout, errors included (a scheduler parses them all)
+    want_json = "--json" in argv[: argv.index("--") if "--" in argv else len(argv)]
+    _Parser.json_errors = want_json
     try:
         parser, _ = _build_parser(argv)
         args = parser.parse_args(argv)
@@ -74,13 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return int(args._run(args) or 0)
     except ServoptError as exc:
-        print(f"servopt: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split("\n"))
+        print(f"servopt: error: {message}", file=sys.stderr)
+        if want_json:
+            from servopt.cli._output import print_json_status
+
+            print_json_status("error", 2, message)
         return 2
     except KeyboardInterrupt:
         print("servopt: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        _Parser.json_errors = False
 
 
 if __name__ == "__main__":  # pragma: no cover

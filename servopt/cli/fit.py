@@ -14,7 +14,8 @@ DESCRIPTION = """Fit servopt's performance models on profiles (latency; warm-up,
 profiles have them) and report, per target and per configuration (model, variant, hardware, input size, cores,
 labels), the error on held-out points: each batch size (cores, for capacity) is left out in turn, the models are
 fitted on the rest and predict it. A straight line in the batch size (in cores for capacity: InfAdapter's line),
-fitted per configuration on the same points, is shown beside it. MAPE is a fraction in --json (0.05 = 5 %)."""
+fitted per configuration on the same points, is shown beside it. MAPE is a fraction in --json (0.05 = 5 %).
+Existing -o / --plot files are refused unless --force (checked before fitting)."""
 
 EPILOG = """examples:
   servopt fit profiles/nvidia_efficientnet_pytorch.csv
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE.png", help="plot held-out predictions per configuration (first "
                         "target to FILE.png, others to FILE-<target>.png)")
     parser.add_argument("--targets", help="comma-separated subset of latency,warmup,memory,capacity")
+    parser.add_argument("--force", action="store_true", help="replace existing -o / --plot files")
 
 
 def _pct(value: Any) -> str:
@@ -61,6 +63,23 @@ def _print_table(name: str, report: Any) -> None:
     print()
 
 
+def _check_outputs(args: argparse.Namespace, targets: list[str] | None) -> None:
+    """Refuse existing or unwritable outputs before fitting (one rule for every writer: --force replaces)."""
+    from servopt.cli._output import check_output
+
+    if args.output:
+        check_output(args.output, "-o", force=args.force)
+    if args.plot:
+        first = Path(args.plot)
+        names = targets or ["latency", "warmup", "memory", "capacity"]
+        # the first plotted target takes FILE.png, the others FILE-<target>.png: check every name it may take
+        for path in [first] + [first.with_name(f"{first.stem}-{t}{first.suffix}") for t in names]:
+            if path == first or path.exists():
+                check_output(path, "--plot", force=args.force)
+    if args.force and not (args.output or args.plot):
+        raise ValidationError("--force only applies with -o or --plot (the files to write)")
+
+
 def run(args: argparse.Namespace) -> int:
     from servopt.performance.evaluate import fit_profile
     from servopt.profiles import load_profile
@@ -70,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise ValidationError(f"--plot {args.plot}: expected a .png file name")
+    _check_outputs(args, targets)
     table = load_profile(args.profiles)
     models, reports = fit_profile(table.frame, source=table.source, targets=targets)
     if args.output:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
 
 from servopt.exceptions import ValidationError
 
@@ -18,7 +20,7 @@ KIND is one of:
   ipa             one of IPA's CPU profiling CSVs (seconds)
   profile         servopt profiles (CSV/Parquet): validate, concatenate, convert
 
-Every error names the file, the row and the column; no row is dropped."""
+Every error names the file, the row and the column; no row is dropped. An existing OUT is refused unless --force."""
 
 EPILOG = """examples:
   servopt import perf-analyzer results.csv --model resnet50 --hardware A100-80GB --batch-size 8 -o r50.csv
@@ -34,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", metavar="FILE", nargs="+", help="input file(s)")
     parser.add_argument("-o", "--output", metavar="OUT", help="profile to write (.csv or .parquet); default: CSV on "
                         "stdout")
+    parser.add_argument("--force", action="store_true", help="replace an existing OUT")
     parser.add_argument("--model", help="model family name (required for perf-analyzer)")
     parser.add_argument("--variant", help="variant name (default: the model)")
     parser.add_argument("--hardware", help="device or machine type (required for perf-analyzer and model-analyzer)")
@@ -60,6 +63,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"servopt import {kind}: give one file, got {len(args.files)}")
     if args.batch_size is not None and args.batch_size < 1:
         raise ValidationError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    if args.cores is not None and not (math.isfinite(args.cores) and args.cores > 0):
+        raise ValidationError(f"--cores: expected a number of CPU cores > 0, got {args.cores!r}")
+    if args.input_size is not None and args.input_size < 1:
+        raise ValidationError(f"--input-size: expected an integer >= 1 (pixels), got {args.input_size}")
+    if args.output:  # before reading anything: a refused output leaves no trace
+        from servopt.cli._output import check_output
+        from servopt.profiles import CSV_SUFFIXES, PARQUET_SUFFIXES
+
+        check_output(args.output, "-o", force=args.force)
+        if Path(args.output).suffix.lower() not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+            raise ValidationError(f"-o {args.output}: unknown profile format; accepted: "
+                                  f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
+    elif args.force:
+        raise ValidationError("--force only applies with -o OUT (the profile to write)")
     meta = {"variant": args.variant, "input_size": args.input_size, "cores": args.cores, "source": args.source}
     if kind == "perf-analyzer":
         _need(args, "model", "hardware")

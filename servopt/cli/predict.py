@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 DESCRIPTION = """Predict latency (and warm-up, memory, capacity where fitted) for each row of QUERY.csv with models
 saved by `servopt fit -o MODELS.joblib`. The query has the profile's feature columns (batch_size, model, variant,
-hardware, input_size, ... as `servopt fit` lists them); other columns are ignored. Only load models files you
-trust: joblib files can run code."""
+hardware, input_size, ... as `servopt fit` lists them); other columns are ignored; `variant` defaults to `model`
+as in profiles. Batch sizes, cores and input sizes must be > 0. A row whose names (model, variant, hardware,
+labels) or configuration the models were not fitted on is predicted by the fallback regressor: it is marked
+extrapolated (a column, and "extrapolated": true in --json) and a warning goes to stderr. Only load models files
+you trust: joblib files can run code."""
 
 EPILOG = """example:
   servopt fit profiles/nvidia_efficientnet_pytorch.csv -o models.joblib
@@ -27,20 +31,30 @@ def run(args: argparse.Namespace) -> int:
     from servopt.performance.evaluate import PerformanceModels
     from servopt.profiles import read_raw
 
+    from servopt.cli._predict_checks import check_query, extrapolated_rows
+
     models = PerformanceModels.load(args.models)
     raw, where = read_raw(Path(args.query))
+    raw = check_query(models, raw, str(args.query), where)
     predictions = models.predict(raw, source=str(args.query), where=where)
+    flagged = extrapolated_rows(models, raw, str(args.query), where)
     records = [{k: (None if math.isnan(v) else float(v)) for k, v in row.items()}
                for row in predictions.to_dict(orient="records")]
+    for i, record in enumerate(records):
+        record["extrapolated"] = i in flagged
+    if flagged:
+        first = min(flagged)
+        print(f"servopt predict: warning: {len(flagged)} row(s) outside the fitted profiles, predicted by the "
+              f"fallback regressor (extrapolated); first: {where[first]}: {flagged[first]}", file=sys.stderr)
     if args.json:
         print(json.dumps({"predictions": records}, indent=2))
         return 0
     features = sorted({f for t in models.targets.values() for f in t.features},
                       key=lambda f: (f != "batch_size", f))
     shown = [f for f in features if f in raw.columns and not f.startswith("hw.")][:6]
-    header = shown + list(predictions.columns)
+    header = shown + list(predictions.columns) + ["extrapolated"]
     table = [header] + [[str(raw[c].iloc[i]) for c in shown] + [f"{records[i][c]:.4g}" for c in predictions.columns]
-                        for i in range(len(raw))]
+                        + ["yes" if records[i]["extrapolated"] else "no"] for i in range(len(raw))]
     widths = [max(len(r[j]) for r in table) for j in range(len(header))]
     for row in table:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))

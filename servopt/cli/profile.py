@@ -14,12 +14,19 @@ features (hw.* columns). Each point gets its own session with --cores intra-op t
 
 The CSV is rewritten atomically after every point, so an interrupted run keeps what it measured; --resume
 continues it. An out-of-memory point (an allocation failure, or a peak above --memory-limit-mb) ends that input
-size's batch sweep: the sweep's rows get oom_batch_size = that batch size (see docs/profiler.md)."""
+size's batch sweep: the sweep's rows get oom_batch_size = that batch size (see docs/profiler.md).
+
+An existing OUT.csv is refused unless --force (replace it) or --resume (continue it)."""
 
 EPILOG = """examples:
   python -m servopt.measure.onnx_models resnet_like resnet_like.onnx
   servopt profile resnet_like.onnx --batch-sizes 1,2,4,8 --input-sizes 224,320 --cores 1,2 -o resnet.csv
-  servopt profile resnet_like.onnx --batch-sizes 1,2,4,8,16,32,64 --input-sizes 224 --memory-limit-mb 300 -o m.csv"""
+  servopt profile resnet_like.onnx --batch-sizes 1,2,4,8,16,32,64 --input-sizes 224 --memory-limit-mb 300 -o m.csv
+
+exit codes:
+  0  measured (at least one row written)
+  1  measured nothing (every point out of memory, or --total-budget spent before the first point); no file written
+  2  bad input or usage, e.g. --device cuda without onnxruntime-gpu (refused before measuring)"""
 
 
 def _int_list(flag: str, text: str) -> list[int]:
@@ -50,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="profile CSV to write")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an existing OUT.csv and measure "
                         "only the missing points")
+    parser.add_argument("--force", action="store_true", help="replace an existing OUT.csv (its rows are not kept)")
     parser.add_argument("--hardware", default=None, help="hardware name (default: cpu-<CPU model> or GPU name)")
     parser.add_argument("--model-name", default=None, help="model column (default: the file name's stem)")
     parser.add_argument("--variant", default=None, help="variant column (default: the model name)")
@@ -59,8 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from servopt.cli._output import check_output
     from servopt.measure.profiler import profile_model
 
+    if args.resume and args.force:
+        raise ValidationError("give either --resume (keep OUT.csv's rows) or --force (replace OUT.csv), not both")
+    # checked before measuring; --resume consents to an existing OUT.csv (it continues it)
+    check_output(args.output, "-o", force=args.force or args.resume)
+    if args.device == "cuda":
+        _check_cuda()
     result = profile_model(
         args.model,
         _int_list("--batch-sizes", args.batch_sizes),
@@ -73,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         memory_limit_mb=args.memory_limit_mb,
         output=args.output,
         resume=args.resume,
+        force=args.force,
         hardware=args.hardware,
         model_name=args.model_name,
         variant=args.variant,
@@ -80,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         seed=args.seed,
     )
+    if not result.rows:  # exit 1, like an infeasible solve: the input was fine, nothing could be measured
+        why = (f"stopped early: {result.stopped}" if result.stopped else
+               "every point was out of memory" if result.oom else "no point was measured")
+        print(f"servopt profile: measured nothing ({why}); no output written", file=sys.stderr)
+        return 1
     print(f"wrote {result.path}: {len(result.rows)} rows ({result.measured} points measured now) in "
           f"{result.elapsed_s:.1f} s")
     for oom in result.oom:
@@ -89,3 +110,16 @@ def run(args: argparse.Namespace) -> int:
     if result.stopped:
         print(f"  stopped early: {result.stopped}; run again with --resume to finish", file=sys.stderr)
     return 0
+
+
+def _check_cuda() -> None:
+    """Refuse --device cuda before measuring when ONNX Runtime has no CUDA provider (the plain wheel)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return  # profile_model names the missing package
+    found = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in found:
+        raise ValidationError(f"--device cuda: ONNX Runtime {ort.__version__} has no CUDAExecutionProvider "
+                              f"(providers found: {', '.join(found)}); pip install onnxruntime-gpu (in place of "
+                              "onnxruntime) on a machine with an NVIDIA GPU")

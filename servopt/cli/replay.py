@@ -27,7 +27,10 @@ given separated by commas; they all see the same arrivals (same --seed).
 
 Output: a table per policy (SLO violations, latency, accuracy, cores, reconfigurations, decision time), or with
 --json one object {"trace", "problem", "interval_s", "policies": [...]}; --series FILE writes the per-interval
-numbers (CSV) for plots."""
+numbers (CSV) for plots (an existing FILE is refused unless --force).
+
+Arguments: TRACE PROBLEM; PROBLEM TRACE (the order of `servopt simulate PROBLEM --trace TRACE`) is accepted too,
+recognised by the problem file's `problem:` key."""
 
 EPILOG = """examples:
   # InfAdapter's setting: the 21-minute Twitter window, 30 s decisions, EWMA of per-minute peaks + 10 %
@@ -42,7 +45,8 @@ exit codes: 0 replayed; 2 bad input or usage (e.g. a policy that does not apply 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trace", metavar="TRACE", help="per-second request-rate trace")
+    parser.add_argument("trace", metavar="TRACE", help="per-second request-rate trace (PROBLEM TRACE, simulate's "
+                        "order, is accepted too: the file with a `problem:` key is the problem)")
     parser.add_argument("file", metavar="PROBLEM", help="problem file (YAML): variant_selection or pipeline")
     parser.add_argument("--policy", default="servopt", metavar="P[,P...]",
                         help="servopt, ms+, greedy, fa2, rim, bruteforce, static (comma-separated; default servopt)")
@@ -70,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a new plan serves requests from decision + S seconds; 'load' = its model loading time")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     parser.add_argument("--series", metavar="FILE", default=None, help="write per-interval numbers to FILE (CSV)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --series FILE")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +83,17 @@ def run(args: argparse.Namespace) -> int:
     from servopt.serving.deployment import servable, serving_options
     from servopt.formulations.registry import load_problem
 
+    from servopt.cli._output import check_output
+
+    if args.series is not None:  # before any work: a refused output leaves nothing behind
+        check_output(args.series, "--series", force=args.force)
+    elif args.force:
+        raise ValidationError("--force only applies with --series FILE (the file to write)")
+    if _is_problem_file(args.trace) and not _is_problem_file(args.file):
+        # `replay PROBLEM TRACE` (simulate's order): unambiguous, so accepted
+        args.trace, args.file = args.file, args.trace
+    elif _is_problem_file(args.trace):
+        raise ValidationError(f"{args.trace}: a problem file where the trace goes; servopt replay takes TRACE PROBLEM")
     problem = load_problem(args.file)
     if not servable(problem):
         raise ValidationError(f"{args.file}: servopt replay adapts variant_selection and pipeline problems, "
@@ -133,6 +149,22 @@ _COLUMNS = (
     ("decide_ms", "decision_mean_ms", "{:.1f}"),
     ("max_ms", "decision_max_ms", "{:.1f}"),
 )
+
+
+def _is_problem_file(path: str) -> bool:
+    """Whether ``path`` reads as a problem file: a small YAML/JSON mapping with a ``problem:`` key."""
+    import os
+
+    import yaml
+
+    try:
+        if os.path.getsize(path) > 4 << 20:  # traces can be large; problem files are not
+            return False
+        with open(path, "rb") as fh:
+            doc = yaml.safe_load(fh)
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "problem" in doc
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:

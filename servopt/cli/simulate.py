@@ -140,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         solution = servopt.solve(problem, backend=args.backend)
     if solution.plan is None:
         print(f"servopt: no plan to simulate ({solution.status.value}): {solution.message}", file=sys.stderr)
+        if args.json:
+            from servopt.cli._output import print_json_status
+
+            print_json_status(solution.status.value, 1, f"no plan to simulate: {solution.message}")
         return 1
     options: dict[str, Any] = {"slo_ms": slo}
     options.update(serving_options(problem, args.headroom, args.servers))

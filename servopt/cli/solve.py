@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -17,7 +16,9 @@ them), or by a baseline policy with --policy.
 
 Output: a table for people, or with --json exactly one JSON object on stdout:
   {"problem", "status", "objective", "backend", "solve_seconds", "plan"}
-status is optimal, feasible (a limit stopped the solver with a plan), infeasible or error."""
+status is optimal, feasible (a limit stopped the solver with a plan), infeasible or error. Without a plan it
+also has "exit_code" (1) and "message" (why); bad input prints {"status": "error", "exit_code": 2, "message"}.
+An existing --out DIR is refused unless --force; it is checked, with the writability of its place, before solving."""
 
 EPILOG = """examples:
   servopt solve examples/min_gpus_efficientnet.yaml
@@ -63,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from servopt.cli._output import check_output
     from servopt.exceptions import ServoptError, ValidationError
     from servopt.formulations.registry import load_problem
     from servopt.result import SolveParams, Status
@@ -75,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValidationError(f"{stray[0]} only applies with --out DIR (the Triton repository to write)")
     if args.policy is not None and args.backend != "auto":
         raise ValidationError("give either --policy NAME or --backend NAME, not both")
-    if args.out is not None and not args.force and os.path.lexists(args.out):
-        # refused before solving, so nothing is printed and nothing changes
-        raise ValidationError(f"--out {args.out}: the folder exists; pass --force to replace it")
+    if args.out is not None:
+        # refused before solving (exists without --force, or not writable): nothing is printed, nothing changes
+        check_output(args.out, "--out", force=args.force, folder=True)
     problem = load_problem(args.file)
     params = SolveParams(time_limit_s=args.time_limit, scale=args.scale)
     if args.policy is not None:
@@ -96,13 +98,16 @@ def run(args: argparse.Namespace) -> int:
     if solution.plan is not None and args.out is not None:
         # written before anything is printed: a refused or failed write leaves stdout empty (exit 2)
         _write(problem, solution, args, ServoptError)
+    reason = solution.message or f"the solver ended with status {solution.status.value}"
     if args.json:
-        print(json.dumps(solution.to_dict(), allow_nan=False))
+        out = solution.to_dict()
+        if solution.plan is None:  # every outcome parses: infeasible (or no plan) says why, like an error does
+            out.update(exit_code=1, message=reason)
+        print(json.dumps(out, allow_nan=False))
     elif solution.plan is not None:
         print(_headline(solution))
         print(_table(solution.plan))
     if solution.plan is None:
-        reason = solution.message or f"the solver ended with status {solution.status.value}"
         label = "infeasible" if solution.status is Status.INFEASIBLE else f"no plan ({solution.status.value})"
         print(f"servopt: {label}: {reason}", file=sys.stderr)
         return 1

@@ -124,6 +124,7 @@ def profile_model(
     memory_limit_mb: float | None = None,
     output: str | Path | None = None,
     resume: bool = False,
+    force: bool = False,
     hardware: str | None = None,
     model_name: str | None = None,
     variant: str | None = None,
@@ -150,9 +151,12 @@ def profile_model(
     memory_limit_mb : float, optional
         Artificial memory limit in MiB: a point whose peak memory passes it is recorded as out of memory.
     output : str or Path, optional
-        CSV rewritten atomically after every point. It must not exist unless ``resume`` is true.
+        CSV rewritten atomically after every measured point (never written while no point has a row). It must
+        not exist unless ``resume`` or ``force`` is true.
     resume : bool
         Keep the rows already in ``output`` and measure only the points it lacks.
+    force : bool
+        Replace an existing ``output`` (its rows are not kept) once the first point is measured.
     hardware, model_name, variant : str, optional
         Profile metadata; defaults: :func:`servopt.measure.hwmon.hardware_name`, the file's stem, ``model_name``.
     device : {"cpu", "cuda"}
@@ -197,7 +201,7 @@ def profile_model(
     if not model.is_file():
         raise ValidationError(f"{model}: no such ONNX file")
     out = Path(output) if output is not None else None
-    if out is not None and out.exists() and not resume:
+    if out is not None and out.exists() and not (resume or force):
         raise ValidationError(f"{out}: the output file exists; pass resume=True (--resume) to keep its rows and "
                               "measure the missing points, or choose another path")
 
@@ -253,7 +257,7 @@ def profile_model(
                     if (earlier["cores"], earlier["input_size"]) == (c, s):
                         earlier["oom_batch_size"] = b
             run.measured += 1
-            if out is not None:
+            if out is not None and rows:  # no header-only file: nothing measured leaves nothing written
                 _write_csv(out, rows)
             bar.update(1)
             if on_point is not None:

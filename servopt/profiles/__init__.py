@@ -19,6 +19,8 @@ from servopt.profiles._importers import (
     read_perf_analyzer,
 )
 from servopt.profiles._io import (
+    CSV_SUFFIXES,
+    PARQUET_SUFFIXES,
     ProfileTable,
     default_mode,
     load_profile,
@@ -44,6 +46,8 @@ from servopt.profiles._schema import (
 from servopt.profiles._select import require_single_group, select_rows
 
 __all__ = [
+    "CSV_SUFFIXES",
+    "PARQUET_SUFFIXES",
     "ProfileTable",
     "load_profile",
     "profile_from_frame",

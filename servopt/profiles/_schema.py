@@ -130,6 +130,8 @@ def _num(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, np.generic):  # np.int64(-1) -> -1: messages show plain Python values
+        value = value.item()
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

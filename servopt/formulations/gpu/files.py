@@ -138,6 +138,8 @@ def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapp
     try:
         return GPUType(batches=batches, **kwargs)
     except ValidationError as exc:
+        if str(exc).startswith(f"{source}:"):  # already names the file and key
+            raise
         raise ValidationError(f"{source}: key '{where}': {exc}") from None
 
 

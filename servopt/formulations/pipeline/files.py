@@ -71,6 +71,8 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
                 variants.append(StageVariant(vf.str("name"), vf.number("accuracy", minimum=0.0, maximum=1.0), vf.number("cores", positive=True),
                                              batches))
             except ValidationError as exc:
+                if str(exc).startswith(f"{source}:"):  # already names the file and key
+                    raise
                 raise ValidationError(f"{source}: key '{vf.prefix}': {exc}") from None
             vf.done()
         cur = sf.mapping("current", None)
@@ -83,6 +85,8 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
         try:
             stages.append(Stage(stage_name, variants))
         except ValidationError as exc:
+            if str(exc).startswith(f"{source}:"):  # already names the file and key
+                raise
             raise ValidationError(f"{source}: key 'stages[{si}]': {exc}") from None
     f.done()
     try:

@@ -60,6 +60,8 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
                 max_cores=max_cores,
             ))
         except ValidationError as exc:
+            if str(exc).startswith(f"{source}:"):  # already names the file and key
+                raise
             raise ValidationError(f"{source}: key 'variants[{i}]': {exc}") from None
         v.done()
     f.done()
