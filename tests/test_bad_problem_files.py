@@ -73,3 +73,23 @@ def test_an_unservable_load_is_infeasible_with_the_servable_sentence(tmp_path, c
             "  - {name: a, accuracy: 0.7, capacity: {1: 10, 2: 20}}\n")
     code, _, err = run(tmp_path, "p.yaml", text, capsys)
     assert code == 1 and "exceeds the largest load the 20-core budget can serve" in err and "20 RPS" in err
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "9223372036854775807"])
+def test_profile_batch_sizes_beyond_int32_are_refused_not_wrapped(tmp_path, capsys, value):
+    src = tmp_path / "p.csv"
+    src.write_text(f"model,hardware,batch_size,latency_ms\nm,T4,{value},5\n")
+    out = tmp_path / "out.csv"
+    code = main(["import", "profile", str(src), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "column 'batch_size'" in err and value in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_trace_too_large_to_simulate_is_refused_up_front(tmp_path, capsys):
+    trace = tmp_path / "t.csv"
+    trace.write_text("rps\n" + "1e9\n" * 60)
+    code = main(["simulate", str(Path(__file__).resolve().parents[1] / "examples" / "pipeline_video.yaml"),
+                 "--trace", str(trace)])
+    err = capsys.readouterr().err
+    assert code == 2 and "at most 20,000,000 requests" in err and "--damping" in err

@@ -63,7 +63,7 @@ class Column:
         if self.minimum is not None:
             what += f" {'>' if self.strict else '>='} {self.minimum:g}"
         if self.maximum is not None:
-            what += f" and <= {self.maximum:g}"
+            what += f" and <= {int(self.maximum):,}" if self.kind == "int" else f" and <= {self.maximum:g}"
         return what
 
 
@@ -72,8 +72,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("variant", "str", False, "version of the model with its own accuracy/cost (default: model)"),
     Column("hardware", "str", True, "device or machine type, e.g. A100-80GB"),
     Column("cores", "float", False, "CPU cores given to one replica", minimum=0, strict=True),
-    Column("input_size", "int", False, "image side in pixels", minimum=1),
-    Column("batch_size", "int", True, "batch size of the measurement", minimum=1),
+    Column("input_size", "int", False, "image side in pixels", minimum=1, maximum=2**31 - 1),
+    Column("batch_size", "int", True, "batch size of the measurement", minimum=1, maximum=2**31 - 1),
     Column("latency_ms", "float", True, "steady-state time to run one batch (ms)", minimum=0, strict=True),
     Column("latency_p99_ms", "float", False, "tail latency at that point (ms)", minimum=0, strict=True),
     Column("throughput_rps", "float", False, "items per second (default batch_size / latency)", minimum=0),

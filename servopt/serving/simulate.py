@@ -122,9 +122,24 @@ class SimulationReport:
             }
 
 
+#: the most requests one simulation draws (each costs about 100 bytes across the simulator's arrays)
+MAX_REQUESTS = 20_000_000
+
+
 def poisson_arrivals(rps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Sorted arrival times (s) of a Poisson process whose rate in second ``k`` is ``rps[k]``."""
-    counts = rng.poisson(np.asarray(rps, dtype=float))
+    """Sorted arrival times (s) of a Poisson process whose rate in second ``k`` is ``rps[k]``.
+
+    Refuses, before drawing anything, a trace whose expected number of requests exceeds :data:`MAX_REQUESTS`.
+    """
+    rates = np.asarray(rps, dtype=float)
+    expected = float(rates.sum())
+    if not expected <= MAX_REQUESTS:
+        raise ValidationError(
+            f"the trace asks for about {expected:.3g} requests over {rates.size:,} s (peak {rates.max():.3g} RPS); "
+            f"servopt simulates at most {MAX_REQUESTS:,} requests per run (about 2 GB); lower the trace's rates "
+            "(--damping F divides them by F) or simulate a shorter slice (--trace-start, --trace-end)"
+        )
+    counts = rng.poisson(rates)
     t = np.repeat(np.arange(counts.size, dtype=float), counts)
     t += rng.random(t.size)
     t.sort()
