@@ -93,3 +93,12 @@ def test_a_trace_too_large_to_simulate_is_refused_up_front(tmp_path, capsys):
                  "--trace", str(trace)])
     err = capsys.readouterr().err
     assert code == 2 and "at most 20,000,000 requests" in err and "--damping" in err
+
+
+def test_a_pipeline_load_beyond_max_replicas_is_infeasible_not_an_overflow(tmp_path, capsys):
+    text = (Path(__file__).resolve().parents[1] / "examples" / "pipeline_video.yaml").read_text()
+    import re
+
+    text = re.sub(r"(?m)^workload_rps: .*$", "workload_rps: 1000000000000000000000000000000", text)
+    code, _, err = run(tmp_path, "p.yaml", text, capsys)
+    assert code == 1 and "cannot serve 1e+30 RPS" in err and "max_replicas" in err

@@ -513,6 +513,19 @@ class Pipeline:
         """Re-solve with the dynamic programme when a MILP plan fails :meth:`verify`."""
         return [("dp", {})]
 
+    def precheck(self) -> str | None:
+        """The reason no plan can exist when some stage cannot sustain λ even at max_replicas, else None."""
+        lam = dec(self.workload_rps)
+        for stage in self.stages:
+            best = max(dec(p.throughput_rps) for v in stage.variants for p in v.batches)
+            if best * self.max_replicas < lam:
+                return (
+                    f"stage {stage.name!r} cannot serve {self.workload_rps:g} RPS: its fastest option sustains "
+                    f"{float(best):g} RPS per replica, {float(best * self.max_replicas):g} RPS at max_replicas "
+                    f"{self.max_replicas}; lower workload_rps or raise max_replicas"
+                )
+        return None
+
     def explain_infeasible(self) -> str:
         """Which stage cannot keep up with λ, or how far the fastest choices are from the SLA."""
         opts = self.options()
@@ -542,7 +555,7 @@ class Pipeline:
 
 def _min_replicas(lam: float, h: np.ndarray) -> np.ndarray:
     """n* = ceil(λ / h) per option, at least 1; decided exactly where floating point is too close to call."""
-    n = np.maximum(1, np.ceil(lam / h)).astype(np.int64)
+    n = np.maximum(1, np.minimum(np.ceil(lam / h), float(2**62))).astype(np.int64)  # huge λ: no int64 wrap
     tol = BORDER_RTOL * max(1.0, lam)
     near = (np.abs(n * h - lam) <= tol) | (np.abs((n - 1) * h - lam) <= tol)
     for i in np.flatnonzero(near).tolist():
