@@ -6,12 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
-# No test outcome may depend on how busy the machine is: hypothesis's per-example deadline is a wall-clock limit,
-# so it is off everywhere; on CI (CI=true) examples are also derandomised, so every run draws the same examples.
-settings.register_profile("servopt", deadline=None, print_blob=True)
-settings.register_profile("servopt-ci", deadline=None, print_blob=True, derandomize=True)
+# No test outcome may depend on how busy the machine is: hypothesis's per-example deadline and its "too slow"
+# health check are wall-clock limits, so both are off everywhere; on CI (CI=true) examples are also derandomised,
+# so every run draws the same examples.
+_NO_CLOCK = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("servopt", **_NO_CLOCK)
+settings.register_profile("servopt-ci", derandomize=True, **_NO_CLOCK)
 settings.load_profile("servopt-ci" if os.environ.get("CI") else "servopt")
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -110,3 +110,11 @@ def test_fit_on_a_single_point_is_a_clear_error(capsys, tmp_path, reference_data
     err = capsys.readouterr().err
     assert "1 profiled point" in err and "latency_ms" in err and str(profile) in err
     assert "Traceback" not in err
+
+
+def test_fit_on_two_points_holds_out_nothing_it_cannot(tmp_path, capsys):
+    # found by the CLI fuzz campaign: holding one of two batch sizes out left one training point for LightGBM
+    src = tmp_path / "p.csv"
+    src.write_text("model,variant,hardware,input_size,cores,batch_size,latency_ms\n0,,0,,,1,1e300\n0,,0,,,2,1\n")
+    assert main(["fit", str(src), "--json"]) == 0
+    assert "Traceback" not in capsys.readouterr().err

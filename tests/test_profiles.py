@@ -388,7 +388,7 @@ def _check_reader(kind, path, data):
 
 
 @pytest.mark.parametrize("kind", sorted(READERS))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.binary(max_size=400))
 def test_random_bytes_raise_servopt_error(tmp_path, kind, data):
     path = tmp_path / "f.csv"
@@ -397,7 +397,7 @@ def test_random_bytes_raise_servopt_error(tmp_path, kind, data):
 
 
 @pytest.mark.parametrize("kind", sorted(READERS))
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=st.lists(st.lists(_cells, min_size=1, max_size=9), min_size=0, max_size=5))
 def test_malformed_tables_raise_servopt_error(tmp_path, kind, rows):
     body = io.StringIO()
@@ -426,7 +426,7 @@ def _mostly_valid(draw, kind):
 
 
 @pytest.mark.parametrize("kind", sorted(READERS))
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_mostly_valid_tables_keep_every_row(tmp_path, kind, data):
     rows = data.draw(_mostly_valid(kind))
@@ -438,7 +438,7 @@ def test_mostly_valid_tables_keep_every_row(tmp_path, kind, data):
     _check_reader(kind, path, raw)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(row=st.integers(0, 2), column=st.sampled_from(["batch_size", "latency_ms", "warmup_ms", "hardware"]),
        value=st.sampled_from(["x", "-1", "0", "inf", "1e999", "2.5", "NaN!", ""]))
 def test_a_bad_cell_is_reported_where_it_is(tmp_path, row, column, value):

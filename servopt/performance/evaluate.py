@@ -166,7 +166,7 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
     for value in np.unique(x):
         test = x == value
         train = ~test
-        if not train.any():
+        if train.sum() < 2:  # the regressors need two points: this value cannot be held out
             continue
         model = make_model(target.name, estimator)
         model.fit(X[train].reset_index(drop=True), y[train])

@@ -74,7 +74,7 @@ def _free_ports(n: int) -> list[int]:
 class TritonServer:
     """One tritonserver process over some repositories; use as a context manager (stops by PID on exit)."""
 
-    def __init__(self, env: TritonEnv, repositories: list[Path], workdir: Path, *, startup_timeout_s: float = 180,
+    def __init__(self, env: TritonEnv, repositories: list[Path], workdir: Path, *, startup_timeout_s: float = 600,
                  exit_timeout_s: int = 5) -> None:
         self.env = env
         self.repositories = [Path(r).absolute() for r in repositories]
@@ -253,7 +253,7 @@ def find_repositories(out_dir: Path) -> list[Path]:
 
 
 def check_repositories(repositories: list[Path], *, env: TritonEnv | None = None, workdir: Path | None = None,
-                       max_instances: int | None = None, startup_timeout_s: float = 180,
+                       max_instances: int | None = None, startup_timeout_s: float = 600,
                        expect_failures: Mapping[str, str] | None = None) -> CheckReport:
     """Load every repository on one server, check all models are READY, infer every ensemble (and every model
     with a unique name). Raises :class:`TritonCheckError` (with the server log) on the first problem.
