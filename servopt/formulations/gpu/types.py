@@ -150,6 +150,11 @@ class GPUType:
         M_g, the most batches a GPU runs *after its first* (``k - 1 <= M_g``, SPEC §4.1).
     max_batch_size : int, optional
         MB_g: batch sizes above it are not offered (e.g. they do not fit device memory).
+    instances_per_gpu : int
+        Model instances on each GPU of this type in the configuration the latencies were measured with (Model
+        Analyzer's ``instance_group`` count per GPU; default 1). It does not change the capacity model (a GPU
+        runs ``W + (k - 1) L`` as measured in that configuration); it is carried into the plan's groups so the
+        deployment (Triton's ``instance_group { count: ... }``) reproduces the measured configuration.
 
     Examples
     --------
@@ -164,9 +169,14 @@ class GPUType:
     cost_per_hour: float | None = None
     max_batches: int | None = None
     max_batch_size: int | None = None
+    instances_per_gpu: int = 1
 
     def __post_init__(self) -> None:
         where = f"GPU type {self.hardware!r}"
+        n = self.instances_per_gpu
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValidationError(f"{where}: instances_per_gpu={n!r}; give an integer >= 1 (model instances on "
+                                  "each GPU)")
         if not isinstance(self.hardware, str) or not self.hardware.strip():
             raise ValidationError(f"GPU type: hardware must be a non-empty string, got {self.hardware!r}")
         if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:
@@ -199,7 +209,8 @@ class GPUType:
     @classmethod
     def from_profile(cls, profile: Any, hardware: str, max_count: int, *, mode: str = "table",
                      cost_per_hour: float | None = None, max_batches: int | None = None,
-                     max_batch_size: int | None = None, **selectors: Any) -> GPUType:
+                     max_batch_size: int | None = None, instances_per_gpu: int = 1,
+                     **selectors: Any) -> GPUType:
         """A GPU type whose batch table comes from a profile (``servopt.load_profile(...)`` or a DataFrame).
 
         ``mode="table"`` takes the profiled points as they are, ``"fit"`` the fitted latency curve;
@@ -219,7 +230,7 @@ class GPUType:
                             if k in ("latency_ms", "warmup_ms", "memory_mb") and is_number(v)}
                    for b, row in table.items()}
         return cls(hardware, max_count, batches, cost_per_hour=cost_per_hour, max_batches=max_batches,
-                   max_batch_size=max_batch_size)
+                   max_batch_size=max_batch_size, instances_per_gpu=instances_per_gpu)
 
     def point(self, batch_size: int) -> BatchPoint | None:
         """The performance of ``batch_size``, or None if this type does not offer it."""
@@ -269,7 +280,11 @@ def gpu_options(gpus: Sequence[GPUType], deadline_s: float, latency_slo_ms: floa
 
 @dataclass(frozen=True)
 class GPUGroup:
-    """GPUs of one type running the same batch size for the same number of batches."""
+    """GPUs of one type running the same batch size for the same number of batches.
+
+    ``instances_per_gpu`` is the GPU type's :attr:`GPUType.instances_per_gpu`: the model instances each GPU
+    runs (Triton's ``instance_group`` count), as in the configuration that was measured.
+    """
 
     hardware: str
     gpus: int
@@ -279,15 +294,19 @@ class GPUGroup:
     busy_s: float
     latency_ms: float
     warmup_ms: float
+    instances_per_gpu: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "hardware": self.hardware,
             "gpus": self.gpus,
             "batch_size": self.batch_size,
             "batches_per_gpu": self.batches_per_gpu,
             "images": self.images,
         }
+        if self.instances_per_gpu != 1:
+            out["instances_per_gpu"] = self.instances_per_gpu
+        return out
 
 
 @dataclass(frozen=True)
@@ -345,6 +364,10 @@ class GPUPlan:
             lines.append("  " + "  ".join(cells).rstrip())
         if self.cost_per_hour is not None:
             lines.append(f"cost per hour: {self.cost_per_hour:,.4g}")
+        multi = sorted({(g.hardware, g.instances_per_gpu) for g in self.groups if g.instances_per_gpu != 1})
+        if multi:
+            lines.append("model instances per GPU (as measured): "
+                         + ", ".join(f"{hw} {n}" for hw, n in multi))
         if self.requested_images is not None and self.images > self.requested_images:
             lines.append(
                 f"note: the GPUs can process {self.images - self.requested_images:,} images more than requested "
@@ -369,7 +392,8 @@ def plan_from_counts(
     for key in sorted(merged, key=lambda t: (t[0], -t[1], -t[2])):
         o, n, k = by_key[key], merged[key], key[2]
         groups.append(GPUGroup(o.hardware, n, o.batch_size, k, n * o.batch_size * k,
-                               (o.warmup_ms + (k - 1) * o.latency_ms) / 1000.0, o.latency_ms, o.warmup_ms))
+                               (o.warmup_ms + (k - 1) * o.latency_ms) / 1000.0, o.latency_ms, o.warmup_ms,
+                               instances_per_gpu=problem.gpus[o.type_index].instances_per_gpu))
     gpus = sum(g.gpus for g in groups)
     images = sum(g.images for g in groups)
     costs = [problem.gpus[key[0]].cost_per_hour for key in merged]
