@@ -226,7 +226,7 @@ def test_variant_selection_where(tmp_path, reference_data):
     good = write(tmp_path, text.replace("{where}", "where: {replicas: [1]}\n"), "v.yaml")
     assert load_problem(good).variants[0].capacity
     bad = write(tmp_path, text.replace("{where}", "where: {replicas: 7}\n"), "w.yaml")
-    with pytest.raises(ValidationError, match="no rows with replicas=7"):
+    with pytest.raises(ValidationError, match=r"w.yaml: key 'variants\[0\]': .*no rows with replicas=7"):
         load_problem(bad)
     none = write(tmp_path, "problem: variant_selection\nworkload_rps: 50\ncore_budget: 8\nwhere: {replicas: 1}\n"
                  "variants:\n  - {name: r, accuracy: 0.7, capacity: {1: 10}}\n", "x.yaml")
@@ -312,3 +312,12 @@ def test_inline_gpu_entry_takes_instances_per_gpu(tmp_path):
     path = write(tmp_path, "problem: min_gpus\nimages: 10\ndeadline_s: 1\n"
                  "gpus:\n  - {hardware: T4, max_count: 1, instances_per_gpu: 2, batches: {1: {latency_ms: 5}}}\n", "p.yaml")
     assert load_problem(path).gpus[0].instances_per_gpu == 2
+
+
+def test_gpu_type_from_profile_reads_instances_per_gpu(ma_profile):
+    profile = load_profile(ma_profile)
+    t = GPUType.from_profile(profile, "A100", 2, model="r50", where={"config": "r50_config_1"})
+    assert t.instances_per_gpu == 2 and [p.batch_size for p in t.batches] == [1, 8]
+    assert GPUType.from_profile(profile, "A100", 2, where={"config": "r50_config_0"}).instances_per_gpu == 1
+    with pytest.raises(ValidationError, match="measured with 2 instances per GPU"):
+        GPUType.from_profile(profile, "A100", 2, where={"config": "r50_config_1"}, instances_per_gpu=1)

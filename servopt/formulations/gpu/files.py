@@ -14,7 +14,7 @@ from servopt.exceptions import ValidationError
 from servopt.fields import Fields, is_number
 from servopt.formulations.gpu.max_throughput import MaxThroughput
 from servopt.formulations.gpu.min_gpus import OBJECTIVES, MinGPUs
-from servopt.formulations.gpu.types import FORMULATIONS, GPUType
+from servopt.formulations.gpu.types import FORMULATIONS, GPUType, measured_instances_per_gpu
 
 __all__ = [
     "COMMON_KEYS", "GPU_KEYS", "min_gpus_from_mapping", "max_throughput_from_mapping", "read_common", "construct",
@@ -162,30 +162,19 @@ def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapp
 
 def _instances(profile: Any, hardware: str, chosen: Mapping[str, Any], where: Mapping[str, Any],
                given: int | None, source: str, at: str, label: str) -> int | None:
-    """The selected rows' ``instances_per_gpu`` (one value), or ``given`` when the profile has no such column."""
-    if "instances_per_gpu" not in profile.columns:
+    """The selected rows' ``instances_per_gpu`` (one value), or ``given`` when the profile has no such label."""
+    try:
+        measured = measured_instances_per_gpu(profile, hardware, {**chosen, "where": where}, label)
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: key '{at}': {exc}") from None
+    if measured is None:
         return given
-    from servopt.profiles import select_rows
-
-    rows = select_rows(profile, {"hardware": hardware, **chosen, **where}, label)
-    values = sorted({int(v) for v in rows["instances_per_gpu"].dropna()})
-    if not values:
-        return given
-    if len(values) > 1:
-        raise ValidationError(
-            f"{source}: key '{at}': the selected rows of {label} were measured with different instances per GPU "
-            f"({', '.join(map(str, values))}); add where: {{instances_per_gpu: {values[0]}}} to pick one "
-            "configuration")
-    if rows["instances_per_gpu"].isna().any():
-        raise ValidationError(
-            f"{source}: key '{at}': some selected rows of {label} have instances_per_gpu {values[0]}, others none; "
-            "add where: {instances_per_gpu: ...} or where: {instance_kind: GPU} to pick one configuration")
-    if given is not None and given != values[0]:
+    if given is not None and given != measured:
         raise ValidationError(
             f"{source}: key '{at}.instances_per_gpu': {given}, but the selected profile rows were measured with "
-            f"{values[0]} instances per GPU; remove the key or select rows measured with {given} (where: "
+            f"{measured} instances per GPU; remove the key or select rows measured with {given} (where: "
             f"{{instances_per_gpu: {given}}})")
-    return values[0]
+    return measured
 
 
 def _known(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ __all__ = [
     "max_batches_within",
     "gpu_options",
     "busy_limit_ms",
+    "measured_instances_per_gpu",
 ]
 
 #: the two exact linearisations of the seed's model; ``aggregated`` is the default (benchmarks/results/)
@@ -209,13 +210,14 @@ class GPUType:
     @classmethod
     def from_profile(cls, profile: Any, hardware: str, max_count: int, *, mode: str = "table",
                      cost_per_hour: float | None = None, max_batches: int | None = None,
-                     max_batch_size: int | None = None, instances_per_gpu: int = 1,
+                     max_batch_size: int | None = None, instances_per_gpu: int | None = None,
                      **selectors: Any) -> GPUType:
         """A GPU type whose batch table comes from a profile (``servopt.load_profile(...)`` or a DataFrame).
 
         ``mode="table"`` takes the profiled points as they are, ``"fit"`` the fitted latency curve;
         ``selectors`` (``model=``, ``variant=``, ``input_size=``, ``cores=``, ``where=``) pick the rows, as in
-        :func:`servopt.performance.batch_table`.
+        :func:`servopt.performance.batch_table`. ``instances_per_gpu`` defaults to the selected rows' label of
+        that name (Model Analyzer imports), else 1 (see :func:`measured_instances_per_gpu`).
 
         Examples
         --------
@@ -229,8 +231,15 @@ class GPUType:
         batches = {int(b): {k: float(v) for k, v in row.items()
                             if k in ("latency_ms", "warmup_ms", "memory_mb") and is_number(v)}
                    for b, row in table.items()}
+        rows = {k: v for k, v in selectors.items() if k != "source"}
+        measured = measured_instances_per_gpu(profile, hardware, rows, str(selectors.get("source", "<profile>")))
+        if instances_per_gpu is not None and measured is not None and instances_per_gpu != measured:
+            raise ValidationError(
+                f"GPU type {hardware!r}: instances_per_gpu={instances_per_gpu}, but the selected profile rows were "
+                f"measured with {measured} instances per GPU; leave it out or select rows measured with "
+                f"{instances_per_gpu} (where={{'instances_per_gpu': {instances_per_gpu}}})")
         return cls(hardware, max_count, batches, cost_per_hour=cost_per_hour, max_batches=max_batches,
-                   max_batch_size=max_batch_size, instances_per_gpu=instances_per_gpu)
+                   max_batch_size=max_batch_size, instances_per_gpu=instances_per_gpu or measured or 1)
 
     def point(self, batch_size: int) -> BatchPoint | None:
         """The performance of ``batch_size``, or None if this type does not offer it."""
@@ -243,6 +252,42 @@ class GPUType:
             if (self.max_batch_size is None or p.batch_size <= self.max_batch_size)
             and (latency_slo_ms is None or dec(p.latency_ms) <= dec(latency_slo_ms))
         )
+
+
+def measured_instances_per_gpu(profile: Any, hardware: str, selectors: Mapping[str, Any],
+                               source: str = "<profile>") -> int | None:
+    """The ``instances_per_gpu`` label of the rows ``selectors`` pick (one value), or None without the label.
+
+    ``selectors`` are those of :func:`servopt.performance.batch_table` (``model``, ``variant``, ``input_size``,
+    ``cores``, ``where``). Model Analyzer imports carry the label (its ``instance_group`` count per GPU).
+
+    Raises
+    ------
+    ValidationError
+        The rows were measured with different instance counts, or some with one and some without: the message
+        suggests the ``where:`` that picks one configuration.
+    """
+    frame = getattr(profile, "frame", profile)
+    if "instances_per_gpu" not in getattr(frame, "columns", ()):
+        return None
+    from servopt.profiles import select_rows
+
+    where = dict(selectors.get("where") or {})
+    picked = {k: v for k, v in selectors.items() if k != "where" and v is not None}
+    rows = select_rows(frame, {"hardware": hardware, **picked, **where}, source)
+    values = sorted({int(v) for v in rows["instances_per_gpu"].dropna()})
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ValidationError(
+            f"{source}: the selected rows were measured with different instances per GPU "
+            f"({', '.join(map(str, values))}); add where: {{instances_per_gpu: {values[0]}}} to pick one "
+            "configuration")
+    if rows["instances_per_gpu"].isna().any():
+        raise ValidationError(
+            f"{source}: some selected rows have instances_per_gpu {values[0]}, others none (no GPU instance group); "
+            f"add where: {{instances_per_gpu: {values[0]}}} to pick one configuration")
+    return values[0]
 
 
 @dataclass(frozen=True)

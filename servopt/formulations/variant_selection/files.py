@@ -129,6 +129,9 @@ def _profile_capacity(f: Fields, source: Path) -> Any:
             table = capacity_table(frame, variant=key, mode=mode, headroom=headroom, cores=counts, source=str(full),
                                    curve=curve, where=where)
         except ValidationError as exc:
+            if where:  # the rows come from profile_variant and where:, so name the entry, not one key
+                raise ValidationError(f"{source}: key '{v.prefix}': {exc} (rows selected by profile_variant "
+                                      "and where:)") from None
             raise v.error("profile_variant", str(exc)) from None
         return {int(k): float(r) for k, r in dict(table).items()}
 
