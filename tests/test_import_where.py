@@ -310,7 +310,8 @@ def test_gpu_type_instances_per_gpu():
 
 def test_inline_gpu_entry_takes_instances_per_gpu(tmp_path):
     path = write(tmp_path, "problem: min_gpus\nimages: 10\ndeadline_s: 1\n"
-                 "gpus:\n  - {hardware: T4, max_count: 1, instances_per_gpu: 2, batches: {1: {latency_ms: 5}}}\n", "p.yaml")
+                 "gpus:\n  - {hardware: T4, max_count: 1, instances_per_gpu: 2, batches: {1: {latency_ms: 5}}}\n",
+                 "p.yaml")
     assert load_problem(path).gpus[0].instances_per_gpu == 2
 
 
