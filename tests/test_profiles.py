@@ -218,7 +218,7 @@ def test_perf_analyzer_units_and_rows(tmp_path):
 def test_perf_analyzer_without_verbose_uses_median_and_gpu_cells(tmp_path):
     text = ("Concurrency,Inferences/Second,Client Send,p50 latency,p99 latency,Max GPU Memory Usage,"
             "Avg GPU Utilization\n1,100,5,2000,3000,GPU-a:1000000000;GPU-b:500000000;,GPU-a:0.5;GPU-b:0.7;\n")
-    frame = read_perf_analyzer(write(tmp_path, text), model="m", hardware="A100-80GB").frame
+    frame = read_perf_analyzer(write(tmp_path, text), model="m", hardware="A100-80GB", batch_size=1).frame
     assert frame["latency_ms"].iloc[0] == pytest.approx(2.0)
     assert frame["memory_mb"].iloc[0] == pytest.approx(1500.0)
     assert frame["hw.gpu_utilization_pct"].iloc[0] == pytest.approx(60.0)
@@ -233,7 +233,7 @@ def test_perf_analyzer_without_verbose_uses_median_and_gpu_cells(tmp_path):
 def test_perf_analyzer_errors(tmp_path, edit, fragment):
     path = write(tmp_path, edit(PA_VERBOSE))
     with pytest.raises(ValidationError) as err:
-        read_perf_analyzer(path, model="m", hardware="T4")
+        read_perf_analyzer(path, model="m", hardware="T4", batch_size=1)
     assert fragment in str(err.value) and str(path) in str(err.value)
 
 
@@ -250,9 +250,12 @@ MA_GPU = ("Model,GPU UUID,Batch,Concurrency,Model Config Path,Instance Group,Sat
 
 
 def test_model_analyzer_reports(tmp_path):
-    inference, gpu = write(tmp_path, MA_INFERENCE, "inf.csv"), write(tmp_path, MA_GPU, "gpu.csv")
+    # Model Analyzer writes a GPU group's count times its GPUs: count 1 on the 2 GPUs of the GPU report is "2:GPU"
+    text = MA_INFERENCE.replace("add_sub_config_default,1:GPU", "add_sub_config_default,2:GPU")
+    inference, gpu = write(tmp_path, text, "inf.csv"), write(tmp_path, MA_GPU, "gpu.csv")
     frame = read_model_analyzer([gpu, inference], hardware="A100-80GB").frame
-    assert frame["instances"].tolist() == [1, 2] and frame["instance_kind"].tolist() == ["GPU", "GPU"]
+    assert frame["instances"].tolist() == [2, 2] and frame["instance_kind"].tolist() == ["GPU", "GPU"]
+    assert frame["instances_per_gpu"].tolist() == [1, 2]  # row 2 has no GPU rows: one GPU
     assert frame["max_batch_size"].tolist() == [8, 16] and frame["model"].tolist() == ["add_sub", "add_sub"]
     assert frame["throughput_rps"].tolist() == [13205.0, 20000.0]
     # no Avg Latency column: the closed loop's mean latency, concurrency * batch / throughput
@@ -358,7 +361,7 @@ def _data_rows(data: bytes) -> int | None:
 
 READERS = {
     "profile": lambda p: load_profile(p),
-    "perf_analyzer": lambda p: read_perf_analyzer(p, model="m", hardware="T4"),
+    "perf_analyzer": lambda p: read_perf_analyzer(p, model="m", hardware="T4", batch_size=1),
     "model_analyzer": lambda p: read_model_analyzer(p, hardware="T4"),
     "infadapter": lambda p: read_infadapter_capacity(p),
     "ipa": lambda p: read_ipa_profile(p),

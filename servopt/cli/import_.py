@@ -12,8 +12,9 @@ from servopt.exceptions import ValidationError
 DESCRIPTION = """Convert measurements into a servopt profile (CSV or Parquet in servopt's schema).
 
 KIND is one of:
-  perf-analyzer   perf_analyzer -f CSV (times in µs, one row per concurrency); needs --model, --hardware, and the
-                  client batch size -b as --batch-size (default 1)
+  perf-analyzer   perf_analyzer -f CSV(s) (times in µs, one row per concurrency); needs --model, --hardware, and
+                  each file's client batch size -b: --batch-size 1,8 (one per file, same order; one value applies
+                  to all) or in the file names (r50_b8.csv, r50-b8.csv, r50_batch8.csv); all files, one profile
   model-analyzer  Model Analyzer metrics-model-inference.csv, optionally with metrics-model-gpu.csv; needs
                   --hardware (--model renames the report's model)
   infadapter      InfAdapter's capacity_result CSV at one SLA (--sla-ms, default 750)
@@ -24,6 +25,8 @@ Every error names the file, the row and the column; no row is dropped. An existi
 
 EPILOG = """examples:
   servopt import perf-analyzer results.csv --model resnet50 --hardware A100-80GB --batch-size 8 -o r50.csv
+  servopt import perf-analyzer r50_b1.csv r50_b8.csv --model resnet50 --hardware T4 -o r50.csv   # -b from names
+  servopt import perf-analyzer one.csv eight.csv --batch-size 1,8 --model resnet50 --hardware T4 -o r50.csv
   servopt import model-analyzer metrics-model-inference.csv metrics-model-gpu.csv --hardware T4 -o ma.parquet
   servopt import infadapter data/infadapter/capacity_result_Feb_21.csv --sla-ms 750 -o cap.csv"""
 
@@ -40,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model family name (required for perf-analyzer)")
     parser.add_argument("--variant", help="variant name (default: the model)")
     parser.add_argument("--hardware", help="device or machine type (required for perf-analyzer and model-analyzer)")
-    parser.add_argument("--batch-size", type=int, default=None, help="perf-analyzer: the client batch size (-b)")
+    parser.add_argument("--batch-size", default=None, metavar="B[,B...]",
+                        help="perf-analyzer: the client batch size (-b), one per FILE in order (comma-separated) or "
+                        "one for all; default: from each file name (*_b8.csv, *-b8.csv, *batch8*)")
     parser.add_argument("--input-size", type=int, default=None, help="input side in pixels")
     parser.add_argument("--cores", type=float, default=None, help="CPU cores of one replica")
     parser.add_argument("--sla-ms", type=float, default=750.0, help="infadapter: which SLA's capacities (ms)")
@@ -53,16 +58,36 @@ def _need(args: argparse.Namespace, *names: str) -> None:
         raise ValidationError(f"servopt import {args.kind}: give --{missing[0].replace('_', '-')}")
 
 
+def _batch_sizes(text: str, files: int) -> list[int]:
+    """``--batch-size 1,8,32`` as integers: one per file, or one for every file."""
+    values = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            value = int(part)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValidationError(f"--batch-size: expected an integer >= 1 (or one per file, comma-separated: 1,8), "
+                                  f"got {part or text!r}")
+        values.append(value)
+    if len(values) == 1:
+        return values * files
+    if len(values) != files:
+        raise ValidationError(f"--batch-size: {len(values)} batch sizes ({text}) for {files} file(s); give one per "
+                              "file, in the same order, or one for all")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     from servopt import profiles
 
     kind = _ALIASES.get(args.kind, args.kind)
     if kind not in KINDS:
         raise ValidationError(f"unknown import kind {args.kind!r}; expected one of {', '.join(KINDS)}")
-    if kind not in ("model-analyzer", "profile") and len(args.files) != 1:
+    if kind not in ("model-analyzer", "profile", "perf-analyzer") and len(args.files) != 1:
         raise ValidationError(f"servopt import {kind}: give one file, got {len(args.files)}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValidationError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    batch_sizes = _batch_sizes(args.batch_size, len(args.files)) if args.batch_size is not None else None
     if args.cores is not None and not (math.isfinite(args.cores) and args.cores > 0):
         raise ValidationError(f"--cores: expected a number of CPU cores > 0, got {args.cores!r}")
     if args.input_size is not None and args.input_size < 1:
@@ -80,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     meta = {"variant": args.variant, "input_size": args.input_size, "cores": args.cores, "source": args.source}
     if kind == "perf-analyzer":
         _need(args, "model", "hardware")
-        table = profiles.read_perf_analyzer(args.files[0], model=args.model, hardware=args.hardware,
-                                            batch_size=args.batch_size or 1, **meta)
+        table = profiles.read_perf_analyzer(args.files, model=args.model, hardware=args.hardware,
+                                            batch_size=batch_sizes, **meta)
     elif kind == "model-analyzer":
         _need(args, "hardware")
         table = profiles.read_model_analyzer(args.files, hardware=args.hardware, model=args.model, **meta)

@@ -13,6 +13,7 @@ the column, and says what would be accepted; nothing is silently dropped.
 from __future__ import annotations
 
 from servopt.profiles._importers import (
+    batch_size_from_name,
     read_infadapter_capacity,
     read_ipa_profile,
     read_model_analyzer,
@@ -43,7 +44,7 @@ from servopt.profiles._schema import (
     point_columns,
     validate_frame,
 )
-from servopt.profiles._select import require_single_group, select_rows
+from servopt.profiles._select import read_where, require_single_group, select_rows
 
 __all__ = [
     "CSV_SUFFIXES",
@@ -59,11 +60,13 @@ __all__ = [
     "parse_numbers",
     "missing_mask",
     "read_perf_analyzer",
+    "batch_size_from_name",
     "read_model_analyzer",
     "read_infadapter_capacity",
     "read_ipa_profile",
     "select_rows",
     "require_single_group",
+    "read_where",
     "Column",
     "COLUMNS",
     "CANONICAL",

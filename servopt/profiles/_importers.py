@@ -24,9 +24,17 @@ import pandas as pd
 
 from servopt.exceptions import ValidationError
 from servopt.profiles._io import ProfileTable, read_csv_cells
-from servopt.profiles._schema import parse_numbers, parse_texts, validate_frame
+from servopt.profiles._schema import check_duplicates, parse_numbers, parse_texts, validate_frame
 
-__all__ = ["read_perf_analyzer", "read_model_analyzer", "read_infadapter_capacity", "read_ipa_profile"]
+__all__ = ["read_perf_analyzer", "read_model_analyzer", "read_infadapter_capacity", "read_ipa_profile",
+           "batch_size_from_name"]
+
+#: file names that say the client batch size (``-b``) of a perf_analyzer run: ``resnet_b8.csv``,
+#: ``resnet-b8.csv``, ``b8.csv``, ``resnet_b8_run2.csv``, ``resnet_bs8.csv``, ``resnet_batch8.csv``, ...
+_BATCH_IN_NAME = (
+    re.compile(r"(?:^|[_\-.])bs?(\d+)(?=$|[_\-.])", re.IGNORECASE),  # a part b8 / bs8 between _ - . or the ends
+    re.compile(r"batch(?:[_\-]?size)?[_\-]?(\d+)(?!\d)", re.IGNORECASE),  # *batch8*, *batch_8*, *batch-size-8*
+)
 
 # perf_analyzer -f header -> (servopt column, factor); times are µs
 _PA_COLUMNS: dict[str, tuple[str, float]] = {
@@ -138,23 +146,96 @@ def _per_gpu(cells: pd.Series, col: str, where: Sequence[str], path: Path, how: 
     return out
 
 
-def read_perf_analyzer(path: str | Path, *, model: str, hardware: str, batch_size: int = 1,
-                       variant: str | None = None, input_size: int | None = None, cores: float | None = None,
+def batch_size_from_name(path: str | Path) -> int | None:
+    """The client batch size a perf_analyzer file's name states, or None.
+
+    The name's stem has a part ``b<N>`` or ``bs<N>`` between ``_``, ``-``, ``.`` or its ends, or holds
+    ``batch<N>``, ``batch_<N>``, ``batch-<N>`` or ``batch_size_<N>`` anywhere (any case). When the patterns give two
+    different numbers the name is ambiguous and None is returned.
+
+    Examples
+    --------
+    >>> [batch_size_from_name(n) for n in ("r50_b8.csv", "r50-b16.csv", "batch4_run2.csv", "results.csv")]
+    [8, 16, 4, None]
+    """
+    stem = Path(path).stem
+    found = {int(m.group(1)) for rx in _BATCH_IN_NAME for m in rx.finditer(stem)}
+    return found.pop() if len(found) == 1 else None
+
+
+def read_perf_analyzer(path: str | Path | Sequence[str | Path], *, model: str, hardware: str,
+                       batch_size: int | Sequence[int] | None = None, variant: str | None = None,
+                       input_size: int | None = None, cores: float | None = None,
                        source: str | None = None) -> ProfileTable:
-    """Read perf_analyzer's ``-f`` CSV (one row per concurrency or request rate) as a profile.
+    """Read perf_analyzer's ``-f`` CSV (one row per concurrency or request rate), or several, as one profile.
 
     Times in the file are µs and become ms. ``Inferences/Second`` already counts the batch and becomes
     ``throughput_rps``. ``latency_ms`` is the client's mean latency (``Avg latency``, from ``--verbose-csv``) or,
     without it, the median (``p50 latency``); ``pNN latency`` become ``latency_pNN_ms`` (``latency_p99_ms``), the
     server's queue and compute times become ``server_*_ms`` columns, GPU metrics (``--collect-metrics``) become
     ``memory_mb`` (sum over GPUs) and ``hw.gpu_*`` features. The load level is a label column (``concurrency`` or
-    ``request_rate``). perf_analyzer does not record the client batch size (``-b``): pass it as ``batch_size``.
+    ``request_rate``).
+
+    perf_analyzer does not record the client batch size (``-b``): ``batch_size`` gives it, one per file in the
+    order of ``path`` (an int applies to every file); without it each file's name must state it
+    (:func:`batch_size_from_name`: ``resnet_b8.csv``, ``resnet-b8.csv``, ``resnet_batch8.csv``, ...).
 
     Raises
     ------
     ValidationError
-        A column perf_analyzer does not write, a missing load or latency column, a cell that is not a number.
+        A column perf_analyzer does not write, a missing load or latency column, a cell that is not a number, a
+        file whose batch size is neither given nor in its name, as many batch sizes as files not given, or two
+        files measuring the same point (batch size and load) differently.
+
+    Examples
+    --------
+    >>> read_perf_analyzer(["r50_b1.csv", "r50_b8.csv"], model="resnet50", hardware="T4")  # doctest: +SKIP
     """
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    if not paths:
+        raise ValidationError("read_perf_analyzer: no files given")
+    sizes = _pa_batch_sizes(paths, batch_size)
+    frames: list[pd.DataFrame] = []
+    wheres: list[str] = []
+    for one, size in zip(paths, sizes):
+        frames.append(_read_one_perf_analyzer(one, model=model, hardware=hardware, batch_size=size,
+                                              variant=variant, input_size=input_size, cores=cores, source=source))
+        wheres.extend(f"{one}: row {i + 1}" for i in range(len(frames[-1])))
+    if len(frames) == 1:
+        return ProfileTable(frames[0], paths)
+    frame = pd.concat(frames, ignore_index=True, sort=False)
+    check_duplicates(frame, "perf_analyzer files", wheres)
+    return ProfileTable(frame, paths)
+
+
+def _pa_batch_sizes(paths: Sequence[Path], batch_size: int | Sequence[int] | None) -> list[int]:
+    if batch_size is None:
+        sizes = [batch_size_from_name(p) for p in paths]
+        missing = [p for p, b in zip(paths, sizes) if b is None]
+        if missing:
+            raise ValidationError(
+                f"{missing[0]}: perf_analyzer does not record the client batch size (-b), and the file name does "
+                "not state it; give it (--batch-size 8, or one per file in order: --batch-size 1,8,32; batch_size= in "
+                "Python) or name the file like 'resnet_b8.csv', 'resnet-b8.csv' or 'resnet_batch8.csv'")
+        return [int(b) for b in sizes if b is not None]
+    if isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool):
+        sizes = [int(batch_size)] * len(paths)
+    elif isinstance(batch_size, Sequence) and not isinstance(batch_size, str):
+        sizes = list(batch_size)
+        if len(sizes) != len(paths):
+            raise ValidationError(
+                f"batch sizes: {len(sizes)} given ({', '.join(map(str, sizes))}) for {len(paths)} perf_analyzer "
+                "files; give one per file, in the same order")
+    else:
+        raise ValidationError(f"batch_size: expected an integer >= 1 or one per file, got {batch_size!r}")
+    for b in sizes:
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise ValidationError(f"batch size {b!r}: expected an integer >= 1 (perf_analyzer's -b)")
+    return [int(b) for b in sizes]
+
+
+def _read_one_perf_analyzer(path: Path, *, model: str, hardware: str, batch_size: int, variant: str | None,
+                            input_size: int | None, cores: float | None, source: str | None) -> pd.DataFrame:
     path = Path(path)
     header, rows, where = read_csv_cells(path)
     if "Concurrency" not in header and "Request Rate" not in header:
@@ -198,11 +279,13 @@ def read_perf_analyzer(path: str | Path, *, model: str, hardware: str, batch_siz
     frame = pd.DataFrame({**_metadata(n, model=model, hardware=hardware, variant=variant, input_size=input_size,
                                       cores=cores, source=source or f"{path} (perf_analyzer)"),
                           "batch_size": [batch_size] * n, **raw})
-    return ProfileTable(validate_frame(frame, str(path), where, origin), [path])
+    return validate_frame(frame, str(path), where, origin)
 
 
-def _instance_group(cells: pd.Series, where: Sequence[str], path: Path) -> tuple[list[int], list[str]]:
-    counts, kinds = [], []
+def _instance_group(cells: pd.Series, where: Sequence[str],
+                    path: Path) -> tuple[list[int], list[str], list[int | None]]:
+    """Total instances, kinds (``GPU``, ``GPU+CPU``) and the GPU groups' instances (None without one) per row."""
+    counts, kinds, on_gpus = [], [], []
     for i, cell in enumerate(cells):
         text = str(cell).strip()
         parts = [p for p in text.split("+")]
@@ -214,7 +297,9 @@ def _instance_group(cells: pd.Series, where: Sequence[str], path: Path) -> tuple
                                   f"'2:GPU', or groups joined with ' + ', got {text[:60]!r}{hint}")
         counts.append(sum(int(m.group(1)) for m in matches if m))
         kinds.append("+".join(m.group(2).upper() for m in matches if m))
-    return counts, kinds
+        gpu = [int(m.group(1)) for m in matches if m and m.group(2).upper() == "GPU"]
+        on_gpus.append(sum(gpu) if gpu else None)
+    return counts, kinds, on_gpus
 
 
 def _ma_load_column(header: Sequence[str], path: Path) -> tuple[str, str]:
@@ -291,7 +376,7 @@ def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: s
     batch = _required_numbers(cells["Batch"], "Batch", where, path, "a batch size (integer >= 1)")
     load = _required_numbers(cells[load_name], load_name, where, path, "a number")
     configs = parse_texts(cells["Model Config Path"], "Model Config Path", where, str(path))
-    counts, kinds = _instance_group(cells["Instance Group"], where, path)
+    counts, kinds, on_gpus = _instance_group(cells["Instance Group"], where, path)
     raw["max_batch_size"] = _required_numbers(cells["Max Batch Size"], "Max Batch Size", where, path,
                                               "an integer (the config's max_batch_size)")
     for name, column in _MA_METRICS.items():
@@ -334,16 +419,39 @@ def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: s
                     source=source or f"{path} (Model Analyzer)"),
         "batch_size": batch, "config": configs, "instances": counts, "instance_kind": kinds, load_col: load, **raw,
     })
+    devices = [1] * n
     if gpu is not None:
-        frame = _merge_gpu(frame, models, batch, load, configs, gpu, load_col)
+        frame, devices = _merge_gpu(frame, models, batch, load, configs, gpu, load_col)
+    frame.insert(int(frame.columns.get_loc("instances")) + 1, "instances_per_gpu",
+                 _per_gpu_instances(on_gpus, devices, where, path))
+    origin["instances_per_gpu"] = "Instance Group"
     if model is not None:
         origin.pop("model")
     table = validate_frame(frame, str(path), where, origin)
     return ProfileTable(table, [p for p in (path, gpu[0] if gpu else None) if p])
 
 
+def _per_gpu_instances(on_gpus: Sequence[int | None], devices: Sequence[int], where: Sequence[str],
+                       path: Path) -> list[float]:
+    """Instances on each GPU: Model Analyzer writes a GPU group's count times the GPUs it runs on."""
+    out: list[float] = []
+    for i, (total, n) in enumerate(zip(on_gpus, devices)):
+        if total is None:
+            out.append(math.nan)
+            continue
+        if total % n:
+            raise ValidationError(
+                f"{path}: {where[i]}, column 'Instance Group': {total} GPU instances on the {n} GPUs that "
+                "metrics-model-gpu.csv lists for this row is not a whole number per GPU (Model Analyzer writes the "
+                "count times the number of GPUs); are the two reports from the same run?")
+        out.append(float(total // n))
+    return out
+
+
 def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: np.ndarray, configs: list[Any],
-               gpu: tuple[Path, list[str], list[list[str]], list[str]], load_col: str) -> pd.DataFrame:
+               gpu: tuple[Path, list[str], list[list[str]], list[str]],
+               load_col: str) -> tuple[pd.DataFrame, list[int]]:
+    """``frame`` with the GPU report's metrics, and the number of GPUs (distinct ``GPU UUID``) per row."""
     path, header, rows, where = gpu
     load_name = "Concurrency" if load_col == "concurrency" else "Request Rate"
     _require(header, [*_MA_KEYS, load_name, "GPU UUID"], path, "Model Analyzer writes them in metrics-model-gpu.csv")
@@ -358,6 +466,16 @@ def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: 
     g_load = _required_numbers(cells[load_name], load_name, where, path, "a number")
     g_configs = parse_texts(cells["Model Config Path"], "Model Config Path", where, str(path))
     index = {(m, float(b), float(c), cfg): i for i, (m, b, c, cfg) in enumerate(zip(models, batch, load, configs))}
+    uuids: dict[int, set[str]] = {}
+    for j, uuid in enumerate(cells["GPU UUID"]):
+        key = (g_models[j], float(g_batch[j]), float(g_load[j]), g_configs[j])
+        if key not in index:
+            raise ValidationError(
+                f"{path}: {where[j]}: no row of metrics-model-inference.csv has Model={g_models[j]!r}, "
+                f"Batch={g_batch[j]:g}, {load_name}={g_load[j]:g}, Model Config Path={g_configs[j]!r}; the "
+                "two reports must come from the same Model Analyzer run")
+        uuids.setdefault(index[key], set()).add(str(uuid).strip())
+    devices = [len(uuids.get(i, ())) or 1 for i in range(len(frame))]
     sums: dict[str, dict[int, list[float]]] = {}
     for name in _MA_GPU_METRICS:
         if name not in cells:
@@ -379,7 +497,7 @@ def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: 
         for i, values in sums[name].items():
             combined[i] = sum(values) if how == "sum" else sum(values) / len(values)
         frame[column] = combined
-    return frame
+    return frame, devices
 
 
 _INFADAPTER_COLUMNS = ("REPLICA", "HARDWARE", "CPU", "MEM", "ARCH", "BATCH", "NUM_BATCH_THREADS",

@@ -96,8 +96,8 @@ MEASURED_COLUMNS: tuple[str, ...] = (
 
 #: numeric extra columns that are configuration (labels), not measurements
 NUMERIC_LABELS: frozenset[str] = frozenset({
-    "concurrency", "request_rate", "instances", "max_batch_size", "offered_load_rps", "sla_ms", "replicas",
-    "run", "oom_batch_size",
+    "concurrency", "request_rate", "instances", "instances_per_gpu", "max_batch_size", "offered_load_rps",
+    "sla_ms", "replicas", "run", "oom_batch_size",
 })
 
 _MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})

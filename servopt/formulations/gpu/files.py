@@ -14,18 +14,19 @@ from servopt.exceptions import ValidationError
 from servopt.fields import Fields, is_number
 from servopt.formulations.gpu.max_throughput import MaxThroughput
 from servopt.formulations.gpu.min_gpus import OBJECTIVES, MinGPUs
-from servopt.formulations.gpu.types import FORMULATIONS, GPUType
+from servopt.formulations.gpu.types import FORMULATIONS, GPUType, measured_instances_per_gpu
 
 __all__ = [
     "COMMON_KEYS", "GPU_KEYS", "min_gpus_from_mapping", "max_throughput_from_mapping", "read_common", "construct",
 ]
 
 #: keys both GPU problems read (besides their own: ``images`` / ``objective`` or ``budget_per_hour``)
-COMMON_KEYS = ("problem", "name", "model", "variant", "input_size", "cores", "profiles", "performance", "triton",
-               "formulation", "latency_slo_ms", "deadline_s", "gpus")
+COMMON_KEYS = ("problem", "name", "model", "variant", "input_size", "cores", "where", "profiles", "performance",
+               "triton", "formulation", "latency_slo_ms", "deadline_s", "gpus")
 
 #: keys of one ``gpus:`` entry
-GPU_KEYS = ("hardware", "max_count", "cost_per_hour", "max_batches", "max_batch_size", "batches")
+GPU_KEYS = ("hardware", "max_count", "cost_per_hour", "max_batches", "max_batch_size", "instances_per_gpu",
+            "batches")
 
 
 def read_common(f: Any, source: Path) -> dict[str, Any]:
@@ -33,13 +34,16 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
 
     ``f`` is a :class:`servopt.fields.Fields` over the whole document. GPU entries without ``batches:`` take
     their table from the ``profiles:`` files (paths relative to the problem file) through
-    :func:`servopt.performance.batch_table`, selected by ``model``, ``variant``, ``input_size`` and ``cores``.
+    :func:`servopt.performance.batch_table`, selected by ``model``, ``variant``, ``input_size``, ``cores`` and
+    ``where:`` (label column -> value, or a list of values meaning "one of", e.g. ``where: {concurrency: 1}``).
+    When the selected rows carry ``instances_per_gpu`` (Model Analyzer imports), the GPU type plans with it.
     """
     f.raw("problem")
     model = f.str("model", None)
     input_size = f.int("input_size", None, minimum=1)
     selectors = {"model": model, "variant": f.str("variant", None), "input_size": input_size,
                  "cores": f.number("cores", None, positive=True)}
+    where = _read_where(f)
     profiles = f.list("profiles", None)
     if profiles is not None:
         for i, p in enumerate(profiles):
@@ -49,6 +53,9 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
     performance = f.str("performance", "table", choices=("table", "fit"))
     if f.has("performance") and profiles is None:
         raise f.error("performance", "only applies with profiles:; inline batches: tables are used as given")
+    if where and profiles is None:
+        raise f.error("where", "only applies with profiles: (it selects profile rows by label); inline batches: "
+                               "tables are used as given")
     name = f.str("name", None) or model or source.stem
     kwargs: dict[str, Any] = {
         "name": name,
@@ -63,7 +70,7 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
     entries = f.list("gpus")
     frame = _Frame(profiles, source)
     kwargs["gpus"] = [
-        _read_gpu(entry, i, f.source, frame, selectors=selectors, mode=performance)
+        _read_gpu(entry, i, f.source, frame, selectors=selectors, where=where, mode=performance)
         for i, entry in enumerate(entries)
     ]
     return kwargs
@@ -101,9 +108,16 @@ class _Frame:
         return self._frame
 
 
-def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapping[str, Any], mode: str) -> GPUType:
-    where = f"gpus[{i}]"
-    g = Fields(entry, source, where)
+def _read_where(f: Any) -> dict[str, Any]:
+    from servopt.profiles import read_where
+
+    return read_where(f.raw("where", None), str(f.source))
+
+
+def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapping[str, Any],
+              where: Mapping[str, Any], mode: str) -> GPUType:
+    at = f"gpus[{i}]"
+    g = Fields(entry, source, at)
     hardware = g.str("hardware")
     kwargs = {
         "hardware": hardware,
@@ -112,35 +126,55 @@ def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapp
         "max_batches": g.int("max_batches", None, minimum=0),
         "max_batch_size": g.int("max_batch_size", None, minimum=1),
     }
+    instances = g.int("instances_per_gpu", None, minimum=1)
     batches = g.mapping("batches", None)
     g.done()
     if batches is None:
-        profile = frame.get(where)
+        profile = frame.get(at)
         from servopt.performance import batch_table
 
         chosen = {k: v for k, v in selectors.items() if v is not None}
         try:
-            table = batch_table(profile, hardware=hardware, mode=mode, source=frame.label(), **chosen)
+            table = batch_table(profile, hardware=hardware, mode=mode, source=frame.label(), where=where, **chosen)
         except ValidationError as exc:
             raise ValidationError(
-                f"{source}: key '{where}': {exc} (selectors in the problem file: model, variant, input_size, cores)"
+                f"{source}: key '{at}': {exc} (selectors in the problem file: model, variant, input_size, cores, "
+                "where)"
             ) from None
+        instances = _instances(profile, hardware, chosen, where, instances, source, at, frame.label())
         batches = {int(b): _known(row) for b, row in table.items()}
         if not batches:
             shown = ", ".join(f"{k} {v!r}" for k, v in chosen.items())
             raise ValidationError(
-                f"{source}: key '{where}': the profiles hold no measurement for hardware {hardware!r}"
+                f"{source}: key '{at}': the profiles hold no measurement for hardware {hardware!r}"
                 + (f" with {shown}" if shown else "") + "; give an inline batches: table or add the measurements"
             )
     else:
-        batches = {_batch_key(b, source, where): _read_point(v, source, f"{where}.batches.{b}")
+        batches = {_batch_key(b, source, at): _read_point(v, source, f"{at}.batches.{b}")
                    for b, v in batches.items()}
     try:
-        return GPUType(batches=batches, **kwargs)
+        return GPUType(batches=batches, instances_per_gpu=instances or 1, **kwargs)
     except ValidationError as exc:
         if str(exc).startswith(f"{source}:"):  # already names the file and key
             raise
-        raise ValidationError(f"{source}: key '{where}': {exc}") from None
+        raise ValidationError(f"{source}: key '{at}': {exc}") from None
+
+
+def _instances(profile: Any, hardware: str, chosen: Mapping[str, Any], where: Mapping[str, Any],
+               given: int | None, source: str, at: str, label: str) -> int | None:
+    """The selected rows' ``instances_per_gpu`` (one value), or ``given`` when the profile has no such label."""
+    try:
+        measured = measured_instances_per_gpu(profile, hardware, {**chosen, "where": where}, label)
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: key '{at}': {exc}") from None
+    if measured is None:
+        return given
+    if given is not None and given != measured:
+        raise ValidationError(
+            f"{source}: key '{at}.instances_per_gpu': {given}, but the selected profile rows were measured with "
+            f"{measured} instances per GPU; remove the key or select rows measured with {given} (where: "
+            f"{{instances_per_gpu: {given}}})")
+    return measured
 
 
 def _known(row: Mapping[str, Any]) -> dict[str, Any]:

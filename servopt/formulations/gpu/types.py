@@ -33,6 +33,7 @@ __all__ = [
     "max_batches_within",
     "gpu_options",
     "busy_limit_ms",
+    "measured_instances_per_gpu",
 ]
 
 #: the two exact linearisations of the seed's model; ``aggregated`` is the default (benchmarks/results/)
@@ -150,6 +151,11 @@ class GPUType:
         M_g, the most batches a GPU runs *after its first* (``k - 1 <= M_g``, SPEC §4.1).
     max_batch_size : int, optional
         MB_g: batch sizes above it are not offered (e.g. they do not fit device memory).
+    instances_per_gpu : int
+        Model instances on each GPU of this type in the configuration the latencies were measured with (Model
+        Analyzer's ``instance_group`` count per GPU; default 1). It does not change the capacity model (a GPU
+        runs ``W + (k - 1) L`` as measured in that configuration); it is carried into the plan's groups so the
+        deployment (Triton's ``instance_group { count: ... }``) reproduces the measured configuration.
 
     Examples
     --------
@@ -164,9 +170,14 @@ class GPUType:
     cost_per_hour: float | None = None
     max_batches: int | None = None
     max_batch_size: int | None = None
+    instances_per_gpu: int = 1
 
     def __post_init__(self) -> None:
         where = f"GPU type {self.hardware!r}"
+        n = self.instances_per_gpu
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValidationError(f"{where}: instances_per_gpu={n!r}; give an integer >= 1 (model instances on "
+                                  "each GPU)")
         if not isinstance(self.hardware, str) or not self.hardware.strip():
             raise ValidationError(f"GPU type: hardware must be a non-empty string, got {self.hardware!r}")
         if isinstance(self.max_count, bool) or not isinstance(self.max_count, int) or self.max_count < 0:
@@ -199,12 +210,14 @@ class GPUType:
     @classmethod
     def from_profile(cls, profile: Any, hardware: str, max_count: int, *, mode: str = "table",
                      cost_per_hour: float | None = None, max_batches: int | None = None,
-                     max_batch_size: int | None = None, **selectors: Any) -> GPUType:
+                     max_batch_size: int | None = None, instances_per_gpu: int | None = None,
+                     **selectors: Any) -> GPUType:
         """A GPU type whose batch table comes from a profile (``servopt.load_profile(...)`` or a DataFrame).
 
         ``mode="table"`` takes the profiled points as they are, ``"fit"`` the fitted latency curve;
         ``selectors`` (``model=``, ``variant=``, ``input_size=``, ``cores=``, ``where=``) pick the rows, as in
-        :func:`servopt.performance.batch_table`.
+        :func:`servopt.performance.batch_table`. ``instances_per_gpu`` defaults to the selected rows' label of
+        that name (Model Analyzer imports), else 1 (see :func:`measured_instances_per_gpu`).
 
         Examples
         --------
@@ -218,8 +231,15 @@ class GPUType:
         batches = {int(b): {k: float(v) for k, v in row.items()
                             if k in ("latency_ms", "warmup_ms", "memory_mb") and is_number(v)}
                    for b, row in table.items()}
+        rows = {k: v for k, v in selectors.items() if k != "source"}
+        measured = measured_instances_per_gpu(profile, hardware, rows, str(selectors.get("source", "<profile>")))
+        if instances_per_gpu is not None and measured is not None and instances_per_gpu != measured:
+            raise ValidationError(
+                f"GPU type {hardware!r}: instances_per_gpu={instances_per_gpu}, but the selected profile rows were "
+                f"measured with {measured} instances per GPU; leave it out or select rows measured with "
+                f"{instances_per_gpu} (where={{'instances_per_gpu': {instances_per_gpu}}})")
         return cls(hardware, max_count, batches, cost_per_hour=cost_per_hour, max_batches=max_batches,
-                   max_batch_size=max_batch_size)
+                   max_batch_size=max_batch_size, instances_per_gpu=instances_per_gpu or measured or 1)
 
     def point(self, batch_size: int) -> BatchPoint | None:
         """The performance of ``batch_size``, or None if this type does not offer it."""
@@ -232,6 +252,42 @@ class GPUType:
             if (self.max_batch_size is None or p.batch_size <= self.max_batch_size)
             and (latency_slo_ms is None or dec(p.latency_ms) <= dec(latency_slo_ms))
         )
+
+
+def measured_instances_per_gpu(profile: Any, hardware: str, selectors: Mapping[str, Any],
+                               source: str = "<profile>") -> int | None:
+    """The ``instances_per_gpu`` label of the rows ``selectors`` pick (one value), or None without the label.
+
+    ``selectors`` are those of :func:`servopt.performance.batch_table` (``model``, ``variant``, ``input_size``,
+    ``cores``, ``where``). Model Analyzer imports carry the label (its ``instance_group`` count per GPU).
+
+    Raises
+    ------
+    ValidationError
+        The rows were measured with different instance counts, or some with one and some without: the message
+        suggests the ``where:`` that picks one configuration.
+    """
+    frame = getattr(profile, "frame", profile)
+    if "instances_per_gpu" not in getattr(frame, "columns", ()):
+        return None
+    from servopt.profiles import select_rows
+
+    where = dict(selectors.get("where") or {})
+    picked = {k: v for k, v in selectors.items() if k != "where" and v is not None}
+    rows = select_rows(frame, {"hardware": hardware, **picked, **where}, source)
+    values = sorted({int(v) for v in rows["instances_per_gpu"].dropna()})
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ValidationError(
+            f"{source}: the selected rows were measured with different instances per GPU "
+            f"({', '.join(map(str, values))}); add where: {{instances_per_gpu: {values[0]}}} to pick one "
+            "configuration")
+    if rows["instances_per_gpu"].isna().any():
+        raise ValidationError(
+            f"{source}: some selected rows have instances_per_gpu {values[0]}, others none (no GPU instance group); "
+            f"add where: {{instances_per_gpu: {values[0]}}} to pick one configuration")
+    return values[0]
 
 
 @dataclass(frozen=True)
@@ -269,7 +325,11 @@ def gpu_options(gpus: Sequence[GPUType], deadline_s: float, latency_slo_ms: floa
 
 @dataclass(frozen=True)
 class GPUGroup:
-    """GPUs of one type running the same batch size for the same number of batches."""
+    """GPUs of one type running the same batch size for the same number of batches.
+
+    ``instances_per_gpu`` is the GPU type's :attr:`GPUType.instances_per_gpu`: the model instances each GPU
+    runs (Triton's ``instance_group`` count), as in the configuration that was measured.
+    """
 
     hardware: str
     gpus: int
@@ -279,15 +339,19 @@ class GPUGroup:
     busy_s: float
     latency_ms: float
     warmup_ms: float
+    instances_per_gpu: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "hardware": self.hardware,
             "gpus": self.gpus,
             "batch_size": self.batch_size,
             "batches_per_gpu": self.batches_per_gpu,
             "images": self.images,
         }
+        if self.instances_per_gpu != 1:
+            out["instances_per_gpu"] = self.instances_per_gpu
+        return out
 
 
 @dataclass(frozen=True)
@@ -345,6 +409,10 @@ class GPUPlan:
             lines.append("  " + "  ".join(cells).rstrip())
         if self.cost_per_hour is not None:
             lines.append(f"cost per hour: {self.cost_per_hour:,.4g}")
+        multi = sorted({(g.hardware, g.instances_per_gpu) for g in self.groups if g.instances_per_gpu != 1})
+        if multi:
+            lines.append("model instances per GPU (as measured): "
+                         + ", ".join(f"{hw} {n}" for hw, n in multi))
         if self.requested_images is not None and self.images > self.requested_images:
             lines.append(
                 f"note: the GPUs can process {self.images - self.requested_images:,} images more than requested "
@@ -369,7 +437,8 @@ def plan_from_counts(
     for key in sorted(merged, key=lambda t: (t[0], -t[1], -t[2])):
         o, n, k = by_key[key], merged[key], key[2]
         groups.append(GPUGroup(o.hardware, n, o.batch_size, k, n * o.batch_size * k,
-                               (o.warmup_ms + (k - 1) * o.latency_ms) / 1000.0, o.latency_ms, o.warmup_ms))
+                               (o.warmup_ms + (k - 1) * o.latency_ms) / 1000.0, o.latency_ms, o.warmup_ms,
+                               instances_per_gpu=problem.gpus[o.type_index].instances_per_gpu))
     gpus = sum(g.gpus for g in groups)
     images = sum(g.images for g in groups)
     costs = [problem.gpus[key[0]].cost_per_hour for key in merged]

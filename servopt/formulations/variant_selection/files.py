@@ -5,6 +5,7 @@ are rejected. Capacities may come from a profile instead of inline tables::
 
     profiles: ../data/infadapter/capacity_result_Feb_21.csv   # relative to the YAML file
     performance: {mode: fit, headroom: 0.8, sla_ms: 750}   # mode: table (profiled points) | fit (line)
+    where: {memory_limit: 4Gi}   # optional: label column -> value (or a list: one of) selecting profile rows
     # optional: cores: [2, 3, ..., 20] (the counts to offer; default the profiled ones); per variant
     # profile_variant: <name in the profile> (default: the variant's name, e.g. resnet18)
 """
@@ -91,9 +92,14 @@ def _profile_capacity(f: Fields, source: Path) -> Any:
     """A function (variant fields, name) -> capacity table read from ``profiles:``, or None."""
     path = f.str("profiles", None)
     perf = f.mapping("performance", None)
+    from servopt.profiles import read_where
+
+    where = read_where(f.raw("where", None), str(source))
     if path is None:
         if perf is not None:
             raise f.error("performance", "only allowed together with `profiles:`")
+        if where:
+            raise f.error("where", "only allowed together with `profiles:` (it selects profile rows by label)")
         return None
     p = Fields(perf or {}, source, "performance")
     mode = p.str("mode", "table", choices=("table", "fit"))
@@ -121,8 +127,11 @@ def _profile_capacity(f: Fields, source: Path) -> Any:
         key = v.str("profile_variant", name)
         try:
             table = capacity_table(frame, variant=key, mode=mode, headroom=headroom, cores=counts, source=str(full),
-                                   curve=curve)
+                                   curve=curve, where=where)
         except ValidationError as exc:
+            if where:  # the rows come from profile_variant and where:, so name the entry, not one key
+                raise ValidationError(f"{source}: key '{v.prefix}': {exc} (rows selected by profile_variant "
+                                      "and where:)") from None
             raise v.error("profile_variant", str(exc)) from None
         return {int(k): float(r) for k, r in dict(table).items()}
 
