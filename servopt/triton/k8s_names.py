@@ -90,7 +90,7 @@ def fit_name(name: str, limit: int, original: str | None = None) -> str:
     >>> fit_name("resnet50-t4", 63)
     'resnet50-t4'
     >>> fit_name("a-very-long-model-name-for-a-test", 20)
-    'a-very-long-m-0e7c0d'
+    'a-very-long-m-9c2e1d'
     """
     if len(name) <= limit:
         return name
