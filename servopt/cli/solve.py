@@ -60,7 +60,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "else onnxruntime)")
     out.add_argument("--kserve", action="store_true", help="also write a KServe InferenceService manifest")
     out.add_argument("--storage-uri", metavar="URI", default=None,
-                     help="where the cluster finds the repository (for the KServe manifest)")
+                     help="where the cluster finds the repository (for the KServe manifest): gs://, s3://, pvc://, "
+                          "hdfs://, webhdfs://, Azure https://, an http(s) archive, hf://, oci://")
+    out.add_argument("--kserve-namespace", metavar="NS", default=None,
+                     help="namespace of the KServe objects (overrides triton.kserve.namespace)")
+    out.add_argument("--kserve-cpu", metavar="Q", default=None,
+                     help="CPU per GPU pod, a Kubernetes quantity such as 8 or 500m (default: 2 per GPU; "
+                          "CPU pods get the plan's cores)")
+    out.add_argument("--kserve-memory", metavar="Q", default=None,
+                     help="memory per pod, a Kubernetes quantity such as 16Gi (default: 8Gi per GPU, "
+                          "1Gi per core with at least 2Gi)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +84,16 @@ def run(args: argparse.Namespace) -> int:
                                        ("--triton-backend", args.triton_backend is not None)) if on]
         if stray:
             raise ValidationError(f"{stray[0]} only applies with --out DIR (the Triton repository to write)")
+    kserve_flags = _kserve_flags(args)
+    if kserve_flags and not args.kserve:
+        raise ValidationError(f"--kserve-{next(iter(kserve_flags))} only applies with --kserve")
+    if args.kserve and args.storage_uri is not None:
+        # refused before solving, like --out: a URI or value the cluster would reject
+        from servopt.triton.k8s_names import check_storage_uri
+        from servopt.triton.kserve_options import KServeSpec, with_overrides
+
+        check_storage_uri(args.storage_uri)
+        with_overrides(KServeSpec(), kserve_flags)
     if args.policy is not None and args.backend != "auto":
         raise ValidationError("give either --policy NAME or --backend NAME, not both")
     if args.out is not None:
@@ -136,7 +155,19 @@ def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Ex
     except ImportError as exc:
         raise error(f"--out needs servopt.triton, which cannot be imported ({exc})") from None
     write_repository(problem, solution, args.out, force=args.force, triton_backend=args.triton_backend,
-                     kserve=args.kserve, storage_uri=args.storage_uri, source=args.file)
+                     kserve=_kserve(args), storage_uri=args.storage_uri, source=args.file)
+
+
+def _kserve_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The ``--kserve-*`` values given (they override the ``triton.kserve`` section)."""
+    return {key: value for key, value in (("namespace", args.kserve_namespace), ("cpu", args.kserve_cpu),
+                                          ("memory", args.kserve_memory)) if value is not None}
+
+
+def _kserve(args: argparse.Namespace) -> Any:
+    """``False``, ``True``, or the ``--kserve-*`` overrides (a mapping, which also turns KServe on)."""
+    flags = _kserve_flags(args)
+    return flags if args.kserve and flags else args.kserve
 
 
 def _headline(solution: Any) -> str:

@@ -10,6 +10,7 @@ files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,10 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
     manifests = None
     if kserve:
         from servopt.triton.kserve import kserve_manifests
+        from servopt.triton.kserve_options import with_overrides
 
-        manifests = kserve_manifests(deployment, storage_uri, namespace=spec.kserve.namespace,
-                                     runtime_version=spec.kserve.runtime_version, memory=spec.kserve.memory)
+        options = with_overrides(spec.kserve, kserve if isinstance(kserve, Mapping) else None)
+        manifests = kserve_manifests(deployment, storage_uri, options)
     files, folders = render_files(deployment, _summary(deployment, plan.to_dict()), manifests)
     return deployment, files, folders
 
@@ -107,8 +109,10 @@ def write_repository(problem: Any, solution: Any, out_dir: str | Path, *, force:
         Overrides the backend of every model.
     template : path or mapping, optional
         A ``config.pbtxt`` to start every model from (or model key -> path); overrides ``triton.template``.
-    kserve : bool
-        Also write ``kserve.yaml`` (KServe ``InferenceService`` manifests); needs ``storage_uri``.
+    kserve : bool or mapping
+        Also write ``kserve.yaml`` (KServe ``InferenceService`` manifests); needs ``storage_uri``. A mapping
+        (``{"namespace": ..., "cpu": ..., "memory": ...}``, the CLI's ``--kserve-*``) also overrides those keys of
+        ``triton.kserve``.
     storage_uri : str, optional
         Where the repository will be uploaded (``gs://...``, ``s3://...``, ``pvc://...``).
     source : path, optional

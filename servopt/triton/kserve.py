@@ -1,125 +1,242 @@
-"""KServe ``InferenceService`` manifests that run a written repository on Triton.
+"""KServe manifests that run a written repository on Triton, sized and placed as the plan says.
 
 One ``InferenceService`` (``serving.kserve.io/v1beta1``, predictor ``model.modelFormat: triton``) per Triton
 server the deployment needs, read from its repositories (never from the problem kind):
 
 * a repository with ``server_per_model`` (``variant_selection``: InfAdapter runs each variant as its own
   deployment): one per model, each loading only its model (``--model-control-mode=explicit
-  --load-model=<variant>``) with the model's cores as CPU request/limit and its routing weight;
-* a repository with a ``hardware`` type (GPU plans): one per repository, asking for its GPU count
-  (``nvidia.com/gpu``);
+  --load-model=<variant>``) with the model's cores as CPU request/limit; with several variants, an
+  ``InferenceGraph`` (``serving.kserve.io/v1alpha1``) whose ``Splitter`` root sends each variant its share of the
+  load (integer percentages summing to 100, largest-remainder rounding);
+* a repository with a ``hardware`` type (GPU plans): one per repository, asking for its GPUs
+  (``nvidia.com/gpu``), CPU and memory for the pod, a ``nodeSelector`` on the GPU product label and a toleration
+  of the ``nvidia.com/gpu`` taint;
 * any other repository (``pipeline``): one running it (its ``entry`` model), with the repository's cores.
+
+Every name, quantity and URI is checked (:mod:`servopt.triton.k8s_names`) and a refused one raises
+``ValidationError`` before anything is written. Names are shortened with a stable hash suffix when KServe's
+derived labels (``<name>-predictor-<namespace>``, ``<name>-predictor-00001``) would pass 63 characters; two
+services whose names coincide after normalisation are refused, naming both.
 """
 
 from __future__ import annotations
 
-import re
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.triton.build import TritonDeployment, RepositoryLayout
+from servopt.triton.build import RepositoryLayout, TritonDeployment
+from servopt.triton.k8s_names import (MAX_LABEL, check_storage_uri, dns_name, fit_name, format_cpu,
+                                      format_memory, label_value, quantity_value, subpaths_allowed)
+from servopt.triton.kserve_options import KServeSpec
 
-__all__ = ["kserve_manifests", "check_storage_uri", "dns_name"]
+__all__ = ["kserve_manifests", "check_storage_uri", "dns_name", "split_percentages", "API_VERSION",
+           "GRAPH_API_VERSION"]
 
 API_VERSION = "serving.kserve.io/v1beta1"
-_URI = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+GRAPH_API_VERSION = "serving.kserve.io/v1alpha1"
+#: the taint GPU node pools commonly carry (GKE, AKS, the GPU operator's examples)
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+#: CPU pods get ``memory_per_core`` per core, but never less than this (KServe's own default request)
+MIN_CPU_POD_MEMORY = 2 * 2 ** 30
+_MIN_NAME = 8
 
 
-def check_storage_uri(uri: Any) -> str:
-    """Accept ``scheme://...`` (gs, s3, pvc, https, hf, ...); the repository is uploaded there by the user."""
-    if not isinstance(uri, str) or not _URI.match(uri):
-        raise ValidationError(
-            f"--storage-uri: expected a storage URI such as gs://bucket/repo, s3://bucket/repo or "
-            f"pvc://claim/repo (where the written repository will be uploaded), got {uri!r}"
-        )
-    return uri.rstrip("/")
+@dataclass
+class _Service:
+    parts: tuple[str, ...]
+    origin: str
+    repo: RepositoryLayout
+    gpus: int = 0
+    cpu: str | None = None
+    memory: str | None = None
+    args: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    model: str | None = None
+    name: str = ""
 
 
-def dns_name(*parts: str) -> str:
-    """An RFC 1035 label for ``metadata.name``: lower case, digits and ``-``, starting with a letter, <= 63 chars.
+def split_percentages(weights: list[float]) -> list[int]:
+    """Integer percentages proportional to ``weights``, summing to 100 (largest remainder; ties: first wins).
 
-    >>> dns_name("EffNet_B0", "A100-80GB")
-    'effnet-b0-a100-80gb'
+    >>> split_percentages([0.25, 0.75]), split_percentages([1, 1, 1]), split_percentages([0, 0])
+    ([25, 75], [34, 33, 33], [50, 50])
     """
-    text = "-".join(p for p in parts if p)
-    text = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    text = re.sub(r"-{2,}", "-", text)
-    if not text or not text[0].isalpha():
-        text = "m-" + text
-    return text[:63].rstrip("-")
+    if not weights:
+        return []
+    total = sum(max(0.0, float(w)) for w in weights)
+    shares = ([100.0 * max(0.0, float(w)) / total for w in weights] if total > 0
+              else [100.0 / len(weights)] * len(weights))
+    floors = [math.floor(s + 1e-9) for s in shares]
+    order = sorted(range(len(shares)), key=lambda i: (-(shares[i] - floors[i]), i))
+    for i in order[:100 - sum(floors)]:
+        floors[i] += 1
+    return floors
 
 
-def _uri(storage_uri: str, repo: RepositoryLayout) -> str:
-    return storage_uri if repo.path == "." else f"{storage_uri}/{repo.path}"
+def _name_limits(options: KServeSpec) -> tuple[int, int]:
+    """The longest ``InferenceService`` and ``InferenceGraph`` names whose derived labels fit 63 characters."""
+    ns = len(options.namespace or "default")
+    isvc = MAX_LABEL - max(len("-predictor-") + ns, len("-predictor-00001"))
+    graph = MAX_LABEL - max(len("-") + ns, len("-00001"))
+    if isvc < _MIN_NAME:
+        where = options.where.get("namespace", "namespace")
+        raise ValidationError(
+            f"{where}: {options.namespace!r} ({ns} characters) leaves {max(isvc, 0)} characters for the "
+            f"InferenceService names (KServe's host label <name>-predictor-<namespace> must fit {MAX_LABEL}); "
+            f"use a namespace of at most {ns - (_MIN_NAME - isvc)} characters")
+    return isvc, graph
 
 
-def _service(name: str, deployment: TritonDeployment, storage_uri: str, repo: RepositoryLayout, *,
-             namespace: str | None, runtime_version: str, memory: str | None, gpus: int = 0,
-             cpu: float | None = None, args: list[str] | None = None, labels: dict[str, str] | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    limits: dict[str, Any] = {}
-    if cpu is not None:
-        limits["cpu"] = _cpu(cpu)
-    if memory is not None:
-        limits["memory"] = memory
-    if gpus:
-        limits["nvidia.com/gpu"] = str(gpus)
-    model: dict[str, Any] = {
-        "modelFormat": {"name": "triton"},
-        "runtimeVersion": runtime_version,
-        "storageUri": _uri(storage_uri, repo),
-    }
-    if args:
-        model["args"] = args
-    if limits:
-        # requests = limits: the plan sized the deployment for exactly these resources
-        model["resources"] = {"requests": dict(limits), "limits": dict(limits)}
-    metadata: dict[str, Any] = {"name": name}
-    if namespace:
-        metadata["namespace"] = namespace
-    metadata["labels"] = {"app.kubernetes.io/managed-by": "servopt", "servopt.io/problem": deployment.kind,
-                          **(labels or {})}
-    if annotations:
-        metadata["annotations"] = annotations
-    return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": metadata,
-            "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model}}}
+def _gpu_service(deployment: TritonDeployment, repo: RepositoryLayout, options: KServeSpec) -> _Service:
+    hardware = str(repo.hardware)
+    gpus = int(repo.gpus)
+    cpu = options.cpu or format_cpu(quantity_value(options.cpu_per_gpu) * max(gpus, 1))
+    memory = options.memory or format_memory(quantity_value(options.memory_per_gpu) * max(gpus, 1))
+    suffix = "" if repo.path == "." else repo.path
+    return _Service(
+        parts=(deployment.name, suffix), origin=f"repository {repo.path!r} (hardware {hardware!r})", repo=repo,
+        gpus=gpus, cpu=cpu, memory=memory, labels={"servopt.io/hardware": label_value(hardware)},
+        annotations={"servopt.io/hardware": hardware},
+        node_selector={options.gpu_label: options.product(hardware)})
 
 
-def _cpu(cores: float) -> str:
-    return str(int(cores)) if float(cores).is_integer() else f"{int(round(cores * 1000))}m"
+def _cpu_memory(cores: float | None, options: KServeSpec) -> str:
+    if options.memory:
+        return options.memory
+    per_core = quantity_value(options.memory_per_core) * math.ceil(cores or 1)
+    return format_memory(max(per_core, Decimal(MIN_CPU_POD_MEMORY)))
 
 
-def kserve_manifests(deployment: TritonDeployment, storage_uri: str, *, namespace: str | None = None,
-                     runtime_version: str = "24.10-py3", memory: str | None = None) -> list[dict[str, Any]]:
-    """The ``InferenceService`` objects for a deployment (see the module docstring)."""
-    storage_uri = check_storage_uri(storage_uri)
-    common = {"namespace": namespace, "runtime_version": runtime_version, "memory": memory}
-    docs = []
+def _services(deployment: TritonDeployment, options: KServeSpec) -> list[_Service]:
+    out = []
     for repo in deployment.repositories:
         if repo.server_per_model:
             for entry in repo.models:
-                docs.append(_service(
-                    dns_name(deployment.name, entry.name), deployment, storage_uri, repo,
-                    cpu=entry.info["cores"],
+                cores = float(entry.info["cores"])
+                variant = str(entry.info.get("variant", entry.name))
+                out.append(_Service(
+                    parts=(deployment.name, entry.name), origin=f"variant {variant!r}", repo=repo,
+                    cpu=format_cpu(cores), memory=_cpu_memory(cores, options),
                     args=["--model-control-mode=explicit", f"--load-model={entry.name}"],
-                    labels={"servopt.io/model": dns_name(entry.name)},
-                    annotations={"servopt.io/routing-weight": str(_weight(deployment, entry.name))}, **common))
+                    labels={"servopt.io/model": label_value(entry.name)},
+                    annotations={"servopt.io/variant": variant}, model=entry.name))
         elif repo.hardware is not None:
-            docs.append(_service(
-                dns_name(deployment.name, repo.hardware if repo.path != "." or len(deployment.repositories) > 1
-                         else ""),
-                deployment, storage_uri, repo, gpus=repo.gpus,
-                labels={"servopt.io/hardware": dns_name(repo.hardware)},
-                annotations={"servopt.io/hardware": repo.hardware}, **common))
+            out.append(_gpu_service(deployment, repo, options))
         else:
-            docs.append(_service(dns_name(deployment.name), deployment, storage_uri, repo, cpu=repo.cpu_cores,
-                                 annotations={"servopt.io/entry-model": repo.entry} if repo.entry else None,
-                                 **common))
+            cores = repo.cpu_cores
+            out.append(_Service(
+                parts=(deployment.name,), origin=f"repository {repo.path!r}", repo=repo,
+                cpu=format_cpu(cores) if cores else None, memory=_cpu_memory(cores, options),
+                annotations={"servopt.io/entry-model": repo.entry} if repo.entry else {}))
+    return out
+
+
+def _assign_names(services: list[_Service], limit: int, what: str) -> None:
+    taken: dict[str, str] = {}
+    for svc in services:
+        raw = dns_name(*svc.parts)
+        svc.name = fit_name(raw, limit, original="/".join(p for p in svc.parts if p))
+        if svc.name in taken:
+            raise ValidationError(
+                f"{taken[svc.name]} and {svc.origin} both become the {what} name {svc.name!r} (lower-case "
+                "letters, digits and '-'); rename one of them")
+        taken[svc.name] = svc.origin
+
+
+def _manifest(svc: _Service, deployment: TritonDeployment, uri: str, options: KServeSpec) -> dict[str, Any]:
+    limits: dict[str, str] = {}
+    if svc.cpu is not None:
+        limits["cpu"] = svc.cpu
+    if svc.memory is not None:
+        limits["memory"] = svc.memory
+    if svc.gpus:
+        limits["nvidia.com/gpu"] = str(svc.gpus)
+    model: dict[str, Any] = {
+        "modelFormat": {"name": "triton"},
+        "runtimeVersion": options.runtime_version,
+        "storageUri": uri if svc.repo.path == "." else f"{uri}/{svc.repo.path}",
+    }
+    if svc.args:
+        model["args"] = svc.args
+    # requests = limits: the plan sized the pod for exactly these resources (Guaranteed QoS)
+    model["resources"] = {"requests": dict(limits), "limits": dict(limits)}
+    replicas = max(1, int(getattr(svc.repo, "replicas", 1) or 1))
+    predictor: dict[str, Any] = {"minReplicas": replicas, "maxReplicas": replicas}
+    if svc.node_selector:
+        predictor["nodeSelector"] = dict(svc.node_selector)
+        predictor["tolerations"] = [dict(GPU_TOLERATION)]
+    predictor["model"] = model
+    return {"apiVersion": API_VERSION, "kind": "InferenceService",
+            "metadata": _metadata(svc.name, deployment, options, svc.labels, svc.annotations),
+            "spec": {"predictor": predictor}}
+
+
+def _metadata(name: str, deployment: TritonDeployment, options: KServeSpec, labels: dict[str, str],
+              annotations: dict[str, str]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if options.namespace:
+        metadata["namespace"] = options.namespace
+    metadata["labels"] = {"app.kubernetes.io/managed-by": "servopt",
+                          "servopt.io/problem": label_value(deployment.kind), **labels}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return metadata
+
+
+def _graph(deployment: TritonDeployment, services: list[_Service], options: KServeSpec,
+           limit: int) -> dict[str, Any]:
+    weights = {r["model"]: float(r["weight"]) for r in (deployment.routing or {}).get("routes", [])}
+    percent = split_percentages([weights.get(str(s.model), 0.0) for s in services])
+    name = fit_name(dns_name(deployment.name), limit, original=deployment.name)
+    knative = {f"{s.name}-predictor": s.origin for s in services}
+    if name in knative:
+        raise ValidationError(f"the InferenceGraph {name!r} and the predictor of {knative[name]} would share a "
+                              "Knative service name; set triton.name")
+    steps = [{"name": s.name, "serviceName": s.name, "weight": p} for s, p in zip(services, percent) if p > 0]
+    return {"apiVersion": GRAPH_API_VERSION, "kind": "InferenceGraph",
+            "metadata": _metadata(name, deployment, options, {}, {"servopt.io/routing": "load shares of the plan"}),
+            "spec": {"nodes": {"root": {"routerType": "Splitter", "steps": steps}}}}
+
+
+def kserve_manifests(deployment: TritonDeployment, storage_uri: str, options: KServeSpec | None = None
+                     ) -> list[dict[str, Any]]:
+    """The KServe objects for a deployment (see the module docstring), checked.
+
+    Parameters
+    ----------
+    deployment : TritonDeployment
+        What :func:`servopt.triton.build.build_deployment` returned.
+    storage_uri : str
+        Where the written folder will be uploaded (a KServe storage URI); repositories in sub-folders are
+        ``storage_uri/<path>``.
+    options : KServeSpec, optional
+        The ``triton.kserve`` section (namespace, runtime version, CPU/memory, GPU product labels).
+
+    Returns
+    -------
+    list of dict
+        ``InferenceService`` objects, then the ``InferenceGraph`` when variants are split.
+    """
+    options = options or KServeSpec()
+    uri = check_storage_uri(storage_uri)
+    nested = [r.path for r in deployment.repositories if r.path != "."]
+    if nested and not subpaths_allowed(uri):
+        raise ValidationError(
+            f"--storage-uri: {uri!r} names one archive or image, but the deployment has {len(nested)} "
+            f"repositories in sub-folders ({', '.join(nested)}); use a folder URI (gs://, s3://, pvc://, Azure)")
+    isvc_limit, graph_limit = _name_limits(options)
+    services = _services(deployment, options)
+    if options.cpu and not any(s.gpus for s in services):
+        raise ValidationError(f"{options.where.get('cpu', 'cpu')}: {options.cpu!r}: sets the CPU of GPU pods, but "
+                              "this plan has none (CPU pods get the plan's cores)")
+    _assign_names(services, isvc_limit, "InferenceService")
+    docs = [_manifest(s, deployment, uri, options) for s in services]
+    split = [s for s in services if s.model is not None]
+    if len(split) > 1:
+        docs.append(_graph(deployment, split, options, graph_limit))
     return docs
-
-
-def _weight(deployment: TritonDeployment, model: str) -> float:
-    for route in (deployment.routing or {}).get("routes", []):
-        if route["model"] == model:
-            return route["weight"]
-    return 0.0

@@ -29,6 +29,7 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 from servopt.fields import Fields
+from servopt.triton.kserve_options import DEFAULT_RUNTIME_VERSION, KServeSpec, parse_kserve_section
 
 __all__ = [
     "BACKENDS",
@@ -57,9 +58,6 @@ DATA_TYPES = (
 )
 
 INSTANCE_KINDS = ("KIND_GPU", "KIND_CPU", "KIND_AUTO")
-
-#: Triton 2.51 is NGC release 24.10: the server servopt checks repositories against
-DEFAULT_RUNTIME_VERSION = "24.10-py3"
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -97,15 +95,6 @@ class ModelSpec:
     template: Path | None = None
     inputs: tuple[TensorSpec, ...] | None = None
     outputs: tuple[TensorSpec, ...] | None = None
-
-
-@dataclass(frozen=True)
-class KServeSpec:
-    """Options of the KServe ``InferenceService`` manifest."""
-
-    namespace: str | None = None
-    runtime_version: str = DEFAULT_RUNTIME_VERSION
-    memory: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,13 +169,7 @@ def parse_triton_section(data: Any, source: str | Path | None = None) -> TritonS
     kserve = KServeSpec()
     raw_kserve = f.mapping("kserve", None)
     if raw_kserve is not None:
-        k = f.sub("kserve", raw_kserve)
-        kserve = KServeSpec(
-            namespace=k.str("namespace", None),
-            runtime_version=k.str("runtime_version", DEFAULT_RUNTIME_VERSION),
-            memory=k.str("memory", None),
-        )
-        k.done()
+        kserve = parse_kserve_section(f.sub("kserve", raw_kserve))
     f.done()
     if name is not None and safe_name(name) != name:
         raise f.error("name", f"{name!r} is not a valid model name (letters, digits, '_', '.', '-'); "
