@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             run = profile_torch(f"torchvision:{model}", batches, sizes, device="cuda", dtype=dtype, repeats=20,
-                                min_repeats=3, time_budget_s=args.time_budget, total_budget_s=share * 0.8,
+                                min_repeats=3, time_budget_s=args.time_budget, total_budget_s=share * 0.8, max_cv=0.1,
                                 memory_limit_mb=args.memory_limit_mb, find_max_batch=True, max_batch_cap=16384,
                                 output=out, force=args.force, on_point=show)
         except Exception as exc:  # one failing run (e.g. a kernel that refuses a huge batch) must not stop the rest

@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing OUT.csv (its rows are not kept)")
     parser.add_argument("--hardware", default=None, help="hardware name (default: cpu-<CPU model> or GPU name)")
     parser.add_argument("--model-name", default=None, help="model column (default: the file name's stem)")
-    parser.add_argument("--variant", default=None, help="variant column (default: the model name; with --runtime torch <model>-<dtype>)")
+    parser.add_argument("--variant", default=None,
+                        help="variant column (default: the model name; with --runtime torch <model>-<dtype>)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="execution provider")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -10,8 +10,8 @@ For each point of the grid, in this order: ``for cores: for input_size: for batc
    interpolation, so with fewer than 100 runs it lies between the two slowest), ``throughput_rps`` is
    ``batch_size / latency``;
    ``latency_cv`` is the coefficient of variation (sample standard deviation / mean) of the runs; a point whose
-   CV is above ``max_cv`` is measured again once with twice the repeats and time budget (those runs are kept)
-   and gets ``unstable = 1`` (else 0), so a fit can weigh it;
+   CV is above ``max_cv`` (when given) is measured again once with twice the repeats and time budget (those runs
+   are kept) and gets ``unstable = 1`` (else 0), so a fit can weigh it;
 4. **memory** (``memory_mb``, MiB): on CPU the peak resident set size of the process during steps 1-3 minus the
    RSS just before step 1 (inputs included); the peak is the kernel's ``VmHWM`` (reset per point through
    ``/proc/self/clear_refs``) and, where that is missing, a sampling thread (every ``5 ms``). On GPU, the peak of
@@ -137,7 +137,7 @@ def profile_model(
     model_name: str | None = None,
     variant: str | None = None,
     device: str = "cpu",
-    max_cv: float | None = 0.1,
+    max_cv: float | None = None,
     progress: bool = False,
     seed: int = 0,
     on_point: Callable[[dict[str, Any]], None] | None = None,
@@ -172,7 +172,8 @@ def profile_model(
         Execution provider (CUDA needs onnxruntime-gpu and an NVIDIA GPU).
     max_cv : float or None
         Re-measure a point once (twice the repeats) when the coefficient of variation of its runs is above this,
-        and mark it ``unstable``; None never re-measures.
+        and mark it ``unstable``; None (the default; the CLI's ``--max-cv`` defaults to 0.1) never re-measures,
+        so ``repeats`` stays the maximum.
     progress : bool
         Show a tqdm progress bar on stderr.
     seed : int

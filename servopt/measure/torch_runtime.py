@@ -72,7 +72,7 @@ def profile_torch(
     memory_limit_mb: float | None = None,
     find_max_batch: bool = False,
     max_batch_cap: int = 65536,
-    max_cv: float | None = 0.1,
+    max_cv: float | None = None,
     output: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
@@ -301,8 +301,8 @@ def load_torch_model(spec: str, torch: Any) -> Any:
         names = zipfile.ZipFile(path).namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise ValidationError(f"{path}: not a TorchScript or torch.export file ({exc})") from None
-    exported = any(n.endswith(("/archive_format", "/models/model.json")) or n.endswith("serialized_exported_program.json")
-                   for n in names) or path.suffix == ".pt2"
+    markers = ("/archive_format", "/models/model.json", "serialized_exported_program.json")
+    exported = path.suffix == ".pt2" or any(n.endswith(markers) for n in names)
     try:
         if exported:
             return torch.export.load(str(path)).module()
