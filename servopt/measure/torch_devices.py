@@ -93,6 +93,7 @@ class CudaDevice:
         self.torch_device = torch.device("cuda", self.index)
         torch.cuda.init()
         self._nvml: Any = None
+        self._limited = False
 
     def hardware_name(self) -> str:
         return gpu_hardware_name(self._torch.cuda.get_device_name(self.index))
@@ -103,6 +104,7 @@ class CudaDevice:
         if fraction > 1:
             raise ValidationError(f"memory_limit_mb: {limit_mb:g} MiB is more than the GPU's {total / _MIB:.0f} MiB")
         self._torch.cuda.set_per_process_memory_fraction(fraction, self.index)
+        self._limited = True
 
     def memory_baseline(self) -> float:
         return 0.0
@@ -145,6 +147,9 @@ class CudaDevice:
         return nvml_reader(self._nvml, handle, ix)
 
     def close(self) -> None:
+        if getattr(self, "_limited", False):  # the limit is the profile's, not the rest of the process's
+            self._torch.cuda.set_per_process_memory_fraction(1.0, self.index)
+            self._limited = False
         if self._nvml is not None:
             try:
                 self._nvml.nvmlShutdown()
