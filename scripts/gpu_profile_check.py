@@ -3,7 +3,7 @@
 Run from the repository root on a machine with an NVIDIA GPU, torch (CUDA build) and torchvision; no network and
 no servopt install are needed, and nothing of servopt's solver stack is imported (only ``servopt.measure``):
 
-    PYTHONPATH=. python scripts/gpu_profile_check.py OUT_DIR [--budget-s 400] [--memory-limit-mb 8192]
+    PYTHONPATH=. python scripts/gpu_profile_check.py OUT_DIR [--budget-s 340] [--memory-limit-mb 8192]
 
 For each model (resnet50, mobilenet_v3_large) x dtype (fp32, fp16): input sizes 224, 320, 448 x batch sizes 1,
 2, 4, ..., 256, then the out-of-memory boundary per input size under ``--memory-limit-mb`` (doubling, then
@@ -30,7 +30,7 @@ BATCHES = tuple(2**i for i in range(9))  # 1 .. 256
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder for the CSV files (created)")
-    parser.add_argument("--budget-s", type=float, default=400.0, help="time for the whole run (default 400 s)")
+    parser.add_argument("--budget-s", type=float, default=340.0, help="time for the whole run (default 340 s)")
     parser.add_argument("--memory-limit-mb", type=float, default=8192.0, help="limit of the OOM search (MiB)")
     parser.add_argument("--models", default=",".join(MODELS), help="torchvision model names, comma-separated")
     parser.add_argument("--dtypes", default=",".join(DTYPES), help="fp32, fp16, bf16, comma-separated")
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             run = profile_torch(f"torchvision:{model}", batches, sizes, device="cuda", dtype=dtype, repeats=20,
-                                min_repeats=3, time_budget_s=args.time_budget, total_budget_s=share * 0.8, max_cv=0.1,
+                                min_repeats=3, time_budget_s=args.time_budget, total_budget_s=share, max_cv=0.1,
                                 memory_limit_mb=args.memory_limit_mb, find_max_batch=True, max_batch_cap=16384,
                                 output=out, force=args.force, on_point=show)
         except Exception as exc:  # one failing run (e.g. a kernel that refuses a huge batch) must not stop the rest

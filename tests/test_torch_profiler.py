@@ -346,3 +346,16 @@ def test_onnx_path_records_cv_and_unstable(tmp_path):
     run = profile_model(path, [1], [16], repeats=4, min_repeats=2, time_budget_s=5, max_cv=1e-9)
     (row,) = run.rows
     assert row["unstable"] == 1 and row["repeats"] == 8 and row["latency_cv"] >= 0
+
+
+@pytest.mark.torch
+def test_total_budget_stops_the_boundary_search(models, monkeypatch):
+    from servopt.measure import torch_runtime
+
+    clock = iter(range(1, 10_000))  # each perf_counter call of the profiler is one second later
+    monkeypatch.setattr(torch_runtime, "time",
+                        types.SimpleNamespace(perf_counter=lambda: float(next(clock)), strftime=time.strftime))
+    run = torch_runtime.profile_torch(models["export"], [1], [16], total_budget_s=3.5, memory_limit_mb=10_000,
+                                      find_max_batch=True, **FAST)
+    assert len(run.rows) == 1 and run.max_batch == []
+    assert "during the max-batch search of input size 16" in run.stopped

@@ -224,9 +224,17 @@ def profile_torch(
                 if run.stopped:
                     break
                 if find_max_batch:
-                    _search_boundary(run, rows, s, max_batch_cap, measure, record,
-                                     lambda b, s=s: _fits(torch, dev, module, b, s, torch_dtype, memory_limit_mb,
-                                                          baseline, seed))
+                    def fits(b: int, s: int = s) -> bool:
+                        if total_budget_s is not None and time.perf_counter() - start > total_budget_s:
+                            raise _OutOfTime
+                        return _fits(torch, dev, module, b, s, torch_dtype, memory_limit_mb, baseline, seed)
+
+                    try:
+                        _search_boundary(run, rows, s, max_batch_cap, measure, record, fits)
+                    except _OutOfTime:
+                        run.stopped = (f"total_budget_s={total_budget_s:g} reached during the max-batch search "
+                                       f"of input size {s}")
+                        break
     finally:
         bar.close()
         if monitor is not None:
@@ -404,6 +412,10 @@ def _search_boundary(run: ProfileRun, rows: list[dict[str, Any]], size: int, cap
         if run.path is not None and rows:
             _write_csv(run.path, rows)
     run.max_batch.append({"input_size": size, "max_batch": max_fit, "oom_batch": oom_batch, "trials": trials})
+
+
+class _OutOfTime(Exception):
+    """The total budget ran out during a boundary search (its size keeps the grid's ``oom_batch_size``)."""
 
 
 def _set_oom_batch(rows: list[dict[str, Any]], size: int, batch: int) -> None:
