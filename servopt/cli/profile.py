@@ -1,9 +1,11 @@
-"""``servopt profile``: measure an ONNX model with ONNX Runtime into a profile CSV (SPEC §7)."""
+"""``servopt profile``: measure an ONNX model (ONNX Runtime) or a PyTorch model (``--runtime torch``) into a profile
+CSV (SPEC §7)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from servopt.exceptions import ValidationError
 
@@ -16,17 +18,30 @@ The CSV is rewritten atomically after every point, so an interrupted run keeps w
 continues it. An out-of-memory point (an allocation failure, or a peak above --memory-limit-mb) ends that input
 size's batch sweep: the sweep's rows get oom_batch_size = that batch size (see docs/profiler.md).
 
+With --runtime torch, MODEL is a TorchScript file (torch.jit.save), a torch.export program (torch.export.save,
+.pt2, exported with a dynamic batch and image size) or torchvision:NAME (random weights, nothing downloaded);
+--device cuda times with CUDA events, records PyTorch's peak allocated/reserved GPU memory, samples NVML during
+the runs (mean and max as hw.* columns), and with --memory-limit-mb caps the allocator
+(torch.cuda.set_per_process_memory_fraction); --find-max-batch then bisects to the OOM boundary per input size.
+Needs pip install 'servopt[torch]'.
+
+A point whose runs vary by more than --max-cv (coefficient of variation) is measured again once with twice the
+repeats and marked unstable=1.
+
 An existing OUT.csv is refused unless --force (replace it) or --resume (continue it)."""
 
 EPILOG = """examples:
   python -m servopt.measure.onnx_models resnet_like resnet_like.onnx
   servopt profile resnet_like.onnx --batch-sizes 1,2,4,8 --input-sizes 224,320 --cores 1,2 -o resnet.csv
   servopt profile resnet_like.onnx --batch-sizes 1,2,4,8,16,32,64 --input-sizes 224 --memory-limit-mb 300 -o m.csv
+  servopt profile --runtime torch torchvision:resnet50 --device cuda --dtype fp16 --batch-sizes 1,2,4,8 \
+      --input-sizes 224 --memory-limit-mb 8192 --find-max-batch -o resnet50_fp16.csv
 
 exit codes:
   0  measured (at least one row written)
   1  measured nothing (every point out of memory, or --total-budget spent before the first point); no file written
-  2  bad input or usage, e.g. --device cuda without onnxruntime-gpu (refused before measuring)"""
+  2  bad input or usage, e.g. --device cuda without onnxruntime-gpu, or without a CUDA build of torch
+     (refused before measuring)"""
 
 
 def _int_list(flag: str, text: str) -> list[int]:
@@ -40,7 +55,17 @@ def _int_list(flag: str, text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL.onnx", help="ONNX file with dynamic batch (and image) dimensions")
+    parser.add_argument("model", metavar="MODEL", help="ONNX file with dynamic batch (and image) dimensions; with "
+                        "--runtime torch a TorchScript / torch.export file or torchvision:NAME")
+    parser.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime",
+                        help="what runs the model (default onnxruntime; torch needs servopt[torch])")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="--runtime torch: precision of weights and inputs (default fp32)")
+    parser.add_argument("--find-max-batch", action="store_true",
+                        help="--runtime torch: bisect to the OOM boundary per input size under --memory-limit-mb")
+    parser.add_argument("--max-cv", type=float, default=0.1, metavar="CV",
+                        help="re-measure a point once (and mark it unstable) when the coefficient of variation "
+                        "of its runs is above CV (default 0.1)")
     parser.add_argument("--batch-sizes", required=True, metavar="LIST", help="comma-separated, e.g. 1,2,4,8")
     parser.add_argument("--input-sizes", required=True, metavar="LIST", help="image sides in pixels, e.g. 224,320")
     parser.add_argument("--cores", default="1", metavar="LIST", help="intra-op threads per session (default 1)")
@@ -60,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing OUT.csv (its rows are not kept)")
     parser.add_argument("--hardware", default=None, help="hardware name (default: cpu-<CPU model> or GPU name)")
     parser.add_argument("--model-name", default=None, help="model column (default: the file name's stem)")
-    parser.add_argument("--variant", default=None, help="variant column (default: the model name)")
+    parser.add_argument("--variant", default=None,
+                        help="variant column (default: the model name; with --runtime torch <model>-<dtype>)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="execution provider")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -68,15 +94,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
-    from servopt.measure.profiler import profile_model
 
     if args.resume and args.force:
         raise ValidationError("give either --resume (keep OUT.csv's rows) or --force (replace OUT.csv), not both")
     # checked before measuring; --resume consents to an existing OUT.csv (it continues it)
     check_output(args.output, "-o", force=args.force or args.resume)
-    if args.device == "cuda":
-        _check_cuda()
-    result = profile_model(
+    if args.runtime == "torch":
+        result = _run_torch(args)
+    else:
+        if args.dtype != "fp32" or args.find_max_batch:
+            raise ValidationError("--dtype and --find-max-batch need --runtime torch (ONNX Runtime runs the model "
+                                  "in the precision it was exported in)")
+        if args.device == "cuda":
+            _check_cuda()
+        result = _run_onnx(args)
+    return _report(result)
+
+
+def _run_onnx(args: argparse.Namespace) -> Any:
+    from servopt.measure.profiler import profile_model
+
+    return profile_model(
         args.model,
         _int_list("--batch-sizes", args.batch_sizes),
         _int_list("--input-sizes", args.input_sizes),
@@ -93,9 +131,44 @@ def run(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         variant=args.variant,
         device=args.device,
+        max_cv=args.max_cv,
         progress=not args.quiet,
         seed=args.seed,
     )
+
+
+def _run_torch(args: argparse.Namespace) -> Any:
+    from servopt.measure.torch_runtime import profile_torch
+
+    cores = _int_list("--cores", args.cores)
+    if len(cores) != 1:
+        raise ValidationError(f"--cores: --runtime torch takes one value (torch.set_num_threads), got {args.cores!r}")
+    return profile_torch(
+        args.model,
+        _int_list("--batch-sizes", args.batch_sizes),
+        _int_list("--input-sizes", args.input_sizes),
+        device=args.device,
+        dtype=args.dtype,
+        cores=cores[0],
+        repeats=args.repeats,
+        min_repeats=args.min_repeats,
+        time_budget_s=args.time_budget,
+        total_budget_s=args.total_budget,
+        memory_limit_mb=args.memory_limit_mb,
+        find_max_batch=args.find_max_batch,
+        max_cv=args.max_cv,
+        output=args.output,
+        resume=args.resume,
+        force=args.force,
+        hardware=args.hardware,
+        model_name=args.model_name,
+        variant=args.variant,
+        progress=not args.quiet,
+        seed=args.seed,
+    )
+
+
+def _report(result: Any) -> int:
     if not result.rows:  # exit 1, like an infeasible solve: the input was fine, nothing could be measured
         why = (f"stopped early: {result.stopped}" if result.stopped else
                "every point was out of memory" if result.oom else "no point was measured")
@@ -104,9 +177,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {result.path}: {len(result.rows)} rows ({result.measured} points measured now) in "
           f"{result.elapsed_s:.1f} s")
     for oom in result.oom:
-        print(f"  out of memory at cores={oom['cores']} input_size={oom['input_size']} "
+        print(f"  out of memory at cores={oom.get('cores')} input_size={oom['input_size']} "
               f"batch_size={oom['batch_size']} ({oom['reason']}, {oom['memory_mb']:.0f} MiB); larger batches "
               "skipped, recorded as oom_batch_size")
+    for found in result.max_batch:
+        boundary = (f"out of memory from {found['oom_batch']}" if found["oom_batch"] is not None else
+                    "no out of memory up to the search cap")
+        print(f"  input_size={found['input_size']}: largest batch that fits {found['max_batch']} ({boundary}; "
+              f"{len(found['trials'])} trials)")
     if result.stopped:
         print(f"  stopped early: {result.stopped}; run again with --resume to finish", file=sys.stderr)
     return 0

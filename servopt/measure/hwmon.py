@@ -38,6 +38,7 @@ from typing import Any
 __all__ = [
     "HardwareMonitor",
     "hardware_name",
+    "gpu_hardware_name",
     "cpu_model_name",
     "CUMULATIVE_KEYS",
     "slugify",
@@ -109,7 +110,17 @@ def hardware_name(device: str = "cpu", gpu_index: int = 0) -> str:
     nvml = _nvml()
     if nvml is None:
         return "gpu-unknown"
-    name = nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(gpu_index))
+    return gpu_hardware_name(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(gpu_index)))
+
+
+def gpu_hardware_name(name: str | bytes) -> str:
+    """A GPU's device name (NVML's or ``torch.cuda.get_device_name``'s) as a profile's ``hardware`` value.
+
+    >>> gpu_hardware_name("NVIDIA H200")
+    'H200'
+    >>> gpu_hardware_name(b"NVIDIA A100-SXM4-80GB")
+    'A100-SXM4-80GB'
+    """
     name = name.decode() if isinstance(name, bytes) else str(name)
     name = re.sub(r"^nvidia\s+", "", name.strip(), flags=re.IGNORECASE)
     return re.sub(r"\s+", "-", name) or "gpu-unknown"

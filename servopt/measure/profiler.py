@@ -9,6 +9,9 @@ For each point of the grid, in this order: ``for cores: for input_size: for batc
    ``min_repeats``); ``latency_ms`` is their median, ``latency_p99_ms`` their 99th percentile (linear
    interpolation, so with fewer than 100 runs it lies between the two slowest), ``throughput_rps`` is
    ``batch_size / latency``;
+   ``latency_cv`` is the coefficient of variation (sample standard deviation / mean) of the runs; a point whose
+   CV is above ``max_cv`` (when given) is measured again once with twice the repeats and time budget (those runs
+   are kept) and gets ``unstable = 1`` (else 0), so a fit can weigh it;
 4. **memory** (``memory_mb``, MiB): on CPU the peak resident set size of the process during steps 1-3 minus the
    RSS just before step 1 (inputs included); the peak is the kernel's ``VmHWM`` (reset per point through
    ``/proc/self/clear_refs``) and, where that is missing, a sampling thread (every ``5 ms``). On GPU, the peak of
@@ -48,7 +51,7 @@ from servopt.atomic import atomic_write
 from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
 from servopt.measure.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
 
-__all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "is_oom_error"]
+__all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "is_oom_error", "steady_state"]
 
 #: columns written before the ``hw.*`` ones, in this order (§2 schema plus ``repeats`` and ``oom_batch_size``).
 PROFILE_COLUMNS: tuple[str, ...] = (
@@ -85,6 +88,10 @@ class ProfileRun:
         when it stopped) and ``reason``.
     stopped : str or None
         Why the grid was not finished (``"total_budget_s reached"``), None when it was.
+    max_batch : list of dict
+        With the torch profiler's ``find_max_batch``: per input size, ``input_size``, ``max_batch`` (the largest
+        batch that ran), ``oom_batch`` (the smallest that ran out of memory, None when none did up to the cap)
+        and ``trials`` (batch sizes tried, in order).
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -93,6 +100,7 @@ class ProfileRun:
     measured: int = 0
     oom: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None
+    max_batch: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def oom_points(self) -> list[tuple[int, int, int]]:
@@ -129,6 +137,7 @@ def profile_model(
     model_name: str | None = None,
     variant: str | None = None,
     device: str = "cpu",
+    max_cv: float | None = None,
     progress: bool = False,
     seed: int = 0,
     on_point: Callable[[dict[str, Any]], None] | None = None,
@@ -161,6 +170,10 @@ def profile_model(
         Profile metadata; defaults: :func:`servopt.measure.hwmon.hardware_name`, the file's stem, ``model_name``.
     device : {"cpu", "cuda"}
         Execution provider (CUDA needs onnxruntime-gpu and an NVIDIA GPU).
+    max_cv : float or None
+        Re-measure a point once (twice the repeats) when the coefficient of variation of its runs is above this,
+        and mark it ``unstable``; None (the default; the CLI's ``--max-cv`` defaults to 0.1) never re-measures,
+        so ``repeats`` stays the maximum.
     progress : bool
         Show a tqdm progress bar on stderr.
     seed : int
@@ -196,6 +209,8 @@ def profile_model(
         _check_positive(total_budget_s, "total_budget_s")
     if memory_limit_mb is not None:
         _check_positive(memory_limit_mb, "memory_limit_mb")
+    if max_cv is not None:
+        _check_positive(max_cv, "max_cv")
     if device not in ("cpu", "cuda"):
         raise ValidationError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     if not model.is_file():
@@ -243,7 +258,7 @@ def profile_model(
             bar.set_postfix_str(f"cores={c} size={s} batch={b}")
             feeds = functools.partial(_make_feeds, feeds_spec, b, s, seed)
             point = _measure_point(ort, model_bytes, providers, feeds, c, b, repeats, min_repeats,
-                                   time_budget_s, memory_limit_mb, monitor, device)
+                                   time_budget_s, memory_limit_mb, monitor, device, max_cv)
             reason = point.pop("oom_reason")
             if reason is None:
                 row = dict(meta, cores=c, input_size=s, batch_size=b, **point, oom_batch_size=None)
@@ -272,9 +287,7 @@ def profile_model(
 # --------------------------------------------------------------------------------------------- measuring
 def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feeds: Callable[[], dict[str, Any]],
                    cores: int, batch: int, repeats: int, min_repeats: int, time_budget_s: float,
-                   limit_mb: float | None, monitor: Any, device: str) -> dict[str, Any]:
-    import numpy as np
-
+                   limit_mb: float | None, monitor: Any, device: str, max_cv: float | None) -> dict[str, Any]:
     gc.collect()
     release_free_memory()
     monitor.sample()  # opens the utilisation / bandwidth window of this point
@@ -298,19 +311,20 @@ def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feed
         t0 = time.perf_counter()
         session.run(None, feeds, run_options)
         result["warmup_ms"] = (time.perf_counter() - t0) * 1e3
-        times: list[float] = []
-        deadline = time.perf_counter() + time_budget_s
-        while len(times) < repeats and (len(times) < min_repeats or time.perf_counter() < deadline):
+
+        def run_once() -> float:
             t0 = time.perf_counter()
             session.run(None, feeds, run_options)
-            times.append((time.perf_counter() - t0) * 1e3)
+            return (time.perf_counter() - t0) * 1e3
+
+        stats = steady_state(run_once, repeats, min_repeats, time_budget_s, max_cv)
     except ServoptError:
         raise
     except Exception as exc:  # ONNX Runtime raises its own exception types; classify, re-raise the rest
         if not (tracker.tripped or is_oom_error(exc)):
             raise ServoptError(f"onnxruntime failed at cores={cores}, batch_size={batch}: {exc}") from exc
         result = {"oom_reason": "memory limit" if tracker.tripped else f"allocation failure: {str(exc)[:200]}"}
-        times = []
+        stats = None
     finally:
         session = feeds = None
         tracker.stop()
@@ -318,16 +332,62 @@ def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feed
     result["memory_mb"] = max(peak - baseline, 0.0) / _MIB
     if limit_mb is not None and result["memory_mb"] > limit_mb and result["oom_reason"] is None:
         result = {"oom_reason": "memory limit", "memory_mb": result["memory_mb"]}
-    if times and result["oom_reason"] is None:
-        latency = statistics.median(times)
-        result.update(latency_ms=latency, latency_p99_ms=float(np.percentile(times, 99)),
-                      throughput_rps=batch / (latency / 1e3), repeats=len(times))
+    if stats is not None and result["oom_reason"] is None:
+        result.update(stats, throughput_rps=batch / (stats["latency_ms"] / 1e3))
     else:
         result.update(repeats=0)
     result.update({f"hw.{k}": v for k, v in monitor.sample().items()})
     gc.collect()
     release_free_memory()
     return result
+
+
+def steady_state(run_once: Callable[[], float], repeats: int, min_repeats: int, time_budget_s: float,
+                 max_cv: float | None) -> dict[str, Any]:
+    """Steady-state runs of one point and their statistics (shared by the ONNX Runtime and torch profilers).
+
+    ``run_once()`` runs the model once and returns its time in ms. Runs go on until ``repeats`` are done or
+    ``time_budget_s`` has passed (at least ``min_repeats``). When the coefficient of variation is above
+    ``max_cv`` the point is measured again once with twice the repeats and budget; those runs are kept and the
+    point is marked ``unstable`` (1).
+
+    Returns
+    -------
+    dict
+        ``latency_ms`` (median), ``latency_p99_ms``, ``latency_cv``, ``repeats``, ``unstable`` (0 or 1).
+
+    >>> times = iter([10.0, 10.0, 30.0] + [10.0] * 6)
+    >>> stats = steady_state(lambda: next(times), 3, 3, 60.0, max_cv=0.1)
+    >>> stats["latency_ms"], stats["repeats"], stats["unstable"], stats["latency_cv"]
+    (10.0, 6, 1, 0.0)
+    """
+    import numpy as np
+
+    def runs(n: int, n_min: int, budget: float) -> list[float]:
+        times: list[float] = []
+        deadline = time.perf_counter() + budget
+        while len(times) < n and (len(times) < n_min or time.perf_counter() < deadline):
+            times.append(float(run_once()))
+        return times
+
+    times = runs(repeats, min_repeats, time_budget_s)
+    unstable = max_cv is not None and coefficient_of_variation(times) > max_cv
+    if unstable:
+        times = runs(2 * repeats, 2 * min_repeats, 2 * time_budget_s)
+    return {"latency_ms": statistics.median(times), "latency_p99_ms": float(np.percentile(times, 99)),
+            "latency_cv": coefficient_of_variation(times), "repeats": len(times), "unstable": int(unstable)}
+
+
+def coefficient_of_variation(times: Sequence[float]) -> float:
+    """Sample standard deviation / mean (0 for fewer than two values or a zero mean).
+
+    >>> round(coefficient_of_variation([9.0, 10.0, 11.0]), 3)
+    0.1
+    """
+    if len(times) < 2:
+        return 0.0
+    mean = statistics.fmean(times)
+    return statistics.stdev(times) / mean if mean > 0 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------- inputs
