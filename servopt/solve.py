@@ -213,7 +213,13 @@ def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
         backend = getattr(problem, "default_backend", None) or "auto"
     precheck = getattr(problem, "precheck", None)
     reason = precheck() if precheck is not None else None
-    if reason is not None:  # infeasible before any model is built (e.g. a load beyond what the budget serves)
+    if reason is not None:  # infeasible before any model is solved (e.g. a load beyond what the budget serves)
+        if backend != "auto" and backend not in tuple(getattr(problem, "algorithms", ())):
+            # a backend asked for by name must still exist and be able to take the model
+            from servopt.backends import check_capabilities, get_backend
+
+            get_backend(backend)
+            check_capabilities(backend, problem.build()[0].arrays(), params)
         status, plan, result, used, message = Status.INFEASIBLE, None, None, backend, reason
     else:
         status, plan, result, used, message = _run_problem(problem, backend, params)
