@@ -7,12 +7,16 @@ string (the kind is only written, as the deployment's label). Layout (docs/trito
 * ``GPUPlan`` (``min_gpus`` / ``max_throughput``): one repository per hardware type (a Triton server runs on one
   node, and a node has one GPU type). With one hardware type the output folder *is* the repository; with several,
   each type gets a sub-folder named after it. Inside, one model per batch size used on that hardware (``<name>``
-  when there is one, ``<name>_b<batch>`` otherwise), ``instance_group { kind: KIND_GPU gpus: [...] }`` over
-  consecutive GPU indices of that hardware type.
+  when there is one, ``<name>_b<batch>`` otherwise), ``instance_group { count: 1 kind: KIND_GPU gpus: [...] }``
+  over consecutive GPU indices of that hardware type; a type with more GPUs than ``triton.gpus_per_node`` gets one
+  repository per node (``node<i>``) with node-local indices.
 * ``VariantSelectionPlan``: one model per variant given cores, a CPU instance group, ``routing.json`` with the
   load balancer's weights (each variant's share of the workload), and one server per model.
 * ``PipelinePlan``: one model per stage with its batch size, queue delay and replicas, plus an ``ensemble`` model
-  wiring each stage's outputs to the next stage's inputs.
+  wiring stage outputs to the next stage's inputs by tensor name (or ``connect:``), types and shapes checked.
+
+Each model's file (``model_file:`` in the problem) is recorded on its :class:`ModelEntry` and copied into the
+version folder by :mod:`servopt.triton.write`; ONNX files give the model's tensors.
 """
 
 from __future__ import annotations
