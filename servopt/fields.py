@@ -16,7 +16,8 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["MODEL_FORMATS", "model_file", "MAX_EXACT_INT", "Fields", "check_number", "check_int", "as_number", "as_int", "is_number", "show"]
+__all__ = ["MODEL_FORMATS", "model_file", "MAX_EXACT_INT", "Fields", "check_number", "check_int", "as_number", "as_int",
+           "is_number", "show"]
 
 class Fields:
     """Typed access to one mapping of a problem file, with errors naming the file and the key path.

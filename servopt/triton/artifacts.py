@@ -1,8 +1,8 @@
 """Model artefacts (``model_file:`` in problem files): checking them, their tensors, their place in a repository.
 
 A problem file names the file that serves each model (``model_file:`` at the top of a GPU problem, per variant of
-``variant_selection``, per stage variant of ``pipeline``), relative to the problem file. ``servopt.fields.model_file`` checks
-it while the file is read (before solving); :func:`artifact_of` gives its format and sha256; :func:`onnx_tensors`
+``variant_selection``, per stage variant of ``pipeline``), relative to the problem file.
+``servopt.fields.model_file`` checks it while the file is read (before solving); :func:`artifact_of` gives its format and sha256; :func:`onnx_tensors`
 reads an ONNX graph's inputs and outputs, with the batch axis split off, in Triton's terms.
 
 >>> FORMATS[".onnx"], FORMATS[".plan"], FORMATS[".pt"]
@@ -93,7 +93,8 @@ def onnx_tensors(path: Path) -> tuple[list[tuple[str, str, tuple[int, ...]]], li
 
 
 #: ``model.py`` for Triton's Python backend: runs the ``model.onnx`` beside it with ONNX Runtime (CPU)
-PYTHON_ONNX_MODEL = '''"""Triton Python backend model written by servopt: runs model.onnx (same folder) with ONNX Runtime."""
+PYTHON_ONNX_MODEL = '''"""Triton Python backend model written by servopt: runs model.onnx (same folder) with ONNX
+Runtime."""
 
 import json
 import os

@@ -27,13 +27,9 @@ def _compatible(a: Sequence[int], b: Sequence[int]) -> bool:
 
 
 def ensemble_config(spec: TritonSpec, name: str, stages: list[Any], keys: Sequence[str]) -> Any:
-    """An ensemble chaining ``stages``, wired by tensor names.
-
-    Each input of stage k > 0 is fed by, in order: ``triton.models.<stage>.connect`` (``INPUT: OUTPUT`` of the
-    previous stage, ``INPUT: <stage>.OUTPUT`` of an earlier one, or an ensemble input's name); the previous
-    stage's output of the same name; the previous stage's only output when the stage has one input (a chain); the
-    ensemble input of the same name; the previous stage's only output when one input is left. Data types and shapes must agree; the error names both tensors and both stages.
-    """
+    """An ensemble chaining ``stages`` (their configs; ``keys`` are the stage names), wired by tensor names as the
+    module docstring says; an unfed input, or a link whose data type or shape differs, is an error naming both
+    tensors and both stages."""
     cfg = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=min(s.max_batch_size for s in stages))
     cfg.input.extend(stages[0].input)
     cfg.version_policy.specific.versions.append(spec.version)
@@ -123,8 +119,8 @@ def _source(spec: TritonSpec, keys: Sequence[str], by_key: Mapping[str, int], k:
         return None, value
     else:
         raise ValidationError(
-            f"{where}: {value!r} is no output of stage {keys[k - 1]!r} ({', '.join(o.name for o in stages[k - 1].output)})"
-            f", no '<stage>.<output>' of an earlier stage and no ensemble input ({', '.join(ensemble_inputs)})")
+            f"{where}: {value!r} is no output of stage {keys[k - 1]!r} "
+            f"({', '.join(o.name for o in stages[k - 1].output)}), no '<stage>.<output>' of an earlier stage and no ensemble input ({', '.join(ensemble_inputs)})")
     if tensor not in {o.name for o in stages[producer].output}:
         raise ValidationError(f"{where}: stage {keys[producer]!r} has no output {tensor!r}")
     return producer, tensor

@@ -201,7 +201,8 @@ def parse_triton_section(data: Any, source: str | Path | None = None) -> TritonS
         raise f.error("name", f"{name!r} is not a valid model name (letters, digits, '_', '.', '-'); "
                               f"try {safe_name(name)!r}")
     return TritonSpec(name=name, backend=backend, version=version, instance_kind=kind, max_batch_size=mbs,
-                      max_queue_delay_us=delay, warmup=warmup, gpus_per_node=gpus_per_node, template=template, inputs=inputs, outputs=outputs,
+                      max_queue_delay_us=delay, warmup=warmup, gpus_per_node=gpus_per_node, template=template,
+                      inputs=inputs, outputs=outputs,
                       models=models, kserve=kserve, source=label)
 
 
