@@ -86,6 +86,7 @@ def render(title: str, capacity: dict[int, dict[int, float]], workload: float) -
                   f"    current_cores: {20 if v == 152 else 0}",
                   f"    min_cores: {c['min_cpu_per_variant']}",
                   f"    max_cores: {c['max_cpu']}",
+                  "    model_file: models/image_classifier.onnx",
                   f"    capacity: {{{table}}}"]
     return "\n".join(lines) + "\n"
 

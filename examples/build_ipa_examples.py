@@ -134,11 +134,19 @@ def nlp_variants() -> dict[str, list[dict]]:
     }
 
 
-def render(header: str, settings: dict, stages: dict[str, list[dict]], current: dict[str, tuple[str, int]]) -> str:
+#: stage -> the small ONNX model (examples/build_models.py) with that stage's tensors, served for every variant
+MODEL_FILES = {"detect": "models/detector.onnx", "classify": "models/roi_classifier.onnx",
+               "language-id": "models/language_id.onnx", "translate": "models/translate.onnx",
+               "summarize": "models/summarize.onnx"}
+
+
+def render(header: str, settings: dict, stages: dict[str, list[dict]], current: dict[str, tuple[str, int]],
+           triton: list[str] | None = None) -> str:
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
     lines.append("problem: pipeline")
     for key, value in settings.items():
         lines.append(f"{key}: {value}")
+    lines += triton or []
     lines.append("stages:")
     for stage, variants in stages.items():
         lines.append(f"  - name: {stage}")
@@ -151,6 +159,7 @@ def render(header: str, settings: dict, stages: dict[str, list[dict]], current: 
             lines.append(f"      - name: {v['name']}")
             lines.append(f"        accuracy: {round(v['accuracy'], 6)}")
             lines.append(f"        cores: {v['cores']}")
+            lines.append(f"        model_file: {MODEL_FILES[stage]}")
             lines.append("        batches:")
             for b, lat in v["batches"].items():
                 lines.append(f"          {b}: {{latency_ms: {round(lat, 2)}}}")
@@ -163,6 +172,16 @@ the profile fragments named per variant; average latency per batch, throughput =
 Weights as in IPA's {config}. Run: servopt solve examples/{file}"""
 
 
+#: Triton: tensors come from the model files; the classifier takes the ensemble's IMAGE and the detector's BOXES
+#: by name (SCORES feeds nothing), the summariser takes the translation's token ids (an explicit connect:)
+VIDEO_TRITON = ["# Triton (servopt solve FILE --out DIR): tensors from each model_file; stages wired by tensor name"]
+NLP_TRITON = ["# Triton: translate takes the ensemble's input_ids and language-id's language by name; summarize",
+              "# takes translate's output_ids as its input_ids",
+              "triton:",
+              "  models:",
+              "    summarize: {connect: {input_ids: output_ids}}"]
+
+
 def build() -> dict[str, str]:
     video = video_variants()
     nlp = nlp_variants()
@@ -172,18 +191,18 @@ def build() -> dict[str, str]:
     out["pipeline_video.yaml"] = render(
         HEADER.format(title="IPA video pipeline: YOLOv5 n..x -> ResNet 18..152, sum of rank-normalised accuracies.",
                       config="video-1.yaml (alpha 2, beta 1, gamma 1e-6)", file="pipeline_video.yaml"),
-        {**common, "accuracy": "sum", "normalize": "rank", "max_replicas": 100}, video, start)
+        {**common, "accuracy": "sum", "normalize": "rank", "max_replicas": 100}, video, start, VIDEO_TRITON)
     out["pipeline_video_product.yaml"] = render(
         HEADER.format(title="IPA video pipeline with the exact product of raw accuracies (IPA's JSys revision).",
                       config="video-mul-1.yaml (multiply, normalize_accuracy false)",
                       file="pipeline_video_product.yaml"),
-        {**common, "accuracy": "product", "normalize": "none", "max_replicas": 100}, video, start)
+        {**common, "accuracy": "product", "normalize": "none", "max_replicas": 100}, video, start, VIDEO_TRITON)
     out["pipeline_nlp.yaml"] = render(
         HEADER.format(title="IPA nlp pipeline: language identification -> fr-en translation -> summarisation.",
                       config="sample-nlp.yaml (alpha 10, beta 0.5, gamma 1e-6)", file="pipeline_nlp.yaml"),
         {"workload_rps": 10, "sla_ms": 1500, "alpha": 10, "beta": 0.5, "delta": "0.000001", "accuracy": "sum",
          "normalize": "rank", "max_replicas": 100},
-        nlp, {})
+        nlp, {}, NLP_TRITON)
     return out
 
 

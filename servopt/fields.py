@@ -16,7 +16,8 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["MAX_EXACT_INT", "Fields", "check_number", "check_int", "as_number", "as_int", "is_number", "show"]
+__all__ = ["MODEL_FORMATS", "model_file", "MAX_EXACT_INT", "Fields", "check_number", "check_int", "as_number", "as_int",
+           "is_number", "show"]
 
 class Fields:
     """Typed access to one mapping of a problem file, with errors naming the file and the key path.
@@ -188,3 +189,33 @@ def as_number(value: Any, what: str, *, positive: bool = False, minimum: float |
 def as_int(value: Any, what: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """:func:`check_int` for a constructor argument: the error starts with ``what``."""
     return check_int(value, lambda what_: ValidationError(f"{what}: {what_}"), minimum=minimum, maximum=maximum)
+
+
+#: model-file suffix -> the Triton backend that loads it (``model_file:`` in problem files)
+MODEL_FORMATS = {".onnx": "onnxruntime", ".plan": "tensorrt_plan", ".engine": "tensorrt_plan",
+                 ".pt": "pytorch_libtorch", ".pth": "pytorch_libtorch", ".torchscript": "pytorch_libtorch"}
+
+
+def model_file(f: Any, key: str, base: Path) -> Path | None:
+    """Read and check the ``model_file`` key of a problem-file mapping (``f`` is a :class:`servopt.fields.Fields`).
+
+    The path is relative to the problem file (``base`` is its folder). A missing, unreadable or unknown-format file
+    is an error naming the file, key and value, raised while the problem is read, so before solving.
+    """
+    value = f.str(key, None)
+    if value is None:
+        return None
+    path = Path(value)
+    path = path if path.is_absolute() else base / path
+    if path.suffix.lower() not in MODEL_FORMATS:
+        raise f.error(key, f"{value!r}: unknown model format {path.suffix or '(no suffix)'!r}; expected a file "
+                           f"ending in {', '.join(MODEL_FORMATS)}")
+    if path.is_dir():
+        raise f.error(key, f"{value!r}: {path} is a folder; give the model file")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        reason = "does not exist" if not path.exists() else f"cannot be read ({exc.strerror or exc})"
+        raise f.error(key, f"{value!r}: {path} {reason} (paths are relative to the problem file)") from None
+    return path

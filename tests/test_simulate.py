@@ -437,6 +437,7 @@ def test_cli_simulate_errors(capsys, tmp_path: Path, examples: Path, reference_d
                         "--timeout-ms", "soon")
     assert code == 2 and "--timeout-ms" in err
     text = (examples / "pipeline_video.yaml").read_text().replace("workload_rps: 20", "workload_rps: 100000")
+    text = text.replace("model_file: models/", f"model_file: {examples}/models/")  # relative to the example
     (tmp_path / "p.yaml").write_text(text)
     code, _, err = _cli(capsys, "simulate", str(tmp_path / "p.yaml"), "--trace", trace)
     assert code == 1 and "no plan" in err

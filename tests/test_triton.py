@@ -173,18 +173,64 @@ def test_template_relative_to_problem_file(tmp_path: Path) -> None:
     assert 'platform: "tensorrt_plan"' in files["m/config.pbtxt"]
 
 
-def test_mismatched_stage_wiring_is_refused() -> None:
+def test_stages_are_wired_by_tensor_name() -> None:
     triton = {"models": {"detect": {"outputs": [{"name": "A", "data_type": "FP32", "dims": [4]},
                                                 {"name": "B", "data_type": "FP32", "dims": [4]}]},
-                         "crop": {"inputs": [{"name": "A", "data_type": "FP32", "dims": [4]}]}}}
-    with pytest.raises(ValidationError, match="has 2 output"):
+                         "crop": {"inputs": [{"name": "B", "data_type": "FP32", "dims": [4]}]}}}
+    _, files, _ = build_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE))
+    step = _ensemble_steps(files["p/config.pbtxt"])
+    assert step["crop"]["input_map"] == {"B": "detect_B"}
+    assert step["detect"]["output_map"] == {"B": "detect_B"}  # A feeds nobody: not mapped (Triton: "unused")
+
+
+def test_unfed_stage_input_is_refused() -> None:
+    triton = {"models": {"detect": {"outputs": [{"name": "A", "data_type": "FP32", "dims": [4]},
+                                                {"name": "B", "data_type": "FP32", "dims": [4]}]},
+                         "crop": {"inputs": [{"name": "C", "data_type": "FP32", "dims": [4]}]}}}
+    with pytest.raises(ValidationError, match=r"stage 'crop' input 'C' is fed by no tensor: the previous stage "
+                                              r"'detect' outputs A, B.*connect: \{C: <output>\}"):
         build_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE))
 
 
-def test_stage_types_must_agree_with_triton_wording() -> None:
+def test_connect_maps_inputs_to_outputs() -> None:
+    triton = {"models": {"detect": {"outputs": [{"name": "A", "data_type": "FP32", "dims": [4]},
+                                                {"name": "B", "data_type": "FP32", "dims": [4]}]},
+                         "crop": {"inputs": [{"name": "C", "data_type": "FP32", "dims": [4]},
+                                             {"name": "IMAGE", "data_type": "FP32", "dims": [3, 224, 224]}],
+                                  "connect": {"C": "A", "IMAGE": "INPUT"}},
+                         "classify": {"connect": {"INPUT": "detect.B"},
+                                      "inputs": [{"name": "INPUT", "data_type": "FP32", "dims": [4]},
+                                                 {"name": "OUTPUT", "data_type": "FP32", "dims": [1000]}]}}}
+    _, files, _ = build_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE))
+    step = _ensemble_steps(files["p/config.pbtxt"])
+    assert step["crop"]["input_map"] == {"C": "detect_A", "IMAGE": "INPUT"}
+    assert step["classify"]["input_map"] == {"INPUT": "detect_B", "OUTPUT": "crop_OUTPUT"}
+    for bad, message in (({"X": "A"}, "stage 'crop' has no input 'X'"), ({"C": "nothing"}, "'nothing' is no output"),
+                         ({"C": "classify.OUTPUT"}, "not an earlier stage's output")):
+        broken = {**triton, "models": {**triton["models"], "crop": {**triton["models"]["crop"], "connect": bad}}}
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            build_repository(FakeProblem("p", triton=broken), FakeSolution(PIPELINE))
+
+
+def _ensemble_steps(text: str) -> dict:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    cfg = text_format.Parse(text, mc.ModelConfig())
+    return {s.model_name: {"input_map": dict(s.input_map), "output_map": dict(s.output_map)}
+            for s in cfg.ensemble_scheduling.step}
+
+
+def test_stage_types_must_agree() -> None:
     triton = {"models": {"crop": {"inputs": [{"name": "X", "data_type": "FP16", "dims": [1000]}]}}}
-    with pytest.raises(TritonRuleError, match="inconsistent data type: TYPE_FP32 is inferred from model detect while "
-                                              "TYPE_FP16 is inferred from model crop"):
+    with pytest.raises(ValidationError, match=re.escape(
+            "ensemble 'p': output 'OUTPUT' of stage 'detect' (TYPE_FP32 [1000]) cannot feed input 'X' of stage "
+            "'crop' (TYPE_FP16 [1000]): the data type differs")):
+        build_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE))
+    triton = {"models": {"crop": {"inputs": [{"name": "X", "data_type": "FP32", "dims": [999]}]}}}
+    with pytest.raises(ValidationError, match=re.escape(
+            "output 'OUTPUT' of stage 'detect' (TYPE_FP32 [1000]) cannot feed input 'X' of stage 'crop' (TYPE_FP32 "
+            "[999]): the shape differs")):
         build_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE))
 
 
@@ -417,11 +463,11 @@ def test_failure_while_swapping_restores_the_old_repository(tmp_path: Path, monk
 
 
 def test_rule_failure_writes_nothing(tmp_path: Path) -> None:
-    triton = {"models": {"crop": {"inputs": [{"name": "X", "data_type": "FP16", "dims": [1000]}]}}}
-    with pytest.raises(TritonRuleError):
-        write_repository(FakeProblem("p", triton=triton), FakeSolution(PIPELINE),
-                         tmp_path / "repo")
-    assert list(tmp_path.iterdir()) == []
+    tmpl = tmp_path / "t.pbtxt"  # the template's priority levels are kept, so Triton's rule applies to them
+    tmpl.write_text("dynamic_batching { priority_levels: 2 default_priority_level: 3 }")
+    with pytest.raises(TritonRuleError, match="default priority level must be in range"):
+        write_repository(FakeProblem("p"), FakeSolution(PIPELINE), tmp_path / "repo", template=tmpl)
+    assert list(tmp_path.iterdir()) == [tmpl]
 
 
 # ---------------------------------------------------------------------------------------------------------------

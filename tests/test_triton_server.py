@@ -4,17 +4,20 @@ One server (tritonserver 2.51 from the ``nvidia-pytriton`` wheel, CPU only, Pyth
 loads, side by side (``--model-namespacing``):
 
 * the repository of every plan type and layout in tests/_triton_cases.py (the golden cases),
-* the repository of every problem in examples/ that has a plan,
+* the repository of every problem in examples/ that has a plan, with its real model files (examples/models/*.onnx)
+  served by the Python backend through the ``model.py`` servopt writes (``--triton-backend python``: ONNX Runtime),
 * a repository of models that each break one Triton rule: each must be refused, and Triton's message must be the
   one servopt reports for it (so servopt's wording is proven against the server, not just copied).
 
-Every other model must be READY, and one request goes through every ensemble and every model with a unique name.
-The separate virtualenv (.triton-venv: nvidia-pytriton, numpy<2) is created on first use; if that fails the test
+Every other model must be READY, and one request (inputs built from the declared tensors) goes through every model
+and every ensemble, its output shapes checked against the config. The separate virtualenv (.triton-venv:
+nvidia-pytriton, numpy<2, onnxruntime) is created on first use; if that fails the test
 FAILS with pip's output, it is never skipped. The server log is printed when anything fails.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -58,6 +61,8 @@ def _entries(out: Path) -> set[str]:
 
 
 def _example_repositories(out: Path) -> tuple[list[Path], list[str]]:
+    import json
+
     import servopt
 
     repos, no_plan = [], []
@@ -67,7 +72,9 @@ def _example_repositories(out: Path) -> tuple[list[Path], list[str]]:
         if solution.plan is None:  # an example that demonstrates infeasibility has nothing to deploy
             no_plan.append(path.name)
             continue
-        written = write_repository(problem, solution, out / path.stem, source=path)
+        written = write_repository(problem, solution, out / path.stem, source=path, triton_backend="python")
+        summary = json.loads((written / "servopt.json").read_text())
+        assert not summary["config_only"], (path.name, summary["missing"])  # every example deploys a real model
         repos.extend(find_repositories(written))
     return repos, no_plan
 
@@ -84,7 +91,8 @@ def test_real_server_loads_and_serves_everything(triton_env, tmp_path: Path) -> 
 
     try:
         report = check_repositories(repos, env=triton_env, workdir=tmp_path / "server",
-                                    expect_failures=expected_failures, max_instances=MAX_INSTANCES)
+                                    expect_failures=expected_failures, max_instances=MAX_INSTANCES,
+                                    unique_names=True)
     except TritonCheckError as exc:
         print(exc.log, file=sys.stderr)  # the whole server log
         pytest.fail(str(exc), pytrace=False)
@@ -95,5 +103,7 @@ def test_real_server_loads_and_serves_everything(triton_env, tmp_path: Path) -> 
     assert report.ready == report.models
     assert report.rejected == len(expected_failures) == 16
     ensembles = set().union(*(_entries(p.parent) for p in tmp_path.glob("*/*/servopt.json")))
-    assert {"video", "video_tmpl"} <= ensembles
-    assert ensembles <= set(report.inferences)  # one request went through every ensemble
+    assert {"video", "video_tmpl", "pipeline_nlp", "pipeline_video"} <= ensembles
+    inferred = [re.sub(r"^r\d+_", "", name) for name in report.inferences]
+    assert ensembles <= set(inferred)  # one request went through every ensemble
+    assert len(report.inferences) == report.models  # ... and through every model

@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--triton-backend", choices=TRITON_BACKENDS, default=None,
                      help="Triton backend of the served model (default: the problem file's triton: settings, "
                           "else onnxruntime)")
+    out.add_argument("--link", action="store_true",
+                     help="symlink each model file (model_file: in the problem) into the repository instead of "
+                          "copying it")
     out.add_argument("--kserve", action="store_true", help="also write a KServe InferenceService manifest")
     out.add_argument("--storage-uri", metavar="URI", default=None,
                      help="where the cluster finds the repository (for the KServe manifest): gs://, s3://, pvc://, "
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         stray = [flag for flag, on in (("--force", args.force), ("--kserve", args.kserve),
                                        ("--storage-uri", args.storage_uri is not None),
-                                       ("--triton-backend", args.triton_backend is not None)) if on]
+                                       ("--triton-backend", args.triton_backend is not None),
+                                       ("--link", args.link)) if on]
         if stray:
             raise ValidationError(f"{stray[0]} only applies with --out DIR (the Triton repository to write)")
     kserve_flags = _kserve_flags(args)
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     if solution.plan is not None and args.out is not None:
         # written before anything is printed: a refused or failed write leaves stdout empty (exit 2)
-        _write(problem, solution, args, ServoptError)
+        missing = _write(problem, solution, args, ServoptError)
     reason = solution.message or f"the solver ended with status {solution.status.value}"
     if args.json:
         out = solution.to_dict()
@@ -137,7 +141,11 @@ def run(args: argparse.Namespace) -> int:
         print("servopt: note: a limit stopped the solver; the plan is feasible but not proven optimal",
               file=sys.stderr)
     if args.out is not None:
-        print(f"wrote the Triton model repository to {args.out}", file=sys.stderr if args.json else sys.stdout)
+        where = sys.stderr if args.json else sys.stdout
+        print(f"wrote the Triton model repository to {args.out}", file=where)
+        if missing:
+            print(f"config only (the repository cannot serve the model until this is fixed): {'; '.join(missing)}; "
+                  "give model_file: (and tensors) in the problem file", file=where)
     return 0
 
 
@@ -149,13 +157,16 @@ def _run_policy(problem: Any, name: str, params: Any, error: type[Exception]) ->
     return run_policy(problem, name, params)
 
 
-def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Exception]) -> None:
+def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Exception]) -> list[str]:
+    """Write the repository; returns why it is "config only" (empty when it serves the real models)."""
     try:
         from servopt.triton import write_repository
     except ImportError as exc:
         raise error(f"--out needs servopt.triton, which cannot be imported ({exc})") from None
-    write_repository(problem, solution, args.out, force=args.force, triton_backend=args.triton_backend,
-                     kserve=_kserve(args), storage_uri=args.storage_uri, source=args.file)
+    out = write_repository(problem, solution, args.out, force=args.force, triton_backend=args.triton_backend,
+                           kserve=_kserve(args), storage_uri=args.storage_uri, source=args.file, link=args.link)
+    summary = json.loads((out / "servopt.json").read_text())
+    return list(summary.get("missing", []))
 
 
 def _kserve_flags(args: argparse.Namespace) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """The separate virtualenv that runs a real tritonserver: ``nvidia-pytriton`` (tritonserver 2.51 with the Python
-backend, CPU-only capable) and ``numpy<2`` (with numpy 2 the Python backend stub returns empty tensors).
+backend, CPU-only capable), ``numpy<2`` (with numpy 2 the Python backend stub returns empty tensors) and
+``onnxruntime`` (the ``model.py`` servopt writes for ``--triton-backend python`` runs the ONNX model with it, so
+the real models answer on a server without the onnxruntime backend).
 
 It is kept apart from servopt's own environment because pytriton pins numpy<2. ``ensure_env`` creates it once
 (idempotent, safe under concurrent test processes) and finds the server, its libraries and the backend stub.
@@ -18,7 +20,7 @@ from pathlib import Path
 
 __all__ = ["TritonEnv", "TritonSetupError", "ensure_env", "find_env", "default_venv", "REQUIREMENTS"]
 
-REQUIREMENTS = ("nvidia-pytriton", "numpy<2")
+REQUIREMENTS = ("nvidia-pytriton", "numpy<2", "onnxruntime")
 _STAMP = ".servopt-triton-ok"
 
 
@@ -91,7 +93,8 @@ def ensure_env(venv: str | Path | None = None, *, log: Path | None = None, timeo
     lock_path = Path(tempfile.gettempdir()) / f"servopt-triton-venv-{digest}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (venv / _STAMP).is_file():
+        stamp = venv / _STAMP
+        if stamp.is_file() and stamp.read_text().startswith(" ".join(REQUIREMENTS) + ";"):
             try:
                 return find_env(venv)
             except TritonSetupError:
@@ -115,8 +118,8 @@ def ensure_env(venv: str | Path | None = None, *, log: Path | None = None, timeo
                 log.write_text("\n".join(out))
             if proc.returncode != 0:
                 raise TritonSetupError(f"creating the tritonserver environment failed:\n{''.join(out[-1:])}")
-        check = subprocess.run([str(venv / "bin" / "python"), "-c", "import numpy; print(numpy.__version__)"],
-                               capture_output=True, text=True)
+        check = subprocess.run([str(venv / "bin" / "python"), "-c",
+                                "import numpy, onnxruntime; print(numpy.__version__)"], capture_output=True, text=True)
         if check.returncode != 0 or not check.stdout.startswith("1."):
             raise TritonSetupError(f"numpy<2 is needed in {venv} (the Python backend stub returns empty tensors "
                                    f"with numpy 2), found: {check.stdout.strip() or check.stderr.strip()}")

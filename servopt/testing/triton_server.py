@@ -209,21 +209,34 @@ def _read_config(path: Path) -> Any:
     return text_format.Parse(path.read_text(), mc.ModelConfig())
 
 
-def make_servable(repo: Path, dest: Path, *, max_instances: int | None = None) -> list[Any]:
+def make_servable(repo: Path, dest: Path, *, max_instances: int | None = None, prefix: str = "") -> list[Any]:
     """Copy ``repo`` to ``dest`` and make it load on a CPU-only server with only the Python backend.
 
-    Per model: ``KIND_GPU`` groups become ``KIND_CPU`` with one instance per listed GPU and no ``gpus``;
-    ``backend``/``platform``/``default_model_filename`` become the Python backend's; every version folder gets
-    the stand-in ``model.py``. Ensembles are copied unchanged. ``max_instances`` caps each group's count (CPU
-    time on a small CI machine); everything else is left as written. Returns the rewritten configs.
+    Per model: ``KIND_GPU`` groups become ``KIND_CPU`` with one instance per listed GPU and no ``gpus``. A model
+    that already runs on the Python backend with its own ``model.py`` (``--triton-backend python``) is served as
+    written. Any other model gets the Python backend: a version folder holding an ONNX model (``model.onnx`` or the
+    config's ``default_model_filename``) gets servopt's ``model.py`` that runs it with ONNX Runtime, so the real
+    model answers; the others get the stand-in ``model.py`` (zeros of the declared outputs). Ensembles are copied
+    unchanged. ``max_instances`` caps each group's count (CPU time on a small CI machine). ``prefix`` is put
+    before every model name (ensemble steps follow), so that models of several repositories have distinct names
+    on one server. Returns the rewritten configs.
     """
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
+    from servopt.triton.artifacts import PYTHON_ONNX_MODEL
+
     shutil.copytree(repo, dest)
+    if prefix:
+        for cfg_path in sorted(dest.glob("*/config.pbtxt")):
+            cfg_path.parent.rename(cfg_path.parent.with_name(prefix + cfg_path.parent.name))
     configs = []
     for cfg_path in sorted(dest.glob("*/config.pbtxt")):
         cfg = _read_config(cfg_path)
+        if prefix:
+            cfg.name = prefix + cfg.name
+            for step in cfg.ensemble_scheduling.step:
+                step.model_name = prefix + step.model_name
         if cfg.platform != "ensemble":
             for group in cfg.instance_group:
                 if group.kind == mc.ModelInstanceGroup.KIND_GPU:
@@ -232,12 +245,20 @@ def make_servable(repo: Path, dest: Path, *, max_instances: int | None = None) -
                     del group.gpus[:]
                 if max_instances is not None:
                     group.count = min(group.count, max_instances)
-            cfg.backend = "python"
-            cfg.platform = ""
-            cfg.ClearField("default_model_filename")
-            for version in cfg_path.parent.iterdir():
-                if version.is_dir() and version.name.isdigit():
-                    shutil.copy2(STANDIN, version / "model.py")
+            versions = [v for v in cfg_path.parent.iterdir() if v.is_dir() and v.name.isdigit()]
+            own = cfg.backend == "python" and versions and all((v / "model.py").is_file() for v in versions)
+            if not own:
+                onnx_name = cfg.default_model_filename or "model.onnx"
+                cfg.backend = "python"
+                cfg.platform = ""
+                cfg.ClearField("default_model_filename")
+                for version in versions:
+                    if onnx_name.endswith(".onnx") and (version / onnx_name).is_file():
+                        if onnx_name != "model.onnx":
+                            shutil.copy2(version / onnx_name, version / "model.onnx")
+                        (version / "model.py").write_text(PYTHON_ONNX_MODEL)
+                    else:
+                        shutil.copy2(STANDIN, version / "model.py")
         cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
         configs.append(cfg)
     return configs
@@ -254,12 +275,15 @@ def find_repositories(out_dir: Path) -> list[Path]:
 
 def check_repositories(repositories: list[Path], *, env: TritonEnv | None = None, workdir: Path | None = None,
                        max_instances: int | None = None, startup_timeout_s: float = 600,
-                       expect_failures: Mapping[str, str] | None = None) -> CheckReport:
+                       expect_failures: Mapping[str, str] | None = None, unique_names: bool = False
+                       ) -> CheckReport:
     """Load every repository on one server, check all models are READY, infer every ensemble (and every model
     with a unique name). Raises :class:`TritonCheckError` (with the server log) on the first problem.
 
     ``expect_failures`` maps model names that must *not* load to a text Triton must report for them (in the
-    repository index or the log): how the tests prove servopt's rule messages are Triton's."""
+    repository index or the log): how the tests prove servopt's rule messages are Triton's. With ``unique_names``
+    the models of each repository without expected failures get a prefix ``r<i>_``, so that every model, not
+    only the uniquely named ones, gets an inference."""
     started = time.monotonic()
     env = env or ensure_env()
     own_tmp = workdir is None
@@ -267,11 +291,13 @@ def check_repositories(repositories: list[Path], *, env: TritonEnv | None = None
     report = CheckReport(repositories=len(repositories))
     try:
         copies, configs = [], []
+        failing = dict(expect_failures or {})
         for i, repo in enumerate(repositories):
             dest = work / "repos" / f"r{i:02d}_{Path(repo).name}"
-            configs.extend(make_servable(Path(repo), dest, max_instances=max_instances))
+            names = {p.parent.name for p in Path(repo).glob("*/config.pbtxt")}
+            prefix = f"r{i:02d}_" if unique_names and not names & set(failing) else ""
+            configs.extend(make_servable(Path(repo), dest, max_instances=max_instances, prefix=prefix))
             copies.append(dest)
-        failing = dict(expect_failures or {})
         configs = [c for c in configs if c.name not in failing]
         report.models = len(configs)
         server = TritonServer(env, copies, work, startup_timeout_s=startup_timeout_s)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_repository", "build_repository", "TRITON_VERSION"]
+__all__ = ["write_repository", "build_repository", "config_only", "TRITON_VERSION"]
 
 #: the Triton release whose load rules and config fields the output targets (nvidia-pytriton 0.7.0 bundles it)
 TRITON_VERSION = "2.51.0"
@@ -70,11 +70,20 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
     return deployment, files, folders
 
 
+def config_only(deployment: Any) -> list[str]:
+    """Why the repository cannot serve the real model as written (empty when it can): models without a
+    ``model_file``, or with servopt's placeholder tensors."""
+    return [reason for repo in deployment.repositories for m in repo.models for reason in m.missing]
+
+
 def _summary(deployment: Any, plan: dict[str, Any]) -> dict[str, Any]:
+    missing = config_only(deployment)
     return {
         "name": deployment.name,
         "problem": deployment.kind,
         "triton_version": TRITON_VERSION,
+        "config_only": bool(missing),
+        "missing": missing,
         "repositories": [
             {
                 "path": repo.path,
@@ -92,7 +101,7 @@ def _summary(deployment: Any, plan: dict[str, Any]) -> dict[str, Any]:
 
 def write_repository(problem: Any, solution: Any, out_dir: str | Path, *, force: bool = False,
                      triton_backend: str | None = None, template: Any = None, kserve: bool = False,
-                     storage_uri: str | None = None, source: str | Path | None = None) -> Path:
+                     storage_uri: str | None = None, source: str | Path | None = None, link: bool = False) -> Path:
     """Write the Triton model repository (or repositories) for a solved plan.
 
     Parameters
@@ -118,6 +127,8 @@ def write_repository(problem: Any, solution: Any, out_dir: str | Path, *, force:
     source : path, optional
         The problem file, when ``problem`` does not record it (``problem.source``): named in errors about the
         ``triton:`` section, and relative template paths are resolved against its folder.
+    link : bool
+        Symlink each model file (``model_file:``) into its version folder instead of copying it.
 
     Returns
     -------
@@ -138,10 +149,11 @@ def write_repository(problem: Any, solution: Any, out_dir: str | Path, *, force:
     >>> servopt.write_repository(problem, servopt.solve(problem), "repo/")  # doctest: +SKIP
     PosixPath('repo')
     """
-    from servopt.triton.write import check_target, write_tree
+    from servopt.triton.write import artifact_copies, check_target, write_tree
 
     out = Path(out_dir)
     check_target(out, force)
-    _, files, folders = build_repository(problem, solution, triton_backend=triton_backend, template=template,
-                                         kserve=kserve, storage_uri=storage_uri, source=source)
-    return write_tree(out, files, folders, force=force)
+    deployment, files, folders = build_repository(problem, solution, triton_backend=triton_backend,
+                                                  template=template, kserve=kserve, storage_uri=storage_uri,
+                                                  source=source)
+    return write_tree(out, files, folders, force=force, copies=artifact_copies(deployment), link=link)

@@ -7,12 +7,16 @@ string (the kind is only written, as the deployment's label). Layout (docs/trito
 * ``GPUPlan`` (``min_gpus`` / ``max_throughput``): one repository per hardware type (a Triton server runs on one
   node, and a node has one GPU type). With one hardware type the output folder *is* the repository; with several,
   each type gets a sub-folder named after it. Inside, one model per batch size used on that hardware (``<name>``
-  when there is one, ``<name>_b<batch>`` otherwise), ``instance_group { kind: KIND_GPU gpus: [...] }`` over
-  consecutive GPU indices of that hardware type.
+  when there is one, ``<name>_b<batch>`` otherwise), ``instance_group { count: 1 kind: KIND_GPU gpus: [...] }``
+  over consecutive GPU indices of that hardware type; a type with more GPUs than ``triton.gpus_per_node`` gets one
+  repository per node (``node<i>``) with node-local indices.
 * ``VariantSelectionPlan``: one model per variant given cores, a CPU instance group, ``routing.json`` with the
   load balancer's weights (each variant's share of the workload), and one server per model.
 * ``PipelinePlan``: one model per stage with its batch size, queue delay and replicas, plus an ``ensemble`` model
-  wiring each stage's outputs to the next stage's inputs.
+  wiring stage outputs to the next stage's inputs by tensor name (or ``connect:``), types and shapes checked.
+
+Each model's file (``model_file:`` in the problem) is recorded on its :class:`ModelEntry` and copied into the
+version folder by :mod:`servopt.triton.write`; ONNX files give the model's tensors.
 """
 
 from __future__ import annotations
@@ -30,21 +34,33 @@ from servopt.exceptions import ValidationError
 from servopt.formulations.gpu.types import GPUPlan
 from servopt.formulations.pipeline.types import PipelinePlan
 from servopt.formulations.variant_selection.types import VariantSelectionPlan
+from servopt.triton.artifacts import PYTHON_ONNX_MODEL, Artifact, artifact_of, onnx_tensors
+from servopt.triton.ensemble import ensemble_config
 from servopt.triton.spec import BACKENDS, TensorSpec, TritonSpec, check_model_keys, safe_name
 
 __all__ = ["ModelEntry", "RepositoryLayout", "TritonDeployment", "build_deployment", "load_template", "default_io"]
 
 #: CPU thread-count parameter per backend (onnxruntime_backend / pytorch_backend READMEs)
-_THREAD_PARAMETER = {"onnxruntime": "intra_op_thread_count", "pytorch_libtorch": "INTRA_OP_THREAD_COUNT"}
+_THREAD_PARAMETER = {"onnxruntime": "intra_op_thread_count", "pytorch_libtorch": "INTRA_OP_THREAD_COUNT",
+                     "python": "intra_op_thread_count"}  # read by the generated model.py
 
 
 @dataclass
 class ModelEntry:
-    """One model folder: its config, the version folders to create and a summary for ``servopt.json``."""
+    """One model folder: its config, the version folders to create and a summary for ``servopt.json``.
+
+    ``artifact`` is the model file copied into each version folder as ``model_filename``; ``version_files`` are
+    further text files of the version folder (``model.py``); ``missing`` says why the model is "config only"
+    (no model file, or tensors that are servopt's placeholder rather than the model's).
+    """
 
     config: Any
     versions: tuple[int, ...]
     info: dict[str, Any]
+    artifact: Artifact | None = None
+    model_filename: str | None = None
+    version_files: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -83,6 +99,9 @@ class _Context:
     templates: Mapping[str, Any]
     input_size: int
     problem: Any
+    gpu_plan: bool = False
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    onnx: dict[str, Any] = field(default_factory=dict)
 
 
 def load_template(path: str | Path) -> Any:
@@ -171,48 +190,105 @@ def _tensor_messages(specs: Sequence[TensorSpec], cls: Any) -> list[Any]:
     return [cls(name=t.name, data_type=mc.DataType.Value(t.data_type), dims=list(t.dims)) for t in specs]
 
 
-def _io(ctx: _Context, key: str, default_in: Sequence[Any], default_out: Sequence[Any],
-        spec_inputs: bool = True) -> tuple[list[Any], list[Any]]:
-    """Inputs and outputs (as messages) of model ``key``: models.<key> > template > triton.inputs > default."""
+def _artifact(ctx: _Context, path: Any) -> Artifact | None:
+    """The checked artefact of a ``model_file`` (read once per file)."""
+    if path is None:
+        return None
+    key = str(path)
+    if key not in ctx.artifacts:
+        ctx.artifacts[key] = artifact_of(Path(path))
+    return ctx.artifacts[key]
+
+
+def _io(ctx: _Context, key: str, default_in: Sequence[Any], default_out: Sequence[Any], *,
+        spec_inputs: bool = True, artifact: Artifact | None = None, previous: Sequence[Any] | None = None
+        ) -> tuple[list[Any], list[Any], tuple[str, str]]:
+    """Inputs and outputs (as messages) of model ``key``, and where each came from.
+
+    Order: ``models.<key>`` > template > (GPU plans: ``triton.inputs/outputs``) > the ONNX artefact >
+    ``triton.inputs/outputs`` > the previous stage's outputs (pipeline inputs) > the placeholder default.
+    """
     model = ctx.spec.models.get(key)
     tmpl = ctx.templates.get(key, ctx.templates.get("*"))
-    result = []
-    for attr, cls, default, use_spec in (("inputs", mc.ModelInput, default_in, spec_inputs),
-                                         ("outputs", mc.ModelOutput, default_out, True)):
+    from_artifact: tuple[list[Any], list[Any]] | None = None
+    if artifact is not None and artifact.format == "onnxruntime":
+        if str(artifact.path) not in ctx.onnx:
+            ctx.onnx[str(artifact.path)] = onnx_tensors(artifact.path)
+        ins, outs = ctx.onnx[str(artifact.path)]
+        from_artifact = ([mc.ModelInput(name=n, data_type=mc.DataType.Value(t), dims=list(d)) for n, t, d in ins],
+                         [mc.ModelOutput(name=n, data_type=mc.DataType.Value(t), dims=list(d)) for n, t, d in outs])
+    result, sources = [], []
+    for i, (attr, cls, default, use_spec) in enumerate((("inputs", mc.ModelInput, default_in, spec_inputs),
+                                                        ("outputs", mc.ModelOutput, default_out, True))):
         own = getattr(model, attr) if model is not None else None
         section = getattr(ctx.spec, attr) if use_spec else None
         from_tmpl = list(getattr(tmpl, attr[:-1])) if tmpl is not None else []
-        if own is not None:
-            result.append(_tensor_messages(own, cls))
-        elif from_tmpl:
-            result.append([cls.FromString(t.SerializeToString()) for t in from_tmpl])
-        elif section is not None:
-            result.append(_tensor_messages(section, cls))
-        else:
-            result.append([cls.FromString(t.SerializeToString()) for t in default])
-    return result[0], result[1]
+        candidates: list[tuple[str, Any]] = [
+            ("triton.models", _tensor_messages(own, cls) if own is not None else None),
+            ("template", [cls.FromString(t.SerializeToString()) for t in from_tmpl] if from_tmpl else None)]
+        section_msgs = _tensor_messages(section, cls) if section is not None else None
+        if ctx.gpu_plan:
+            candidates.append(("triton", section_msgs))
+        candidates.append(("model_file", from_artifact[i] if from_artifact is not None else None))
+        if not ctx.gpu_plan:
+            candidates.append(("triton", section_msgs))
+        if i == 0 and previous is not None:
+            candidates.append(("previous stage", list(previous)))
+        candidates.append(("default", [cls.FromString(t.SerializeToString()) for t in default]))
+        source, chosen = next((s, c) for s, c in candidates if c is not None)
+        if source == "default" and artifact is not None:
+            kind = {"tensorrt_plan": "a TensorRT plan", "pytorch_libtorch": "a TorchScript model"}.get(
+                artifact.format, "this model file")
+            raise ValidationError(
+                f"{ctx.spec.source}: model {key!r}: its model_file {str(artifact.path)!r} is {kind}, whose tensors "
+                f"servopt cannot read; give them under triton: ({attr}, or models.{key}.{attr}) as "
+                "[{name, data_type, dims}] with dims without the batch axis")
+        result.append(chosen)
+        sources.append(source)
+    return result[0], result[1], (sources[0], sources[1])
 
 
-def _backend(ctx: _Context, key: str) -> str | None:
-    """The backend choice for model ``key``, or None to keep the template's."""
-    if ctx.backend is not None:
-        return ctx.backend
+def _backend(ctx: _Context, key: str, artifact: Artifact | None = None) -> str | None:
+    """The backend choice for model ``key``, or None to keep the template's.
+
+    With a model file, the backend is its format's unless one is chosen; a chosen backend must load the file
+    (``python`` runs an ONNX file with ONNX Runtime through a generated ``model.py``).
+    """
     model = ctx.spec.models.get(key)
-    if model is not None and model.backend is not None:
-        return model.backend
-    if ctx.spec.backend is not None:
-        return ctx.spec.backend
     tmpl = ctx.templates.get(key, ctx.templates.get("*"))
-    if tmpl is not None and (tmpl.backend or tmpl.platform):
-        return None
+    for chosen, where in ((ctx.backend, "--triton-backend"),
+                          (model.backend if model is not None else None, f"triton.models.{key}.backend"),
+                          (ctx.spec.backend, "triton.backend"),
+                          (_template_backend_key(tmpl) if tmpl is not None else None, "the template's backend")):
+        if chosen is None:
+            continue
+        if artifact is not None and chosen != artifact.format and not (
+                chosen == "python" and artifact.format == "onnxruntime"):
+            allowed = artifact.format + (" or python" if artifact.format == "onnxruntime" else "")
+            raise ValidationError(
+                f"{ctx.spec.source}: model {key!r}: {where} is {chosen}, which cannot load its model_file "
+                f"{str(artifact.path)!r} (a {artifact.format} model); use {allowed}")
+        if where == "the template's backend" and artifact is None:
+            return None
+        return chosen
+    if artifact is not None:
+        return artifact.format
     return "onnxruntime"
+
+
+#: fields of a template's instance group that the plan decides (the others are kept)
+_PLAN_GROUP_FIELDS = ("count", "kind", "gpus")
 
 
 def _model(ctx: _Context, key: str, name: str, inputs: list[Any], outputs: list[Any], *, max_batch_size: int,
            batch_size: int | None, delay_us: int | None, kind: str, count: int, gpus: Sequence[int] = (),
-           parameters: Mapping[str, str] | None = None, model_file: str | None = None) -> Any:
+           parameters: Mapping[str, str] | None = None, model_file: str | None = None,
+           artifact: Artifact | None = None) -> tuple[Any, str | None, dict[str, str]]:
+    """The config of one model, the file name its artefact gets in the version folder, and generated files."""
     tmpl = ctx.templates.get(key, ctx.templates.get("*"))
     cfg = mc.ModelConfig()
+    tmpl_batching = None
+    tmpl_group = None
     if tmpl is not None:
         cfg.CopyFrom(tmpl)
         for clash in ("sequence_batching", "ensemble_scheduling"):
@@ -220,33 +296,69 @@ def _model(ctx: _Context, key: str, name: str, inputs: list[Any], outputs: list[
                 raise ValidationError(
                     f'template of model {name!r}: Field "dynamic_batching" is specified along with field '
                     f'"{clash}", another member of oneof "scheduling_choice" (remove {clash} from the template)')
-        for fld in ("name", "max_batch_size", "input", "output", "instance_group", "model_warmup", "version_policy",
+        if len(tmpl.instance_group) > 1:
+            raise ValidationError(
+                f"template of model {name!r}: {len(tmpl.instance_group)} instance_group entries; servopt writes "
+                "the plan's one group (count, kind, gpus) and keeps the other fields of one template group "
+                "(rate_limiter, host_policy, ...): give at most one")
+        if tmpl.HasField("dynamic_batching"):
+            tmpl_batching = tmpl.dynamic_batching
+        if tmpl.instance_group:
+            tmpl_group = tmpl.instance_group[0]
+        for fld in ("name", "max_batch_size", "input", "output", "instance_group", "version_policy",
                     "dynamic_batching"):
             cfg.ClearField(fld)
     cfg.name = name
-    backend = _backend(ctx, key)
+    backend = _backend(ctx, key, artifact)
+    filename = None
+    files: dict[str, str] = {}
     if backend is not None:
         cfg.backend, cfg.platform, default_file = BACKENDS[backend]
-        if model_file and backend != "python" and not cfg.default_model_filename:
+        if artifact is not None:
+            filename = cfg.default_model_filename or (
+                "model.onnx" if backend == "python" else default_file)
+            if backend == "python":
+                cfg.ClearField("default_model_filename")
+                filename = "model.onnx"
+                files["model.py"] = PYTHON_ONNX_MODEL
+        elif model_file and backend != "python" and not cfg.default_model_filename:
             cfg.default_model_filename = model_file + Path(default_file).suffix
+    elif artifact is not None:
+        filename = cfg.default_model_filename or BACKENDS[artifact.format][2]
     cfg.max_batch_size = max_batch_size
     cfg.input.extend(inputs)
     cfg.output.extend(outputs)
     cfg.version_policy.specific.versions.append(ctx.spec.version)
+    if tmpl_batching is not None:
+        # priority levels, queue policy, preserve_ordering, ... are kept; the plan sets the preferred size
+        cfg.dynamic_batching.CopyFrom(tmpl_batching)
+        cfg.dynamic_batching.ClearField("preferred_batch_size")
     if batch_size is not None and batch_size > 1:
         cfg.dynamic_batching.preferred_batch_size.append(batch_size)
-        delay = ctx.spec.max_queue_delay_us if ctx.spec.max_queue_delay_us is not None else (delay_us or 0)
+        if ctx.spec.max_queue_delay_us is not None:
+            delay = ctx.spec.max_queue_delay_us
+        elif tmpl_batching is not None and tmpl_batching.max_queue_delay_microseconds:
+            delay = tmpl_batching.max_queue_delay_microseconds
+        else:
+            delay = delay_us or 0
         cfg.dynamic_batching.max_queue_delay_microseconds = int(delay)
-    group = cfg.instance_group.add(count=count, kind=mc.ModelInstanceGroup.Kind.Value(kind))
+    group = cfg.instance_group.add()
+    if tmpl_group is not None:
+        group.CopyFrom(tmpl_group)
+        for fld in _PLAN_GROUP_FIELDS:
+            group.ClearField(fld)
+    group.count = count
+    group.kind = mc.ModelInstanceGroup.Kind.Value(kind)
     if kind == "KIND_GPU":
-        group.gpus.extend(gpus)
+        group.gpus.extend(gpus or [0])
     resolved = backend or _template_backend_key(cfg)
     for key_, value in (parameters or {}).items():
         param = _THREAD_PARAMETER.get(resolved) if key_ == "threads" else key_
         if param and kind == "KIND_CPU":
             cfg.parameters[param].string_value = str(value)
-    _add_warmup(ctx, cfg, batch_size if batch_size else (max_batch_size or 1))
-    return cfg
+    if not cfg.model_warmup:  # a template's own warm-up samples are kept
+        _add_warmup(ctx, cfg, batch_size if batch_size else (max_batch_size or 1))
+    return cfg, filename, files
 
 
 def _template_backend_key(cfg: Any) -> str | None:
@@ -278,15 +390,45 @@ def _add_warmup(ctx: _Context, cfg: Any, batch: int) -> None:
 
 
 def _kind(ctx: _Context, default: str) -> str:
-    return ctx.spec.instance_kind or default
+    """The instance kind: ``triton.instance_kind``, with KIND_AUTO resolved to the plan's own kind (a GPU plan
+    runs on GPUs, the others on CPU cores), so that Triton never guesses."""
+    kind = ctx.spec.instance_kind or default
+    return default if kind == "KIND_AUTO" else kind
+
+
+def _entry(ctx: _Context, cfg: Any, info: dict[str, Any], artifact: Artifact | None, filename: str | None,
+           files: dict[str, str], sources: tuple[str, str]) -> ModelEntry:
+    """A model entry with its artefact recorded in ``info`` and what keeps it "config only"."""
+    missing = []
+    if artifact is None:
+        missing.append(f"model {cfg.name!r}: no model_file")
+    placeholder = [what for what, src in zip(("inputs", "outputs"), sources) if src == "default"]
+    if placeholder:
+        missing.append(f"model {cfg.name!r}: {' and '.join(placeholder)} are servopt's placeholder (image "
+                       "classifier INPUT/OUTPUT), not the model's")
+    info = dict(info)
+    info["tensors_from"] = {"inputs": sources[0], "outputs": sources[1]}
+    info["model_file"] = None if artifact is None else {
+        "source": str(artifact.path), "file": filename, "format": artifact.format, "sha256": artifact.sha256}
+    return ModelEntry(cfg, (ctx.spec.version,), info, artifact=artifact, model_filename=filename,
+                      version_files=files, missing=missing)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # plan types
 
 
+def _node_split(gpu_ids: Sequence[int], per_node: int) -> dict[int, list[int]]:
+    """Node -> the node-local GPU indices among ``gpu_ids`` (indices numbered across nodes of ``per_node``)."""
+    nodes: dict[int, list[int]] = {}
+    for g in gpu_ids:
+        nodes.setdefault(g // per_node, []).append(g % per_node)
+    return nodes
+
+
 @_deployment_of.register
 def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
+    ctx.gpu_plan = True
     base = _base_name(ctx, plan.kind)
     check_model_keys(ctx.spec, [], "model (min_gpus/max_throughput plans have one model per batch size)")
     by_hw: dict[str, dict[int, int]] = {}
@@ -297,9 +439,11 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
         sizes[g.batch_size] = sizes.get(g.batch_size, 0) + g.gpus
     if not by_hw:
         raise ValidationError("the plan uses no GPU: there is no model to deploy")
+    artifact = _artifact(ctx, getattr(ctx.problem, "model_file", None))
     default_in, default_out = default_io(ctx.input_size)
-    inputs, outputs = _io(ctx, base, _tensor_messages(default_in, mc.ModelInput),
-                          _tensor_messages(default_out, mc.ModelOutput))
+    inputs, outputs, sources = _io(ctx, base, _tensor_messages(default_in, mc.ModelInput),
+                                   _tensor_messages(default_out, mc.ModelOutput), artifact=artifact)
+    per_node = ctx.spec.gpus_per_node
     repos = []
     slugs: set[str] = set()
     for hardware, sizes in by_hw.items():
@@ -308,18 +452,28 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
             raise ValidationError(f"hardware names {hardware!r} and another one map to the same folder {path!r}; "
                                   "rename one of them")
         slugs.add(path)
-        models = []
+        total = sum(sizes.values())
+        nodes = -(-total // per_node)
+        node_models: dict[int, list[ModelEntry]] = {n: [] for n in range(nodes)}
         next_gpu = 0
+        gkind = _kind(ctx, "KIND_GPU")
         for batch, count in sorted(sizes.items(), key=lambda kv: -kv[0]):
             name = base if len(sizes) == 1 else f"{base}_b{batch}"
             gpu_ids = list(range(next_gpu, next_gpu + count))
             next_gpu += count
-            gkind = _kind(ctx, "KIND_GPU")
-            cfg = _model(ctx, base, name, inputs, outputs, max_batch_size=batch, batch_size=batch, delay_us=0,
-                         kind=gkind, count=1 if gkind == "KIND_GPU" else count, gpus=gpu_ids)
-            models.append(ModelEntry(cfg, (ctx.spec.version,), {
-                "name": name, "batch_size": batch, "gpus": gpu_ids, "hardware": hardware}))
-        repos.append(RepositoryLayout(path=path, models=models, hardware=hardware, gpus=next_gpu))
+            for node, local in _node_split(gpu_ids, per_node).items():
+                # Triton starts `count` instances on each listed GPU: one per GPU gives the plan's instances
+                cfg, filename, files = _model(
+                    ctx, base, name, inputs, outputs, max_batch_size=batch, batch_size=batch, delay_us=0,
+                    kind=gkind, count=1 if gkind == "KIND_GPU" else len(local), gpus=local, artifact=artifact)
+                info = {"name": name, "batch_size": batch, "gpus": local, "hardware": hardware}
+                if nodes > 1:
+                    info["node"] = node
+                node_models[node].append(_entry(ctx, cfg, info, artifact, filename, files, sources))
+        for node, models in node_models.items():
+            node_path = path if nodes == 1 else (f"node{node}" if path == "." else f"{path}/node{node}")
+            used = sum(len(m.info["gpus"]) for m in models)
+            repos.append(RepositoryLayout(path=node_path, models=models, hardware=hardware, gpus=used))
     return TritonDeployment(name=base, kind=plan.kind, repositories=repos)
 
 
@@ -329,8 +483,8 @@ def _variant_deployment(plan: VariantSelectionPlan, ctx: _Context) -> TritonDepl
     chosen = [v for v in plan.variants if v.cores > 0]
     if not chosen:
         raise ValidationError("the plan gives no variant any cores: there is no model to deploy")
-    known = [str(v.name) for v in getattr(ctx.problem, "variants", ()) or () if hasattr(v, "name")]
-    check_model_keys(ctx.spec, known or [v.name for v in plan.variants], "variant")
+    problem_variants = {str(v.name): v for v in getattr(ctx.problem, "variants", ()) or () if hasattr(v, "name")}
+    check_model_keys(ctx.spec, list(problem_variants) or [v.name for v in plan.variants], "variant")
     mbs = ctx.spec.max_batch_size if ctx.spec.max_batch_size is not None else 1
     default_in, default_out = default_io(ctx.input_size)
     total = sum(float(v.rps) for v in chosen)
@@ -343,13 +497,15 @@ def _variant_deployment(plan: VariantSelectionPlan, ctx: _Context) -> TritonDepl
         names.add(name)
         cores = float(v.cores)
         rps = float(v.rps)
-        inputs, outputs = _io(ctx, key, _tensor_messages(default_in, mc.ModelInput),
-                              _tensor_messages(default_out, mc.ModelOutput))
-        cfg = _model(ctx, key, name, inputs, outputs, max_batch_size=mbs, batch_size=mbs if mbs > 1 else None,
-                     delay_us=0, kind=_kind(ctx, "KIND_CPU"), count=1,
-                     parameters={"threads": max(1, int(cores))})
-        models.append(ModelEntry(cfg, (ctx.spec.version,), {"name": name, "variant": key, "cores": cores,
-                                                             "rps": rps}))
+        artifact = _artifact(ctx, getattr(problem_variants.get(key), "model_file", None))
+        inputs, outputs, sources = _io(ctx, key, _tensor_messages(default_in, mc.ModelInput),
+                                       _tensor_messages(default_out, mc.ModelOutput), artifact=artifact)
+        kind = _kind(ctx, "KIND_CPU")
+        cfg, filename, files = _model(ctx, key, name, inputs, outputs, max_batch_size=mbs,
+                                      batch_size=mbs if mbs > 1 else None, delay_us=0, kind=kind, count=1,
+                                      parameters={"threads": max(1, int(cores))}, artifact=artifact)
+        models.append(_entry(ctx, cfg, {"name": name, "variant": key, "cores": cores, "rps": rps}, artifact,
+                             filename, files, sources))
         routes.append({"model": name, "variant": key, "cores": cores, "rps": rps,
                        "weight": round(rps / total, 6) if total > 0 else round(1.0 / len(chosen), 6)})
     cores = sum(float(v.cores) for v in chosen)
@@ -372,53 +528,34 @@ def _pipeline_deployment(plan: PipelinePlan, ctx: _Context) -> TritonDeployment:
         raise ValidationError(f"stage names {', '.join(keys)} do not give distinct model names")
     if base in names:
         raise ValidationError(f"the ensemble would be named {base!r} like one of its stages; set triton.name")
+    problem_stages = {str(s.name): s for s in getattr(ctx.problem, "stages", ()) or () if hasattr(s, "name")}
     default_in, default_out = default_io(ctx.input_size)
     kind = _kind(ctx, "KIND_CPU")
     models: list[ModelEntry] = []
     prev_out: list[Any] | None = None
     for i, (stage, key, name) in enumerate(zip(stages, keys, names)):
-        if prev_out is None:
-            dflt_in = _tensor_messages(default_in, mc.ModelInput)
-        else:
-            dflt_in = [mc.ModelInput(name="INPUT" if len(prev_out) == 1 else o.name, data_type=o.data_type,
-                                     dims=list(o.dims)) for o in prev_out]
-        inputs, outputs = _io(ctx, key, dflt_in, _tensor_messages(default_out, mc.ModelOutput),
-                              spec_inputs=(i == 0))
+        variants = {str(v.name): v for v in getattr(problem_stages.get(key), "variants", ()) or ()}
+        artifact = _artifact(ctx, getattr(variants.get(str(stage.variant)), "model_file", None))
+        previous = None
+        if prev_out is not None:
+            previous = [mc.ModelInput(name="INPUT" if len(prev_out) == 1 else o.name, data_type=o.data_type,
+                                      dims=list(o.dims)) for o in prev_out]
+        inputs, outputs, sources = _io(ctx, key, _tensor_messages(default_in, mc.ModelInput),
+                                       _tensor_messages(default_out, mc.ModelOutput), spec_inputs=(i == 0),
+                                       artifact=artifact, previous=previous)
         batch = int(stage.batch_size)
         replicas = int(stage.replicas)
         delay = int(round(float(stage.queue_ms or 0) * 1000))
-        cfg = _model(ctx, key, name, inputs, outputs, max_batch_size=batch, batch_size=batch, delay_us=delay,
-                     kind=kind, count=replicas, model_file=safe_name(stage.variant or name))
-        models.append(ModelEntry(cfg, (ctx.spec.version,), {
+        cfg, filename, files = _model(ctx, key, name, inputs, outputs, max_batch_size=batch, batch_size=batch,
+                                      delay_us=delay, kind=kind, count=replicas,
+                                      model_file=safe_name(stage.variant or name), artifact=artifact)
+        models.append(_entry(ctx, cfg, {
             "name": name, "stage": key, "variant": stage.variant, "batch_size": batch,
-            "replicas": replicas, "queue_delay_us": cfg.dynamic_batching.max_queue_delay_microseconds}))
+            "replicas": replicas, "queue_delay_us": cfg.dynamic_batching.max_queue_delay_microseconds},
+            artifact, filename, files, sources))
         prev_out = list(cfg.output)
-    ensemble = _ensemble(ctx, base, [m.config for m in models])
+    ensemble = ensemble_config(ctx.spec, base, [m.config for m in models], keys)
     models.append(ModelEntry(ensemble, (ctx.spec.version,), {"name": base, "ensemble": names}))
     repo = RepositoryLayout(path=".", models=models, entry=base,
                             cpu_cores=float(plan.cores) if plan.cores is not None else None)
     return TritonDeployment(name=base, kind="pipeline", repositories=[repo])
-
-
-def _ensemble(ctx: _Context, name: str, stages: list[Any]) -> Any:
-    """An ensemble chaining ``stages``: stage k's i-th output feeds stage k+1's i-th input."""
-    cfg = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=min(s.max_batch_size for s in stages))
-    cfg.input.extend(stages[0].input)
-    cfg.output.extend(stages[-1].output)
-    cfg.version_policy.specific.versions.append(ctx.spec.version)
-    feeding = {io.name: io.name for io in stages[0].input}
-    for k, stage in enumerate(stages):
-        step = cfg.ensemble_scheduling.step.add(model_name=stage.name, model_version=-1)
-        if k > 0 and len(stage.input) != len(stages[k - 1].output):
-            raise ValidationError(
-                f"stage '{stages[k - 1].name}' has {len(stages[k - 1].output)} output(s) but the next stage "
-                f"'{stage.name}' takes {len(stage.input)} input(s); give matching triton.models.*.inputs/outputs")
-        for io, tensor in zip(stage.input, list(feeding.values())):
-            step.input_map[io.name] = tensor
-        last = k == len(stages) - 1
-        feeding = {}
-        for io in stage.output:
-            tensor = io.name if last else f"{stage.name}_{io.name}"
-            step.output_map[io.name] = tensor
-            feeding[io.name] = tensor
-    return cfg

@@ -11,11 +11,13 @@ other deployment details come from this section (all keys optional; docs/triton.
       max_batch_size: 1             # variant_selection only (its plan has no batch size)
       max_queue_delay_us: 500       # overrides the queue delay derived from the plan
       warmup: auto                  # auto | true | false
+      gpus_per_node: 8              # GPU plans: GPUs of one node (indices per node, a repository per node)
       template: base.pbtxt          # a config.pbtxt to start from (its other fields are kept)
       inputs:  [{name: INPUT, data_type: FP32, dims: [3, 224, 224]}]
       outputs: [{name: OUTPUT, data_type: FP32, dims: [1000]}]
       models:                       # per pipeline stage or per variant: backend, template, inputs, outputs
         detect: {outputs: [{name: BOXES, data_type: FP32, dims: [100, 4]}]}
+        classify: {connect: {IMAGE: IMAGE, ROIS: detect.BOXES}}   # input -> feeding tensor
       kserve: {namespace: ml, runtime_version: 24.10-py3, memory: 4Gi}
 """
 
@@ -95,6 +97,9 @@ class ModelSpec:
     template: Path | None = None
     inputs: tuple[TensorSpec, ...] | None = None
     outputs: tuple[TensorSpec, ...] | None = None
+    #: pipeline stages: this stage's input name -> the tensor feeding it (an output of the previous stage,
+    #: ``<stage>.<output>`` of an earlier one, or an ensemble input)
+    connect: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ class TritonSpec:
     max_batch_size: int | None = None
     max_queue_delay_us: int | None = None
     warmup: str | bool = "auto"
+    #: GPUs of one node: GPU indices are numbered per node, one repository per node when a type spans nodes
+    gpus_per_node: int = 8
     template: Path | None = None
     inputs: tuple[TensorSpec, ...] | None = None
     outputs: tuple[TensorSpec, ...] | None = None
@@ -148,6 +155,7 @@ def parse_triton_section(data: Any, source: str | Path | None = None) -> TritonS
     kind = f.str("instance_kind", None, choices=INSTANCE_KINDS)
     mbs = f.int("max_batch_size", None, minimum=0)
     delay = f.int("max_queue_delay_us", None, minimum=0)
+    gpus_per_node = f.int("gpus_per_node", 8, minimum=1)
     warmup = f.raw("warmup", "auto")
     if warmup not in ("auto", True, False):
         raise f.error("warmup", f"expected auto, true or false, got {warmup!r}")
@@ -164,6 +172,7 @@ def parse_triton_section(data: Any, source: str | Path | None = None) -> TritonS
                 template=_template(sub, "template", base),
                 inputs=_tensors(sub, "inputs"),
                 outputs=_tensors(sub, "outputs"),
+                connect=_connect(sub),
             )
             sub.done()
     kserve = KServeSpec()
@@ -175,7 +184,8 @@ def parse_triton_section(data: Any, source: str | Path | None = None) -> TritonS
         raise f.error("name", f"{name!r} is not a valid model name (letters, digits, '_', '.', '-'); "
                               f"try {safe_name(name)!r}")
     return TritonSpec(name=name, backend=backend, version=version, instance_kind=kind, max_batch_size=mbs,
-                      max_queue_delay_us=delay, warmup=warmup, template=template, inputs=inputs, outputs=outputs,
+                      max_queue_delay_us=delay, warmup=warmup, gpus_per_node=gpus_per_node, template=template,
+                      inputs=inputs, outputs=outputs,
                       models=models, kserve=kserve, source=label)
 
 
@@ -188,6 +198,16 @@ def _template(f: Fields, key: str, base: Path) -> Path | None:
     if not path.is_file():
         raise f.error(key, f"template config {str(path)!r} does not exist (paths are relative to the problem file)")
     return path
+
+
+def _connect(f: Fields) -> dict[str, str] | None:
+    raw = f.mapping("connect", None)
+    if raw is None:
+        return None
+    c = f.sub("connect", raw)
+    out = {str(k): c.str(str(k)) for k in raw}
+    c.done()
+    return out
 
 
 def _tensors(f: Fields, key: str) -> tuple[TensorSpec, ...] | None:

@@ -18,7 +18,7 @@ from google.protobuf import text_format
 from servopt.exceptions import ValidationError
 from servopt.triton.build import TritonDeployment
 
-__all__ = ["config_text", "render_files", "write_tree", "check_target"]
+__all__ = ["config_text", "render_files", "artifact_copies", "write_tree", "check_target"]
 
 
 def config_text(config: Any) -> str:
@@ -36,6 +36,8 @@ def render_files(deployment: TritonDeployment, summary: dict[str, Any], manifest
             base = entry.name if repo.path == "." else f"{repo.path}/{entry.name}"
             files[f"{base}/config.pbtxt"] = config_text(entry.config)
             folders.extend(f"{base}/{v}" for v in entry.versions)
+            for v in entry.versions:
+                files.update({f"{base}/{v}/{name}": text for name, text in entry.version_files.items()})
     files["servopt.json"] = json.dumps(summary, indent=2, sort_keys=False) + "\n"
     if deployment.routing is not None:
         files["routing.json"] = json.dumps(deployment.routing, indent=2) + "\n"
@@ -45,6 +47,19 @@ def render_files(deployment: TritonDeployment, summary: dict[str, Any], manifest
         files["kserve.yaml"] = yaml.safe_dump_all(manifests, sort_keys=False)
     files.update(deployment.extra_files)
     return files, folders
+
+
+def artifact_copies(deployment: TritonDeployment) -> dict[str, Path]:
+    """Relative path in the repository -> the model file to copy (or link) there."""
+    copies: dict[str, Path] = {}
+    for repo in deployment.repositories:
+        for entry in repo.models:
+            if entry.artifact is None or entry.model_filename is None:
+                continue
+            base = entry.name if repo.path == "." else f"{repo.path}/{entry.name}"
+            for v in entry.versions:
+                copies[f"{base}/{v}/{entry.model_filename}"] = entry.artifact.path
+    return copies
 
 
 def check_target(out: Path, force: bool) -> None:
@@ -62,8 +77,10 @@ def _write_file(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def write_tree(out: Path, files: dict[str, str], folders: list[str], *, force: bool) -> Path:
-    """Write ``files`` and ``folders`` under ``out`` atomically."""
+def write_tree(out: Path, files: dict[str, str], folders: list[str], *, force: bool,
+               copies: dict[str, Path] | None = None, link: bool = False) -> Path:
+    """Write ``files`` and ``folders`` under ``out`` atomically; ``copies`` (relative path -> model file) are
+    copied, or with ``link`` symlinked to the file's absolute path."""
     out = Path(out)
     check_target(out, force)
     created_parents = []
@@ -80,6 +97,12 @@ def write_tree(out: Path, files: dict[str, str], folders: list[str], *, force: b
             (tmp / folder).mkdir(parents=True, exist_ok=True)
         for rel, text in files.items():
             _write_file(tmp / rel, text)
+        for rel, src in (copies or {}).items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            if link:
+                os.symlink(Path(src).resolve(), tmp / rel)
+            else:
+                shutil.copyfile(src, tmp / rel)
         os.chmod(tmp, 0o755)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.servopt-old-", dir=out.parent))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.fields import Fields, is_number
+from servopt.fields import Fields, is_number, model_file
 from servopt.formulations.gpu.max_throughput import MaxThroughput
 from servopt.formulations.gpu.min_gpus import OBJECTIVES, MinGPUs
 from servopt.formulations.gpu.types import FORMULATIONS, GPUType, measured_instances_per_gpu
@@ -22,7 +22,7 @@ __all__ = [
 
 #: keys both GPU problems read (besides their own: ``images`` / ``objective`` or ``budget_per_hour``)
 COMMON_KEYS = ("problem", "name", "model", "variant", "input_size", "cores", "where", "profiles", "performance",
-               "triton", "formulation", "latency_slo_ms", "deadline_s", "gpus")
+               "triton", "model_file", "formulation", "latency_slo_ms", "deadline_s", "gpus")
 
 #: keys of one ``gpus:`` entry
 GPU_KEYS = ("hardware", "max_count", "cost_per_hour", "max_batches", "max_batch_size", "instances_per_gpu",
@@ -62,6 +62,7 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
         "model": model,
         "input_size": input_size,
         "triton": f.mapping("triton", None),
+        "model_file": model_file(f, "model_file", source.parent),
         "source": source,
         "formulation": f.str("formulation", "aggregated", choices=FORMULATIONS),
         "latency_slo_ms": f.number("latency_slo_ms", None, positive=True),

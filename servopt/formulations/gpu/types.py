@@ -487,6 +487,8 @@ class GPUProblemBase:
     input_size: int | None = None
     triton: Mapping[str, Any] | None = field(default=None, compare=False)
     source: Path | None = field(default=None, compare=False)
+    #: the model file that serves the model (``model_file:``, checked when the problem file is read)
+    model_file: Path | None = field(default=None, compare=False)
 
     def _check_common(self) -> None:
         if not is_number(self.deadline_s) or self.deadline_s <= 0:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.fields import Fields, check_int
+from servopt.fields import Fields, check_int, model_file
 from servopt.formulations.pipeline.problem import Pipeline
 from servopt.formulations.pipeline.types import (
     ACCURACY_METHODS,
@@ -69,7 +69,7 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
                 raise vf.error("batches", "expected at least one batch size")
             try:
                 variants.append(StageVariant(vf.str("name"), vf.number("accuracy", minimum=0.0, maximum=1.0), vf.number("cores", positive=True),
-                                             batches))
+                                             batches, model_file=model_file(vf, "model_file", source.parent)))
             except ValidationError as exc:
                 if str(exc).startswith(f"{source}:"):  # already names the file and key
                     raise

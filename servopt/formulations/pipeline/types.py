@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -84,6 +84,8 @@ class StageVariant:
     accuracy: float
     cores: float
     batches: Sequence[BatchProfile]
+    #: the model file that serves this variant (``model_file:``, checked when the problem file is read)
+    model_file: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.fields import Fields, check_int, check_number
+from servopt.fields import Fields, check_int, check_number, model_file
 from servopt.formulations.variant_selection.problem import VariantSelection
 from servopt.formulations.variant_selection.types import Variant
 
@@ -59,6 +59,7 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
                 current_cores=v.int("current_cores", 0, minimum=0),
                 min_cores=min_cores,
                 max_cores=max_cores,
+                model_file=model_file(v, "model_file", source.parent),
             ))
         except ValidationError as exc:
             if str(exc).startswith(f"{source}:"):  # already names the file and key

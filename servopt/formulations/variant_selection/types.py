@@ -41,6 +41,8 @@ class Variant:
     current_cores: int = 0
     min_cores: int = 1
     max_cores: int | None = None
+    #: the model file that serves this variant (``model_file:``, checked when the problem file is read)
+    model_file: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         where = f"variant {self.name!r}"
