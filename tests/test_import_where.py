@@ -322,3 +322,14 @@ def test_gpu_type_from_profile_reads_instances_per_gpu(ma_profile):
     assert GPUType.from_profile(profile, "A100", 2, where={"config": "r50_config_0"}).instances_per_gpu == 1
     with pytest.raises(ValidationError, match="measured with 2 instances per GPU"):
         GPUType.from_profile(profile, "A100", 2, where={"config": "r50_config_1"}, instances_per_gpu=1)
+
+
+def test_instances_per_gpu_reach_the_triton_config(tmp_path):
+    # Triton starts `count` instances on each listed GPU: a profile measured with 2 per GPU is written as count 2
+    path = write(tmp_path, "problem: min_gpus\nimages: 1000\ndeadline_s: 10\n"
+                 "gpus:\n  - {hardware: T4, max_count: 3, instances_per_gpu: 2, batches: {8: {latency_ms: 50}}}\n",
+                 "p.yaml")
+    out = tmp_path / "repo"
+    assert main(["solve", str(path), "--out", str(out)]) == 0
+    config = (out / "p" / "config.pbtxt").read_text()
+    assert "count: 2" in config and "KIND_GPU" in config and "gpus:" in config

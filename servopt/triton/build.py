@@ -432,11 +432,13 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
     base = _base_name(ctx, plan.kind)
     check_model_keys(ctx.spec, [], "model (min_gpus/max_throughput plans have one model per batch size)")
     by_hw: dict[str, dict[int, int]] = {}
+    instances: dict[tuple[str, int], int] = {}  # instances per GPU (Model Analyzer profiles measured several)
     for g in plan.groups:
         if g.gpus <= 0:
             continue
         sizes = by_hw.setdefault(g.hardware, {})
         sizes[g.batch_size] = sizes.get(g.batch_size, 0) + g.gpus
+        instances[(g.hardware, g.batch_size)] = int(getattr(g, "instances_per_gpu", 1) or 1)
     if not by_hw:
         raise ValidationError("the plan uses no GPU: there is no model to deploy")
     artifact = _artifact(ctx, getattr(ctx.problem, "model_file", None))
@@ -462,11 +464,16 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
             gpu_ids = list(range(next_gpu, next_gpu + count))
             next_gpu += count
             for node, local in _node_split(gpu_ids, per_node).items():
-                # Triton starts `count` instances on each listed GPU: one per GPU gives the plan's instances
+                # Triton starts `count` instances on each listed GPU: the profile's instances per GPU (1 unless
+                # it was measured with more) on every GPU of the plan
+                per_gpu = instances[(hardware, batch)]
                 cfg, filename, files = _model(
                     ctx, base, name, inputs, outputs, max_batch_size=batch, batch_size=batch, delay_us=0,
-                    kind=gkind, count=1 if gkind == "KIND_GPU" else len(local), gpus=local, artifact=artifact)
+                    kind=gkind, count=per_gpu if gkind == "KIND_GPU" else len(local) * per_gpu, gpus=local,
+                    artifact=artifact)
                 info = {"name": name, "batch_size": batch, "gpus": local, "hardware": hardware}
+                if per_gpu != 1:
+                    info["instances_per_gpu"] = per_gpu
                 if nodes > 1:
                     info["node"] = node
                 node_models[node].append(_entry(ctx, cfg, info, artifact, filename, files, sources))
