@@ -112,3 +112,16 @@ def test_fit_profile_stores_intervals_and_predicts_them(root):
     assert old["latency"].model == "LatencyModel"
     with pytest.raises(ValidationError, match="latency_model"):
         fit_profile(frame, targets=["latency"], latency_model="nope")
+
+
+def test_onnx_work_columns_become_the_work_feature():
+    from servopt.measure.onnx_models import tiny_cnn
+    from servopt.performance.work import add_work_columns
+
+    X, y = _synthetic(sizes=(32, 48))
+    X = add_work_columns(X.assign(model="m"), {"m": tiny_cnn()})
+    assert X.gflops.nunique() == 2 and (X.gflops > 0).all() and X.param_mb.nunique() == 1
+    model = WorkLatencyModel().fit(X[["batch_size", "model", "hardware", "input_size", "gflops"]], y)
+    assert model.feature_names_in_[model.work_index_] == "gflops"
+    with pytest.raises(ValidationError, match="no such model"):
+        add_work_columns(X, {"other": tiny_cnn()})
