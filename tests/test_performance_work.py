@@ -125,3 +125,15 @@ def test_onnx_work_columns_become_the_work_feature():
     assert model.feature_names_in_[model.work_index_] == "gflops"
     with pytest.raises(ValidationError, match="no such model"):
         add_work_columns(X, {"other": tiny_cnn()})
+
+
+def test_an_unprofiled_gpu_of_the_table_scales_the_slope_by_the_peak_ratio():
+    X, y = _synthetic(sizes=(224,), hardware="A100-80GB", floor=1.0)
+    model = WorkLatencyModel().fit(X, y)
+    q = pd.DataFrame({"batch_size": [1.0, 64.0, 256.0], "model": "m", "hardware": "H100", "input_size": 224.0})
+    got = model.predict(q)
+    a100 = model.predict(q.assign(hardware="A100-80GB"))
+    assert got[0] <= a100[0]  # the intercept (launch overhead) is kept, the per-work slope scaled
+    assert got[0] == pytest.approx(0.5 + 2e-5 * 224 ** 2 * 312 / 989, rel=0.15)
+    assert got[2] == pytest.approx(0.5 + 2e-5 * 256 * 224 ** 2 * 312 / 989, rel=0.15)
+    assert np.all(np.diff(got) > 0)

@@ -22,7 +22,9 @@ Prediction: a profiled configuration (model, variant, hardware, input size, labe
 batch (:class:`~servopt.performance.LatencyModel`) up to its largest profiled batch, and beyond it that value
 times the growth of the family curve. An unprofiled input size of a profiled family uses the family curve times
 a learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
-(held constant beyond the ends). An unprofiled family goes to the monotone fallback regressor.
+(held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was profiled on other
+table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio (the floor, launch
+overhead, kept). Any other unprofiled family goes to the monotone fallback regressor.
 """
 
 from __future__ import annotations
@@ -249,6 +251,9 @@ class WorkLatencyModel(LatencyModel):
 
     def predict(self, X: Any) -> np.ndarray:
         """Latency of one batch for each row (see the class docstring for which curve serves which row)."""
+        raw_hw = None
+        if hasattr(X, "columns") and "hardware" in getattr(self, "categories_", {}) and "hardware" in X.columns:
+            raw_hw = [str(v) for v in X["hardware"]]
         X = self._check_predict(X)
         out = np.empty(len(X))
         work = self._work(X)
@@ -277,6 +282,37 @@ class WorkLatencyModel(LatencyModel):
                 out[rows] = roof(work[rows]) * np.exp(shift)
             else:
                 fallback |= rows
+        if fallback.any() and raw_hw is not None:
+            for i in np.flatnonzero(fallback):
+                value = self._other_gpu(X[i], raw_hw[i], work[i])
+                if value is not None:
+                    out[i] = value
+                    fallback[i] = False
         if fallback.any():
             out[fallback] = monotone_in_batch(self.estimator_, X[fallback], self.batch_index_, self.batch_knots_)
         return out
+
+    def _other_gpu(self, row: np.ndarray, hardware: str, work: float) -> float | None:
+        """An unprofiled GPU of the datasheet table: the geometric mean over the profiled GPUs of the same family
+        of their floor-plus-roofline, the slope scaled by the ratio of FP16 peaks (the floor kept)."""
+        mine = hardware_spec(hardware)
+        names = self._feature_names()
+        if mine is None or "hardware" not in names:
+            return None
+        hw = names.index("hardware")
+        if hw not in self.family_index_:
+            return None
+        pos = self.family_index_.index(hw)
+        key = [float(row[c]) for c in self.family_index_]
+        codes = self.categories_["hardware"]
+        logs = []
+        for other, roof in self.families_.items():
+            code = int(other[pos])
+            theirs = hardware_spec(codes[code]) if 0 <= code < len(codes) else None
+            if theirs is None or any(a != b for i, (a, b) in enumerate(zip(key, other)) if i != pos):
+                continue
+            ratio = theirs.fp16_tflops / mine.fp16_tflops
+            scaled = Roofline(roof.floor, roof.intercept, roof.slope * ratio, roof.sharpness, roof.w_max * ratio,
+                              None if roof.carried_slope is None else roof.carried_slope * ratio)
+            logs.append(float(np.log(scaled(np.array([work]))[0])))
+        return float(np.exp(np.mean(logs))) if logs else None
