@@ -137,3 +137,20 @@ def test_an_unprofiled_gpu_of_the_table_scales_the_slope_by_the_peak_ratio():
     assert got[0] == pytest.approx(0.5 + 2e-5 * 224 ** 2 * 312 / 989, rel=0.15)
     assert got[2] == pytest.approx(0.5 + 2e-5 * 256 * 224 ** 2 * 312 / 989, rel=0.15)
     assert np.all(np.diff(got) > 0)
+
+
+def test_max_batch_margin_errs_towards_too_small_and_blocks_round_up():
+    from servopt.performance import MaxBatchModel
+
+    b = np.array([1, 2, 4, 8, 16.0])
+    rng = np.random.default_rng(1)
+    memory = 300 + 10 * b * np.exp(rng.normal(0, 0.05, 5))
+    X = np.c_[b, np.full(5, 224.0)]
+    plain = MaxBatchModel().fit(X, memory)
+    safe = MaxBatchModel(upper_quantile=0.9).fit(X, memory)
+    assert plain.margin_ == 1.0 and safe.margin_ > 1.0
+    assert safe.max_batch(224, 1000) < plain.max_batch(224, 1000)
+    blocks = MaxBatchModel(block_mb=64).fit(X, 300 + 10 * b)
+    assert blocks.max_batch(224, 1000) == 66  # 300 + 10 b rounded up to 64 MB: 960 at b = 66, 1024 at 67
+    with pytest.raises(ValidationError, match="upper_quantile"):
+        MaxBatchModel(upper_quantile=2.0).fit(X, memory)

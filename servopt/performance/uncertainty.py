@@ -61,14 +61,14 @@ def conformal_interval(y: np.ndarray, predicted: np.ndarray, edge: np.ndarray,
     ratio = np.log(y[ok] / predicted[ok])
     edge = np.asarray(edge, dtype=bool)[ok]
     out: dict[str, Any] = {"level": float(level)}
-    for kind, rows in (("interior", ~edge), ("edge", edge)):
+    for where, rows in (("interior", ~edge), ("edge", edge)):
         r = ratio[rows] if rows.any() else ratio
         if r.size == 0:
-            out[kind] = {"lo": 1.0, "hi": 1.0, "n": 0, "exact": False}
+            out[where] = {"lo": 1.0, "hi": 1.0, "n": 0, "exact": False}
             continue
         lo, lo_exact = _bound(r, (1 - level) / 2)
         hi, hi_exact = _bound(r, (1 + level) / 2)
-        out[kind] = {"lo": float(np.exp(min(lo, 0.0))), "hi": float(np.exp(max(hi, 0.0))), "n": int(r.size),
+        out[where] = {"lo": float(np.exp(min(lo, 0.0))), "hi": float(np.exp(max(hi, 0.0))), "n": int(r.size),
                      "exact": bool(lo_exact and hi_exact and rows.any())}
     # an extrapolation is never given a narrower interval than a point inside the profiles
     out["edge"]["lo"] = min(out["edge"]["lo"], out["interior"]["lo"])

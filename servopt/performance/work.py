@@ -73,9 +73,9 @@ def onnx_work(model: Any, batch_size: int, input_size: int | None = None) -> dic
     activation = 0.0
     for node in inferred.graph.node:
         for out in node.output:
-            shape, kind = shapes.get(out, ([], 1))
+            shape, elem_type = shapes.get(out, ([], 1))
             elems = float(np.prod(shape)) if shape else 0.0
-            activation += elems * _BYTES.get(kind, 4)
+            activation += elems * _BYTES.get(elem_type, 4)
         shape = shapes.get(node.output[0], ([], 1))[0] if node.output else []
         elems = float(np.prod(shape)) if shape else 0.0
         if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in shapes:
