@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "target to FILE.png, others to FILE-<target>.png)")
     parser.add_argument("--targets", help="comma-separated subset of latency,warmup,memory,capacity")
     parser.add_argument("--force", action="store_true", help="replace existing -o / --plot files")
+    parser.add_argument("--latency-model", choices=("work", "hinge"), default="work",
+                        help="work: per-configuration curves plus a floor-plus-roofline in the work of a batch "
+                        "(pixels x batch) for unprofiled input sizes and larger batches (default); hinge: "
+                        "per-configuration curves only, the model before issue 19")
+    parser.add_argument("--level", type=float, default=0.9, help="level of the prediction intervals saved with "
+                        "-o (split conformal on the held-out residuals; default 0.9)")
 
 
 def _pct(value: Any) -> str:
@@ -91,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"--plot {args.plot}: expected a .png file name")
     _check_outputs(args, targets)
     table = load_profile(args.profiles)
-    models, reports = fit_profile(table.frame, source=table.source, targets=targets)
+    if not 0 < args.level < 1:
+        raise ValidationError(f"--level {args.level}: expected a number between 0 and 1 (e.g. 0.9)")
+    models, reports = fit_profile(table.frame, source=table.source, targets=targets,
+                                  latency_model=args.latency_model, level=args.level)
     if args.output:
         models.save(args.output)
     if args.plot and reports:
@@ -106,10 +115,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"servopt fit: note: {name} fitted but not cross-validated (no configuration has two or more "
               f"{'core counts' if name == 'capacity' else 'batch sizes'} to hold out)", file=sys.stderr)
     if args.json:
-        print(json.dumps({name: report.to_dict() for name, report in reports.items()}, indent=2))
+        print(json.dumps({name: {**report.to_dict(), "interval": models.targets[name].interval}
+                          for name, report in reports.items()}, indent=2))
     else:
         for name, report in reports.items():
             _print_table(name, report)
+            iv = models.targets[name].interval
+            if iv:
+                print(f"  {100 * iv['level']:.0f} % prediction interval (x prediction): inside the profiles "
+                      f"{iv['interior']['lo']:.3f}-{iv['interior']['hi']:.3f}, extrapolating "
+                      f"{iv['edge']['lo']:.3f}-{iv['edge']['hi']:.3f}\n")
         if args.output:
             print(f"models saved to {args.output} ({', '.join(models.targets)})")
         if args.plot and reports:

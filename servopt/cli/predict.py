@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", metavar="MODELS.joblib", help="models saved by servopt fit -o")
     parser.add_argument("query", metavar="QUERY.csv", help="rows to predict (.csv or .parquet)")
     parser.add_argument("--json", action="store_true", help='print {"predictions": [{...}, ...]} in row order')
+    parser.add_argument("--intervals", action="store_true", help="add <column>_lo / <column>_hi (the prediction "
+                        "interval saved by fit) and, per row, whether batch size, input size and hardware were "
+                        "profiled, interpolated or extrapolated (coverage_<feature>)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,12 +39,17 @@ def run(args: argparse.Namespace) -> int:
     models = PerformanceModels.load(args.models)
     raw, where = read_raw(Path(args.query))
     raw = check_query(models, raw, str(args.query), where)
-    predictions = models.predict(raw, source=str(args.query), where=where)
+    predictions = models.predict(raw, source=str(args.query), where=where, intervals=args.intervals)
     flagged = extrapolated_rows(models, raw, str(args.query), where)
     records = [{k: (None if math.isnan(v) else float(v)) for k, v in row.items()}
                for row in predictions.to_dict(orient="records")]
     for i, record in enumerate(records):
         record["extrapolated"] = i in flagged
+    if args.intervals:
+        where_ = models.coverage(raw, source=str(args.query), where=where)
+        for col in where_.columns:
+            for i, record in enumerate(records):
+                record[f"coverage_{col}"] = where_[col].iloc[i]
     if flagged:
         first = min(flagged)
         print(f"servopt predict: warning: {len(flagged)} row(s) outside the fitted profiles, predicted by the "
@@ -52,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
     features = sorted({f for t in models.targets.values() for f in t.features},
                       key=lambda f: (f != "batch_size", f))
     shown = [f for f in features if f in raw.columns and not f.startswith("hw.")][:6]
-    header = shown + list(predictions.columns) + ["extrapolated"]
+    extra = [k for k in records[0] if k.startswith("coverage_")] if records else []
+    header = shown + list(predictions.columns) + ["extrapolated"] + extra
     table = [header] + [[str(raw[c].iloc[i]) for c in shown] + [f"{records[i][c]:.4g}" for c in predictions.columns]
-                        + ["yes" if records[i]["extrapolated"] else "no"] for i in range(len(raw))]
+                        + ["yes" if records[i]["extrapolated"] else "no"] + [str(records[i][k]) for k in extra]
+                        for i in range(len(raw))]
     widths = [max(len(r[j]) for r in table) for j in range(len(header))]
     for row in table:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))

@@ -1,6 +1,8 @@
 """Performance models fitted on profiles (SPEC §3), and exact table lookups behind the same interface.
 
 * :class:`LatencyModel`: latency of one batch; non-decreasing in batch size, with the small-batch floor of GPUs.
+* :class:`WorkLatencyModel`: the same per configuration, plus a floor-plus-roofline in the work of a batch (FLOPs
+  or pixels x batch) per family for unprofiled input sizes and beyond the largest profiled batch.
 * :class:`WarmupModel`: first-batch time, with feature importances.
 * :class:`MaxBatchModel`: device memory vs batch and input size; the largest batch that fits.
 * :class:`CapacityModel`: RPS within a latency SLO vs cores (an averaged low-order curve, or InfAdapter's line),
@@ -21,9 +23,11 @@ from servopt.performance.memory import MaxBatchModel
 from servopt.performance.table_model import TableModel
 from servopt.performance.tables import batch_table, capacity_table
 from servopt.performance.warmup import WarmupModel
+from servopt.performance.work_latency import WorkLatencyModel
 
 __all__ = [
     "LatencyModel",
+    "WorkLatencyModel",
     "WarmupModel",
     "MaxBatchModel",
     "CapacityModel",

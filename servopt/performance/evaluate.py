@@ -23,19 +23,29 @@ from servopt.exceptions import ValidationError
 from servopt.performance._curves import fit_line
 from servopt.performance.features import TARGETS, Target, feature_columns, feature_frame, group_columns, target_rows
 
-__all__ = ["FittedTarget", "PerformanceModels", "TargetReport", "fit_profile", "make_model", "BUNDLE_FORMAT"]
+__all__ = ["LATENCY_MODELS", "FittedTarget", "PerformanceModels", "TargetReport", "fit_profile", "make_model", "BUNDLE_FORMAT"]
 
 BUNDLE_FORMAT = "servopt-performance-models/1"
 _PREDICTED = {"latency": "latency_ms", "warmup": "warmup_ms", "memory": "memory_mb", "capacity": "throughput_rps"}
-_MODEL_NAMES = {"latency": "LatencyModel", "warmup": "WarmupModel", "memory": "MaxBatchModel",
-                "capacity": "CapacityModel"}
 
 
-def make_model(target: str, estimator: Any = None) -> Any:
-    """A fresh model for ``target`` (``estimator``: the regressor for unseen configurations, where it applies)."""
-    from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, WarmupModel
+#: the latency models ``fit_profile(latency_model=...)`` and ``servopt fit --latency-model`` choose from
+LATENCY_MODELS = ("work", "hinge")
 
+
+def make_model(target: str, estimator: Any = None, latency_model: str = "work") -> Any:
+    """A fresh model for ``target`` (``estimator``: the regressor for unseen configurations, where it applies).
+
+    ``latency_model``: ``"work"`` (:class:`~servopt.performance.WorkLatencyModel`, the default) or ``"hinge"``
+    (:class:`~servopt.performance.LatencyModel`, per-configuration curves only).
+    """
+    from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, WarmupModel, WorkLatencyModel
+
+    if latency_model not in LATENCY_MODELS:
+        raise ValidationError(f"latency_model={latency_model!r}: expected one of {', '.join(LATENCY_MODELS)}")
     if target == "latency":
+        if latency_model == "work":
+            return WorkLatencyModel(estimator=estimator)
         return LatencyModel(estimator=estimator)
     if target == "warmup":
         return WarmupModel(estimator=estimator)
@@ -55,6 +65,10 @@ class FittedTarget:
     features: list[str]
     text: list[str]
     output: str
+    #: multiplicative prediction interval from held-out residuals (:func:`~.uncertainty.conformal_interval`)
+    interval: dict[str, Any] | None = None
+    #: the training features, for :meth:`PerformanceModels.coverage`
+    train: pd.DataFrame | None = None
 
 
 @dataclass
@@ -154,7 +168,7 @@ def _inputs(rows: pd.DataFrame, target: Target, source: str) -> tuple[pd.DataFra
 
 
 def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns: list[str],
-                    estimator: Any) -> TargetReport:
+                    estimator: Any, latency_model: str = "work") -> TargetReport:
     y = rows[target.column].to_numpy(dtype=float)
     x = rows[target.x].to_numpy(dtype=float)
     keys = group_columns(rows, target)
@@ -168,7 +182,7 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
         train = ~test
         if train.sum() < 2:  # the regressors need two points: this value cannot be held out
             continue
-        model = make_model(target.name, estimator)
+        model = make_model(target.name, estimator, latency_model)
         model.fit(X[train].reset_index(drop=True), y[train])
         predicted[test] = model.predict(X[test].reset_index(drop=True))
         for g in np.unique(group_id[test]):
@@ -177,7 +191,8 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
             if fit_rows.any():
                 line = fit_line(x[fit_rows], y[fit_rows])
                 baseline[at] = line(x[at])
-    report = TargetReport(target.name, _MODEL_NAMES[target.name],
+    name = type(make_model(target.name, estimator, latency_model)).__name__
+    report = TargetReport(target.name, name,
                           f"straight line in {target.x.replace('_', ' ')} per configuration", columns)
     for g in np.unique(group_id):
         at = group_id == g
@@ -202,16 +217,45 @@ class PerformanceModels:
     format: str = BUNDLE_FORMAT
 
     def predict(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
-                targets: list[str] | None = None) -> pd.DataFrame:
+                targets: list[str] | None = None, intervals: bool = False) -> pd.DataFrame:
         """Every target for each query row: columns ``latency_ms``, ``warmup_ms``, ``memory_mb``,
-        ``throughput_rps`` (those fitted)."""
+        ``throughput_rps`` (those fitted); with ``intervals`` also ``<column>_lo`` and ``<column>_hi``, the
+        prediction interval at the level stored by ``fit_profile`` (targets that were cross-validated), wider
+        (the extrapolation residuals) for rows that extrapolate in batch, input size or hardware."""
         out: dict[str, np.ndarray] = {}
         for name, fitted in self.targets.items():
             if targets is not None and name not in targets:
                 continue
             X = feature_frame(query, fitted.features, fitted.text, source, where)
-            out[fitted.output] = fitted.model.predict(X)
+            out[fitted.output] = predicted = fitted.model.predict(X)
+            if intervals and fitted.interval is not None:
+                outside = self._outside(fitted, X)
+                for side in ("lo", "hi"):
+                    factor = np.where(outside, fitted.interval["edge"][side], fitted.interval["interior"][side])
+                    out[f"{fitted.output}_{side}"] = predicted * factor
         return pd.DataFrame(out)
+
+    @staticmethod
+    def _outside(fitted: FittedTarget, X: pd.DataFrame) -> np.ndarray:
+        if fitted.train is None:
+            return np.zeros(len(X), dtype=bool)
+        from servopt.performance.uncertainty import coverage
+
+        where = coverage(fitted.train, X, TARGETS[fitted.target].x)
+        return np.asarray(where.isin(["extrapolated", "unseen"]).any(axis=1))
+
+    def coverage(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
+                 target: str = "latency") -> pd.DataFrame:
+        """Per query row, whether ``target``'s x feature and input size were profiled, interpolated or
+        extrapolated, and whether the hardware was profiled (:func:`~.uncertainty.coverage`); empty if the
+        target was not fitted or the models file predates this."""
+        fitted = self.targets.get(target)
+        if fitted is None or fitted.train is None:
+            return pd.DataFrame(index=range(len(query)))
+        from servopt.performance.uncertainty import coverage
+
+        X = feature_frame(query, fitted.features, fitted.text, source, where)
+        return coverage(fitted.train, X, TARGETS[fitted.target].x)
 
     def save(self, path: str | Path) -> Path:
         """Write with joblib, atomically (temp file, then rename)."""
@@ -241,9 +285,17 @@ class PerformanceModels:
         return bundle
 
 
+def _interval(report: TargetReport, level: float) -> dict[str, Any]:
+    from servopt.performance.uncertainty import conformal_interval
+
+    y, p = report._pooled("y"), report._pooled("predicted")
+    edge = np.concatenate([(g.x == g.x.min()) | (g.x == g.x.max()) for g in report.groups])
+    return conformal_interval(y, p, edge, level)
+
+
 def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list[str] | None = None,
-                cross_validate: bool = True, estimator: Any = None) -> tuple[PerformanceModels,
-                                                                            dict[str, TargetReport]]:
+                cross_validate: bool = True, estimator: Any = None, latency_model: str = "work",
+                level: float = 0.9) -> tuple[PerformanceModels, dict[str, TargetReport]]:
     """Fit every target the profile supports and cross-validate it.
 
     Parameters
@@ -256,6 +308,10 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
         Also compute the held-out error (one fit per distinct x value).
     estimator : regressor, optional
         Regressor for unseen configurations (latency) and for warm-up.
+    latency_model : {"work", "hinge"}
+        :class:`~servopt.performance.WorkLatencyModel` (default) or :class:`~servopt.performance.LatencyModel`.
+    level : float, default 0.9
+        Level of the prediction intervals computed from the held-out residuals (with ``cross_validate``).
 
     Returns
     -------
@@ -282,12 +338,13 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             )
         X, columns, text = _inputs(rows, target, source)
         y = rows[target.column].to_numpy(dtype=float)
-        model = make_model(name, estimator).fit(X, y)
-        fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name])
+        model = make_model(name, estimator, latency_model).fit(X, y)
+        fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)
         if cross_validate:
-            report = _cross_validate(rows, target, X, columns, estimator)
+            report = _cross_validate(rows, target, X, columns, estimator, latency_model)
             if report.groups:
                 reports[name] = report
+                fitted[name].interval = _interval(report, level)
     if not fitted:
         needs = "; ".join(f"{t}: {TARGETS[t].column} per {TARGETS[t].x}" +
                           (" at three or more core counts" if t == "capacity" else "") for t in wanted)

@@ -33,6 +33,14 @@ class MaxBatchModel(ProfileRegressor):
         Default: the columns named ``batch_size`` and ``input_size``; for unnamed arrays, columns 0 and 1.
     max_batch_size : int, default 4096
         Largest batch :meth:`max_batch` considers.
+    upper_quantile : float, optional
+        If given (e.g. 0.95), :meth:`max_batch` compares ``margin_ x`` the prediction with the limit, where
+        ``margin_`` (>= 1) is the split-conformal ``upper_quantile`` of ``measured / predicted`` over every
+        configuration's batch sizes, each left out of its line in turn (the largest one is an extrapolation), so
+        the largest batch errs towards too small. Default: no margin (``margin_`` = 1).
+    block_mb : float, default 0
+        Allocator granularity: :meth:`max_batch` rounds the predicted memory up to a multiple of it (PyTorch's
+        caching allocator reserves 2 MiB blocks for large tensors: ``block_mb=2``). 0: no rounding.
 
     Attributes
     ----------
@@ -40,6 +48,8 @@ class MaxBatchModel(ProfileRegressor):
         Group key -> :class:`~servopt.performance._curves.Line` (memory vs batch size).
     estimator_ : regressor
         The fitted regressor for unseen groups.
+    margin_ : float
+        Factor >= 1 applied to predictions in :meth:`max_batch` (see ``upper_quantile``).
 
     Examples
     --------
@@ -51,11 +61,13 @@ class MaxBatchModel(ProfileRegressor):
     """
 
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, size_feature: Any = None,
-                 max_batch_size: int = 4096) -> None:
+                 max_batch_size: int = 4096, upper_quantile: float | None = None, block_mb: float = 0.0) -> None:
         self.estimator = estimator
         self.batch_feature = batch_feature
         self.size_feature = size_feature
         self.max_batch_size = max_batch_size
+        self.upper_quantile = upper_quantile
+        self.block_mb = block_mb
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         if self.size_index_ is None:
@@ -80,7 +92,29 @@ class MaxBatchModel(ProfileRegressor):
             key: fit_line(batch[inverse == g], y[inverse == g]) for g, key in enumerate(keys)}
         self.estimator_ = clone(self.estimator if self.estimator is not None else LinearRegression())
         self.estimator_.fit(self._design(X), y)
+        self.margin_ = self._margin(batch, y, inverse)
         return self
+
+    def _margin(self, batch: np.ndarray, y: np.ndarray, inverse: np.ndarray) -> float:
+        if self.upper_quantile is None:
+            return 1.0
+        if not 0 < self.upper_quantile < 1:
+            raise ValidationError(f"MaxBatchModel: upper_quantile={self.upper_quantile!r}: expected a number in (0, 1)")
+        ratios = []
+        for g in np.unique(inverse):
+            b, m = batch[inverse == g], y[inverse == g]
+            for value in np.unique(b):
+                rest = b != value
+                if np.unique(b[rest]).size < 2:
+                    continue
+                pred = fit_line(b[rest], m[rest])(b[~rest])
+                ok = pred > 0
+                ratios.extend(m[~rest][ok] / pred[ok])
+        if not ratios:
+            return 1.0
+        r = np.sort(np.asarray(ratios))
+        rank = min(int(np.ceil((r.size + 1) * self.upper_quantile)), r.size)
+        return float(max(1.0, r[rank - 1]))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted peak memory of each row (MB in profiles)."""
@@ -124,7 +158,10 @@ class MaxBatchModel(ProfileRegressor):
             X = np.empty((len(sizes), len(names)))
             for i, name in enumerate(names):
                 X[:, i] = sizes if i == self.batch_index_ else float(row[name])
-        fits = self.predict(X) <= memory_limit_mb
+        need = self.predict(X) * self.margin_
+        if self.block_mb > 0:
+            need = np.ceil(need / self.block_mb) * self.block_mb
+        fits = need <= memory_limit_mb
         if fits.all():
             return int(sizes[-1])
         return int(np.argmin(fits))

@@ -1,0 +1,318 @@
+"""Work-aware latency: a floor-plus-roofline curve in the work of a batch, pooled over input sizes.
+
+The work of a batch is ``batch_size * gflops`` where the features hold ``gflops`` (FLOPs of one sample at its
+input size, e.g. from :func:`servopt.performance.work.onnx_work`), else ``batch_size * input_size ** 2`` (pixels),
+else the batch size. Per *family* (a configuration without its input size: model, variant, hardware, labels)
+servopt fits
+
+    L(w) = (F^p + (a + s * w)^p)^(1/p),   0 <= a <= F, s >= 0, p in [1, 20]
+
+a smooth maximum of the launch-overhead floor ``F`` and a roofline ``a + s * w``. With fewer than five distinct
+works ``p = 1`` and ``a = 0``: a straight line ``F + s * w`` with non-negative intercept and slope. The curve is
+non-decreasing in batch and input size, its log-log slope (elasticity) lies in [0, 1].
+
+Beyond the largest profiled work ``w_max`` of a family, the fit alone may stay on the floor for ever (every point
+on the floor: ``s`` ~ 0). Two bounds hold whatever the device does: latency does not fall (``L >= L(w_max)``) and
+throughput does not fall (``L <= L(w_max) * w / w_max``). When the fit's elasticity at ``w_max`` is below 1/2
+(the slope is not identified), servopt carries the slope over from the same variant profiled on another GPU of
+:mod:`servopt.performance.hardware`, scaled by the ratio of their FP16 peaks, or, with none, takes the midpoint
+of the two bounds in log space, ``L(w_max) * sqrt(w / w_max)``; the prediction is the larger of that and the fit.
+
+Prediction: a profiled configuration (model, variant, hardware, input size, labels) uses its own soft hinge in
+batch (:class:`~servopt.performance.LatencyModel`) up to its largest profiled batch, and beyond it that value
+times the growth of the family curve. An unprofiled input size of a profiled family uses the family curve times
+a learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
+(held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was profiled on other
+table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio (the floor, launch
+overhead, kept). Any other unprofiled family goes to the monotone fallback regressor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from servopt.performance._base import group_index
+from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE
+from servopt.performance.hardware import hardware_spec
+from servopt.performance.latency import LatencyModel, monotone_in_batch
+
+__all__ = ["Roofline", "WorkLatencyModel", "fit_roofline"]
+
+#: elasticity at the largest profiled work below which the fitted slope is not trusted for extrapolation
+IDENTIFIED_ELASTICITY = 0.5
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """``L(w) = (F^p + (a + s w)^p)^(1/p)`` below ``w_max``; beyond it, at least ``extra(w)`` (see module)."""
+
+    floor: float
+    intercept: float
+    slope: float
+    sharpness: float
+    w_max: float
+    carried_slope: float | None = None  # slope from another GPU, used when the own one is not identified
+
+    def fitted(self, w: np.ndarray) -> np.ndarray:
+        w = np.maximum(np.asarray(w, dtype=float), 0.0)
+        p = self.sharpness
+        line = self.intercept + self.slope * w
+        return (self.floor ** p + line ** p) ** (1.0 / p)
+
+    def elasticity(self, w: float) -> float:
+        """d log L / d log w of the fitted curve at ``w``."""
+        if w <= 0:
+            return 0.0
+        p = self.sharpness
+        line = self.intercept + self.slope * w
+        share = line ** p / (self.floor ** p + line ** p)
+        return float(share * self.slope * w / line) if line > 0 else 0.0
+
+    @property
+    def identified(self) -> bool:
+        return self.elasticity(self.w_max) >= IDENTIFIED_ELASTICITY
+
+    def __call__(self, w: np.ndarray | float) -> np.ndarray:
+        w = np.asarray(w, dtype=float)
+        out = self.fitted(w)
+        if self.identified or self.w_max <= 0:
+            return out
+        above = w > self.w_max
+        if above.any():
+            top = float(self.fitted(np.array([self.w_max]))[0])
+            if self.carried_slope is not None:
+                extra = top + self.carried_slope * (w[above] - self.w_max)
+                extra = np.minimum(extra, top * w[above] / self.w_max)
+            else:
+                extra = top * np.sqrt(w[above] / self.w_max)
+            out = out.copy()
+            out[above] = np.maximum(out[above], extra)
+        return out
+
+
+def fit_roofline(w: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCALE,
+                 min_free_points: int = MIN_FREE_POINTS) -> Roofline:
+    """Fit the floor-plus-roofline curve to works ``w`` (>= 0) and positive latencies ``y`` (soft-L1 on logs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.array([1, 2, 4, 8, 16, 32, 64, 128.0])
+    >>> r = fit_roofline(w, np.maximum(10.0, 0.5 * w))
+    >>> bool(abs(r(1.0) - 10) < 0.7 and abs(r(128.0) - 64) < 4)
+    True
+    """
+    w = np.asarray(w, dtype=float)
+    ly = np.log(np.asarray(y, dtype=float))
+    distinct = np.unique(w[w > 0])
+    w_max = float(distinct[-1]) if distinct.size else 0.0
+    if distinct.size < 2:
+        return Roofline(float(np.exp(np.median(ly))), 0.0, 0.0, 1.0, w_max)
+    free = distinct.size >= min_free_points
+    scale = float(np.exp(ly.min()) / w_max)  # slope that reaches the smallest latency at the largest work
+    ls_bounds = (np.log(scale) - 20.0, np.log(scale) + 10.0)
+
+    def parts(t: np.ndarray) -> tuple[float, float, float, float]:
+        if free:
+            return t[0], t[1], float(np.exp(t[2])), t[3]
+        return t[0], 0.0, float(np.exp(t[1])), 1.0
+
+    def residual(t: np.ndarray) -> np.ndarray:
+        log_f, alpha, s, p = parts(t)
+        f = np.exp(log_f)
+        ratio = alpha + s * w / f
+        with np.errstate(divide="ignore"):
+            return log_f + np.logaddexp(0.0, p * np.log(np.maximum(ratio, 1e-300))) / p - ly
+
+    best = None
+    starts = [(0.0, 2.0), (0.0, 8.0)] if free else [(0.0, 1.0)]
+    for s_shift, p0 in starts:
+        if free:
+            lower = [ly.min() - 10.0, 0.0, ls_bounds[0], 1.0]
+            upper = [ly.max() + 1.0, 1.0, ls_bounds[1], 20.0]
+            x0 = [ly.min(), 0.1, np.log(scale) + s_shift, p0]
+        else:
+            lower, upper = [ly.min() - 10.0, ls_bounds[0]], [ly.max() + 1.0, ls_bounds[1]]
+            x0 = [ly.min() - 0.1, np.log(scale) + s_shift]
+        x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
+        fit = least_squares(residual, x0, bounds=(lower, upper), loss="soft_l1", f_scale=robust_scale)
+        if best is None or fit.cost < best.cost:
+            best = fit
+    log_f, alpha, s, p = parts(best.x)
+    f = float(np.exp(log_f))
+    return Roofline(f, float(alpha * f), float(s), float(p), w_max)
+
+
+class WorkLatencyModel(LatencyModel):
+    """Latency of one batch from the work it carries: per-configuration curves in batch, a floor-plus-roofline
+    in work per family for unprofiled input sizes and for extrapolation (see :mod:`~.work_latency`).
+
+    Parameters
+    ----------
+    estimator, batch_feature, group_features, robust_scale, min_free_points
+        As :class:`~servopt.performance.LatencyModel` (``estimator`` is the fallback for unprofiled families).
+    size_feature : str or int, optional
+        Input-size feature (pixels per side). Default: the column named ``input_size``; none for unnamed arrays.
+    work_feature : str or int, optional
+        Per-sample work (e.g. ``gflops``). Default: the column named ``gflops`` if there is one.
+
+    Attributes
+    ----------
+    families_ : dict
+        Family key -> :class:`Roofline`.
+    corrections_ : dict
+        Family key -> (input sizes, mean log residual at each).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> b = np.array([1, 2, 4, 8, 16, 32, 64.0])
+    >>> model = WorkLatencyModel().fit(b[:, None], np.full(7, 5.0))   # every point on the floor
+    >>> bool(model.predict([[256.0]])[0] > 5.0 * 1.9)                 # still grows beyond batch 64
+    True
+    """
+
+    def __init__(self, estimator: Any = None, *, batch_feature: Any = None, group_features: Any = None,
+                 size_feature: Any = None, work_feature: Any = None, robust_scale: float = ROBUST_SCALE,
+                 min_free_points: int = MIN_FREE_POINTS) -> None:
+        super().__init__(estimator, batch_feature=batch_feature, group_features=group_features,
+                         robust_scale=robust_scale, min_free_points=min_free_points)
+        self.size_feature = size_feature
+        self.work_feature = work_feature
+
+    def _work(self, X: np.ndarray) -> np.ndarray:
+        w = np.maximum(X[:, self.batch_index_], 0.0)
+        if self.work_index_ is not None:
+            return w * np.maximum(X[:, self.work_index_], 0.0)
+        if self.size_index_ is not None:
+            size = X[:, self.size_index_]
+            return w * np.where(size > 0, size, 1.0) ** 2
+        return w
+
+    def fit(self, X: Any, y: Any) -> WorkLatencyModel:
+        """Fit the per-configuration curves, the fallback regressor, and one roofline per family."""
+        super().fit(X, y)
+        X, y = self._validate(X, y, reset=False)
+        self.size_index_ = self._column(self.size_feature, "input_size", None, "size_feature")
+        self.work_index_ = self._column(self.work_feature, "gflops", None, "work_feature")
+        skip = {self.size_index_, self.work_index_}
+        self.family_index_ = [c for c in self.group_index_ if c not in skip]
+        work = self._work(X)
+        keys, inverse = group_index(X, self.family_index_)
+        self.families_: dict[tuple[float, ...], Roofline] = {}
+        for g, key in enumerate(keys):
+            rows = inverse == g
+            self.families_[key] = fit_roofline(work[rows], y[rows], robust_scale=self.robust_scale,
+                                               min_free_points=self.min_free_points)
+        self._carry_slopes()
+        self.corrections_: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self.batch_max_: dict[tuple[float, ...], float] = {}
+        group_keys, group_of = group_index(X, self.group_index_)
+        for g, key in enumerate(group_keys):
+            self.batch_max_[key] = float(X[group_of == g, self.batch_index_].max())
+        for g, key in enumerate(keys):
+            rows = inverse == g
+            resid = np.log(y[rows]) - np.log(self.families_[key](work[rows]))
+            sizes = X[rows, self.size_index_] if self.size_index_ is not None else np.zeros(rows.sum())
+            at = np.unique(sizes)
+            self.corrections_[key] = (at, np.array([float(np.mean(resid[sizes == s])) for s in at]))
+        return self
+
+    def _carry_slopes(self) -> None:
+        """Give families whose slope is not identified the slope of the same family on another GPU."""
+        names = self._feature_names()
+        hw = names.index("hardware") if "hardware" in names else None
+        hw_pos = self.family_index_.index(hw) if hw is not None and hw in self.family_index_ else None
+        if hw_pos is None:
+            return
+        codes = getattr(self, "categories_", {}).get("hardware", [])
+
+        def spec(key: tuple[float, ...]) -> Any:
+            code = int(key[hw_pos])
+            return hardware_spec(codes[code]) if 0 <= code < len(codes) else None
+
+        for key, roof in list(self.families_.items()):
+            mine = spec(key)
+            if roof.identified or mine is None:
+                continue
+            slopes = []
+            for other, o_roof in self.families_.items():
+                theirs = spec(other)
+                same = all(a == b for i, (a, b) in enumerate(zip(key, other)) if i != hw_pos)
+                if other != key and same and theirs is not None and o_roof.identified:
+                    slopes.append(o_roof.slope * theirs.fp16_tflops / mine.fp16_tflops)
+            if slopes:
+                self.families_[key] = Roofline(roof.floor, roof.intercept, roof.slope, roof.sharpness, roof.w_max,
+                                               float(np.median(slopes)))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Latency of one batch for each row (see the class docstring for which curve serves which row)."""
+        raw_hw = None
+        if hasattr(X, "columns") and "hardware" in getattr(self, "categories_", {}) and "hardware" in X.columns:
+            raw_hw = [str(v) for v in X["hardware"]]
+        X = self._check_predict(X)
+        out = np.empty(len(X))
+        work = self._work(X)
+        batch = X[:, self.batch_index_]
+        keys, inverse = group_index(X, self.group_index_)
+        fallback = np.zeros(len(X), dtype=bool)
+        for g, key in enumerate(keys):
+            rows = inverse == g
+            fam_key = tuple(key[self.group_index_.index(c)] for c in self.family_index_)
+            roof = self.families_.get(fam_key)
+            curve = self.curves_.get(key)
+            if curve is not None:
+                b = batch[rows]
+                value = curve(b)
+                top = self.batch_max_[key]
+                above = b > top
+                if above.any() and roof is not None:
+                    w_top = work[rows][above] * top / b[above]
+                    grown = curve(np.array([top]))[0] * roof(work[rows][above]) / roof(w_top)
+                    value[above] = np.maximum(value[above], grown)
+                out[rows] = value
+            elif roof is not None:
+                sizes, corr = self.corrections_[fam_key]
+                size = X[rows, self.size_index_] if self.size_index_ is not None else np.zeros(rows.sum())
+                shift = np.interp(size, sizes, corr) if sizes.size else 0.0
+                out[rows] = roof(work[rows]) * np.exp(shift)
+            else:
+                fallback |= rows
+        if fallback.any() and raw_hw is not None:
+            for i in np.flatnonzero(fallback):
+                value = self._other_gpu(X[i], raw_hw[i], work[i])
+                if value is not None:
+                    out[i] = value
+                    fallback[i] = False
+        if fallback.any():
+            out[fallback] = monotone_in_batch(self.estimator_, X[fallback], self.batch_index_, self.batch_knots_)
+        return out
+
+    def _other_gpu(self, row: np.ndarray, hardware: str, work: float) -> float | None:
+        """An unprofiled GPU of the datasheet table: the geometric mean over the profiled GPUs of the same family
+        of their floor-plus-roofline, the slope scaled by the ratio of FP16 peaks (the floor kept)."""
+        mine = hardware_spec(hardware)
+        names = self._feature_names()
+        if mine is None or "hardware" not in names:
+            return None
+        hw = names.index("hardware")
+        if hw not in self.family_index_:
+            return None
+        pos = self.family_index_.index(hw)
+        key = [float(row[c]) for c in self.family_index_]
+        codes = self.categories_["hardware"]
+        logs = []
+        for other, roof in self.families_.items():
+            code = int(other[pos])
+            theirs = hardware_spec(codes[code]) if 0 <= code < len(codes) else None
+            if theirs is None or any(a != b for i, (a, b) in enumerate(zip(key, other)) if i != pos):
+                continue
+            ratio = theirs.fp16_tflops / mine.fp16_tflops
+            scaled = Roofline(roof.floor, roof.intercept, roof.slope * ratio, roof.sharpness, roof.w_max * ratio,
+                              None if roof.carried_slope is None else roof.carried_slope * ratio)
+            logs.append(float(np.log(scaled(np.array([work]))[0])))
+        return float(np.exp(np.mean(logs))) if logs else None
