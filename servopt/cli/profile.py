@@ -40,9 +40,10 @@ def _int_list(flag: str, text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL.onnx", help="ONNX file with dynamic batch (and image) dimensions")
+    parser.add_argument("model", metavar="MODEL.onnx", nargs="?",
+                        help="ONNX file with dynamic batch (and image) dimensions (or --triton URL --model NAME)")
     parser.add_argument("--batch-sizes", required=True, metavar="LIST", help="comma-separated, e.g. 1,2,4,8")
-    parser.add_argument("--input-sizes", required=True, metavar="LIST", help="image sides in pixels, e.g. 224,320")
+    parser.add_argument("--input-sizes", metavar="LIST", help="image sides in pixels, e.g. 224,320")
     parser.add_argument("--cores", default="1", metavar="LIST", help="intra-op threads per session (default 1)")
     parser.add_argument("--repeats", type=int, default=30, metavar="N",
                         help="at most N steady-state runs per point (default 30)")
@@ -64,12 +65,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="execution provider")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from servopt.cli import _profile_triton
+
+    _profile_triton.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
     from servopt.measure.profiler import profile_model
 
+    if args.triton:
+        from servopt.cli import _profile_triton
+
+        return _profile_triton.run(args)
+    if not args.model or not args.input_sizes:
+        raise ValidationError("MODEL.onnx and --input-sizes are needed (or --triton URL --model NAME)")
     if args.resume and args.force:
         raise ValidationError("give either --resume (keep OUT.csv's rows) or --force (replace OUT.csv), not both")
     # checked before measuring; --resume consents to an existing OUT.csv (it continues it)

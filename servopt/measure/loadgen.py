@@ -36,7 +36,8 @@ from typing import Any
 from servopt.exceptions import ValidationError
 
 __all__ = ["LoadPoint", "LoadSettings", "BuiltinDriver", "PerfAnalyzerDriver", "find_perf_analyzer",
-           "perf_analyzer_command", "parse_perf_analyzer_csv", "check_local_url", "stability"]
+           "perf_analyzer_command", "parse_perf_analyzer_csv", "check_local_url", "stability", "profile_rows",
+           "write_profile_rows", "profile_served", "model_instances", "perf_analyzer_environ", "PROFILE_COLUMNS"]
 
 
 @dataclass(frozen=True)
@@ -433,3 +434,97 @@ def perf_analyzer_environ(binary: Path) -> dict[str, str]:
     if libs.is_dir():
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), env.get("LD_LIBRARY_PATH")) if p)
     return env
+
+
+# -- profiles ----------------------------------------------------------------------------------------------------
+#: profile columns of a served measurement, in order (labels: concurrency, request_rate, instances, driver)
+PROFILE_COLUMNS = ("model", "variant", "hardware", "batch_size", "concurrency", "request_rate", "instances",
+                   "driver", "latency_ms", "latency_p90_ms", "latency_p99_ms", "latency_avg_ms", "throughput_rps",
+                   "server_queue_ms", "server_compute_ms", "server_batch_avg", "requests", "windows", "stable",
+                   "throughput_spread", "p99_spread", "source")
+
+
+def profile_rows(points: list[LoadPoint], *, hardware: str, instances: int | None, variant: str | None = None,
+                 source: str = "") -> list[dict[str, Any]]:
+    """Points -> rows of a servopt profile: ``latency_ms`` is the client's p50 latency of one request of
+    ``batch_size`` items at that load (at concurrency 1: the time to run one batch, plus the network); the
+    load (``concurrency`` or ``request_rate``), ``instances`` and ``driver`` are labels; the spread columns hold
+    the run-to-run spread of the point (see :func:`stability`)."""
+    rows = []
+    for p in points:
+        rows.append({
+            "model": p.model, "variant": variant or p.model, "hardware": hardware, "batch_size": p.batch_size,
+            "concurrency": p.concurrency, "request_rate": p.request_rate, "instances": instances,
+            "driver": p.driver, "latency_ms": p.latency_p50_ms, "latency_p90_ms": p.latency_p90_ms,
+            "latency_p99_ms": max(p.latency_p99_ms, p.latency_p50_ms), "latency_avg_ms": p.latency_avg_ms,
+            "throughput_rps": p.throughput_rps, "server_queue_ms": p.server_queue_ms,
+            "server_compute_ms": p.server_compute_ms, "server_batch_avg": p.server_batch_avg,
+            "requests": p.requests, "windows": p.windows, "stable": int(p.stable),
+            "throughput_spread": p.throughput_spread, "p99_spread": p.p99_spread,
+            "source": source or f"triton ({p.driver})"})
+    return rows
+
+
+def write_profile_rows(rows: list[dict[str, Any]], path: str | Path, *, append: bool = False) -> Path:
+    """Write (or append to) a profile CSV atomically; columns that are empty in every row are left out.
+
+    Appending reads the existing file's header and keeps its rows; new columns are added at the end."""
+    import io
+
+    from servopt.atomic import atomic_write
+
+    path = Path(path)
+    old_rows: list[dict[str, Any]] = []
+    header: list[str] = []
+    if append and path.is_file():
+        reader = csv.DictReader(io.StringIO(path.read_text()))
+        header = list(reader.fieldnames or [])
+        old_rows = list(reader)
+    for col in PROFILE_COLUMNS:
+        if col not in header and any(r.get(col) not in (None, "") for r in rows):
+            header.append(col)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in old_rows + rows:
+        writer.writerow({k: _cell(row.get(k)) for k in header})
+    with atomic_write(path, "w") as fh:
+        fh.write(out.getvalue())
+    return path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def model_instances(url: str, model: str) -> int | None:
+    """The number of instances a served model runs (the sum of its instance groups' counts)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(check_local_url(url))
+    try:
+        config = client.get_model_config(model, as_json=True)["config"]
+    finally:
+        client.close()
+    groups = config.get("instance_group", [])
+    return sum(int(g.get("count", 1)) for g in groups) or None
+
+
+def profile_served(driver: Any, model: str, batch_sizes: list[int], *, concurrencies: list[int] | None = None,
+                   request_rates: list[float] | None = None, progress: Any = None) -> list[LoadPoint]:
+    """Measure every batch size at every concurrency (default [1]) or request rate; ``progress(point)`` is
+    called after each point."""
+    loads: list[dict[str, Any]] = ([{"request_rate": r} for r in request_rates] if request_rates else
+                                   [{"concurrency": c} for c in (concurrencies or [1])])
+    points = []
+    for b in batch_sizes:
+        for load in loads:
+            point = driver.measure(model, b, **load)
+            points.append(point)
+            if progress is not None:
+                progress(point)
+    return points
