@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     reason = solution.message or f"the solver ended with status {solution.status.value}"
     if args.json:
         out = solution.to_dict()
+        if solution.plan is not None and hasattr(solution.plan, "predictions"):
+            out["predictions"] = solution.plan.predictions()
         if solution.plan is None:  # every outcome parses: infeasible (or no plan) says why, like an error does
             out.update(exit_code=1, message=reason)
         print(json.dumps(out, allow_nan=False))
@@ -137,6 +139,10 @@ def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Ex
         raise error(f"--out needs servopt.triton, which cannot be imported ({exc})") from None
     write_repository(problem, solution, args.out, force=args.force, triton_backend=args.triton_backend,
                      kserve=args.kserve, storage_uri=args.storage_uri, source=args.file)
+    if hasattr(solution.plan, "predictions"):  # what servopt verify compares the served plan against
+        from servopt.serving.verify import add_predictions
+
+        add_predictions(args.out, solution.plan.predictions())
 
 
 def _headline(solution: Any) -> str:

@@ -29,15 +29,19 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from servopt.exceptions import ValidationError
+from servopt.exceptions import ServoptError, ValidationError
 
-__all__ = ["LoadPoint", "LoadSettings", "BuiltinDriver", "PerfAnalyzerDriver", "find_perf_analyzer",
+__all__ = ["MeasurementError", "LoadPoint", "LoadSettings", "BuiltinDriver", "PerfAnalyzerDriver", "find_perf_analyzer",
            "perf_analyzer_command", "parse_perf_analyzer_csv", "check_local_url", "stability", "profile_rows",
            "write_profile_rows", "profile_served", "model_instances", "perf_analyzer_environ", "PROFILE_COLUMNS"]
+
+
+class MeasurementError(ServoptError, RuntimeError):
+    """A load point could not be measured (a failed request, nothing finished, perf_analyzer failed)."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +265,7 @@ class BuiltinDriver:
                 stop.set()
                 await asyncio.wait(workers, timeout=s.request_timeout_s)
             if errors:
-                raise RuntimeError(f"{model}: a request failed: {type(errors[0]).__name__}: {errors[0]}")
+                raise MeasurementError(f"{model}: a request failed: {type(errors[0]).__name__}: {errors[0]}")
             return self._point(model, batch, concurrency, rate, windows, throughputs, p99s)
         finally:
             await client.close()
@@ -273,7 +277,7 @@ class BuiltinDriver:
         last = windows[-s.stable_windows:]
         lats = [lat * 1000 for w in last for lat in w.latencies]
         if not lats:
-            raise RuntimeError(f"{model}: no request finished within {len(windows)} windows of {s.window_s:g} s")
+            raise MeasurementError(f"{model}: no request finished within {len(windows)} windows of {s.window_s:g} s")
         span = sum(w.end - w.start for w in last)
         totals = {k: sum(w.stats[k] for w in last) for k in last[0].stats}
         served = totals["success"]
@@ -408,21 +412,29 @@ class PerfAnalyzerDriver:
         if binary is None:
             raise ValidationError("perf_analyzer not found (give --perf-analyzer PATH, put it on PATH, or run "
                                   "scripts/perf_analyzer_env.sh; see docs/verify.md)")
-        s = self.settings
-        with tempfile.TemporaryDirectory(prefix="servopt-pa-") as tmp:
-            out = Path(tmp) / "out.csv"
-            cmd = perf_analyzer_command(model, batch_size, url=check_local_url(self.url), concurrency=concurrency,
-                                        request_rate=request_rate, settings=s, csv_path=str(out),
-                                        binary=str(binary))
-            limit = s.warmup_s + s.max_windows * (s.window_s * 3 + s.request_timeout_s) + 60
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
-                                  env=perf_analyzer_environ(Path(binary)))
-            if proc.returncode != 0 or not out.is_file():
-                raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n"
-                                   f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-            points = parse_perf_analyzer_csv(out.read_text(), model=model, batch_size=batch_size,
-                                             stdout=proc.stdout, stable_windows=s.stable_windows)
-        return points[0]
+        # perf_analyzer writes nothing for a point that never settles: then once more with twice the tolerance
+        # (the point is marked not stable), and an error if that fails too
+        tolerances = [self.settings.stability, min(1.0, 2 * self.settings.stability)]
+        for attempt, tolerance in enumerate(tolerances):
+            s = replace(self.settings, stability=tolerance)
+            with tempfile.TemporaryDirectory(prefix="servopt-pa-") as tmp:
+                out = Path(tmp) / "out.csv"
+                cmd = perf_analyzer_command(model, batch_size, url=check_local_url(self.url),
+                                            concurrency=concurrency, request_rate=request_rate, settings=s,
+                                            csv_path=str(out), binary=str(binary))
+                limit = s.warmup_s + s.max_windows * (s.window_s * 3 + s.request_timeout_s) + 60
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
+                                      env=perf_analyzer_environ(Path(binary)))
+                if proc.returncode == 0 and out.is_file():
+                    points = parse_perf_analyzer_csv(out.read_text(), model=model, batch_size=batch_size,
+                                                     stdout=proc.stdout, stable_windows=s.stable_windows)
+                    return replace(points[0], stable=attempt == 0)
+                unstable = "Failed to obtain stable measurement" in proc.stdout
+                if not unstable or attempt == len(tolerances) - 1:
+                    hint = " (never stable: a busy machine; raise --window or --stability)" if unstable else ""
+                    raise MeasurementError(f"{' '.join(cmd)} failed with exit code {proc.returncode}{hint}:\n"
+                                           f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def perf_analyzer_environ(binary: Path) -> dict[str, str]:
