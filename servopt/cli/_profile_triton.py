@@ -9,6 +9,23 @@ import sys
 from servopt.exceptions import ValidationError
 
 
+def _int_list(flag: str, text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise ValidationError(f"{flag}: expected comma-separated positive integers like 1,2,4, got {text!r}")
+    return [int(p) for p in parts]
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(p) for p in text.split(",")]
+    except ValueError:
+        rates = []
+    if not rates or not all(0 < r <= 1e6 for r in rates):
+        raise ValidationError(f"--request-rate: expected comma-separated rates > 0 like 10,20.5, got {text!r}")
+    return rates
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("served model (instead of MODEL.onnx; docs/verify.md)")
     group.add_argument("--triton", metavar="URL", default=None,
@@ -30,7 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
-    from servopt.cli.profile import _int_list
     from servopt.measure import loadgen
 
     if not args.triton_model:
@@ -45,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         driver = loadgen.PerfAnalyzerDriver(url, settings, binary=args.perf_analyzer)
     else:
         driver = loadgen.BuiltinDriver(url, settings, seed=args.seed)
-    rates = [float(r) for r in args.request_rate.split(",")] if args.request_rate else None
+    rates = _rates(args.request_rate) if args.request_rate else None
     concurrencies = _int_list("--concurrency", args.concurrency) if args.concurrency else None
     if rates and concurrencies:
         raise ValidationError("give --concurrency or --request-rate, not both")
