@@ -117,9 +117,13 @@ def test_close_the_loop_on_a_cpu_tritonserver(tmp_path: Path, capsys: pytest.Cap
     problem = tmp_path / "job.yaml"
     problem.write_text(f"problem: min_gpus\nname: timed\nprofiles: [{profile}]\nperformance: table\n"
                        "images: 5000\ndeadline_s: 30\nobjective: gpus\n"
-                       "gpus:\n  - hardware: cpu-standin\n    max_count: 4\n")
+                       "gpus:\n  - hardware: cpu-standin\n    max_count: 4\n"
+                       # the served tensors, so the plan's repository sends what was profiled
+                       "triton:\n  backend: python\n"
+                       "  inputs: [{name: INPUT0, data_type: FP32, dims: [4]}]\n"
+                       "  outputs: [{name: OUTPUT0, data_type: FP32, dims: [4]}]\n")
     out = tmp_path / "out"
-    assert main(["solve", str(problem), "--out", str(out), "--triton-backend", "python"]) == 0
+    assert main(["solve", str(problem), "--out", str(out)]) == 0
     capsys.readouterr()
     code = main(["verify", str(out), "--start", "--standin", "4,1", "--window", "0.8", "--max-windows", "5",
                  "--stability", "0.25", "--json", "--update-profile", str(profile)])

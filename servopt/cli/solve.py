@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = solution.to_dict()
         if solution.plan is not None and hasattr(solution.plan, "predictions"):
-            out["predictions"] = solution.plan.predictions()
+            out["predictions"] = _predictions(problem, solution.plan)
         if solution.plan is None:  # every outcome parses: infeasible (or no plan) says why, like an error does
             out.update(exit_code=1, message=reason)
         print(json.dumps(out, allow_nan=False))
@@ -142,7 +142,12 @@ def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Ex
     if hasattr(solution.plan, "predictions"):  # what servopt verify compares the served plan against
         from servopt.serving.verify import add_predictions
 
-        add_predictions(args.out, solution.plan.predictions())
+        add_predictions(args.out, _predictions(problem, solution.plan))
+
+
+def _predictions(problem: Any, plan: Any) -> dict[str, Any]:
+    """The plan's predictions, with the problem's latency SLO (what ``servopt verify`` checks p99 against)."""
+    return {**plan.predictions(), "latency_slo_ms": getattr(problem, "latency_slo_ms", None)}
 
 
 def _headline(solution: Any) -> str:

@@ -11,8 +11,8 @@ The run is *time-compressed*: each model is measured until its windows are stabl
 the time to process the requested images is projected from the measured throughput.
 
 **Tolerance.** The plan holds when every model's measured throughput is at least (1 - tolerance) x predicted,
-its batch latency (Triton's compute time per request) at most (1 + tolerance) x predicted, and the same for the
-end-to-end throughput. The default, 0.25, is the spread of repeated profiles on a busy machine (25-35 % between
+its batch latency (Triton's compute time per request) at most (1 + tolerance) x predicted, its p99 latency at
+most (1 + tolerance) x the latency SLO (when the problem has one), and the end-to-end throughput as a model's. The default, 0.25, is the spread of repeated profiles on a busy machine (25-35 % between
 runs of the same point on this 2-core machine shared by several jobs, docs/verify.md): a smaller tolerance would
 fail plans for noise.
 """
@@ -150,6 +150,9 @@ class ModelCheck:
         ok = self.throughput_error >= -self.tolerance
         if math.isfinite(self.batch_latency_error):
             ok = ok and self.batch_latency_error <= self.tolerance
+        slo = self.expected.latency_slo_ms
+        if slo is not None:
+            ok = ok and self.measured.latency_p99_ms <= slo * (1 + self.tolerance)
         return ok
 
     def to_dict(self) -> dict[str, Any]:
