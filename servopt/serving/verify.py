@@ -12,9 +12,10 @@ the time to process the requested images is projected from the measured throughp
 
 **Tolerance.** The plan holds when every model's measured throughput is at least (1 - tolerance) x predicted,
 its batch latency (Triton's compute time per request) at most (1 + tolerance) x predicted, its p99 latency at
-most (1 + tolerance) x the latency SLO (when the problem has one), and the end-to-end throughput as a model's. The default, 0.25, is the spread of repeated profiles on a busy machine (25-35 % between
-runs of the same point on this 2-core machine shared by several jobs, docs/verify.md): a smaller tolerance would
-fail plans for noise.
+most (1 + tolerance) x the latency SLO (when the problem has one), and the end-to-end throughput as a model's.
+The default, 0.25, is the spread of repeated profiles on a busy machine (25-35 % between runs of the same point
+on this 2-core machine shared by several jobs, up to 44 % under heavy load; docs/verify.md): a smaller
+tolerance fails plans for noise.
 """
 
 from __future__ import annotations
