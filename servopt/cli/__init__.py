@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("servopt.cli.bench", "run a solver-scaling benchmark (CSV + PNG under benchmarks/results/)"),
     "simulate": ("servopt.cli.simulate", "simulate a solved plan serving a request trace"),
     "replay": ("servopt.cli.replay", "re-plan along a trace with a policy and simulate between decisions"),
+    "verify": ("servopt.cli.verify", "drive a plan's load against Triton and compare with its predictions"),
 }
 
 EPILOG = """examples:

@@ -55,8 +55,9 @@ def _int_list(flag: str, text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="ONNX file with dynamic batch (and image) dimensions; with "
-                        "--runtime torch a TorchScript / torch.export file or torchvision:NAME")
+    parser.add_argument("model", metavar="MODEL", nargs="?",
+                        help="ONNX file with dynamic batch (and image) dimensions; with --runtime torch a TorchScript / "
+                        "torch.export file or torchvision:NAME (or --triton URL --model NAME)")
     parser.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime",
                         help="what runs the model (default onnxruntime; torch needs servopt[torch])")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-measure a point once (and mark it unstable) when the coefficient of variation "
                         "of its runs is above CV (default 0.1)")
     parser.add_argument("--batch-sizes", required=True, metavar="LIST", help="comma-separated, e.g. 1,2,4,8")
-    parser.add_argument("--input-sizes", required=True, metavar="LIST", help="image sides in pixels, e.g. 224,320")
+    parser.add_argument("--input-sizes", metavar="LIST", help="image sides in pixels, e.g. 224,320")
     parser.add_argument("--cores", default="1", metavar="LIST", help="intra-op threads per session (default 1)")
     parser.add_argument("--repeats", type=int, default=30, metavar="N",
                         help="at most N steady-state runs per point (default 30)")
@@ -90,11 +91,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="execution provider")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from servopt.cli import _profile_triton
+
+    _profile_triton.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
 
+    if args.triton:
+        from servopt.cli import _profile_triton
+
+        return _profile_triton.run(args)
+    if not args.model or not args.input_sizes:
+        raise ValidationError("MODEL.onnx and --input-sizes are needed (or --triton URL --model NAME)")
     if args.resume and args.force:
         raise ValidationError("give either --resume (keep OUT.csv's rows) or --force (replace OUT.csv), not both")
     # checked before measuring; --resume consents to an existing OUT.csv (it continues it)

@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     reason = solution.message or f"the solver ended with status {solution.status.value}"
     if args.json:
         out = solution.to_dict()
+        if solution.plan is not None and hasattr(solution.plan, "predictions"):
+            out["predictions"] = _predictions(problem, solution.plan)
         if solution.plan is None:  # every outcome parses: infeasible (or no plan) says why, like an error does
             out.update(exit_code=1, message=reason)
         print(json.dumps(out, allow_nan=False))
@@ -165,8 +167,17 @@ def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Ex
         raise error(f"--out needs servopt.triton, which cannot be imported ({exc})") from None
     out = write_repository(problem, solution, args.out, force=args.force, triton_backend=args.triton_backend,
                            kserve=_kserve(args), storage_uri=args.storage_uri, source=args.file, link=args.link)
+    if hasattr(solution.plan, "predictions"):  # what servopt verify compares the served plan against
+        from servopt.serving.verify import add_predictions
+
+        add_predictions(args.out, _predictions(problem, solution.plan))
     summary = json.loads((out / "servopt.json").read_text())
     return list(summary.get("missing", []))
+
+
+def _predictions(problem: Any, plan: Any) -> dict[str, Any]:
+    """The plan's predictions, with the problem's latency SLO (what ``servopt verify`` checks p99 against)."""
+    return {**plan.predictions(), "latency_slo_ms": getattr(problem, "latency_slo_ms", None)}
 
 
 def _kserve_flags(args: argparse.Namespace) -> dict[str, str]:

@@ -12,11 +12,7 @@ Command line: ``python -m servopt.testing.triton_server REPO [REPO ...]``.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,21 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servopt.testing.triton_env import TritonEnv, ensure_env
+from servopt.serving.tritonserver import TritonCheckError, TritonEnv, TritonServer, ensure_env
 
 __all__ = ["TritonServer", "TritonCheckError", "CheckReport", "make_servable", "check_repositories",
            "find_repositories"]
 
 STANDIN = Path(__file__).with_name("standin_model.py")
-
-
-class TritonCheckError(AssertionError):
-    """A repository did not load or serve; ``log`` is the server's whole log."""
-
-    def __init__(self, message: str, log: str = "") -> None:
-        self.log = log
-        tail = "\n".join(log.splitlines()[-120:])
-        super().__init__(f"{message}\n----- tritonserver log (last 120 lines) -----\n{tail}" if log else message)
 
 
 @dataclass
@@ -55,151 +42,6 @@ class CheckReport:
     startup_s: float = 0.0
     total_s: float = 0.0
     log: str = ""
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-class TritonServer:
-    """One tritonserver process over some repositories; use as a context manager (stops by PID on exit)."""
-
-    def __init__(self, env: TritonEnv, repositories: list[Path], workdir: Path, *, startup_timeout_s: float = 600,
-                 exit_timeout_s: int = 5) -> None:
-        self.env = env
-        self.repositories = [Path(r).absolute() for r in repositories]
-        self.workdir = Path(workdir)
-        self.startup_timeout_s = startup_timeout_s
-        self.exit_timeout_s = exit_timeout_s
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / "tritonserver.log"
-        self.http_port = self.grpc_port = self.metrics_port = 0
-
-    # -- lifecycle -----------------------------------------------------------------------------------------------
-    def start(self) -> float:
-        """Start the server and wait until its endpoints answer; returns the seconds it took."""
-        backends = self.workdir / "backends"
-        if not backends.exists():
-            shutil.copytree(self.env.backends, backends)
-            shutil.copy2(self.env.stub, backends / "python" / "triton_python_backend_stub")
-        self.http_port, self.grpc_port, self.metrics_port = _free_ports(3)
-        cmd = [str(self.env.server), *[f"--model-repository={r}" for r in self.repositories],
-               "--model-namespacing=true", f"--backend-directory={backends}",
-               "--http-address=127.0.0.1", f"--http-port={self.http_port}",
-               "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-               "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
-               "--allow-gpu-metrics=false", "--exit-on-error=false", "--strict-readiness=false",
-               f"--exit-timeout-secs={self.exit_timeout_s}"]
-        started = time.monotonic()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env.environ(), cwd=self.workdir, start_new_session=True)
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.stop()  # reaps the Python backend stubs a crashed server leaves behind
-                raise TritonCheckError(f"tritonserver exited with code {code} during start-up", self.log())
-            if self._live():
-                return time.monotonic() - started
-            if time.monotonic() - started > self.startup_timeout_s:
-                self.stop()
-                raise TritonCheckError(f"tritonserver was not live after {self.startup_timeout_s:.0f} s", self.log())
-            time.sleep(0.25)
-
-    def _live(self) -> bool:
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/v2/health/live", timeout=2) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM to the server's PID, then SIGKILL to its process group: the Python backend stubs it started
-        ignore SIGTERM and outlive a server that crashed (the group is the server's own session, started here)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=self.exit_timeout_s + 10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait(timeout=10)
-
-    def __enter__(self) -> TritonServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    # -- client side ---------------------------------------------------------------------------------------------
-    def client(self) -> Any:
-        import tritonclient.grpc as grpcclient
-
-        return grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}")
-
-    def index(self) -> list[tuple[str, str, str]]:
-        """(name, state, reason) of every model the server knows."""
-        index = self.client().get_model_repository_index()
-        return [(m.name, m.state, m.reason) for m in index.models]
-
-    def infer(self, config: Any) -> dict[str, tuple[int, ...]]:
-        """One request of batch 1 (or unbatched) with zero inputs; returns output name -> shape."""
-        import numpy as np
-        import tritonclient.grpc as grpcclient
-        from tritonclient.grpc import model_config_pb2 as mc
-        from tritonclient.utils import triton_to_np_dtype
-
-        lead = [1] if config.max_batch_size > 0 else []
-        inputs = []
-        for io in config.input:
-            dtype = mc.DataType.Name(io.data_type)[len("TYPE_"):]
-            shape = lead + [1 if d < 0 else int(d) for d in io.dims]
-            item = grpcclient.InferInput(io.name, shape, dtype)
-            np_type = triton_to_np_dtype(dtype)
-            data = np.full(shape, b"", dtype=object) if dtype == "BYTES" or dtype == "STRING" else \
-                np.zeros(shape, dtype=np_type)
-            item.set_data_from_numpy(data)
-            inputs.append(item)
-        outputs = [grpcclient.InferRequestedOutput(io.name) for io in config.output]
-        result = self.client().infer(config.name, inputs, outputs=outputs, client_timeout=60)
-        shapes = {}
-        for io in config.output:
-            array = result.as_numpy(io.name)
-            if array is None:
-                raise TritonCheckError(f"model {config.name}: output {io.name} missing from the response", self.log())
-            want = lead + list(io.dims)
-            got = list(array.shape)
-            if len(got) != len(want) or any(w not in (-1, g) for w, g in zip(want, got)):
-                raise TritonCheckError(f"model {config.name}: output {io.name} has shape {got}, config says {want}",
-                                       self.log())
-            shapes[io.name] = tuple(got)
-        return shapes
 
 
 def _read_config(path: Path) -> Any:

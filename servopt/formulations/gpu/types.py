@@ -384,6 +384,36 @@ class GPUPlan:
             "groups": [g.to_dict() for g in self.groups],
         }
 
+    def predictions(self) -> dict[str, Any]:
+        """What the plan expects of each group when served (``servopt solve --json`` and ``servopt.json``).
+
+        Per group (one Triton model per GPU type, one instance per GPU): the batch latency and each GPU's
+        throughput the plan was made with, the load that keeps every instance busy (requests of ``batch_size``
+        items, 2 in flight per GPU: one running, one queued), the queueing delay that load gives (one batch
+        latency: a request waits for the batch ahead of it), and ``max_queue_delay_us`` for clients that send
+        single images: at the planned rate ``batch_size`` requests arrive within (b - 1) / b of one batch
+        latency, so waiting that long lets the dynamic batcher form the planned batch while the previous batch
+        runs (with 0, the batcher takes what is queued: batches of 3.5-3.9 instead of 8 were measured).
+        ``perf_analyzer`` is the command line that reproduces the load (``-u`` to be set to the server).
+        """
+        groups = []
+        for g in self.groups:
+            per_gpu = g.batch_size * 1000.0 / g.latency_ms
+            delay_us = int(math.ceil(1000.0 * g.latency_ms * (g.batch_size - 1) / g.batch_size))
+            groups.append({
+                "hardware": g.hardware, "model_instances": g.gpus, "batch_size": g.batch_size,
+                "batch_latency_ms": g.latency_ms, "throughput_rps_per_gpu": per_gpu,
+                "throughput_rps": per_gpu * g.gpus, "queue_delay_ms": g.latency_ms,
+                "latency_ms": 2 * g.latency_ms, "busy_s": g.busy_s, "images": g.images,
+                "load": {"concurrency": 2 * g.gpus, "request_batch_size": g.batch_size,
+                         "single_image_concurrency": 2 * g.gpus * g.batch_size},
+                "max_queue_delay_us": delay_us,
+                "perf_analyzer": (f"perf_analyzer -m MODEL -i grpc -u 127.0.0.1:8001 -b {g.batch_size} "
+                                  f"--concurrency-range {2 * g.gpus}:{2 * g.gpus}"),
+            })
+        return {"deadline_s": self.deadline_s, "requested_images": self.requested_images,
+                "throughput_rps": sum(x["throughput_rps"] for x in groups), "groups": groups}
+
     def to_table(self) -> str:
         """The plan for people: one line per group, totals, and what the numbers mean."""
         if self.requested_images is not None:

@@ -1,0 +1,156 @@
+"""``servopt verify DIR``: drive the load a plan was made for against Triton and compare with its predictions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from servopt.exceptions import ValidationError
+
+DESCRIPTION = """Verify a plan on a real Triton server. DIR is a folder written by `servopt solve FILE --out DIR`:
+its servopt.json holds the plan and its predictions (min_gpus and max_throughput plans). Each served model gets
+the load the plan expects (requests of the planned batch size, 2 in flight per instance; --single-images: single
+images, 2 x batch per instance), measured until stable; the report compares predicted and measured throughput,
+batch latency (Triton's compute time), p50/p99 latency, the p99 against the latency SLO and, projected from the
+measured throughput, the deadline for the requested images (a time-compressed run).
+
+The server: --server URL (gRPC, 127.0.0.1 only) for one already serving DIR's models, or --start to start a
+tritonserver (nvidia-pytriton's, in .triton-venv; see docs/verify.md) on each repository in turn. --standin
+BASE_MS,PER_ITEM_MS serves timed stand-ins instead of the model files (CPU only: GPU groups become CPU instances).
+
+Tolerance (--tolerance, default 0.25): the plan holds when measured throughput >= (1 - t) x predicted and batch
+latency <= (1 + t) x predicted, per model and end to end. 0.25 because repeated profiles of the same point on a
+busy shared machine differ by 25-35 % (docs/verify.md)."""
+
+EPILOG = """examples:
+  servopt verify repo/ --start --standin 4,1 --max-instances 2
+  servopt verify repo/ --server 127.0.0.1:8001 --json
+  servopt verify repo/ --start --standin 4,1 --plot verify.png --update-profile measured.csv
+
+exit codes:
+  0  the plan holds within the tolerance
+  2  bad input or usage (no servopt.json, no predictions, a URL not on 127.0.0.1)
+  3  measured, and the plan does NOT hold within the tolerance"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("repo", metavar="DIR", help="folder written by servopt solve --out (with servopt.json)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server", metavar="URL", help="gRPC URL of a running Triton server (127.0.0.1:PORT)")
+    where.add_argument("--start", action="store_true", help="start a tritonserver on each repository in turn")
+    parser.add_argument("--standin", metavar="BASE_MS,PER_ITEM_MS", default=None,
+                        help="with --start: serve timed stand-ins (CPU) sleeping BASE + PER_ITEM x items per batch")
+    parser.add_argument("--max-instances", type=int, default=None, metavar="N",
+                        help="with --start: at most N instances per model (predictions are scaled)")
+    parser.add_argument("--queue-delay", choices=("plan", "repository"), default="repository",
+                        help="with --standin: 'plan' sets the dynamic batcher's delay to the plan's "
+                             "max_queue_delay_us (default: as the repository has it)")
+    parser.add_argument("--single-images", action="store_true",
+                        help="clients send single images (batch 1), 2 x batch per instance in flight")
+    parser.add_argument("--tolerance", type=float, default=0.25, metavar="FRACTION", help="default 0.25")
+    parser.add_argument("--driver", choices=("builtin", "perf_analyzer"), default="builtin")
+    parser.add_argument("--perf-analyzer", metavar="PATH", default=None, help="perf_analyzer binary")
+    parser.add_argument("--window", type=float, default=2.0, metavar="S", help="measurement window (default 2)")
+    parser.add_argument("--max-windows", type=int, default=10, metavar="N", help="windows per model at most")
+    parser.add_argument("--stability", type=float, default=0.10, metavar="FRACTION",
+                        help="stability rule over the last 3 windows (default 0.10)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--plot", metavar="FILE.png", default=None, help="bar chart of predicted vs measured")
+    parser.add_argument("--update-profile", metavar="PROFILE.csv", default=None,
+                        help="append the measured points to this profile (created if missing)")
+
+
+def _standin(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        base, per_item = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValidationError(f"--standin: expected BASE_MS,PER_ITEM_MS like 4,1, got {text!r}") from None
+    if base < 0 or per_item < 0 or base + per_item <= 0:
+        raise ValidationError(f"--standin: expected non-negative numbers, not both 0, got {text!r}")
+    return base, per_item
+
+
+def run(args: argparse.Namespace) -> int:
+    from servopt.measure import loadgen
+    from servopt.serving import verify
+
+    standin = _standin(args.standin)
+    if not args.start and (standin or args.max_instances or args.queue_delay != "repository"):
+        raise ValidationError("--standin, --max-instances and --queue-delay apply only with --start")
+    repo = Path(args.repo)
+    summary = verify.load_summary(repo)
+    settings = loadgen.LoadSettings(window_s=args.window, max_windows=args.max_windows, stability=args.stability,
+                                    warmup_s=min(args.window, 1.0))
+
+    def driver(url: str):
+        if args.driver == "perf_analyzer":
+            return loadgen.PerfAnalyzerDriver(url, settings, binary=args.perf_analyzer)
+        return loadgen.BuiltinDriver(url, settings)
+
+    def load_of(e: verify.Expectation) -> tuple[int, int]:
+        return (1, 2 * e.instances * e.batch_size) if args.single_images else (e.batch_size, 2 * e.instances)
+
+    if args.server:
+        url = loadgen.check_local_url(args.server)
+
+        def measure(e: verify.Expectation):
+            batch, conc = load_of(e)
+            return driver(url).measure(e.model, batch, concurrency=conc)
+
+        report = verify.verify_plan(summary, repo, measure, tolerance=args.tolerance)
+    else:
+        report = _verify_started(args, summary, repo, standin, driver, load_of)
+    if args.update_profile:
+        rows = []
+        for c in report.checks:
+            rows += loadgen.profile_rows([c.measured], hardware=f"{c.expected.hardware}",
+                                         instances=c.expected.instances, source=f"servopt verify {repo}")
+        loadgen.write_profile_rows(rows, args.update_profile, append=True)
+    if args.plot:
+        report.plot(args.plot)
+    if args.json:
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        print(report.to_table())
+    if not report.holds:
+        print(f"servopt verify: the plan does not hold within {args.tolerance:.0%} (exit 3)", file=sys.stderr)
+        return verify.EXIT_PLAN_FAILED
+    return 0
+
+
+def _verify_started(args, summary, repo, standin, driver, load_of):
+    """Start a server per repository (one model name may be in several), measure its models, stop it."""
+    from servopt.serving import verify
+    from servopt.serving.tritonserver import TritonServer, ensure_env
+
+    env = ensure_env()
+    expected = verify.expectations(summary, repo, served_instances=args.max_instances)
+    delay = None
+    if args.queue_delay == "plan":
+        delays = {e.repository: e.max_queue_delay_us for e in expected}
+    points: dict[tuple[str, str], object] = {}
+    with tempfile.TemporaryDirectory(prefix="servopt-verify-") as tmp:
+        for r in summary["repositories"]:
+            path = repo / r["path"]
+            work = Path(tmp) / f"w{len(points)}_{Path(r['path']).name}"
+            work.mkdir()
+            served = path
+            if standin is not None:
+                served = work / "repo"
+                if args.queue_delay == "plan":
+                    delay = delays.get(r["path"])
+                verify.make_standin_copy(path, served, base_ms=standin[0], per_item_ms=standin[1],
+                                         max_instances=args.max_instances, max_queue_delay_us=delay)
+            with TritonServer(env, [served], work) as server:
+                url = f"127.0.0.1:{server.grpc_port}"
+                for e in expected:
+                    if e.repository == r["path"]:
+                        batch, conc = load_of(e)
+                        points[(e.repository, e.model)] = driver(url).measure(e.model, batch, concurrency=conc)
+    return verify.verify_plan(summary, repo, lambda e: points[(e.repository, e.model)], tolerance=args.tolerance,
+                              served_instances=args.max_instances)

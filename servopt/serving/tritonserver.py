@@ -1,0 +1,287 @@
+"""Start and stop a tritonserver on this machine: the ``nvidia-pytriton`` environment that provides one
+(tritonserver 2.51 with the Python backend, CPU-only capable, kept in its own virtualenv because pytriton pins
+numpy<2) and :class:`TritonServer`, one server process over some repositories on free 127.0.0.1 ports, stopped
+by its PID.
+
+Used by ``servopt verify --start`` and by the test harness (``servopt.testing.triton_server``, which re-exports
+these names).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TritonEnv", "TritonSetupError", "TritonCheckError", "TritonServer", "ensure_env", "find_env",
+           "default_venv", "free_ports", "REQUIREMENTS", "STAMP"]
+
+REQUIREMENTS = ("nvidia-pytriton", "numpy<2", "onnxruntime")
+STAMP = ".servopt-triton-ok"
+
+
+class TritonSetupError(RuntimeError):
+    """The tritonserver environment could not be created or is incomplete (the message holds the pip log)."""
+
+
+@dataclass(frozen=True)
+class TritonEnv:
+    """Paths inside a ready virtualenv."""
+
+    venv: Path
+    python: Path
+    server: Path
+    libs: Path
+    backends: Path
+    stub: Path
+
+    def environ(self) -> dict[str, str]:
+        """Environment for the server: its libraries, and the venv first on PATH so the stub finds numpy."""
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(self.libs), env.get("LD_LIBRARY_PATH")) if p)
+        env["PATH"] = os.pathsep.join((str(self.venv / "bin"), env.get("PATH", "")))
+        for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+            env.pop(var, None)
+        return env
+
+
+def default_venv() -> Path:
+    """``$SERVOPT_TRITON_VENV``, else ``.triton-venv`` in the project root (beside ``pyproject.toml``)."""
+    if os.environ.get("SERVOPT_TRITON_VENV"):
+        return Path(os.environ["SERVOPT_TRITON_VENV"])
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file():
+            return parent / ".triton-venv"
+    return Path.cwd() / ".triton-venv"
+
+
+def find_env(venv: str | Path) -> TritonEnv:
+    """Locate the server inside an existing venv (raises :class:`TritonSetupError` when incomplete)."""
+    venv = Path(venv).absolute()
+    python = venv / "bin" / "python"
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    site = venv / "lib" / f"python{ver}" / "site-packages"
+    base = site / "pytriton" / "tritonserver"
+    env = TritonEnv(venv=venv, python=python, server=base / "bin" / "tritonserver", libs=site / "nvidia_pytriton.libs",
+                    backends=base / "backends", stub=base / "python_backend_stubs" / ver / "triton_python_backend_stub")
+    missing = [str(p) for p in (python, env.server, env.libs, env.backends / "python" / "libtriton_python.so",
+                                env.stub) if not p.exists()]
+    if missing:
+        raise TritonSetupError(f"the tritonserver environment at {venv} is incomplete; missing: {', '.join(missing)}")
+    return env
+
+
+def ensure_env(venv: str | Path | None = None, *, log: Path | None = None, timeout_s: float = 900) -> TritonEnv:
+    """Create the venv with :data:`REQUIREMENTS` unless a complete one exists; return its paths.
+
+    The venv uses the running interpreter's version (the backend stub embeds the matching libpython).
+    Concurrent callers wait on a lock file; a stamp file marks a finished install.
+    """
+    import fcntl
+
+    venv = Path(venv) if venv is not None else default_venv()
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha1(str(venv.absolute()).encode()).hexdigest()[:12]
+    lock_path = Path(tempfile.gettempdir()) / f"servopt-triton-venv-{digest}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = venv / STAMP
+        if stamp.is_file() and stamp.read_text().startswith(" ".join(REQUIREMENTS) + ";"):
+            try:
+                return find_env(venv)
+            except TritonSetupError:
+                pass
+        out = []
+        started = time.monotonic()
+        steps = [
+            [sys.executable, "-m", "venv", "--clear", str(venv)],
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+             "--no-input", *REQUIREMENTS],
+        ]
+        for cmd in steps:
+            left = timeout_s - (time.monotonic() - started)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(left, 1))
+            except subprocess.TimeoutExpired as exc:
+                raise TritonSetupError(f"{' '.join(cmd)} ran past {timeout_s:.0f} s:\n{exc.stdout or ''}"
+                                       f"{exc.stderr or ''}") from None
+            out.append(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+            if log is not None:
+                log.write_text("\n".join(out))
+            if proc.returncode != 0:
+                raise TritonSetupError(f"creating the tritonserver environment failed:\n{''.join(out[-1:])}")
+        check = subprocess.run([str(venv / "bin" / "python"), "-c",
+                                "import numpy, onnxruntime; print(numpy.__version__)"],
+                               capture_output=True, text=True)
+        if check.returncode != 0 or not check.stdout.startswith("1."):
+            raise TritonSetupError(f"numpy<2 is needed in {venv} (the Python backend stub returns empty tensors "
+                                   f"with numpy 2), found: {check.stdout.strip() or check.stderr.strip()}")
+        env = find_env(venv)
+        (venv / STAMP).write_text(f"{' '.join(REQUIREMENTS)}; numpy {check.stdout.strip()}; "
+                                   f"{time.monotonic() - started:.0f} s\n")
+        return env
+
+
+class TritonCheckError(AssertionError):
+    """A repository did not load or serve; ``log`` is the server's whole log."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        self.log = log
+        tail = "\n".join(log.splitlines()[-120:])
+        super().__init__(f"{message}\n----- tritonserver log (last 120 lines) -----\n{tail}" if log else message)
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+class TritonServer:
+    """One tritonserver process over some repositories; use as a context manager (stops by PID on exit)."""
+
+    def __init__(self, env: TritonEnv, repositories: list[Path], workdir: Path, *, startup_timeout_s: float = 600,
+                 exit_timeout_s: int = 5) -> None:
+        self.env = env
+        self.repositories = [Path(r).absolute() for r in repositories]
+        self.workdir = Path(workdir)
+        self.startup_timeout_s = startup_timeout_s
+        self.exit_timeout_s = exit_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "tritonserver.log"
+        self.http_port = self.grpc_port = self.metrics_port = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    def start(self) -> float:
+        """Start the server and wait until its endpoints answer; returns the seconds it took."""
+        backends = self.workdir / "backends"
+        if not backends.exists():
+            shutil.copytree(self.env.backends, backends)
+            shutil.copy2(self.env.stub, backends / "python" / "triton_python_backend_stub")
+        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
+        cmd = [str(self.env.server), *[f"--model-repository={r}" for r in self.repositories],
+               "--model-namespacing=true", f"--backend-directory={backends}",
+               "--http-address=127.0.0.1", f"--http-port={self.http_port}",
+               "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
+               "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
+               "--allow-gpu-metrics=false", "--exit-on-error=false", "--strict-readiness=false",
+               f"--exit-timeout-secs={self.exit_timeout_s}"]
+        started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env.environ(), cwd=self.workdir, start_new_session=True)
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.stop()  # reaps the Python backend stubs a crashed server leaves behind
+                raise TritonCheckError(f"tritonserver exited with code {code} during start-up", self.log())
+            if self._live():
+                return time.monotonic() - started
+            if time.monotonic() - started > self.startup_timeout_s:
+                self.stop()
+                raise TritonCheckError(f"tritonserver was not live after {self.startup_timeout_s:.0f} s", self.log())
+            time.sleep(0.25)
+
+    def _live(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/v2/health/live", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM to the server's PID, then SIGKILL to its process group: the Python backend stubs it started
+        ignore SIGTERM and outlive a server that crashed (the group is the server's own session, started here)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=self.exit_timeout_s + 10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait(timeout=10)
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- client side ---------------------------------------------------------------------------------------------
+    def client(self) -> Any:
+        import tritonclient.grpc as grpcclient
+
+        return grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}")
+
+    def index(self) -> list[tuple[str, str, str]]:
+        """(name, state, reason) of every model the server knows."""
+        index = self.client().get_model_repository_index()
+        return [(m.name, m.state, m.reason) for m in index.models]
+
+    def infer(self, config: Any) -> dict[str, tuple[int, ...]]:
+        """One request of batch 1 (or unbatched) with zero inputs; returns output name -> shape."""
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+        from tritonclient.grpc import model_config_pb2 as mc
+        from tritonclient.utils import triton_to_np_dtype
+
+        lead = [1] if config.max_batch_size > 0 else []
+        inputs = []
+        for io in config.input:
+            dtype = mc.DataType.Name(io.data_type)[len("TYPE_"):]
+            shape = lead + [1 if d < 0 else int(d) for d in io.dims]
+            item = grpcclient.InferInput(io.name, shape, dtype)
+            np_type = triton_to_np_dtype(dtype)
+            data = np.full(shape, b"", dtype=object) if dtype == "BYTES" or dtype == "STRING" else \
+                np.zeros(shape, dtype=np_type)
+            item.set_data_from_numpy(data)
+            inputs.append(item)
+        outputs = [grpcclient.InferRequestedOutput(io.name) for io in config.output]
+        result = self.client().infer(config.name, inputs, outputs=outputs, client_timeout=60)
+        shapes = {}
+        for io in config.output:
+            array = result.as_numpy(io.name)
+            if array is None:
+                raise TritonCheckError(f"model {config.name}: output {io.name} missing from the response", self.log())
+            want = lead + list(io.dims)
+            got = list(array.shape)
+            if len(got) != len(want) or any(w not in (-1, g) for w, g in zip(want, got)):
+                raise TritonCheckError(f"model {config.name}: output {io.name} has shape {got}, config says {want}",
+                                       self.log())
+            shapes[io.name] = tuple(got)
+        return shapes

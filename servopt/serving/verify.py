@@ -1,0 +1,323 @@
+"""Verify a plan against a running Triton server: drive the load the plan was made for, compare with its predictions.
+
+``servopt solve --out DIR`` writes ``DIR/servopt.json`` with the plan and, for plans that carry them
+(``GPUPlan.predictions()``: ``min_gpus`` and ``max_throughput``), a ``predictions`` object: per GPU type the
+batch latency, throughput, queueing delay and the load (requests of the planned batch size, two in flight per
+instance). :func:`verify_plan` sends that load to each served model with a load-generation driver
+(:mod:`servopt.measure.loadgen`) and returns a :class:`VerifyReport`: predicted against measured per model and
+end to end (throughput, batch latency, p50/p99 latency, requests over the SLO, the deadline).
+
+The run is *time-compressed*: each model is measured until its windows are stable (not for the whole job), and
+the time to process the requested images is projected from the measured throughput.
+
+**Tolerance.** The plan holds when every model's measured throughput is at least (1 - tolerance) x predicted,
+its batch latency (Triton's compute time per request) at most (1 + tolerance) x predicted, its p99 latency at
+most (1 + tolerance) x the latency SLO (when the problem has one), and the end-to-end throughput as a model's.
+The default, 0.25, is the spread of repeated profiles on a busy machine (25-35 % between runs of the same point
+on this 2-core machine shared by several jobs, up to 44 % under heavy load; docs/verify.md): a smaller
+tolerance fails plans for noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servopt.exceptions import ValidationError
+
+__all__ = ["Expectation", "ModelCheck", "VerifyReport", "load_summary", "expectations", "verify_plan",
+           "add_predictions", "make_standin_copy", "DEFAULT_TOLERANCE", "EXIT_PLAN_FAILED"]
+
+DEFAULT_TOLERANCE = 0.25
+#: ``servopt verify`` exit code when the measured numbers fall outside the tolerance
+EXIT_PLAN_FAILED = 3
+
+
+def add_predictions(out_dir: str | Path, predictions: dict[str, Any]) -> None:
+    """Add ``predictions`` to ``out_dir/servopt.json`` (atomically)."""
+    from servopt.atomic import atomic_write
+
+    path = Path(out_dir) / "servopt.json"
+    summary = json.loads(path.read_text())
+    summary["predictions"] = predictions
+    with atomic_write(path, "w") as fh:
+        fh.write(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+
+def load_summary(repo: str | Path) -> dict[str, Any]:
+    """``servopt.json`` of a folder written by ``servopt solve --out`` (refused without predictions)."""
+    path = Path(repo) / "servopt.json"
+    try:
+        summary = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValidationError(f"{path}: cannot read ({exc.strerror or exc}); verify needs a folder written by "
+                              "`servopt solve FILE --out DIR`") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{path}: not JSON ({exc})") from None
+    if "predictions" not in summary:
+        raise ValidationError(f"{path}: has no 'predictions' (problem {summary.get('problem')!r}); verify "
+                              "takes the plans that carry them (min_gpus, max_throughput), written by this "
+                              "servopt's `solve --out`")
+    return summary
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the plan predicts for one served model (``instances`` as served; throughputs scaled to them)."""
+
+    repository: str
+    model: str
+    hardware: str
+    instances: int
+    planned_instances: int
+    batch_size: int
+    batch_latency_ms: float
+    throughput_rps: float
+    latency_ms: float
+    queue_delay_ms: float
+    max_queue_delay_us: int
+    latency_slo_ms: float | None = None
+
+
+def _instances(config_path: Path) -> int:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    cfg = text_format.Parse(config_path.read_text(), mc.ModelConfig())
+    return sum(g.count * max(1, len(g.gpus)) if g.kind == mc.ModelInstanceGroup.KIND_GPU else g.count
+               for g in cfg.instance_group) or 1
+
+
+def expectations(summary: dict[str, Any], repo_dir: str | Path, *, served_instances: int | None = None
+                 ) -> list[Expectation]:
+    """One :class:`Expectation` per model of every repository, matched to its prediction group by hardware.
+
+    ``served_instances`` caps the instances a started server runs (``--max-instances``); the predicted
+    throughput is then scaled to the instances actually served."""
+    groups = {g["hardware"]: g for g in summary["predictions"]["groups"]}
+    out = []
+    for repo in summary["repositories"]:
+        group = groups.get(repo.get("hardware"))
+        if group is None:
+            raise ValidationError(f"servopt.json: repository {repo['path']!r} (hardware {repo.get('hardware')!r}) "
+                                  f"has no prediction; predicted hardware: {', '.join(groups)}")
+        for model in repo["models"]:
+            cfg = Path(repo_dir) / repo["path"] / model["name"] / "config.pbtxt"
+            planned = _instances(cfg) if cfg.is_file() else int(group["model_instances"])
+            served = min(planned, served_instances) if served_instances else planned
+            per_instance = group["throughput_rps"] / max(1, group["model_instances"])
+            out.append(Expectation(
+                repository=repo["path"], model=model["name"], hardware=group["hardware"], instances=served,
+                planned_instances=planned, batch_size=int(group["batch_size"]),
+                batch_latency_ms=float(group["batch_latency_ms"]), throughput_rps=per_instance * served,
+                latency_ms=float(group["latency_ms"]), queue_delay_ms=float(group["queue_delay_ms"]),
+                max_queue_delay_us=int(group["max_queue_delay_us"]),
+                latency_slo_ms=summary["predictions"].get("latency_slo_ms")))
+    return out
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """Predicted against measured for one model."""
+
+    expected: Expectation
+    measured: Any  # loadgen.LoadPoint
+    tolerance: float
+
+    @property
+    def throughput_error(self) -> float:
+        return self.measured.throughput_rps / self.expected.throughput_rps - 1.0
+
+    @property
+    def batch_latency_ms(self) -> float:
+        return float(self.measured.server_compute_ms or math.nan)
+
+    @property
+    def batch_latency_error(self) -> float:
+        return self.batch_latency_ms / self.expected.batch_latency_ms - 1.0
+
+    @property
+    def slo_met(self) -> bool | None:
+        slo = self.expected.latency_slo_ms
+        return None if slo is None else self.measured.latency_p99_ms <= slo
+
+    @property
+    def holds(self) -> bool:
+        ok = self.throughput_error >= -self.tolerance
+        if math.isfinite(self.batch_latency_error):
+            ok = ok and self.batch_latency_error <= self.tolerance
+        slo = self.expected.latency_slo_ms
+        if slo is not None:
+            ok = ok and self.measured.latency_p99_ms <= slo * (1 + self.tolerance)
+        return ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"expected": asdict(self.expected), "measured": self.measured.to_dict(),
+                "throughput_error": self.throughput_error, "batch_latency_error": self.batch_latency_error,
+                "slo_met": self.slo_met, "holds": self.holds}
+
+
+@dataclass
+class VerifyReport:
+    """The whole comparison; ``holds`` decides ``servopt verify``'s exit code (0, or 3)."""
+
+    problem: str
+    tolerance: float
+    checks: list[ModelCheck]
+    requested_images: int | None
+    deadline_s: float | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def predicted_rps(self) -> float:
+        return sum(c.expected.throughput_rps for c in self.checks)
+
+    @property
+    def measured_rps(self) -> float:
+        return sum(c.measured.throughput_rps for c in self.checks)
+
+    @property
+    def projected_s(self) -> float | None:
+        """Time the measured throughput needs for the requested images (time-compressed run)."""
+        if not self.requested_images or self.measured_rps <= 0:
+            return None
+        return self.requested_images / self.measured_rps
+
+    @property
+    def deadline_met(self) -> bool | None:
+        if self.projected_s is None or self.deadline_s is None:
+            return None
+        return self.projected_s <= self.deadline_s
+
+    @property
+    def holds(self) -> bool:
+        end_to_end = self.measured_rps >= (1 - self.tolerance) * self.predicted_rps
+        return end_to_end and all(c.holds for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"problem": self.problem, "tolerance": self.tolerance, "holds": self.holds,
+                "models": [c.to_dict() for c in self.checks],
+                "end_to_end": {"predicted_rps": self.predicted_rps, "measured_rps": self.measured_rps,
+                               "throughput_error": self.measured_rps / self.predicted_rps - 1.0,
+                               "requested_images": self.requested_images, "deadline_s": self.deadline_s,
+                               "projected_s": self.projected_s, "deadline_met": self.deadline_met},
+                "notes": self.notes}
+
+    def to_table(self) -> str:
+        head = ("model", "inst", "batch", "pred items/s", "meas items/s", "err", "pred batch ms", "meas batch ms",
+                "err", "pred p50", "p50", "p99", "srv batch", "holds")
+        rows = [head]
+        for c in self.checks:
+            e, m = c.expected, c.measured
+            rows.append((f"{e.repository}/{e.model}", str(e.instances), str(e.batch_size),
+                         f"{e.throughput_rps:.1f}", f"{m.throughput_rps:.1f}", f"{c.throughput_error:+.0%}",
+                         f"{e.batch_latency_ms:.2f}", f"{c.batch_latency_ms:.2f}", f"{c.batch_latency_error:+.0%}",
+                         f"{e.latency_ms:.1f}", f"{m.latency_p50_ms:.1f}", f"{m.latency_p99_ms:.1f}",
+                         f"{m.server_batch_avg or 0:.1f}", "yes" if c.holds else "NO"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+                 for r in rows]
+        d = self.to_dict()["end_to_end"]
+        lines.append(f"end to end: predicted {d['predicted_rps']:.1f} items/s, measured {d['measured_rps']:.1f} "
+                     f"({d['throughput_error']:+.0%})")
+        if self.projected_s is not None:
+            lines.append(f"{self.requested_images:,} images: {self.projected_s:.1f} s at the measured rate; deadline "
+                         f"{self.deadline_s:g} s {'met' if self.deadline_met else 'MISSED'}")
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append(f"plan {'holds' if self.holds else 'does NOT hold'} within {self.tolerance:.0%}")
+        return "\n".join(lines)
+
+    def plot(self, path: str | Path) -> Path:
+        """Predicted and measured throughput and batch latency per model, as a PNG."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = [f"{c.expected.repository}/{c.expected.model}" for c in self.checks]
+        x = range(len(names))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, (title, pred, meas) in zip(axes, [
+            ("throughput (items/s)", [c.expected.throughput_rps for c in self.checks],
+             [c.measured.throughput_rps for c in self.checks]),
+            ("batch latency (ms)", [c.expected.batch_latency_ms for c in self.checks],
+             [c.batch_latency_ms for c in self.checks])]):
+            ax.bar([i - 0.2 for i in x], pred, width=0.4, label="predicted")
+            ax.bar([i + 0.2 for i in x], meas, width=0.4, label="measured")
+            ax.set_xticks(list(x), names, rotation=20, ha="right")
+            ax.set_title(title)
+            ax.legend()
+        fig.suptitle(f"{self.problem}: plan {'holds' if self.holds else 'does not hold'} within "
+                     f"{self.tolerance:.0%}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return Path(path)
+
+
+def verify_plan(summary: dict[str, Any], repo_dir: str | Path, measure: Callable[[Expectation], Any], *,
+                tolerance: float = DEFAULT_TOLERANCE, served_instances: int | None = None,
+                only: set[str] | None = None) -> VerifyReport:
+    """Measure every expected model with ``measure(expectation) -> LoadPoint`` and compare.
+
+    ``only`` restricts the check to some repositories (paths in servopt.json)."""
+    if not (0 < tolerance < 10):
+        raise ValidationError(f"tolerance: expected a fraction > 0 such as 0.25, got {tolerance}")
+    wanted = [e for e in expectations(summary, repo_dir, served_instances=served_instances)
+              if only is None or e.repository in only]
+    checks = [ModelCheck(e, measure(e), tolerance) for e in wanted]
+    pred = summary["predictions"]
+    report = VerifyReport(problem=str(summary.get("problem")), tolerance=tolerance, checks=checks,
+                          requested_images=pred.get("requested_images"), deadline_s=pred.get("deadline_s"))
+    for c in checks:
+        if c.expected.instances < c.expected.planned_instances:
+            report.notes.append(f"{c.expected.repository}/{c.expected.model}: {c.expected.instances} of "
+                                f"{c.expected.planned_instances} planned instances served; its prediction is scaled")
+        if not c.measured.stable:
+            report.notes.append(f"{c.expected.repository}/{c.expected.model}: windows did not settle within the "
+                                "stability rule (a busy machine); numbers are the last windows'")
+    if only is not None and len(wanted) < len(expectations(summary, repo_dir)):
+        report.notes.append("some repositories were not measured; end-to-end numbers cover the measured ones")
+    return report
+
+
+def make_standin_copy(repo: Path, dest: Path, *, base_ms: float, per_item_ms: float,
+                      max_instances: int | None = None, max_queue_delay_us: int | None = None) -> None:
+    """Copy a repository so a CPU-only tritonserver serves it with timed stand-ins (``--standin``).
+
+    KIND_GPU groups become KIND_CPU (one instance per listed GPU); each model runs the Python-backend stand-in
+    (``servopt/testing/standin_model.py``, copied as a file) sleeping ``base_ms + per_item_ms x items`` per
+    batch; ``max_queue_delay_us`` replaces the dynamic batcher's delay when given."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    standin = Path(__file__).resolve().parents[1] / "testing" / "standin_model.py"
+    shutil.copytree(repo, dest)
+    for cfg_path in sorted(Path(dest).glob("*/config.pbtxt")):
+        cfg = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
+        if cfg.platform == "ensemble":
+            continue
+        for group in cfg.instance_group:
+            if group.kind == mc.ModelInstanceGroup.KIND_GPU:
+                group.count = group.count * max(1, len(group.gpus))
+                group.kind = mc.ModelInstanceGroup.KIND_CPU
+                del group.gpus[:]
+            if max_instances is not None:
+                group.count = min(group.count, max_instances)
+        cfg.backend = "python"
+        cfg.platform = ""
+        cfg.ClearField("default_model_filename")
+        cfg.ClearField("model_warmup")
+        if max_queue_delay_us is not None and cfg.HasField("dynamic_batching"):
+            cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+        cfg.parameters["servopt_base_ms"].string_value = f"{base_ms:g}"
+        cfg.parameters["servopt_per_item_ms"].string_value = f"{per_item_ms:g}"
+        for version in cfg_path.parent.iterdir():
+            if version.is_dir() and version.name.isdigit():
+                shutil.copy2(standin, version / "model.py")
+        cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
