@@ -439,6 +439,8 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
         sizes = by_hw.setdefault(g.hardware, {})
         sizes[g.batch_size] = sizes.get(g.batch_size, 0) + g.gpus
         instances[(g.hardware, g.batch_size)] = int(getattr(g, "instances_per_gpu", 1) or 1)
+    # the dynamic batcher waits long enough for single-image clients to fill the planned batch (GPUPlan.predictions)
+    delays = {(x["hardware"], x["batch_size"]): x["max_queue_delay_us"] for x in plan.predictions()["groups"]}
     if not by_hw:
         raise ValidationError("the plan uses no GPU: there is no model to deploy")
     artifact = _artifact(ctx, getattr(ctx.problem, "model_file", None))
@@ -468,7 +470,8 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
                 # it was measured with more) on every GPU of the plan
                 per_gpu = instances[(hardware, batch)]
                 cfg, filename, files = _model(
-                    ctx, base, name, inputs, outputs, max_batch_size=batch, batch_size=batch, delay_us=0,
+                    ctx, base, name, inputs, outputs, max_batch_size=batch, batch_size=batch,
+                    delay_us=delays[(hardware, batch)],
                     kind=gkind, count=per_gpu if gkind == "KIND_GPU" else len(local) * per_gpu, gpus=local,
                     artifact=artifact)
                 info = {"name": name, "batch_size": batch, "gpus": local, "hardware": hardware}
