@@ -357,6 +357,8 @@ def pareto_mask(w: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
         keep[order[~dominated]] = True
         return keep
     order = np.lexsort((cc, -y, -x, w))
+    if c is None:
+        return _pareto_xy(order, x, y, keep)
     # sweep in that order; per level of c, a staircase of kept (x, y): x ascending, y descending
     stairs: dict[int, tuple[list[float], list[float]]] = {}
     levels: list[int] = []
@@ -388,6 +390,46 @@ def pareto_mask(w: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
             end += 1
         xs_[start:end] = [xi]
         ys_[start:end] = [yi]
+    return keep
+
+
+def _pareto_xy(order: np.ndarray, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The three-criteria sweep without ``c``: one staircase, and a first vectorised pass.
+
+    ``order`` sorts by w, then x and y descending, so every dominator of a point comes before it. The first pass
+    drops, at array speed, each point that the best earlier point in x (ties: in y) or in y (ties: in x)
+    dominates; that is only ever a true dominance, so the exact sweep over the rest keeps the same front (a
+    dropped point's dominator is itself dominated by, or is, a point the sweep keeps: dominance is transitive).
+    """
+    xs, ys = x[order], y[order]
+    size = order.size
+    dropped = np.zeros(size, dtype=bool)
+    if size > 64:
+        t = np.arange(size)
+        for first, second in ((xs, ys), (ys, xs)):
+            # the earlier point with the largest ``first`` (and, among those, the largest ``second``)
+            rank = np.lexsort((second, first))
+            score = np.empty(size, dtype=np.int64)
+            score[rank] = t
+            best = np.maximum.accumulate(score)
+            at = rank[best[:-1]]
+            dropped[1:] |= (xs[at] >= xs[1:]) & (ys[at] >= ys[1:])
+    stair_x: list[float] = []
+    stair_y: list[float] = []
+    left = bisect.bisect_left
+    for i, xi, yi in zip(order[~dropped].tolist(), xs[~dropped].tolist(), ys[~dropped].tolist()):
+        j = left(stair_x, xi)
+        if j < len(stair_x) and stair_y[j] >= yi:  # the kept point with the smallest x >= xi has the largest y
+            continue
+        keep[i] = True
+        start = j
+        while start > 0 and stair_y[start - 1] <= yi:
+            start -= 1
+        end = j
+        while end < len(stair_x) and stair_x[end] == xi and stair_y[end] <= yi:
+            end += 1
+        stair_x[start:end] = [xi]
+        stair_y[start:end] = [yi]
     return keep
 
 
