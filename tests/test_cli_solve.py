@@ -45,7 +45,9 @@ def test_json_is_one_object_with_the_contract(tmp_path, capsys):
     code, out, err = run_cli(capsys, str(path), "--json")
     assert code == 0 and err == ""
     data = json.loads(out)  # exactly one JSON document (json.loads rejects trailing text)
-    assert list(data) == ["problem", "status", "objective", "backend", "solve_seconds", "plan"]
+    assert list(data) == ["problem", "status", "objective", "backend", "parse_seconds", "build_seconds",
+                          "solve_seconds", "plan"]
+    assert data["parse_seconds"] > 0 and 0 <= data["build_seconds"] <= data["solve_seconds"]
     assert (data["problem"], data["status"]) == ("min_gpus", "optimal") and data["backend"] in backend_names()
     assert data["solve_seconds"] > 0
     assert list(data["plan"]) == ["gpus", "images", "cost_per_hour", "groups"]

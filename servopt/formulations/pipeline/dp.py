@@ -146,6 +146,9 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     # completions with a smaller suffix product R need not be compared (tightens the product dominance)
     p_min = (floor - float(bound.value(0, np.array([limit]))[0])) / alpha if product and alpha > 0 else 0.0
     chord = _ChordBound(stages, min_suffix, alpha) if product and p_min > 0 else None
+    # the most accurate completion that fits in the latency left: R <= exp(LP bound of Σ log a) (tight SLAs)
+    log_bound = (_SuffixBound([s.w for s in stages], [np.log(np.maximum(s.a, 1e-300)) for s in stages], min_suffix)
+                 if product and alpha > 0 else None)
 
     # forward pass: states (W, V, A, C) with back-pointers (parent state, option) per stage
     W = np.zeros(1)
@@ -165,7 +168,12 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         ok = left >= min_suffix[k + 1]
         if product:
             a = (A[:, None] * s.a).ravel()
-            ok &= v + alpha * a * suffix_hi[k] + bound.value(k + 1, left) >= floor
+            r_max = suffix_hi[k]
+            if log_bound is not None:
+                at = np.flatnonzero(ok)
+                r_max = np.full(ok.size, suffix_hi[k])
+                r_max[at] = np.minimum(suffix_hi[k], _exp_up(log_bound.value(k + 1, left[at])))
+            ok &= v + alpha * a * r_max + bound.value(k + 1, left) >= floor
             if chord is not None and k + 1 < n:
                 at = np.flatnonzero(ok)
                 ok[at] = chord.bound(k + 1, a[at], v[at], left[at], max(suffix_lo[k], 1e-300), suffix_hi[k],
@@ -177,10 +185,14 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         a = a[flat] if product else None
         c = (C[:, None] + s.c).ravel()[flat] if stable else None
         if product:
-            r_lo = suffix_lo[k]
+            # every completion of a kept state has a product in [r_lo, r_hi]: r_hi from the most latency left
+            r_hi = suffix_hi[k]
+            if log_bound is not None and w.size:
+                r_hi = min(r_hi, float(_exp_up(log_bound.value(k + 1, np.array([limit - float(w.min())])))[0]))
+            r_lo = min(suffix_lo[k], r_hi)
             if p_min > 0 and a.size and a.max() > 0:
-                r_lo = min(max(r_lo, p_min / float(a.max())), suffix_hi[k])
-            keep = np.flatnonzero(pareto_mask(w, v + alpha * a * r_lo, v + alpha * a * suffix_hi[k], c))
+                r_lo = min(max(r_lo, p_min / float(a.max())), r_hi)
+            keep = np.flatnonzero(pareto_mask(w, v + alpha * a * r_lo, v + alpha * a * r_hi, c))
             A = a[keep]
         else:
             keep = np.flatnonzero(pareto_mask(w, v, None, c))
@@ -203,6 +215,11 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         picks.append(int(option[state]))
         state = int(parent[state])
     return _finish(problem, opts, stages, picks[::-1], Status.OPTIMAL, "")
+
+
+def _exp_up(log_r: np.ndarray) -> np.ndarray:
+    """exp, rounded up by a relative 1e-9 (a bound on a product must not fall below it by float error)."""
+    return np.exp(log_r) * (1.0 + 1e-9)
 
 
 def _product_incumbent(problem: Any, stages: list[_Stage], min_suffix: np.ndarray, limit: float,
@@ -356,9 +373,9 @@ def pareto_mask(w: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
                 dominated[here] |= best_before[here] >= xs[here]
         keep[order[~dominated]] = True
         return keep
-    order = np.lexsort((cc, -y, -x, w))
     if c is None:
-        return _pareto_xy(order, x, y, keep)
+        return _pareto_xy(np.lexsort((-y, -x, w)), x, y, keep)
+    order = np.lexsort((cc, -y, -x, w))
     # sweep in that order; per level of c, a staircase of kept (x, y): x ascending, y descending
     stairs: dict[int, tuple[list[float], list[float]]] = {}
     levels: list[int] = []
@@ -414,22 +431,39 @@ def _pareto_xy(order: np.ndarray, x: np.ndarray, y: np.ndarray, keep: np.ndarray
             best = np.maximum.accumulate(score)
             at = rank[best[:-1]]
             dropped[1:] |= (xs[at] >= xs[1:]) & (ys[at] >= ys[1:])
+    rest = np.flatnonzero(~dropped)
+    order, xs, ys = order[rest], xs[rest], ys[rest]
+    # the staircase of the kept points: x ascending, y descending; a point is dominated by a kept one iff the kept
+    # point with the smallest x >= its x has a y >= its y
     stair_x: list[float] = []
     stair_y: list[float] = []
     left = bisect.bisect_left
-    for i, xi, yi in zip(order[~dropped].tolist(), xs[~dropped].tolist(), ys[~dropped].tolist()):
-        j = left(stair_x, xi)
-        if j < len(stair_x) and stair_y[j] >= yi:  # the kept point with the smallest x >= xi has the largest y
-            continue
-        keep[i] = True
-        start = j
-        while start > 0 and stair_y[start - 1] <= yi:
-            start -= 1
-        end = j
-        while end < len(stair_x) and stair_x[end] == xi and stair_y[end] <= yi:
-            end += 1
-        stair_x[start:end] = [xi]
-        stair_y[start:end] = [yi]
+    pos = 0
+    while pos < order.size:
+        # a block at a time: first against the staircase as it stands (at array speed), then point by point
+        end = min(order.size, pos + max(512, 2 * len(stair_x)))
+        bx, by = xs[pos:end], ys[pos:end]
+        alive = np.arange(pos, end)
+        if stair_x:
+            sx, sy = np.asarray(stair_x), np.asarray(stair_y)
+            j = np.searchsorted(sx, bx, side="left")
+            hit = j < sx.size
+            hit[hit] = sy[j[hit]] >= by[hit]
+            alive = alive[~hit]
+        pos = end
+        for i, xi, yi in zip(order[alive].tolist(), xs[alive].tolist(), ys[alive].tolist()):
+            j = left(stair_x, xi)
+            if j < len(stair_x) and stair_y[j] >= yi:
+                continue
+            keep[i] = True
+            start = j
+            while start > 0 and stair_y[start - 1] <= yi:
+                start -= 1
+            stop = j
+            while stop < len(stair_x) and stair_x[stop] == xi and stair_y[stop] <= yi:
+                stop += 1
+            stair_x[start:stop] = [xi]
+            stair_y[start:stop] = [yi]
     return keep
 
 
