@@ -196,10 +196,11 @@ def solve(
 
 
 def _solve_model(model: Model, backend: str, params: SolveParams, clock: _Clock | None = None) -> Result:
-    from servopt.backends import check_capabilities, get_backend
+    from servopt.backends import REGISTRY, check_capabilities, get_backend
 
     clock = clock or _Clock()
-    clock.preload(("scipy.sparse",))  # Model.arrays builds a sparse matrix
+    # Model.arrays builds a sparse matrix; choose_backend asks every backend class whether it is installed
+    clock.preload(("scipy.sparse", *(target.split(":")[0] for target in REGISTRY.values())))
     t0 = time.perf_counter()
     arrays = model.arrays()
     name = choose_backend(arrays) if backend == "auto" else backend
@@ -226,7 +227,7 @@ def _solve_model(model: Model, backend: str, params: SolveParams, clock: _Clock 
 _NATIVE: dict[str, tuple[str, ...]] = {
     "cpsat": ("ortools.sat.python.cp_model",),
     "highs": ("highspy",),
-    "scip": ("pyscipopt",),
+    "scip": ("ortools.linear_solver.python.model_builder_helper",),
     "gurobi": ("gurobipy",),
     "cvxpy": ("cvxpy",),
 }
