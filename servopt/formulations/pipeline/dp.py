@@ -185,14 +185,8 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         a = a[flat] if product else None
         c = (C[:, None] + s.c).ravel()[flat] if stable else None
         if product:
-            # every completion of a kept state has a product in [r_lo, r_hi]: r_hi from the most latency left
-            r_hi = suffix_hi[k]
-            if log_bound is not None and w.size:
-                r_hi = min(r_hi, float(_exp_up(log_bound.value(k + 1, np.array([limit - float(w.min())])))[0]))
-            r_lo = min(suffix_lo[k], r_hi)
-            if p_min > 0 and a.size and a.max() > 0:
-                r_lo = min(max(r_lo, p_min / float(a.max())), r_hi)
-            keep = np.flatnonzero(pareto_mask(w, v + alpha * a * r_lo, v + alpha * a * r_hi, c))
+            keep = _product_front(w, v, a, c, alpha, suffix_lo[k], suffix_hi[k], p_min, limit,
+                                  None if log_bound is None else (lambda left: log_bound.value(k + 1, left)))
             A = a[keep]
         else:
             keep = np.flatnonzero(pareto_mask(w, v, None, c))
@@ -215,6 +209,47 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         picks.append(int(option[state]))
         state = int(parent[state])
     return _finish(problem, opts, stages, picks[::-1], Status.OPTIMAL, "")
+
+
+def _product_front(w: np.ndarray, v: np.ndarray, a: np.ndarray, c: np.ndarray | None, alpha: float,
+                   suffix_lo: float, suffix_hi: float, p_min: float, limit: float, log_value: Any) -> np.ndarray:
+    """Indices of the states kept by the ``product`` dominance, in latency bands.
+
+    A state j (latency W_j) is completed by a suffix whose product R lies in [r_lo, r_hi(W_j)]: r_lo from the
+    suffix's least accurate options and, when only products above p_min / A can beat the incumbent, from p_min;
+    r_hi(W) = exp(LP bound of Σ log a within the latency left), which falls as W grows. A state i with W_i <= W_j
+    can complete every way j can, so i dominates j when it is at least as good at both ends of j's range (the
+    difference is linear in R). The states are cut into bands of W; those of a band are compared, with the kept
+    states of the faster bands, at the band's own upper end r_hi(its smallest W): tighter than one global range,
+    and each comparison uses ends that contain the compared state's range.
+    """
+    size = w.size
+    if not size:
+        return np.zeros(0, dtype=np.int64)
+    r_lo = suffix_lo
+    if p_min > 0 and a.max() > 0:
+        r_lo = max(r_lo, p_min / float(a.max()))
+
+    def upper(w_min: float) -> float:
+        if log_value is None:
+            return suffix_hi
+        return min(suffix_hi, float(_exp_up(log_value(np.array([limit - w_min])))[0]))
+
+    bands = 4 if size > 4096 and log_value is not None else 1
+    order = np.argsort(w, kind="stable")
+    edges = np.linspace(0, size, bands + 1).astype(np.int64)
+    kept = np.zeros(0, dtype=np.int64)
+    for lo_at, hi_at in zip(edges[:-1], edges[1:]):
+        band = order[lo_at:hi_at]
+        if not band.size:
+            continue
+        r_hi = upper(float(w[band[0]]))
+        lo_end = min(r_lo, r_hi)
+        pool = np.concatenate((kept, band))
+        mask = pareto_mask(w[pool], v[pool] + alpha * a[pool] * lo_end, v[pool] + alpha * a[pool] * r_hi,
+                           None if c is None else c[pool])
+        kept = np.concatenate((kept, band[mask[kept.size:]]))
+    return np.sort(kept)
 
 
 def _exp_up(log_r: np.ndarray) -> np.ndarray:
