@@ -80,3 +80,21 @@ def test_ten_thousand_gpus_of_a_hundred_types():
     milp = servopt.solve(problem, "highs")
     assert solution.backend == "greedy" and solution.objective == milp.objective
     assert check_gpu_plan(problem, solution.plan) == []
+
+
+def test_max_batches_in_floats_agrees_with_the_exact_decimals():
+    import random
+
+    from servopt.exact import dec, floor_div
+    from servopt.formulations.gpu.types import max_batches_within
+
+    rng = random.Random(1)
+    for _ in range(20_000):
+        warm = round(rng.uniform(0, 2000), rng.choice([0, 1, 2]))
+        lat = round(rng.uniform(0.1, 300), rng.choice([1, 2]))
+        deadline = round(rng.uniform(0.01, 700), rng.choice([0, 1, 2, 3]))
+        if rng.random() < 0.4:  # exactly on a busy-time boundary
+            deadline = round((warm + rng.randint(0, 50) * lat) / 1000, 6)
+        limit = dec(deadline) * 1000
+        exact = 0 if dec(warm) > limit else 1 + floor_div(limit - dec(warm), dec(lat))
+        assert max_batches_within(deadline, warm, lat) == exact, (deadline, warm, lat)
