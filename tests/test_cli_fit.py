@@ -110,3 +110,16 @@ def test_fit_on_a_single_point_is_a_clear_error(capsys, tmp_path, reference_data
     err = capsys.readouterr().err
     assert "1 profiled point" in err and "latency_ms" in err and str(profile) in err
     assert "Traceback" not in err
+
+
+def test_progress_bar_only_on_a_terminal_and_never_with_quiet(monkeypatch):
+    import argparse
+    import sys
+
+    from servopt.cli.fit import _steps
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert not _steps(argparse.Namespace(quiet=False), 2).disable
+    assert _steps(argparse.Namespace(quiet=True), 2).disable
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert _steps(argparse.Namespace(quiet=False), 2).disable

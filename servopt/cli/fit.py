@@ -34,6 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "target to FILE.png, others to FILE-<target>.png)")
     parser.add_argument("--targets", help="comma-separated subset of latency,warmup,memory,capacity")
     parser.add_argument("--force", action="store_true", help="replace existing -o / --plot files")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar on stderr (it is shown only when stderr is a terminal)")
+
+
+def _steps(args: argparse.Namespace, total: int) -> Any:
+    """A progress bar over the steps of the command on stderr (tqdm), off with -q or when not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="servopt fit", unit="step", file=sys.stderr, leave=False,
+                disable=bool(getattr(args, "quiet", False)) or not sys.stderr.isatty())
 
 
 def _pct(value: Any) -> str:
@@ -90,17 +100,26 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise ValidationError(f"--plot {args.plot}: expected a .png file name")
     _check_outputs(args, targets)
-    table = load_profile(args.profiles)
-    models, reports = fit_profile(table.frame, source=table.source, targets=targets)
-    if args.output:
-        models.save(args.output)
-    if args.plot and reports:
-        from servopt.performance.plot import plot_report
+    with _steps(args, 2 + bool(args.output) + bool(args.plot)) as bar:
+        bar.set_postfix_str("reading the profiles")
+        table = load_profile(args.profiles)
+        bar.update()
+        bar.set_postfix_str(f"fitting and cross-validating on {len(table.frame):,} rows")
+        models, reports = fit_profile(table.frame, source=table.source, targets=targets)
+        bar.update()
+        if args.output:
+            bar.set_postfix_str("saving the models")
+            models.save(args.output)
+            bar.update()
+        if args.plot and reports:
+            from servopt.performance.plot import plot_report
 
-        first = Path(args.plot)
-        for i, (name, report) in enumerate(reports.items()):
-            path = first if i == 0 else first.with_name(f"{first.stem}-{name}{first.suffix}")
-            plot_report(report, models, path)
+            bar.set_postfix_str("plotting")
+            first = Path(args.plot)
+            for i, (name, report) in enumerate(reports.items()):
+                path = first if i == 0 else first.with_name(f"{first.stem}-{name}{first.suffix}")
+                plot_report(report, models, path)
+            bar.update()
     not_scored = [t for t in models.targets if t not in reports]
     for name in not_scored:
         print(f"servopt fit: note: {name} fitted but not cross-validated (no configuration has two or more "
