@@ -49,7 +49,15 @@ class Problem(Protocol):
 
 @dataclass(frozen=True)
 class Solution:
-    """The answer to a serving problem."""
+    """The answer to a serving problem.
+
+    ``solve_seconds`` is the time from the validated problem to the checked, decoded plan: building the model
+    (or the exact algorithm's option arrays), solving, decoding, the exact check and any repair. It means the same
+    in the API and in ``servopt solve --json``: first-time imports of the solver and of the libraries it needs
+    (a cold interpreter) are excluded, so a CLI run reports what a warm API call takes. ``build_seconds`` is the
+    part of ``solve_seconds`` spent building the MILP (formulation, arrays, the backend's native model); an exact
+    algorithm (``dp``, ``greedy``) builds its own arrays inside its solve and reports 0.
+    """
 
     problem: str
     status: Status
@@ -59,14 +67,16 @@ class Solution:
     plan: Plan | None
     message: str = ""
     result: Result | None = None
+    build_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object printed by ``servopt solve --json``."""
+        """The JSON object printed by ``servopt solve --json`` (which adds ``parse_seconds`` before the times)."""
         return {
             "problem": self.problem,
             "status": self.status.value,
             "objective": self.objective,
             "backend": self.backend,
+            "build_seconds": self.build_seconds,
             "solve_seconds": self.solve_seconds,
             "plan": self.plan.to_dict() if self.plan is not None else None,
         }
@@ -185,12 +195,18 @@ def solve(
     raise ValidationError(f"solve() takes a servopt Model or a problem, got {type(target).__name__}")
 
 
-def _solve_model(model: Model, backend: str, params: SolveParams) -> Result:
-    from servopt.backends import check_capabilities, get_backend
+def _solve_model(model: Model, backend: str, params: SolveParams, clock: _Clock | None = None) -> Result:
+    from servopt.backends import REGISTRY, check_capabilities, get_backend
 
+    clock = clock or _Clock()
+    # Model.arrays builds a sparse matrix; choose_backend asks every backend class whether it is installed
+    clock.preload(("scipy.sparse", *(target.split(":")[0] for target in REGISTRY.values())))
     t0 = time.perf_counter()
     arrays = model.arrays()
     name = choose_backend(arrays) if backend == "auto" else backend
+    t_pre = time.perf_counter()
+    clock.preload((get_backend(name).__module__, *_NATIVE.get(name, ())))
+    t0 += time.perf_counter() - t_pre  # imports are no part of the build
     cls = get_backend(name)
     check_capabilities(name, arrays, params)
     result = cls().solve(arrays, params)
@@ -207,8 +223,42 @@ def _solve_model(model: Model, backend: str, params: SolveParams) -> Result:
     )
 
 
+#: the native packages each backend imports when it builds or runs (imported ahead, outside the timed part)
+_NATIVE: dict[str, tuple[str, ...]] = {
+    "cpsat": ("ortools.sat.python.cp_model",),
+    "highs": ("highspy",),
+    "scip": ("ortools.linear_solver.python.model_builder_helper",),
+    "gurobi": ("gurobipy",),
+    "cvxpy": ("cvxpy",),
+}
+
+
+class _Clock:
+    """Seconds a solve spent on first-time imports (subtracted from ``solve_seconds``) and on building."""
+
+    def __init__(self) -> None:
+        self.imports = 0.0
+        self.build = 0.0
+
+    def preload(self, modules: tuple[str, ...]) -> None:
+        """Import ``modules`` now (those already imported cost nothing); missing ones are left to fail later."""
+        import importlib
+        import sys
+
+        t0 = time.perf_counter()
+        for name in modules:
+            if name in sys.modules:
+                continue
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                continue
+        self.imports += time.perf_counter() - t0
+
+
 def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
     t0 = time.perf_counter()
+    clock = _Clock()
     if backend == "auto":
         backend = getattr(problem, "default_backend", None) or "auto"
     precheck = getattr(problem, "precheck", None)
@@ -222,39 +272,45 @@ def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
             check_capabilities(backend, problem.build()[0].arrays(), params)
         status, plan, result, used, message = Status.INFEASIBLE, None, None, backend, reason
     else:
-        status, plan, result, used, message = _run_problem(problem, backend, params)
-        status, plan, result, used, message = _checked(problem, params, status, plan, result, used, message)
+        status, plan, result, used, message = _run_problem(problem, backend, params, clock)
+        status, plan, result, used, message = _checked(problem, params, status, plan, result, used, message,
+                                                       clock)
     if status is Status.INFEASIBLE:
         message = problem.explain_infeasible()
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0 - clock.imports
     return Solution(
         problem=problem.kind,
         status=status,
         objective=float(plan.objective) if plan is not None else None,
         backend=used,
-        solve_seconds=elapsed,
+        solve_seconds=max(elapsed, 0.0),
         plan=plan,
         message=message,
         result=result,
+        build_seconds=min(clock.build, max(elapsed, 0.0)),
     )
 
 
 _Outcome = tuple[Status, Any, "Result | None", str, str]
 
 
-def _run_problem(problem: Any, backend: str, params: SolveParams) -> _Outcome:
+def _run_problem(problem: Any, backend: str, params: SolveParams, clock: _Clock | None = None) -> _Outcome:
     """One solve of ``problem``: its own exact algorithm by name, or its MILP on a backend."""
+    clock = clock or _Clock()
     if backend in tuple(getattr(problem, "algorithms", ())):
         status, plan, message = problem.solve_with(backend, params)
         return status, plan, None, backend, message
+    t0 = time.perf_counter()
     model, decode = problem.build()
-    result = _solve_model(model, backend, params)
+    clock.build += time.perf_counter() - t0
+    result = _solve_model(model, backend, params, clock)
+    clock.build += result.build_seconds
     used = result.backend
     plan = decode(result) if result.status.has_solution else None
     refine = getattr(problem, "refine", None)
     if refine is not None and plan is not None and result.status is Status.OPTIMAL:
         # optional second, lexicographic solve (e.g. prefer_stable: fewest changes among optimal plans)
-        plan, result = refine(plan, result, lambda second: _solve_model(second, used, params))
+        plan, result = refine(plan, result, lambda second: _solve_model(second, used, params, clock))
     return result.status, plan, result, used, result.message
 
 
@@ -269,7 +325,7 @@ TIGHT_TOLERANCES: dict[str, dict[str, Any]] = {
 
 
 def _checked(problem: Any, params: SolveParams, status: Status, plan: Any, result: Result | None, used: str,
-             message: str) -> _Outcome:
+             message: str, clock: _Clock | None = None) -> _Outcome:
     """Check ``plan`` exactly (``problem.verify``); repair or refuse a plan that breaks a constraint.
 
     A solver's feasibility tolerance can let a plan miss a row by a hair (SCIP: 395 images short of 1.2e9). Such a
@@ -297,7 +353,7 @@ def _checked(problem: Any, params: SolveParams, status: Status, plan: Any, resul
         attempts.append((name, dataclasses.replace(params, **opts), f"exactly with {label}"))
     for name, again, how in attempts:
         try:
-            st, pl, res, u, msg = _run_problem(problem, name, again)
+            st, pl, res, u, msg = _run_problem(problem, name, again, clock)
         except ServoptError as exc:
             notes.append(f"re-solving {how} was not possible ({exc})")
             continue

@@ -118,3 +118,16 @@ def test_fit_on_two_points_holds_out_nothing_it_cannot(tmp_path, capsys):
     src.write_text("model,variant,hardware,input_size,cores,batch_size,latency_ms\n0,,0,,,1,1e300\n0,,0,,,2,1\n")
     assert main(["fit", str(src), "--json"]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_progress_bar_only_on_a_terminal_and_never_with_quiet(monkeypatch):
+    import argparse
+    import sys
+
+    from servopt.cli.fit import _steps
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert not _steps(argparse.Namespace(quiet=False), 2).disable
+    assert _steps(argparse.Namespace(quiet=True), 2).disable
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert _steps(argparse.Namespace(quiet=False), 2).disable

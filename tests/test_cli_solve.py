@@ -45,8 +45,11 @@ def test_json_is_one_object_with_the_contract(tmp_path, capsys):
     code, out, err = run_cli(capsys, str(path), "--json")
     assert code == 0 and err == ""
     data = json.loads(out)  # exactly one JSON document (json.loads rejects trailing text)
-    assert list(data) == ["problem", "status", "objective", "backend", "solve_seconds", "plan", "predictions"]
-    assert (data["problem"], data["status"]) == ("min_gpus", "optimal") and data["backend"] in backend_names()
+    assert list(data) == ["problem", "status", "objective", "backend", "parse_seconds", "build_seconds",
+                          "solve_seconds", "plan", "predictions"]
+    assert data["parse_seconds"] > 0 and 0 <= data["build_seconds"] <= data["solve_seconds"]
+    assert (data["problem"], data["status"]) == ("min_gpus", "optimal")
+    assert data["backend"] in [*backend_names(), "greedy"]  # objective gpus: the exact greedy is the default
     assert data["solve_seconds"] > 0
     assert list(data["plan"]) == ["gpus", "images", "cost_per_hour", "groups"]
     assert all(list(g) == ["hardware", "gpus", "batch_size", "batches_per_gpu", "images"]

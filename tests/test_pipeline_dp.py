@@ -225,3 +225,59 @@ def test_matches_enumeration_on_every_choice_of_a_small_instance():
         if plan is not None and (best is None or plan.objective > best):
             best = plan.objective
     assert close(servopt.solve(problem).objective, best)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pareto_mask_on_larger_sets_with_many_ties(seed):
+    # more than 64 points: the vectorised first pass of the three-criteria filter runs
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(65, 300))
+    w = rng.integers(0, 8, n).astype(float)
+    x = rng.integers(0, 12, n).astype(float)
+    y = x + rng.integers(0, 4, n) if seed % 2 else rng.integers(0, 12, n).astype(float)
+    got, want = pareto_mask(w, x, y), naive_pareto(w, x, y)
+    key = lambda i: (w[i], x[i], y[i])  # noqa: E731
+    assert sorted(map(key, np.flatnonzero(got))) == sorted(map(key, np.flatnonzero(want)))
+
+
+def adversarial(seed: int, stages: int = 3, variants: int = 4, batches: tuple[int, ...] = (1, 2, 4),
+                max_replicas: int = 50) -> Pipeline:
+    """Every variant on the latency/accuracy front, α up to 1000, an SLA just above the fastest choice."""
+    rng = np.random.default_rng(seed)
+    out, fastest = [], 0.0
+    for s in range(stages):
+        lo = float(rng.uniform(20, 80))
+        lat = np.sort(rng.uniform(lo, lo * float(rng.uniform(2, 8)), variants))
+        lat[0] = lo
+        top = float(rng.uniform(0.9, 0.97))
+        accs = np.sort(rng.uniform(top, min(0.9995, top + 0.08), variants)) + 1e-7 * np.arange(variants)
+        power = float(rng.uniform(0.7, 0.95))
+        out.append(Stage(f"s{s}", [StageVariant(f"v{m}", round(float(accs[m]), 7), float(rng.choice([1, 2, 4])),
+                                                [BatchProfile(b, round(float(lat[m]) * b**power, 3)) for b in batches])
+                                   for m in range(variants)]))
+        fastest += lo
+    return Pipeline(workload_rps=float(rng.uniform(5, 40)), sla_ms=round(fastest * float(rng.uniform(1.05, 2.5)), 3),
+                    stages=out, alpha=float(rng.choice([10.0, 100.0, 1000.0])), beta=float(rng.choice([0.01, 0.1, 1.0])),
+                    delta=1e-6, accuracy="product", max_replicas=max_replicas)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_dp_equals_brute_force_on_adversarial_product_pipelines(seed):
+    problem = adversarial(seed, max_replicas=5)
+    expected = exhaustive_pipeline(problem)
+    status, plan, _ = solve_dp(problem)
+    if expected is None:
+        assert status is Status.INFEASIBLE
+        return
+    assert status is Status.OPTIMAL and check_pipeline_plan(problem, plan) == []
+    assert close(plan.objective, expected[0]), (plan.objective, expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dp_equals_milp_on_larger_adversarial_product_pipelines(seed):
+    problem = adversarial(100 + seed, stages=6, variants=6)
+    milp = servopt.solve(problem, "highs")
+    dp = servopt.solve(problem, "dp")
+    assert dp.status is milp.status
+    if milp.status is Status.OPTIMAL:
+        assert close(dp.objective, milp.objective), (dp.objective, milp.objective)

@@ -40,6 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "per-configuration curves only, the model before issue 19")
     parser.add_argument("--level", type=float, default=0.9, help="level of the prediction intervals saved with "
                         "-o (split conformal on the held-out residuals; default 0.9)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bar on stderr (it is shown only when stderr is a terminal)")
+
+
+def _steps(args: argparse.Namespace, total: int) -> Any:
+    """A progress bar over the steps of the command on stderr (tqdm), off with -q or when not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="servopt fit", unit="step", file=sys.stderr, leave=False,
+                disable=bool(getattr(args, "quiet", False)) or not sys.stderr.isatty())
 
 
 def _pct(value: Any) -> str:
@@ -96,20 +106,29 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise ValidationError(f"--plot {args.plot}: expected a .png file name")
     _check_outputs(args, targets)
-    table = load_profile(args.profiles)
     if not 0 < args.level < 1:
         raise ValidationError(f"--level {args.level}: expected a number between 0 and 1 (e.g. 0.9)")
-    models, reports = fit_profile(table.frame, source=table.source, targets=targets,
-                                  latency_model=args.latency_model, level=args.level)
-    if args.output:
-        models.save(args.output)
-    if args.plot and reports:
-        from servopt.performance.plot import plot_report
+    with _steps(args, 2 + bool(args.output) + bool(args.plot)) as bar:
+        bar.set_postfix_str("reading the profiles")
+        table = load_profile(args.profiles)
+        bar.update()
+        bar.set_postfix_str(f"fitting and cross-validating on {len(table.frame):,} rows")
+        models, reports = fit_profile(table.frame, source=table.source, targets=targets,
+                                      latency_model=args.latency_model, level=args.level)
+        bar.update()
+        if args.output:
+            bar.set_postfix_str("saving the models")
+            models.save(args.output)
+            bar.update()
+        if args.plot and reports:
+            from servopt.performance.plot import plot_report
 
-        first = Path(args.plot)
-        for i, (name, report) in enumerate(reports.items()):
-            path = first if i == 0 else first.with_name(f"{first.stem}-{name}{first.suffix}")
-            plot_report(report, models, path)
+            bar.set_postfix_str("plotting")
+            first = Path(args.plot)
+            for i, (name, report) in enumerate(reports.items()):
+                path = first if i == 0 else first.with_name(f"{first.stem}-{name}{first.suffix}")
+                plot_report(report, models, path)
+            bar.update()
     not_scored = [t for t in models.targets if t not in reports]
     for name in not_scored:
         print(f"servopt fit: note: {name} fitted but not cross-validated (no configuration has two or more "

@@ -52,6 +52,8 @@ class MinGPUs(GPUProblemBase):
     """
 
     kind: ClassVar[str] = "min_gpus"
+    #: exact special-purpose algorithms (servopt.formulations.gpu.greedy), for ``objective: gpus``
+    algorithms: ClassVar[tuple[str, ...]] = ("greedy",)
 
     images: int
     objective: str = "gpus"
@@ -74,6 +76,22 @@ class MinGPUs(GPUProblemBase):
                 raise ValidationError(
                     f"objective 'cost' needs cost_per_hour for every GPU type; missing for {', '.join(unpriced)}"
                 )
+
+    @property
+    def default_backend(self) -> str | None:
+        """``greedy`` (exact, certified) when minimising GPUs in the aggregated formulation; else the MILP."""
+        return "greedy" if self.objective == "gpus" and self.formulation == "aggregated" else None
+
+    def solve_with(self, name: str, params: Any) -> tuple[Any, GPUPlan | None, str]:
+        """Solve with an exact algorithm by name (``greedy``: fewest GPUs, with its certificate in the message)."""
+        from servopt.formulations.gpu.greedy import applies, solve_greedy
+
+        if name not in self.algorithms:
+            raise ValidationError(f"min_gpus: unknown algorithm {name!r}; choose one of {', '.join(self.algorithms)}")
+        if not applies(self):
+            raise ValidationError("min_gpus: algorithm 'greedy' is exact only for objective 'gpus'; "
+                                  f"objective is {self.objective!r} (use a MILP backend, e.g. 'highs')")
+        return solve_greedy(self, params)
 
     def build(self) -> tuple[Model, Callable[[Result], GPUPlan]]:
         """The MILP in ``self.formulation`` and its decoder (no solver involved)."""

@@ -74,14 +74,39 @@ def max_batches_within(deadline_s: float, warmup_ms: float, latency_ms: float, c
     >>> max_batches_within(1.0, 300.0, 100.0)  # 300 + 7 * 100 == 1000 exactly
     8
     """
-    limit = busy_limit_ms(deadline_s)
-    warm = dec(warmup_ms)
-    if warm > limit:
-        return 0
-    k = 1 + floor_div(limit - warm, dec(latency_ms))
+    k = _max_batches_float(float(deadline_s), float(warmup_ms), float(latency_ms))
+    if k is None:  # within float error of a boundary: decided on the exact decimals
+        limit = busy_limit_ms(deadline_s)
+        warm = dec(warmup_ms)
+        if warm > limit:
+            return 0
+        k = 1 + floor_div(limit - warm, dec(latency_ms))
     if cap is not None:
         k = min(k, cap + 1)
     return k
+
+
+def _max_batches_float(deadline_s: float, warmup_ms: float, latency_ms: float) -> int | None:
+    """k_max in floating point where no rounding can change it, else None (then it is decided exactly).
+
+    Each of the three float operations errs by at most half an ulp; the bound ``slack`` is 1,000x that error, so
+    when the quotient is farther than ``slack`` from a whole number (and the warm-up farther than that from the
+    deadline) the float answer is the exact one.
+    """
+    if not (latency_ms > 0 and math.isfinite(deadline_s) and math.isfinite(warmup_ms) and math.isfinite(latency_ms)):
+        return None
+    limit = deadline_s * 1000.0
+    room = limit - warmup_ms
+    scale = abs(limit) + abs(warmup_ms)
+    if abs(room) <= 1e-12 * scale:
+        return None
+    if room < 0:
+        return 0
+    q = room / latency_ms
+    slack = 1e-12 * (scale / latency_ms + q) + 1e-12
+    if q > 2.0**52 or abs(q - round(q)) <= slack:
+        return None
+    return 1 + int(math.floor(q))
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,9 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     # completions with a smaller suffix product R need not be compared (tightens the product dominance)
     p_min = (floor - float(bound.value(0, np.array([limit]))[0])) / alpha if product and alpha > 0 else 0.0
     chord = _ChordBound(stages, min_suffix, alpha) if product and p_min > 0 else None
+    # the most accurate completion that fits in the latency left: R <= exp(LP bound of Σ log a) (tight SLAs)
+    log_bound = (_SuffixBound([s.w for s in stages], [np.log(np.maximum(s.a, 1e-300)) for s in stages], min_suffix)
+                 if product and alpha > 0 else None)
 
     # forward pass: states (W, V, A, C) with back-pointers (parent state, option) per stage
     W = np.zeros(1)
@@ -165,7 +168,12 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         ok = left >= min_suffix[k + 1]
         if product:
             a = (A[:, None] * s.a).ravel()
-            ok &= v + alpha * a * suffix_hi[k] + bound.value(k + 1, left) >= floor
+            r_max = suffix_hi[k]
+            if log_bound is not None:
+                at = np.flatnonzero(ok)
+                r_max = np.full(ok.size, suffix_hi[k])
+                r_max[at] = np.minimum(suffix_hi[k], _exp_up(log_bound.value(k + 1, left[at])))
+            ok &= v + alpha * a * r_max + bound.value(k + 1, left) >= floor
             if chord is not None and k + 1 < n:
                 at = np.flatnonzero(ok)
                 ok[at] = chord.bound(k + 1, a[at], v[at], left[at], max(suffix_lo[k], 1e-300), suffix_hi[k],
@@ -177,10 +185,8 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         a = a[flat] if product else None
         c = (C[:, None] + s.c).ravel()[flat] if stable else None
         if product:
-            r_lo = suffix_lo[k]
-            if p_min > 0 and a.size and a.max() > 0:
-                r_lo = min(max(r_lo, p_min / float(a.max())), suffix_hi[k])
-            keep = np.flatnonzero(pareto_mask(w, v + alpha * a * r_lo, v + alpha * a * suffix_hi[k], c))
+            keep = _product_front(w, v, a, c, alpha, suffix_lo[k], suffix_hi[k], p_min, limit,
+                                  None if log_bound is None else (lambda left: log_bound.value(k + 1, left)))
             A = a[keep]
         else:
             keep = np.flatnonzero(pareto_mask(w, v, None, c))
@@ -203,6 +209,52 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         picks.append(int(option[state]))
         state = int(parent[state])
     return _finish(problem, opts, stages, picks[::-1], Status.OPTIMAL, "")
+
+
+def _product_front(w: np.ndarray, v: np.ndarray, a: np.ndarray, c: np.ndarray | None, alpha: float,
+                   suffix_lo: float, suffix_hi: float, p_min: float, limit: float, log_value: Any) -> np.ndarray:
+    """Indices of the states kept by the ``product`` dominance, in latency bands.
+
+    A state j (latency W_j) is completed by a suffix whose product R lies in [r_lo, r_hi(W_j)]: r_lo from the
+    suffix's least accurate options and, when only products above p_min / A can beat the incumbent, from p_min;
+    r_hi(W) = exp(LP bound of Σ log a within the latency left), which falls as W grows. A state i with W_i <= W_j
+    can complete every way j can, so i dominates j when it is at least as good at both ends of j's range (the
+    difference is linear in R). The states are cut into bands of W; those of a band are compared, with the kept
+    states of the faster bands, at the band's own upper end r_hi(its smallest W): tighter than one global range,
+    and each comparison uses ends that contain the compared state's range.
+    """
+    size = w.size
+    if not size:
+        return np.zeros(0, dtype=np.int64)
+    r_lo = suffix_lo
+    if p_min > 0 and a.max() > 0:
+        r_lo = max(r_lo, p_min / float(a.max()))
+
+    def upper(w_min: float) -> float:
+        if log_value is None:
+            return suffix_hi
+        return min(suffix_hi, float(_exp_up(log_value(np.array([limit - w_min])))[0]))
+
+    bands = 4 if size > 4096 and log_value is not None else 1
+    order = np.argsort(w, kind="stable")
+    edges = np.linspace(0, size, bands + 1).astype(np.int64)
+    kept = np.zeros(0, dtype=np.int64)
+    for lo_at, hi_at in zip(edges[:-1], edges[1:]):
+        band = order[lo_at:hi_at]
+        if not band.size:
+            continue
+        r_hi = upper(float(w[band[0]]))
+        lo_end = min(r_lo, r_hi)
+        pool = np.concatenate((kept, band))
+        mask = pareto_mask(w[pool], v[pool] + alpha * a[pool] * lo_end, v[pool] + alpha * a[pool] * r_hi,
+                           None if c is None else c[pool])
+        kept = np.concatenate((kept, band[mask[kept.size:]]))
+    return np.sort(kept)
+
+
+def _exp_up(log_r: np.ndarray) -> np.ndarray:
+    """exp, rounded up by a relative 1e-9 (a bound on a product must not fall below it by float error)."""
+    return np.exp(log_r) * (1.0 + 1e-9)
 
 
 def _product_incumbent(problem: Any, stages: list[_Stage], min_suffix: np.ndarray, limit: float,
@@ -356,6 +408,8 @@ def pareto_mask(w: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
                 dominated[here] |= best_before[here] >= xs[here]
         keep[order[~dominated]] = True
         return keep
+    if c is None:
+        return _pareto_xy(np.lexsort((-y, -x, w)), x, y, keep)
     order = np.lexsort((cc, -y, -x, w))
     # sweep in that order; per level of c, a staircase of kept (x, y): x ascending, y descending
     stairs: dict[int, tuple[list[float], list[float]]] = {}
@@ -388,6 +442,63 @@ def pareto_mask(w: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
             end += 1
         xs_[start:end] = [xi]
         ys_[start:end] = [yi]
+    return keep
+
+
+def _pareto_xy(order: np.ndarray, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The three-criteria sweep without ``c``: one staircase, and a first vectorised pass.
+
+    ``order`` sorts by w, then x and y descending, so every dominator of a point comes before it. The first pass
+    drops, at array speed, each point that the best earlier point in x (ties: in y) or in y (ties: in x)
+    dominates; that is only ever a true dominance, so the exact sweep over the rest keeps the same front (a
+    dropped point's dominator is itself dominated by, or is, a point the sweep keeps: dominance is transitive).
+    """
+    xs, ys = x[order], y[order]
+    size = order.size
+    dropped = np.zeros(size, dtype=bool)
+    if size > 64:
+        t = np.arange(size)
+        for first, second in ((xs, ys), (ys, xs)):
+            # the earlier point with the largest ``first`` (and, among those, the largest ``second``)
+            rank = np.lexsort((second, first))
+            score = np.empty(size, dtype=np.int64)
+            score[rank] = t
+            best = np.maximum.accumulate(score)
+            at = rank[best[:-1]]
+            dropped[1:] |= (xs[at] >= xs[1:]) & (ys[at] >= ys[1:])
+    rest = np.flatnonzero(~dropped)
+    order, xs, ys = order[rest], xs[rest], ys[rest]
+    # the staircase of the kept points: x ascending, y descending; a point is dominated by a kept one iff the kept
+    # point with the smallest x >= its x has a y >= its y
+    stair_x: list[float] = []
+    stair_y: list[float] = []
+    left = bisect.bisect_left
+    pos = 0
+    while pos < order.size:
+        # a block at a time: first against the staircase as it stands (at array speed), then point by point
+        end = min(order.size, pos + max(512, 2 * len(stair_x)))
+        bx, by = xs[pos:end], ys[pos:end]
+        alive = np.arange(pos, end)
+        if stair_x:
+            sx, sy = np.asarray(stair_x), np.asarray(stair_y)
+            j = np.searchsorted(sx, bx, side="left")
+            hit = j < sx.size
+            hit[hit] = sy[j[hit]] >= by[hit]
+            alive = alive[~hit]
+        pos = end
+        for i, xi, yi in zip(order[alive].tolist(), xs[alive].tolist(), ys[alive].tolist()):
+            j = left(stair_x, xi)
+            if j < len(stair_x) and stair_y[j] >= yi:
+                continue
+            keep[i] = True
+            start = j
+            while start > 0 and stair_y[start - 1] <= yi:
+                start -= 1
+            stop = j
+            while stop < len(stair_x) and stair_x[stop] == xi and stair_y[stop] <= yi:
+                stop += 1
+            stair_x[start:stop] = [xi]
+            stair_y[start:stop] = [yi]
     return keep
 
 
