@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["TIE_TOL", "RATE_RTOL", "tie_tolerance", "refine_stable", "integral_scale", "format_table"]
+__all__ = ["common_file_keys", "TIE_TOL", "RATE_RTOL", "tie_tolerance", "refine_stable", "integral_scale", "format_table"]
 
 #: two objective values closer than this (relative to max(1, |z|)) are the same optimum
 TIE_TOL = 1e-9
@@ -101,3 +101,13 @@ def _cell(value: Any) -> str:
             return "inf"
         return f"{value:.6g}"
     return str(value)
+
+
+def common_file_keys(f: Any, source: Any) -> dict[str, Any]:
+    """The keys every ``variant_selection`` and ``pipeline`` problem file shares: name, prefer_stable, triton."""
+    f.str("problem")
+    return {
+        "name": f.str("name", source.stem if source.name not in ("", "<problem>") else "problem"),
+        "prefer_stable": f.bool("prefer_stable", False),
+        "triton": f.mapping("triton", None),
+    }

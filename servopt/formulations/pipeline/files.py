@@ -22,23 +22,16 @@ from servopt.formulations.pipeline.types import (
     StageVariant,
 )
 
+from servopt.formulations.ties import common_file_keys
+
 __all__ = ["from_mapping"]
-
-
-def _common_keys(f: Fields, source: Path) -> dict[str, Any]:
-    f.str("problem")
-    return {
-        "name": f.str("name", source.stem if source.name not in ("", "<problem>") else "problem"),
-        "prefer_stable": f.bool("prefer_stable", False),
-        "triton": f.mapping("triton", None),
-    }
 
 
 def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
     """Validate a ``pipeline`` mapping into :class:`~servopt.formulations.pipeline.problem.Pipeline`."""
     source = Path(source)
     f = Fields(data, source)
-    common = _common_keys(f, source)
+    common = common_file_keys(f, source)
     fields: dict[str, Any] = {
         "workload_rps": f.number("workload_rps", positive=True),
         "sla_ms": f.number("sla_ms", positive=True),

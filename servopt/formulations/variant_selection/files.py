@@ -21,23 +21,16 @@ from servopt.fields import Fields, check_int, check_number, model_file
 from servopt.formulations.variant_selection.problem import VariantSelection
 from servopt.formulations.variant_selection.types import Variant
 
+from servopt.formulations.ties import common_file_keys
+
 __all__ = ["from_mapping"]
-
-
-def _common_keys(f: Fields, source: Path) -> dict[str, Any]:
-    f.str("problem")
-    return {
-        "name": f.str("name", source.stem if source.name not in ("", "<problem>") else "problem"),
-        "prefer_stable": f.bool("prefer_stable", False),
-        "triton": f.mapping("triton", None),
-    }
 
 
 def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
     """Validate a ``variant_selection`` mapping into a ``VariantSelection``."""
     source = Path(source)
     f = Fields(data, source)
-    common = _common_keys(f, source)
+    common = common_file_keys(f, source)
     lam = f.number("workload_rps", positive=True)
     budget = f.int("core_budget", minimum=1)
     weights = {k: f.number(k, d, minimum=0.0) for k, d in (("alpha", 1.0), ("beta", 0.05), ("gamma", 0.001))}
