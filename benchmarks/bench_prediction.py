@@ -48,6 +48,8 @@ def sources(quick: bool = False) -> list[tuple[str, str, Any]]:
 
     out: list[tuple[str, str, Any]] = []
     for path in sorted(glob.glob(str(ROOT / "profiles" / "*.csv"))):
+        if Path(path).name.startswith("max_batch_"):  # a summary of OOM searches, not a profile
+            continue
         out.append((f"profiles/{Path(path).name}", "shipped", lambda p=path: load_profile(p)))
     for path in sorted(glob.glob(str(SHARED / "ipa" / "profiles" / "*.csv"))):
         out.append((f"ipa/{Path(path).name}", "reference", lambda p=path: read_ipa_profile(p)))

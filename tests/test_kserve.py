@@ -392,6 +392,8 @@ def test_quantities_kubernetes_accepts(text: str, value: float) -> None:
 
 def _problem(tmp_path: Path, kserve: str = "") -> Path:
     text = (ROOT / "examples" / "variant_selection_infadapter.yaml").read_text()
+    # the example's model files are relative to examples/: point them there from the copy
+    text = text.replace("model_file: models/", f"model_file: {ROOT / 'examples' / 'models'}/")
     path = tmp_path / "p.yaml"
     path.write_text(text + (f"\ntriton:\n  kserve: {kserve}\n" if kserve else ""))
     return path
