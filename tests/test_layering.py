@@ -189,8 +189,7 @@ PROBLEM_KIND_NAMES = _problem_kinds()
 
 #: comparisons on a ``kind`` of another vocabulary (not a problem kind), by file and source text
 OTHER_KINDS = {
-    ("servopt/testing/triton_server.py", "group.kind == mc.ModelInstanceGroup.KIND_GPU"),  # Triton instance kind
-    ("servopt/serving/verify.py", "group.kind == mc.ModelInstanceGroup.KIND_GPU"),  # Triton instance kind
+    ("servopt/serving/tritonserver.py", "group.kind == mc.ModelInstanceGroup.KIND_GPU"),  # Triton instance kind
     ("servopt/serving/verify.py", "g.kind == mc.ModelInstanceGroup.KIND_GPU"),  # Triton instance kind
     ("servopt/cli/import_.py", "_ALIASES.get(args.kind, args.kind)"),  # the importer's format (perf-analyzer, ...)
 }

@@ -121,30 +121,21 @@ def run(args: argparse.Namespace) -> int:
     return _report(result)
 
 
+def _shared(args: argparse.Namespace) -> dict[str, Any]:
+    """The options both runtimes take, as keyword arguments of their profile function."""
+    return dict(repeats=args.repeats, min_repeats=args.min_repeats, time_budget_s=args.time_budget,
+                total_budget_s=args.total_budget, memory_limit_mb=args.memory_limit_mb, max_cv=args.max_cv,
+                output=args.output, resume=args.resume, force=args.force, hardware=args.hardware,
+                model_name=args.model_name, variant=args.variant, device=args.device, progress=not args.quiet,
+                seed=args.seed)
+
+
 def _run_onnx(args: argparse.Namespace) -> Any:
     from servopt.measure.profiler import profile_model
 
-    return profile_model(
-        args.model,
-        _int_list("--batch-sizes", args.batch_sizes),
-        _int_list("--input-sizes", args.input_sizes),
-        _int_list("--cores", args.cores),
-        repeats=args.repeats,
-        min_repeats=args.min_repeats,
-        time_budget_s=args.time_budget,
-        total_budget_s=args.total_budget,
-        memory_limit_mb=args.memory_limit_mb,
-        output=args.output,
-        resume=args.resume,
-        force=args.force,
-        hardware=args.hardware,
-        model_name=args.model_name,
-        variant=args.variant,
-        device=args.device,
-        max_cv=args.max_cv,
-        progress=not args.quiet,
-        seed=args.seed,
-    )
+    return profile_model(args.model, _int_list("--batch-sizes", args.batch_sizes),
+                         _int_list("--input-sizes", args.input_sizes), _int_list("--cores", args.cores),
+                         **_shared(args))
 
 
 def _run_torch(args: argparse.Namespace) -> Any:
@@ -153,29 +144,9 @@ def _run_torch(args: argparse.Namespace) -> Any:
     cores = _int_list("--cores", args.cores)
     if len(cores) != 1:
         raise ValidationError(f"--cores: --runtime torch takes one value (torch.set_num_threads), got {args.cores!r}")
-    return profile_torch(
-        args.model,
-        _int_list("--batch-sizes", args.batch_sizes),
-        _int_list("--input-sizes", args.input_sizes),
-        device=args.device,
-        dtype=args.dtype,
-        cores=cores[0],
-        repeats=args.repeats,
-        min_repeats=args.min_repeats,
-        time_budget_s=args.time_budget,
-        total_budget_s=args.total_budget,
-        memory_limit_mb=args.memory_limit_mb,
-        find_max_batch=args.find_max_batch,
-        max_cv=args.max_cv,
-        output=args.output,
-        resume=args.resume,
-        force=args.force,
-        hardware=args.hardware,
-        model_name=args.model_name,
-        variant=args.variant,
-        progress=not args.quiet,
-        seed=args.seed,
-    )
+    return profile_torch(args.model, _int_list("--batch-sizes", args.batch_sizes),
+                         _int_list("--input-sizes", args.input_sizes), dtype=args.dtype, cores=cores[0],
+                         find_max_batch=args.find_max_batch, **_shared(args))
 
 
 def _report(result: Any) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TritonEnv", "TritonSetupError", "TritonCheckError", "TritonServer", "ensure_env", "find_env",
-           "default_venv", "free_ports", "REQUIREMENTS", "STAMP"]
+           "default_venv", "free_ports", "cpu_instance_groups", "REQUIREMENTS", "STAMP"]
 
 REQUIREMENTS = ("nvidia-pytriton", "numpy<2", "onnxruntime")
 STAMP = ".servopt-triton-ok"
@@ -140,6 +140,23 @@ class TritonCheckError(AssertionError):
         self.log = log
         tail = "\n".join(log.splitlines()[-120:])
         super().__init__(f"{message}\n----- tritonserver log (last 120 lines) -----\n{tail}" if log else message)
+
+
+def cpu_instance_groups(cfg: Any, max_instances: int | None = None) -> None:
+    """Rewrite a ``ModelConfig``'s instance groups for a CPU-only server, in place.
+
+    ``KIND_GPU`` groups become ``KIND_CPU`` with one instance per listed GPU (``count`` is per GPU in Triton) and no
+    ``gpus``; ``max_instances`` caps every group's count (CPU time on a small machine).
+    """
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    for group in cfg.instance_group:
+        if group.kind == mc.ModelInstanceGroup.KIND_GPU:
+            group.count = group.count * max(1, len(group.gpus))
+            group.kind = mc.ModelInstanceGroup.KIND_CPU
+            del group.gpus[:]
+        if max_instances is not None:
+            group.count = min(group.count, max_instances)
 
 
 def free_ports(n: int) -> list[int]:

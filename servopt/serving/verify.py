@@ -296,19 +296,15 @@ def make_standin_copy(repo: Path, dest: Path, *, base_ms: float, per_item_ms: fl
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
+    from servopt.serving.tritonserver import cpu_instance_groups
+
     standin = Path(__file__).resolve().parents[1] / "testing" / "standin_model.py"
     shutil.copytree(repo, dest)
     for cfg_path in sorted(Path(dest).glob("*/config.pbtxt")):
         cfg = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
         if cfg.platform == "ensemble":
             continue
-        for group in cfg.instance_group:
-            if group.kind == mc.ModelInstanceGroup.KIND_GPU:
-                group.count = group.count * max(1, len(group.gpus))
-                group.kind = mc.ModelInstanceGroup.KIND_CPU
-                del group.gpus[:]
-            if max_instances is not None:
-                group.count = min(group.count, max_instances)
+        cpu_instance_groups(cfg, max_instances)
         cfg.backend = "python"
         cfg.platform = ""
         cfg.ClearField("default_model_filename")

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servopt.serving.tritonserver import TritonCheckError, TritonEnv, TritonServer, ensure_env
+from servopt.serving.tritonserver import (TritonCheckError, TritonEnv, TritonServer, cpu_instance_groups,
+                                          ensure_env)
 
 __all__ = ["TritonServer", "TritonCheckError", "CheckReport", "make_servable", "check_repositories",
            "find_repositories"]
@@ -64,7 +65,6 @@ def make_servable(repo: Path, dest: Path, *, max_instances: int | None = None, p
     on one server. Returns the rewritten configs.
     """
     from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
 
     from servopt.triton.artifacts import PYTHON_ONNX_MODEL
 
@@ -80,13 +80,7 @@ def make_servable(repo: Path, dest: Path, *, max_instances: int | None = None, p
             for step in cfg.ensemble_scheduling.step:
                 step.model_name = prefix + step.model_name
         if cfg.platform != "ensemble":
-            for group in cfg.instance_group:
-                if group.kind == mc.ModelInstanceGroup.KIND_GPU:
-                    group.count = group.count * max(1, len(group.gpus))
-                    group.kind = mc.ModelInstanceGroup.KIND_CPU
-                    del group.gpus[:]
-                if max_instances is not None:
-                    group.count = min(group.count, max_instances)
+            cpu_instance_groups(cfg, max_instances)
             versions = [v for v in cfg_path.parent.iterdir() if v.is_dir() and v.name.isdigit()]
             own = cfg.backend == "python" and versions and all((v / "model.py").is_file() for v in versions)
             if not own:
