@@ -12,9 +12,15 @@ is the smallest m with c_1 + ... + c_m >= N (infeasible when even all of them fa
 c_1 + ... + c_{m-1} < N (the m - 1 largest bound every choice of m - 1), so fewer do not. ∎
 
 The certificate is that bound: ``lower_bound`` = m and ``short_by`` = N − (c_1 + ... + c_{m-1}) > 0, which
-:func:`check_certificate` re-derives from the problem independently of the greedy. Taking whole types in
-decreasing capacity makes the algorithm O(T log T) for T types, whatever the counts (10,000 GPUs cost nothing).
-``max_throughput`` with a budget is a knapsack and is not solved here (the MILP stays its backend).
+:func:`check_certificate` re-derives from the problem's capacities (re-sorted, independently of the greedy).
+The per-type best options and counts are numpy arrays built once when the problem is constructed
+(:mod:`servopt.formulations.gpu.arrays`, sorted by decreasing capacity with a cumulative sum), so the solve is a
+binary search over T types plus the plan for the types it uses: O(log T + types used), whatever the counts
+(10,000 GPUs cost nothing; benchmarks/results/gpus.csv).
+
+``max_throughput`` without a budget is the same bound read the other way: every GPU at its best batch size
+processes the most images (:func:`solve_greedy_max`, certificate :class:`UpperBound`). With a budget it is a
+bounded knapsack and is not solved here (the MILP stays its backend).
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from servopt.formulations.gpu.types import GPUOption, GPUPlan, gpu_options, plan_from_counts
+import numpy as np
+
+from servopt.formulations.gpu.arrays import pool_arrays
+from servopt.formulations.gpu.types import GPUPlan, plan_from_counts
 from servopt.result import SolveParams, Status
 
-__all__ = ["ALGORITHMS", "Certificate", "applies", "solve_greedy", "check_certificate"]
+__all__ = ["ALGORITHMS", "Certificate", "UpperBound", "applies", "solve_greedy", "solve_greedy_max", "check_certificate",
+           "check_upper_bound"]
 
 #: the exact algorithms this module offers, by the names ``servopt.solve(problem, backend=...)`` accepts
 ALGORITHMS = ("greedy",)
@@ -44,18 +54,10 @@ class Certificate:
 
 
 def applies(problem: Any) -> bool:
-    """Whether the greedy is exact for ``problem``: ``min_gpus`` minimising the number of GPUs."""
+    """Whether the greedy is exact for ``problem``: ``min_gpus`` minimising GPUs, or ``max_throughput`` unbudgeted."""
+    if getattr(problem, "kind", None) == "max_throughput":
+        return getattr(problem, "budget_per_hour", None) is None
     return getattr(problem, "images", None) is not None and getattr(problem, "objective", None) == "gpus"
-
-
-def _best_options(problem: Any) -> list[GPUOption]:
-    """Each GPU type's option with the most images (ties: the smaller batch, then pool order)."""
-    best: dict[int, GPUOption] = {}
-    for o in gpu_options(problem.gpus, problem.deadline_s, problem.latency_slo_ms):
-        held = best.get(o.type_index)
-        if held is None or (o.images, -o.batch_size) > (held.images, -held.batch_size):
-            best[o.type_index] = o
-    return sorted(best.values(), key=lambda o: (-o.images, o.type_index))
 
 
 def solve_greedy(problem: Any, params: SolveParams | None = None) -> tuple[Status, GPUPlan | None, str]:
@@ -75,26 +77,52 @@ def solve_greedy(problem: Any, params: SolveParams | None = None) -> tuple[Statu
     >>> status.value, plan.gpus, [(g.hardware, g.gpus) for g in plan.groups]
     ('optimal', 2, [('A100', 2)])
     """
+    arrays = pool_arrays(problem)
     need = problem.images
-    counts: list[tuple[GPUOption, int, int]] = []
-    done = 0
-    for o in _best_options(problem):
-        if done >= need:
-            break
-        available = problem.gpus[o.type_index].max_count
-        take = min(available, -(-(need - done) // o.images))
-        counts.append((o, take, o.batches))
-        done += take * o.images
-    if done < need:
+    if arrays.total < need:
         return Status.INFEASIBLE, None, ""
+    i = int(np.searchsorted(arrays.cumulative, need))  # first type whose GPUs complete the images
+    done_before = int(arrays.cumulative[i - 1]) if i else 0
+    cap_i = int(arrays.capacity[i])
+    take = -(-(need - done_before) // cap_i)
+    counts = [(o, int(n), o.batches) for o, n in zip(arrays.options[:i], arrays.count[:i].tolist())]
+    counts.append((arrays.options[i], take, arrays.options[i].batches))
     plan = plan_from_counts(problem, counts, "gpus", problem.formulation)
-    certificate = Certificate(lower_bound=plan.gpus, short_by=need - (done - counts[-1][0].images))
-    broken = check_certificate(problem, plan, certificate)
+    certificate = Certificate(lower_bound=plan.gpus, short_by=need - (done_before + (take - 1) * cap_i))
+    _refuse_broken(check_certificate(problem, plan, certificate))
+    return Status.OPTIMAL, plan, certificate.describe()
+
+
+def solve_greedy_max(problem: Any, params: SolveParams | None = None) -> tuple[Status, GPUPlan | None, str]:
+    """Most images for ``problem`` (a ``max_throughput`` without a budget): every GPU at its best batch size.
+
+    Each GPU processes at most its type's capacity whatever the others do, so the whole pool at its best options
+    is optimal, certified by the bound it meets (:class:`UpperBound`).
+
+    Examples
+    --------
+    >>> import servopt
+    >>> a100 = servopt.GPUType("A100", max_count=2, batches={64: {"latency_ms": 20.0, "warmup_ms": 1500.0}})
+    >>> t4 = servopt.GPUType("T4", max_count=4, batches={64: 60.0})
+    >>> status, plan, _ = solve_greedy_max(servopt.MaxThroughput(deadline_s=10, gpus=[a100, t4]))
+    >>> status.value, plan.images, [(g.hardware, g.gpus) for g in plan.groups]
+    ('optimal', 98048, [('A100', 2), ('T4', 4)])
+    """
+    arrays = pool_arrays(problem)
+    if not arrays.options:
+        return Status.INFEASIBLE, None, ""
+    counts = [(o, int(n), o.batches) for o, n in zip(arrays.options, arrays.count.tolist())]
+    plan = plan_from_counts(problem, counts, "images", problem.formulation)
+    certificate = UpperBound(images=plan.images)
+    _refuse_broken(check_upper_bound(problem, plan, certificate))
+    return Status.OPTIMAL, plan, certificate.describe()
+
+
+def _refuse_broken(broken: str | None) -> None:
     if broken:  # never expected: the MILP is the way out
         from servopt.exceptions import SolverError
 
         raise SolverError(f"greedy: the certificate does not hold ({broken}); please report this problem")
-    return Status.OPTIMAL, plan, certificate.describe()
 
 
 def check_certificate(problem: Any, plan: GPUPlan, certificate: Certificate) -> str | None:
@@ -104,10 +132,12 @@ def check_certificate(problem: Any, plan: GPUPlan, certificate: Certificate) -> 
     of that many GPUs) and checks it falls short of the requested images by ``short_by``, and that the plan uses
     ``lower_bound`` GPUs. Feasibility of the plan is :meth:`verify`'s job.
     """
-    caps = sorted(((o.images, problem.gpus[o.type_index].max_count) for o in _best_options(problem)), reverse=True)
+    arrays = pool_arrays(problem)
+    order = np.argsort(-arrays.capacity, kind="stable")  # re-sorted here: the check does not trust the order
+    caps, counts = arrays.capacity[order].tolist(), arrays.count[order].tolist()
     left = certificate.lower_bound - 1
     total = 0
-    for cap, count in caps:
+    for cap, count in zip(caps, counts):
         take = min(count, left)
         total += take * cap
         left -= take
@@ -120,4 +150,30 @@ def check_certificate(problem: Any, plan: GPUPlan, certificate: Certificate) -> 
                 f"not {problem.images - certificate.short_by} < {problem.images}")
     if plan.gpus != certificate.lower_bound:
         return f"the plan uses {plan.gpus} GPUs, the bound is {certificate.lower_bound}"
+    return None
+
+
+@dataclass(frozen=True)
+class UpperBound:
+    """Why no plan processes more images: every GPU of the pool at its best batch size processes ``images``."""
+
+    images: int
+
+    def describe(self) -> str:
+        return (f"optimal by the capacity bound: every GPU of the pool at its best batch size processes "
+                f"{self.images:,} images")
+
+
+def check_upper_bound(problem: Any, plan: GPUPlan, certificate: UpperBound) -> str | None:
+    """Check that ``plan`` (of a ``max_throughput`` without budget) meets the pool's capacity bound (None: it does).
+
+    The bound is re-summed from the per-type capacities (count x best capacity); a plan meeting it is optimal
+    because no GPU processes more than its type's best capacity. Feasibility of the plan is :meth:`verify`'s job.
+    """
+    arrays = pool_arrays(problem)
+    bound = sum(int(c) * int(n) for c, n in zip(arrays.capacity.tolist(), arrays.count.tolist()))
+    if bound != certificate.images:
+        return f"the pool processes at most {bound} images, the certificate says {certificate.images}"
+    if plan.images != bound:
+        return f"the plan processes {plan.images} images, the bound is {bound}"
     return None

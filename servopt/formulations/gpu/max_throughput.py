@@ -50,6 +50,8 @@ class MaxThroughput(GPUProblemBase):
     """
 
     kind: ClassVar[str] = "max_throughput"
+    #: exact special-purpose algorithms (servopt.formulations.gpu.greedy), without a budget
+    algorithms: ClassVar[tuple[str, ...]] = ("greedy",)
 
     budget_per_hour: float | None = None
 
@@ -70,6 +72,23 @@ class MaxThroughput(GPUProblemBase):
     def objective(self) -> str:
         """Always ``images`` (maximised)."""
         return "images"
+
+    @property
+    def default_backend(self) -> str | None:
+        """``greedy`` (exact, certified) without a budget in the aggregated formulation; else the MILP."""
+        return "greedy" if self.budget_per_hour is None and self.formulation == "aggregated" else None
+
+    def solve_with(self, name: str, params: Any) -> tuple[Any, GPUPlan | None, str]:
+        """Solve with an exact algorithm by name (``greedy``: every GPU at its best batch, with its certificate)."""
+        from servopt.formulations.gpu.greedy import applies, solve_greedy_max
+
+        if name not in self.algorithms:
+            raise ValidationError(f"max_throughput: unknown algorithm {name!r}; choose one of "
+                                  f"{', '.join(self.algorithms)}")
+        if not applies(self):
+            raise ValidationError("max_throughput: algorithm 'greedy' is exact only without budget_per_hour "
+                                  "(with a budget the choice is a knapsack: use a MILP backend, e.g. 'highs')")
+        return solve_greedy_max(self, params)
 
     def build(self) -> tuple[Model, Callable[[Result], GPUPlan]]:
         """The MILP in ``self.formulation`` and its decoder (no solver involved)."""

@@ -574,6 +574,9 @@ class GPUProblemBase:
         object.__setattr__(self, "gpus", gpus)
         if not isinstance(self.name, str) or not self.name:
             raise ValidationError(f"name={self.name!r}; give a non-empty model name")
+        from servopt.formulations.gpu.arrays import pool_arrays
+
+        pool_arrays(self)  # the greedy's arrays, built with the problem (outside solve_seconds)
 
     def verify(self, plan: GPUPlan) -> list[str]:
         """Every constraint ``plan`` breaks, decided exactly (:mod:`servopt.formulations.gpu.verify`)."""
@@ -632,8 +635,7 @@ class GPUProblemBase:
 
     def capacity(self) -> int:
         """Images the whole pool processes within the deadline, each GPU at its best batch size."""
-        best: dict[int, int] = {}
-        for o in self.options():
-            best[o.type_index] = max(best.get(o.type_index, 0), o.images)
-        return sum(self.gpus[g].max_count * v for g, v in best.items())
+        from servopt.formulations.gpu.arrays import pool_arrays
+
+        return pool_arrays(self).total
 

@@ -6,6 +6,7 @@ list means every constraint holds exactly.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,6 @@ def violations(problem: Any, plan: GPUPlan) -> list[str]:
     """
     errors: list[str] = []
     pool = {g.hardware: g for g in problem.gpus}
-    limit_ms = dec(problem.deadline_s) * 1000
     slo = getattr(problem, "latency_slo_ms", None)
     used: Counter[str] = Counter()
     images = gpus = 0
@@ -43,7 +43,7 @@ def violations(problem: Any, plan: GPUPlan) -> list[str]:
             continue
         if gpu.max_batch_size is not None and grp.batch_size > gpu.max_batch_size:
             errors.append(f"{where}: above max_batch_size {gpu.max_batch_size}")
-        if slo is not None and dec(point.latency_ms) > dec(slo):
+        if slo is not None and float(point.latency_ms) > float(slo):  # floats order as their decimals do
             errors.append(f"{where}: {point.latency_ms} ms per batch > latency SLO {slo} ms")
         k, count = grp.batches_per_gpu, grp.gpus
         if not (isinstance(k, int) and k >= 1 and isinstance(count, int) and count >= 1):
@@ -51,9 +51,9 @@ def violations(problem: Any, plan: GPUPlan) -> list[str]:
             continue
         if gpu.max_batches is not None and k - 1 > gpu.max_batches:
             errors.append(f"{where}: {k} batches exceed max_batches {gpu.max_batches} + 1")
-        busy = dec(point.warmup_ms) + (k - 1) * dec(point.latency_ms)
-        if busy > limit_ms:
-            errors.append(f"{where}: busy {float(busy)} ms > deadline {float(limit_ms)} ms")
+        if not _busy_within(point.warmup_ms, point.latency_ms, k, problem.deadline_s):
+            busy = dec(point.warmup_ms) + (k - 1) * dec(point.latency_ms)
+            errors.append(f"{where}: busy {float(busy)} ms > deadline {float(dec(problem.deadline_s) * 1000)} ms")
         if grp.images != count * grp.batch_size * k:
             errors.append(f"{where}: images {grp.images} != gpus x batch x batches")
         used[gpu.hardware] += count
@@ -76,3 +76,21 @@ def violations(problem: Any, plan: GPUPlan) -> list[str]:
         if cost > dec(budget):
             errors.append(f"cost {float(cost)} per hour exceeds the budget {budget}")
     return errors
+
+
+def _busy_within(warmup_ms: float, latency_ms: float, k: int, deadline_s: float) -> bool:
+    """Whether ``W + (k - 1) L <= 1000 T`` holds for the decimals the numbers print as.
+
+    Decided in floating point when the two sides are farther apart than any rounding could move them (each float
+    is within half an ulp of its decimal, each of the four operations adds at most half an ulp: a relative error
+    far below the 1e-9 margin used), else exactly with :func:`servopt.exact.dec` fractions.
+    """
+    w, l, d = float(warmup_ms), float(latency_ms), float(deadline_s)
+    if k < 2**50 and all(math.isfinite(x) for x in (w, l, d)):
+        busy, limit = w + (k - 1) * l, d * 1000.0
+        margin = 1e-9 * (abs(w) + (k - 1) * abs(l) + abs(limit)) + 1e-300
+        if busy < limit - margin:
+            return True
+        if busy > limit + margin:
+            return False
+    return dec(warmup_ms) + (k - 1) * dec(latency_ms) <= dec(deadline_s) * 1000
