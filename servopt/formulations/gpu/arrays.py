@@ -12,7 +12,7 @@ reading the problem, like the validation of the batch tables).
 >>> t4 = servopt.GPUType("T4", max_count=8, batches={64: {"latency_ms": 60.0, "warmup_ms": 900.0}})
 >>> arrays = pool_arrays(servopt.MinGPUs(images=50_000, deadline_s=10, gpus=[a100, t4]))
 >>> arrays.capacity.tolist(), arrays.count.tolist(), [o.hardware for o in arrays.options]
-[[27776, 10560], [4, 8], ['A100', 'T4']]
+([27264, 9728], [4, 8], ['A100', 'T4'])
 """
 
 from __future__ import annotations

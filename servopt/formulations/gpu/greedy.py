@@ -106,7 +106,7 @@ def solve_greedy_max(problem: Any, params: SolveParams | None = None) -> tuple[S
     >>> t4 = servopt.GPUType("T4", max_count=4, batches={64: 60.0})
     >>> status, plan, _ = solve_greedy_max(servopt.MaxThroughput(deadline_s=10, gpus=[a100, t4]))
     >>> status.value, plan.images, [(g.hardware, g.gpus) for g in plan.groups]
-    ('optimal', 98048, [('A100', 2), ('T4', 4)])
+    ('optimal', 97024, [('A100', 2), ('T4', 4)])
     """
     arrays = pool_arrays(problem)
     if not arrays.options:
