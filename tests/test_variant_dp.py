@@ -16,7 +16,8 @@ from servopt.testing.oracles import (
     exhaustive_variant_selection,
     random_variant_selection,
 )
-from servopt.formulations.variant_selection.dp import _Windows, grid_scale, solve_dp
+from servopt.formulations.variant_selection.dp import Certificate, _Windows, check_certificate, grid_scale, solve_dp
+from servopt.formulations.variant_selection.frontier import solve_frontier
 from servopt.formulations.variant_selection.problem import Variant, VariantSelection
 from servopt.result import Status
 
@@ -72,7 +73,7 @@ def test_decimal_capacities_are_scaled_exactly(seed):
     base = unstable(random_variant_selection(seed, max_variants=4, max_budget=8))
     variants = [dataclasses.replace(v, capacity={k: c + 0.5 for k, c in v.capacity.items()}) for v in base.variants]
     problem = dataclasses.replace(base, variants=variants, workload_rps=base.workload_rps + 0.25)
-    assert grid_scale(problem)[0] == 100
+    assert grid_scale(problem)[0] in (1, 10)  # λ itself need not be on the grid
     expected = exhaustive_variant_selection(problem)
     status, plan, _ = solve_dp(problem)
     if expected is None:
@@ -115,19 +116,87 @@ def test_prefer_stable_and_large_tables_fall_back_to_the_milp():
     assert grid_scale(huge)[0] is None and huge.default_backend == "auto"
     with pytest.raises(ValidationError, match="use a MILP backend"):
         servopt.solve(huge, "dp")
-    thirds = dataclasses.replace(problem, workload_rps=100 / 3)
-    assert grid_scale(thirds)[0] is None
+    thirds = dataclasses.replace(problem, workload_rps=100 / 3)  # any λ: only capacities below it need a grid
+    assert grid_scale(thirds)[0] == 1 and thirds.default_backend == "dp"
+    assert close(servopt.solve(thirds).objective, servopt.solve(thirds, "highs").objective)
+    odd = dataclasses.replace(problem, variants=[dataclasses.replace(v, capacity={k: c / 3 for k, c in
+                                                                                 v.capacity.items()})
+                                                 for v in problem.variants], workload_rps=20.0)
+    assert grid_scale(odd)[0] is None and odd.default_backend == "auto"
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(-50, 50, allow_nan=False), min_size=2, max_size=30), st.integers(0, 40),
-       st.integers(0, 2), st.floats(0, 2))
-def test_sliding_window_maximum(values, top, k, mu):
+       st.integers(1, 3))
+def test_marginal_window_maximum(values, lo, rows):
     width = len(values)
-    table = np.vstack([np.asarray(values), np.asarray(values[::-1]), np.full(width, -np.inf)])
-    shift = np.arange(width, dtype=float)
-    got = _Windows(table, mu, shift).rows(k, top)
-    for c in range(k, 3):
-        for s in range(width):
-            want = max(table[c - k, s - x] + mu * x for x in range(0, min(top, s) + 1))
-            assert got[c - k, s] == pytest.approx(want, rel=1e-12, abs=1e-12) or (want == got[c - k, s])
+    lo = min(lo, width - 1)
+    h = np.vstack([np.asarray(values), np.asarray(values[::-1]), np.full(width, -np.inf)])
+    top = np.arange(width, dtype=float) * 0.5
+    head, tail = _Windows(h, top).marginal(rows, lo)
+    for c in range(rows):
+        for t in range(width):
+            want = max(h[c, u] for u in range(max(0, lo - t), width - t))
+            got = head[c, t] if t <= lo else tail[c, t - lo - 1] - top[t]
+            assert got == want or got == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def fractional(problem: VariantSelection, seed: int) -> VariantSelection:
+    """The same problem with a workload off the grid: a third, a decimal, or a float with many digits."""
+    rng = np.random.default_rng(seed)
+    shift = [1 / 3, 0.37, float(rng.uniform(0, 1))][seed % 3]
+    return dataclasses.replace(problem, workload_rps=max(0.1, problem.workload_rps - 1 + shift))
+
+
+@pytest.mark.parametrize("seed", range(220))
+def test_dp_with_fractional_workload_equals_brute_force(seed):
+    problem = fractional(unstable(random_variant_selection(5000 + seed, max_variants=5, max_budget=10)), seed)
+    expected = exhaustive_variant_selection(problem)
+    status, plan, message = solve_dp(problem)
+    if expected is None:
+        assert status is Status.INFEASIBLE and plan is None
+        return
+    assert status is Status.OPTIMAL and close(plan.objective, expected[0]), (plan.objective, expected)
+    assert check_variant_selection_plan(problem, plan) == [] and problem.verify(plan) == []
+    assert "optimal by the dynamic programme" in message
+
+
+@pytest.mark.parametrize("seed", range(220))
+def test_frontier_equals_brute_force_with_real_capacities(seed):
+    base = unstable(random_variant_selection(7000 + seed, max_variants=5, max_budget=10))
+    rng = np.random.default_rng(seed)
+    variants = [dataclasses.replace(v, capacity={k: c * float(rng.uniform(0.9, 1.1)) for k, c in v.capacity.items()})
+                for v in base.variants]
+    problem = fractional(dataclasses.replace(base, variants=variants), seed)
+    expected = exhaustive_variant_selection(problem)
+    status, plan, message = solve_frontier(problem)
+    if expected is None:
+        assert status is Status.INFEASIBLE and plan is None
+        return
+    assert status is Status.OPTIMAL and close(plan.objective, expected[0]), (plan.objective, expected)
+    assert check_variant_selection_plan(problem, plan) == [] and problem.verify(plan) == []
+    assert "optimal by the dominance search" in message
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dp_and_frontier_equal_the_milp_with_fractional_workload(seed):
+    problem = fractional(infadapter_like(20 + 10 * seed, seed), seed)
+    milp = servopt.solve(problem, "highs")
+    for name in ("dp", "frontier"):
+        got = servopt.solve(problem, name)
+        assert got.backend == name and close(got.objective, milp.objective), (name, got.objective, milp.objective)
+        assert check_variant_selection_plan(problem, got.plan) == []
+
+
+def test_certificates_are_checked():
+    from servopt.formulations.variant_selection import frontier
+
+    problem = infadapter_like(6)
+    status, plan, _ = solve_dp(problem)
+    assert check_certificate(problem, plan, Certificate(plan.objective)) is None
+    assert "certified optimum" in check_certificate(problem, plan, Certificate(plan.objective + 1e-6))
+    worse = problem.evaluate({v.name: 0 for v in problem.variants} | {problem.variants[0].name: 20})
+    assert worse is not None and check_certificate(problem, worse, Certificate(plan.objective)) is not None
+    cert = frontier.Certificate(plan.objective, 1, 1)
+    assert frontier.check_certificate(problem, plan, cert) is None
+    assert frontier.check_certificate(problem, worse, cert) is not None

@@ -79,7 +79,7 @@ class VariantSelection:
 
     kind: ClassVar[str] = "variant_selection"
     #: exact special-purpose algorithm (servopt.formulations.variant_selection.dp); see ``default_backend``
-    algorithms: ClassVar[tuple[str, ...]] = ("dp",)
+    algorithms: ClassVar[tuple[str, ...]] = ("dp", "frontier")
 
     workload_rps: float
     core_budget: int
@@ -354,7 +354,8 @@ class VariantSelection:
 
     @property
     def default_backend(self) -> str:
-        """``dp`` when its tables take the problem (whole-number data, no ``prefer_stable``), else ``auto`` (MILP).
+        """``dp`` when its tables take the problem (capacities below λ with <= 3 decimals, any λ; no
+        ``prefer_stable``), else ``auto`` (MILP).
 
         Evidence: benchmarks/results/variants.csv.
         """
@@ -363,13 +364,18 @@ class VariantSelection:
         return "dp" if not self.prefer_stable and grid_scale(self)[0] is not None else "auto"
 
     def solve_with(self, name: str, params: Any) -> tuple[Any, VariantSelectionPlan | None, str]:
-        """Solve with the exact algorithm ``name`` (``dp``: dynamic programming, same optimum as the MILP)."""
-        from servopt.formulations.variant_selection.dp import solve_dp
+        """Solve with the exact algorithm ``name``: ``dp`` (dynamic programming over cores and grid loads) or
+        ``frontier`` (dominance search, any capacities); both reach the MILP's optimum, with a certificate."""
+        if name == "dp":
+            from servopt.formulations.variant_selection.dp import solve_dp
 
-        if name != "dp":
-            raise ValidationError(f"variant_selection: unknown algorithm {name!r}; choose one of "
-                                  f"{', '.join(self.algorithms)}")
-        return solve_dp(self, params)
+            return solve_dp(self, params)
+        if name == "frontier":
+            from servopt.formulations.variant_selection.frontier import solve_frontier
+
+            return solve_frontier(self, params)
+        raise ValidationError(f"variant_selection: unknown algorithm {name!r}; choose one of "
+                              f"{', '.join(self.algorithms)}")
 
     def refine(self, plan: VariantSelectionPlan, result: Result, solve_model: Callable[[Model], Result]):
         """With ``prefer_stable``: among optimal plans, the one that changes the fewest variants (exact)."""
