@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import servopt
 from servopt.cli import main
 from servopt.exceptions import ServoptError, ValidationError
 from servopt.profiles import (
@@ -460,3 +461,56 @@ def test_a_bad_cell_is_reported_where_it_is(tmp_path, row, column, value):
     message = str(err.value)
     assert str(path) in message and f"row {row + 1} (line {row + 2})" in message and repr(column) in message
     assert "expected" in message
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _careful(path):
+    from servopt.profiles import read_raw
+    from servopt.profiles._schema import validate_frame
+
+    raw, where = read_raw(path)
+    return validate_frame(raw.astype(object), str(path), where)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "profiles").glob("*.csv")))
+def test_fast_csv_reader_gives_the_careful_readers_frame(name):
+    import pandas as pd
+
+    from servopt.profiles import read_csv_fast
+
+    path = ROOT / "profiles" / name
+    try:
+        want = _careful(path)
+    except ValidationError:
+        pytest.skip("not a profile")
+    fast = read_csv_fast(path)
+    if fast is not None and (fast[fast.columns[-1]] != "").all():  # the fast reader takes it
+        pd.testing.assert_frame_equal(servopt.load_profile(path).frame, want, check_dtype=False)
+
+
+@pytest.mark.parametrize("text, fast", [
+    ("model,hardware,batch_size,latency_ms\nm,T4,1, 2.5 \nm,T4,2,NA\n", True),       # missing word: NaN in a column
+    ("model,hardware,batch_size,latency_ms\nm,T4,1,2.5\n\nm,T4,2,4\n", False),       # blank line: line numbers
+    ("model,hardware,batch_size,latency_ms\nm,T4,1,2.5\nm,T4,2\n", False),           # short row
+    ("model,hardware,batch_size,latency_ms,run\n007,T4,1,1e1,1_0\nx,T4,2,0.1,2\n", True),  # 1_0: float() only
+    ("model,model,batch_size,latency_ms\nm,T4,1,2.5\n", False),                     # repeated name
+])
+def test_fast_csv_reader_agrees_or_steps_aside(tmp_path, text, fast):
+    import pandas as pd
+
+    from servopt.exceptions import ValidationError
+    from servopt.profiles import read_csv_fast
+
+    path = tmp_path / "p.csv"
+    path.write_text(text)
+    assert (read_csv_fast(path) is not None) == fast
+    try:
+        want = _careful(path)
+    except ValidationError as exc:
+        with pytest.raises(ValidationError) as got:
+            servopt.load_profile(path)
+        assert str(got.value) == str(exc)
+    else:
+        pd.testing.assert_frame_equal(servopt.load_profile(path).frame, want, check_dtype=False)

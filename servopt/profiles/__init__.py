@@ -27,6 +27,7 @@ from servopt.profiles._io import (
     load_profile,
     profile_from_frame,
     read_csv_cells,
+    read_csv_fast,
     read_raw,
     write_profile,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "default_mode",
     "validate_frame",
     "read_csv_cells",
+    "read_csv_fast",
     "read_raw",
     "parse_numbers",
     "missing_mask",

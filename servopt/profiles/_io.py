@@ -14,9 +14,9 @@ import pandas as pd
 
 from servopt.atomic import atomic_write, default_mode
 from servopt.exceptions import ValidationError
-from servopt.profiles._schema import check_duplicates, hw_columns, label_columns, validate_frame
+from servopt.profiles._schema import RowPlaces, check_duplicates, hw_columns, label_columns, validate_frame
 
-__all__ = ["ProfileTable", "load_profile", "read_csv_cells", "write_profile", "profile_from_frame",
+__all__ = ["ProfileTable", "load_profile", "read_csv_cells", "read_csv_fast", "write_profile", "profile_from_frame",
            "default_mode"]
 
 CSV_SUFFIXES = (".csv",)
@@ -139,7 +139,48 @@ def read_csv_cells(path: str | Path) -> tuple[list[str], list[list[str]], list[s
     return header, rows, where
 
 
-def read_raw(path: Path) -> tuple[pd.DataFrame, list[str]]:
+def read_csv_fast(path: Path) -> pd.DataFrame | None:
+    """A CSV profile read by pandas' C parser, or None where :func:`read_csv_cells` must read it (and explain).
+
+    Every cell is read as text and nothing is taken as missing here (``dtype=str, na_filter=False``), so the
+    frame holds the cells :func:`read_csv_cells` would give, for the schema to parse (vectorised). Anything the
+    careful reader treats differently returns None: NUL bytes, text that is not UTF-8, a header that pandas
+    renames (empty or repeated names), blank lines or quoted line breaks (row N would not be line N + 1), a row
+    with too many or too few cells, a parser error. Rows are then ``"row N (line N + 1)"``.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if b"\x00" in data:
+        return None
+    try:
+        first = next(line for line in data.decode("utf-8-sig").splitlines() if line.strip())
+        header = [c.strip() for c in next(csv.reader([first]))]
+        frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", na_filter=False, dtype=str, low_memory=False)
+    except (UnicodeDecodeError, StopIteration, csv.Error, ValueError, pd.errors.ParserError):
+        return None
+    if data.count(b"\n") != len(frame) + data.endswith(b"\n"):
+        return None  # blank lines or line breaks inside cells: row N is not line N + 1
+    if [str(c).strip() for c in frame.columns] != header or len(set(header)) != len(header) or "" in header:
+        return None
+    frame.columns = header
+    if len(frame) and (frame[header[-1]].astype(str) == "").any():
+        return None  # pandas fills a short row's missing cells with "": the careful reader counts them
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.StringDtype):
+            if values.isna().any():
+                return None
+        elif values.dtype == object:
+            if pd.api.types.infer_dtype(values, skipna=False) != "string":
+                return None
+        else:
+            return None  # every cell is read as text (a short row gives NaN): the careful reader decides
+    return frame
+
+
+def read_raw(path: Path) -> tuple[pd.DataFrame, Sequence[str]]:
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         header, rows, where = read_csv_cells(path)
@@ -153,7 +194,7 @@ def read_raw(path: Path) -> tuple[pd.DataFrame, list[str]]:
             raise ValidationError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})") from None
         if not isinstance(frame.index, pd.RangeIndex):
             frame = frame.reset_index(drop=True)
-        return frame, [f"row {i + 1}" for i in range(len(frame))]
+        return frame, RowPlaces(len(frame))
     raise ValidationError(f"{path}: unknown profile format {path.suffix or '(no extension)'!r}; accepted: "
                           f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)} (perf_analyzer and Model Analyzer "
                           "output: use `servopt import`)")
@@ -190,19 +231,85 @@ def load_profile(path_or_paths: str | Path | Iterable[str | Path]) -> ProfileTab
     if not paths:
         raise ValidationError("load_profile: no profile files given")
     frames: list[pd.DataFrame] = []
-    wheres: list[str] = []
+    wheres: list[Sequence[str]] = []
     for path in paths:
-        raw, where = read_raw(path)
-        frames.append(validate_frame(raw, str(path), where))
-        wheres.extend(f"{path}: {w}" for w in where)
+        frame, where = _read_valid(path)
+        frames.append(frame)
+        wheres.append(_Prefixed(str(path), where))
     if len(frames) == 1:
         return ProfileTable(frames[0], paths)
     frame = pd.concat(frames, ignore_index=True, sort=False)
     for col in ("input_size",):
         if col in frame and not frame[col].isna().any():
             frame[col] = frame[col].astype("int64")
-    check_duplicates(frame, "profiles", wheres)
+    check_duplicates(frame, "profiles", _Chained(wheres))
     return ProfileTable(frame, paths)
+
+
+def _read_valid(path: Path) -> tuple[pd.DataFrame, Sequence[str]]:
+    """One profile file read and validated: the C reader first, the careful one for anything it cannot vouch for.
+
+    A file the fast path reads but the schema refuses is read again by :func:`read_csv_cells`, whose answer
+    (the frame, or the error naming row and line) is the one given: the fast path never changes a result.
+    """
+    if path.suffix.lower() in CSV_SUFFIXES:
+        fast = read_csv_fast(path)
+        if fast is not None:
+            where = _Lines(len(fast))
+            try:
+                return validate_frame(fast, str(path), where), where
+            except ValidationError:
+                pass
+    raw, where = read_raw(path)
+    return validate_frame(raw, str(path), where), where
+
+
+class _Lines(RowPlaces):
+    """``"row N (line N + 1)"`` on demand (a CSV file with one line per row after the header)."""
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        row = i % self.n + 1
+        return f"row {row} (line {row + 1})"
+
+
+class _Prefixed(Sequence[str]):
+    """``"FILE: row N"`` on demand."""
+
+    def __init__(self, prefix: str, inner: Sequence[str]) -> None:
+        self.prefix, self.inner = prefix, inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return f"{self.prefix}: {self.inner[i]}"
+
+
+class _Chained(Sequence[str]):
+    """Several sequences read as one, on demand."""
+
+    def __init__(self, parts: list[Sequence[str]]) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        for p in self.parts:
+            if i < len(p):
+                return p[i]
+            i -= len(p)
+        raise IndexError(i)
 
 
 def write_profile(frame: pd.DataFrame | ProfileTable, path: str | Path) -> Path:

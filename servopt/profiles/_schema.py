@@ -113,6 +113,23 @@ _UNIT_RE = re.compile(r"^({})(?:_({}))?$".format("|".join(sorted(_STEMS, key=len
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
+class RowPlaces(Sequence[str]):
+    """``"row 1"``, ``"row 2"``, ... made on demand (a profile of 1.5 M rows needs none unless a message does)."""
+
+    def __init__(self, n: int, prefix: str = "row") -> None:
+        self.n, self.prefix = n, prefix
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return f"{self.prefix} {i % self.n + 1}"
+
+
 def _quote(col: str) -> str:
     """A column name for messages: quoted, unless it is already a label such as ``'x' (file column 'y')``."""
     return col if col.startswith("'") else repr(col)
@@ -161,7 +178,30 @@ def _check_name(name: Any, source: str) -> None:
                               "and must not start with a digit")
 
 
+def _all_text(values: pd.Series) -> bool:
+    """Whether every cell is a ``str`` (CSV cells): the vectorised paths below apply."""
+    if len(values) == 0:
+        return False
+    if isinstance(values.dtype, pd.StringDtype):  # pandas' own strings (read_csv): vectorised in Arrow
+        return not bool(values.isna().any())
+    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string"
+
+
+def _text_missing(stripped: pd.Series) -> np.ndarray:
+    """Missing-cell mask of stripped text cells (the words of ``_MISSING_TEXT``, any case)."""
+    short = stripped.str.len().to_numpy() <= 4  # every missing word is short: only those are lower-cased
+    out = np.zeros(len(stripped), dtype=bool)
+    if short.any():
+        out[short] = stripped[short].str.lower().isin(_MISSING_TEXT).to_numpy()
+    return out
+
+
 def missing_mask(values: pd.Series) -> np.ndarray:
+    if _all_text(values):  # vectorised: 1.5 M cells in a fraction of a second
+        return _text_missing(values.str.strip())
+    if values.dtype.kind in "iuf":
+        return np.isnan(values.to_numpy(dtype=float))
+
     def missing(v: Any) -> bool:
         if v is None:
             return True
@@ -178,6 +218,9 @@ def parse_numbers(values: pd.Series, col: str, where: Sequence[str], source: str
 
     ``col`` is the column's name as the user knows it (see :func:`_label`).
     """
+    fast = _parse_numbers_fast(values)
+    if fast is not None:
+        return fast
     out = np.full(len(values), np.nan)
     missing = missing_mask(values)
     for i, v in enumerate(values):
@@ -201,8 +244,56 @@ def parse_numbers(values: pd.Series, col: str, where: Sequence[str], source: str
     return out
 
 
+def _parse_numbers_fast(values: pd.Series) -> np.ndarray | None:
+    """A column's numbers parsed in one pass, or None when some cell needs the cell-by-cell path (and its message).
+
+    Numeric columns (Parquet, pandas) are taken as they are; text cells (CSV) are stripped, missing words masked
+    and the rest converted by numpy (the same correctly rounded conversion as ``float``). Anything unusual (a
+    cell numpy cannot read, a non-finite number, booleans, mixed types) returns None.
+    """
+    if values.dtype.kind in "iuf":
+        out = values.to_numpy(dtype=float)
+        present = ~np.isnan(out)
+        return out if np.isfinite(out[present]).all() else None
+    if not _all_text(values):
+        return None
+    stripped = values.str.strip()
+    missing = _text_missing(stripped)
+    out = np.full(len(values), np.nan)
+    try:
+        parsed = _text_to_float(stripped[~missing])
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if not np.isfinite(parsed).all():
+        return None
+    out[~missing] = parsed
+    return out
+
+
+def _text_to_float(cells: pd.Series) -> np.ndarray:
+    """Text cells (stripped, none missing) as float64, correctly rounded like ``float``; ValueError if one is not
+    a plain decimal number (the caller then reads the column cell by cell).
+
+    Arrow's cast (the fast_float algorithm: correctly rounded) for Arrow strings, numpy's otherwise; both accept
+    fewer spellings than ``float`` (never more), so a refusal only sends the column to the careful path.
+    """
+    if isinstance(cells.dtype, pd.StringDtype) and cells.dtype.storage == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            array = cells.array._pa_array if hasattr(cells.array, "_pa_array") else pa.array(cells)
+            return np.asarray(pc.cast(array, pa.float64()).to_numpy(), dtype=np.float64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, AttributeError):
+            raise ValueError("not plain numbers") from None
+    return cells.to_numpy(dtype=object).astype(str).astype(np.float64)
+
+
 def parse_texts(values: pd.Series, col: str, where: Sequence[str], source: str) -> list[Any]:
     """Text cells stripped; None where missing; raise on a cell that is not text or a plain number."""
+    if _all_text(values):  # vectorised
+        stripped = values.str.strip()
+        return list(np.where(_text_missing(stripped), None, stripped.to_numpy(dtype=object)))
     missing = missing_mask(values)
     out: list[Any] = []
     for i, v in enumerate(values):
@@ -292,7 +383,7 @@ def validate_frame(raw: pd.DataFrame, source: str, where: Sequence[str] | None =
     if not isinstance(raw, pd.DataFrame):
         raise ValidationError(f"{source}: expected a table (pandas DataFrame), got {type(raw).__name__}")
     n = len(raw)
-    where = list(where) if where is not None else [f"row {i + 1}" for i in range(n)]
+    where = where if where is not None else RowPlaces(n)
     columns = list(raw.columns)
     seen: set[str] = set()
     for name in columns:
