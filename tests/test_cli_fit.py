@@ -131,3 +131,29 @@ def test_progress_bar_only_on_a_terminal_and_never_with_quiet(monkeypatch):
     assert _steps(argparse.Namespace(quiet=True), 2).disable
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert _steps(argparse.Namespace(quiet=False), 2).disable
+
+
+def test_repeats_mean_averages_the_runs_of_each_point(capsys, tmp_path, triton):
+    from servopt.profiles import average_runs, load_profile
+
+    base = pd.read_csv(triton)
+    runs = []
+    for r in (1, 2, 3):
+        copy = base.copy()
+        copy["latency_ms"] = copy["latency_ms"] * (1 + 0.01 * (r - 2))
+        copy = copy.drop(columns=[c for c in ("throughput_rps",) if c in copy])
+        copy["run"] = r
+        runs.append(copy)
+    path = tmp_path / "runs.csv"
+    pd.concat(runs).to_csv(path, index=False)
+    frame = load_profile(path).frame
+    merged = average_runs(frame)
+    assert len(merged) == len(base) and "run" not in merged
+    assert merged["latency_ms"].to_numpy() == pytest.approx(load_profile(triton).frame["latency_ms"].to_numpy())
+    assert merged["throughput_rps"].to_numpy() == pytest.approx(
+        (merged["batch_size"] * 1000.0 / merged["latency_ms"]).to_numpy())
+    code, out, _ = run(capsys, "fit", path, "--json", "-q", "--repeats", "mean")
+    assert code == 0 and json.loads(out)["latency"]["n_groups"] == 4
+    code, out, _ = run(capsys, "fit", path, "--json", "-q")  # default: every run its own configuration
+    assert code == 0 and json.loads(out)["latency"]["n_groups"] == 12
+    assert average_runs(load_profile(triton).frame) is not None  # no run label: unchanged

@@ -22,7 +22,8 @@ EPILOG = """examples:
   servopt fit profiles/nvidia_resnet50_triton.csv --json
   servopt fit profiles/measured_resnet_like.csv -o models.joblib --plot latency.png
   servopt import infadapter data/infadapter/capacity_result_Feb_21.csv -o cap.csv
-  servopt fit cap.csv --targets capacity --json     # capacity vs cores per variant, against InfAdapter's line"""
+  servopt fit cap.csv --targets capacity --json     # capacity vs cores per variant, against InfAdapter's line
+  servopt fit runs.csv --repeats mean               # many runs per point (a 'run' label): average them first"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "per-configuration curves only, the model before issue 19")
     parser.add_argument("--level", type=float, default=0.9, help="level of the prediction intervals saved with "
                         "-o (split conformal on the held-out residuals; default 0.9)")
+    parser.add_argument("--repeats", choices=("run", "mean"), default="run",
+                        help="rows that differ only in the 'run' label: run (default) fits each run as its own "
+                        "configuration; mean averages the runs of each point first (far faster on profiles with "
+                        "many runs: the per-configuration curve fits dominate)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar on stderr (it is shown only when stderr is a terminal)")
 
@@ -111,9 +116,14 @@ def run(args: argparse.Namespace) -> int:
     with _steps(args, 2 + bool(args.output) + bool(args.plot)) as bar:
         bar.set_postfix_str("reading the profiles")
         table = load_profile(args.profiles)
+        frame = table.frame
+        if args.repeats == "mean":
+            from servopt.profiles import average_runs
+
+            frame = average_runs(frame, source=table.source)
         bar.update()
-        bar.set_postfix_str(f"fitting and cross-validating on {len(table.frame):,} rows")
-        models, reports = fit_profile(table.frame, source=table.source, targets=targets,
+        bar.set_postfix_str(f"fitting and cross-validating on {len(frame):,} rows")
+        models, reports = fit_profile(frame, source=table.source, targets=targets,
                                       latency_model=args.latency_model, level=args.level)
         bar.update()
         if args.output:

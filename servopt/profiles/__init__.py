@@ -45,6 +45,7 @@ from servopt.profiles._schema import (
     point_columns,
     validate_frame,
 )
+from servopt.profiles._repeats import REPEAT_MODES, average_runs
 from servopt.profiles._select import read_where, require_single_group, select_rows
 
 __all__ = [
@@ -59,6 +60,8 @@ __all__ = [
     "read_csv_cells",
     "read_csv_fast",
     "read_raw",
+    "average_runs",
+    "REPEAT_MODES",
     "parse_numbers",
     "missing_mask",
     "read_perf_analyzer",
