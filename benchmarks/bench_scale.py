@@ -1,15 +1,16 @@
 """Inputs at scale (issue 21): large profiles through ``load_profile`` / ``servopt fit``, large problem files.
 
-Profiles (:func:`make_profile`): ``configs`` configurations (model × hardware × input size × precision label) of
-a ResNet-like latency curve ``(a + b · batch) · size² / 224²`` (± 3 % noise) at 12 batch sizes, each measured
-``runs`` times (a ``run`` label, 1..runs), with warm-up and memory columns: rows = configs × 12 × runs. The
-committed sizes: 15,000, 150,000 and 1,500,000 rows (``--quick``: 1,200 and 12,000). For each size, in a child
-process (so peak RSS is the step's own): ``load_profile`` (CSV), and ``servopt fit --targets latency --json -q``
-with ``--repeats mean`` (repeated runs averaged per point before fitting; the default ``run`` keeps every run as
-its own configuration), wall seconds and peak RSS (``ru_maxrss``).
+Profiles (:func:`make_profile`): 24 configurations (model × hardware × input size × precision label) of a
+ResNet-like latency curve ``(a + b · batch) · size² / 224²`` (± 3 % noise) at 12 batch sizes, each point measured
+``runs`` times (a ``run`` label, 1..runs), with warm-up and memory columns: rows = 24 × 12 × runs. The committed
+sizes: 15,000, 150,000 and 1,500,000 rows (``--quick``: 240 and 2,400 rows of 2 configurations). For each size, in a child process (so
+peak RSS is the step's own): ``load_profile`` (CSV), and ``servopt fit --targets latency --json -q`` with
+``--repeats mean`` (the runs of each point averaged before fitting); ``--repeats run`` (the default: every run
+its own configuration, fitted and cross-validated on its own) only where it finishes (the smallest size): the
+fit's cost follows the configurations, not the rows. Wall seconds and peak RSS (``ru_maxrss``).
 
 Problem files (:func:`make_problem_doc`): a ``min_gpus`` pool of GPU types with 64 batch sizes each, written as
-YAML and as JSON of about ``--problem-mb`` MB (10 by default), read with ``servopt.read_problem`` in a child
+YAML and as JSON of about ``--problem-mb`` MB (10 by default), read with ``servopt.load_problem`` in a child
 process (parse + validate; wall seconds, peak RSS), and the baseline RSS of a child that imports servopt only.
 
 Usage::
@@ -37,16 +38,20 @@ from _util import RESULTS, write_csv  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256)
 ROWS = (15_000, 150_000, 1_500_000)
-QUICK_ROWS = (1_200, 12_000)
+#: configurations (model × hardware × input size × precision); the rows beyond them are repeated runs
+CONFIGS = 24
+QUICK_ROWS = (240, 2_400)
+QUICK_CONFIGS = 2
 FIELDS = ["input", "format", "rows", "mb", "step", "wall_s", "peak_rss_mb", "baseline_rss_mb", "status", "note"]
 
 
-def make_profile(rows: int, runs: int = 10, seed: int = 0) -> Any:
+def make_profile(rows: int, configs: int = CONFIGS, seed: int = 0) -> Any:
     """A profile of about ``rows`` rows (module docstring) as a pandas DataFrame in servopt's schema."""
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    configs = max(1, rows // (len(BATCHES) * runs))
+    configs = max(1, min(configs, rows // len(BATCHES)))
+    runs = max(1, rows // (len(BATCHES) * configs))
     models = [f"net{i}" for i in range(max(1, configs // 40))]
     hardware = ["A100", "T4", "L4", "H100"]
     sizes = [160, 224, 288, 384, 448]
@@ -91,9 +96,10 @@ try:
     elif step == "load_profile":
         import servopt
         note = f"{len(servopt.load_profile(path)):,} rows"
-    elif step == "read_problem":
+    elif step == "load_problem":
         import servopt
-        problem = servopt.read_problem(path)
+        from servopt.formulations.registry import load_problem
+        problem = load_problem(path)
         note = f"{problem.kind}, {len(problem.gpus):,} GPU types"
     elif step == "fit":
         from servopt.cli import main
@@ -125,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--problem-mb", type=float, default=None, help="size of the problem files (default 10; "
-                        "--quick: 0.5)")
+                        "--quick: 0.2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sizes = QUICK_ROWS if args.quick else ROWS
-    problem_mb = args.problem_mb if args.problem_mb is not None else (0.5 if args.quick else 10.0)
+    problem_mb = args.problem_mb if args.problem_mb is not None else (0.2 if args.quick else 10.0)
     rows: list[dict[str, Any]] = []
     base = child("baseline", "-")
     baseline = base["peak_rss_mb"]
@@ -138,11 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             path = Path(tmp) / f"profile_{n}.csv"
             t0 = time.perf_counter()
-            make_profile(n).to_csv(path, index=False)
+            make_profile(n, QUICK_CONFIGS if args.quick else CONFIGS).to_csv(path, index=False)
             made = time.perf_counter() - t0
             mb = path.stat().st_size / 1e6
             steps = [("load_profile", ()), ("fit --repeats mean", ("--repeats", "mean"))]
-            if n <= 150_000:
+            if n == sizes[0]:
                 steps.append(("fit --repeats run", ("--repeats", "run")))
             for label, extra in steps:
                 got = child(label.split()[0], path, *extra)
@@ -159,15 +165,14 @@ def main(argv: list[str] | None = None) -> int:
             text = yaml.safe_dump(doc, sort_keys=False) if fmt == "yaml" else json.dumps(doc)
             path.write_text(text)
             mb = path.stat().st_size / 1e6
-            got = child("read_problem", path)
+            got = child("load_problem", path)
             rows.append({"input": "problem", "format": fmt, "rows": len(doc["gpus"]), "mb": round(mb, 2),
-                         "step": "read_problem", "baseline_rss_mb": round(baseline, 1), **got})
-            print(f"problem {fmt:4s} {mb:6.1f} MB ({len(doc['gpus']):,} GPU types)  read_problem "
+                         "step": "load_problem", "baseline_rss_mb": round(baseline, 1), **got})
+            print(f"problem {fmt:4s} {mb:6.1f} MB ({len(doc['gpus']):,} GPU types)  load_problem "
                   f"{got['wall_s']:8.2f} s  peak RSS {got['peak_rss_mb']:7.0f} MB  {got['status']} {got['note'][:60]}",
                   flush=True)
-    name = "scale_quick.csv" if args.quick else "scale.csv"
-    write_csv(rows, FIELDS, args.out / name)
-    print(f"wrote {args.out / name}")
+    write_csv(rows, FIELDS, args.out / "scale.csv")
+    print(f"wrote {args.out / 'scale.csv'}")
     return 0
 
 

@@ -91,3 +91,12 @@ def test_capacity_quick(tmp_path):
     servopt_750 = next(r for r in choice if r["candidate"] == "CapacityModel()" and r["profile"] == "feb_750")
     assert float(servopt_750["mape"]) == pytest.approx(float(chosen["mape"]), rel=1e-4)
     assert float(servopt_750["line_mape"]) == pytest.approx(float(chosen["line_mape"]), rel=1e-4)
+
+
+def test_scale_quick(tmp_path):
+    import csv
+
+    assert main(["bench", "scale", "--quick", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "scale.csv").open()))
+    assert {r["step"] for r in rows} >= {"load_profile", "fit --repeats mean", "load_problem"}
+    assert all(r["status"] == "ok" for r in rows), [r["note"] for r in rows if r["status"] != "ok"]

@@ -48,6 +48,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "backends": Benchmark("bench_backends.py", "every backend on several model classes (the evidence for auto)",
                           quick=("--runs", "1")),
     "simulate": Benchmark("bench_simulate.py", "the serving simulator on solved plans", takes_out=False),
+    "scale": Benchmark("bench_scale.py", "large inputs: 1.5 M-row profiles through load_profile and servopt fit, "
+                       "10 MB YAML and JSON problem files (wall time, peak RSS)"),
 }
 
 
