@@ -25,6 +25,13 @@ backend). Usage::
     python benchmarks/bench_gpus.py [--runs 3] [--time-limit 20] [--quick]
 
 Writes ``benchmarks/results/gpus.csv`` and ``gpus.png``.
+
+``--fast-paths`` instead compares the exact greedy (issue 21) with the MILPs side by side on problems with
+``objective: gpus``: ``min_gpus`` minimising GPUs (N = 60 % of the pool's capacity) and ``max_throughput``
+without a budget, 10,000 GPUs of 10 and 100 types (``--quick``: 20 GPUs of 4 types). Per method the median
+``solve_seconds`` of ``servopt.solve(problem, backend)`` over ``--runs`` interleaved runs (the checked, decoded
+plan; for the MILPs building included), and ``construct_s``, the problem's construction (validation and the
+greedy's pool arrays, outside ``solve_seconds``). Writes ``benchmarks/results/gpus_fastpath.csv``.
 """
 
 from __future__ import annotations
@@ -128,13 +135,76 @@ def run_once(kind: str, n_gpus: int, n_types: int, formulation: str, backend: st
             "plan_ok": not check_gpu_plan(problem, plan) if plan is not None else ""}
 
 
+FAST_FIELDS = ["problem", "gpus", "types", "method", "runs", "construct_s", "solve_s", "status", "objective",
+               "plan_ok", "target_s", "note"]
+FAST_SIZES = [(10_000, 10), (10_000, 100)]
+FAST_TARGET_S = 0.001
+
+
+def fast_problem(kind: str, n_gpus: int, n_types: int) -> Any:
+    """``min_gpus`` minimising GPUs (N = 60 % of capacity) or ``max_throughput`` without a budget."""
+    from servopt.formulations.gpu.max_throughput import MaxThroughput
+    from servopt.formulations.gpu.min_gpus import MinGPUs
+
+    pool = make_pool(n_gpus, n_types)
+    if kind == "min_gpus":
+        probe = MinGPUs(images=1, deadline_s=600, gpus=pool)
+        return MinGPUs(images=max(1, int(0.6 * probe.capacity())), deadline_s=600, gpus=pool, objective="gpus")
+    return MaxThroughput(deadline_s=600, gpus=pool)
+
+
+def fast_paths(runs: int, time_limit: float, quick: bool, out: Path) -> list[dict[str, Any]]:
+    """The greedy against HiGHS and CP-SAT on ``objective: gpus`` problems (module docstring)."""
+    from servopt.backends import available
+    from servopt.result import SolveParams
+    from servopt.solve import solve
+    from servopt.testing.oracles import check_gpu_plan
+
+    methods = ["greedy"] + [b for b in ("highs", "cpsat") if b in available()]
+    rows: list[dict[str, Any]] = []
+    for kind in ("min_gpus", "max_throughput"):
+        for n_gpus, n_types in ([(20, 4)] if quick else FAST_SIZES):
+            t0 = time.perf_counter()
+            problem = fast_problem(kind, n_gpus, n_types)
+            construct = time.perf_counter() - t0
+
+            def once(method: str) -> dict[str, Any]:
+                sol = solve(problem, method, params=SolveParams(time_limit_s=time_limit))
+                return {"solve_s": sol.solve_seconds, "status": sol.status.value, "objective": sol.objective,
+                        "plan_ok": sol.plan is not None and not check_gpu_plan(problem, sol.plan)}
+
+            for m in methods:
+                once(m)  # warm-up: imports, licences
+            samples = interleaved_runs(methods, runs, once)
+            optimal = {g[-1]["objective"] for g in samples.values() if g and g[-1]["status"] == "optimal"}
+            for m, got in samples.items():
+                row = {"problem": kind, "gpus": n_gpus, "types": n_types, "method": m, "runs": len(got),
+                       "construct_s": construct, "solve_s": median([g["solve_s"] for g in got]),
+                       "status": got[-1]["status"], "objective": got[-1]["objective"],
+                       "plan_ok": all(g["plan_ok"] for g in got),
+                       "target_s": FAST_TARGET_S if m == "greedy" else "",
+                       "note": "optimal objectives disagree" if len(optimal) > 1 else ""}
+                rows.append(row)
+                print(f"{kind:14s} {n_gpus:6d} GPUs {n_types:4d} types {m:7s} {row['status']:8s} solve "
+                      f"{row['solve_s'] * 1e3:9.3f} ms  construct {construct * 1e3:7.2f} ms  obj "
+                      f"{row['objective']:.12g}", flush=True)
+    write_csv(rows, FAST_FIELDS, out / "gpus_fastpath.csv")
+    print(f"wrote {out / 'gpus_fastpath.csv'}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="repeated runs per point (medians)")
     parser.add_argument("--time-limit", type=float, default=20.0, help="seconds per solve")
     parser.add_argument("--quick", action="store_true", help="tiny pools, one run (a smoke test)")
+    parser.add_argument("--fast-paths", action="store_true", help="only the greedy vs the MILPs on objective: gpus "
+                        "(writes gpus_fastpath.csv)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.fast_paths:
+        fast_paths(1 if args.quick else args.runs, args.time_limit, args.quick, args.out)
+        return 0
 
     from servopt.backends import available
 

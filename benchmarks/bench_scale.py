@@ -3,7 +3,7 @@
 Profiles (:func:`make_profile`): 24 configurations (model × hardware × input size × precision label) of a
 ResNet-like latency curve ``(a + b · batch) · size² / 224²`` (± 3 % noise) at 12 batch sizes, each point measured
 ``runs`` times (a ``run`` label, 1..runs), with warm-up and memory columns: rows = 24 × 12 × runs. The committed
-sizes: 15,000, 150,000 and 1,500,000 rows (``--quick``: 240 and 2,400 rows of 2 configurations). For each size, in a child process (so
+sizes: 1,152, 15,000, 150,000 and 1,500,000 rows (``--quick``: 240 and 2,400 rows of 2 configurations). For each size, in a child process (so
 peak RSS is the step's own): ``load_profile`` (CSV), and ``servopt fit --targets latency --json -q`` with
 ``--repeats mean`` (the runs of each point averaged before fitting); ``--repeats run`` (the default: every run
 its own configuration, fitted and cross-validated on its own) only where it finishes (the smallest size): the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, write_csv  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256)
-ROWS = (15_000, 150_000, 1_500_000)
+ROWS = (1_152, 15_000, 150_000, 1_500_000)
 #: configurations (model × hardware × input size × precision); the rows beyond them are repeated runs
 CONFIGS = 24
 QUICK_ROWS = (240, 2_400)
