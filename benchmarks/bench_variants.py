@@ -21,6 +21,12 @@ Usage::
     python benchmarks/bench_variants.py [--runs 5] [--time-limit 30] [--quick]
 
 Writes ``benchmarks/results/variants.csv`` and ``variants.png``.
+
+``--fast-paths`` instead times the exact algorithms in every λ mode at 500 variants (``--quick``: 5), InfAdapter's
+20-core instance: λ whole (120 RPS), decimal (120.37), a third (120 1/3, a float with 16 digits), and
+capacities off any grid (each × U[0.97, 1.03], λ = 120.37), where only ``frontier`` and the MILP apply. Methods:
+``dp``, ``frontier`` and ``milp:highs`` through ``servopt.solve(problem, method)`` (median ``solve_seconds`` of
+``--runs`` interleaved runs; one run for a method over 2 s). Writes ``benchmarks/results/variants_fastpath.csv``.
 """
 
 from __future__ import annotations
@@ -197,13 +203,81 @@ def cli_targets(targets: dict[int, float], runs: int, rows: list[dict[str, Any]]
                   f"{got[-1]['backend']})", flush=True)
 
 
+FAST_FIELDS = ["variants", "mode", "workload_rps", "method", "runs", "solve_s", "status", "objective", "target_s",
+               "note"]
+MODES = ("whole", "decimal", "third", "off-grid")
+FAST_TARGET_S = 0.5
+
+
+def mode_instance(n: int, mode: str) -> Any:
+    """The 20-core instance of ``n`` variants in one λ mode (module docstring)."""
+    from dataclasses import replace
+
+    problem = variant_instance(n)
+    if mode == "whole":
+        return problem
+    if mode == "decimal":
+        return replace(problem, workload_rps=120.37)
+    if mode == "third":
+        return replace(problem, workload_rps=120 + 1 / 3)
+    rng = np.random.default_rng(7)
+    variants = [replace(v, capacity={k: c * float(rng.uniform(0.97, 1.03)) for k, c in v.capacity.items()})
+                for v in problem.variants]
+    return replace(problem, variants=variants, workload_rps=120.37)
+
+
+def fast_paths(runs: int, time_limit: float, quick: bool, out: Path) -> list[dict[str, Any]]:
+    """``dp``, ``frontier`` and the MILP in every λ mode (module docstring)."""
+    from servopt.exceptions import ServoptError
+    from servopt.result import SolveParams
+    from servopt.solve import solve
+
+    n = 5 if quick else 500
+    rows: list[dict[str, Any]] = []
+    for mode in MODES:
+        problem = mode_instance(n, mode)
+        methods = (["dp"] if mode != "off-grid" else []) + ["frontier", "highs"]
+
+        def once(method: str) -> dict[str, Any]:
+            try:
+                sol = solve(problem, method, params=SolveParams(time_limit_s=time_limit))
+            except ServoptError as exc:
+                return {"solve_s": math.nan, "status": "skipped", "note": str(exc)[:100]}
+            return {"solve_s": sol.solve_seconds, "status": sol.status.value, "objective": sol.objective}
+
+        once("highs" if quick else "dp")  # warm-up: imports
+        samples = interleaved_runs(methods, runs, once)
+        best = [g[-1]["objective"] for g in samples.values() if g and g[-1]["status"] == "optimal"]
+        for m, got in samples.items():
+            last = got[-1]
+            note = last.get("note", "")
+            if best and last["status"] == "optimal" and abs(last["objective"] - max(best)) > 1e-9:
+                note = f"objective differs from the best {max(best):.12g}"
+            row = {"variants": n, "mode": mode, "workload_rps": problem.workload_rps,
+                   "method": "milp:highs" if m == "highs" else m, "runs": len(got),
+                   "solve_s": median([g["solve_s"] for g in got]), "status": last["status"],
+                   "objective": last.get("objective", math.nan),
+                   "target_s": FAST_TARGET_S if m != "highs" else "", "note": note}
+            rows.append(row)
+            print(f"{n:4d} variants  {mode:8s} λ={problem.workload_rps:<10.6g} {row['method']:10s} {row['status']:8s}"
+                  f" solve {row['solve_s']:9.4f} s  obj {row['objective']:.12g} {note}", flush=True)
+    write_csv(rows, FAST_FIELDS, out / "variants_fastpath.csv")
+    print(f"wrote {out / 'variants_fastpath.csv'}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="repeated runs per point (medians)")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per MILP solve")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
+    parser.add_argument("--fast-paths", action="store_true", help="only the exact algorithms in every λ mode at "
+                        "500 variants (writes variants_fastpath.csv)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.fast_paths:
+        fast_paths(1 if args.quick else args.runs, args.time_limit, args.quick, args.out)
+        return 0
 
     from servopt.backends import available
 
