@@ -17,12 +17,14 @@ reading the problem, like the validation of the batch tables).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from servopt.formulations.gpu.types import GPUOption, gpu_options
+if TYPE_CHECKING:  # types.py builds the arrays with the problem: imported only for annotations
+    from servopt.formulations.gpu.types import GPUOption
 
 __all__ = ["PoolArrays", "pool_arrays", "build_pool_arrays"]
 
@@ -59,10 +61,10 @@ class PoolArrays:
         return int(self.cumulative[-1]) if len(self.cumulative) else 0
 
 
-def build_pool_arrays(gpus: Any, deadline_s: float, latency_slo_ms: float | None) -> PoolArrays:
-    """The :class:`PoolArrays` of a pool (computed from the batch tables; see :func:`pool_arrays`)."""
+def build_pool_arrays(gpus: Sequence[Any], options: Iterable[GPUOption]) -> PoolArrays:
+    """The :class:`PoolArrays` of a pool from its options (``problem.options()``; see :func:`pool_arrays`)."""
     best: dict[int, GPUOption] = {}
-    for o in gpu_options(gpus, deadline_s, latency_slo_ms):
+    for o in options:
         held = best.get(o.type_index)
         if held is None or (o.images, -o.batch_size) > (held.images, -held.batch_size):
             best[o.type_index] = o
@@ -80,6 +82,6 @@ def pool_arrays(problem: Any) -> PoolArrays:
     """``problem``'s :class:`PoolArrays`, built once and kept on the (frozen) problem."""
     cached = problem.__dict__.get("_pool_arrays")
     if cached is None:
-        cached = build_pool_arrays(problem.gpus, problem.deadline_s, problem.latency_slo_ms)
+        cached = build_pool_arrays(problem.gpus, problem.options())
         object.__setattr__(problem, "_pool_arrays", cached)
     return cached
