@@ -123,3 +123,77 @@ def test_layout_checks_and_plan_types():
     d = plan.to_dict()
     assert d["placements"][0]["co_located"] == [] and d["predictions"]["m"]["required_rps"] == pytest.approx(60)
     assert "GPUs 1" in plan.to_table()
+
+
+def random_problem(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    n_models = rng.randint(1, 3)
+    types = []
+    for t in range(rng.randint(1, 2)):
+        types.append({"name": f"G{t}", "count": rng.randint(1, 2), "memory_mb": rng.choice([4000, 8000, 16000]),
+                      "price_per_hour": rng.choice([0.8, 1.5, 3.67])})
+    models = []
+    for i in range(n_models):
+        perf = {}
+        for t in types:
+            if rng.random() < 0.8 or not perf:
+                base = rng.uniform(1, 5)
+                perf[t["name"]] = {"latency_ms": {b: round(base * (1 + 0.3 * (b - 1)), 3) for b in (1, 2, 4)},
+                                   "memory_mb": {"instance": rng.choice([1000, 2500, 5000]), "per_batch": 50}}
+        models.append({"name": f"m{i}", "rate_rps": rng.choice([100, 300, 700, 1200]),
+                       "slo_ms": rng.choice([20, 40, 80]), "slo": rng.choice(["p99", "mean"]), "performance": perf})
+    pairs = []
+    if n_models >= 2 and rng.random() < 0.5:
+        pairs.append({"models": ["m0", "m1"], "gpu_type": "G0", "slowdown": 1.3})
+    objective = rng.choice(["cost", "gpus", "weighted"])
+    return problem_from_mapping({
+        "problem": "fleet", "objective": objective,
+        **({"weights": {"cost": 1.0, "gpus": 0.5}} if objective == "weighted" else {}),
+        "headroom": rng.choice([0.0, 0.2]), "max_instances": 3, "max_models": 2,
+        "colocation": {"default_slowdown": rng.choice([1.5, 2.0]), "pairs": pairs},
+        "gpu_types": types, "models": models}, f"random{seed}.yaml")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pattern_milp_equals_brute_force(seed):
+    import servopt
+    from servopt.testing.fleet_oracles import brute_force_fleet
+
+    p = random_problem(seed)
+    expected = brute_force_fleet(p)
+    sol = servopt.solve(p)
+    if expected is None:
+        assert sol.status.value == "infeasible" and sol.plan is None
+        return
+    assert sol.plan is not None and p.verify(sol.plan) == []
+    assert sol.objective == pytest.approx(float(expected), rel=1e-9, abs=1e-9)
+    assert sol.status.value == ("optimal" if sol.plan.proven_optimal else "feasible")
+
+
+def test_contract_example_solves_and_reports_sources():
+    import servopt
+
+    sol = servopt.solve(load())
+    plan = sol.plan
+    assert plan is not None and load().verify(plan) == [] and plan.cost_per_hour == pytest.approx(3.67)
+    assert any("scaled by 7/compute" in n for n in plan.notes)
+    assert all(p.slowdown_source in ("none", "default", "measured") for p in plan.placements)
+
+
+def test_checker_catches_broken_plans():
+    import dataclasses
+    import servopt
+
+    p = load()
+    plan = servopt.solve(p).plan
+    first = plan.placements[0]
+    worse = dataclasses.replace(plan, placements=(dataclasses.replace(first, instances=first.instances + 50),)
+                                + plan.placements[1:])
+    assert any("memory" in v or "capacity" in v or "slowdown" in v for v in p.verify(worse))
+    dropped = dataclasses.replace(plan, placements=plan.placements[1:])
+    assert any("required" in v for v in p.verify(dropped))
+    extra = dataclasses.replace(plan, gpus=plan.gpus + tuple(
+        FleetGpu("A100-80GB", i, 0, None) for i in range(1, 5)))
+    assert any("available" in v for v in p.verify(extra))

@@ -1,7 +1,9 @@
 """``fleet``: the validated problem (models, GPU types, co-location, objective).
 
-The formulations (the exact pattern MILP, the slot MILP cross-check) are not built yet: :meth:`FleetProblem.build`
-raises a :class:`~servopt.exceptions.CapabilityError` saying so. This module holds the data every part shares.
+:meth:`FleetProblem.build` gives the exact pattern MILP (:mod:`servopt.formulations.fleet.formulation`); every
+plan passes :func:`servopt.formulations.fleet.verify.violations` on the return path of ``servopt.solve``. When an
+enumeration cap (``max_instances``, ``max_models`` per GPU/slice) cut feasible contents, an optimal solve of the
+restricted MILP is reported as ``feasible``, not ``optimal``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from servopt.exceptions import CapabilityError, ValidationError
+from servopt.exceptions import ValidationError
 from servopt.fields import as_number
 from servopt.formulations.fleet.types import OBJECTIVES, Colocation, FleetModel, GpuType, Performance
 
@@ -33,6 +35,8 @@ class FleetProblem:
     name: str = "fleet"
     triton: Mapping[str, Any] | None = None
     source: Path | None = None
+    max_instances: int = 4
+    max_models: int = 3
 
     def __post_init__(self) -> None:
         models = tuple(self.models)
@@ -77,6 +81,10 @@ class FleetProblem:
                 raise ValidationError(f"colocation.pairs: unknown gpu_type {gpu!r}; known: {', '.join(by_type)}")
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "gpu_types", gpus)
+        from servopt.fields import as_int
+
+        as_int(self.max_instances, "max_instances", minimum=1)
+        as_int(self.max_models, "max_models", minimum=1)
 
     def gpu_type(self, name: str) -> GpuType:
         """The GPU type called ``name``."""
@@ -107,10 +115,32 @@ class FleetProblem:
         """The capacity ``model`` needs: ``rate_rps * (1 + headroom)``."""
         return model.rate_rps * (1 + self.headroom)
 
-    def build(self) -> Any:
-        """Not available yet: the fleet formulations are still being written (issue 22)."""
-        raise CapabilityError("problem kind 'fleet': the solver formulations are not implemented in this build; "
-                              "the problem file is validated only")
+    def build(self) -> tuple[Any, Any]:
+        """The pattern MILP and its decoder."""
+        from servopt.formulations.fleet.formulation import build
+
+        model, decode, truncated = build(self)
+        object.__setattr__(self, "_truncated", truncated)
+        return model, decode
+
+    def refine(self, plan: Any, result: Any, solve_model: Any) -> tuple[Any, Any]:
+        """An optimal solve over a capped pattern set proves nothing: report it as feasible."""
+        if getattr(self, "_truncated", False):
+            from dataclasses import replace
+
+            from servopt.result import Status
+
+            return plan, replace(result, status=Status.FEASIBLE)
+        return plan, result
+
+    def verify(self, plan: Any) -> list[str]:
+        """Every constraint ``plan`` breaks, decided exactly."""
+        from servopt.formulations.fleet.verify import violations
+
+        return violations(self, plan)
 
     def explain_infeasible(self) -> str:
-        return "no fleet plan: the formulations are not implemented in this build"
+        """Why no plan exists (or was found)."""
+        return ("no fleet plan covers every model's rate * (1 + headroom) within the GPU counts, memory and "
+                "latency SLOs" + ("" if not getattr(self, "_truncated", False) else
+                                  " (with the capped pattern set; raise max_instances / max_models)"))
