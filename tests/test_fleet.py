@@ -197,3 +197,19 @@ def test_checker_catches_broken_plans():
     extra = dataclasses.replace(plan, gpus=plan.gpus + tuple(
         FleetGpu("A100-80GB", i, 0, None) for i in range(1, 5)))
     assert any("available" in v for v in p.verify(extra))
+
+
+@pytest.mark.parametrize("seed", range(0, 40, 3))
+def test_baselines_feasible_and_never_beat_the_optimum(seed):
+    import servopt
+    from servopt.policies import run_policy
+
+    p = random_problem(seed)
+    best = servopt.solve(p)
+    for name in ("fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type"):
+        sol = run_policy(p, name)
+        if sol.plan is None:
+            assert sol.status.value == "infeasible"
+            continue
+        assert p.verify(sol.plan) == [] and sol.status.value == "feasible"
+        assert best.plan is not None and sol.objective >= best.objective - 1e-9

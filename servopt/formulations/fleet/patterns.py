@@ -15,7 +15,7 @@ from typing import Any
 
 from servopt.formulations.fleet.types import SLO_FACTOR
 
-__all__ = ["Pattern", "slowdowns", "enumerate_patterns"]
+__all__ = ["Pattern", "slowdowns", "make_pattern", "enumerate_patterns"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,26 @@ def slowdowns(problem: Any, gpu: str, items: tuple[tuple[int, int, int], ...]) -
             default |= not is_measured
         out.append((s, "default" if default else ("measured" if measured else "none")))
     return out
+
+
+def make_pattern(problem: Any, gpu: str, profile: str | None, memory_mb: float,
+                 items: tuple[tuple[int, int, int], ...]) -> Pattern | None:
+    """The pattern of ``items`` on one bin, or None when it breaks memory or a latency bound."""
+    items = tuple(sorted(items))
+    perfs = [problem.performance(problem.models[i], gpu, profile) for i, _, _ in items]
+    if any(p is None or b not in p.latency_ms for p, (_, b, _) in zip(perfs, items)):
+        return None
+    mem = sum(p.memory(b, k) for p, (_, b, k) in zip(perfs, items))
+    if mem > memory_mb:
+        return None
+    caps, sds = [], []
+    for (i, b, k), p, (s, _) in zip(items, perfs, slowdowns(problem, gpu, items)):
+        m = problem.models[i]
+        if SLO_FACTOR[m.slo] * p.latency_ms[b] * s > m.slo_ms:
+            return None
+        caps.append(k * 1000.0 * b / (p.latency_ms[b] * s))
+        sds.append(s)
+    return Pattern(items, tuple(caps), tuple(sds), mem)
 
 
 def enumerate_patterns(problem: Any, gpu: str, profile: str | None, memory_mb: float, *, max_instances: int = 4,
