@@ -213,3 +213,20 @@ def test_baselines_feasible_and_never_beat_the_optimum(seed):
             continue
         assert p.verify(sol.plan) == [] and sol.status.value == "feasible"
         assert best.plan is not None and sol.objective >= best.objective - 1e-9
+
+
+def test_fleet_mixed_example_is_proven_optimal_and_beats_every_baseline():
+    import pathlib
+
+    import servopt
+    from servopt.formulations.registry import load_problem
+    from servopt.policies import run_policy
+
+    p = load_problem(pathlib.Path(__file__).resolve().parents[1] / "examples/fleet_mixed.yaml")
+    assert len(p.models) == 12 and {g.name for g in p.gpu_types} == {"A100-80GB", "H100-80GB", "L4"}
+    sol = servopt.solve(p)
+    assert sol.status.value == "optimal" and sol.plan.proven_optimal and p.verify(sol.plan) == []
+    for name in ("fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type"):
+        base = run_policy(p, name)
+        assert base.plan is not None and p.verify(base.plan) == []
+        assert base.objective > sol.objective
