@@ -11,6 +11,11 @@ policy            problems               what it does
 ``rim``           pipeline               IPA's RIM: replicas fixed, variant and batch optimal (exact MILP)
 ``ms+``           variant_selection      InfAdapter's MS+: one variant, switched and resized (exact over
                                          single-variant plans)
+``fleet_ffd``     fleet                  first-fit-decreasing bin packing (servopt.formulations.fleet.baselines)
+``fleet_one_per   fleet                  dedicated GPUs per model, the type cheapest per capacity for it
+_gpu``
+``fleet_cheapest  fleet                  dedicated GPUs per model, cheapest GPU type first
+_type``
 ================  =====================  ===================================================================
 
 Every policy returns a :class:`servopt.solve.Solution` whose plan is the formulation's own plan type with the
