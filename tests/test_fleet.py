@@ -230,3 +230,19 @@ def test_fleet_mixed_example_is_proven_optimal_and_beats_every_baseline():
         base = run_policy(p, name)
         assert base.plan is not None and p.verify(base.plan) == []
         assert base.objective > sol.objective
+
+
+def test_bench_fleet_quick(tmp_path):
+    import csv
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks/bench_fleet.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True,
+                   capture_output=True, timeout=300)
+    rows = list(csv.DictReader(open(tmp_path / "fleet.csv")))
+    milp = [r for r in rows if r["method"] == "milp"]
+    assert milp and all(r["plan_ok"] == "True" for r in milp)
+    assert all(float(r["gap_pct"]) >= -1e-9 for r in rows if r["gap_pct"] not in ("", "None"))
+    assert (tmp_path / "fleet.png").exists()
