@@ -246,3 +246,25 @@ def test_bench_fleet_quick(tmp_path):
     assert milp and all(r["plan_ok"] == "True" for r in milp)
     assert all(float(r["gap_pct"]) >= -1e-9 for r in rows if r["gap_pct"] not in ("", "None"))
     assert (tmp_path / "fleet.png").exists()
+
+
+@pytest.mark.parametrize("seed", range(0, 40, 2))
+def test_slot_form_has_the_same_optimum(seed):
+    import servopt
+    from servopt.formulations.fleet.milp import build_slots
+
+    p = random_problem(seed)
+    pattern = servopt.solve(p)
+    slots = servopt.solve(build_slots(p))
+    if pattern.plan is None:
+        assert slots.status.value == "infeasible"
+    else:
+        assert slots.objective == pytest.approx(pattern.objective, rel=1e-9, abs=1e-9)
+
+
+def test_slot_form_with_mig_matches():
+    import servopt
+    from servopt.formulations.fleet.milp import build_slots
+
+    p = load()
+    assert servopt.solve(build_slots(p)).objective == pytest.approx(servopt.solve(p).objective)
