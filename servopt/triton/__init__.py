@@ -96,6 +96,7 @@ def _summary(deployment: Any, plan: dict[str, Any]) -> dict[str, Any]:
             for repo in deployment.repositories
         ],
         "plan": plan,
+        **getattr(deployment, "summary_extra", {}),
     }
 
 

@@ -1,0 +1,168 @@
+"""Fleet plans as deployments: one Triton repository per server, KServe manifests, verification
+(docs/fleet-deployment.md). The plan is built by hand in tests/_fleet_cases.py with every layout shape.
+
+Golden files live in tests/golden/triton/fleet/; regenerate them with SERVOPT_UPDATE_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from _fleet_cases import demo_plan, demo_problem, placement
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from servopt.exceptions import ValidationError
+from servopt.triton import build_repository, write_repository
+from servopt.triton.fleet import mig_parted_config, queue_delay_us
+
+GOLDEN = Path(__file__).parent / "golden" / "triton" / "fleet"
+
+
+def _tree(path: Path) -> dict[str, str]:
+    return {p.relative_to(path).as_posix(): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def _configs(files: dict[str, str]) -> dict[tuple[str, str], mc.ModelConfig]:
+    return {(rel.split("/")[0], rel.split("/")[1]): text_format.Parse(text, mc.ModelConfig())
+            for rel, text in files.items() if rel.endswith("/config.pbtxt")}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# repositories
+
+
+def test_golden(tmp_path: Path) -> None:
+    out = write_repository(demo_problem(model_files=False), demo_plan(), tmp_path / "fleet", kserve=True,
+                           storage_uri="gs://bucket/fleet")
+    written = _tree(out)
+    if os.environ.get("SERVOPT_UPDATE_GOLDEN"):
+        import shutil
+
+        shutil.rmtree(GOLDEN, ignore_errors=True)
+        for rel, text in written.items():
+            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / rel).write_text(text)
+    assert written == _tree(GOLDEN)
+
+
+def test_every_placement_is_pinned_with_its_instances() -> None:
+    plan = demo_plan()
+    _, files, _ = build_repository(demo_problem(model_files=False), plan)
+    summary = json.loads(files["servopt.json"])
+    configs = _configs(files)
+    servers = defaultdict(list)
+    for row in summary["servers"]:
+        servers[row["repository"]].append(row)
+    # (model, type, gpu index, slice) -> (instances, batch) as the configs and servers.json say
+    served: dict[tuple, tuple[int, int]] = {}
+    for (repo, name), cfg in configs.items():
+        model = name.split("_b")[0]
+        rows = servers[repo]
+        assert rows, f"repository {repo} has no server"
+        for row in rows:
+            for group in cfg.instance_group:
+                assert group.kind == mc.ModelInstanceGroup.KIND_GPU
+                assert len(group.gpus) == 1
+                device = group.gpus[0]
+                gpu_index = row["gpu_indices"][device]
+                slice_index = row["mig"]["slice"] if row["mig"] else None
+                key = (model, row["gpu_type"], gpu_index, slice_index)
+                assert key not in served, key
+                served[key] = (group.count, cfg.max_batch_size)
+                assert list(cfg.dynamic_batching.preferred_batch_size) == [cfg.max_batch_size]
+    planned = {(p.model, p.gpu_type, p.gpu_index, p.slice_index): (p.instances, p.batch_size)
+               for p in plan.placements}
+    assert served == planned
+
+
+def test_layout_roles() -> None:
+    _, files, _ = build_repository(demo_problem(model_files=False), demo_plan())
+    summary = json.loads(files["servopt.json"])
+    roles = {r["repository"]: r["role"] for r in summary["servers"]}
+    counts = defaultdict(int)
+    for r in summary["servers"]:
+        counts[r["repository"]] += 1
+    # exclusive L4 GPUs of the classifier: one repository, three servers on two nodes
+    assert roles["classifier.L4.b8.k2"] == "replicas" and counts["classifier.L4.b8.k2"] == 3
+    nodes = [(r["node"], r["gpus"]) for r in summary["servers"] if r["repository"] == "classifier.L4.b8.k2"]
+    assert nodes == [(0, [0]), (0, [1]), (1, [0])]
+    # co-located whole GPUs: one server per node and type
+    assert roles["A100-80GB.node0"] == "shared" and roles["L4.node0"] == "shared"
+    # MIG: every slice its own server, seen as device 0 through its MIG UUID
+    for r in summary["servers"]:
+        if r["mig"] is not None:
+            assert r["env"]["CUDA_VISIBLE_DEVICES"].startswith("MIG-<UUID of GPU 0 slice ")
+        else:
+            assert r["env"]["CUDA_VISIBLE_DEVICES"] == ",".join(map(str, r["gpus"]))
+    assert roles["A100-80GB.node0.gpu0.slice1.2g.20gb"] == "mig"
+    assert counts["classifier.A100-80GB.1g.10gb.b4.k1"] == 2
+    # every server repository has its own servopt.json with its predictions
+    for repo in counts:
+        own = json.loads(files[f"{repo}/servopt.json"])
+        assert own["repositories"][0]["path"] == "."
+        assert {p["model"] for p in own["predictions"]["placements"]} == \
+            {m["name"] for m in own["repositories"][0]["models"]}
+
+
+def test_queue_delay_and_routing() -> None:
+    plan = demo_plan()
+    problem = demo_problem(model_files=False)
+    _, files, _ = build_repository(problem, plan)
+    configs = _configs(files)
+    cfg = configs[("classifier.L4.b8.k2", "classifier")]
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == queue_delay_us(9.0, 8) == 7875
+    routing = json.loads(files["routing.json"])
+    assert routing["headroom"] == 0.2
+    for m in problem.models:
+        route = routing["models"][m.name]
+        planned = sum(p.capacity_rps for p in plan.placements if p.model == m.name)
+        assert route["capacity_rps"] == pytest.approx(planned)
+        assert route["capacity_rps"] >= m.rate_rps * 1.2  # the hand-built plan covers the rates with headroom
+        assert sum(r["share"] for r in route["servers"]) == pytest.approx(1.0, abs=1e-5)
+        assert sum(r["rate_share_rps"] for r in route["servers"]) == pytest.approx(m.rate_rps)
+
+
+def test_mig_parted() -> None:
+    plan = demo_plan()
+    cfg = mig_parted_config(plan, demo_problem())
+    assert cfg == {"version": "v1", "mig-configs": {"servopt-a100-80gb-node0": [
+        {"devices": [0], "mig-enabled": True, "mig-devices": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}},
+        {"devices": [1], "mig-enabled": False}]}}
+    no_mig = replace(plan, gpus=tuple(g for g in plan.gpus if not g.mig_layout),
+                     placements=tuple(p for p in plan.placements if p.mig_profile is None))
+    assert mig_parted_config(no_mig, demo_problem()) is None
+    _, files, _ = build_repository(demo_problem(model_files=False), no_mig)
+    assert "mig-parted.yaml" not in files and "MIG" not in files["README.md"]
+
+
+def test_model_files_are_copied(tmp_path: Path) -> None:
+    out = write_repository(demo_problem(), demo_plan(), tmp_path / "fleet")
+    summary = json.loads((out / "servopt.json").read_text())
+    assert summary["config_only"] is False
+    for row in summary["repositories"]:
+        for model in row["models"]:
+            copied = out / row["path"] / model["name"] / "1" / "model.onnx"
+            assert copied.read_bytes() == Path(model["model_file"]["source"]).read_bytes()
+
+
+def test_refusals() -> None:
+    plan = demo_plan()
+    problem = demo_problem(model_files=False)
+    stray = replace(plan, placements=plan.placements + (placement("classifier", "L4", 5, 8, 1, 9.0),))
+    with pytest.raises(ValidationError, match="L4 GPU 5, which the plan's gpus do not list"):
+        build_repository(problem, stray)
+    wrong_slice = replace(plan, placements=plan.placements + (
+        placement("detector", "A100-80GB", 0, 4, 1, 12.0, profile="7g.80gb", slice_index=0),))
+    with pytest.raises(ValidationError, match="not in the GPU's layout"):
+        build_repository(problem, wrong_slice)
+    with pytest.raises(ValidationError, match="FleetPlan"):
+        build_repository(problem, plan.to_dict())
+    with pytest.raises(ValidationError, match="triton.models.nope"):
+        build_repository(replace(problem, triton={"models": {"nope": {"backend": "python"}}}), plan)
