@@ -257,7 +257,7 @@ def test_empty_plans_are_refused() -> None:
 def test_untyped_plans_are_refused(plan: object) -> None:
     """The builder dispatches on the plan's type: a plan's dict (or anything else) names the known types."""
     with pytest.raises(ValidationError, match="cannot write a Triton repository for a .* plan; known plan types: "
-                                              "GPUPlan, PipelinePlan, VariantSelectionPlan"):
+                                              "FleetPlan, GPUPlan, PipelinePlan, VariantSelectionPlan"):
         build_repository(FakeProblem("m"), FakeSolution(plan))
 
 
