@@ -166,3 +166,56 @@ def test_refusals() -> None:
         build_repository(problem, plan.to_dict())
     with pytest.raises(ValidationError, match="triton.models.nope"):
         build_repository(replace(problem, triton={"models": {"nope": {"backend": "python"}}}), plan)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# KServe
+
+
+def _manifests(problem, plan, **kwargs) -> list[dict]:
+    from test_kserve import check_documents
+
+    _, files, _ = build_repository(problem, plan, kserve=kwargs.pop("kserve", True),
+                                   storage_uri="gs://bucket/fleet", **kwargs)
+    docs = list(yaml.safe_load_all(files["kserve.yaml"]))
+    check_documents(docs)  # servopt's JSON schema of KServe objects, plus the rules a schema cannot state
+    return docs
+
+
+def test_kserve_resources_and_autoscaling() -> None:
+    problem = demo_problem(model_files=False)
+    plan = demo_plan()
+    docs = _manifests(problem, plan)
+    isvc = {d["spec"]["predictor"]["model"]["storageUri"].rsplit("/", 1)[1]: d for d in docs
+            if d["kind"] == "InferenceService"}
+    assert len(isvc) == 7  # one per repository
+    rep = isvc["classifier.L4.b8.k2"]["spec"]["predictor"]
+    per_replica = 2 * 1000.0 * 8 / 9.0
+    assert (rep["minReplicas"], rep["maxReplicas"], rep["scaleMetric"]) == (3, 6, "rps")
+    assert rep["scaleTarget"] == int(per_replica / 1.2) == 1481
+    assert rep["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert rep["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    mig = isvc["classifier.A100-80GB.1g.10gb.b4.k1"]["spec"]["predictor"]
+    assert mig["model"]["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    assert "nvidia.com/gpu" not in mig["model"]["resources"]["limits"]
+    assert (mig["minReplicas"], mig["maxReplicas"], mig["scaleTarget"]) == (2, 4, int(1000 * 4 / 12.0 / 1.2))
+    for path in ("A100-80GB.node0", "L4.node0", "A100-80GB.node0.gpu0.slice1.2g.20gb"):
+        doc = isvc[path]
+        fixed = doc["spec"]["predictor"]
+        assert fixed["minReplicas"] == fixed["maxReplicas"] == 1 and "scaleMetric" not in fixed
+        assert "co-located models" in doc["metadata"]["annotations"]["servopt.io/fixed-placement"]
+    assert isvc["L4.node0"]["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # the classifier is served by four services: a Splitter with their capacity shares
+    graphs = {d["metadata"]["labels"]["servopt.io/model"]: d for d in docs if d["kind"] == "InferenceGraph"}
+    assert set(graphs) == {"classifier", "langid", "detector"}
+    steps = graphs["classifier"]["spec"]["nodes"]["root"]["steps"]
+    assert len(steps) == 4 and sum(s["weight"] for s in steps) == 100
+
+
+def test_kserve_max_replicas_factor() -> None:
+    problem = replace(demo_problem(model_files=False), triton={"kserve": {"max_replicas_factor": 1.5}})
+    docs = _manifests(problem, demo_plan())
+    rep = next(d for d in docs if d["metadata"]["name"].startswith("fleet-demo-classifier-l4"))["spec"]["predictor"]
+    assert (rep["minReplicas"], rep["maxReplicas"]) == (3, 5)
+    with pytest.raises(ValidationError, match="max_replicas_factor"):
+        _manifests(replace(problem, triton={"kserve": {"max_replicas_factor": 0.5}}), demo_plan())
