@@ -219,3 +219,118 @@ def test_kserve_max_replicas_factor() -> None:
     assert (rep["minReplicas"], rep["maxReplicas"]) == (3, 5)
     with pytest.raises(ValidationError, match="max_replicas_factor"):
         _manifests(replace(problem, triton={"kserve": {"max_replicas_factor": 0.5}}), demo_plan())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# verification
+
+
+def _point(model: str, rps: float, batch_ms: float, p99_ms: float = 10.0):
+    from servopt.measure.loadgen import LoadPoint
+
+    return LoadPoint(model=model, batch_size=8, concurrency=2, request_rate=None, throughput_rps=rps,
+                     latency_p50_ms=p99_ms / 2, latency_p90_ms=p99_ms, latency_p99_ms=p99_ms,
+                     latency_avg_ms=p99_ms / 2, server_queue_ms=0.1, server_compute_ms=batch_ms, requests=100,
+                     windows=3, stable=True, throughput_spread=0.01, p99_spread=0.01, server_batch_avg=8.0)
+
+
+def test_verify_expectations_per_server(tmp_path: Path) -> None:
+    from servopt.serving import verify
+
+    out = write_repository(demo_problem(model_files=False), demo_plan(), tmp_path / "fleet")
+    whole = verify.expectations(verify.load_summary(out), out)
+    assert len(whole) == 10  # one per model config of every repository
+    one = out / "classifier.L4.b8.k2"
+    [e] = verify.expectations(verify.load_summary(one), one)
+    assert (e.repository, e.model, e.instances, e.batch_size) == (".", "classifier", 2, 8)
+    assert e.throughput_rps == pytest.approx(2 * 8000 / 9.0) and e.batch_latency_ms == 9.0
+    # three L4 replicas and three other servers carry the classifier's 3000 rps in proportion to capacity
+    assert e.rate_share_rps == pytest.approx(3000 * (16000 / 9) / 10800)
+    assert e.latency_slo_ms == 50.0
+    [capped] = verify.expectations(verify.load_summary(one), one, served_instances=1)
+    assert capped.throughput_rps == pytest.approx(8000 / 9.0)
+    assert capped.rate_share_rps == pytest.approx(e.rate_share_rps / 2)
+    # the shared A100 node: the classifier on GPU 0 (2 instances) and langid (1), each its own prediction
+    shared = out / "A100-80GB.node0"
+    got = {x.model: (x.instances, round(x.throughput_rps)) for x in verify.expectations(verify.load_summary(shared),
+                                                                                        shared)}
+    assert got == {"classifier": (2, 4000), "langid": (1, 1600)}
+    # a mean-SLO model is not held to a p99 bound
+    lang = out / "langid.A100-80GB.3g.40gb.b8.k2"
+    assert verify.expectations(verify.load_summary(lang), lang)[0].latency_slo_ms is None
+
+
+def test_verify_holds_only_when_the_rate_share_is_carried(tmp_path: Path) -> None:
+    from servopt.serving import verify
+
+    out = write_repository(demo_problem(model_files=False), demo_plan(), tmp_path / "fleet")
+    one = out / "classifier.L4.b8.k2"
+    summary = verify.load_summary(one)
+    good = verify.verify_plan(summary, one, lambda e: _point(e.model, 1700.0, 9.5))
+    assert good.holds and good.checks[0].covers_rate_share
+    slow = verify.verify_plan(summary, one, lambda e: _point(e.model, 1200.0, 9.5))  # -32 % of capacity
+    assert not slow.holds and slow.checks[0].covers_rate_share  # 1200 still carries the 493.8 rps share
+    # a wide tolerance forgives the capacity, never the share of the rate
+    assert verify.verify_plan(summary, one, lambda e: _point(e.model, 600.0, 9.5), tolerance=0.9).holds
+    short = verify.verify_plan(summary, one, lambda e: _point(e.model, 450.0, 9.5), tolerance=0.9)
+    assert not short.holds and short.checks[0].covers_rate_share is False
+    assert short.to_dict()["models"][0]["covers_rate_share"] is False
+
+
+def test_standin_plan_timings(tmp_path: Path) -> None:
+    from servopt.serving import verify
+
+    out = write_repository(demo_problem(model_files=False), demo_plan(), tmp_path / "fleet")
+    shared = out / "L4.node0"
+    expected = verify.expectations(verify.load_summary(shared), shared)
+    timings = {m: t for (_, m), t in verify.standin_timings(expected).items()}
+    assert timings == {"detector": (0.0, 30.0 / 4), "langid": (0.0, 16.0 / 4)}
+    verify.make_standin_copy(shared, tmp_path / "standin", base_ms=0, per_item_ms=0, timings=timings)
+    cfg = text_format.Parse((tmp_path / "standin" / "detector" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert cfg.parameters["servopt_per_item_ms"].string_value == "7.5"
+    assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU and cfg.backend == "python"
+
+
+@pytest.mark.triton
+def test_real_server_serves_every_fleet_model_and_verifies_one(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Every model of every server repository READY on a real tritonserver (CPU, Python backend running the
+    ONNX files), one inference each; then ``servopt verify`` on one server's repository with plan-timed
+    stand-ins."""
+    import sys
+    import time
+
+    from servopt.cli import main
+    from servopt.testing.triton_env import TritonSetupError, ensure_env
+    from servopt.testing.triton_server import TritonCheckError, check_repositories, find_repositories
+
+    try:
+        env = ensure_env()
+    except TritonSetupError as exc:
+        pytest.fail(f"could not set up the tritonserver environment:\n{exc}", pytrace=False)
+    started = time.monotonic()
+    out = write_repository(demo_problem(), demo_plan(), tmp_path / "fleet", triton_backend="python")
+    repos = find_repositories(out)
+    assert len(repos) == 7
+    try:
+        report = check_repositories(repos, env=env, workdir=tmp_path / "server", max_instances=1,
+                                    unique_names=True)
+    except TritonCheckError as exc:
+        print(exc.log, file=sys.stderr)
+        pytest.fail(str(exc), pytrace=False)
+    print(f"\nfleet: {report.repositories} repositories, {report.models} models READY={report.ready}, "
+          f"{len(report.inferences)} inferences, server up after {report.startup_s:.1f} s, "
+          f"{report.total_s:.1f} s in all ({time.monotonic() - started:.1f} s with writing)")
+    assert report.models == 10 and report.ready == report.models and len(report.inferences) == report.models
+    capsys.readouterr()
+    one = out / "langid.A100-80GB.3g.40gb.b8.k2"
+    code = main(["verify", str(one), "--start", "--standin", "plan", "--max-instances", "1", "--window", "0.8",
+                 "--max-windows", "5", "--stability", "0.25", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    print(json.dumps(result["models"][0]["measured"]), result["holds"])
+    assert code == (0 if result["holds"] else 3)
+    [m] = result["models"]
+    assert m["expected"]["instances"] == 1 and m["expected"]["rate_share_rps"] > 0
+    # the stand-in sleeps the plan's batch latency: Triton's compute time per batch is close to it
+    assert 0.5 < m["measured"]["server_compute_ms"] / m["expected"]["batch_latency_ms"] < 3
+    assert m["measured"]["server_batch_avg"] == pytest.approx(8)

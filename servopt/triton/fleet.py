@@ -307,6 +307,10 @@ def _fleet_deployment(plan: FleetPlan, ctx: Any) -> TritonDeployment:
                                    "depends on the others' slowdown, so the placement is fixed (no autoscaling)")
         layouts.append(layout)
     routing = _routing(ctx.problem, repos, predictions)
+    shares = {(r["repository"], r["model"]): r["rate_share_rps"] for route in routing["models"].values()
+              for r in route["servers"] if r["server"] == 0}
+    for pred in predictions:  # every server of a repository carries the same share
+        pred["rate_share_rps"] = shares.get((pred["repository"], pred["model"]))
     mig = mig_parted_config(plan, ctx.problem, ctx.spec.gpus_per_node)
     extra = {"README.md": _readme(base, rows, mig is not None)}
     if mig is not None:
