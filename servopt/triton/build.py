@@ -581,5 +581,9 @@ def _pipeline_deployment(plan: PipelinePlan, ctx: _Context) -> TritonDeployment:
     return TritonDeployment(name=base, kind="pipeline", repositories=[repo])
 
 
-# plan types registered in their own modules (imported last: they use the helpers above)
-from servopt.triton import fleet as _fleet  # noqa: E402,F401
+# plan types registered in their own modules (imported last: they use the helpers above); the fleet output
+# needs the fleet formulation's plan types (issue 22a), registered once that package is present
+import importlib.util as _util  # noqa: E402
+
+if _util.find_spec("servopt.formulations.fleet") is not None:
+    from servopt.triton import fleet as _fleet  # noqa: E402,F401
