@@ -278,6 +278,7 @@ def test_verify_holds_only_when_the_rate_share_is_carried(tmp_path: Path) -> Non
     short = verify.verify_plan(summary, one, lambda e: _point(e.model, 450.0, 9.5), tolerance=0.9)
     assert not short.holds and short.checks[0].covers_rate_share is False
     assert short.to_dict()["models"][0]["covers_rate_share"] is False
+    assert "rate share" in short.to_table() and "493.8 NOT carried" in short.to_table()
 
 
 def test_standin_plan_timings(tmp_path: Path) -> None:
@@ -321,16 +322,17 @@ def test_real_server_serves_every_fleet_model_and_verifies_one(tmp_path: Path,
     except TritonCheckError as exc:
         print(exc.log, file=sys.stderr)
         pytest.fail(str(exc), pytrace=False)
-    print(f"\nfleet: {report.repositories} repositories, {report.models} models READY={report.ready}, "
+    loaded = (f"\nfleet: {report.repositories} repositories, {report.models} models READY={report.ready}, "
           f"{len(report.inferences)} inferences, server up after {report.startup_s:.1f} s, "
           f"{report.total_s:.1f} s in all ({time.monotonic() - started:.1f} s with writing)")
+    loaded += f"; inferred: {', '.join(sorted(report.inferences))}"
     assert report.models == 10 and report.ready == report.models and len(report.inferences) == report.models
     capsys.readouterr()
     one = out / "langid.A100-80GB.3g.40gb.b8.k2"
     code = main(["verify", str(one), "--start", "--standin", "plan", "--max-instances", "1", "--window", "0.8",
                  "--max-windows", "5", "--stability", "0.25", "--json"])
     result = json.loads(capsys.readouterr().out)
-    print(json.dumps(result["models"][0]["measured"]), result["holds"])
+    print(loaded, "\nverify:", json.dumps(result["models"][0]), "holds:", result["holds"])
     assert code == (0 if result["holds"] else 3)
     [m] = result["models"]
     assert m["expected"]["instances"] == 1 and m["expected"]["rate_share_rps"] > 0

@@ -251,14 +251,20 @@ class VerifyReport:
     def to_table(self) -> str:
         head = ("model", "inst", "batch", "pred items/s", "meas items/s", "err", "pred batch ms", "meas batch ms",
                 "err", "pred p50", "p50", "p99", "srv batch", "holds")
+        shares = any(c.expected.rate_share_rps is not None for c in self.checks)
+        if shares:  # fleet plans: the share of the model's rate each server carries
+            head = head[:-1] + ("rate share", "holds")
         rows = [head]
         for c in self.checks:
             e, m = c.expected, c.measured
+            share = () if not shares else (
+                "-" if e.rate_share_rps is None else f"{e.rate_share_rps:.1f}" + ("" if c.covers_rate_share
+                                                                                  else " NOT carried"),)
             rows.append((f"{e.repository}/{e.model}", str(e.instances), str(e.batch_size),
                          f"{e.throughput_rps:.1f}", f"{m.throughput_rps:.1f}", f"{c.throughput_error:+.0%}",
                          f"{e.batch_latency_ms:.2f}", f"{c.batch_latency_ms:.2f}", f"{c.batch_latency_error:+.0%}",
                          f"{e.latency_ms:.1f}", f"{m.latency_p50_ms:.1f}", f"{m.latency_p99_ms:.1f}",
-                         f"{m.server_batch_avg or 0:.1f}", "yes" if c.holds else "NO"))
+                         f"{m.server_batch_avg or 0:.1f}", *share, "yes" if c.holds else "NO"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
                  for r in rows]
