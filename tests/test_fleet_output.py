@@ -58,6 +58,67 @@ def test_golden(tmp_path: Path) -> None:
 def test_every_placement_is_pinned_with_its_instances() -> None:
     plan = demo_plan()
     _, files, _ = build_repository(demo_problem(model_files=False), plan)
+    _check_pinning(plan, files)
+
+
+def _random_plan(seed: int):
+    """A random fleet plan: 1-6 GPUs of two types over nodes of 4, some MIG-partitioned, 1-3 models per GPU or
+    slice (any memory: the output does not re-check the formulation)."""
+    import random
+
+    from servopt.formulations.fleet.types import FleetGpu, FleetPlan
+
+    rng = random.Random(seed)
+    names = ["classifier", "langid", "detector"]
+    gpus, placements = [], []
+    for gpu_type in ("A100-80GB", "L4"):
+        for index in sorted(rng.sample(range(12), rng.randint(0, 3))):
+            layout = None
+            if gpu_type == "A100-80GB" and rng.random() < 0.5:
+                layout = tuple(rng.choice([("3g.40gb", "3g.40gb"), ("4g.40gb", "2g.20gb", "1g.10gb"),
+                                           ("1g.10gb",) * 7]))
+            gpus.append(FleetGpu(gpu_type, index, index // 4, layout))
+            for slice_index in (range(len(layout)) if layout else [None]):
+                if layout and rng.random() < 0.3:
+                    continue  # an unused slice
+                models = rng.sample(names, rng.randint(1, 3))
+                for m in models:
+                    others = tuple(x for x in models if x != m)
+                    placements.append(placement(
+                        m, gpu_type, index, rng.choice([1, 4, 8]), rng.randint(1, 3), rng.choice([5.0, 9.0]),
+                        profile=layout[slice_index] if layout else None, slice_index=slice_index,
+                        slowdown=1.0 + len(others), co_located=others))
+    if not placements:
+        gpus.append(FleetGpu("L4", 0, 0, None))
+        placements.append(placement("langid", "L4", 0, 8, 1, 5.0))
+    return FleetPlan(placements=tuple(placements), gpus=tuple(gpus), cost_per_hour=1.0, gpu_count=len(gpus),
+                     objective=1.0)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_plans_pin_every_placement(seed: int) -> None:
+    from test_kserve import check_documents
+
+    plan = _random_plan(seed)
+    problem = replace(demo_problem(model_files=False), gpu_types=[
+        replace(t, gpus_per_node=4) for t in demo_problem().gpu_types])
+    _, files, _ = build_repository(problem, plan, kserve=True, storage_uri="s3://bucket/fleet")
+    _check_pinning(plan, files)
+    summary = json.loads(files["servopt.json"])
+    used = {(p.gpu_type, p.gpu_index, p.slice_index) for p in plan.placements}
+    whole_shared = {(p.gpu_type, p.gpu_index) for p in plan.placements if p.slice_index is None and p.co_located}
+    nodes_shared = {(t, i // 4) for t, i in whole_shared}
+    # a server per used GPU or slice, except co-located whole GPUs: one server per node and type
+    assert len(summary["servers"]) == len(used) - len(whole_shared) + len(nodes_shared)
+    docs = list(yaml.safe_load_all(files["kserve.yaml"]))
+    check_documents(docs)
+    for doc in docs:
+        if doc["kind"] == "InferenceService":
+            p = doc["spec"]["predictor"]
+            assert ("scaleMetric" in p) == ("servopt.io/fixed-placement" not in doc["metadata"]["annotations"])
+
+
+def _check_pinning(plan, files: dict[str, str]) -> None:
     summary = json.loads(files["servopt.json"])
     configs = _configs(files)
     servers = defaultdict(list)
@@ -79,7 +140,10 @@ def test_every_placement_is_pinned_with_its_instances() -> None:
                 key = (model, row["gpu_type"], gpu_index, slice_index)
                 assert key not in served, key
                 served[key] = (group.count, cfg.max_batch_size)
-                assert list(cfg.dynamic_batching.preferred_batch_size) == [cfg.max_batch_size]
+                if cfg.max_batch_size > 1:
+                    assert list(cfg.dynamic_batching.preferred_batch_size) == [cfg.max_batch_size]
+                else:  # batch 1: nothing to batch (as other plan kinds)
+                    assert not cfg.HasField("dynamic_batching")
     planned = {(p.model, p.gpu_type, p.gpu_index, p.slice_index): (p.instances, p.batch_size)
                for p in plan.placements}
     assert served == planned
