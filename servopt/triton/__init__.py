@@ -73,7 +73,8 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
 def config_only(deployment: Any) -> list[str]:
     """Why the repository cannot serve the real model as written (empty when it can): models without a
     ``model_file``, or with servopt's placeholder tensors."""
-    return [reason for repo in deployment.repositories for m in repo.models for reason in m.missing]
+    reasons = [reason for repo in deployment.repositories for m in repo.models for reason in m.missing]
+    return list(dict.fromkeys(reasons))  # a model in several repositories (nodes, servers) is named once
 
 
 def _summary(deployment: Any, plan: dict[str, Any]) -> dict[str, Any]:
