@@ -100,6 +100,8 @@ class TritonDeployment:
     extra_files: dict[str, str] = field(default_factory=dict)
     #: further top-level keys of ``servopt.json`` (fleet plans: ``servers``, ``predictions``)
     summary_extra: dict[str, Any] = field(default_factory=dict)
+    #: repository path -> the keys of its own ``<path>/servopt.json`` (fleet plans: each server verifies alone)
+    repository_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -580,10 +582,3 @@ def _pipeline_deployment(plan: PipelinePlan, ctx: _Context) -> TritonDeployment:
                             cpu_cores=float(plan.cores) if plan.cores is not None else None)
     return TritonDeployment(name=base, kind="pipeline", repositories=[repo])
 
-
-# plan types registered in their own modules (imported last: they use the helpers above); the fleet output
-# needs the fleet formulation's plan types (issue 22a), registered once that package is present
-import importlib.util as _util  # noqa: E402
-
-if _util.find_spec("servopt.formulations.fleet") is not None:
-    from servopt.triton import fleet as _fleet  # noqa: E402,F401

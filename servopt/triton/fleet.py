@@ -23,10 +23,8 @@ verify`` measures), and a ``servopt.json`` inside every server repository so ``s
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -322,19 +320,11 @@ def _fleet_deployment(plan: FleetPlan, ctx: Any) -> TritonDeployment:
                                 "predictions": {"kind": "fleet", "headroom": headroom, "placements": predictions}}
     for layout, repo in zip(layouts, repos):  # each server repository verifies on its own
         own = [dict(p, repository=".") for p in predictions if p["repository"] == repo.path]
-        extra[f"{repo.path}/servopt.json"] = json.dumps(_repo_summary(deployment, layout, repo, own, rows),
-                                                        indent=2) + "\n"
-    return deployment
-
-
-def _repo_summary(deployment: TritonDeployment, layout: RepositoryLayout, repo: _Repo,
-                  predictions: Sequence[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from servopt.triton import TRITON_VERSION
-
-    missing = [reason for m in layout.models for reason in m.missing]
-    return {"name": deployment.name, "problem": "fleet", "triton_version": TRITON_VERSION,
-            "config_only": bool(missing), "missing": missing, "fleet_repository": repo.path, "role": repo.role,
+        deployment.repository_summaries[repo.path] = {
+            "fleet_repository": repo.path, "role": repo.role,
             "repositories": [{"path": ".", "hardware": repo.gpu_type, "gpus": layout.gpus, "cpu_cores": None,
                               "entry": None, "models": [m.info for m in layout.models]}],
             "servers": [r for r in rows if r["repository"] == repo.path],
-            "predictions": {"kind": "fleet", "placements": list(predictions)}}
+            "predictions": {"kind": "fleet", "headroom": headroom, "placements": own}}
+    return deployment
+
