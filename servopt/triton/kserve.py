@@ -280,7 +280,7 @@ def _fleet_graphs(deployment: TritonDeployment, services: list[_Service], option
                   limit: int) -> list[dict[str, Any]]:
     """Fleet plans: per model served by several services, a ``Splitter`` with each service's share of the
     model's capacity (``routing.json``)."""
-    models = (deployment.routing or {}).get("models") if deployment.kind == "fleet" else None
+    models = (deployment.routing or {}).get("models")  # fleet routing: model -> its servers
     if not models:
         return []
     by_path = {s.repo.path: s for s in services}
