@@ -55,7 +55,10 @@ _METADATA = {
 _RESOURCES = {"type": "object", "additionalProperties": False,
               "properties": {"cpu": {"type": "string", "pattern": QUANTITY},
                              "memory": {"type": "string", "pattern": QUANTITY},
-                             "nvidia.com/gpu": {"type": "string", "pattern": r"^[1-9][0-9]*$"}}}
+                             "nvidia.com/gpu": {"type": "string", "pattern": r"^[1-9][0-9]*$"}},
+              # the GPU operator's mixed MIG strategy: one resource per slice profile (nvidia.com/mig-1g.10gb)
+              "patternProperties": {r"^nvidia\.com/mig-[1-7]g\.[0-9]+gb(\+me)?$":
+                                    {"type": "string", "pattern": r"^[1-9][0-9]*$"}}}
 _REPLICAS = {"type": "integer", "minimum": 0}
 
 SCHEMA = {
@@ -72,6 +75,9 @@ SCHEMA = {
                         "type": "object", "additionalProperties": False, "required": ["model"],
                         "properties": {
                             "minReplicas": _REPLICAS, "maxReplicas": _REPLICAS,
+                            # KServe's ComponentExtensionSpec: the Knative autoscaler's metric and target
+                            "scaleMetric": {"enum": ["concurrency", "rps", "cpu", "memory"]},
+                            "scaleTarget": {"type": "integer", "minimum": 1},
                             "nodeSelector": {"type": "object", "minProperties": 1,
                                              "propertyNames": {"pattern": LABEL_KEY},
                                              "additionalProperties": {"type": "string", "pattern": LABEL_VALUE,
@@ -152,8 +158,9 @@ def check_documents(docs: list[dict]) -> None:
             assert res["requests"] == res["limits"]
             assert {"cpu", "memory"} <= set(res["limits"]), "every pod states its CPU and memory"
             assert quantity_value(res["limits"]["memory"]) >= 2 ** 30
-            if "nvidia.com/gpu" in res["limits"]:
+            if any(k == "nvidia.com/gpu" or k.startswith("nvidia.com/mig-") for k in res["limits"]):
                 assert predictor["nodeSelector"], "a GPU pod is pinned to its GPU type"
+            assert ("scaleTarget" in predictor) == ("scaleMetric" in predictor)
         else:
             assert len(f"{meta['name']}-{namespace}") <= 63
     for doc in docs:

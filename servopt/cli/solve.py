@@ -177,11 +177,12 @@ def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Ex
         raise error(f"--out needs servopt.triton, which cannot be imported ({exc})") from None
     out = write_repository(problem, solution, args.out, force=args.force, triton_backend=args.triton_backend,
                            kserve=_kserve(args), storage_uri=args.storage_uri, source=args.file, link=args.link)
-    if hasattr(solution.plan, "predictions"):  # what servopt verify compares the served plan against
+    summary = json.loads((out / "servopt.json").read_text())
+    # what servopt verify compares the served plan against (fleet repositories write their own, per server)
+    if hasattr(solution.plan, "predictions") and "predictions" not in summary:
         from servopt.serving.verify import add_predictions
 
         add_predictions(args.out, _predictions(problem, solution.plan))
-    summary = json.loads((out / "servopt.json").read_text())
     return list(summary.get("missing", []))
 
 

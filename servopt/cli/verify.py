@@ -19,7 +19,12 @@ measured throughput, the deadline for the requested images (a time-compressed ru
 
 The server: --server URL (gRPC, 127.0.0.1 only) for one already serving DIR's models, or --start to start a
 tritonserver (nvidia-pytriton's, in .triton-venv; see docs/verify.md) on each repository in turn. --standin
-BASE_MS,PER_ITEM_MS serves timed stand-ins instead of the model files (CPU only: GPU groups become CPU instances).
+BASE_MS,PER_ITEM_MS serves timed stand-ins instead of the model files (CPU only: GPU groups become CPU instances);
+--standin plan gives each model the plan's own batch latency (fleet plans: many models, each its own latency).
+
+Fleet plans (servopt solve of a `problem: fleet` file): DIR is the whole fleet (a server per repository, in turn)
+or one server's repository (DIR/<repository>, which has its own servopt.json); each model must also carry its
+server's share of the model's planned rate.
 
 Tolerance (--tolerance, default 0.25): the plan holds when measured throughput >= (1 - t) x predicted and batch
 latency <= (1 + t) x predicted, per model and end to end. 0.25 because repeated profiles of the same point on a
@@ -29,6 +34,7 @@ EPILOG = """examples:
   servopt verify repo/ --start --standin 4,1 --max-instances 2
   servopt verify repo/ --server 127.0.0.1:8001 --json
   servopt verify repo/ --start --standin 4,1 --plot verify.png --update-profile measured.csv
+  servopt verify fleet/classifier.L4.b8.k2 --start --standin plan --max-instances 2
 
 exit codes:
   0  the plan holds within the tolerance
@@ -41,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", metavar="URL", help="gRPC URL of a running Triton server (127.0.0.1:PORT)")
     where.add_argument("--start", action="store_true", help="start a tritonserver on each repository in turn")
-    parser.add_argument("--standin", metavar="BASE_MS,PER_ITEM_MS", default=None,
-                        help="with --start: serve timed stand-ins (CPU) sleeping BASE + PER_ITEM x items per batch")
+    parser.add_argument("--standin", metavar="BASE_MS,PER_ITEM_MS|plan", default=None,
+                        help="with --start: serve timed stand-ins (CPU) sleeping BASE + PER_ITEM x items per batch; "
+                             "'plan': each model its planned batch latency for a full batch")
     parser.add_argument("--max-instances", type=int, default=None, metavar="N",
                         help="with --start: at most N instances per model (predictions are scaled)")
     parser.add_argument("--queue-delay", choices=("plan", "repository"), default="repository",
@@ -63,13 +70,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="append the measured points to this profile (created if missing)")
 
 
-def _standin(text: str | None) -> tuple[float, float] | None:
+def _standin(text: str | None) -> tuple[float, float] | str | None:
     if text is None:
         return None
+    if text == "plan":
+        return "plan"
     try:
         base, per_item = (float(x) for x in text.split(","))
     except ValueError:
-        raise ValidationError(f"--standin: expected BASE_MS,PER_ITEM_MS like 4,1, got {text!r}") from None
+        raise ValidationError(f"--standin: expected BASE_MS,PER_ITEM_MS like 4,1, or plan, got {text!r}") from None
     if base < 0 or per_item < 0 or base + per_item <= 0:
         raise ValidationError(f"--standin: expected non-negative numbers, not both 0, got {text!r}")
     return base, per_item
@@ -144,8 +153,13 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
                 served = work / "repo"
                 if args.queue_delay == "plan":
                     delay = delays.get(r["path"])
-                verify.make_standin_copy(path, served, base_ms=standin[0], per_item_ms=standin[1],
-                                         max_instances=args.max_instances, max_queue_delay_us=delay)
+                timings = None
+                if standin == "plan":
+                    timings = {m: t for (rp, m), t in verify.standin_timings(expected).items() if rp == r["path"]}
+                base, per_item = (0.0, 0.0) if standin == "plan" else standin
+                verify.make_standin_copy(path, served, base_ms=base, per_item_ms=per_item,
+                                         max_instances=args.max_instances, max_queue_delay_us=delay,
+                                         timings=timings)
             with TritonServer(env, [served], work) as server:
                 url = f"127.0.0.1:{server.grpc_port}"
                 for e in expected:

@@ -7,6 +7,11 @@ instance). :func:`verify_plan` sends that load to each served model with a load-
 (:mod:`servopt.measure.loadgen`) and returns a :class:`VerifyReport`: predicted against measured per model and
 end to end (throughput, batch latency, p50/p99 latency, requests over the SLO, the deadline).
 
+Fleet plans (:mod:`servopt.triton.fleet`) write their predictions themselves: ``predictions.placements``, one per
+served model of each server repository (the capacity of one server, and its share of the model's planned rate,
+which the measured throughput must also carry); each server repository has its own ``servopt.json``, so a verify
+run covers the whole fleet (one server per repository, in turn) or one server.
+
 The run is *time-compressed*: each model is measured until its windows are stable (not for the whole job), and
 the time to process the requested images is projected from the measured throughput.
 
@@ -31,7 +36,7 @@ from typing import Any
 from servopt.exceptions import ValidationError
 
 __all__ = ["Expectation", "ModelCheck", "VerifyReport", "load_summary", "expectations", "verify_plan",
-           "add_predictions", "make_standin_copy", "DEFAULT_TOLERANCE", "EXIT_PLAN_FAILED"]
+           "add_predictions", "make_standin_copy", "standin_timings", "DEFAULT_TOLERANCE", "EXIT_PLAN_FAILED"]
 
 DEFAULT_TOLERANCE = 0.25
 #: ``servopt verify`` exit code when the measured numbers fall outside the tolerance
@@ -82,15 +87,42 @@ class Expectation:
     queue_delay_ms: float
     max_queue_delay_us: int
     latency_slo_ms: float | None = None
+    #: fleet plans: the share of the model's planned rate this server carries (routing.json)
+    rate_share_rps: float | None = None
 
 
-def _instances(config_path: Path) -> int:
+def _instances(config_path: Path, cap: int | None = None) -> int:
+    """Instances a config starts (``count`` is per listed GPU), each group capped at ``cap`` as a CPU-only
+    server runs it (:func:`servopt.serving.tritonserver.cpu_instance_groups`)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
     cfg = text_format.Parse(config_path.read_text(), mc.ModelConfig())
-    return sum(g.count * max(1, len(g.gpus)) if g.kind == mc.ModelInstanceGroup.KIND_GPU else g.count
-               for g in cfg.instance_group) or 1
+    counts = [g.count * max(1, len(g.gpus)) if g.kind == mc.ModelInstanceGroup.KIND_GPU else g.count
+              for g in cfg.instance_group]
+    return sum(min(c, cap) if cap else c for c in counts) or 1
+
+
+def _fleet_expectations(summary: dict[str, Any], repo_dir: str | Path, served_instances: int | None
+                        ) -> list[Expectation]:
+    """Fleet plans: one prediction per served model of each server repository (``predictions.placements``):
+    the capacity of ONE server of that repository, and the share of the model's rate it carries (both scaled
+    to the instances served)."""
+    out = []
+    for p in summary["predictions"]["placements"]:
+        cfg = Path(repo_dir) / p["repository"] / p["model"] / "config.pbtxt"
+        planned = _instances(cfg) if cfg.is_file() else int(p["model_instances"])
+        served = _instances(cfg, served_instances) if cfg.is_file() else planned
+        per_instance = float(p["throughput_rps"]) / max(1, int(p["model_instances"]))
+        out.append(Expectation(
+            repository=p["repository"], model=p["model"], hardware=p["hardware"], instances=served,
+            planned_instances=planned, batch_size=int(p["batch_size"]),
+            batch_latency_ms=float(p["batch_latency_ms"]), throughput_rps=per_instance * served,
+            latency_ms=float(p["latency_ms"]), queue_delay_ms=float(p["queue_delay_ms"]),
+            max_queue_delay_us=int(p["max_queue_delay_us"]), latency_slo_ms=p.get("latency_slo_ms"),
+            rate_share_rps=None if p.get("rate_share_rps") is None
+            else float(p["rate_share_rps"]) * served / max(1, planned)))
+    return out
 
 
 def expectations(summary: dict[str, Any], repo_dir: str | Path, *, served_instances: int | None = None
@@ -99,6 +131,8 @@ def expectations(summary: dict[str, Any], repo_dir: str | Path, *, served_instan
 
     ``served_instances`` caps the instances a started server runs (``--max-instances``); the predicted
     throughput is then scaled to the instances actually served."""
+    if "placements" in summary["predictions"]:
+        return _fleet_expectations(summary, repo_dir, served_instances)
     groups = {g["hardware"]: g for g in summary["predictions"]["groups"]}
     out = []
     for repo in summary["repositories"]:
@@ -109,7 +143,7 @@ def expectations(summary: dict[str, Any], repo_dir: str | Path, *, served_instan
         for model in repo["models"]:
             cfg = Path(repo_dir) / repo["path"] / model["name"] / "config.pbtxt"
             planned = _instances(cfg) if cfg.is_file() else int(group["model_instances"])
-            served = min(planned, served_instances) if served_instances else planned
+            served = _instances(cfg, served_instances) if cfg.is_file() else planned
             per_instance = group["throughput_rps"] / max(1, group["model_instances"])
             out.append(Expectation(
                 repository=repo["path"], model=model["name"], hardware=group["hardware"], instances=served,
@@ -147,8 +181,14 @@ class ModelCheck:
         return None if slo is None else self.measured.latency_p99_ms <= slo
 
     @property
+    def covers_rate_share(self) -> bool | None:
+        """Fleet plans: the measured throughput carries this server's share of the model's rate."""
+        share = self.expected.rate_share_rps
+        return None if share is None else self.measured.throughput_rps >= share
+
+    @property
     def holds(self) -> bool:
-        ok = self.throughput_error >= -self.tolerance
+        ok = self.throughput_error >= -self.tolerance and self.covers_rate_share is not False
         if math.isfinite(self.batch_latency_error):
             ok = ok and self.batch_latency_error <= self.tolerance
         slo = self.expected.latency_slo_ms
@@ -159,7 +199,7 @@ class ModelCheck:
     def to_dict(self) -> dict[str, Any]:
         return {"expected": asdict(self.expected), "measured": self.measured.to_dict(),
                 "throughput_error": self.throughput_error, "batch_latency_error": self.batch_latency_error,
-                "slo_met": self.slo_met, "holds": self.holds}
+                "slo_met": self.slo_met, "covers_rate_share": self.covers_rate_share, "holds": self.holds}
 
 
 @dataclass
@@ -211,14 +251,20 @@ class VerifyReport:
     def to_table(self) -> str:
         head = ("model", "inst", "batch", "pred items/s", "meas items/s", "err", "pred batch ms", "meas batch ms",
                 "err", "pred p50", "p50", "p99", "srv batch", "holds")
+        shares = any(c.expected.rate_share_rps is not None for c in self.checks)
+        if shares:  # fleet plans: the share of the model's rate each server carries
+            head = head[:-1] + ("rate share", "holds")
         rows = [head]
         for c in self.checks:
             e, m = c.expected, c.measured
+            share = () if not shares else (
+                "-" if e.rate_share_rps is None else f"{e.rate_share_rps:.1f}" + ("" if c.covers_rate_share
+                                                                                  else " NOT carried"),)
             rows.append((f"{e.repository}/{e.model}", str(e.instances), str(e.batch_size),
                          f"{e.throughput_rps:.1f}", f"{m.throughput_rps:.1f}", f"{c.throughput_error:+.0%}",
                          f"{e.batch_latency_ms:.2f}", f"{c.batch_latency_ms:.2f}", f"{c.batch_latency_error:+.0%}",
                          f"{e.latency_ms:.1f}", f"{m.latency_p50_ms:.1f}", f"{m.latency_p99_ms:.1f}",
-                         f"{m.server_batch_avg or 0:.1f}", "yes" if c.holds else "NO"))
+                         f"{m.server_batch_avg or 0:.1f}", *share, "yes" if c.holds else "NO"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
                  for r in rows]
@@ -286,13 +332,21 @@ def verify_plan(summary: dict[str, Any], repo_dir: str | Path, measure: Callable
     return report
 
 
+def standin_timings(expected: list[Expectation]) -> dict[tuple[str, str], tuple[float, float]]:
+    """``--standin plan``: (repository, model) -> (0, batch latency / batch) so each stand-in takes the plan's
+    batch latency for a full batch (and proportionally less for a partial one)."""
+    return {(e.repository, e.model): (0.0, e.batch_latency_ms / e.batch_size) for e in expected}
+
+
 def make_standin_copy(repo: Path, dest: Path, *, base_ms: float, per_item_ms: float,
-                      max_instances: int | None = None, max_queue_delay_us: int | None = None) -> None:
+                      max_instances: int | None = None, max_queue_delay_us: int | None = None,
+                      timings: dict[str, tuple[float, float]] | None = None) -> None:
     """Copy a repository so a CPU-only tritonserver serves it with timed stand-ins (``--standin``).
 
     KIND_GPU groups become KIND_CPU (one instance per listed GPU); each model runs the Python-backend stand-in
     (``servopt/testing/standin_model.py``, copied as a file) sleeping ``base_ms + per_item_ms x items`` per
-    batch; ``max_queue_delay_us`` replaces the dynamic batcher's delay when given."""
+    batch (``timings``: model name -> its own (base, per item)); ``max_queue_delay_us`` replaces the dynamic
+    batcher's delay when given."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -311,8 +365,9 @@ def make_standin_copy(repo: Path, dest: Path, *, base_ms: float, per_item_ms: fl
         cfg.ClearField("model_warmup")
         if max_queue_delay_us is not None and cfg.HasField("dynamic_batching"):
             cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
-        cfg.parameters["servopt_base_ms"].string_value = f"{base_ms:g}"
-        cfg.parameters["servopt_per_item_ms"].string_value = f"{per_item_ms:g}"
+        base, per_item = (timings or {}).get(cfg.name, (base_ms, per_item_ms))
+        cfg.parameters["servopt_base_ms"].string_value = f"{base:g}"
+        cfg.parameters["servopt_per_item_ms"].string_value = f"{per_item:g}"
         for version in cfg_path.parent.iterdir():
             if version.is_dir() and version.name.isdigit():
                 shutil.copy2(standin, version / "model.py")

@@ -10,6 +10,7 @@ files.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
     from servopt.triton.spec import parse_triton_section
     from servopt.triton.write import render_files
 
+    _register_plan_types()
     source = source or getattr(problem, "source", None) or getattr(problem, "path", None)
     spec = parse_triton_section(getattr(problem, "triton", None), source)
     plan = _plan_of(solution)
@@ -67,13 +69,33 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
         options = with_overrides(spec.kserve, kserve if isinstance(kserve, Mapping) else None)
         manifests = kserve_manifests(deployment, storage_uri, options)
     files, folders = render_files(deployment, _summary(deployment, plan.to_dict()), manifests)
+    for path, own in deployment.repository_summaries.items():
+        files[f"{path}/servopt.json"] = json.dumps(_repository_summary(deployment, path, own), indent=2) + "\n"
     return deployment, files, folders
+
+
+def _register_plan_types() -> None:
+    """Import the modules that register their plan type on the builder (``build._deployment_of``): the fleet
+    output needs the fleet formulation's plan types, so it registers once that package is present."""
+    import importlib.util
+
+    if importlib.util.find_spec("servopt.formulations.fleet") is not None:
+        from servopt.triton import fleet  # noqa: F401
 
 
 def config_only(deployment: Any) -> list[str]:
     """Why the repository cannot serve the real model as written (empty when it can): models without a
     ``model_file``, or with servopt's placeholder tensors."""
-    return [reason for repo in deployment.repositories for m in repo.models for reason in m.missing]
+    reasons = [reason for repo in deployment.repositories for m in repo.models for reason in m.missing]
+    return list(dict.fromkeys(reasons))  # a model in several repositories (nodes, servers) is named once
+
+
+def _repository_summary(deployment: Any, path: str, own: dict[str, Any]) -> dict[str, Any]:
+    """``servopt.json`` of one repository of several (its own models' "config only" reasons)."""
+    repo = next(r for r in deployment.repositories if r.path == path)
+    missing = list(dict.fromkeys(reason for m in repo.models for reason in m.missing))
+    return {"name": deployment.name, "problem": deployment.kind, "triton_version": TRITON_VERSION,
+            "config_only": bool(missing), "missing": missing, **own}
 
 
 def _summary(deployment: Any, plan: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +118,7 @@ def _summary(deployment: Any, plan: dict[str, Any]) -> dict[str, Any]:
             for repo in deployment.repositories
         ],
         "plan": plan,
+        **getattr(deployment, "summary_extra", {}),
     }
 
 

@@ -79,6 +79,14 @@ class RepositoryLayout:
     entry: str | None = None
     #: every model runs on its own Triton server (``cores`` in its ``info``), not the repository on one server
     server_per_model: bool = False
+    #: servers that run this repository (fleet plans: GPUs that serve the same model alone)
+    replicas: int = 1
+    #: the MIG slice profile each server runs on (fleet plans), None for whole GPUs
+    mig_profile: str | None = None
+    #: fleet replicas: ``{"per_replica_rps", "headroom"}``, the autoscaler's target follows from them
+    autoscale: dict[str, float] | None = None
+    #: why the repository's servers are a fixed placement (co-located models), shown to the cluster's readers
+    fixed_reason: str | None = None
 
 
 @dataclass
@@ -90,6 +98,10 @@ class TritonDeployment:
     repositories: list[RepositoryLayout]
     routing: dict[str, Any] | None = None
     extra_files: dict[str, str] = field(default_factory=dict)
+    #: further top-level keys of ``servopt.json`` (fleet plans: ``servers``, ``predictions``)
+    summary_extra: dict[str, Any] = field(default_factory=dict)
+    #: repository path -> the keys of its own ``<path>/servopt.json`` (fleet plans: each server verifies alone)
+    repository_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -569,3 +581,4 @@ def _pipeline_deployment(plan: PipelinePlan, ctx: _Context) -> TritonDeployment:
     repo = RepositoryLayout(path=".", models=models, entry=base,
                             cpu_cores=float(plan.cores) if plan.cores is not None else None)
     return TritonDeployment(name=base, kind="pipeline", repositories=[repo])
+

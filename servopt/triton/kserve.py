@@ -13,6 +13,13 @@ server the deployment needs, read from its repositories (never from the problem 
   of the ``nvidia.com/gpu`` taint;
 * any other repository (``pipeline``): one running it (its ``entry`` model), with the repository's cores.
 
+Fleet repositories (:mod:`servopt.triton.fleet`) are GPU repositories with more to say: a MIG slice's server asks
+for ``nvidia.com/mig-<profile>`` instead of whole GPUs; a repository of replicas (GPUs that run one model alone)
+gets ``minReplicas`` = the plan's replicas, ``maxReplicas`` = ceil(``max_replicas_factor`` x that) and Knative's
+``scaleMetric: rps`` with ``scaleTarget`` = per-replica capacity / (1 + headroom), rounded down; a repository of
+co-located models is a fixed placement (min = max replicas, annotation ``servopt.io/fixed-placement`` says why).
+A model served by several services gets an ``InferenceGraph`` ``Splitter`` with the services' capacity shares.
+
 Every name, quantity and URI is checked (:mod:`servopt.triton.k8s_names`) and a refused one raises
 ``ValidationError`` before anything is written. Names are shortened with a stable hash suffix when KServe's
 derived labels (``<name>-predictor-<namespace>``, ``<name>-predictor-00001``) would pass 63 characters; two
@@ -58,6 +65,9 @@ class _Service:
     node_selector: dict[str, str] = field(default_factory=dict)
     model: str | None = None
     name: str = ""
+    mig_profile: str | None = None
+    #: fleet replicas: (minReplicas, maxReplicas, scaleTarget in requests per second)
+    autoscale: tuple[int, int, int] | None = None
 
 
 def split_percentages(weights: list[float]) -> list[int]:
@@ -98,11 +108,29 @@ def _gpu_service(deployment: TritonDeployment, repo: RepositoryLayout, options: 
     cpu = options.cpu or format_cpu(quantity_value(options.cpu_per_gpu) * max(gpus, 1))
     memory = options.memory or format_memory(quantity_value(options.memory_per_gpu) * max(gpus, 1))
     suffix = "" if repo.path == "." else repo.path
-    return _Service(
+    svc = _Service(
         parts=(deployment.name, suffix), origin=f"repository {repo.path!r} (hardware {hardware!r})", repo=repo,
         gpus=gpus, cpu=cpu, memory=memory, labels={"servopt.io/hardware": label_value(hardware)},
         annotations={"servopt.io/hardware": hardware},
         node_selector={options.gpu_label: options.product(hardware)})
+    if repo.mig_profile is not None:
+        svc.mig_profile = repo.mig_profile
+        svc.gpus = 0
+        svc.annotations["servopt.io/mig-profile"] = repo.mig_profile
+    if repo.autoscale is not None:
+        replicas = max(1, int(repo.replicas))
+        per_replica = float(repo.autoscale["per_replica_rps"])
+        headroom = float(repo.autoscale.get("headroom", 0.0))
+        target = max(1, math.floor(per_replica / (1.0 + headroom)))
+        svc.autoscale = (replicas, max(replicas, math.ceil(options.max_replicas_factor * replicas - 1e-9)), target)
+        svc.annotations["servopt.io/scale-target"] = (
+            f"per-replica capacity {per_replica:.1f} rps / (1 + headroom {headroom:g}) = {target} rps")
+    if repo.fixed_reason is not None:
+        svc.annotations["servopt.io/fixed-placement"] = repo.fixed_reason
+    names = sorted({str(m.info.get("model", m.name)) for m in repo.models})
+    if len(names) == 1 and (repo.autoscale is not None or repo.fixed_reason is not None):
+        svc.labels["servopt.io/model"] = label_value(names[0])
+    return svc
 
 
 def _cpu_memory(cores: float | None, options: KServeSpec) -> str:
@@ -156,6 +184,8 @@ def _manifest(svc: _Service, deployment: TritonDeployment, uri: str, options: KS
         limits["memory"] = svc.memory
     if svc.gpus:
         limits["nvidia.com/gpu"] = str(svc.gpus)
+    if svc.mig_profile is not None:
+        limits[f"nvidia.com/mig-{svc.mig_profile}"] = "1"
     model: dict[str, Any] = {
         "modelFormat": {"name": "triton"},
         "runtimeVersion": options.runtime_version,
@@ -167,6 +197,9 @@ def _manifest(svc: _Service, deployment: TritonDeployment, uri: str, options: KS
     model["resources"] = {"requests": dict(limits), "limits": dict(limits)}
     replicas = max(1, int(getattr(svc.repo, "replicas", 1) or 1))
     predictor: dict[str, Any] = {"minReplicas": replicas, "maxReplicas": replicas}
+    if svc.autoscale is not None:
+        low, high, target = svc.autoscale
+        predictor.update(minReplicas=low, maxReplicas=high, scaleMetric="rps", scaleTarget=target)
     if svc.node_selector:
         predictor["nodeSelector"] = dict(svc.node_selector)
         predictor["tolerations"] = [dict(GPU_TOLERATION)]
@@ -239,4 +272,35 @@ def kserve_manifests(deployment: TritonDeployment, storage_uri: str, options: KS
     split = [s for s in services if s.model is not None]
     if len(split) > 1:
         docs.append(_graph(deployment, split, options, graph_limit))
+    docs.extend(_fleet_graphs(deployment, services, options, graph_limit))
     return docs
+
+
+def _fleet_graphs(deployment: TritonDeployment, services: list[_Service], options: KServeSpec,
+                  limit: int) -> list[dict[str, Any]]:
+    """Fleet plans: per model served by several services, a ``Splitter`` with each service's share of the
+    model's capacity (``routing.json``)."""
+    models = (deployment.routing or {}).get("models")  # fleet routing: model -> its servers
+    if not models:
+        return []
+    by_path = {s.repo.path: s for s in services}
+    knative = {f"{s.name}-predictor": s.origin for s in services}
+    graphs = []
+    for model, route in models.items():
+        shares: dict[str, float] = {}
+        for row in route["servers"]:
+            shares[row["repository"]] = shares.get(row["repository"], 0.0) + float(row["capacity_rps"])
+        if len(shares) < 2:
+            continue
+        chosen = [by_path[path] for path in shares]
+        percent = split_percentages([shares[s.repo.path] for s in chosen])
+        name = fit_name(dns_name(deployment.name, model), limit, original=f"{deployment.name}/{model}")
+        if name in knative or any(g["metadata"]["name"] == name for g in graphs):
+            raise ValidationError(f"the InferenceGraph {name!r} of model {model!r} clashes with another name; "
+                                  "set triton.name")
+        steps = [{"name": s.name, "serviceName": s.name, "weight": p} for s, p in zip(chosen, percent) if p > 0]
+        graphs.append({"apiVersion": GRAPH_API_VERSION, "kind": "InferenceGraph",
+                       "metadata": _metadata(name, deployment, options, {"servopt.io/model": label_value(model)},
+                                             {"servopt.io/routing": f"model {model}: capacity shares of the plan"}),
+                       "spec": {"nodes": {"root": {"routerType": "Splitter", "steps": steps}}}})
+    return graphs

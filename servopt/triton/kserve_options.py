@@ -57,6 +57,8 @@ class KServeSpec:
     memory_per_core: str = "1Gi"
     gpu_label: str = "nvidia.com/gpu.product"
     gpu_products: Mapping[str, str] = field(default_factory=dict)
+    #: fleet plans: an autoscaled model's ``maxReplicas`` = ceil(factor x the plan's replicas)
+    max_replicas_factor: float = 2.0
     where: Mapping[str, str] = field(default_factory=dict)
 
     def product(self, hardware: str) -> str:
@@ -104,6 +106,10 @@ def parse_kserve_section(f: Fields) -> KServeSpec:
         values[key] = _check(key, str(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool)
                              and key not in ("namespace", "runtime_version", "gpu_label") else raw, label)
         where[key] = label
+    factor = f.number("max_replicas_factor", None, minimum=1.0)
+    if factor is not None:
+        values["max_replicas_factor"] = float(factor)
+        where["max_replicas_factor"] = f"{f.source}: key '{f.prefix}.max_replicas_factor'"
     products = f.mapping("gpu_products", None)
     if products is not None:
         checked = {}
