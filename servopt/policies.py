@@ -11,6 +11,11 @@ policy            problems               what it does
 ``rim``           pipeline               IPA's RIM: replicas fixed, variant and batch optimal (exact MILP)
 ``ms+``           variant_selection      InfAdapter's MS+: one variant, switched and resized (exact over
                                          single-variant plans)
+``fleet_ffd``     fleet                  first-fit-decreasing bin packing (servopt.formulations.fleet.baselines)
+``fleet_one_per   fleet                  dedicated GPUs per model, the type cheapest per capacity for it
+_gpu``
+``fleet_cheapest  fleet                  dedicated GPUs per model, cheapest GPU type first
+_type``
 ================  =====================  ===================================================================
 
 Every policy returns a :class:`servopt.solve.Solution` whose plan is the formulation's own plan type with the
@@ -36,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from servopt.exceptions import ValidationError
+from servopt.formulations.fleet.problem import FleetProblem
 from servopt.formulations.pipeline.problem import Pipeline
 from servopt.formulations.variant_selection.problem import VariantSelection
 from servopt.formulations.ties import RATE_RTOL, tie_tolerance
@@ -423,6 +429,15 @@ def _solve_restricted(problem: Any, params: SolveParams, options: Mapping[str, A
     return status, solution.plan, f"{what}; solved by {solution.backend} ({solution.status.value} when restricted)"
 
 
+def _fleet(name: str) -> Callable[..., PolicyResult]:
+    def run(problem: Any, params: SolveParams, options: Mapping[str, Any]) -> PolicyResult:
+        from servopt.formulations.fleet.baselines import FLEET_POLICIES
+
+        return FLEET_POLICIES[name](problem)
+
+    return run
+
+
 #: name -> (problem types, function(problem, params, options) -> (status, plan, message), option names)
 POLICIES: dict[str, tuple[tuple[type, ...], Callable[..., PolicyResult], tuple[str, ...]]] = {
     "bruteforce": ((VariantSelection, Pipeline), _bruteforce, ("max_combinations",)),
@@ -430,4 +445,7 @@ POLICIES: dict[str, tuple[tuple[type, ...], Callable[..., PolicyResult], tuple[s
     "fa2": ((Pipeline,), _fa2, ("variants", "backend")),
     "rim": ((Pipeline,), _rim, ("replicas", "backend")),
     "ms+": ((VariantSelection,), _ms_plus, ()),
+    "fleet_ffd": ((FleetProblem,), _fleet("fleet_ffd"), ()),
+    "fleet_one_per_gpu": ((FleetProblem,), _fleet("fleet_one_per_gpu"), ()),
+    "fleet_cheapest_type": ((FleetProblem,), _fleet("fleet_cheapest_type"), ()),
 }

@@ -32,7 +32,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def test_registry_and_errors():
-    assert set(POLICIES) == {"bruteforce", "greedy", "fa2", "rim", "ms+"}
+    assert set(POLICIES) == {"bruteforce", "greedy", "fa2", "rim", "ms+", "fleet_ffd", "fleet_one_per_gpu",
+                             "fleet_cheapest_type"}
     vs = random_variant_selection(1)
     pl = random_pipeline(1)
     with pytest.raises(ValidationError, match="unknown policy 'best'.*bruteforce"):

@@ -48,6 +48,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "backends": Benchmark("bench_backends.py", "every backend on several model classes (the evidence for auto)",
                           quick=("--runs", "1")),
     "simulate": Benchmark("bench_simulate.py", "the serving simulator on solved plans", takes_out=False),
+    "fleet": Benchmark("bench_fleet.py", "fleet planning from 5 to 500 models on up to 1,000 GPUs of 5 types: "
+                       "the exact MILP's cost and time against three baselines"),
 }
 
 

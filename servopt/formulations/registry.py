@@ -5,7 +5,7 @@ A problem file holds one YAML document with ``problem: <kind>``. Each kind's pac
 Adding a problem kind means adding its package under ``servopt/formulations/`` and one line here.
 
 >>> sorted(PROBLEM_KINDS)
-['max_throughput', 'min_gpus', 'pipeline', 'variant_selection']
+['fleet', 'max_throughput', 'min_gpus', 'pipeline', 'variant_selection']
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ PROBLEM_KINDS: dict[str, str] = {
     "max_throughput": "servopt.formulations.gpu.files:max_throughput_from_mapping",
     "variant_selection": "servopt.formulations.variant_selection.files:from_mapping",
     "pipeline": "servopt.formulations.pipeline.files:from_mapping",
+    "fleet": "servopt.formulations.fleet.files:from_mapping",
 }
 
 

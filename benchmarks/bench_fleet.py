@@ -1,0 +1,104 @@
+"""Fleet planning: the exact pattern MILP against three baselines, 5 -> 500 models, up to 1,000 GPUs of 5 types.
+
+    python benchmarks/bench_fleet.py [--time-limit 60] [--quick] [--out DIR]
+
+Random fleets (seeded): 5 GPU types (two with MIG profiles), 2 GPUs per model per type, capped at 1,000 GPUs in
+all; models with random rates, SLOs and latency tables. Per size: the MILP's status, cost and time, and each
+baseline's cost gap to the MILP's cost (to the optimum when the status is ``optimal``; against a plan that is
+not proven optimal otherwise: a restricted pattern set or the time limit, said in ``status``). Writes
+``fleet.csv`` and ``fleet.png`` under ``benchmarks/results/`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
+
+SIZES = (5, 10, 20, 50, 100, 200, 500)
+QUICK = (5, 8)
+FIELDS = ("models", "gpus", "types", "max_models", "method", "status", "cost", "gap_pct", "seconds", "plan_ok")
+
+
+def make_problem(n: int, seed: int = 0) -> Any:
+    """A random fleet of ``n`` models on 5 GPU types (at most 1,000 GPUs)."""
+    from servopt.formulations.registry import problem_from_mapping
+
+    rng = random.Random(seed)
+    mig = [{"profile": "1g.10gb", "compute": 1, "memory_mb": 9856},
+           {"profile": "3g.40gb", "compute": 3, "memory_mb": 40192}]
+    specs = [("A100-80GB", 81920, 3.67, 1.0, mig), ("H100-80GB", 81559, 6.98, 0.6, mig), ("L4", 23034, 0.80, 2.0, None),
+             ("A10G", 23028, 1.01, 1.6, None), ("T4", 15360, 0.53, 3.0, None)]
+    per_type = min(2 * n, 200)
+    types = [{"name": t, "count": per_type, "memory_mb": m, "price_per_hour": p, **({"mig": g} if g else {})}
+             for t, m, p, _, g in specs]
+    models = []
+    for i in range(n):
+        l1 = rng.uniform(1.0, 20.0)
+        inst = rng.choice([500, 1500, 4000, 8000])
+        slo = rng.choice(["p99", "mean"])
+        perf = {t: {"latency_ms": {b: round(l1 * s * f, 3) for b, f in ((1, 1.0), (4, 1.6), (16, 4.0))},
+                    "memory_mb": {"instance": inst, "per_batch": 20}} for t, _, _, s, _ in specs if rng.random() < 0.8}
+        perf = perf or {"A100-80GB": {"latency_ms": {1: round(l1, 3)}, "memory_mb": {"instance": inst}}}
+        models.append({"name": f"m{i}", "rate_rps": rng.choice([20, 100, 400, 1500]),
+                       "slo_ms": round(l1 * rng.uniform(3.0, 8.0), 3), "slo": slo, "performance": perf})
+    return problem_from_mapping({"problem": "fleet", "objective": "cost", "headroom": 0.2,
+                                 "max_instances": 2, "max_models": 2 if n <= 100 else 1,
+                                 "gpu_types": types, "models": models}, f"bench_fleet_{n}.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import servopt
+    from servopt.policies import run_policy
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--quick", action="store_true", help="two tiny fleets (a smoke test)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in (QUICK if args.quick else SIZES):
+        p = make_problem(n)
+        gpus = sum(g.count for g in p.gpu_types)
+        t0 = time.perf_counter()
+        sol = servopt.solve(p, time_limit_s=args.time_limit)
+        best = sol.objective
+        base = {"models": n, "gpus": gpus, "types": len(p.gpu_types), "max_models": p.max_models}
+        rows.append({**base, "method": "milp", "status": sol.status.value, "cost": best, "gap_pct": 0.0,
+                     "seconds": time.perf_counter() - t0,
+                     "plan_ok": sol.plan is not None and p.verify(sol.plan) == []})
+        for name in ("fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type"):
+            t0 = time.perf_counter()
+            b = run_policy(p, name)
+            gap = (100 * (b.objective - best) / best) if (b.objective is not None and best) else None
+            rows.append({**base, "method": name, "status": b.status.value, "cost": b.objective, "gap_pct": gap,
+                         "seconds": time.perf_counter() - t0,
+                         "plan_ok": b.plan is not None and p.verify(b.plan) == []})
+        for r in rows[-4:]:
+            print(f"{n:4d} models {gpus:5d} GPUs {r['method']:20s} {r['status']:10s} cost {r['cost']} "
+                  f"gap {r['gap_pct']} % {r['seconds']:.3f} s", flush=True)
+    write_csv(rows, FIELDS, args.out / "fleet.csv")
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, m in enumerate(("milp", "fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type")):
+        pts = [(r["models"], r["gap_pct"], r["seconds"]) for r in rows if r["method"] == m and r["gap_pct"] is not None]
+        if pts:
+            a.plot([x for x, _, _ in pts], [g for _, g, _ in pts], marker="o", color=f"C{i}", label=m)
+            b.plot([x for x, _, _ in pts], [s for _, _, s in pts], marker="o", color=f"C{i}", label=m)
+    a.set_xscale("log"), a.set_xlabel("models"), a.set_ylabel("cost gap to the MILP, %"), a.legend(fontsize=7)
+    b.set_xscale("log"), b.set_yscale("log"), b.set_xlabel("models"), b.set_ylabel("seconds")
+    fig.tight_layout()
+    save_figure(fig, args.out / "fleet.png")
+    print(f"wrote {args.out / 'fleet.csv'} and {args.out / 'fleet.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

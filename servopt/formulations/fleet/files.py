@@ -1,0 +1,182 @@
+"""Problem files for ``fleet`` (``/work/prompts/fleet_contract.md``; docs/fleet.md).
+
+Every error names the file, the key path (``models[2].performance.L4.latency_ms[8]``) and the value; unknown keys
+are rejected. A model's performance on a GPU type is inline (``latency_ms`` + ``memory_mb``) or read from a profile
+(``profile: FILE.csv``, ``where: {label: value}``, ``column: latency_ms``, plus ``memory_mb``), paths relative to
+the problem file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from servopt.exceptions import ValidationError
+from servopt.fields import Fields, check_int, check_number, model_file
+from servopt.formulations.fleet.problem import FleetProblem
+from servopt.formulations.fleet.types import SLO_FACTOR, Colocation, FleetModel, GpuType, MigProfile, Performance
+
+__all__ = ["from_mapping"]
+
+
+def from_mapping(data: Mapping[str, Any], source: str | Path) -> FleetProblem:
+    """Validate a ``problem: fleet`` mapping into a :class:`FleetProblem`."""
+    source = Path(source)
+    f = Fields(data, source)
+    f.str("problem")
+    name = f.str("name", source.stem if source.name not in ("", "<problem>") else "fleet")
+    objective = f.str("objective", "cost", choices=("cost", "gpus", "weighted"))
+    weights = f.mapping("weights", None)
+    if weights is not None:
+        w = Fields(weights, source, "weights")
+        weights = {k: w.number(k, 0.0, minimum=0.0) for k in ("cost", "gpus")}
+        w.done()
+    headroom = f.number("headroom", 0.0, minimum=0.0)
+    caps = {"max_instances": f.int("max_instances", 4, minimum=1), "max_models": f.int("max_models", 3, minimum=1)}
+    triton = f.mapping("triton", None)
+    gpu_types = []
+    for i, entry in enumerate(f.list("gpu_types")):
+        if not isinstance(entry, Mapping):
+            raise _bad(f, f"gpu_types[{i}]", entry)
+        gpu_types.append(_gpu_type(Fields(entry, source, f"gpu_types[{i}]"), source))
+    type_names = {g.name for g in gpu_types}
+    colocation = _colocation(f, source)
+    models = []
+    for i, entry in enumerate(f.list("models")):
+        if not isinstance(entry, Mapping):
+            raise _bad(f, f"models[{i}]", entry)
+        models.append(_model(Fields(entry, source, f"models[{i}]"), source, gpu_types, type_names))
+    f.done()
+    try:
+        return FleetProblem(models=models, gpu_types=gpu_types, objective=objective, weights=weights,
+                            headroom=headroom, colocation=colocation, name=name, triton=triton, source=source, **caps)
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: {exc}") from None
+
+
+def _bad(f: Fields, key: str, value: Any) -> ValidationError:
+    return ValidationError(f"{f.source}: key '{key}': expected a mapping, got {type(value).__name__} {value!r}")
+
+
+def _fields(f: Fields, key: str) -> Fields:
+    return Fields(f.mapping(key), f.source, f"{f.prefix}.{key}" if f.prefix else key)
+
+
+def _gpu_type(g: Fields, source: Path) -> GpuType:
+    name = g.str("name")
+    mig = []
+    for j, entry in enumerate(g.list("mig", None) or []):
+        if not isinstance(entry, Mapping):
+            raise _bad(g, f"{g.prefix}.mig[{j}]", entry)
+        m = Fields(entry, source, f"{g.prefix}.mig[{j}]")
+        mig.append((m, m.str("profile"), m.int("compute", minimum=1, maximum=7), m.number("memory_mb", positive=True)))
+        m.done()
+    layouts = []
+    for j, lay in enumerate(g.list("layouts", None) or []):
+        if not isinstance(lay, list) or not lay or not all(isinstance(x, str) for x in lay):
+            raise g.error(f"layouts[{j}]", f"expected a non-empty list of MIG profile names, got {lay!r}")
+        layouts.append(tuple(lay))
+    kwargs = dict(name=name, count=g.int("count", minimum=0), memory_mb=g.number("memory_mb", positive=True),
+                  price_per_hour=g.number("price_per_hour", minimum=0.0),
+                  gpus_per_node=g.int("gpus_per_node", 8, minimum=1))
+    g.done()
+    try:
+        return GpuType(**kwargs, mig=tuple(MigProfile(p, c, mem) for _, p, c, mem in mig), layouts=tuple(layouts))
+    except ValidationError as exc:
+        raise ValidationError(f"{source}: key '{g.prefix}': {exc}") from None
+
+
+def _colocation(f: Fields, source: Path) -> Colocation:
+    raw = f.mapping("colocation", None)
+    if raw is None:
+        return Colocation()
+    c = Fields(raw, source, "colocation")
+    default = c.number("default_slowdown", 2.0, minimum=1.0)
+    pairs: dict[tuple[str, str, str], float] = {}
+    for j, entry in enumerate(c.list("pairs", None, nonempty=False) or []):
+        if not isinstance(entry, Mapping):
+            raise _bad(c, f"colocation.pairs[{j}]", entry)
+        p = Fields(entry, source, f"colocation.pairs[{j}]")
+        models = p.list("models")
+        if len(models) != 2 or not all(isinstance(m, str) and m for m in models):
+            raise p.error("models", f"expected two model names, got {models!r}")
+        key = (min(models), max(models), p.str("gpu_type"))
+        factor = p.number("slowdown", minimum=1.0)
+        if key in pairs and pairs[key] != factor:
+            raise p.error("slowdown", f"pair {models} on {key[2]} given twice with different slowdowns")
+        pairs[key] = factor
+        p.done()
+    c.done()
+    return Colocation(default, pairs)
+
+
+def _model(m: Fields, source: Path, gpu_types: list[GpuType], type_names: set[str]) -> FleetModel:
+    name = m.str("name")
+    rate = m.number("rate_rps", positive=True)
+    slo_ms = m.number("slo_ms", positive=True)
+    slo = m.str("slo", "p99", choices=tuple(SLO_FACTOR))
+    path = model_file(m, "model_file", source.parent)
+    perf_fields = _fields(m, "performance")
+    performance = {}
+    for key in list(perf_fields.data):
+        gpu, _, profile = str(key).partition("/")
+        if gpu not in type_names:
+            raise perf_fields.error(str(key), f"unknown GPU type {gpu!r}; known: {', '.join(sorted(type_names))}")
+        if profile:
+            g = next(t for t in gpu_types if t.name == gpu)
+            if profile not in {p.profile for p in g.mig}:
+                raise perf_fields.error(str(key), f"unknown MIG profile {profile!r} of {gpu}; known: "
+                                                  f"{', '.join(p.profile for p in g.mig) or 'none'}")
+        performance[str(key)] = _performance(_fields(perf_fields, str(key)), source)
+    perf_fields.done()
+    m.done()
+    return FleetModel(name=name, rate_rps=rate, slo_ms=slo_ms, slo=slo, performance=performance, model_file=path)
+
+
+def _performance(p: Fields, source: Path) -> Performance:
+    mem = _fields(p, "memory_mb")
+    instance = mem.number("instance", minimum=0.0)
+    per_batch = mem.number("per_batch", 0.0, minimum=0.0)
+    mem.done()
+    if p.has("profile"):
+        if p.has("latency_ms"):
+            raise p.error("latency_ms", "give either latency_ms or profile, not both")
+        latency = _profile_latency(p, source)
+    else:
+        table = p.mapping("latency_ms")
+        latency = {}
+        for b, lat in table.items():
+            where = f"latency_ms[{b}]"
+            b = check_int(b, lambda what: p.error(where, f"batch size: {what}"), minimum=1)
+            latency[b] = check_number(lat, lambda what: p.error(where, what), positive=True)
+        if not latency:
+            raise p.error("latency_ms", "expected a non-empty mapping batch size -> milliseconds")
+    p.done()
+    return Performance(latency, instance, per_batch)
+
+
+def _profile_latency(p: Fields, source: Path) -> dict[int, float]:
+    from servopt.profiles import load_profile
+
+    rel = p.str("profile")
+    path = Path(rel) if Path(rel).is_absolute() else source.parent / rel
+    where = p.mapping("where", None) or {}
+    column = p.str("column", "latency_ms", choices=("latency_ms", "latency_p99_ms", "latency_p95_ms",
+                                                      "latency_p90_ms"))
+    try:
+        table = load_profile(path).select(**dict(where))
+    except ValidationError as exc:
+        raise p.error("profile", f"{rel!r}: {exc}") from None
+    frame = table.frame if hasattr(table, "frame") else table
+    if len(frame) == 0:
+        raise p.error("where", f"selects no rows of {rel} ({dict(where)})")
+    if column not in frame.columns:
+        raise p.error("column", f"{rel} has no column {column!r}")
+    out: dict[int, float] = {}
+    for b, lat in zip(frame["batch_size"], frame[column]):
+        b = int(b)
+        if b in out and out[b] != float(lat):
+            raise p.error("where", f"selects several rows of {rel} for batch size {b}; narrow it (e.g. variant:)")
+        out[b] = float(lat)
+    return out

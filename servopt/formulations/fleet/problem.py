@@ -1,0 +1,146 @@
+"""``fleet``: the validated problem (models, GPU types, co-location, objective).
+
+:meth:`FleetProblem.build` gives the exact pattern MILP (:mod:`servopt.formulations.fleet.formulation`); every
+plan passes :func:`servopt.formulations.fleet.verify.violations` on the return path of ``servopt.solve``. When an
+enumeration cap (``max_instances``, ``max_models`` per GPU/slice) cut feasible contents, an optimal solve of the
+restricted MILP is reported as ``feasible``, not ``optimal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from servopt.exceptions import ValidationError
+from servopt.fields import as_number
+from servopt.formulations.fleet.types import OBJECTIVES, Colocation, FleetModel, GpuType, Performance
+
+__all__ = ["FleetProblem"]
+
+
+@dataclass(frozen=True)
+class FleetProblem:
+    """Many models sharing a fleet of GPUs of several types (``problem: fleet``; docs/fleet.md)."""
+
+    kind: ClassVar[str] = "fleet"
+
+    models: Sequence[FleetModel]
+    gpu_types: Sequence[GpuType]
+    objective: str = "cost"
+    weights: Mapping[str, float] | None = None
+    headroom: float = 0.0
+    colocation: Colocation = Colocation()
+    name: str = "fleet"
+    triton: Mapping[str, Any] | None = None
+    source: Path | None = None
+    max_instances: int = 4
+    max_models: int = 3
+
+    def __post_init__(self) -> None:
+        models = tuple(self.models)
+        gpus = tuple(self.gpu_types)
+        if not models:
+            raise ValidationError("models: give at least one model")
+        if not gpus:
+            raise ValidationError("gpu_types: give at least one GPU type")
+        for what, names in (("models", [m.name for m in models]), ("gpu_types", [g.name for g in gpus])):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValidationError(f"{what}: duplicate name(s) {', '.join(dup)}; names must be unique")
+        if self.objective not in OBJECTIVES:
+            raise ValidationError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        weights = dict(self.weights or {})
+        if self.objective == "weighted":
+            unknown = sorted(set(weights) - {"cost", "gpus"})
+            if unknown:
+                raise ValidationError(f"weights: unknown key(s) {', '.join(unknown)}; allowed: cost, gpus")
+            weights = {k: as_number(weights.get(k, 0.0), f"weights.{k}", minimum=0.0) for k in ("cost", "gpus")}
+            if not any(weights.values()):
+                raise ValidationError("weights: at least one of cost, gpus must be > 0")
+        elif weights:
+            raise ValidationError("weights: only used with objective: weighted")
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "headroom", as_number(self.headroom, "headroom", minimum=0.0))
+        by_type = {g.name: g for g in gpus}
+        for m in models:
+            for key in m.performance:
+                gpu, _, profile = key.partition("/")
+                if gpu not in by_type:
+                    raise ValidationError(f"model {m.name!r}: performance names unknown GPU type {gpu!r}; known: "
+                                          f"{', '.join(by_type)}")
+                if profile:
+                    by_type[gpu].profile(profile)
+        known = {m.name for m in models}
+        for a, b, gpu in self.colocation.pairs:
+            for n in (a, b):
+                if n not in known:
+                    raise ValidationError(f"colocation.pairs: unknown model {n!r}; known: {', '.join(sorted(known))}")
+            if gpu not in by_type:
+                raise ValidationError(f"colocation.pairs: unknown gpu_type {gpu!r}; known: {', '.join(by_type)}")
+        object.__setattr__(self, "models", models)
+        object.__setattr__(self, "gpu_types", gpus)
+        from servopt.fields import as_int
+
+        as_int(self.max_instances, "max_instances", minimum=1)
+        as_int(self.max_models, "max_models", minimum=1)
+
+    def gpu_type(self, name: str) -> GpuType:
+        """The GPU type called ``name``."""
+        for g in self.gpu_types:
+            if g.name == name:
+                return g
+        raise ValidationError(f"unknown gpu type {name!r}; known: {', '.join(g.name for g in self.gpu_types)}")
+
+    def performance(self, model: FleetModel, gpu: str, profile: str | None = None) -> Performance | None:
+        """``model``'s performance on ``gpu`` (or on one of its MIG slices); None when it cannot run there.
+
+        A slice without its own entry uses the whole GPU's latencies scaled by ``7 / compute`` (an assumption,
+        reported in ``Performance.scaled_from``) and the whole GPU's memory figures.
+        """
+        if profile is None:
+            return model.performance.get(gpu)
+        own = model.performance.get(f"{gpu}/{profile}")
+        if own is not None:
+            return own
+        whole = model.performance.get(gpu)
+        if whole is None:
+            return None
+        factor = 7 / self.gpu_type(gpu).profile(profile).compute
+        return Performance({b: lat * factor for b, lat in whole.latency_ms.items()}, whole.instance_mb,
+                           whole.per_batch_mb, scaled_from=gpu)
+
+    def required_rps(self, model: FleetModel) -> float:
+        """The capacity ``model`` needs: ``rate_rps * (1 + headroom)``."""
+        return model.rate_rps * (1 + self.headroom)
+
+    def build(self) -> tuple[Any, Any]:
+        """The pattern MILP and its decoder."""
+        from servopt.formulations.fleet.formulation import build
+
+        model, decode, truncated = build(self)
+        object.__setattr__(self, "_truncated", truncated)
+        return model, decode
+
+    def refine(self, plan: Any, result: Any, solve_model: Any) -> tuple[Any, Any]:
+        """An optimal solve over a capped pattern set proves nothing: report it as feasible."""
+        if getattr(self, "_truncated", False):
+            from dataclasses import replace
+
+            from servopt.result import Status
+
+            return plan, replace(result, status=Status.FEASIBLE)
+        return plan, result
+
+    def verify(self, plan: Any) -> list[str]:
+        """Every constraint ``plan`` breaks, decided exactly."""
+        from servopt.formulations.fleet.verify import violations
+
+        return violations(self, plan)
+
+    def explain_infeasible(self) -> str:
+        """Why no plan exists (or was found)."""
+        return ("no fleet plan covers every model's rate * (1 + headroom) within the GPU counts, memory and "
+                "latency SLOs" + ("" if not getattr(self, "_truncated", False) else
+                                  " (with the capped pattern set; raise max_instances / max_models)"))

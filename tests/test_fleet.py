@@ -1,0 +1,270 @@
+"""``problem: fleet``: reading and validating problem files (issue 22; the formulations come later)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from servopt.exceptions import ValidationError
+from servopt.formulations.fleet.types import Colocation, FleetGpu, FleetPlacement, FleetPlan, GpuType, MigProfile
+from servopt.formulations.registry import problem_from_mapping
+
+BASE = {
+    "problem": "fleet",
+    "objective": "cost",
+    "headroom": 0.2,
+    "colocation": {"default_slowdown": 2.0,
+                   "pairs": [{"models": ["resnet50", "bert"], "gpu_type": "A100-80GB", "slowdown": 1.25}]},
+    "gpu_types": [
+        {"name": "A100-80GB", "count": 4, "memory_mb": 81920, "price_per_hour": 3.67,
+         "mig": [{"profile": "1g.10gb", "compute": 1, "memory_mb": 9856},
+                 {"profile": "3g.40gb", "compute": 3, "memory_mb": 40192},
+                 {"profile": "7g.80gb", "compute": 7, "memory_mb": 80896}]},
+        {"name": "L4", "count": 8, "memory_mb": 23034, "price_per_hour": 0.80},
+    ],
+    "models": [
+        {"name": "resnet50", "rate_rps": 900, "slo_ms": 60, "slo": "p99",
+         "performance": {"A100-80GB": {"latency_ms": {1: 2.0, 8: 4.1, 32: 11.0},
+                                       "memory_mb": {"instance": 900, "per_batch": 25}},
+                         "L4": {"latency_ms": {1: 4.0, 8: 12.0}, "memory_mb": {"instance": 900}}}},
+        {"name": "bert", "rate_rps": 100, "slo_ms": 80, "slo": "mean",
+         "performance": {"A100-80GB/1g.10gb": {"latency_ms": {1: 9.0}, "memory_mb": {"instance": 1500}}}},
+    ],
+}
+
+
+def load(data=None):
+    return problem_from_mapping(copy.deepcopy(data or BASE), "fleet.yaml")
+
+
+def test_reads_the_contract_example():
+    p = load()
+    assert p.kind == "fleet" and [m.name for m in p.models] == ["resnet50", "bert"]
+    a100 = p.gpu_type("A100-80GB")
+    assert ("3g.40gb", "3g.40gb") not in a100.layouts or 2 * 40192 <= 81920
+    assert ("1g.10gb",) * 7 in a100.layouts and ("7g.80gb",) in a100.layouts
+    assert ("1g.10gb", "7g.80gb") not in a100.layouts  # 8/7 compute
+    assert p.colocation.factor("bert", "resnet50", "A100-80GB") == (1.25, True)
+    assert p.colocation.factor("bert", "resnet50", "L4") == (2.0, False)
+    assert p.required_rps(p.models[0]) == pytest.approx(1080)
+    scaled = p.performance(p.models[0], "A100-80GB", "1g.10gb")
+    assert scaled.scaled_from == "A100-80GB" and scaled.latency_ms[1] == pytest.approx(14.0)
+    assert p.performance(p.models[1], "A100-80GB", "1g.10gb").scaled_from is None
+    assert p.performance(p.models[1], "L4") is None
+
+
+@pytest.mark.parametrize("path, value, needle", [
+    (("models", 0, "rate_rps"), -1, "models[0].rate_rps"),
+    (("models", 0, "slo"), "p50", "models[0].slo"),
+    (("models", 0, "performance", "A100-80GB", "latency_ms"), {0: 1.0}, "latency_ms[0]"),
+    (("models", 0, "performance", "H100"), {"latency_ms": {1: 1}, "memory_mb": {"instance": 1}}, "unknown GPU type"),
+    (("models", 1, "performance", "A100-80GB/2g.20gb"), {"latency_ms": {1: 1}, "memory_mb": {"instance": 1}},
+     "unknown MIG profile"),
+    (("gpu_types", 1, "count"), 1.5, "gpu_types[1].count"),
+    (("gpu_types", 0, "mig", 0, "compute"), 8, "gpu_types[0].mig[0].compute"),
+    (("colocation", "default_slowdown"), 0.5, "colocation.default_slowdown"),
+    (("objective",), "latency", "objective"),
+    (("models", 0, "colour"), "red", "unknown key"),
+])
+def test_bad_inputs_name_file_key_value(path, value, needle):
+    data = copy.deepcopy(BASE)
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ValidationError) as err:
+        load(data)
+    assert "fleet.yaml" in str(err.value) and needle in str(err.value)
+
+
+def test_duplicate_models_and_unknown_pair_model():
+    data = copy.deepcopy(BASE)
+    data["models"].append(copy.deepcopy(data["models"][0]))
+    with pytest.raises(ValidationError, match="duplicate"):
+        load(data)
+    data = copy.deepcopy(BASE)
+    data["colocation"]["pairs"][0]["models"] = ["resnet50", "gpt"]
+    with pytest.raises(ValidationError, match="unknown model 'gpt'"):
+        load(data)
+
+
+def test_weighted_objective_weights():
+    data = copy.deepcopy(BASE)
+    data["objective"] = "weighted"
+    data["weights"] = {"cost": 1.0, "gpus": 0.5}
+    assert load(data).weights == {"cost": 1.0, "gpus": 0.5}
+    data["weights"] = {"cost": 0, "gpus": 0}
+    with pytest.raises(ValidationError, match="at least one"):
+        load(data)
+
+
+def test_profile_latency_source(tmp_path):
+    import pathlib
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    data = copy.deepcopy(BASE)
+    data["models"][0]["performance"]["A100-80GB"] = {
+        "profile": str(repo / "profiles/nvidia_resnet50_triton.csv"),
+        "where": {"variant": "resnet50-v1.5-fp16", "hardware": "A100-80GB"},
+        "memory_mb": {"instance": 900, "per_batch": 25}}
+    p = load(data)
+    lat = p.models[0].performance["A100-80GB"].latency_ms
+    assert lat[1] == pytest.approx(2.128) and lat[8] == pytest.approx(3.895)
+
+
+def test_layout_checks_and_plan_types():
+    g = GpuType("A", 1, 81920, 1.0, mig=(MigProfile("3g.40gb", 3, 40192),), layouts=(("3g.40gb", "3g.40gb"),))
+    assert g.layouts == (("3g.40gb", "3g.40gb"),)
+    with pytest.raises(ValidationError, match="compute"):
+        GpuType("A", 1, 81920, 1.0, mig=(MigProfile("3g.40gb", 3, 40192),), layouts=(("3g.40gb",) * 3,))
+    assert Colocation(pairs={("b", "a", "X"): 1.5}).factor("a", "b", "X") == (1.5, True)
+    pl = FleetPlacement("m", "A", 0, None, None, 1, 8, 100.0, 4.0, 1000.0, 1.0, "none", ())
+    plan = FleetPlan((pl,), (FleetGpu("A", 0, 0, None),), 1.0, 1, 1.0, rates={"m": 50.0}, headroom=0.2)
+    d = plan.to_dict()
+    assert d["placements"][0]["co_located"] == [] and d["predictions"]["m"]["required_rps"] == pytest.approx(60)
+    assert "GPUs 1" in plan.to_table()
+
+
+def random_problem(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    n_models = rng.randint(1, 3)
+    types = []
+    for t in range(rng.randint(1, 2)):
+        types.append({"name": f"G{t}", "count": rng.randint(1, 2), "memory_mb": rng.choice([4000, 8000, 16000]),
+                      "price_per_hour": rng.choice([0.8, 1.5, 3.67])})
+    models = []
+    for i in range(n_models):
+        perf = {}
+        for t in types:
+            if rng.random() < 0.8 or not perf:
+                base = rng.uniform(1, 5)
+                perf[t["name"]] = {"latency_ms": {b: round(base * (1 + 0.3 * (b - 1)), 3) for b in (1, 2, 4)},
+                                   "memory_mb": {"instance": rng.choice([1000, 2500, 5000]), "per_batch": 50}}
+        models.append({"name": f"m{i}", "rate_rps": rng.choice([100, 300, 700, 1200]),
+                       "slo_ms": rng.choice([20, 40, 80]), "slo": rng.choice(["p99", "mean"]), "performance": perf})
+    pairs = []
+    if n_models >= 2 and rng.random() < 0.5:
+        pairs.append({"models": ["m0", "m1"], "gpu_type": "G0", "slowdown": 1.3})
+    objective = rng.choice(["cost", "gpus", "weighted"])
+    return problem_from_mapping({
+        "problem": "fleet", "objective": objective,
+        **({"weights": {"cost": 1.0, "gpus": 0.5}} if objective == "weighted" else {}),
+        "headroom": rng.choice([0.0, 0.2]), "max_instances": 3, "max_models": 2,
+        "colocation": {"default_slowdown": rng.choice([1.5, 2.0]), "pairs": pairs},
+        "gpu_types": types, "models": models}, f"random{seed}.yaml")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pattern_milp_equals_brute_force(seed):
+    import servopt
+    from servopt.testing.fleet_oracles import brute_force_fleet
+
+    p = random_problem(seed)
+    expected = brute_force_fleet(p)
+    sol = servopt.solve(p)
+    if expected is None:
+        assert sol.status.value == "infeasible" and sol.plan is None
+        return
+    assert sol.plan is not None and p.verify(sol.plan) == []
+    assert sol.objective == pytest.approx(float(expected), rel=1e-9, abs=1e-9)
+    assert sol.status.value == ("optimal" if sol.plan.proven_optimal else "feasible")
+
+
+def test_contract_example_solves_and_reports_sources():
+    import servopt
+
+    sol = servopt.solve(load())
+    plan = sol.plan
+    assert plan is not None and load().verify(plan) == [] and plan.cost_per_hour == pytest.approx(3.67)
+    assert any("scaled by 7/compute" in n for n in plan.notes)
+    assert all(p.slowdown_source in ("none", "default", "measured") for p in plan.placements)
+
+
+def test_checker_catches_broken_plans():
+    import dataclasses
+    import servopt
+
+    p = load()
+    plan = servopt.solve(p).plan
+    first = plan.placements[0]
+    worse = dataclasses.replace(plan, placements=(dataclasses.replace(first, instances=first.instances + 50),)
+                                + plan.placements[1:])
+    assert any("memory" in v or "capacity" in v or "slowdown" in v for v in p.verify(worse))
+    dropped = dataclasses.replace(plan, placements=plan.placements[1:])
+    assert any("required" in v for v in p.verify(dropped))
+    extra = dataclasses.replace(plan, gpus=plan.gpus + tuple(
+        FleetGpu("A100-80GB", i, 0, None) for i in range(1, 5)))
+    assert any("available" in v for v in p.verify(extra))
+
+
+@pytest.mark.parametrize("seed", range(0, 40, 3))
+def test_baselines_feasible_and_never_beat_the_optimum(seed):
+    import servopt
+    from servopt.policies import run_policy
+
+    p = random_problem(seed)
+    best = servopt.solve(p)
+    for name in ("fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type"):
+        sol = run_policy(p, name)
+        if sol.plan is None:
+            assert sol.status.value == "infeasible"
+            continue
+        assert p.verify(sol.plan) == [] and sol.status.value == "feasible"
+        assert best.plan is not None and sol.objective >= best.objective - 1e-9
+
+
+def test_fleet_mixed_example_is_proven_optimal_and_beats_every_baseline():
+    import pathlib
+
+    import servopt
+    from servopt.formulations.registry import load_problem
+    from servopt.policies import run_policy
+
+    p = load_problem(pathlib.Path(__file__).resolve().parents[1] / "examples/fleet_mixed.yaml")
+    assert len(p.models) == 12 and {g.name for g in p.gpu_types} == {"A100-80GB", "H100-80GB", "L4"}
+    sol = servopt.solve(p)
+    assert sol.status.value == "optimal" and sol.plan.proven_optimal and p.verify(sol.plan) == []
+    for name in ("fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type"):
+        base = run_policy(p, name)
+        assert base.plan is not None and p.verify(base.plan) == []
+        assert base.objective > sol.objective
+
+
+def test_bench_fleet_quick(tmp_path):
+    import csv
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks/bench_fleet.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True,
+                   capture_output=True, timeout=300)
+    rows = list(csv.DictReader(open(tmp_path / "fleet.csv")))
+    milp = [r for r in rows if r["method"] == "milp"]
+    assert milp and all(r["plan_ok"] == "True" for r in milp)
+    assert all(float(r["gap_pct"]) >= -1e-9 for r in rows if r["gap_pct"] not in ("", "None"))
+    assert (tmp_path / "fleet.png").exists()
+
+
+@pytest.mark.parametrize("seed", range(0, 40, 2))
+def test_slot_form_has_the_same_optimum(seed):
+    import servopt
+    from servopt.formulations.fleet.milp import build_slots
+
+    p = random_problem(seed)
+    pattern = servopt.solve(p)
+    slots = servopt.solve(build_slots(p))
+    if pattern.plan is None:
+        assert slots.status.value == "infeasible"
+    else:
+        assert slots.objective == pytest.approx(pattern.objective, rel=1e-9, abs=1e-9)
+
+
+def test_slot_form_with_mig_matches():
+    import servopt
+    from servopt.formulations.fleet.milp import build_slots
+
+    p = load()
+    assert servopt.solve(build_slots(p)).objective == pytest.approx(servopt.solve(p).objective)
