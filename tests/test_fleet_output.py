@@ -403,3 +403,52 @@ def test_real_server_serves_every_fleet_model_and_verifies_one(tmp_path: Path,
     # the stand-in sleeps the plan's batch latency: Triton's compute time per batch is close to it
     assert 0.5 < m["measured"]["server_compute_ms"] / m["expected"]["batch_latency_ms"] < 3
     assert m["measured"]["server_batch_avg"] == pytest.approx(8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the shipped example, through servopt solve --out
+
+
+def _example(tmp_path: Path) -> Path:
+    from servopt.cli import main
+
+    out = tmp_path / "fleet_mixed"
+    assert main(["solve", str(Path(__file__).resolve().parents[1] / "examples" / "fleet_mixed.yaml"), "--out",
+                 str(out), "--kserve", "--storage-uri", "gs://bucket/fleet", "--triton-backend", "python"]) == 0
+    return out
+
+
+def test_example_solves_to_deployable_repositories(tmp_path: Path) -> None:
+    from test_kserve import check_documents
+
+    import servopt
+
+    out = _example(tmp_path)
+    summary = json.loads((out / "servopt.json").read_text())
+    assert summary["problem"] == "fleet" and summary["config_only"] is False
+    problem = servopt.load_problem(Path(__file__).resolve().parents[1] / "examples" / "fleet_mixed.yaml")
+    assert {m["fleet_model"] for m in summary["predictions"]["placements"]} == {m.name for m in problem.models}
+    routing = json.loads((out / "routing.json").read_text())
+    for m in problem.models:
+        assert routing["models"][m.name]["capacity_rps"] >= m.rate_rps * (1 + problem.headroom) - 1e-6
+    check_documents(list(yaml.safe_load_all((out / "kserve.yaml").read_text())))
+
+
+@pytest.mark.triton
+def test_example_loads_on_a_real_server(tmp_path: Path) -> None:
+    import sys
+
+    from servopt.testing.triton_env import ensure_env
+    from servopt.testing.triton_server import TritonCheckError, check_repositories, find_repositories
+
+    out = _example(tmp_path)
+    repos = find_repositories(out)
+    try:
+        report = check_repositories(repos, env=ensure_env(), workdir=tmp_path / "server", max_instances=1,
+                                    unique_names=True)
+    except TritonCheckError as exc:
+        print(exc.log, file=sys.stderr)
+        pytest.fail(str(exc), pytrace=False)
+    print(f"\nfleet_mixed: {report.repositories} repositories, {report.models} models READY={report.ready}, "
+          f"{len(report.inferences)} inferences, up after {report.startup_s:.1f} s, {report.total_s:.1f} s in all")
+    assert report.ready == report.models == len(report.inferences) == len(repos)
