@@ -110,6 +110,9 @@ def test_solve_json_and_servopt_json_carry_pipeline_predictions(tmp_path: Path,
     # verify drives GPU plans only: a pipeline's predictions are refused with the reason (exit 2)
     with pytest.raises(ValidationError, match="predictions are per 'pipeline' model"):
         verify.load_summary(out)
+    capsys.readouterr()
+    assert main(["verify", str(out), "--server", "127.0.0.1:1"]) == 2
+    assert "predictions are per 'pipeline' model" in capsys.readouterr().err
 
 
 def test_solve_json_and_servopt_json_carry_variant_predictions(tmp_path: Path,
