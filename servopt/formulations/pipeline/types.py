@@ -14,6 +14,7 @@ import numpy as np
 
 from servopt.exceptions import ValidationError
 from servopt.fields import is_number
+from servopt.formulations.perf_command import rate_command
 from servopt.formulations.ties import RATE_RTOL, format_table
 
 __all__ = [
@@ -209,6 +210,30 @@ class PipelinePlan:
                 for s in self.stages
             ],
         }
+
+    def predictions(self) -> dict[str, Any]:
+        """What the plan expects of each stage's model when served (``servopt solve --json`` and ``servopt.json``).
+
+        Per stage (one Triton model, ``replicas`` instances): the planned batch and its latency, each replica's
+        throughput and the stage's (``throughput_rps``, its capacity), the queueing delay the plan counts
+        (``queue_ms``), the load the stage sees (every stage of the chain sees the workload, ``load_rps``),
+        ``max_queue_delay_us`` as the Triton writer sets it without a ``triton: max_queue_delay_us`` override
+        (``round(1000 queue_ms)`` when the batch exceeds 1, else 0), and the ``perf_analyzer`` command line
+        that sends that load as single items.
+        """
+        models = []
+        for s in self.stages:
+            delay_us = int(round(float(s.queue_ms) * 1000)) if s.batch_size > 1 else 0
+            models.append({
+                "stage": s.name, "variant": s.variant, "model_instances": s.replicas, "batch_size": s.batch_size,
+                "batch_latency_ms": s.latency_ms, "throughput_rps_per_instance": s.throughput_rps,
+                "throughput_rps": s.throughput_rps * s.replicas, "queue_delay_ms": s.queue_ms,
+                "latency_ms": s.latency_ms + s.queue_ms, "load_rps": self.workload_rps,
+                "load": {"request_rate": self.workload_rps, "request_batch_size": 1},
+                "max_queue_delay_us": delay_us, "perf_analyzer": rate_command(self.workload_rps),
+            })
+        return {"workload_rps": self.workload_rps, "sla_ms": self.sla_ms, "latency_ms": self.latency_ms,
+                "models": models}
 
     def to_table(self) -> str:
         """The plan for people."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 from servopt.fields import as_int, as_number
+from servopt.formulations.perf_command import rate_command
 from servopt.formulations.ties import format_table
 
 __all__ = ["Variant", "VariantAllocation", "VariantSelectionPlan"]
@@ -109,6 +110,32 @@ class VariantSelectionPlan:
             "loading_cost_s": self.loading_cost_s,
             "variants": [{"name": v.name, "cores": v.cores, "rps": v.rps} for v in self.variants],
         }
+
+    def predictions(self) -> dict[str, Any]:
+        """What the plan expects of each loaded variant's model when served (``solve --json``, ``servopt.json``).
+
+        Per variant with cores (one Triton model, one instance with ``cores`` threads, as the writer deploys
+        it): batch 1 (the plan has no batch size; the writer's default ``max_batch_size`` is 1, without dynamic
+        batching, so ``max_queue_delay_us`` is 0), ``throughput_rps`` = the profiled capacity at its cores,
+        ``batch_latency_ms`` = 1000 / capacity (one request at a time; None when the capacity is 0), the
+        load routed to it (``load_rps`` = workload x ``share``), and the ``perf_analyzer`` command line that
+        sends that load.
+        """
+        models = []
+        for v in self.variants:
+            if v.cores <= 0:
+                continue
+            share = v.rps / self.workload_rps if self.workload_rps > 0 else 0.0
+            latency = 1000.0 / v.capacity_rps if v.capacity_rps > 0 else None
+            models.append({
+                "variant": v.name, "cores": v.cores, "model_instances": 1, "batch_size": 1,
+                "batch_latency_ms": latency, "throughput_rps": v.capacity_rps, "queue_delay_ms": 0.0,
+                "share": share, "load_rps": self.workload_rps * share,
+                "load": {"request_rate": self.workload_rps * share, "request_batch_size": 1},
+                "max_queue_delay_us": 0, "perf_analyzer": rate_command(self.workload_rps * share),
+            })
+        return {"workload_rps": self.workload_rps, "throughput_rps": sum(m["throughput_rps"] for m in models),
+                "models": models}
 
     def to_table(self) -> str:
         """The plan for people."""
