@@ -203,8 +203,7 @@ def test_every_case_validates(case: str) -> None:
                                     "storage_uri": kwargs.get("storage_uri", "s3://bucket/" + case)})
 
 
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml")
-                  if not p.name.startswith("fleet_"))  # fleet repositories: the fleet writer (issue 22) tests them
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

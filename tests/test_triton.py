@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tritonclient.grpc import model_config_pb2 as mc
 
 from servopt.exceptions import ServoptError, ValidationError
+from servopt.formulations.fleet.types import FleetPlan
 from servopt.formulations.gpu.types import GPUPlan
 from servopt.formulations.pipeline.types import PipelinePlan
 from servopt.formulations.variant_selection.types import VariantSelectionPlan
@@ -256,12 +257,8 @@ def test_empty_plans_are_refused() -> None:
                          ids=["gpu_dict", "pipeline_dict", "object"])
 def test_untyped_plans_are_refused(plan: object) -> None:
     """The builder dispatches on the plan's type: a plan's dict (or anything else) names the known types."""
-    import importlib.util
-
-    # the fleet output registers once the fleet formulation's package is present (servopt.triton)
-    fleet = "FleetPlan, " if importlib.util.find_spec("servopt.formulations.fleet") is not None else ""
     with pytest.raises(ValidationError, match="cannot write a Triton repository for a .* plan; known plan types: "
-                                              f"{fleet}GPUPlan, PipelinePlan, VariantSelectionPlan"):
+                                              "FleetPlan, GPUPlan, PipelinePlan, VariantSelectionPlan"):
         build_repository(FakeProblem("m"), FakeSolution(plan))
 
 
@@ -537,8 +534,7 @@ def test_kserve_needs_a_storage_uri(tmp_path: Path) -> None:
 # the shipped examples
 
 
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml")
-                  if not p.name.startswith("fleet_"))  # fleet repositories: the fleet writer (issue 22) tests them
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def test_examples_exist() -> None:
@@ -578,6 +574,11 @@ def test_example_writes_a_repository(path: Path, tmp_path: Path) -> None:
             assert cfg.instance_group[0].count == step.replicas
         (entry,) = [r["entry"] for r in summary["repositories"]]
         assert configs[entry, "."].platform == "ensemble"
+    elif isinstance(plan, FleetPlan):  # layouts in detail: tests/test_fleet_output.py
+        planned = {(pl.model, pl.batch_size) for pl in plan.placements}
+        assert {(c.name, c.max_batch_size) for c in configs.values()} == planned
+        served = {(srv["gpu_type"], i) for srv in summary["servers"] for i in srv["gpu_indices"]}
+        assert served == {(g.gpu_type, g.gpu_index) for g in plan.gpus}
     else:
         assert isinstance(plan, VariantSelectionPlan)
         routing = json.loads((out / "routing.json").read_text())

@@ -347,8 +347,7 @@ def test_example_models_are_current_small_and_deterministic() -> None:
     assert sum(p.stat().st_size for p in (EXAMPLES / "models").glob("*.onnx")) < 1_000_000
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")
-                                         if not p.name.startswith("fleet_")))  # fleet: the fleet writer's tests
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
 def test_every_example_writes_a_complete_repository(name: str) -> None:
     path = EXAMPLES / name
     problem = servopt.load_problem(path)

@@ -75,12 +75,8 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
 
 
 def _register_plan_types() -> None:
-    """Import the modules that register their plan type on the builder (``build._deployment_of``): the fleet
-    output needs the fleet formulation's plan types, so it registers once that package is present."""
-    import importlib.util
-
-    if importlib.util.find_spec("servopt.formulations.fleet") is not None:
-        from servopt.triton import fleet  # noqa: F401
+    """Import the modules that register their plan type on the builder (``build._deployment_of``)."""
+    from servopt.triton import fleet  # noqa: F401
 
 
 def config_only(deployment: Any) -> list[str]:
