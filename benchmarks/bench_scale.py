@@ -3,11 +3,11 @@
 Profiles (:func:`make_profile`): 24 configurations (model × hardware × input size × precision label) of a
 ResNet-like latency curve ``(a + b · batch) · size² / 224²`` (± 3 % noise) at 12 batch sizes, each point measured
 ``runs`` times (a ``run`` label, 1..runs), with warm-up and memory columns: rows = 24 × 12 × runs. The committed
-sizes: 1,152, 15,000, 150,000 and 1,500,000 rows (``--quick``: 240 and 2,400 rows of 2 configurations). For each size, in a child process (so
-peak RSS is the step's own): ``load_profile`` (CSV), and ``servopt fit --targets latency --json -q`` with
-``--repeats mean`` (the runs of each point averaged before fitting); ``--repeats run`` (the default: every run
-its own configuration, fitted and cross-validated on its own) only where it finishes (the smallest size): the
-fit's cost follows the configurations, not the rows. Wall seconds and peak RSS (``ru_maxrss``).
+sizes: 1,152, 15,000, 150,000 and 1,500,000 rows (``--quick``: 240 and 2,400 rows of 2 configurations). For each
+size, in a child process (so peak RSS is the step's own): ``load_profile`` (CSV), and ``servopt fit --targets
+latency --json -q`` with ``--repeats mean`` (the runs of each point averaged before fitting); ``--repeats run``
+(the default: every run its own configuration, fitted and cross-validated on its own) only at the smallest size:
+the fit's cost follows the configurations, not the rows. Wall seconds and peak RSS (``ru_maxrss``).
 
 Problem files (:func:`make_problem_doc`): a ``min_gpus`` pool of GPU types with 64 batch sizes each, written as
 YAML and as JSON of about ``--problem-mb`` MB (10 by default), read with ``servopt.load_problem`` in a child
