@@ -63,6 +63,11 @@ def load_summary(repo: str | Path) -> dict[str, Any]:
         raise ValidationError(f"{path}: has no 'predictions' (problem {summary.get('problem')!r}); verify "
                               "takes the plans that carry them (min_gpus, max_throughput), written by this "
                               "servopt's `solve --out`")
+    if "groups" not in summary["predictions"]:
+        kind = summary["predictions"].get("kind", summary.get("problem"))
+        raise ValidationError(f"{path}: predictions of a {kind!r} plan (per served model, no GPU groups); verify "
+                              "does not drive pipeline or variant_selection repositories yet: reproduce each "
+                              "model's load with the 'perf_analyzer' line of predictions.models")
     return summary
 
 

@@ -210,6 +210,29 @@ class PipelinePlan:
             ],
         }
 
+    def predictions(self) -> dict[str, Any]:
+        """What the plan expects of each stage when served (``servopt solve --json`` and ``servopt.json``).
+
+        Per stage (one served model, the chosen variant): the planned batch, per-batch latency, queueing delay
+        and throughput (per replica and all replicas) the plan was made with, the expected load (every stage sees the whole workload, in
+        requests per second) and the ``perf_analyzer`` command line that drives that load as a Poisson open
+        loop (``-m`` to be set to the served model, ``-u`` to the server). ``latency_ms`` is the plan's end-to-end
+        latency (what the ensemble is checked against), ``latency_slo_ms`` its SLA.
+        """
+        models = []
+        for s in self.stages:
+            rate = self.workload_rps
+            models.append({
+                "stage": s.name, "variant": s.variant, "batch_size": s.batch_size, "replicas": s.replicas,
+                "batch_latency_ms": s.latency_ms, "queue_delay_ms": s.queue_ms,
+                "throughput_rps_per_replica": s.throughput_rps, "throughput_rps": s.throughput_rps * s.replicas,
+                "latency_ms": s.latency_ms + s.queue_ms, "load_rps": rate,
+                "perf_analyzer": (f"perf_analyzer -m {s.variant} -i grpc -u 127.0.0.1:8001 -b 1 "
+                                  f"--request-rate-range {rate:g}:{rate:g} --request-distribution poisson"),
+            })
+        return {"kind": "pipeline", "workload_rps": self.workload_rps, "latency_ms": self.latency_ms,
+                "latency_slo_ms": self.sla_ms, "models": models}
+
     def to_table(self) -> str:
         """The plan for people."""
         rows = []

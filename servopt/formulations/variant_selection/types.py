@@ -110,6 +110,27 @@ class VariantSelectionPlan:
             "variants": [{"name": v.name, "cores": v.cores, "rps": v.rps} for v in self.variants],
         }
 
+    def predictions(self) -> dict[str, Any]:
+        """What the plan expects of each loaded variant when served (``servopt solve --json``, ``servopt.json``).
+
+        Per variant: its cores, the load routed to it (requests per second, the plan's ``rps``, split from the
+        workload by the routing weights ``rps / workload``), the throughput its cores sustain within the latency
+        SLO (the profiled capacity the plan was made with) and the ``perf_analyzer`` command line that drives the
+        routed load as a Poisson open loop (``-u`` to be set to the server). The capacity table holds requests per
+        second within the SLO, with no batch or per-batch latency: batching is the served model's own.
+        """
+        total = self.workload_rps
+        models = []
+        for v in self.variants:
+            models.append({
+                "variant": v.name, "cores": v.cores, "load_rps": v.rps, "throughput_rps": v.capacity_rps,
+                "weight": (v.rps / total) if total > 0 else 0.0,
+                "utilization": (v.rps / v.capacity_rps) if v.capacity_rps > 0 else None,
+                "perf_analyzer": (f"perf_analyzer -m {v.name} -i grpc -u 127.0.0.1:8001 -b 1 "
+                                  f"--request-rate-range {v.rps:g}:{v.rps:g} --request-distribution poisson"),
+            })
+        return {"kind": "variant_selection", "workload_rps": total, "models": models}
+
     def to_table(self) -> str:
         """The plan for people."""
         rows = []

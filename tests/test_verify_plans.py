@@ -1,0 +1,62 @@
+"""Predictions of pipeline and variant_selection plans (no server): what they carry and where they go."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from servopt.exceptions import ValidationError
+from servopt.formulations.pipeline.types import PipelinePlan, StagePlan
+from servopt.formulations.variant_selection.types import VariantAllocation, VariantSelectionPlan
+from servopt.serving.verify import add_predictions, load_summary
+
+
+def _pipeline() -> PipelinePlan:
+    stages = (
+        StagePlan("detect", "yolov5n", 1, 2, 77.0, 0.0, 12.5, 2.0, 0.5),
+        StagePlan("classify", "resnet50", 4, 1, 90.0, 30.0, 40.0, 1.0, 0.7),
+    )
+    return PipelinePlan(objective=1.0, accuracy=1.2, cores=3.0, latency_ms=197.0, stages=stages,
+                        workload_rps=20.0, sla_ms=500.0, changes=0)
+
+
+def _variants() -> VariantSelectionPlan:
+    variants = (VariantAllocation("resnet18", 2, 30.0, 40.0, 0.69, 0),
+                VariantAllocation("resnet50", 4, 90.0, 100.0, 0.76, 4))
+    return VariantSelectionPlan(objective=1.0, average_accuracy=0.74, cores=6, loading_cost_s=0.0,
+                                variants=variants, workload_rps=120.0, core_budget=8, changes=1)
+
+
+def test_pipeline_predictions_per_stage() -> None:
+    pred = _pipeline().predictions()
+    assert pred["kind"] == "pipeline" and pred["latency_slo_ms"] == 500.0 and pred["latency_ms"] == 197.0
+    detect, classify = pred["models"]
+    assert detect["throughput_rps"] == pytest.approx(25.0) and detect["throughput_rps_per_replica"] == 12.5
+    assert classify["batch_size"] == 4 and classify["latency_ms"] == pytest.approx(120.0)
+    assert classify["queue_delay_ms"] == 30.0 and classify["load_rps"] == 20.0
+    assert "-m resnet50" in classify["perf_analyzer"]
+    assert "--request-rate-range 20:20 --request-distribution poisson" in classify["perf_analyzer"]
+
+
+def test_variant_predictions_split_the_workload() -> None:
+    pred = _variants().predictions()
+    assert pred["kind"] == "variant_selection" and pred["workload_rps"] == 120.0
+    small, big = pred["models"]
+    assert small["weight"] == pytest.approx(0.25) and big["weight"] == pytest.approx(0.75)
+    assert sum(m["load_rps"] for m in pred["models"]) == pytest.approx(120.0)
+    assert big["utilization"] == pytest.approx(0.9) and big["throughput_rps"] == 100.0
+    assert "--request-rate-range 30:30" in small["perf_analyzer"]
+
+
+def test_predictions_are_json(tmp_path: Path) -> None:
+    for plan in (_pipeline(), _variants()):
+        assert json.loads(json.dumps(plan.predictions())) == plan.predictions()
+
+
+def test_verify_refuses_per_model_predictions_clearly(tmp_path: Path) -> None:
+    (tmp_path / "servopt.json").write_text(json.dumps({"problem": "pipeline"}))
+    add_predictions(tmp_path, _pipeline().predictions())
+    with pytest.raises(ValidationError, match="'pipeline' plan.*perf_analyzer"):
+        load_summary(tmp_path)
