@@ -60,3 +60,37 @@ def test_verify_refuses_per_model_predictions_clearly(tmp_path: Path) -> None:
     add_predictions(tmp_path, _pipeline().predictions())
     with pytest.raises(ValidationError, match="'pipeline' plan.*perf_analyzer"):
         load_summary(tmp_path)
+
+
+def test_tritonserver_lookup_explicit_path_then_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from servopt.serving import tritonserver as ts
+
+    root = tmp_path / "tritonserver"
+    (root / "bin").mkdir(parents=True)
+    (root / "backends" / "python").mkdir(parents=True)
+    binary = root / "bin" / "tritonserver"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    env = ts.resolve_env(binary)
+    assert env.server == binary and env.backends == root / "backends"
+    with pytest.raises(ts.TritonSetupError, match="no such file"):
+        ts.resolve_env(tmp_path / "missing")
+    monkeypatch.setenv("PATH", str(root / "bin"))
+    assert ts.resolve_env().server == binary
+    (tmp_path / "bare" / "bin").mkdir(parents=True)
+    (tmp_path / "bare" / "bin" / "tritonserver").write_text("")
+    with pytest.raises(ts.TritonSetupError, match="no backends folder"):
+        ts.resolve_env(tmp_path / "bare" / "bin" / "tritonserver")
+
+
+def test_tritonserver_lookup_error_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from servopt.serving import tritonserver as ts
+
+    monkeypatch.setattr(ts.shutil, "which", lambda name: None)
+
+    def fail(*a: object, **k: object) -> None:
+        raise ts.TritonSetupError("pip failed")
+
+    monkeypatch.setattr(ts, "ensure_env", fail)
+    with pytest.raises(ts.TritonSetupError, match="--tritonserver PATH.*nvidia-pytriton.*pip failed"):
+        ts.resolve_env()

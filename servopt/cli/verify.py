@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "max_queue_delay_us (default: as the repository has it)")
     parser.add_argument("--single-images", action="store_true",
                         help="clients send single images (batch 1), 2 x batch per instance in flight")
+    parser.add_argument("--tritonserver", metavar="PATH", default=None,
+                        help="with --start: this tritonserver binary (default: tritonserver on PATH, else "
+                             "nvidia-pytriton's in .triton-venv)")
     parser.add_argument("--tolerance", type=float, default=0.25, metavar="FRACTION", help="default 0.25")
     parser.add_argument("--driver", choices=("builtin", "perf_analyzer"), default="builtin")
     parser.add_argument("--perf-analyzer", metavar="PATH", default=None, help="perf_analyzer binary")
@@ -126,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
 def _verify_started(args, summary, repo, standin, driver, load_of):
     """Start a server per repository (one model name may be in several), measure its models, stop it."""
     from servopt.serving import verify
-    from servopt.serving.tritonserver import TritonServer, ensure_env
+    from servopt.serving.tritonserver import TritonServer, resolve_env
 
-    env = ensure_env()
+    env = resolve_env(getattr(args, "tritonserver", None))
     expected = verify.expectations(summary, repo, served_instances=args.max_instances)
     delay = None
     if args.queue_delay == "plan":
