@@ -129,9 +129,12 @@ def run(args: argparse.Namespace) -> int:
 def _verify_started(args, summary, repo, standin, driver, load_of):
     """Start a server per repository (one model name may be in several), measure its models, stop it."""
     from servopt.serving import verify
-    from servopt.serving.tritonserver import TritonServer, resolve_env
+    from servopt.serving.tritonserver import TritonServer, TritonSetupError, resolve_env
 
-    env = resolve_env(getattr(args, "tritonserver", None))
+    try:
+        env = resolve_env(getattr(args, "tritonserver", None))
+    except TritonSetupError as exc:  # exit 2 with the message, not a traceback
+        raise ValidationError(str(exc)) from None
     expected = verify.expectations(summary, repo, served_instances=args.max_instances)
     delay = None
     if args.queue_delay == "plan":
