@@ -94,3 +94,21 @@ def test_tritonserver_lookup_error_says_how_to_get_one(monkeypatch: pytest.Monke
     monkeypatch.setattr(ts, "ensure_env", fail)
     with pytest.raises(ts.TritonSetupError, match="--tritonserver PATH.*nvidia-pytriton.*pip failed"):
         ts.resolve_env()
+
+
+def test_cpu_copy_keeps_the_models_on_cpu_instances(tmp_path: Path) -> None:
+    pytest.importorskip("tritonclient.grpc")
+    from servopt.serving.verify import make_cpu_copy
+
+    model = tmp_path / "repo" / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.onnx").write_bytes(b"onnx")
+    (model / "config.pbtxt").write_text(
+        'name: "m"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'instance_group [{ kind: KIND_GPU count: 1 gpus: [0, 1, 2] }]\n'
+        'dynamic_batching { max_queue_delay_microseconds: 0 }\n')
+    make_cpu_copy(tmp_path / "repo", tmp_path / "out", max_instances=2, max_queue_delay_us=700)
+    text = (tmp_path / "out" / "m" / "config.pbtxt").read_text()
+    assert "KIND_CPU" in text and "KIND_GPU" not in text and "onnxruntime_onnx" in text
+    assert "max_queue_delay_microseconds: 700" in text
+    assert (tmp_path / "out" / "m" / "1" / "model.onnx").read_bytes() == b"onnx"

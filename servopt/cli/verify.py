@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "max_queue_delay_us (default: as the repository has it)")
     parser.add_argument("--single-images", action="store_true",
                         help="clients send single images (batch 1), 2 x batch per instance in flight")
+    parser.add_argument("--cpu", action="store_true",
+                        help="with --start: serve the real models on CPU instances (KIND_GPU -> KIND_CPU)")
     parser.add_argument("--tritonserver", metavar="PATH", default=None,
                         help="with --start: this tritonserver binary (default: tritonserver on PATH, else "
                              "nvidia-pytriton's in .triton-venv)")
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     standin = _standin(args.standin)
     if not args.start and (standin or args.max_instances or args.queue_delay != "repository"):
         raise ValidationError("--standin, --max-instances and --queue-delay apply only with --start")
+    if args.cpu and (standin or not args.start):
+        raise ValidationError("--cpu applies only with --start and without --standin (it serves the real models)")
     repo = Path(args.repo)
     summary = verify.load_summary(repo)
     settings = loadgen.LoadSettings(window_s=args.window, max_windows=args.max_windows, stability=args.stability,
@@ -152,6 +156,11 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
                     delay = delays.get(r["path"])
                 verify.make_standin_copy(path, served, base_ms=standin[0], per_item_ms=standin[1],
                                          max_instances=args.max_instances, max_queue_delay_us=delay)
+            elif getattr(args, "cpu", False):
+                served = work / "repo"
+                if args.queue_delay == "plan":
+                    delay = delays.get(r["path"])
+                verify.make_cpu_copy(path, served, max_instances=args.max_instances, max_queue_delay_us=delay)
             with TritonServer(env, [served], work) as server:
                 url = f"127.0.0.1:{server.grpc_port}"
                 for e in expected:
