@@ -112,3 +112,15 @@ def test_cpu_copy_keeps_the_models_on_cpu_instances(tmp_path: Path) -> None:
     assert "KIND_CPU" in text and "KIND_GPU" not in text and "onnxruntime_onnx" in text
     assert "max_queue_delay_microseconds: 700" in text
     assert (tmp_path / "out" / "m" / "1" / "model.onnx").read_bytes() == b"onnx"
+
+
+def test_backend_of_config(tmp_path: Path) -> None:
+    from servopt.serving.verify import backend_of
+
+    cfg = tmp_path / "config.pbtxt"
+    cfg.write_text('name: "m"\nplatform: "onnxruntime_onnx"\n')
+    assert backend_of(cfg) == "onnxruntime"
+    cfg.write_text('name: "m"\nbackend: "python"\n')
+    assert backend_of(cfg) == "python"
+    cfg.write_text('name: "e"\nplatform: "ensemble"\n')
+    assert backend_of(cfg) is None

@@ -139,6 +139,13 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
         env = resolve_env(getattr(args, "tritonserver", None))
     except TritonSetupError as exc:  # exit 2 with the message, not a traceback
         raise ValidationError(str(exc)) from None
+    if getattr(args, "cpu", False):  # nvidia-pytriton's server has only the python backend
+        needed = {verify.backend_of(p) for r in summary["repositories"]
+                  for p in (repo / r["path"]).glob("*/config.pbtxt")} - {None}
+        missing = sorted(b for b in needed if not (env.backends / b).is_dir())
+        if missing:
+            raise ValidationError(f"--cpu: {env.server} has no {', '.join(missing)} backend (in {env.backends}); "
+                                  "give --tritonserver PATH of a full server (NGC image), or use --standin")
     expected = verify.expectations(summary, repo, served_instances=args.max_instances)
     delay = None
     if args.queue_delay == "plan":

@@ -342,3 +342,20 @@ def make_cpu_copy(repo: Path, dest: Path, *, max_instances: int | None = None,
         if max_queue_delay_us is not None and cfg.HasField("dynamic_batching"):
             cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
         cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
+
+
+def backend_of(config_path: Path) -> str | None:
+    """The backend folder a model's config.pbtxt needs (``platform: onnxruntime_onnx`` -> ``onnxruntime``);
+    None for ensembles."""
+    import re
+
+    text = Path(config_path).read_text()
+    found = re.search(r'^\s*backend\s*:\s*"([^"]+)"', text, re.M)
+    if found:
+        return found.group(1)
+    platform = re.search(r'^\s*platform\s*:\s*"([^"]+)"', text, re.M)
+    if platform is None or platform.group(1) == "ensemble":
+        return None
+    return {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch",
+            "tensorflow_savedmodel": "tensorflow", "tensorflow_graphdef": "tensorflow"}.get(platform.group(1),
+                                                                                          platform.group(1))
