@@ -188,7 +188,9 @@ def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Ex
 
 def _predictions(problem: Any, plan: Any) -> dict[str, Any]:
     """The plan's predictions, with the problem's latency SLO (what ``servopt verify`` checks p99 against)."""
-    return {**plan.predictions(), "latency_slo_ms": getattr(problem, "latency_slo_ms", None)}
+    out = dict(plan.predictions())
+    out.setdefault("latency_slo_ms", getattr(problem, "latency_slo_ms", None))  # a pipeline plan carries its SLA
+    return out
 
 
 def _kserve_flags(args: argparse.Namespace) -> dict[str, str]:

@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "max_queue_delay_us (default: as the repository has it)")
     parser.add_argument("--single-images", action="store_true",
                         help="clients send single images (batch 1), 2 x batch per instance in flight")
+    parser.add_argument("--cpu", action="store_true",
+                        help="with --start: serve the real models on CPU instances (KIND_GPU -> KIND_CPU)")
+    parser.add_argument("--tritonserver", metavar="PATH", default=None,
+                        help="with --start: this tritonserver binary (default: tritonserver on PATH, else "
+                             "nvidia-pytriton's in .triton-venv)")
     parser.add_argument("--tolerance", type=float, default=0.25, metavar="FRACTION", help="default 0.25")
     parser.add_argument("--driver", choices=("builtin", "perf_analyzer"), default="builtin")
     parser.add_argument("--perf-analyzer", metavar="PATH", default=None, help="perf_analyzer binary")
@@ -91,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     standin = _standin(args.standin)
     if not args.start and (standin or args.max_instances or args.queue_delay != "repository"):
         raise ValidationError("--standin, --max-instances and --queue-delay apply only with --start")
+    if args.cpu and (standin or not args.start):
+        raise ValidationError("--cpu applies only with --start and without --standin (it serves the real models)")
     repo = Path(args.repo)
     summary = verify.load_summary(repo)
     settings = loadgen.LoadSettings(window_s=args.window, max_windows=args.max_windows, stability=args.stability,
@@ -135,9 +142,19 @@ def run(args: argparse.Namespace) -> int:
 def _verify_started(args, summary, repo, standin, driver, load_of):
     """Start a server per repository (one model name may be in several), measure its models, stop it."""
     from servopt.serving import verify
-    from servopt.serving.tritonserver import TritonServer, ensure_env
+    from servopt.serving.tritonserver import TritonServer, TritonSetupError, resolve_env
 
-    env = ensure_env()
+    try:
+        env = resolve_env(getattr(args, "tritonserver", None))
+    except TritonSetupError as exc:  # exit 2 with the message, not a traceback
+        raise ValidationError(str(exc)) from None
+    if getattr(args, "cpu", False):  # nvidia-pytriton's server has only the python backend
+        needed = {verify.backend_of(p) for r in summary["repositories"]
+                  for p in (repo / r["path"]).glob("*/config.pbtxt")} - {None}
+        missing = sorted(b for b in needed if not (env.backends / b).is_dir())
+        if missing:
+            raise ValidationError(f"--cpu: {env.server} has no {', '.join(missing)} backend (in {env.backends}); "
+                                  "give --tritonserver PATH of a full server (NGC image), or use --standin")
     expected = verify.expectations(summary, repo, served_instances=args.max_instances)
     delay = None
     if args.queue_delay == "plan":
@@ -160,6 +177,11 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
                 verify.make_standin_copy(path, served, base_ms=base, per_item_ms=per_item,
                                          max_instances=args.max_instances, max_queue_delay_us=delay,
                                          timings=timings)
+            elif getattr(args, "cpu", False):
+                served = work / "repo"
+                if args.queue_delay == "plan":
+                    delay = delays.get(r["path"])
+                verify.make_cpu_copy(path, served, max_instances=args.max_instances, max_queue_delay_us=delay)
             with TritonServer(env, [served], work) as server:
                 url = f"127.0.0.1:{server.grpc_port}"
                 for e in expected:

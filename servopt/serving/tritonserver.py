@@ -133,6 +133,42 @@ def ensure_env(venv: str | Path | None = None, *, log: Path | None = None, timeo
         return env
 
 
+def env_for_binary(server: str | Path) -> TritonEnv:
+    """The environment of an installed ``tritonserver`` binary (NGC layout: ``<root>/bin/tritonserver``,
+    ``<root>/lib``, ``<root>/backends``, the Python backend stub in ``backends/python``)."""
+    path = Path(server).absolute()
+    if not path.is_file():
+        raise TritonSetupError(f"--tritonserver {server}: no such file")
+    root = path.parent.parent
+    backends = root / "backends"
+    env = TritonEnv(venv=Path(sys.prefix), python=Path(sys.executable), server=path, libs=root / "lib",
+                    backends=backends, stub=backends / "python" / "triton_python_backend_stub")
+    if not backends.is_dir():
+        raise TritonSetupError(f"--tritonserver {server}: no backends folder at {backends} (expected the NGC "
+                               "layout <root>/bin/tritonserver, <root>/backends)")
+    return env
+
+
+def resolve_env(tritonserver: str | Path | None = None) -> TritonEnv:
+    """``tritonserver`` given by path, else the one on PATH, else nvidia-pytriton's in ``.triton-venv``.
+
+    The last is created with pip when missing (:func:`ensure_env`); when that fails the error says how to get
+    a server.
+    """
+    if tritonserver is not None:
+        return env_for_binary(tritonserver)
+    found = shutil.which("tritonserver")
+    if found:
+        return env_for_binary(found)
+    try:
+        return ensure_env()
+    except TritonSetupError as exc:
+        raise TritonSetupError(f"no tritonserver found: give --tritonserver PATH (e.g. /opt/tritonserver/bin/"
+                               f"tritonserver in the NGC image nvcr.io/nvidia/tritonserver), put one on PATH, "
+                               f"or let servopt install nvidia-pytriton into {default_venv()} "
+                               f"(pip install {' '.join(REQUIREMENTS)}; this failed: {exc})") from None
+
+
 class TritonCheckError(AssertionError):
     """A repository did not load or serve; ``log`` is the server's whole log."""
 

@@ -376,3 +376,40 @@ def make_standin_copy(repo: Path, dest: Path, *, base_ms: float, per_item_ms: fl
             if version.is_dir() and version.name.isdigit():
                 shutil.copy2(standin, version / "model.py")
         cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
+
+
+def make_cpu_copy(repo: Path, dest: Path, *, max_instances: int | None = None,
+                  max_queue_delay_us: int | None = None) -> None:
+    """Copy a repository so a CPU-only tritonserver serves its real models (``--cpu``): KIND_GPU groups become
+    KIND_CPU (one instance per listed GPU, at most ``max_instances``); models and backends are kept."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from servopt.serving.tritonserver import cpu_instance_groups
+
+    shutil.copytree(repo, dest)
+    for cfg_path in sorted(Path(dest).glob("*/config.pbtxt")):
+        cfg = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
+        if cfg.platform == "ensemble":
+            continue
+        cpu_instance_groups(cfg, max_instances)
+        if max_queue_delay_us is not None and cfg.HasField("dynamic_batching"):
+            cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+        cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
+
+
+def backend_of(config_path: Path) -> str | None:
+    """The backend folder a model's config.pbtxt needs (``platform: onnxruntime_onnx`` -> ``onnxruntime``);
+    None for ensembles."""
+    import re
+
+    text = Path(config_path).read_text()
+    found = re.search(r'^\s*backend\s*:\s*"([^"]+)"', text, re.M)
+    if found:
+        return found.group(1)
+    platform = re.search(r'^\s*platform\s*:\s*"([^"]+)"', text, re.M)
+    if platform is None or platform.group(1) == "ensemble":
+        return None
+    return {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch",
+            "tensorflow_savedmodel": "tensorflow", "tensorflow_graphdef": "tensorflow"}.get(platform.group(1),
+                                                                                          platform.group(1))

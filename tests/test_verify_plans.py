@@ -1,0 +1,126 @@
+"""Predictions of pipeline and variant_selection plans (no server): what they carry and where they go."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from servopt.exceptions import ValidationError
+from servopt.formulations.pipeline.types import PipelinePlan, StagePlan
+from servopt.formulations.variant_selection.types import VariantAllocation, VariantSelectionPlan
+from servopt.serving.verify import add_predictions, load_summary
+
+
+def _pipeline() -> PipelinePlan:
+    stages = (
+        StagePlan("detect", "yolov5n", 1, 2, 77.0, 0.0, 12.5, 2.0, 0.5),
+        StagePlan("classify", "resnet50", 4, 1, 90.0, 30.0, 40.0, 1.0, 0.7),
+    )
+    return PipelinePlan(objective=1.0, accuracy=1.2, cores=3.0, latency_ms=197.0, stages=stages,
+                        workload_rps=20.0, sla_ms=500.0, changes=0)
+
+
+def _variants() -> VariantSelectionPlan:
+    variants = (VariantAllocation("resnet18", 2, 30.0, 40.0, 0.69, 0),
+                VariantAllocation("resnet50", 4, 90.0, 100.0, 0.76, 4))
+    return VariantSelectionPlan(objective=1.0, average_accuracy=0.74, cores=6, loading_cost_s=0.0,
+                                variants=variants, workload_rps=120.0, core_budget=8, changes=1)
+
+
+def test_pipeline_predictions_per_stage() -> None:
+    pred = _pipeline().predictions()
+    assert pred["kind"] == "pipeline" and pred["latency_slo_ms"] == 500.0 and pred["latency_ms"] == 197.0
+    detect, classify = pred["models"]
+    assert detect["throughput_rps"] == pytest.approx(25.0) and detect["throughput_rps_per_replica"] == 12.5
+    assert classify["batch_size"] == 4 and classify["latency_ms"] == pytest.approx(120.0)
+    assert classify["queue_delay_ms"] == 30.0 and classify["load_rps"] == 20.0
+    assert "-m resnet50" in classify["perf_analyzer"]
+    assert "--request-rate-range 20:20 --request-distribution poisson" in classify["perf_analyzer"]
+
+
+def test_variant_predictions_split_the_workload() -> None:
+    pred = _variants().predictions()
+    assert pred["kind"] == "variant_selection" and pred["workload_rps"] == 120.0
+    small, big = pred["models"]
+    assert small["weight"] == pytest.approx(0.25) and big["weight"] == pytest.approx(0.75)
+    assert sum(m["load_rps"] for m in pred["models"]) == pytest.approx(120.0)
+    assert big["utilization"] == pytest.approx(0.9) and big["throughput_rps"] == 100.0
+    assert "--request-rate-range 30:30" in small["perf_analyzer"]
+
+
+def test_predictions_are_json(tmp_path: Path) -> None:
+    for plan in (_pipeline(), _variants()):
+        assert json.loads(json.dumps(plan.predictions())) == plan.predictions()
+
+
+def test_verify_refuses_per_model_predictions_clearly(tmp_path: Path) -> None:
+    (tmp_path / "servopt.json").write_text(json.dumps({"problem": "pipeline"}))
+    add_predictions(tmp_path, _pipeline().predictions())
+    with pytest.raises(ValidationError, match="'pipeline' plan.*perf_analyzer"):
+        load_summary(tmp_path)
+
+
+def test_tritonserver_lookup_explicit_path_then_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from servopt.serving import tritonserver as ts
+
+    root = tmp_path / "tritonserver"
+    (root / "bin").mkdir(parents=True)
+    (root / "backends" / "python").mkdir(parents=True)
+    binary = root / "bin" / "tritonserver"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    env = ts.resolve_env(binary)
+    assert env.server == binary and env.backends == root / "backends"
+    with pytest.raises(ts.TritonSetupError, match="no such file"):
+        ts.resolve_env(tmp_path / "missing")
+    monkeypatch.setenv("PATH", str(root / "bin"))
+    assert ts.resolve_env().server == binary
+    (tmp_path / "bare" / "bin").mkdir(parents=True)
+    (tmp_path / "bare" / "bin" / "tritonserver").write_text("")
+    with pytest.raises(ts.TritonSetupError, match="no backends folder"):
+        ts.resolve_env(tmp_path / "bare" / "bin" / "tritonserver")
+
+
+def test_tritonserver_lookup_error_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from servopt.serving import tritonserver as ts
+
+    monkeypatch.setattr(ts.shutil, "which", lambda name: None)
+
+    def fail(*a: object, **k: object) -> None:
+        raise ts.TritonSetupError("pip failed")
+
+    monkeypatch.setattr(ts, "ensure_env", fail)
+    with pytest.raises(ts.TritonSetupError, match="--tritonserver PATH.*nvidia-pytriton.*pip failed"):
+        ts.resolve_env()
+
+
+def test_cpu_copy_keeps_the_models_on_cpu_instances(tmp_path: Path) -> None:
+    pytest.importorskip("tritonclient.grpc")
+    from servopt.serving.verify import make_cpu_copy
+
+    model = tmp_path / "repo" / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.onnx").write_bytes(b"onnx")
+    (model / "config.pbtxt").write_text(
+        'name: "m"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'instance_group [{ kind: KIND_GPU count: 1 gpus: [0, 1, 2] }]\n'
+        'dynamic_batching { max_queue_delay_microseconds: 0 }\n')
+    make_cpu_copy(tmp_path / "repo", tmp_path / "out", max_instances=2, max_queue_delay_us=700)
+    text = (tmp_path / "out" / "m" / "config.pbtxt").read_text()
+    assert "KIND_CPU" in text and "KIND_GPU" not in text and "onnxruntime_onnx" in text
+    assert "max_queue_delay_microseconds: 700" in text
+    assert (tmp_path / "out" / "m" / "1" / "model.onnx").read_bytes() == b"onnx"
+
+
+def test_backend_of_config(tmp_path: Path) -> None:
+    from servopt.serving.verify import backend_of
+
+    cfg = tmp_path / "config.pbtxt"
+    cfg.write_text('name: "m"\nplatform: "onnxruntime_onnx"\n')
+    assert backend_of(cfg) == "onnxruntime"
+    cfg.write_text('name: "m"\nbackend: "python"\n')
+    assert backend_of(cfg) == "python"
+    cfg.write_text('name: "e"\nplatform: "ensemble"\n')
+    assert backend_of(cfg) is None
