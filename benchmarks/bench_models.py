@@ -58,17 +58,18 @@ def _load(path: str) -> pd.DataFrame:
 
 
 def _features(frame: pd.DataFrame) -> list[str]:
-    return ["batch_size"] + [c for c in ("model", "variant", "hardware", "input_size", "cores") if c in frame]
+    return ["batch_size"] + [c for c in ("model", "variant", "hardware", "input_size", "cores")
+                            if c in frame and frame[c].notna().all()]
 
 
 def _family(frame: pd.DataFrame) -> pd.Series:
     cols = [c for c in ID if c in frame.columns and c != "input_size"]
-    return frame[cols].astype(str).agg("|".join, axis=1)
+    return frame[cols].apply(lambda r: "|".join(map(str, r)), axis=1)
 
 
 def _config(frame: pd.DataFrame) -> pd.Series:
     cols = [c for c in ID if c in frame.columns]
-    return frame[cols].astype(str).agg("|".join, axis=1)
+    return frame[cols].apply(lambda r: "|".join(map(str, r)), axis=1)
 
 
 def _baselines(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, np.ndarray]:
