@@ -162,7 +162,7 @@ def max_batch_rows(paths: list[str], caps=(64, 128, 256, 512, 1024)) -> list[dic
     for path in paths:
         frame = _load(path)
         frame = frame[frame["memory_mb"].notna()].reset_index(drop=True)
-        cols = ["batch_size", "input_size", "cores"]
+        cols = [c for c in ("batch_size", "input_size", "cores") if c in frame and frame[c].notna().all()]
         for label, model in (("line", MaxBatchModel()), ("line + margin", MaxBatchModel(upper_quantile=0.95))):
             train = frame[frame.batch_size <= 16]
             model.fit(train[cols], train["memory_mb"].to_numpy())
