@@ -58,17 +58,18 @@ def _load(path: str) -> pd.DataFrame:
 
 
 def _features(frame: pd.DataFrame) -> list[str]:
-    return ["batch_size"] + [c for c in ("model", "variant", "hardware", "input_size", "cores") if c in frame]
+    return ["batch_size"] + [c for c in ("model", "variant", "hardware", "input_size", "cores")
+                            if c in frame and frame[c].notna().all()]
 
 
 def _family(frame: pd.DataFrame) -> pd.Series:
     cols = [c for c in ID if c in frame.columns and c != "input_size"]
-    return frame[cols].astype(str).agg("|".join, axis=1)
+    return frame[cols].apply(lambda r: "|".join(map(str, r)), axis=1)
 
 
 def _config(frame: pd.DataFrame) -> pd.Series:
     cols = [c for c in ID if c in frame.columns]
-    return frame[cols].astype(str).agg("|".join, axis=1)
+    return frame[cols].apply(lambda r: "|".join(map(str, r)), axis=1)
 
 
 def _baselines(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -161,7 +162,7 @@ def max_batch_rows(paths: list[str], caps=(64, 128, 256, 512, 1024)) -> list[dic
     for path in paths:
         frame = _load(path)
         frame = frame[frame["memory_mb"].notna()].reset_index(drop=True)
-        cols = ["batch_size", "input_size", "cores"]
+        cols = [c for c in ("batch_size", "input_size", "cores") if c in frame and frame[c].notna().all()]
         for label, model in (("line", MaxBatchModel()), ("line + margin", MaxBatchModel(upper_quantile=0.95))):
             train = frame[frame.batch_size <= 16]
             model.fit(train[cols], train["memory_mb"].to_numpy())

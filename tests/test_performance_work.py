@@ -154,3 +154,18 @@ def test_max_batch_margin_errs_towards_too_small_and_blocks_round_up():
     assert blocks.max_batch(224, 1000) == 66  # 300 + 10 b rounded up to 64 MB: 960 at b = 66, 1024 at 67
     with pytest.raises(ValidationError, match="upper_quantile"):
         MaxBatchModel(upper_quantile=2.0).fit(X, memory)
+
+
+def test_extrapolation_beyond_grid_is_monotone_and_at_most_linear():
+    """Above the largest profiled batch B the prediction lies in [L(B), L(B) * b / B]."""
+    from servopt.performance.work_latency import WorkLatencyModel
+
+    batches = np.array([1, 2, 4, 8, 16, 32], dtype=float)
+    lat = 2.0 + 0.05 * batches ** 1.3
+    model = WorkLatencyModel().fit(batches[:, None], lat)
+    top = model.predict([[32.0]])[0]
+    big = np.array([48.0, 64.0, 128.0, 256.0])
+    pred = model.predict(big[:, None])
+    assert np.all(pred >= top - 1e-9)
+    assert np.all(pred <= top * big / 32.0 + 1e-9)
+    assert np.all(np.diff(pred) >= -1e-9)

@@ -274,6 +274,10 @@ class WorkLatencyModel(LatencyModel):
                     w_top = work[rows][above] * top / b[above]
                     grown = curve(np.array([top]))[0] * roof(work[rows][above]) / roof(w_top)
                     value[above] = np.maximum(value[above], grown)
+                if above.any():
+                    # beyond the grid latency grows monotonically and at most linearly in batch (roofline regime)
+                    l_top = curve(np.array([top]))[0]
+                    value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
                 out[rows] = value
             elif roof is not None:
                 sizes, corr = self.corrections_[fam_key]
