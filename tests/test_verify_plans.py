@@ -1,4 +1,6 @@
-"""Predictions of pipeline and variant_selection plans (no server): what they carry and where they go."""
+"""Verify around pipeline and variant_selection plans and finding a tritonserver (no server needed).
+
+What their predictions carry: tests/test_plan_predictions.py."""
 
 from __future__ import annotations
 
@@ -29,27 +31,6 @@ def _variants() -> VariantSelectionPlan:
                                 variants=variants, workload_rps=120.0, core_budget=8, changes=1)
 
 
-def test_pipeline_predictions_per_stage() -> None:
-    pred = _pipeline().predictions()
-    assert pred["kind"] == "pipeline" and pred["latency_slo_ms"] == 500.0 and pred["latency_ms"] == 197.0
-    detect, classify = pred["models"]
-    assert detect["throughput_rps"] == pytest.approx(25.0) and detect["throughput_rps_per_replica"] == 12.5
-    assert classify["batch_size"] == 4 and classify["latency_ms"] == pytest.approx(120.0)
-    assert classify["queue_delay_ms"] == 30.0 and classify["load_rps"] == 20.0
-    assert "-m resnet50" in classify["perf_analyzer"]
-    assert "--request-rate-range 20:20 --request-distribution poisson" in classify["perf_analyzer"]
-
-
-def test_variant_predictions_split_the_workload() -> None:
-    pred = _variants().predictions()
-    assert pred["kind"] == "variant_selection" and pred["workload_rps"] == 120.0
-    small, big = pred["models"]
-    assert small["weight"] == pytest.approx(0.25) and big["weight"] == pytest.approx(0.75)
-    assert sum(m["load_rps"] for m in pred["models"]) == pytest.approx(120.0)
-    assert big["utilization"] == pytest.approx(0.9) and big["throughput_rps"] == 100.0
-    assert "--request-rate-range 30:30" in small["perf_analyzer"]
-
-
 def test_predictions_are_json(tmp_path: Path) -> None:
     for plan in (_pipeline(), _variants()):
         assert json.loads(json.dumps(plan.predictions())) == plan.predictions()
@@ -58,7 +39,7 @@ def test_predictions_are_json(tmp_path: Path) -> None:
 def test_verify_refuses_per_model_predictions_clearly(tmp_path: Path) -> None:
     (tmp_path / "servopt.json").write_text(json.dumps({"problem": "pipeline"}))
     add_predictions(tmp_path, _pipeline().predictions())
-    with pytest.raises(ValidationError, match="'pipeline' plan.*perf_analyzer"):
+    with pytest.raises(ValidationError, match="per 'pipeline' model.*perf_analyzer"):
         load_summary(tmp_path)
 
 

@@ -68,7 +68,7 @@ def load_summary(repo: str | Path) -> dict[str, Any]:
         raise ValidationError(f"{path}: has no 'predictions' (problem {summary.get('problem')!r}); verify "
                               "takes the plans that carry them (min_gpus, max_throughput), written by this "
                               "servopt's `solve --out`")
-    if "groups" not in summary["predictions"]:  # pipeline / variant_selection predictions: per model, a rate
+    if not {"groups", "placements"} & set(summary["predictions"]):  # per model, a rate (pipeline, variants)
         raise ValidationError(f"{path}: its predictions are per {summary.get('problem')!r} model (a request rate, "
                               "no GPU groups); verify drives min_gpus and max_throughput plans; reproduce each "
                               "model's load with the 'perf_analyzer' command of predictions.models")
