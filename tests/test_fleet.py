@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -268,3 +269,28 @@ def test_slot_form_with_mig_matches():
 
     p = load()
     assert servopt.solve(build_slots(p)).objective == pytest.approx(servopt.solve(p).objective)
+
+
+def test_cli_says_why_a_restricted_fleet_plan_is_not_proven(tmp_path, capsys) -> None:
+    """Low-rate models that share GPUs hit the pattern caps: the CLI names the caps, not a solver limit."""
+    import yaml
+
+    from servopt.cli import main
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    data = yaml.safe_load((examples / "fleet_mixed.yaml").read_text())
+    low = {"roi_classifier": (40, 60.0), "language_id": (60, 20.0), "vit_base": (50, 80.0),
+           "translate_en_de": (20, 300.0), "summarize": (10, 450.0), "t5_small": (30, 100.0)}
+    for m in data["models"]:
+        if m["name"] in low:
+            m["rate_rps"], m["slo_ms"] = low[m["name"]]
+        if "model_file" in m:
+            m["model_file"] = str((examples / m["model_file"]).resolve())
+        for perf in m["performance"].values():
+            if "profile" in perf:
+                perf["profile"] = str((examples / perf["profile"]).resolve())
+    path = tmp_path / "fleet_low.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["solve", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "restricted pattern set" in err and "a limit stopped the solver" not in err

@@ -150,7 +150,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"servopt: note: policy {args.policy!r} is a heuristic; the plan is feasible, not proven optimal",
               file=sys.stderr)
     elif solution.status is Status.FEASIBLE:
-        print("servopt: note: a limit stopped the solver; the plan is feasible but not proven optimal",
+        # a plan may say itself why it is not proven (e.g. a fleet plan from a restricted pattern set)
+        why = [n for n in getattr(solution.plan, "notes", ()) if "not proven optimal" in n]
+        print("servopt: note: " + ("; ".join(why) if why else
+                                   "a limit stopped the solver; the plan is feasible but not proven optimal"),
               file=sys.stderr)
     if args.out is not None:
         where = sys.stderr if args.json else sys.stdout
