@@ -7,7 +7,9 @@ exactly the groups, variants or stages its golden files show; the Triton builder
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -308,3 +310,18 @@ def write_broken_repository(path: Path) -> dict[str, str]:
         (path / name / "1").mkdir(parents=True)
         (path / name / "config.pbtxt").write_text(config_text(cfg))
     return expected
+
+
+def tree(path: Path) -> dict[str, str]:
+    """Every file under ``path``: relative POSIX path -> text."""
+    return {p.relative_to(path).as_posix(): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def assert_golden(written: dict[str, str], golden_dir: Path) -> None:
+    """``written`` equals the golden files in ``golden_dir`` (rewritten first when SERVOPT_UPDATE_GOLDEN is set)."""
+    if os.environ.get("SERVOPT_UPDATE_GOLDEN"):
+        shutil.rmtree(golden_dir, ignore_errors=True)
+        for rel, text in written.items():
+            (golden_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (golden_dir / rel).write_text(text)
+    assert written == tree(golden_dir)

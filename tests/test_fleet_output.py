@@ -7,7 +7,6 @@ Golden files live in tests/golden/triton/fleet/; regenerate them with SERVOPT_UP
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,8 @@ import yaml
 # the plan types are the fleet formulation's (issue 22a); until its package is merged there is nothing to output
 pytest.importorskip("servopt.formulations.fleet.types")
 from _fleet_cases import demo_plan, demo_problem, placement  # noqa: E402
+from _triton_cases import assert_golden  # noqa: E402
+from _triton_cases import tree as _tree  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
 
@@ -26,10 +27,6 @@ from servopt.triton import build_repository, write_repository  # noqa: E402
 from servopt.triton.fleet import mig_parted_config, queue_delay_us  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden" / "triton" / "fleet"
-
-
-def _tree(path: Path) -> dict[str, str]:
-    return {p.relative_to(path).as_posix(): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def _configs(files: dict[str, str]) -> dict[tuple[str, str], mc.ModelConfig]:
@@ -44,15 +41,7 @@ def _configs(files: dict[str, str]) -> dict[tuple[str, str], mc.ModelConfig]:
 def test_golden(tmp_path: Path) -> None:
     out = write_repository(demo_problem(model_files=False), demo_plan(), tmp_path / "fleet", kserve=True,
                            storage_uri="gs://bucket/fleet")
-    written = _tree(out)
-    if os.environ.get("SERVOPT_UPDATE_GOLDEN"):
-        import shutil
-
-        shutil.rmtree(GOLDEN, ignore_errors=True)
-        for rel, text in written.items():
-            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
-            (GOLDEN / rel).write_text(text)
-    assert written == _tree(GOLDEN)
+    assert_golden(_tree(out), GOLDEN)
 
 
 def test_every_placement_is_pinned_with_its_instances() -> None:

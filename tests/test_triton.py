@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from _triton_cases import BROKEN, CASES, GOLDEN, PIPELINE, FakeProblem, FakeSolution, broken, build, configs_of, \
-    gpu_plan, pipeline_plan, rule_error, stage, variant_plan
+    assert_golden, gpu_plan, pipeline_plan, rule_error, stage, variant_plan
+from _triton_cases import tree as _tree
 from google.protobuf import text_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,10 +33,6 @@ from servopt.triton.spec import parse_triton_section
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tree(path: Path) -> dict[str, str]:
-    return {p.relative_to(path).as_posix(): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # golden files: every plan type and layout
 
@@ -46,14 +43,7 @@ def test_golden(case: str, tmp_path: Path) -> None:
     out = write_repository(problem, solution, tmp_path / "repo", **kwargs)
     written = _tree(out)
     golden_dir = GOLDEN / case
-    if os.environ.get("SERVOPT_UPDATE_GOLDEN"):
-        import shutil
-
-        shutil.rmtree(golden_dir, ignore_errors=True)
-        for rel, text in written.items():
-            (golden_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            (golden_dir / rel).write_text(text)
-    assert written == _tree(golden_dir)
+    assert_golden(written, golden_dir)
     # every config parses back into the same message, and every model has its (empty) version folder
     for rel, text in written.items():
         if rel.endswith("config.pbtxt"):

@@ -148,17 +148,23 @@ def fractional(problem: VariantSelection, seed: int) -> VariantSelection:
     return dataclasses.replace(problem, workload_rps=max(0.1, problem.workload_rps - 1 + shift))
 
 
-@pytest.mark.parametrize("seed", range(220))
-def test_dp_with_fractional_workload_equals_brute_force(seed):
-    problem = fractional(unstable(random_variant_selection(5000 + seed, max_variants=5, max_budget=10)), seed)
+def _assert_brute_force_optimum(problem, solver, proof: str) -> None:
+    """``solver`` finds enumeration's optimum (or infeasibility), its plan passes both checkers, and its
+    message holds the certificate ``proof``."""
     expected = exhaustive_variant_selection(problem)
-    status, plan, message = solve_dp(problem)
+    status, plan, message = solver(problem)
     if expected is None:
         assert status is Status.INFEASIBLE and plan is None
         return
     assert status is Status.OPTIMAL and close(plan.objective, expected[0]), (plan.objective, expected)
     assert check_variant_selection_plan(problem, plan) == [] and problem.verify(plan) == []
-    assert "optimal by the dynamic programme" in message
+    assert proof in message
+
+
+@pytest.mark.parametrize("seed", range(220))
+def test_dp_with_fractional_workload_equals_brute_force(seed):
+    problem = fractional(unstable(random_variant_selection(5000 + seed, max_variants=5, max_budget=10)), seed)
+    _assert_brute_force_optimum(problem, solve_dp, "optimal by the dynamic programme")
 
 
 @pytest.mark.parametrize("seed", range(220))
@@ -168,14 +174,7 @@ def test_frontier_equals_brute_force_with_real_capacities(seed):
     variants = [dataclasses.replace(v, capacity={k: c * float(rng.uniform(0.9, 1.1)) for k, c in v.capacity.items()})
                 for v in base.variants]
     problem = fractional(dataclasses.replace(base, variants=variants), seed)
-    expected = exhaustive_variant_selection(problem)
-    status, plan, message = solve_frontier(problem)
-    if expected is None:
-        assert status is Status.INFEASIBLE and plan is None
-        return
-    assert status is Status.OPTIMAL and close(plan.objective, expected[0]), (plan.objective, expected)
-    assert check_variant_selection_plan(problem, plan) == [] and problem.verify(plan) == []
-    assert "optimal by the dominance search" in message
+    _assert_brute_force_optimum(problem, solve_frontier, "optimal by the dominance search")
 
 
 @pytest.mark.parametrize("seed", range(4))

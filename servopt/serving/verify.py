@@ -342,6 +342,28 @@ def standin_timings(expected: list[Expectation]) -> dict[tuple[str, str], tuple[
     return {(e.repository, e.model): (0.0, e.batch_latency_ms / e.batch_size) for e in expected}
 
 
+def _cpu_served_copy(repo: Path, dest: Path, max_instances: int | None, max_queue_delay_us: int | None,
+                     edit: Callable[[Any, Path], None] | None = None) -> None:
+    """Copy ``repo`` to ``dest`` with every non-ensemble model on CPU instances (:func:`cpu_instance_groups`), the
+    batcher's delay replaced when ``max_queue_delay_us`` is given, and ``edit(config, config_path)`` applied."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from servopt.serving.tritonserver import cpu_instance_groups
+
+    shutil.copytree(repo, dest)
+    for cfg_path in sorted(Path(dest).glob("*/config.pbtxt")):
+        cfg = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
+        if cfg.platform == "ensemble":
+            continue
+        cpu_instance_groups(cfg, max_instances)
+        if max_queue_delay_us is not None and cfg.HasField("dynamic_batching"):
+            cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+        if edit is not None:
+            edit(cfg, cfg_path)
+        cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
+
+
 def make_standin_copy(repo: Path, dest: Path, *, base_ms: float, per_item_ms: float,
                       max_instances: int | None = None, max_queue_delay_us: int | None = None,
                       timings: dict[str, tuple[float, float]] | None = None) -> None:
@@ -351,51 +373,28 @@ def make_standin_copy(repo: Path, dest: Path, *, base_ms: float, per_item_ms: fl
     (``servopt/testing/standin_model.py``, copied as a file) sleeping ``base_ms + per_item_ms x items`` per
     batch (``timings``: model name -> its own (base, per item)); ``max_queue_delay_us`` replaces the dynamic
     batcher's delay when given."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    from servopt.serving.tritonserver import cpu_instance_groups
-
     standin = Path(__file__).resolve().parents[1] / "testing" / "standin_model.py"
-    shutil.copytree(repo, dest)
-    for cfg_path in sorted(Path(dest).glob("*/config.pbtxt")):
-        cfg = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
-        if cfg.platform == "ensemble":
-            continue
-        cpu_instance_groups(cfg, max_instances)
+
+    def to_standin(cfg: Any, cfg_path: Path) -> None:
         cfg.backend = "python"
         cfg.platform = ""
         cfg.ClearField("default_model_filename")
         cfg.ClearField("model_warmup")
-        if max_queue_delay_us is not None and cfg.HasField("dynamic_batching"):
-            cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
         base, per_item = (timings or {}).get(cfg.name, (base_ms, per_item_ms))
         cfg.parameters["servopt_base_ms"].string_value = f"{base:g}"
         cfg.parameters["servopt_per_item_ms"].string_value = f"{per_item:g}"
         for version in cfg_path.parent.iterdir():
             if version.is_dir() and version.name.isdigit():
                 shutil.copy2(standin, version / "model.py")
-        cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
+
+    _cpu_served_copy(repo, dest, max_instances, max_queue_delay_us, to_standin)
 
 
 def make_cpu_copy(repo: Path, dest: Path, *, max_instances: int | None = None,
                   max_queue_delay_us: int | None = None) -> None:
     """Copy a repository so a CPU-only tritonserver serves its real models (``--cpu``): KIND_GPU groups become
     KIND_CPU (one instance per listed GPU, at most ``max_instances``); models and backends are kept."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    from servopt.serving.tritonserver import cpu_instance_groups
-
-    shutil.copytree(repo, dest)
-    for cfg_path in sorted(Path(dest).glob("*/config.pbtxt")):
-        cfg = text_format.Parse(cfg_path.read_text(), mc.ModelConfig())
-        if cfg.platform == "ensemble":
-            continue
-        cpu_instance_groups(cfg, max_instances)
-        if max_queue_delay_us is not None and cfg.HasField("dynamic_batching"):
-            cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
-        cfg_path.write_text(text_format.MessageToString(cfg, use_short_repeated_primitives=True))
+    _cpu_served_copy(repo, dest, max_instances, max_queue_delay_us)
 
 
 def backend_of(config_path: Path) -> str | None:
