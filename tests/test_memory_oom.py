@@ -122,3 +122,23 @@ def test_cli_fit_reports_the_oom_margin(capsys, root):
     assert "oom_calibration" not in json.loads(capsys.readouterr().out)["memory"]
     assert main(["fit", str(path), "--targets", "memory", "--oom-limit-mb", "0"]) == 2
     assert "--oom-limit-mb" in capsys.readouterr().err
+
+
+def test_bench_models_quick(root, tmp_path):
+    """benchmarks/bench_models.py --quick: one H200 profile, both latency baselines, the largest-batch protocol."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_models.py"), "--quick", "--out-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "bench_models.csv")
+    latency = rows[rows.protocol.isin(["lobo", "size_top"])]
+    assert set(latency.method) == {"work", "hinge", "line_batch", "line_bxp"}
+    assert latency.mape_pct.notna().all()
+    cases = pd.read_csv(tmp_path / "bench_models_max_batch.csv")
+    calibrated = cases[cases.method.str.startswith("reserved + calibration")]
+    assert len(calibrated[calibrated.protocol == "max_batch_loso"]) == 3
+    assert (calibrated.predicted <= calibrated.truth).all()
+    assert (tmp_path / "bench_models.png").stat().st_size > 10_000
+    assert "| max_batch_loso |" in done.stdout
