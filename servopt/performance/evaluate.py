@@ -350,18 +350,19 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             )
         X, columns, text = _inputs(rows, target, source)
         y = rows[target.column].to_numpy(dtype=float)
-        model = make_model(name, estimator, latency_model, memory_model, oom_limit_mb).fit(X, y)
+        limit, bounds, largest = None, None, np.empty(0)
         if name == "memory" and oom_limit_mb is not None:
             from servopt.performance.memory import boundaries_from_profile
 
             bounds, largest = boundaries_from_profile(X.assign(oom_batch_size=rows["oom_batch_size"].to_numpy())
                                                       if "oom_batch_size" in rows else X, columns)
-            if len(largest):
-                model.calibrate(bounds, largest)
+            limit = oom_limit_mb if len(largest) else None  # no search ran: no row was measured under the limit
+        model = make_model(name, estimator, latency_model, memory_model, limit).fit(X, y)
+        if len(largest):
+            model.calibrate(bounds, largest)
         fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)
         if cross_validate:
-            report = _cross_validate(rows, target, X, columns, estimator, latency_model, memory_model,
-                                     oom_limit_mb)
+            report = _cross_validate(rows, target, X, columns, estimator, latency_model, memory_model, limit)
             if report.groups:
                 reports[name] = report
                 fitted[name].interval = _interval(report, level)
