@@ -1,0 +1,139 @@
+"""From an ONNX file to a verified deployment with servopt commands only (issue 18).
+
+``servopt profile MODEL.onnx --triton start`` (servopt/measure/served_onnx.py, servopt/cli/_profile_triton.py):
+unit tests of the repository it serves and of what it refuses before starting anything; ``triton`` tests run it
+on the CPU tritonserver (no leaked server after an interrupt, no partial profile) and run the whole chain
+profile -> fit -> solve --out -> verify --start on an example model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from servopt.cli import main
+from servopt.exceptions import ValidationError
+from servopt.measure import served_onnx
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "examples" / "models"
+
+
+def _config(path: Path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def test_repository_around_an_onnx_file(tmp_path: Path) -> None:
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from servopt.triton.artifacts import PYTHON_ONNX_MODEL
+
+    repo = served_onnx.write_onnx_repository(MODELS / "detector.onnx", tmp_path / "repo", name="det",
+                                             max_batch_size=8, instances=2, threads=1)
+    cfg = _config(repo / "det" / "config.pbtxt")
+    assert (cfg.name, cfg.backend, cfg.max_batch_size) == ("det", "python", 8)
+    # tensors from the graph, batch axis split off
+    assert [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in cfg.input] == [
+        ("IMAGE", "TYPE_FP32", [3, 160, 160])]
+    assert [(t.name, list(t.dims)) for t in cfg.output] == [("BOXES", [16, 4]), ("SCORES", [16])]
+    [group] = cfg.instance_group
+    assert (group.count, group.kind) == (2, mc.ModelInstanceGroup.KIND_CPU)
+    assert cfg.parameters["intra_op_thread_count"].string_value == "1"
+    assert not cfg.HasField("dynamic_batching")  # the client sends whole batches: one request, one profiled batch
+    assert (repo / "det" / "1" / "model.onnx").read_bytes() == (MODELS / "detector.onnx").read_bytes()
+    assert (repo / "det" / "1" / "model.py").read_text() == PYTHON_ONNX_MODEL
+
+
+def test_repository_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="expected an existing .onnx file"):
+        served_onnx.write_onnx_repository(tmp_path / "missing.onnx", tmp_path / "r", name="m", max_batch_size=1)
+    with pytest.raises(ValidationError, match="letters, digits"):
+        served_onnx.write_onnx_repository(MODELS / "detector.onnx", tmp_path / "r", name="a b", max_batch_size=1)
+    with pytest.raises(ValidationError, match="--instances: expected >= 1"):
+        served_onnx.write_onnx_repository(MODELS / "detector.onnx", tmp_path / "r", name="m", max_batch_size=4,
+                                          instances=0)
+    with pytest.raises(ValidationError, match="variable axes .* --input-sizes"):
+        served_onnx.fixed_dims(Path("m.onnx"), [("x", "TYPE_FP32", (3, -1, -1))], None)
+
+
+def test_profile_start_refuses_before_starting_a_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    def no_server(*args, **kwargs):
+        raise AssertionError("a server was started")
+
+    monkeypatch.setattr(served_onnx, "served_onnx", no_server)
+    onnx = str(MODELS / "language_id.onnx")
+    out = tmp_path / "p.csv"
+    base = ["profile", "--triton", "start", "--batch-sizes", "1,2", "-o", str(out)]
+    assert main(base) == 2
+    assert "needs MODEL.onnx" in capsys.readouterr().err
+    assert main([*base, onnx, "--model", "x"]) == 2
+    assert "--model-name" in capsys.readouterr().err
+    assert main([*base, onnx, "--cores", "1,2"]) == 2
+    assert main([*base, onnx, "--runtime", "torch"]) == 2
+    assert main(["profile", "--triton", "127.0.0.1:1", "--model", "m", "--batch-sizes", "1", "--tritonserver",
+                 "/x", "-o", str(out)]) == 2
+    assert "only with --triton start" in capsys.readouterr().err
+    out.write_text("kept\n")
+    assert main([*base, onnx]) == 2  # an existing output is refused first
+    assert "exists" in capsys.readouterr().err and out.read_text() == "kept\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _triton_env():
+    from servopt.serving.tritonserver import TritonSetupError, ensure_env
+
+    try:
+        return ensure_env()
+    except TritonSetupError as exc:
+        pytest.fail(f"could not set up the tritonserver environment:\n{exc}", pytrace=False)
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_interrupted_profile_stops_its_server_and_writes_nothing(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from servopt.measure import loadgen
+    from servopt.serving import tritonserver
+
+    _triton_env()
+    started: list[int] = []
+
+    class Recorded(tritonserver.TritonServer):
+        def start(self) -> float:
+            took = super().start()
+            started.append(self.proc.pid)
+            return took
+
+    def interrupted(driver, model, batch_sizes, **kwargs):
+        assert model == "lid" and _alive(started[0])
+        driver.measure(model, 1, concurrency=1)  # the served model answers
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tritonserver, "TritonServer", Recorded)
+    monkeypatch.setattr(loadgen, "profile_served", interrupted)
+    out = tmp_path / "p.csv"
+    assert main(["profile", str(MODELS / "language_id.onnx"), "--triton", "start", "--model-name", "lid",
+                 "--batch-sizes", "1,2", "--window", "0.3", "--max-windows", "3", "-q", "-o", str(out)]) == 130
+    assert len(started) == 1
+    deadline = time.monotonic() + 10
+    while _alive(started[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(started[0]), "tritonserver outlived the interrupted profile"
+    assert not out.exists()
