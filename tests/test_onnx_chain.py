@@ -137,3 +137,62 @@ def test_interrupted_profile_stops_its_server_and_writes_nothing(tmp_path: Path,
         time.sleep(0.1)
     assert not _alive(started[0]), "tritonserver outlived the interrupted profile"
     assert not out.exists()
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_onnx_file_to_verified_deployment(tmp_path: Path) -> None:
+    """The whole chain with servopt commands only (benchmarks/onnx_chain.py --quick): profile the example text
+    model on a started tritonserver, fit, solve examples/min_gpus_onnx_chain_text.yaml (with this profile) into a
+    repository holding the ONNX file, verify it on a started server. Asserts on the artefacts, not on timings."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    _triton_env()
+    out, results = tmp_path / "work", tmp_path / "results"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "onnx_chain.py"), "--quick", "--out", str(out),
+                           "--results", str(results)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = json.loads((out / "chain.json").read_text())
+    assert [c["command"].split()[1] for c in commands] == ["profile", "fit", "solve", "verify"]
+    assert [c["exit"] for c in commands[:3]] == [0, 0, 0] and commands[3]["exit"] in (0, 3)
+    assert "--triton start" in commands[0]["command"]
+    run = out / "run1"
+    # the profile: one row per batch size, latency_ms the service time its throughput implies
+    with (run / "language_id.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["batch_size"]) for r in rows] == [1, 8]
+    for r in rows:
+        assert r["latency_statistic"] == "service" and r["concurrency"] == "2" and r["instances"] == "1"
+        assert float(r["latency_ms"]) == pytest.approx(int(r["batch_size"]) * 1000 / float(r["throughput_rps"]),
+                                                       rel=1e-4)
+    # the repository holds the ONNX file, served by the Python-backend wrapper on CPU instances
+    summary = json.loads((run / "repo_min_gpus_text" / "servopt.json").read_text())
+    assert summary["problem"] == "min_gpus" and not summary["config_only"]
+    [group] = summary["predictions"]["groups"]
+    model_dir = run / "repo_min_gpus_text" / "language_id"
+    assert (model_dir / "1" / "model.onnx").read_bytes() == (MODELS / "language_id.onnx").read_bytes()
+    assert (model_dir / "1" / "model.py").is_file()
+    cfg = _config(model_dir / "config.pbtxt")
+    assert cfg.backend == "python" and cfg.max_batch_size == group["batch_size"]
+    assert [g.kind for g in cfg.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+    assert sum(g.count for g in cfg.instance_group) == group["model_instances"]
+    # verify measured the served plan and reported every number
+    report = json.loads((run / "verify_min_gpus_text.json").read_text())
+    assert commands[3]["exit"] == (0 if report["holds"] else 3)
+    [m] = report["models"]
+    assert m["expected"]["batch_size"] == group["batch_size"]
+    assert m["expected"]["throughput_rps"] == pytest.approx(group["throughput_rps"])
+    measured = m["measured"]
+    assert measured["throughput_rps"] > 0 and measured["requests"] > 0 and measured["server_compute_ms"] > 0
+    assert measured["latency_p99_ms"] >= measured["latency_p50_ms"] > 0
+    assert measured["server_batch_avg"] == pytest.approx(group["batch_size"])  # whole batches sent, whole run
+    end = report["end_to_end"]
+    assert end["projected_s"] > 0 and end["deadline_met"] is not None
+    with (results / "onnx_chain.csv").open(newline="") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert row["plan"] == "min_gpus text" and row["exit"] == str(commands[3]["exit"])

@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="requests in flight, comma-separated (default 1); a label of each row")
     group.add_argument("--request-rate", metavar="LIST", default=None,
                        help="open-loop Poisson request rates (requests/s) instead of --concurrency")
+    group.add_argument("--latency", choices=("p50", "service"), default="p50",
+                       help="what latency_ms holds: p50 = the client's median latency of a request (default); "
+                            "service = instances x batch x 1000 / throughput, the time per batch of one instance "
+                            "under that load (with --concurrency 2 per instance: the batch latency a plan needs; "
+                            "docs/verify.md)")
     group.add_argument("--driver", choices=("builtin", "perf_analyzer"), default="builtin",
                        help="load generator: builtin (tritonclient asyncio) or perf_analyzer")
     group.add_argument("--perf-analyzer", metavar="PATH", default=None, help="perf_analyzer binary")
@@ -132,7 +137,7 @@ def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[i
                                     progress=show)
     rows = loadgen.profile_rows(points, hardware=args.hardware or "triton-cpu",
                                 instances=loadgen.model_instances(url, model),
-                                variant=args.variant, source=f"{source} ({driver.name})")
+                                variant=args.variant, source=f"{source} ({driver.name})", latency=args.latency)
     loadgen.write_profile_rows(rows, args.output, append=args.resume)
     print(f"wrote {args.output}: {len(rows)} rows ({model} on {url}, driver {driver.name})")
     return 0

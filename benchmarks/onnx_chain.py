@@ -1,0 +1,209 @@
+"""The ONNX chain measured: profile -> fit -> solve -> verify with servopt commands only, repeated.
+
+    python benchmarks/onnx_chain.py                 # 3 runs x (2 models profiled, 3 plans verified); ~10 min here
+    python benchmarks/onnx_chain.py --quick --out DIR   # 1 run, the text model, 2 batch sizes, short windows
+
+Each run, for each case (an ONNX file from examples/models and the example problem files that deploy it):
+
+1. ``servopt profile MODEL.onnx --triton start --batch-sizes ... --concurrency 2 --latency service`` (a fresh
+   tritonserver per profile, stopped afterwards);
+2. ``servopt fit PROFILE``;
+3. per problem file: ``servopt solve FILE --triton-backend python --out REPO`` on a copy of the example whose
+   ``profiles:`` is this run's profile (and ``model_file:`` the absolute path), then
+   ``servopt verify REPO --start --json`` (exit 0: the plan holds, 3: it does not; both are results).
+
+Every command's output goes to ``<out>/run<i>/<step>.log``; ``<out>/chain.json`` lists the commands and their exit
+codes. Results: ``onnx_chain.csv`` (one row per run and plan: predicted against measured) and
+``onnx_chain_profiles.csv`` (every profiled point of every run: the run-to-run spread of the profile), in
+``--results`` (default benchmarks/results), and markdown tables on stdout (docs/verify.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One ONNX file, the batch sizes to profile, and the problem files (plan label, file) that deploy it."""
+
+    model: str
+    batch_sizes: str
+    plans: tuple[tuple[str, str], ...]
+
+
+FULL = (Case("image_classifier", "1,2,4,8", (("min_gpus", "min_gpus_onnx_chain.yaml"),
+                                              ("max_throughput", "max_throughput_onnx_chain.yaml"))),
+        Case("language_id", "1,4,16,32", (("min_gpus text", "min_gpus_onnx_chain_text.yaml"),)))
+QUICK = (Case("language_id", "1,8", (("min_gpus text", "min_gpus_onnx_chain_text.yaml"),)),)
+FULL_WINDOWS = ["--window", "1", "--max-windows", "8", "--stability", "0.15"]
+QUICK_WINDOWS = ["--window", "0.5", "--max-windows", "3", "--stability", "0.5"]
+
+
+def _servopt(args: list[str], log: Path, record: list[dict]) -> subprocess.CompletedProcess:
+    """Run ``python -m servopt ARGS`` (output to ``log``) and record the command and its exit code."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "servopt", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)
+    log.write_text(f"$ servopt {' '.join(args)}\n# exit {proc.returncode}\n--- stdout\n{proc.stdout}"
+                   f"--- stderr\n{proc.stderr}")
+    record.append({"command": "servopt " + " ".join(args), "exit": proc.returncode,
+                   "seconds": round(time.monotonic() - started, 1), "log": str(log)})
+    return proc
+
+
+def _problem_copy(example: Path, profile: Path, dest: Path) -> Path:
+    """The example problem file with this run's profile and the model file's absolute path."""
+    import yaml
+
+    doc = yaml.safe_load(example.read_text())
+    doc["profiles"] = [str(profile.resolve())]
+    doc["model_file"] = str((example.parent / doc["model_file"]).resolve())
+    dest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
+
+
+def run_chain(out: Path, *, runs: int, quick: bool) -> tuple[list[dict], list[dict], list[dict]]:
+    """Run the chain ``runs`` times under ``out``; returns (plan rows, profile rows, commands)."""
+    cases, windows = (QUICK, QUICK_WINDOWS) if quick else (FULL, FULL_WINDOWS)
+    plan_rows: list[dict] = []
+    profile_rows: list[dict] = []
+    record: list[dict] = []
+    for run in range(1, runs + 1):
+        work = out / f"run{run}"
+        work.mkdir(parents=True, exist_ok=True)
+        for case in cases:
+            profile = work / f"{case.model}.csv"
+            load = os.getloadavg()[0]
+            proc = _servopt(["profile", str(EXAMPLES / "models" / f"{case.model}.onnx"), "--triton", "start",
+                             "--batch-sizes", case.batch_sizes, "--concurrency", "2", "--latency", "service",
+                             "--hardware", "triton-cpu", *windows, "-q", "-o", str(profile), "--force"],
+                            work / f"profile_{case.model}.log", record)
+            if proc.returncode != 0:
+                raise SystemExit(f"profile failed (exit {proc.returncode}); see {work}/profile_{case.model}.log")
+            with profile.open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    profile_rows.append({"run": run, "model": case.model, "batch_size": int(row["batch_size"]),
+                                         "concurrency": int(row["concurrency"]),
+                                         "throughput_rps": float(row["throughput_rps"]),
+                                         "latency_ms": float(row["latency_ms"]),
+                                         "latency_p99_ms": float(row["latency_p99_ms"]),
+                                         "server_compute_ms": float(row["server_compute_ms"] or "nan"),
+                                         "throughput_spread": float(row["throughput_spread"]),
+                                         "stable": int(row["stable"]), "load_avg": round(load, 1)})
+            _servopt(["fit", str(profile), "-q"], work / f"fit_{case.model}.log", record)
+            for label, example in case.plans:
+                slug = label.replace(" ", "_")
+                problem = _problem_copy(EXAMPLES / example, profile, work / f"{slug}.yaml")
+                repo = work / f"repo_{slug}"
+                proc = _servopt(["solve", str(problem), "--triton-backend", "python", "--out", str(repo),
+                                 "--force"], work / f"solve_{slug}.log", record)
+                if proc.returncode != 0:
+                    raise SystemExit(f"solve failed (exit {proc.returncode}); see {work}/solve_{slug}.log")
+                load = os.getloadavg()[0]
+                proc = _servopt(["verify", str(repo), "--start", "--json", *windows],
+                                work / f"verify_{slug}.log", record)
+                if proc.returncode not in (0, 3):
+                    raise SystemExit(f"verify failed (exit {proc.returncode}); see {work}/verify_{slug}.log")
+                report = json.loads(proc.stdout)
+                (work / f"verify_{slug}.json").write_text(json.dumps(report, indent=2))
+                plan_rows += _plan_rows(run, label, example, report, proc.returncode, load)
+    return plan_rows, profile_rows, record
+
+
+def _plan_rows(run: int, label: str, example: str, report: dict, code: int, load: float) -> list[dict]:
+    end = report["end_to_end"]
+    rows = []
+    for m in report["models"]:
+        e, x = m["expected"], m["measured"]
+        rows.append({"run": run, "plan": label, "problem": f"examples/{example}", "model": e["model"],
+                     "instances": e["instances"], "batch_size": e["batch_size"],
+                     "pred_throughput_rps": e["throughput_rps"], "throughput_rps": x["throughput_rps"],
+                     "throughput_error": m["throughput_error"], "pred_batch_ms": e["batch_latency_ms"],
+                     "server_compute_ms": x["server_compute_ms"], "batch_latency_error": m["batch_latency_error"],
+                     "pred_p50_ms": e["latency_ms"], "p50_ms": x["latency_p50_ms"], "p99_ms": x["latency_p99_ms"],
+                     "latency_slo_ms": e["latency_slo_ms"], "server_batch": x["server_batch_avg"],
+                     "stable": int(x["stable"]), "requested_images": end["requested_images"],
+                     "projected_s": end["projected_s"], "deadline_s": end["deadline_s"],
+                     "deadline_met": end["deadline_met"], "holds": report["holds"], "exit": code,
+                     "load_avg": round(load, 1)})
+    return rows
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+
+
+def _spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.mean(values) if len(values) > 1 else 0.0
+
+
+def markdown(plan_rows: list[dict], profile_rows: list[dict]) -> str:
+    """The two tables of docs/verify.md: predicted vs measured per run and plan; the profiles' spread."""
+    lines = ["| plan | run | inst. | batch | pred. items/s | measured | err | pred. batch ms | Triton compute ms "
+             "| pred. p50 | p50 | p99 | server batch | deadline (projected / limit) | holds (exit) | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in plan_rows:
+        deadline = (f"{r['projected_s']:.1f} s / {r['deadline_s']:g} s" if r["projected_s"] is not None else
+                    f"- / {r['deadline_s']:g} s")
+        lines.append(
+            f"| {r['plan']} | {r['run']} | {r['instances']} | {r['batch_size']} | {r['pred_throughput_rps']:.0f} | "
+            f"{r['throughput_rps']:.0f} | {r['throughput_error']:+.0%} | {r['pred_batch_ms']:.2f} | "
+            f"{r['server_compute_ms']:.2f} | {r['pred_p50_ms']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['server_batch'] or 0:.1f} | {deadline} | {'yes' if r['holds'] else 'no'} ({r['exit']}) | "
+            f"{r['load_avg']} |")
+    lines += ["", "| model | batch | throughput per run (items/s) | spread | latency_ms per run (ms) | spread | "
+              "largest in-run spread |", "|---|---|---|---|---|---|---|"]
+    points = sorted({(r["model"], r["batch_size"]) for r in profile_rows})
+    for model, batch in points:
+        rs = [r for r in profile_rows if (r["model"], r["batch_size"]) == (model, batch)]
+        tp = [r["throughput_rps"] for r in rs]
+        lat = [r["latency_ms"] for r in rs]
+        lines.append(f"| {model} | {batch} | {', '.join(f'{v:.0f}' for v in tp)} | {_spread(tp):.0%} | "
+                     f"{', '.join(f'{v:.2f}' for v in lat)} | {_spread(lat):.0%} | "
+                     f"{max(r['throughput_spread'] for r in rs):.0%} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3; --quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="the text model only, 2 batch sizes, short windows")
+    parser.add_argument("--out", type=Path, default=None, help="work folder (default: a new temporary folder)")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
+                        help="folder of onnx_chain.csv and onnx_chain_profiles.csv")
+    args = parser.parse_args(argv)
+    runs = args.runs or (1 if args.quick else 3)
+    if args.out is None:
+        import tempfile
+
+        args.out = Path(tempfile.mkdtemp(prefix="servopt-onnx-chain-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    plan_rows, profile_rows, record = run_chain(args.out, runs=runs, quick=args.quick)
+    (args.out / "chain.json").write_text(json.dumps(record, indent=2))
+    _write_csv(plan_rows, args.results / "onnx_chain.csv")
+    _write_csv(profile_rows, args.results / "onnx_chain_profiles.csv")
+    print(markdown(plan_rows, profile_rows))
+    print(f"\nwork folder {args.out}; results in {args.results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
