@@ -196,3 +196,37 @@ def test_onnx_file_to_verified_deployment(tmp_path: Path) -> None:
     with (results / "onnx_chain.csv").open(newline="") as fh:
         [row] = list(csv.DictReader(fh))
     assert row["plan"] == "min_gpus text" and row["exit"] == str(commands[3]["exit"])
+
+
+@pytest.mark.parametrize("example, instances", [("min_gpus_onnx_chain.yaml", None),
+                                                ("max_throughput_onnx_chain.yaml", 2),
+                                                ("min_gpus_onnx_chain_text.yaml", None)])
+def test_example_problem_files_write_a_servable_repository(tmp_path: Path, example: str,
+                                                           instances: int | None) -> None:
+    """The examples solve from their shipped profiles into a repository that holds the ONNX file (no server)."""
+    import json
+
+    import yaml
+
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    doc = yaml.safe_load((ROOT / "examples" / example).read_text())
+    out = tmp_path / "repo"
+    assert main(["solve", str(ROOT / "examples" / example), "--triton-backend", "python", "--out", str(out)]) == 0
+    summary = json.loads((out / "servopt.json").read_text())
+    assert not summary["config_only"] and summary["missing"] == []
+    [group] = summary["predictions"]["groups"]
+    if instances is not None:  # the budget buys both instances
+        assert group["model_instances"] == instances
+    model_dir = out / doc["name"]
+    onnx = ROOT / "examples" / doc["model_file"]
+    assert (model_dir / "1" / "model.onnx").read_bytes() == onnx.read_bytes()
+    cfg = _config(model_dir / "config.pbtxt")
+    assert cfg.backend == "python" and cfg.max_batch_size == group["batch_size"]
+    assert [g.kind for g in cfg.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+    assert sum(g.count for g in cfg.instance_group) == group["model_instances"]
+    # the tensors are the ONNX graph's, as profile --triton start served them
+    from servopt.triton.artifacts import onnx_tensors
+
+    inputs, _ = onnx_tensors(onnx)
+    assert [(t.name, list(t.dims)) for t in cfg.input] == [(n, list(d)) for n, _, d in inputs]
