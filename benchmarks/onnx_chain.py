@@ -2,6 +2,7 @@
 
     python benchmarks/onnx_chain.py                 # 3 runs x (2 models profiled, 3 plans verified); ~10 min here
     python benchmarks/onnx_chain.py --quick --out DIR   # 1 run, the text model, 2 batch sizes, short windows
+    python benchmarks/onnx_chain.py --replot            # tables and docs/img/onnx_chain.png from the results CSVs
 
 Each run, for each case (an ONNX file from examples/models and the example problem files that deploy it):
 
@@ -168,7 +169,7 @@ def markdown(plan_rows: list[dict], profile_rows: list[dict]) -> str:
             f"{r['throughput_rps']:.0f} | {r['throughput_error']:+.0%} | {r['pred_batch_ms']:.2f} | "
             f"{r['server_compute_ms']:.2f} | {r['pred_p50_ms']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
             f"{r['server_batch'] or 0:.1f} | {deadline} | {'yes' if r['holds'] else 'no'} ({r['exit']}) | "
-            f"{r['load_avg']} |")
+            f"{float(r['load_avg']):.1f} |")
     lines += ["", "| model | batch | throughput per run (items/s) | spread | latency_ms per run (ms) | spread | "
               "largest in-run spread |", "|---|---|---|---|---|---|---|"]
     points = sorted({(r["model"], r["batch_size"]) for r in profile_rows})
@@ -182,6 +183,55 @@ def markdown(plan_rows: list[dict], profile_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(plan_rows: list[dict], profile_rows: list[dict], path: Path) -> Path:
+    """Left: measured against predicted throughput per run and plan, with the +-25 % band of verify's default
+    tolerance; right: each profiled point's throughput in each run, relative to the point's mean over the runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    top = max(max(r["pred_throughput_rps"], r["throughput_rps"]) for r in plan_rows) * 1.2
+    low = min(min(r["pred_throughput_rps"], r["throughput_rps"]) for r in plan_rows) / 1.2
+    line = [low, top]
+    left.plot(line, line, color="black", lw=1)
+    left.fill_between(line, [v * 0.75 for v in line], [v * 1.25 for v in line], color="grey", alpha=0.2,
+                      label="within 25 %")
+    for label in dict.fromkeys(r["plan"] for r in plan_rows):
+        rs = [r for r in plan_rows if r["plan"] == label]
+        left.scatter([r["pred_throughput_rps"] for r in rs], [r["throughput_rps"] for r in rs], label=label)
+    left.set(xscale="log", yscale="log", xlabel="predicted items/s", ylabel="measured items/s (verify)",
+             title="plans: predicted vs measured")
+    left.legend(fontsize=8)
+    points = sorted({(r["model"], r["batch_size"]) for r in profile_rows})
+    for i, (model, batch) in enumerate(points):
+        rs = [r for r in profile_rows if (r["model"], r["batch_size"]) == (model, batch)]
+        mean = statistics.mean(r["throughput_rps"] for r in rs)
+        right.scatter([i] * len(rs), [r["throughput_rps"] / mean for r in rs], color="C0")
+    right.axhspan(0.75, 1.25, color="grey", alpha=0.2)
+    right.set_xticks(range(len(points)), [f"{m} b={b}" for m, b in points], fontsize=7, rotation=30, ha="right")
+    right.set(ylabel="throughput / mean over runs", title="profiles: run-to-run spread")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _read_csv(path: Path) -> list[dict]:
+    def value(text: str):
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return {"True": True, "False": False, "": None}.get(text, text)
+
+    with path.open(newline="") as fh:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3; --quick: 1)")
@@ -189,7 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a new temporary folder)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
                         help="folder of onnx_chain.csv and onnx_chain_profiles.csv")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "onnx_chain.png",
+                        help="PNG of predicted vs measured and of the profiles' spread (not written by --quick)")
+    parser.add_argument("--replot", action="store_true", help="only print the tables and write the PNG from the "
+                        "CSVs in --results")
     args = parser.parse_args(argv)
+    if args.replot:
+        plan_rows = _read_csv(args.results / "onnx_chain.csv")
+        profile_rows = _read_csv(args.results / "onnx_chain_profiles.csv")
+        print(markdown(plan_rows, profile_rows))
+        plot(plan_rows, profile_rows, args.plot)
+        return 0
     runs = args.runs or (1 if args.quick else 3)
     if args.out is None:
         import tempfile
@@ -201,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     _write_csv(plan_rows, args.results / "onnx_chain.csv")
     _write_csv(profile_rows, args.results / "onnx_chain_profiles.csv")
     print(markdown(plan_rows, profile_rows))
+    if not args.quick:
+        plot(plan_rows, profile_rows, args.plot)
     print(f"\nwork folder {args.out}; results in {args.results}", file=sys.stderr)
     return 0
 
