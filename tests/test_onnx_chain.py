@@ -107,8 +107,11 @@ def _triton_env():
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_interrupted_profile_stops_its_server_and_writes_nothing(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupted_profile_stops_its_server_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 how: str) -> None:
+    import signal
+
     from servopt.measure import loadgen
     from servopt.serving import tritonserver
 
@@ -124,13 +127,19 @@ def test_interrupted_profile_stops_its_server_and_writes_nothing(tmp_path: Path,
     def interrupted(driver, model, batch_sizes, **kwargs):
         assert model == "lid" and _alive(started[0])
         driver.measure(model, 1, concurrency=1)  # the served model answers
+        if how == "sigterm":  # e.g. a job scheduler ending the run: turned into KeyboardInterrupt while serving
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            raise AssertionError("SIGTERM did not interrupt the profile")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tritonserver, "TritonServer", Recorded)
     monkeypatch.setattr(loadgen, "profile_served", interrupted)
     out = tmp_path / "p.csv"
+    before = signal.getsignal(signal.SIGTERM)
     assert main(["profile", str(MODELS / "language_id.onnx"), "--triton", "start", "--model-name", "lid",
                  "--batch-sizes", "1,2", "--window", "0.3", "--max-windows", "3", "-q", "-o", str(out)]) == 130
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
     assert len(started) == 1
     deadline = time.monotonic() + 10
     while _alive(started[0]) and time.monotonic() < deadline:
