@@ -77,6 +77,9 @@ def test_profile_start_refuses_before_starting_a_server(tmp_path: Path, monkeypa
     assert "--model-name" in capsys.readouterr().err
     assert main([*base, onnx, "--cores", "1,2"]) == 2
     assert main([*base, onnx, "--runtime", "torch"]) == 2
+    assert main([*base, onnx, "--concurrency", "0"]) == 2  # loads are checked before a server starts
+    assert main([*base, onnx, "--window", "-1"]) == 2
+    assert main([*base, onnx, "--driver", "perf_analyzer", "--perf-analyzer", str(tmp_path / "none")]) == 2
     assert main(["profile", "--triton", "127.0.0.1:1", "--model", "m", "--batch-sizes", "1", "--tritonserver",
                  "/x", "-o", str(out)]) == 2
     assert "only with --triton start" in capsys.readouterr().err

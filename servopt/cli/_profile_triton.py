@@ -1,12 +1,22 @@
-"""``servopt profile --triton URL --model NAME``: measure a served model into a profile (the branch of
-``servopt profile`` that talks to a Triton server instead of running ONNX Runtime; see docs/verify.md)."""
+"""``servopt profile --triton URL --model NAME`` and ``servopt profile MODEL.onnx --triton start``: measure a served
+model into a profile (the branch of ``servopt profile`` that talks to a Triton server instead of running ONNX
+Runtime; ``start`` serves the ONNX file on a tritonserver of its own, :mod:`servopt.measure.served_onnx`; see
+docs/profiler.md and docs/verify.md). Everything is checked before a server starts; the rows are written once,
+at the end."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from servopt.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from servopt.measure.loadgen import LoadSettings
+
+    #: what to measure: the settings, the concurrencies and the request rates
+    LoadPlan = tuple[LoadSettings, list[int] | None, list[float] | None]
 
 
 def _int_list(flag: str, text: str) -> list[int]:
@@ -64,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError("--runtime, --dtype, --find-max-batch and --device do not apply with --triton (the "
                               "server runs the model)")
     batch_sizes = _int_list("--batch-sizes", args.batch_sizes)
+    plan = _load_plan(args)  # checked before a server starts
     if args.triton == "start":
         if not args.model:
             raise ValidationError("--triton start needs MODEL.onnx (the file to serve)")
@@ -71,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValidationError("--model NAME is for --triton URL; with --triton start the served name is "
                                   "--model-name (default: the file name's stem)")
         check_output(args.output, "-o", force=args.force or args.resume)
-        return _run_started(args, batch_sizes)
+        return _run_started(args, batch_sizes, plan)
     if args.tritonserver or args.instances != 1:
         raise ValidationError("--tritonserver and --instances apply only with --triton start")
     if not args.triton_model:
@@ -83,10 +94,26 @@ def run(args: argparse.Namespace) -> int:
     from servopt.measure import loadgen
 
     url = loadgen.check_local_url(args.triton)
-    return _measure(args, url, args.triton_model, batch_sizes, source=f"triton {url}")
+    return _measure(args, url, args.triton_model, batch_sizes, plan, source=f"triton {url}")
 
 
-def _run_started(args: argparse.Namespace, batch_sizes: list[int]) -> int:
+def _load_plan(args: argparse.Namespace) -> LoadPlan:
+    """The measurement settings, concurrencies and request rates (validated; perf_analyzer looked up)."""
+    from servopt.measure import loadgen
+
+    settings = loadgen.LoadSettings(window_s=args.window, stability=args.stability, max_windows=args.max_windows,
+                                    warmup_s=min(args.window, 1.0))
+    rates = _rates(args.request_rate) if args.request_rate else None
+    concurrencies = _int_list("--concurrency", args.concurrency) if args.concurrency else None
+    if rates and concurrencies:
+        raise ValidationError("give --concurrency or --request-rate, not both")
+    if args.driver == "perf_analyzer" and loadgen.find_perf_analyzer(args.perf_analyzer) is None:
+        raise ValidationError("--driver perf_analyzer: perf_analyzer not found (give --perf-analyzer PATH, put it on "
+                              "PATH, or run scripts/perf_analyzer_env.sh; docs/verify.md)")
+    return settings, concurrencies, rates
+
+
+def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPlan) -> int:
     """Serve MODEL.onnx on a tritonserver of its own, measure it, stop the server (also on errors and Ctrl-C)."""
     from pathlib import Path
 
@@ -106,25 +133,21 @@ def _run_started(args: argparse.Namespace, batch_sizes: list[int]) -> int:
     try:
         with served_onnx(args.model, name=name, max_batch_size=max(batch_sizes), instances=args.instances,
                          threads=cores[0], input_size=sizes[0], tritonserver=args.tritonserver) as served:
-            return _measure(args, served.url, name, batch_sizes, source=f"triton start {args.model}")
+            return _measure(args, served.url, name, batch_sizes, plan, source=f"triton start {args.model}")
     except TritonCheckError as exc:  # the model did not load: exit 2 with the server's log, not a traceback
         raise MeasurementError(str(exc)) from None
 
 
-def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[int], *, source: str) -> int:
+def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[int], plan: LoadPlan, *,
+             source: str) -> int:
     """Measure ``model`` at ``url`` over the batch sizes and loads; write the profile (atomically, at the end)."""
     from servopt.measure import loadgen
 
-    settings = loadgen.LoadSettings(window_s=args.window, stability=args.stability, max_windows=args.max_windows,
-                                    warmup_s=min(args.window, 1.0))
+    settings, concurrencies, rates = plan
     if args.driver == "perf_analyzer":
         driver = loadgen.PerfAnalyzerDriver(url, settings, binary=args.perf_analyzer)
     else:
         driver = loadgen.BuiltinDriver(url, settings, seed=args.seed)
-    rates = _rates(args.request_rate) if args.request_rate else None
-    concurrencies = _int_list("--concurrency", args.concurrency) if args.concurrency else None
-    if rates and concurrencies:
-        raise ValidationError("give --concurrency or --request-rate, not both")
 
     def show(p: loadgen.LoadPoint) -> None:
         if not args.quiet:
