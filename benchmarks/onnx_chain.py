@@ -1,7 +1,8 @@
 """The ONNX chain measured: profile -> fit -> solve -> verify with servopt commands only, repeated.
 
     python benchmarks/onnx_chain.py                 # 3 runs x (2 models profiled, 3 plans verified); ~10 min here
-    python benchmarks/onnx_chain.py --quick --out DIR   # 1 run, the text model, 2 batch sizes, short windows
+    python benchmarks/onnx_chain.py --quick --out DIR   # 1 run, the text model, 2 batch sizes, short windows,
+                                                        # 1,000 images (tests/test_onnx_chain.py)
     python benchmarks/onnx_chain.py --replot            # tables and docs/img/onnx_chain.png from the results CSVs
 
 Each run, for each case (an ONNX file from examples/models and the example problem files that deploy it):
@@ -65,11 +66,14 @@ def _servopt(args: list[str], log: Path, record: list[dict]) -> subprocess.Compl
     return proc
 
 
-def _problem_copy(example: Path, profile: Path, dest: Path) -> Path:
-    """The example problem file with this run's profile and the model file's absolute path."""
+def _problem_copy(example: Path, profile: Path, dest: Path, *, quick: bool = False) -> Path:
+    """The example problem file with this run's profile and the model file's absolute path; ``quick``: also
+    ``images: 1000`` (min_gpus), so that a plan exists whatever a short profile on a busy machine measured."""
     import yaml
 
     doc = yaml.safe_load(example.read_text())
+    if quick and "images" in doc:
+        doc["images"] = 1000
     doc["profiles"] = [str(profile.resolve())]
     doc["model_file"] = str((example.parent / doc["model_file"]).resolve())
     dest.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -107,7 +111,7 @@ def run_chain(out: Path, *, runs: int, quick: bool) -> tuple[list[dict], list[di
             _servopt(["fit", str(profile), "-q"], work / f"fit_{case.model}.log", record)
             for label, example in case.plans:
                 slug = label.replace(" ", "_")
-                problem = _problem_copy(EXAMPLES / example, profile, work / f"{slug}.yaml")
+                problem = _problem_copy(EXAMPLES / example, profile, work / f"{slug}.yaml", quick=quick)
                 repo = work / f"repo_{slug}"
                 proc = _servopt(["solve", str(problem), "--triton-backend", "python", "--out", str(repo),
                                  "--force"], work / f"solve_{slug}.log", record)
