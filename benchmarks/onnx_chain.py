@@ -46,10 +46,10 @@ class Case:
     plans: tuple[tuple[str, str], ...]
 
 
-FULL = (Case("image_classifier", "1,2,4,8", (("min_gpus", "min_gpus_onnx_chain.yaml"),
-                                              ("max_throughput", "max_throughput_onnx_chain.yaml"))),
-        Case("language_id", "1,4,16,32", (("min_gpus text", "min_gpus_onnx_chain_text.yaml"),)))
-QUICK = (Case("language_id", "1,8", (("min_gpus text", "min_gpus_onnx_chain_text.yaml"),)),)
+FULL = (Case("image_classifier", "1,2,4,8", (("min_gpus", "onnx_chain/min_gpus.yaml"),
+                                              ("max_throughput", "onnx_chain/max_throughput.yaml"))),
+        Case("language_id", "1,4,16,32", (("min_gpus text", "onnx_chain/min_gpus_text.yaml"),)))
+QUICK = (Case("language_id", "1,8", (("min_gpus text", "onnx_chain/min_gpus_text.yaml"),)),)
 FULL_WINDOWS = ["--window", "1", "--max-windows", "8", "--stability", "0.15"]
 QUICK_WINDOWS = ["--window", "0.5", "--max-windows", "3", "--stability", "0.5"]
 

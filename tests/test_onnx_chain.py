@@ -155,7 +155,7 @@ def test_interrupted_profile_stops_its_server_and_writes_nothing(tmp_path: Path,
 @pytest.mark.slow
 def test_onnx_file_to_verified_deployment(tmp_path: Path) -> None:
     """The whole chain with servopt commands only (benchmarks/onnx_chain.py --quick): profile the example text
-    model on a started tritonserver, fit, solve examples/min_gpus_onnx_chain_text.yaml (with this profile) into a
+    model on a started tritonserver, fit, solve examples/onnx_chain/min_gpus_text.yaml (with this profile) into a
     repository holding the ONNX file, verify it on a started server. Asserts on the artefacts, not on timings."""
     import csv
     import json
@@ -210,9 +210,9 @@ def test_onnx_file_to_verified_deployment(tmp_path: Path) -> None:
     assert row["plan"] == "min_gpus text" and row["exit"] == str(commands[3]["exit"])
 
 
-@pytest.mark.parametrize("example, instances", [("min_gpus_onnx_chain.yaml", None),
-                                                ("max_throughput_onnx_chain.yaml", 2),
-                                                ("min_gpus_onnx_chain_text.yaml", None)])
+@pytest.mark.parametrize("example, instances", [("min_gpus.yaml", None),
+                                                ("max_throughput.yaml", 2),
+                                                ("min_gpus_text.yaml", None)])
 def test_example_problem_files_write_a_servable_repository(tmp_path: Path, example: str,
                                                            instances: int | None) -> None:
     """The examples solve from their shipped profiles into a repository that holds the ONNX file (no server)."""
@@ -222,16 +222,17 @@ def test_example_problem_files_write_a_servable_repository(tmp_path: Path, examp
 
     from tritonclient.grpc import model_config_pb2 as mc
 
-    doc = yaml.safe_load((ROOT / "examples" / example).read_text())
+    path = ROOT / "examples" / "onnx_chain" / example
+    doc = yaml.safe_load(path.read_text())
     out = tmp_path / "repo"
-    assert main(["solve", str(ROOT / "examples" / example), "--triton-backend", "python", "--out", str(out)]) == 0
+    assert main(["solve", str(path), "--triton-backend", "python", "--out", str(out)]) == 0
     summary = json.loads((out / "servopt.json").read_text())
     assert not summary["config_only"] and summary["missing"] == []
     [group] = summary["predictions"]["groups"]
     if instances is not None:  # the budget buys both instances
         assert group["model_instances"] == instances
     model_dir = out / doc["name"]
-    onnx = ROOT / "examples" / doc["model_file"]
+    onnx = path.parent / doc["model_file"]
     assert (model_dir / "1" / "model.onnx").read_bytes() == onnx.read_bytes()
     cfg = _config(model_dir / "config.pbtxt")
     assert cfg.backend == "python" and cfg.max_batch_size == group["batch_size"]
