@@ -50,6 +50,17 @@ def test_repository_around_an_onnx_file(tmp_path: Path) -> None:
     assert (repo / "det" / "1" / "model.py").read_text() == PYTHON_ONNX_MODEL
 
 
+def test_variable_axes_fixed_by_input_size(tmp_path: Path) -> None:
+    from servopt.measure.onnx_models import save_model, tiny_cnn
+
+    onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")  # input [batch, 3, H, W]
+    with pytest.raises(ValidationError, match="variable axes"):
+        served_onnx.write_onnx_repository(onnx, tmp_path / "r", name="tiny", max_batch_size=4)
+    repo = served_onnx.write_onnx_repository(onnx, tmp_path / "r2", name="tiny", max_batch_size=4, input_size=64)
+    [inp] = _config(repo / "tiny" / "config.pbtxt").input
+    assert list(inp.dims) == [3, 64, 64]
+
+
 def test_repository_refusals(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="expected an existing .onnx file"):
         served_onnx.write_onnx_repository(tmp_path / "missing.onnx", tmp_path / "r", name="m", max_batch_size=1)
