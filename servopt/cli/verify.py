@@ -73,6 +73,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE.png", default=None, help="bar chart of predicted vs measured")
     parser.add_argument("--update-profile", metavar="PROFILE.csv", default=None,
                         help="append the measured points to this profile (created if missing)")
+    rate = parser.add_argument_group("pipeline and variant_selection plans (an open-loop Poisson load)")
+    rate.add_argument("--rate-scale", type=float, default=1.0, metavar="X",
+                      help="send X times the planned request rate (default 1; below 1 when the planned rate is more "
+                           "than this machine serves)")
+    rate.add_argument("--duration", type=float, default=10.0, metavar="S",
+                      help="measured seconds at the planned rate, after --warmup (default 10)")
+    rate.add_argument("--warmup", type=float, default=1.0, metavar="S", help="seconds sent before measuring (1)")
+    rate.add_argument("--slo-ms", type=float, default=None, metavar="MS",
+                      help="latency objective for over_slo and the p99 check (default: the pipeline's sla_ms; "
+                           "variant_selection plans have none)")
+    rate.add_argument("--trace", metavar="FILE", default=None,
+                      help="replay this request-rate trace (one rate per second: .csv with an rps column, .txt) "
+                           "instead of the planned rate, as a piecewise-constant Poisson process")
+    rate.add_argument("--compress", type=float, default=1.0, metavar="K",
+                      help="with --trace: each trace second lasts 1/K s (rates kept; K times shorter)")
+    rate.add_argument("--trace-start", type=int, default=None, metavar="SECOND", help="with --trace: first second")
+    rate.add_argument("--trace-end", type=int, default=None, metavar="SECOND", help="with --trace: end (excluded)")
+    rate.add_argument("--trace-window", type=int, default=60, metavar="SECONDS",
+                      help="with --trace: report per window of this many trace seconds (default 60)")
+    rate.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and the routing (0)")
 
 
 def _standin(text: str | None) -> tuple[float, float] | str | None:
@@ -100,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError("--cpu applies only with --start and without --standin (it serves the real models)")
     repo = Path(args.repo)
     summary = verify.load_summary(repo)
+    if summary.get("problem") in ("pipeline", "variant_selection"):
+        return _run_rate(args, summary, repo, standin)
+    if args.trace is not None:
+        raise ValidationError(f"--trace: replays a request rate for pipeline and variant_selection plans; "
+                              f"{summary.get('problem')} plans are driven at their planned concurrency")
     settings = loadgen.LoadSettings(window_s=args.window, max_windows=args.max_windows, stability=args.stability,
                                     warmup_s=min(args.window, 1.0))
 
@@ -139,10 +164,85 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_started(args, summary, repo, standin, driver, load_of):
-    """Start a server per repository (one model name may be in several), measure its models, stop it."""
+def _trace_load(args: argparse.Namespace, plan) -> tuple[list, float, list, str]:
+    """Arrival segments, the end of the measured span, the report windows and the trace's name."""
+    import numpy as np
+
+    from servopt.serving.traces import rate_segments, read_trace
+
+    warm = [(args.warmup, plan.offered_rps)] if args.warmup > 0 else []
+    if args.trace is None:
+        return warm + [(args.duration, plan.offered_rps)], args.warmup + args.duration, [], ""
+    if not args.trace_window >= 1:
+        raise ValidationError(f"--trace-window: expected trace seconds >= 1, got {args.trace_window}")
+    trace = read_trace(args.trace, start=args.trace_start, end=args.trace_end)
+    k = args.compress
+    first = float(np.mean(trace.rps[:args.trace_window])) * args.rate_scale  # warm up at the trace's first rate
+    warm = [(args.warmup, first)] if args.warmup > 0 and first > 0 else []
+    segments = warm + rate_segments(trace, compress=k, scale=args.rate_scale)
+    windows = []
+    for a in range(0, trace.duration_s, args.trace_window):
+        b = min(trace.duration_s, a + args.trace_window)
+        windows.append((f"{a}-{b} s", args.warmup + a / k, args.warmup + b / k,
+                        float(np.mean(trace.rps[a:b])) * args.rate_scale))
+    return segments, args.warmup + trace.duration_s / k, windows, f"{trace.source} compressed {k:g}x"
+
+
+def _run_rate(args: argparse.Namespace, summary: dict, repo: Path, standin) -> int:
+    """verify a pipeline or variant_selection plan: an open-loop Poisson replay at its rate (or a trace)."""
+    from servopt.measure.loadgen import check_local_url
+    from servopt.serving import verify, verify_rate
+    from servopt.serving.traces import poisson_arrivals
+    from servopt.serving.verify_drive import replay
+
+    for flag, bad in (("--update-profile", args.update_profile), ("--single-images", args.single_images),
+                      ("--driver perf_analyzer", args.driver == "perf_analyzer")):
+        if bad:
+            raise ValidationError(f"{flag}: applies to min_gpus and max_throughput plans; a {summary['problem']} "
+                                  "plan is driven by the built-in open-loop driver")
+    if args.queue_delay != "repository":
+        raise ValidationError("--queue-delay plan: the repository of a pipeline or variant_selection plan already "
+                              "holds the plan's queue delays; leave it out")
+    if not (args.duration > 0 and args.warmup >= 0):
+        raise ValidationError(f"--duration must be > 0 and --warmup >= 0, got {args.duration}, {args.warmup}")
+    plan = verify_rate.rate_plan(summary, repo, rate_scale=args.rate_scale, slo_ms=args.slo_ms,
+                                 served_instances=args.max_instances if args.start else None)
+    segments, end, windows, trace = _trace_load(args, plan)
+    arrivals = poisson_arrivals(segments, seed=args.seed)
+
+    def drive(url: str):
+        return replay(url, plan.targets, plan.weights, [1] * len(plan.targets), arrivals,
+                      measure_from=args.warmup, measure_to=end, stats_models=[s.model for s in plan.stages],
+                      seed=args.seed)
+
+    if args.server:
+        run = drive(check_local_url(args.server))
+    else:
+        from servopt.serving.tritonserver import TritonServer
+
+        env = _server_env(args, summary, repo)
+        with tempfile.TemporaryDirectory(prefix="servopt-verify-") as tmp:
+            served = _served_copy(args, repo / summary["repositories"][0]["path"], Path(tmp), standin,
+                                  plan.standin_timings() if standin == "plan" else None, None)
+            with TritonServer(env, [served], Path(tmp)) as server:
+                run = drive(f"127.0.0.1:{server.grpc_port}")
+    report = verify_rate.analyze(plan, run, tolerance=args.tolerance, windows=windows, trace=trace or None)
+    if windows:  # the trace's mean rate (x --rate-scale), weighted by the windows' lengths
+        span = sum(hi - lo for _, lo, hi, _ in windows)
+        report.offered_rps = sum((hi - lo) * rate for _, lo, hi, rate in windows) / span
+    if args.plot:
+        report.plot(args.plot)
+    print(json.dumps(report.to_dict(), default=str) if args.json else report.to_table())
+    if not report.holds:
+        print(f"servopt verify: the plan does not hold within {args.tolerance:.0%} (exit 3)", file=sys.stderr)
+        return verify.EXIT_PLAN_FAILED
+    return 0
+
+
+def _server_env(args: argparse.Namespace, summary: dict, repo: Path):
+    """The tritonserver ``--start`` runs; with ``--cpu``, checked to have every backend the repository needs."""
     from servopt.serving import verify
-    from servopt.serving.tritonserver import TritonServer, TritonSetupError, resolve_env
+    from servopt.serving.tritonserver import TritonSetupError, resolve_env
 
     try:
         env = resolve_env(getattr(args, "tritonserver", None))
@@ -155,6 +255,30 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
         if missing:
             raise ValidationError(f"--cpu: {env.server} has no {', '.join(missing)} backend (in {env.backends}); "
                                   "give --tritonserver PATH of a full server (NGC image), or use --standin")
+    return env
+
+
+def _served_copy(args: argparse.Namespace, path: Path, work: Path, standin, timings, delay) -> Path:
+    """The repository the started server loads: ``path`` itself, or a stand-in / CPU copy under ``work``."""
+    from servopt.serving import verify
+
+    if standin is not None:
+        base, per_item = (0.0, 0.0) if standin == "plan" else standin
+        verify.make_standin_copy(path, work / "repo", base_ms=base, per_item_ms=per_item,
+                                 max_instances=args.max_instances, max_queue_delay_us=delay, timings=timings)
+        return work / "repo"
+    if getattr(args, "cpu", False):
+        verify.make_cpu_copy(path, work / "repo", max_instances=args.max_instances, max_queue_delay_us=delay)
+        return work / "repo"
+    return path
+
+
+def _verify_started(args, summary, repo, standin, driver, load_of):
+    """Start a server per repository (one model name may be in several), measure its models, stop it."""
+    from servopt.serving import verify
+    from servopt.serving.tritonserver import TritonServer
+
+    env = _server_env(args, summary, repo)
     expected = verify.expectations(summary, repo, served_instances=args.max_instances)
     delay = None
     if args.queue_delay == "plan":
@@ -165,23 +289,12 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
             path = repo / r["path"]
             work = Path(tmp) / f"w{len(points)}_{Path(r['path']).name}"
             work.mkdir()
-            served = path
-            if standin is not None:
-                served = work / "repo"
-                if args.queue_delay == "plan":
-                    delay = delays.get(r["path"])
-                timings = None
-                if standin == "plan":
-                    timings = {m: t for (rp, m), t in verify.standin_timings(expected).items() if rp == r["path"]}
-                base, per_item = (0.0, 0.0) if standin == "plan" else standin
-                verify.make_standin_copy(path, served, base_ms=base, per_item_ms=per_item,
-                                         max_instances=args.max_instances, max_queue_delay_us=delay,
-                                         timings=timings)
-            elif getattr(args, "cpu", False):
-                served = work / "repo"
-                if args.queue_delay == "plan":
-                    delay = delays.get(r["path"])
-                verify.make_cpu_copy(path, served, max_instances=args.max_instances, max_queue_delay_us=delay)
+            if args.queue_delay == "plan":
+                delay = delays.get(r["path"])
+            timings = None
+            if standin == "plan":
+                timings = {m: t for (rp, m), t in verify.standin_timings(expected).items() if rp == r["path"]}
+            served = _served_copy(args, path, work, standin, timings, delay)
             with TritonServer(env, [served], work) as server:
                 url = f"127.0.0.1:{server.grpc_port}"
                 for e in expected:
