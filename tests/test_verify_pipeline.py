@@ -18,6 +18,7 @@ import pytest
 from servopt.cli import main
 from servopt.exceptions import ValidationError
 from servopt.serving import verify_rate
+from servopt.serving.verify_report import analyze
 from servopt.serving.traces import as_trace, poisson_arrivals, rate_segments
 from servopt.serving.verify_drive import RateRun, ServerCounters
 
@@ -117,7 +118,7 @@ def test_variant_plan_splits_by_routing_json(variants_repo: Path) -> None:
 def test_pipeline_verdict_holds_and_fails(pipeline_repo: Path) -> None:
     plan = _plan(pipeline_repo, rate_scale=0.5)
     ok = {"detect": _counters(100, 80.0), "classify": _counters(100, 95.0, batch=2)}
-    good = verify_rate.analyze(plan, _run([300.0] * 100, targets=["pipeline_video"], counters=ok))
+    good = analyze(plan, _run([300.0] * 100, targets=["pipeline_video"], counters=ok))
     assert good.holds and good.total.over_slo == 0 and good.total.sent_rps == pytest.approx(10)
     detect, classify = good.checks
     assert detect.batch_latency_ms == pytest.approx(80) and classify.batch_avg == pytest.approx(2)
@@ -125,17 +126,17 @@ def test_pipeline_verdict_holds_and_fails(pipeline_repo: Path) -> None:
     assert "plan holds within 25%" in good.to_table()
     # a stage 40 % slower per batch than planned
     slow = {"detect": _counters(100, 110.0), "classify": _counters(100, 95.0, batch=2)}
-    bad = verify_rate.analyze(plan, _run([300.0] * 100, targets=["pipeline_video"], counters=slow))
+    bad = analyze(plan, _run([300.0] * 100, targets=["pipeline_video"], counters=slow))
     assert not bad.holds and bad.end_to_end_holds and not bad.checks[0].holds
     # 3 of 100 requests over the 2 s SLA by far: p99 over SLA x 1.25, over_slo counted exactly
-    late = verify_rate.analyze(plan, _run([300.0] * 97 + [3000.0] * 3, targets=["pipeline_video"], counters=ok))
+    late = analyze(plan, _run([300.0] * 97 + [3000.0] * 3, targets=["pipeline_video"], counters=ok))
     assert late.total.over_slo == pytest.approx(0.03) and not late.holds
     assert "does NOT hold" in late.to_table()
     # 1 over the SLA: p99 is the 99th of 100 (nearest rank), still fine
-    assert verify_rate.analyze(plan, _run([300.0] * 99 + [3000.0], targets=["pipeline_video"],
+    assert analyze(plan, _run([300.0] * 99 + [3000.0], targets=["pipeline_video"],
                                           counters=ok)).holds
     # failed requests count as over the SLO and as infinitely slow
-    failed = verify_rate.analyze(plan, _run([300.0] * 95 + [float("nan")] * 5, targets=["pipeline_video"],
+    failed = analyze(plan, _run([300.0] * 95 + [float("nan")] * 5, targets=["pipeline_video"],
                                             counters=ok))
     assert failed.total.failed == 5 and failed.total.over_slo == pytest.approx(0.05)
     assert failed.total.latency_p99_ms == float("inf") and not failed.holds
@@ -149,21 +150,21 @@ def test_variant_verdict_per_variant(variants_repo: Path) -> None:
     target = [small, large] * 50
     lat = [20.0, 50.0] * 50
     counters = {"small": _counters(50, 26.0), "large": _counters(50, 34.0)}
-    good = verify_rate.analyze(plan, _run(lat, targets=list(plan.targets), target=target, counters=counters))
+    good = analyze(plan, _run(lat, targets=list(plan.targets), target=target, counters=counters))
     assert good.holds
     by = {c.expected.model: c for c in good.checks}
     assert by["small"].client.sent == 50 and by["small"].client.latency_p99_ms == 20
     assert by["large"].offered_rps == pytest.approx(5) and by["large"].client.over_slo == 0
     # the large variant's requests take 150 ms: over its 100 ms SLO (x 1.25)
     lat_bad = [20.0, 150.0] * 50
-    bad = verify_rate.analyze(plan, _run(lat_bad, targets=list(plan.targets), target=target, counters=counters))
+    bad = analyze(plan, _run(lat_bad, targets=list(plan.targets), target=target, counters=counters))
     by = {c.expected.model: c for c in bad.checks}
     assert by["small"].holds and not by["large"].holds and by["large"].client.over_slo == 1.0
     assert bad.total.over_slo == pytest.approx(0.5) and not bad.holds
     # a variant that carries only half its requests (the rest answered after the span)
     run = _run(lat, targets=list(plan.targets), target=target, counters=counters)
     run.done_s[np.asarray(target) == large] += 100.0
-    short = verify_rate.analyze(plan, run)
+    short = analyze(plan, run)
     assert not short.holds and not short.end_to_end_holds
 
 
@@ -192,7 +193,10 @@ def _fake_replay(latency_ms: float, batch_ms: dict[str, float]):
         n = arrivals.size
         choice = np.random.default_rng(seed).choice(len(targets), size=n, p=np.asarray(weights) / sum(weights))
         measured = ((arrivals >= measure_from) & (arrivals < measure_to)).sum()
-        counters = {m: _counters(int(measured), batch_ms[m]) for m in stats_models}
+        b = batch_sizes[0]  # each request one execution of b items
+        counters = {m: ServerCounters(success=measured, queue_ns=measured * 1e6,
+                                      compute_ns=measured * batch_ms[m] * 1e6, executions=measured,
+                                      inferences=measured * b) for m in stats_models}
         lat = np.full(n, latency_ms / 1000.0)
         return RateRun(sent_s=arrivals, latency_s=lat, done_s=arrivals + lat, target=choice, targets=list(targets),
                        measure_from=measure_from, measure_to=measure_to, counters=counters)
@@ -276,3 +280,38 @@ def _ensure_triton() -> None:
         ensure_env()
     except TritonSetupError as exc:
         pytest.fail(f"could not set up the tritonserver environment:\n{exc}", pytrace=False)
+
+
+def test_trace_replay_of_a_gpu_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """min_gpus plans replay a trace too: rates in items/s, sent as requests of the planned batch."""
+    import servopt
+    from servopt.serving import verify, verify_drive
+
+    gpu = servopt.GPUType("cpu-standin", max_count=4, batches={8: {"latency_ms": 20.0}})
+    problem = servopt.MinGPUs(images=14400, deadline_s=10, gpus=[gpu], objective="gpus", name="timed")
+    solution = servopt.solve(problem, "highs")
+    out = tmp_path / "out"
+    servopt.write_repository(problem, solution, out, triton_backend="python")
+    verify.add_predictions(out, solution.plan.predictions())
+    plan = verify_rate.gpu_rate_plan(verify.load_summary(out), out, rate_scale=0.5)
+    assert plan.targets == ("timed",) and plan.request_batch == 8 and plan.workload_rps == pytest.approx(1600)
+    assert plan.stages[0].load_rps == pytest.approx(800) and plan.queue_delay_us == 17500
+    single = verify_rate.gpu_rate_plan(verify.load_summary(out), out, single_images=True)
+    assert single.request_batch == 1
+    seen = {}
+
+    def replay(url, targets, weights, batch_sizes, arrivals, **kw):
+        seen["batch_sizes"], seen["requests"] = batch_sizes, arrivals.size
+        return _fake_replay(30.0, {"timed": 21.0})(url, targets, weights, batch_sizes, arrivals, **kw)
+
+    monkeypatch.setattr(verify_drive, "replay", replay)
+    trace = tmp_path / "t.txt"
+    trace.write_text(" ".join(["800"] * 20))  # 800 items/s for 20 s, replayed in 2 s
+    assert main(["verify", str(out), "--server", "127.0.0.1:1", "--trace", str(trace), "--compress", "10",
+                 "--warmup", "0", "--trace-window", "10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert seen["batch_sizes"] == [8] and abs(seen["requests"] - 200) < 60  # 100 requests of 8 per second
+    assert report["plan"]["request_batch"] == 8 and len(report["windows"]) == 2
+    assert report["end_to_end"]["sent_rps"] == pytest.approx(seen["requests"] * 8 / 2)
+    assert report["models"][0]["batch_avg"] == 8 and report["holds"]

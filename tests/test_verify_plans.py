@@ -36,14 +36,12 @@ def test_predictions_are_json(tmp_path: Path) -> None:
         assert json.loads(json.dumps(plan.predictions())) == plan.predictions()
 
 
-def test_verify_takes_per_model_predictions_of_rate_plans_only(tmp_path: Path) -> None:
+def test_verify_takes_per_model_predictions(tmp_path: Path) -> None:
     (tmp_path / "servopt.json").write_text(json.dumps({"problem": "pipeline"}))
     add_predictions(tmp_path, _pipeline().predictions())
     assert load_summary(tmp_path)["predictions"]["models"][0]["stage"] == "detect"
-    (tmp_path / "servopt.json").write_text(json.dumps({"problem": "min_gpus"}))
     add_predictions(tmp_path, _variants().predictions())
-    with pytest.raises(ValidationError, match="belong to pipeline and variant_selection.*'min_gpus'"):
-        load_summary(tmp_path)
+    assert load_summary(tmp_path)["predictions"]["models"][0]["share"] == pytest.approx(0.25)
     add_predictions(tmp_path, {"workload_rps": 1.0})
     with pytest.raises(ValidationError, match="no 'groups', 'placements' or 'models'"):
         load_summary(tmp_path)

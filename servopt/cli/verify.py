@@ -26,20 +26,34 @@ Fleet plans (servopt solve of a `problem: fleet` file): DIR is the whole fleet (
 or one server's repository (DIR/<repository>, which has its own servopt.json); each model must also carry its
 server's share of the model's planned rate.
 
+Pipeline and variant_selection plans (their predictions are per served model and a request rate): requests
+arrive at the planned rate (x --rate-scale) as a Poisson process (open loop) for --duration seconds after
+--warmup; a pipeline's go to its ensemble, each stage measured inside it from Triton's statistics of the composing
+models; a variant_selection plan's are split over the selected variants by routing.json's weights. Reported per
+model and end to end: offered and measured throughput, batch latency and queue time, the batch the server formed,
+planned and shown capacity, p50/p99 latency and over_slo (the fraction over the SLO: the pipeline's sla_ms, or
+--slo-ms). --trace FILE replays a request-rate trace (one rate per second) instead, each trace second lasting
+1/--compress wall seconds, reported per --trace-window; for min_gpus and max_throughput plans too (one
+repository; rates are items/s, sent as requests of the planned batch, or single images with --single-images).
+
 Tolerance (--tolerance, default 0.25): the plan holds when measured throughput >= (1 - t) x predicted and batch
 latency <= (1 + t) x predicted, per model and end to end. 0.25 because repeated profiles of the same point on a
-busy shared machine differ by 25-35 % (docs/verify.md)."""
+busy shared machine differ by 25-35 % (docs/verify.md). Rate-driven runs: the measured throughput carries
+(1 - t) x the rate sent, each model's batch latency is at most (1 + t) x planned, the p99 at most (1 + t) x the SLO."""
 
 EPILOG = """examples:
   servopt verify repo/ --start --standin 4,1 --max-instances 2
   servopt verify repo/ --server 127.0.0.1:8001 --json
   servopt verify repo/ --start --standin 4,1 --plot verify.png --update-profile measured.csv
   servopt verify fleet/classifier.L4.b8.k2 --start --standin plan --max-instances 2
+  servopt verify pipeline_out/ --start --rate-scale 0.5 --duration 10 --plot pipeline.png
+  servopt verify variants_out/ --start --standin plan --slo-ms 750 \
+      --trace data/ipa/traces/twitter_slice_bursty_damping8.csv --compress 20 --trace-window 60
 
 exit codes:
   0  the plan holds within the tolerance
   2  bad input or usage (no servopt.json, no predictions, a URL not on 127.0.0.1)
-  3  measured, and the plan does NOT hold within the tolerance"""
+  3  measured, and the plan does NOT hold within the tolerance (same rule for every plan kind)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE.png", default=None, help="bar chart of predicted vs measured")
     parser.add_argument("--update-profile", metavar="PROFILE.csv", default=None,
                         help="append the measured points to this profile (created if missing)")
-    rate = parser.add_argument_group("pipeline and variant_selection plans (an open-loop Poisson load)")
+    rate = parser.add_argument_group("open-loop Poisson load (pipeline and variant_selection plans; "
+                                     "--trace: every plan)")
     rate.add_argument("--rate-scale", type=float, default=1.0, metavar="X",
                       help="send X times the planned request rate (default 1; below 1 when the planned rate is more "
                            "than this machine serves)")
@@ -111,7 +126,7 @@ def _standin(text: str | None) -> tuple[float, float] | str | None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.measure import loadgen
-    from servopt.serving import verify
+    from servopt.serving import verify, verify_rate
 
     standin = _standin(args.standin)
     if not args.start and (standin or args.max_instances or args.queue_delay != "repository"):
@@ -120,11 +135,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError("--cpu applies only with --start and without --standin (it serves the real models)")
     repo = Path(args.repo)
     summary = verify.load_summary(repo)
-    if summary.get("problem") in ("pipeline", "variant_selection"):
+    if verify_rate.is_rate_driven(summary) or args.trace is not None:
         return _run_rate(args, summary, repo, standin)
-    if args.trace is not None:
-        raise ValidationError(f"--trace: replays a request rate for pipeline and variant_selection plans; "
-                              f"{summary.get('problem')} plans are driven at their planned concurrency")
     settings = loadgen.LoadSettings(window_s=args.window, max_windows=args.max_windows, stability=args.stability,
                                     warmup_s=min(args.window, 1.0))
 
@@ -189,29 +201,36 @@ def _trace_load(args: argparse.Namespace, plan) -> tuple[list, float, list, str]
 
 
 def _run_rate(args: argparse.Namespace, summary: dict, repo: Path, standin) -> int:
-    """verify a pipeline or variant_selection plan: an open-loop Poisson replay at its rate (or a trace)."""
+    """Verify a pipeline or variant_selection plan (an open-loop Poisson replay at its rate, or a trace), or
+    replay a trace against a min_gpus / max_throughput plan's repository."""
     from servopt.measure.loadgen import check_local_url
-    from servopt.serving import verify, verify_rate
+    from servopt.serving import verify, verify_rate, verify_report
     from servopt.serving.traces import poisson_arrivals
     from servopt.serving.verify_drive import replay
 
-    for flag, bad in (("--update-profile", args.update_profile), ("--single-images", args.single_images),
-                      ("--driver perf_analyzer", args.driver == "perf_analyzer")):
-        if bad:
-            raise ValidationError(f"{flag}: applies to min_gpus and max_throughput plans; a {summary['problem']} "
-                                  "plan is driven by the built-in open-loop driver")
-    if args.queue_delay != "repository":
-        raise ValidationError("--queue-delay plan: the repository of a pipeline or variant_selection plan already "
-                              "holds the plan's queue delays; leave it out")
+    gpu = not verify_rate.is_rate_driven(summary)
+    what = "a trace replay" if gpu else f"a {summary['problem']} plan"
+    for flag, bad in (("--update-profile", args.update_profile), ("--single-images", args.single_images and not gpu),
+                      ("--driver perf_analyzer", args.driver == "perf_analyzer"),
+                      ("--queue-delay plan", args.queue_delay != "repository" and not gpu)):
+        if bad:  # a pipeline or variant_selection repository already holds the plan's queue delays
+            raise ValidationError(f"{flag}: applies to min_gpus and max_throughput plans driven at their planned "
+                                  f"concurrency; {what} is driven by the built-in open-loop driver")
     if not (args.duration > 0 and args.warmup >= 0):
         raise ValidationError(f"--duration must be > 0 and --warmup >= 0, got {args.duration}, {args.warmup}")
-    plan = verify_rate.rate_plan(summary, repo, rate_scale=args.rate_scale, slo_ms=args.slo_ms,
-                                 served_instances=args.max_instances if args.start else None)
+    served_instances = args.max_instances if args.start else None
+    if gpu:
+        plan = verify_rate.gpu_rate_plan(summary, repo, rate_scale=args.rate_scale, slo_ms=args.slo_ms,
+                                         served_instances=served_instances, single_images=args.single_images)
+    else:
+        plan = verify_rate.rate_plan(summary, repo, rate_scale=args.rate_scale, slo_ms=args.slo_ms,
+                                     served_instances=served_instances)
     segments, end, windows, trace = _trace_load(args, plan)
-    arrivals = poisson_arrivals(segments, seed=args.seed)
+    # rates are items per second; requests carry plan.request_batch items each
+    arrivals = poisson_arrivals([(d, r / plan.request_batch) for d, r in segments], seed=args.seed)
 
     def drive(url: str):
-        return replay(url, plan.targets, plan.weights, [1] * len(plan.targets), arrivals,
+        return replay(url, plan.targets, plan.weights, [plan.request_batch] * len(plan.targets), arrivals,
                       measure_from=args.warmup, measure_to=end, stats_models=[s.model for s in plan.stages],
                       seed=args.seed)
 
@@ -222,11 +241,12 @@ def _run_rate(args: argparse.Namespace, summary: dict, repo: Path, standin) -> i
 
         env = _server_env(args, summary, repo)
         with tempfile.TemporaryDirectory(prefix="servopt-verify-") as tmp:
-            served = _served_copy(args, repo / summary["repositories"][0]["path"], Path(tmp), standin,
-                                  plan.standin_timings() if standin == "plan" else None, None)
+            served = _served_copy(args, repo / plan.repository, Path(tmp), standin,
+                                  plan.standin_timings() if standin == "plan" else None,
+                                  plan.queue_delay_us if args.queue_delay == "plan" else None)
             with TritonServer(env, [served], Path(tmp)) as server:
                 run = drive(f"127.0.0.1:{server.grpc_port}")
-    report = verify_rate.analyze(plan, run, tolerance=args.tolerance, windows=windows, trace=trace or None)
+    report = verify_report.analyze(plan, run, tolerance=args.tolerance, windows=windows, trace=trace or None)
     if windows:  # the trace's mean rate (x --rate-scale), weighted by the windows' lengths
         span = sum(hi - lo for _, lo, hi, _ in windows)
         report.offered_rps = sum((hi - lo) * rate for _, lo, hi, rate in windows) / span

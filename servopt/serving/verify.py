@@ -75,9 +75,6 @@ def load_summary(repo: str | Path) -> dict[str, Any]:
     if not {"groups", "placements", "models"} & set(summary["predictions"]):
         raise ValidationError(f"{path}: its predictions have no 'groups', 'placements' or 'models' (problem "
                               f"{summary.get('problem')!r}); write it again with this servopt's `solve --out`")
-    if "models" in summary["predictions"] and summary.get("problem") not in ("pipeline", "variant_selection"):
-        raise ValidationError(f"{path}: per-model predictions (a request rate) belong to pipeline and "
-                              f"variant_selection plans, not to problem {summary.get('problem')!r}")
     return summary
 
 

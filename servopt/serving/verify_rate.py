@@ -5,8 +5,9 @@
 capacity (``throughput_rps``) and the rate it should receive (``load_rps``). :func:`rate_plan` turns that into a
 :class:`RatePlan`: the models a client sends to (the pipeline's ensemble; the selected variants, split by the
 weights of ``routing.json``), the rate (``workload_rps`` x ``rate_scale``) and one :class:`StageExpectation` per
-served model. :func:`analyze` compares a :class:`~servopt.serving.verify_drive.RateRun` (an open-loop Poisson
-replay) with it and returns a :class:`~servopt.serving.verify_report.RateReport`.
+served model. :func:`servopt.serving.verify_report.analyze` compares a
+:class:`~servopt.serving.verify_drive.RateRun` (an open-loop Poisson replay) with it and returns a
+:class:`~servopt.serving.verify_report.RateReport`.
 
 **Verdict** (tolerance ``t``, default 0.25, as for GPU plans): end to end, the measured throughput is at least
 (1 - t) x the rate actually sent and the p99 latency at most (1 + t) x the SLO (the pipeline's ``sla_ms``, or
@@ -31,11 +32,14 @@ import numpy as np
 from servopt.exceptions import ValidationError
 from servopt.serving.verify_drive import RateRun, ServerCounters
 
-__all__ = ["StageExpectation", "RatePlan", "Summary", "StageCheck", "rate_plan", "summarize", "percentile",
-           "analyze", "RATE_PROBLEMS"]
+__all__ = ["StageExpectation", "RatePlan", "Summary", "StageCheck", "rate_plan", "gpu_rate_plan", "summarize",
+           "percentile", "is_rate_driven"]
 
-#: the plan kinds whose predictions are per served model and a request rate
-RATE_PROBLEMS = ("pipeline", "variant_selection")
+
+def is_rate_driven(summary: dict[str, Any]) -> bool:
+    """True for plans whose predictions are per served model and a request rate (``predictions.models``:
+    pipeline and variant_selection plans), False for GPU plans (``groups``, ``placements``)."""
+    return "models" in summary.get("predictions", {})
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,12 @@ class RatePlan:
     stages: tuple[StageExpectation, ...]
     slo_ms: float | None
     predicted_latency_ms: float | None
+    #: items per request (GPU plans replayed from a trace: the planned batch, or 1 with single images)
+    request_batch: int = 1
+    #: the repository the plan's models are in (a path in servopt.json)
+    repository: str = "."
+    #: GPU plans: the dynamic batcher's delay the plan asks for (``--queue-delay plan``)
+    queue_delay_us: int | None = None
 
     @property
     def offered_rps(self) -> float:
@@ -129,9 +139,9 @@ def rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: floa
               slo_ms: float | None = None, served_instances: int | None = None) -> RatePlan:
     """The :class:`RatePlan` of a pipeline or variant_selection ``servopt.json`` (``repo_dir`` holds it)."""
     problem = str(summary.get("problem"))
-    if problem not in RATE_PROBLEMS:
-        raise ValidationError(f"servopt.json: problem {problem!r} is not driven by a request rate; expected one of "
-                              f"{', '.join(RATE_PROBLEMS)}")
+    if not is_rate_driven(summary):
+        raise ValidationError(f"servopt.json: problem {problem!r} has no predictions.models (a request rate per "
+                              "served model, as pipeline and variant_selection plans carry)")
     if not (rate_scale > 0 and math.isfinite(rate_scale)):
         raise ValidationError(f"--rate-scale: expected a number > 0, got {rate_scale}")
     if slo_ms is not None and not (slo_ms > 0 and math.isfinite(slo_ms)):
@@ -139,7 +149,8 @@ def rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: floa
     repo_dir = Path(repo_dir)
     pred = summary["predictions"]
     repo = _one_repository(summary)
-    key = "stage" if problem == "pipeline" else "variant"
+    chain = any("stage" in p for p in pred["models"])  # a pipeline's stages, else the selected variants
+    key = "stage" if chain else "variant"
     names = {m[key]: m["name"] for m in repo["models"] if key in m}
     stages = []
     for p in pred["models"]:
@@ -157,7 +168,7 @@ def rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: floa
             batch_latency_ms=None if p.get("batch_latency_ms") is None else float(p["batch_latency_ms"]),
             capacity_rps=per_instance * served, queue_delay_ms=float(p.get("queue_delay_ms") or 0.0),
             latency_ms=None if latency is None else float(latency), load_rps=float(p["load_rps"]) * rate_scale))
-    if problem == "pipeline":
+    if chain:
         entry = repo.get("entry") or (stages[0].model if len(stages) == 1 else None)
         if entry is None:
             raise ValidationError(f"servopt.json: pipeline repository {repo['path']!r} has no entry (ensemble)")
@@ -178,7 +189,37 @@ def rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: floa
         slo, predicted = slo_ms, None
     return RatePlan(problem=problem, workload_rps=float(pred["workload_rps"]), rate_scale=rate_scale,
                     targets=targets, weights=weights, stages=tuple(stages),
-                    slo_ms=None if slo is None else float(slo), predicted_latency_ms=predicted)
+                    slo_ms=None if slo is None else float(slo), predicted_latency_ms=predicted,
+                    repository=repo["path"])
+
+
+def gpu_rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: float = 1.0,
+                  slo_ms: float | None = None, served_instances: int | None = None,
+                  single_images: bool = False) -> RatePlan:
+    """A min_gpus or max_throughput plan as a rate-driven one (``verify --trace``): one repository's models,
+    requests split by their predicted throughput, each of the planned batch (``single_images``: of 1 item);
+    rates are items per second, the planned one the repository's predicted throughput."""
+    from servopt.serving.verify import expectations
+
+    if "groups" not in summary["predictions"] or len(summary.get("repositories") or []) != 1:
+        raise ValidationError(f"servopt.json: a {summary.get('problem')} plan is replayed from a trace one "
+                              f"repository (one server) at a time; this one has "
+                              f"{len(summary.get('repositories') or [])} (fleet plans: give DIR/<repository>)")
+    if not (rate_scale > 0 and math.isfinite(rate_scale)):
+        raise ValidationError(f"--rate-scale: expected a number > 0, got {rate_scale}")
+    exp = expectations(summary, repo_dir, served_instances=served_instances)
+    stages = tuple(StageExpectation(
+        model=e.model, label=e.hardware, instances=e.instances, planned_instances=e.planned_instances,
+        batch_size=e.batch_size, batch_latency_ms=e.batch_latency_ms, capacity_rps=e.throughput_rps,
+        queue_delay_ms=e.queue_delay_ms, latency_ms=e.latency_ms, load_rps=e.throughput_rps * rate_scale)
+        for e in exp)
+    slo = slo_ms if slo_ms is not None else summary["predictions"].get("latency_slo_ms")
+    return RatePlan(problem=str(summary.get("problem")), workload_rps=sum(e.throughput_rps for e in exp),
+                    rate_scale=rate_scale, targets=tuple(e.model for e in exp),
+                    weights=tuple(e.throughput_rps for e in exp), stages=stages,
+                    slo_ms=None if slo is None else float(slo), predicted_latency_ms=exp[0].latency_ms,
+                    request_batch=1 if single_images else exp[0].batch_size,
+                    repository=summary["repositories"][0]["path"], queue_delay_us=exp[0].max_queue_delay_us)
 
 
 def percentile(values: np.ndarray, q: float) -> float:
@@ -299,36 +340,3 @@ class StageCheck:
                 "batch_latency_error": self.batch_latency_error, "queue_ms": self.queue_ms,
                 "batch_avg": self.batch_avg, "capacity_rps": self.capacity_rps,
                 "client": None if self.client is None else asdict(self.client), "holds": self.holds}
-
-
-def analyze(plan: RatePlan, run: RateRun, *, tolerance: float = 0.25,
-            windows: list[tuple[str, float, float, float]] | None = None, trace: str | None = None) -> Any:
-    """The :class:`~servopt.serving.verify_report.RateReport` of ``run`` against ``plan``.
-
-    ``windows``: ``(label, wall start, wall end, offered rps)`` per trace window (a trace replay), reported
-    one by one; the verdict covers the whole measured span."""
-    from servopt.serving.verify_report import RateReport, WindowRow
-
-    if not (0 < tolerance < 10):
-        raise ValidationError(f"tolerance: expected a fraction > 0 such as 0.25, got {tolerance}")
-    a, b = run.measure_from, run.measure_to
-    total = summarize(run, a, b, slo_ms=plan.slo_ms)
-    index = {m: i for i, m in enumerate(run.targets)}
-    checks = []
-    for s in plan.stages:
-        direct = s.model in index
-        client = summarize(run, a, b, slo_ms=plan.slo_ms, target=index[s.model]) if direct else None
-        offered = client.sent_rps if client is not None else total.sent_rps
-        checks.append(StageCheck(expected=s, counters=run.counters.get(s.model, ServerCounters()), span_s=b - a,
-                                 offered_rps=offered, client=client, slo_ms=plan.slo_ms, tolerance=tolerance))
-    rows = [WindowRow(label, offered, summarize(run, lo, hi, slo_ms=plan.slo_ms))
-            for label, lo, hi, offered in (windows or [])]
-    notes = list(run.errors)
-    for s in plan.stages:
-        if s.instances < s.planned_instances:
-            notes.append(f"{s.model}: {s.instances} of {s.planned_instances} planned instances served; its "
-                         "capacity is scaled")
-    if plan.rate_scale != 1:
-        notes.append(f"rates are the plan's x {plan.rate_scale:g} (--rate-scale)")
-    return RateReport(plan=plan, tolerance=tolerance, total=total, checks=checks, windows=rows, notes=notes,
-                      trace=trace)

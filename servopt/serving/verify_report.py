@@ -1,6 +1,6 @@
 """The report of a rate-driven verify run (pipeline, variant_selection, trace replay): table, JSON, PNG.
 
-Built by :func:`servopt.serving.verify_rate.analyze`; ``holds`` decides ``servopt verify``'s exit code (0, or
+Built by :func:`analyze`; ``holds`` decides ``servopt verify``'s exit code (0, or
 :data:`servopt.serving.verify.EXIT_PLAN_FAILED`), with the rule described in :mod:`servopt.serving.verify_rate`.
 """
 
@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servopt.serving.verify_rate import RatePlan, StageCheck, Summary
+from servopt.exceptions import ValidationError
+from servopt.serving.verify_drive import RateRun, ServerCounters
+from servopt.serving.verify_rate import RatePlan, StageCheck, Summary, summarize
 
-__all__ = ["WindowRow", "RateReport"]
+__all__ = ["WindowRow", "RateReport", "analyze"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ class RateReport:
         p = self.plan
         return {"problem": p.problem, "tolerance": self.tolerance, "holds": self.holds, "trace": self.trace,
                 "plan": {"workload_rps": p.workload_rps, "rate_scale": p.rate_scale, "offered_rps": p.offered_rps,
-                         "targets": dict(zip(p.targets, p.weights)), "slo_ms": p.slo_ms,
+                         "targets": {m: w / sum(p.weights) for m, w in zip(p.targets, p.weights)},
+                         "request_batch": p.request_batch, "slo_ms": p.slo_ms,
                          "predicted_latency_ms": p.predicted_latency_ms, "asked_rps": self.offered},
                 "end_to_end": {**asdict(self.total), "holds": self.end_to_end_holds},
                 "models": [c.to_dict() for c in self.checks],
@@ -108,7 +111,8 @@ class RateReport:
         pred = "" if p.predicted_latency_ms is None else f"; predicted latency {p.predicted_latency_ms:.1f} ms"
         asked = (f"{self.offered:.1f}/s (trace mean x {p.rate_scale:g})" if self.trace else
                  f"{p.offered_rps:g}/s (plan {p.workload_rps:g} x {p.rate_scale:g})")
-        lines.append(f"end to end ({', '.join(f'{m} x{w:.2f}' for m, w in zip(p.targets, p.weights))}): offered "
+        shares = ", ".join(f"{m} x{w / sum(p.weights):.2f}" for m, w in zip(p.targets, p.weights))
+        lines.append(f"end to end ({shares}): offered "
                      f"{asked}, sent {t.sent_rps:.1f}/s, "
                      f"measured {t.throughput_rps:.1f}/s; p50 {_ms(t.latency_p50_ms)} ms, p99 "
                      f"{_ms(t.latency_p99_ms)} ms{pred}; {slo}, over_slo {_frac(t.over_slo)}; {t.sent} requests, "
@@ -156,6 +160,7 @@ class RateReport:
             ax.set_title("trace replay")
             p99 = ax.twinx()
             p99.plot(k, [w.measured.latency_p99_ms for w in self.windows], "k:", label="p99 ms")
+            p99.set_ylabel("p99 ms (dotted); SLO (red)")
             if self.plan.slo_ms is not None:
                 p99.axhline(self.plan.slo_ms, color="r", lw=0.8)
             ax.legend(loc="upper left")
@@ -165,3 +170,35 @@ class RateReport:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return Path(path)
+
+
+def analyze(plan: RatePlan, run: RateRun, *, tolerance: float = 0.25,
+            windows: list[tuple[str, float, float, float]] | None = None, trace: str | None = None) -> RateReport:
+    """The :class:`RateReport` of ``run`` against ``plan``.
+
+    ``windows``: ``(label, wall start, wall end, offered rps)`` per trace window (a trace replay), reported
+    one by one; the verdict covers the whole measured span."""
+    if not (0 < tolerance < 10):
+        raise ValidationError(f"tolerance: expected a fraction > 0 such as 0.25, got {tolerance}")
+    a, b = run.measure_from, run.measure_to
+    k = plan.request_batch
+    total = summarize(run, a, b, slo_ms=plan.slo_ms, batch=k)
+    index = {m: i for i, m in enumerate(run.targets)}
+    checks = []
+    for s in plan.stages:
+        direct = s.model in index
+        client = summarize(run, a, b, slo_ms=plan.slo_ms, target=index[s.model], batch=k) if direct else None
+        offered = client.sent_rps if client is not None else total.sent_rps
+        checks.append(StageCheck(expected=s, counters=run.counters.get(s.model, ServerCounters()), span_s=b - a,
+                                 offered_rps=offered, client=client, slo_ms=plan.slo_ms, tolerance=tolerance))
+    rows = [WindowRow(label, offered, summarize(run, lo, hi, slo_ms=plan.slo_ms, batch=k))
+            for label, lo, hi, offered in (windows or [])]
+    notes = list(run.errors)
+    for s in plan.stages:
+        if s.instances < s.planned_instances:
+            notes.append(f"{s.model}: {s.instances} of {s.planned_instances} planned instances served; its "
+                         "capacity is scaled")
+    if plan.rate_scale != 1:
+        notes.append(f"rates are the plan's x {plan.rate_scale:g} (--rate-scale)")
+    return RateReport(plan=plan, tolerance=tolerance, total=total, checks=checks, windows=rows, notes=notes,
+                      trace=trace)
