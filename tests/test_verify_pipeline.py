@@ -140,6 +140,14 @@ def test_pipeline_verdict_holds_and_fails(pipeline_repo: Path) -> None:
                                             counters=ok))
     assert failed.total.failed == 5 and failed.total.over_slo == pytest.approx(0.05)
     assert failed.total.latency_p99_ms == float("inf") and not failed.holds
+    # a trace replay must hold in every window: the second half of the requests took 3 s (the SLA is 2 s)
+    windows = [("first", 0.0, 5.0, 10.0), ("second", 5.0, 10.0, 10.0)]
+    run = _run([300.0] * 50 + [3000.0] * 50, targets=["pipeline_video"], counters=ok)
+    traced = analyze(plan, run, windows=windows, trace="t.csv")
+    first, second = traced.windows
+    assert first.holds(2000, 0.25) and not second.holds(2000, 0.25) and second.measured.over_slo == 1.0
+    assert not traced.holds and "x plan" in traced.to_table()
+    assert analyze(plan, _run([300.0] * 100, targets=["pipeline_video"], counters=ok), windows=windows).holds
     data = failed.to_dict()
     assert data["end_to_end"]["failed"] == 5 and data["holds"] is False and len(data["models"]) == 2
 

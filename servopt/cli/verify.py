@@ -39,7 +39,8 @@ repository; rates are items/s, sent as requests of the planned batch, or single 
 Tolerance (--tolerance, default 0.25): the plan holds when measured throughput >= (1 - t) x predicted and batch
 latency <= (1 + t) x predicted, per model and end to end. 0.25 because repeated profiles of the same point on a
 busy shared machine differ by 25-35 % (docs/verify.md). Rate-driven runs: the measured throughput carries
-(1 - t) x the rate sent, each model's batch latency is at most (1 + t) x planned, the p99 at most (1 + t) x the SLO."""
+(1 - t) x the rate sent, each model's batch latency is at most (1 + t) x planned, the p99 at most (1 + t) x the SLO;
+with --trace, also in every trace window."""
 
 EPILOG = """examples:
   servopt verify repo/ --start --standin 4,1 --max-instances 2

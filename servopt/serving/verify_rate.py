@@ -14,7 +14,9 @@ served model. :func:`servopt.serving.verify_report.analyze` compares a
 ``--slo-ms``); per served model, its throughput carries (1 - t) x the rate sent to it, its batch latency
 (Triton's compute time per request, from the statistics API: an ensemble's composing models are measured
 inside the ensemble) is at most (1 + t) x the planned one, and for variants (driven directly) its own p99 is
-within the SLO the same way. The capacity each model shows (instances x batch formed x 1000 / batch latency) is
+within the SLO the same way. A trace replay (``--trace``) must also hold in every window of the trace (its
+throughput carries what was sent in it, its p99 within the SLO), windows above the planned rate included: the
+plan is checked against the load it is to serve. The capacity each model shows (instances x batch formed x 1000 / batch latency) is
 reported next to the planned capacity but is not part of the verdict: at a rate below capacity the batcher
 forms smaller batches than planned, so it understates the capacity.
 """
