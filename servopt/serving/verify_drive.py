@@ -145,8 +145,9 @@ async def _replay(url: str, targets: list[str], batch_sizes: list[int], arrivals
                   measure_from: float, measure_to: float, stats_models: list[str], timeout_s: float,
                   max_outstanding: int) -> RateRun:
     import tritonclient.grpc.aio as aio
+    from tritonclient.utils import InferenceServerException
 
-    from servopt.measure.loadgen import BuiltinDriver
+    from servopt.measure.loadgen import BuiltinDriver, MeasurementError
 
     client = aio.InferenceServerClient(url)
     n = arrivals.size
@@ -155,7 +156,13 @@ async def _replay(url: str, targets: list[str], batch_sizes: list[int], arrivals
     errors: list[str] = []
     snapshots: dict[str, dict[str, ServerCounters]] = {}
     try:
-        inputs = [await BuiltinDriver._inputs(client, m, b) for m, b in zip(targets, batch_sizes)]
+        inputs = []
+        for m, b in zip(targets, batch_sizes):
+            try:
+                inputs.append(await BuiltinDriver._inputs(client, m, b))
+            except InferenceServerException as exc:  # no server there, or it does not serve m
+                raise MeasurementError(f"{url}: cannot read the config of model {m!r} ({exc}); is a Triton server "
+                                       "serving this repository there?") from None
 
         async def one(i: int, start: float) -> None:
             try:
