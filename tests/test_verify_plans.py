@@ -109,3 +109,17 @@ def test_backend_of_config(tmp_path: Path) -> None:
     assert backend_of(cfg) == "python"
     cfg.write_text('name: "e"\nplatform: "ensemble"\n')
     assert backend_of(cfg) is None
+
+
+def test_verify_without_a_server_there_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tritonclient.grpc")
+    import servopt
+    from servopt.cli import main
+
+    gpu = servopt.GPUType("cpu-standin", max_count=2, batches={8: {"latency_ms": 20.0}})
+    problem = servopt.MinGPUs(images=4000, deadline_s=10, gpus=[gpu], objective="gpus", name="timed")
+    solution = servopt.solve(problem, "highs")
+    servopt.write_repository(problem, solution, tmp_path / "out", triton_backend="python")
+    add_predictions(tmp_path / "out", solution.plan.predictions())
+    assert main(["verify", str(tmp_path / "out"), "--server", "127.0.0.1:1", "--window", "0.2"]) == 2
+    assert "is a Triton server serving this repository there?" in capsys.readouterr().err

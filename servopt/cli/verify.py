@@ -153,8 +153,14 @@ def run(args: argparse.Namespace) -> int:
         url = loadgen.check_local_url(args.server)
 
         def measure(e: verify.Expectation):
+            from tritonclient.utils import InferenceServerException
+
             batch, conc = load_of(e)
-            return driver(url).measure(e.model, batch, concurrency=conc)
+            try:
+                return driver(url).measure(e.model, batch, concurrency=conc)
+            except InferenceServerException as exc:  # exit 2 with the reason, not a traceback
+                raise loadgen.MeasurementError(f"{url}: model {e.model!r}: {exc}; is a Triton server serving "
+                                               "this repository there?") from None
 
         report = verify.verify_plan(summary, repo, measure, tolerance=args.tolerance)
     else:
