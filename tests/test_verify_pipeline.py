@@ -240,6 +240,8 @@ def test_cli_exit_codes_json_plot_and_trace(pipeline_repo: Path, tmp_path: Path,
     assert 120 < report["end_to_end"]["sent"] < 240
     assert main(args + ["--update-profile", str(tmp_path / "x.csv")]) == 2
     assert main(args + ["--trace", str(trace), "--compress", "0"]) == 2
+    assert main(args + ["--compress", "4"]) == 2
+    assert "--compress: apply only with --trace" in capsys.readouterr().err
 
 
 @pytest.mark.triton
@@ -323,3 +325,5 @@ def test_trace_replay_of_a_gpu_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert report["plan"]["request_batch"] == 8 and len(report["windows"]) == 2
     assert report["end_to_end"]["sent_rps"] == pytest.approx(seen["requests"] * 8 / 2)
     assert report["models"][0]["batch_avg"] == 8 and report["holds"]
+    assert main(["verify", str(out), "--server", "127.0.0.1:1", "--rate-scale", "2"]) == 2  # no trace: concurrency
+    assert "--rate-scale: apply to pipeline and variant_selection" in capsys.readouterr().err

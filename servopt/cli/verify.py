@@ -136,8 +136,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError("--cpu applies only with --start and without --standin (it serves the real models)")
     repo = Path(args.repo)
     summary = verify.load_summary(repo)
+    if args.trace is None:
+        trace_only = [f for f, v in (("--compress", args.compress != 1.0), ("--trace-start", args.trace_start),
+                                     ("--trace-end", args.trace_end), ("--trace-window", args.trace_window != 60))
+                      if v]
+        if trace_only:
+            raise ValidationError(f"{', '.join(trace_only)}: apply only with --trace FILE")
     if verify_rate.is_rate_driven(summary) or args.trace is not None:
         return _run_rate(args, summary, repo, standin)
+    rate_only = [f for f, v in (("--rate-scale", args.rate_scale != 1.0), ("--duration", args.duration != 10.0),
+                                ("--warmup", args.warmup != 1.0), ("--slo-ms", args.slo_ms is not None),
+                                ("--seed", args.seed != 0)) if v]
+    if rate_only:
+        raise ValidationError(f"{', '.join(rate_only)}: apply to pipeline and variant_selection plans and to --trace "
+                              f"replays; a {summary.get('problem')} plan is driven at its planned concurrency")
     settings = loadgen.LoadSettings(window_s=args.window, max_windows=args.max_windows, stability=args.stability,
                                     warmup_s=min(args.window, 1.0))
 
