@@ -240,6 +240,9 @@ def test_cli_exit_codes_json_plot_and_trace(pipeline_repo: Path, tmp_path: Path,
     assert 120 < report["end_to_end"]["sent"] < 240
     assert main(args + ["--update-profile", str(tmp_path / "x.csv")]) == 2
     assert main(args + ["--trace", str(trace), "--compress", "0"]) == 2
+    (tmp_path / "zero.txt").write_text("0 0 0 0")
+    assert main(args + ["--trace", str(tmp_path / "zero.txt")]) == 2
+    assert "no request falls in the measured" in capsys.readouterr().err
     assert main(args + ["--compress", "4"]) == 2
     assert "--compress: apply only with --trace" in capsys.readouterr().err
 

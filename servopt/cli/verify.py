@@ -222,6 +222,8 @@ def _trace_load(args: argparse.Namespace, plan) -> tuple[list, float, list, str]
 def _run_rate(args: argparse.Namespace, summary: dict, repo: Path, standin) -> int:
     """Verify a pipeline or variant_selection plan (an open-loop Poisson replay at its rate, or a trace), or
     replay a trace against a min_gpus / max_throughput plan's repository."""
+    import numpy as np
+
     from servopt.measure.loadgen import check_local_url
     from servopt.serving import verify, verify_rate, verify_report
     from servopt.serving.traces import poisson_arrivals
@@ -247,6 +249,9 @@ def _run_rate(args: argparse.Namespace, summary: dict, repo: Path, standin) -> i
     segments, end, windows, trace = _trace_load(args, plan)
     # rates are items per second; requests carry plan.request_batch items each
     arrivals = poisson_arrivals([(d, r / plan.request_batch) for d, r in segments], seed=args.seed)
+    if not np.any((arrivals >= args.warmup) & (arrivals < end)):
+        raise ValidationError(f"no request falls in the measured {end - args.warmup:g} s (rate {plan.offered_rps:g}/s"
+                              f"{', trace ' + trace if trace else ''}); measure longer or at a higher rate")
 
     def drive(url: str):
         return replay(url, plan.targets, plan.weights, [plan.request_batch] * len(plan.targets), arrivals,
