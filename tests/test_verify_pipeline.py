@@ -230,6 +230,11 @@ def test_cli_exit_codes_json_plot_and_trace(pipeline_repo: Path, tmp_path: Path,
     assert main(args + ["--slo-ms", "200"]) == 3  # every request over a 200 ms SLO
     capsys.readouterr()
     trace = tmp_path / "t.csv"
+    trace.write_text("second,rps\n" + "".join(f"{i},{0 if i < 30 else 20}\n" for i in range(120)))
+    # a trace that starts at 0/s: the warm-up sends nothing and the windows keep their times (1 s of warm-up)
+    assert main(args[:-2] + ["--trace", str(trace), "--compress", "10", "--trace-window", "30", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["windows"][0]["sent"] == 0 and report["windows"][1]["sent"] > 20
     trace.write_text("second,rps\n" + "".join(f"{i},{10 if i < 60 else 20}\n" for i in range(120)))
     assert main(args + ["--trace", str(trace), "--compress", "10", "--trace-window", "30", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

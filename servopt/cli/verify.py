@@ -209,7 +209,7 @@ def _trace_load(args: argparse.Namespace, plan) -> tuple[list, float, list, str]
     trace = read_trace(args.trace, start=args.trace_start, end=args.trace_end)
     k = args.compress
     first = float(np.mean(trace.rps[:args.trace_window])) * args.rate_scale  # warm up at the trace's first rate
-    warm = [(args.warmup, first)] if args.warmup > 0 and first > 0 else []
+    warm = [(args.warmup, first)] if args.warmup > 0 else []  # a rate of 0 keeps the windows' times
     segments = warm + rate_segments(trace, compress=k, scale=args.rate_scale)
     windows = []
     for a in range(0, trace.duration_s, args.trace_window):
