@@ -123,3 +123,19 @@ def test_verify_without_a_server_there_is_exit_2(tmp_path: Path, capsys: pytest.
     add_predictions(tmp_path / "out", solution.plan.predictions())
     assert main(["verify", str(tmp_path / "out"), "--server", "127.0.0.1:1", "--window", "0.2"]) == 2
     assert "is a Triton server serving this repository there?" in capsys.readouterr().err
+
+
+def test_update_profile_appends_rows_of_the_profiles_own_latency_statistic(tmp_path):
+    from servopt.cli.verify import _latency_statistic_of
+
+    assert _latency_statistic_of(str(tmp_path / "new.csv")) == "p50"
+    plain = tmp_path / "plain.csv"
+    plain.write_text("model,batch_size,latency_ms\nm,1,3.0\n")
+    assert _latency_statistic_of(str(plain)) == "p50"
+    service = tmp_path / "service.csv"
+    service.write_text("model,batch_size,latency_ms,latency_statistic\nm,1,3.0,service\nm,2,4.0,service\n")
+    assert _latency_statistic_of(str(service)) == "service"
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("model,batch_size,latency_ms,latency_statistic\nm,1,3.0,service\nm,2,4.0,\n")
+    with pytest.raises(ValidationError, match="latency_statistic: rows mix p50, service"):
+        _latency_statistic_of(str(mixed))

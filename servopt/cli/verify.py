@@ -178,10 +178,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = _verify_started(args, summary, repo, standin, driver, load_of)
     if args.update_profile:
+        statistic = _latency_statistic_of(args.update_profile)
         rows = []
         for c in report.checks:
             rows += loadgen.profile_rows([c.measured], hardware=f"{c.expected.hardware}",
-                                         instances=c.expected.instances, source=f"servopt verify {repo}")
+                                         instances=c.expected.instances, source=f"servopt verify {repo}",
+                                         latency=statistic)
         loadgen.write_profile_rows(rows, args.update_profile, append=True)
     if args.plot:
         report.plot(args.plot)
@@ -347,3 +349,20 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
                         points[(e.repository, e.model)] = driver(url).measure(e.model, batch, concurrency=conc)
     return verify.verify_plan(summary, repo, lambda e: points[(e.repository, e.model)], tolerance=args.tolerance,
                               served_instances=args.max_instances)
+
+
+def _latency_statistic_of(path: str) -> str:
+    """What ``latency_ms`` means in the profile that ``--update-profile`` appends to: ``"service"`` when its rows
+    carry the label ``latency_statistic = service`` (``servopt profile --latency service``), else ``"p50"``, so
+    appended rows mean the same as the rows already there (a profile mixing both is refused)."""
+    import csv
+
+    file = Path(path)
+    if not file.is_file():
+        return "p50"
+    with file.open(newline="") as fh:
+        labels = {(row.get("latency_statistic") or "p50") for row in csv.DictReader(fh)}
+    if len(labels) > 1:
+        raise ValidationError(f"{path}: latency_statistic: rows mix {', '.join(sorted(labels))}; "
+                              "--update-profile appends to a profile with one kind of latency row")
+    return labels.pop() if labels else "p50"
