@@ -39,7 +39,7 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work") 
     ``latency_model``: ``"work"`` (:class:`~servopt.performance.WorkLatencyModel`, the default) or ``"hinge"``
     (:class:`~servopt.performance.LatencyModel`, per-configuration curves only).
     """
-    from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, WarmupModel, WorkLatencyModel
+    from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, RuntimeWarmupModel, WorkLatencyModel
 
     if latency_model not in LATENCY_MODELS:
         raise ValidationError(f"latency_model={latency_model!r}: expected one of {', '.join(LATENCY_MODELS)}")
@@ -48,7 +48,7 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work") 
             return WorkLatencyModel(estimator=estimator)
         return LatencyModel(estimator=estimator)
     if target == "warmup":
-        return WarmupModel(estimator=estimator)
+        return RuntimeWarmupModel(estimator=estimator)
     if target == "memory":
         return MaxBatchModel()
     if target == "capacity":
@@ -183,8 +183,9 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
         if train.sum() < 2:  # the regressors need two points: this value cannot be held out
             continue
         model = make_model(target.name, estimator, latency_model)
-        model.fit(X[train].reset_index(drop=True), y[train])
-        predicted[test] = model.predict(X[test].reset_index(drop=True))
+        model.fit(X[train].reset_index(drop=True), y[train], **_fit_params(target.name, rows[train]))
+        labels = _fit_params(target.name, rows[test], fit=False)
+        predicted[test] = model.predict(X[test].reset_index(drop=True), **labels)
         for g in np.unique(group_id[test]):
             fit_rows = train & (group_id == g)
             at = test & (group_id == g)
@@ -285,6 +286,17 @@ class PerformanceModels:
         return bundle
 
 
+def _fit_params(target: str, rows: pd.DataFrame, fit: bool = True) -> dict[str, Any]:
+    """The profile rows the warm-up model reads besides its features (``RuntimeWarmupModel``: latencies to fit
+    on; labels that say how the runtime warmed up, in ``predict`` too, never the latency or warm-up predicted)."""
+    if target != "warmup":
+        return {}
+    from servopt.performance.warmup import RUNTIME_COLUMNS
+
+    keep = [c for c in RUNTIME_COLUMNS if c in rows.columns and (fit or c != "latency_ms")]
+    return {"profile": rows[keep].reset_index(drop=True)}
+
+
 def _interval(report: TargetReport, level: float) -> dict[str, Any]:
     from servopt.performance.uncertainty import conformal_interval
 
@@ -337,8 +349,12 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
                 f"--targets (here: {', '.join(t for t in wanted if t != name) or 'none'})"
             )
         X, columns, text = _inputs(rows, target, source)
+        if name == "warmup":  # the run's first point and max-batch rows, from the whole profile's order
+            from servopt.performance.warmup import with_run_flags
+
+            rows = with_run_flags(rows)
         y = rows[target.column].to_numpy(dtype=float)
-        model = make_model(name, estimator, latency_model).fit(X, y)
+        model = make_model(name, estimator, latency_model).fit(X, y, **_fit_params(name, rows))
         fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)
         if cross_validate:
             report = _cross_validate(rows, target, X, columns, estimator, latency_model)
