@@ -26,6 +26,14 @@ Method
   error of predicting one run by another run of the same point (mean over ordered pairs), by the median of the
   other runs (mean and median APE), and by the run's own latency x the other runs' warm-up/latency ratio (what
   a perfect latency model and a per-point ratio would give).
+
+The CPU repeats were measured on 2026-12-05 on the shipped profiles' machine (2 vCPUs shared with other jobs),
+three times in a row, from graphs built by ``python -m servopt.measure.onnx_models NAME NAME.onnx``::
+
+    for r in 1 2 3; do for m in resnet_like mobilenet_like; do
+      servopt profile $m.onnx --batch-sizes 1,4,16 --input-sizes 128,224,320 --cores 1,2 --repeats 20 \
+        --time-budget 0.5 --hardware cpu-amd-epyc -q -o benchmarks/results/warmup_repeats/${m}_r$r.csv --force
+    done; done
 """
 
 from __future__ import annotations
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                       measured_latency)):
         part, pred = cross_validate(name, fn, y, runtime, folds, repeats)
         rows += part
-        if not name.startswith("reference"):
+        if name.startswith(("LightGBM on every", "RuntimeWarmupModel")):
             oof[name.split(" (")[0]] = pred
     cv = pd.DataFrame(rows)
     noise = repeat_noise(data, args.repeats_dir)
@@ -243,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                   "kind": ["hardware" if n.startswith("hw.") else "design" for n in top.index]}).to_csv(
         args.out_dir / "warmup_top15.csv", index=False)
     pick = {r["model"].split(" (")[0]: r["mape_pct"] for r in rows if r["runtime"] == "all"}
-    title = (f"{len(y)} points, {folds}-fold x {repeats} CV, MAPE: " +
-             ", ".join(f"{k} {v:.1f} %" for k, v in pick.items() if not k.startswith("reference")))
+    title = (f"{len(y)} points, {folds}-fold x {repeats} CV, MAPE:\n" +
+             "\n".join(f"{k} {v:.1f} %" for k, v in pick.items() if not k.startswith("reference")))
     plot(top, y, runtime, oof, title, [args.out_dir / "warmup_features.png", args.img_dir / "warmup_features.png"])
     return 0
 
