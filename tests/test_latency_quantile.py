@@ -171,7 +171,8 @@ def test_quantile_without_a_fitted_model_is_an_error(tmp_path, root):
     fleet["models"][0]["performance"]["T4"] = {"latency_ms": {1: 4.0}, "memory_mb": {"instance": 100}}
     cases.append((_write(tmp_path / "fleet_inline.yaml", fleet),
                   r"key 'models\[0\].performance.T4.latency_ms': an inline table has no prediction interval"))
-    for kind, example in (("pipeline", "pipeline_video.yaml"), ("variant_selection", "variant_selection_infadapter.yaml")):
+    for kind, example in (("pipeline", "pipeline_video.yaml"),
+                          ("variant_selection", "variant_selection_infadapter.yaml")):
         src = root / "examples" / example
         data = yaml.safe_load(src.read_text())
         data["latency_quantile"] = 0.9
