@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from servopt.performance import RuntimeWarmupModel, WarmupModel
-    from servopt.performance.warmup import runtime_context, with_run_flags
+    from servopt.performance.warmup_runtime import runtime_context, with_run_flags
 
     warnings.filterwarnings("ignore", category=UserWarning)
     folds, repeats = (2, 1) if args.quick else (5, 3)

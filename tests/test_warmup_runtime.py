@@ -12,7 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from servopt.performance import RuntimeWarmupModel, WarmupModel
 from servopt.performance.evaluate import fit_profile
-from servopt.performance.warmup import OVERHEAD_RATIO, runtime_context, runtime_of, with_run_flags
+from servopt.performance.warmup_runtime import OVERHEAD_RATIO, runtime_context, runtime_of, with_run_flags
 from servopt.profiles import load_profile
 
 

@@ -24,7 +24,8 @@ from servopt.performance.latency import LatencyModel
 from servopt.performance.memory import MaxBatchModel
 from servopt.performance.table_model import TableModel
 from servopt.performance.tables import batch_table, capacity_table
-from servopt.performance.warmup import RuntimeWarmupModel, WarmupModel
+from servopt.performance.warmup import WarmupModel
+from servopt.performance.warmup_runtime import RuntimeWarmupModel
 from servopt.performance.work_latency import WorkLatencyModel
 
 __all__ = [

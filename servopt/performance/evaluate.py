@@ -291,7 +291,7 @@ def _fit_params(target: str, rows: pd.DataFrame, fit: bool = True) -> dict[str, 
     on; labels that say how the runtime warmed up, in ``predict`` too, never the latency or warm-up predicted)."""
     if target != "warmup":
         return {}
-    from servopt.performance.warmup import RUNTIME_COLUMNS
+    from servopt.performance.warmup_runtime import RUNTIME_COLUMNS
 
     keep = [c for c in RUNTIME_COLUMNS if c in rows.columns and (fit or c != "latency_ms")]
     return {"profile": rows[keep].reset_index(drop=True)}
@@ -350,7 +350,7 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             )
         X, columns, text = _inputs(rows, target, source)
         if name == "warmup":  # the run's first point and max-batch rows, from the whole profile's order
-            from servopt.performance.warmup import with_run_flags
+            from servopt.performance.warmup_runtime import with_run_flags
 
             rows = with_run_flags(rows)
         y = rows[target.column].to_numpy(dtype=float)

@@ -5,7 +5,7 @@ are rejected. A model's performance on a GPU type is inline (``latency_ms`` + ``
 (``profile: FILE.csv``, ``where: {label: value}``, ``column: latency_ms``, plus ``memory_mb``), paths relative to
 the problem file. With ``latency_quantile: q`` every performance entry must come from a profile, and its latency
 at each profiled batch size is the upper end of the fitted curve's prediction interval at level ``q``
-(:class:`servopt.performance.uncertainty.UpperLatency`, fitted on the whole profile file), or the measured
+(:class:`servopt.performance.upper_latency.UpperLatency`, fitted on the whole profile file), or the measured
 latency where that is larger (a plan with the quantile never assumes less than the measurement).
 """
 
@@ -138,7 +138,7 @@ class _Upper:
     def bounds(self, full: Any, rel: str, rows: Any, column: str, model: str, key: str,
                measured: dict[int, float]) -> dict[int, float]:
         """The larger of the measured latency and the interval's upper end, per profiled batch size."""
-        from servopt.performance.uncertainty import UpperLatency
+        from servopt.performance.upper_latency import UpperLatency
 
         fit = self.fits.get((rel, column))
         if fit is None:

@@ -38,7 +38,7 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
     ``where:`` (label column -> value, or a list of values meaning "one of", e.g. ``where: {concurrency: 1}``).
     When the selected rows carry ``instances_per_gpu`` (Model Analyzer imports), the GPU type plans with it.
     ``latency_quantile: q`` (with ``performance: fit``) plans on the upper end of the fitted latency's
-    prediction interval at level ``q`` (:class:`servopt.performance.uncertainty.UpperLatency`); the margin used
+    prediction interval at level ``q`` (:class:`servopt.performance.upper_latency.UpperLatency`); the margin used
     is kept in ``kwargs["latency_margin"]``.
     """
     f.raw("problem")
@@ -142,7 +142,7 @@ class _Frame:
 
     def upper(self, rows: Any, sizes: list[int], hardware: str) -> dict[int, float]:
         """Upper latency bounds at ``sizes`` for the configuration of ``rows`` (``latency_quantile``)."""
-        from servopt.performance.uncertainty import UpperLatency
+        from servopt.performance.upper_latency import UpperLatency
 
         if self._upper is None:
             self._upper = UpperLatency(self._frame, float(self.quantile or 0.0), self.label())
