@@ -1,232 +1,259 @@
-"""Warm-up model on servopt's measured profiles: first-batch time from batch size, input size, cores and the
-hardware-monitoring features, its cross-validated error, and the 15 most important features (as the seed study
-ranked the features that most determine warm-up time).
+"""Warm-up models on servopt's measured profiles: LightGBM on every feature against the model structured by runtime.
 
-    python benchmarks/warmup_features.py            # reads profiles/measured_*.csv
+    python benchmarks/warmup_features.py            # reads profiles/measured_*.csv (H200 torch + CPU ONNX Runtime)
+    python benchmarks/warmup_features.py --quick    # 2-fold x 1, for the test
 
-Writes ``benchmarks/results/warmup_cv.csv`` (cross-validated error, with and without the hardware features),
-``benchmarks/results/warmup_top15.csv`` (the ranking) and ``warmup_features.png`` (ranking + out-of-fold
-predictions) under ``benchmarks/results/`` and ``docs/img/``.
+Writes under ``benchmarks/results/``: ``warmup_cv.csv`` (cross-validated error of each model, overall and per
+runtime), ``warmup_repeats.csv`` (how far apart two warm-ups of the same point are: the noise of one run),
+``warmup_top15.csv`` (LightGBM's 15 most important features) and ``warmup_features.png`` (also ``docs/img/``).
 
 Method
 ------
-- rows: every non-OOM row with a ``warmup_ms``; target ``log(warmup_ms)`` (warm-up spans four decades);
-- features: ``batch_size``, ``input_size``, ``cores``, ``batch_pixels = batch_size * input_size**2`` (the work
-  of one batch up to a constant), one indicator per model, and every ``hw.*`` column that
-  varies, except the counters that count since the monitor started (:data:`servopt.measure.hwmon.CUMULATIVE_KEYS`),
-  which only encode how far into the run a point was measured;
-- estimator: :class:`servopt.performance.WarmupModel` when that module provides it, else LightGBM
-  (``LGBMRegressor``, small-data settings) directly; the script says which it used;
-- error: out-of-fold predictions of 5-fold cross-validation repeated 3 times (shuffled), MAPE and R2 on the
-  millisecond scale; importance: the estimator's ``feature_importances_`` (LightGBM: total gain) after a fit on
-  all rows, as a share of the total.
+- rows: every profile row with a ``warmup_ms`` (284 in the shipped files: 144 torch on an H200, 140 ONNX Runtime
+  on a shared 2-vCPU machine);
+- models: :class:`servopt.performance.WarmupModel` (LightGBM on log warm-up) on every feature ``servopt fit`` gives
+  warm-up (design: batch, model, variant, hardware, input size, cores; and every ``hw.*`` column), the same on the
+  design features only, and :class:`servopt.performance.RuntimeWarmupModel` (the runtime structure on an in-fold
+  latency model; it gets the training rows' profile, and the held-out rows' ``framework``/``source``/
+  ``oom_batch_size`` labels, never their latency or warm-up);
+- reference (not a model): the same structure on the held-out point's own *measured* latency instead of the
+  latency model (an oracle: what knowing the point's steady state would give);
+- error: out-of-fold predictions of 5-fold cross-validation repeated 3 times (shuffled, seeds 0-2); MAPE on the
+  millisecond scale, per runtime and overall (mean over the repeats, with their standard deviation);
+- noise of one run (``warmup_repeats.csv``): points measured twice or more in separate processes: the shipped
+  resnet50 fp16 H200 grid run against the command-line run (batch 1, 8, 64 at 224 px), and CPU repeats in
+  ``benchmarks/results/warmup_repeats/*.csv`` (the same command run three times, see ``--repeats-dir``); the
+  error of predicting one run by another run of the same point (mean over ordered pairs), by the median of the
+  other runs (mean and median APE), and by the run's own latency x the other runs' warm-up/latency ratio (what
+  a perfect latency model and a per-point ratio would give).
+
+The CPU repeats were measured on 2026-12-05 on the shipped profiles' machine (2 vCPUs shared with other jobs),
+three times in a row, from graphs built by ``python -m servopt.measure.onnx_models NAME NAME.onnx``::
+
+    for r in 1 2 3; do for m in resnet_like mobilenet_like; do
+      servopt profile $m.onnx --batch-sizes 1,4,16 --input-sizes 128,224,320 --cores 1,2 --repeats 20 \
+        --time-budget 0.5 --hardware cpu-amd-epyc -q -o benchmarks/results/warmup_repeats/${m}_r$r.csv --force
+    done; done
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
-import math
+import itertools
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
-DESIGN = ["batch_size", "input_size", "cores"]
 
 
 def load_rows(paths: list[str]) -> Any:
+    """Every profile row with a warm-up, the file order kept (the runtime structure reads it)."""
     import pandas as pd
+
+    from servopt.profiles import load_profile
 
     frames = []
     for path in paths:
-        try:
-            from servopt.profiles import load_profile
-
-            table = load_profile(path)
-            frame = getattr(table, "frame", table)
-            frame = frame if isinstance(frame, pd.DataFrame) else pd.read_csv(path)
-        except ImportError:
-            frame = pd.read_csv(path)
-        frames.append(frame)
+        frames.append(load_profile(path).frame)
     data = pd.concat(frames, ignore_index=True)
-    if "oom" in data:
-        data = data[data["oom"].fillna(0).astype(float) == 0]
     return data[data["warmup_ms"].notna() & (data["warmup_ms"] > 0)].reset_index(drop=True)
 
 
-def feature_frame(data: Any, with_hw: bool = True) -> Any:
-    from servopt.measure.hwmon import CUMULATIVE_KEYS
-
-    X = data[DESIGN].astype(float).copy()
-    X["batch_pixels"] = X["batch_size"] * X["input_size"] ** 2  # the work of one batch, up to a constant
-    for model in sorted(data["model"].unique()):
-        X[f"model={model}"] = (data["model"] == model).astype(float)
-    if with_hw:
-        for col in sorted(c for c in data.columns if c.startswith("hw.")):
-            if col[3:] in CUMULATIVE_KEYS:
-                continue
-            values = data[col].astype(float)
-            if values.notna().all() and values.nunique() > 1:
-                X[col] = values
-    return X
-
-
-def make_estimator() -> tuple[Any, str]:
-    """servopt.performance.WarmupModel if present, else a LightGBM regressor on log(warm-up)."""
-    try:
-        from servopt.performance import WarmupModel
-
-        return WarmupModel(), "servopt.performance.WarmupModel (LightGBM on log warm-up, gain importances)"
-    except ImportError:
-        pass
-    import numpy as np
-    from lightgbm import LGBMRegressor
-    from sklearn.compose import TransformedTargetRegressor
-
-    lgbm = LGBMRegressor(n_estimators=400, learning_rate=0.03, num_leaves=15, min_child_samples=5,
-                         subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=0, verbose=-1)
-    return (TransformedTargetRegressor(regressor=lgbm, func=np.log, inverse_func=np.exp),
-            "lightgbm.LGBMRegressor on log(warmup_ms) (servopt.performance.WarmupModel not available)")
-
-
-def importances(estimator: Any, columns: list[str]) -> Any:
+def features(data: Any, with_hw: bool) -> Any:
+    """The warm-up features of ``servopt fit`` (``feature_columns``), optionally without the ``hw.*`` ones."""
     import pandas as pd
 
-    if hasattr(estimator, "top_features"):  # servopt.performance.WarmupModel: shares of total gain
-        names = list(getattr(estimator, "feature_names_in_", columns))
-        share = pd.Series(estimator.feature_importances_, index=names, dtype=float)
-        return share.sort_values(ascending=False, kind="stable")
-    inner = getattr(estimator, "regressor_", estimator)
-    values = getattr(inner, "feature_importances_", None)
-    names = list(getattr(inner, "feature_names_in_", columns))
-    if values is None:
-        raise SystemExit(f"{type(inner).__name__} exposes no feature_importances_")
-    if hasattr(inner, "booster_"):  # LightGBM: rank by total gain, not split counts
-        values = inner.booster_.feature_importance(importance_type="gain")
-        names = inner.booster_.feature_name()
-        names = [columns[int(n.split("_")[1])] if n.startswith("Column_") else n for n in names]
-    share = pd.Series(values, index=names, dtype=float)
-    return (share / share.sum()).sort_values(ascending=False)
+    from servopt.performance.features import TARGETS, feature_columns, feature_frame
+
+    columns = feature_columns(data, TARGETS["warmup"])
+    if not with_hw:
+        columns = [c for c in columns if not c.startswith("hw.")]
+    text = [c for c in columns if not pd.api.types.is_numeric_dtype(data[c])]
+    return feature_frame(data, columns, text, "profiles")
 
 
-def cross_validate(X: Any, y: Any, repeats: int = 3, folds: int = 5) -> tuple[dict[str, float], Any]:
-    import numpy as np
-    from sklearn.base import clone
-    from sklearn.metrics import r2_score
+LABELS = ("framework", "source", "oom_batch_size", "model", "variant", "hardware", "cores", "input_size",
+          "batch_size", "first_in_run", "seen_shape")
+
+
+def cross_validate(name: str, fit_predict: Any, y: np.ndarray, runtime: np.ndarray, folds: int,
+                   repeats: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Rows of warmup_cv.csv for one model (all, then per runtime) and its out-of-fold predictions (mean)."""
     from sklearn.model_selection import KFold
 
-    base, _ = make_estimator()
-    mapes, r2_ms, r2_log, oof_all = [], [], [], np.zeros((repeats, len(y)))
+    oofs = []
     for rep in range(repeats):
         oof = np.zeros(len(y))
-        for train, test in KFold(folds, shuffle=True, random_state=rep).split(X):
-            est = clone(base).fit(X.iloc[train], y.iloc[train])
-            oof[test] = est.predict(X.iloc[test])
-        oof_all[rep] = oof
-        mapes.append(float(np.mean(np.abs(oof - y) / y)) * 100)
-        r2_ms.append(float(r2_score(y, oof)))
-        r2_log.append(float(r2_score(np.log(y), np.log(np.maximum(oof, 1e-9)))))
-    metrics = {"mape_pct": float(np.mean(mapes)), "mape_std_pct": float(np.std(mapes)),
-               "r2": float(np.mean(r2_ms)), "r2_log": float(np.mean(r2_log))}
-    return metrics, oof_all.mean(axis=0)
+        for train, test in KFold(folds, shuffle=True, random_state=rep).split(y):
+            oof[test] = fit_predict(train, test)
+        oofs.append(oof)
+    rows = []
+    for subset in ["all", *sorted(set(runtime))]:
+        at = np.ones(len(y), dtype=bool) if subset == "all" else runtime == subset
+        mapes = [100 * float(np.mean(np.abs(o[at] - y[at]) / y[at])) for o in oofs]
+        rows.append({"model": name, "runtime": subset, "n_rows": int(at.sum()), "cv": f"{folds}-fold x {repeats}",
+                     "mape_pct": round(float(np.mean(mapes)), 2), "mape_std_pct": round(float(np.std(mapes)), 2)})
+    return rows, np.mean(oofs, axis=0)
 
 
-def latency_reference(data: Any, y: Any, repeats: int = 3, folds: int = 5) -> dict[str, float]:
-    """Error of ``warm-up = r * latency_ms`` of the same point, ``r`` the in-fold median ratio: how predictable a
-    single warm-up run is even when the point's own steady-state latency is known (a noise floor, not a model)."""
-    import numpy as np
-    from sklearn.metrics import r2_score
-    from sklearn.model_selection import KFold
+def repeat_noise(data: Any, repeats_dir: Path) -> Any:
+    """How well one warm-up run predicts another of the same point (``warmup_repeats.csv``)."""
+    import pandas as pd
 
-    lat = data["latency_ms"].to_numpy(float)
-    target = y.to_numpy(float)
-    mapes, r2s = [], []
-    for rep in range(repeats):
-        pred = np.zeros(len(target))
-        for train, test in KFold(folds, shuffle=True, random_state=rep).split(target):
-            pred[test] = np.median(target[train] / lat[train]) * lat[test]
-        mapes.append(float(np.mean(np.abs(pred - target) / target)) * 100)
-        r2s.append(float(r2_score(target, pred)))
-    return {"mape_pct": float(np.mean(mapes)), "mape_std_pct": float(np.std(mapes)), "r2": float(np.mean(r2s)),
-            "r2_log": float("nan")}
+    from servopt.profiles import load_profile
+
+    key = ["model", "variant", "hardware", "cores", "input_size", "batch_size"]
+    sets = []
+    gpu = data[(data["model"] == "resnet50") & (data.get("precision", pd.Series(dtype=str)) == "fp16")]
+    if len(gpu):
+        sets.append(("H200 torch resnet50 fp16: grid run vs command-line run", gpu))
+    files = sorted(glob.glob(str(repeats_dir / "*.csv")))
+    if files:
+        cpu = pd.concat([load_profile(f).frame.assign(file=Path(f).name) for f in files], ignore_index=True)
+        sets.append(("cpu-amd-epyc onnxruntime: the same command run 3 times", cpu))
+    rows = []
+    for label, frame in sets:
+        frame = frame.copy()
+        frame["cores"] = frame["cores"].fillna(0)
+        pair_err, median_err, ratio_err, points, runs = [], [], [], 0, []
+        for _, group in frame.groupby(key, dropna=False):
+            w = group["warmup_ms"].to_numpy(dtype=float)
+            ratio = w / group["latency_ms"].to_numpy(dtype=float)
+            if len(w) < 2:
+                continue
+            points += 1
+            runs.append(len(w))
+            pair_err += [abs(a - b) / b for a, b in itertools.permutations(w, 2)]
+            median_err += [abs(np.median(np.delete(w, i)) - w[i]) / w[i] for i in range(len(w))]
+            ratio_err += [abs(np.median(np.delete(ratio, i)) * w[i] / ratio[i] - w[i]) / w[i] for i in range(len(w))]
+        if points:
+            rows.append({"data": label, "points": points, "runs_per_point": int(np.median(runs)),
+                         "one_run_predicts_another_mape_pct": round(100 * float(np.mean(pair_err)), 2),
+                         "median_of_others_mape_pct": round(100 * float(np.mean(median_err)), 2),
+                         "median_of_others_median_ape_pct": round(100 * float(np.median(median_err)), 2),
+                         "own_latency_x_others_ratio_mape_pct": round(100 * float(np.mean(ratio_err)), 2)})
+    return pd.DataFrame(rows)
 
 
-def plot(top: Any, y: Any, oof: Any, png_paths: list[Path], title: str) -> None:
+def plot(top: Any, y: np.ndarray, runtime: np.ndarray, oof: dict[str, np.ndarray], title: str,
+         paths: list[Path]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.2, 1]})
     names = [n.removeprefix("hw.") for n in top.index][::-1]
     colors = ["tab:orange" if n.startswith("hw.") else "tab:blue" for n in top.index][::-1]
     ax1.barh(names, top.values[::-1] * 100, color=colors)
     ax1.set_xlabel("share of total gain (%)")
-    ax1.set_title("15 most important features for warm-up time\n(blue: design, orange: hardware monitor)")
+    ax1.set_title("LightGBM on every feature: 15 most important\n(blue: design, orange: hardware monitor)")
     ax1.tick_params(axis="y", labelsize=8)
-    ax2.loglog(y, oof, "o", ms=4, alpha=0.7)
-    lo, hi = min(y.min(), oof.min()), max(y.max(), oof.max())
+    for (name, pred), marker in zip(oof.items(), ("o", "s")):
+        for rt, color in zip(sorted(set(runtime)), ("tab:green", "tab:red")):
+            at = runtime == rt
+            ax2.loglog(y[at], pred[at], marker, ms=4, alpha=0.6, color=color if marker == "o" else "none",
+                       markeredgecolor=color, label=f"{name}, {rt}")
+    lo, hi = y.min() * 0.7, y.max() * 1.4
     ax2.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax2.set_xlabel("measured warm-up (ms)")
     ax2.set_ylabel("out-of-fold prediction (ms)")
+    ax2.legend(fontsize=7)
     ax2.set_title(title, fontsize=9)
     fig.tight_layout()
-    for path in png_paths:
+    for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", nargs="+", default=sorted(glob.glob(str(ROOT / "profiles/measured_*.csv"))))
+    parser.add_argument("--repeats-dir", type=Path, default=ROOT / "benchmarks/results/warmup_repeats")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks/results")
     parser.add_argument("--img-dir", type=Path, default=ROOT / "docs/img")
+    parser.add_argument("--quick", action="store_true", help="2-fold x 1 repeat, no plot (for tests)")
     args = parser.parse_args(argv)
     if not args.profiles:
-        print("no profiles/measured_*.csv found; run the commands in profiles/README.md first", file=sys.stderr)
+        print("no profiles/measured_*.csv found", file=sys.stderr)
         return 2
     import pandas as pd
 
+    from servopt.performance import RuntimeWarmupModel, WarmupModel
+    from servopt.performance.warmup_runtime import runtime_context, with_run_flags
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    folds, repeats = (2, 1) if args.quick else (5, 3)
     data = load_rows(args.profiles)
-    y = data["warmup_ms"].astype(float)
-    _, estimator_name = make_estimator()
-    rows, oof_full = [], None
-    for label, with_hw in (("design + hardware features", True), ("design only (batch, input size, cores, model)",
-                                                                    False)):
-        X = feature_frame(data, with_hw)
-        metrics, oof = cross_validate(X, y)
-        rows.append({"features": label, "n_rows": len(X), "n_features": X.shape[1], "estimator": estimator_name,
-                     "cv": "5-fold x 3 repeats", **{k: round(v, 4) for k, v in metrics.items()}})
-        if with_hw:
-            oof_full, X_full = oof, X
-    rows.append({"features": "reference: the point's own steady-state latency x in-fold median ratio",
-                 "n_rows": len(y), "n_features": 1, "estimator": "ratio", "cv": "5-fold x 3 repeats",
-                 **{k: round(v, 4) for k, v in latency_reference(data, y).items()}})
+    y = data["warmup_ms"].to_numpy(dtype=float)
+    latency = data["latency_ms"].to_numpy(dtype=float)
+    data = with_run_flags(data)  # the run's first point, from each file's order (not a fold's)
+    labels = data[[c for c in LABELS if c in data.columns]]
+    runtime = runtime_context(labels)["runtime"].to_numpy()
+    X_all, X_design = features(data, True), features(data, False)
+
+    def lightgbm(X: Any) -> Any:
+        def run(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+            model = WarmupModel().fit(X.iloc[train].reset_index(drop=True), y[train])
+            return model.predict(X.iloc[test].reset_index(drop=True))
+        return run
+
+    def structured(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        profile = data.iloc[train].reset_index(drop=True)
+        model = RuntimeWarmupModel().fit(X_all.iloc[train].reset_index(drop=True), y[train], profile=profile)
+        return model.predict(X_all.iloc[test].reset_index(drop=True), profile=labels.iloc[test].reset_index(drop=True))
+
+    class _Measured:  # stands in for the latency model: the held-out points' own measured latency
+        def __init__(self, values: np.ndarray) -> None:
+            self.values = values
+
+        def predict(self, X: Any) -> np.ndarray:
+            return self.values
+
+    def measured_latency(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        profile = data.iloc[train].reset_index(drop=True)
+        model = RuntimeWarmupModel().fit(X_all.iloc[train].reset_index(drop=True), y[train], profile=profile)
+        model.latency_ = _Measured(latency[test])
+        return model.predict(X_all.iloc[test].reset_index(drop=True), profile=labels.iloc[test].reset_index(drop=True))
+
+    rows, oof = [], {}
+    for name, fn in (("LightGBM on every feature (servopt fit's warm-up features: design + hw.*)", lightgbm(X_all)),
+                     ("LightGBM on the design features", lightgbm(X_design)),
+                     ("RuntimeWarmupModel (structured by runtime, in-fold latency model)", structured),
+                     ("reference: RuntimeWarmupModel on the point's own measured latency (an oracle)",
+                      measured_latency)):
+        part, pred = cross_validate(name, fn, y, runtime, folds, repeats)
+        rows += part
+        if name.startswith(("LightGBM on every", "RuntimeWarmupModel")):
+            oof[name.split(" (")[0]] = pred
     cv = pd.DataFrame(rows)
-    est, _ = make_estimator()
-    est.fit(X_full, y)
-    ranking = importances(est, list(X_full.columns))
-    top = ranking.head(15)
+    noise = repeat_noise(data, args.repeats_dir)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    cv.to_csv(args.out_dir / "warmup_cv.csv", index=False)
-    top_table = pd.DataFrame({"rank": range(1, len(top) + 1), "feature": top.index,
-                              "importance_share": top.values.round(4),
-                              "kind": ["hardware" if n.startswith("hw.") else "design" for n in top.index]})
-    top_table.to_csv(args.out_dir / "warmup_top15.csv", index=False)
-    m = rows[0]
-    title = (f"{estimator_name.split(' (')[0]}, {len(y)} points\n{m['cv']} CV: MAPE {m['mape_pct']:.1f} %, "
-             f"R2 {m['r2']:.2f}\ndesign only: MAPE {rows[1]['mape_pct']:.1f} %, R2 {rows[1]['r2']:.2f}; "
-             f"own latency x ratio: {rows[2]['mape_pct']:.1f} %")
-    plot(top, y.to_numpy(), oof_full, [args.out_dir / "warmup_features.png", args.img_dir / "warmup_features.png"],
-         title)
-    print(f"estimator: {estimator_name}; rows: {len(y)} from {', '.join(Path(p).name for p in args.profiles)}")
-    print(cv.drop(columns=["estimator"]).to_string(index=False))
-    print("\n15 most important features (share of total gain):")
-    print(top_table.to_string(index=False))
-    if not math.isfinite(m["mape_pct"]):
-        return 1
+    suffix = "_quick" if args.quick else ""
+    cv.to_csv(args.out_dir / f"warmup_cv{suffix}.csv", index=False)
+    noise.to_csv(args.out_dir / f"warmup_repeats{suffix}.csv", index=False)
+    print(f"{len(y)} rows from {', '.join(Path(p).name for p in args.profiles)}")
+    print(cv.to_string(index=False))
+    print(noise.to_string(index=False))
+    if args.quick:
+        return 0
+    full = WarmupModel().fit(X_all, y)
+    share = pd.Series(full.feature_importances_, index=list(X_all.columns)).sort_values(ascending=False,
+                                                                                      kind="stable")
+    top = share.head(15)
+    pd.DataFrame({"rank": range(1, len(top) + 1), "feature": top.index, "importance_share": top.values.round(4),
+                  "kind": ["hardware" if n.startswith("hw.") else "design" for n in top.index]}).to_csv(
+        args.out_dir / "warmup_top15.csv", index=False)
+    pick = {r["model"].split(" (")[0]: r["mape_pct"] for r in rows if r["runtime"] == "all"}
+    title = (f"{len(y)} points, {folds}-fold x {repeats} CV, MAPE:\n" +
+             "\n".join(f"{k} {v:.1f} %" for k, v in pick.items() if not k.startswith("reference")))
+    plot(top, y, runtime, oof, title, [args.out_dir / "warmup_features.png", args.img_dir / "warmup_features.png"])
     return 0
 
 

@@ -3,7 +3,9 @@
 * :class:`LatencyModel`: latency of one batch; non-decreasing in batch size, with the small-batch floor of GPUs.
 * :class:`WorkLatencyModel`: the same per configuration, plus a floor-plus-roofline in the work of a batch (FLOPs
   or pixels x batch) per family for unprofiled input sizes and beyond the largest profiled batch.
-* :class:`WarmupModel`: first-batch time, with feature importances.
+* :class:`WarmupModel`: first-batch time, with feature importances; :class:`RuntimeWarmupModel`: the same
+  structured by runtime (session creation, first run per shape, autotuning) on a latency model, what
+  ``servopt fit`` uses.
 * :class:`MaxBatchModel`: device memory vs batch and input size; the largest batch that fits.
 * :class:`CapacityModel`: RPS within a latency SLO vs cores (an averaged low-order curve, or InfAdapter's line),
   with headroom.
@@ -23,12 +25,14 @@ from servopt.performance.memory import MaxBatchModel
 from servopt.performance.table_model import TableModel
 from servopt.performance.tables import batch_table, capacity_table
 from servopt.performance.warmup import WarmupModel
+from servopt.performance.warmup_runtime import RuntimeWarmupModel
 from servopt.performance.work_latency import WorkLatencyModel
 
 __all__ = [
     "LatencyModel",
     "WorkLatencyModel",
     "WarmupModel",
+    "RuntimeWarmupModel",
     "MaxBatchModel",
     "CapacityModel",
     "TableModel",

@@ -43,7 +43,7 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work", 
     family, the default) or ``"line"`` (a line in batch per configuration, the model before issue 19);
     ``oom_limit_mb``: the limit of the profile's out-of-memory search.
     """
-    from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, WarmupModel, WorkLatencyModel
+    from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, RuntimeWarmupModel, WorkLatencyModel
 
     if latency_model not in LATENCY_MODELS:
         raise ValidationError(f"latency_model={latency_model!r}: expected one of {', '.join(LATENCY_MODELS)}")
@@ -52,7 +52,7 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work", 
             return WorkLatencyModel(estimator=estimator)
         return LatencyModel(estimator=estimator)
     if target == "warmup":
-        return WarmupModel(estimator=estimator)
+        return RuntimeWarmupModel(estimator=estimator)
     if target == "memory":
         return MaxBatchModel(structure=memory_model, oom_limit_mb=oom_limit_mb)
     if target == "capacity":
@@ -188,8 +188,9 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
         if train.sum() < 2:  # the regressors need two points: this value cannot be held out
             continue
         model = make_model(target.name, estimator, latency_model, memory_model, oom_limit_mb)
-        model.fit(X[train].reset_index(drop=True), y[train])
-        predicted[test] = model.predict(X[test].reset_index(drop=True))
+        model.fit(X[train].reset_index(drop=True), y[train], **_fit_params(target.name, rows[train]))
+        labels = _fit_params(target.name, rows[test], fit=False)
+        predicted[test] = model.predict(X[test].reset_index(drop=True), **labels)
         for g in np.unique(group_id[test]):
             fit_rows = train & (group_id == g)
             at = test & (group_id == g)
@@ -290,6 +291,17 @@ class PerformanceModels:
         return bundle
 
 
+def _fit_params(target: str, rows: pd.DataFrame, fit: bool = True) -> dict[str, Any]:
+    """The profile rows the warm-up model reads besides its features (``RuntimeWarmupModel``: latencies to fit
+    on; labels that say how the runtime warmed up, in ``predict`` too, never the latency or warm-up predicted)."""
+    if target != "warmup":
+        return {}
+    from servopt.performance.warmup_runtime import RUNTIME_COLUMNS
+
+    keep = [c for c in RUNTIME_COLUMNS if c in rows.columns and (fit or c != "latency_ms")]
+    return {"profile": rows[keep].reset_index(drop=True)}
+
+
 def _interval(report: TargetReport, level: float) -> dict[str, Any]:
     from servopt.performance.uncertainty import conformal_interval
 
@@ -349,6 +361,10 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
                 f"--targets (here: {', '.join(t for t in wanted if t != name) or 'none'})"
             )
         X, columns, text = _inputs(rows, target, source)
+        if name == "warmup":  # the run's first point and max-batch rows, from the whole profile's order
+            from servopt.performance.warmup_runtime import with_run_flags
+
+            rows = with_run_flags(rows)
         y = rows[target.column].to_numpy(dtype=float)
         limit, bounds, largest = None, None, np.empty(0)
         if name == "memory" and oom_limit_mb is not None:
@@ -357,7 +373,7 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             bounds, largest = boundaries_from_profile(X.assign(oom_batch_size=rows["oom_batch_size"].to_numpy())
                                                       if "oom_batch_size" in rows else X, columns)
             limit = oom_limit_mb if len(largest) else None  # no search ran: no row was measured under the limit
-        model = make_model(name, estimator, latency_model, memory_model, limit).fit(X, y)
+        model = make_model(name, estimator, latency_model, memory_model, limit).fit(X, y, **_fit_params(name, rows))
         if len(largest):
             model.calibrate(bounds, largest)
         fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)

@@ -12,17 +12,26 @@ is then *not* a guarantee at the level (``exact`` is False in the interval).
 Coverage: for each query row, whether the batch size (x feature) and the input size were profiled for its
 configuration, lie between profiled values (interpolated) or outside them (extrapolated), and whether the
 hardware was profiled at all.
+
+Planning on the upper bound (``latency_quantile: q`` in problem files):
+:class:`~servopt.performance.upper_latency.UpperLatency` fits the
+per-configuration latency curves (``LatencyModel``, the curve ``performance: fit`` plans on) on a whole profile,
+cross-validated at level ``q``, and gives the upper end of each prediction's interval, the ``latency_ms_hi`` of
+``servopt predict --intervals`` with models from ``servopt fit PROFILE --latency-model hinge --level q``;
+:func:`margin_record` and :func:`margin_notes` say what margin a plan was made with.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_LEVEL", "conformal_interval", "coverage"]
+__all__ = ["DEFAULT_LEVEL", "check_quantile", "conformal_interval", "coverage", "margin_notes",
+           "margin_record"]
 
 #: the level of the intervals ``servopt fit`` stores
 DEFAULT_LEVEL = 0.9
@@ -126,3 +135,68 @@ def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str) -> pd.DataFrame:
         seen = set(map(str, train["hardware"]))
         out["hardware"] = ["profiled" if str(h) in seen else "unseen" for h in query["hardware"]]
     return pd.DataFrame(out)
+
+
+def check_quantile(value: Any, source: str, key: str = "latency_quantile") -> float:
+    """``value`` as a level strictly between 0 and 1 (a float, e.g. 0.95); the error names ``source`` and ``key``.
+
+    Examples
+    --------
+    >>> check_quantile(0.95, "p.yaml")
+    0.95
+    >>> check_quantile(1, "p.yaml")
+    Traceback (most recent call last):
+    ...
+    servopt.exceptions.ValidationError: p.yaml: key 'latency_quantile': expected a float strictly between 0 and 1 (e.g. 0.95), got 1
+    """
+    from servopt.exceptions import ValidationError
+
+    if (isinstance(value, bool) or not isinstance(value, (float, np.floating)) or not math.isfinite(float(value))
+            or not 0.0 < float(value) < 1.0):
+        raise ValidationError(f"{source}: key {key!r}: expected a float strictly between 0 and 1 (e.g. 0.95), got "
+                              f"{value!r}")
+    return float(value)
+
+
+def margin_record(quantile: float, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``latency_margin`` a problem carries into ``solve --json`` and ``servopt.json``: the level, one entry
+    per model and hardware (:meth:`~servopt.performance.upper_latency.UpperLatency.upper`'s record plus ``model``
+    and ``hardware``) and the notes
+    (:func:`margin_notes`)."""
+    out: dict[str, Any] = {"quantile": float(quantile), "latency_model": "hinge", "entries": entries}
+    out["notes"] = margin_notes(out)
+    return out
+
+
+def margin_notes(margin: Mapping[str, Any] | None) -> list[str]:
+    """One line per model and hardware: the factor applied and where the batch sizes sat in the profile.
+
+    Examples
+    --------
+    >>> m = {"quantile": 0.95, "entries": [{"model": "r50", "hardware": "T4", "exact": True, "batches": [
+    ...     {"batch_size": 1, "factor": 1.2, "batch": "profiled"}, {"batch_size": 4, "factor": 1.3,
+    ...     "batch": "interpolated"}]}]}
+    >>> margin_notes(m)[0]
+    'r50 on T4: planned on the 95 % upper latency bound, x1.2-1.3 the fitted latency (1 profiled, 1 interpolated batch sizes)'
+    """
+    if not margin:
+        return []
+    lines = []
+    q = 100 * float(margin["quantile"])
+    for e in margin["entries"]:
+        factors = [float(b["factor"]) for b in e["batches"]]
+        places: dict[str, int] = {}
+        for b in e["batches"]:
+            worst = next((p for p in ("unseen", "extrapolated", "interpolated")
+                          if p in (b.get("batch"), b.get("input_size"), b.get("hardware"))), "profiled")
+            places[worst] = places.get(worst, 0) + 1
+        span = (f"x{min(factors):.3g}" if math.isclose(min(factors), max(factors), rel_tol=1e-6)
+                else f"x{min(factors):.3g}-{max(factors):.3g}")
+        where = ", ".join(f"{n} {p}" for p, n in places.items())
+        size = "batch size" if len(e["batches"]) == 1 else "batch sizes"
+        line = (f"{e['model']} on {e['hardware']}: planned on the {q:g} % upper latency bound, {span} the fitted "
+                f"latency ({where} {size})")
+        if not e.get("exact", True):
+            line += "; too few held-out residuals for the level: the bound is the largest residual seen"
+        lines.append(line)
+    return lines

@@ -91,3 +91,4 @@ class WarmupModel(ProfileRegressor):
         order = np.argsort(-self.feature_importances_, kind="stable")[:n]
         names = self._feature_names()
         return [(names[i], float(self.feature_importances_[i])) for i in order]
+

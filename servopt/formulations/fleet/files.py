@@ -3,7 +3,10 @@
 Every error names the file, the key path (``models[2].performance.L4.latency_ms[8]``) and the value; unknown keys
 are rejected. A model's performance on a GPU type is inline (``latency_ms`` + ``memory_mb``) or read from a profile
 (``profile: FILE.csv``, ``where: {label: value}``, ``column: latency_ms``, plus ``memory_mb``), paths relative to
-the problem file.
+the problem file. With ``latency_quantile: q`` every performance entry must come from a profile, and its latency
+at each profiled batch size is the upper end of the fitted curve's prediction interval at level ``q``
+(:class:`servopt.performance.upper_latency.UpperLatency`, fitted on the whole profile file), or the measured
+latency where that is larger (a plan with the quantile never assumes less than the measurement).
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> FleetProblem:
     headroom = f.number("headroom", 0.0, minimum=0.0)
     caps = {"max_instances": f.int("max_instances", 4, minimum=1), "max_models": f.int("max_models", 3, minimum=1)}
     triton = f.mapping("triton", None)
+    quantile = f.raw("latency_quantile", None)  # null: not given
+    if quantile is not None:
+        from servopt.performance.uncertainty import check_quantile
+
+        quantile = check_quantile(quantile, str(source))
+    upper = _Upper(quantile)
     gpu_types = []
     for i, entry in enumerate(f.list("gpu_types")):
         if not isinstance(entry, Mapping):
@@ -46,11 +55,17 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> FleetProblem:
     for i, entry in enumerate(f.list("models")):
         if not isinstance(entry, Mapping):
             raise _bad(f, f"models[{i}]", entry)
-        models.append(_model(Fields(entry, source, f"models[{i}]"), source, gpu_types, type_names))
+        models.append(_model(Fields(entry, source, f"models[{i}]"), source, gpu_types, type_names, upper))
     f.done()
+    margin = None
+    if quantile is not None:
+        from servopt.performance.uncertainty import margin_record
+
+        margin = margin_record(quantile, upper.margins)
     try:
         return FleetProblem(models=models, gpu_types=gpu_types, objective=objective, weights=weights,
-                            headroom=headroom, colocation=colocation, name=name, triton=triton, source=source, **caps)
+                            headroom=headroom, colocation=colocation, name=name, triton=triton, source=source,
+                            latency_margin=margin, **caps)
     except ValidationError as exc:
         raise ValidationError(f"{source}: {exc}") from None
 
@@ -111,7 +126,34 @@ def _colocation(f: Fields, source: Path) -> Colocation:
     return Colocation(default, pairs)
 
 
-def _model(m: Fields, source: Path, gpu_types: list[GpuType], type_names: set[str]) -> FleetModel:
+class _Upper:
+    """Upper latency bounds for ``latency_quantile`` (one fitted model per profile file and column)."""
+
+    def __init__(self, quantile: float | None) -> None:
+        self.quantile = quantile
+        self.fits: dict[tuple[str, str], Any] = {}
+        #: one margin record per model and GPU key planned on the upper bound
+        self.margins: list[dict[str, Any]] = []
+
+    def bounds(self, full: Any, rel: str, rows: Any, column: str, model: str, key: str,
+               measured: dict[int, float]) -> dict[int, float]:
+        """The larger of the measured latency and the interval's upper end, per profiled batch size."""
+        from servopt.performance.upper_latency import UpperLatency
+
+        fit = self.fits.get((rel, column))
+        if fit is None:
+            fit = self.fits[(rel, column)] = UpperLatency(full, float(self.quantile or 0.0), rel, column)
+        sizes = sorted(measured)
+        high, record = fit.upper(rows, sizes)
+        out = {b: max(high[b], measured[b]) for b in sizes}
+        for entry in record["batches"]:
+            entry["measured_ms"] = measured[entry["batch_size"]]
+            entry["planned_ms"] = out[entry["batch_size"]]
+        self.margins.append({"model": model, "hardware": key, **record})
+        return out
+
+
+def _model(m: Fields, source: Path, gpu_types: list[GpuType], type_names: set[str], upper: _Upper) -> FleetModel:
     name = m.str("name")
     rate = m.number("rate_rps", positive=True)
     slo_ms = m.number("slo_ms", positive=True)
@@ -128,13 +170,13 @@ def _model(m: Fields, source: Path, gpu_types: list[GpuType], type_names: set[st
             if profile not in {p.profile for p in g.mig}:
                 raise perf_fields.error(str(key), f"unknown MIG profile {profile!r} of {gpu}; known: "
                                                   f"{', '.join(p.profile for p in g.mig) or 'none'}")
-        performance[str(key)] = _performance(_fields(perf_fields, str(key)), source)
+        performance[str(key)] = _performance(_fields(perf_fields, str(key)), source, upper, name, str(key))
     perf_fields.done()
     m.done()
     return FleetModel(name=name, rate_rps=rate, slo_ms=slo_ms, slo=slo, performance=performance, model_file=path)
 
 
-def _performance(p: Fields, source: Path) -> Performance:
+def _performance(p: Fields, source: Path, upper: _Upper, model: str, key: str) -> Performance:
     mem = _fields(p, "memory_mb")
     instance = mem.number("instance", minimum=0.0)
     per_batch = mem.number("per_batch", 0.0, minimum=0.0)
@@ -142,8 +184,11 @@ def _performance(p: Fields, source: Path) -> Performance:
     if p.has("profile"):
         if p.has("latency_ms"):
             raise p.error("latency_ms", "give either latency_ms or profile, not both")
-        latency = _profile_latency(p, source)
+        latency = _profile_latency(p, source, upper, model, key)
     else:
+        if upper.quantile is not None:
+            raise p.error("latency_ms", "an inline table has no prediction interval, so latency_quantile cannot "
+                                        "apply to it; give profile: (with where:) or remove latency_quantile")
         table = p.mapping("latency_ms")
         latency = {}
         for b, lat in table.items():
@@ -156,7 +201,7 @@ def _performance(p: Fields, source: Path) -> Performance:
     return Performance(latency, instance, per_batch)
 
 
-def _profile_latency(p: Fields, source: Path) -> dict[int, float]:
+def _profile_latency(p: Fields, source: Path, upper: _Upper, model: str, key: str) -> dict[int, float]:
     from servopt.profiles import load_profile
 
     rel = p.str("profile")
@@ -165,7 +210,8 @@ def _profile_latency(p: Fields, source: Path) -> dict[int, float]:
     column = p.str("column", "latency_ms", choices=("latency_ms", "latency_p99_ms", "latency_p95_ms",
                                                       "latency_p90_ms"))
     try:
-        table = load_profile(path).select(**dict(where))
+        loaded = load_profile(path)
+        table = loaded.select(**dict(where))
     except ValidationError as exc:
         raise p.error("profile", f"{rel!r}: {exc}") from None
     frame = table.frame if hasattr(table, "frame") else table
@@ -179,4 +225,9 @@ def _profile_latency(p: Fields, source: Path) -> dict[int, float]:
         if b in out and out[b] != float(lat):
             raise p.error("where", f"selects several rows of {rel} for batch size {b}; narrow it (e.g. variant:)")
         out[b] = float(lat)
+    if upper.quantile is not None:
+        try:
+            return upper.bounds(loaded.frame, rel, frame, column, model, key, out)
+        except ValidationError as exc:
+            raise p.error("profile", f"{rel!r}: latency_quantile: {exc}") from None
     return out

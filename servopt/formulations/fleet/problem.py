@@ -9,7 +9,7 @@ restricted MILP is reported as ``feasible``, not ``optimal``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +37,8 @@ class FleetProblem:
     source: Path | None = None
     max_instances: int = 4
     max_models: int = 3
+    #: the margin planned on with ``latency_quantile:`` (:func:`servopt.performance.uncertainty.margin_record`)
+    latency_margin: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         models = tuple(self.models)

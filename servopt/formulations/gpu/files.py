@@ -22,7 +22,7 @@ __all__ = [
 
 #: keys both GPU problems read (besides their own: ``images`` / ``objective`` or ``budget_per_hour``)
 COMMON_KEYS = ("problem", "name", "model", "variant", "input_size", "cores", "where", "profiles", "performance",
-               "triton", "model_file", "formulation", "latency_slo_ms", "deadline_s", "gpus")
+               "triton", "model_file", "formulation", "latency_slo_ms", "deadline_s", "gpus", "latency_quantile")
 
 #: keys of one ``gpus:`` entry
 GPU_KEYS = ("hardware", "max_count", "cost_per_hour", "max_batches", "max_batch_size", "instances_per_gpu",
@@ -37,6 +37,9 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
     :func:`servopt.performance.batch_table`, selected by ``model``, ``variant``, ``input_size``, ``cores`` and
     ``where:`` (label column -> value, or a list of values meaning "one of", e.g. ``where: {concurrency: 1}``).
     When the selected rows carry ``instances_per_gpu`` (Model Analyzer imports), the GPU type plans with it.
+    ``latency_quantile: q`` (with ``performance: fit``) plans on the upper end of the fitted latency's
+    prediction interval at level ``q`` (:class:`servopt.performance.upper_latency.UpperLatency`); the margin used
+    is kept in ``kwargs["latency_margin"]``.
     """
     f.raw("problem")
     model = f.str("model", None)
@@ -56,6 +59,7 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
     if where and profiles is None:
         raise f.error("where", "only applies with profiles: (it selects profile rows by label); inline batches: "
                                "tables are used as given")
+    quantile = _read_quantile(f, profiles, performance)
     name = f.str("name", None) or model or source.stem
     kwargs: dict[str, Any] = {
         "name": name,
@@ -69,21 +73,49 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
         "deadline_s": f.number("deadline_s", positive=True),
     }
     entries = f.list("gpus")
-    frame = _Frame(profiles, source)
+    frame = _Frame(profiles, source, quantile)
     kwargs["gpus"] = [
         _read_gpu(entry, i, f.source, frame, selectors=selectors, where=where, mode=performance)
         for i, entry in enumerate(entries)
     ]
+    if quantile is not None:
+        from servopt.performance.uncertainty import margin_record
+
+        for entry in frame.margins:
+            entry["model"] = name
+        kwargs["latency_margin"] = margin_record(quantile, frame.margins)
     return kwargs
+
+
+def _read_quantile(f: Any, profiles: list[Path] | None, performance: str) -> float | None:
+    """``latency_quantile`` (a float in (0, 1)), which needs latencies from a fitted model."""
+    raw = f.raw("latency_quantile", None)
+    if raw is None:
+        return None
+    from servopt.performance.uncertainty import check_quantile
+
+    quantile = check_quantile(raw, str(f.source))
+    if profiles is None:
+        raise f.error("latency_quantile", f"{raw!r}: plans on the upper end of a fitted model's prediction "
+                                          "interval, and inline batches: tables have none; give profiles: with "
+                                          "performance: fit, or remove the key")
+    if performance != "fit":
+        raise f.error("latency_quantile", f"{raw!r}: needs performance: fit (the profiled points of performance: "
+                                          "table are measurements, not predictions with an interval)")
+    return quantile
 
 
 class _Frame:
     """The profiles' table, loaded on first use (only when some GPU entry has no inline ``batches:``)."""
 
-    def __init__(self, paths: list[Path] | None, source: Path) -> None:
+    def __init__(self, paths: list[Path] | None, source: Path, quantile: float | None = None) -> None:
         self.paths = paths
         self.source = source
+        self.quantile = quantile
         self._frame: Any = None
+        self._upper: Any = None
+        #: one margin record per GPU entry planned on the upper bound (:meth:`upper`)
+        self.margins: list[dict[str, Any]] = []
 
     def label(self) -> str:
         return ", ".join(str(p) for p in self.paths or [])
@@ -108,6 +140,16 @@ class _Frame:
             self._frame = load_profile(self.paths if len(self.paths) > 1 else self.paths[0]).frame
         return self._frame
 
+    def upper(self, rows: Any, sizes: list[int], hardware: str) -> dict[int, float]:
+        """Upper latency bounds at ``sizes`` for the configuration of ``rows`` (``latency_quantile``)."""
+        from servopt.performance.upper_latency import UpperLatency
+
+        if self._upper is None:
+            self._upper = UpperLatency(self._frame, float(self.quantile or 0.0), self.label())
+        bounds, record = self._upper.upper(rows, sizes)
+        self.margins.append({"model": None, "hardware": hardware, **record})
+        return bounds
+
 
 def _read_where(f: Any) -> dict[str, Any]:
     from servopt.profiles import read_where
@@ -130,6 +172,10 @@ def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapp
     instances = g.int("instances_per_gpu", None, minimum=1)
     batches = g.mapping("batches", None)
     g.done()
+    if batches is not None and frame.quantile is not None:
+        raise ValidationError(f"{source}: key '{at}.batches': an inline table has no prediction interval, so "
+                              "latency_quantile cannot apply to it; take this GPU's performance from profiles: "
+                              "(remove batches:) or remove latency_quantile")
     if batches is None:
         profile = frame.get(at)
         from servopt.performance import batch_table
@@ -144,6 +190,12 @@ def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapp
             ) from None
         instances = _instances(profile, hardware, chosen, where, instances, source, at, frame.label())
         batches = {int(b): _known(row) for b, row in table.items()}
+        if batches and frame.quantile is not None:
+            from servopt.profiles import select_rows
+
+            rows = select_rows(profile, {"hardware": hardware, **chosen, **dict(where)}, frame.label())
+            for b, hi in frame.upper(rows, sorted(batches), hardware).items():
+                batches[b]["latency_ms"] = hi
         if not batches:
             shown = ", ".join(f"{k} {v!r}" for k, v in chosen.items())
             raise ValidationError(

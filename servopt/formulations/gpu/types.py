@@ -544,6 +544,8 @@ class GPUProblemBase:
     source: Path | None = field(default=None, compare=False)
     #: the model file that serves the model (``model_file:``, checked when the problem file is read)
     model_file: Path | None = field(default=None, compare=False)
+    #: the margin planned on with ``latency_quantile:`` (:func:`servopt.performance.uncertainty.margin_record`)
+    latency_margin: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def _check_common(self) -> None:
         if not is_number(self.deadline_s) or self.deadline_s <= 0:

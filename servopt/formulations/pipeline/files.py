@@ -32,6 +32,10 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
     source = Path(source)
     f = Fields(data, source)
     common = common_file_keys(f, source)
+    if f.has("latency_quantile"):
+        raise f.error("latency_quantile", "pipeline stages take inline batches: tables, which have no prediction "
+                                          "interval; latency_quantile applies to min_gpus, max_throughput and fleet "
+                                          "problems with fitted latencies")
     fields: dict[str, Any] = {
         "workload_rps": f.number("workload_rps", positive=True),
         "sla_ms": f.number("sla_ms", positive=True),

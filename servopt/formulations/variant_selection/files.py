@@ -31,6 +31,11 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> Any:
     source = Path(source)
     f = Fields(data, source)
     common = common_file_keys(f, source)
+    if f.has("latency_quantile"):
+        raise f.error("latency_quantile", "variant_selection plans on capacities (RPS per core count within the "
+                                          "SLA), which have no latency prediction interval here; latency_quantile "
+                                          "applies to min_gpus, max_throughput and fleet problems with fitted "
+                                          "latencies")
     lam = f.number("workload_rps", positive=True)
     budget = f.int("core_budget", minimum=1)
     weights = {k: f.number(k, d, minimum=0.0) for k, d in (("alpha", 1.0), ("beta", 0.05), ("gamma", 0.001))}

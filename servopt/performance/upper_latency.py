@@ -1,0 +1,98 @@
+"""Upper ends of latency prediction intervals for planning (``latency_quantile:`` in problem files).
+
+The split-conformal intervals are those of :mod:`servopt.performance.uncertainty`, from the leave-one-batch-out
+residuals ``servopt fit`` computes (:func:`servopt.performance.evaluate.fit_profile`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from servopt.exceptions import ValidationError
+from servopt.performance.evaluate import fit_profile
+from servopt.performance.uncertainty import check_quantile
+
+__all__ = ["UpperLatency"]
+
+
+class UpperLatency:
+    """Upper ends of latency prediction intervals at level ``quantile``, from one profile (fitted once).
+
+    The model is :class:`~servopt.performance.LatencyModel` fitted on every row of ``frame`` with a latency (as
+    ``servopt fit --latency-model hinge --level quantile`` fits it): its curve of a profiled configuration is the
+    curve ``performance: fit`` plans on, and its split-conformal interval comes from the leave-one-batch-out
+    residuals of the whole profile.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A validated profile (:attr:`servopt.profiles.ProfileTable.frame`).
+    quantile : float
+        The interval level, in (0, 1).
+    source : str
+        Name of the profile in messages and in the margin record.
+    column : str, default "latency_ms"
+        The latency column to fit (e.g. ``latency_p99_ms``); it is fitted as the latency target.
+    """
+
+    def __init__(self, frame: pd.DataFrame, quantile: float, source: str, column: str = "latency_ms") -> None:
+        self.frame = frame
+        self.quantile = check_quantile(quantile, source, "quantile")
+        self.source = source
+        self.column = column
+        self._models: Any = None
+
+    def _fitted(self) -> Any:
+        if self._models is None:
+            data = self.frame
+            if self.column != "latency_ms":
+                data = data.drop(columns=["latency_ms"], errors="ignore").rename(columns={self.column: "latency_ms"})
+            models, _ = fit_profile(data, source=self.source, targets=["latency"], latency_model="hinge",
+                                    level=self.quantile)
+            if models.targets["latency"].interval is None:
+                raise ValidationError(f"{self.source}: no configuration is profiled at two or more batch sizes, so "
+                                      "the latency model cannot be cross-validated and has no prediction interval")
+            self._models = models
+        return self._models
+
+    def upper(self, rows: pd.DataFrame, batch_sizes: Sequence[int]) -> tuple[dict[int, float], dict[str, Any]]:
+        """Upper latency bounds of the configuration of ``rows`` (rows of the profile) at ``batch_sizes``.
+
+        Returns ``({batch size: latency_ms_hi}, record)``: ``record`` has the interval (``level``, the factors
+        inside the profiles and for extrapolations, how many held-out residuals each rests on and whether the
+        bound holds at the level, ``exact``) and per batch size the point prediction, the bound, the factor used
+        and where the batch size (``batch``), input size and hardware sit in the profile (``profiled``,
+        ``interpolated``, ``extrapolated``, ``unseen``); ``exact`` covers the kinds of factor used (an
+        extrapolation takes the ``edge`` one).
+        """
+        models = self._fitted()
+        fitted = models.targets["latency"]
+        sizes = [int(b) for b in batch_sizes]
+        query = rows.iloc[[0] * len(sizes)].reset_index(drop=True).copy()
+        query["batch_size"] = sizes
+        predicted = models.predict(query, source=self.source, targets=["latency"], intervals=True)
+        where = models.coverage(query, source=self.source)
+        point = predicted["latency_ms"].to_numpy(dtype=float)
+        high = predicted["latency_ms_hi"].to_numpy(dtype=float)
+        iv = fitted.interval
+        outside = np.asarray(where.isin(["extrapolated", "unseen"]).any(axis=1)) if len(where.columns) else \
+            np.zeros(len(sizes), dtype=bool)
+        used = {"edge" if o else "interior" for o in outside}
+        batches = []
+        for i, b in enumerate(sizes):
+            entry: dict[str, Any] = {"batch_size": b, "latency_ms": float(point[i]), "latency_ms_hi": float(high[i]),
+                                     "factor": float(high[i] / point[i])}
+            entry.update({str(c): str(where[c].iloc[i]) for c in where.columns if c != "batch_size"})
+            entry["batch"] = str(where["batch_size"].iloc[i]) if "batch_size" in where.columns else "profiled"
+            batches.append(entry)
+        record = {
+            "source": self.source, "column": self.column, "level": float(iv["level"]),
+            "factor_interior": float(iv["interior"]["hi"]), "factor_edge": float(iv["edge"]["hi"]),
+            "residuals": {"interior": int(iv["interior"]["n"]), "edge": int(iv["edge"]["n"])},
+            "exact": all(bool(iv[part]["exact"]) for part in used), "batches": batches,
+        }
+        return {b: float(high[i]) for i, b in enumerate(sizes)}, record

@@ -1,0 +1,249 @@
+"""Warm-up structured by runtime: session creation, first run per shape, autotuning, on a latency model.
+
+:class:`RuntimeWarmupModel` is what ``servopt fit`` uses for warm-up (docs/performance-models.md, "Warm-up");
+:func:`runtime_context` reads how each profile row was warmed up from the profiler's labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from servopt.exceptions import ValidationError
+from servopt.performance._base import ProfileRegressor
+from servopt.performance.latency import LatencyModel
+from servopt.performance.warmup import WarmupModel
+
+__all__ = ["OVERHEAD_RATIO", "RUNTIME_COLUMNS", "RuntimeWarmupModel", "runtime_context", "runtime_of",
+           "with_run_flags"]
+
+#: a point is overhead-dominated when its warm-up exceeds this multiple of its steady-state latency
+OVERHEAD_RATIO = 1.5
+#: profile columns :class:`RuntimeWarmupModel` reads besides the features (``profile=`` of ``fit``/``predict``)
+RUNTIME_COLUMNS = ("latency_ms", "framework", "source", "oom_batch_size", "model", "variant", "hardware", "cores",
+                   "input_size", "batch_size", "first_in_run", "seen_shape")
+
+
+def runtime_of(framework: Any) -> str:
+    """The runtime a profile row was measured with: ``torch`` (``framework`` "torch 2.11...") or ``onnxruntime``
+    (servopt's ONNX path writes no ``framework``); other frameworks by their first word, lower case.
+
+    Examples
+    --------
+    >>> runtime_of("torch 2.11.0+cu130"), runtime_of(None), runtime_of(float("nan"))
+    ('torch', 'onnxruntime', 'onnxruntime')
+    """
+    import pandas as pd
+
+    if framework is None or (not isinstance(framework, str) and pd.isna(framework)) or not str(framework).strip():
+        return "onnxruntime"
+    return str(framework).strip().split()[0].rstrip(",").lower()
+
+
+def runtime_context(rows: Any) -> Any:
+    """Per profile row (in the order measured): ``runtime``, ``config`` (model, variant, hardware, cores),
+    ``run`` (the profiling command in ``source`` plus the config), ``size`` (input size), ``first_in_run`` (the run's
+    first point: process-wide initialisation such as cuDNN/cuBLAS) and ``seen_shape`` (the largest batch found by
+    ``--find-max-batch``, whose shape the search ran before the row was measured).
+
+    ``first_in_run`` and ``seen_shape`` are taken from columns of those names where ``rows`` has them: a subset of
+    a profile (a cross-validation fold) must carry the flags of the whole profile, since its own first row per run
+    is not the run's first point (:func:`with_run_flags`)."""
+    import pandas as pd
+
+    rows = rows.reset_index(drop=True)
+    n = len(rows)
+
+    def text(column: str) -> pd.Series:
+        if column not in rows.columns:
+            return pd.Series([""] * n)
+        return rows[column].astype(object).where(rows[column].notna(), "").astype(str)
+
+    config = text("model") + "|" + text("variant") + "|" + text("hardware") + "|" + text("cores")
+    run = text("source") + "#" + config
+    framework = rows["framework"] if "framework" in rows.columns else pd.Series([None] * n)
+    seen = np.zeros(n, dtype=bool)
+    if "oom_batch_size" in rows.columns and "batch_size" in rows.columns:
+        oom = pd.to_numeric(rows["oom_batch_size"], errors="coerce").to_numpy(dtype=float)
+        seen = np.isfinite(oom) & (oom - 1 == rows["batch_size"].to_numpy(dtype=float))
+    first = (run.groupby(run).cumcount() == 0).to_numpy()
+    if "first_in_run" in rows.columns:
+        first = rows["first_in_run"].fillna(False).astype(bool).to_numpy()
+    if "seen_shape" in rows.columns:
+        seen = rows["seen_shape"].fillna(False).astype(bool).to_numpy()
+    return pd.DataFrame({"runtime": [runtime_of(v) for v in framework], "config": config, "run": run,
+                         "size": text("input_size"), "first_in_run": first, "seen_shape": seen})
+
+
+def with_run_flags(rows: Any) -> Any:
+    """``rows`` (a whole profile, in the order measured) with the ``first_in_run`` and ``seen_shape`` columns of
+    :func:`runtime_context`, so that subsets keep them."""
+    ctx = runtime_context(rows)
+    return rows.assign(first_in_run=ctx["first_in_run"].to_numpy(), seen_shape=ctx["seen_shape"].to_numpy())
+
+
+class RuntimeWarmupModel(ProfileRegressor):
+    """Warm-up time structured by how the runtime warms up, on a latency model of the same point.
+
+    servopt's profiler measures warm-up differently per runtime (docs/profiler.md), and the model follows it:
+
+    * **ONNX Runtime** (a fresh session per point): the first run of a new session, ``W = r_c * L(b, s)``, with
+      ``r_c`` the median warm-up / latency ratio of the configuration (model, variant, hardware, cores).
+    * **PyTorch** (one process, each point a new input shape, ascending): ``W = max(S, k * L(b, s))``: a per-shape
+      setup ``S`` (kernel selection, allocator growth; with fp16 on CUDA cuDNN's per-shape algorithm search, about
+      1.3 s for MobileNet-V3) that overlaps the run, so a long batch hides it. ``S`` is the median warm-up of the
+      overhead-dominated points (warm-up > 1.5 x latency) of the same run and input size, else of the run, of the
+      configuration and input size, of the configuration, of the runtime. ``k`` is the median ratio of the
+      latency-dominated points. The run's first point adds process-wide initialisation (cuDNN/cuBLAS handles,
+      CUDA module loading): ``W = f * S``, ``f`` the geometric mean over the training runs; a shape the
+      max-batch search ran before its row (``seen_shape``) has no setup left: ``W = k * L``.
+
+    ``L(b, s)`` is a :class:`~servopt.performance.LatencyModel` fitted on the same rows' measured latencies and
+    evaluated at the queried rows, so a prediction never uses the measured latency of the point it predicts.
+    Without ``profile=`` (or without latencies) the model is :class:`WarmupModel` (LightGBM); configurations of a
+    runtime never seen in ``fit`` also go to it.
+
+    Parameters
+    ----------
+    estimator : regressor, optional
+        The regressor of the fallback :class:`WarmupModel` (default LightGBM).
+
+    Attributes
+    ----------
+    fallback_ : WarmupModel
+        Fitted on the features alone; its ``feature_importances_`` are this model's.
+    structured_ : bool
+        Whether the runtime structure was fitted (``profile`` with latencies was given).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"model": "m", "hardware": "H200", "framework": "torch 2.11", "source": "run1",
+    ...                      "input_size": 224, "batch_size": [1, 2, 4, 64, 128, 256],
+    ...                      "latency_ms": [3.0, 3.1, 3.2, 20.0, 40.0, 80.0]})
+    >>> y = [900.0, 60.0, 62.0, 61.0, 41.0, 82.0]
+    >>> X = rows[["batch_size", "model", "hardware", "input_size"]]
+    >>> model = RuntimeWarmupModel().fit(X, y, profile=rows)
+    >>> [round(v) for v in model.predict(X.iloc[[2, 5]])]
+    [61, 82]
+    """
+
+    def __init__(self, estimator: Any = None) -> None:
+        self.estimator = estimator
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """The fallback LightGBM's importances (the structure has no per-feature importance)."""
+        check_is_fitted(self, "fallback_")
+        return self.fallback_.feature_importances_
+
+    def fit(self, X: Any, y: Any, profile: Any = None) -> RuntimeWarmupModel:
+        """Fit the fallback on the features and, with ``profile`` (the rows ``X`` was made from, same order, with
+        ``latency_ms`` and where known ``framework``, ``source``, ``oom_batch_size``), the runtime structure."""
+        import pandas as pd
+
+        Xv, yv = self._validate(X, y, reset=True)
+        if np.any(yv <= 0):
+            raise ValidationError(f"RuntimeWarmupModel: warm-up times must be > 0, got {float(yv.min())!r}")
+        self.fallback_ = WarmupModel(estimator=self.estimator).fit(X, yv)
+        self.structured_ = False
+        if profile is None or not isinstance(X, pd.DataFrame) or "latency_ms" not in getattr(profile, "columns", ()):
+            return self
+        if len(profile) != len(X):
+            raise ValidationError(f"RuntimeWarmupModel: profile has {len(profile)} rows, X {len(X)}")
+        latency = pd.to_numeric(profile["latency_ms"], errors="coerce").to_numpy(dtype=float)
+        if not np.all(np.isfinite(latency) & (latency > 0)):
+            return self
+        self.design_ = [c for c in X.columns if not str(c).startswith("hw.")]
+        self.latency_ = LatencyModel().fit(X[self.design_].reset_index(drop=True), latency)
+        self._fit_structure(runtime_context(profile), yv, latency)
+        self.structured_ = True
+        return self
+
+    def _fit_structure(self, ctx: Any, y: np.ndarray, latency: np.ndarray) -> None:
+        ratio = y / latency
+        runtime = ctx["runtime"].to_numpy()
+        shape = runtime == "torch"
+        plain = ~ctx["first_in_run"].to_numpy() & ~ctx["seen_shape"].to_numpy()
+        self.runtime_of_config_ = dict(zip(ctx["config"], runtime))
+        self.ratio_: dict[Any, float] = {}
+        for key, part in _groups([("config", ctx["config"]), ("runtime", ctx["runtime"])], ~shape):
+            self.ratio_[key] = float(np.median(ratio[part]))
+        over = shape & plain & (ratio > OVERHEAD_RATIO)
+        levels = [("run+size", ctx["run"] + "@" + ctx["size"]), ("run", ctx["run"]),
+                  ("config+size", ctx["config"] + "@" + ctx["size"]), ("config", ctx["config"]),
+                  ("runtime", ctx["runtime"])]
+        self.setup_ = {key: float(np.median(y[part])) for key, part in _groups(levels, over)}
+        bound = shape & plain & (ratio <= OVERHEAD_RATIO)
+        self.k_ = float(np.median(ratio[bound])) if bound.any() else 1.0
+        factors = []
+        for i in np.flatnonzero(shape & ctx["first_in_run"].to_numpy()):
+            s = self._setup(ctx.iloc[i])
+            if s is not None:
+                factors.append(y[i] / s)
+        self.first_factor_ = float(np.exp(np.mean(np.log(factors)))) if factors else 1.0
+
+    def _setup(self, row: Any) -> float | None:
+        for key in (("run+size", row["run"] + "@" + row["size"]), ("run", row["run"]),
+                    ("config+size", row["config"] + "@" + row["size"]), ("config", row["config"]),
+                    ("runtime", row["runtime"])):
+            if key in self.setup_:
+                return self.setup_[key]
+        return None
+
+    def predict(self, X: Any, profile: Any = None) -> np.ndarray:
+        """Warm-up time of each row (ms). ``profile`` (optional, the query rows with ``framework``, ``source``,
+        ``oom_batch_size``, same order) tells first-in-run and seen-shape rows apart; without it every row is a new
+        shape of a configuration as profiled."""
+        import pandas as pd
+
+        self._check_predict(X)
+        out = self.fallback_.predict(X)
+        if not self.structured_:
+            return out
+        frame = X.reset_index(drop=True)
+        ctx = runtime_context(profile if profile is not None else frame)
+        if profile is None or "framework" not in profile.columns:  # the runtime the configuration was profiled with
+            ctx["runtime"] = [self.runtime_of_config_.get(c, "") for c in ctx["config"]]
+            if profile is None:
+                ctx["first_in_run"] = False
+                ctx["seen_shape"] = False
+        latency = self.latency_.predict(frame[self.design_])
+        for i in range(len(frame)):
+            row = ctx.iloc[i]
+            value = self._structured(row, float(latency[i]))
+            if value is not None:
+                out[i] = value
+        return np.asarray(out, dtype=float) if not isinstance(out, pd.Series) else out.to_numpy(dtype=float)
+
+    def _structured(self, row: Any, latency: float) -> float | None:
+        if row["runtime"] == "torch":
+            if row["seen_shape"]:
+                return self.k_ * latency
+            setup = self._setup(row)
+            if setup is None:
+                return None
+            if row["first_in_run"]:
+                return self.first_factor_ * setup
+            return max(setup, self.k_ * latency)
+        for key in (("config", row["config"]), ("runtime", row["runtime"])):
+            if key in self.ratio_:
+                return self.ratio_[key] * latency
+        return None
+
+
+def _groups(levels: list[tuple[str, Any]], mask: np.ndarray) -> list[tuple[tuple[str, str], np.ndarray]]:
+    """(level name, value) -> rows among ``mask`` with that value, for every level."""
+    out = []
+    for name, values in levels:
+        values = np.asarray(values, dtype=object)
+        for value in np.unique(values[mask]):
+            out.append(((name, str(value)), mask & (values == value)))
+    return out
