@@ -40,6 +40,14 @@ _FLOW_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.+/-]*): +")
 _FLOW_PLAIN = re.compile(r"[^ ,\[\]{}:#'\"][^,\[\]{}:#'\"]*")
 
 
+#: the commonest flow collection, one pair of plain scalars (``{latency_ms: 12.5}``), read with one match
+_ONE_PAIR = re.compile(r"\{ *([A-Za-z0-9_][A-Za-z0-9_.+/-]*): +([^ ,\[\]{}:#'\"][^,\[\]{}:#'\"]*?) *\}")
+
+
+#: a plain decimal such as ``-12.50``: PyYAML reads it as ``float(text)``
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+
+
 def _skip(s: str, i: int) -> int:
     while s[i] == " ":
         i += 1
@@ -79,18 +87,22 @@ class _Reader:
         self.cache: dict[str, Any] = {}
         indents: list[int] = []
         contents: list[str] = []
+        comments = "#" in text
         for raw in text.split("\n"):
             body = raw.lstrip(" ")
-            if not body or body[0] == "#":
+            if not body:
                 continue
-            if "#" in body:
+            indent = len(raw) - len(body)
+            if comments and "#" in body:
+                if body[0] == "#":
+                    continue
                 if "'" in body or '"' in body:
                     raise _Unsupported
                 cut = body.find(" #")
                 if cut >= 0:
                     body = body[:cut]
-            body = body.rstrip(" ")
-            indent = len(raw) - len(raw.lstrip(" "))
+            if body[-1] == " ":
+                body = body.rstrip(" ")
             if indent == 0 and (body.startswith("---") or body.startswith("...") or body[0] == "%"):
                 raise _Unsupported  # document markers and directives
             indents.append(indent)
@@ -170,9 +182,7 @@ class _Reader:
     # ------------------------------------------------------------------------------------------------ values
     def inline(self, text: str) -> Any:
         first = text[0]
-        if first == "{":
-            return self.flow(text)
-        if first == "[":
+        if first == "{" or first == "[":
             return self.flow(text)
         if first == '"' or first == "'":
             if len(text) < 2 or text[-1] != first or first in text[1:-1] or "\\" in text:
@@ -189,6 +199,9 @@ class _Reader:
         return self.scalar(text)
 
     def flow(self, text: str) -> Any:
+        m = _ONE_PAIR.fullmatch(text)
+        if m is not None:
+            return {self.scalar(m.group(1)): self.plain(m.group(2))}
         value, i = self.flow_value(text, 0)
         if i != len(text):
             raise _Unsupported  # text after the closing bracket
@@ -234,6 +247,9 @@ class _Reader:
             return self.cache[text]
         except KeyError:
             pass
+        if _DECIMAL.fullmatch(text):  # what PyYAML's float resolver and constructor give, without them
+            value = self.cache[text] = float(text)
+            return value
         loader = self.loader
         tag = loader.resolve(self.node, text, (True, False))
         constructor = loader.yaml_constructors.get(tag)
