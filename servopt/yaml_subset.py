@@ -54,6 +54,9 @@ def _skip(s: str, i: int) -> int:
     return i
 
 
+_MISSING: Any = object()
+
+
 class _Unsupported(Exception):
     """The text leaves the subset."""
 
@@ -128,7 +131,7 @@ class _Reader:
 
     def mapping(self, i: int, indent: int) -> tuple[dict, int]:
         out: dict[Any, Any] = {}
-        indents, contents, n = self.indents, self.contents, self.n
+        indents, contents, n, cache = self.indents, self.contents, self.n, self.cache
         while i < n and indents[i] == indent:
             body = contents[i]
             m = _KEY.match(body)
@@ -140,7 +143,9 @@ class _Reader:
             rest = body[m.end():]
             i += 1
             if rest:
-                out[key] = self.inline(rest)
+                # a text seen before as a plain scalar (only plain scalars are cached) has the same value
+                value = cache.get(rest, _MISSING)
+                out[key] = self.inline(rest) if value is _MISSING else value
                 if i < n and indents[i] > indent:
                     raise _Unsupported  # a multi-line scalar or a nested block after a value
             elif i < n and indents[i] > indent:

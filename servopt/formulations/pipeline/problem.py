@@ -257,11 +257,13 @@ class Pipeline:
                 accs = [v.accuracy for v in stage.variants]
                 used = rank_normalize(accs) if self.normalize == "rank" else accs
                 for vi, (v, a) in enumerate(zip(stage.variants, used)):
-                    for p in v.batches:
-                        for key, value in (("stage", si), ("variant", vi), ("batch_size", p.batch_size),
-                                           ("latency_ms", p.latency_ms), ("throughput_rps", p.throughput_rps),
-                                           ("cores_per_replica", v.cores), ("accuracy", a)):
-                            cols[key].append(value)
+                    k = len(v.batches)
+                    for key, values in (("stage", [si] * k), ("variant", [vi] * k),
+                                        ("batch_size", [p.batch_size for p in v.batches]),
+                                        ("latency_ms", [p.latency_ms for p in v.batches]),
+                                        ("throughput_rps", [p.throughput_rps for p in v.batches]),
+                                        ("cores_per_replica", [v.cores] * k), ("accuracy", [a] * k)):
+                        cols[key].extend(values)
                 slices.append(slice(start, len(cols["stage"])))
             for key, values in cols.items():
                 s[key] = np.asarray(values, dtype=np.int64 if key in ("stage", "variant", "batch_size") else float)
@@ -517,7 +519,8 @@ class Pipeline:
         """The reason no plan can exist when some stage cannot sustain λ even at max_replicas, else None."""
         lam = dec(self.workload_rps)
         for stage in self.stages:
-            best = max(dec(p.throughput_rps) for v in stage.variants for p in v.batches)
+            # the fastest float is the fastest exact decimal too (dec keeps the order of floats)
+            best = dec(max(p.throughput_rps for v in stage.variants for p in v.batches))
             if best * self.max_replicas < lam:
                 return (
                     f"stage {stage.name!r} cannot serve {self.workload_rps:g} RPS: its fastest option sustains "

@@ -252,4 +252,6 @@ class PipelinePlan:
 
 
 def _is_positive(value: Any) -> bool:
+    if type(value) is float:  # the common case, without the numbers.Real ABC check
+        return 0.0 < value < math.inf
     return is_number(value) and value > 0
