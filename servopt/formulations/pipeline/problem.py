@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from servopt.exact import BORDER_RTOL, ceil_div, dec
+from servopt.exact import BORDER_RTOL, ceil_div, dec, near
 from servopt.exceptions import SolverError, ValidationError
 from servopt.formulations.ties import refine_stable, tie_tolerance
 from servopt.formulations.pipeline.types import (
@@ -252,14 +252,19 @@ class Pipeline:
             cols: dict[str, list] = {k: [] for k in ("stage", "variant", "batch_size", "latency_ms", "throughput_rps",
                                                      "cores_per_replica", "accuracy")}
             slices = []
+            ranks = []
+            lookup: dict[tuple[int, str, int], int] = {}
             for si, stage in enumerate(self.stages):
                 start = len(cols["stage"])
                 accs = [v.accuracy for v in stage.variants]
                 used = rank_normalize(accs) if self.normalize == "rank" else accs
+                ranks.append(used)
                 for vi, (v, a) in enumerate(zip(stage.variants, used)):
                     k = len(v.batches)
-                    for key, values in (("stage", [si] * k), ("variant", [vi] * k),
-                                        ("batch_size", [p.batch_size for p in v.batches]),
+                    sizes = [p.batch_size for p in v.batches]
+                    at = len(cols["stage"])
+                    lookup.update({(si, v.name, b): at + j for j, b in enumerate(sizes)})
+                    for key, values in (("stage", [si] * k), ("variant", [vi] * k), ("batch_size", sizes),
                                         ("latency_ms", [p.latency_ms for p in v.batches]),
                                         ("throughput_rps", [p.throughput_rps for p in v.batches]),
                                         ("cores_per_replica", [v.cores] * k), ("accuracy", [a] * k)):
@@ -268,22 +273,36 @@ class Pipeline:
             for key, values in cols.items():
                 s[key] = np.asarray(values, dtype=np.int64 if key in ("stage", "variant", "batch_size") else float)
             s["stage_slices"] = tuple(slices)
-            s["stage_best"] = [float(s["accuracy"][sl].max()) for sl in slices]
-            denominators = [len({v.accuracy for v in st.variants}) - 1 for st in self.stages]
+            s["stage_best"] = [max(r) for r in ranks]
+            s["option_at"] = lookup  # (stage, variant name, batch size) -> option index
+            denominators = [len(set(r)) - 1 for r in ranks] if self.normalize == "rank" else []
             k = math.lcm(*[d for d in denominators if d > 0]) if self.normalize == "rank" else 1
             k = k if k <= 10**6 else 1  # many distinct variant counts: keep coefficients small instead
             s["objective_scale"] = k * (len(self.stages) if self.accuracy == "average" else 1)
-            s["variant_accuracy"] = [
-                rank_normalize([v.accuracy for v in st.variants]) if self.normalize == "rank"
-                else [v.accuracy for v in st.variants]
-                for st in self.stages
-            ]
+            s["variant_accuracy"] = ranks
         return s
 
     def options(self, workload_rps: float | None = None) -> PipelineOptions:
-        """The option arrays at ``workload_rps`` (default: this problem's λ)."""
+        """The option arrays at ``workload_rps`` (default: this problem's λ; those are computed once, read-only)."""
         s = self._structure()
         lam = self.workload_rps if workload_rps is None else float(workload_rps)
+        if lam != self.workload_rps:
+            return self._options(s, lam)
+        # updated and restricted copies share the structure: the key holds everything the arrays depend on
+        key = (lam, self.alpha, self.beta, self.delta, self.max_replicas, _frozen(self._fixed_variants),
+               _frozen(self._fixed_replicas))
+        cache = s.setdefault("options", {})
+        opts = cache.get(key)
+        if opts is None:
+            opts = self._options(s, lam)
+            for name in ("queue_ms", "replicas", "cores", "value", "feasible"):
+                getattr(opts, name).flags.writeable = False
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            cache[key] = opts
+        return opts
+
+    def _options(self, s: dict[str, Any], lam: float) -> PipelineOptions:
         h = s["throughput_rps"]
         allowed = np.ones(h.size, dtype=bool)
         if self._fixed_replicas is None:
@@ -338,28 +357,32 @@ class Pipeline:
         if isinstance(replicas, Mapping):
             replicas = [replicas[s.name] for s in self.stages]
         opts = self.options()
+        option_at = self._structure()["option_at"]
         lam = self.workload_rps
         stage_plans = []
+        chosen = []
         for si, (stage, (variant, batch)) in enumerate(zip(self.stages, pairs)):
-            sl = opts.stage_slices[si]
             names = [v.name for v in stage.variants]
             if variant not in names:
                 raise ValidationError(f"stage {stage.name!r} has no variant {variant!r}; variants: {', '.join(names)}")
             vi = names.index(variant)
-            hit = np.flatnonzero((opts.variant[sl] == vi) & (opts.batch_size[sl] == int(batch)))
-            if not hit.size:
+            o = option_at.get((si, variant, int(batch)))
+            if o is None:
                 raise ValidationError(f"stage {stage.name!r} variant {variant!r} has no profiled batch size {batch}")
-            o = sl.start + int(hit[0])
             n = int(opts.replicas[o]) if replicas is None else int(replicas[si])
             if not opts.feasible[o] and replicas is None:
                 return None
-            if n < 1 or n > self.max_replicas or n * dec(float(opts.throughput_rps[o])) < dec(lam):
+            if n < 1 or n > self.max_replicas:
+                return None
+            h = float(opts.throughput_rps[o])
+            if (n * dec(h) < dec(lam)) if near(n * h, lam) else n * h < lam:  # exact only where floats cannot tell
                 return None
             if self._fixed_replicas is not None and self._fixed_replicas.get(stage.name, n) != n:
                 return None
             if self._fixed_variants is not None and self._fixed_variants.get(stage.name, variant) != variant:
                 return None
             v = stage.variants[vi]
+            chosen.append(vi)
             stage_plans.append(StagePlan(
                 name=stage.name, variant=variant, batch_size=int(batch), replicas=n,
                 latency_ms=float(opts.latency_ms[o]), queue_ms=float(opts.queue_ms[o]),
@@ -373,8 +396,7 @@ class Pipeline:
         ) > dec(self.sla_ms):
             return None
         table = self._structure()["variant_accuracy"]
-        used = [table[si][[v.name for v in st.variants].index(p.variant)]
-                for si, (st, p) in enumerate(zip(self.stages, stage_plans))]
+        used = [table[si][vi] for si, vi in enumerate(chosen)]
         if self.accuracy == "sum":
             acc = sum(used)
         elif self.accuracy == "average":
@@ -517,11 +539,16 @@ class Pipeline:
 
     def precheck(self) -> str | None:
         """The reason no plan can exist when some stage cannot sustain λ even at max_replicas, else None."""
-        lam = dec(self.workload_rps)
-        for stage in self.stages:
+        s = self._structure()
+        h = s["throughput_rps"]
+        lam = self.workload_rps
+        for stage, sl in zip(self.stages, s["stage_slices"]):
             # the fastest float is the fastest exact decimal too (dec keeps the order of floats)
-            best = dec(max(p.throughput_rps for v in stage.variants for p in v.batches))
-            if best * self.max_replicas < lam:
+            fastest = float(h[sl].max())
+            if not near(fastest * self.max_replicas, lam) and fastest * self.max_replicas >= lam:
+                continue  # floats decide it (far from the border)
+            best = dec(fastest)
+            if best * self.max_replicas < dec(lam):
                 return (
                     f"stage {stage.name!r} cannot serve {self.workload_rps:g} RPS: its fastest option sustains "
                     f"{float(best):g} RPS per replica, {float(best * self.max_replicas):g} RPS at max_replicas "
@@ -554,6 +581,10 @@ class Pipeline:
                     f"{self.sla_ms:g}; raise the SLA, lower the workload or add faster variants")
         return (f"no plan found although the fastest choices meet the SLA ({total:.6g} ms); the solver answer is "
                 "inconsistent")
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> tuple | None:
+    return None if mapping is None else tuple(sorted(mapping.items()))
 
 
 def _min_replicas(lam: float, h: np.ndarray) -> np.ndarray:
