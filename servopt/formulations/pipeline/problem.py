@@ -249,32 +249,30 @@ class Pipeline:
     def _structure(self) -> dict[str, Any]:
         s = self._shared
         if "batch_size" not in s:
-            cols: dict[str, list] = {k: [] for k in ("stage", "variant", "batch_size", "latency_ms", "throughput_rps",
-                                                     "cores_per_replica", "accuracy")}
-            slices = []
-            ranks = []
-            lookup: dict[tuple[int, str, int], int] = {}
-            for si, stage in enumerate(self.stages):
-                start = len(cols["stage"])
-                accs = [v.accuracy for v in stage.variants]
-                used = rank_normalize(accs) if self.normalize == "rank" else accs
-                ranks.append(used)
-                for vi, (v, a) in enumerate(zip(stage.variants, used)):
-                    k = len(v.batches)
-                    sizes = [p.batch_size for p in v.batches]
-                    at = len(cols["stage"])
-                    lookup.update({(si, v.name, b): at + j for j, b in enumerate(sizes)})
-                    for key, values in (("stage", [si] * k), ("variant", [vi] * k), ("batch_size", sizes),
-                                        ("latency_ms", [p.latency_ms for p in v.batches]),
-                                        ("throughput_rps", [p.throughput_rps for p in v.batches]),
-                                        ("cores_per_replica", [v.cores] * k), ("accuracy", [a] * k)):
-                        cols[key].extend(values)
-                slices.append(slice(start, len(cols["stage"])))
-            for key, values in cols.items():
-                s[key] = np.asarray(values, dtype=np.int64 if key in ("stage", "variant", "batch_size") else float)
+            ranks = [rank_normalize([v.accuracy for v in st.variants]) if self.normalize == "rank"
+                     else [v.accuracy for v in st.variants] for st in self.stages]
+            variants = [v for st in self.stages for v in st.variants]
+            counts = np.array([len(v.batches) for v in variants], dtype=np.int64)
+            points = [p for v in variants for p in v.batches]
+            s["stage"] = np.repeat(np.repeat(np.arange(len(self.stages), dtype=np.int64),
+                                             [len(st.variants) for st in self.stages]), counts)
+            s["variant"] = np.repeat(np.array([vi for st in self.stages for vi in range(len(st.variants))],
+                                              dtype=np.int64), counts)
+            s["batch_size"] = np.array([p.batch_size for p in points], dtype=np.int64)
+            s["latency_ms"] = np.array([p.latency_ms for p in points], dtype=float)
+            s["throughput_rps"] = np.array([p.throughput_rps for p in points], dtype=float)
+            s["cores_per_replica"] = np.repeat(np.array([v.cores for v in variants], dtype=float), counts)
+            s["accuracy"] = np.repeat(np.array([a for r in ranks for a in r], dtype=float), counts)
+            # where each variant's options start (its batch sizes follow in increasing order)
+            first = np.concatenate(([0], np.cumsum(counts))).tolist()
+            slices, starts, k = [], [], 0
+            for st in self.stages:
+                starts.append(first[k:k + len(st.variants)])
+                k += len(st.variants)
+                slices.append(slice(first[k - len(st.variants)], first[k]))
+            s["variant_start"] = starts
             s["stage_slices"] = tuple(slices)
             s["stage_best"] = [max(r) for r in ranks]
-            s["option_at"] = lookup  # (stage, variant name, batch size) -> option index
             denominators = [len(set(r)) - 1 for r in ranks] if self.normalize == "rank" else []
             k = math.lcm(*[d for d in denominators if d > 0]) if self.normalize == "rank" else 1
             k = k if k <= 10**6 else 1  # many distinct variant counts: keep coefficients small instead
@@ -357,7 +355,7 @@ class Pipeline:
         if isinstance(replicas, Mapping):
             replicas = [replicas[s.name] for s in self.stages]
         opts = self.options()
-        option_at = self._structure()["option_at"]
+        variant_start = self._structure()["variant_start"]
         lam = self.workload_rps
         stage_plans = []
         chosen = []
@@ -366,9 +364,10 @@ class Pipeline:
             if variant not in names:
                 raise ValidationError(f"stage {stage.name!r} has no variant {variant!r}; variants: {', '.join(names)}")
             vi = names.index(variant)
-            o = option_at.get((si, variant, int(batch)))
-            if o is None:
+            sizes = [p.batch_size for p in stage.variants[vi].batches]
+            if int(batch) not in sizes:
                 raise ValidationError(f"stage {stage.name!r} variant {variant!r} has no profiled batch size {batch}")
+            o = variant_start[si][vi] + sizes.index(int(batch))
             n = int(opts.replicas[o]) if replicas is None else int(replicas[si])
             if not opts.feasible[o] and replicas is None:
                 return None
