@@ -1,0 +1,38 @@
+"""benchmarks/bench_pipeline.py --versus-gurobi: servopt and Gurobi's MCKP solve the same instances alike."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_versus_gurobi_agrees_on_every_instance(tmp_path):
+    pytest.importorskip("gurobipy")
+    import bench_pipeline
+
+    assert bench_pipeline.main(["--versus-gurobi", "3", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "pipeline_vs_gurobi.csv").open()))
+    per_instance = [r for r in rows if r["instance"] != "all"]
+    assert len(per_instance) == 2 * 3 * 3  # families x instances x methods
+    assert all(r["agrees"] == "True" and r["status"] == "optimal" for r in per_instance)
+    summary = [r for r in rows if r["instance"] == "all"]
+    assert {(r["family"], r["method"]) for r in summary} == {
+        (f, m) for f in ("ipa", "tight") for m in bench_pipeline.VERSUS_METHODS}
+    assert (tmp_path / "pipeline_vs_gurobi.png").stat().st_size > 0
+
+
+def test_the_tight_sla_binds():
+    import bench_pipeline
+    import servopt
+
+    loose = bench_pipeline.ipa_instance(9, 9, seed=4)
+    tight = bench_pipeline.tight_sla(loose)
+    assert tight.sla_ms < loose.sla_ms
+    a, b = servopt.solve(loose, "dp"), servopt.solve(tight, "dp")
+    assert b.status.value == "optimal" and b.objective < a.objective  # the SLA changes the answer
