@@ -88,6 +88,7 @@ class _Reader:
         self.loader = loader
         self.node = yaml.ScalarNode
         self.cache: dict[str, Any] = {}
+        self.keys: dict[str, Any] = {}  # key texts that matched _KEY -> their value
         indents: list[int] = []
         contents: list[str] = []
         comments = "#" in text
@@ -131,21 +132,30 @@ class _Reader:
 
     def mapping(self, i: int, indent: int) -> tuple[dict, int]:
         out: dict[Any, Any] = {}
-        indents, contents, n, cache = self.indents, self.contents, self.n, self.cache
+        indents, contents, n, cache, keys = self.indents, self.contents, self.n, self.cache, self.keys
         while i < n and indents[i] == indent:
             body = contents[i]
-            m = _KEY.match(body)
-            if m is None:
-                raise _Unsupported
-            key = self.scalar(m.group(1))
+            # a key text seen before (keys repeat: latency_ms, name, 1, 2, 4 ...) needs no regular expression:
+            # no key holds a colon, so the first colon ends it
+            colon = body.find(":")
+            key = keys.get(body[:colon], _MISSING) if colon > 0 else _MISSING
+            if key is not _MISSING and (colon + 1 == len(body) or body[colon + 1] == " "):
+                rest = body[colon + 1:].lstrip(" ")
+            else:
+                m = _KEY.match(body)
+                if m is None:
+                    raise _Unsupported
+                key = keys[m.group(1)] = self.scalar(m.group(1))
+                rest = body[m.end():]
             if key in out:
                 raise _Unsupported  # PyYAML's path reports the duplicate with its line
-            rest = body[m.end():]
             i += 1
             if rest:
                 # a text seen before as a plain scalar (only plain scalars are cached) has the same value
                 value = cache.get(rest, _MISSING)
-                out[key] = self.inline(rest) if value is _MISSING else value
+                if value is _MISSING:
+                    value = float(rest) if _DECIMAL.fullmatch(rest) else self.inline(rest)
+                out[key] = value
                 if i < n and indents[i] > indent:
                     raise _Unsupported  # a multi-line scalar or a nested block after a value
             elif i < n and indents[i] > indent:
