@@ -39,6 +39,9 @@ exit codes:
 
 TRITON_BACKENDS = ("onnxruntime", "tensorrt_plan", "pytorch_libtorch", "python")
 
+#: progress appears only once a command has run this long (a fast solve prints nothing on stderr)
+SLOW_S = 1.0
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="problem file (YAML)")
@@ -51,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CP-SAT only: multiply fractional data (e.g. costs) by FACTOR and round to integers "
                              "(checked for rounding error); e.g. 100 for prices in cents")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object instead of a table")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress on stderr (shown only when stderr is a terminal, or with SERVOPT_PROGRESS=1, "
+                             f"and only for steps that take over {SLOW_S:g} s)")
     parser.add_argument("--policy", metavar="NAME", default=None,
                         help="use a baseline policy instead of the exact solver: bruteforce, greedy, fa2, rim, "
                              "ms+ (variant_selection and pipeline problems; see docs/formulations.md)")
@@ -110,33 +116,40 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     import servopt.documents  # noqa: F401  (the YAML reader: imported outside parse_seconds)
+    from servopt.progress import Progress
 
-    t0 = time.perf_counter()
-    data = read_problem_document(args.file)
-    parse_seconds = time.perf_counter() - t0
-    module = kind_module(data)
-    if module is not None:  # the kind's validation (and formulation) modules: imported outside parse_seconds
-        importlib.import_module(module)
-    t0 = time.perf_counter()
-    problem = problem_from_mapping(data, args.file)
-    parse_seconds += time.perf_counter() - t0
-    params = SolveParams(time_limit_s=args.time_limit, scale=args.scale)
-    if args.policy is not None:
-        solution = _run_policy(problem, args.policy, params, ServoptError)
-    else:
-        import servopt
-        from servopt.exceptions import CapabilityError
+    with Progress("servopt solve", quiet=args.quiet, delay=SLOW_S) as bar:
+        bar.stage(f"reading {args.file}")
+        t0 = time.perf_counter()
+        data = read_problem_document(args.file)
+        parse_seconds = time.perf_counter() - t0
+        module = kind_module(data)
+        if module is not None:  # the kind's validation (and formulation) modules: imported outside parse_seconds
+            importlib.import_module(module)
+        bar.stage(f"validating {args.file}")
+        t0 = time.perf_counter()
+        problem = problem_from_mapping(data, args.file)
+        parse_seconds += time.perf_counter() - t0
+        params = SolveParams(time_limit_s=args.time_limit, scale=args.scale)
+        bar.stage(f"solving {problem.kind} " + (f"with policy {args.policy}" if args.policy is not None else
+                                                 f"(backend {args.backend})"))
+        if args.policy is not None:
+            solution = _run_policy(problem, args.policy, params, ServoptError)
+        else:
+            import servopt
+            from servopt.exceptions import CapabilityError
 
-        try:
-            solution = servopt.solve(problem, backend=args.backend, params=params)
-        except CapabilityError as exc:
-            if "scale=" not in str(exc):
-                raise
-            raise CapabilityError(str(exc).replace("pass scale=<factor>", "pass --scale FACTOR")) from None
+            try:
+                solution = servopt.solve(problem, backend=args.backend, params=params)
+            except CapabilityError as exc:
+                if "scale=" not in str(exc):
+                    raise
+                raise CapabilityError(str(exc).replace("pass scale=<factor>", "pass --scale FACTOR")) from None
 
-    if solution.plan is not None and args.out is not None:
-        # written before anything is printed: a refused or failed write leaves stdout empty (exit 2)
-        missing = _write(problem, solution, args, ServoptError)
+        if solution.plan is not None and args.out is not None:
+            # written before anything is printed: a refused or failed write leaves stdout empty (exit 2)
+            bar.stage(f"writing the Triton model repository to {args.out}")
+            missing = _write(problem, solution, args, ServoptError)
     reason = solution.message or f"the solver ended with status {solution.status.value}"
     if args.json:
         out = {}

@@ -168,7 +168,7 @@ def _inputs(rows: pd.DataFrame, target: Target, source: str) -> tuple[pd.DataFra
 
 
 def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns: list[str],
-                    estimator: Any, latency_model: str = "work") -> TargetReport:
+                    estimator: Any, latency_model: str = "work", progress: Any = None) -> TargetReport:
     y = rows[target.column].to_numpy(dtype=float)
     x = rows[target.x].to_numpy(dtype=float)
     keys = group_columns(rows, target)
@@ -181,6 +181,8 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
         test = x == value
         train = ~test
         if train.sum() < 2:  # the regressors need two points: this value cannot be held out
+            if progress is not None:
+                progress.advance()
             continue
         model = make_model(target.name, estimator, latency_model)
         model.fit(X[train].reset_index(drop=True), y[train])
@@ -191,6 +193,8 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
             if fit_rows.any():
                 line = fit_line(x[fit_rows], y[fit_rows])
                 baseline[at] = line(x[at])
+        if progress is not None:
+            progress.advance()
     name = type(make_model(target.name, estimator, latency_model)).__name__
     report = TargetReport(target.name, name,
                           f"straight line in {target.x.replace('_', ' ')} per configuration", columns)
@@ -295,7 +299,7 @@ def _interval(report: TargetReport, level: float) -> dict[str, Any]:
 
 def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list[str] | None = None,
                 cross_validate: bool = True, estimator: Any = None, latency_model: str = "work",
-                level: float = 0.9) -> tuple[PerformanceModels, dict[str, TargetReport]]:
+                level: float = 0.9, progress: Any = None) -> tuple[PerformanceModels, dict[str, TargetReport]]:
     """Fit every target the profile supports and cross-validate it.
 
     Parameters
@@ -312,6 +316,8 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
         :class:`~servopt.performance.WorkLatencyModel` (default) or :class:`~servopt.performance.LatencyModel`.
     level : float, default 0.9
         Level of the prediction intervals computed from the held-out residuals (with ``cross_validate``).
+    progress : servopt.progress.Progress, optional
+        Told each stage (the final fit of a target, its cross-validation with one step per held-out value).
 
     Returns
     -------
@@ -338,10 +344,15 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             )
         X, columns, text = _inputs(rows, target, source)
         y = rows[target.column].to_numpy(dtype=float)
+        if progress is not None:
+            progress.stage(f"fitting {name} on {len(rows):,} rows")
         model = make_model(name, estimator, latency_model).fit(X, y)
         fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)
         if cross_validate:
-            report = _cross_validate(rows, target, X, columns, estimator, latency_model)
+            if progress is not None:
+                progress.stage(f"cross-validating {name} (one fold per {target.x.replace('_', ' ')})",
+                               int(rows[target.x].nunique()))
+            report = _cross_validate(rows, target, X, columns, estimator, latency_model, progress)
             if report.groups:
                 reports[name] = report
                 fitted[name].interval = _interval(report, level)
