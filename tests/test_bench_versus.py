@@ -36,3 +36,14 @@ def test_the_tight_sla_binds():
     assert tight.sla_ms < loose.sla_ms
     a, b = servopt.solve(loose, "dp"), servopt.solve(tight, "dp")
     assert b.status.value == "optimal" and b.objective < a.objective  # the SLA changes the answer
+
+
+def test_bench_overhead_cli_measures_the_solve_against_the_bare_interpreter(tmp_path):
+    import bench_overhead
+
+    assert bench_overhead.main(["--cli", "--cli-runs", "1", "--cli-size", "3", "3", "--out", str(tmp_path)]) == 0
+    rows = {r["approach"]: r for r in csv.DictReader((tmp_path / "cli_overhead.csv").open())}
+    assert set(rows) == {"python -c pass", "servopt solve --json", "beyond interpreter start"}
+    beyond = rows["beyond interpreter start"]
+    assert beyond["status"] == "optimal" and float(beyond["parse_ms"]) > 0 and float(beyond["solve_ms"]) > 0
+    assert (tmp_path / "cli_overhead.png").stat().st_size > 0
