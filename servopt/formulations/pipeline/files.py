@@ -105,4 +105,4 @@ def _plain_point(b: Any, point: Any) -> BatchProfile | None:
         return None
     if thr is not None and (type(thr) is not float or not 0.0 < thr < math.inf):
         return None
-    return BatchProfile(b, lat, thr)
+    return BatchProfile.checked(b, lat, thr)
