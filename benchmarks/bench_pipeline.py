@@ -336,6 +336,7 @@ def plot_versus(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path:
             ax.plot(secs, np.arange(1, secs.size + 1) / secs.size, color=color,
                     label=f"{method}: median {s['median_s'] * 1e3:.2f} ms, max {s['max_s'] * 1e3:.2f} ms")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("solve time per instance, ms (servopt: solve_seconds; Gurobi: optimize())")
         ax.set_ylabel("fraction of instances")
         ax.set_title(f"9 x 9 x 7 pipelines, {family} SLA ({secs.size} instances)")
