@@ -206,3 +206,14 @@ def flow(value) -> str:
 @given(doc=st.dictionaries(st.sampled_from(KEYS), tree, min_size=1, max_size=4), data=st.data())
 def test_generated_block_yaml_agrees(doc, data):
     agree("\n".join(emit(doc, 0, data.draw)) + "\n")
+
+
+@settings(max_examples=300)
+@given(doc=st.dictionaries(st.sampled_from(KEYS), tree, min_size=1, max_size=4), data=st.data(),
+       line=st.integers(0, 100), shift=st.sampled_from([-2, -1, 1, 2]))
+def test_generated_block_yaml_with_one_line_reindented_agrees(doc, data, line, shift):
+    lines = emit(doc, 0, data.draw)
+    i = line % len(lines)
+    indent = len(lines[i]) - len(lines[i].lstrip(" "))
+    lines[i] = " " * max(0, indent + shift) + lines[i].lstrip(" ")
+    agree("\n".join(lines) + "\n")
