@@ -207,6 +207,7 @@ class MCKResult:
     runtime_s: float
     objective: float | None
     choice: tuple[tuple[str, int], ...] | None
+    cpu_s: float = 0.0
 
 
 def solve_mck(problem: Any, env: Any, threads: int | None = None) -> MCKResult:
@@ -215,8 +216,8 @@ def solve_mck(problem: Any, env: Any, threads: int | None = None) -> MCKResult:
     One binary per feasible (stage, variant, batch) option (replicas fixed to the fewest that sustain λ, as in
     servopt's option arrays), one option per stage, one latency row ``Σ (latency + queue) x <= SLA``, objective
     servopt's option values; MIPGap 0, otherwise Gurobi's defaults (``threads`` sets Threads). ``solve_s`` is
-    the wall time of ``optimize()``, ``runtime_s`` Gurobi's own ``Runtime``; ``objective`` is servopt's
-    evaluation of the decoded choice.
+    the wall time of ``optimize()``, ``cpu_s`` the process CPU time it took (all its threads), ``runtime_s``
+    Gurobi's own ``Runtime``; ``objective`` is servopt's evaluation of the decoded choice.
     """
     import gurobipy as gp
     import numpy as np
@@ -240,6 +241,7 @@ def solve_mck(problem: Any, env: Any, threads: int | None = None) -> MCKResult:
     m.setObjective(o.value[idx] @ x, GRB.MAXIMIZE)
     m.update()
     t1 = time.perf_counter()
+    c1 = time.process_time()
     try:
         m.optimize()
     except gp.GurobiError as exc:
@@ -247,6 +249,7 @@ def solve_mck(problem: Any, env: Any, threads: int | None = None) -> MCKResult:
             return MCKResult("license", t1 - t0, 0.0, 0.0, None, None)
         raise
     t2 = time.perf_counter()
+    cpu = time.process_time() - c1
     status = {GRB.OPTIMAL: "optimal", GRB.INFEASIBLE: "infeasible"}.get(m.Status, f"gurobi_status_{m.Status}")
     objective, choice = None, None
     if m.SolCount:
@@ -257,7 +260,7 @@ def solve_mck(problem: Any, env: Any, threads: int | None = None) -> MCKResult:
         objective = plan.objective if plan is not None else None
     runtime = float(m.Runtime)
     m.dispose()
-    return MCKResult(status, t1 - t0, t2 - t1, runtime, objective, choice)
+    return MCKResult(status, t1 - t0, t2 - t1, runtime, objective, choice, cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
