@@ -1,36 +1,49 @@
-"""Issue 19: how servopt's performance models generalise, on held-out protocols over the shipped public data.
+"""Issue 19: how servopt's performance models generalise, on held-out protocols over the shipped data.
 
-    python benchmarks/bench_models.py            # about a minute on 2 busy cores
+    python benchmarks/bench_models.py            # a few minutes on 2 busy cores
+    python benchmarks/bench_models.py --quick    # one H200 profile, a few seconds (used by a test)
 
-Data: every shipped profile, ``profiles/*.csv`` (NVIDIA's published tables restated from ``data/published/``,
-and the two profiles measured by servopt's profiler on a shared 2-vCPU machine). Nothing here was used to choose
-a model parameter: the work model's rules (elasticity 1/2 beyond a floor-only sweep, slopes carried by FP16 peak
-ratio) are fixed a priori (``servopt/performance/work_latency.py``).
+Data: every shipped profile, ``profiles/*.csv``: NVIDIA's published tables (restated from ``data/published/``),
+the two CPU profiles measured by servopt's profiler on a shared 2-vCPU machine, and the four H200 profiles measured
+by ``servopt profile --runtime torch`` (``measured_H200_{resnet50,mobilenet_v3_large}_{fp32,fp16}.csv``, input sizes
+224, 320, 448 x batch 1..256, plus the out-of-memory boundary under 8192 MiB, ``profiles/max_batch_H200.csv``).
+Nothing here was used to choose a model parameter: the work model's rules (elasticity 1/2 beyond a floor-only
+sweep, slopes carried by FP16 peak ratio) and the memory model's (rows above half the limit left out, the spread
+of the calibration ratios held back once more) are fixed by reasoning (``servopt/performance/work_latency.py``,
+``servopt/performance/memory.py``).
 
-Latency protocols (MAPE on the held-out rows; every model and baseline sees the same training rows):
+Latency protocols (MAPE on the held-out rows; every model and baseline sees the same training rows; only the
+batch sizes profiled at every input size of a family, so the rows of an out-of-memory search stay out):
 
 * ``lobo``: leave one batch size out of every profile (in-grid; the smallest and largest batch are edges);
 * ``batch_x4``: per configuration, fit on batches <= 1/4 of its largest batch, predict the larger ones
-  (up to 4x beyond the profiled range);
+  (up to 4x beyond the profiled range; on the H200 profiles: fit on <= 64, predict 128 and 256);
 * ``size_interior``: hold out one interior input size (profiles with three or more sizes per family), fit on
   the others;
-* ``size_top``: fit on the input sizes <= 320 px, predict 512 px (1.6x beyond the range).
+* ``size_top``: hold out the largest input size, fit on the others (H200: fit 224 and 320, predict 448, 1.4x
+  beyond the range; CPU profiles: fit 64-320, predict 512, 1.6x).
 
 Models: ``work`` (:class:`~servopt.performance.WorkLatencyModel`, the default), ``hinge``
 (:class:`~servopt.performance.LatencyModel`, before issue 19); baselines: ``line_batch`` (a least-squares line in
 batch per configuration; for an unprofiled input size, per family) and ``line_bxp`` (a least-squares line in
 batch x input_size^2 per family: model, variant, hardware, cores, labels).
 
-Memory protocol ``max_batch``: on the measured profiles, per configuration and memory cap, the true largest
-batch is bracketed by the profiled grid (the largest profiled batch that fits, the next one does not);
-:meth:`~servopt.performance.MaxBatchModel.max_batch` fitted on batches <= 16 predicts it. Counted: predictions at
-or above the first batch that does not fit (too large), and the ratio to the largest profiled batch that fits.
+Largest batch, ``max_batch_loso`` (H200): per model/dtype, leave one input size out: the memory model is fitted on
+the other two sizes' rows and calibrated on their out-of-memory boundaries, and predicts the held-out size's
+largest batch under 8192 MiB, compared with ``max_batch_H200.csv`` (12 cases). Methods: ``reserved +
+calibration`` (``MaxBatchModel(structure="family", oom_limit_mb=8192)`` + ``calibrate``, servopt's default), the
+same uncalibrated, the same fitted on allocated memory (``hw.torch/allocated_peak_mb``) uncalibrated, and the
+model before issue 19 (``structure="line"``). ``max_batch_cap``: the 4096 MiB boundary measured by the command
+line for resnet50 fp16 at 224 px (664; ``measured_H200_resnet50_fp16_cli_max_batch.csv``), predicted from the
+8192 MiB fit (with 224 px held out, and with every size). 16384 MiB: no boundary was measured (every profiled row
+stays below 8192 MiB), so no case. ``max_batch`` (CPU profiles): the bracketed protocol of the first issue-19
+round (truth bracketed by the grid, memory fitted on batches <= 16).
 
-Warm-up protocol ``warmup_cv``: 5-fold x 3 cross-validation on the measured profiles (as
+Warm-up protocol ``warmup_cv``: 5-fold x 3 cross-validation on the measured CPU profiles (as
 ``benchmarks/warmup_features.py``), LightGBM on every feature vs the work model fitted on warm-up.
 
 Writes ``benchmarks/results/bench_models.csv`` (one row per protocol, data set and method) and
-``bench_models.png``, and prints the table for ``docs/performance-models.md``.
+``bench_models.png`` (also ``docs/img/bench_models.png``), and prints the table for ``docs/performance-models.md``.
 """
 
 from __future__ import annotations
@@ -55,6 +68,17 @@ def _load(path: str) -> pd.DataFrame:
 
     frame = load_profile([path]).frame
     return frame[frame["latency_ms"].notna()].reset_index(drop=True)
+
+
+def _grid(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose batch size was profiled at every input size of their family: the profiled grid, without the
+    rows an out-of-memory search measured at one input size only."""
+    if "input_size" not in frame:
+        return frame
+    family = _family(frame)
+    sizes = frame.groupby(family)["input_size"].transform("nunique")
+    shared = frame.groupby([family, frame["batch_size"]])["input_size"].transform("nunique")
+    return frame[shared == sizes].reset_index(drop=True)
 
 
 def _features(frame: pd.DataFrame) -> list[str]:
@@ -123,19 +147,23 @@ def _splits(frame: pd.DataFrame, protocol: str) -> list[tuple[np.ndarray, np.nda
         distinct = np.unique(sizes)
         return [(sizes != s, sizes == s) for s in distinct[1:-1]]
     if protocol == "size_top":
-        return [(sizes <= 320, sizes == 512)] if (sizes == 512).any() else []
+        top = np.unique(sizes)[-1]
+        return [(sizes < top, sizes == top)]
     raise ValueError(protocol)
 
 
 METHODS = ("work", "hinge", "line_batch", "line_bxp")
 
 
-def latency_rows(paths: list[str]) -> list[dict[str, Any]]:
+LATENCY_PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top")
+
+
+def latency_rows(paths: list[str], protocols: tuple[str, ...] = LATENCY_PROTOCOLS) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
-        frame = _load(path)
+        frame = _grid(_load(path))
         name = Path(path).stem
-        for protocol in ("lobo", "batch_x4", "size_interior", "size_top"):
+        for protocol in protocols:
             ys, preds = [], {m: [] for m in METHODS}
             for train, test in _splits(frame, protocol):
                 if not train.any() or not test.any():
@@ -181,10 +209,80 @@ def max_batch_rows(paths: list[str], caps=(64, 128, 256, 512, 1024)) -> list[dic
                     above += pred >= hi
                     ratios.append(pred / lo)
             ratios = np.array(ratios)
+            if not ratios.size:  # no cap falls inside this profile's grid
+                continue
             out.append({"protocol": "max_batch", "data": Path(path).stem, "method": label, "n": len(ratios),
                         "too_large": int(above), "ratio_median": float(np.median(ratios)),
                         "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max())})
     return out
+
+
+H200_COLS = ["batch_size", "model", "variant", "hardware", "input_size"]
+H200_LIMIT_MB = 8192.0
+MAX_BATCH_METHODS = ("reserved + calibration", "reserved, uncalibrated", "allocated, uncalibrated", "line (old)")
+
+
+def _memory_model(method: str, train: pd.DataFrame) -> Any:
+    from servopt.performance import MaxBatchModel
+    from servopt.performance.memory import boundaries_from_profile
+
+    column = "hw.torch/allocated_peak_mb" if method.startswith("allocated") else "memory_mb"
+    structure = "line" if method == "line (old)" else "family"
+    limit = None if method == "line (old)" else H200_LIMIT_MB
+    model = MaxBatchModel(structure=structure, oom_limit_mb=limit).fit(train[H200_COLS], train[column].to_numpy())
+    if method == "reserved + calibration":
+        model.calibrate(*boundaries_from_profile(train, H200_COLS))
+    return model
+
+
+def _summary(protocol: str, data: str, method: str, cases: list[dict[str, Any]]) -> dict[str, Any]:
+    ratio = np.array([c["predicted"] / c["truth"] for c in cases])
+    margins = [c["margin"] for c in cases if c.get("margin") is not None and not pd.isna(c["margin"])]
+    return {"protocol": protocol, "data": data, "method": method, "n": len(cases),
+            "too_large": int(np.sum(ratio > 1)), "ratio_median": float(np.median(ratio)),
+            "ratio_min": float(ratio.min()), "ratio_max": float(ratio.max()),
+            "margin_min": float(min(margins)) if margins else None,
+            "margin_max": float(max(margins)) if margins else None}
+
+
+def h200_max_batch_rows(paths: list[str], truth_path: Path, cli_path: Path | None = None,
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Leave one input size out on the H200 profiles (8192 MiB), and the 4096 MiB boundary of the command line.
+
+    Returns the summary rows (per data set and method, and pooled) and one row per case."""
+    truth = pd.read_csv(truth_path)
+    cases: list[dict[str, Any]] = []
+    for path in paths:
+        frame = _load(path)
+        name, dtype = str(frame["model"].iloc[0]), str(frame["precision"].iloc[0])
+        limit_rows = truth[(truth.model == name) & (truth.dtype == dtype)].set_index("input_size")["max_batch"]
+        for held_out in sorted(frame["input_size"].unique()):
+            train = frame[frame.input_size != held_out]
+            for method in MAX_BATCH_METHODS:
+                model = _memory_model(method, train)
+                got = model.max_batch(held_out, H200_LIMIT_MB, model=name, variant=f"{name}-{dtype}",
+                                      hardware="H200")
+                cases.append({"protocol": "max_batch_loso", "data": Path(path).stem, "method": method,
+                              "input_size": int(held_out), "limit_mb": H200_LIMIT_MB, "predicted": got,
+                              "truth": int(limit_rows[held_out]), "margin": model.oom_margin_})
+        if cli_path is not None and cli_path.is_file() and (name, dtype) == ("resnet50", "fp16"):
+            cli = _load(str(cli_path))
+            size, limit = int(cli["input_size"].iloc[0]), 4096.0
+            true_4096 = int(cli["oom_batch_size"].iloc[0]) - 1
+            for label, train in (("224 px held out", frame[frame.input_size != size]), ("every size", frame)):
+                model = _memory_model("reserved + calibration", train)
+                got = model.max_batch(size, limit, model=name, variant=f"{name}-{dtype}", hardware="H200")
+                cases.append({"protocol": "max_batch_cap", "data": f"{Path(path).stem} 4096 MiB",
+                              "method": f"reserved + calibration ({label})", "input_size": size,
+                              "limit_mb": limit, "predicted": got, "truth": true_4096, "margin": model.oom_margin_})
+    rows = []
+    table = pd.DataFrame(cases)
+    for (protocol, data, method), part in table.groupby(["protocol", "data", "method"], sort=False):
+        rows.append(_summary(protocol, data, method, part.to_dict("records")))
+    loso = table[table.protocol == "max_batch_loso"]
+    for method, part in loso.groupby("method", sort=False):
+        rows.append(_summary("max_batch_loso", "H200, every case", method, part.to_dict("records")))
+    return rows, cases
 
 
 def warmup_rows(paths: list[str]) -> list[dict[str, Any]]:
@@ -236,44 +334,103 @@ def warmup_rows(paths: list[str]) -> list[dict[str, Any]]:
 
 
 FIELDS = ["protocol", "data", "method", "n", "mape_pct", "max_ape_pct", "too_large", "ratio_median", "ratio_min",
-          "ratio_max"]
+          "ratio_max", "margin_min", "margin_max"]
+CASE_FIELDS = ["protocol", "data", "method", "input_size", "limit_mb", "predicted", "truth", "margin"]
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], cases: list[dict[str, Any]], paths: list[Path]) -> None:
     plt = pyplot()
-    lat = pd.DataFrame([r for r in rows if r["protocol"] in ("lobo", "batch_x4", "size_interior", "size_top")])
-    protocols = list(dict.fromkeys(lat["protocol"]))
-    fig, axes = plt.subplots(1, len(protocols), figsize=(4.2 * len(protocols), 4.2), squeeze=False)
+    lat = pd.DataFrame([r for r in rows if r["protocol"] in LATENCY_PROTOCOLS])
+    protocols = list(dict.fromkeys(lat["protocol"])) if len(lat) else []
+    panels = len(protocols) + bool(cases)
+    fig, axes = plt.subplots(1, panels, figsize=(4.4 * panels, 4.6), squeeze=False)
     for ax, protocol in zip(axes[0], protocols):
         part = lat[lat.protocol == protocol].pivot(index="data", columns="method", values="mape_pct")
         part = part[[m for m in METHODS if m in part.columns]]
+        part.index = [d.replace("measured_", "").replace("nvidia_", "nv ") for d in part.index]
         part.plot.bar(ax=ax, width=0.8)
+        ax.axhline(10 if protocol != "lobo" else 5, color="k", lw=0.8, ls="--")
         ax.set_title(protocol)
-        ax.set_ylabel("MAPE %")
+        ax.set_ylabel("MAPE % (dashed: target)")
         ax.set_yscale("log")
-        ax.tick_params(axis="x", labelsize=7, rotation=60)
+        ax.tick_params(axis="x", labelsize=6, rotation=70)
         ax.legend(fontsize=7)
+    if cases:
+        ax = axes[0][-1]
+        table = pd.DataFrame(cases)
+        for i, (method, part) in enumerate(table.groupby("method", sort=False)):
+            ax.scatter(part["truth"], part["predicted"] / part["truth"], s=18, label=method, color=f"C{i}")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(0.9, color="k", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("measured largest batch (H200, held-out input size)")
+        ax.set_ylabel("predicted / measured (above 1: out of memory)")
+        ax.set_title("largest batch")
+        ax.legend(fontsize=6)
     fig.tight_layout()
-    save_figure(fig, path)
+    for path in paths:
+        save_figure(fig if path == paths[-1] else _copy(fig), path)
+
+
+def _copy(fig: Any) -> Any:
+    """The same figure again (``save_figure`` closes what it saves)."""
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    pickle.dump(fig, buffer)
+    buffer.seek(0)
+    return pickle.load(buffer)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| protocol | data | work | hinge (old) | line in batch | line in batch x pixels |", "|---|---|---|---|---|---|"]
-    lat = pd.DataFrame([r for r in rows if "mape_pct" in r and r["protocol"] != "warmup_cv"])
+    lines = ["| protocol | data | work | hinge (old) | line in batch | line in batch x pixels |",
+             "|---|---|---|---|---|---|"]
+    lat = pd.DataFrame([r for r in rows if r["protocol"] in LATENCY_PROTOCOLS])
     for (protocol, data), part in lat.groupby(["protocol", "data"], sort=False):
         cell = {r.method: f"{r.mape_pct:.1f} (max {r.max_ape_pct:.0f})" for r in part.itertuples()}
         lines.append(f"| {protocol} | {data} | " + " | ".join(cell.get(m, "-") for m in METHODS) + " |")
+    lines += ["", "| protocol | data | method | cases | above the truth | predicted / measured: median, min-max | "
+              "oom_margin |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["protocol"].startswith("max_batch"):
+            margin = "-" if r.get("margin_min") is None else \
+                f"{r['margin_min']:+.3f} to {r['margin_max']:+.3f}"
+            lines.append(f"| {r['protocol']} | {r['data']} | {r['method']} | {r['n']} | {r['too_large']} | "
+                         f"{r['ratio_median']:.3f}, {r['ratio_min']:.3f}-{r['ratio_max']:.3f} | {margin} |")
     return "\n".join(lines)
+
+
+def _profiles(quick: bool) -> tuple[list[str], list[str], list[str]]:
+    """Latency profiles, H200 memory profiles, CPU measured profiles."""
+    prof = ROOT / "profiles"
+    h200 = [str(prof / f"measured_H200_{m}_{d}.csv") for m in ("resnet50", "mobilenet_v3_large")
+            for d in ("fp32", "fp16")]
+    if quick:
+        return h200[:1], h200[:1], []
+    cpu = sorted(glob.glob(str(prof / "measured_*_like.csv")))
+    return sorted(glob.glob(str(prof / "nvidia_*.csv"))) + cpu + h200, h200, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", nargs="*", default=sorted(glob.glob(str(ROOT / "profiles" / "*.csv"))))
+    parser.add_argument("--quick", action="store_true", help="one H200 profile, lobo and size_top only (a test)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
+    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img",
+                        help="folder for a copy of the PNG (none with --quick)")
     args = parser.parse_args(argv)
-    measured = [p for p in args.profiles if Path(p).stem.startswith("measured_")]
-    rows = latency_rows(args.profiles) + max_batch_rows(measured) + warmup_rows(measured)
-    write_csv(rows, FIELDS, RESULTS / "bench_models.csv")
-    plot(rows, RESULTS / "bench_models.png")
+    latency, h200, cpu = _profiles(args.quick)
+    protocols = ("lobo", "size_top") if args.quick else LATENCY_PROTOCOLS
+    rows = latency_rows(latency, protocols)
+    mb_rows, cases = h200_max_batch_rows(h200, ROOT / "profiles" / "max_batch_H200.csv",
+                                         ROOT / "profiles" / "measured_H200_resnet50_fp16_cli_max_batch.csv")
+    rows += mb_rows
+    if cpu:
+        rows += max_batch_rows(cpu) + warmup_rows(cpu)
+    write_csv(rows, FIELDS, args.out_dir / "bench_models.csv")
+    write_csv(cases, CASE_FIELDS, args.out_dir / "bench_models_max_batch.csv")
+    images = [args.out_dir / "bench_models.png"] + ([] if args.quick else [args.img_dir / "bench_models.png"])
+    plot(rows, cases, images)
     print(markdown(rows))
     for r in rows:
         if r["protocol"] in ("max_batch", "warmup_cv"):

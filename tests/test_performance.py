@@ -19,6 +19,7 @@ from servopt.performance import (
     MaxBatchModel,
     TableModel,
     WarmupModel,
+    WorkLatencyModel,
     batch_table,
     capacity_table,
     fit_curve,
@@ -116,7 +117,7 @@ def test_cross_validation_is_honest(nvidia):
     group = reports["latency"].groups[0]
     i = int(np.flatnonzero(group.x == 64)[0])
     train = rows[rows.batch_size != 64]
-    refit = LatencyModel().fit(_features(train), train["latency_ms"])
+    refit = WorkLatencyModel().fit(_features(train), train["latency_ms"])  # fit_profile's default model
     query = _features(rows[rows.batch_size == 64])
     assert refit.predict(query)[0] == pytest.approx(group.predicted[i])
     assert abs(group.predicted[i] - group.y[i]) > 1e-6

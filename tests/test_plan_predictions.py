@@ -16,7 +16,6 @@ import pytest
 
 import servopt
 from servopt.cli import main
-from servopt.exceptions import ValidationError
 from servopt.formulations.perf_command import format_rate, rate_command
 from servopt.formulations.registry import load_problem
 from servopt.serving import verify
@@ -107,12 +106,11 @@ def test_solve_json_and_servopt_json_carry_pipeline_predictions(tmp_path: Path,
         config = (out / models[m["stage"]]["name"] / "config.pbtxt").read_text()
         if m["batch_size"] > 1:
             assert f"max_queue_delay_microseconds: {m['max_queue_delay_us']}" in config
-    # verify drives GPU plans only: a pipeline's predictions are refused with the reason (exit 2)
-    with pytest.raises(ValidationError, match="predictions are per 'pipeline' model"):
-        verify.load_summary(out)
+    # verify drives a pipeline's predictions (tests/test_verify_pipeline.py); no server there: exit 2, said so
+    assert verify.load_summary(out)["predictions"] == data["predictions"]
     capsys.readouterr()
-    assert main(["verify", str(out), "--server", "127.0.0.1:1"]) == 2
-    assert "predictions are per 'pipeline' model" in capsys.readouterr().err
+    assert main(["verify", str(out), "--server", "127.0.0.1:1", "--duration", "0.2", "--warmup", "0"]) == 2
+    assert "is a Triton server serving this repository there?" in capsys.readouterr().err
 
 
 def test_solve_json_and_servopt_json_carry_variant_predictions(tmp_path: Path,

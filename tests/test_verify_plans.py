@@ -36,10 +36,14 @@ def test_predictions_are_json(tmp_path: Path) -> None:
         assert json.loads(json.dumps(plan.predictions())) == plan.predictions()
 
 
-def test_verify_refuses_per_model_predictions_clearly(tmp_path: Path) -> None:
+def test_verify_takes_per_model_predictions(tmp_path: Path) -> None:
     (tmp_path / "servopt.json").write_text(json.dumps({"problem": "pipeline"}))
     add_predictions(tmp_path, _pipeline().predictions())
-    with pytest.raises(ValidationError, match="per 'pipeline' model.*perf_analyzer"):
+    assert load_summary(tmp_path)["predictions"]["models"][0]["stage"] == "detect"
+    add_predictions(tmp_path, _variants().predictions())
+    assert load_summary(tmp_path)["predictions"]["models"][0]["share"] == pytest.approx(0.25)
+    add_predictions(tmp_path, {"workload_rps": 1.0})
+    with pytest.raises(ValidationError, match="no 'groups', 'placements' or 'models'"):
         load_summary(tmp_path)
 
 
@@ -105,3 +109,17 @@ def test_backend_of_config(tmp_path: Path) -> None:
     assert backend_of(cfg) == "python"
     cfg.write_text('name: "e"\nplatform: "ensemble"\n')
     assert backend_of(cfg) is None
+
+
+def test_verify_without_a_server_there_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tritonclient.grpc")
+    import servopt
+    from servopt.cli import main
+
+    gpu = servopt.GPUType("cpu-standin", max_count=2, batches={8: {"latency_ms": 20.0}})
+    problem = servopt.MinGPUs(images=4000, deadline_s=10, gpus=[gpu], objective="gpus", name="timed")
+    solution = servopt.solve(problem, "highs")
+    servopt.write_repository(problem, solution, tmp_path / "out", triton_backend="python")
+    add_predictions(tmp_path / "out", solution.plan.predictions())
+    assert main(["verify", str(tmp_path / "out"), "--server", "127.0.0.1:1", "--window", "0.2"]) == 2
+    assert "is a Triton server serving this repository there?" in capsys.readouterr().err

@@ -1,12 +1,22 @@
-"""``servopt profile --triton URL --model NAME``: measure a served model into a profile (the branch of
-``servopt profile`` that talks to a Triton server instead of running ONNX Runtime; see docs/verify.md)."""
+"""``servopt profile --triton URL --model NAME`` and ``servopt profile MODEL.onnx --triton start``: measure a served
+model into a profile (the branch of ``servopt profile`` that talks to a Triton server instead of running ONNX
+Runtime; ``start`` serves the ONNX file on a tritonserver of its own, :mod:`servopt.measure.served_onnx`; see
+docs/profiler.md and docs/verify.md). Everything is checked before a server starts; the rows are written once,
+at the end."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from servopt.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from servopt.measure.loadgen import LoadSettings
+
+    #: what to measure: the settings, the concurrencies and the request rates
+    LoadPlan = tuple[LoadSettings, list[int] | None, list[float] | None]
 
 
 def _int_list(flag: str, text: str) -> list[int]:
@@ -27,14 +37,26 @@ def _rates(text: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("served model (instead of MODEL.onnx; docs/verify.md)")
-    group.add_argument("--triton", metavar="URL", default=None,
-                       help="gRPC URL of a Triton server on this machine, e.g. 127.0.0.1:8001")
+    group = parser.add_argument_group("served model (instead of ONNX Runtime in this process; docs/verify.md)")
+    group.add_argument("--triton", metavar="URL|start", default=None,
+                       help="gRPC URL of a Triton server on this machine, e.g. 127.0.0.1:8001 (with --model NAME); "
+                            "or 'start': serve MODEL.onnx on a tritonserver started for the run (Python backend, "
+                            "ONNX Runtime) and stop it afterwards")
     group.add_argument("--model", dest="triton_model", metavar="NAME", default=None, help="served model's name")
+    group.add_argument("--tritonserver", metavar="PATH", default=None,
+                       help="--triton start: this tritonserver binary (default: tritonserver on PATH, else "
+                            "nvidia-pytriton's in .triton-venv)")
+    group.add_argument("--instances", type=int, default=1, metavar="N",
+                       help="--triton start: CPU instances of the served model (default 1)")
     group.add_argument("--concurrency", metavar="LIST", default=None,
                        help="requests in flight, comma-separated (default 1); a label of each row")
     group.add_argument("--request-rate", metavar="LIST", default=None,
                        help="open-loop Poisson request rates (requests/s) instead of --concurrency")
+    group.add_argument("--latency", choices=("p50", "service"), default="p50",
+                       help="what latency_ms holds: p50 = the client's median latency of a request (default); "
+                            "service = instances x batch x 1000 / throughput, the time per batch of one instance "
+                            "under that load (with --concurrency 2 per instance: the batch latency a plan needs; "
+                            "docs/verify.md)")
     group.add_argument("--driver", choices=("builtin", "perf_analyzer"), default="builtin",
                        help="load generator: builtin (tritonclient asyncio) or perf_analyzer")
     group.add_argument("--perf-analyzer", metavar="PATH", default=None, help="perf_analyzer binary")
@@ -47,24 +69,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
-    from servopt.measure import loadgen
 
+    if args.runtime != "onnxruntime" or args.dtype != "fp32" or args.find_max_batch or args.device != "cpu":
+        raise ValidationError("--runtime, --dtype, --find-max-batch and --device do not apply with --triton (the "
+                              "server runs the model)")
+    batch_sizes = _int_list("--batch-sizes", args.batch_sizes)
+    plan = _load_plan(args)  # checked before a server starts
+    if args.triton == "start":
+        if not args.model:
+            raise ValidationError("--triton start needs MODEL.onnx (the file to serve)")
+        if args.triton_model:
+            raise ValidationError("--model NAME is for --triton URL; with --triton start the served name is "
+                                  "--model-name (default: the file name's stem)")
+        check_output(args.output, "-o", force=args.force or args.resume)
+        return _run_started(args, batch_sizes, plan)
+    if args.tritonserver or args.instances != 1:
+        raise ValidationError("--tritonserver and --instances apply only with --triton start")
     if not args.triton_model:
         raise ValidationError("--triton needs --model NAME (the served model to measure)")
     if args.model:
-        raise ValidationError(f"give MODEL.onnx ({args.model}) or --triton, not both")
+        raise ValidationError(f"give MODEL.onnx ({args.model}) with --triton start, or --triton URL --model NAME, "
+                              "not both")
     check_output(args.output, "-o", force=args.force or args.resume)
+    from servopt.measure import loadgen
+
     url = loadgen.check_local_url(args.triton)
+    return _measure(args, url, args.triton_model, batch_sizes, plan, source=f"triton {url}")
+
+
+def _load_plan(args: argparse.Namespace) -> LoadPlan:
+    """The measurement settings, concurrencies and request rates (validated; perf_analyzer looked up)."""
+    from servopt.measure import loadgen
+
     settings = loadgen.LoadSettings(window_s=args.window, stability=args.stability, max_windows=args.max_windows,
                                     warmup_s=min(args.window, 1.0))
-    if args.driver == "perf_analyzer":
-        driver = loadgen.PerfAnalyzerDriver(url, settings, binary=args.perf_analyzer)
-    else:
-        driver = loadgen.BuiltinDriver(url, settings, seed=args.seed)
     rates = _rates(args.request_rate) if args.request_rate else None
     concurrencies = _int_list("--concurrency", args.concurrency) if args.concurrency else None
     if rates and concurrencies:
         raise ValidationError("give --concurrency or --request-rate, not both")
+    if args.driver == "perf_analyzer" and loadgen.find_perf_analyzer(args.perf_analyzer) is None:
+        raise ValidationError("--driver perf_analyzer: perf_analyzer not found (give --perf-analyzer PATH, put it on "
+                              "PATH, or run scripts/perf_analyzer_env.sh; docs/verify.md)")
+    return settings, concurrencies, rates
+
+
+def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPlan) -> int:
+    """Serve MODEL.onnx on a tritonserver of its own, measure it, stop the server (also on errors and Ctrl-C)."""
+    from pathlib import Path
+
+    from servopt.measure.loadgen import MeasurementError
+    from servopt.measure.served_onnx import served_onnx
+    from servopt.serving.tritonserver import TritonCheckError
+    from servopt.triton.spec import safe_name
+
+    cores = _int_list("--cores", args.cores)
+    sizes = _int_list("--input-sizes", args.input_sizes) if args.input_sizes else [None]
+    if len(cores) != 1 or len(sizes) != 1:
+        raise ValidationError("--cores and --input-sizes take one value with --triton start (one served model)")
+    name = args.model_name or safe_name(Path(args.model).stem)
+    if not args.quiet:
+        print(f"starting a tritonserver with {args.model} as {name!r} (python backend, {args.instances} "
+              f"instance(s), max_batch_size {max(batch_sizes)})", file=sys.stderr)
+    try:
+        with served_onnx(args.model, name=name, max_batch_size=max(batch_sizes), instances=args.instances,
+                         threads=cores[0], input_size=sizes[0], tritonserver=args.tritonserver) as served:
+            return _measure(args, served.url, name, batch_sizes, plan, source=f"triton start {args.model}")
+    except TritonCheckError as exc:  # the model did not load: exit 2 with the server's log, not a traceback
+        raise MeasurementError(str(exc)) from None
+
+
+def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[int], plan: LoadPlan, *,
+             source: str) -> int:
+    """Measure ``model`` at ``url`` over the batch sizes and loads; write the profile (atomically, at the end)."""
+    from servopt.measure import loadgen
+
+    settings, concurrencies, rates = plan
+    if args.driver == "perf_analyzer":
+        driver = loadgen.PerfAnalyzerDriver(url, settings, binary=args.perf_analyzer)
+    else:
+        driver = loadgen.BuiltinDriver(url, settings, seed=args.seed)
 
     def show(p: loadgen.LoadPoint) -> None:
         if not args.quiet:
@@ -73,11 +156,11 @@ def run(args: argparse.Namespace) -> int:
                   f"  p99 {p.latency_p99_ms:7.2f} ms  spread {p.throughput_spread:5.1%}"
                   f"{'' if p.stable else '  (not stable)'}", file=sys.stderr)
 
-    points = loadgen.profile_served(driver, args.triton_model, _int_list("--batch-sizes", args.batch_sizes),
-                                    concurrencies=concurrencies, request_rates=rates, progress=show)
+    points = loadgen.profile_served(driver, model, batch_sizes, concurrencies=concurrencies, request_rates=rates,
+                                    progress=show)
     rows = loadgen.profile_rows(points, hardware=args.hardware or "triton-cpu",
-                                instances=loadgen.model_instances(url, args.triton_model),
-                                variant=args.variant, source=f"triton {url} ({driver.name})")
+                                instances=loadgen.model_instances(url, model),
+                                variant=args.variant, source=f"{source} ({driver.name})", latency=args.latency)
     loadgen.write_profile_rows(rows, args.output, append=args.resume)
-    print(f"wrote {args.output}: {len(rows)} rows ({args.triton_model} on {url}, driver {driver.name})")
+    print(f"wrote {args.output}: {len(rows)} rows ({model} on {url}, driver {driver.name})")
     return 0

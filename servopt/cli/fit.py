@@ -39,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="work: per-configuration curves plus a floor-plus-roofline in the work of a batch "
                         "(pixels x batch) for unprofiled input sizes and larger batches (default); hinge: "
                         "per-configuration curves only, the model before issue 19")
+    parser.add_argument("--memory-model", choices=("family", "line"), default="family",
+                        help="family: a line in batch per configuration, and per family (configuration without the "
+                        "input size) static + slope x batch x pixels for unprofiled input sizes (default); line: "
+                        "per-configuration lines only, the model before issue 19")
+    parser.add_argument("--oom-limit-mb", type=float, metavar="MIB",
+                        help="the memory limit the profile's out-of-memory search ran under (servopt profile "
+                        "--memory-limit-mb): calibrates the largest batch on the rows' oom_batch_size so that it "
+                        "never exceeds the measured one, and reports the margin used")
     parser.add_argument("--level", type=float, default=0.9, help="level of the prediction intervals saved with "
                         "-o (split conformal on the held-out residuals; default 0.9)")
     parser.add_argument("--repeats", choices=("run", "mean"), default="run",
@@ -127,8 +135,12 @@ def run(args: argparse.Namespace) -> int:
 
             bar.stage(f"averaging the runs of {len(frame):,} rows")
             frame = average_runs(frame, source=table.source)
+        if args.oom_limit_mb is not None and not args.oom_limit_mb > 0:
+            raise ValidationError(f"--oom-limit-mb {args.oom_limit_mb}: expected a number of MiB > 0")
         models, reports = fit_profile(frame, source=table.source, targets=targets,
-                                      latency_model=args.latency_model, level=args.level, progress=bar)
+                                      latency_model=args.latency_model, level=args.level,
+                                      memory_model=args.memory_model, oom_limit_mb=args.oom_limit_mb,
+                                      progress=bar)
         if args.output:
             bar.stage("saving the models")
             models.save(args.output)
@@ -145,9 +157,13 @@ def run(args: argparse.Namespace) -> int:
     for name in not_scored:
         print(f"servopt fit: note: {name} fitted but not cross-validated (no configuration has two or more "
               f"{'core counts' if name == 'capacity' else 'batch sizes'} to hold out)", file=sys.stderr)
+    oom = _oom_report(models, args.oom_limit_mb)
     if args.json:
-        print(json.dumps({name: {**report.to_dict(), "interval": models.targets[name].interval}
-                          for name, report in reports.items()}, indent=2))
+        out = {name: {**report.to_dict(), "interval": models.targets[name].interval}
+               for name, report in reports.items()}
+        if oom is not None:
+            out.setdefault("memory", {})["oom_calibration"] = oom
+        print(json.dumps(out, indent=2))
     else:
         for name, report in reports.items():
             _print_table(name, report)
@@ -156,8 +172,37 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {100 * iv['level']:.0f} % prediction interval (x prediction): inside the profiles "
                       f"{iv['interior']['lo']:.3f}-{iv['interior']['hi']:.3f}, extrapolating "
                       f"{iv['edge']['lo']:.3f}-{iv['edge']['hi']:.3f}\n")
+        if oom is not None:
+            _print_oom(oom)
         if args.output:
             print(f"models saved to {args.output} ({', '.join(models.targets)})")
         if args.plot and reports:
             print(f"plot written to {args.plot}")
     return 0
+
+
+def _oom_report(models: Any, limit: float | None) -> dict[str, Any] | None:
+    """The out-of-memory calibration of the memory model (``--oom-limit-mb``), or None without one."""
+    fitted = models.targets.get("memory")
+    if limit is None or fitted is None:
+        return None
+    model = fitted.model
+    return {"memory_limit_mb": limit, "boundaries": len(getattr(model, "calibration_", [])),
+            "oom_margin": getattr(model, "oom_margin_", None), "families": model.margins(),
+            "default_usable_fraction": getattr(model, "default_fraction_", 1.0)}
+
+
+def _print_oom(oom: dict[str, Any]) -> None:
+    if not oom["boundaries"]:
+        print(f"memory: no out-of-memory boundary (oom_batch_size) in the profiles: the largest batch is not "
+              f"calibrated (limit {oom['memory_limit_mb']:g} MiB)\n")
+        return
+    print(f"memory: largest batch calibrated on {oom['boundaries']} out-of-memory boundaries under "
+          f"{oom['memory_limit_mb']:g} MiB; oom_margin {oom['oom_margin']:+.4f} (share of a limit held back; "
+          f"negative: the model over-predicts memory near the limit)")
+    width = max(len(f["family"]) for f in oom["families"])
+    print(f"  {'family'.ljust(width)}  boundaries  usable fraction  margin")
+    for fam in oom["families"]:
+        print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:15.4f}  "
+              f"{fam['oom_margin']:+.4f}")
+    print()

@@ -28,6 +28,12 @@ Needs pip install 'servopt[torch]'.
 A point whose runs vary by more than --max-cv (coefficient of variation) is measured again once with twice the
 repeats and marked unstable=1.
 
+With --triton URL --model NAME, a model served by a running Triton server is measured instead (load generation
+through Triton, docs/verify.md); with --triton start, MODEL.onnx is served for the run on a tritonserver started
+here (Python backend running it with ONNX Runtime, tensors read from the graph, max_batch_size = the largest
+batch size; the server found as by `servopt verify --start`) and stopped afterwards, also on errors and Ctrl-C.
+Either way the rows are written once, at the end, as one profile ready for `servopt fit` and `solve`.
+
 An existing OUT.csv is refused unless --force (replace it) or --resume (continue it)."""
 
 EPILOG = """examples:
@@ -36,6 +42,9 @@ EPILOG = """examples:
   servopt profile resnet_like.onnx --batch-sizes 1,2,4,8,16,32,64 --input-sizes 224 --memory-limit-mb 300 -o m.csv
   servopt profile --runtime torch torchvision:resnet50 --device cuda --dtype fp16 --batch-sizes 1,2,4,8 \
       --input-sizes 224 --memory-limit-mb 8192 --find-max-batch -o resnet50_fp16.csv
+  servopt profile examples/models/image_classifier.onnx --triton start --batch-sizes 1,2,4,8 \
+      --concurrency 1 --hardware triton-cpu -o served.csv
+  servopt profile --triton 127.0.0.1:8001 --model timed --batch-sizes 1,4,16 --concurrency 1,2 -o timed.csv
 
 exit codes:
   0  measured (at least one row written)
@@ -57,7 +66,8 @@ def _int_list(flag: str, text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", nargs="?",
                         help="ONNX file with dynamic batch (and image) dimensions; with --runtime torch a TorchScript / "
-                        "torch.export file or torchvision:NAME (or --triton URL --model NAME)")
+                        "torch.export file or torchvision:NAME; with --triton start the ONNX file to serve "
+                        "(or --triton URL --model NAME)")
     parser.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime",
                         help="what runs the model (default onnxruntime; torch needs servopt[torch])")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
@@ -104,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
         return _profile_triton.run(args)
     if not args.model or not args.input_sizes:
-        raise ValidationError("MODEL.onnx and --input-sizes are needed (or --triton URL --model NAME)")
+        raise ValidationError("MODEL.onnx and --input-sizes are needed (or --triton start, or --triton URL "
+                              "--model NAME)")
     if args.resume and args.force:
         raise ValidationError("give either --resume (keep OUT.csv's rows) or --force (replace OUT.csv), not both")
     # checked before measuring; --resume consents to an existing OUT.csv (it continues it)

@@ -26,20 +26,35 @@ Fleet plans (servopt solve of a `problem: fleet` file): DIR is the whole fleet (
 or one server's repository (DIR/<repository>, which has its own servopt.json); each model must also carry its
 server's share of the model's planned rate.
 
+Pipeline and variant_selection plans (their predictions are per served model and a request rate): requests
+arrive at the planned rate (x --rate-scale) as a Poisson process (open loop) for --duration seconds after
+--warmup; a pipeline's go to its ensemble, each stage measured inside it from Triton's statistics of the composing
+models; a variant_selection plan's are split over the selected variants by routing.json's weights. Reported per
+model and end to end: offered and measured throughput, batch latency and queue time, the batch the server formed,
+planned and shown capacity, p50/p99 latency and over_slo (the fraction over the SLO: the pipeline's sla_ms, or
+--slo-ms). --trace FILE replays a request-rate trace (one rate per second) instead, each trace second lasting
+1/--compress wall seconds, reported per --trace-window; for min_gpus and max_throughput plans too (one
+repository; rates are items/s, sent as requests of the planned batch, or single images with --single-images).
+
 Tolerance (--tolerance, default 0.25): the plan holds when measured throughput >= (1 - t) x predicted and batch
 latency <= (1 + t) x predicted, per model and end to end. 0.25 because repeated profiles of the same point on a
-busy shared machine differ by 25-35 % (docs/verify.md)."""
+busy shared machine differ by 25-35 % (docs/verify.md). Rate-driven runs: the measured throughput carries
+(1 - t) x the rate sent, each model's batch latency is at most (1 + t) x planned, the p99 at most (1 + t) x the SLO;
+with --trace, also in every trace window."""
 
 EPILOG = """examples:
   servopt verify repo/ --start --standin 4,1 --max-instances 2
   servopt verify repo/ --server 127.0.0.1:8001 --json
   servopt verify repo/ --start --standin 4,1 --plot verify.png --update-profile measured.csv
   servopt verify fleet/classifier.L4.b8.k2 --start --standin plan --max-instances 2
+  servopt verify pipeline_out/ --start --rate-scale 0.5 --duration 10 --plot pipeline.png
+  servopt verify variants_out/ --start --standin plan --slo-ms 750 \
+      --trace data/ipa/traces/twitter_slice_bursty_damping8.csv --compress 20 --trace-window 60
 
 exit codes:
   0  the plan holds within the tolerance
   2  bad input or usage (no servopt.json, no predictions, a URL not on 127.0.0.1)
-  3  measured, and the plan does NOT hold within the tolerance"""
+  3  measured, and the plan does NOT hold within the tolerance (same rule for every plan kind)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +88,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE.png", default=None, help="bar chart of predicted vs measured")
     parser.add_argument("--update-profile", metavar="PROFILE.csv", default=None,
                         help="append the measured points to this profile (created if missing)")
+    rate = parser.add_argument_group("open-loop Poisson load (pipeline and variant_selection plans; "
+                                     "--trace: every plan)")
+    rate.add_argument("--rate-scale", type=float, default=1.0, metavar="X",
+                      help="send X times the planned request rate (default 1; below 1 when the planned rate is more "
+                           "than this machine serves)")
+    rate.add_argument("--duration", type=float, default=10.0, metavar="S",
+                      help="measured seconds at the planned rate, after --warmup (default 10)")
+    rate.add_argument("--warmup", type=float, default=1.0, metavar="S", help="seconds sent before measuring (1)")
+    rate.add_argument("--slo-ms", type=float, default=None, metavar="MS",
+                      help="latency objective for over_slo and the p99 check (default: the pipeline's sla_ms; "
+                           "variant_selection plans have none)")
+    rate.add_argument("--trace", metavar="FILE", default=None,
+                      help="replay this request-rate trace (one rate per second: .csv with an rps column, .txt) "
+                           "instead of the planned rate, as a piecewise-constant Poisson process")
+    rate.add_argument("--compress", type=float, default=1.0, metavar="K",
+                      help="with --trace: each trace second lasts 1/K s (rates kept; K times shorter)")
+    rate.add_argument("--trace-start", type=int, default=None, metavar="SECOND", help="with --trace: first second")
+    rate.add_argument("--trace-end", type=int, default=None, metavar="SECOND", help="with --trace: end (excluded)")
+    rate.add_argument("--trace-window", type=int, default=60, metavar="SECONDS",
+                      help="with --trace: report per window of this many trace seconds (default 60)")
+    rate.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and the routing (0)")
 
 
 def _standin(text: str | None) -> tuple[float, float] | str | None:
@@ -91,7 +127,7 @@ def _standin(text: str | None) -> tuple[float, float] | str | None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.measure import loadgen
-    from servopt.serving import verify
+    from servopt.serving import verify, verify_rate
 
     standin = _standin(args.standin)
     if not args.start and (standin or args.max_instances or args.queue_delay != "repository"):
@@ -100,6 +136,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError("--cpu applies only with --start and without --standin (it serves the real models)")
     repo = Path(args.repo)
     summary = verify.load_summary(repo)
+    if args.trace is None:
+        trace_only = [f for f, v in (("--compress", args.compress != 1.0), ("--trace-start", args.trace_start),
+                                     ("--trace-end", args.trace_end), ("--trace-window", args.trace_window != 60))
+                      if v]
+        if trace_only:
+            raise ValidationError(f"{', '.join(trace_only)}: apply only with --trace FILE")
+    if verify_rate.is_rate_driven(summary) or args.trace is not None:
+        return _run_rate(args, summary, repo, standin)
+    rate_only = [f for f, v in (("--rate-scale", args.rate_scale != 1.0), ("--duration", args.duration != 10.0),
+                                ("--warmup", args.warmup != 1.0), ("--slo-ms", args.slo_ms is not None),
+                                ("--seed", args.seed != 0)) if v]
+    if rate_only:
+        raise ValidationError(f"{', '.join(rate_only)}: apply to pipeline and variant_selection plans and to --trace "
+                              f"replays; a {summary.get('problem')} plan is driven at its planned concurrency")
     settings = loadgen.LoadSettings(window_s=args.window, max_windows=args.max_windows, stability=args.stability,
                                     warmup_s=min(args.window, 1.0))
 
@@ -115,8 +165,14 @@ def run(args: argparse.Namespace) -> int:
         url = loadgen.check_local_url(args.server)
 
         def measure(e: verify.Expectation):
+            from tritonclient.utils import InferenceServerException
+
             batch, conc = load_of(e)
-            return driver(url).measure(e.model, batch, concurrency=conc)
+            try:
+                return driver(url).measure(e.model, batch, concurrency=conc)
+            except InferenceServerException as exc:  # exit 2 with the reason, not a traceback
+                raise loadgen.MeasurementError(f"{url}: model {e.model!r}: {exc}; is a Triton server serving "
+                                               "this repository there?") from None
 
         report = verify.verify_plan(summary, repo, measure, tolerance=args.tolerance)
     else:
@@ -139,10 +195,98 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_started(args, summary, repo, standin, driver, load_of):
-    """Start a server per repository (one model name may be in several), measure its models, stop it."""
+def _trace_load(args: argparse.Namespace, plan) -> tuple[list, float, list, str]:
+    """Arrival segments, the end of the measured span, the report windows and the trace's name."""
+    import numpy as np
+
+    from servopt.serving.traces import rate_segments, read_trace
+
+    warm = [(args.warmup, plan.offered_rps)] if args.warmup > 0 else []
+    if args.trace is None:
+        return warm + [(args.duration, plan.offered_rps)], args.warmup + args.duration, [], ""
+    if not args.trace_window >= 1:
+        raise ValidationError(f"--trace-window: expected trace seconds >= 1, got {args.trace_window}")
+    trace = read_trace(args.trace, start=args.trace_start, end=args.trace_end)
+    k = args.compress
+    first = float(np.mean(trace.rps[:args.trace_window])) * args.rate_scale  # warm up at the trace's first rate
+    warm = [(args.warmup, first)] if args.warmup > 0 else []  # a rate of 0 keeps the windows' times
+    segments = warm + rate_segments(trace, compress=k, scale=args.rate_scale)
+    windows = []
+    for a in range(0, trace.duration_s, args.trace_window):
+        b = min(trace.duration_s, a + args.trace_window)
+        windows.append((f"{a}-{b} s", args.warmup + a / k, args.warmup + b / k,
+                        float(np.mean(trace.rps[a:b])) * args.rate_scale))
+    return segments, args.warmup + trace.duration_s / k, windows, f"{trace.source} compressed {k:g}x"
+
+
+def _run_rate(args: argparse.Namespace, summary: dict, repo: Path, standin) -> int:
+    """Verify a pipeline or variant_selection plan (an open-loop Poisson replay at its rate, or a trace), or
+    replay a trace against a min_gpus / max_throughput plan's repository."""
+    import numpy as np
+
+    from servopt.measure.loadgen import check_local_url
+    from servopt.serving import verify, verify_rate, verify_report
+    from servopt.serving.traces import poisson_arrivals
+    from servopt.serving.verify_drive import replay
+
+    gpu = not verify_rate.is_rate_driven(summary)
+    what = "a trace replay" if gpu else f"a {summary['problem']} plan"
+    for flag, bad in (("--update-profile", args.update_profile), ("--single-images", args.single_images and not gpu),
+                      ("--driver perf_analyzer", args.driver == "perf_analyzer"),
+                      ("--queue-delay plan", args.queue_delay != "repository" and not gpu)):
+        if bad:  # a pipeline or variant_selection repository already holds the plan's queue delays
+            raise ValidationError(f"{flag}: applies to min_gpus and max_throughput plans driven at their planned "
+                                  f"concurrency; {what} is driven by the built-in open-loop driver")
+    if not (args.duration > 0 and args.warmup >= 0):
+        raise ValidationError(f"--duration must be > 0 and --warmup >= 0, got {args.duration}, {args.warmup}")
+    served_instances = args.max_instances if args.start else None
+    if gpu:
+        plan = verify_rate.gpu_rate_plan(summary, repo, rate_scale=args.rate_scale, slo_ms=args.slo_ms,
+                                         served_instances=served_instances, single_images=args.single_images)
+    else:
+        plan = verify_rate.rate_plan(summary, repo, rate_scale=args.rate_scale, slo_ms=args.slo_ms,
+                                     served_instances=served_instances)
+    segments, end, windows, trace = _trace_load(args, plan)
+    # rates are items per second; requests carry plan.request_batch items each
+    arrivals = poisson_arrivals([(d, r / plan.request_batch) for d, r in segments], seed=args.seed)
+    if not np.any((arrivals >= args.warmup) & (arrivals < end)):
+        raise ValidationError(f"no request falls in the measured {end - args.warmup:g} s (rate {plan.offered_rps:g}/s"
+                              f"{', trace ' + trace if trace else ''}); measure longer or at a higher rate")
+
+    def drive(url: str):
+        return replay(url, plan.targets, plan.weights, [plan.request_batch] * len(plan.targets), arrivals,
+                      measure_from=args.warmup, measure_to=end, stats_models=[s.model for s in plan.stages],
+                      seed=args.seed)
+
+    if args.server:
+        run = drive(check_local_url(args.server))
+    else:
+        from servopt.serving.tritonserver import TritonServer
+
+        env = _server_env(args, summary, repo)
+        with tempfile.TemporaryDirectory(prefix="servopt-verify-") as tmp:
+            served = _served_copy(args, repo / plan.repository, Path(tmp), standin,
+                                  plan.standin_timings() if standin == "plan" else None,
+                                  plan.queue_delay_us if args.queue_delay == "plan" else None)
+            with TritonServer(env, [served], Path(tmp)) as server:
+                run = drive(f"127.0.0.1:{server.grpc_port}")
+    report = verify_report.analyze(plan, run, tolerance=args.tolerance, windows=windows, trace=trace or None)
+    if windows:  # the trace's mean rate (x --rate-scale), weighted by the windows' lengths
+        span = sum(hi - lo for _, lo, hi, _ in windows)
+        report.offered_rps = sum((hi - lo) * rate for _, lo, hi, rate in windows) / span
+    if args.plot:
+        report.plot(args.plot)
+    print(json.dumps(report.to_dict(), default=str) if args.json else report.to_table())
+    if not report.holds:
+        print(f"servopt verify: the plan does not hold within {args.tolerance:.0%} (exit 3)", file=sys.stderr)
+        return verify.EXIT_PLAN_FAILED
+    return 0
+
+
+def _server_env(args: argparse.Namespace, summary: dict, repo: Path):
+    """The tritonserver ``--start`` runs; with ``--cpu``, checked to have every backend the repository needs."""
     from servopt.serving import verify
-    from servopt.serving.tritonserver import TritonServer, TritonSetupError, resolve_env
+    from servopt.serving.tritonserver import TritonSetupError, resolve_env
 
     try:
         env = resolve_env(getattr(args, "tritonserver", None))
@@ -155,6 +299,30 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
         if missing:
             raise ValidationError(f"--cpu: {env.server} has no {', '.join(missing)} backend (in {env.backends}); "
                                   "give --tritonserver PATH of a full server (NGC image), or use --standin")
+    return env
+
+
+def _served_copy(args: argparse.Namespace, path: Path, work: Path, standin, timings, delay) -> Path:
+    """The repository the started server loads: ``path`` itself, or a stand-in / CPU copy under ``work``."""
+    from servopt.serving import verify
+
+    if standin is not None:
+        base, per_item = (0.0, 0.0) if standin == "plan" else standin
+        verify.make_standin_copy(path, work / "repo", base_ms=base, per_item_ms=per_item,
+                                 max_instances=args.max_instances, max_queue_delay_us=delay, timings=timings)
+        return work / "repo"
+    if getattr(args, "cpu", False):
+        verify.make_cpu_copy(path, work / "repo", max_instances=args.max_instances, max_queue_delay_us=delay)
+        return work / "repo"
+    return path
+
+
+def _verify_started(args, summary, repo, standin, driver, load_of):
+    """Start a server per repository (one model name may be in several), measure its models, stop it."""
+    from servopt.serving import verify
+    from servopt.serving.tritonserver import TritonServer
+
+    env = _server_env(args, summary, repo)
     expected = verify.expectations(summary, repo, served_instances=args.max_instances)
     delay = None
     if args.queue_delay == "plan":
@@ -165,23 +333,12 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
             path = repo / r["path"]
             work = Path(tmp) / f"w{len(points)}_{Path(r['path']).name}"
             work.mkdir()
-            served = path
-            if standin is not None:
-                served = work / "repo"
-                if args.queue_delay == "plan":
-                    delay = delays.get(r["path"])
-                timings = None
-                if standin == "plan":
-                    timings = {m: t for (rp, m), t in verify.standin_timings(expected).items() if rp == r["path"]}
-                base, per_item = (0.0, 0.0) if standin == "plan" else standin
-                verify.make_standin_copy(path, served, base_ms=base, per_item_ms=per_item,
-                                         max_instances=args.max_instances, max_queue_delay_us=delay,
-                                         timings=timings)
-            elif getattr(args, "cpu", False):
-                served = work / "repo"
-                if args.queue_delay == "plan":
-                    delay = delays.get(r["path"])
-                verify.make_cpu_copy(path, served, max_instances=args.max_instances, max_queue_delay_us=delay)
+            if args.queue_delay == "plan":
+                delay = delays.get(r["path"])
+            timings = None
+            if standin == "plan":
+                timings = {m: t for (rp, m), t in verify.standin_timings(expected).items() if rp == r["path"]}
+            served = _served_copy(args, path, work, standin, timings, delay)
             with TritonServer(env, [served], work) as server:
                 url = f"127.0.0.1:{server.grpc_port}"
                 for e in expected:

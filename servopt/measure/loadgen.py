@@ -36,7 +36,7 @@ from typing import Any
 from servopt.exceptions import ServoptError, ValidationError
 
 __all__ = ["MeasurementError", "LoadPoint", "LoadSettings", "BuiltinDriver", "PerfAnalyzerDriver", "find_perf_analyzer",
-           "perf_analyzer_command", "parse_perf_analyzer_csv", "check_local_url", "stability", "profile_rows",
+           "perf_analyzer_command", "parse_perf_analyzer_csv", "LATENCY_STATISTICS", "check_local_url", "stability", "profile_rows",
            "write_profile_rows", "profile_served", "model_instances", "perf_analyzer_environ", "PROFILE_COLUMNS"]
 
 
@@ -451,24 +451,57 @@ def perf_analyzer_environ(binary: Path) -> dict[str, str]:
 # -- profiles ----------------------------------------------------------------------------------------------------
 #: profile columns of a served measurement, in order (labels: concurrency, request_rate, instances, driver)
 PROFILE_COLUMNS = ("model", "variant", "hardware", "batch_size", "concurrency", "request_rate", "instances",
-                   "driver", "latency_ms", "latency_p90_ms", "latency_p99_ms", "latency_avg_ms", "throughput_rps",
+                   "driver", "latency_statistic", "latency_ms", "latency_p90_ms", "latency_p99_ms", "latency_avg_ms", "throughput_rps",
                    "server_queue_ms", "server_compute_ms", "server_batch_avg", "requests", "windows", "stable",
                    "throughput_spread", "p99_spread", "source")
 
 
+#: what ``latency_ms`` of a served profile holds (``servopt profile --triton ... --latency``)
+LATENCY_STATISTICS = ("p50", "service")
+
+
 def profile_rows(points: list[LoadPoint], *, hardware: str, instances: int | None, variant: str | None = None,
-                 source: str = "") -> list[dict[str, Any]]:
-    """Points -> rows of a servopt profile: ``latency_ms`` is the client's p50 latency of one request of
-    ``batch_size`` items at that load (at concurrency 1: the time to run one batch, plus the network); the
-    load (``concurrency`` or ``request_rate``), ``instances`` and ``driver`` are labels; the spread columns hold
-    the run-to-run spread of the point (see :func:`stability`)."""
+                 source: str = "", latency: str = "p50") -> list[dict[str, Any]]:
+    """Points -> rows of a servopt profile; the load (``concurrency`` or ``request_rate``), ``instances`` and
+    ``driver`` are labels; the spread columns hold the run-to-run spread of the point (see :func:`stability`).
+
+    ``latency`` says what ``latency_ms`` is:
+
+    * ``"p50"`` (default): the client's p50 latency of one request of ``batch_size`` items at that load (at
+      concurrency 1: the time to run one batch, plus the network);
+    * ``"service"``: the time per batch of one instance that the measured throughput implies,
+      ``instances x batch_size x 1000 / throughput_rps``: what a GPU plan's batch latency stands for (an instance
+      that runs batches back to back). At concurrency 1 it is about the mean latency; with requests queued
+      (concurrency 2 per instance, the load ``servopt verify`` drives) the transfers of one request overlap
+      the run of another, and it is the batch time the plan's throughput depends on. The rows get the label
+      ``latency_statistic = service``.
+
+    >>> p = LoadPoint(model="m", batch_size=8, concurrency=2, request_rate=None, throughput_rps=400,
+    ...               latency_p50_ms=35, latency_p90_ms=38, latency_p99_ms=40, latency_avg_ms=36,
+    ...               server_queue_ms=15, server_compute_ms=18, requests=100, windows=3, stable=True,
+    ...               throughput_spread=0.05, p99_spread=0.05)
+    >>> [r["latency_ms"] for r in profile_rows([p], hardware="cpu", instances=1)]
+    [35]
+    >>> row, = profile_rows([p], hardware="cpu", instances=1, latency="service")
+    >>> row["latency_ms"], row["latency_statistic"], row["latency_p99_ms"]
+    (20.0, 'service', 40)
+    """
+    if latency not in LATENCY_STATISTICS:
+        raise ValidationError(f"latency: expected one of {', '.join(LATENCY_STATISTICS)}, got {latency!r}")
     rows = []
     for p in points:
+        if latency == "service":
+            if not p.throughput_rps > 0:
+                raise MeasurementError(f"{p.model}: batch {p.batch_size}: no throughput measured, so no service time")
+            value = (instances or 1) * p.batch_size * 1000.0 / p.throughput_rps
+        else:
+            value = p.latency_p50_ms
         rows.append({
             "model": p.model, "variant": variant or p.model, "hardware": hardware, "batch_size": p.batch_size,
             "concurrency": p.concurrency, "request_rate": p.request_rate, "instances": instances,
-            "driver": p.driver, "latency_ms": p.latency_p50_ms, "latency_p90_ms": p.latency_p90_ms,
-            "latency_p99_ms": max(p.latency_p99_ms, p.latency_p50_ms), "latency_avg_ms": p.latency_avg_ms,
+            "driver": p.driver, "latency_statistic": "service" if latency == "service" else None,
+            "latency_ms": value, "latency_p90_ms": p.latency_p90_ms,
+            "latency_p99_ms": max(p.latency_p99_ms, value), "latency_avg_ms": p.latency_avg_ms,
             "throughput_rps": p.throughput_rps, "server_queue_ms": p.server_queue_ms,
             "server_compute_ms": p.server_compute_ms, "server_batch_avg": p.server_batch_avg,
             "requests": p.requests, "windows": p.windows, "stable": int(p.stable),

@@ -33,11 +33,15 @@ _PREDICTED = {"latency": "latency_ms", "warmup": "warmup_ms", "memory": "memory_
 LATENCY_MODELS = ("work", "hinge")
 
 
-def make_model(target: str, estimator: Any = None, latency_model: str = "work") -> Any:
+def make_model(target: str, estimator: Any = None, latency_model: str = "work", memory_model: str = "family",
+               oom_limit_mb: float | None = None) -> Any:
     """A fresh model for ``target`` (``estimator``: the regressor for unseen configurations, where it applies).
 
     ``latency_model``: ``"work"`` (:class:`~servopt.performance.WorkLatencyModel`, the default) or ``"hinge"``
-    (:class:`~servopt.performance.LatencyModel`, per-configuration curves only).
+    (:class:`~servopt.performance.LatencyModel`, per-configuration curves only). ``memory_model``: the
+    :class:`~servopt.performance.MaxBatchModel` structure, ``"family"`` (static + slope x batch x pixels per
+    family, the default) or ``"line"`` (a line in batch per configuration, the model before issue 19);
+    ``oom_limit_mb``: the limit of the profile's out-of-memory search.
     """
     from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, WarmupModel, WorkLatencyModel
 
@@ -50,7 +54,7 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work") 
     if target == "warmup":
         return WarmupModel(estimator=estimator)
     if target == "memory":
-        return MaxBatchModel()
+        return MaxBatchModel(structure=memory_model, oom_limit_mb=oom_limit_mb)
     if target == "capacity":
         return CapacityModel()
     raise ValidationError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
@@ -168,7 +172,8 @@ def _inputs(rows: pd.DataFrame, target: Target, source: str) -> tuple[pd.DataFra
 
 
 def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns: list[str],
-                    estimator: Any, latency_model: str = "work", progress: Any = None) -> TargetReport:
+                    estimator: Any, latency_model: str = "work", memory_model: str = "family",
+                    oom_limit_mb: float | None = None, progress: Any = None) -> TargetReport:
     y = rows[target.column].to_numpy(dtype=float)
     x = rows[target.x].to_numpy(dtype=float)
     keys = group_columns(rows, target)
@@ -184,7 +189,7 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
             if progress is not None:
                 progress.advance()
             continue
-        model = make_model(target.name, estimator, latency_model)
+        model = make_model(target.name, estimator, latency_model, memory_model, oom_limit_mb)
         model.fit(X[train].reset_index(drop=True), y[train])
         predicted[test] = model.predict(X[test].reset_index(drop=True))
         for g in np.unique(group_id[test]):
@@ -195,7 +200,7 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
                 baseline[at] = line(x[at])
         if progress is not None:
             progress.advance()
-    name = type(make_model(target.name, estimator, latency_model)).__name__
+    name = type(make_model(target.name, estimator, latency_model, memory_model)).__name__
     report = TargetReport(target.name, name,
                           f"straight line in {target.x.replace('_', ' ')} per configuration", columns)
     for g in np.unique(group_id):
@@ -299,7 +304,8 @@ def _interval(report: TargetReport, level: float) -> dict[str, Any]:
 
 def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list[str] | None = None,
                 cross_validate: bool = True, estimator: Any = None, latency_model: str = "work",
-                level: float = 0.9, progress: Any = None) -> tuple[PerformanceModels, dict[str, TargetReport]]:
+                level: float = 0.9, memory_model: str = "family", oom_limit_mb: float | None = None,
+                progress: Any = None) -> tuple[PerformanceModels, dict[str, TargetReport]]:
     """Fit every target the profile supports and cross-validate it.
 
     Parameters
@@ -316,6 +322,12 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
         :class:`~servopt.performance.WorkLatencyModel` (default) or :class:`~servopt.performance.LatencyModel`.
     level : float, default 0.9
         Level of the prediction intervals computed from the held-out residuals (with ``cross_validate``).
+    memory_model : {"family", "line"}
+        :class:`~servopt.performance.MaxBatchModel` structure (see :func:`make_model`).
+    oom_limit_mb : float, optional
+        The memory limit the profile's out-of-memory search ran under (``servopt profile --memory-limit-mb``):
+        the memory model is calibrated on the rows' ``oom_batch_size`` (:meth:`MaxBatchModel.calibrate`; its
+        ``oom_margin_`` and ``margins()`` say the margin used). Without it the rows' boundaries are not used.
     progress : servopt.progress.Progress, optional
         Told each stage (the final fit of a target, its cross-validation with one step per held-out value).
 
@@ -344,15 +356,25 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             )
         X, columns, text = _inputs(rows, target, source)
         y = rows[target.column].to_numpy(dtype=float)
+        limit, bounds, largest = None, None, np.empty(0)
+        if name == "memory" and oom_limit_mb is not None:
+            from servopt.performance.memory import boundaries_from_profile
+
+            bounds, largest = boundaries_from_profile(X.assign(oom_batch_size=rows["oom_batch_size"].to_numpy())
+                                                      if "oom_batch_size" in rows else X, columns)
+            limit = oom_limit_mb if len(largest) else None  # no search ran: no row was measured under the limit
         if progress is not None:
             progress.stage(f"fitting {name} on {len(rows):,} rows")
-        model = make_model(name, estimator, latency_model).fit(X, y)
+        model = make_model(name, estimator, latency_model, memory_model, limit).fit(X, y)
+        if len(largest):
+            model.calibrate(bounds, largest)
         fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)
         if cross_validate:
             if progress is not None:
                 progress.stage(f"cross-validating {name} (one fold per {target.x.replace('_', ' ')})",
                                int(rows[target.x].nunique()))
-            report = _cross_validate(rows, target, X, columns, estimator, latency_model, progress)
+            report = _cross_validate(rows, target, X, columns, estimator, latency_model, memory_model, limit,
+                                     progress)
             if report.groups:
                 reports[name] = report
                 fitted[name].interval = _interval(report, level)

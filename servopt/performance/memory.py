@@ -1,4 +1,20 @@
-"""Device memory as a function of batch and input size, and the largest batch that fits."""
+"""Device memory as a function of batch and input size, and the largest batch that fits.
+
+Two structures (``MaxBatchModel(structure=...)``):
+
+* ``"family"`` (what ``servopt fit`` uses): a least-squares line in batch per profiled configuration and, for
+  input sizes a family (every feature but the batch and input size) was not profiled at, memory = static
+  (weights, context, workspaces) + slope x batch x input_size² (activations grow with the pixels of each sample),
+  one least-squares line in ``batch x input_size²`` pooled over the family's input sizes. Fitted on what the
+  runtime *reserves* when the profile measures it (``memory_mb`` of the torch runtime is the caching allocator's
+  reserved peak, ``hw.torch/reserved_peak_mb``).
+* ``"line"`` (the model before issue 19): the per-configuration lines only; other configurations go to a
+  regressor.
+
+:meth:`MaxBatchModel.calibrate` then learns, from measured out-of-memory boundaries, the fraction of a memory
+limit that the predicted memory may reach (``usable_fraction_``), so that the predicted largest batch is at most
+the measured one; ``oom_margin_`` = 1 - that fraction is the margin reported by ``servopt fit``.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +29,31 @@ from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import Line, fit_line
 
-__all__ = ["MaxBatchModel"]
+__all__ = ["MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile"]
+
+#: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
+MEMORY_STRUCTURES = ("family", "line")
+#: rows measured above this fraction of the limit of an out-of-memory search are left out of the family fit
+PRESSURE_FRACTION = 0.5
 
 
 class MaxBatchModel(ProfileRegressor):
     """Peak device memory (``memory_mb``) from the batch size, the input size and context.
 
-    Memory grows linearly in the batch: weights and workspace, plus activations per item. Rows that share every
-    feature except the batch size (and ``hw.*`` features) form a group with its own least-squares line in batch
-    size. Groups never seen in ``fit`` (a new input size, say) are predicted by ``estimator``, a regressor on the
-    features plus ``batch * input_size**2`` (activations grow with the pixels of each input); by default a
-    least-squares linear model, which extrapolates linearly in the batch, as memory does.
+    Memory grows linearly in the batch: weights and workspace, plus activations per item. With
+    ``structure="line"`` rows that share every feature except the batch size (and ``hw.*`` features) form a group
+    with its own least-squares line in batch size. With ``structure="family"`` rows that share every feature
+    except the batch and input size also form a family with one least-squares line in ``batch x input_size**2``:
+    ``static + slope x batch x pixels``, which predicts input sizes the family was not profiled at. Families
+    never seen in ``fit`` (groups, for ``"line"``) are predicted by ``estimator``, a regressor on the features plus
+    ``batch * input_size**2``; by default a least-squares linear model, which extrapolates linearly in the
+    batch, as memory does.
+
+    Near a memory limit the caching allocator frees its cached blocks and retries before it reports out of
+    memory, so what a batch *reserves* there is less than what the same batch reserves unconstrained. With
+    ``oom_limit_mb`` given (the limit the profile's out-of-memory search ran under), rows above half of it are left
+    out of the lines (where two distinct batches or works remain), and :meth:`calibrate` takes that limit as
+    default. A line that would fall with the batch is replaced by the mean of its rows.
 
     Parameters
     ----------
@@ -41,15 +71,34 @@ class MaxBatchModel(ProfileRegressor):
     block_mb : float, default 0
         Allocator granularity: :meth:`max_batch` rounds the predicted memory up to a multiple of it (PyTorch's
         caching allocator reserves 2 MiB blocks for large tensors: ``block_mb=2``). 0: no rounding.
+    structure : {"line", "family"}, default "line"
+        See above.
+    oom_limit_mb : float, optional
+        The memory limit of the profile's out-of-memory search (see above).
 
     Attributes
     ----------
     lines_ : dict
         Group key -> :class:`~servopt.performance._curves.Line` (memory vs batch size).
+    family_lines_ : dict
+        Family key -> :class:`~servopt.performance._curves.Line` (memory vs batch x input size²; empty for
+        ``structure="line"``).
     estimator_ : regressor
         The fitted regressor for unseen groups.
     margin_ : float
         Factor >= 1 applied to predictions in :meth:`max_batch` (see ``upper_quantile``).
+    usable_fraction_ : dict
+        Family key -> the fraction of a memory limit the predicted memory may reach in :meth:`max_batch` (set by
+        :meth:`calibrate`; empty before: every family may use the whole limit).
+    default_fraction_ : float
+        The fraction for families :meth:`calibrate` saw no boundary of: min(1, every calibrated fraction).
+    oom_margin_ : float or None
+        After :meth:`calibrate`, 1 - the smallest calibrated fraction: the largest share of a limit held back for
+        any family (negative when every family's model over-predicts memory near the limit, so the calibration
+        lets the prediction exceed it), else None. Per family: :meth:`margins`.
+    calibration_ : list of dict
+        One record per boundary used by :meth:`calibrate`: family, input size, limit, measured largest batch,
+        ``ratio`` (predicted memory at that batch / limit) and the family's usable fraction.
 
     Examples
     --------
@@ -61,21 +110,36 @@ class MaxBatchModel(ProfileRegressor):
     """
 
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, size_feature: Any = None,
-                 max_batch_size: int = 4096, upper_quantile: float | None = None, block_mb: float = 0.0) -> None:
+                 max_batch_size: int = 4096, upper_quantile: float | None = None, block_mb: float = 0.0,
+                 structure: str = "line", oom_limit_mb: float | None = None) -> None:
         self.estimator = estimator
         self.batch_feature = batch_feature
         self.size_feature = size_feature
         self.max_batch_size = max_batch_size
         self.upper_quantile = upper_quantile
         self.block_mb = block_mb
+        self.structure = structure
+        self.oom_limit_mb = oom_limit_mb
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         if self.size_index_ is None:
             return X
         return np.c_[X, X[:, self.batch_index_] * X[:, self.size_index_] ** 2]
 
+    def _work(self, X: np.ndarray) -> np.ndarray:
+        """``batch x input_size**2`` (the batch alone without an input size feature)."""
+        if self.size_index_ is None:
+            return X[:, self.batch_index_]
+        size = X[:, self.size_index_]
+        return X[:, self.batch_index_] * np.where(size > 0, size, 1.0) ** 2
+
     def fit(self, X: Any, y: Any) -> MaxBatchModel:
         """Fit memory against the features (and batch x input size squared)."""
+        if self.structure not in MEMORY_STRUCTURES:
+            raise ValidationError(f"MaxBatchModel: structure={self.structure!r}: expected one of "
+                                  f"{', '.join(MEMORY_STRUCTURES)}")
+        if self.oom_limit_mb is not None and not float(self.oom_limit_mb) > 0:
+            raise ValidationError(f"MaxBatchModel: oom_limit_mb={self.oom_limit_mb!r}: expected a number > 0")
         X, y = self._validate(X, y, reset=True)
         self.batch_index_ = self._column(self.batch_feature, "batch_size", 0, "batch_feature")
         if self.batch_index_ is None:
@@ -86,13 +150,25 @@ class MaxBatchModel(ProfileRegressor):
         names = self._feature_names()
         self.group_index_ = [i for i, name in enumerate(names) if i != self.batch_index_ and not name.startswith(
             "hw.")]
-        keys, inverse = group_index(X, self.group_index_)
+        self.family_index_ = [i for i in self.group_index_ if i != self.size_index_]
         batch = X[:, self.batch_index_]
+        keys, inverse = group_index(X, self.group_index_)
+        calm = np.ones(len(y), dtype=bool) if self.oom_limit_mb is None else \
+            y <= PRESSURE_FRACTION * float(self.oom_limit_mb)
         self.lines_: dict[tuple[float, ...], Line] = {
-            key: fit_line(batch[inverse == g], y[inverse == g]) for g, key in enumerate(keys)}
+            key: _calm_line(batch, y, inverse == g, calm) for g, key in enumerate(keys)}
+        self.family_lines_: dict[tuple[float, ...], Line] = {}
+        if self.structure == "family":
+            work = self._work(X)
+            fam_keys, fam = group_index(X, self.family_index_)
+            self.family_lines_ = {key: _calm_line(work, y, fam == g, calm) for g, key in enumerate(fam_keys)}
         self.estimator_ = clone(self.estimator if self.estimator is not None else LinearRegression())
         self.estimator_.fit(self._design(X), y)
         self.margin_ = self._margin(batch, y, inverse)
+        self.usable_fraction_: dict[tuple[float, ...], float] = {}
+        self.default_fraction_ = 1.0
+        self.oom_margin_: float | None = None
+        self.calibration_: list[dict[str, Any]] = []
         return self
 
     def _margin(self, batch: np.ndarray, y: np.ndarray, inverse: np.ndarray) -> float:
@@ -119,14 +195,118 @@ class MaxBatchModel(ProfileRegressor):
     def predict(self, X: Any) -> np.ndarray:
         """Predicted peak memory of each row (MB in profiles)."""
         X = self._check_predict(X)
-        return predict_by_group(X, self.group_index_, self.batch_index_, self.lines_,
-                                lambda rows: self.estimator_.predict(self._design(rows)))
+        return self._predict(X)
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        fallback = lambda rows: self.estimator_.predict(self._design(rows))  # noqa: E731
+        if self.structure == "family":
+            def fallback(rows: np.ndarray) -> np.ndarray:  # the family's line in batch x pixels, else the regressor
+                augmented = np.c_[rows, self._work(rows)]
+                return predict_by_group(augmented, self.family_index_, rows.shape[1], self.family_lines_,
+                                        lambda r: self.estimator_.predict(self._design(r[:, :-1])))
+        return predict_by_group(X, self.group_index_, self.batch_index_, self.lines_, fallback)
+
+    def _need(self, X: np.ndarray) -> np.ndarray:
+        """Memory :meth:`max_batch` compares with the usable limit: prediction x margin, rounded up to blocks."""
+        need = self._predict(X) * self.margin_
+        if self.block_mb > 0:
+            need = np.ceil(need / self.block_mb) * self.block_mb
+        return need
+
+    def _fraction(self, X: np.ndarray) -> np.ndarray:
+        keys, inverse = group_index(X, self.family_index_)
+        per_key = np.array([self.usable_fraction_.get(k, self.default_fraction_) for k in keys])
+        return per_key[inverse]
+
+    def calibrate(self, X: Any, max_batch: Any, memory_limit_mb: Any = None) -> MaxBatchModel:
+        """Learn the usable fraction of a memory limit from measured out-of-memory boundaries.
+
+        For each boundary (a row of features, the largest batch that ran under ``memory_limit_mb``), the ratio
+        of the predicted memory at that batch to the limit is the most the prediction may reach for that batch
+        to fit. Per family the usable fraction is the smallest ratio minus the spread of the ratios (how much the
+        model's error moved between the calibrated input sizes is held back once more for the sizes it did not
+        see); so every calibrated boundary is predicted at or below the measured batch. Families without a
+        boundary use min(1, every calibrated fraction). Calling it again replaces the previous calibration.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame
+            One row per boundary, with the features of :meth:`fit` (the batch size column is replaced by
+            ``max_batch``).
+        max_batch : array-like of int
+            The largest batch that ran at each row (the out-of-memory batch minus one after a bisection).
+        memory_limit_mb : float or array-like, optional
+            The limit of each search; default ``oom_limit_mb``.
+
+        Returns
+        -------
+        MaxBatchModel
+            ``self``, with ``usable_fraction_``, ``default_fraction_``, ``oom_margin_`` and ``calibration_``.
+
+        Raises
+        ------
+        ValidationError
+            No limit, a limit or batch that is not positive, or lengths that differ.
+        """
+        check_is_fitted(self)
+        limit = self.oom_limit_mb if memory_limit_mb is None else memory_limit_mb
+        if limit is None:
+            raise ValidationError("MaxBatchModel.calibrate: give memory_limit_mb= (or oom_limit_mb= to the model)")
+        rows = self._check_predict(X).copy()
+        batch = np.asarray(max_batch, dtype=float).reshape(-1)
+        limits = np.broadcast_to(np.asarray(limit, dtype=float), batch.shape).copy()
+        if len(batch) != len(rows):
+            raise ValidationError(f"MaxBatchModel.calibrate: {len(rows)} rows but {len(batch)} max_batch values")
+        if np.any(~np.isfinite(limits) | (limits <= 0)):
+            raise ValidationError(f"MaxBatchModel.calibrate: memory_limit_mb={limit!r}: expected numbers > 0")
+        if np.any(~np.isfinite(batch) | (batch < 0)):
+            raise ValidationError(f"MaxBatchModel.calibrate: max_batch {batch.tolist()!r}: expected numbers >= 0")
+        use = batch >= 1
+        rows, batch, limits = rows[use], batch[use], limits[use]
+        rows[:, self.batch_index_] = batch
+        ratio = self._need(rows) / limits
+        keys, inverse = group_index(rows, self.family_index_)
+        self.usable_fraction_ = {}
+        for g, key in enumerate(keys):
+            r = ratio[inverse == g]
+            self.usable_fraction_[key] = float(r.min() - (r.max() - r.min()))
+        fractions = list(self.usable_fraction_.values())
+        self.default_fraction_ = float(min([1.0, *fractions]))
+        self.oom_margin_ = 1.0 - min(fractions) if fractions else None
+        names = self._feature_names()
+        self.calibration_ = [
+            {"family": {names[i]: self._decode(i, row[i]) for i in self.family_index_},
+             "input_size": None if self.size_index_ is None else float(row[self.size_index_]),
+             "memory_limit_mb": float(lim), "max_batch": int(b), "ratio": float(r),
+             "usable_fraction": self.usable_fraction_[keys[inverse[k]]]}
+            for k, (row, lim, b, r) in enumerate(zip(rows, limits, batch, ratio))]
+        return self
+
+    def _decode(self, index: int, value: float) -> Any:
+        name = self._feature_names()[index]
+        values = getattr(self, "categories_", {}).get(name)
+        if values is not None:
+            return values[int(value)] if 0 <= value < len(values) else None
+        return float(value)
+
+    def margins(self) -> list[dict[str, Any]]:
+        """Per calibrated family: its features, usable fraction and margin (``1 - fraction``), for reports."""
+        check_is_fitted(self)
+        seen: dict[str, dict[str, Any]] = {}
+        for rec in getattr(self, "calibration_", []):
+            label = " ".join(str(v) for v in rec["family"].values() if v not in (None, "", 0.0))
+            seen.setdefault(label, {"family": label or "all", "usable_fraction": rec["usable_fraction"],
+                                    "oom_margin": 1.0 - rec["usable_fraction"], "boundaries": 0})
+            seen[label]["boundaries"] += 1
+        return list(seen.values())
 
     def max_batch(self, input_size: float | None, memory_limit_mb: float, **features: Any) -> int:
         """The largest batch size predicted to fit in ``memory_limit_mb`` (0 if even batch 1 does not fit).
 
         Every batch from 1 up to the answer is predicted to fit (the first batch that does not fit ends the
-        search). Other features of the model are given by name in ``features``.
+        search): the predicted memory times ``margin_``, rounded up to ``block_mb``, at most the family's usable
+        fraction of the limit (1 before :meth:`calibrate`). Other features of the model are given by name in
+        ``features``.
 
         Raises
         ------
@@ -158,10 +338,35 @@ class MaxBatchModel(ProfileRegressor):
             X = np.empty((len(sizes), len(names)))
             for i, name in enumerate(names):
                 X[:, i] = sizes if i == self.batch_index_ else float(row[name])
-        need = self.predict(X) * self.margin_
-        if self.block_mb > 0:
-            need = np.ceil(need / self.block_mb) * self.block_mb
-        fits = need <= memory_limit_mb
+        X = self._check_predict(X)
+        fits = self._need(X) <= self._fraction(X) * memory_limit_mb
         if fits.all():
             return int(sizes[-1])
         return int(np.argmin(fits))
+
+
+def _calm_line(x: np.ndarray, y: np.ndarray, rows: np.ndarray, calm: np.ndarray) -> Line:
+    """Least-squares line of ``y`` on ``x`` over ``rows``, on the calm ones when two distinct x remain; a line
+    that would fall is replaced by the mean (memory does not fall when the batch grows)."""
+    if np.unique(x[rows & calm]).size >= 2:
+        rows = rows & calm
+    line = fit_line(x[rows], y[rows])
+    return line if line.slope >= 0 else Line(float(np.mean(y[rows])), 0.0)
+
+
+def boundaries_from_profile(frame: Any, features: list[str]) -> tuple[Any, np.ndarray]:
+    """The out-of-memory boundaries a profile records: one row per configuration with ``oom_batch_size``.
+
+    Returns the feature rows (``features``, the batch size set to the boundary) and the largest batch that ran,
+    ``oom_batch_size - 1``: exact after a bisection (``servopt profile --find-max-batch``); after a plain grid
+    sweep it is the most that may have fitted, so the calibration is only as safe as that sweep is fine.
+    """
+    import pandas as pd
+
+    if "oom_batch_size" not in frame.columns:
+        return frame.iloc[0:0][features], np.empty(0)
+    rows = frame[pd.to_numeric(frame["oom_batch_size"], errors="coerce") > 1]
+    keys = [c for c in features if c != "batch_size" and not c.startswith("hw.")]
+    first = rows.drop_duplicates(keys) if keys else rows.iloc[:1]
+    oom = pd.to_numeric(first["oom_batch_size"]).to_numpy(dtype=float)
+    return first[features].reset_index(drop=True), oom - 1

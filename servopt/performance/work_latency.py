@@ -159,6 +159,10 @@ class WorkLatencyModel(LatencyModel):
         Input-size feature (pixels per side). Default: the column named ``input_size``; none for unnamed arrays.
     work_feature : str or int, optional
         Per-sample work (e.g. ``gflops``). Default: the column named ``gflops`` if there is one.
+    monotone_envelope : bool, default True
+        Fit on the latencies clipped, per configuration, to the smallest latency measured at a larger batch
+        (latency cannot fall when the batch grows: a point above a larger batch's is noise by at least the
+        difference). False: fit the measurements as they are.
 
     Attributes
     ----------
@@ -178,11 +182,34 @@ class WorkLatencyModel(LatencyModel):
 
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, group_features: Any = None,
                  size_feature: Any = None, work_feature: Any = None, robust_scale: float = ROBUST_SCALE,
-                 min_free_points: int = MIN_FREE_POINTS) -> None:
+                 min_free_points: int = MIN_FREE_POINTS, monotone_envelope: bool = True) -> None:
         super().__init__(estimator, batch_feature=batch_feature, group_features=group_features,
                          robust_scale=robust_scale, min_free_points=min_free_points)
         self.size_feature = size_feature
         self.work_feature = work_feature
+        self.monotone_envelope = monotone_envelope
+
+    def _envelope(self, X: Any, y: Any) -> np.ndarray:
+        """Each latency clipped to the smallest latency measured at a larger batch of its configuration.
+
+        The latency of a batch cannot fall when the batch grows (the device does at least the same work), so a
+        measurement above one at a larger batch carries noise (clock ramp-up, a first run after warm-up, a
+        neighbour on the machine) at least by the difference; the curves are fitted to what remains.
+        """
+        Xv, yv = self._validate(X, y, reset=True)
+        self.batch_index_ = self._column(self.batch_feature, "batch_size", 0, "batch_feature")
+        if self.batch_index_ is None:
+            return yv
+        keys, inverse = group_index(Xv, self._group_columns())
+        batch = Xv[:, self.batch_index_]
+        out = yv.copy()
+        for g in range(len(keys)):
+            rows = np.flatnonzero(inverse == g)
+            for i in rows:
+                later = rows[batch[rows] > batch[i]]
+                if later.size:
+                    out[i] = min(out[i], float(yv[later].min()))
+        return out
 
     def _work(self, X: np.ndarray) -> np.ndarray:
         w = np.maximum(X[:, self.batch_index_], 0.0)
@@ -194,7 +221,10 @@ class WorkLatencyModel(LatencyModel):
         return w
 
     def fit(self, X: Any, y: Any) -> WorkLatencyModel:
-        """Fit the per-configuration curves, the fallback regressor, and one roofline per family."""
+        """Fit the per-configuration curves, the fallback regressor, and one roofline per family (on the monotone
+        envelope of the latencies, see ``monotone_envelope``)."""
+        if self.monotone_envelope:
+            y = self._envelope(X, y)
         super().fit(X, y)
         X, y = self._validate(X, y, reset=False)
         self.size_index_ = self._column(self.size_feature, "input_size", None, "size_feature")
@@ -271,9 +301,11 @@ class WorkLatencyModel(LatencyModel):
                 top = self.batch_max_[key]
                 above = b > top
                 if above.any() and roof is not None:
+                    # the growth of the family curve (fitted over every input size's works, with its intercept);
+                    # the configuration's own soft hinge extrapolates along a line through the origin, the
+                    # throughput bound, which the clip below keeps as the upper limit
                     w_top = work[rows][above] * top / b[above]
-                    grown = curve(np.array([top]))[0] * roof(work[rows][above]) / roof(w_top)
-                    value[above] = np.maximum(value[above], grown)
+                    value[above] = curve(np.array([top]))[0] * roof(work[rows][above]) / roof(w_top)
                 if above.any():
                     # beyond the grid latency grows monotonically and at most linearly in batch (roofline regime)
                     l_top = curve(np.array([top]))[0]

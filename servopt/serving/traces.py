@@ -31,7 +31,7 @@ import numpy as np
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["Trace", "read_trace", "as_trace"]
+__all__ = ["Trace", "read_trace", "as_trace", "rate_segments", "poisson_arrivals"]
 
 _ARCHIVES = (".tbz2", ".tar.bz2", ".tar.gz", ".tgz", ".tar", ".tar.xz", ".txz")
 
@@ -252,3 +252,45 @@ def _check_values(rps: np.ndarray, label: str, where: Any) -> None:
         raise ValidationError(
             f"{label}: {where(i)}: request rate {float(rps[i])!r} is not allowed; expected a finite number >= 0"
         )
+
+
+def rate_segments(trace: Trace, *, compress: float = 1.0, scale: float = 1.0) -> list[tuple[float, float]]:
+    """The trace as a piecewise-constant rate, time-compressed: one ``(wall seconds, requests/s)`` per trace second.
+
+    Each trace second lasts ``1 / compress`` wall seconds at the trace's rate times ``scale``: the rate pattern
+    is kept, the replay is ``compress`` times shorter and holds ``compress`` times fewer requests
+    (``servopt verify --trace FILE --compress K``).
+
+    >>> rate_segments(as_trace([10, 0, 30]), compress=2, scale=0.5)
+    [(0.5, 5.0), (0.5, 0.0), (0.5, 15.0)]
+    """
+    if not (compress > 0 and np.isfinite(compress)):
+        raise ValidationError(f"compress: expected a finite number > 0 (trace seconds per wall second), got "
+                              f"{compress!r}")
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValidationError(f"rate scale: expected a finite number > 0, got {scale!r}")
+    return [(1.0 / compress, float(r) * scale) for r in trace.rps]
+
+
+def poisson_arrivals(segments: Sequence[tuple[float, float]], *, seed: int = 0) -> np.ndarray:
+    """Arrival times (seconds from 0, sorted) of a Poisson process whose rate is constant on each segment.
+
+    Segments ``(duration_s, rate)`` follow each other; a segment with rate 0 has no arrivals. Within a segment
+    the count is Poisson(rate x duration) and the times are uniform (the same process as exponential gaps).
+    Deterministic for a given ``seed``.
+
+    >>> a = poisson_arrivals([(1.0, 0.0), (2.0, 50.0)], seed=1)
+    >>> bool(a.min() >= 1.0 and a.max() < 3.0 and (a[1:] >= a[:-1]).all())
+    True
+    """
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    start = 0.0
+    for k, (duration, rate) in enumerate(segments):
+        if not (duration > 0 and np.isfinite(duration)) or not (rate >= 0 and np.isfinite(rate)):
+            raise ValidationError(f"segment {k}: expected duration > 0 and rate >= 0 (finite), got "
+                                  f"({duration!r}, {rate!r})")
+        n = int(rng.poisson(rate * duration)) if rate > 0 else 0
+        out.append(np.sort(start + rng.uniform(0.0, duration, n)))
+        start += duration
+    return np.concatenate(out) if out else np.empty(0)

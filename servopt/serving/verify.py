@@ -55,7 +55,11 @@ def add_predictions(out_dir: str | Path, predictions: dict[str, Any]) -> None:
 
 
 def load_summary(repo: str | Path) -> dict[str, Any]:
-    """``servopt.json`` of a folder written by ``servopt solve --out`` (refused without predictions)."""
+    """``servopt.json`` of a folder written by ``servopt solve --out`` (refused without predictions).
+
+    GPU plans carry ``predictions.groups`` (fleet plans ``placements``), checked by :func:`verify_plan`;
+    pipeline and variant_selection plans ``predictions.models`` (a request rate), checked by
+    :mod:`servopt.serving.verify_rate`."""
     path = Path(repo) / "servopt.json"
     try:
         summary = json.loads(path.read_text())
@@ -68,10 +72,9 @@ def load_summary(repo: str | Path) -> dict[str, Any]:
         raise ValidationError(f"{path}: has no 'predictions' (problem {summary.get('problem')!r}); verify "
                               "takes the plans that carry them (min_gpus, max_throughput), written by this "
                               "servopt's `solve --out`")
-    if not {"groups", "placements"} & set(summary["predictions"]):  # per model, a rate (pipeline, variants)
-        raise ValidationError(f"{path}: its predictions are per {summary.get('problem')!r} model (a request rate, "
-                              "no GPU groups); verify drives min_gpus and max_throughput plans; reproduce each "
-                              "model's load with the 'perf_analyzer' command of predictions.models")
+    if not {"groups", "placements", "models"} & set(summary["predictions"]):
+        raise ValidationError(f"{path}: its predictions have no 'groups', 'placements' or 'models' (problem "
+                              f"{summary.get('problem')!r}); write it again with this servopt's `solve --out`")
     return summary
 
 

@@ -1,0 +1,144 @@
+"""Issue 19, memory: the reserved-memory model per family, calibrated on out-of-memory boundaries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from servopt.cli import main
+from servopt.exceptions import ValidationError
+from servopt.performance import MaxBatchModel
+from servopt.performance.memory import boundaries_from_profile
+from servopt.profiles import load_profile
+
+COLS = ["batch_size", "model", "input_size"]
+SIZES = (128, 192, 256)
+
+
+def synthetic(seed: int, usable: float, limit: float = 4096.0) -> tuple[pd.DataFrame, dict[int, int]]:
+    """Reserved memory 120 + 2.5e-4 b s^2 (+-1 %) on a grid of batches, and the true largest batch per size:
+    the runtime fits a batch while the model's memory is at most ``usable`` x the limit (its need near the limit
+    differs from what it reserves unconstrained), with a per-size jitter of 0.2 %."""
+    rng = np.random.default_rng(seed)
+    rows, truth = [], {}
+    for s in SIZES:
+        jitter = 1 + rng.uniform(-0.002, 0.002)
+        truth[s] = int(np.floor((usable * jitter * limit - 120) / (2.5e-4 * s * s)))
+        for b in (1, 2, 4, 8, 16, 32, 64):
+            mem = (120 + 2.5e-4 * b * s * s) * (1 + rng.uniform(-0.01, 0.01))
+            rows.append({"model": "net", "input_size": s, "batch_size": b, "memory_mb": mem,
+                         "oom_batch_size": truth[s] + 1})
+    return pd.DataFrame(rows), truth
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("usable", [0.8, 1.0, 1.25])
+def test_calibration_never_above_a_known_boundary(seed, usable):
+    frame, truth = synthetic(seed, usable)
+    model = MaxBatchModel(structure="family", oom_limit_mb=4096).fit(frame[COLS], frame["memory_mb"])
+    uncalibrated = {s: model.max_batch(s, 4096, model="net") for s in SIZES}
+    bounds, largest = boundaries_from_profile(frame, COLS)
+    assert sorted(largest.tolist()) == sorted(truth.values())
+    model.calibrate(bounds, largest)
+    for s in SIZES:  # on the calibrated boundaries: never above, by construction
+        got = model.max_batch(s, 4096, model="net")
+        assert got <= truth[s]
+        assert got >= 0.9 * truth[s]
+    if usable < 1:  # without the calibration the reserved model says too large a batch
+        assert all(uncalibrated[s] > truth[s] for s in SIZES)
+    assert model.oom_margin_ == pytest.approx(1 - model.usable_fraction_[next(iter(model.usable_fraction_))])
+    assert model.oom_margin_ == pytest.approx(1 - usable, abs=0.06)  # the spread is held back once more
+    for held_out in SIZES:  # leave one input size out: fitted and calibrated on the other two
+        train = frame[frame.input_size != held_out]
+        m = MaxBatchModel(structure="family", oom_limit_mb=4096).fit(train[COLS], train["memory_mb"])
+        m.calibrate(*boundaries_from_profile(train, COLS))
+        got = m.max_batch(held_out, 4096, model="net")
+        assert 0.9 * truth[held_out] <= got <= truth[held_out]
+
+
+def test_calibration_errors_and_uncalibrated_families():
+    frame, _ = synthetic(0, 1.0)
+    model = MaxBatchModel(structure="family").fit(frame[COLS], frame["memory_mb"])
+    assert model.oom_margin_ is None and model.margins() == []
+    with pytest.raises(ValidationError, match="memory_limit_mb"):
+        model.calibrate(frame[COLS].head(1), [10])
+    with pytest.raises(ValidationError, match="2 max_batch values"):
+        model.calibrate(frame[COLS].head(1), [10, 20], memory_limit_mb=4096)
+    with pytest.raises(ValidationError, match="memory_limit_mb"):
+        model.calibrate(frame[COLS].head(1), [10], memory_limit_mb=-1)
+    with pytest.raises(ValidationError, match="structure"):
+        MaxBatchModel(structure="cubic").fit(frame[COLS], frame["memory_mb"])
+    # a family the calibration did not see uses min(1, every calibrated fraction)
+    two = pd.concat([frame, frame.assign(model="other", memory_mb=frame.memory_mb * 2)], ignore_index=True)
+    model = MaxBatchModel(structure="family").fit(two[COLS], two["memory_mb"])
+    generous = frame.head(1).assign(batch_size=1)
+    model.calibrate(generous[COLS], [2000], memory_limit_mb=4096)  # far above what the model says fits
+    assert model.usable_fraction_ and min(model.usable_fraction_.values()) > 1
+    assert model.default_fraction_ == 1.0 and model.oom_margin_ < 0
+
+
+@parametrize_with_checks([MaxBatchModel(structure="family", oom_limit_mb=1e9)])
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+def h200(root, model: str, dtype: str) -> pd.DataFrame:
+    return load_profile(root / "profiles" / f"measured_H200_{model}_{dtype}.csv").frame
+
+
+H200 = [(m, d) for m in ("resnet50", "mobilenet_v3_large") for d in ("fp32", "fp16")]
+H200_COLS = ["batch_size", "model", "variant", "hardware", "input_size"]
+
+
+@pytest.mark.parametrize("name,dtype", H200)
+def test_h200_largest_batch_of_a_held_out_size_is_never_above_the_measured_one(root, name, dtype):
+    frame = h200(root, name, dtype)
+    truth = pd.read_csv(root / "profiles" / "max_batch_H200.csv")
+    truth = truth[(truth.model == name) & (truth.dtype == dtype)].set_index("input_size")["max_batch"]
+    for held_out in (224, 320, 448):
+        train = frame[frame.input_size != held_out]
+        model = MaxBatchModel(structure="family", oom_limit_mb=8192).fit(train[H200_COLS], train["memory_mb"])
+        model.calibrate(*boundaries_from_profile(train, H200_COLS))
+        got = model.max_batch(held_out, 8192, model=name, variant=f"{name}-{dtype}", hardware="H200")
+        assert 0.9 * truth[held_out] <= got <= truth[held_out], (held_out, got, truth[held_out])
+
+
+def test_cli_fit_reports_the_oom_margin(capsys, root):
+    path = root / "profiles" / "measured_H200_resnet50_fp16.csv"
+    assert main(["fit", str(path), "--targets", "memory", "--oom-limit-mb", "8192"]) == 0
+    out = capsys.readouterr().out
+    assert "calibrated on 3 out-of-memory boundaries under 8192 MiB" in out
+    assert "oom_margin -0.2" in out and "resnet50 resnet50-fp16 H200" in out
+    assert main(["fit", str(path), "--targets", "memory", "--oom-limit-mb", "8192", "--json"]) == 0
+    oom = json.loads(capsys.readouterr().out)["memory"]["oom_calibration"]
+    assert oom["boundaries"] == 3 and oom["memory_limit_mb"] == 8192
+    # fp16 reserves less per sample near the limit than on the grid: the calibration lets the model exceed it
+    assert oom["oom_margin"] < -0.2 and oom["families"][0]["usable_fraction"] > 1.2
+    assert main(["fit", str(path), "--targets", "memory", "--json"]) == 0
+    assert "oom_calibration" not in json.loads(capsys.readouterr().out)["memory"]
+    assert main(["fit", str(path), "--targets", "memory", "--oom-limit-mb", "0"]) == 2
+    assert "--oom-limit-mb" in capsys.readouterr().err
+
+
+def test_bench_models_quick(root, tmp_path):
+    """benchmarks/bench_models.py --quick: one H200 profile, both latency baselines, the largest-batch protocol."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_models.py"), "--quick", "--out-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "bench_models.csv")
+    latency = rows[rows.protocol.isin(["lobo", "size_top"])]
+    assert set(latency.method) == {"work", "hinge", "line_batch", "line_bxp"}
+    assert latency.mape_pct.notna().all()
+    cases = pd.read_csv(tmp_path / "bench_models_max_batch.csv")
+    calibrated = cases[cases.method.str.startswith("reserved + calibration")]
+    assert len(calibrated[calibrated.protocol == "max_batch_loso"]) == 3
+    assert (calibrated.predicted <= calibrated.truth).all()
+    assert (tmp_path / "bench_models.png").stat().st_size > 10_000
+    assert "| max_batch_loso |" in done.stdout
