@@ -306,6 +306,8 @@ def versus_gurobi(count: int, env: Any, out: Path, png: Path) -> list[dict[str, 
                     r = solve_mck(problem, env, threads=1 if method.endswith("1thread") else None)
                     got[method] = {"seconds": r.solve_s, "cpu_s": r.cpu_s, "gurobi_runtime_s": r.runtime_s,
                                    "objective": r.objective, "status": r.status}
+            if (seed + 1) % 50 == 0 or seed + 1 == count:
+                print(f"{family}: {seed + 1}/{count} instances", file=sys.stderr, flush=True)
             ref = got["servopt-dp"]["objective"]
             for method, g in got.items():
                 same = (g["objective"] is None and ref is None) or (
