@@ -310,8 +310,9 @@ def versus_gurobi(count: int, env: Any, out: Path, png: Path) -> list[dict[str, 
                 print(f"{family}: {seed + 1}/{count} instances", file=sys.stderr, flush=True)
             ref = got["servopt-dp"]["objective"]
             for method, g in got.items():
-                same = (g["objective"] is None and ref is None) or (
-                    g["objective"] is not None and ref is not None and abs(g["objective"] - ref) <= 1e-6 * max(1, abs(ref)))
+                mine = g["objective"]
+                same = (mine is None and ref is None) or (
+                    mine is not None and ref is not None and abs(mine - ref) <= 1e-6 * max(1, abs(ref)))
                 rows.append({"family": family, "instance": seed, "method": method, "agrees": same, **g})
     load.append(os.getloadavg()[0])
     summary = []

@@ -77,7 +77,8 @@ def read_subset(text: str, loader: Any) -> Any:
         return _Reader(text, loader).document()
     except _Unsupported:
         return UNSUPPORTED
-    except (ValueError, TypeError, OverflowError, KeyError, IndexError, RecursionError):  # a scalar PyYAML refuses, and so on
+    except (ValueError, TypeError, OverflowError, KeyError, IndexError, RecursionError):
+        # a scalar PyYAML refuses, a line that ends too early, ...: PyYAML says what it is
         return UNSUPPORTED
 
 
