@@ -16,17 +16,27 @@ model), the solve time and the total; the overhead ratio is servopt's total over
 
 ``import servopt`` is timed in fresh interpreters (median of 10), which also check that no solver is imported.
 
+The CLI (``--cli``, also part of a full run): ``servopt solve FILE --json`` on a 50-stage x 50-variant x 7-batch sum
+pipeline (17,500 options, an 800 kB YAML file) against ``python -c pass``, in fresh interpreters alternating
+round by round (bytecode cache warm, as in an installation): wall and CPU seconds of each (CPU from
+``getrusage`` of the children, which machine load hardly moves), servopt's time beyond the interpreter's start
+(the paired difference per round), and the ``parse_seconds`` / ``solve_seconds`` the CLI reports.
+
 Usage::
 
-    python benchmarks/bench_overhead.py [--rounds 15]
+    python benchmarks/bench_overhead.py [--rounds 15] [--cli] [--cli-runs 15]
 
-Writes ``benchmarks/results/overhead.csv`` and ``overhead.png``.
+Writes ``benchmarks/results/overhead.csv`` and ``overhead.png`` (not with ``--cli``), and
+``benchmarks/results/cli_overhead.csv`` and ``docs/img/cli_overhead.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import tempfile
 import statistics
 import subprocess
 import sys
@@ -38,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mck import MCK, make_mck  # noqa: E402
-from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
+from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------- servopt models
@@ -197,6 +207,89 @@ def import_times(runs: int = 10) -> tuple[list[float], list[float], list[float]]
     return inner, cpu, wall
 
 
+# ---------------------------------------------------------------------------------------------------- CLI
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall and CPU seconds of one fresh interpreter running ``cmd``, and its stdout."""
+    cpu0 = _child_cpu()
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    return time.perf_counter() - t0, _child_cpu() - cpu0, out.stdout
+
+
+def cli_overhead(runs: int, stages: int = 50, variants: int = 50) -> list[dict[str, object]]:
+    """``servopt solve --json`` on an S x V x 7 sum pipeline against ``python -c pass``, ``runs`` rounds."""
+    from bench_pipeline import ipa_instance, pipeline_yaml
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "servopt-bench-pycache")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"pipeline_{stages}x{variants}.yaml"
+        path.write_text(pipeline_yaml(ipa_instance(stages, variants)))
+        size_kb = path.stat().st_size / 1024
+        solve = [sys.executable, "-m", "servopt", "solve", str(path), "--json"]
+        bare = [sys.executable, "-c", "pass"]
+        _timed(solve, env)  # warm-up: bytecode cache, page cache
+        _timed(bare, env)
+        got: dict[str, list[tuple[float, float]]] = {"pass": [], "solve": []}
+        answers = []
+        for r in range(runs):
+            for name, cmd in ((("pass", bare), ("solve", solve)) if r % 2 == 0 else (("solve", solve), ("pass", bare))):
+                wall, cpu, out = _timed(cmd, env)
+                got[name].append((wall, cpu))
+                if name == "solve":
+                    answers.append(json.loads(out))
+    case = f"cli pipeline {stages}x{variants}x7"
+    rows: list[dict[str, object]] = []
+    for name, label in (("pass", "python -c pass"), ("solve", "servopt solve --json")):
+        arr = np.array(got[name]) * 1000.0
+        rows.append({"case": case, "backend": "dp" if name == "solve" else "-", "approach": label,
+                     "wall_ms": float(np.median(arr[:, 0])), "cpu_ms": float(np.median(arr[:, 1])),
+                     "max_wall_ms": float(arr[:, 0].max()), "runs": runs})
+    beyond = (np.array(got["solve"]) - np.array(got["pass"])) * 1000.0  # paired per round
+    rows.append({"case": case, "backend": "dp", "approach": "beyond interpreter start",
+                 "wall_ms": float(np.median(beyond[:, 0])), "cpu_ms": float(np.median(beyond[:, 1])),
+                 "max_wall_ms": float(beyond[:, 0].max()), "runs": runs, "target_ms": 500.0,
+                 "parse_ms": statistics.median(a["parse_seconds"] for a in answers) * 1000.0,
+                 "solve_ms": statistics.median(a["solve_seconds"] for a in answers) * 1000.0,
+                 "status": answers[-1]["status"], "objective": answers[-1]["objective"],
+                 "file_kb": round(size_kb, 1)})
+    return rows
+
+
+def plot_cli(path: Path, rows: list[dict[str, object]]) -> None:
+    plt = pyplot()
+    bare, solve, beyond = rows[0], rows[1], rows[2]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    parts = [("interpreter start (python -c pass)", float(bare["wall_ms"]), "#999999"),
+             ("parse + validate (parse_seconds)", float(beyond["parse_ms"]), "#4c72b0"),
+             ("solve (solve_seconds)", float(beyond["solve_ms"]), "#55a868"),
+             ("imports, output, exit", max(0.0, float(beyond["wall_ms"]) - float(beyond["parse_ms"])
+                                          - float(beyond["solve_ms"])), "#dd8452")]
+    left = 0.0
+    for label, width, colour in parts:
+        ax.barh([1], [width], left=left, color=colour, label=f"{label}: {width:.0f} ms")
+        left += width
+    # CPU seconds, which machine load hardly moves: the interpreter's, then servopt's beyond it
+    ax.barh([0], [float(bare["cpu_ms"])], color="#999999")
+    ax.barh([0], [float(beyond["cpu_ms"])], left=float(bare["cpu_ms"]), color="#8172b3",
+            label=f"CPU beyond interpreter start: {float(beyond['cpu_ms']):.0f} ms")
+    ax.axvline(float(bare["wall_ms"]) + 500.0, color="red", linestyle="--", linewidth=1)
+    ax.text(float(bare["wall_ms"]) + 505.0, 1.45, "target: 500 ms beyond start", color="red", fontsize=8)
+    ax.set_yticks([0, 1], ["CPU", "wall"])
+    ax.set_xlabel("milliseconds (medians; wall beyond start split by the CLI's own times)")
+    ax.set_title(f"{beyond['case']}: servopt solve --json, {beyond['wall_ms']:.0f} ms beyond interpreter start "
+                 f"(CPU {beyond['cpu_ms']:.0f} ms; load {beyond.get('load_avg_1min', '?')})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2)
+    ax.set_xlim(0, max(left, float(bare["wall_ms"]) + 500.0) * 1.15)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 # ------------------------------------------------------------------------------------------------- main
 def measure(rounds: int) -> list[dict[str, object]]:
     inst = make_mck()
@@ -278,8 +371,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per approach (median)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--cli", action="store_true", help="only the CLI measurement")
+    parser.add_argument("--cli-runs", type=int, default=15, help="fresh interpreters per command (CLI)")
+    parser.add_argument("--cli-size", type=int, nargs=2, default=(50, 50), metavar=("STAGES", "VARIANTS"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
+    cli = cli_overhead(args.cli_runs, *args.cli_size)
+    load = round((load + os.getloadavg()[0]) / 2, 2)
+    for row in cli:
+        row["cpus"], row["load_avg_1min"] = os.cpu_count(), load
+    png = ROOT / "docs" / "img" / "cli_overhead.png" if args.out == RESULTS else args.out / "cli_overhead.png"
+    write_rows(args.out / "cli_overhead.csv", cli)
+    plot_cli(png, cli)
+    for r in cli:
+        print(f"{r['case']}: {r['approach']:24s} wall {r['wall_ms']:7.1f} ms  CPU {r['cpu_ms']:7.1f} ms  "
+              f"(max wall {r['max_wall_ms']:.1f}; load average {load} on {os.cpu_count()} CPUs)")
+    print(f"  parse_seconds {cli[2]['parse_ms']:.1f} ms, solve_seconds {cli[2]['solve_ms']:.1f} ms; wrote "
+          f"{args.out / 'cli_overhead.csv'} and {png}")
+    if args.cli:
+        return 0
     load_before = os.getloadavg()[0]
     rows = measure(args.rounds)
     inner, cpu, wall = import_times(10)

@@ -143,43 +143,14 @@ def run_milp(stages: int, variants: int, backend: str, time_limit: float, accura
 
 
 def run_gurobi_mck(stages: int, variants: int, env: Any, accuracy: str = "sum") -> dict[str, Any]:
-    """The plain MCK of the same options in gurobipy's matrix API: x binary, one option per stage, latency row."""
-    import gurobipy as gp
-    import scipy.sparse as sp
-    from gurobipy import GRB
+    """The plain MCK of the same options in gurobipy's matrix API (:func:`ipa_gurobi_model.solve_mck`)."""
+    from ipa_gurobi_model import solve_mck
 
-    from servopt.formulations.pipeline.problem import latency_limit
-
-    problem = ipa_instance(stages, variants, accuracy=accuracy)
-    o = problem.options()
-    idx = np.flatnonzero(o.feasible)
-    weight = (o.latency_ms + o.queue_ms)[idx]
-    value = o.value[idx]
-    stage = o.stage[idx]
-    rows = sp.csr_matrix((np.ones(idx.size), (stage, np.arange(idx.size))), shape=(stages, idx.size))
-    t0 = time.perf_counter()
-    m = gp.Model("mck", env=env)
-    m.Params.MIPGap = 0.0
-    x = m.addMVar(idx.size, vtype=GRB.BINARY)
-    m.addMConstr(rows, x, "=", np.ones(stages))
-    m.addConstr(weight @ x <= latency_limit(problem.sla_ms))
-    m.setObjective(value @ x, GRB.MAXIMIZE)
-    m.update()
-    t1 = time.perf_counter()
-    try:
-        m.optimize()
-    except gp.GurobiError as exc:
-        return {"build_s": t1 - t0, "status": "license", "note": str(exc)[:100]}
-    t2 = time.perf_counter()
-    status = "optimal" if m.Status == GRB.OPTIMAL else f"gurobi_status_{m.Status}"
-    objective = math.nan
-    if m.SolCount:
-        chosen = idx[np.asarray(x.X) > 0.5]
-        plan = problem.evaluate([(problem.stages[int(o.stage[c])].variants[int(o.variant[c])].name,
-                                  int(o.batch_size[c])) for c in sorted(chosen, key=lambda c: o.stage[c])])
-        objective = plan.objective if plan is not None else math.nan
-    m.dispose()
-    return {"build_s": t1 - t0, "solve_s": t2 - t1, "status": status, "objective": objective}
+    r = solve_mck(ipa_instance(stages, variants, accuracy=accuracy), env)
+    if r.status == "license":
+        return {"build_s": r.build_s, "status": "license", "note": "beyond the pip licence"}
+    return {"build_s": r.build_s, "solve_s": r.solve_s, "status": r.status,
+            "objective": r.objective if r.objective is not None else math.nan}
 
 
 def run_ipa(stages: int, variants: int, env: Any, time_limit: float, accuracy: str = "sum") -> dict[str, Any]:
@@ -283,6 +254,105 @@ def cli_targets(targets: dict[tuple[int, int], float], runs: int, rows: list[dic
                   f"(target {limit * 1000:g} ms, backend {got[-1]['backend']})", flush=True)
 
 
+VERSUS_FIELDS = ["family", "instance", "method", "seconds", "cpu_s", "gurobi_runtime_s", "objective", "agrees",
+                 "status", "median_s", "p90_s", "max_s", "median_cpu_s", "max_cpu_s", "instances",
+                 "faster_than_gurobi", "load_avg_1min", "cpus"]
+VERSUS_METHODS = ("servopt-dp", "gurobi-mck", "gurobi-mck-1thread")
+
+
+def tight_sla(problem: Any, share: float = 0.3) -> Any:
+    """``problem`` with its SLA between the fastest choices (0) and the unconstrained best choices (1)."""
+    from dataclasses import replace
+
+    o = problem.options()
+    weight = o.latency_ms + o.queue_ms
+    fastest = best = 0.0
+    for sl in o.stage_slices:
+        ok = np.flatnonzero(o.feasible[sl]) + sl.start
+        fastest += float(weight[ok].min())
+        best += float(weight[ok[int(np.argmax(o.value[ok]))]])
+    return replace(problem, sla_ms=round(fastest + share * max(0.0, best - fastest), 2))
+
+
+def versus_gurobi(count: int, env: Any, out: Path, png: Path) -> list[dict[str, Any]]:
+    """servopt's ``solve_seconds`` (``servopt.solve(problem, "dp")`` on a fresh problem, as the CLI runs it) and
+    Gurobi on the plain MCKP of the same options (:func:`ipa_gurobi_model.solve_mck`: default threads and one
+    thread; its options are servopt's, prepared outside its timing; wall and process CPU seconds) on ``count``
+    9 x 9 x 7 instances per family:
+    ``ipa`` (:func:`ipa_instance`) and ``tight`` (the same with a binding SLA, :func:`tight_sla`). Methods
+    alternate in order per instance; every objective is compared with servopt's."""
+    import os
+
+    import servopt
+    from ipa_gurobi_model import solve_mck
+
+    load = [os.getloadavg()[0]]
+    families = {"ipa": lambda seed: ipa_instance(9, 9, seed=seed),
+                "tight": lambda seed: tight_sla(ipa_instance(9, 9, seed=seed))}
+    servopt.solve(ipa_instance(2, 2), "dp")  # warm-up: imports, Gurobi's licence check
+    solve_mck(ipa_instance(2, 2), env)
+    rows: list[dict[str, Any]] = []
+    for family, make in families.items():
+        for seed in range(count):
+            got: dict[str, dict[str, Any]] = {}
+            for method in (VERSUS_METHODS if seed % 2 == 0 else VERSUS_METHODS[::-1]):
+                problem = make(seed)
+                if method == "servopt-dp":
+                    cpu = time.process_time()
+                    sol = servopt.solve(problem, "dp")
+                    got[method] = {"seconds": sol.solve_seconds, "cpu_s": time.process_time() - cpu,
+                                   "objective": sol.objective, "status": sol.status.value}
+                else:
+                    r = solve_mck(problem, env, threads=1 if method.endswith("1thread") else None)
+                    got[method] = {"seconds": r.solve_s, "cpu_s": r.cpu_s, "gurobi_runtime_s": r.runtime_s,
+                                   "objective": r.objective, "status": r.status}
+            if (seed + 1) % 50 == 0 or seed + 1 == count:
+                print(f"{family}: {seed + 1}/{count} instances", file=sys.stderr, flush=True)
+            ref = got["servopt-dp"]["objective"]
+            for method, g in got.items():
+                mine = g["objective"]
+                same = (mine is None and ref is None) or (
+                    mine is not None and ref is not None and abs(mine - ref) <= 1e-6 * max(1, abs(ref)))
+                rows.append({"family": family, "instance": seed, "method": method, "agrees": same, **g})
+    load.append(os.getloadavg()[0])
+    summary = []
+    for family in families:
+        gurobi = {r["instance"]: r["seconds"] for r in rows if r["family"] == family and r["method"] == "gurobi-mck"}
+        for method in VERSUS_METHODS:
+            secs = [r["seconds"] for r in rows if r["family"] == family and r["method"] == method]
+            cpus = [r["cpu_s"] for r in rows if r["family"] == family and r["method"] == method]
+            mine = [r for r in rows if r["family"] == family and r["method"] == method]
+            summary.append({"family": family, "instance": "all", "method": method, "median_s": median(secs),
+                            "p90_s": float(np.quantile(secs, 0.9)), "max_s": max(secs), "median_cpu_s": median(cpus),
+                            "max_cpu_s": max(cpus), "instances": len(secs),
+                            "agrees": all(r["agrees"] for r in mine),
+                            "faster_than_gurobi": sum(r["seconds"] <= gurobi[r["instance"]] for r in mine),
+                            "load_avg_1min": round(sum(load) / 2, 2), "cpus": os.cpu_count()})
+    write_csv(summary + rows, VERSUS_FIELDS, out)
+    plot_versus(rows, summary, png)
+    return summary
+
+
+def plot_versus(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path: Path) -> None:
+    plt = pyplot()
+    families = sorted({r["family"] for r in rows})
+    fig, axes = plt.subplots(1, len(families), figsize=(6 * len(families), 4.2), squeeze=False)
+    for ax, family in zip(axes[0], families):
+        for method, color in zip(VERSUS_METHODS, ("C0", "C1", "C3")):
+            secs = np.sort([r["seconds"] for r in rows if r["family"] == family and r["method"] == method]) * 1e3
+            s = next(x for x in summary if x["family"] == family and x["method"] == method)
+            ax.plot(secs, np.arange(1, secs.size + 1) / secs.size, color=color,
+                    label=f"{method}: median {s['median_s'] * 1e3:.2f} ms, max {s['max_s'] * 1e3:.2f} ms")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel("solve time per instance, ms (servopt: solve_seconds; Gurobi: optimize())")
+        ax.set_ylabel("fraction of instances")
+        ax.set_title(f"9 x 9 x 7 pipelines, {family} SLA ({secs.size} instances)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def published(rows: list[dict[str, Any]]) -> None:
     import csv
 
@@ -303,7 +373,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per MILP solve")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--versus-gurobi", type=int, metavar="N", default=None,
+                        help="only compare servopt's solve_seconds with Gurobi's MCKP on N 9x9x7 instances per "
+                             "family (pipeline_vs_gurobi.csv, docs/img/pipeline_vs_gurobi.png)")
     args = parser.parse_args(argv)
+    if args.versus_gurobi is not None:
+        env = _gurobi_env()
+        if env is None:
+            print("gurobipy is not installed: nothing to compare", file=sys.stderr)
+            return 1
+        png = args.out / "pipeline_vs_gurobi.png" if args.out != RESULTS else ROOT / "docs" / "img" / \
+            "pipeline_vs_gurobi.png"
+        for r in versus_gurobi(args.versus_gurobi, env, args.out / "pipeline_vs_gurobi.csv", png):
+            print(f"{r['family']:6s} {r['method']:20s} median {r['median_s'] * 1e3:7.3f} ms  p90 "
+                  f"{r['p90_s'] * 1e3:7.3f}  max {r['max_s'] * 1e3:8.3f} ms  CPU median "
+                  f"{r['median_cpu_s'] * 1e3:6.3f} max {r['max_cpu_s'] * 1e3:7.3f} ms  no slower than gurobi-mck on "
+                  f"{r['faster_than_gurobi']}/{r['instances']}  objectives agree: {r['agrees']}")
+        print(f"wrote {args.out / 'pipeline_vs_gurobi.csv'} and {png}")
+        return 0
 
     from servopt.backends import available
 

@@ -121,16 +121,16 @@ def test_fit_on_two_points_holds_out_nothing_it_cannot(tmp_path, capsys):
 
 
 def test_progress_bar_only_on_a_terminal_and_never_with_quiet(monkeypatch):
-    import argparse
     import sys
 
-    from servopt.cli.fit import _steps
+    from servopt.progress import ENV, Progress
 
+    monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    assert not _steps(argparse.Namespace(quiet=False), 2).disable
-    assert _steps(argparse.Namespace(quiet=True), 2).disable
+    assert Progress("servopt fit").enabled
+    assert not Progress("servopt fit", quiet=True).enabled
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
-    assert _steps(argparse.Namespace(quiet=False), 2).disable
+    assert not Progress("servopt fit").enabled
 
 
 def test_repeats_mean_averages_the_runs_of_each_point(capsys, tmp_path, triton):

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent / "servopt"
 
 #: layer of each module, by its longest matching dotted prefix; a module may import its own layer or lower ones
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("servopt.exceptions", "servopt.fields", "servopt.exact", "servopt.documents", "servopt.atomic", "servopt.lp_format"),
+    ("servopt.exceptions", "servopt.fields", "servopt.exact", "servopt.documents", "servopt.yaml_subset",
+     "servopt.progress", "servopt.atomic", "servopt.lp_format"),
     ("servopt.model", "servopt.result"),
     ("servopt.backends",),
     ("servopt.solve", "servopt"),  # servopt/__init__.py: the public API (it imports solve; the rest lazily)

@@ -43,8 +43,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                             "and shared profile"),
     "capacity": Benchmark("bench_capacity.py", "which capacity-vs-cores curve predicts unprofiled core counts "
                           "(InfAdapter's profiles)"),
-    "overhead": Benchmark("bench_overhead.py", "servopt's model and backends against hand-written solver code",
-                          quick=("--rounds", "2")),
+    "overhead": Benchmark("bench_overhead.py", "servopt's model and backends against hand-written solver code; "
+                          "servopt solve --json on a 50x50x7 pipeline against the interpreter's start",
+                          quick=("--rounds", "2", "--cli-runs", "1", "--cli-size", "5", "5")),
     "backends": Benchmark("bench_backends.py", "every backend on several model classes (the evidence for auto)",
                           quick=("--runs", "1")),
     "simulate": Benchmark("bench_simulate.py", "the serving simulator on solved plans", takes_out=False),

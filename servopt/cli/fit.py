@@ -54,15 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "configuration; mean averages the runs of each point first (far faster on profiles with "
                         "many runs: the per-configuration curve fits dominate)")
     parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress bar on stderr (it is shown only when stderr is a terminal)")
+                        help="no progress on stderr (it is shown only when stderr is a terminal, or with "
+                             "SERVOPT_PROGRESS=1)")
 
 
-def _steps(args: argparse.Namespace, total: int) -> Any:
-    """A progress bar over the steps of the command on stderr (tqdm), off with -q or when not a terminal."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="servopt fit", unit="step", file=sys.stderr, leave=False,
-                disable=bool(getattr(args, "quiet", False)) or not sys.stderr.isatty())
+def _size(paths: list[str]) -> str:
+    total = 0
+    for path in paths:
+        try:
+            total += Path(path).stat().st_size
+        except OSError:
+            pass
+    return f"{total / 1e6:.1f} MB" if total >= 1e5 else f"{total / 1e3:.0f} kB"
 
 
 def _pct(value: Any) -> str:
@@ -121,35 +124,35 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(args, targets)
     if not 0 < args.level < 1:
         raise ValidationError(f"--level {args.level}: expected a number between 0 and 1 (e.g. 0.9)")
-    with _steps(args, 2 + bool(args.output) + bool(args.plot)) as bar:
-        bar.set_postfix_str("reading the profiles")
+    from servopt.progress import Progress
+
+    with Progress("servopt fit", quiet=args.quiet) as bar:
+        bar.stage(f"reading {len(args.profiles)} profile(s), {_size(args.profiles)}")
         table = load_profile(args.profiles)
         frame = table.frame
         if args.repeats == "mean":
             from servopt.profiles import average_runs
 
+            bar.stage(f"averaging the runs of {len(frame):,} rows")
             frame = average_runs(frame, source=table.source)
-        bar.update()
-        bar.set_postfix_str(f"fitting and cross-validating on {len(frame):,} rows")
         if args.oom_limit_mb is not None and not args.oom_limit_mb > 0:
             raise ValidationError(f"--oom-limit-mb {args.oom_limit_mb}: expected a number of MiB > 0")
         models, reports = fit_profile(frame, source=table.source, targets=targets,
                                       latency_model=args.latency_model, level=args.level,
-                                      memory_model=args.memory_model, oom_limit_mb=args.oom_limit_mb)
-        bar.update()
+                                      memory_model=args.memory_model, oom_limit_mb=args.oom_limit_mb,
+                                      progress=bar)
         if args.output:
-            bar.set_postfix_str("saving the models")
+            bar.stage("saving the models")
             models.save(args.output)
-            bar.update()
         if args.plot and reports:
             from servopt.performance.plot import plot_report
 
-            bar.set_postfix_str("plotting")
             first = Path(args.plot)
+            bar.stage("plotting", len(reports))
             for i, (name, report) in enumerate(reports.items()):
                 path = first if i == 0 else first.with_name(f"{first.stem}-{name}{first.suffix}")
                 plot_report(report, models, path)
-            bar.update()
+                bar.advance()
     not_scored = [t for t in models.targets if t not in reports]
     for name in not_scored:
         print(f"servopt fit: note: {name} fitted but not cross-validated (no configuration has two or more "

@@ -17,7 +17,8 @@ them), or by a baseline policy with --policy.
 Output: a table for people, or with --json exactly one JSON object on stdout:
   {"problem", "status", "objective", "backend", "parse_seconds", "build_seconds", "solve_seconds", "plan"}
 parse_seconds: reading and validating FILE; solve_seconds: from the validated problem to the checked plan, as in
-servopt.solve() (first-time solver imports excluded); build_seconds: the part of solve_seconds building the MILP.
+servopt.solve(); build_seconds: the part of solve_seconds building the MILP. First-time imports (the YAML reader,
+the problem kind's modules, the solver) are in none of them: a cold CLI reports what a warm API call takes.
 status is optimal, feasible (a limit stopped the solver with a plan), infeasible or error. Without a plan it
 also has "exit_code" (1) and "message" (why); bad input prints {"status": "error", "exit_code": 2, "message"}.
 An existing --out DIR is refused unless --force; it is checked, with the writability of its place, before solving."""
@@ -38,6 +39,9 @@ exit codes:
 
 TRITON_BACKENDS = ("onnxruntime", "tensorrt_plan", "pytorch_libtorch", "python")
 
+#: progress appears only once a command has run this long (a fast solve prints nothing on stderr)
+SLOW_S = 1.0
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="problem file (YAML)")
@@ -50,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CP-SAT only: multiply fractional data (e.g. costs) by FACTOR and round to integers "
                              "(checked for rounding error); e.g. 100 for prices in cents")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object instead of a table")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress on stderr (shown only when stderr is a terminal, or with SERVOPT_PROGRESS=1, "
+                             f"and only for steps that take over {SLOW_S:g} s)")
     parser.add_argument("--policy", metavar="NAME", default=None,
                         help="use a baseline policy instead of the exact solver: bruteforce, greedy, fa2, rim, "
                              "ms+ (variant_selection and pipeline problems; see docs/formulations.md)")
@@ -80,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
     from servopt.exceptions import ServoptError, ValidationError
-    from servopt.formulations.registry import load_problem
+    from servopt.formulations.registry import kind_module, problem_from_mapping, read_problem_document
     from servopt.result import SolveParams, Status
 
     if args.out is None:
@@ -105,28 +112,44 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         # refused before solving (exists without --force, or not writable): nothing is printed, nothing changes
         check_output(args.out, "--out", force=args.force, folder=True)
+    import importlib
     import time
 
-    t0 = time.perf_counter()
-    problem = load_problem(args.file)
-    parse_seconds = time.perf_counter() - t0
-    params = SolveParams(time_limit_s=args.time_limit, scale=args.scale)
-    if args.policy is not None:
-        solution = _run_policy(problem, args.policy, params, ServoptError)
-    else:
-        import servopt
-        from servopt.exceptions import CapabilityError
+    import servopt.documents  # noqa: F401  (the YAML reader: imported outside parse_seconds)
+    from servopt.progress import Progress
 
-        try:
-            solution = servopt.solve(problem, backend=args.backend, params=params)
-        except CapabilityError as exc:
-            if "scale=" not in str(exc):
-                raise
-            raise CapabilityError(str(exc).replace("pass scale=<factor>", "pass --scale FACTOR")) from None
+    with Progress("servopt solve", quiet=args.quiet, delay=SLOW_S) as bar:
+        bar.stage(f"reading {args.file}")
+        t0 = time.perf_counter()
+        data = read_problem_document(args.file)
+        parse_seconds = time.perf_counter() - t0
+        module = kind_module(data)
+        if module is not None:  # the kind's validation (and formulation) modules: imported outside parse_seconds
+            importlib.import_module(module)
+        bar.stage(f"validating {args.file}")
+        t0 = time.perf_counter()
+        problem = problem_from_mapping(data, args.file)
+        parse_seconds += time.perf_counter() - t0
+        params = SolveParams(time_limit_s=args.time_limit, scale=args.scale)
+        bar.stage(f"solving {problem.kind} " + (f"with policy {args.policy}" if args.policy is not None else
+                                                 f"(backend {args.backend})"))
+        if args.policy is not None:
+            solution = _run_policy(problem, args.policy, params, ServoptError)
+        else:
+            import servopt
+            from servopt.exceptions import CapabilityError
 
-    if solution.plan is not None and args.out is not None:
-        # written before anything is printed: a refused or failed write leaves stdout empty (exit 2)
-        missing = _write(problem, solution, args, ServoptError)
+            try:
+                solution = servopt.solve(problem, backend=args.backend, params=params)
+            except CapabilityError as exc:
+                if "scale=" not in str(exc):
+                    raise
+                raise CapabilityError(str(exc).replace("pass scale=<factor>", "pass --scale FACTOR")) from None
+
+        if solution.plan is not None and args.out is not None:
+            # written before anything is printed: a refused or failed write leaves stdout empty (exit 2)
+            bar.stage(f"writing the Triton model repository to {args.out}")
+            missing = _write(problem, solution, args, ServoptError)
     reason = solution.message or f"the solver ended with status {solution.status.value}"
     if args.json:
         out = {}

@@ -17,7 +17,7 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["PROBLEM_KINDS", "load_problem", "problem_from_mapping"]
+__all__ = ["PROBLEM_KINDS", "load_problem", "read_problem_document", "kind_module", "problem_from_mapping"]
 
 #: problem kind -> "module:function" taking (mapping, source path); imported on first use
 PROBLEM_KINDS: dict[str, str] = {
@@ -31,6 +31,11 @@ PROBLEM_KINDS: dict[str, str] = {
 
 def load_problem(path: str | Path) -> Any:
     """Read and validate the problem file at ``path`` (YAML, or JSON when it ends in ``.json``)."""
+    return problem_from_mapping(read_problem_document(path), Path(path))
+
+
+def read_problem_document(path: str | Path) -> Any:
+    """The parsed document of the problem file at ``path``, not yet validated (see :func:`problem_from_mapping`)."""
     from servopt.documents import load_document
 
     path = Path(path)
@@ -42,7 +47,13 @@ def load_problem(path: str | Path) -> Any:
         raise
     if data is None:
         raise ValidationError(f"{path}: expected exactly one YAML document holding one problem, found 0")
-    return problem_from_mapping(data, path)
+    return data
+
+
+def kind_module(data: Any) -> str | None:
+    """The module that validates ``data``'s problem kind (None for an unknown kind: validation reports it)."""
+    target = PROBLEM_KINDS.get(data.get("problem")) if isinstance(data, Mapping) else None
+    return None if target is None else target.split(":")[0]
 
 
 def problem_from_mapping(data: Any, source: str | Path = "<problem>") -> Any:

@@ -173,7 +173,7 @@ def _inputs(rows: pd.DataFrame, target: Target, source: str) -> tuple[pd.DataFra
 
 def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns: list[str],
                     estimator: Any, latency_model: str = "work", memory_model: str = "family",
-                    oom_limit_mb: float | None = None) -> TargetReport:
+                    oom_limit_mb: float | None = None, progress: Any = None) -> TargetReport:
     y = rows[target.column].to_numpy(dtype=float)
     x = rows[target.x].to_numpy(dtype=float)
     keys = group_columns(rows, target)
@@ -186,6 +186,8 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
         test = x == value
         train = ~test
         if train.sum() < 2:  # the regressors need two points: this value cannot be held out
+            if progress is not None:
+                progress.advance()
             continue
         model = make_model(target.name, estimator, latency_model, memory_model, oom_limit_mb)
         model.fit(X[train].reset_index(drop=True), y[train], **_fit_params(target.name, rows[train]))
@@ -197,6 +199,8 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
             if fit_rows.any():
                 line = fit_line(x[fit_rows], y[fit_rows])
                 baseline[at] = line(x[at])
+        if progress is not None:
+            progress.advance()
     name = type(make_model(target.name, estimator, latency_model, memory_model)).__name__
     report = TargetReport(target.name, name,
                           f"straight line in {target.x.replace('_', ' ')} per configuration", columns)
@@ -313,7 +317,7 @@ def _interval(report: TargetReport, level: float) -> dict[str, Any]:
 def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list[str] | None = None,
                 cross_validate: bool = True, estimator: Any = None, latency_model: str = "work",
                 level: float = 0.9, memory_model: str = "family", oom_limit_mb: float | None = None,
-                ) -> tuple[PerformanceModels, dict[str, TargetReport]]:
+                progress: Any = None) -> tuple[PerformanceModels, dict[str, TargetReport]]:
     """Fit every target the profile supports and cross-validate it.
 
     Parameters
@@ -336,6 +340,8 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
         The memory limit the profile's out-of-memory search ran under (``servopt profile --memory-limit-mb``):
         the memory model is calibrated on the rows' ``oom_batch_size`` (:meth:`MaxBatchModel.calibrate`; its
         ``oom_margin_`` and ``margins()`` say the margin used). Without it the rows' boundaries are not used.
+    progress : servopt.progress.Progress, optional
+        Told each stage (the final fit of a target, its cross-validation with one step per held-out value).
 
     Returns
     -------
@@ -373,12 +379,18 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             bounds, largest = boundaries_from_profile(X.assign(oom_batch_size=rows["oom_batch_size"].to_numpy())
                                                       if "oom_batch_size" in rows else X, columns)
             limit = oom_limit_mb if len(largest) else None  # no search ran: no row was measured under the limit
+        if progress is not None:
+            progress.stage(f"fitting {name} on {len(rows):,} rows")
         model = make_model(name, estimator, latency_model, memory_model, limit).fit(X, y, **_fit_params(name, rows))
         if len(largest):
             model.calibrate(bounds, largest)
         fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)
         if cross_validate:
-            report = _cross_validate(rows, target, X, columns, estimator, latency_model, memory_model, limit)
+            if progress is not None:
+                progress.stage(f"cross-validating {name} (one fold per {target.x.replace('_', ' ')})",
+                               int(rows[target.x].nunique()))
+            report = _cross_validate(rows, target, X, columns, estimator, latency_model, memory_model, limit,
+                                     progress)
             if report.groups:
                 reports[name] = report
                 fitted[name].interval = _interval(report, level)

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from servopt.exact import BORDER_RTOL, ceil_div, dec
+from servopt.exact import BORDER_RTOL, ceil_div, dec, near
 from servopt.exceptions import SolverError, ValidationError
 from servopt.formulations.ties import refine_stable, tie_tolerance
 from servopt.formulations.pipeline.types import (
@@ -249,39 +249,58 @@ class Pipeline:
     def _structure(self) -> dict[str, Any]:
         s = self._shared
         if "batch_size" not in s:
-            cols: dict[str, list] = {k: [] for k in ("stage", "variant", "batch_size", "latency_ms", "throughput_rps",
-                                                     "cores_per_replica", "accuracy")}
-            slices = []
-            for si, stage in enumerate(self.stages):
-                start = len(cols["stage"])
-                accs = [v.accuracy for v in stage.variants]
-                used = rank_normalize(accs) if self.normalize == "rank" else accs
-                for vi, (v, a) in enumerate(zip(stage.variants, used)):
-                    for p in v.batches:
-                        for key, value in (("stage", si), ("variant", vi), ("batch_size", p.batch_size),
-                                           ("latency_ms", p.latency_ms), ("throughput_rps", p.throughput_rps),
-                                           ("cores_per_replica", v.cores), ("accuracy", a)):
-                            cols[key].append(value)
-                slices.append(slice(start, len(cols["stage"])))
-            for key, values in cols.items():
-                s[key] = np.asarray(values, dtype=np.int64 if key in ("stage", "variant", "batch_size") else float)
+            ranks = [rank_normalize([v.accuracy for v in st.variants]) if self.normalize == "rank"
+                     else [v.accuracy for v in st.variants] for st in self.stages]
+            variants = [v for st in self.stages for v in st.variants]
+            counts = np.array([len(v.batches) for v in variants], dtype=np.int64)
+            points = [p for v in variants for p in v.batches]
+            s["stage"] = np.repeat(np.repeat(np.arange(len(self.stages), dtype=np.int64),
+                                             [len(st.variants) for st in self.stages]), counts)
+            s["variant"] = np.repeat(np.array([vi for st in self.stages for vi in range(len(st.variants))],
+                                              dtype=np.int64), counts)
+            s["batch_size"] = np.array([p.batch_size for p in points], dtype=np.int64)
+            s["latency_ms"] = np.array([p.latency_ms for p in points], dtype=float)
+            s["throughput_rps"] = np.array([p.throughput_rps for p in points], dtype=float)
+            s["cores_per_replica"] = np.repeat(np.array([v.cores for v in variants], dtype=float), counts)
+            s["accuracy"] = np.repeat(np.array([a for r in ranks for a in r], dtype=float), counts)
+            # where each variant's options start (its batch sizes follow in increasing order)
+            first = np.concatenate(([0], np.cumsum(counts))).tolist()
+            slices, starts, k = [], [], 0
+            for st in self.stages:
+                starts.append(first[k:k + len(st.variants)])
+                k += len(st.variants)
+                slices.append(slice(first[k - len(st.variants)], first[k]))
+            s["variant_start"] = starts
             s["stage_slices"] = tuple(slices)
-            s["stage_best"] = [float(s["accuracy"][sl].max()) for sl in slices]
-            denominators = [len({v.accuracy for v in st.variants}) - 1 for st in self.stages]
+            s["stage_best"] = [max(r) for r in ranks]
+            denominators = [len(set(r)) - 1 for r in ranks] if self.normalize == "rank" else []
             k = math.lcm(*[d for d in denominators if d > 0]) if self.normalize == "rank" else 1
             k = k if k <= 10**6 else 1  # many distinct variant counts: keep coefficients small instead
             s["objective_scale"] = k * (len(self.stages) if self.accuracy == "average" else 1)
-            s["variant_accuracy"] = [
-                rank_normalize([v.accuracy for v in st.variants]) if self.normalize == "rank"
-                else [v.accuracy for v in st.variants]
-                for st in self.stages
-            ]
+            s["variant_accuracy"] = ranks
         return s
 
     def options(self, workload_rps: float | None = None) -> PipelineOptions:
-        """The option arrays at ``workload_rps`` (default: this problem's λ)."""
+        """The option arrays at ``workload_rps`` (default: this problem's λ; those are computed once, read-only)."""
         s = self._structure()
         lam = self.workload_rps if workload_rps is None else float(workload_rps)
+        if lam != self.workload_rps:
+            return self._options(s, lam)
+        # updated and restricted copies share the structure: the key holds everything the arrays depend on
+        key = (lam, self.alpha, self.beta, self.delta, self.max_replicas, _frozen(self._fixed_variants),
+               _frozen(self._fixed_replicas))
+        cache = s.setdefault("options", {})
+        opts = cache.get(key)
+        if opts is None:
+            opts = self._options(s, lam)
+            for name in ("queue_ms", "replicas", "cores", "value", "feasible"):
+                getattr(opts, name).flags.writeable = False
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            cache[key] = opts
+        return opts
+
+    def _options(self, s: dict[str, Any], lam: float) -> PipelineOptions:
         h = s["throughput_rps"]
         allowed = np.ones(h.size, dtype=bool)
         if self._fixed_replicas is None:
@@ -336,28 +355,33 @@ class Pipeline:
         if isinstance(replicas, Mapping):
             replicas = [replicas[s.name] for s in self.stages]
         opts = self.options()
+        variant_start = self._structure()["variant_start"]
         lam = self.workload_rps
         stage_plans = []
+        chosen = []
         for si, (stage, (variant, batch)) in enumerate(zip(self.stages, pairs)):
-            sl = opts.stage_slices[si]
             names = [v.name for v in stage.variants]
             if variant not in names:
                 raise ValidationError(f"stage {stage.name!r} has no variant {variant!r}; variants: {', '.join(names)}")
             vi = names.index(variant)
-            hit = np.flatnonzero((opts.variant[sl] == vi) & (opts.batch_size[sl] == int(batch)))
-            if not hit.size:
+            sizes = [p.batch_size for p in stage.variants[vi].batches]
+            if int(batch) not in sizes:
                 raise ValidationError(f"stage {stage.name!r} variant {variant!r} has no profiled batch size {batch}")
-            o = sl.start + int(hit[0])
+            o = variant_start[si][vi] + sizes.index(int(batch))
             n = int(opts.replicas[o]) if replicas is None else int(replicas[si])
             if not opts.feasible[o] and replicas is None:
                 return None
-            if n < 1 or n > self.max_replicas or n * dec(float(opts.throughput_rps[o])) < dec(lam):
+            if n < 1 or n > self.max_replicas:
+                return None
+            h = float(opts.throughput_rps[o])
+            if (n * dec(h) < dec(lam)) if near(n * h, lam) else n * h < lam:  # exact only where floats cannot tell
                 return None
             if self._fixed_replicas is not None and self._fixed_replicas.get(stage.name, n) != n:
                 return None
             if self._fixed_variants is not None and self._fixed_variants.get(stage.name, variant) != variant:
                 return None
             v = stage.variants[vi]
+            chosen.append(vi)
             stage_plans.append(StagePlan(
                 name=stage.name, variant=variant, batch_size=int(batch), replicas=n,
                 latency_ms=float(opts.latency_ms[o]), queue_ms=float(opts.queue_ms[o]),
@@ -371,8 +395,7 @@ class Pipeline:
         ) > dec(self.sla_ms):
             return None
         table = self._structure()["variant_accuracy"]
-        used = [table[si][[v.name for v in st.variants].index(p.variant)]
-                for si, (st, p) in enumerate(zip(self.stages, stage_plans))]
+        used = [table[si][vi] for si, vi in enumerate(chosen)]
         if self.accuracy == "sum":
             acc = sum(used)
         elif self.accuracy == "average":
@@ -515,10 +538,16 @@ class Pipeline:
 
     def precheck(self) -> str | None:
         """The reason no plan can exist when some stage cannot sustain λ even at max_replicas, else None."""
-        lam = dec(self.workload_rps)
-        for stage in self.stages:
-            best = max(dec(p.throughput_rps) for v in stage.variants for p in v.batches)
-            if best * self.max_replicas < lam:
+        s = self._structure()
+        h = s["throughput_rps"]
+        lam = self.workload_rps
+        for stage, sl in zip(self.stages, s["stage_slices"]):
+            # the fastest float is the fastest exact decimal too (dec keeps the order of floats)
+            fastest = float(h[sl].max())
+            if not near(fastest * self.max_replicas, lam) and fastest * self.max_replicas >= lam:
+                continue  # floats decide it (far from the border)
+            best = dec(fastest)
+            if best * self.max_replicas < dec(lam):
                 return (
                     f"stage {stage.name!r} cannot serve {self.workload_rps:g} RPS: its fastest option sustains "
                     f"{float(best):g} RPS per replica, {float(best * self.max_replicas):g} RPS at max_replicas "
@@ -551,6 +580,10 @@ class Pipeline:
                     f"{self.sla_ms:g}; raise the SLA, lower the workload or add faster variants")
         return (f"no plan found although the fastest choices meet the SLA ({total:.6g} ms); the solver answer is "
                 "inconsistent")
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> tuple | None:
+    return None if mapping is None else tuple(sorted(mapping.items()))
 
 
 def _min_replicas(lam: float, h: np.ndarray) -> np.ndarray:

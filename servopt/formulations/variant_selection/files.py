@@ -91,9 +91,11 @@ def _profile_capacity(f: Fields, source: Path) -> Any:
     """A function (variant fields, name) -> capacity table read from ``profiles:``, or None."""
     path = f.str("profiles", None)
     perf = f.mapping("performance", None)
-    from servopt.profiles import read_where
+    where = f.raw("where", None)
+    if where is not None or path is not None:  # servopt.profiles brings pandas: only for files that need it
+        from servopt.profiles import read_where
 
-    where = read_where(f.raw("where", None), str(source))
+        where = read_where(where, str(source))
     if path is None:
         if perf is not None:
             raise f.error("performance", "only allowed together with `profiles:`")
