@@ -1,7 +1,7 @@
 """The pattern set of the fleet MILP: full enumeration when it is small, else column generation with a lower bound.
 
 1. **Full enumeration** (:func:`~servopt.formulations.fleet.patterns.enumerate_patterns`, bounds implied by the
-   problem): when it stays within ``problem.enumeration_budget`` contents per bin and no user cap cut a content,
+   problem): when it stays within ``problem.enumeration_budget`` contents in all and no user cap cut a content,
    the set is *complete* (it holds an optimal plan) and the MILP's optimum is the problem's. Its LP relaxation
    is a lower bound.
 2. **Column generation** otherwise: the LP relaxation of the pattern MILP over a growing column set, started from
@@ -85,9 +85,11 @@ def generate(problem: Any) -> Generated:
     spaces = _spaces(problem)
     patterns: dict[tuple[str, str | None], list[Pattern]] = {}
     truncated = False
+    left = problem.enumeration_budget
     try:
         for key, space in spaces.items():
-            found, cut = space.search(node_budget=problem.enumeration_budget)
+            found, cut = space.search(node_budget=left)
+            left -= space.last_nodes
             patterns[key] = pareto(found, space.required)
             truncated |= cut
     except SearchBudget:
@@ -205,19 +207,33 @@ def _threshold(problem: Any, key: tuple[str, str | None], duals: dict[str, Any],
     return duals["sigma"].get((gname, prof), 0.0)
 
 
-def _price(problem: Any, spaces: dict, columns: dict, duals: dict, phase1: bool, budget: int) -> int:
-    """Add the best contents of negative reduced cost per bin; the number added (0: the LP is optimal)."""
-    added = 0
+#: contents a quick (heuristic) pricing search visits per bin before the exact one is needed
+QUICK_NODES = 2000
+
+
+def _price(problem: Any, spaces: dict, columns: dict, duals: dict, phase1: bool, budget: int,
+           deadline: float) -> int:
+    """Add the best contents of negative reduced cost per bin; the number added (0: the LP is optimal).
+
+    A quick search per bin first (at most :data:`QUICK_NODES` contents); only when none finds a column does the
+    exact search (within ``budget`` contents and the deadline, else :class:`SearchBudget`) prove there is none.
+    """
     scale = max([1.0] + [gpu_weight(problem, g) for g in problem.gpu_types if not phase1])
-    for key, space in spaces.items():
-        limit = _threshold(problem, key, duals, phase1) + GAP_TOL * scale
-        found, _ = space.search(weights=duals["pi"], threshold=limit, keep=4, node_budget=budget)
-        known = {p.items for p in columns[key]}
-        for pat in found:
-            if pat.items not in known:
-                columns[key].append(pat)
-                added += 1
-    return added
+    for exact in (False, True):
+        added = 0
+        for key, space in spaces.items():
+            limit = _threshold(problem, key, duals, phase1) + GAP_TOL * scale
+            found, _ = space.search(weights=duals["pi"], threshold=limit, keep=4,
+                                    node_budget=budget if exact else QUICK_NODES, deadline=deadline,
+                                    stop_quietly=not exact)
+            known = {p.items for p in columns[key]}
+            for pat in found:
+                if pat.items not in known:
+                    columns[key].append(pat)
+                    added += 1
+        if added:
+            return added
+    return 0
 
 
 def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
@@ -236,7 +252,7 @@ def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
                 v1, duals, _ = lp_bound(problem, columns, phase1=True)
                 if v1 is not None and v1 <= GAP_TOL:
                     break
-                if time.perf_counter() > deadline or _price(problem, spaces, columns, duals, True, budget) == 0:
+                if time.perf_counter() > deadline or _price(problem, spaces, columns, duals, True, budget, deadline) == 0:
                     if v1 is not None and v1 > GAP_TOL and time.perf_counter() <= deadline and not capped:
                         return Generated(columns, "column generation", complete=False, infeasible=True,
                                          notes=["column generation: even the LP relaxation over every pattern "
@@ -248,7 +264,7 @@ def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
         while value is not None:
             if time.perf_counter() > deadline:
                 break
-            if _price(problem, spaces, columns, duals, False, budget) == 0:
+            if _price(problem, spaces, columns, duals, False, budget, deadline) == 0:
                 converged = True
                 break
             value, duals, _ = lp_bound(problem, columns)
@@ -269,7 +285,7 @@ def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
     from servopt.formulations.fleet.formulation import milp
 
     model, _, _ = milp(problem, columns)
-    left = max(1.0, deadline - time.perf_counter())
+    left = max(1.0, min(deadline - time.perf_counter(), problem.search_time_s / 4))
     res = solve(model, time_limit_s=left)
     if res.status.has_solution:
         ub = res.objective
@@ -280,16 +296,15 @@ def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
         try:
             extra = {}
             margin = GAP_TOL * max(1.0, abs(ub))
+            listing = min(deadline, time.perf_counter() + problem.search_time_s / 4)
             for key, space in spaces.items():
                 limit = _threshold(problem, key, duals, False) - delta - margin
-                found, _ = space.search(weights=duals["pi"], threshold=limit, keep=None, node_budget=budget,
-                                        zero_weights=True)
+                found, _ = space.search(weights=duals["pi"], threshold=limit, keep=None,
+                                        node_budget=budget, zero_weights=True, deadline=listing)
                 extra[key] = found
-                if time.perf_counter() > deadline:
-                    raise SearchBudget("time limit")
         except SearchBudget as exc:
-            notes.append(f"column generation ({rounds_note}): the columns of reduced cost <= the gap could not all "
-                         f"be listed ({exc})")
+            notes.append(f"column generation ({rounds_note}): LP bound {value:.6g}; the columns of reduced cost <= "
+                         f"{delta:.6g} (the gap to the incumbent {ub:.6g}) could not all be listed ({exc})")
             return Generated(columns, "column generation", complete=False, lower_bound=lb, notes=notes)
         for key, found in extra.items():
             known = {p.items for p in columns[key]}
@@ -298,4 +313,5 @@ def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
         return Generated(columns, "column generation", complete=True, lower_bound=lb,
                          notes=[f"column generation: LP bound {value:.6g}; every column of reduced cost <= "
                                 f"{delta:.6g} (the gap to the incumbent {ub:.6g}) added"])
-    return Generated(columns, "column generation", complete=False, lower_bound=lb, notes=notes)
+    return Generated(columns, "column generation", complete=False, lower_bound=lb,
+                     notes=notes + ["column generation: no incumbent over the generated columns"])

@@ -5,7 +5,7 @@ plan passes :func:`servopt.formulations.fleet.verify.violations` on the return p
 enumeration cap (``max_instances``, ``max_models`` per GPU/slice) cut feasible contents, an optimal solve of the
 restricted MILP is reported as ``feasible``, not ``optimal``. Without caps the pattern set is complete (bounds
 implied by memory, latency and capacity) or grown by column generation with a proven lower bound
-(:mod:`servopt.formulations.fleet.colgen`); ``enumeration_budget`` (contents per bin enumerated), ``pricing_budget`` (contents per pricing search) and
+(:mod:`servopt.formulations.fleet.colgen`); ``enumeration_budget`` (contents enumerated in all), ``pricing_budget`` (contents per pricing search) and
 ``search_time_s`` bound that work.
 """
 
@@ -40,7 +40,7 @@ class FleetProblem:
     source: Path | None = None
     max_instances: int | None = None
     max_models: int | None = None
-    enumeration_budget: int = 200_000
+    enumeration_budget: int = 50_000
     pricing_budget: int = 1_000_000
     search_time_s: float = 60.0
 
