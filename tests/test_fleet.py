@@ -289,6 +289,7 @@ def test_cli_says_why_a_restricted_fleet_plan_is_not_proven(tmp_path, capsys) ->
         for perf in m["performance"].values():
             if "profile" in perf:
                 perf["profile"] = str((examples / perf["profile"]).resolve())
+    data["max_instances"], data["max_models"] = 2, 2  # caps that cut contents this variant needs
     path = tmp_path / "fleet_low.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert main(["solve", str(path)]) == 0
@@ -395,7 +396,6 @@ def test_low_rate_variant_is_proven_optimal_without_caps():
     for m in data["models"]:
         if m["name"] in low:
             m["rate_rps"], m["slo_ms"] = low[m["name"]]
-    del data["max_instances"], data["max_models"]
     p = problem_from_mapping(data, examples / "fleet_low.yaml")
     full = servopt.solve(p)
     assert full.status.value == "optimal" and full.plan.proven_optimal and p.verify(full.plan) == []
@@ -405,3 +405,26 @@ def test_low_rate_variant_is_proven_optimal_without_caps():
     assert cg._generated.method == "column generation" and sol.status.value == "optimal"
     assert sol.objective == pytest.approx(full.objective, rel=1e-9)
     assert cg._generated.lower_bound <= full.objective + 1e-9
+
+
+def test_fleet_shared_example_is_proven_optimal_with_mig_and_colocation():
+    """examples/fleet_shared.yaml: the optimum uses MIG slices and co-located models, is proven optimal (complete
+    pattern set, lower bound = cost) and beats every baseline by more than half its cost."""
+    import pathlib
+
+    import servopt
+    from servopt.formulations.registry import load_problem
+    from servopt.policies import run_policy
+
+    p = load_problem(pathlib.Path(__file__).resolve().parents[1] / "examples/fleet_shared.yaml")
+    assert len(p.models) == 12 and p.max_instances is None and p.max_models is None
+    sol = servopt.solve(p)
+    plan = sol.plan
+    assert sol.status.value == "optimal" and plan.proven_optimal and p.verify(plan) == []
+    assert p._generated.complete and plan.lower_bound == pytest.approx(plan.objective) and plan.gap == 0
+    assert any(pl.mig_profile is not None for pl in plan.placements)
+    assert any(pl.co_located and pl.mig_profile is None for pl in plan.placements)
+    for name in ("fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type"):
+        base = run_policy(p, name)
+        assert base.plan is not None and p.verify(base.plan) == []
+        assert base.objective > 1.5 * sol.objective

@@ -113,7 +113,7 @@ def lp_bound(problem: Any, patterns: dict[tuple[str, str | None], list[Pattern]]
     Capacities are clipped at each model's requirement (the same coefficients the MILP uses). ``duals`` has
     ``pi`` (per model, >= 0), ``mu`` (per GPU type, >= 0) and ``sigma`` (per (type, profile), >= 0). With
     ``phase1`` the columns cost nothing and a slack per model covers the uncovered share at cost 1 per
-    requirement.
+    requirement (the value is the sum of the uncovered shares).
     """
     from scipy.optimize import linprog
     from scipy.sparse import csr_matrix
@@ -151,7 +151,7 @@ def lp_bound(problem: Any, patterns: dict[tuple[str, str | None], list[Pattern]]
     if phase1:
         for i in range(n):
             j = len(cost)
-            cost.append(1.0 / required[i])
+            cost.append(1.0)  # the uncovered share of the model's requirement
             rows.append(row(("cover", i))), cols.append(j), vals.append(-required[i])
     rhs = np.zeros(len(row_of))
     for key, r in row_of.items():
@@ -163,10 +163,8 @@ def lp_bound(problem: Any, patterns: dict[tuple[str, str | None], list[Pattern]]
         return None, {}, None
     a = csr_matrix((vals, (rows, cols)), shape=(len(row_of), len(cost)))
     res = linprog(np.asarray(cost), A_ub=a, b_ub=rhs, bounds=(0, None), method="highs")
-    if res.status == 2:
+    if res.status != 0:  # infeasible, or HiGHS could not decide: no value, no duals (callers prove nothing)
         return None, {}, None
-    if res.status != 0:
-        raise RuntimeError(f"fleet LP relaxation: {res.message}")
     marg = -np.asarray(res.ineqlin.marginals)
     duals = {"pi": {}, "mu": {}, "sigma": {}}
     for key, r in row_of.items():
@@ -250,16 +248,22 @@ def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
         if value is None:  # phase 1: cover as much as the columns can
             while True:
                 v1, duals, _ = lp_bound(problem, columns, phase1=True)
-                if v1 is not None and v1 <= GAP_TOL:
-                    break
-                if time.perf_counter() > deadline or _price(problem, spaces, columns, duals, True, budget, deadline) == 0:
-                    if v1 is not None and v1 > GAP_TOL and time.perf_counter() <= deadline and not capped:
-                        return Generated(columns, "column generation", complete=False, infeasible=True,
-                                         notes=["column generation: even the LP relaxation over every pattern "
-                                                "cannot cover every model: no plan exists"])
+                if v1 is None:
                     return Generated(columns, "column generation", complete=False,
-                                     notes=["column generation stopped before it found columns covering every "
-                                            "model (time or search budget)"])
+                                     notes=["column generation: the LP solver did not solve the phase-1 LP"])
+                if v1 <= GAP_TOL:
+                    break
+                if time.perf_counter() > deadline:
+                    return Generated(columns, "column generation", complete=False,
+                                     notes=["column generation stopped at its time limit before it found columns "
+                                            "covering every model"])
+                if _price(problem, spaces, columns, duals, True, budget, deadline) == 0:
+                    if capped:
+                        return Generated(columns, "column generation", complete=False, truncated=True,
+                                         notes=["column generation: the capped contents cannot cover every model"])
+                    return Generated(columns, "column generation", complete=False, infeasible=True,
+                                     notes=["column generation: even the LP relaxation over every pattern cannot "
+                                            "cover every model: no plan exists"])
             value, duals, _ = lp_bound(problem, columns)
         while value is not None:
             if time.perf_counter() > deadline:
