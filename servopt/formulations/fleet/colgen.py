@@ -1,7 +1,8 @@
 """The pattern set of the fleet MILP: full enumeration when it is small, else column generation with a lower bound.
 
 1. **Full enumeration** (:func:`~servopt.formulations.fleet.patterns.enumerate_patterns`, bounds implied by the
-   problem): when it stays within ``problem.enumeration_budget`` contents in all and no user cap cut a content,
+   problem): when it stays within ``problem.enumeration_budget`` contents in all (and a quarter of
+   ``problem.search_time_s``) and no user cap cut a content,
    the set is *complete* (it holds an optimal plan) and the MILP's optimum is the problem's. Its LP relaxation
    is a lower bound.
 2. **Column generation** otherwise: the LP relaxation of the pattern MILP over a growing column set, started from
@@ -86,9 +87,10 @@ def generate(problem: Any) -> Generated:
     patterns: dict[tuple[str, str | None], list[Pattern]] = {}
     truncated = False
     left = problem.enumeration_budget
+    give_up = t0 + problem.search_time_s / 4  # the rest of the time is column generation's
     try:
         for key, space in spaces.items():
-            found, cut = space.search(node_budget=left)
+            found, cut = space.search(node_budget=left, deadline=give_up)
             left -= space.last_nodes
             patterns[key] = pareto(found, space.required)
             truncated |= cut
