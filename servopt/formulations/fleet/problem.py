@@ -5,8 +5,9 @@ plan passes :func:`servopt.formulations.fleet.verify.violations` on the return p
 enumeration cap (``max_instances``, ``max_models`` per GPU/slice) cut feasible contents, an optimal solve of the
 restricted MILP is reported as ``feasible``, not ``optimal``. Without caps the pattern set is complete (bounds
 implied by memory, latency and capacity) or grown by column generation with a proven lower bound
-(:mod:`servopt.formulations.fleet.colgen`); ``enumeration_budget`` (contents enumerated in all), ``pricing_budget`` (contents per pricing search) and
-``search_time_s`` bound that work.
+(:mod:`servopt.formulations.fleet.colgen`); ``enumeration_budget`` (contents enumerated in all),
+``pricing_budget`` (contents per pricing search) and ``search_time_s`` bound that work (an optimal solve over a
+set that may miss the optimum is reported ``feasible`` with its lower bound and gap).
 """
 
 from __future__ import annotations
@@ -158,4 +159,5 @@ class FleetProblem:
             return why
         if gen.truncated:
             return why + " (with the capped pattern set; raise or remove max_instances / max_models)"
-        return why + " among the columns generated (" + "; ".join(gen.notes or ["no proof of infeasibility"]) + ")"
+        return (why + " among the columns generated; this is not a proof that none exists ("
+                + "; ".join(gen.notes or ["column generation did not finish"]) + ")")

@@ -16,9 +16,13 @@ are *implied* by the problem, so they never cut a content an optimal plan needs:
 cut a feasible content is reported (``truncated``) and the plan is then not proven optimal.
 
 :meth:`BinSpace.search` enumerates every feasible content (``weights=None``) or, for column generation, the
-contents of largest value ``Σ_i w_i min(c_i, r_i)`` above a threshold, by branch and bound with a fractional
-knapsack bound over the bin's time (``Σ_i c_i / θ_i <= U``, ``θ_i`` the model's best one-instance throughput,
-``U`` the most GPU-time N co-located instances can use: ``N / (1 + (N - 1)(f_min - 1))``).
+contents of largest value ``Σ_i w_i min(c_i, r_i)`` above a threshold, by branch and bound. Its bound: the
+current items' value (slowdowns only grow) plus, for the models still to come, the least of (a) a fractional
+knapsack over the bin's time (each of N instances runs at least ``1 + (N - 1)(f_min - 1)`` times slower, so
+``Σ_i k_i / s_i <= U = N / (1 + (N - 1)(f_min - 1))``; a model's capacity per unit of time is at most its best
+one-instance throughput among the batches whose latency bound survives that slowdown; the current items keep at
+least ``k_i / S_i``), (b) the same with a Lagrangian price on the instances still allowed (memory, and every
+placed item's largest allowed slowdown ``S_i``), (c) the largest values of that many models.
 """
 
 from __future__ import annotations
@@ -317,7 +321,8 @@ class BinSpace:
             if weights is not None and bound(start, instances, memory) <= floor_value():
                 return
             for j in range(start, len(models)):
-                if weights is not None and j > start and (j - start) % 4 == 0 and bound(j, instances, memory) <= floor_value():
+                if (weights is not None and j > start and (j - start) % 4 == 0
+                        and bound(j, instances, memory) <= floor_value()):
                     break  # the bound only falls with fewer candidates: no content from models[j:] helps
                 i = models[j]
                 for b, _, mem, kmax, slack, th in opts[i]:
