@@ -37,8 +37,19 @@ from servopt.formulations.fleet.space import BinSpace, SearchBudget
 
 __all__ = ["Generated", "generate", "lp_bound", "bin_keys", "gpu_weight"]
 
-#: relative tolerance of the LP's reduced costs and of "the gap is closed"
+#: relative tolerance of "the gap is closed" (and of the phase-1 uncovered share)
 GAP_TOL = 1e-6
+#: reduced costs above -RC_TOL * (largest GPU weight) count as non-negative (the bound pays for it, below)
+RC_TOL = 1e-9
+
+
+def _rc_scale(problem: Any, phase1: bool = False) -> float:
+    return max([1.0] + ([] if phase1 else [gpu_weight(problem, g) for g in problem.gpu_types]))
+
+
+def _max_columns(problem: Any) -> float:
+    """The most columns any plan uses in all: whole GPUs, and at most 7 slices of each profile per GPU."""
+    return float(sum(g.count * (1 + 7 * len(g.mig)) for g in problem.gpu_types))
 
 
 @dataclass
@@ -218,11 +229,11 @@ def _price(problem: Any, spaces: dict, columns: dict, duals: dict, phase1: bool,
     A quick search per bin first (at most :data:`QUICK_NODES` contents); only when none finds a column does the
     exact search (within ``budget`` contents and the deadline, else :class:`SearchBudget`) prove there is none.
     """
-    scale = max([1.0] + [gpu_weight(problem, g) for g in problem.gpu_types if not phase1])
+    scale = _rc_scale(problem, phase1)
     for exact in (False, True):
         added = 0
         for key, space in spaces.items():
-            limit = _threshold(problem, key, duals, phase1) + GAP_TOL * scale
+            limit = _threshold(problem, key, duals, phase1) + RC_TOL * scale
             found, _ = space.search(weights=duals["pi"], threshold=limit, keep=4,
                                     node_budget=budget if exact else QUICK_NODES, deadline=deadline,
                                     stop_quietly=not exact)
@@ -282,7 +293,8 @@ def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
             notes.append(f"column generation stopped at its time limit ({problem.search_time_s:g} s) before the LP "
                          "bound was proven; no lower bound")
         return Generated(columns, "column generation", complete=False, notes=notes)
-    lb = value - GAP_TOL * max(1.0, abs(value))
+    # every column has reduced cost >= -eps: any plan x costs >= value - eps * Σ x_j (Lagrangian bound)
+    lb = value - RC_TOL * _rc_scale(problem) * _max_columns(problem) - 1e-9 * max(1.0, abs(value))
     if capped:
         return Generated(columns, "column generation", complete=False, truncated=True, lower_bound=None,
                          notes=[f"column generation over capped contents ({rounds_note}); the caps may cut "
