@@ -428,3 +428,20 @@ def test_fleet_shared_example_is_proven_optimal_with_mig_and_colocation():
         base = run_policy(p, name)
         assert base.plan is not None and p.verify(base.plan) == []
         assert base.objective > 1.5 * sol.objective
+        # first-fit decreasing packs MIG slices too; the dedicated-GPU policies use whole GPUs only
+        assert any(pl.mig_profile for pl in base.plan.placements) == (name == "fleet_ffd")
+
+
+def test_ffd_packs_mig_slices_and_never_beats_the_optimum():
+    """The contract example: a model that only runs on a 1g.10gb slice is placed there by first-fit decreasing."""
+    import servopt
+    from servopt.policies import run_policy
+
+    p = load()
+    best = servopt.solve(p)
+    base = run_policy(p, "fleet_ffd")
+    assert base.plan is not None and p.verify(base.plan) == [] and base.objective >= best.objective - 1e-9
+    slices = [pl.mig_profile for pl in base.plan.placements if pl.model == "bert"]
+    assert slices and set(slices) == {"1g.10gb"}  # 120 RPS needed, 111.1 per slice: two slices
+    (gpu,) = [g for g in base.plan.gpus if g.mig_layout is not None]
+    assert gpu.mig_layout == ("1g.10gb",) * 7
