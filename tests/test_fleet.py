@@ -445,3 +445,22 @@ def test_ffd_packs_mig_slices_and_never_beats_the_optimum():
     assert slices and set(slices) == {"1g.10gb"}  # 120 RPS needed, 111.1 per slice: two slices
     (gpu,) = [g for g in base.plan.gpus if g.mig_layout is not None]
     assert gpu.mig_layout == ("1g.10gb",) * 7
+
+
+def test_column_generation_without_a_proof_says_so():
+    """A pricing search cut short proves no bound: the plan is feasible, checked, with no lower bound, and says why."""
+    import dataclasses
+    import pathlib
+
+    import servopt
+    from servopt.formulations.registry import load_problem
+
+    p = load_problem(pathlib.Path(__file__).resolve().parents[1] / "examples/fleet_shared.yaml")
+    q = dataclasses.replace(p, enumeration_budget=1, pricing_budget=1)
+    sol = servopt.solve(q)
+    assert q._generated.method == "column generation" and not q._generated.complete
+    assert sol.status.value == "feasible" and sol.plan is not None and q.verify(sol.plan) == []
+    assert not sol.plan.proven_optimal and sol.plan.lower_bound is None and sol.plan.gap is None
+    assert any("no lower bound" in n for n in sol.plan.notes)
+    assert any("not proven optimal" in n for n in sol.plan.notes)
+    assert sol.objective >= servopt.solve(p).objective - 1e-9
