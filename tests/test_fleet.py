@@ -289,8 +289,178 @@ def test_cli_says_why_a_restricted_fleet_plan_is_not_proven(tmp_path, capsys) ->
         for perf in m["performance"].values():
             if "profile" in perf:
                 perf["profile"] = str((examples / perf["profile"]).resolve())
+    data["max_instances"], data["max_models"] = 2, 2  # caps that cut contents this variant needs
     path = tmp_path / "fleet_low.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert main(["solve", str(path)]) == 0
     err = capsys.readouterr().err
     assert "restricted pattern set" in err and "a limit stopped the solver" not in err
+
+
+# -- issue 22, step 1: no caps needed (bounds implied by the problem), column generation, lower bounds -------------
+
+#: seeds whose uncapped brute force takes seconds (many contents per GPU) are left to the capped sweep above
+UNCAPPED_SEEDS = [s for s in range(40) if s not in (5, 20, 29, 38)]
+
+
+def uncapped(seed, **extra):
+    import dataclasses
+
+    return dataclasses.replace(random_problem(seed), max_instances=None, max_models=None, **extra)
+
+
+@pytest.mark.parametrize("seed", UNCAPPED_SEEDS)
+def test_uncapped_enumeration_is_complete_and_matches_brute_force(seed):
+    """Without caps the enumeration stops at bounds implied by memory, latency and capacity: proven optimal."""
+    import servopt
+    from servopt.testing.fleet_oracles import brute_force_fleet
+
+    p = uncapped(seed)
+    expected = brute_force_fleet(p)
+    sol = servopt.solve(p)
+    if expected is None:
+        assert sol.status.value == "infeasible" and sol.plan is None
+        return
+    assert p._generated.method == "enumeration" and p._generated.complete
+    assert sol.status.value == "optimal" and sol.plan.proven_optimal and p.verify(sol.plan) == []
+    assert sol.objective == pytest.approx(float(expected), rel=1e-9, abs=1e-9)
+    assert sol.plan.lower_bound == pytest.approx(sol.objective) and sol.plan.gap == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", UNCAPPED_SEEDS)
+def test_column_generation_matches_brute_force(seed):
+    """An enumeration budget of 1 forces column generation: the LP bound never exceeds the optimum, and a plan
+    called optimal is the brute force's optimum."""
+    import servopt
+    from servopt.testing.fleet_oracles import brute_force_fleet
+
+    p = uncapped(seed, enumeration_budget=1)
+    expected = brute_force_fleet(p)
+    sol = servopt.solve(p)
+    gen = p._generated
+    assert gen.method == "column generation" or all(len(v) <= 1 for v in gen.patterns.values())
+    if expected is None:
+        assert sol.plan is None
+        return
+    assert sol.plan is not None and p.verify(sol.plan) == []
+    assert sol.objective >= float(expected) - 1e-9
+    if p._generated.lower_bound is not None:
+        assert p._generated.lower_bound <= float(expected) + 1e-9
+    if sol.plan.proven_optimal:
+        assert sol.status.value == "optimal" and sol.objective == pytest.approx(float(expected), rel=1e-9)
+    else:
+        assert sol.status.value == "feasible"
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pricing_search_finds_the_best_content(seed):
+    """The branch and bound of the pricing search returns the best value of the full enumeration."""
+    import random
+
+    from servopt.formulations.fleet.colgen import bin_keys
+    from servopt.formulations.fleet.space import BinSpace
+
+    rng = random.Random(seed)
+    p = uncapped(seed)
+    for g, prof, mem in bin_keys(load()) if seed % 4 == 0 else bin_keys(p):
+        q = load() if seed % 4 == 0 else p
+        space = BinSpace(q, g.name, prof, mem)
+        weights = {i: rng.choice([0.0, rng.uniform(0.001, 0.05)]) for i in range(len(q.models))}
+        everything, _ = space.search()
+        best = max([space.value(pat, weights) for pat in everything], default=0.0)
+        top, _ = space.search(weights=weights, threshold=0.0, keep=3)
+        if best <= 0:
+            assert top == []
+        else:
+            assert space.value(top[0], weights) == pytest.approx(best, rel=1e-12)
+        above = [pat for pat in everything if space.value(pat, weights) > best / 2]
+        listed, _ = space.search(weights=weights, threshold=best / 2, zero_weights=True)
+        assert {pat.items for pat in listed} == {pat.items for pat in above}
+
+
+def test_low_rate_variant_is_proven_optimal_without_caps():
+    """The low-rate variant of fleet_mixed co-locates models; uncapped, it is proven optimal (enumeration and
+    column generation agree)."""
+    import dataclasses
+    import pathlib
+
+    import yaml
+
+    import servopt
+    from servopt.formulations.registry import problem_from_mapping
+
+    examples = pathlib.Path(__file__).resolve().parents[1] / "examples"
+    data = yaml.safe_load((examples / "fleet_mixed.yaml").read_text())
+    low = {"roi_classifier": (40, 60.0), "language_id": (60, 20.0), "vit_base": (50, 80.0),
+           "translate_en_de": (20, 300.0), "summarize": (10, 450.0), "t5_small": (30, 100.0)}
+    for m in data["models"]:
+        if m["name"] in low:
+            m["rate_rps"], m["slo_ms"] = low[m["name"]]
+    p = problem_from_mapping(data, examples / "fleet_low.yaml")
+    full = servopt.solve(p)
+    assert full.status.value == "optimal" and full.plan.proven_optimal and p.verify(full.plan) == []
+    assert any(pl.co_located for pl in full.plan.placements)
+    cg = dataclasses.replace(p, enumeration_budget=100)
+    sol = servopt.solve(cg)
+    assert cg._generated.method == "column generation" and sol.status.value == "optimal"
+    assert sol.objective == pytest.approx(full.objective, rel=1e-9)
+    assert cg._generated.lower_bound <= full.objective + 1e-9
+
+
+def test_fleet_shared_example_is_proven_optimal_with_mig_and_colocation():
+    """examples/fleet_shared.yaml: the optimum uses MIG slices and co-located models, is proven optimal (complete
+    pattern set, lower bound = cost) and beats every baseline by more than half its cost."""
+    import pathlib
+
+    import servopt
+    from servopt.formulations.registry import load_problem
+    from servopt.policies import run_policy
+
+    p = load_problem(pathlib.Path(__file__).resolve().parents[1] / "examples/fleet_shared.yaml")
+    assert len(p.models) == 12 and p.max_instances is None and p.max_models is None
+    sol = servopt.solve(p)
+    plan = sol.plan
+    assert sol.status.value == "optimal" and plan.proven_optimal and p.verify(plan) == []
+    assert p._generated.complete and plan.lower_bound == pytest.approx(plan.objective) and plan.gap == 0
+    assert any(pl.mig_profile is not None for pl in plan.placements)
+    assert any(pl.co_located and pl.mig_profile is None for pl in plan.placements)
+    for name in ("fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type"):
+        base = run_policy(p, name)
+        assert base.plan is not None and p.verify(base.plan) == []
+        assert base.objective > 1.5 * sol.objective
+        # first-fit decreasing packs MIG slices too; the dedicated-GPU policies use whole GPUs only
+        assert any(pl.mig_profile for pl in base.plan.placements) == (name == "fleet_ffd")
+
+
+def test_ffd_packs_mig_slices_and_never_beats_the_optimum():
+    """The contract example: a model that only runs on a 1g.10gb slice is placed there by first-fit decreasing."""
+    import servopt
+    from servopt.policies import run_policy
+
+    p = load()
+    best = servopt.solve(p)
+    base = run_policy(p, "fleet_ffd")
+    assert base.plan is not None and p.verify(base.plan) == [] and base.objective >= best.objective - 1e-9
+    slices = [pl.mig_profile for pl in base.plan.placements if pl.model == "bert"]
+    assert slices and set(slices) == {"1g.10gb"}  # 120 RPS needed, 111.1 per slice: two slices
+    (gpu,) = [g for g in base.plan.gpus if g.mig_layout is not None]
+    assert gpu.mig_layout == ("1g.10gb",) * 7
+
+
+def test_column_generation_without_a_proof_says_so():
+    """A pricing search cut short proves no bound: the plan is feasible, checked, with no lower bound, and says why."""
+    import dataclasses
+    import pathlib
+
+    import servopt
+    from servopt.formulations.registry import load_problem
+
+    p = load_problem(pathlib.Path(__file__).resolve().parents[1] / "examples/fleet_shared.yaml")
+    q = dataclasses.replace(p, enumeration_budget=1, pricing_budget=1)
+    sol = servopt.solve(q)
+    assert q._generated.method == "column generation" and not q._generated.complete
+    assert sol.status.value == "feasible" and sol.plan is not None and q.verify(sol.plan) == []
+    assert not sol.plan.proven_optimal and sol.plan.lower_bound is None and sol.plan.gap is None
+    assert any("no lower bound" in n for n in sol.plan.notes)
+    assert any("not proven optimal" in n for n in sol.plan.notes)
+    assert sol.objective >= servopt.solve(p).objective - 1e-9

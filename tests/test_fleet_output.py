@@ -398,24 +398,29 @@ def test_real_server_serves_every_fleet_model_and_verifies_one(tmp_path: Path,
 # the shipped example, through servopt solve --out
 
 
-def _example(tmp_path: Path) -> Path:
+FLEET_EXAMPLES = ("fleet_mixed", "fleet_shared")
+
+
+def _example(tmp_path: Path, name: str = "fleet_mixed") -> Path:
     from servopt.cli import main
 
-    out = tmp_path / "fleet_mixed"
-    assert main(["solve", str(Path(__file__).resolve().parents[1] / "examples" / "fleet_mixed.yaml"), "--out",
+    out = tmp_path / name
+    assert main(["solve", str(Path(__file__).resolve().parents[1] / "examples" / f"{name}.yaml"), "--out",
                  str(out), "--kserve", "--storage-uri", "gs://bucket/fleet", "--triton-backend", "python"]) == 0
     return out
 
 
-def test_example_solves_to_deployable_repositories(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", FLEET_EXAMPLES)
+def test_example_solves_to_deployable_repositories(tmp_path: Path, name: str) -> None:
     from test_kserve import check_documents
 
     import servopt
 
-    out = _example(tmp_path)
+    out = _example(tmp_path, name)
     summary = json.loads((out / "servopt.json").read_text())
     assert summary["problem"] == "fleet" and summary["config_only"] is False
-    problem = servopt.load_problem(Path(__file__).resolve().parents[1] / "examples" / "fleet_mixed.yaml")
+    assert summary["plan"]["proven_optimal"] and summary["plan"]["gap"] == 0
+    problem = servopt.load_problem(Path(__file__).resolve().parents[1] / "examples" / f"{name}.yaml")
     assert {m["fleet_model"] for m in summary["predictions"]["placements"]} == {m.name for m in problem.models}
     routing = json.loads((out / "routing.json").read_text())
     for m in problem.models:
@@ -424,13 +429,14 @@ def test_example_solves_to_deployable_repositories(tmp_path: Path) -> None:
 
 
 @pytest.mark.triton
-def test_example_loads_on_a_real_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", FLEET_EXAMPLES)
+def test_example_loads_on_a_real_server(tmp_path: Path, name: str) -> None:
     import sys
 
     from servopt.testing.triton_env import ensure_env
     from servopt.testing.triton_server import TritonCheckError, check_repositories, find_repositories
 
-    out = _example(tmp_path)
+    out = _example(tmp_path, name)
     repos = find_repositories(out)
     try:
         report = check_repositories(repos, env=ensure_env(), workdir=tmp_path / "server", max_instances=1,
@@ -438,6 +444,36 @@ def test_example_loads_on_a_real_server(tmp_path: Path) -> None:
     except TritonCheckError as exc:
         print(exc.log, file=sys.stderr)
         pytest.fail(str(exc), pytrace=False)
-    print(f"\nfleet_mixed: {report.repositories} repositories, {report.models} models READY={report.ready}, "
+    print(f"\n{name}: {report.repositories} repositories, {report.models} models READY={report.ready}, "
           f"{len(report.inferences)} inferences, up after {report.startup_s:.1f} s, {report.total_s:.1f} s in all")
-    assert report.ready == report.models == len(report.inferences) == len(repos)
+    summary = json.loads((out / "servopt.json").read_text())
+    assert len(repos) == len(summary["repositories"])
+    served = sum(len(r["models"]) for r in summary["repositories"])
+    assert report.ready == report.models == len(report.inferences) == served
+
+
+@pytest.mark.triton
+def test_fleet_shared_colocated_server_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/fleet_shared.yaml: the co-located L4 server (two models on one GPU, each at the slowdown the plan
+    priced in) runs on the CPU tritonserver with plan-timed stand-ins; verify measures both models against their
+    own predictions and rate shares."""
+    from servopt.cli import main
+
+    out = _example(tmp_path, "fleet_shared")
+    summary = json.loads((out / "servopt.json").read_text())
+    shared = [s for s in summary["servers"] if s["role"] == "shared"]
+    assert shared, "the optimum of fleet_shared co-locates models on a whole GPU"
+    repo = out / shared[0]["repository"]
+    capsys.readouterr()
+    code = main(["verify", str(repo), "--start", "--standin", "plan", "--window", "0.8", "--max-windows", "5",
+                 "--stability", "0.25", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    print("\nfleet_shared", shared[0]["repository"], json.dumps(result["models"]), "holds:", result["holds"])
+    assert code == (0 if result["holds"] else 3)
+    placements = [p for p in summary["plan"]["placements"] if p["gpu_type"] == shared[0]["gpu_type"]
+                  and p["gpu_index"] in shared[0]["gpu_indices"]]
+    assert len(result["models"]) == len(placements) >= 2 and all(p["slowdown"] > 1 for p in placements)
+    for m in result["models"]:
+        assert m["expected"]["rate_share_rps"] > 0
+        # the stand-in sleeps the plan's batch latency (after the co-location slowdown)
+        assert 0.5 < m["measured"]["server_compute_ms"] / m["expected"]["batch_latency_ms"] < 3

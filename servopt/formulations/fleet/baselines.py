@@ -1,12 +1,15 @@
-"""Baseline fleet policies (not optimal; whole GPUs only, no MIG): what serving teams do without a planner.
+"""Baseline fleet policies (not optimal): what serving teams do without a planner.
 
 * ``fleet_one_per_gpu``: every model on dedicated GPUs of the type that serves it most cheaply (best batch,
   one instance per GPU), no sharing.
 * ``fleet_cheapest_type``: greedy by price: every model on dedicated GPUs of the cheapest type that can run it
   (next cheapest when that type runs out).
 * ``fleet_ffd``: first-fit decreasing bin packing: models by required capacity, largest first; each instance goes
-  to the first open GPU where it fits (memory, every resident's latency bound with the new slowdowns, and every
-  resident model still covered), else a new GPU of the type with the lowest weight per unit of its capacity.
+  to the first open bin (a whole GPU or a MIG slice) where it fits (memory, every resident's latency bound with
+  the new slowdowns, and every resident model still covered), else a new bin: a whole GPU, or a GPU partitioned
+  into the allowed layout of one profile repeated (e.g. 7 x 1g.10gb), whichever has the lowest weight per unit of
+  the new instance's capacity (a partitioned GPU's weight spread over its slices). The other two use whole GPUs
+  only (dedicated GPUs per model, as without MIG).
 
 Each returns ``(status, plan, message)`` with a plan that passes the exact checker, or ``infeasible``.
 """
@@ -81,67 +84,106 @@ def cheapest_type(problem: Any) -> tuple[Status, Any, str]:
     return _dedicated(problem, lambda i: ranked)
 
 
+def _solo_bin(problem: Any, i: int, gtype: Any, profile: str | None) -> Pattern | None:
+    """The best single-instance pattern of model ``i`` alone on a whole GPU or one slice of ``profile``."""
+    perf = problem.performance(problem.models[i], gtype.name, profile)
+    if perf is None:
+        return None
+    memory = gtype.memory_mb if profile is None else gtype.profile(profile).memory_mb
+    best = None
+    for b in perf.latency_ms:
+        pat = make_pattern(problem, gtype.name, profile, memory, ((i, b, 1),))
+        if pat is not None and (best is None or pat.capacity[0] > best.capacity[0]):
+            best = pat
+    return best
+
+
+def _homogeneous_layouts(gtype: Any) -> list[tuple[str, int]]:
+    """(profile, slices) of the allowed layouts made of one profile only, the most slices of each."""
+    out: dict[str, int] = {}
+    for lay in gtype.layouts:
+        if len(set(lay)) == 1:
+            out[lay[0]] = max(out.get(lay[0], 0), len(lay))
+    return sorted(out.items())
+
+
 def ffd(problem: Any) -> tuple[Status, Any, str]:
     """First-fit decreasing bin packing of single instances (module docstring)."""
     n = len(problem.models)
     need = [problem.required_rps(m) for m in problem.models]
     order = sorted(range(n), key=lambda i: -need[i])
-    open_gpus: list[list] = []  # [type, items, pattern]
+    gpus: list[list] = []  # [type, layout or None]
+    bins: list[list] = []  # [type, profile or None, items, pattern or None, gpu position, slice position]
     left = {g.name: g.count for g in problem.gpu_types}
 
-    def totals(gpus: list) -> list[float]:
+    def totals() -> list[float]:
         cap = [0.0] * n
-        for _, _, pat in gpus:
-            for (i, _, _), c in zip(pat.items, pat.capacity):
-                cap[i] += c
+        for bin_ in bins:
+            if bin_[3] is not None:
+                for (i, _, _), c in zip(bin_[3].items, bin_[3].capacity):
+                    cap[i] += c
         return cap
 
-    def try_add(gpu: list, i: int) -> Pattern | None:
-        g = problem.gpu_type(gpu[0])
-        perf = problem.performance(problem.models[i], g.name)
+    def try_add(bin_: list, i: int) -> Pattern | None:
+        g = problem.gpu_type(bin_[0])
+        perf = problem.performance(problem.models[i], g.name, bin_[1])
         if perf is None:
             return None
+        memory = g.memory_mb if bin_[1] is None else g.profile(bin_[1]).memory_mb
         for b in sorted(perf.latency_ms, reverse=True):
-            items = [it for it in gpu[1] if it[0] != i]
-            k = next((it[2] for it in gpu[1] if it[0] == i), 0) + 1
-            batch_ok = all(it[1] == b for it in gpu[1] if it[0] == i)
-            if not batch_ok:
+            items = [it for it in bin_[2] if it[0] != i]
+            k = next((it[2] for it in bin_[2] if it[0] == i), 0) + 1
+            if not all(it[1] == b for it in bin_[2] if it[0] == i):
                 continue
-            pat = make_pattern(problem, g.name, None, g.memory_mb, tuple(items) + ((i, b, k),))
+            pat = make_pattern(problem, g.name, bin_[1], memory, tuple(items) + ((i, b, k),))
             if pat is not None:
                 return pat
         return None
 
     placed: set[int] = set()
     for i in order:
-        while totals(open_gpus)[i] < need[i] * (1 - 1e-12):
+        while totals()[i] < need[i] * (1 - 1e-12):
             done = False
-            for gpu in open_gpus:
-                pat = try_add(gpu, i)
+            before = totals()
+            for bin_ in bins:
+                pat = try_add(bin_, i)
                 if pat is None:
                     continue
-                trial = [x if x is not gpu else [gpu[0], list(pat.items), pat] for x in open_gpus]
-                caps = totals(trial)
-                if all(caps[j] >= need[j] * (1 - 1e-12) for j in placed) and caps[i] > totals(open_gpus)[i]:
-                    gpu[1], gpu[2] = list(pat.items), pat
+                old = (bin_[2], bin_[3])
+                bin_[2], bin_[3] = list(pat.items), pat
+                caps = totals()
+                if all(caps[j] >= need[j] * (1 - 1e-12) for j in placed) and caps[i] > before[i]:
                     done = True
                     break
+                bin_[2], bin_[3] = old
             if done:
                 continue
-            best = None
+            best = None  # a new whole GPU, or a new GPU partitioned into slices of one profile
             for g in problem.gpu_types:
-                pat = _solo(problem, i, g) if left[g.name] > 0 else None
-                if pat is not None:
-                    score = (gpu_weight(problem, g) / pat.capacity[0], g.name)
-                    if best is None or score < best[0]:
-                        best = (score, g, pat)
+                if left[g.name] <= 0:
+                    continue
+                w = gpu_weight(problem, g)
+                options = [(None, 1)] + _homogeneous_layouts(g)
+                for profile, slices in options:
+                    pat = _solo_bin(problem, i, g, profile)
+                    if pat is not None:
+                        score = (w / (slices * pat.capacity[0]), g.name, profile or "")
+                        if best is None or score < best[0]:
+                            best = (score, g, profile, slices, pat)
             if best is None:
                 return Status.INFEASIBLE, None, f"first-fit decreasing ran out of GPUs for {problem.models[i].name!r}"
-            _, g, pat = best
+            _, g, profile, slices, pat = best
             left[g.name] -= 1
-            open_gpus.append([g.name, list(pat.items), pat])
+            gpus.append([g.name, None if profile is None else (profile,) * slices])
+            for s in range(slices):
+                bins.append([g.name, profile, list(pat.items) if s == 0 else [], pat if s == 0 else None,
+                             len(gpus) - 1, s])
         placed.add(i)
-    return _checked(problem, [(t, None, [(None, pat)]) for t, _, pat in open_gpus])
+    contents = []
+    for pos, (gname, layout) in enumerate(gpus):
+        mine = sorted((b for b in bins if b[4] == pos), key=lambda b: b[5])
+        contents.append((gname, layout, [(b[1], b[3]) for b in mine]))
+    return _checked(problem, contents)
 
 
 #: policy name -> function(problem) -> (status, plan, message)

@@ -36,7 +36,8 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> FleetProblem:
         weights = {k: w.number(k, 0.0, minimum=0.0) for k in ("cost", "gpus")}
         w.done()
     headroom = f.number("headroom", 0.0, minimum=0.0)
-    caps = {"max_instances": f.int("max_instances", 4, minimum=1), "max_models": f.int("max_models", 3, minimum=1)}
+    caps = {"max_instances": f.int("max_instances", None, minimum=1),
+            "max_models": f.int("max_models", None, minimum=1)}
     triton = f.mapping("triton", None)
     quantile = f.raw("latency_quantile", None)  # null: not given
     if quantile is not None:

@@ -1,7 +1,9 @@
 """The exact fleet MILP over patterns (no big-M), its decoder, and the slowdown-aware plan builder.
 
-Bins are whole GPUs of a type and MIG slices of a profile; :mod:`servopt.formulations.fleet.patterns` enumerates
-each bin's Pareto-maximal feasible contents. Variables (all integer, >= 0):
+Bins are whole GPUs of a type and MIG slices of a profile; :mod:`servopt.formulations.fleet.colgen` gives each
+bin's patterns (all Pareto-maximal feasible contents, or those column generation found, with a lower bound).
+Capacities enter the rows clipped at the model's requirement (``min(c, r)``: the same feasible plans, a tighter LP
+relaxation). Variables (all integer, >= 0):
 
 * ``x[p]``: whole GPUs of type t running pattern p;
 * ``z[t, L]``: GPUs of type t partitioned into MIG layout L;
@@ -14,49 +16,38 @@ per model. Objective: Σ_t w_t (Σ_p x[p] + Σ_L z[t,L]) with w_t = price (cost)
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from servopt.exceptions import SolverError
+from servopt.formulations.fleet.colgen import GAP_TOL, Generated, bin_keys, generate, gpu_weight
 from servopt.formulations.fleet.patterns import Pattern, enumerate_patterns, slowdowns
 from servopt.formulations.fleet.types import FleetGpu, FleetPlacement, FleetPlan
 from servopt.model import Model
 
-__all__ = ["bins", "build", "plan_from_gpus", "gpu_weight"]
-
-
-def gpu_weight(problem: Any, gpu: Any) -> float:
-    """The objective weight of one used GPU of type ``gpu``."""
-    if problem.objective == "cost":
-        return gpu.price_per_hour
-    if problem.objective == "gpus":
-        return 1.0
-    return problem.weights["cost"] * gpu.price_per_hour + problem.weights["gpus"]
+__all__ = ["bins", "milp", "build", "plan_from_gpus", "gpu_weight"]
 
 
 def bins(problem: Any) -> tuple[dict[tuple[str, str | None], list[Pattern]], bool]:
-    """Patterns per bin key (type, profile or None), and whether any enumeration cap cut feasible contents."""
+    """Patterns per bin key (type, profile or None) by full enumeration, and whether a user cap cut a content."""
     out: dict[tuple[str, str | None], list[Pattern]] = {}
     truncated = False
-    for g in problem.gpu_types:
-        if g.count == 0:
-            continue
-        keys = [(None, g.memory_mb)] + [(p.profile, p.memory_mb) for p in g.mig]
-        for profile, memory in keys:
-            pats, cut = enumerate_patterns(problem, g.name, profile, memory, max_instances=problem.max_instances,
-                                           max_models=problem.max_models)
-            out[(g.name, profile)] = pats
-            truncated |= cut
+    for g, profile, memory in bin_keys(problem):
+        pats, cut = enumerate_patterns(problem, g.name, profile, memory, max_instances=problem.max_instances,
+                                       max_models=problem.max_models)
+        out[(g.name, profile)] = pats
+        truncated |= cut
     return out, truncated
 
 
-def build(problem: Any) -> tuple[Model, Any, bool]:
-    """The pattern MILP, its decoder, and whether the pattern set was restricted by a cap."""
-    patterns, truncated = bins(problem)
+def milp(problem: Any, patterns: dict[tuple[str, str | None], list[Pattern]]) -> tuple[Model, dict, dict]:
+    """The pattern MILP over ``patterns``, its pattern variables per bin key and layout variables per type."""
     model = Model(f"fleet:{problem.name}")
     n = len(problem.models)
+    required = [problem.required_rps(m) for m in problem.models]
     cover: list[tuple[list[int], list[float]]] = [([], []) for _ in range(n)]
     obj_cols: list[int] = []
     obj_coefs: list[float] = []
@@ -69,13 +60,13 @@ def build(problem: Any) -> tuple[Model, Any, bool]:
         type_cols: list[int] = []
         for key in [(g.name, None)] + [(g.name, p.profile) for p in g.mig]:
             cols = []
-            for j, pat in enumerate(patterns[key]):
+            for j, pat in enumerate(patterns.get(key, [])):
                 ub = g.count if key[1] is None else g.count * 7
                 v = model.add_var(f"x[{key[0]}/{key[1] or 'gpu'}#{j}]", kind="integer", ub=ub).index
                 cols.append(v)
                 for (i, _, _), cap in zip(pat.items, pat.capacity):
                     cover[i][0].append(v)
-                    cover[i][1].append(cap)
+                    cover[i][1].append(min(cap, required[i]))  # beyond the requirement is worth nothing
             x_vars[key] = cols
         for v in x_vars[(g.name, None)]:
             type_cols.append(v)
@@ -97,8 +88,16 @@ def build(problem: Any) -> tuple[Model, Any, bool]:
                               name=f"slices[{g.name}/{p.profile}]")
     for i, m in enumerate(problem.models):
         cols, coefs = cover[i]
-        model.add_row(cols, coefs, lb=problem.required_rps(m), name=f"capacity[{m.name}]")
+        model.add_row(cols, coefs, lb=required[i], name=f"capacity[{m.name}]")
     model.set_objective_arrays(np.asarray(obj_cols, dtype=np.int64), np.asarray(obj_coefs, dtype=float), "min")
+    return model, x_vars, z_vars
+
+
+def build(problem: Any) -> tuple[Model, Any, Generated]:
+    """The pattern MILP, its decoder, and what the pattern set proves (:mod:`servopt.formulations.fleet.colgen`)."""
+    gen = generate(problem)
+    patterns = gen.patterns
+    model, x_vars, z_vars = milp(problem, patterns)
 
     def decode(result: Any) -> FleetPlan:
         values = np.rint(np.asarray(result.values)).astype(int)
@@ -116,9 +115,40 @@ def build(problem: Any) -> tuple[Model, Any, bool]:
                     gpus.append((g.name, lay, slices))
             if any(queues.values()):
                 raise SolverError(f"backend {result.backend!r}: more {g.name} slice patterns than layout slots")
-        return plan_from_gpus(problem, gpus, proven=not truncated)
+        plan = plan_from_gpus(problem, gpus, proven=False)
+        return _with_bound(problem, plan, gen, result)
 
-    return model, decode, truncated
+    return model, decode, gen
+
+
+def _with_bound(problem: Any, plan: FleetPlan, gen: Generated, result: Any) -> FleetPlan:
+    """``plan`` with its lower bound, gap, proof status and the notes saying how they were obtained."""
+    from dataclasses import replace
+
+    from servopt.result import Status
+
+    z = plan.objective
+    lb = gen.lower_bound
+    optimal = result.status is Status.OPTIMAL
+    if gen.complete and result.best_bound is not None and math.isfinite(result.best_bound):
+        lb = max(lb if lb is not None else -math.inf, z if optimal else result.best_bound)
+    if lb is not None and problem.objective == "gpus":
+        lb = math.ceil(lb - 1e-6)  # GPU counts are integers
+    if lb is not None:
+        lb = min(lb, z)
+    gap = None if lb is None else (z - lb) / max(abs(z), 1e-12)
+    proven = (gen.complete and optimal) or (gap is not None and gap <= GAP_TOL)
+    notes = list(plan.notes) + list(gen.notes)
+    if not proven:
+        if gen.truncated:
+            notes.append(f"restricted pattern set (at most {problem.max_instances} instances and "
+                         f"{problem.max_models} models per GPU or slice): the plan is feasible, not proven optimal")
+        elif lb is not None:
+            notes.append(f"lower bound {lb:.6g} ({gen.method}): gap {100 * gap:.4g} %, the plan is feasible, not "
+                         "proven optimal")
+        else:
+            notes.append(f"no lower bound ({gen.method}): the plan is feasible, not proven optimal")
+    return replace(plan, notes=tuple(notes), proven_optimal=proven, lower_bound=lb, gap=gap)
 
 
 def plan_from_gpus(problem: Any, gpus: list, proven: bool = True, notes: tuple[str, ...] = ()) -> FleetPlan:
@@ -160,10 +190,8 @@ def plan_from_gpus(problem: Any, gpus: list, proven: bool = True, notes: tuple[s
     if scaled:
         notes.append("MIG latencies scaled by 7/compute from the whole GPU (no slice profile): "
                      + ", ".join(sorted(scaled)))
-    if not proven:
-        notes.append(f"restricted pattern set (at most {problem.max_instances} instances and {problem.max_models} "
-                     "models per GPU or slice): the plan is feasible, not proven optimal")
     return FleetPlan(tuple(placements), tuple(used), cost, len(used), objective,
                      rates={m.name: m.rate_rps for m in problem.models}, headroom=problem.headroom,
                      notes=tuple(notes), proven_optimal=proven)
+
 

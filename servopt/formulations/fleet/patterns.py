@@ -2,30 +2,21 @@
 
 A pattern is a set of placements ``model -> (batch b, instances k)`` on one bin (a whole GPU of a type, or one
 slice of a MIG profile) that fits the bin's memory and meets every placed model's latency bound with the slowdown
-the pattern itself implies (``Colocation``). Only Pareto-maximal capacity vectors are kept: a pattern whose every
-model capacity is at most another's of the same bin never helps a covering problem (exact pruning). Enumeration is
-capped (``max_instances`` per bin, ``max_models`` per bin); a cap that cut feasible contents is reported
-(``truncated``) and the solve then is not proven optimal.
+the pattern itself implies (``Colocation``). Only Pareto-maximal capacity vectors are kept, capacities clipped at
+each model's requirement: a pattern whose every clipped model capacity is at most another's of the same bin never
+helps a covering problem (exact pruning). The enumeration is finite without caps (bounds implied by memory,
+latency and capacity: :mod:`servopt.formulations.fleet.space`); optional caps (``max_instances``, ``max_models``
+per bin) that cut a feasible content are reported (``truncated``) and the solve then is not proven optimal.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from servopt.formulations.fleet.space import BinSpace, Pattern
 from servopt.formulations.fleet.types import SLO_FACTOR
 
-__all__ = ["Pattern", "slowdowns", "make_pattern", "enumerate_patterns"]
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """One feasible bin content: ``items`` = ((model index, batch, instances), ...) sorted by model index."""
-
-    items: tuple[tuple[int, int, int], ...]
-    capacity: tuple[float, ...]   # per item, RPS after slowdown
-    slowdown: tuple[float, ...]
-    memory_mb: float
+__all__ = ["Pattern", "slowdowns", "make_pattern", "enumerate_patterns", "pareto"]
 
 
 def slowdowns(problem: Any, gpu: str, items: tuple[tuple[int, int, int], ...]) -> list[tuple[float, str]]:
@@ -66,84 +57,41 @@ def make_pattern(problem: Any, gpu: str, profile: str | None, memory_mb: float,
     return Pattern(items, tuple(caps), tuple(sds), mem)
 
 
-def enumerate_patterns(problem: Any, gpu: str, profile: str | None, memory_mb: float, *, max_instances: int = 4,
-                       max_models: int = 3) -> tuple[list[Pattern], bool]:
-    """The Pareto-maximal patterns of one bin, and whether a cap cut feasible contents."""
-    options = []  # (model index, batch, latency, mem per instance)
-    for i, m in enumerate(problem.models):
-        perf = problem.performance(m, gpu, profile)
-        if perf is None:
-            continue
-        for b, lat in perf.latency_ms.items():
-            if SLO_FACTOR[m.slo] * lat <= m.slo_ms and perf.memory(b) <= memory_mb:
-                options.append((i, b, lat, perf.memory(b)))
-    by_model: dict[int, list[tuple[int, float, float]]] = {}
-    for i, b, lat, mem in options:
-        by_model.setdefault(i, []).append((b, lat, mem))
-    models = sorted(by_model)
-    found: list[Pattern] = []
+def enumerate_patterns(problem: Any, gpu: str, profile: str | None, memory_mb: float, *,
+                       max_instances: int | None = None, max_models: int | None = None,
+                       node_budget: int | None = None) -> tuple[list[Pattern], bool]:
+    """The Pareto-maximal patterns of one bin, and whether a user cap cut feasible contents.
 
-    def feasible(items: tuple[tuple[int, int, int], ...]) -> Pattern | None:
-        sd = slowdowns(problem, gpu, items)
-        caps = []
-        for (i, b, k), (s, _) in zip(items, sd):
-            m = problem.models[i]
-            lat = problem.performance(m, gpu, profile).latency_ms[b]
-            if SLO_FACTOR[m.slo] * lat * s > m.slo_ms:
-                return None
-            caps.append(k * 1000.0 * b / (lat * s))
-        mem = sum(problem.performance(problem.models[i], gpu, profile).memory(b, k) for i, b, k in items)
-        return Pattern(items, tuple(caps), tuple(s for s, _ in sd), mem)
-
-    def grow(start: int, items: tuple, instances: int, memory: float) -> None:
-        for j in range(start, len(models)):
-            i = models[j]
-            for b, _, mem in by_model[i]:
-                for k in range(1, max_instances - instances + 1):
-                    if memory + k * mem > memory_mb:
-                        break
-                    new = items + ((i, b, k),)
-                    pat = feasible(new)
-                    if pat is None:
-                        break  # more instances only slow every placement down further (factors >= 1)
-                    found.append(pat)
-                    if len(new) < max_models:
-                        grow(j + 1, new, instances + k, memory + k * mem)
-
-    def extendable(pat: Pattern) -> bool:
-        """Whether one more instance fits (then the caps cut feasible contents; slowdowns only grow with more)."""
-        present = {i: n for n, (i, _, _) in enumerate(pat.items)}
-        for i in models:
-            if i in present:
-                n = present[i]
-                _, b, k = pat.items[n]
-                trials = [pat.items[:n] + ((i, b, k + 1),) + pat.items[n + 1:]]
-            else:
-                trials = [tuple(sorted(pat.items + ((i, b, 1),))) for b, _, _ in by_model[i]]
-            for items in trials:
-                mem = sum(problem.performance(problem.models[a], gpu, profile).memory(bb, kk) for a, bb, kk in items)
-                if mem <= memory_mb and feasible(items) is not None:
-                    return True
-        return False
-
-    grow(0, (), 0, 0.0)
-    truncated = any((sum(k for _, _, k in p.items) >= max_instances or len(p.items) >= max_models) and extendable(p)
-                    for p in found)
-    return _pareto(found, len(problem.models)), truncated
+    Without caps the set is complete (every content an optimal plan needs, up to dominance; bounds in
+    :mod:`servopt.formulations.fleet.space`). Raises :class:`~servopt.formulations.fleet.space.SearchBudget` past
+    ``node_budget`` feasible contents.
+    """
+    space = BinSpace(problem, gpu, profile, memory_mb, max_instances=max_instances, max_models=max_models)
+    found, truncated = space.search(node_budget=node_budget)
+    return pareto(found, space.required), truncated
 
 
-def _pareto(patterns: list[Pattern], n: int) -> list[Pattern]:
+def pareto(patterns: list[Pattern], required: list[float]) -> list[Pattern]:
+    """The patterns no other dominates, capacities clipped at each model's requirement (exact for covering).
+
+    Capacity beyond ``required[i]`` on one bin never helps model ``i`` (the bin alone covers it), so comparing
+    ``min(c_i, r_i)`` keeps every pattern an optimal plan needs; of equal vectors the first is kept.
+    """
     vectors = []
     for p in patterns:
-        v = [0.0] * n
+        v: dict[int, float] = {}
         for (i, _, _), c in zip(p.items, p.capacity):
-            v[i] += c
+            v[i] = v.get(i, 0.0) + min(c, required[i])
         vectors.append(v)
-    order = sorted(range(len(patterns)), key=lambda j: -sum(vectors[j]))
+    order = sorted(range(len(patterns)), key=lambda j: (-len(vectors[j]), -sum(vectors[j].values()), j))
     kept: list[int] = []
+    by_model: dict[int, list[int]] = {}
     for j in order:
         vj = vectors[j]
-        if any(all(a >= b for a, b in zip(vectors[q], vj)) for q in kept):
+        first = min(vj, key=lambda i: len(by_model.get(i, ())))
+        if any(all(vectors[q].get(i, 0.0) >= c for i, c in vj.items()) for q in by_model.get(first, ())):
             continue
         kept.append(j)
+        for i in vj:
+            by_model.setdefault(i, []).append(j)
     return [patterns[j] for j in sorted(kept)]

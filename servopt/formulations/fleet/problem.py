@@ -3,7 +3,11 @@
 :meth:`FleetProblem.build` gives the exact pattern MILP (:mod:`servopt.formulations.fleet.formulation`); every
 plan passes :func:`servopt.formulations.fleet.verify.violations` on the return path of ``servopt.solve``. When an
 enumeration cap (``max_instances``, ``max_models`` per GPU/slice) cut feasible contents, an optimal solve of the
-restricted MILP is reported as ``feasible``, not ``optimal``.
+restricted MILP is reported as ``feasible``, not ``optimal``. Without caps the pattern set is complete (bounds
+implied by memory, latency and capacity) or grown by column generation with a proven lower bound
+(:mod:`servopt.formulations.fleet.colgen`); ``enumeration_budget`` (contents enumerated in all),
+``pricing_budget`` (contents per pricing search) and ``search_time_s`` bound that work (an optimal solve over a
+set that may miss the optimum is reported ``feasible`` with its lower bound and gap).
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ class FleetProblem:
     name: str = "fleet"
     triton: Mapping[str, Any] | None = None
     source: Path | None = None
-    max_instances: int = 4
-    max_models: int = 3
+    max_instances: int | None = None
+    max_models: int | None = None
+    enumeration_budget: int = 50_000
+    pricing_budget: int = 1_000_000
+    search_time_s: float = 60.0
     #: the margin planned on with ``latency_quantile:`` (:func:`servopt.performance.uncertainty.margin_record`)
     latency_margin: Mapping[str, Any] | None = field(default=None, compare=False)
 
@@ -85,8 +92,12 @@ class FleetProblem:
         object.__setattr__(self, "gpu_types", gpus)
         from servopt.fields import as_int
 
-        as_int(self.max_instances, "max_instances", minimum=1)
-        as_int(self.max_models, "max_models", minimum=1)
+        for key in ("max_instances", "max_models"):
+            if getattr(self, key) is not None:
+                as_int(getattr(self, key), key, minimum=1)
+        as_int(self.enumeration_budget, "enumeration_budget", minimum=1)
+        as_int(self.pricing_budget, "pricing_budget", minimum=1)
+        as_number(self.search_time_s, "search_time_s", positive=True)
 
     def gpu_type(self, name: str) -> GpuType:
         """The GPU type called ``name``."""
@@ -118,16 +129,16 @@ class FleetProblem:
         return model.rate_rps * (1 + self.headroom)
 
     def build(self) -> tuple[Any, Any]:
-        """The pattern MILP and its decoder."""
+        """The pattern MILP and its decoder (the pattern set: :mod:`servopt.formulations.fleet.colgen`)."""
         from servopt.formulations.fleet.formulation import build
 
-        model, decode, truncated = build(self)
-        object.__setattr__(self, "_truncated", truncated)
+        model, decode, generated = build(self)
+        object.__setattr__(self, "_generated", generated)
         return model, decode
 
     def refine(self, plan: Any, result: Any, solve_model: Any) -> tuple[Any, Any]:
-        """An optimal solve over a capped pattern set proves nothing: report it as feasible."""
-        if getattr(self, "_truncated", False):
+        """An optimal solve over a pattern set that may miss the optimum proves nothing: report it as feasible."""
+        if not plan.proven_optimal:
             from dataclasses import replace
 
             from servopt.result import Status
@@ -143,6 +154,12 @@ class FleetProblem:
 
     def explain_infeasible(self) -> str:
         """Why no plan exists (or was found)."""
-        return ("no fleet plan covers every model's rate * (1 + headroom) within the GPU counts, memory and "
-                "latency SLOs" + ("" if not getattr(self, "_truncated", False) else
-                                  " (with the capped pattern set; raise max_instances / max_models)"))
+        gen = getattr(self, "_generated", None)
+        why = ("no fleet plan covers every model's rate * (1 + headroom) within the GPU counts, memory and "
+               "latency SLOs")
+        if gen is None or gen.infeasible or (gen.complete and not gen.truncated):
+            return why
+        if gen.truncated:
+            return why + " (with the capped pattern set; raise or remove max_instances / max_models)"
+        return (why + " among the columns generated; this is not a proof that none exists ("
+                + "; ".join(gen.notes or ["column generation did not finish"]) + ")")

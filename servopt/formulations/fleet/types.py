@@ -273,7 +273,9 @@ class FleetPlan:
     """A fleet plan: every placement, every used GPU, and the objective recomputed from them.
 
     ``proven_optimal`` is False when the plan came from a restricted pattern set or a heuristic; ``notes`` says
-    which assumptions were used (default slowdowns, scaled MIG latencies, pattern caps).
+    which assumptions were used (default slowdowns, scaled MIG latencies, pattern caps). ``lower_bound`` is a
+    proven lower bound on the optimal objective (None when none was proven) and ``gap`` the relative gap
+    ``(objective - lower_bound) / objective``.
     """
 
     placements: tuple[FleetPlacement, ...]
@@ -285,6 +287,8 @@ class FleetPlan:
     headroom: float = 0.0
     notes: tuple[str, ...] = ()
     proven_optimal: bool = True
+    lower_bound: float | None = None
+    gap: float | None = None
 
     def capacity(self) -> dict[str, float]:
         """Model -> total capacity (RPS) over its placements."""
@@ -317,6 +321,8 @@ class FleetPlan:
             "gpu_count": self.gpu_count,
             "objective": self.objective,
             "proven_optimal": self.proven_optimal,
+            "lower_bound": self.lower_bound,
+            "gap": self.gap,
             "gpus": [g.to_dict() for g in self.gpus],
             "placements": [p.to_dict() for p in self.placements],
             "predictions": self.predictions(),
@@ -332,6 +338,7 @@ class FleetPlan:
         text = format_table(("model", "gpu_type", "gpu", "mig", "slice", "batch", "inst", "capacity_rps",
                              "latency_ms", "slowdown", "source", "co_located"), rows)
         lines = [text, f"GPUs {self.gpu_count}; cost {self.cost_per_hour:.6g}/h; objective {self.objective:.6g}"
-                 + ("" if self.proven_optimal else " (not proven optimal)")]
+                 + ("" if self.proven_optimal else " (not proven optimal)")
+                 + ("" if self.lower_bound is None else f"; lower bound {self.lower_bound:.6g}")]
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
