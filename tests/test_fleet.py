@@ -464,3 +464,13 @@ def test_column_generation_without_a_proof_says_so():
     assert any("no lower bound" in n for n in sol.plan.notes)
     assert any("not proven optimal" in n for n in sol.plan.notes)
     assert sol.objective >= servopt.solve(p).objective - 1e-9
+
+
+def test_search_time_s_is_a_file_key_validated_by_name():
+    data = copy.deepcopy(BASE)
+    data["search_time_s"] = 5
+    assert problem_from_mapping(data, "fleet.yaml").search_time_s == 5
+    assert problem_from_mapping(copy.deepcopy(BASE), "fleet.yaml").search_time_s == 60.0
+    data["search_time_s"] = -1
+    with pytest.raises(ValidationError, match="fleet.yaml.*search_time_s"):
+        problem_from_mapping(data, "fleet.yaml")

@@ -37,7 +37,8 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> FleetProblem:
         w.done()
     headroom = f.number("headroom", 0.0, minimum=0.0)
     caps = {"max_instances": f.int("max_instances", None, minimum=1),
-            "max_models": f.int("max_models", None, minimum=1)}
+            "max_models": f.int("max_models", None, minimum=1),
+            "search_time_s": f.number("search_time_s", 60.0, positive=True)}
     triton = f.mapping("triton", None)
     quantile = f.raw("latency_quantile", None)  # null: not given
     if quantile is not None:
