@@ -293,18 +293,12 @@ class VerifyReport:
         import matplotlib.pyplot as plt
 
         names = [f"{c.expected.repository}/{c.expected.model}" for c in self.checks]
-        x = range(len(names))
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, (title, pred, meas) in zip(axes, [
+        bar_pairs(axes, names, [
             ("throughput (items/s)", [c.expected.throughput_rps for c in self.checks],
              [c.measured.throughput_rps for c in self.checks]),
             ("batch latency (ms)", [c.expected.batch_latency_ms for c in self.checks],
-             [c.batch_latency_ms for c in self.checks])]):
-            ax.bar([i - 0.2 for i in x], pred, width=0.4, label="predicted")
-            ax.bar([i + 0.2 for i in x], meas, width=0.4, label="measured")
-            ax.set_xticks(list(x), names, rotation=20, ha="right")
-            ax.set_title(title)
-            ax.legend()
+             [c.batch_latency_ms for c in self.checks])])
         fig.suptitle(f"{self.problem}: plan {'holds' if self.holds else 'does not hold'} within "
                      f"{self.tolerance:.0%}")
         fig.tight_layout()
@@ -415,3 +409,14 @@ def backend_of(config_path: Path) -> str | None:
     return {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch",
             "tensorflow_savedmodel": "tensorflow", "tensorflow_graphdef": "tensorflow"}.get(platform.group(1),
                                                                                           platform.group(1))
+
+
+def bar_pairs(axes: Any, names: list[str], panels: list[tuple[str, list[float], list[float]]]) -> None:
+    """One panel per (title, predicted, measured): predicted and measured bars side by side per model."""
+    x = range(len(names))
+    for ax, (title, pred, meas) in zip(axes, panels):
+        ax.bar([i - 0.2 for i in x], pred, width=0.4, label="predicted")
+        ax.bar([i + 0.2 for i in x], meas, width=0.4, label="measured")
+        ax.set_xticks(list(x), names, rotation=20, ha="right")
+        ax.set_title(title)
+        ax.legend()

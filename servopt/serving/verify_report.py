@@ -143,18 +143,13 @@ class RateReport:
 
         panels = 3 if self.windows else 2
         fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
-        names = [c.expected.model for c in self.checks]
-        x = range(len(names))
-        for ax, (title, pred, meas) in zip(axes, [
+        from servopt.serving.verify import bar_pairs
+
+        bar_pairs(axes, [c.expected.model for c in self.checks], [
             ("batch latency (ms)", [c.expected.batch_latency_ms or math.nan for c in self.checks],
              [c.batch_latency_ms for c in self.checks]),
             ("capacity (items/s)", [c.expected.capacity_rps for c in self.checks],
-             [c.capacity_rps for c in self.checks])]):
-            ax.bar([i - 0.2 for i in x], pred, width=0.4, label="predicted")
-            ax.bar([i + 0.2 for i in x], meas, width=0.4, label="measured")
-            ax.set_xticks(list(x), names, rotation=20, ha="right")
-            ax.set_title(title)
-            ax.legend()
+             [c.capacity_rps for c in self.checks])])
         if self.windows:
             ax = axes[2]
             k = range(len(self.windows))
