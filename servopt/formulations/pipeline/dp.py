@@ -44,6 +44,8 @@ import numpy as np
 
 from servopt.exceptions import SolverError
 from servopt.formulations.ties import tie_tolerance
+from servopt.formulations.pipeline.mckp import solve_mckp
+from servopt.formulations.pipeline.parametric import solve_product
 from servopt.formulations.pipeline.types import PipelinePlan, latency_limit
 from servopt.result import SolveParams, Status
 
@@ -118,12 +120,23 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         min_suffix[k] = min_suffix[k + 1] + float(stages[k].w.min())
     if min_suffix[0] > limit:
         return Status.INFEASIBLE, None, ""
+    alpha = problem.alpha if product else 0.0
+    status, known, known_value = _fast(stages, limit, product and alpha > 0, alpha, deadline)
+    if status == "infeasible":
+        return Status.INFEASIBLE, None, ""
+    if status == "timeout":
+        return _finish(problem, opts, known, Status.FEASIBLE,
+                       f"time limit {params.time_limit_s:g} s reached: the plan is the best one found, not proven "
+                       "optimal")
+    if not stable:
+        return _finish(problem, opts, known, Status.OPTIMAL, "")
+    # prefer_stable: the fewest changes among the plans that tie the optimum known_value (the DP below, floored
+    # at that value)
 
     # products of the least / most accurate options of all stages but one (dominance inside a stage), and of
     # every suffix (dominance between partial states)
     lo = np.array([float(s.a.min()) for s in stages]) if product else np.ones(n)
     hi = np.array([float(s.a.max()) for s in stages]) if product else np.ones(n)
-    alpha = problem.alpha if product else 0.0
     for k, s in enumerate(stages):
         if product:
             others_lo = float(np.prod(np.delete(lo, k)))
@@ -141,6 +154,9 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     best_value = _objective(problem, stages, incumbent, product)
     if product and alpha > 0:
         incumbent, best_value = _product_incumbent(problem, stages, min_suffix, limit, incumbent, best_value)
+    incumbent = [int(s.index[p]) for s, p in zip(stages, incumbent)]  # option indices from here on
+    if known_value > best_value:
+        incumbent, best_value = known, known_value
     floor = best_value - _PRUNE_RTOL * max(1.0, abs(best_value))
     # a plan that beats the incumbent has α Π a >= floor − (LP bound on Σ v), i.e. a product of at least p_min:
     # completions with a smaller suffix product R need not be compared (tightens the product dominance)
@@ -158,7 +174,7 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     trail: list[tuple[np.ndarray, np.ndarray]] = []
     for k, s in enumerate(stages):
         if deadline is not None and time.perf_counter() > deadline:
-            return _finish(problem, opts, stages, incumbent, Status.FEASIBLE,
+            return _finish(problem, opts, incumbent, Status.FEASIBLE,
                            f"time limit {params.time_limit_s:g} s reached in stage {k + 1} of {n}: the plan is "
                            "the greedy incumbent, not proven optimal")
         width = s.w.size
@@ -196,19 +212,19 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         flat = flat[keep]
         trail.append((flat // width, flat % width))  # (parent state, option)
         if not W.size:  # nothing beats the incumbent (which is then optimal)
-            return _finish(problem, opts, stages, incumbent, Status.OPTIMAL, "")
+            return _finish(problem, opts, incumbent, Status.OPTIMAL, "")
 
     total = V + alpha * A if product else V
     top = float(total.max())
     if top < best_value:  # float noise: the incumbent is optimal
-        return _finish(problem, opts, stages, incumbent, Status.OPTIMAL, "")
+        return _finish(problem, opts, incumbent, Status.OPTIMAL, "")
     candidates = np.flatnonzero(total >= top - tie_tolerance(top)) if stable else np.array([int(np.argmax(total))])
     state = int(candidates[np.argmin(C[candidates])]) if stable else int(candidates[0])
     picks = []
     for parent, option in reversed(trail):
         picks.append(int(option[state]))
         state = int(parent[state])
-    return _finish(problem, opts, stages, picks[::-1], Status.OPTIMAL, "")
+    return _finish(problem, opts, [int(s.index[p]) for s, p in zip(stages, picks[::-1])], Status.OPTIMAL, "")
 
 
 def _product_front(w: np.ndarray, v: np.ndarray, a: np.ndarray, c: np.ndarray | None, alpha: float,
@@ -344,12 +360,26 @@ def _objective(problem: Any, stages: list[_Stage], picks: list[int], product: bo
     return value
 
 
-def _finish(problem: Any, opts: Any, stages: list[_Stage], picks: list[int], status: Status,
+def _fast(stages: list[_Stage], limit: float, product: bool, alpha: float,
+          deadline: float | None) -> tuple[str, list[int] | None, float]:
+    """The optimum without ``prefer_stable``: a knapsack (:mod:`.mckp`) or, for ``product``, the parametric search
+    (:mod:`.parametric`). Returns (status, option indices, objective)."""
+    weights, values = [s.w for s in stages], [s.v for s in stages]
+    if product:
+        status, picks, value = solve_product(weights, values, [s.a for s in stages], alpha, limit, deadline)
+    else:
+        result = solve_mckp(weights, values, limit, deadline=deadline)
+        status, picks, value = result.status, result.picks, result.value
+    if picks is None:
+        return status, None, -np.inf
+    return status, [int(s.index[p]) for s, p in zip(stages, picks)], value
+
+
+def _finish(problem: Any, opts: Any, options: list[int], status: Status,
             message: str) -> tuple[Status, PipelinePlan, str]:
-    """Evaluate the chosen options into a plan (its objective recomputed from the plan)."""
+    """Evaluate the chosen options (indices into ``opts``) into a plan (its objective recomputed from the plan)."""
     pairs = []
-    for stage, s, p in zip(problem.stages, stages, picks):
-        o = int(s.index[p])
+    for stage, o in zip(problem.stages, options):
         pairs.append((stage.variants[int(opts.variant[o])].name, int(opts.batch_size[o])))
     plan = problem.evaluate(pairs)
     if plan is None:
