@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MckpResult", "solve_mckp", "PRUNE_RTOL"]
+__all__ = ["Knapsack", "MckpResult", "solve_mckp", "PRUNE_RTOL"]
 
 #: relative slack on every bound test: a choice is dropped only when its bound is below the floor by more than this
 PRUNE_RTOL = 1e-7
@@ -58,14 +58,55 @@ class _Flat:
     v: np.ndarray
 
 
-def _fronts(weights: list[np.ndarray], values: list[np.ndarray]) -> _Flat:
-    """Each stage's (w, v) Pareto front (w ascending, v strictly rising), all stages concatenated."""
-    sizes = np.array([w.size for w in weights])
-    stage = np.repeat(np.arange(len(weights)), sizes)
-    pos = np.concatenate([np.arange(n) for n in sizes])
-    w, v = np.concatenate(weights), np.concatenate(values)
-    order = np.lexsort((-v, w, stage))
-    return _front_of_sorted(_Flat(stage[order], pos[order], w[order], v[order]))
+class Knapsack:
+    """The weights and capacity of a knapsack, prepared once for solves with different values (:meth:`solve`).
+
+    Options that cannot fit even with every other stage at its lightest option are dropped here, and the rest are
+    sorted by stage and weight once.
+    """
+
+    def __init__(self, weights: list[np.ndarray], limit: float) -> None:
+        self.n = n = len(weights)
+        self.limit = float(limit)
+        sizes = np.array([w.size for w in weights])
+        mins = np.array([float(w.min()) for w in weights])
+        self.feasible = bool(mins.sum() <= limit)
+        stage = np.repeat(np.arange(n), sizes)
+        pos = np.arange(stage.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        w = np.concatenate(weights)
+        fits = w <= limit - (mins.sum() - mins[stage])
+        fits[np.cumsum(sizes) - sizes + np.array([int(np.argmin(x)) for x in weights])] = True  # one per stage
+        order = np.flatnonzero(fits)[np.lexsort((w[fits], stage[fits]))]
+        self.gidx = order  # index into the concatenated values
+        self.stage, self.pos, self.w = stage[order], pos[order], w[order]
+        counts = np.bincount(self.stage, minlength=n)
+        self.col = np.arange(order.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.width = int(counts.max())
+        same = np.zeros(order.size, dtype=bool)
+        same[1:] = (self.stage[1:] == self.stage[:-1]) & (self.w[1:] == self.w[:-1])
+        self.ties = bool(same.any())
+        self.inner = self.col > 0
+
+    def front(self, values: list[np.ndarray]) -> _Flat:
+        """Each stage's (w, v) Pareto front for these values (w ascending, v strictly rising)."""
+        v = np.concatenate(values)[self.gidx]
+        stage, pos, w = self.stage, self.pos, self.w
+        if self.ties:  # equal weights: the best value first
+            order = np.lexsort((-v, w, stage))
+            stage, pos, w, v = stage[order], pos[order], w[order], v[order]
+        grid = np.full((self.n, self.width), -np.inf)
+        grid[stage, self.col] = v
+        best = np.maximum.accumulate(grid, axis=1)
+        before = np.full(v.size, -np.inf)
+        before[self.inner] = best[stage[self.inner], self.col[self.inner] - 1]
+        keep = v > before
+        return _Flat(stage[keep], pos[keep], w[keep], v[keep])
+
+    def solve(self, values: list[np.ndarray], floor: float = -np.inf, deadline: float | None = None) -> MckpResult:
+        """Maximise Σ v subject to Σ w <= limit for these values (see :func:`solve_mckp`)."""
+        if not self.feasible:
+            return MckpResult("infeasible", None, -np.inf)
+        return _solve(self.front(values), self.n, self.limit, floor, deadline)
 
 
 def _hull(f: _Flat) -> np.ndarray:
@@ -74,10 +115,12 @@ def _hull(f: _Flat) -> np.ndarray:
     alive = np.ones(n, dtype=bool)
     idx = np.arange(n)
     while True:
-        prev = np.maximum.accumulate(np.where(alive, idx, -1))
-        prev = np.r_[-1, prev[:-1]]
-        nxt = np.minimum.accumulate(np.where(alive, idx, n)[::-1])[::-1]
-        nxt = np.r_[nxt[1:], n]
+        prev = np.empty(n, dtype=np.int64)
+        prev[0] = -1
+        np.maximum.accumulate(np.where(alive, idx, -1)[:-1], out=prev[1:])
+        nxt = np.empty(n, dtype=np.int64)
+        nxt[-1] = n
+        nxt[:-1] = np.minimum.accumulate(np.where(alive, idx, n)[:0:-1])[::-1]
         inner = alive & (prev >= 0) & (nxt < n)
         at = np.flatnonzero(inner)
         p, q = prev[at], nxt[at]
@@ -106,7 +149,8 @@ class _Lp:
 def _lp(f: _Flat, n_stages: int) -> _Lp:
     hull = _hull(f)
     hs = f.stage[hull]
-    first = np.r_[True, hs[1:] != hs[:-1]]
+    first = np.ones(hs.size, dtype=bool)
+    first[1:] = hs[1:] != hs[:-1]
     base_at = hull[first]
     step = ~first
     ends = hull[step]
@@ -209,8 +253,10 @@ def solve_mckp(weights: list[np.ndarray], values: list[np.ndarray], limit: float
     >>> r.status, r.picks, r.value
     ('optimal', [0, 2], 7.0)
     """
-    n = len(weights)
-    f = _fronts(weights, values)
+    return Knapsack(weights, limit).solve(values, floor, deadline)
+
+
+def _solve(f: _Flat, n: int, limit: float, floor: float, deadline: float | None) -> MckpResult:
     lp = _lp(f, n)
     if float(lp.base_w.sum()) > limit:
         return MckpResult("infeasible", None, -np.inf)
@@ -218,21 +264,34 @@ def solve_mckp(weights: list[np.ndarray], values: list[np.ndarray], limit: float
     inc_value = float(f.v[inc].sum())
     target = max(inc_value, floor)
     tol = PRUNE_RTOL * max(1.0, abs(target))
-    if inc_value >= floor - tol and float(lp.base_w.sum() + lp.seg_dw.sum()) <= limit:
+    below = MckpResult("below", None, -np.inf)
+    reached = inc_value >= floor - tol
+    if reached and float(lp.base_w.sum() + lp.seg_dw.sum()) <= limit:
         return _result("optimal", f, inc, inc_value)  # every stage's best option fits together
-    keep = _fix(f, lp, limit, target - tol)
-    counts = np.bincount(f.stage[keep], minlength=n)
-    if not counts.all():
-        return _result("optimal", f, inc, inc_value) if inc_value >= floor - tol else MckpResult("below", None, -np.inf)
-    g = _Flat(f.stage[keep], f.pos[keep], f.w[keep], f.v[keep])
-    picks = _dp(g, n, counts, limit, target - tol, deadline)
-    if picks is None:  # the deadline passed
-        return _result("timeout", f, inc, inc_value) if inc_value >= floor - tol else MckpResult("below", None, -np.inf)
-    if isinstance(picks, str) or float(g.v[picks].sum()) < inc_value:
-        if inc_value >= floor - tol:
-            return _result("optimal", f, inc, inc_value)
-        return MckpResult("below", None, -np.inf)
-    return _result("optimal", g, picks, float(g.v[picks].sum()))
+    # floors rising towards the LP bound first: the DP with floor F finds the optimum whenever it is worth F, and
+    # keeps far fewer states than with the incumbent's floor (the optimum is usually close to the LP bound)
+    low = target - tol
+    gap = _lp_value(lp, limit) - low
+    floors = [low + gap * (1 - 0.25**e) for e in (2, 1)] if gap > 4 * tol else []
+    for floor_k in floors + [low]:
+        keep = _fix(f, lp, limit, floor_k)
+        counts = np.bincount(f.stage[keep], minlength=n)
+        if not counts.all():  # no choice reaches floor_k
+            continue
+        g = _Flat(f.stage[keep], f.pos[keep], f.w[keep], f.v[keep])
+        picks = _dp(g, n, counts, limit, floor_k, deadline)
+        if picks is None:  # the deadline passed
+            return _result("timeout", f, inc, inc_value)
+        if not isinstance(picks, str) and float(g.v[picks].sum()) >= inc_value:
+            return _result("optimal", g, picks, float(g.v[picks].sum()))
+    return _result("optimal", f, inc, inc_value) if reached else below
+
+
+def _lp_value(lp: _Lp, limit: float) -> float:
+    """The LP relaxation's optimum at capacity ``limit`` (an upper bound on every choice)."""
+    xw = np.concatenate(([0.0], np.cumsum(lp.seg_dw)))
+    xv = np.concatenate(([0.0], np.cumsum(lp.seg_dv)))
+    return float(lp.base_v.sum() + np.interp(limit - lp.base_w.sum(), xw, xv))
 
 
 def _result(status: str, f: _Flat, picks: np.ndarray, value: float) -> MckpResult:
@@ -244,24 +303,35 @@ def _result(status: str, f: _Flat, picks: np.ndarray, value: float) -> MckpResul
 def _dp(g: _Flat, n: int, counts: np.ndarray, limit: float, floor: float,
         deadline: float | None) -> np.ndarray | str | None:
     """Step 3 over the surviving options ``g``: flat indices of the best choice, "none" when no state reaches the
-    floor, None past the deadline."""
-    order = np.argsort(counts, kind="stable")  # stages by number of survivors
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    # the LP bound of every suffix (in DP order) over the survivors
-    f = _Flat(rank[g.stage], np.arange(g.stage.size), g.w, g.v)
-    resort = np.lexsort((-f.v, f.w, f.stage))
-    f = _Flat(f.stage[resort], f.pos[resort], f.w[resort], f.v[resort])
-    lp = _lp(f, n)  # survivors of a front are a front
-    xw, xv = _curves(lp, lp.seg_stage[None, :] >= np.arange(n + 1)[:, None], n + 1)
-    suffix_w = np.r_[np.cumsum(lp.base_w[::-1])[::-1], 0.0]
-    suffix_v = np.r_[np.cumsum(lp.base_v[::-1])[::-1], 0.0]
-    bounds = np.searchsorted(f.stage, np.arange(n + 1))
+    floor, None past the deadline. Stages with one survivor are fixed; the others go by number of survivors."""
+    fixed = counts[g.stage] == 1
+    picks = np.empty(n, dtype=np.int64)
+    picks[g.stage[fixed]] = np.flatnonzero(fixed)
+    free = np.flatnonzero(~fixed)
+    if not free.size:  # one survivor per stage: the choice, if it fits and reaches the floor
+        return picks if g.w[picks].sum() <= limit and g.v[picks].sum() >= floor else "none"
+    w0, v0 = float(g.w[fixed].sum()), float(g.v[fixed].sum())
+    moving = np.flatnonzero(counts > 1)
+    m = moving.size
+    order = moving[np.argsort(counts[moving], kind="stable")]
+    rank = np.full(n, -1, dtype=np.int64)
+    rank[order] = np.arange(m)
+    # the LP bound of every suffix (in DP order) over the survivors; f.pos: index into g
+    st = rank[g.stage[free]]
+    resort = np.lexsort((g.w[free], st))
+    f = _Flat(st[resort], free[resort], g.w[free][resort], g.v[free][resort])
+    lp = _lp(f, m)  # survivors of a front are a front
+    xw, xv = _curves(lp, lp.seg_stage[None, :] >= np.arange(m + 1)[:, None], m + 1)
+    suffix_w = np.zeros(m + 1)
+    suffix_v = np.zeros(m + 1)
+    suffix_w[:m] = np.cumsum(lp.base_w[::-1])[::-1]
+    suffix_v[:m] = np.cumsum(lp.base_v[::-1])[::-1]
+    bounds = np.searchsorted(f.stage, np.arange(m + 1))
 
-    W = np.zeros(1)
-    V = np.zeros(1)
+    W = np.array([w0])
+    V = np.array([v0])
     trail: list[tuple[np.ndarray, np.ndarray]] = []
-    for k in range(n):
+    for k in range(m):
         if deadline is not None and time.perf_counter() > deadline:
             return None
         opt = f.pos[bounds[k]:bounds[k + 1]]  # indices into g
@@ -278,30 +348,15 @@ def _dp(g: _Flat, n: int, counts: np.ndarray, limit: float, floor: float,
         w, v = w[flat], v[flat]
         srt = np.lexsort((-v, w))
         vs = v[srt]
-        best = np.r_[-np.inf, np.maximum.accumulate(vs)[:-1]]
+        best = np.empty(vs.size)
+        best[0] = -np.inf
+        np.maximum.accumulate(vs[:-1], out=best[1:])
         keep = srt[vs > best]
         W, V = w[keep], v[keep]
         flat = flat[keep]
         trail.append((flat // width, opt[flat % width]))
     state = int(np.argmax(V))
-    picks = np.empty(n, dtype=np.int64)
     for parent, option in reversed(trail):
         picks[g.stage[option[state]]] = option[state]
         state = int(parent[state])
     return picks
-
-
-def _front_of_sorted(f: _Flat) -> _Flat:
-    """The (w, v) front of each stage of ``f`` (already sorted by stage, w, then v descending)."""
-    n = int(f.stage.max()) + 1 if f.stage.size else 0
-    sizes = np.bincount(f.stage, minlength=n)
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    col = np.arange(f.stage.size) - starts[f.stage]
-    grid = np.full((n, int(sizes.max())), -np.inf)
-    grid[f.stage, col] = f.v
-    best = np.maximum.accumulate(grid, axis=1)
-    before = np.full(f.stage.size, -np.inf)
-    inner = col > 0
-    before[inner] = best[f.stage[inner], col[inner] - 1]
-    keep = f.v > before
-    return _Flat(f.stage[keep], f.pos[keep], f.w[keep], f.v[keep])

@@ -11,7 +11,7 @@ or A (θ = +∞, g_V = 0). The maximisers of such a linear function form a face 
 hull of S; F is convex along an edge, so one of the edge's end points is at least as good as x*. **An optimal choice
 is therefore among the supported vertices of the upper-right hull of S**, and each of those maximises θ A + V for
 some θ in [0, +∞]: a multiple-choice knapsack with option values θ log a_o + v_o
-(:func:`~servopt.formulations.pipeline.mckp.solve_mckp`).
+(:class:`~servopt.formulations.pipeline.mckp.Knapsack`).
 
 **Dichotomic search (Aneja-Nair).** Solve the two extremes: p maximising V (θ = 0) and q maximising A (θ = +∞).
 For adjacent found vertices p (more V) and q (more A) with parameters θ_p < θ_q, the parameter θ of the chord pq
@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from servopt.formulations.pipeline.mckp import solve_mckp
+from servopt.formulations.pipeline.mckp import Knapsack
 from servopt.formulations.ties import tie_tolerance
 
 __all__ = ["solve_product"]
@@ -77,7 +77,8 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
     ('optimal', [1, 0], 4.0)
     """
     n = len(weights)
-    first = solve_mckp(weights, values, limit, deadline=deadline)
+    full = Knapsack(weights, limit)
+    first = full.solve(values, deadline=deadline)
     if first.status == "infeasible":
         return "infeasible", None, -math.inf
 
@@ -92,7 +93,8 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
     keep = [np.flatnonzero(a > 0) for a in accuracies]
     if any(not k.size for k in keep):
         return "optimal", best_picks, best
-    ws = [w[k] for w, k in zip(weights, keep)]
+    positive = all(k.size == a.size for k, a in zip(keep, accuracies))
+    knapsack = full if positive else Knapsack([w[k] for w, k in zip(weights, keep)], limit)
     vs = [v[k] for v, k in zip(values, keep)]
     gs = [np.log(a[k]) for a, k in zip(accuracies, keep)]
 
@@ -106,7 +108,7 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
         if value > best:
             best, best_picks = value, glob
 
-    top_a = solve_mckp(ws, gs, limit, deadline=deadline)
+    top_a = knapsack.solve(gs, deadline=deadline)
     if top_a.status == "infeasible":  # only choices with a zero accuracy fit
         return "optimal", best_picks, best
     if top_a.status == "timeout":
@@ -115,7 +117,7 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
     if all(accuracies[s][first.picks[s]] > 0 for s in range(n)):  # the θ = 0 optimum is in the search's set
         p_pt = point([int(np.searchsorted(keep[s], first.picks[s])) for s in range(n)])
     else:
-        top_v = solve_mckp(ws, vs, limit, deadline=deadline)
+        top_v = knapsack.solve(vs, deadline=deadline)
         if top_v.status == "timeout":
             return "timeout", best_picks, best
         p_pt = point(top_v.picks)
@@ -153,7 +155,7 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
         theta = (vp - vq) / (aq - ap)
         chord = theta * ap + vp
         values_t = [theta * g + v for g, v in zip(gs, vs)]
-        found = solve_mckp(ws, values_t, limit, floor=chord, deadline=deadline)
+        found = knapsack.solve(values_t, floor=chord, deadline=deadline)
         if found.status == "timeout":
             return "timeout", best_picks, best
         if found.status != "optimal" or found.value <= chord + _CHORD_RTOL * max(1.0, abs(chord)):
