@@ -87,9 +87,9 @@ class Knapsack:
         self.ties = bool(same.any())
         self.inner = self.col > 0
 
-    def front(self, values: list[np.ndarray]) -> _Flat:
+    def front(self, values: list[np.ndarray] | np.ndarray) -> _Flat:
         """Each stage's (w, v) Pareto front for these values (w ascending, v strictly rising)."""
-        v = np.concatenate(values)[self.gidx]
+        v = (values if isinstance(values, np.ndarray) else np.concatenate(values))[self.gidx]
         stage, pos, w = self.stage, self.pos, self.w
         if self.ties:  # equal weights: the best value first
             order = np.lexsort((-v, w, stage))
@@ -102,8 +102,12 @@ class Knapsack:
         keep = v > before
         return _Flat(stage[keep], pos[keep], w[keep], v[keep])
 
-    def solve(self, values: list[np.ndarray], floor: float = -np.inf, deadline: float | None = None) -> MckpResult:
-        """Maximise Σ v subject to Σ w <= limit for these values (see :func:`solve_mckp`)."""
+    def solve(self, values: list[np.ndarray] | np.ndarray, floor: float = -np.inf,
+              deadline: float | None = None) -> MckpResult:
+        """Maximise Σ v subject to Σ w <= limit for these values (see :func:`solve_mckp`).
+
+        ``values`` is one array per stage, or all stages' values concatenated in stage order.
+        """
         if not self.feasible:
             return MckpResult("infeasible", None, -np.inf)
         return _solve(self.front(values), self.n, self.limit, floor, deadline)
@@ -211,8 +215,8 @@ def _curves(lp: _Lp, rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndar
     return xw, xv
 
 
-def _fix(f: _Flat, lp: _Lp, limit: float, floor: float) -> np.ndarray:
-    """Bound fixing: which front options can be part of a choice worth at least ``floor`` (step 2)."""
+def _option_bounds(f: _Flat, lp: _Lp, limit: float) -> np.ndarray:
+    """Bound fixing (step 2): per front option, an upper bound on every choice that uses it (-inf: cannot fit)."""
     n = lp.base_w.size
     xw, xv = _curves(lp, lp.seg_stage[None, :] != np.arange(n)[:, None], n)
     others_w = lp.base_w.sum() - lp.base_w
@@ -223,7 +227,7 @@ def _fix(f: _Flat, lp: _Lp, limit: float, floor: float) -> np.ndarray:
     for s in range(n):
         lo, hi = bounds[s], bounds[s + 1]
         ub[lo:hi] = f.v[lo:hi] + others_v[s] + np.interp(cap[lo:hi], xw[s], xv[s])
-    return (cap >= 0) & (ub >= floor)
+    return np.where(cap >= 0, ub, -np.inf)
 
 
 def solve_mckp(weights: list[np.ndarray], values: list[np.ndarray], limit: float, floor: float = -np.inf,
@@ -273,8 +277,9 @@ def _solve(f: _Flat, n: int, limit: float, floor: float, deadline: float | None)
     low = target - tol
     gap = _lp_value(lp, limit) - low
     floors = [low + gap * (1 - 0.25**e) for e in (2, 1)] if gap > 4 * tol else []
+    bounds = _option_bounds(f, lp, limit)
     for floor_k in floors + [low]:
-        keep = _fix(f, lp, limit, floor_k)
+        keep = bounds >= floor_k
         counts = np.bincount(f.stage[keep], minlength=n)
         if not counts.all():  # no choice reaches floor_k
             continue

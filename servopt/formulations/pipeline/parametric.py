@@ -108,7 +108,8 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
         if value > best:
             best, best_picks = value, glob
 
-    top_a = knapsack.solve(gs, deadline=deadline)
+    g_flat, v_flat = np.concatenate(gs), np.concatenate(vs)
+    top_a = knapsack.solve(g_flat, deadline=deadline)
     if top_a.status == "infeasible":  # only choices with a zero accuracy fit
         return "optimal", best_picks, best
     if top_a.status == "timeout":
@@ -154,7 +155,7 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
             continue  # q is at least as good as p in both: nothing lies strictly between
         theta = (vp - vq) / (aq - ap)
         chord = theta * ap + vp
-        values_t = [theta * g + v for g, v in zip(gs, vs)]
+        values_t = theta * g_flat + v_flat
         found = knapsack.solve(values_t, floor=chord, deadline=deadline)
         if found.status == "timeout":
             return "timeout", best_picks, best
