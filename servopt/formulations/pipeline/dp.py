@@ -44,8 +44,8 @@ import numpy as np
 
 from servopt.exceptions import SolverError
 from servopt.formulations.ties import tie_tolerance
-from servopt.formulations.pipeline.mckp import solve_mckp
-from servopt.formulations.pipeline.parametric import solve_product
+from servopt.formulations.pipeline.mckp import Knapsack, solve_mckp
+from servopt.formulations.pipeline.parametric import product_bounds, solve_product
 from servopt.formulations.pipeline.types import PipelinePlan, latency_limit
 from servopt.result import SolveParams, Status
 
@@ -121,7 +121,8 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     if min_suffix[0] > limit:
         return Status.INFEASIBLE, None, ""
     alpha = problem.alpha if product else 0.0
-    status, known, known_value = _fast(stages, limit, product and alpha > 0, alpha, deadline)
+    thetas: list[float] = []
+    status, known, known_value = _fast(stages, limit, product and alpha > 0, alpha, deadline, thetas)
     if status == "infeasible":
         return Status.INFEASIBLE, None, ""
     if status == "timeout":
@@ -130,8 +131,11 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
                        "optimal")
     if not stable:
         return _finish(problem, opts, known, Status.OPTIMAL, "")
-    # prefer_stable: the fewest changes among the plans that tie the optimum known_value (the DP below, floored
-    # at that value)
+    # prefer_stable: the fewest changes among the plans that tie the optimum known_value: the DP below, floored
+    # at that value, over the options that can be part of such a plan
+    stages = _tie_options(stages, limit, product and alpha > 0, alpha, thetas, known_value)
+    for k in range(n - 1, -1, -1):
+        min_suffix[k] = min_suffix[k + 1] + float(stages[k].w.min())
 
     # products of the least / most accurate options of all stages but one (dominance inside a stage), and of
     # every suffix (dominance between partial states)
@@ -360,13 +364,35 @@ def _objective(problem: Any, stages: list[_Stage], picks: list[int], product: bo
     return value
 
 
-def _fast(stages: list[_Stage], limit: float, product: bool, alpha: float,
-          deadline: float | None) -> tuple[str, list[int] | None, float]:
-    """The optimum without ``prefer_stable``: a knapsack (:mod:`.mckp`) or, for ``product``, the parametric search
-    (:mod:`.parametric`). Returns (status, option indices, objective)."""
+def _tie_options(stages: list[_Stage], limit: float, product: bool, alpha: float, thetas: list[float],
+                 optimum: float) -> list[_Stage]:
+    """The stages cut to the options whose bound (:meth:`.mckp.Knapsack.option_bounds`, or for ``product``
+    :func:`.parametric.product_bounds`) reaches the optimum less the tie and pruning tolerances: every plan that
+    ties the optimum keeps all its options. Unchanged for ``product`` with a zero accuracy."""
     weights, values = [s.w for s in stages], [s.v for s in stages]
     if product:
-        status, picks, value = solve_product(weights, values, [s.a for s in stages], alpha, limit, deadline)
+        if any((s.a <= 0).any() for s in stages):
+            return stages
+        bound = product_bounds(weights, values, [s.a for s in stages], alpha, limit, thetas)
+    else:
+        bound = Knapsack(weights, limit).option_bounds(values)
+    floor = optimum - tie_tolerance(optimum) - _PRUNE_RTOL * max(1.0, abs(optimum))
+    out, start = [], 0
+    for s in stages:
+        keep = bound[start:start + s.w.size] >= floor
+        start += s.w.size
+        out.append(_Stage(s.index[keep], s.w[keep], s.v[keep], s.a[keep], s.c[keep]))
+    return out
+
+
+def _fast(stages: list[_Stage], limit: float, product: bool, alpha: float, deadline: float | None,
+          thetas: list[float] | None = None) -> tuple[str, list[int] | None, float]:
+    """The optimum without ``prefer_stable``: a knapsack (:mod:`.mckp`) or, for ``product``, the parametric search
+    (:mod:`.parametric`, which appends its parameters to ``thetas``). Returns (status, option indices, objective)."""
+    weights, values = [s.w for s in stages], [s.v for s in stages]
+    if product:
+        status, picks, value = solve_product(weights, values, [s.a for s in stages], alpha, limit, deadline,
+                                             thetas)
     else:
         result = solve_mckp(weights, values, limit, deadline=deadline)
         status, picks, value = result.status, result.picks, result.value

@@ -86,6 +86,7 @@ class Knapsack:
         same[1:] = (self.stage[1:] == self.stage[:-1]) & (self.w[1:] == self.w[:-1])
         self.ties = bool(same.any())
         self.inner = self.col > 0
+        self.size = int(sizes.sum())
 
     def front(self, values: list[np.ndarray] | np.ndarray) -> _Flat:
         """Each stage's (w, v) Pareto front for these values (w ascending, v strictly rising)."""
@@ -101,6 +102,17 @@ class Knapsack:
         before[self.inner] = best[stage[self.inner], self.col[self.inner] - 1]
         keep = v > before
         return _Flat(stage[keep], pos[keep], w[keep], v[keep])
+
+    def option_bounds(self, values: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Per option (stages' options concatenated), an upper bound on Σ v over the choices that use it and fit
+        (-inf when none fits): v_o + UB_{-s}(limit − w_o), the bound fixing of step 2."""
+        out = np.full(self.size, -np.inf)
+        if not self.feasible:
+            return out
+        v = values if isinstance(values, np.ndarray) else np.concatenate(values)
+        lp = _lp(self.front(v), self.n)
+        out[self.gidx] = _option_bounds(_Flat(self.stage, self.pos, self.w, v[self.gidx]), lp, self.limit)
+        return out
 
     def solve(self, values: list[np.ndarray] | np.ndarray, floor: float = -np.inf,
               deadline: float | None = None) -> MckpResult:

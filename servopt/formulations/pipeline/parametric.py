@@ -43,14 +43,15 @@ import numpy as np
 from servopt.formulations.pipeline.mckp import Knapsack
 from servopt.formulations.ties import tie_tolerance
 
-__all__ = ["solve_product"]
+__all__ = ["solve_product", "product_bounds"]
 
 #: relative tolerance of the chord test (a point must beat the chord by more than this to count as a new vertex)
 _CHORD_RTOL = 1e-10
 
 
 def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracies: list[np.ndarray],
-                  alpha: float, limit: float, deadline: float | None = None) -> tuple[str, list[int] | None, float]:
+                  alpha: float, limit: float, deadline: float | None = None,
+                  thetas: list[float] | None = None) -> tuple[str, list[int] | None, float]:
     """Maximise α Π a + Σ v subject to Σ w <= ``limit``, one option per stage (exact; module docstring).
 
     Parameters
@@ -62,6 +63,8 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
     limit : float
     deadline : float, optional
         A ``time.perf_counter()`` value; past it the best choice found is returned with status ``timeout``.
+    thetas : list, optional
+        When given, the finite parameters θ of the knapsacks solved are appended (for :func:`product_bounds`).
 
     Returns
     -------
@@ -123,6 +126,8 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
             return "timeout", best_picks, best
         p_pt = point(top_v.picks)
     q_pt = point(top_a.picks)
+    if thetas is not None:
+        thetas.append(0.0)
     consider(p_pt[2])
     consider(q_pt[2])
 
@@ -154,6 +159,8 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
         if aq - ap <= 1e-12 * max(1.0, abs(ap)) or vp - vq <= 0:
             continue  # q is at least as good as p in both: nothing lies strictly between
         theta = (vp - vq) / (aq - ap)
+        if thetas is not None:
+            thetas.append(theta)
         chord = theta * ap + vp
         values_t = theta * g_flat + v_flat
         found = knapsack.solve(values_t, floor=chord, deadline=deadline)
@@ -171,3 +178,37 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
                 tick += 1
                 heapq.heappush(heap, (-c, tick, a_end, b_end, ta, tb))
     return "optimal", best_picks, best
+
+
+def product_bounds(weights: list[np.ndarray], values: list[np.ndarray], accuracies: list[np.ndarray],
+                   alpha: float, limit: float, thetas: list[float], most: int = 8) -> np.ndarray:
+    """Per option (stages' options concatenated), an upper bound on α Π a + Σ v over the choices that use it.
+
+    Every accuracy must be positive. For each θ of ``thetas`` (at most ``most`` of them, spread over their sorted
+    list) and θ = +∞, the knapsack bound fixing gives U_θ(o) >= θ A + V and A <= A_max(o) for every choice using
+    option o: the choice's (A, V) lies in the polygon below those lines, and F = α e^A + V, increasing and convex
+    along each edge, is at most its largest value at the polygon's upper-right vertices (pairwise intersections of
+    the lines, and the lines at A = A_max(o)). -inf where no choice using o fits.
+    """
+    knapsack = Knapsack(weights, limit)
+    g, v = np.concatenate([np.log(a) for a in accuracies]), np.concatenate(values)
+    ts = np.unique(np.r_[0.0, np.asarray(thetas, dtype=float)])  # θ = 0 bounds V where the polygon runs left
+    if ts.size > most:
+        ts = ts[np.unique(np.linspace(0, ts.size - 1, most).round().astype(np.int64))]
+    upper = np.array([knapsack.option_bounds(t * g + v) for t in ts])  # (lines, options)
+    a_max = knapsack.option_bounds(g)
+    fits = np.isfinite(a_max) & np.isfinite(upper).all(axis=0)
+    out = np.full(g.size, -np.inf)
+    if not fits.any():
+        return out
+    upper, a_max = upper[:, fits], a_max[fits]
+    candidates = [a_max]
+    for i in range(ts.size):
+        for j in range(i + 1, ts.size):
+            candidates.append(np.minimum(a_max, (upper[i] - upper[j]) / (ts[i] - ts[j])))
+    best = np.full(a_max.size, -np.inf)
+    for a in candidates:
+        line = (upper - ts[:, None] * a).min(axis=0)  # the highest V the polygon allows at A = a
+        best = np.maximum(best, alpha * np.exp(a) + line)
+    out[fits] = best
+    return out
