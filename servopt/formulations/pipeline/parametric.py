@@ -77,7 +77,7 @@ def solve_product(weights: list[np.ndarray], values: list[np.ndarray], accuracie
     >>> v = [np.array([0.0, -1.0]), np.array([0.0, -1.0])]
     >>> a = [np.array([0.5, 1.0]), np.array([0.5, 1.0])]
     >>> solve_product(w, v, a, alpha=10.0, limit=3.0)
-    ('optimal', [1, 0], 4.0)
+    ('optimal', [0, 1], 4.0)
     """
     n = len(weights)
     full = Knapsack(weights, limit)
