@@ -14,7 +14,8 @@ Usage::
     python benchmarks/bench_tail.py [--instances 500] [--sizes 9x9x7,50x20x3,50x50x3,50x50x7] [--quick]
 
 Writes ``tail.csv`` (one row per instance) and ``tail_summary.csv`` (per size and objective: instances, median,
-p99, max, slowest seed, largest CPU time) and ``tail.png`` under ``--out`` (default benchmarks/results); prints the summary.
+p99, max, slowest seed, largest CPU time) and ``tail.png`` under ``--out`` (default benchmarks/results); prints the
+summary.
 """
 
 from __future__ import annotations

@@ -1,36 +1,39 @@
-"""An exact special-purpose algorithm for ``pipeline`` (SPEC §4.4): Pareto dynamic programming with LP bounds.
+"""The exact special-purpose algorithm for ``pipeline`` (SPEC §4.4): knapsack bounds, a parametric search, Pareto DP.
 
 With the optimal replicas n* = ceil(λ / h) of every (stage, variant, batch) option (see
-:mod:`servopt.formulations.pipeline.problem`), the pipeline is a multiple-choice knapsack: choose one option o per stage,
-with weight w_o = l_o + q_o (latency plus queueing delay, ms) and value v_o, so that Σ w_o <= SLA.
+:mod:`servopt.formulations.pipeline.problem`), the pipeline is a multiple-choice knapsack: choose one option o per
+stage, with weight w_o = l_o + q_o (latency plus queueing delay, ms) and value v_o, so that Σ w_o <= SLA.
 
-The algorithm (``servopt.solve(problem, "dp")``; the default backend of ``pipeline``):
+``servopt.solve(problem, "dp")`` (the default backend of ``pipeline``) finds the optimum by objective:
 
-1. **Dominance pruning of options.** In each stage, drop an option when another is no slower, no worse in value,
-   (``product``) no less accurate in the sense below, and (with ``prefer_stable``) changes no more.
-2. **Bounds.** For every suffix of stages, the LP relaxation of the remaining knapsack as a function of the
-   latency left, r -> UB_k(r): the stages' upper convex hulls of (w, v), merged by slope (Dyer-Zemel). A greedy
-   fill of the same hulls gives a feasible incumbent (a lower bound).
-3. **Forward DP over stages on Pareto fronts.** A state is a partial choice (W = Σ w, V = Σ v, ...). Merging a
-   stage adds its options to every state; states that cannot meet the SLA (W + fastest suffix > SLA) or cannot
-   beat the incumbent (V + UB_{k+1}(SLA − W) < incumbent) are dropped, and of the rest only the non-dominated
-   ones are kept: lower W and higher V are better.
+* ``sum`` / ``average``: the objective Σ v is the knapsack's: :func:`~servopt.formulations.pipeline.mckp.solve_mckp`
+  (LP bounds, bound fixing of every option against the incumbent, a Pareto DP over the few options left).
+* ``product``: α Π a + Σ v is convex and increasing in (Σ log a, Σ v), so an optimal plan is a supported vertex of
+  the plans' (Σ log a, Σ v) hull; :func:`~servopt.formulations.pipeline.parametric.solve_product` finds the
+  vertices that can matter by a dichotomic search over knapsacks with values θ log a + v, pruning with the
+  triangle between adjacent vertices (the proof is in that module's docstring).
+* ``prefer_stable`` with a current deployment: the fewest variant/batch changes among the plans that tie the
+  optimum (the MILP path's lexicographic second solve, done in one pass). The optimum z* comes from the two
+  paths above; options whose bound (the knapsack's bound fixing, or for ``product`` the polygon bound of
+  :func:`~servopt.formulations.pipeline.parametric.product_bounds`) is below z* are dropped, and the Pareto DP
+  below runs over the rest, floored at z*, with the number of changes C as one more criterion:
 
-Every step removes only states with no better completion than a kept one, so the best final state is optimal
-(status ``optimal``). Objectives:
+  1. **Dominance pruning of options.** In each stage, drop an option when another is no slower, no worse in
+     value, (``product``) no less accurate in the sense below, and changes no more.
+  2. **Bounds.** For every suffix of stages, the LP relaxation of the remaining knapsack as a function of the
+     latency left, r -> UB_k(r): the stages' upper convex hulls of (w, v), merged by slope (Dyer-Zemel).
+  3. **Forward DP over stages on Pareto fronts.** A state is a partial choice (W = Σ w, V = Σ v, ...). Merging a
+     stage adds its options to every state; states that cannot meet the SLA (W + fastest suffix > SLA) or cannot
+     reach the floor (V + UB_{k+1}(SLA − W) < z*, less a tolerance) are dropped, and of the rest only the
+     non-dominated ones are kept: lower W, higher V and fewer C are better. With ``product`` a partial state with
+     accuracy product A is completed by a suffix whose product R lies in [R_lo, R_hi]; the difference between two
+     states' completed objectives is linear in R, so states are compared on (W, α A R_lo + V, α A R_hi + V).
 
-* ``sum`` / ``average``: V is the whole objective; states are compared on (W, V).
-* ``product``: the objective α Π_s a_s + Σ_s v_s is not additive. A partial state with accuracy product A is
-  completed by a suffix whose product R lies in [R_lo, R_hi] (products of the suffix's least and most accurate
-  options); the difference between two states' completed objectives is linear in R, so state i is at least as
-  good as j for every completion when it is at both ends: states are compared on (W, α A R_lo + V, α A R_hi + V).
-  This is exact, with no surrogate.
-* ``prefer_stable`` with a current deployment: the number of variant/batch changes C is one more criterion
-  (fewer is better), and the plan is, among the plans within the tie tolerance of the optimum, one with the
-  fewest changes (the MILP path's lexicographic second solve, done in one pass).
+  The plan is, among the final states within the tie tolerance of the optimum, one with the fewest changes.
 
-``time_limit_s`` is honoured between stages: when it runs out the incumbent is returned with status
-``feasible``. The MILP path (any solver backend) stays available for cross-checks.
+Every step removes only choices with no better completion than a kept one, so the plan is optimal (status
+``optimal``). ``time_limit_s`` is honoured between knapsack solves and DP stages: when it runs out the best plan
+found is returned with status ``feasible``. The MILP path (any solver backend) stays available for cross-checks.
 """
 
 from __future__ import annotations
