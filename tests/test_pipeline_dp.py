@@ -370,3 +370,42 @@ def test_more_product_and_stable_pipelines_equal_brute_force(seed):
     assert close(plan.objective, expected[0]), (plan.objective, expected)
     if problem.prefer_stable and problem.current:
         assert plan.changes == expected[1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dp_equals_milp_on_product_with_prefer_stable(seed):
+    base = adversarial(200 + seed, stages=5, variants=5)
+    current = {s.name: (s.variants[(seed + i) % len(s.variants)].name, 2) for i, s in enumerate(base.stages)}
+    problem = base.update(current=current, prefer_stable=True)
+    milp = servopt.solve(problem, "highs")
+    dp = servopt.solve(problem, "dp")
+    assert dp.status is milp.status
+    if milp.status is Status.OPTIMAL:
+        assert close(dp.objective, milp.objective), (dp.objective, milp.objective)
+        assert dp.plan.changes == milp.plan.changes and check_pipeline_plan(problem, dp.plan) == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dp_equals_milp_on_adversarial_sum_pipelines(seed):
+    # every variant on the latency/accuracy front, 12 stages (far beyond enumeration), a tight SLA
+    rng = np.random.default_rng(300 + seed)
+    stages = []
+    fastest = 0.0
+    for s in range(12):
+        lo = float(rng.uniform(20, 80))
+        lat = np.sort(rng.uniform(lo, lo * 6, 6))
+        lat[0] = lo
+        accs = np.sort(rng.uniform(0.4, 0.95, 6)) + 1e-7 * np.arange(6)
+        variants = [StageVariant(f"v{m}", round(float(accs[m]), 7), float(rng.choice([1, 2, 4])),
+                                 [BatchProfile(b, round(float(lat[m]) * b**0.8, 3)) for b in (1, 2, 4)])
+                    for m in range(6)]
+        stages.append(Stage(f"s{s}", variants))
+        fastest += lo
+    problem = Pipeline(workload_rps=float(rng.uniform(5, 40)), sla_ms=round(fastest * float(rng.uniform(1.05, 2.5)), 3),
+                       stages=stages, alpha=float(rng.choice([2.0, 10.0, 100.0])), beta=0.1, delta=1e-6,
+                       accuracy="sum", normalize="none", max_replicas=50)
+    milp = servopt.solve(problem, "highs")
+    dp = servopt.solve(problem, "dp")
+    assert dp.status is milp.status
+    if milp.status is Status.OPTIMAL:
+        assert close(dp.objective, milp.objective), (dp.objective, milp.objective)
