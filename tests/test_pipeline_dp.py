@@ -16,8 +16,8 @@ from servopt.policies import run_policy
 from servopt.testing.oracles import check_pipeline_plan, exhaustive_pipeline, random_pipeline
 from servopt.formulations.pipeline.problem import BatchProfile, Pipeline, Stage, StageVariant
 from servopt.formulations.pipeline.dp import pareto_mask, solve_dp
-from servopt.formulations.pipeline.mckp import solve_mckp
-from servopt.formulations.pipeline.parametric import solve_product
+from servopt.formulations.pipeline.mckp import Knapsack, solve_mckp
+from servopt.formulations.pipeline.parametric import product_bounds, solve_product
 from servopt.result import SolveParams, Status
 
 N_BRUTE = 400
@@ -409,3 +409,29 @@ def test_dp_equals_milp_on_adversarial_sum_pipelines(seed):
     assert dp.status is milp.status
     if milp.status is Status.OPTIMAL:
         assert close(dp.objective, milp.objective), (dp.objective, milp.objective)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_option_bounds_are_upper_bounds_on_every_choice_using_the_option(seed):
+    weights, values, limit, rng = random_choices(seed)
+    accuracies = [np.round(rng.uniform(0.5, 1.0, w.size), 3) for w in weights]
+    alpha = float(rng.choice([0.5, 10.0, 1000.0]))
+    status, _, _ = solve_product(weights, values, accuracies, alpha, limit, thetas=(thetas := []))
+    sums = Knapsack(weights, limit).option_bounds(values)
+    products = product_bounds(weights, values, accuracies, alpha, limit, thetas) if status == "optimal" else None
+    starts = np.cumsum([0] + [w.size for w in weights])
+    best_sum = np.full(starts[-1], -np.inf)
+    best_product = np.full(starts[-1], -np.inf)
+    for choice in itertools.product(*[range(w.size) for w in weights]):
+        if sum(w[c] for w, c in zip(weights, choice)) > limit:
+            continue
+        v = sum(x[c] for x, c in zip(values, choice))
+        f = v + alpha * float(np.prod([a[c] for a, c in zip(accuracies, choice)]))
+        for s, c in enumerate(choice):
+            best_sum[starts[s] + c] = max(best_sum[starts[s] + c], v)
+            best_product[starts[s] + c] = max(best_product[starts[s] + c], f)
+    slack = 1e-9 * np.maximum(1.0, np.abs(best_sum))
+    assert np.all(sums >= best_sum - slack)
+    assert np.all(np.isinf(sums) == np.isinf(best_sum))  # -inf exactly where no choice with the option fits
+    if products is not None:
+        assert np.all(products >= best_product - 1e-9 * np.maximum(1.0, np.abs(best_product)))
