@@ -113,6 +113,14 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     save_figure(fig, path)
 
 
+def _write(rows: list[dict[str, Any]], planned: int, out: Path) -> list[dict[str, Any]]:
+    summary = summarise(rows, planned)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, FIELDS, out / "tail.csv")
+    write_csv(summary, SUMMARY, out / "tail_summary.csv")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=500, help="instances per size and objective")
@@ -133,10 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                 if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
                     break
                 rows.append(run(seed, stages, variants, batches, accuracy))
-    summary = summarise(rows, n)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, FIELDS, args.out / "tail.csv")
-    write_csv(summary, SUMMARY, args.out / "tail_summary.csv")
+            summary = _write(rows, n, args.out)  # after every size: a long run that is stopped keeps its rows
+            print(f"{accuracy} {stages}x{variants}x{batches}: done", file=sys.stderr, flush=True)
+    summary = _write(rows, n, args.out)
     plot(summary, args.out / "tail.png")
     for r in summary:
         print(f"{r['accuracy']:8s} {r['stages']}x{r['variants']}x{r['batches']}: n={r['instances']} "
