@@ -15,7 +15,10 @@ Choose one option o per stage (weight w_o >= 0, value v_o) to maximise Σ v_o su
 3. **Pareto DP over the survivors**, stages ordered by their number of survivors: a partial choice is a state
    (W = Σ w, V = Σ v); states that cannot meet the limit, or whose V plus the LP bound of the remaining survivors
    at the latency left is below F, are dropped; of the rest only those not dominated in (W, V) are kept. Each step
-   removes only states no completion of which reaches F or that another state's completions match.
+   removes only states no completion of which reaches F or that another state's completions match. The DP first
+   runs with floors F' between F and the LP bound (gap / 16, then gap / 4 below the bound): the best choice worth F'
+   or more is then the optimum whenever one exists (a better choice would be worth F' too), and far fewer states
+   pass the test. Only when none exists does the next, lower floor run.
 
 The result is an optimal choice, or ``below`` when no choice reaches the caller's floor (the parametric product
 search uses that to stop early), or ``infeasible``.
