@@ -28,8 +28,9 @@ which is solved first; the search then runs on the positive-accuracy options. If
 product is 0 and the θ = 0 choice is optimal.
 
 **Floating point.** Logs and sums are rounded: each candidate is scored by its true objective α Π a + Σ v, the best
-of them is returned, chord tests use a relative tolerance of 1e-10, and a segment is dropped only when its corner
-is below the incumbent by more than the tie tolerance (:func:`~servopt.formulations.ties.tie_tolerance`).
+of them is returned, chord tests use a relative tolerance of 1e-10, and a segment is dropped when its corner is
+not above the incumbent by more than the tie tolerance (:func:`~servopt.formulations.ties.tie_tolerance`): a plan
+it could still hold would tie the incumbent.
 """
 
 from __future__ import annotations
