@@ -137,6 +137,17 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     # prefer_stable: the fewest changes among the plans that tie the optimum known_value: the DP below, floored
     # at that value, over the options that can be part of such a plan
     stages = _tie_options(stages, limit, product and alpha > 0, alpha, thetas, known_value)
+    # stages with fewest options first (the bounds are tightest near the end, where the wide stages then are);
+    # `order[j]` is the problem stage of DP stage j
+    order = np.argsort([s.w.size for s in stages], kind="stable")
+    stages = [stages[i] for i in order]
+
+    def in_problem_order(options: list[int]) -> list[int]:
+        out = [0] * n
+        for j, o in zip(order.tolist(), options):
+            out[j] = o
+        return out
+
     for k in range(n - 1, -1, -1):
         min_suffix[k] = min_suffix[k + 1] + float(stages[k].w.min())
 
@@ -161,9 +172,15 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     best_value = _objective(problem, stages, incumbent, product)
     if product and alpha > 0:
         incumbent, best_value = _product_incumbent(problem, stages, min_suffix, limit, incumbent, best_value)
-    incumbent = [int(s.index[p]) for s, p in zip(stages, incumbent)]  # option indices from here on
-    if known_value > best_value:
-        incumbent, best_value = known, known_value
+    incumbent = in_problem_order([int(s.index[p]) for s, p in zip(stages, incumbent)])  # option indices
+    if known_value >= best_value - tie_tolerance(best_value):
+        incumbent, best_value = known, max(known_value, best_value)
+    # only plans with at most the incumbent's changes matter: a state whose changes plus the fewest changes of
+    # its suffix exceed them is dropped
+    c_best = int(changes[incumbent].sum())
+    c_suffix = np.zeros(n + 1, dtype=np.int64)
+    for k in range(n - 1, -1, -1):
+        c_suffix[k] = c_suffix[k + 1] + int(stages[k].c.min())
     floor = best_value - _PRUNE_RTOL * max(1.0, abs(best_value))
     # a plan that beats the incumbent has α Π a >= floor − (LP bound on Σ v), i.e. a product of at least p_min:
     # completions with a smaller suffix product R need not be compared (tightens the product dominance)
@@ -188,7 +205,7 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         w = (W[:, None] + s.w).ravel()
         v = (V[:, None] + s.v).ravel()
         left = limit - w
-        ok = left >= min_suffix[k + 1]
+        ok = (left >= min_suffix[k + 1]) & ((C[:, None] + s.c).ravel() + c_suffix[k + 1] <= c_best)
         if product:
             a = (A[:, None] * s.a).ravel()
             r_max = suffix_hi[k]
@@ -231,7 +248,8 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     for parent, option in reversed(trail):
         picks.append(int(option[state]))
         state = int(parent[state])
-    return _finish(problem, opts, [int(s.index[p]) for s, p in zip(stages, picks[::-1])], Status.OPTIMAL, "")
+    return _finish(problem, opts, in_problem_order([int(s.index[p]) for s, p in zip(stages, picks[::-1])]),
+                   Status.OPTIMAL, "")
 
 
 def _product_front(w: np.ndarray, v: np.ndarray, a: np.ndarray, c: np.ndarray | None, alpha: float,
