@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 rows.append(run(seed, stages, variants, batches, accuracy, args.stable))
             summary = _write(rows, n, args.out, name)  # after every size: a long run that is stopped keeps its rows
-            print(f"{accuracy} {stages}x{variants}x{batches}: done", file=sys.stderr, flush=True)
+            print(f"{name} {accuracy} {stages}x{variants}x{batches}: done", file=sys.stderr, flush=True)
     summary = _write(rows, n, args.out, name)
     plot(summary, args.out / f"{name}.png")
     for r in summary:
