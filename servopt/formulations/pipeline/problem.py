@@ -517,8 +517,7 @@ class Pipeline:
         """The reason no plan can exist when some stage cannot sustain λ even at max_replicas, else None."""
         lam = dec(self.workload_rps)
         for stage in self.stages:
-            # dec keeps the order of floats, so the exact maximum is dec of the float maximum (one Fraction a stage)
-            best = dec(max(p.throughput_rps for v in stage.variants for p in v.batches))
+            best = max(dec(p.throughput_rps) for v in stage.variants for p in v.batches)
             if best * self.max_replicas < lam:
                 return (
                     f"stage {stage.name!r} cannot serve {self.workload_rps:g} RPS: its fastest option sustains "
