@@ -42,3 +42,10 @@ def test_adversarial_instances_put_every_variant_on_the_front():
     if milp.status is Status.OPTIMAL:
         assert abs(solution.objective - milp.objective) <= 1e-7 * max(1.0, abs(milp.objective))
         assert check_pipeline_plan(problem, solution.plan) == []
+
+
+def test_stable_quick_run_has_current_deployments(tmp_path):
+    assert load().main(["--quick", "--stable", "--accuracy", "product", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "tail_stable.csv").open()))
+    assert len(rows) == 6 and {r["accuracy"] for r in rows} == {"product+stable"}
+    assert {r["status"] for r in rows} <= {"optimal", "infeasible"} and (tmp_path / "tail_stable.png").exists()

@@ -16,6 +16,8 @@ from servopt.policies import run_policy
 from servopt.testing.oracles import check_pipeline_plan, exhaustive_pipeline, random_pipeline
 from servopt.formulations.pipeline.problem import BatchProfile, Pipeline, Stage, StageVariant
 from servopt.formulations.pipeline.dp import pareto_mask, solve_dp
+from servopt.formulations.pipeline.mckp import Knapsack, solve_mckp
+from servopt.formulations.pipeline.parametric import product_bounds, solve_product
 from servopt.result import SolveParams, Status
 
 N_BRUTE = 400
@@ -281,3 +283,155 @@ def test_dp_equals_milp_on_larger_adversarial_product_pipelines(seed):
     assert dp.status is milp.status
     if milp.status is Status.OPTIMAL:
         assert close(dp.objective, milp.objective), (dp.objective, milp.objective)
+
+
+# ------------------------------------------------------------------ the knapsack and the parametric product search
+def brute_choices(weights, values, limit, accuracies=None, alpha=0.0):
+    """The best objective (Σ v, plus α Π a when accuracies are given) over every choice that fits; None if none."""
+    best = None
+    for choice in itertools.product(*[range(w.size) for w in weights]):
+        if sum(w[c] for w, c in zip(weights, choice)) > limit:
+            continue
+        value = sum(v[c] for v, c in zip(values, choice))
+        if accuracies is not None:
+            value += alpha * float(np.prod([a[c] for a, c in zip(accuracies, choice)]))
+        best = value if best is None else max(best, value)
+    return best
+
+
+def random_choices(seed: int):
+    """Small random stages: integer weights half the time (ties), some negative values, a limit that may bind."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5))
+    sizes = rng.integers(1, 6, n)
+    if seed % 2:
+        weights = [rng.integers(0, 8, k).astype(float) for k in sizes]
+        values = [rng.integers(-5, 8, k).astype(float) for k in sizes]
+    else:
+        weights = [rng.uniform(0, 8, k) for k in sizes]
+        values = [rng.uniform(-3, 5, k) for k in sizes]
+    return weights, values, float(rng.integers(0, 6 * n)), rng
+
+
+@pytest.mark.parametrize("seed", range(600))
+def test_knapsack_equals_brute_force(seed):
+    weights, values, limit, rng = random_choices(seed)
+    best = brute_choices(weights, values, limit)
+    floor = -np.inf if seed % 3 else (0.0 if best is None else best) + float(rng.integers(-2, 3))
+    result = solve_mckp(weights, values, limit, floor)
+    if best is None:
+        assert result.status == "infeasible" and result.picks is None
+        return
+    if best < floor - 1e-6:  # nothing reaches the floor: "below", or the optimum itself
+        assert result.status == "below" or close(result.value, best)
+        return
+    assert result.status == "optimal" and close(result.value, best)
+    assert sum(w[p] for w, p in zip(weights, result.picks)) <= limit
+    assert close(sum(v[p] for v, p in zip(values, result.picks)), best)
+
+
+@pytest.mark.parametrize("seed", range(600))
+def test_parametric_product_equals_brute_force(seed):
+    weights, values, limit, rng = random_choices(seed)
+    accuracies = [np.round(rng.uniform(0.5, 1.0, w.size), 2 if seed % 4 else 6) for w in weights]
+    if seed % 5 == 0:  # zero accuracies (a product of 0 whatever the other stages choose)
+        accuracies[0][rng.integers(0, accuracies[0].size)] = 0.0
+    alpha = float(rng.choice([0.5, 10.0, 1000.0]))
+    best = brute_choices(weights, values, limit, accuracies, alpha)
+    status, picks, value = solve_product(weights, values, accuracies, alpha, limit)
+    if best is None:
+        assert status == "infeasible" and picks is None
+        return
+    assert status == "optimal" and close(value, best), (value, best)
+    assert sum(w[p] for w, p in zip(weights, picks)) <= limit
+
+
+@pytest.mark.parametrize("seed", range(40, 200))
+def test_more_adversarial_product_pipelines_equal_brute_force(seed):
+    problem = adversarial(seed, stages=3, variants=3, batches=(1, 4), max_replicas=5)
+    expected = exhaustive_pipeline(problem)
+    status, plan, _ = solve_dp(problem)
+    if expected is None:
+        assert status is Status.INFEASIBLE
+        return
+    assert status is Status.OPTIMAL and check_pipeline_plan(problem, plan) == []
+    assert close(plan.objective, expected[0]), (plan.objective, expected)
+
+
+@pytest.mark.parametrize("seed", range(120, 360))
+def test_more_product_and_stable_pipelines_equal_brute_force(seed):
+    # product with and without prefer_stable (random_pipeline: half the seeds prefer stable plans)
+    problem, expected = brute(seed, "product")
+    status, plan, _ = solve_dp(problem)
+    if expected is None:
+        assert status is Status.INFEASIBLE
+        return
+    assert status is Status.OPTIMAL and check_pipeline_plan(problem, plan) == []
+    assert close(plan.objective, expected[0]), (plan.objective, expected)
+    if problem.prefer_stable and problem.current:
+        assert plan.changes == expected[1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dp_equals_milp_on_product_with_prefer_stable(seed):
+    base = adversarial(200 + seed, stages=5, variants=5)
+    current = {s.name: (s.variants[(seed + i) % len(s.variants)].name, 2) for i, s in enumerate(base.stages)}
+    problem = base.update(current=current, prefer_stable=True)
+    milp = servopt.solve(problem, "highs")
+    dp = servopt.solve(problem, "dp")
+    assert dp.status is milp.status
+    if milp.status is Status.OPTIMAL:
+        assert close(dp.objective, milp.objective), (dp.objective, milp.objective)
+        assert dp.plan.changes == milp.plan.changes and check_pipeline_plan(problem, dp.plan) == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dp_equals_milp_on_adversarial_sum_pipelines(seed):
+    # every variant on the latency/accuracy front, 12 stages (far beyond enumeration), a tight SLA
+    rng = np.random.default_rng(300 + seed)
+    stages = []
+    fastest = 0.0
+    for s in range(12):
+        lo = float(rng.uniform(20, 80))
+        lat = np.sort(rng.uniform(lo, lo * 6, 6))
+        lat[0] = lo
+        accs = np.sort(rng.uniform(0.4, 0.95, 6)) + 1e-7 * np.arange(6)
+        variants = [StageVariant(f"v{m}", round(float(accs[m]), 7), float(rng.choice([1, 2, 4])),
+                                 [BatchProfile(b, round(float(lat[m]) * b**0.8, 3)) for b in (1, 2, 4)])
+                    for m in range(6)]
+        stages.append(Stage(f"s{s}", variants))
+        fastest += lo
+    problem = Pipeline(workload_rps=float(rng.uniform(5, 40)), sla_ms=round(fastest * float(rng.uniform(1.05, 2.5)), 3),
+                       stages=stages, alpha=float(rng.choice([2.0, 10.0, 100.0])), beta=0.1, delta=1e-6,
+                       accuracy="sum", normalize="none", max_replicas=50)
+    milp = servopt.solve(problem, "highs")
+    dp = servopt.solve(problem, "dp")
+    assert dp.status is milp.status
+    if milp.status is Status.OPTIMAL:
+        assert close(dp.objective, milp.objective), (dp.objective, milp.objective)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_option_bounds_are_upper_bounds_on_every_choice_using_the_option(seed):
+    weights, values, limit, rng = random_choices(seed)
+    accuracies = [np.round(rng.uniform(0.5, 1.0, w.size), 3) for w in weights]
+    alpha = float(rng.choice([0.5, 10.0, 1000.0]))
+    status, _, _ = solve_product(weights, values, accuracies, alpha, limit, thetas=(thetas := []))
+    sums = Knapsack(weights, limit).option_bounds(values)
+    products = product_bounds(weights, values, accuracies, alpha, limit, thetas) if status == "optimal" else None
+    starts = np.cumsum([0] + [w.size for w in weights])
+    best_sum = np.full(starts[-1], -np.inf)
+    best_product = np.full(starts[-1], -np.inf)
+    for choice in itertools.product(*[range(w.size) for w in weights]):
+        if sum(w[c] for w, c in zip(weights, choice)) > limit:
+            continue
+        v = sum(x[c] for x, c in zip(values, choice))
+        f = v + alpha * float(np.prod([a[c] for a, c in zip(accuracies, choice)]))
+        for s, c in enumerate(choice):
+            best_sum[starts[s] + c] = max(best_sum[starts[s] + c], v)
+            best_product[starts[s] + c] = max(best_product[starts[s] + c], f)
+    slack = 1e-9 * np.maximum(1.0, np.abs(best_sum))
+    assert np.all(sums >= best_sum - slack)
+    assert np.all(np.isinf(sums) == np.isinf(best_sum))  # -inf exactly where no choice with the option fits
+    if products is not None:
+        assert np.all(products >= best_product - 1e-9 * np.maximum(1.0, np.abs(best_product)))

@@ -1,41 +1,43 @@
-"""An exact special-purpose algorithm for ``pipeline`` (SPEC §4.4): Pareto dynamic programming with LP bounds.
+"""The exact special-purpose algorithm for ``pipeline`` (SPEC §4.4): knapsack bounds, a parametric search, Pareto DP.
 
 With the optimal replicas n* = ceil(λ / h) of every (stage, variant, batch) option (see
-:mod:`servopt.formulations.pipeline.problem`), the pipeline is a multiple-choice knapsack: choose one option o per stage,
-with weight w_o = l_o + q_o (latency plus queueing delay, ms) and value v_o, so that Σ w_o <= SLA.
+:mod:`servopt.formulations.pipeline.problem`), the pipeline is a multiple-choice knapsack: choose one option o per
+stage, with weight w_o = l_o + q_o (latency plus queueing delay, ms) and value v_o, so that Σ w_o <= SLA.
 
-The algorithm (``servopt.solve(problem, "dp")``; the default backend of ``pipeline``):
+``servopt.solve(problem, "dp")`` (the default backend of ``pipeline``) finds the optimum by objective:
 
-1. **Dominance pruning of options.** In each stage, drop an option when another is no slower, no worse in value,
-   (``product``) no less accurate in the sense below, and (with ``prefer_stable``) changes no more.
-2. **Bounds.** For every suffix of stages, the LP relaxation of the remaining knapsack as a function of the
-   latency left, r -> UB_k(r): the stages' upper convex hulls of (w, v), merged by slope (Dyer-Zemel). A greedy
-   fill of the same hulls gives a feasible incumbent (a lower bound).
-3. **Forward DP over stages on Pareto fronts.** A state is a partial choice (W = Σ w, V = Σ v, ...). Merging a
-   stage adds its options to every state; states that cannot meet the SLA (W + fastest suffix > SLA) or cannot
-   beat the incumbent (V + UB_{k+1}(SLA − W) < incumbent) are dropped, and of the rest only the non-dominated
-   ones are kept: lower W and higher V are better.
+* ``sum`` / ``average``: the objective Σ v is the knapsack's: :func:`~servopt.formulations.pipeline.mckp.solve_mckp`
+  (LP bounds, bound fixing of every option against the incumbent, a Pareto DP over the few options left).
+* ``product``: α Π a + Σ v is convex and increasing in (Σ log a, Σ v), so an optimal plan is a supported vertex of
+  the plans' (Σ log a, Σ v) hull; :func:`~servopt.formulations.pipeline.parametric.solve_product` finds the
+  vertices that can matter by a dichotomic search over knapsacks with values θ log a + v, pruning with the
+  triangle between adjacent vertices (the proof is in that module's docstring).
+* ``prefer_stable`` with a current deployment: the fewest variant/batch changes among the plans that tie the
+  optimum (the MILP path's lexicographic second solve, done in one pass). The optimum z* comes from the two
+  paths above; options whose bound (the knapsack's bound fixing, or for ``product`` the polygon bound of
+  :func:`~servopt.formulations.pipeline.parametric.product_bounds`) is below z* are dropped, and the Pareto DP
+  below runs over the rest, floored at z*, with the number of changes C as one more criterion:
 
-Every step removes only states with no better completion than a kept one, so the best final state is optimal
-(status ``optimal``). Objectives:
+  1. **Dominance pruning of options.** In each stage, drop an option when another is no slower, no worse in
+     value, (``product``) no less accurate in the sense below, and changes no more.
+  2. **Bounds.** For every suffix of stages, the LP relaxation of the remaining knapsack as a function of the
+     latency left, r -> UB_k(r): the stages' upper convex hulls of (w, v), merged by slope (Dyer-Zemel).
+  3. **Forward DP over stages on Pareto fronts.** A state is a partial choice (W = Σ w, V = Σ v, ...). Merging a
+     stage adds its options to every state; states that cannot meet the SLA (W + fastest suffix > SLA) or cannot
+     reach the floor (V + UB_{k+1}(SLA − W) < z*, less a tolerance) are dropped, and of the rest only the
+     non-dominated ones are kept: lower W, higher V and fewer C are better. With ``product`` a partial state with
+     accuracy product A is completed by a suffix whose product R lies in [R_lo, R_hi]; the difference between two
+     states' completed objectives is linear in R, so states are compared on (W, α A R_lo + V, α A R_hi + V).
 
-* ``sum`` / ``average``: V is the whole objective; states are compared on (W, V).
-* ``product``: the objective α Π_s a_s + Σ_s v_s is not additive. A partial state with accuracy product A is
-  completed by a suffix whose product R lies in [R_lo, R_hi] (products of the suffix's least and most accurate
-  options); the difference between two states' completed objectives is linear in R, so state i is at least as
-  good as j for every completion when it is at both ends: states are compared on (W, α A R_lo + V, α A R_hi + V).
-  This is exact, with no surrogate.
-* ``prefer_stable`` with a current deployment: the number of variant/batch changes C is one more criterion
-  (fewer is better), and the plan is, among the plans within the tie tolerance of the optimum, one with the
-  fewest changes (the MILP path's lexicographic second solve, done in one pass).
+  The plan is, among the final states within the tie tolerance of the optimum, one with the fewest changes.
 
-``time_limit_s`` is honoured between stages: when it runs out the incumbent is returned with status
-``feasible``. The MILP path (any solver backend) stays available for cross-checks.
+Every step removes only choices with no better completion than a kept one, so the plan is optimal (status
+``optimal``). ``time_limit_s`` is honoured between knapsack solves and DP stages: when it runs out the best plan
+found is returned with status ``feasible``. The MILP path (any solver backend) stays available for cross-checks.
 """
 
 from __future__ import annotations
 
-import bisect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,9 @@ import numpy as np
 
 from servopt.exceptions import SolverError
 from servopt.formulations.ties import tie_tolerance
+from servopt.formulations.pipeline.mckp import Knapsack, solve_mckp
+from servopt.formulations.pipeline.parametric import product_bounds, solve_product
+from servopt.formulations.pipeline.pareto import SuffixBound, pareto_mask
 from servopt.formulations.pipeline.types import PipelinePlan, latency_limit
 from servopt.result import SolveParams, Status
 
@@ -118,12 +123,38 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         min_suffix[k] = min_suffix[k + 1] + float(stages[k].w.min())
     if min_suffix[0] > limit:
         return Status.INFEASIBLE, None, ""
+    alpha = problem.alpha if product else 0.0
+    thetas: list[float] = []
+    status, known, known_value = _fast(stages, limit, product and alpha > 0, alpha, deadline, thetas)
+    if status == "infeasible":
+        return Status.INFEASIBLE, None, ""
+    if status == "timeout":
+        return _finish(problem, opts, known, Status.FEASIBLE,
+                       f"time limit {params.time_limit_s:g} s reached: the plan is the best one found, not proven "
+                       "optimal")
+    if not stable:
+        return _finish(problem, opts, known, Status.OPTIMAL, "")
+    # prefer_stable: the fewest changes among the plans that tie the optimum known_value: the DP below, floored
+    # at that value, over the options that can be part of such a plan
+    stages = _tie_options(stages, limit, product and alpha > 0, alpha, thetas, known_value)
+    # stages with fewest options first (the bounds are tightest near the end, where the wide stages then are);
+    # `order[j]` is the problem stage of DP stage j
+    order = np.argsort([s.w.size for s in stages], kind="stable")
+    stages = [stages[i] for i in order]
+
+    def in_problem_order(options: list[int]) -> list[int]:
+        out = [0] * n
+        for j, o in zip(order.tolist(), options):
+            out[j] = o
+        return out
+
+    for k in range(n - 1, -1, -1):
+        min_suffix[k] = min_suffix[k + 1] + float(stages[k].w.min())
 
     # products of the least / most accurate options of all stages but one (dominance inside a stage), and of
     # every suffix (dominance between partial states)
     lo = np.array([float(s.a.min()) for s in stages]) if product else np.ones(n)
     hi = np.array([float(s.a.max()) for s in stages]) if product else np.ones(n)
-    alpha = problem.alpha if product else 0.0
     for k, s in enumerate(stages):
         if product:
             others_lo = float(np.prod(np.delete(lo, k)))
@@ -136,18 +167,27 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     suffix_lo = np.r_[np.cumprod(lo[::-1])[::-1][1:], 1.0] if product else np.ones(n)
     suffix_hi = np.r_[np.cumprod(hi[::-1])[::-1][1:], 1.0] if product else np.ones(n)
 
-    bound = _SuffixBound([s.w for s in stages], [s.v for s in stages], min_suffix)
+    bound = SuffixBound([s.w for s in stages], [s.v for s in stages], min_suffix)
     incumbent = bound.greedy(limit)
     best_value = _objective(problem, stages, incumbent, product)
     if product and alpha > 0:
         incumbent, best_value = _product_incumbent(problem, stages, min_suffix, limit, incumbent, best_value)
+    incumbent = in_problem_order([int(s.index[p]) for s, p in zip(stages, incumbent)])  # option indices
+    if known_value >= best_value - tie_tolerance(best_value):
+        incumbent, best_value = known, max(known_value, best_value)
+    # only plans with at most the incumbent's changes matter: a state whose changes plus the fewest changes of
+    # its suffix exceed them is dropped
+    c_best = int(changes[incumbent].sum())
+    c_suffix = np.zeros(n + 1, dtype=np.int64)
+    for k in range(n - 1, -1, -1):
+        c_suffix[k] = c_suffix[k + 1] + int(stages[k].c.min())
     floor = best_value - _PRUNE_RTOL * max(1.0, abs(best_value))
     # a plan that beats the incumbent has α Π a >= floor − (LP bound on Σ v), i.e. a product of at least p_min:
     # completions with a smaller suffix product R need not be compared (tightens the product dominance)
     p_min = (floor - float(bound.value(0, np.array([limit]))[0])) / alpha if product and alpha > 0 else 0.0
     chord = _ChordBound(stages, min_suffix, alpha) if product and p_min > 0 else None
     # the most accurate completion that fits in the latency left: R <= exp(LP bound of Σ log a) (tight SLAs)
-    log_bound = (_SuffixBound([s.w for s in stages], [np.log(np.maximum(s.a, 1e-300)) for s in stages], min_suffix)
+    log_bound = (SuffixBound([s.w for s in stages], [np.log(np.maximum(s.a, 1e-300)) for s in stages], min_suffix)
                  if product and alpha > 0 else None)
 
     # forward pass: states (W, V, A, C) with back-pointers (parent state, option) per stage
@@ -158,14 +198,14 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     trail: list[tuple[np.ndarray, np.ndarray]] = []
     for k, s in enumerate(stages):
         if deadline is not None and time.perf_counter() > deadline:
-            return _finish(problem, opts, stages, incumbent, Status.FEASIBLE,
+            return _finish(problem, opts, incumbent, Status.FEASIBLE,
                            f"time limit {params.time_limit_s:g} s reached in stage {k + 1} of {n}: the plan is "
                            "the greedy incumbent, not proven optimal")
         width = s.w.size
         w = (W[:, None] + s.w).ravel()
         v = (V[:, None] + s.v).ravel()
         left = limit - w
-        ok = left >= min_suffix[k + 1]
+        ok = (left >= min_suffix[k + 1]) & ((C[:, None] + s.c).ravel() + c_suffix[k + 1] <= c_best)
         if product:
             a = (A[:, None] * s.a).ravel()
             r_max = suffix_hi[k]
@@ -196,19 +236,20 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
         flat = flat[keep]
         trail.append((flat // width, flat % width))  # (parent state, option)
         if not W.size:  # nothing beats the incumbent (which is then optimal)
-            return _finish(problem, opts, stages, incumbent, Status.OPTIMAL, "")
+            return _finish(problem, opts, incumbent, Status.OPTIMAL, "")
 
     total = V + alpha * A if product else V
     top = float(total.max())
     if top < best_value:  # float noise: the incumbent is optimal
-        return _finish(problem, opts, stages, incumbent, Status.OPTIMAL, "")
+        return _finish(problem, opts, incumbent, Status.OPTIMAL, "")
     candidates = np.flatnonzero(total >= top - tie_tolerance(top)) if stable else np.array([int(np.argmax(total))])
     state = int(candidates[np.argmin(C[candidates])]) if stable else int(candidates[0])
     picks = []
     for parent, option in reversed(trail):
         picks.append(int(option[state]))
         state = int(parent[state])
-    return _finish(problem, opts, stages, picks[::-1], Status.OPTIMAL, "")
+    return _finish(problem, opts, in_problem_order([int(s.index[p]) for s, p in zip(stages, picks[::-1])]),
+                   Status.OPTIMAL, "")
 
 
 def _product_front(w: np.ndarray, v: np.ndarray, a: np.ndarray, c: np.ndarray | None, alpha: float,
@@ -263,7 +304,7 @@ def _product_incumbent(problem: Any, stages: list[_Stage], min_suffix: np.ndarra
     logs = [np.log(np.maximum(s.a, 1e-300)) for s in stages]
     mu = problem.alpha * float(np.prod([s.a.max() for s in stages]))
     for _ in range(4):
-        surrogate = _SuffixBound([s.w for s in stages], [s.v + mu * g for s, g in zip(stages, logs)], min_suffix)
+        surrogate = SuffixBound([s.w for s in stages], [s.v + mu * g for s, g in zip(stages, logs)], min_suffix)
         candidate = surrogate.greedy(limit)
         score = _objective(problem, stages, candidate, True)
         if score > value:
@@ -293,7 +334,7 @@ class _ChordBound:
         self.mus = np.linspace(0.0, max(top, 1e-12), self.GRID)
         logs = [np.log(np.maximum(s.a, 1e-300)) for s in stages]
         weights = [s.w for s in stages]
-        self.bounds = [_SuffixBound(weights, [s.v + mu * g for s, g in zip(stages, logs)], min_suffix)
+        self.bounds = [SuffixBound(weights, [s.v + mu * g for s, g in zip(stages, logs)], min_suffix)
                        for mu in self.mus]
 
     def bound(self, k: int, a: np.ndarray, v: np.ndarray, left: np.ndarray, r_lo: float, r_hi: float,
@@ -344,246 +385,50 @@ def _objective(problem: Any, stages: list[_Stage], picks: list[int], product: bo
     return value
 
 
-def _finish(problem: Any, opts: Any, stages: list[_Stage], picks: list[int], status: Status,
+def _tie_options(stages: list[_Stage], limit: float, product: bool, alpha: float, thetas: list[float],
+                 optimum: float) -> list[_Stage]:
+    """The stages cut to the options whose bound (:meth:`.mckp.Knapsack.option_bounds`, or for ``product``
+    :func:`.parametric.product_bounds`) reaches the optimum less the tie and pruning tolerances: every plan that
+    ties the optimum keeps all its options. Unchanged for ``product`` with a zero accuracy."""
+    weights, values = [s.w for s in stages], [s.v for s in stages]
+    if product:
+        if any((s.a <= 0).any() for s in stages):
+            return stages
+        bound = product_bounds(weights, values, [s.a for s in stages], alpha, limit, thetas)
+    else:
+        bound = Knapsack(weights, limit).option_bounds(values)
+    floor = optimum - tie_tolerance(optimum) - _PRUNE_RTOL * max(1.0, abs(optimum))
+    out, start = [], 0
+    for s in stages:
+        keep = bound[start:start + s.w.size] >= floor
+        start += s.w.size
+        out.append(_Stage(s.index[keep], s.w[keep], s.v[keep], s.a[keep], s.c[keep]))
+    return out
+
+
+def _fast(stages: list[_Stage], limit: float, product: bool, alpha: float, deadline: float | None,
+          thetas: list[float] | None = None) -> tuple[str, list[int] | None, float]:
+    """The optimum without ``prefer_stable``: a knapsack (:mod:`.mckp`) or, for ``product``, the parametric search
+    (:mod:`.parametric`, which appends its parameters to ``thetas``). Returns (status, option indices, objective)."""
+    weights, values = [s.w for s in stages], [s.v for s in stages]
+    if product:
+        status, picks, value = solve_product(weights, values, [s.a for s in stages], alpha, limit, deadline,
+                                             thetas)
+    else:
+        result = solve_mckp(weights, values, limit, deadline=deadline)
+        status, picks, value = result.status, result.picks, result.value
+    if picks is None:
+        return status, None, -np.inf
+    return status, [int(s.index[p]) for s, p in zip(stages, picks)], value
+
+
+def _finish(problem: Any, opts: Any, options: list[int], status: Status,
             message: str) -> tuple[Status, PipelinePlan, str]:
-    """Evaluate the chosen options into a plan (its objective recomputed from the plan)."""
+    """Evaluate the chosen options (indices into ``opts``) into a plan (its objective recomputed from the plan)."""
     pairs = []
-    for stage, s, p in zip(problem.stages, stages, picks):
-        o = int(s.index[p])
+    for stage, o in zip(problem.stages, options):
         pairs.append((stage.variants[int(opts.variant[o])].name, int(opts.batch_size[o])))
     plan = problem.evaluate(pairs)
     if plan is None:
         raise SolverError(f"dp: the choices {pairs} break the pipeline's constraints; please report this problem")
     return status, plan, message
-
-
-# ------------------------------------------------------------------------------------------------ Pareto fronts
-def pareto_mask(w: np.ndarray, x: np.ndarray, y: np.ndarray | None = None,
-                c: np.ndarray | None = None) -> np.ndarray:
-    """Which points are not dominated: lower ``w``, higher ``x`` (and ``y``), fewer ``c`` (integers) are better.
-
-    A point is dropped when another is at least as good in every criterion; of identical points one is kept.
-
-    Parameters
-    ----------
-    w, x : ndarray
-        Criteria of every point (minimise ``w``, maximise ``x``).
-    y : ndarray, optional
-        A second criterion to maximise.
-    c : ndarray of int, optional
-        A criterion to minimise with few distinct values (changes).
-
-    Returns
-    -------
-    ndarray of bool
-
-    Examples
-    --------
-    >>> pareto_mask(np.array([1.0, 2.0, 2.0, 3.0]), np.array([5.0, 4.0, 6.0, 6.0])).tolist()
-    [True, False, True, False]
-    """
-    size = w.size
-    keep = np.zeros(size, dtype=bool)
-    if not size:
-        return keep
-    cc = np.zeros(size, dtype=np.int64) if c is None else np.asarray(c, dtype=np.int64)
-    if y is None:
-        # by w, then x descending, then c: every dominator comes first
-        order = np.lexsort((-x, w)) if c is None else np.lexsort((cc, -x, w))
-        xs, cs = x[order], cc[order]
-        if c is None:
-            best_before = np.empty(size)
-            best_before[0] = -np.inf
-            np.maximum.accumulate(xs[:-1], out=best_before[1:])
-            dominated = best_before >= xs
-        else:
-            dominated = np.zeros(size, dtype=bool)
-            for level in range(int(cs.min()), int(cs.max()) + 1):
-                # a point of level L is dominated by an earlier one with c <= L and an x at least as high
-                here = cs == level
-                if not here.any():
-                    continue
-                earlier = np.where(cs <= level, xs, -np.inf)
-                best_before = np.r_[-np.inf, np.maximum.accumulate(earlier)[:-1]]
-                dominated[here] |= best_before[here] >= xs[here]
-        keep[order[~dominated]] = True
-        return keep
-    if c is None:
-        return _pareto_xy(np.lexsort((-y, -x, w)), x, y, keep)
-    order = np.lexsort((cc, -y, -x, w))
-    # sweep in that order; per level of c, a staircase of kept (x, y): x ascending, y descending
-    stairs: dict[int, tuple[list[float], list[float]]] = {}
-    levels: list[int] = []
-    for i in order.tolist():
-        xi, yi, ci = float(x[i]), float(y[i]), int(cc[i])
-        dominated = False
-        for level in levels:
-            if level > ci:
-                break
-            xs_, ys_ = stairs[level]
-            j = bisect.bisect_left(xs_, xi)
-            if j < len(xs_) and ys_[j] >= yi:  # the kept point with the smallest x >= xi has the largest y
-                dominated = True
-                break
-        if dominated:
-            continue
-        keep[i] = True
-        if ci not in stairs:
-            stairs[ci] = ([], [])
-            bisect.insort(levels, ci)
-        xs_, ys_ = stairs[ci]
-        j = bisect.bisect_left(xs_, xi)
-        # drop kept points of this level that the new one dominates (x <= xi and y <= yi, just before j)
-        start = j
-        while start > 0 and ys_[start - 1] <= yi:
-            start -= 1
-        end = j
-        while end < len(xs_) and xs_[end] == xi and ys_[end] <= yi:
-            end += 1
-        xs_[start:end] = [xi]
-        ys_[start:end] = [yi]
-    return keep
-
-
-def _pareto_xy(order: np.ndarray, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """The three-criteria sweep without ``c``: one staircase, and a first vectorised pass.
-
-    ``order`` sorts by w, then x and y descending, so every dominator of a point comes before it. The first pass
-    drops, at array speed, each point that the best earlier point in x (ties: in y) or in y (ties: in x)
-    dominates; that is only ever a true dominance, so the exact sweep over the rest keeps the same front (a
-    dropped point's dominator is itself dominated by, or is, a point the sweep keeps: dominance is transitive).
-    """
-    xs, ys = x[order], y[order]
-    size = order.size
-    dropped = np.zeros(size, dtype=bool)
-    if size > 64:
-        t = np.arange(size)
-        for first, second in ((xs, ys), (ys, xs)):
-            # the earlier point with the largest ``first`` (and, among those, the largest ``second``)
-            rank = np.lexsort((second, first))
-            score = np.empty(size, dtype=np.int64)
-            score[rank] = t
-            best = np.maximum.accumulate(score)
-            at = rank[best[:-1]]
-            dropped[1:] |= (xs[at] >= xs[1:]) & (ys[at] >= ys[1:])
-    rest = np.flatnonzero(~dropped)
-    order, xs, ys = order[rest], xs[rest], ys[rest]
-    # the staircase of the kept points: x ascending, y descending; a point is dominated by a kept one iff the kept
-    # point with the smallest x >= its x has a y >= its y
-    stair_x: list[float] = []
-    stair_y: list[float] = []
-    left = bisect.bisect_left
-    pos = 0
-    while pos < order.size:
-        # a block at a time: first against the staircase as it stands (at array speed), then point by point
-        end = min(order.size, pos + max(512, 2 * len(stair_x)))
-        bx, by = xs[pos:end], ys[pos:end]
-        alive = np.arange(pos, end)
-        if stair_x:
-            sx, sy = np.asarray(stair_x), np.asarray(stair_y)
-            j = np.searchsorted(sx, bx, side="left")
-            hit = j < sx.size
-            hit[hit] = sy[j[hit]] >= by[hit]
-            alive = alive[~hit]
-        pos = end
-        for i, xi, yi in zip(order[alive].tolist(), xs[alive].tolist(), ys[alive].tolist()):
-            j = left(stair_x, xi)
-            if j < len(stair_x) and stair_y[j] >= yi:
-                continue
-            keep[i] = True
-            start = j
-            while start > 0 and stair_y[start - 1] <= yi:
-                start -= 1
-            stop = j
-            while stop < len(stair_x) and stair_x[stop] == xi and stair_y[stop] <= yi:
-                stop += 1
-            stair_x[start:stop] = [xi]
-            stair_y[start:stop] = [yi]
-    return keep
-
-
-# ----------------------------------------------------------------------------------------------------- bounds
-class _SuffixBound:
-    """LP-relaxation bounds of every suffix of stages as a function of the latency left (Dyer-Zemel).
-
-    A stage's LP choices lie on the upper convex hull of its (w, v) points; the suffix's LP optimum at latency r
-    starts from every stage's fastest hull point and adds hull segments in decreasing slope while r lasts.
-    """
-
-    def __init__(self, weights: list[np.ndarray], values: list[np.ndarray], min_suffix: np.ndarray) -> None:
-        self.min_suffix = min_suffix
-        self.n = n = len(weights)
-        base_v = np.zeros(n + 1)
-        seg_stage, seg_dw, seg_dv, seg_end = [], [], [], []
-        self.hulls = []
-        for k, (w, v) in enumerate(zip(weights, values)):
-            hull = _upper_hull(w, v)
-            self.hulls.append(hull)
-            base_v[k] = float(v[hull[0]])
-            for a, b in zip(hull[:-1], hull[1:]):
-                seg_stage.append(k)
-                seg_dw.append(float(w[b] - w[a]))
-                seg_dv.append(float(v[b] - v[a]))
-                seg_end.append(b)
-        self.base_v = np.cumsum(base_v[::-1])[::-1]  # Σ over stages k.. of the fastest hull point's value
-        dw, dv = np.asarray(seg_dw), np.asarray(seg_dv)
-        slope = dv / dw if dw.size else np.zeros(0)
-        order = np.argsort(-slope, kind="stable")
-        self.seg_stage = np.asarray(seg_stage, dtype=np.int64)[order]
-        self.seg_dw, self.seg_dv = dw[order], dv[order]
-        self.seg_end = np.asarray(seg_end, dtype=np.int64)[order]
-        self._curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def value(self, k: int, left: np.ndarray) -> np.ndarray:
-        """Upper bound on Σ v over stages k.. using at most ``left`` ms (-inf where even the fastest misses)."""
-        if k >= self.n:
-            return np.where(left >= 0, 0.0, -np.inf)
-        if k not in self._curves:
-            mine = self.seg_stage >= k
-            self._curves[k] = (np.concatenate(([0.0], np.cumsum(self.seg_dw[mine]))),
-                               np.concatenate(([0.0], np.cumsum(self.seg_dv[mine]))))
-        xp, fp = self._curves[k]
-        extra = left - self.min_suffix[k]
-        out = self.base_v[k] + np.interp(extra, xp, fp)
-        return np.where(extra >= 0, out, -np.inf)
-
-    def greedy(self, limit: float) -> list[int]:
-        """A feasible choice (positions into each stage's arrays): hull steps by slope while they fit."""
-        picks = [int(h[0]) for h in self.hulls]
-        used = float(self.min_suffix[0])
-        blocked: set[int] = set()
-        for k, dw, end in zip(self.seg_stage.tolist(), self.seg_dw.tolist(), self.seg_end.tolist()):
-            if k in blocked:
-                continue
-            if used + dw <= limit:
-                used += dw
-                picks[k] = end
-            else:
-                blocked.add(k)  # a stage's hull steps are taken in order: this stage stops here
-        return picks
-
-
-def _upper_hull(w: np.ndarray, v: np.ndarray) -> list[int]:
-    """Indices of the upper-left convex hull of the points (w, v): from the fastest-best point, slopes decreasing.
-
-    Only points that are better in v than every faster point matter (the (w, v) Pareto front); of those, the
-    ones on the concave envelope.
-    """
-    order = np.lexsort((-v, w))
-    front: list[int] = []
-    best = -np.inf
-    for i in order.tolist():
-        if v[i] > best:
-            front.append(i)
-            best = float(v[i])
-    hull: list[int] = []
-    for i in front:
-        while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]
-            # drop b when it lies on or below the segment a -> i
-            if (v[b] - v[a]) * (w[i] - w[a]) <= (v[i] - v[a]) * (w[b] - w[a]):
-                hull.pop()
-            else:
-                break
-        hull.append(i)
-    return hull
