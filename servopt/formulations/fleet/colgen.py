@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from servopt.formulations.fleet.pattern_milp import gpu_weight, milp
 from servopt.formulations.fleet.patterns import Pattern, pareto
 from servopt.formulations.fleet.space import BinSpace, SearchBudget
 
-__all__ = ["Generated", "generate", "lp_bound", "bin_keys", "gpu_weight"]
+__all__ = ["Generated", "generate", "lp_bound", "bin_keys"]
 
 #: relative tolerance of "the gap is closed" (and of the phase-1 uncovered share)
 GAP_TOL = 1e-6
@@ -64,15 +65,6 @@ class Generated:
     infeasible: bool = False         # the LP relaxation over all patterns is infeasible: no plan exists
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def gpu_weight(problem: Any, gpu: Any) -> float:
-    """The objective weight of one used GPU of type ``gpu``."""
-    if problem.objective == "cost":
-        return gpu.price_per_hour
-    if problem.objective == "gpus":
-        return 1.0
-    return problem.weights["cost"] * gpu.price_per_hour + problem.weights["gpus"]
 
 
 def bin_keys(problem: Any) -> list[tuple[Any, str | None, float]]:
@@ -300,7 +292,6 @@ def _column_generation(problem: Any, spaces: dict, t0: float) -> Generated:
                          notes=[f"column generation over capped contents ({rounds_note}); the caps may cut "
                                 "contents, so no lower bound on the uncapped problem"])
     # an incumbent over the generated columns, then every column that can still improve on it
-    from servopt.formulations.fleet.formulation import milp
 
     model, _, _ = milp(problem, columns)
     left = max(1.0, min(deadline - time.perf_counter(), problem.search_time_s / 4))
