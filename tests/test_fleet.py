@@ -278,6 +278,19 @@ def test_slot_form_with_mig_matches():
     assert servopt.solve(build_slots(p)).objective == pytest.approx(servopt.solve(p).objective)
 
 
+def low_rate_fleet_mixed() -> dict:
+    """examples/fleet_mixed.yaml with six models at low rates and loose SLOs, so that models share GPUs."""
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "fleet_mixed.yaml").read_text())
+    low = {"roi_classifier": (40, 60.0), "language_id": (60, 20.0), "vit_base": (50, 80.0),
+           "translate_en_de": (20, 300.0), "summarize": (10, 450.0), "t5_small": (30, 100.0)}
+    for m in data["models"]:
+        if m["name"] in low:
+            m["rate_rps"], m["slo_ms"] = low[m["name"]]
+    return data
+
+
 def test_cli_says_why_a_restricted_fleet_plan_is_not_proven(tmp_path, capsys) -> None:
     """Low-rate models that share GPUs hit the pattern caps: the CLI names the caps, not a solver limit."""
     import yaml
@@ -285,12 +298,8 @@ def test_cli_says_why_a_restricted_fleet_plan_is_not_proven(tmp_path, capsys) ->
     from servopt.cli import main
 
     examples = Path(__file__).resolve().parents[1] / "examples"
-    data = yaml.safe_load((examples / "fleet_mixed.yaml").read_text())
-    low = {"roi_classifier": (40, 60.0), "language_id": (60, 20.0), "vit_base": (50, 80.0),
-           "translate_en_de": (20, 300.0), "summarize": (10, 450.0), "t5_small": (30, 100.0)}
+    data = low_rate_fleet_mixed()
     for m in data["models"]:
-        if m["name"] in low:
-            m["rate_rps"], m["slo_ms"] = low[m["name"]]
         if "model_file" in m:
             m["model_file"] = str((examples / m["model_file"]).resolve())
         for perf in m["performance"].values():
@@ -383,21 +392,11 @@ def test_low_rate_variant_is_proven_optimal_without_caps():
     """The low-rate variant of fleet_mixed co-locates models; uncapped, it is proven optimal (enumeration and
     column generation agree)."""
     import dataclasses
-    import pathlib
-
-    import yaml
 
     import servopt
-    from servopt.formulations.registry import problem_from_mapping
 
-    examples = pathlib.Path(__file__).resolve().parents[1] / "examples"
-    data = yaml.safe_load((examples / "fleet_mixed.yaml").read_text())
-    low = {"roi_classifier": (40, 60.0), "language_id": (60, 20.0), "vit_base": (50, 80.0),
-           "translate_en_de": (20, 300.0), "summarize": (10, 450.0), "t5_small": (30, 100.0)}
-    for m in data["models"]:
-        if m["name"] in low:
-            m["rate_rps"], m["slo_ms"] = low[m["name"]]
-    p = problem_from_mapping(data, examples / "fleet_low.yaml")
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    p = problem_from_mapping(low_rate_fleet_mixed(), examples / "fleet_low.yaml")
     full = servopt.solve(p)
     assert full.status.value == "optimal" and full.plan.proven_optimal and p.verify(full.plan) == []
     assert any(pl.co_located for pl in full.plan.placements)

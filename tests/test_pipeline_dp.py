@@ -59,9 +59,9 @@ def medium(seed: int, accuracy: str = "sum", stages: int = 6, variants: int = 5,
 
 
 # ------------------------------------------------------------------------------------- against brute force
-@pytest.mark.parametrize("seed", range(N_BRUTE))
-def test_dp_equals_brute_force(seed):
-    problem, expected = brute(seed)
+def assert_dp_matches(problem, expected):
+    """``solve_dp`` proves ``problem`` infeasible exactly when brute force finds nothing, else it returns a plan
+    that passes the exact checker with brute force's objective (and, for stable plans, its number of changes)."""
     status, plan, _ = solve_dp(problem)
     if expected is None:
         assert status is Status.INFEASIBLE and plan is None
@@ -73,17 +73,15 @@ def test_dp_equals_brute_force(seed):
         assert plan.changes == expected[1]
 
 
-@pytest.mark.parametrize("seed", range(120))
+@pytest.mark.parametrize("seed", range(N_BRUTE))
+def test_dp_equals_brute_force(seed):
+    assert_dp_matches(*brute(seed))
+
+
+@pytest.mark.parametrize("seed", range(360))
 def test_dp_equals_brute_force_on_product(seed):
-    problem, expected = brute(seed, "product")
-    status, plan, _ = solve_dp(problem)
-    if expected is None:
-        assert status is Status.INFEASIBLE
-        return
-    assert status is Status.OPTIMAL and check_pipeline_plan(problem, plan) == []
-    assert close(plan.objective, expected[0]), (plan.objective, expected)
-    if problem.prefer_stable and problem.current:
-        assert plan.changes == expected[1]
+    # product with and without prefer_stable (random_pipeline: half the seeds prefer stable plans)
+    assert_dp_matches(*brute(seed, "product"))
 
 
 # ------------------------------------------------------------------------------------------- against MILP
@@ -266,13 +264,7 @@ def adversarial(seed: int, stages: int = 3, variants: int = 4, batches: tuple[in
 @pytest.mark.parametrize("seed", range(40))
 def test_dp_equals_brute_force_on_adversarial_product_pipelines(seed):
     problem = adversarial(seed, max_replicas=5)
-    expected = exhaustive_pipeline(problem)
-    status, plan, _ = solve_dp(problem)
-    if expected is None:
-        assert status is Status.INFEASIBLE
-        return
-    assert status is Status.OPTIMAL and check_pipeline_plan(problem, plan) == []
-    assert close(plan.objective, expected[0]), (plan.objective, expected)
+    assert_dp_matches(problem, exhaustive_pipeline(problem))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -349,27 +341,7 @@ def test_parametric_product_equals_brute_force(seed):
 @pytest.mark.parametrize("seed", range(40, 200))
 def test_more_adversarial_product_pipelines_equal_brute_force(seed):
     problem = adversarial(seed, stages=3, variants=3, batches=(1, 4), max_replicas=5)
-    expected = exhaustive_pipeline(problem)
-    status, plan, _ = solve_dp(problem)
-    if expected is None:
-        assert status is Status.INFEASIBLE
-        return
-    assert status is Status.OPTIMAL and check_pipeline_plan(problem, plan) == []
-    assert close(plan.objective, expected[0]), (plan.objective, expected)
-
-
-@pytest.mark.parametrize("seed", range(120, 360))
-def test_more_product_and_stable_pipelines_equal_brute_force(seed):
-    # product with and without prefer_stable (random_pipeline: half the seeds prefer stable plans)
-    problem, expected = brute(seed, "product")
-    status, plan, _ = solve_dp(problem)
-    if expected is None:
-        assert status is Status.INFEASIBLE
-        return
-    assert status is Status.OPTIMAL and check_pipeline_plan(problem, plan) == []
-    assert close(plan.objective, expected[0]), (plan.objective, expected)
-    if problem.prefer_stable and problem.current:
-        assert plan.changes == expected[1]
+    assert_dp_matches(problem, exhaustive_pipeline(problem))
 
 
 @pytest.mark.parametrize("seed", range(4))

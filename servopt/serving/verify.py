@@ -299,12 +299,7 @@ class VerifyReport:
              [c.measured.throughput_rps for c in self.checks]),
             ("batch latency (ms)", [c.expected.batch_latency_ms for c in self.checks],
              [c.batch_latency_ms for c in self.checks])])
-        fig.suptitle(f"{self.problem}: plan {'holds' if self.holds else 'does not hold'} within "
-                     f"{self.tolerance:.0%}")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return Path(path)
+        return save_verdict_figure(fig, path, self.problem, self.holds, self.tolerance)
 
 
 def verify_plan(summary: dict[str, Any], repo_dir: str | Path, measure: Callable[[Expectation], Any], *,
@@ -420,3 +415,14 @@ def bar_pairs(axes: Any, names: list[str], panels: list[tuple[str, list[float], 
         ax.set_xticks(list(x), names, rotation=20, ha="right")
         ax.set_title(title)
         ax.legend()
+
+
+def save_verdict_figure(fig: Any, path: str | Path, problem: str, holds: bool, tolerance: float) -> Path:
+    """Title ``fig`` with the verdict, write it to ``path`` (PNG) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(f"{problem}: plan {'holds' if holds else 'does not hold'} within {tolerance:.0%}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -143,7 +143,7 @@ class RateReport:
 
         panels = 3 if self.windows else 2
         fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
-        from servopt.serving.verify import bar_pairs
+        from servopt.serving.verify import bar_pairs, save_verdict_figure
 
         bar_pairs(axes, [c.expected.model for c in self.checks], [
             ("batch latency (ms)", [c.expected.batch_latency_ms or math.nan for c in self.checks],
@@ -163,12 +163,7 @@ class RateReport:
             if self.plan.slo_ms is not None:
                 p99.axhline(self.plan.slo_ms, color="r", lw=0.8)
             ax.legend(loc="upper left")
-        fig.suptitle(f"{self.problem}: plan {'holds' if self.holds else 'does not hold'} within "
-                     f"{self.tolerance:.0%}")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return Path(path)
+        return save_verdict_figure(fig, path, self.problem, self.holds, self.tolerance)
 
 
 def analyze(plan: RatePlan, run: RateRun, *, tolerance: float = 0.25,
