@@ -256,6 +256,27 @@ def test_bench_fleet_quick(tmp_path):
     assert (tmp_path / "fleet.png").exists()
 
 
+def test_bench_fleet_sizes_large_rows_from_a_dedicated_plan():
+    """Above ``scale_above`` models the generator scales rates until dedicated GPUs fit ``max_gpus`` GPUs."""
+    import importlib.util
+    import pathlib
+
+    from servopt.policies import run_policy
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks/bench_fleet.py"
+    spec = importlib.util.spec_from_file_location("bench_fleet_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    small, factor = bench.make_problem(12, scale_above=20)
+    assert factor == 1.0 and [g.count for g in small.gpu_types] == [24] * 5  # unchanged below the threshold
+    p, factor = bench.make_problem(40, scale_above=20, max_gpus=60)
+    assert 0 < factor < 1 and sum(g.count for g in p.gpu_types) == 60
+    base = run_policy(p, "fleet_one_per_gpu")
+    assert base.plan is not None and p.verify(base.plan) == []  # feasible by construction
+    unscaled = bench.make_problem(40, scale_above=40)[0]
+    assert [m.rate_rps for m in p.models] == pytest.approx([factor * m.rate_rps for m in unscaled.models], rel=1e-3)
+
+
 @pytest.mark.parametrize("seed", range(0, 40, 2))
 def test_slot_form_has_the_same_optimum(seed):
     import servopt
