@@ -258,6 +258,9 @@ class _Clock:
 
 def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
     t0 = time.perf_counter()
+    bounded = getattr(problem, "with_time_limit", None)
+    if params.time_limit_s is not None and bounded is not None:
+        problem = bounded(params.time_limit_s)  # the time limit also bounds work done before the solver (fleet)
     clock = _Clock()
     if backend == "auto":
         backend = getattr(problem, "default_backend", None) or "auto"

@@ -495,3 +495,26 @@ def test_search_time_s_is_a_file_key_validated_by_name():
     data["search_time_s"] = -1
     with pytest.raises(ValidationError, match="fleet.yaml.*search_time_s"):
         problem_from_mapping(data, "fleet.yaml")
+
+
+def test_time_limit_also_bounds_the_pattern_search(monkeypatch):
+    import servopt
+    from servopt.formulations.fleet import formulation
+
+    p = load()
+    assert p.with_time_limit(7.5).search_time_s == 7.5
+    assert p.with_time_limit(600) is p  # a longer limit leaves the file's search time
+    with pytest.raises(ValidationError, match="time_limit_s"):
+        p.with_time_limit(0)
+    seen = []
+    real = formulation.build
+
+    def spy(problem):
+        seen.append(problem.search_time_s)
+        return real(problem)
+
+    monkeypatch.setattr(formulation, "build", spy)
+    limited = servopt.solve(p, time_limit_s=3)
+    plain = servopt.solve(p)
+    assert seen == [3.0, 60.0]
+    assert limited.objective == plain.objective and p.verify(limited.plan) == []

@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="solver backend (auto, cpsat, highs, scip, gurobi, cvxpy) or a problem's own exact "
                              "algorithm; default: auto")
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
-                        help="stop the solver after S seconds (status 'feasible' if it has a plan by then)")
+                        help="stop the solver after S seconds (status 'feasible' if it has a plan by then); for "
+                             "fleet problems it also bounds the pattern search (search_time_s)")
     parser.add_argument("--scale", type=float, default=None, metavar="FACTOR",
                         help="CP-SAT only: multiply fractional data (e.g. costs) by FACTOR and round to integers "
                              "(checked for rounding error); e.g. 100 for prices in cents")

@@ -128,6 +128,16 @@ class FleetProblem:
         """The capacity ``model`` needs: ``rate_rps * (1 + headroom)``."""
         return model.rate_rps * (1 + self.headroom)
 
+    def with_time_limit(self, seconds: float) -> FleetProblem:
+        """This problem with the pattern search bounded by ``seconds`` too (``servopt solve --time-limit``): the
+        search takes at most ``min(search_time_s, seconds)``, the MILP solve its own ``seconds``."""
+        from dataclasses import replace
+
+        seconds = as_number(seconds, "time_limit_s", positive=True)
+        if seconds >= self.search_time_s:
+            return self
+        return replace(self, search_time_s=float(seconds))
+
     def build(self) -> tuple[Any, Any]:
         """The pattern MILP and its decoder (the pattern set: :mod:`servopt.formulations.fleet.colgen`)."""
         from servopt.formulations.fleet.formulation import build
