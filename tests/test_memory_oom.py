@@ -118,10 +118,54 @@ def test_cli_fit_reports_the_oom_margin(capsys, root):
     assert oom["boundaries"] == 3 and oom["memory_limit_mb"] == 8192
     # fp16 reserves less per sample near the limit than on the grid: the calibration lets the model exceed it
     assert oom["oom_margin"] < -0.2 and oom["families"][0]["usable_fraction"] > 1.2
-    assert main(["fit", str(path), "--targets", "memory", "--json"]) == 0
-    assert "oom_calibration" not in json.loads(capsys.readouterr().out)["memory"]
     assert main(["fit", str(path), "--targets", "memory", "--oom-limit-mb", "0"]) == 2
     assert "--oom-limit-mb" in capsys.readouterr().err
+
+
+def test_fit_takes_the_limit_the_profile_records(capsys, root, tmp_path):
+    """The profiler writes the limit of its out-of-memory search (oom_limit_mb): fit calibrates on it unasked,
+    exactly as with --oom-limit-mb; a profile without the column is not calibrated (nothing to compare with)."""
+    from servopt.performance.evaluate import fit_profile
+
+    path = root / "profiles" / "measured_H200_resnet50_fp16.csv"
+    frame = load_profile(path).frame
+    assert set(frame["oom_limit_mb"]) == {8192}
+    recorded, _ = fit_profile(frame, targets=["memory"], cross_validate=False)
+    given, _ = fit_profile(frame.drop(columns="oom_limit_mb"), targets=["memory"], cross_validate=False,
+                           oom_limit_mb=8192)
+    bare, _ = fit_profile(frame.drop(columns="oom_limit_mb"), targets=["memory"], cross_validate=False)
+    assert recorded.targets["memory"].model.calibration_ == given.targets["memory"].model.calibration_
+    assert len(recorded.targets["memory"].model.calibration_) == 3
+    assert bare.targets["memory"].model.calibration_ == [] and bare.targets["memory"].model.oom_limit_mb is None
+    # the column is not a feature: the fitted models take the same features with and without it
+    assert recorded.targets["memory"].features == given.targets["memory"].features
+    assert main(["fit", str(path), "--targets", "memory", "--json"]) == 0
+    oom = json.loads(capsys.readouterr().out)["memory"]["oom_calibration"]
+    assert oom["boundaries"] == 3 and oom["memory_limit_mb"] == 8192
+    bare_csv = tmp_path / "bare.csv"
+    frame.drop(columns="oom_limit_mb").to_csv(bare_csv, index=False)
+    assert main(["fit", str(bare_csv), "--targets", "memory", "--json"]) == 0
+    assert "oom_calibration" not in json.loads(capsys.readouterr().out)["memory"]
+
+
+def test_profiles_searched_under_two_limits_calibrate_each_against_its_own(capsys, root):
+    grid = root / "profiles" / "measured_H200_resnet50_fp16.csv"
+    cli = root / "profiles" / "measured_H200_resnet50_fp16_cli_max_batch.csv"
+    assert main(["fit", str(grid), str(cli), "--targets", "memory", "--json"]) == 0
+    oom = json.loads(capsys.readouterr().out)["memory"]["oom_calibration"]
+    assert oom["memory_limit_mb"] == [4096, 8192] and oom["boundaries"] == 4
+    assert main(["fit", str(grid), str(cli), "--targets", "memory"]) == 0
+    assert "boundaries under 4096, 8192 MiB" in capsys.readouterr().out
+
+
+def test_a_recorded_limit_that_is_not_a_number_is_an_error_naming_the_column(root):
+    from servopt.performance.evaluate import fit_profile
+
+    frame = load_profile(root / "profiles" / "measured_H200_resnet50_fp16.csv").frame.copy()
+    frame["oom_limit_mb"] = frame["oom_limit_mb"].astype(float)
+    frame.loc[0, "oom_limit_mb"] = -1.0
+    with pytest.raises(ValidationError, match="h200.csv: column 'oom_limit_mb': -1.0"):
+        fit_profile(frame, source="h200.csv", targets=["memory"], cross_validate=False)
 
 
 def test_bench_models_quick(root, tmp_path):

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--oom-limit-mb", type=float, metavar="MIB",
                         help="the memory limit the profile's out-of-memory search ran under (servopt profile "
                         "--memory-limit-mb): calibrates the largest batch on the rows' oom_batch_size so that it "
-                        "never exceeds the measured one, and reports the margin used")
+                        "never exceeds the measured one, and reports the margin used. Default: the profile's "
+                        "oom_limit_mb column (servopt profile writes it)")
     parser.add_argument("--level", type=float, default=0.9, help="level of the prediction intervals saved with "
                         "-o (split conformal on the held-out residuals; default 0.9)")
     parser.add_argument("--repeats", choices=("run", "mean"), default="run",
@@ -182,11 +183,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _oom_report(models: Any, limit: float | None) -> dict[str, Any] | None:
-    """The out-of-memory calibration of the memory model (``--oom-limit-mb``), or None without one."""
+    """The out-of-memory calibration of the memory model (``--oom-limit-mb``, else the limits the profile
+    records), or None without one."""
     fitted = models.targets.get("memory")
-    if limit is None or fitted is None:
+    if fitted is None:
         return None
     model = fitted.model
+    if limit is None:
+        recorded = sorted({rec["memory_limit_mb"] for rec in getattr(model, "calibration_", [])})
+        if not recorded:
+            return None
+        limit = recorded[0] if len(recorded) == 1 else recorded
     return {"memory_limit_mb": limit, "boundaries": len(getattr(model, "calibration_", [])),
             "oom_margin": getattr(model, "oom_margin_", None), "families": model.margins(),
             "default_usable_fraction": getattr(model, "default_fraction_", 1.0)}
@@ -197,8 +204,9 @@ def _print_oom(oom: dict[str, Any]) -> None:
         print(f"memory: no out-of-memory boundary (oom_batch_size) in the profiles: the largest batch is not "
               f"calibrated (limit {oom['memory_limit_mb']:g} MiB)\n")
         return
+    limits = oom["memory_limit_mb"] if isinstance(oom["memory_limit_mb"], list) else [oom["memory_limit_mb"]]
     print(f"memory: largest batch calibrated on {oom['boundaries']} out-of-memory boundaries under "
-          f"{oom['memory_limit_mb']:g} MiB; oom_margin {oom['oom_margin']:+.4f} (share of a limit held back; "
+          f"{', '.join(f'{v:g}' for v in limits)} MiB; oom_margin {oom['oom_margin']:+.4f} (share of a limit held back; "
           f"negative: the model over-predicts memory near the limit)")
     width = max(len(f["family"]) for f in oom["families"])
     print(f"  {'family'.ljust(width)}  boundaries  usable fraction  margin")

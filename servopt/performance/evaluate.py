@@ -314,6 +314,26 @@ def _interval(report: TargetReport, level: float) -> dict[str, Any]:
     return conformal_interval(y, p, edge, level)
 
 
+def _oom_boundaries(rows: pd.DataFrame, X: pd.DataFrame, columns: list[str], oom_limit_mb: float | None,
+                    source: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The out-of-memory boundaries to calibrate the memory model on, with the limit of each search.
+
+    The limit is ``oom_limit_mb`` when given (``servopt fit --oom-limit-mb``, for every boundary), else the
+    profile's ``oom_limit_mb`` column (``servopt profile --memory-limit-mb`` writes it); boundaries whose limit
+    neither says are left out (nothing to calibrate against).
+    """
+    from servopt.performance.memory import boundaries_from_profile, profile_oom_limits
+
+    if oom_limit_mb is None and not profile_oom_limits(rows, source).size:
+        return None, np.empty(0), np.empty(0)
+    extra = {c: rows[c].to_numpy() for c in ("oom_batch_size", "oom_limit_mb") if c in rows.columns}
+    bounds, largest, limits = boundaries_from_profile(X.assign(**extra), columns, with_limits=True)
+    if oom_limit_mb is not None:
+        return bounds, largest, np.full(len(largest), float(oom_limit_mb))
+    known = np.isfinite(limits)
+    return bounds[known].reset_index(drop=True), largest[known], limits[known]
+
+
 def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list[str] | None = None,
                 cross_validate: bool = True, estimator: Any = None, latency_model: str = "work",
                 level: float = 0.9, memory_model: str = "family", oom_limit_mb: float | None = None,
@@ -339,7 +359,8 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
     oom_limit_mb : float, optional
         The memory limit the profile's out-of-memory search ran under (``servopt profile --memory-limit-mb``):
         the memory model is calibrated on the rows' ``oom_batch_size`` (:meth:`MaxBatchModel.calibrate`; its
-        ``oom_margin_`` and ``margins()`` say the margin used). Without it the rows' boundaries are not used.
+        ``oom_margin_`` and ``margins()`` say the margin used). Default: the profile's ``oom_limit_mb`` column,
+        which the profiler writes; where neither gives a limit the rows' boundaries are not used.
     progress : servopt.progress.Progress, optional
         Told each stage (the final fit of a target, its cross-validation with one step per held-out value).
 
@@ -372,18 +393,16 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
 
             rows = with_run_flags(rows)
         y = rows[target.column].to_numpy(dtype=float)
-        limit, bounds, largest = None, None, np.empty(0)
-        if name == "memory" and oom_limit_mb is not None:
-            from servopt.performance.memory import boundaries_from_profile
-
-            bounds, largest = boundaries_from_profile(X.assign(oom_batch_size=rows["oom_batch_size"].to_numpy())
-                                                      if "oom_batch_size" in rows else X, columns)
-            limit = oom_limit_mb if len(largest) else None  # no search ran: no row was measured under the limit
+        limit, bounds, largest, limits = None, None, np.empty(0), None
+        if name == "memory":
+            bounds, largest, limits = _oom_boundaries(rows, X, columns, oom_limit_mb, source)
+            # no search ran: no row was measured under the limit
+            limit = float(np.min(limits)) if len(largest) else None
         if progress is not None:
             progress.stage(f"fitting {name} on {len(rows):,} rows")
         model = make_model(name, estimator, latency_model, memory_model, limit).fit(X, y, **_fit_params(name, rows))
         if len(largest):
-            model.calibrate(bounds, largest)
+            model.calibrate(bounds, largest, limits)
         fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)
         if cross_validate:
             if progress is not None:

@@ -52,7 +52,7 @@ TARGETS: dict[str, Target] = {
 }
 _TEXT_IDENTITY = ("model", "variant", "hardware")
 _NUMERIC_IDENTITY = ("input_size", "cores", "batch_size")
-_NOT_FEATURES = frozenset({"source", "oom_batch_size"})
+_NOT_FEATURES = frozenset({"source", "oom_batch_size", "oom_limit_mb"})
 
 
 def _labels(frame: pd.DataFrame) -> list[str]:

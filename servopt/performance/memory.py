@@ -29,7 +29,7 @@ from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import Line, fit_line
 
-__all__ = ["MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile"]
+__all__ = ["MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "profile_oom_limits"]
 
 #: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
 MEMORY_STRUCTURES = ("family", "line")
@@ -354,19 +354,51 @@ def _calm_line(x: np.ndarray, y: np.ndarray, rows: np.ndarray, calm: np.ndarray)
     return line if line.slope >= 0 else Line(float(np.mean(y[rows])), 0.0)
 
 
-def boundaries_from_profile(frame: Any, features: list[str]) -> tuple[Any, np.ndarray]:
+def boundaries_from_profile(frame: Any, features: list[str], with_limits: bool = False) -> tuple[Any, ...]:
     """The out-of-memory boundaries a profile records: one row per configuration with ``oom_batch_size``.
 
     Returns the feature rows (``features``, the batch size set to the boundary) and the largest batch that ran,
     ``oom_batch_size - 1``: exact after a bisection (``servopt profile --find-max-batch``); after a plain grid
-    sweep it is the most that may have fitted, so the calibration is only as safe as that sweep is fine.
+    sweep it is the most that may have fitted, so the calibration is only as safe as that sweep is fine. With
+    ``with_limits`` also the limit each search ran under (the ``oom_limit_mb`` column, NaN where the profile
+    does not say); a configuration searched under two limits gives one boundary per limit.
     """
     import pandas as pd
 
     if "oom_batch_size" not in frame.columns:
-        return frame.iloc[0:0][features], np.empty(0)
+        empty = (frame.iloc[0:0][features], np.empty(0))
+        return (*empty, np.empty(0)) if with_limits else empty
     rows = frame[pd.to_numeric(frame["oom_batch_size"], errors="coerce") > 1]
     keys = [c for c in features if c != "batch_size" and not c.startswith("hw.")]
+    if "oom_limit_mb" in rows.columns:
+        keys.append("oom_limit_mb")
     first = rows.drop_duplicates(keys) if keys else rows.iloc[:1]
     oom = pd.to_numeric(first["oom_batch_size"]).to_numpy(dtype=float)
-    return first[features].reset_index(drop=True), oom - 1
+    if not with_limits:
+        return first[features].reset_index(drop=True), oom - 1
+    limits = pd.to_numeric(first["oom_limit_mb"], errors="coerce").to_numpy(dtype=float) \
+        if "oom_limit_mb" in first.columns else np.full(len(first), np.nan)
+    return first[features].reset_index(drop=True), oom - 1, limits
+
+
+def profile_oom_limits(frame: Any, source: str = "<profile>") -> np.ndarray:
+    """The distinct memory limits a profile's out-of-memory searches ran under (its ``oom_limit_mb`` column,
+    written by ``servopt profile --memory-limit-mb``), sorted; empty when the profile does not record one.
+
+    Raises
+    ------
+    ValidationError
+        A value that is not a number > 0 (names the file, column and value).
+    """
+    import pandas as pd
+
+    if "oom_limit_mb" not in frame.columns:
+        return np.empty(0)
+    cells = frame["oom_limit_mb"]
+    values = pd.to_numeric(cells, errors="coerce")
+    bad = cells.notna() & ~(values > 0)
+    if bad.any():
+        value = cells[bad].iloc[0]
+        value = value.item() if hasattr(value, "item") else value
+        raise ValidationError(f"{source}: column 'oom_limit_mb': {value!r} is not a memory limit in MiB > 0")
+    return np.unique(values.dropna().to_numpy(dtype=float))

@@ -97,7 +97,7 @@ MEASURED_COLUMNS: tuple[str, ...] = (
 #: numeric extra columns that are configuration (labels), not measurements
 NUMERIC_LABELS: frozenset[str] = frozenset({
     "concurrency", "request_rate", "instances", "instances_per_gpu", "max_batch_size", "offered_load_rps",
-    "sla_ms", "replicas", "run", "oom_batch_size",
+    "sla_ms", "replicas", "run", "oom_batch_size", "oom_limit_mb",
 })
 
 _MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
