@@ -134,16 +134,16 @@ def cpu_cases(profiles: dict[str, Path], boundaries: pd.DataFrame) -> list[dict[
         frame = _load(str(path))
         frame = frame[frame["memory_mb"].notna()]
         for limit, bounds in boundaries[boundaries.model == model].groupby("memory_limit_mb"):
-            bounds = bounds.assign(batch_size=bounds["oom_batch_size"])
             for held_out in sorted(frame["input_size"].unique()):
                 measured = bounds[bounds.input_size == held_out]
                 if measured.empty or measured["oom_batch_size"].isna().all():
                     continue  # never ran out of memory: the truth is unbounded
                 lo, hi = int(measured["last_ran"].iloc[0]), int(measured["oom_batch_size"].iloc[0]) - 1
                 train = frame[frame.input_size != held_out]
-                others = bounds[bounds.input_size != held_out]
+                others = bounds[(bounds.input_size != held_out) & bounds["oom_batch_size"].notna()]
                 for method in (*METHODS, LAST_RAN):
                     calib = others.assign(oom_batch_size=others["last_ran"] + 1) if method == LAST_RAN else others
+                    calib = calib.assign(batch_size=calib["oom_batch_size"])
                     fitted = fit_memory_model(METHODS[0] if method == LAST_RAN else method, train, CPU_COLS,
                                               float(limit), boundaries=calib)
                     got = fitted.max_batch(held_out, float(limit), model=model, cores=CPU_CORES)
@@ -178,12 +178,12 @@ def plot(cases: pd.DataFrame, paths: list[Path]) -> None:
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    for i, path in enumerate(paths):
-        if i < len(paths) - 1:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=110)
-        else:
-            save_figure(fig, path)
+    from servopt.atomic import atomic_write
+
+    for path in paths[:-1]:  # save_figure closes the figure: it writes the last copy
+        with atomic_write(path, make_parents=True, suffix=".png") as fh:
+            fig.savefig(fh, dpi=110, format="png")
+    save_figure(fig, paths[-1])
 
 
 def main(argv: list[str] | None = None) -> int:

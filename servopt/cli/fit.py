@@ -187,15 +187,20 @@ def _oom_report(models: Any, limit: float | None) -> dict[str, Any] | None:
     if limit is None or fitted is None:
         return None
     model = fitted.model
-    return {"memory_limit_mb": limit, "boundaries": len(getattr(model, "calibration_", [])),
+    bounds = len(getattr(model, "calibration_", []))
+    return {"memory_limit_mb": limit, "boundaries": bounds, "calibrated": bounds > 0,
             "oom_margin": getattr(model, "oom_margin_", None), "families": model.margins(),
             "default_usable_fraction": getattr(model, "default_fraction_", 1.0)}
 
 
 def _print_oom(oom: dict[str, Any]) -> None:
     if not oom["boundaries"]:
-        print(f"memory: no out-of-memory boundary (oom_batch_size) in the profiles: the largest batch is not "
-              f"calibrated (limit {oom['memory_limit_mb']:g} MiB)\n")
+        limit = f"{oom['memory_limit_mb']:g}"
+        print(f"memory: the out-of-memory margin is UNCALIBRATED (limit {limit} MiB): no out-of-memory boundary "
+              f"(oom_batch_size) in the profiles.\n  No margin is held back: the largest batch predicted under the "
+              f"limit fills it with the memory model's prediction and may exceed the batch that really fits.\n  "
+              f"Measure the boundaries with servopt profile --memory-limit-mb {limit} (--find-max-batch with "
+              f"--runtime torch: exact ones).\n")
         return
     print(f"memory: largest batch calibrated on {oom['boundaries']} out-of-memory boundaries under "
           f"{oom['memory_limit_mb']:g} MiB; oom_margin {oom['oom_margin']:+.4f} (share of a limit held back; "
