@@ -174,8 +174,8 @@ def plot(cases: pd.DataFrame, paths: list[Path]) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("measured largest batch (held-out input size)")
-        ax.set_ylabel("predicted / measured (above 1: out of memory; bars: the grid's bracket)")
-        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("predicted / measured largest batch")
+        ax.set_title(title + "\nabove 1: out of memory; dashed: 10 % below; bars: the grid's bracket", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     from servopt.atomic import atomic_write
