@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limits", default=",".join(f"{x:g}" for x in CPU_LIMITS_MB),
                         help="CPU limits to measure under, MiB, comma-separated")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img", help="copy of the PNG (not with --quick)")
+    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img",
+                        help="copy of the PNG (not with --quick)")
     args = parser.parse_args(argv)
     prof = ROOT / "profiles"
     h200 = [prof / f"measured_H200_{m}_{d}.csv" for m in ("resnet50", "mobilenet_v3_large") for d in ("fp32", "fp16")]

@@ -38,7 +38,8 @@ def test_summarize_counts_above_and_within_ten_percent():
     cases["above_truth"] = [verdict(p, lo, hi) for p, lo, hi in zip(cases.predicted, cases.truth_lo, cases.truth_hi)]
     row = summarize(cases, ["data", "method"]).iloc[0]
     assert (row.cases, row.above_truth, row.maybe_above, row.within_10pct_not_above) == (4, 1, 1, 1)
-    assert row.ratio_min == pytest.approx(40 / 63) and row.ratio_max == pytest.approx(40 / 32)  # the bracket: 40 may be 1.25x the truth
+    # the bracket 32-63: 40 is between 0.63x and 1.25x the truth
+    assert row.ratio_min == pytest.approx(40 / 63) and row.ratio_max == pytest.approx(40 / 32)
     assert (row.margin_min, row.margin_max) == (0.01, 0.02)
 
 
