@@ -114,3 +114,20 @@ def test_fit_says_the_margin_is_uncalibrated_without_a_boundary(capsys):
     assert main(["fit", str(calibrated), "--targets", "memory", "--oom-limit-mb", "8192", "--json"]) == 0
     oom = json.loads(capsys.readouterr().out)["memory"]["oom_calibration"]
     assert oom["calibrated"] is True and oom["boundaries"] == 3
+
+
+def test_fit_names_the_families_no_boundary_calibrated(capsys):
+    calibrated = ROOT / "profiles" / "measured_H200_resnet50_fp16.csv"
+    bare = ROOT / "profiles" / "measured_H200_resnet18_torchscript_fp32_cli.csv"
+    for memory_model in ("family", "line"):
+        args = ["fit", str(calibrated), str(bare), "--targets", "memory", "--oom-limit-mb", "8192",
+                "--memory-model", memory_model]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert "calibrated on 3 out-of-memory boundaries" in out
+        assert "1 other family without a boundary: margin UNCALIBRATED; it uses the usable fraction 1.0000" in out
+        assert main(args + ["--json"]) == 0
+        oom = json.loads(capsys.readouterr().out)["memory"]["oom_calibration"]
+        assert oom["calibrated"] is True and oom["uncalibrated_families"] == 1
+    assert main(["fit", str(calibrated), "--targets", "memory", "--oom-limit-mb", "8192"]) == 0
+    assert "without a boundary" not in capsys.readouterr().out
