@@ -189,20 +189,38 @@ def _oom_report(models: Any, limit: float | None) -> dict[str, Any] | None:
     if fitted is None:
         return None
     model = fitted.model
+    bounds = len(getattr(model, "calibration_", []))
     if limit is None:
         recorded = sorted({rec["memory_limit_mb"] for rec in getattr(model, "calibration_", [])})
         if not recorded:
             return None
         limit = recorded[0] if len(recorded) == 1 else recorded
-    return {"memory_limit_mb": limit, "boundaries": len(getattr(model, "calibration_", [])),
+    return {"memory_limit_mb": limit, "boundaries": bounds, "calibrated": bounds > 0,
             "oom_margin": getattr(model, "oom_margin_", None), "families": model.margins(),
-            "default_usable_fraction": getattr(model, "default_fraction_", 1.0)}
+            "default_usable_fraction": getattr(model, "default_fraction_", 1.0),
+            "uncalibrated_families": _uncalibrated_families(model)}
+
+
+def _uncalibrated_families(model: Any) -> int:
+    """How many families (configurations without the input size) of the fitted memory model no boundary
+    calibrated: their largest batch uses ``default_usable_fraction`` of the limit."""
+    import math
+
+    size = getattr(model, "size_index_", None)
+    groups = getattr(model, "group_index_", [])
+    key = lambda k: tuple("nan" if math.isnan(v) else v for v in k)  # noqa: E731
+    families = {key(tuple(v for i, v in zip(groups, k) if i != size)) for k in getattr(model, "lines_", {})}
+    return len(families - {key(k) for k in getattr(model, "usable_fraction_", {})})
 
 
 def _print_oom(oom: dict[str, Any]) -> None:
     if not oom["boundaries"]:
-        print(f"memory: no out-of-memory boundary (oom_batch_size) in the profiles: the largest batch is not "
-              f"calibrated (limit {oom['memory_limit_mb']:g} MiB)\n")
+        limit = f"{oom['memory_limit_mb']:g}"
+        print(f"memory: the out-of-memory margin is UNCALIBRATED (limit {limit} MiB): no out-of-memory boundary "
+              f"(oom_batch_size) in the profiles.\n  No margin is held back: the largest batch predicted under the "
+              f"limit fills it with the memory model's prediction and may exceed the batch that really fits.\n  "
+              f"Measure the boundaries with servopt profile --memory-limit-mb {limit} (--find-max-batch with "
+              f"--runtime torch: exact ones).\n")
         return
     limits = oom["memory_limit_mb"] if isinstance(oom["memory_limit_mb"], list) else [oom["memory_limit_mb"]]
     print(f"memory: largest batch calibrated on {oom['boundaries']} out-of-memory boundaries under "
@@ -213,4 +231,10 @@ def _print_oom(oom: dict[str, Any]) -> None:
     for fam in oom["families"]:
         print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:15.4f}  "
               f"{fam['oom_margin']:+.4f}")
+    if oom["uncalibrated_families"]:
+        default, n = oom["default_usable_fraction"], oom["uncalibrated_families"]
+        one = n == 1
+        print(f"  {n} other famil{'y' if one else 'ies'} without a boundary: margin UNCALIBRATED; "
+              f"{'it uses' if one else 'they use'} the usable fraction {default:.4f} (margin {1 - default:+.4f}), "
+              f"not measured for {'it' if one else 'them'}, and may exceed the batch that really fits")
     print()
