@@ -213,3 +213,36 @@ def test_torch_profiler_counts_one_batch_1_forward_pass(tmp_path, kind):
         side = row["input_size"] - 2  # 3x3 convolution without padding, then a 4 -> 2 linear layer
         assert row["gflops"] * 1e9 == 2 * (side * side * 4 * 27) + 2 * 8
         assert row["param_mb"] * 2 ** 20 == 4 * (4 * 27 + 4 + 4 * 2 + 2)
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+def test_fit_and_predict_graph_option(tmp_path, capsys):
+    from servopt.cli import main
+    from servopt.measure.onnx_models import save_model
+
+    save_model(vit_like(), tmp_path / "vit.onnx")
+    _profile(with_gflops=False).to_csv(tmp_path / "p.csv", index=False)
+    pd.DataFrame({"model": "vit", "variant": "vit", "hardware": "cpu", "input_size": [160, 96],
+                  "batch_size": [8, 8]}).to_csv(tmp_path / "q.csv", index=False)
+    p, q, graph = str(tmp_path / "p.csv"), str(tmp_path / "q.csv"), f"vit={tmp_path / 'vit.onnx'}"
+    assert main(["fit", p, "--graph", graph, "-q", "-o", str(tmp_path / "m.joblib"), "--json"]) == 0
+    assert main(["fit", p, "-q", "-o", str(tmp_path / "pixels.joblib"), "--json"]) == 0
+    capsys.readouterr()
+    predicted = {}
+    for name, extra in (("poly", []), ("graph", ["--graph", graph]), ("pixels", [])):
+        models = tmp_path / ("pixels.joblib" if name == "pixels" else "m.joblib")
+        assert main(["predict", str(models), q, "--json", *extra]) == 0
+        import json
+
+        predicted[name] = [r["latency_ms"] for r in json.loads(capsys.readouterr().out)["predictions"]]
+    truth = [0.2 + 500.0 * 8 * onnx_work(vit_like(), 1, s)["flops"] / 1e9 for s in (160, 96)]
+    assert predicted["graph"] == pytest.approx(truth, rel=0.01)
+    assert predicted["poly"] == pytest.approx(predicted["graph"], rel=0.01)
+    assert predicted["pixels"][0] < 0.9 * truth[0]  # batch x pixels misses the attention term at 160 px
+    for bad, message in ((f"vit={tmp_path / 'none.onnx'}", "no such ONNX file"),
+                         (f"resnet={tmp_path / 'vit.onnx'}", "no model 'resnet'"), ("vit", "MODEL=FILE.onnx")):
+        assert main(["fit", p, "--graph", bad, "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "--graph" in err and message in err
+    assert main(["predict", str(tmp_path / "m.joblib"), q, "--graph", f"x={tmp_path / 'vit.onnx'}"]) == 2
+    assert "no model 'x'" in capsys.readouterr().err
