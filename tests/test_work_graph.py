@@ -246,3 +246,23 @@ def test_fit_and_predict_graph_option(tmp_path, capsys):
         assert "--graph" in err and message in err
     assert main(["predict", str(tmp_path / "m.joblib"), q, "--graph", f"x={tmp_path / 'vit.onnx'}"]) == 2
     assert "no model 'x'" in capsys.readouterr().err
+
+
+def test_benchmark_quick_writes_its_tables(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("work_graph", root / "benchmarks" / "work_graph.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--out-dir", str(tmp_path)]) == 0
+    held = pd.read_csv(tmp_path / "work_graph.csv")
+    summary = pd.read_csv(tmp_path / "work_graph_summary.csv")
+    assert set(held.input_size) == {80} and len(held) == 6 and held.latency_ms.gt(0).all()
+    assert held[["pred_pixels", "pred_gflops_poly", "pred_gflops_graph"]].gt(0).all().all()
+    # the polynomial's FLOPs at the held-out size against the graph's (resnet: 80 px is off its stride of 32)
+    vit = held[held.model == "vit_like"]
+    assert np.allclose(vit.gflops_poly, vit.gflops, rtol=0.01)
+    overall = summary[(summary.model == "all") & (summary.input_size == "all")].iloc[0]
+    assert overall.n == 6
