@@ -19,7 +19,8 @@ Method
   held-out queries with the graph's FLOPs (``servopt predict --graph``);
 - error: absolute percentage error of each held-out row's latency, MAPE per model and size and overall.
 
-Writes ``benchmarks/results/work_graph.csv`` (every held-out row: measured, the three predictions) and
+Writes ``benchmarks/results/work_graph_points.csv`` (every measured point: median latency over the rounds, the
+fastest and slowest round), ``work_graph.csv`` (every held-out row: measured, the three predictions) and
 ``work_graph_summary.csv`` (MAPE per graph, held-out size and model, and overall).
 """
 
@@ -66,7 +67,8 @@ def measure(settings: dict[str, Any], folder: Path, progress: bool = True) -> An
     rows = pd.concat(frames, ignore_index=True)
     keys = ["model", "variant", "hardware", "input_size", "batch_size"]
     return rows.groupby(keys, as_index=False).agg(latency_ms=("latency_ms", "median"), gflops=("gflops", "first"),
-                                                  rounds=("latency_ms", "size"))
+                                                  rounds=("latency_ms", "size"), round_min_ms=("latency_ms", "min"),
+                                                  round_max_ms=("latency_ms", "max"))
 
 
 def evaluate(points: Any, fit_sizes: tuple[int, ...]) -> Any:
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(held)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    points.to_csv(out / "work_graph_points.csv", index=False, float_format="%.6g")
     held.to_csv(out / "work_graph.csv", index=False, float_format="%.6g")
     summary.to_csv(out / "work_graph_summary.csv", index=False, float_format="%.4f")
     with np.printoptions(precision=3):

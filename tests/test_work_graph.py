@@ -266,3 +266,13 @@ def test_benchmark_quick_writes_its_tables(tmp_path):
     assert np.allclose(vit.gflops_poly, vit.gflops, rtol=0.01)
     overall = summary[(summary.model == "all") & (summary.input_size == "all")].iloc[0]
     assert overall.n == 6
+
+
+def test_coverage_ignores_the_work_column():
+    frame = _profile()
+    models, _ = fit_profile(frame, targets=["latency"], cross_validate=False)
+    query = pd.DataFrame({"model": "vit", "variant": "vit", "hardware": "cpu", "input_size": [96, 112, 160],
+                          "batch_size": [8, 8, 8]})
+    where = models.coverage(query)
+    assert list(where.input_size) == ["profiled", "interpolated", "extrapolated"]
+    assert list(where.batch_size) == ["profiled"] * 3
