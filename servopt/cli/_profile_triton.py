@@ -127,20 +127,25 @@ def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPla
     if len(cores) != 1 or len(sizes) != 1:
         raise ValidationError("--cores and --input-sizes take one value with --triton start (one served model)")
     name = args.model_name or safe_name(Path(args.model).stem)
+    from servopt.measure.work_columns import WorkColumns, onnx_counter
+
+    work = WorkColumns(lambda size: onnx_counter(Path(args.model))(size), Path(args.model).name)(sizes[0])
     if not args.quiet:
         print(f"starting a tritonserver with {args.model} as {name!r} (python backend, {args.instances} "
               f"instance(s), max_batch_size {max(batch_sizes)})", file=sys.stderr)
     try:
         with served_onnx(args.model, name=name, max_batch_size=max(batch_sizes), instances=args.instances,
                          threads=cores[0], input_size=sizes[0], tritonserver=args.tritonserver) as served:
-            return _measure(args, served.url, name, batch_sizes, plan, source=f"triton start {args.model}")
+            return _measure(args, served.url, name, batch_sizes, plan, source=f"triton start {args.model}",
+                            work=work)
     except TritonCheckError as exc:  # the model did not load: exit 2 with the server's log, not a traceback
         raise MeasurementError(str(exc)) from None
 
 
 def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[int], plan: LoadPlan, *,
-             source: str) -> int:
-    """Measure ``model`` at ``url`` over the batch sizes and loads; write the profile (atomically, at the end)."""
+             source: str, work: dict[str, float] | None = None) -> int:
+    """Measure ``model`` at ``url`` over the batch sizes and loads; write the profile (atomically, at the end).
+    ``work``: ``gflops`` / ``param_mb`` of the served graph, added to every row."""
     from servopt.measure import loadgen
 
     settings, concurrencies, rates = plan
@@ -161,6 +166,8 @@ def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[i
     rows = loadgen.profile_rows(points, hardware=args.hardware or "triton-cpu",
                                 instances=loadgen.model_instances(url, model),
                                 variant=args.variant, source=f"{source} ({driver.name})", latency=args.latency)
+    for row in rows:
+        row.update(work or {})
     loadgen.write_profile_rows(rows, args.output, append=args.resume)
     print(f"wrote {args.output}: {len(rows)} rows ({model} on {url}, driver {driver.name})")
     return 0

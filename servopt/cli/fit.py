@@ -23,7 +23,8 @@ EPILOG = """examples:
   servopt fit profiles/measured_resnet_like.csv -o models.joblib --plot latency.png
   servopt import infadapter data/infadapter/capacity_result_Feb_21.csv -o cap.csv
   servopt fit cap.csv --targets capacity --json     # capacity vs cores per variant, against InfAdapter's line
-  servopt fit runs.csv --repeats mean               # many runs per point (a 'run' label): average them first"""
+  servopt fit runs.csv --repeats mean               # many runs per point (a 'run' label): average them first
+  servopt fit vit.csv --graph vit_b16=vit_b16.onnx  # FLOPs from the graph as the work of a batch"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace existing -o / --plot files")
     parser.add_argument("--latency-model", choices=("work", "hinge"), default="work",
                         help="work: per-configuration curves plus a floor-plus-roofline in the work of a batch "
-                        "(pixels x batch) for unprofiled input sizes and larger batches (default); hinge: "
+                        "(batch x gflops where the profile or --graph gives FLOPs, else pixels x batch) for unprofiled input sizes and larger batches (default); hinge: "
                         "per-configuration curves only, the model before issue 19")
     parser.add_argument("--memory-model", choices=("family", "line"), default="family",
                         help="family: a line in batch per configuration, and per family (configuration without the "
@@ -54,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rows that differ only in the 'run' label: run (default) fits each run as its own "
                         "configuration; mean averages the runs of each point first (far faster on profiles with "
                         "many runs: the per-configuration curve fits dominate)")
+    from servopt.cli._graphs import GRAPH_HELP
+
+    parser.add_argument("--graph", action="append", metavar="MODEL=FILE.onnx", help=GRAPH_HELP)
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress on stderr (it is shown only when stderr is a terminal, or with "
                              "SERVOPT_PROGRESS=1)")
@@ -123,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and Path(args.plot).suffix.lower() != ".png":
         raise ValidationError(f"--plot {args.plot}: expected a .png file name")
     _check_outputs(args, targets)
+    from servopt.cli._graphs import add_graphs, parse_graphs
+
+    graphs = parse_graphs(getattr(args, "graph", None))
     if not 0 < args.level < 1:
         raise ValidationError(f"--level {args.level}: expected a number between 0 and 1 (e.g. 0.9)")
     from servopt.progress import Progress
@@ -136,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
 
             bar.stage(f"averaging the runs of {len(frame):,} rows")
             frame = average_runs(frame, source=table.source)
+        if graphs:
+            bar.stage(f"counting the FLOPs of {len(graphs)} graph(s)")
+            frame = add_graphs(frame, graphs, table.source)
+        if args.latency_model == "hinge" and "gflops" in frame.columns:
+            frame = frame.drop(columns="gflops")  # the hinge model does not use the work of a batch
         if args.oom_limit_mb is not None and not args.oom_limit_mb > 0:
             raise ValidationError(f"--oom-limit-mb {args.oom_limit_mb}: expected a number of MiB > 0")
         models, reports = fit_profile(frame, source=table.source, targets=targets,

@@ -8,6 +8,10 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from servopt.exceptions import ValidationError
+
 DESCRIPTION = """Predict latency (and warm-up, memory, capacity where fitted) for each row of QUERY.csv with models
 saved by `servopt fit -o MODELS.joblib`. The query has the profile's feature columns (batch_size, model, variant,
 hardware, input_size, ... as `servopt fit` lists them); other columns are ignored; `variant` defaults to `model`
@@ -25,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", metavar="MODELS.joblib", help="models saved by servopt fit -o")
     parser.add_argument("query", metavar="QUERY.csv", help="rows to predict (.csv or .parquet)")
     parser.add_argument("--json", action="store_true", help='print {"predictions": [{...}, ...]} in row order')
+    parser.add_argument("--graph", action="append", metavar="MODEL=FILE.onnx",
+                        help="MODEL=FILE.onnx (repeatable): the ONNX graph of the query's model MODEL; its rows "
+                        "that lack gflops get the FLOPs of one sample at their input size (without it, models "
+                        "fitted on gflops take them from a polynomial in the input size fitted on the profile)")
     parser.add_argument("--intervals", action="store_true", help="add <column>_lo / <column>_hi (the prediction "
                         "interval saved by fit) and, per row, whether batch size, input size and hardware were "
                         "profiled, interpolated or extrapolated (coverage_<feature>)")
@@ -36,9 +44,18 @@ def run(args: argparse.Namespace) -> int:
 
     from servopt.cli._predict_checks import check_query, extrapolated_rows
 
+    from servopt.cli._graphs import add_graphs, parse_graphs
+
+    graphs = parse_graphs(getattr(args, "graph", None))
     models = PerformanceModels.load(args.models)
     raw, where = read_raw(Path(args.query))
     raw = check_query(models, raw, str(args.query), where)
+    if graphs:
+        if "batch_size" not in raw.columns:
+            raise ValidationError(f"{args.query}: --graph needs a batch_size column in the query")
+        typed = raw.assign(**{c: pd.to_numeric(raw[c], errors="coerce") for c in ("batch_size", "input_size")
+                              if c in raw.columns})
+        raw = add_graphs(typed, graphs, str(args.query))
     predictions = models.predict(raw, source=str(args.query), where=where, intervals=args.intervals)
     flagged = extrapolated_rows(models, raw, str(args.query), where)
     records = [{k: (None if math.isnan(v) else float(v)) for k, v in row.items()}

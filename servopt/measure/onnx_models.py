@@ -9,6 +9,8 @@ are random (He-normal, seeded), so the graphs time like real CNNs of that shape 
 - :func:`mobilenet_like`: a MobileNetV2-style network (inverted residual blocks: 1x1 expansion, 3x3
   depthwise convolution, linear 1x1 projection; ReLU6 as ``Clip``).
 - :func:`tiny_cnn`: one strided convolution and a classifier, a few milliseconds per batch (for tests).
+- :func:`vit_like`: a small ViT-style transformer (patch embedding, self-attention blocks): FLOPs that grow
+  faster than the pixels.
 
 >>> from servopt.measure.onnx_models import tiny_cnn
 >>> m = tiny_cnn()
@@ -34,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import onnx
 
-__all__ = ["resnet_like", "mobilenet_like", "tiny_cnn", "save_model", "BUILDERS", "OPSET", "IR_VERSION"]
+__all__ = ["resnet_like", "mobilenet_like", "tiny_cnn", "vit_like", "save_model", "BUILDERS", "OPSET", "IR_VERSION"]
 
 #: ONNX opset of the generated graphs (Clip takes min/max as inputs from opset 11 on).
 OPSET = 17
@@ -269,11 +271,68 @@ def tiny_cnn(channels: int = 4, num_classes: int = 10, seed: int = 0) -> onnx.Mo
     return g.finish("tiny_cnn", num_classes, f"servopt tiny_cnn(channels={channels}, seed={seed})")
 
 
+def vit_like(dim: int = 64, depth: int = 2, patch: int = 8, mlp_ratio: int = 2, num_classes: int = 10,
+             seed: int = 0) -> onnx.ModelProto:
+    """A ViT-style transformer: a ``patch x patch`` strided patch embedding, ``depth`` pre-norm blocks of
+    single-head self-attention and a ReLU MLP over the ``(size / patch)^2`` tokens, mean pooling and a classifier.
+
+    Its FLOPs grow with pixels (embedding, projections, MLP) *and* with tokens squared (the attention scores and
+    their product with the values), like ViT-B/16 at larger input sizes. Input sizes must be multiples of
+    ``patch``.
+
+    Examples
+    --------
+    >>> from servopt.performance.work import onnx_work
+    >>> m = vit_like()
+    >>> f = [onnx_work(m, 1, s)["flops"] for s in (64, 128)]
+    >>> bool(f[1] / f[0] > 4.0)   # attention: more than the pixel ratio
+    True
+    """
+    import numpy as np
+    from onnx import helper
+
+    dim, depth, patch = (_positive_int(v, n) for v, n in ((dim, "dim"), (depth, "depth"), (patch, "patch")))
+    mlp_ratio = _positive_int(mlp_ratio, "mlp_ratio")
+    num_classes = _positive_int(num_classes, "num_classes")
+    g = _GraphBuilder(seed)
+
+    def weight(rows: int, cols: int) -> str:
+        return g.const("w", g.rng.normal(0.0, np.sqrt(1.0 / rows), size=(rows, cols)).astype(np.float32))
+
+    def norm(x: str) -> str:
+        scale = g.const("ln_scale", np.ones(dim, dtype=np.float32))
+        bias = g.const("ln_bias", np.zeros(dim, dtype=np.float32))
+        return g.node("LayerNormalization", [x, scale, bias], axis=-1)
+
+    embed = g.rng.normal(0.0, np.sqrt(2.0 / (3 * patch * patch)), size=(dim, 3, patch, patch)).astype(np.float32)
+    x = g.node("Conv", ["input", g.const("w", embed), g.const("b", np.zeros(dim, dtype=np.float32))],
+               kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.node("Reshape", [x, g.const("shape", np.array([0, dim, -1], dtype=np.int64))])
+    x = g.node("Transpose", [x], perm=[0, 2, 1])  # [batch, tokens, dim]
+    for _ in range(depth):
+        h = norm(x)
+        q, k, v = (g.node("MatMul", [h, weight(dim, dim)]) for _ in range(3))
+        scores = g.node("MatMul", [q, g.node("Transpose", [k], perm=[0, 2, 1])])
+        scores = g.node("Mul", [scores, g.const("scale", np.array(1.0 / np.sqrt(dim), dtype=np.float32))])
+        attended = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])
+        x = g.node("Add", [x, g.node("MatMul", [attended, weight(dim, dim)])])
+        h = g.node("Relu", [g.node("MatMul", [norm(x), weight(dim, dim * mlp_ratio)])])
+        x = g.node("Add", [x, g.node("MatMul", [h, weight(dim * mlp_ratio, dim)])])
+    pooled = g.node("ReduceMean", [norm(x)], axes=[1], keepdims=0)
+    w = g.rng.normal(0.0, np.sqrt(1.0 / dim), size=(num_classes, dim)).astype(np.float32)
+    g.nodes.append(helper.make_node("Gemm", [pooled, g.const("fc_w", w),
+                                             g.const("fc_b", np.zeros(num_classes, dtype=np.float32))],
+                                    ["logits"], name="fc", transB=1))
+    return g.finish("vit_like", num_classes, f"servopt vit_like(dim={dim}, depth={depth}, patch={patch}, "
+                                             f"seed={seed})")
+
+
 #: name -> builder, for the command line and for scripts that pick a graph by name.
 BUILDERS: dict[str, Callable[..., Any]] = {
     "resnet_like": resnet_like,
     "mobilenet_like": mobilenet_like,
     "tiny_cnn": tiny_cnn,
+    "vit_like": vit_like,
 }
 
 

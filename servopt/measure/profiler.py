@@ -12,11 +12,14 @@ For each point of the grid, in this order: ``for cores: for input_size: for batc
    ``latency_cv`` is the coefficient of variation (sample standard deviation / mean) of the runs; a point whose
    CV is above ``max_cv`` (when given) is measured again once with twice the repeats and time budget (those runs
    are kept) and gets ``unstable = 1`` (else 0), so a fit can weigh it;
-4. **memory** (``memory_mb``, MiB): on CPU the peak resident set size of the process during steps 1-3 minus the
+4. **work** (outside the timed runs, once per input size): ``gflops``, the FLOPs of one sample at that size, and
+   ``param_mb``, the weights, from the graph (:mod:`servopt.measure.work_columns`; empty, with a note on stderr,
+   when the graph cannot be counted);
+5. **memory** (``memory_mb``, MiB): on CPU the peak resident set size of the process during steps 1-3 minus the
    RSS just before step 1 (inputs included); the peak is the kernel's ``VmHWM`` (reset per point through
    ``/proc/self/clear_refs``) and, where that is missing, a sampling thread (every ``5 ms``). On GPU, the peak of
    NVML's device-wide used memory minus its value before step 1.
-5. **hardware features**: a :class:`servopt.measure.hwmon.HardwareMonitor` sample is taken just before step 1 (opening
+6. **hardware features**: a :class:`servopt.measure.hwmon.HardwareMonitor` sample is taken just before step 1 (opening
    the window) and one after step 3; the latter becomes the ``hw.<key>`` columns (its utilisations and rates
    cover the point).
 
@@ -238,6 +241,7 @@ def profile_model(
     model_bytes = model.read_bytes()
     feeds_spec = _input_spec(ort, model_bytes, model, providers)
     _check_sizes(feeds_spec, grid_s, model)
+    work = _work_columns(model, feeds_spec)
 
     rows: list[dict[str, Any]] = _read_existing(out, meta) if (out is not None and resume and out.exists()) else []
     done = {(int(r["cores"]), int(r["input_size"]), int(r["batch_size"])) for r in rows}
@@ -261,7 +265,7 @@ def profile_model(
                                    time_budget_s, memory_limit_mb, monitor, device, max_cv)
             reason = point.pop("oom_reason")
             if reason is None:
-                row = dict(meta, cores=c, input_size=s, batch_size=b, **point, oom_batch_size=None)
+                row = dict(meta, cores=c, input_size=s, batch_size=b, **point, **work(s), oom_batch_size=None)
                 rows.append(row)
             else:  # no row: the earlier rows of this sweep record where it stopped
                 row = {"cores": c, "input_size": s, "batch_size": b, "memory_mb": point["memory_mb"],
@@ -285,6 +289,20 @@ def profile_model(
 
 
 # --------------------------------------------------------------------------------------------- measuring
+def _work_columns(model: Path, spec: list[tuple[str, list[Any], str]]) -> Any:
+    """``gflops`` / ``param_mb`` of the graph at batch 1 per input size (:mod:`servopt.measure.work_columns`)."""
+    from servopt.measure.work_columns import WorkColumns, onnx_counter
+
+    counters: list[Any] = []  # the graph is read on first use, inside WorkColumns' error handling
+
+    def count(size: int | None) -> tuple[float, float]:
+        if not counters:
+            counters.append(onnx_counter(model, _spatial_axes(spec[0][1]) if spec else None))
+        return counters[0](size)
+
+    return WorkColumns(count, model.name)
+
+
 def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feeds: Callable[[], dict[str, Any]],
                    cores: int, batch: int, repeats: int, min_repeats: int, time_budget_s: float,
                    limit_mb: float | None, monitor: Any, device: str, max_cv: float | None) -> dict[str, Any]:

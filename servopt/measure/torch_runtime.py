@@ -11,10 +11,13 @@ Then, for each input size and each batch size (ascending), with inputs ``[batch,
 2. **steady state**: :func:`servopt.measure.profiler.steady_state` (median, p99, ``latency_cv``, re-measured once
    and marked ``unstable`` above ``max_cv``); each run is timed with CUDA events (``torch.cuda.Event``,
    synchronised) on GPU, :func:`time.perf_counter` on CPU;
-3. **memory**: on GPU ``memory_mb`` is the peak *reserved* by PyTorch's caching allocator during the point
+3. **work** (once per input size, before its timed runs): ``gflops``, the FLOPs of one batch-1 forward pass on
+   the device in the dtype under :class:`torch.utils.flop_counter.FlopCounterMode`, and ``param_mb``, the
+   parameters' bytes (:mod:`servopt.measure.work_columns`; empty, with a note on stderr, when counting fails);
+4. **memory**: on GPU ``memory_mb`` is the peak *reserved* by PyTorch's caching allocator during the point
    (``torch.cuda.max_memory_reserved``, so weights included), with ``hw.torch/allocated_peak_mb`` and
    ``hw.torch/reserved_peak_mb``; on CPU it is the peak RSS minus the RSS before the model was loaded;
-4. **GPU features**: a :class:`~servopt.measure.gpu_sampler.WindowSampler` reads NVML every
+5. **GPU features**: a :class:`~servopt.measure.gpu_sampler.WindowSampler` reads NVML every
    ``sample_interval_s`` during the steady-state runs; the mean of each seed key (``05_gpu_smi/gpu_{ix}_*``) and
    its max (``..._max``) become ``hw.*`` columns, with this process's memory as NVML sees it
    (``hw.torch/nvml_process_used_mb``). CPU features come from :class:`~servopt.measure.hwmon.HardwareMonitor`
@@ -179,6 +182,9 @@ def profile_torch(
         pass
     dev.synchronize()
     load_time_s = time.perf_counter() - t0
+    from servopt.measure.work_columns import WorkColumns, torch_counter
+
+    work = WorkColumns(torch_counter(torch, module, dev.torch_device, torch_dtype), spec)
     monitor = _cpu_monitor()
     reader = dev.window_reader()
     bar = _progress_bar(len(grid_s) * len(grid_b), progress)
@@ -192,7 +198,7 @@ def profile_torch(
     def record(s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
         reason = point.pop("oom_reason")
         if reason is None:
-            row = dict(meta, input_size=s, batch_size=b, **labels, **point, oom_batch_size=None)
+            row = dict(meta, input_size=s, batch_size=b, **labels, **point, **work(s), oom_batch_size=None)
             row["throughput_rps"] = b / (row["latency_ms"] / 1e3)
             rows.append(row)
         else:
@@ -211,6 +217,8 @@ def profile_torch(
     try:
         with torch.inference_mode():
             for s in grid_s:
+                if any((s, b) not in done for b in grid_b) and s not in stopped:
+                    work(s)  # FLOPs of one sample, counted once per size before its timed runs
                 for b in grid_b:
                     if (s, b) in done or s in stopped:
                         bar.update(1)

@@ -16,7 +16,10 @@ profile has them (empty cells become 0); label columns that tell configurations 
 (``concurrency`` does; ``precision`` does not when each variant has one precision); and ``hw.*`` features: for
 warm-up every ``hw.*`` column without gaps, for the other targets only those that are constant within each
 configuration (static descriptions of the machine), since a query cannot know the utilisation a measurement
-would have seen. A label that takes one value per x value inside a configuration (a memory limit scaled with the
+would have seen. For latency also ``gflops`` (FLOPs of one sample at the row's input size, recorded by the
+profilers or added by ``servopt fit --graph``) where some row has it and it takes at most one value per
+configuration: :class:`~servopt.performance.WorkLatencyModel` takes it as the work of a batch; it never tells
+configurations apart, and a query may leave it empty or out (:data:`OPTIONAL_FEATURES`). A label that takes one value per x value inside a configuration (a memory limit scaled with the
 cores) follows x and is neither a feature nor a configuration key. ``capacity`` is a target only for
 configurations profiled at three or more core counts (a line needs two points after one is held out).
 """
@@ -31,7 +34,13 @@ import pandas as pd
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["TARGETS", "Target", "feature_columns", "feature_frame", "group_columns", "target_rows"]
+__all__ = ["OPTIONAL_FEATURES", "TARGETS", "Target", "WORK_FEATURE", "feature_columns", "feature_frame",
+           "group_columns", "target_rows"]
+
+#: per-sample FLOPs (GFLOP), the latency target's work feature where a profile records it
+WORK_FEATURE = "gflops"
+#: features a query may lack (absent or empty cells become 0: unknown, the model fills them in)
+OPTIONAL_FEATURES = frozenset({WORK_FEATURE})
 
 
 @dataclass(frozen=True)
@@ -113,12 +122,29 @@ def feature_columns(rows: pd.DataFrame, target: Target) -> list[str]:
                                 dropna=False).nunique()
         if int(spread.max()) > 1:
             columns.append(label)
+    if target.name == "latency" and _has_work(rows, group_columns(rows, target)):
+        columns.append(WORK_FEATURE)
     hw = [c for c in rows.columns if c.startswith("hw.") and rows[c].notna().all()]
     if target.hw == "static" and hw:
         keys = group_columns(rows, target)
         per_group = rows.groupby(keys, dropna=False)[hw].nunique() if keys else rows[hw].nunique().to_frame().T
         hw = [c for c in hw if int(per_group[c].max()) <= 1]
     return columns + hw
+
+
+def _has_work(rows: pd.DataFrame, keys: list[str]) -> bool:
+    """Whether ``rows`` record a positive per-sample work that takes at most one value per configuration."""
+    if WORK_FEATURE not in rows.columns:
+        return False
+    work = pd.to_numeric(rows[WORK_FEATURE], errors="coerce")
+    known = work.notna() & (work > 0)
+    if not known.any():
+        return False
+    values = work[known]
+    if not keys:
+        return bool(values.max() - values.min() <= 1e-6 * values.max())
+    by = values.groupby([rows.loc[known, k].astype(object) for k in keys], dropna=False)
+    return bool(((by.max() - by.min()) <= 1e-6 * by.max()).all())  # rounding apart, one value per configuration
 
 
 def feature_frame(data: pd.DataFrame, columns: list[str], text: list[str], source: str,
@@ -135,6 +161,9 @@ def feature_frame(data: pd.DataFrame, columns: list[str], text: list[str], sourc
     """
     from servopt.profiles import missing_mask, parse_numbers
 
+    absent = [c for c in columns if c in OPTIONAL_FEATURES and c not in data.columns]
+    if absent:
+        data = data.assign(**{c: np.nan for c in absent})
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise ValidationError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; the fitted models need "

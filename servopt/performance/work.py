@@ -21,6 +21,9 @@ from servopt.exceptions import ValidationError
 
 __all__ = ["add_work_columns", "onnx_work"]
 
+_WORK_COLUMNS = ("gflops", "param_mb", "activation_mb")
+
+_HEAVY = ("Conv", "Gemm", "MatMul")
 _BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16: 2}  # ONNX elem_type -> bytes
 
 
@@ -35,10 +38,21 @@ def _load(model: Any) -> Any:
     return model
 
 
-def onnx_work(model: Any, batch_size: int, input_size: int | None = None) -> dict[str, float]:
+def onnx_work(model: Any, batch_size: int, input_size: int | None = None,
+              spatial_axes: tuple[int, ...] | None = None) -> dict[str, float]:
     """FLOPs, parameter and activation bytes of one batch (``model``: an ``onnx.ModelProto`` or a path).
 
+    ``spatial_axes`` are the first input's axes set to ``input_size`` (default: every axis from 2 on, NCHW; the
+    profiler passes ``(1, 2)`` for NHWC inputs). Shape inference runs with data propagation, so shapes computed
+    by ``Shape`` / ``Gather`` / ``Concat`` chains (a transformer's reshapes) are known.
+
     Returns ``{"flops", "param_bytes", "activation_bytes"}``.
+
+    Raises
+    ------
+    ValidationError
+        No such file, or shape inference leaves the output shape of a ``Conv``, ``Gemm`` or ``MatMul`` unknown
+        (its FLOPs could not be counted; the message names the node).
 
     Examples
     --------
@@ -58,9 +72,9 @@ def onnx_work(model: Any, batch_size: int, input_size: int | None = None) -> dic
     for k, d in enumerate(dims):
         if k == 0:
             d.dim_value = int(batch_size)
-        elif k >= 2 and input_size is not None:
+        elif input_size is not None and (k in spatial_axes if spatial_axes is not None else k >= 2):
             d.dim_value = int(input_size)
-    inferred = shape_inference.infer_shapes(proto)
+    inferred = shape_inference.infer_shapes(proto, data_prop=True)
     shapes: dict[str, tuple[list[int], int]] = {}
     for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         t = v.type.tensor_type
@@ -78,6 +92,10 @@ def onnx_work(model: Any, batch_size: int, input_size: int | None = None) -> dic
             activation += elems * _BYTES.get(elem_type, 4)
         shape = shapes.get(node.output[0], ([], 1))[0] if node.output else []
         elems = float(np.prod(shape)) if shape else 0.0
+        if node.op_type in _HEAVY and (not shape or 0 in shape):
+            raise ValidationError(f"onnx_work: shape inference left the output shape of {node.op_type} node "
+                                  f"{node.name or node.output[0]!r} unknown ({shape or 'no shape'}); its FLOPs "
+                                  f"cannot be counted")
         if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in shapes:
             weight = shapes[node.input[1]][0]
             flops += 2.0 * elems * float(np.prod(weight[1:]))
@@ -92,13 +110,23 @@ def onnx_work(model: Any, batch_size: int, input_size: int | None = None) -> dic
 
 
 def add_work_columns(frame: pd.DataFrame, graphs: dict[str, Any]) -> pd.DataFrame:
-    """``frame`` with ``gflops`` (per sample), ``param_mb`` and ``activation_mb`` for rows whose ``model`` has
-    a graph in ``graphs`` (model name -> ONNX path or proto); other rows get NaN.
+    """``frame`` with ``gflops`` (FLOPs of one sample at the row's input size, from a batch-1 graph),
+    ``param_mb`` and ``activation_mb`` (of the row's batch) filled in for the rows of the models in ``graphs``
+    (model name -> ONNX path or proto) that lack them; every other cell is kept (NaN where the column is new).
 
     Raises
     ------
     ValidationError
-        A graph names a model the profile does not have.
+        A graph names a model the profile does not have, or a graph cannot be read or counted.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from servopt.measure.onnx_models import tiny_cnn
+    >>> frame = pd.DataFrame({"model": ["a", "a", "b"], "input_size": [32, 64, 32], "batch_size": [1, 4, 1]})
+    >>> out = add_work_columns(frame, {"a": tiny_cnn()})
+    >>> round(float(out.gflops[1] / out.gflops[0]), 1), bool(out.gflops.isna()[2])
+    (4.0, True)
     """
     names = set(map(str, frame.get("model", pd.Series(dtype=object))))
     unknown = [m for m in graphs if m not in names]
@@ -106,21 +134,30 @@ def add_work_columns(frame: pd.DataFrame, graphs: dict[str, Any]) -> pd.DataFram
         raise ValidationError(f"ONNX graph(s) for {', '.join(unknown)}: no such model in the profile (models: "
                               f"{', '.join(sorted(names))})")
     out = frame.copy()
-    for col in ("gflops", "param_mb", "activation_mb"):
-        out[col] = np.nan
+    for col in _WORK_COLUMNS:
+        if col not in out.columns:
+            out[col] = np.nan
+        else:
+            out[col] = pd.to_numeric(out[col], errors="coerce")
     cache: dict[tuple[str, int, int | None], dict[str, float]] = {}
     loaded = {m: _load(g) for m, g in graphs.items()}
+
+    def work(m: str, b: int, size: int | None) -> dict[str, float]:
+        if (m, b, size) not in cache:
+            cache[(m, b, size)] = onnx_work(loaded[m], b, size)
+        return cache[(m, b, size)]
+
     for i, row in out.iterrows():
         m = str(row.get("model"))
-        if m not in loaded:
+        if m not in loaded or all(pd.notna(row[c]) for c in _WORK_COLUMNS):
             continue
         size = row.get("input_size")
         size = int(size) if size is not None and not pd.isna(size) and size > 0 else None
         b = int(row["batch_size"])
-        if (m, b, size) not in cache:
-            cache[(m, b, size)] = onnx_work(loaded[m], b, size)
-        w = cache[(m, b, size)]
-        out.loc[i, "gflops"] = w["flops"] / b / 1e9
-        out.loc[i, "param_mb"] = w["param_bytes"] / 2 ** 20
-        out.loc[i, "activation_mb"] = w["activation_bytes"] / 2 ** 20
+        if pd.isna(row["gflops"]):
+            out.loc[i, "gflops"] = work(m, 1, size)["flops"] / 1e9
+        if pd.isna(row["param_mb"]):
+            out.loc[i, "param_mb"] = work(m, 1, size)["param_bytes"] / 2 ** 20
+        if pd.isna(row["activation_mb"]):
+            out.loc[i, "activation_mb"] = work(m, b, size)["activation_bytes"] / 2 ** 20
     return out

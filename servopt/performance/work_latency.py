@@ -158,7 +158,9 @@ class WorkLatencyModel(LatencyModel):
     size_feature : str or int, optional
         Input-size feature (pixels per side). Default: the column named ``input_size``; none for unnamed arrays.
     work_feature : str or int, optional
-        Per-sample work (e.g. ``gflops``). Default: the column named ``gflops`` if there is one.
+        Per-sample work (e.g. ``gflops``). Default: the column named ``gflops`` if there is one. Rows (or a query)
+        without it (0, NaN, column absent) take their family's polynomial in input size
+        (:mod:`~servopt.performance.work_poly`); it never splits configurations.
     monotone_envelope : bool, default True
         Fit on the latencies clipped, per configuration, to the smallest latency measured at a larger batch
         (latency cannot fall when the batch grows: a point above a larger batch's is noise by at least the
@@ -213,16 +215,57 @@ class WorkLatencyModel(LatencyModel):
 
     def _work(self, X: np.ndarray) -> np.ndarray:
         w = np.maximum(X[:, self.batch_index_], 0.0)
-        if self.work_index_ is not None:
-            return w * np.maximum(X[:, self.work_index_], 0.0)
+        per_sample = self._per_sample_work(X) if self.work_index_ is not None else None
+        if per_sample is not None and not np.isnan(per_sample).any():
+            return w * per_sample
+        pixels = w
         if self.size_index_ is not None:
             size = X[:, self.size_index_]
-            return w * np.where(size > 0, size, 1.0) ** 2
-        return w
+            pixels = w * np.where(size > 0, size, 1.0) ** 2
+        return pixels if per_sample is None else np.where(np.isnan(per_sample), pixels, w * per_sample)
+
+    # ---- FLOPs where a row has none (servopt.performance.work_poly): the hooks of fit, _work and predict ----
+    def _work_name(self, X: Any) -> str | None:
+        spec = self.work_feature if self.work_feature is not None else "gflops"
+        return spec if isinstance(spec, str) and hasattr(X, "columns") and spec in X.columns else None
+
+    def _group_columns(self) -> list[int]:
+        """As :class:`LatencyModel`, but the per-sample work never tells configurations apart (it follows the
+        input size; a query may lack it)."""
+        columns = super()._group_columns()
+        if self.group_features is not None:
+            return columns
+        work = self._column(self.work_feature, "gflops", None, "work_feature")
+        return [c for c in columns if c != work]
+
+    def _per_sample_work(self, X: np.ndarray) -> np.ndarray:
+        """Per-sample work of each row: recorded, else the family's polynomial in input size, else NaN."""
+        from servopt.performance.work_poly import fill_work, poly_key_columns
+
+        keys = poly_key_columns(self.family_index_, self._feature_names())
+        return fill_work(X, getattr(self, "work_polys_", {}), keys, self.size_index_, self.work_index_)
+
+    def _fit_work_polys(self, X: np.ndarray) -> dict[tuple[float, ...], Any]:
+        from servopt.performance.work_poly import fit_work_polys, poly_key_columns
+
+        if self.work_index_ is None:
+            return {}
+        keys = poly_key_columns(self.family_index_, self._feature_names())
+        return fit_work_polys(X, keys, self.size_index_, self.work_index_)
+
+    def _check_predict(self, X: Any) -> np.ndarray:
+        from servopt.performance.work_poly import with_work_column
+
+        names = [str(n) for n in getattr(self, "feature_names_in_", [])]
+        work = self.work_feature if self.work_feature is not None else "gflops"
+        return super()._check_predict(with_work_column(X, names, work if work in names else None))
 
     def fit(self, X: Any, y: Any) -> WorkLatencyModel:
         """Fit the per-configuration curves, the fallback regressor, and one roofline per family (on the monotone
         envelope of the latencies, see ``monotone_envelope``)."""
+        from servopt.performance.work_poly import with_work_column
+
+        X = with_work_column(X, list(getattr(X, "columns", [])), self._work_name(X))  # NaN work: unknown (0)
         if self.monotone_envelope:
             y = self._envelope(X, y)
         super().fit(X, y)
@@ -231,6 +274,7 @@ class WorkLatencyModel(LatencyModel):
         self.work_index_ = self._column(self.work_feature, "gflops", None, "work_feature")
         skip = {self.size_index_, self.work_index_}
         self.family_index_ = [c for c in self.group_index_ if c not in skip]
+        self.work_polys_ = self._fit_work_polys(X)
         work = self._work(X)
         keys, inverse = group_index(X, self.family_index_)
         self.families_: dict[tuple[float, ...], Roofline] = {}

@@ -1,0 +1,146 @@
+"""FLOPs of one sample at an input size that was never profiled: a non-negative polynomial in the input size.
+
+A profile that records ``gflops`` (FLOPs of one sample at the row's input size, see
+:func:`servopt.performance.work.onnx_work`) knows the work only at the profiled input sizes. To predict another
+size, servopt fits per model and variant (a latency *family* without its hardware: FLOPs do not depend on the
+device) the work of one sample ``s`` pixels on a side as
+
+    gflops(s) = c0 + c2 s^2 + c4 s^4,   c0, c2, c4 >= 0
+
+by non-negative least squares on relative errors: convolutions and linear layers over tokens scale with the pixels
+(``s^2``), attention with tokens squared (``s^4``), a classifier head is constant. With fewer sizes the terms that
+are not identified are dropped: one profiled size gives ``c2 s^2`` only, two give ``c2 s^2 + c4 s^4``. At a
+profiled size the recorded value itself is returned, so a query at a profiled size sees exactly what was fitted.
+
+:class:`~servopt.performance.WorkLatencyModel` uses :func:`fit_work_polys` in ``fit`` and :func:`fill_work` in
+``_work`` wherever a row's ``gflops`` is missing (0, NaN or the column absent from the query).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+__all__ = ["WorkPoly", "fill_work", "fit_work_poly", "fit_work_polys", "poly_key_columns", "with_work_column"]
+
+
+@dataclass(frozen=True)
+class WorkPoly:
+    """``gflops(s) = c0 + c2 s^2 + c4 s^4`` with the recorded value at each profiled size (``table``)."""
+
+    c0: float
+    c2: float
+    c4: float
+    table: dict[float, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("c0", "c2", "c4"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"WorkPoly.{name}: expected a finite number >= 0, got {value!r}")
+
+    def polynomial(self, size: Any) -> np.ndarray:
+        """The fitted polynomial at ``size`` (pixels per side), without the recorded values."""
+        s = np.asarray(size, dtype=float)
+        return self.c0 + self.c2 * s ** 2 + self.c4 * s ** 4
+
+    def __call__(self, size: Any) -> np.ndarray:
+        s = np.atleast_1d(np.asarray(size, dtype=float))
+        out = self.polynomial(s)
+        for at, value in self.table.items():
+            out = np.where(np.isclose(s, at), value, out)
+        return out
+
+
+def fit_work_poly(sizes: Any, gflops: Any) -> WorkPoly:
+    """Fit :class:`WorkPoly` to per-sample FLOPs ``gflops`` measured at input sizes ``sizes`` (> 0).
+
+    Rows with a missing (NaN) or non-positive value are ignored; repeated sizes are reduced to their median.
+
+    Examples
+    --------
+    >>> p = fit_work_poly([64, 128], [1.0 * 64 ** 2 + 1e-4 * 64 ** 4, 1.0 * 128 ** 2 + 1e-4 * 128 ** 4])
+    >>> round(float(p.polynomial(96)[()]) / (96 ** 2 + 1e-4 * 96 ** 4), 6)
+    1.0
+    >>> fit_work_poly([224], [4.1]).c2 * 448 ** 2
+    16.4
+    """
+    s = np.asarray(sizes, dtype=float).reshape(-1)
+    g = np.asarray(gflops, dtype=float).reshape(-1)
+    ok = np.isfinite(s) & np.isfinite(g) & (g > 0) & (s > 0)
+    s, g = s[ok], g[ok]
+    if s.size == 0:
+        raise ValueError("fit_work_poly: no input size with a positive gflops value")
+    at = np.unique(s)
+    value = np.array([float(np.median(g[s == x])) for x in at])
+    table = {float(x): float(v) for x, v in zip(at, value)}
+    if at.size == 1:
+        return WorkPoly(0.0, float(value[0] / at[0] ** 2), 0.0, table)
+    powers = (2, 4) if at.size == 2 else (0, 2, 4)
+    design = np.stack([at ** p for p in powers], axis=1) / value[:, None]  # relative error of each size
+    scale = np.linalg.norm(design, axis=0)
+    coef, _ = nnls(design / scale, np.ones(at.size))
+    coef = coef / scale
+    c = dict(zip(powers, map(float, coef)))
+    return WorkPoly(c.get(0, 0.0), c.get(2, 0.0), c.get(4, 0.0), table)
+
+
+def poly_key_columns(family_index: list[int], names: list[str]) -> list[int]:
+    """The family columns that key a :class:`WorkPoly`: the family without ``hardware`` (FLOPs of a graph do not
+    depend on the device the graph runs on)."""
+    return [c for c in family_index if names[c] != "hardware"]
+
+
+def fit_work_polys(X: np.ndarray, key_columns: list[int], size_index: int | None,
+                   work_index: int) -> dict[tuple[float, ...], WorkPoly]:
+    """One :class:`WorkPoly` per distinct ``X[:, key_columns]`` with any positive work (column ``work_index``);
+    without a size feature the sizes are taken as 1 (the recorded value is the answer)."""
+    from servopt.performance._base import group_index
+
+    keys, inverse = group_index(X, key_columns)
+    sizes = X[:, size_index] if size_index is not None else np.ones(len(X))
+    sizes = np.where(sizes > 0, sizes, 1.0)
+    work = X[:, work_index]
+    out: dict[tuple[float, ...], WorkPoly] = {}
+    for g, key in enumerate(keys):
+        rows = (inverse == g) & np.isfinite(work) & (work > 0)
+        if rows.any():
+            out[key] = fit_work_poly(sizes[rows], work[rows])
+    return out
+
+
+def fill_work(X: np.ndarray, polys: dict[tuple[float, ...], WorkPoly], key_columns: list[int],
+              size_index: int | None, work_index: int) -> np.ndarray:
+    """Per-sample work of each row: column ``work_index`` where it is positive, else the row's polynomial at its
+    input size; NaN where neither is known (the caller falls back to pixels)."""
+    work = np.asarray(X[:, work_index], dtype=float).copy()
+    missing = ~(np.isfinite(work) & (work > 0))
+    work[missing] = np.nan
+    if not missing.any() or not polys:
+        return work
+    sizes = X[:, size_index] if size_index is not None else np.ones(len(X))
+    sizes = np.where(sizes > 0, sizes, 1.0)
+    for i in np.flatnonzero(missing):
+        poly = polys.get(tuple(float(X[i, c]) for c in key_columns))
+        if poly is not None:
+            work[i] = float(poly(sizes[i])[0])
+    return work
+
+
+def with_work_column(X: Any, names: list[str], work_name: str | None) -> Any:
+    """A query DataFrame with the fitted work column present (absent: 0, meaning unknown) and its NaNs as 0, in
+    the fitted column order; anything else unchanged (scikit-learn's validation reports other problems)."""
+    import pandas as pd
+
+    if work_name is None or not isinstance(X, pd.DataFrame):
+        return X
+    if work_name not in X.columns:
+        if not all(n in X.columns for n in names if n != work_name):
+            return X
+        X = X.assign(**{work_name: 0.0})[names]
+    elif X[work_name].isna().any():
+        X = X.assign(**{work_name: X[work_name].fillna(0.0)})
+    return X
