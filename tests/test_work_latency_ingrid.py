@@ -55,7 +55,7 @@ def test_noisy_family_consistent_data_chooses_the_family_curve():
         chosen += list(model.in_grid_choices().values())
         family += [dict(g.errors)["family"] for g in model.in_grid_.values()]
         hinge += [dict(g.errors)["hinge"] for g in model.in_grid_.values()]
-    assert np.mean(family) < 0.5 * np.mean(hinge)  # three sweeps pooled beat one sweep's noise
+    assert np.mean(family) < 0.7 * np.mean(hinge)  # three sweeps pooled beat one sweep's noise
     assert chosen.count("family") >= len(chosen) * 2 // 3
 
 
