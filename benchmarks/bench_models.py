@@ -23,7 +23,13 @@ batch sizes profiled at every input size of a family, so the rows of an out-of-m
 * ``size_top``: hold out the largest input size, fit on the others (H200: fit 224 and 320, predict 448, 1.4x
   beyond the range; CPU profiles: fit 64-320, predict 512, 1.6x).
 
-Models: ``work`` (:class:`~servopt.performance.WorkLatencyModel`, the default), ``hinge``
+``lobo_clean``: the ``lobo`` predictions scored only on the points whose measurement is not above a larger
+batch's measurement of the same configuration (a point above one at a larger batch is noise by at least the
+difference, which no model that is monotone in batch can follow: the noise floor of ``lobo``).
+
+Models: ``work`` (:class:`~servopt.performance.WorkLatencyModel`, the default: in-grid curve chosen per
+configuration by nested cross-validation), ``work_hinge`` (the same with ``in_grid="hinge"``: every configuration's
+own soft hinge in-grid, the default before), ``hinge``
 (:class:`~servopt.performance.LatencyModel`, before issue 19); baselines: ``line_batch`` (a least-squares line in
 batch per configuration; for an unprofiled input size, per family) and ``line_bxp`` (a least-squares line in
 batch x input_size^2 per family: model, variant, hardware, cores, labels).
@@ -49,6 +55,7 @@ Writes ``benchmarks/results/bench_models.csv`` (one row per protocol, data set a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import sys
 from pathlib import Path
@@ -122,7 +129,8 @@ def _score(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, np.ndarray]:
 
     cols = _features(train)
     out = _baselines(train, test)
-    for name, model in (("work", WorkLatencyModel()), ("hinge", LatencyModel())):
+    for name, model in (("work", WorkLatencyModel()), ("work_hinge", WorkLatencyModel(in_grid="hinge")),
+                        ("hinge", LatencyModel())):
         model.fit(train[cols], train["latency_ms"].to_numpy())
         out[name] = model.predict(test[cols])
     return out
@@ -152,7 +160,7 @@ def _splits(frame: pd.DataFrame, protocol: str) -> list[tuple[np.ndarray, np.nda
     raise ValueError(protocol)
 
 
-METHODS = ("work", "hinge", "line_batch", "line_bxp")
+METHODS = ("work", "work_hinge", "hinge", "line_batch", "line_bxp")
 
 
 LATENCY_PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top")
@@ -163,24 +171,42 @@ def latency_rows(paths: list[str], protocols: tuple[str, ...] = LATENCY_PROTOCOL
     for path in paths:
         frame = _grid(_load(path))
         name = Path(path).stem
+        clean_rows = _not_above_larger(frame)
         for protocol in protocols:
-            ys, preds = [], {m: [] for m in METHODS}
+            ys, cleans, preds = [], [], {m: [] for m in METHODS}
             for train, test in _splits(frame, protocol):
                 if not train.any() or not test.any():
                     continue
                 got = _score(frame[train].reset_index(drop=True), frame[test].reset_index(drop=True))
                 ys.append(frame["latency_ms"][test].to_numpy())
+                cleans.append(clean_rows[test])
                 for m in METHODS:
                     preds[m].append(got[m])
             if not ys:
                 continue
             y = np.concatenate(ys)
+            clean = np.concatenate(cleans)
             for m in METHODS:
                 p = np.concatenate(preds[m])
                 err = np.abs(p - y) / y
-                rows.append({"protocol": protocol, "data": name, "method": m, "n": int(np.isfinite(err).sum()),
-                             "mape_pct": 100 * float(np.nanmean(err)), "max_ape_pct": 100 * float(np.nanmax(err))})
+                scored = [(protocol, err)] + ([("lobo_clean", np.where(clean, err, np.nan))]
+                                              if protocol == "lobo" else [])
+                for label, e in scored:
+                    rows.append({"protocol": label, "data": name, "method": m, "n": int(np.isfinite(e).sum()),
+                                 "mape_pct": 100 * float(np.nanmean(e)), "max_ape_pct": 100 * float(np.nanmax(e))})
     return rows
+
+
+def _not_above_larger(frame: pd.DataFrame) -> np.ndarray:
+    """Rows whose latency is not above the measurement at any larger batch of their configuration."""
+    cfg = _config(frame).to_numpy()
+    b = frame["batch_size"].to_numpy(dtype=float)
+    y = frame["latency_ms"].to_numpy(dtype=float)
+    out = np.ones(len(frame), dtype=bool)
+    for i in range(len(frame)):
+        later = (cfg == cfg[i]) & (b > b[i])
+        out[i] = not later.any() or y[i] <= y[later].min()
+    return out
 
 
 def max_batch_rows(paths: list[str], caps=(64, 128, 256, 512, 1024)) -> list[dict[str, Any]]:
@@ -334,7 +360,76 @@ def warmup_rows(paths: list[str]) -> list[dict[str, Any]]:
 
 
 FIELDS = ["protocol", "data", "method", "n", "mape_pct", "max_ape_pct", "too_large", "ratio_median", "ratio_min",
-          "ratio_max", "margin_min", "margin_max"]
+          "ratio_max", "margin_min", "margin_max", "seconds", "ratio"]
+
+
+def _large_profile(seed: int = 0) -> pd.DataFrame:
+    """A synthetic profile larger than any shipped one: 8 models x 2 GPUs x 4 input sizes x 12 batch sizes
+    (64 configurations, 768 rows), a floor plus a roofline in batch x pixels with 5 % noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in range(8):
+        for hw in ("A100", "H100"):
+            floor, per_px = 1.0 + m, (1 + m) * (2e-6 if hw == "A100" else 1e-6)
+            for size in (160, 224, 320, 448):
+                for b in 2 ** np.arange(12):
+                    lat = max(floor, 0.3 * floor + per_px * b * size * size) * np.exp(rng.normal(0, 0.05))
+                    rows.append({"batch_size": float(b), "model": f"m{m}", "hardware": hw,
+                                 "input_size": float(size), "latency_ms": float(lat)})
+    return pd.DataFrame(rows)
+
+
+@contextlib.contextmanager
+def _in_grid_default(rule: str) -> Any:
+    """``servopt fit``'s latency model (``make_model`` imports ``servopt.performance.WorkLatencyModel``) with
+    ``in_grid=rule``, for the duration."""
+    import servopt.performance as perf
+
+    cls = perf.WorkLatencyModel
+    perf.WorkLatencyModel = lambda *a, **k: cls(*a, **{"in_grid": rule, **k})
+    try:
+        yield
+    finally:
+        perf.WorkLatencyModel = cls
+
+
+def fit_time_rows(repeats: int = 1) -> list[dict[str, Any]]:
+    """Seconds of ``servopt fit``'s latency step (``fit_profile``: the final fit and leave one batch size out)
+    with the in-grid choice (``select``) and without (``hinge``), side by side in this run (best of
+    ``repeats``); and of one ``WorkLatencyModel.fit`` on a large synthetic profile."""
+    import time
+
+    from servopt.performance import WorkLatencyModel
+    from servopt.performance.evaluate import fit_profile
+    from servopt.profiles import load_profile
+
+    prof = ROOT / "profiles"
+    sets = {"issue profiles (2 NVIDIA files)": ["nvidia_efficientnet_pytorch.csv", "nvidia_resnet50_triton.csv"],
+            "H200 profiles (4)": [f"measured_H200_{m}_{d}.csv" for m in ("resnet50", "mobilenet_v3_large")
+                                  for d in ("fp32", "fp16")]}
+    out = []
+    for name, files in sets.items():
+        frame = load_profile([str(prof / f) for f in files]).frame
+        took = {}
+        for rule in ("hinge", "select") * repeats:
+            start = time.perf_counter()
+            with _in_grid_default(rule):
+                fit_profile(frame, targets=["latency"])
+            took[rule] = min(took.get(rule, np.inf), time.perf_counter() - start)
+        for rule in ("hinge", "select"):
+            out.append({"protocol": "fit_time", "data": f"servopt fit, {name}", "method": rule,
+                        "n": len(frame), "seconds": took[rule], "ratio": took[rule] / took["hinge"]})
+    large = _large_profile()
+    cols = ["batch_size", "model", "hardware", "input_size"]
+    took = {}
+    for rule in ("hinge", "select") * repeats:
+        start = time.perf_counter()
+        WorkLatencyModel(in_grid=rule).fit(large[cols], large["latency_ms"].to_numpy())
+        took[rule] = min(took.get(rule, np.inf), time.perf_counter() - start)
+    for rule in ("hinge", "select"):
+        out.append({"protocol": "fit_time", "data": "WorkLatencyModel.fit, synthetic 768 rows / 64 configurations",
+                    "method": rule, "n": len(large), "seconds": took[rule], "ratio": took[rule] / took["hinge"]})
+    return out
 CASE_FIELDS = ["protocol", "data", "method", "input_size", "limit_mb", "predicted", "truth", "margin"]
 
 
@@ -384,10 +479,10 @@ def _copy(fig: Any) -> Any:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| protocol | data | work | hinge (old) | line in batch | line in batch x pixels |",
-             "|---|---|---|---|---|---|"]
-    lat = pd.DataFrame([r for r in rows if r["protocol"] in LATENCY_PROTOCOLS])
-    for (protocol, data), part in lat.groupby(["protocol", "data"], sort=False):
+    lines = ["| protocol | data | work | work, in-grid hinge (before) | hinge (old) | line in batch | "
+             "line in batch x pixels |", "|---|---|---|---|---|---|---|"]
+    lat = pd.DataFrame([r for r in rows if r["protocol"] in LATENCY_PROTOCOLS + ("lobo_clean",)])
+    for (protocol, data), part in (lat.groupby(["protocol", "data"], sort=False) if len(lat) else []):
         cell = {r.method: f"{r.mape_pct:.1f} (max {r.max_ape_pct:.0f})" for r in part.itertuples()}
         lines.append(f"| {protocol} | {data} | " + " | ".join(cell.get(m, "-") for m in METHODS) + " |")
     lines += ["", "| protocol | data | method | cases | above the truth | predicted / measured: median, min-max | "
@@ -398,6 +493,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 f"{r['margin_min']:+.3f} to {r['margin_max']:+.3f}"
             lines.append(f"| {r['protocol']} | {r['data']} | {r['method']} | {r['n']} | {r['too_large']} | "
                          f"{r['ratio_median']:.3f}, {r['ratio_min']:.3f}-{r['ratio_max']:.3f} | {margin} |")
+    timing = [r for r in rows if r["protocol"] == "fit_time"]
+    if timing:
+        lines += ["", "| fit time | rows | in-grid hinge (s) | in-grid choice (s) | ratio |", "|---|---|---|---|---|"]
+        for hinge, select in zip(timing[::2], timing[1::2]):
+            lines.append(f"| {hinge['data']} | {hinge['n']} | {hinge['seconds']:.2f} | {select['seconds']:.2f} | "
+                         f"{select['ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -427,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     rows += mb_rows
     if cpu:
         rows += max_batch_rows(cpu) + warmup_rows(cpu)
+    if not args.quick:
+        rows += fit_time_rows()
     write_csv(rows, FIELDS, args.out_dir / "bench_models.csv")
     write_csv(cases, CASE_FIELDS, args.out_dir / "bench_models_max_batch.csv")
     images = [args.out_dir / "bench_models.png"] + ([] if args.quick else [args.img_dir / "bench_models.png"])

@@ -178,7 +178,7 @@ def test_bench_models_quick(root, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_csv(tmp_path / "bench_models.csv")
     latency = rows[rows.protocol.isin(["lobo", "size_top"])]
-    assert set(latency.method) == {"work", "hinge", "line_batch", "line_bxp"}
+    assert set(latency.method) == {"work", "work_hinge", "hinge", "line_batch", "line_bxp"}
     assert latency.mape_pct.notna().all()
     cases = pd.read_csv(tmp_path / "bench_models_max_batch.csv")
     calibrated = cases[cases.method.str.startswith("reserved + calibration")]

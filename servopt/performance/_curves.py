@@ -73,8 +73,18 @@ def _log_hinge(log_floor: float, log_knee: float, p: float, b: np.ndarray) -> np
     return log_floor + np.logaddexp(0.0, z) / p
 
 
+def _hinge_jacobian(log_knee: float, p: float, b: np.ndarray) -> np.ndarray:
+    """Derivatives of ``_log_hinge`` in (log floor, log knee, p)."""
+    with np.errstate(divide="ignore"):
+        u = np.log(np.maximum(b, 0.0)) - log_knee
+    z = p * u
+    sig = np.where(np.isfinite(z), 0.5 * (1.0 + np.tanh(0.5 * np.where(np.isfinite(z), z, 0.0))), 0.0)
+    d_p = np.where(np.isfinite(z), (sig * np.where(np.isfinite(z), z, 0.0) - np.logaddexp(0.0, z)) / p ** 2, 0.0)
+    return np.column_stack([np.ones_like(u), -sig, d_p])
+
+
 def fit_curve(b: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCALE,
-              min_free_points: int = MIN_FREE_POINTS) -> Curve:
+              min_free_points: int = MIN_FREE_POINTS, start: Curve | None = None) -> Curve:
     """Fit the soft-hinge latency curve to batch sizes ``b`` and positive values ``y``.
 
     Parameters
@@ -87,6 +97,10 @@ def fit_curve(b: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCAL
         Scale of the soft-L1 loss on log values.
     min_free_points : int
         Distinct positive batch sizes needed to fit the knee sharpness; below it ``p = 1``.
+    start : Curve, optional
+        A soft hinge fitted on nearly the same points (the inner folds of
+        :mod:`servopt.performance._ingrid`): the solver starts once, from its parameters, instead of from
+        one or two generic starts.
 
     Examples
     --------
@@ -110,21 +124,31 @@ def fit_curve(b: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCAL
     f_bounds = (ly.min() - 10.0, ly.max() + 1.0)
     k0 = float(np.median(log_b))
     best = None
-    for p0 in ((1.0, 4.0) if free else (1.0,)):
+    warm = start is not None and start.kind == "hinge"
+    for p0 in ((start.sharpness,) if warm else (1.0, 4.0) if free else (1.0,)):
         if free:
             lower = [f_bounds[0], k_bounds[0], _P_BOUNDS[0]]
             upper = [f_bounds[1], k_bounds[1], _P_BOUNDS[1]]
-            x0 = [ly.min(), k0, p0]
+            x0 = [start.log_floor, start.log_knee, p0] if warm else [ly.min(), k0, p0]
 
             def residual(t: np.ndarray) -> np.ndarray:
                 return _log_hinge(t[0], t[1], t[2], b) - ly
+
+            def jacobian(t: np.ndarray) -> np.ndarray:
+                return _hinge_jacobian(t[1], t[2], b)
         else:
-            lower, upper, x0 = [f_bounds[0], k_bounds[0]], [f_bounds[1], k_bounds[1]], [ly.min(), k0]
+            lower, upper = [f_bounds[0], k_bounds[0]], [f_bounds[1], k_bounds[1]]
+            x0 = [start.log_floor, start.log_knee] if warm else [ly.min(), k0]
 
             def residual(t: np.ndarray) -> np.ndarray:
                 return _log_hinge(t[0], t[1], 1.0, b) - ly
+
+            def jacobian(t: np.ndarray) -> np.ndarray:
+                return _hinge_jacobian(t[1], 1.0, b)[:, :2]
         x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
-        fit = least_squares(residual, x0, bounds=(lower, upper), loss="soft_l1", f_scale=robust_scale)
+        # a warm start (a refit on nearly the same points) takes the analytic Jacobian and tolerances of 1e-6
+        fast = {"jac": jacobian, "ftol": 1e-6, "xtol": 1e-6, "gtol": 1e-6} if warm else {}
+        fit = least_squares(residual, x0, bounds=(lower, upper), loss="soft_l1", f_scale=robust_scale, **fast)
         if best is None or fit.cost < best.cost:
             best = fit
     t = best.x

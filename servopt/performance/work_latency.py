@@ -18,9 +18,11 @@ throughput does not fall (``L <= L(w_max) * w / w_max``). When the fit's elastic
 :mod:`servopt.performance.hardware`, scaled by the ratio of their FP16 peaks, or, with none, takes the midpoint
 of the two bounds in log space, ``L(w_max) * sqrt(w / w_max)``; the prediction is the larger of that and the fit.
 
-Prediction: a profiled configuration (model, variant, hardware, input size, labels) uses its own soft hinge in
-batch (:class:`~servopt.performance.LatencyModel`) up to its largest profiled batch, and beyond it that value
-times the growth of the family curve. An unprofiled input size of a profiled family uses the family curve times
+Prediction: a profiled configuration (model, variant, hardware, input size, labels) uses, up to its largest
+profiled batch, the in-grid curve chosen for it by nested cross-validation on its training rows (its own soft
+hinge in batch, :class:`~servopt.performance.LatencyModel`; the family curve with its size correction; their
+geometric mean; or interpolation: :mod:`servopt.performance._ingrid`, ``in_grid``), and beyond it that curve's
+value at the largest batch times the growth of the family curve. An unprofiled input size of a profiled family uses the family curve times
 a learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
 (held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was profiled on other
 table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio (the floor, launch
@@ -37,6 +39,7 @@ from scipy.optimize import least_squares
 
 from servopt.performance._base import group_index
 from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE
+from servopt.performance._ingrid import InGrid, check_rule, choose_in_grid
 from servopt.performance.hardware import hardware_spec
 from servopt.performance.latency import LatencyModel, monotone_in_batch
 
@@ -95,8 +98,11 @@ class Roofline:
 
 
 def fit_roofline(w: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCALE,
-                 min_free_points: int = MIN_FREE_POINTS) -> Roofline:
+                 min_free_points: int = MIN_FREE_POINTS, start: Roofline | None = None) -> Roofline:
     """Fit the floor-plus-roofline curve to works ``w`` (>= 0) and positive latencies ``y`` (soft-L1 on logs).
+
+    ``start``: a fit on nearly the same points (the inner folds of the in-grid choice); the solver starts once,
+    from its parameters, instead of twice from generic ones.
 
     Examples
     --------
@@ -128,18 +134,33 @@ def fit_roofline(w: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_S
         with np.errstate(divide="ignore"):
             return log_f + np.logaddexp(0.0, p * np.log(np.maximum(ratio, 1e-300))) / p - ly
 
+    def jacobian(t: np.ndarray) -> np.ndarray:
+        log_f, alpha, s, p = parts(t)
+        ratio = np.maximum(alpha + s * w / np.exp(log_f), 1e-300)
+        q = p * np.log(ratio)
+        sig = 0.5 * (1.0 + np.tanh(0.5 * q))
+        rel = s * w / np.exp(log_f) / ratio  # d log(ratio) / d log s
+        cols = [1.0 - sig * rel, sig / ratio, sig * rel, (sig * q - np.logaddexp(0.0, q)) / p ** 2]
+        return np.column_stack(cols if free else [cols[0], cols[2]])
+
     best = None
-    starts = [(0.0, 2.0), (0.0, 8.0)] if free else [(0.0, 1.0)]
-    for s_shift, p0 in starts:
-        if free:
-            lower = [ly.min() - 10.0, 0.0, ls_bounds[0], 1.0]
-            upper = [ly.max() + 1.0, 1.0, ls_bounds[1], 20.0]
-            x0 = [ly.min(), 0.1, np.log(scale) + s_shift, p0]
-        else:
-            lower, upper = [ly.min() - 10.0, ls_bounds[0]], [ly.max() + 1.0, ls_bounds[1]]
-            x0 = [ly.min() - 0.1, np.log(scale) + s_shift]
+    if free:
+        lower = [ly.min() - 10.0, 0.0, ls_bounds[0], 1.0]
+        upper = [ly.max() + 1.0, 1.0, ls_bounds[1], 20.0]
+        starts = [[ly.min(), 0.1, np.log(scale), p0] for p0 in (2.0, 8.0)]
+    else:
+        lower, upper = [ly.min() - 10.0, ls_bounds[0]], [ly.max() + 1.0, ls_bounds[1]]
+        starts = [[ly.min() - 0.1, np.log(scale)]]
+    warm = start is not None and start.floor > 0 and start.slope > 0
+    if warm:
+        log_f0 = float(np.log(start.floor))
+        starts = [[log_f0, start.intercept / start.floor, float(np.log(start.slope)), start.sharpness] if free
+                  else [log_f0, float(np.log(start.slope))]]
+    for x0 in starts:
         x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
-        fit = least_squares(residual, x0, bounds=(lower, upper), loss="soft_l1", f_scale=robust_scale)
+        # a warm start (a refit on nearly the same points) takes the analytic Jacobian and tolerances of 1e-6
+        fast = {"jac": jacobian, "ftol": 1e-6, "xtol": 1e-6, "gtol": 1e-6} if warm else {}
+        fit = least_squares(residual, x0, bounds=(lower, upper), loss="soft_l1", f_scale=robust_scale, **fast)
         if best is None or fit.cost < best.cost:
             best = fit
     log_f, alpha, s, p = parts(best.x)
@@ -165,6 +186,12 @@ class WorkLatencyModel(LatencyModel):
         Fit on the latencies clipped, per configuration, to the smallest latency measured at a larger batch
         (latency cannot fall when the batch grows: a point above a larger batch's is noise by at least the
         difference). False: fit the measurements as they are.
+    in_grid : {"select", "hinge", "family", "mean", "interp"}, default "select"
+        The curve of a profiled configuration up to its largest profiled batch: ``"select"`` chooses per
+        configuration by leave-one-batch-out inside its training rows among its soft hinge, the family curve
+        with its size correction, their geometric mean and linear interpolation
+        (:mod:`servopt.performance._ingrid`, where the rule and its reason are written down); the others use
+        that candidate for every configuration (``"hinge"``: the model before the choice).
 
     Attributes
     ----------
@@ -172,6 +199,8 @@ class WorkLatencyModel(LatencyModel):
         Family key -> :class:`Roofline`.
     corrections_ : dict
         Family key -> (input sizes, mean log residual at each).
+    in_grid_ : dict
+        Configuration key -> :class:`~servopt.performance._ingrid.InGrid` (its ``kind`` and inner ``errors``).
 
     Examples
     --------
@@ -184,12 +213,14 @@ class WorkLatencyModel(LatencyModel):
 
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, group_features: Any = None,
                  size_feature: Any = None, work_feature: Any = None, robust_scale: float = ROBUST_SCALE,
-                 min_free_points: int = MIN_FREE_POINTS, monotone_envelope: bool = True) -> None:
+                 min_free_points: int = MIN_FREE_POINTS, monotone_envelope: bool = True,
+                 in_grid: str = "select") -> None:
         super().__init__(estimator, batch_feature=batch_feature, group_features=group_features,
                          robust_scale=robust_scale, min_free_points=min_free_points)
         self.size_feature = size_feature
         self.work_feature = work_feature
         self.monotone_envelope = monotone_envelope
+        self.in_grid = in_grid
 
     def _envelope(self, X: Any, y: Any) -> np.ndarray:
         """Each latency clipped to the smallest latency measured at a larger batch of its configuration.
@@ -262,10 +293,13 @@ class WorkLatencyModel(LatencyModel):
 
     def fit(self, X: Any, y: Any) -> WorkLatencyModel:
         """Fit the per-configuration curves, the fallback regressor, and one roofline per family (on the monotone
-        envelope of the latencies, see ``monotone_envelope``)."""
+        envelope of the latencies, see ``monotone_envelope``), then choose each configuration's in-grid curve
+        (``in_grid``)."""
         from servopt.performance.work_poly import with_work_column
 
+        check_rule(self.in_grid)
         X = with_work_column(X, list(getattr(X, "columns", [])), self._work_name(X))  # NaN work: unknown (0)
+        raw = y
         if self.monotone_envelope:
             y = self._envelope(X, y)
         super().fit(X, y)
@@ -294,7 +328,39 @@ class WorkLatencyModel(LatencyModel):
             sizes = X[rows, self.size_index_] if self.size_index_ is not None else np.zeros(rows.sum())
             at = np.unique(sizes)
             self.corrections_[key] = (at, np.array([float(np.mean(resid[sizes == s])) for s in at]))
+        self._choose_in_grid(X, np.asarray(raw, dtype=np.float64).reshape(-1), y, work)
         return self
+
+    def _choose_in_grid(self, X: np.ndarray, raw: np.ndarray, y: np.ndarray, work: np.ndarray) -> None:
+        """Each profiled configuration's in-grid curve (:func:`~servopt.performance._ingrid.choose_in_grid`),
+        from the training rows only: measured latencies ``raw``, fitted targets ``y``, works ``work``."""
+        fam_keys, fam_of = group_index(X, self.family_index_)
+        keys, group_of = group_index(X, self.group_index_)
+        batch = X[:, self.batch_index_]
+        self.in_grid_: dict[tuple[float, ...], InGrid] = {}
+
+        def refit(w: np.ndarray, lat: np.ndarray, start: Roofline) -> Roofline:
+            return fit_roofline(w, lat, robust_scale=self.robust_scale, min_free_points=self.min_free_points,
+                                start=start)
+
+        for g, key in enumerate(keys):
+            rows = np.flatnonzero(group_of == g)
+            fam = int(fam_of[rows[0]])
+            fam_rows = np.flatnonzero(fam_of == fam)
+            fam_key = fam_keys[fam]
+            sizes, corr = self.corrections_[fam_key]
+            size = X[rows[0], self.size_index_] if self.size_index_ is not None else 0.0
+            shift = float(np.interp(size, sizes, corr)) if sizes.size else 0.0
+            mine = np.zeros(len(fam_rows), dtype=bool)
+            mine[np.searchsorted(fam_rows, rows)] = True
+            self.in_grid_[key] = choose_in_grid(
+                self.in_grid, batch[rows], work[rows], raw[rows], y[rows], work[fam_rows], y[fam_rows], mine,
+                self.families_[fam_key], shift, self.curves_[key], envelope=self.monotone_envelope,
+                refit_roof=refit, robust_scale=self.robust_scale, min_free_points=self.min_free_points)
+
+    def in_grid_choices(self) -> dict[tuple[float, ...], str]:
+        """Configuration key -> the in-grid candidate it uses (see ``in_grid``)."""
+        return {key: g.kind for key, g in self.in_grid_.items()}
 
     def _carry_slopes(self) -> None:
         """Give families whose slope is not identified the slope of the same family on another GPU."""
@@ -340,19 +406,21 @@ class WorkLatencyModel(LatencyModel):
             roof = self.families_.get(fam_key)
             curve = self.curves_.get(key)
             if curve is not None:
-                b = batch[rows]
-                value = curve(b)
+                b, w = batch[rows], work[rows]
+                in_grid = getattr(self, "in_grid_", {}).get(key)
+                own = in_grid if in_grid is not None else (lambda bb, ww: curve(bb))
+                value = own(b, w)
                 top = self.batch_max_[key]
                 above = b > top
-                if above.any() and roof is not None:
-                    # the growth of the family curve (fitted over every input size's works, with its intercept);
-                    # the configuration's own soft hinge extrapolates along a line through the origin, the
-                    # throughput bound, which the clip below keeps as the upper limit
-                    w_top = work[rows][above] * top / b[above]
-                    value[above] = curve(np.array([top]))[0] * roof(work[rows][above]) / roof(w_top)
                 if above.any():
+                    w_top = w[above] * top / b[above]
+                    l_top = own(np.full(int(above.sum()), top), w_top)
+                    if roof is not None:
+                        # the growth of the family curve (fitted over every input size's works, with its
+                        # intercept); the configuration's own soft hinge extrapolates along a line through the
+                        # origin, the throughput bound, which the clip below keeps as the upper limit
+                        value[above] = l_top * roof(w[above]) / roof(w_top)
                     # beyond the grid latency grows monotonically and at most linearly in batch (roofline regime)
-                    l_top = curve(np.array([top]))[0]
                     value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
                 out[rows] = value
             elif roof is not None:

@@ -1,0 +1,197 @@
+"""In-grid latency of a profiled configuration, chosen per configuration by nested (inner) cross-validation.
+
+Up to its largest profiled batch, a configuration of :class:`~servopt.performance.WorkLatencyModel` can be
+predicted by four defensible curves, none of which wins on every profile:
+
+* ``hinge``: the configuration's own soft hinge in batch (:func:`~servopt.performance._curves.fit_curve`; three
+  parameters on one batch sweep: little bias where the sweep is smooth, but it follows the noise of that sweep);
+* ``family``: the floor-plus-roofline of its family, pooled over input sizes
+  (:func:`~servopt.performance.work_latency.fit_roofline`), times the configuration's size correction (the mean
+  log residual of its rows; several sweeps share four parameters: less variance, bias where a size does not
+  scale with its pixels);
+* ``mean``: the geometric mean of the two (a hedge between them);
+* ``interp``: linear interpolation in batch of the latencies (on the monotone envelope when the model uses it),
+  flat below the smallest batch (no bias at the profiled batches, the variance of one point between them).
+
+**The rule** (``in_grid="select"``; written down and fixed before the benchmark was run with it). For each
+configuration with at least ``MIN_INNER_FOLDS + 1`` and at most ``MAX_INNER_BATCHES`` distinct training batch
+sizes, leave each of its batch sizes except the largest out in turn (the largest would be an extrapolation,
+which another path serves), refit every candidate on the remaining rows of the training data (the
+configuration's envelope recomputed without the left-out batch; the family's roofline refitted without that
+row; both refits warm-started from the full fits: one start instead of two) and score its prediction of the left-out batch
+by the absolute log error against the fitted target (the envelope value). The candidate with the smallest mean
+error serves the configuration; ties go to the earlier of ``hinge``, ``family``, ``mean``, ``interp`` (the
+model before comes first). Other configurations keep ``hinge``.
+
+Why this rule: which candidate is better is a question of the noise of one sweep against the structure shared
+by the sweeps of a family, which differs between profiles (on the H200 profiles the family curve in-grid was
+better than the hinge on three of four and worse on the fourth). Leave-one-batch-out inside the training rows
+estimates exactly the error of the prediction being made (a batch inside the profiled range that was not
+profiled) and uses nothing but the training rows: a held-out row cannot change the choice. The absolute log
+error is symmetric and equals the relative error for small errors. Selection rather than weights: the inner
+estimate rests on a handful of points, and the ``mean`` candidate already offers the averaged curve where the
+two disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servopt.exceptions import ValidationError
+from servopt.performance._curves import Curve, fit_curve
+
+__all__ = ["CANDIDATES", "IN_GRID_RULES", "InGrid", "MAX_INNER_BATCHES", "MIN_INNER_FOLDS", "check_rule",
+           "choose_in_grid", "envelope_1d"]
+
+#: the in-grid candidates, in tie-break order
+CANDIDATES = ("hinge", "family", "mean", "interp")
+#: ``in_grid`` values: the nested cross-validation, or one candidate for every configuration
+IN_GRID_RULES = ("select",) + CANDIDATES
+#: inner folds (left-out batch sizes) a configuration needs for the choice; fewer: ``hinge``
+MIN_INNER_FOLDS = 3
+#: configurations with more distinct batch sizes keep ``hinge`` (bounds the cost of the inner refits)
+MAX_INNER_BATCHES = 32
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it is one of :data:`IN_GRID_RULES`, else a :class:`ValidationError` naming it."""
+    if rule not in IN_GRID_RULES:
+        raise ValidationError(f"in_grid={rule!r}: expected one of {', '.join(IN_GRID_RULES)}")
+    return rule
+
+
+@dataclass(frozen=True)
+class InGrid:
+    """The in-grid latency of one configuration; call it with batch sizes and their works.
+
+    Attributes
+    ----------
+    kind : str
+        The candidate used (one of :data:`CANDIDATES`).
+    hinge : Curve
+        The configuration's soft hinge.
+    roof : callable or None
+        The family's floor-plus-roofline in work (``None``: ``family`` and ``mean`` fall back to ``hinge``).
+    shift : float
+        The configuration's size correction (log), applied to ``roof``.
+    batches, levels : ndarray
+        Distinct training batch sizes and the (non-decreasing) latency at each, for ``interp``.
+    errors : tuple of (str, float)
+        Inner mean absolute log error per candidate (empty where no inner cross-validation ran).
+    """
+
+    kind: str
+    hinge: Curve
+    roof: object | None
+    shift: float
+    batches: np.ndarray
+    levels: np.ndarray
+    errors: tuple[tuple[str, float], ...] = ()
+
+    def __call__(self, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return evaluate(self.kind, self.hinge, self.roof, self.shift, self.batches, self.levels, b, w)
+
+
+def evaluate(kind: str, hinge: Curve, roof: object | None, shift: float, batches: np.ndarray, levels: np.ndarray,
+             b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Candidate ``kind`` at batch sizes ``b`` with works ``w`` (non-decreasing in ``b`` for a fixed per-sample
+    work)."""
+    b = np.asarray(b, dtype=float)
+    if kind == "interp":
+        return np.interp(b, batches, levels)
+    own = hinge(b)
+    if kind == "hinge" or roof is None:
+        return own
+    family = roof(np.asarray(w, dtype=float)) * np.exp(shift)
+    if kind == "family":
+        return family
+    return np.sqrt(own * family)
+
+
+def envelope_1d(b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each value clipped to the smallest value at a larger batch (one configuration's monotone envelope)."""
+    order = np.argsort(b, kind="stable")
+    bs, ys = b[order], y[order]
+    out = ys.copy()
+    later_min = np.inf
+    i = len(bs) - 1
+    while i >= 0:  # walk down by distinct batch: every row of a batch sees the minimum over larger batches
+        j = i
+        while j > 0 and bs[j - 1] == bs[i]:
+            j -= 1
+        out[j:i + 1] = np.minimum(ys[j:i + 1], later_min)
+        later_min = min(later_min, float(ys[j:i + 1].min()))
+        i = j - 1
+    result = np.empty_like(out)
+    result[order] = out
+    return result
+
+
+def _levels(b: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    batches = np.unique(b)
+    levels = np.array([float(np.median(y[b == v])) for v in batches])
+    return batches, np.maximum.accumulate(levels)
+
+
+def choose_in_grid(rule: str, b: np.ndarray, w: np.ndarray, raw: np.ndarray, target: np.ndarray,
+                   fam_w: np.ndarray, fam_y: np.ndarray, mine: np.ndarray, roof: object, shift: float,
+                   hinge: Curve, *, envelope: bool, refit_roof, robust_scale: float,
+                   min_free_points: int) -> InGrid:
+    """The in-grid predictor of one configuration under ``rule`` (see the module docstring).
+
+    Parameters
+    ----------
+    rule : str
+        One of :data:`IN_GRID_RULES`.
+    b, w, raw, target : ndarray
+        The configuration's training rows: batch sizes, works, measured latencies and fitted targets (the
+        envelope of ``raw`` when ``envelope``).
+    fam_w, fam_y : ndarray
+        Works and fitted targets of every training row of its family; ``mine`` marks the configuration's rows
+        among them (in the order of ``b``).
+    roof, shift, hinge
+        The full fits: the family's roofline, the configuration's size correction and its soft hinge.
+    refit_roof : callable
+        ``refit_roof(works, latencies, start)``: the family roofline refitted (warm-started at ``start``).
+    """
+    batches, levels = _levels(b, target)
+    kind = check_rule(rule)
+    errors: tuple[tuple[str, float], ...] = ()
+    if rule == "select":
+        kind = "hinge"
+        if MIN_INNER_FOLDS + 1 <= batches.size <= MAX_INNER_BATCHES:
+            scores = inner_errors(b, w, raw, target, fam_w, fam_y, mine, roof, envelope=envelope,
+                                  refit_roof=refit_roof, robust_scale=robust_scale, min_free_points=min_free_points,
+                                  start=hinge)
+            kind = min(CANDIDATES, key=lambda c: (scores[c], CANDIDATES.index(c)))
+            errors = tuple((c, float(scores[c])) for c in CANDIDATES)
+    return InGrid(kind, hinge, roof, float(shift), batches, levels, errors)
+
+
+def inner_errors(b: np.ndarray, w: np.ndarray, raw: np.ndarray, target: np.ndarray, fam_w: np.ndarray,
+                 fam_y: np.ndarray, mine: np.ndarray, roof: object, *, envelope: bool, refit_roof,
+                 robust_scale: float, min_free_points: int, start: Curve | None = None) -> dict[str, float]:
+    """Mean absolute log error of each candidate, leaving out each batch size but the largest in turn (the
+    refits start from the full fits ``roof`` and ``start``, the configuration's hinge)."""
+    errs: dict[str, list[np.ndarray]] = {c: [] for c in CANDIDATES}
+    own_in_family = np.flatnonzero(mine)
+    for v in np.unique(b)[:-1]:
+        out = b == v
+        keep = ~out
+        y_keep = envelope_1d(b[keep], raw[keep]) if envelope else raw[keep]
+        hinge = fit_curve(b[keep], y_keep, robust_scale=robust_scale, min_free_points=min_free_points,
+                          start=start)
+        fam_keep = np.ones(len(fam_w), dtype=bool)
+        fam_keep[own_in_family[out]] = False
+        y_fam = fam_y.copy()
+        y_fam[own_in_family[keep]] = y_keep
+        inner_roof = refit_roof(fam_w[fam_keep], y_fam[fam_keep], roof)
+        shift = float(np.mean(np.log(y_keep) - np.log(inner_roof(w[keep]))))
+        batches, levels = _levels(b[keep], y_keep)
+        truth = np.log(target[out])
+        for c in CANDIDATES:
+            got = evaluate(c, hinge, inner_roof, shift, batches, levels, b[out], w[out])
+            errs[c].append(np.abs(np.log(got) - truth))
+    return {c: float(np.mean(np.concatenate(errs[c]))) for c in CANDIDATES}
