@@ -141,6 +141,7 @@ def test_memory_limit_ends_that_input_size_sweep(tiny, tmp_path):
     profiles = pytest.importorskip("servopt.profiles", reason="servopt.profiles is another engineer's module")
     frame = profiles.load_profile(out).frame
     assert frame["oom_batch_size"].fillna(0).tolist() == [0, 0, 0, 256]
+    assert frame["oom_limit_mb"].tolist() == [40.0] * 4  # the limit the boundary holds for (fit calibrates on it)
 
 
 def test_allocation_failure_from_onnxruntime_is_recorded_as_oom(tiny, tmp_path, monkeypatch):

@@ -308,6 +308,7 @@ def test_gpu_path_with_a_fake_cuda_device(models, tmp_path, monkeypatch):
     by_size = {s: [r for r in run.rows if r["input_size"] == s] for s in (16, 32)}
     assert [r["batch_size"] for r in by_size[16]] == [1, 2, 4, 8, 16, 32, 64]
     assert {r["oom_batch_size"] for r in by_size[16]} == {65} and {r["oom_batch_size"] for r in by_size[32]} == {17}
+    assert {r["oom_limit_mb"] for r in run.rows} == {float(limit_mib)}
     row = by_size[32][-1]
     assert row["hardware"] == "H200" and row["cores"] is None
     assert row["latency_ms"] == 1.5  # elapsed between the two fake events

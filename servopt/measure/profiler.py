@@ -238,6 +238,8 @@ def profile_model(
         "source": f"servopt profile {model.name} (onnxruntime {ort.__version__}, {providers[0]}, "
                   f"{time.strftime('%Y-%m-%d')})",
     }
+    if memory_limit_mb is not None:  # the limit the out-of-memory boundaries hold for (servopt fit calibrates on it)
+        meta["oom_limit_mb"] = float(memory_limit_mb)
     model_bytes = model.read_bytes()
     feeds_spec = _input_spec(ort, model_bytes, model, providers)
     _check_sizes(feeds_spec, grid_s, model)

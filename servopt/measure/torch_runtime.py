@@ -159,6 +159,8 @@ def profile_torch(
     meta = {"model": name, "variant": variant or f"{name}-{dtype}", "hardware": hardware or dev.hardware_name(),
             "source": f"servopt profile --runtime torch {Path(spec).name} (torch {torch.__version__}, {device}, "
                       f"{dtype}, {time.strftime('%Y-%m-%d')})"}
+    if memory_limit_mb is not None:  # the limit the out-of-memory boundaries hold for (servopt fit calibrates on it)
+        meta["oom_limit_mb"] = float(memory_limit_mb)
     labels = {"precision": dtype, "framework": f"torch {torch.__version__}",
               "cores": torch.get_num_threads() if device == "cpu" else None}
 
