@@ -274,6 +274,70 @@ def test_predict_flags_unknown_names(capsys, tmp_path, models):
     assert [r.split()[-1] for r in out.splitlines()[1:]] == ["no", "yes"]
 
 
+@pytest.fixture(scope="module")
+def gpu_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models fitted on a GPU profile at two input sizes with a monitored ``hw.*`` column (varies per row)."""
+    folder = tmp_path_factory.mktemp("gpu_models")
+    rows = [f"m,H200,{s},{b},{0.5 + 0.01 * b * (s / 224) ** 2:.4f},{50 + 3 * b:.1f},{40 + b % 7}"
+            for s in (224, 320) for b in (1, 2, 4, 8, 16, 32)]
+    (folder / "p.csv").write_text("model,hardware,input_size,batch_size,latency_ms,warmup_ms,hw.gpu_util_percent\n"
+                                  + "\n".join(rows) + "\n")
+    assert main(["fit", str(folder / "p.csv"), "-o", str(folder / "m.joblib"), "-q"]) == 0
+    return folder / "m.joblib"
+
+
+def test_predict_says_which_curve_served_each_row(capsys, tmp_path, gpu_models):
+    q = _query(tmp_path, "model,hardware,input_size,batch_size\nm,H200,224,8\nm,H200,288,8\nm,A100,224,8\n"
+                         "m,Xeon,224,8\n")
+    code, out, err = run(capsys, "predict", gpu_models, q, "--json")
+    assert code == 0
+    assert [p["extrapolated"] for p in json.loads(out)["predictions"]] == [False, True, True, True]
+    line = one_clean_line(err)
+    assert "3 row(s) outside the fitted profiles" in line and "row 2" in line
+    assert "1 by the family's floor-plus-roofline" in line and "(input size not profiled)" in line
+    assert "1 by the model's curves on profiled GPUs scaled by datasheet peaks" in line
+    assert "1 by the monotone fallback regressor" in line
+
+
+def test_routes_of_the_work_model(gpu_models):
+    import pandas as pd
+
+    from servopt.performance.evaluate import PerformanceModels
+
+    fitted = PerformanceModels.load(gpu_models).targets["latency"]
+    query = pd.DataFrame({"model": ["m"] * 4, "variant": ["m"] * 4, "hardware": ["H200", "H200", "A100", "Xeon"],
+                          "input_size": [224, 288, 224, 224], "batch_size": [8, 8, 8, 8]})
+    X = fitted.frame(query)
+    assert fitted.model.routes(X).tolist() == ["configuration", "family", "other_gpu", "fallback"]
+    assert fitted.model.routes(X[:1]).tolist() == ["configuration"]
+
+
+def test_predict_query_may_leave_out_monitored_columns(capsys, tmp_path, gpu_models):
+    """A query cannot know what the monitors would see: absent hw.* columns take the profile's median."""
+    import statistics
+
+    util = statistics.median(40 + b % 7 for b in (1, 2, 4, 8, 16, 32) for _ in (224, 320))
+    without = _query(tmp_path, "model,hardware,input_size,batch_size\nm,H200,320,4\n")
+    code, out, err = run(capsys, "predict", gpu_models, without, "--json")
+    assert code == 0 and err == ""
+    given = tmp_path / "given.csv"
+    given.write_text(f"model,hardware,input_size,batch_size,hw.gpu_util_percent\nm,H200,320,4,{util}\n")
+    code, out2, err = run(capsys, "predict", gpu_models, given, "--json")
+    assert code == 0 and json.loads(out2) == json.loads(out)
+    import pandas as pd
+
+    from servopt.performance.evaluate import PerformanceModels
+
+    warmup = PerformanceModels.load(gpu_models).targets["warmup"]
+    assert "hw.gpu_util_percent" in warmup.features
+    query = pd.DataFrame({"model": ["m"], "variant": ["m"], "hardware": ["H200"], "input_size": [320], "batch_size": [4]})
+    assert warmup.frame(query)["hw.gpu_util_percent"].tolist() == [util]
+    assert warmup.frame(query.assign(**{"hw.gpu_util_percent": 99}))["hw.gpu_util_percent"].tolist() == [99]
+    missing = _query(tmp_path, "model,hardware,batch_size\nm,H200,4\n")
+    code, out, err = run(capsys, "predict", gpu_models, missing)
+    assert code == 2 and "'input_size'" in one_clean_line(err)  # a design column stays required
+
+
 @pytest.mark.parametrize("column, value", [("batch_size", "-4"), ("batch_size", "0"), ("input_size", "-224"),
                                            ("input_size", "0")])
 def test_predict_refuses_sizes_not_positive(capsys, tmp_path, models, column, value):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["check_query", "extrapolated_rows"]
+__all__ = ["check_query", "extrapolated_rows", "served_by"]
 
 #: numeric features that must be > 0 where given (an empty input_size / cores cell means "not applicable")
 _POSITIVE = ("batch_size", "cores", "input_size")
@@ -47,11 +47,9 @@ def check_query(models: Any, raw: pd.DataFrame, source: str, where: list[str]) -
 
 def extrapolated_rows(models: Any, raw: pd.DataFrame, source: str, where: list[str]) -> dict[int, str]:
     """Rows the fitted curves do not cover (unseen names or configurations), with the first reason of each."""
-    from servopt.performance.features import feature_frame
-
     reasons: dict[int, str] = {}
     for fitted in models.targets.values():
-        X = feature_frame(raw, fitted.features, fitted.text, source, where)
+        X = fitted.frame(raw, source, where)
         known = getattr(fitted.model, "categories_", {}) or {}
         for col, values in known.items():
             if col not in X.columns:
@@ -71,3 +69,15 @@ def extrapolated_rows(models: Any, raw: pd.DataFrame, source: str, where: list[s
                 shown = ", ".join(f"{fitted.features[j]}={X.iloc[i, j]}" for j in groups)
                 reasons.setdefault(i, f"no fitted configuration {shown}")
     return reasons
+
+
+def served_by(models: Any, raw: pd.DataFrame, source: str, where: list[str]) -> dict[int, str]:
+    """Rows the latency model does not serve from a profiled configuration, each with the route that serves it
+    (a key of :data:`servopt.performance.work_latency.ROUTES`); models without routes: ``"fallback"`` for every
+    row :func:`extrapolated_rows` flags."""
+    fitted = models.targets.get("latency")
+    routes = getattr(getattr(fitted, "model", None), "routes", None)
+    if routes is None:
+        return {i: "fallback" for i in extrapolated_rows(models, raw, source, where)}
+    X = fitted.frame(raw, source, where)
+    return {i: str(r) for i, r in enumerate(routes(X)) if r != "configuration"}

@@ -16,8 +16,10 @@ DESCRIPTION = """Predict latency (and warm-up, memory, capacity where fitted) fo
 saved by `servopt fit -o MODELS.joblib`. The query has the profile's feature columns (batch_size, model, variant,
 hardware, input_size, ... as `servopt fit` lists them); other columns are ignored; `variant` defaults to `model`
 as in profiles. Batch sizes, cores and input sizes must be > 0. A row whose names (model, variant, hardware,
-labels) or configuration the models were not fitted on is predicted by the fallback regressor: it is marked
-extrapolated (a column, and "extrapolated": true in --json) and a warning goes to stderr. Only load models files
+labels) or configuration the models were not fitted on is marked extrapolated (a column, and "extrapolated": true
+in --json) and a warning on stderr says what predicted it: the family's roofline (an input size not profiled), the
+datasheet scaling of the same model's profiled GPUs (a GPU of servopt's table not profiled) or the fallback
+regressor (anything else). Only load models files
 you trust: joblib files can run code."""
 
 EPILOG = """example:
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from servopt.performance.evaluate import PerformanceModels
     from servopt.profiles import read_raw
 
-    from servopt.cli._predict_checks import check_query, extrapolated_rows
+    from servopt.cli._predict_checks import check_query, extrapolated_rows, served_by
 
     from servopt.cli._graphs import add_graphs, parse_graphs
 
@@ -68,9 +70,7 @@ def run(args: argparse.Namespace) -> int:
             for i, record in enumerate(records):
                 record[f"coverage_{col}"] = where_[col].iloc[i]
     if flagged:
-        first = min(flagged)
-        print(f"servopt predict: warning: {len(flagged)} row(s) outside the fitted profiles, predicted by the "
-              f"fallback regressor (extrapolated); first: {where[first]}: {flagged[first]}", file=sys.stderr)
+        _warn_extrapolated(flagged, served_by(models, raw, str(args.query), where), where)
     if args.json:
         print(json.dumps({"predictions": records}, indent=2))
         return 0
@@ -86,3 +86,18 @@ def run(args: argparse.Namespace) -> int:
     for row in table:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
     return 0
+
+
+def _warn_extrapolated(flagged: dict[int, str], served: dict[int, str], where: list[str]) -> None:
+    """One stderr line: how many rows lie outside the fitted profiles, what predicted them, the first reason."""
+    from servopt.performance.work_latency import ROUTES
+
+    counts: dict[str, int] = {}
+    for i in flagged:
+        route = served.get(i, "configuration")
+        counts[route] = counts.get(route, 0) + 1
+    order = sorted(counts, key=list(ROUTES).index)
+    how = "; ".join(f"{counts[r]} by {ROUTES[r]}" for r in order)
+    first = min(flagged)
+    print(f"servopt predict: warning: {len(flagged)} row(s) outside the fitted profiles (extrapolated); latency "
+          f"of {how}; first: {where[first]}: {flagged[first]}", file=sys.stderr)

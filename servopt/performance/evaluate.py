@@ -74,6 +74,30 @@ class FittedTarget:
     #: the training features, for :meth:`PerformanceModels.coverage`
     train: pd.DataFrame | None = None
 
+    def frame(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None) -> pd.DataFrame:
+        """The model input for the rows of a query.
+
+        A query may leave out ``hw.*`` columns (what the profiler's monitors saw during a measurement, which a
+        query cannot know): they take their median over the profile rows the model was fitted on (only the
+        fallback regressors read them). It may also leave out a numeric column that was empty (0: not
+        applicable, e.g. ``cores`` on a GPU) in every profile row. Any other missing column is an error
+        (:func:`~.features.feature_frame`).
+        """
+        filled = {c: self._default(c) for c in self.features if c not in query.columns}
+        filled = {c: v for c, v in filled.items() if v is not None}
+        if filled:
+            query = query.assign(**filled)
+        return feature_frame(query, self.features, self.text, source, where)
+
+    def _default(self, column: str) -> float | None:
+        """What a query that lacks ``column`` gets (see :meth:`frame`); ``None``: it must give the column."""
+        if self.train is None or column not in self.train.columns or column in self.text:
+            return None
+        values = pd.to_numeric(self.train[column], errors="coerce").fillna(0.0)
+        if column.startswith("hw."):
+            return float(values.median())
+        return 0.0 if bool((values == 0).all()) else None
+
 
 @dataclass
 class GroupResult:
@@ -236,7 +260,7 @@ class PerformanceModels:
         for name, fitted in self.targets.items():
             if targets is not None and name not in targets:
                 continue
-            X = feature_frame(query, fitted.features, fitted.text, source, where)
+            X = fitted.frame(query, source, where)
             out[fitted.output] = predicted = fitted.model.predict(X)
             if intervals and fitted.interval is not None:
                 outside = self._outside(fitted, X)
@@ -264,7 +288,7 @@ class PerformanceModels:
             return pd.DataFrame(index=range(len(query)))
         from servopt.performance.uncertainty import coverage
 
-        X = feature_frame(query, fitted.features, fitted.text, source, where)
+        X = fitted.frame(query, source, where)
         return coverage(fitted.train, X, TARGETS[fitted.target].x)
 
     def save(self, path: str | Path) -> Path:

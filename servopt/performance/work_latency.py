@@ -43,7 +43,15 @@ from servopt.performance._ingrid import InGrid, check_rule, choose_in_grid
 from servopt.performance.hardware import hardware_spec
 from servopt.performance.latency import LatencyModel, monotone_in_batch
 
-__all__ = ["Roofline", "WorkLatencyModel", "fit_roofline"]
+__all__ = ["ROUTES", "Roofline", "WorkLatencyModel", "fit_roofline"]
+
+#: how :meth:`WorkLatencyModel.predict` serves a row (:meth:`WorkLatencyModel.routes`), in words
+ROUTES = {
+    "configuration": "the profiled configuration's curve",
+    "family": "the family's floor-plus-roofline with the input-size correction (input size not profiled)",
+    "other_gpu": "the model's curves on profiled GPUs scaled by datasheet peaks (GPU not profiled)",
+    "fallback": "the monotone fallback regressor",
+}
 
 #: elasticity at the largest profiled work below which the fitted slope is not trusted for extrapolation
 IDENTIFIED_ELASTICITY = 0.5
@@ -391,11 +399,29 @@ class WorkLatencyModel(LatencyModel):
 
     def predict(self, X: Any) -> np.ndarray:
         """Latency of one batch for each row (see the class docstring for which curve serves which row)."""
+        return self._predict_routed(X)[0]
+
+    def routes(self, X: Any) -> np.ndarray:
+        """Which curve :meth:`predict` uses for each row: a key of :data:`ROUTES` (``"configuration"``,
+        ``"family"``, ``"other_gpu"`` or ``"fallback"``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.array([[b, s] for s in (224.0, 320.0) for b in (1, 2, 4, 8, 16.0)])
+        >>> model = WorkLatencyModel(size_feature=1).fit(X, 0.01 * X[:, 0] * X[:, 1] ** 2 / 224 ** 2 + 1.0)
+        >>> model.routes(np.array([[8.0, 224.0], [8.0, 288.0]])).tolist()
+        ['configuration', 'family']
+        """
+        return self._predict_routed(X)[1]
+
+    def _predict_routed(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         raw_hw = None
         if hasattr(X, "columns") and "hardware" in getattr(self, "categories_", {}) and "hardware" in X.columns:
             raw_hw = [str(v) for v in X["hardware"]]
         X = self._check_predict(X)
         out = np.empty(len(X))
+        route = np.full(len(X), "fallback", dtype=object)
         work = self._work(X)
         batch = X[:, self.batch_index_]
         keys, inverse = group_index(X, self.group_index_)
@@ -423,11 +449,13 @@ class WorkLatencyModel(LatencyModel):
                     # beyond the grid latency grows monotonically and at most linearly in batch (roofline regime)
                     value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
                 out[rows] = value
+                route[rows] = "configuration"
             elif roof is not None:
                 sizes, corr = self.corrections_[fam_key]
                 size = X[rows, self.size_index_] if self.size_index_ is not None else np.zeros(rows.sum())
                 shift = np.interp(size, sizes, corr) if sizes.size else 0.0
                 out[rows] = roof(work[rows]) * np.exp(shift)
+                route[rows] = "family"
             else:
                 fallback |= rows
         if fallback.any() and raw_hw is not None:
@@ -435,10 +463,11 @@ class WorkLatencyModel(LatencyModel):
                 value = self._other_gpu(X[i], raw_hw[i], work[i])
                 if value is not None:
                     out[i] = value
+                    route[i] = "other_gpu"
                     fallback[i] = False
         if fallback.any():
             out[fallback] = monotone_in_batch(self.estimator_, X[fallback], self.batch_index_, self.batch_knots_)
-        return out
+        return out, route
 
     def _other_gpu(self, row: np.ndarray, hardware: str, work: float) -> float | None:
         """An unprofiled GPU of the datasheet table: the geometric mean over the profiled GPUs of the same family
