@@ -1,0 +1,198 @@
+"""Issue 19's latency protocols on data measured *after* the model was frozen: three graphs never profiled before.
+
+    python benchmarks/fresh_cpu.py measure     # ~10-20 min on this 2-vCPU machine: profiles/measured_cpu_fresh.csv
+    python benchmarks/fresh_cpu.py evaluate    # ~2 min: benchmarks/results/fresh_cpu.csv and .png
+    python benchmarks/fresh_cpu.py --quick --out-dir DIR   # tiny grid, one round, files in DIR (a test)
+
+Why: every other latency row of ``benchmarks/bench_models.py`` was looked at while the work model was built (the
+docs say which), so none of them is a clean held-out measurement. These graphs were chosen, and this script
+written, at commit 87f238d (``WorkLatencyModel`` as shipped there, in-grid choice by nested cross-validation);
+the model is used as it is, with no parameter set after seeing these data.
+
+Graphs (:mod:`servopt.measure.onnx_models`, random weights, seed 0), none of them profiled by the project before:
+
+* ``vit_fresh``: ``vit_like(dim=96, depth=2, patch=8, num_classes=100)`` (attention: FLOPs grow faster than pixels);
+* ``resnet_fresh``: ``resnet_like(width=24, blocks=(1, 2, 2, 1), num_classes=100)``;
+* ``mobilenet_fresh``: ``mobilenet_like(width_mult=0.75, num_classes=100)``.
+
+Measurement: :func:`servopt.measure.profiler.profile_model` (ONNX Runtime, CPU, 1 intra-op thread, a fresh session
+per point) at input sizes 96, 128, 160, 224 x batch sizes 1-64 (powers of two); ``ROUNDS`` full passes over the
+grid, graphs interleaved, and each point's latency, p99, warm-up and memory the median over the rounds (the
+machine is shared: one pass alone is noisy). ``gflops``/``param_mb`` as the profiler records them. Every round's
+rows go to ``benchmarks/results/fresh_cpu_rounds.csv``.
+
+Protocols and baselines: those of ``bench_models.py`` (``lobo``, ``lobo_clean``, ``batch_x4``: fit <= 16, predict
+32 and 64; ``size_interior``: 128 or 160 held out; ``size_top``: fit 96-160, predict 224, 1.4x), on the same
+training rows: ``work`` = :class:`~servopt.performance.WorkLatencyModel` on the features ``servopt fit`` gives it
+(``gflops`` included; a held-out input size's rows lose their ``gflops``, so its FLOPs come from the polynomial in
+input size, :mod:`servopt.performance.work_poly`, as for a query without a graph); ``work_pixels``: the same
+without ``gflops`` (work = batch x pixels); ``work_hinge``, ``hinge``, ``line_batch``, ``line_bxp`` as in
+``bench_models.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
+
+PROFILE = ROOT / "profiles" / "measured_cpu_fresh.csv"
+SIZES, BATCHES, ROUNDS = (96, 128, 160, 224), (1, 2, 4, 8, 16, 32, 64), 3
+QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
+FULL = dict(sizes=SIZES, batches=BATCHES, rounds=ROUNDS, budget=0.4, repeats=30)
+PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top")
+METHODS = ("work", "work_pixels", "work_hinge", "hinge", "line_batch", "line_bxp")
+KEYS = ["model", "variant", "hardware", "cores", "input_size", "batch_size"]
+MEDIAN = ["latency_ms", "latency_p99_ms", "warmup_ms", "memory_mb", "load_time_s"]
+
+
+def graphs() -> dict[str, Any]:
+    """The three graphs: name -> ONNX proto."""
+    from servopt.measure.onnx_models import mobilenet_like, resnet_like, vit_like
+
+    return {"vit_fresh": vit_like(dim=96, depth=2, patch=8, num_classes=100),
+            "resnet_fresh": resnet_like(width=24, blocks=(1, 2, 2, 1), num_classes=100),
+            "mobilenet_fresh": mobilenet_like(width_mult=0.75, num_classes=100)}
+
+
+def measure(settings: dict[str, Any], folder: Path, hardware: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every grid point of every graph, ``rounds`` times: (the profile of medians, every round's rows)."""
+    from servopt.measure.onnx_models import save_model
+    from servopt.measure.profiler import profile_model
+
+    paths = {name: save_model(proto, folder / f"{name}.onnx") for name, proto in graphs().items()}
+    frames = []
+    for r in range(settings["rounds"]):
+        for name, path in paths.items():
+            print(f"  round {r + 1}/{settings['rounds']}: {name}", file=sys.stderr, flush=True)
+            run = profile_model(path, settings["batches"], settings["sizes"], cores=[1],
+                                repeats=settings["repeats"], min_repeats=3, time_budget_s=settings["budget"],
+                                hardware=hardware, seed=r)
+            frames.append(pd.DataFrame(run.rows).assign(round=r))
+    rounds = pd.concat(frames, ignore_index=True)
+    first = rounds.groupby(KEYS, as_index=False).agg(
+        source=("source", "first"), gflops=("gflops", "first"), param_mb=("param_mb", "first"),
+        repeats=("repeats", "sum"), **{c: (c, "median") for c in MEDIAN})
+    first["throughput_rps"] = first["batch_size"] * 1000.0 / first["latency_ms"]
+    first["source"] = first["source"].str.replace("servopt profile", f"servopt benchmarks/fresh_cpu.py, median of "
+                                                  f"{settings['rounds']} rounds of servopt profile", regex=False)
+    columns = ["model", "variant", "hardware", "cores", "input_size", "batch_size", "latency_ms", "latency_p99_ms",
+               "throughput_rps", "warmup_ms", "memory_mb", "load_time_s", "gflops", "param_mb", "repeats", "source"]
+    return first[columns], rounds
+
+
+def _score(train: pd.DataFrame, test: pd.DataFrame, size_held_out: bool) -> dict[str, np.ndarray]:
+    from bench_models import _baselines, _features
+
+    from servopt.performance import LatencyModel, WorkLatencyModel
+
+    cols = _features(train)
+    out = _baselines(train, test)
+    query = test.assign(gflops=np.nan) if size_held_out else test  # an unprofiled size: FLOPs from the polynomial
+    with_work = cols + ["gflops"]
+    fits = (("work", WorkLatencyModel(), with_work), ("work_pixels", WorkLatencyModel(), cols),
+            ("work_hinge", WorkLatencyModel(in_grid="hinge"), with_work), ("hinge", LatencyModel(), cols))
+    for name, model, features in fits:
+        model.fit(train[features], train["latency_ms"].to_numpy())
+        out[name] = model.predict(query[features])
+    return out
+
+
+def evaluate(profile: pd.DataFrame) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """MAPE per graph, protocol and method (and every held-out prediction)."""
+    from bench_models import _not_above_larger, _splits
+
+    rows, points = [], []
+    for model, frame in profile.groupby("model", sort=True):
+        frame = frame.sort_values(["input_size", "batch_size"]).reset_index(drop=True)
+        clean_rows = _not_above_larger(frame)
+        for protocol in PROTOCOLS:
+            for train, test in _splits(frame, protocol):
+                got = _score(frame[train].reset_index(drop=True), frame[test].reset_index(drop=True),
+                             protocol.startswith("size"))
+                held = frame[test].reset_index(drop=True)
+                for m in METHODS:
+                    points.append(held[["model", "input_size", "batch_size", "latency_ms"]].assign(
+                        protocol=protocol, method=m, predicted=got[m], clean=clean_rows[test]))
+    pts = pd.concat(points, ignore_index=True)
+    pts["ape_pct"] = 100 * (pts["predicted"] - pts["latency_ms"]).abs() / pts["latency_ms"]
+    scored = [pts, pts[(pts.protocol == "lobo") & pts.clean].assign(protocol="lobo_clean")]
+    for (protocol, data, method), g in pd.concat(scored).groupby(["protocol", "model", "method"], sort=False):
+        rows.append({"protocol": protocol, "data": data, "method": method, "n": len(g),
+                     "mape_pct": float(g["ape_pct"].mean()), "max_ape_pct": float(g["ape_pct"].max())})
+    for (protocol, method), g in pd.concat(scored).groupby(["protocol", "method"], sort=False):
+        rows.append({"protocol": protocol, "data": "all three", "method": method, "n": len(g),
+                     "mape_pct": float(g["ape_pct"].mean()), "max_ape_pct": float(g["ape_pct"].max())})
+    return rows, pts
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The docs table: one line per protocol and graph, MAPE (max) per method."""
+    table = pd.DataFrame(rows)
+    lines = ["| protocol | graph | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
+    for (protocol, data), g in table.groupby(["protocol", "data"], sort=False):
+        cells = {r.method: f"{r.mape_pct:.1f} (max {r.max_ape_pct:.0f})" for r in g.itertuples()}
+        lines.append(f"| {protocol} | {data} | " + " | ".join(cells.get(m, "-") for m in METHODS) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """MAPE per protocol (all three graphs) and method, bars."""
+    plt = pyplot()
+    table = pd.DataFrame(rows)
+    table = table[table["data"] == "all three"]
+    protocols = list(dict.fromkeys(table["protocol"]))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(METHODS)
+    for k, m in enumerate(METHODS):
+        values = [float(table[(table.protocol == p) & (table.method == m)]["mape_pct"].iloc[0]) for p in protocols]
+        ax.bar(np.arange(len(protocols)) + k * width, values, width, label=m)
+    ax.set_xticks(np.arange(len(protocols)) + 0.4 - width / 2, protocols)
+    ax.set_ylabel("held-out MAPE %")
+    ax.set_yscale("log")
+    ax.set_title("Fresh CPU graphs (measured after the model was frozen), 3 graphs")
+    ax.legend(fontsize=8, ncol=3)
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", nargs="?", choices=("measure", "evaluate", "all"), default="all")
+    parser.add_argument("--quick", action="store_true", help="tiny grid, one round, temporary files (a test)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
+    parser.add_argument("--profile", type=Path, default=PROFILE, help="the profile measured and evaluated")
+    parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    if args.quick and args.profile == PROFILE:
+        args.profile = args.out_dir / "fresh_cpu_quick.csv"  # never the shipped profile
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.step in ("measure", "all"):
+        from servopt.profiles import write_profile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            profile, rounds = measure(settings, Path(tmp), args.hardware)
+        write_profile(profile, args.profile)
+        rounds.to_csv(args.out_dir / "fresh_cpu_rounds.csv", index=False)
+    if args.step in ("evaluate", "all"):
+        from servopt.profiles import load_profile
+
+        rows, points = evaluate(load_profile([str(args.profile)]).frame)
+        write_csv(rows, ["protocol", "data", "method", "n", "mape_pct", "max_ape_pct"],
+                  args.out_dir / "fresh_cpu.csv")
+        points.to_csv(args.out_dir / "fresh_cpu_points.csv", index=False)
+        plot(rows, args.out_dir / "fresh_cpu.png")
+        print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
