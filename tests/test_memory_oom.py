@@ -122,6 +122,26 @@ def test_cli_fit_reports_the_oom_margin(capsys, root):
     assert "--oom-limit-mb" in capsys.readouterr().err
 
 
+def test_one_calibrated_input_size_is_reported(capsys, root, tmp_path):
+    """A family whose boundaries were all measured at one input size has no spread to hold back: margins() says
+    so (input_sizes 1) and fit's report warns that other sizes may exceed the batch that fits."""
+    frame = load_profile(root / "profiles" / "measured_H200_resnet50_fp16.csv").frame
+    one = frame[frame.input_size == 224]
+    path = tmp_path / "one_size.csv"
+    one.to_csv(path, index=False)
+    model = MaxBatchModel(structure="family", oom_limit_mb=8192).fit(one[H200_COLS], one["memory_mb"])
+    model.calibrate(*boundaries_from_profile(one, H200_COLS))
+    assert [m["input_sizes"] for m in model.margins()] == [1]
+    both = frame[frame.input_size != 448]
+    model.fit(both[H200_COLS], both["memory_mb"]).calibrate(*boundaries_from_profile(both, H200_COLS))
+    assert [m["input_sizes"] for m in model.margins()] == [2]
+    assert main(["fit", str(path), "--targets", "memory", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "1 family calibrated at one input size only (resnet50 resnet50-fp16 H200)" in out
+    assert main(["fit", str(root / "profiles" / "measured_H200_resnet50_fp16.csv"), "--targets", "memory"]) == 0
+    assert "one input size only" not in capsys.readouterr().out
+
+
 def test_fit_takes_the_limit_the_profile_records(capsys, root, tmp_path):
     """The profiler writes the limit of its out-of-memory search (oom_limit_mb): fit calibrates on it unasked,
     exactly as with --oom-limit-mb; a profile without the column is not calibrated (nothing to compare with)."""

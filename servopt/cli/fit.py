@@ -243,6 +243,12 @@ def _print_oom(oom: dict[str, Any]) -> None:
     for fam in oom["families"]:
         print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:15.4f}  "
               f"{fam['oom_margin']:+.4f}")
+    single = [f["family"] for f in oom["families"] if f.get("input_sizes", 2) == 1]
+    if single:
+        print(f"  {len(single)} famil{'y' if len(single) == 1 else 'ies'} calibrated at one input size only "
+              f"({', '.join(single[:3])}{', ...' if len(single) > 3 else ''}): no spread across sizes to hold "
+              f"back, so at other input sizes the largest batch may exceed the one that fits; measure a boundary "
+              f"at a second size (servopt profile --input-sizes A,B --memory-limit-mb ...)")
     if oom["uncalibrated_families"]:
         default, n = oom["default_usable_fraction"], oom["uncalibrated_families"]
         one = n == 1

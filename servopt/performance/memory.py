@@ -290,14 +290,21 @@ class MaxBatchModel(ProfileRegressor):
         return float(value)
 
     def margins(self) -> list[dict[str, Any]]:
-        """Per calibrated family: its features, usable fraction and margin (``1 - fraction``), for reports."""
+        """Per calibrated family: its features, usable fraction and margin (``1 - fraction``), the number of
+        boundaries and of distinct input sizes they were measured at, for reports. A family calibrated at one
+        input size has no spread to hold back: how the model's error moves with the input size is unknown there
+        (``input_sizes`` 1), so another size's largest batch may exceed the one that fits."""
         check_is_fitted(self)
         seen: dict[str, dict[str, Any]] = {}
+        sizes: dict[str, set] = {}
         for rec in getattr(self, "calibration_", []):
             label = " ".join(str(v) for v in rec["family"].values() if v not in (None, "", 0.0))
             seen.setdefault(label, {"family": label or "all", "usable_fraction": rec["usable_fraction"],
                                     "oom_margin": 1.0 - rec["usable_fraction"], "boundaries": 0})
             seen[label]["boundaries"] += 1
+            sizes.setdefault(label, set()).add(rec["input_size"])
+        for label, rec in seen.items():
+            rec["input_sizes"] = len(sizes[label])
         return list(seen.values())
 
     def max_batch(self, input_size: float | None, memory_limit_mb: float, **features: Any) -> int:
