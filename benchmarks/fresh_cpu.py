@@ -44,31 +44,37 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
-PROFILE = ROOT / "profiles" / "measured_cpu_fresh.csv"
-SIZES, BATCHES, ROUNDS = (96, 128, 160, 224), (1, 2, 4, 8, 16, 32, 64), 3
+PROFILES = {1: ROOT / "profiles" / "measured_cpu_fresh.csv", 2: ROOT / "profiles" / "measured_cpu_fresh2.csv"}
+SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240)}
+BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
-FULL = dict(sizes=SIZES, batches=BATCHES, rounds=ROUNDS, budget=0.4, repeats=30)
+FULL = dict(batches=BATCHES, rounds=ROUNDS, budget=0.4, repeats=30)
 PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top")
 METHODS = ("work", "work_pixels", "work_hinge", "hinge", "line_batch", "line_bxp")
 KEYS = ["model", "variant", "hardware", "cores", "input_size", "batch_size"]
 MEDIAN = ["latency_ms", "latency_p99_ms", "warmup_ms", "memory_mb", "load_time_s"]
 
 
-def graphs() -> dict[str, Any]:
-    """The three graphs: name -> ONNX proto."""
+def graphs(which: int = 1) -> dict[str, Any]:
+    """The three graphs of set ``which``: name -> ONNX proto."""
     from servopt.measure.onnx_models import mobilenet_like, resnet_like, vit_like
 
+    if which == 2:
+        return {"vit_fresh2": vit_like(dim=48, depth=3, patch=8, mlp_ratio=4, num_classes=1000),
+                "resnet_fresh2": resnet_like(width=16, blocks=(2, 2, 2, 2), num_classes=1000),
+                "mobilenet_fresh2": mobilenet_like(width_mult=1.0, num_classes=1000)}
     return {"vit_fresh": vit_like(dim=96, depth=2, patch=8, num_classes=100),
             "resnet_fresh": resnet_like(width=24, blocks=(1, 2, 2, 1), num_classes=100),
             "mobilenet_fresh": mobilenet_like(width_mult=0.75, num_classes=100)}
 
 
-def measure(settings: dict[str, Any], folder: Path, hardware: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def measure(settings: dict[str, Any], folder: Path, hardware: str, which: int = 1) -> tuple[pd.DataFrame,
+                                                                                            pd.DataFrame]:
     """Every grid point of every graph, ``rounds`` times: (the profile of medians, every round's rows)."""
     from servopt.measure.onnx_models import save_model
     from servopt.measure.profiler import profile_model
 
-    paths = {name: save_model(proto, folder / f"{name}.onnx") for name, proto in graphs().items()}
+    paths = {name: save_model(proto, folder / f"{name}.onnx") for name, proto in graphs(which).items()}
     frames = []
     for r in range(settings["rounds"]):
         for name, path in paths.items():
@@ -144,7 +150,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, which: int = 1) -> None:
     """MAPE per protocol (all three graphs) and method, bars."""
     plt = pyplot()
     table = pd.DataFrame(rows)
@@ -158,7 +164,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xticks(np.arange(len(protocols)) + 0.4 - width / 2, protocols)
     ax.set_ylabel("held-out MAPE %")
     ax.set_yscale("log")
-    ax.set_title("Fresh CPU graphs (measured after the model was frozen), 3 graphs")
+    ax.set_title(f"Fresh CPU graphs, set {which} (measured after the model was frozen), 3 graphs")
     ax.legend(fontsize=8, ncol=3)
     save_figure(fig, path)
 
@@ -166,30 +172,30 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", nargs="?", choices=("measure", "evaluate", "all"), default="all")
-    parser.add_argument("--quick", action="store_true", help="tiny grid, one round, temporary files (a test)")
+    parser.add_argument("--set", type=int, choices=(1, 2), default=1, dest="which",
+                        help="graph set: 1 (measured after commit 87f238d) or 2 (after the negative intercept)")
+    parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
-    parser.add_argument("--profile", type=Path, default=PROFILE, help="the profile measured and evaluated")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")
     args = parser.parse_args(argv)
-    settings = QUICK if args.quick else FULL
-    if args.quick and args.profile == PROFILE:
-        args.profile = args.out_dir / "fresh_cpu_quick.csv"  # never the shipped profile
+    settings = QUICK if args.quick else {**FULL, "sizes": SIZES[args.which]}
+    stem = "fresh_cpu" if args.which == 1 else "fresh_cpu2"
+    profile_path = args.out_dir / f"{stem}_quick.csv" if args.quick else PROFILES[args.which]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.step in ("measure", "all"):
         from servopt.profiles import write_profile
 
         with tempfile.TemporaryDirectory() as tmp:
-            profile, rounds = measure(settings, Path(tmp), args.hardware)
-        write_profile(profile, args.profile)
-        rounds.to_csv(args.out_dir / "fresh_cpu_rounds.csv", index=False)
+            profile, rounds = measure(settings, Path(tmp), args.hardware, args.which)
+        write_profile(profile, profile_path)
+        rounds.to_csv(args.out_dir / f"{stem}_rounds.csv", index=False)
     if args.step in ("evaluate", "all"):
         from servopt.profiles import load_profile
 
-        rows, points = evaluate(load_profile([str(args.profile)]).frame)
-        write_csv(rows, ["protocol", "data", "method", "n", "mape_pct", "max_ape_pct"],
-                  args.out_dir / "fresh_cpu.csv")
-        points.to_csv(args.out_dir / "fresh_cpu_points.csv", index=False)
-        plot(rows, args.out_dir / "fresh_cpu.png")
+        rows, points = evaluate(load_profile([str(profile_path)]).frame)
+        write_csv(rows, ["protocol", "data", "method", "n", "mape_pct", "max_ape_pct"], args.out_dir / f"{stem}.csv")
+        points.to_csv(args.out_dir / f"{stem}_points.csv", index=False)
+        plot(rows, args.out_dir / f"{stem}.png", args.which)
         print(markdown(rows))
     return 0
 

@@ -49,3 +49,27 @@ def test_monotone_envelope_ignores_a_small_batch_point_above_a_larger_one():
     same = WorkLatencyModel().fit(frame[cols], frame["latency_ms"]).predict(frame[cols])
     off = WorkLatencyModel(monotone_envelope=False).fit(frame[cols], frame["latency_ms"]).predict(frame[cols])
     assert same == pytest.approx(off)
+
+
+def test_time_per_sample_that_grows_with_the_batch_is_followed_beyond_the_grid():
+    """A CPU whose caches a large batch overflows: latency = max(floor, per_pixel * b * s^2 - c), per-sample time
+    rising with the batch (measured +5 to +20 % from 16 to 64 on benchmarks/fresh_cpu.py's graphs). The roofline
+    takes a negative intercept and predicts more than linear growth from the last profiled batch; the line
+    through the origin (the throughput bound, the rule before) falls short."""
+    frame = roofline_profile(sizes=(96, 128, 160), floor=0.5, intercept=-1.5, per_pixel=7e-5)
+    frame = frame[frame.batch_size <= 16]
+    cols = ["batch_size", "model", "input_size"]
+    model = WorkLatencyModel().fit(frame[cols], frame["latency_ms"])
+    (family,) = model.families_.values()
+    assert family.intercept < 0
+    query = pd.DataFrame({"batch_size": [32.0, 64.0], "model": "net", "input_size": 128.0})
+    truth = -1.5 + 7e-5 * query["batch_size"].to_numpy() * 128 ** 2
+    got = model.predict(query)
+    assert got == pytest.approx(truth, rel=0.03)
+    at_16 = model.predict(query.assign(batch_size=16.0))[0]
+    assert np.all(got > at_16 * query["batch_size"].to_numpy() / 16)  # beyond the old throughput bound
+    grid = pd.DataFrame({"batch_size": np.arange(1.0, 1025.0), "model": "net", "input_size": 128.0})
+    curve = model.predict(grid)
+    assert np.all(np.diff(curve) >= 0)  # still monotone
+    per_sample = curve / grid["batch_size"].to_numpy()
+    assert per_sample[-1] <= 1.01 * 7e-5 * 128 ** 2  # per-sample time bounded by the slope, not a power law

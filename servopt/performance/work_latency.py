@@ -5,18 +5,21 @@ input size, e.g. from :func:`servopt.performance.work.onnx_work`), else ``batch_
 else the batch size. Per *family* (a configuration without its input size: model, variant, hardware, labels)
 servopt fits
 
-    L(w) = (F^p + (a + s * w)^p)^(1/p),   0 <= a <= F, s >= 0, p in [1, 20]
+    L(w) = (F^p + max(0, a + s * w)^p)^(1/p),   -10 F <= a <= F, s >= 0, p in [1, 20]
 
 a smooth maximum of the launch-overhead floor ``F`` and a roofline ``a + s * w``. With fewer than five distinct
 works ``p = 1`` and ``a = 0``: a straight line ``F + s * w`` with non-negative intercept and slope. The curve is
-non-decreasing in batch and input size, its log-log slope (elasticity) lies in [0, 1].
+non-decreasing in batch and input size. With ``a >= 0`` its log-log slope (elasticity) lies in [0, 1]; a negative
+``a`` is time per sample that still grows with the batch (measured on CPUs, where a large batch overflows the
+caches: ``benchmarks/fresh_cpu.py``), an elasticity above 1 past the knee that tends to 1 (the time per sample
+tends to ``s`` per unit of work), never an unbounded power.
 
 Beyond the largest profiled work ``w_max`` of a family, the fit alone may stay on the floor for ever (every point
-on the floor: ``s`` ~ 0). Two bounds hold whatever the device does: latency does not fall (``L >= L(w_max)``) and
-throughput does not fall (``L <= L(w_max) * w / w_max``). When the fit's elasticity at ``w_max`` is below 1/2
-(the slope is not identified), servopt carries the slope over from the same variant profiled on another GPU of
-:mod:`servopt.performance.hardware`, scaled by the ratio of their FP16 peaks, or, with none, takes the midpoint
-of the two bounds in log space, ``L(w_max) * sqrt(w / w_max)``; the prediction is the larger of that and the fit.
+on the floor: ``s`` ~ 0). Latency does not fall (``L >= L(w_max)``). When the fit's elasticity at ``w_max`` is
+below 1/2 (the slope is not identified), servopt carries the slope over from the same variant profiled on another
+GPU of :mod:`servopt.performance.hardware`, scaled by the ratio of their FP16 peaks, or, with none, takes the
+midpoint of ``L(w_max)`` and the throughput bound ``L(w_max) * w / w_max`` in log space,
+``L(w_max) * sqrt(w / w_max)``; the prediction is the larger of that and the fit.
 
 Prediction: a profiled configuration (model, variant, hardware, input size, labels) uses, up to its largest
 profiled batch, the in-grid curve chosen for it by nested cross-validation on its training rows (its own soft
@@ -53,6 +56,10 @@ ROUTES = {
     "fallback": "the monotone fallback regressor",
 }
 
+#: the smallest intercept of the roofline's line, as a multiple of the floor (``a >= ALPHA_MIN * F``); a box
+#: bound for the solver: the fits of the shipped profiles stay within -1.2 F
+ALPHA_MIN = -10.0
+
 #: elasticity at the largest profiled work below which the fitted slope is not trusted for extrapolation
 IDENTIFIED_ELASTICITY = 0.5
 
@@ -71,7 +78,7 @@ class Roofline:
     def fitted(self, w: np.ndarray) -> np.ndarray:
         w = np.maximum(np.asarray(w, dtype=float), 0.0)
         p = self.sharpness
-        line = self.intercept + self.slope * w
+        line = np.maximum(self.intercept + self.slope * w, 0.0)
         return (self.floor ** p + line ** p) ** (1.0 / p)
 
     def elasticity(self, w: float) -> float:
@@ -139,21 +146,24 @@ def fit_roofline(w: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_S
         log_f, alpha, s, p = parts(t)
         f = np.exp(log_f)
         ratio = alpha + s * w / f
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             return log_f + np.logaddexp(0.0, p * np.log(np.maximum(ratio, 1e-300))) / p - ly
 
     def jacobian(t: np.ndarray) -> np.ndarray:
         log_f, alpha, s, p = parts(t)
-        ratio = np.maximum(alpha + s * w / np.exp(log_f), 1e-300)
+        raw = alpha + s * w / np.exp(log_f)
+        live = raw > 1e-12  # where the line is below zero the floor alone is the curve: no derivative
+        ratio = np.where(live, raw, 1.0)
         q = p * np.log(ratio)
-        sig = 0.5 * (1.0 + np.tanh(0.5 * q))
+        sig = np.where(live, 0.5 * (1.0 + np.tanh(0.5 * q)), 0.0)
         rel = s * w / np.exp(log_f) / ratio  # d log(ratio) / d log s
-        cols = [1.0 - sig * rel, sig / ratio, sig * rel, (sig * q - np.logaddexp(0.0, q)) / p ** 2]
+        d_p = np.where(live, (sig * q - np.logaddexp(0.0, q)) / p ** 2, 0.0)
+        cols = [1.0 - sig * rel, sig / ratio, sig * rel, d_p]
         return np.column_stack(cols if free else [cols[0], cols[2]])
 
     best = None
     if free:
-        lower = [ly.min() - 10.0, 0.0, ls_bounds[0], 1.0]
+        lower = [ly.min() - 10.0, ALPHA_MIN, ls_bounds[0], 1.0]
         upper = [ly.max() + 1.0, 1.0, ls_bounds[1], 20.0]
         starts = [[ly.min(), 0.1, np.log(scale), p0] for p0 in (2.0, 8.0)]
     else:
@@ -443,11 +453,12 @@ class WorkLatencyModel(LatencyModel):
                     l_top = own(np.full(int(above.sum()), top), w_top)
                     if roof is not None:
                         # the growth of the family curve (fitted over every input size's works, with its
-                        # intercept); the configuration's own soft hinge extrapolates along a line through the
-                        # origin, the throughput bound, which the clip below keeps as the upper limit
-                        value[above] = l_top * roof(w[above]) / roof(w_top)
-                    # beyond the grid latency grows monotonically and at most linearly in batch (roofline regime)
-                    value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
+                        # intercept, which may be negative: per-sample time that still grows with the batch,
+                        # as on CPUs whose caches a large batch overflows); latency never falls
+                        value[above] = np.maximum(l_top * roof(w[above]) / roof(w_top), l_top)
+                    else:
+                        # the configuration's own curve: monotone, at most linear in batch
+                        value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
                 out[rows] = value
                 route[rows] = "configuration"
             elif roof is not None:
