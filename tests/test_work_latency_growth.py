@@ -73,3 +73,26 @@ def test_time_per_sample_that_grows_with_the_batch_is_followed_beyond_the_grid()
     assert np.all(np.diff(curve) >= 0)  # still monotone
     per_sample = curve / grid["batch_size"].to_numpy()
     assert per_sample[-1] <= 1.01 * 7e-5 * 128 ** 2  # per-sample time bounded by the slope, not a power law
+
+
+def test_fresh_cpu_benchmark_quick(tmp_path):
+    """benchmarks/fresh_cpu.py --quick: measures three graphs on a tiny grid, evaluates every protocol beside the
+    baselines, and never writes the shipped profiles."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = (root / "profiles" / "measured_cpu_fresh2.csv").read_bytes()
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "fresh_cpu.py"), "--quick", "--set", "2",
+                           "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "fresh_cpu2.csv")
+    assert set(rows.protocol) == {"lobo", "lobo_clean", "batch_x4", "size_interior", "size_top"}
+    assert set(rows.method) == {"work", "work_pixels", "work_hinge", "hinge", "line_batch", "line_bxp"}
+    assert set(rows.data) == {"vit_fresh2", "resnet_fresh2", "mobilenet_fresh2", "all three"}
+    assert rows.mape_pct.notna().all() and (rows.mape_pct >= 0).all()
+    profile = pd.read_csv(tmp_path / "fresh_cpu2_quick.csv")
+    assert profile["gflops"].gt(0).all() and len(profile) == 3 * 4 * 4
+    assert (tmp_path / "fresh_cpu2.png").stat().st_size > 10_000
+    assert (root / "profiles" / "measured_cpu_fresh2.csv").read_bytes() == shipped
