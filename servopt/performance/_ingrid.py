@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from servopt.exceptions import ValidationError
-from servopt.performance._curves import Curve, fit_curve
+from servopt.performance._curves import Curve, fit_curves
 
 __all__ = ["CANDIDATES", "IN_GRID_RULES", "InGrid", "MAX_INNER_BATCHES", "MIN_INNER_FOLDS", "check_rule",
            "choose_in_grid", "envelope_1d"]
@@ -130,8 +130,12 @@ def envelope_1d(b: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _levels(b: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    batches = np.unique(b)
-    levels = np.array([float(np.median(y[b == v])) for v in batches])
+    """Distinct batch sizes and the running maximum of the median value at each (most batches have one row)."""
+    batches, inverse, counts = np.unique(b, return_inverse=True, return_counts=True)
+    levels = np.empty(batches.size)
+    levels[inverse] = y
+    for i in np.flatnonzero(counts > 1):
+        levels[i] = float(np.median(y[inverse == i]))
     return batches, np.maximum.accumulate(levels)
 
 
@@ -154,7 +158,8 @@ def choose_in_grid(rule: str, b: np.ndarray, w: np.ndarray, raw: np.ndarray, tar
     roof, shift, hinge
         The full fits: the family's roofline, the configuration's size correction and its soft hinge.
     refit_roof : callable
-        ``refit_roof(works, latencies, start)``: the family roofline refitted (warm-started at ``start``).
+        ``refit_roof(works, latencies, start)``: the family roofline refitted on each data set of the lists
+        ``works`` and ``latencies`` (warm-started at ``start``).
     """
     batches, levels = _levels(b, target)
     kind = check_rule(rule)
@@ -174,20 +179,25 @@ def inner_errors(b: np.ndarray, w: np.ndarray, raw: np.ndarray, target: np.ndarr
                  fam_y: np.ndarray, mine: np.ndarray, roof: object, *, envelope: bool, refit_roof,
                  robust_scale: float, min_free_points: int, start: Curve | None = None) -> dict[str, float]:
     """Mean absolute log error of each candidate, leaving out each batch size but the largest in turn (the
-    refits start from the full fits ``roof`` and ``start``, the configuration's hinge)."""
-    errs: dict[str, list[np.ndarray]] = {c: [] for c in CANDIDATES}
+    refits start from the full fits ``roof`` and ``start``, the configuration's hinge; the refits of all folds
+    are solved together)."""
     own_in_family = np.flatnonzero(mine)
-    for v in np.unique(b)[:-1]:
-        out = b == v
-        keep = ~out
-        y_keep = envelope_1d(b[keep], raw[keep]) if envelope else raw[keep]
-        hinge = fit_curve(b[keep], y_keep, robust_scale=robust_scale, min_free_points=min_free_points,
-                          start=start)
+    outs = [b == v for v in np.unique(b)[:-1]]
+    y_keeps = [envelope_1d(b[~out], raw[~out]) if envelope else raw[~out] for out in outs]
+    hinges = fit_curves([b[~out] for out in outs], y_keeps, robust_scale=robust_scale,
+                        min_free_points=min_free_points, start=start)
+    fam_ws, fam_ys = [], []
+    for out, y_keep in zip(outs, y_keeps):
         fam_keep = np.ones(len(fam_w), dtype=bool)
         fam_keep[own_in_family[out]] = False
         y_fam = fam_y.copy()
-        y_fam[own_in_family[keep]] = y_keep
-        inner_roof = refit_roof(fam_w[fam_keep], y_fam[fam_keep], roof)
+        y_fam[own_in_family[~out]] = y_keep
+        fam_ws.append(fam_w[fam_keep])
+        fam_ys.append(y_fam[fam_keep])
+    inner_roofs = refit_roof(fam_ws, fam_ys, roof)
+    errs: dict[str, list[np.ndarray]] = {c: [] for c in CANDIDATES}
+    for out, y_keep, hinge, inner_roof in zip(outs, y_keeps, hinges, inner_roofs):
+        keep = ~out
         shift = float(np.mean(np.log(y_keep) - np.log(inner_roof(w[keep]))))
         batches, levels = _levels(b[keep], y_keep)
         truth = np.log(target[out])
