@@ -14,6 +14,9 @@ solver. It reports
 * ``max_rel_rows``: the largest relative difference of the predictions on the profile's rows (of the direct fit
   and of ``fit_profile``'s final model); ``max_rel_beyond``: of the direct fit on the same rows at 2x and 4x
   their batch size; ``max_rel_cv``: over the held-out predictions of ``fit_profile``'s cross-validation;
+* ``max_abs_inner_error``: the largest difference of the inner mean absolute log errors the choice compares
+  (``InGrid.errors``, over every fit): what the solver changes (it solves the refits of the inner folds; the
+  full fits are scipy's on both paths);
 * the seconds of ``fit_profile(..., targets=["latency"])`` with each path.
 
 Writes ``benchmarks/results/fit_speed_check.csv``.
@@ -35,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, ROOT, write_csv  # noqa: E402
 
 FIELDS = ["data", "rows", "fits", "choices_differing", "max_rel_rows", "max_rel_beyond", "max_rel_cv",
-          "scipy_s", "solver_s", "speedup"]
+          "max_abs_inner_error", "scipy_s", "solver_s", "speedup"]
 
 
 @contextlib.contextmanager
@@ -53,8 +56,9 @@ def _path(solver: str) -> Any:
 
 
 @contextlib.contextmanager
-def _recording(choices: list[dict[Any, str]]) -> Any:
-    """Every ``WorkLatencyModel.fit`` appends its in-grid choices to ``choices``."""
+def _recording(choices: list[dict[Any, str]], errors: list[np.ndarray]) -> Any:
+    """Every ``WorkLatencyModel.fit`` appends its in-grid choices to ``choices`` and its inner errors to
+    ``errors``."""
     from servopt.performance import WorkLatencyModel
 
     fit = WorkLatencyModel.fit
@@ -62,6 +66,7 @@ def _recording(choices: list[dict[Any, str]]) -> Any:
     def recorded(self: Any, X: Any, y: Any) -> Any:
         out = fit(self, X, y)
         choices.append(self.in_grid_choices())
+        errors.append(np.array([e for g in self.in_grid_.values() for _, e in g.errors]))
         return out
 
     WorkLatencyModel.fit = recorded
@@ -76,7 +81,8 @@ def _run(frame: Any, solver: str) -> dict[str, Any]:
     from servopt.performance.evaluate import fit_profile
 
     choices: list[dict[Any, str]] = []
-    with _path(solver), _recording(choices):
+    errors: list[np.ndarray] = []
+    with _path(solver), _recording(choices, errors):
         start = time.perf_counter()
         models, reports = fit_profile(frame, targets=["latency"])
         seconds = time.perf_counter() - start
@@ -87,7 +93,7 @@ def _run(frame: Any, solver: str) -> dict[str, Any]:
     beyond = [X.assign(batch_size=X["batch_size"] * k) for k in (2, 4)]
     final = models.targets["latency"]
     cv = np.concatenate([g.predicted for g in reports["latency"].groups]) if "latency" in reports else np.empty(0)
-    return {"seconds": seconds, "choices": choices, "cv": cv,
+    return {"seconds": seconds, "choices": choices, "errors": np.concatenate(errors), "cv": cv,
             "rows": np.concatenate([direct.predict(X), final.model.predict(final.train)]),
             "beyond": np.concatenate([direct.predict(b) for b in beyond])}
 
@@ -108,7 +114,9 @@ def check(name: str, paths: list[Path]) -> dict[str, Any]:
     differing = sum(sum(a[k] != b.get(k) for k in a) for a, b in zip(old["choices"], new["choices"]))
     return {"data": name, "rows": len(frame), "fits": len(old["choices"]), "choices_differing": differing,
             "max_rel_rows": _rel(new["rows"], old["rows"]), "max_rel_beyond": _rel(new["beyond"], old["beyond"]),
-            "max_rel_cv": _rel(new["cv"], old["cv"]), "scipy_s": old["seconds"], "solver_s": new["seconds"],
+            "max_rel_cv": _rel(new["cv"], old["cv"]),
+            "max_abs_inner_error": float(np.max(np.abs(new["errors"] - old["errors"]), initial=0.0)),
+            "scipy_s": old["seconds"], "solver_s": new["seconds"],
             "speedup": old["seconds"] / new["seconds"]}
 
 

@@ -114,12 +114,15 @@ def fit_curve(b: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCAL
 
 
 def fit_curves(bs: list[np.ndarray], ys: list[np.ndarray], *, robust_scale: float = ROBUST_SCALE,
-               min_free_points: int = MIN_FREE_POINTS, start: Curve | None = None) -> list[Curve]:
+               min_free_points: int = MIN_FREE_POINTS,
+               start: Curve | list[Curve | None] | None = None) -> list[Curve]:
     """:func:`fit_curve` on each data set ``(bs[i], ys[i])`` (the inner folds of the in-grid choice), their
-    least-squares problems solved together (:func:`servopt.performance._lsq.soft_l1_fit_many`)."""
+    least-squares problems solved together (:func:`servopt.performance._lsq.soft_l1_fit_many`); ``start``: one
+    start for all, or one per data set."""
     out: list[Curve | None] = [None] * len(bs)
     problems = []
-    for i, (b, y) in enumerate(zip(bs, ys)):
+    given = start if isinstance(start, list) else [start] * len(bs)
+    for i, (b, y, start) in enumerate(zip(bs, ys, given)):
         b = np.asarray(b, dtype=float)
         ly = np.log(np.asarray(y, dtype=float))
         distinct = np.unique(b[b > 0])

@@ -38,7 +38,7 @@ import numpy as np
 
 from servopt.performance._base import group_index
 from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE
-from servopt.performance._ingrid import InGrid, check_rule, choose_in_grid
+from servopt.performance._ingrid import Config, InGrid, check_rule, choose_in_grids
 from servopt.performance._lsq import Solution, scipy_fit, soft_l1_fit_many
 from servopt.performance.hardware import hardware_spec
 from servopt.performance.latency import LatencyModel, monotone_in_batch
@@ -116,12 +116,15 @@ def fit_roofline(w: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_S
 
 
 def fit_rooflines(ws: list[np.ndarray], ys: list[np.ndarray], *, robust_scale: float = ROBUST_SCALE,
-                  min_free_points: int = MIN_FREE_POINTS, start: Roofline | None = None) -> list[Roofline]:
+                  min_free_points: int = MIN_FREE_POINTS,
+                  start: Roofline | list[Roofline | None] | None = None) -> list[Roofline]:
     """:func:`fit_roofline` on each data set ``(ws[i], ys[i])`` (the inner folds of the in-grid choice), their
-    least-squares problems solved together (:func:`servopt.performance._lsq.soft_l1_fit_many`)."""
+    least-squares problems solved together (:func:`servopt.performance._lsq.soft_l1_fit_many`); ``start``: one
+    start for all, or one per data set."""
     out: list[Roofline | None] = [None] * len(ws)
     problems = []
-    for i, (w, y) in enumerate(zip(ws, ys)):
+    given = start if isinstance(start, list) else [start] * len(ws)
+    for i, (w, y, start) in enumerate(zip(ws, ys, given)):
         w = np.asarray(w, dtype=float)
         ly = np.log(np.asarray(y, dtype=float))
         distinct = np.unique(w[w > 0])
@@ -392,17 +395,17 @@ class WorkLatencyModel(LatencyModel):
         return self
 
     def _choose_in_grid(self, X: np.ndarray, raw: np.ndarray, y: np.ndarray, work: np.ndarray) -> None:
-        """Each profiled configuration's in-grid curve (:func:`~servopt.performance._ingrid.choose_in_grid`),
+        """Each profiled configuration's in-grid curve (:func:`~servopt.performance._ingrid.choose_in_grids`),
         from the training rows only: measured latencies ``raw``, fitted targets ``y``, works ``work``."""
         fam_keys, fam_of = group_index(X, self.family_index_)
         keys, group_of = group_index(X, self.group_index_)
         batch = X[:, self.batch_index_]
-        self.in_grid_: dict[tuple[float, ...], InGrid] = {}
 
-        def refit(ws: list[np.ndarray], lats: list[np.ndarray], start: Roofline) -> list[Roofline]:
+        def refit(ws: list[np.ndarray], lats: list[np.ndarray], starts: list[Roofline]) -> list[Roofline]:
             return fit_rooflines(ws, lats, robust_scale=self.robust_scale, min_free_points=self.min_free_points,
-                                 start=start)
+                                 start=starts)
 
+        configs = []
         for g, key in enumerate(keys):
             rows = np.flatnonzero(group_of == g)
             fam = int(fam_of[rows[0]])
@@ -413,10 +416,11 @@ class WorkLatencyModel(LatencyModel):
             shift = float(np.interp(size, sizes, corr)) if sizes.size else 0.0
             mine = np.zeros(len(fam_rows), dtype=bool)
             mine[np.searchsorted(fam_rows, rows)] = True
-            self.in_grid_[key] = choose_in_grid(
-                self.in_grid, batch[rows], work[rows], raw[rows], y[rows], work[fam_rows], y[fam_rows], mine,
-                self.families_[fam_key], shift, self.curves_[key], envelope=self.monotone_envelope,
-                refit_roof=refit, robust_scale=self.robust_scale, min_free_points=self.min_free_points)
+            configs.append(Config(batch[rows], work[rows], raw[rows], y[rows], work[fam_rows], y[fam_rows], mine,
+                                  self.families_[fam_key], shift, self.curves_[key]))
+        chosen = choose_in_grids(self.in_grid, configs, envelope=self.monotone_envelope, refit_roof=refit,
+                                 robust_scale=self.robust_scale, min_free_points=self.min_free_points)
+        self.in_grid_ = dict(zip(keys, chosen))
 
     def in_grid_choices(self) -> dict[tuple[float, ...], str]:
         """Configuration key -> the in-grid candidate it uses (see ``in_grid``)."""
