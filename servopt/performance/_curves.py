@@ -25,8 +25,8 @@ import numpy as np
 from servopt.exceptions import ValidationError
 from servopt.performance._lsq import Solution, scipy_fit, soft_l1_fit_many
 
-__all__ = ["CAPACITY_CURVES", "Curve", "fit_capacity_curve", "fit_curve", "fit_curves", "fit_line", "Line", "MIN_FREE_POINTS",
-           "Quadratic", "ROBUST_SCALE"]
+__all__ = ["CAPACITY_CURVES", "Curve", "fit_capacity_curve", "fit_curve", "fit_curves", "fit_line", "Line",
+           "MIN_FREE_POINTS", "Quadratic", "ROBUST_SCALE"]
 
 #: distinct batch sizes needed before the knee sharpness ``p`` is fitted
 MIN_FREE_POINTS = 5

@@ -18,10 +18,11 @@ configuration with at least ``MIN_INNER_FOLDS + 1`` and at most ``MAX_INNER_BATC
 sizes, leave each of its batch sizes except the largest out in turn (the largest would be an extrapolation,
 which another path serves), refit every candidate on the remaining rows of the training data (the
 configuration's envelope recomputed without the left-out batch; the family's roofline refitted without that
-row; both refits warm-started from the full fits: one start instead of two) and score its prediction of the left-out batch
-by the absolute log error against the fitted target (the envelope value). The candidate with the smallest mean
-error serves the configuration; ties go to the earlier of ``hinge``, ``family``, ``mean``, ``interp`` (the
-model before comes first). Other configurations keep ``hinge``.
+row; both refits warm-started from the full fits: one start instead of two, and solved to their optimum, all
+folds of all configurations together, by :mod:`servopt.performance._lsq`) and score its prediction of the
+left-out batch by the absolute log error against the fitted target (the envelope value). The candidate with the
+smallest mean error serves the configuration; ties go to the earlier of ``hinge``, ``family``, ``mean``,
+``interp`` (the model before comes first). Other configurations keep ``hinge``.
 
 Why this rule: which candidate is better is a question of the noise of one sweep against the structure shared
 by the sweeps of a family, which differs between profiles (on the H200 profiles the family curve in-grid was

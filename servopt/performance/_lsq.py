@@ -6,31 +6,39 @@ minimising, over 2 to 4 parameters ``x`` within a box ``lower <= x <= upper``, t
     C(x) = f^2 * sum_i (sqrt(1 + (r_i(x) / f)^2) - 1)
 
 of residuals ``r(x)`` (a few dozen log latencies), the cost of ``scipy.optimize.least_squares(...,
-loss="soft_l1", f_scale=f)``. The in-grid choice (:mod:`servopt.performance._ingrid`) refits each curve once per
-left-out batch size, thousands of fits per ``servopt fit``; scipy's general trust-region solver spends about
-2 ms on each, mostly in its own bookkeeping. This module solves the same problem to the same optimum in a
-fraction of that time.
+loss="soft_l1", f_scale=f)``. The in-grid choice (:mod:`servopt.performance._ingrid`) refits the soft hinge and
+the family roofline of each configuration once per left-out batch size, thousands of warm-started refits per
+``servopt fit``; scipy's general trust-region solver spends about 2 ms on each, mostly in its own bookkeeping.
+This module solves them together, to the optimum, in a fraction of that time. (The first fits, from generic
+starts, stay with scipy: another path from a generic start may end in another local minimum.)
 
-**Method.** Many problems at once (the folds of one configuration, the starts of one fit), as arrays: padded to
-the same number of residuals (a padded residual is 0 and adds nothing), each with its own box and damping. A
-projected Levenberg-Marquardt iteration on the Gauss-Newton model of ``C`` (the one scipy uses for
-robust losses): with ``s_i = sqrt(1 + (r_i / f)^2)`` and the Jacobian ``J`` of ``r``, the gradient is
-``g = J^T (r / s)`` and the curvature ``H = J^T diag(s^-3) J``. Parameters at a bound whose gradient points out
-of the box are held there (the active set); the others take the step ``(H + lam * diag(H)) d = -g``, projected
-on the box, accepted if it lowers ``C`` (then ``lam`` shrinks tenfold) and else retried with ``lam`` ten times
-larger. Each problem stops on its own test; the others go on.
+**Method.** Many problems at once (every inner fold of every configuration of a model), as arrays: padded to the
+same number of residuals (a padded residual is 0 and adds nothing), each with its own box and damping. A projected
+Levenberg-Marquardt iteration on the Gauss-Newton model of ``C`` (the one scipy uses for robust losses): with
+``s_i = sqrt(1 + (r_i / f)^2)`` and the Jacobian ``J`` of ``r``, the gradient is ``g = J^T (r / s)`` and the
+curvature ``H = J^T diag(s^-3) J``. Parameters at a bound whose gradient points out of the box are held there
+(the active set); the others take the step ``(H + lam * diag(H)) d = -g``, projected on the box, accepted if it
+lowers ``C`` (then ``lam`` shrinks tenfold) and else retried with ``lam`` ten times larger. Each problem stops on
+its own test; the others go on.
 
-**Convergence test.** At each iterate of a problem the undamped step ``d0 = -H^-1 g`` on the free parameters is computed;
-the fit has converged when the decrease it predicts, ``-g . d0``, is at most ``1e-14 * C + 1e-30`` and every
-component of ``d0`` is at most ``1e-8 * (1 + |x_i|)``: the cost cannot go down by more than about
-``1e-14`` relative, and the parameters are settled to about eight digits where the data identify them. A fit
-that has not converged within :data:`MAX_ITERATIONS` iterations, or whose step cannot lower the cost before the
-test passes, is handed to ``scipy.optimize.least_squares`` from the same start with the caller's options (so a
-result is never worse than scipy's).
+**Convergence test.** At each iterate of a problem the undamped step ``d0 = -H^-1 g`` on the free parameters is
+computed; the fit has converged when the decrease it predicts, ``-g . d0``, is at most ``1e-14 * C + 1e-30`` and
+every component of ``d0`` is at most ``1e-8 * (1 + |x_i|)``: the cost cannot go down by more than about ``1e-14``
+relative, and the parameters are settled to about eight digits. Where no step lowers the cost any more (``lam``
+above ``1e12``), the fit has converged if the predicted decrease passed its test (the step test is then below
+rounding), and not otherwise.
+
+**Handed to scipy** (``scipy.optimize.least_squares`` from the same start with the caller's options, the result
+before this module): a problem that has not converged within :data:`MAX_ITERATIONS` trial steps, that stops
+without converging, or whose optimum is not identified (a singular curvature, or a free parameter the cost does
+not depend on at the iterate, e.g. the sharpness of a knee far from every point): there every point of a valley
+is optimal, and the one scipy stops at is kept. On the shipped profiles about 1 % of the H200 refits go to scipy,
+more on the degenerate CPU profiles.
 
 **The old path.** With the environment variable ``SERVOPT_LSQ=scipy`` (read at each call by
 :func:`use_scipy`), every fit goes to ``scipy.optimize.least_squares`` exactly as before this module existed
-(``benchmarks/fit_speed_check.py`` compares the two).
+(``benchmarks/fit_speed_check.py`` compares the two paths on every shipped profile; ``tests/test_lsq.py``
+compares the solver with scipy on random instances).
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ MAX_ITERATIONS = 100
 _COST_RTOL = 1e-14
 _COST_ATOL = 1e-30
 _STEP_RTOL = 1e-8
-_FLAT = 1e-16
+_FLAT = 1e-16  # a curvature below this fraction of the largest: a parameter the cost does not depend on
 _LAM_START = 1e-3
 _LAM_MIN = 1e-15
 _LAM_MAX = 1e12
@@ -189,9 +197,9 @@ def soft_l1_fit_many(fun: Residuals, jac: Residuals, x0: np.ndarray, lower: np.n
         # a parameter the cost does not depend on (a numerically zero column of the Jacobian: a saturated knee)
         # or a singular curvature: the optimum is not identified, scipy's answer is kept
         bad = flat | ~np.all(np.isfinite(size), axis=1)
-        flat_cost = ~bad & (-np.einsum("pk,pk->p", gr, step0) <= _COST_RTOL * cost[run] + _COST_ATOL)
-        settled[run] = flat_cost
-        done = flat_cost & np.all(size <= _STEP_RTOL, axis=1)
+        small_decrease = ~bad & (-np.einsum("pk,pk->p", gr, step0) <= _COST_RTOL * cost[run] + _COST_ATOL)
+        settled[run] = small_decrease
+        done = small_decrease & np.all(size <= _STEP_RTOL, axis=1)
         state[run[bad]] = -1
         state[run[done]] = 1
         go = ~bad & ~done
@@ -207,10 +215,10 @@ def soft_l1_fit_many(fun: Residuals, jac: Residuals, x0: np.ndarray, lower: np.n
         s_new = np.sqrt(1.0 + (r_new / f_scale) ** 2)
         cost_new = np.sum(r_new * r_new / (s_new + 1.0), axis=1)
         better = ok & (cost_new < cost[run])
-        up_ = run[better]
-        x[up_], r[up_], s[up_], cost[up_] = trial[better], r_new[better], s_new[better], cost_new[better]
-        stale[up_] = True
-        lam[up_] = np.maximum(lam[up_] * 0.1, _LAM_MIN)
+        moved = run[better]
+        x[moved], r[moved], s[moved], cost[moved] = trial[better], r_new[better], s_new[better], cost_new[better]
+        stale[moved] = True
+        lam[moved] = np.maximum(lam[moved] * 0.1, _LAM_MIN)
         worse = run[~better]
         lam[worse] *= 10.0
         # no step lowers the cost: converged within rounding if the predicted decrease passed the test

@@ -420,7 +420,7 @@ class WorkLatencyModel(LatencyModel):
                                   self.families_[fam_key], shift, self.curves_[key]))
         chosen = choose_in_grids(self.in_grid, configs, envelope=self.monotone_envelope, refit_roof=refit,
                                  robust_scale=self.robust_scale, min_free_points=self.min_free_points)
-        self.in_grid_ = dict(zip(keys, chosen))
+        self.in_grid_: dict[tuple[float, ...], InGrid] = dict(zip(keys, chosen))
 
     def in_grid_choices(self) -> dict[tuple[float, ...], str]:
         """Configuration key -> the in-grid candidate it uses (see ``in_grid``)."""
