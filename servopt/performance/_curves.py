@@ -19,14 +19,14 @@ sizes ``p`` is fixed at 1, which turns the curve into a straight line with non-n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
-
 from servopt.exceptions import ValidationError
+from servopt.performance._lsq import Solution, scipy_fit, soft_l1_fit_many
 
-__all__ = ["CAPACITY_CURVES", "Curve", "fit_capacity_curve", "fit_curve", "fit_line", "Line", "MIN_FREE_POINTS",
-           "Quadratic", "ROBUST_SCALE"]
+__all__ = ["CAPACITY_CURVES", "Curve", "fit_capacity_curve", "fit_curve", "fit_curves", "fit_line", "Line",
+           "MIN_FREE_POINTS", "Quadratic", "ROBUST_SCALE"]
 
 #: distinct batch sizes needed before the knee sharpness ``p`` is fitted
 MIN_FREE_POINTS = 5
@@ -67,20 +67,20 @@ class Curve:
         return np.exp(_log_hinge(self.log_floor, self.log_knee, self.sharpness, b))
 
 
-def _log_hinge(log_floor: float, log_knee: float, p: float, b: np.ndarray) -> np.ndarray:
+def _log_hinge(log_floor: Any, log_knee: Any, p: Any, b: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         z = p * (np.log(np.maximum(b, 0.0)) - log_knee)
     return log_floor + np.logaddexp(0.0, z) / p
 
 
-def _hinge_jacobian(log_knee: float, p: float, b: np.ndarray) -> np.ndarray:
-    """Derivatives of ``_log_hinge`` in (log floor, log knee, p)."""
+def _hinge_jacobian(log_knee: Any, p: Any, b: np.ndarray) -> np.ndarray:
+    """Derivatives of ``_log_hinge`` in (log floor, log knee, p), stacked on a last axis."""
     with np.errstate(divide="ignore"):
         u = np.log(np.maximum(b, 0.0)) - log_knee
     z = p * u
     sig = np.where(np.isfinite(z), 0.5 * (1.0 + np.tanh(0.5 * np.where(np.isfinite(z), z, 0.0))), 0.0)
     d_p = np.where(np.isfinite(z), (sig * np.where(np.isfinite(z), z, 0.0) - np.logaddexp(0.0, z)) / p ** 2, 0.0)
-    return np.column_stack([np.ones_like(u), -sig, d_p])
+    return np.stack([np.ones_like(u), -sig, d_p], axis=-1)
 
 
 def fit_curve(b: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCALE,
@@ -110,49 +110,99 @@ def fit_curve(b: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_SCAL
     >>> bool(abs(c(1.0) - 10) < 0.5 and abs(c(128.0) - 80) < 4)
     True
     """
-    b = np.asarray(b, dtype=float)
-    ly = np.log(np.asarray(y, dtype=float))
-    distinct = np.unique(b[b > 0])
-    if distinct.size == 0:
-        return Curve("constant", float(np.median(ly)))
-    if distinct.size == 1:
-        at = b == distinct[0]
-        return Curve("proportional", float(np.median(ly[at])), float(np.log(distinct[0])))
-    free = distinct.size >= min_free_points
-    log_b = np.log(distinct)
-    k_bounds = (log_b[0] - np.log(1e3), log_b[-1] + np.log(1e6))
-    f_bounds = (ly.min() - 10.0, ly.max() + 1.0)
-    k0 = float(np.median(log_b))
-    best = None
-    warm = start is not None and start.kind == "hinge"
-    for p0 in ((start.sharpness,) if warm else (1.0, 4.0) if free else (1.0,)):
-        if free:
-            lower = [f_bounds[0], k_bounds[0], _P_BOUNDS[0]]
-            upper = [f_bounds[1], k_bounds[1], _P_BOUNDS[1]]
-            x0 = [start.log_floor, start.log_knee, p0] if warm else [ly.min(), k0, p0]
+    return fit_curves([b], [y], robust_scale=robust_scale, min_free_points=min_free_points, start=start)[0]
 
-            def residual(t: np.ndarray) -> np.ndarray:
-                return _log_hinge(t[0], t[1], t[2], b) - ly
 
-            def jacobian(t: np.ndarray) -> np.ndarray:
-                return _hinge_jacobian(t[1], t[2], b)
-        else:
-            lower, upper = [f_bounds[0], k_bounds[0]], [f_bounds[1], k_bounds[1]]
-            x0 = [start.log_floor, start.log_knee] if warm else [ly.min(), k0]
+def fit_curves(bs: list[np.ndarray], ys: list[np.ndarray], *, robust_scale: float = ROBUST_SCALE,
+               min_free_points: int = MIN_FREE_POINTS,
+               start: Curve | list[Curve | None] | None = None) -> list[Curve]:
+    """:func:`fit_curve` on each data set ``(bs[i], ys[i])`` (the inner folds of the in-grid choice), their
+    least-squares problems solved together (:func:`servopt.performance._lsq.soft_l1_fit_many`); ``start``: one
+    start for all, or one per data set."""
+    out: list[Curve | None] = [None] * len(bs)
+    problems = []
+    given = start if isinstance(start, list) else [start] * len(bs)
+    for i, (b, y, start) in enumerate(zip(bs, ys, given)):
+        b = np.asarray(b, dtype=float)
+        ly = np.log(np.asarray(y, dtype=float))
+        distinct = np.unique(b[b > 0])
+        if distinct.size == 0:
+            out[i] = Curve("constant", float(np.median(ly)))
+            continue
+        if distinct.size == 1:
+            at = b == distinct[0]
+            out[i] = Curve("proportional", float(np.median(ly[at])), float(np.log(distinct[0])))
+            continue
+        free = distinct.size >= min_free_points
+        log_b = np.log(distinct)
+        k_bounds = (log_b[0] - np.log(1e3), log_b[-1] + np.log(1e6))
+        f_bounds = (ly.min() - 10.0, ly.max() + 1.0)
+        k0 = float(np.median(log_b))
+        warm = start is not None and start.kind == "hinge"
+        for p0 in ((start.sharpness,) if warm else (1.0, 4.0) if free else (1.0,)):
+            if free:
+                lower = [f_bounds[0], k_bounds[0], _P_BOUNDS[0]]
+                upper = [f_bounds[1], k_bounds[1], _P_BOUNDS[1]]
+                x0 = [start.log_floor, start.log_knee, p0] if warm else [ly.min(), k0, p0]
+            else:
+                lower, upper = [f_bounds[0], k_bounds[0]], [f_bounds[1], k_bounds[1]]
+                x0 = [start.log_floor, start.log_knee] if warm else [ly.min(), k0]
+            x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
+            problems.append((i, b, ly, x0, np.array(lower), np.array(upper), free, warm))
+    best: dict[int, Any] = {}
+    for free, warm in ((True, True), (True, False), (False, True), (False, False)):
+        mine = [q for q in problems if q[6] == free and q[7] == warm]
+        for q, fit in zip(mine, _solve_hinges(mine, free, warm, robust_scale)):
+            if q[0] not in best or fit.cost < best[q[0]].cost:
+                best[q[0]] = fit
+    for q in problems:
+        t = best[q[0]].x
+        out[q[0]] = Curve("hinge", float(t[0]), float(t[1]), float(t[2]) if q[6] else 1.0)
+    return out  # type: ignore[return-value]
 
-            def residual(t: np.ndarray) -> np.ndarray:
-                return _log_hinge(t[0], t[1], 1.0, b) - ly
 
-            def jacobian(t: np.ndarray) -> np.ndarray:
-                return _hinge_jacobian(t[1], 1.0, b)[:, :2]
-        x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
+def _solve_hinges(problems: list[tuple], free: bool, warm: bool, robust_scale: float) -> list[Solution]:
+    """Soft-hinge problems ``(data set, b, log y, x0, lower, upper, free, warm)`` with the same ``free``
+    and ``warm``. Warm starts (the refits of the in-grid choice) are solved together on residuals padded to the
+    longest; cold ones by scipy, as before the solver (a generic start may lead another solver to another local
+    minimum)."""
+    if not problems:
+        return []
+
+    def fallback(j: int) -> Solution:
+        _, b, ly, x0, lower, upper = problems[j][:6]
+
+        def residual(t: np.ndarray) -> np.ndarray:
+            return _log_hinge(t[0], t[1], t[2] if free else 1.0, b) - ly
+
+        def jacobian(t: np.ndarray) -> np.ndarray:
+            return _hinge_jacobian(t[1], t[2] if free else 1.0, b)[:, :3 if free else 2]
+
         # a warm start (a refit on nearly the same points) takes the analytic Jacobian and tolerances of 1e-6
         fast = {"jac": jacobian, "ftol": 1e-6, "xtol": 1e-6, "gtol": 1e-6} if warm else {}
-        fit = least_squares(residual, x0, bounds=(lower, upper), loss="soft_l1", f_scale=robust_scale, **fast)
-        if best is None or fit.cost < best.cost:
-            best = fit
-    t = best.x
-    return Curve("hinge", float(t[0]), float(t[1]), float(t[2]) if free else 1.0)
+        return scipy_fit(residual, x0, lower, upper, robust_scale, fast)
+
+    if not warm:
+        return [fallback(j) for j in range(len(problems))]
+    n = max(len(q[1]) for q in problems)
+    B = np.ones((len(problems), n))
+    LY = np.zeros((len(problems), n))
+    mask = np.zeros((len(problems), n))
+    for j, q in enumerate(problems):
+        B[j, :len(q[1])], LY[j, :len(q[1])], mask[j, :len(q[1])] = q[1], q[2], 1.0
+
+    def residuals(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        p = X[:, 2:3] if free else 1.0
+        return (_log_hinge(X[:, 0:1], X[:, 1:2], p, B[idx]) - LY[idx]) * mask[idx]
+
+    def jacobians(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        p = X[:, 2:3] if free else 1.0
+        J = _hinge_jacobian(X[:, 1:2], p, B[idx]) * mask[idx][:, :, None]
+        return J if free else J[:, :, :2]
+
+    return soft_l1_fit_many(residuals, jacobians, np.array([q[3] for q in problems]),
+                            np.array([q[4] for q in problems]), np.array([q[5] for q in problems]), robust_scale,
+                            fallback)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ configuration with at least ``MIN_INNER_FOLDS + 1`` and at most ``MAX_INNER_BATC
 sizes, leave each of its batch sizes except the largest out in turn (the largest would be an extrapolation,
 which another path serves), refit every candidate on the remaining rows of the training data (the
 configuration's envelope recomputed without the left-out batch; the family's roofline refitted without that
-row; both refits warm-started from the full fits: one start instead of two) and score its prediction of the left-out batch
-by the absolute log error against the fitted target (the envelope value). The candidate with the smallest mean
-error serves the configuration; ties go to the earlier of ``hinge``, ``family``, ``mean``, ``interp`` (the
-model before comes first). Other configurations keep ``hinge``.
+row; both refits warm-started from the full fits: one start instead of two, and solved to their optimum, all
+folds of all configurations together, by :mod:`servopt.performance._lsq`) and score its prediction of the
+left-out batch by the absolute log error against the fitted target (the envelope value). The candidate with the
+smallest mean error serves the configuration; ties go to the earlier of ``hinge``, ``family``, ``mean``,
+``interp`` (the model before comes first). Other configurations keep ``hinge``.
 
 Why this rule: which candidate is better is a question of the noise of one sweep against the structure shared
 by the sweeps of a family, which differs between profiles (on the H200 profiles the family curve in-grid was
@@ -40,10 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from servopt.exceptions import ValidationError
-from servopt.performance._curves import Curve, fit_curve
+from servopt.performance._curves import Curve, fit_curves
 
-__all__ = ["CANDIDATES", "IN_GRID_RULES", "InGrid", "MAX_INNER_BATCHES", "MIN_INNER_FOLDS", "check_rule",
-           "choose_in_grid", "envelope_1d"]
+__all__ = ["CANDIDATES", "Config", "IN_GRID_RULES", "InGrid", "MAX_INNER_BATCHES", "MIN_INNER_FOLDS",
+           "check_rule", "choose_in_grids", "envelope_1d"]
 
 #: the in-grid candidates, in tie-break order
 CANDIDATES = ("hinge", "family", "mean", "interp")
@@ -130,68 +131,122 @@ def envelope_1d(b: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _levels(b: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    batches = np.unique(b)
-    levels = np.array([float(np.median(y[b == v])) for v in batches])
+    """Distinct batch sizes and the running maximum of the median value at each (most batches have one row)."""
+    batches, inverse, counts = np.unique(b, return_inverse=True, return_counts=True)
+    levels = np.empty(batches.size)
+    levels[inverse] = y
+    for i in np.flatnonzero(counts > 1):
+        levels[i] = float(np.median(y[inverse == i]))
     return batches, np.maximum.accumulate(levels)
 
 
-def choose_in_grid(rule: str, b: np.ndarray, w: np.ndarray, raw: np.ndarray, target: np.ndarray,
-                   fam_w: np.ndarray, fam_y: np.ndarray, mine: np.ndarray, roof: object, shift: float,
-                   hinge: Curve, *, envelope: bool, refit_roof, robust_scale: float,
-                   min_free_points: int) -> InGrid:
-    """The in-grid predictor of one configuration under ``rule`` (see the module docstring).
+@dataclass(frozen=True)
+class Config:
+    """One configuration's training rows and full fits, as :func:`choose_in_grids` takes them.
 
-    Parameters
+    Attributes
     ----------
-    rule : str
-        One of :data:`IN_GRID_RULES`.
     b, w, raw, target : ndarray
-        The configuration's training rows: batch sizes, works, measured latencies and fitted targets (the
-        envelope of ``raw`` when ``envelope``).
+        Batch sizes, works, measured latencies and fitted targets (the envelope of ``raw`` when the model uses
+        it) of its training rows.
     fam_w, fam_y : ndarray
         Works and fitted targets of every training row of its family; ``mine`` marks the configuration's rows
         among them (in the order of ``b``).
     roof, shift, hinge
         The full fits: the family's roofline, the configuration's size correction and its soft hinge.
-    refit_roof : callable
-        ``refit_roof(works, latencies, start)``: the family roofline refitted (warm-started at ``start``).
     """
-    batches, levels = _levels(b, target)
+
+    b: np.ndarray
+    w: np.ndarray
+    raw: np.ndarray
+    target: np.ndarray
+    fam_w: np.ndarray
+    fam_y: np.ndarray
+    mine: np.ndarray
+    roof: object
+    shift: float
+    hinge: Curve
+
+
+@dataclass(frozen=True)
+class _Folds:
+    """The inner folds of one configuration: rows left out, targets kept, the family's rows kept."""
+
+    outs: list[np.ndarray]
+    y_keeps: list[np.ndarray]
+    fam_ws: list[np.ndarray]
+    fam_ys: list[np.ndarray]
+
+
+def choose_in_grids(rule: str, configs: list[Config], *, envelope: bool, refit_roof, robust_scale: float,
+                    min_free_points: int) -> list[InGrid]:
+    """The in-grid predictor of each configuration under ``rule`` (see the module docstring); the refits of every
+    inner fold of every configuration are solved together.
+
+    Parameters
+    ----------
+    rule : str
+        One of :data:`IN_GRID_RULES`.
+    configs : list of Config
+        The configurations of one model.
+    envelope : bool
+        The targets are the monotone envelope of the measurements (recomputed without each left-out batch).
+    refit_roof : callable
+        ``refit_roof(works, latencies, starts)``: the family roofline refitted on each data set of the lists
+        ``works`` and ``latencies``, warm-started at the matching roofline of ``starts``.
+    """
     kind = check_rule(rule)
-    errors: tuple[tuple[str, float], ...] = ()
-    if rule == "select":
-        kind = "hinge"
-        if MIN_INNER_FOLDS + 1 <= batches.size <= MAX_INNER_BATCHES:
-            scores = inner_errors(b, w, raw, target, fam_w, fam_y, mine, roof, envelope=envelope,
-                                  refit_roof=refit_roof, robust_scale=robust_scale, min_free_points=min_free_points,
-                                  start=hinge)
-            kind = min(CANDIDATES, key=lambda c: (scores[c], CANDIDATES.index(c)))
-            errors = tuple((c, float(scores[c])) for c in CANDIDATES)
-    return InGrid(kind, hinge, roof, float(shift), batches, levels, errors)
+    levels = [_levels(c.b, c.target) for c in configs]
+    inner = [rule == "select" and MIN_INNER_FOLDS + 1 <= lv[0].size <= MAX_INNER_BATCHES for lv in levels]
+    folds = {i: _folds(c, envelope) for i, c in enumerate(configs) if inner[i]}
+    data = [(i, j) for i, f in folds.items() for j in range(len(f.outs))]
+    hinges = fit_curves([configs[i].b[~folds[i].outs[j]] for i, j in data], [folds[i].y_keeps[j] for i, j in data],
+                        robust_scale=robust_scale, min_free_points=min_free_points,
+                        start=[configs[i].hinge for i, _ in data])
+    roofs = refit_roof([folds[i].fam_ws[j] for i, j in data], [folds[i].fam_ys[j] for i, j in data],
+                       [configs[i].roof for i, _ in data])
+    refits: dict[int, list[tuple[Curve, object]]] = {i: [] for i in folds}
+    for (i, _), hinge, roof in zip(data, hinges, roofs):
+        refits[i].append((hinge, roof))
+    out = []
+    for i, c in enumerate(configs):
+        errors: tuple[tuple[str, float], ...] = ()
+        chosen = "hinge" if rule == "select" else kind
+        if i in folds:
+            scores = _scores(c, folds[i], refits[i])
+            chosen = min(CANDIDATES, key=lambda k: (scores[k], CANDIDATES.index(k)))
+            errors = tuple((k, float(scores[k])) for k in CANDIDATES)
+        out.append(InGrid(chosen, c.hinge, c.roof, float(c.shift), levels[i][0], levels[i][1], errors))
+    return out
 
 
-def inner_errors(b: np.ndarray, w: np.ndarray, raw: np.ndarray, target: np.ndarray, fam_w: np.ndarray,
-                 fam_y: np.ndarray, mine: np.ndarray, roof: object, *, envelope: bool, refit_roof,
-                 robust_scale: float, min_free_points: int, start: Curve | None = None) -> dict[str, float]:
-    """Mean absolute log error of each candidate, leaving out each batch size but the largest in turn (the
-    refits start from the full fits ``roof`` and ``start``, the configuration's hinge)."""
-    errs: dict[str, list[np.ndarray]] = {c: [] for c in CANDIDATES}
-    own_in_family = np.flatnonzero(mine)
-    for v in np.unique(b)[:-1]:
-        out = b == v
-        keep = ~out
-        y_keep = envelope_1d(b[keep], raw[keep]) if envelope else raw[keep]
-        hinge = fit_curve(b[keep], y_keep, robust_scale=robust_scale, min_free_points=min_free_points,
-                          start=start)
-        fam_keep = np.ones(len(fam_w), dtype=bool)
+def _folds(c: Config, envelope: bool) -> _Folds:
+    """Leave each batch size of ``c`` but the largest out in turn: the targets kept (the envelope recomputed
+    without the left-out batch) and the family's rows kept, with the configuration's targets replaced."""
+    own_in_family = np.flatnonzero(c.mine)
+    outs = [c.b == v for v in np.unique(c.b)[:-1]]
+    y_keeps = [envelope_1d(c.b[~out], c.raw[~out]) if envelope else c.raw[~out] for out in outs]
+    fam_ws, fam_ys = [], []
+    for out, y_keep in zip(outs, y_keeps):
+        fam_keep = np.ones(len(c.fam_w), dtype=bool)
         fam_keep[own_in_family[out]] = False
-        y_fam = fam_y.copy()
-        y_fam[own_in_family[keep]] = y_keep
-        inner_roof = refit_roof(fam_w[fam_keep], y_fam[fam_keep], roof)
-        shift = float(np.mean(np.log(y_keep) - np.log(inner_roof(w[keep]))))
-        batches, levels = _levels(b[keep], y_keep)
-        truth = np.log(target[out])
-        for c in CANDIDATES:
-            got = evaluate(c, hinge, inner_roof, shift, batches, levels, b[out], w[out])
-            errs[c].append(np.abs(np.log(got) - truth))
-    return {c: float(np.mean(np.concatenate(errs[c]))) for c in CANDIDATES}
+        y_fam = c.fam_y.copy()
+        y_fam[own_in_family[~out]] = y_keep
+        fam_ws.append(c.fam_w[fam_keep])
+        fam_ys.append(y_fam[fam_keep])
+    return _Folds(outs, y_keeps, fam_ws, fam_ys)
+
+
+def _scores(c: Config, folds: _Folds, refits: list[tuple[Curve, object]]) -> dict[str, float]:
+    """Mean absolute log error of each candidate over the inner folds, from the refits of each fold (the hinge
+    and the family roofline, warm-started at the full fits)."""
+    errs: dict[str, list[np.ndarray]] = {k: [] for k in CANDIDATES}
+    for out, y_keep, (hinge, inner_roof) in zip(folds.outs, folds.y_keeps, refits):
+        keep = ~out
+        shift = float(np.mean(np.log(y_keep) - np.log(inner_roof(c.w[keep]))))
+        batches, levels = _levels(c.b[keep], y_keep)
+        truth = np.log(c.target[out])
+        for k in CANDIDATES:
+            got = evaluate(k, hinge, inner_roof, shift, batches, levels, c.b[out], c.w[out])
+            errs[k].append(np.abs(np.log(got) - truth))
+    return {k: float(np.mean(np.concatenate(errs[k]))) for k in CANDIDATES}

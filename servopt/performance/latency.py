@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, set_monotone
-from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE, Curve, fit_curve
+from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE, Curve, fit_curves
 from servopt.performance.warmup import default_gbm
 
 __all__ = ["LatencyModel", "monotone_in_batch"]
@@ -90,9 +90,10 @@ class LatencyModel(ProfileRegressor):
         self.group_index_ = self._group_columns()
         keys, inverse = group_index(X, self.group_index_)
         batch = X[:, self.batch_index_]
-        self.curves_ = {key: fit_curve(batch[inverse == g], y[inverse == g], robust_scale=self.robust_scale,
-                                       min_free_points=self.min_free_points)
-                        for g, key in enumerate(keys)}
+        curves = fit_curves([batch[inverse == g] for g in range(len(keys))],
+                            [y[inverse == g] for g in range(len(keys))], robust_scale=self.robust_scale,
+                            min_free_points=self.min_free_points)
+        self.curves_ = dict(zip(keys, curves))
         base = self.estimator if self.estimator is not None else default_gbm()
         self.estimator_ = set_monotone(base, X.shape[1], self.batch_index_)
         self.estimator_.fit(X, np.log(y))

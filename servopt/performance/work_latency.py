@@ -38,15 +38,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from servopt.performance._base import group_index
 from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE
-from servopt.performance._ingrid import InGrid, check_rule, choose_in_grid
+from servopt.performance._ingrid import Config, InGrid, check_rule, choose_in_grids
+from servopt.performance._lsq import Solution, scipy_fit, soft_l1_fit_many
 from servopt.performance.hardware import hardware_spec
 from servopt.performance.latency import LatencyModel, monotone_in_batch
 
-__all__ = ["ROUTES", "Roofline", "WorkLatencyModel", "fit_roofline"]
+__all__ = ["ROUTES", "Roofline", "WorkLatencyModel", "fit_roofline", "fit_rooflines"]
 
 #: how :meth:`WorkLatencyModel.predict` serves a row (:meth:`WorkLatencyModel.routes`), in words
 ROUTES = {
@@ -127,63 +127,127 @@ def fit_roofline(w: np.ndarray, y: np.ndarray, *, robust_scale: float = ROBUST_S
     >>> bool(abs(r(1.0) - 10) < 0.7 and abs(r(128.0) - 64) < 4)
     True
     """
-    w = np.asarray(w, dtype=float)
-    ly = np.log(np.asarray(y, dtype=float))
-    distinct = np.unique(w[w > 0])
-    w_max = float(distinct[-1]) if distinct.size else 0.0
-    if distinct.size < 2:
-        return Roofline(float(np.exp(np.median(ly))), 0.0, 0.0, 1.0, w_max)
-    free = distinct.size >= min_free_points
-    scale = float(np.exp(ly.min()) / w_max)  # slope that reaches the smallest latency at the largest work
-    ls_bounds = (np.log(scale) - 20.0, np.log(scale) + 10.0)
+    return fit_rooflines([w], [y], robust_scale=robust_scale, min_free_points=min_free_points, start=start)[0]
 
-    def parts(t: np.ndarray) -> tuple[float, float, float, float]:
+
+def fit_rooflines(ws: list[np.ndarray], ys: list[np.ndarray], *, robust_scale: float = ROBUST_SCALE,
+                  min_free_points: int = MIN_FREE_POINTS,
+                  start: Roofline | list[Roofline | None] | None = None) -> list[Roofline]:
+    """:func:`fit_roofline` on each data set ``(ws[i], ys[i])`` (the inner folds of the in-grid choice), their
+    least-squares problems solved together (:func:`servopt.performance._lsq.soft_l1_fit_many`); ``start``: one
+    start for all, or one per data set."""
+    out: list[Roofline | None] = [None] * len(ws)
+    problems = []
+    given = start if isinstance(start, list) else [start] * len(ws)
+    for i, (w, y, start) in enumerate(zip(ws, ys, given)):
+        w = np.asarray(w, dtype=float)
+        ly = np.log(np.asarray(y, dtype=float))
+        distinct = np.unique(w[w > 0])
+        w_max = float(distinct[-1]) if distinct.size else 0.0
+        if distinct.size < 2:
+            out[i] = Roofline(float(np.exp(np.median(ly))), 0.0, 0.0, 1.0, w_max)
+            continue
+        free = distinct.size >= min_free_points
+        scale = float(np.exp(ly.min()) / w_max)  # slope that reaches the smallest latency at the largest work
+        ls_bounds = (np.log(scale) - 20.0, np.log(scale) + 10.0)
         if free:
-            return t[0], t[1], float(np.exp(t[2])), t[3]
-        return t[0], 0.0, float(np.exp(t[1])), 1.0
+            lower = [ly.min() - 10.0, ALPHA_MIN, ls_bounds[0], 1.0]
+            upper = [ly.max() + 1.0, 1.0, ls_bounds[1], 20.0]
+            starts = [[ly.min(), 0.1, np.log(scale), p0] for p0 in (2.0, 8.0)]
+        else:
+            lower, upper = [ly.min() - 10.0, ls_bounds[0]], [ly.max() + 1.0, ls_bounds[1]]
+            starts = [[ly.min() - 0.1, np.log(scale)]]
+        warm = start is not None and start.floor > 0 and start.slope > 0
+        if warm:
+            log_f0 = float(np.log(start.floor))
+            starts = [[log_f0, start.intercept / start.floor, float(np.log(start.slope)), start.sharpness] if free
+                      else [log_f0, float(np.log(start.slope))]]
+        for x0 in starts:
+            x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
+            problems.append((i, w, ly, x0, np.array(lower), np.array(upper), free, warm, w_max))
+    best: dict[int, Any] = {}
+    for free, warm in ((True, True), (True, False), (False, True), (False, False)):
+        mine = [q for q in problems if q[6] == free and q[7] == warm]
+        for q, fit in zip(mine, _solve_rooflines(mine, free, warm, robust_scale)):
+            if q[0] not in best or fit.cost < best[q[0]].cost:
+                best[q[0]] = fit
+    for q in problems:
+        log_f, alpha, s, p = _parts(best[q[0]].x[None], q[6])
+        f = float(np.exp(log_f[0, 0]))
+        out[q[0]] = Roofline(f, float(alpha[0, 0] * f) if q[6] else 0.0, float(s[0, 0]),
+                             float(p[0, 0]) if q[6] else 1.0, q[8])
+    return out  # type: ignore[return-value]
 
-    def residual(t: np.ndarray) -> np.ndarray:
-        log_f, alpha, s, p = parts(t)
-        f = np.exp(log_f)
-        ratio = alpha + s * w / f
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return log_f + np.logaddexp(0.0, p * np.log(np.maximum(ratio, 1e-300))) / p - ly
 
-    def jacobian(t: np.ndarray) -> np.ndarray:
-        log_f, alpha, s, p = parts(t)
-        raw = alpha + s * w / np.exp(log_f)
-        live = raw > 1e-12  # where the line is below zero the floor alone is the curve: no derivative
-        ratio = np.where(live, raw, 1.0)
-        q = p * np.log(ratio)
-        sig = np.where(live, 0.5 * (1.0 + np.tanh(0.5 * q)), 0.0)
-        rel = s * w / np.exp(log_f) / ratio  # d log(ratio) / d log s
-        d_p = np.where(live, (sig * q - np.logaddexp(0.0, q)) / p ** 2, 0.0)
-        cols = [1.0 - sig * rel, sig / ratio, sig * rel, d_p]
-        return np.column_stack(cols if free else [cols[0], cols[2]])
-
-    best = None
+def _parts(X: np.ndarray, free: bool) -> tuple[np.ndarray, Any, np.ndarray, Any]:
+    """(log floor, intercept / floor, slope, sharpness) of parameter rows ``X`` as columns (m, 1)."""
     if free:
-        lower = [ly.min() - 10.0, ALPHA_MIN, ls_bounds[0], 1.0]
-        upper = [ly.max() + 1.0, 1.0, ls_bounds[1], 20.0]
-        starts = [[ly.min(), 0.1, np.log(scale), p0] for p0 in (2.0, 8.0)]
-    else:
-        lower, upper = [ly.min() - 10.0, ls_bounds[0]], [ly.max() + 1.0, ls_bounds[1]]
-        starts = [[ly.min() - 0.1, np.log(scale)]]
-    warm = start is not None and start.floor > 0 and start.slope > 0
-    if warm:
-        log_f0 = float(np.log(start.floor))
-        starts = [[log_f0, start.intercept / start.floor, float(np.log(start.slope)), start.sharpness] if free
-                  else [log_f0, float(np.log(start.slope))]]
-    for x0 in starts:
-        x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
+        return X[:, 0:1], X[:, 1:2], np.exp(X[:, 2:3]), X[:, 3:4]
+    return X[:, 0:1], 0.0, np.exp(X[:, 1:2]), 1.0
+
+
+def _roof_residuals(X: np.ndarray, W: np.ndarray, LY: np.ndarray, free: bool) -> np.ndarray:
+    """Log residuals (m, n) of parameter rows ``X`` at works ``W`` and log latencies ``LY``."""
+    log_f, alpha, s, p = _parts(X, free)
+    ratio = alpha + s * W / np.exp(log_f)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return log_f + np.logaddexp(0.0, p * np.log(np.maximum(ratio, 1e-300))) / p - LY
+
+
+def _roof_jacobian(X: np.ndarray, W: np.ndarray, free: bool) -> np.ndarray:
+    """Derivatives (m, n, k) of :func:`_roof_residuals` in the parameters."""
+    log_f, alpha, s, p = _parts(X, free)
+    raw = alpha + s * W / np.exp(log_f)
+    live = raw > 1e-12  # where the line is below zero (negative intercept) the floor alone is the curve
+    ratio = np.where(live, raw, 1.0)
+    q = p * np.log(ratio)
+    sig = np.where(live, 0.5 * (1.0 + np.tanh(0.5 * q)), 0.0)
+    rel = s * W / np.exp(log_f) / ratio  # d log(ratio) / d log s
+    if not free:
+        return np.stack([1.0 - sig * rel, sig * rel], axis=-1)
+    d_p = np.where(live, (sig * q - np.logaddexp(0.0, q)) / p ** 2, 0.0)
+    return np.stack([1.0 - sig * rel, sig / ratio, sig * rel, d_p], axis=-1)
+
+
+def _solve_rooflines(problems: list[tuple], free: bool, warm: bool, robust_scale: float) -> list[Solution]:
+    """Roofline problems ``(data set, w, log y, x0, lower, upper, free, warm, w_max)`` with the same ``free``
+    and ``warm``. Warm starts (the refits of the in-grid choice) are solved together on residuals padded to the
+    longest; cold ones by scipy, as before the solver (a generic start may lead another solver to another local
+    minimum)."""
+    if not problems:
+        return []
+
+    def fallback(j: int) -> Solution:
+        _, w, ly, x0, lower, upper = problems[j][:6]
+
+        def residual(t: np.ndarray) -> np.ndarray:
+            return _roof_residuals(t[None], w[None], ly[None], free)[0]
+
+        def jacobian(t: np.ndarray) -> np.ndarray:
+            return _roof_jacobian(t[None], w[None], free)[0]
+
         # a warm start (a refit on nearly the same points) takes the analytic Jacobian and tolerances of 1e-6
         fast = {"jac": jacobian, "ftol": 1e-6, "xtol": 1e-6, "gtol": 1e-6} if warm else {}
-        fit = least_squares(residual, x0, bounds=(lower, upper), loss="soft_l1", f_scale=robust_scale, **fast)
-        if best is None or fit.cost < best.cost:
-            best = fit
-    log_f, alpha, s, p = parts(best.x)
-    f = float(np.exp(log_f))
-    return Roofline(f, float(alpha * f), float(s), float(p), w_max)
+        return scipy_fit(residual, x0, lower, upper, robust_scale, fast)
+
+    if not warm:
+        return [fallback(j) for j in range(len(problems))]
+    n = max(len(q[1]) for q in problems)
+    W = np.ones((len(problems), n))
+    LY = np.zeros((len(problems), n))
+    mask = np.zeros((len(problems), n))
+    for j, q in enumerate(problems):
+        W[j, :len(q[1])], LY[j, :len(q[1])], mask[j, :len(q[1])] = q[1], q[2], 1.0
+
+    def residuals(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return _roof_residuals(X, W[idx], LY[idx], free) * mask[idx]
+
+    def jacobians(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return _roof_jacobian(X, W[idx], free) * mask[idx][:, :, None]
+
+    return soft_l1_fit_many(residuals, jacobians, np.array([q[3] for q in problems]),
+                            np.array([q[4] for q in problems]), np.array([q[5] for q in problems]), robust_scale,
+                            fallback)
 
 
 class WorkLatencyModel(LatencyModel):
@@ -329,11 +393,10 @@ class WorkLatencyModel(LatencyModel):
         self.work_polys_ = self._fit_work_polys(X)
         work = self._work(X)
         keys, inverse = group_index(X, self.family_index_)
-        self.families_: dict[tuple[float, ...], Roofline] = {}
-        for g, key in enumerate(keys):
-            rows = inverse == g
-            self.families_[key] = fit_roofline(work[rows], y[rows], robust_scale=self.robust_scale,
-                                               min_free_points=self.min_free_points)
+        roofs = fit_rooflines([work[inverse == g] for g in range(len(keys))],
+                              [y[inverse == g] for g in range(len(keys))], robust_scale=self.robust_scale,
+                              min_free_points=self.min_free_points)
+        self.families_: dict[tuple[float, ...], Roofline] = dict(zip(keys, roofs))
         self._carry_slopes()
         self.corrections_: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.batch_max_: dict[tuple[float, ...], float] = {}
@@ -350,17 +413,17 @@ class WorkLatencyModel(LatencyModel):
         return self
 
     def _choose_in_grid(self, X: np.ndarray, raw: np.ndarray, y: np.ndarray, work: np.ndarray) -> None:
-        """Each profiled configuration's in-grid curve (:func:`~servopt.performance._ingrid.choose_in_grid`),
+        """Each profiled configuration's in-grid curve (:func:`~servopt.performance._ingrid.choose_in_grids`),
         from the training rows only: measured latencies ``raw``, fitted targets ``y``, works ``work``."""
         fam_keys, fam_of = group_index(X, self.family_index_)
         keys, group_of = group_index(X, self.group_index_)
         batch = X[:, self.batch_index_]
-        self.in_grid_: dict[tuple[float, ...], InGrid] = {}
 
-        def refit(w: np.ndarray, lat: np.ndarray, start: Roofline) -> Roofline:
-            return fit_roofline(w, lat, robust_scale=self.robust_scale, min_free_points=self.min_free_points,
-                                start=start)
+        def refit(ws: list[np.ndarray], lats: list[np.ndarray], starts: list[Roofline]) -> list[Roofline]:
+            return fit_rooflines(ws, lats, robust_scale=self.robust_scale, min_free_points=self.min_free_points,
+                                 start=starts)
 
+        configs = []
         for g, key in enumerate(keys):
             rows = np.flatnonzero(group_of == g)
             fam = int(fam_of[rows[0]])
@@ -371,10 +434,11 @@ class WorkLatencyModel(LatencyModel):
             shift = float(np.interp(size, sizes, corr)) if sizes.size else 0.0
             mine = np.zeros(len(fam_rows), dtype=bool)
             mine[np.searchsorted(fam_rows, rows)] = True
-            self.in_grid_[key] = choose_in_grid(
-                self.in_grid, batch[rows], work[rows], raw[rows], y[rows], work[fam_rows], y[fam_rows], mine,
-                self.families_[fam_key], shift, self.curves_[key], envelope=self.monotone_envelope,
-                refit_roof=refit, robust_scale=self.robust_scale, min_free_points=self.min_free_points)
+            configs.append(Config(batch[rows], work[rows], raw[rows], y[rows], work[fam_rows], y[fam_rows], mine,
+                                  self.families_[fam_key], shift, self.curves_[key]))
+        chosen = choose_in_grids(self.in_grid, configs, envelope=self.monotone_envelope, refit_roof=refit,
+                                 robust_scale=self.robust_scale, min_free_points=self.min_free_points)
+        self.in_grid_: dict[tuple[float, ...], InGrid] = dict(zip(keys, chosen))
 
     def in_grid_choices(self) -> dict[tuple[float, ...], str]:
         """Configuration key -> the in-grid candidate it uses (see ``in_grid``)."""
