@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from servopt.exceptions import ValidationError
-from servopt.performance._lsq import Solution, scipy_fit, soft_l1_fit_many
+from servopt.performance._lsq import Solution, best_of_starts, solve_padded
 
 __all__ = ["CAPACITY_CURVES", "Curve", "fit_capacity_curve", "fit_curve", "fit_curves", "fit_line", "Line",
            "MIN_FREE_POINTS", "Quadratic", "ROBUST_SCALE"]
@@ -149,12 +149,7 @@ def fit_curves(bs: list[np.ndarray], ys: list[np.ndarray], *, robust_scale: floa
                 x0 = [start.log_floor, start.log_knee] if warm else [ly.min(), k0]
             x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
             problems.append((i, b, ly, x0, np.array(lower), np.array(upper), free, warm))
-    best: dict[int, Any] = {}
-    for free, warm in ((True, True), (True, False), (False, True), (False, False)):
-        mine = [q for q in problems if q[6] == free and q[7] == warm]
-        for q, fit in zip(mine, _solve_hinges(mine, free, warm, robust_scale)):
-            if q[0] not in best or fit.cost < best[q[0]].cost:
-                best[q[0]] = fit
+    best = best_of_starts(problems, lambda group, free, warm: _solve_hinges(group, free, warm, robust_scale))
     for q in problems:
         t = best[q[0]].x
         out[q[0]] = Curve("hinge", float(t[0]), float(t[1]), float(t[2]) if q[6] else 1.0)
@@ -162,47 +157,17 @@ def fit_curves(bs: list[np.ndarray], ys: list[np.ndarray], *, robust_scale: floa
 
 
 def _solve_hinges(problems: list[tuple], free: bool, warm: bool, robust_scale: float) -> list[Solution]:
-    """Soft-hinge problems ``(data set, b, log y, x0, lower, upper, free, warm)`` with the same ``free``
-    and ``warm``. Warm starts (the refits of the in-grid choice) are solved together on residuals padded to the
-    longest; cold ones by scipy, as before the solver (a generic start may lead another solver to another local
-    minimum)."""
-    if not problems:
-        return []
+    """Soft-hinge problems ``(data set, b, log y, x0, lower, upper, free, warm)`` with the same ``free`` and
+    ``warm`` (:func:`servopt.performance._lsq.solve_padded`)."""
 
-    def fallback(j: int) -> Solution:
-        _, b, ly, x0, lower, upper = problems[j][:6]
+    def residuals(X: np.ndarray, B: np.ndarray, LY: np.ndarray) -> np.ndarray:
+        return _log_hinge(X[:, 0:1], X[:, 1:2], X[:, 2:3] if free else 1.0, B) - LY
 
-        def residual(t: np.ndarray) -> np.ndarray:
-            return _log_hinge(t[0], t[1], t[2] if free else 1.0, b) - ly
-
-        def jacobian(t: np.ndarray) -> np.ndarray:
-            return _hinge_jacobian(t[1], t[2] if free else 1.0, b)[:, :3 if free else 2]
-
-        # a warm start (a refit on nearly the same points) takes the analytic Jacobian and tolerances of 1e-6
-        fast = {"jac": jacobian, "ftol": 1e-6, "xtol": 1e-6, "gtol": 1e-6} if warm else {}
-        return scipy_fit(residual, x0, lower, upper, robust_scale, fast)
-
-    if not warm:
-        return [fallback(j) for j in range(len(problems))]
-    n = max(len(q[1]) for q in problems)
-    B = np.ones((len(problems), n))
-    LY = np.zeros((len(problems), n))
-    mask = np.zeros((len(problems), n))
-    for j, q in enumerate(problems):
-        B[j, :len(q[1])], LY[j, :len(q[1])], mask[j, :len(q[1])] = q[1], q[2], 1.0
-
-    def residuals(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        p = X[:, 2:3] if free else 1.0
-        return (_log_hinge(X[:, 0:1], X[:, 1:2], p, B[idx]) - LY[idx]) * mask[idx]
-
-    def jacobians(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        p = X[:, 2:3] if free else 1.0
-        J = _hinge_jacobian(X[:, 1:2], p, B[idx]) * mask[idx][:, :, None]
+    def jacobians(X: np.ndarray, B: np.ndarray) -> np.ndarray:
+        J = _hinge_jacobian(X[:, 1:2], X[:, 2:3] if free else 1.0, B)
         return J if free else J[:, :, :2]
 
-    return soft_l1_fit_many(residuals, jacobians, np.array([q[3] for q in problems]),
-                            np.array([q[4] for q in problems]), np.array([q[5] for q in problems]), robust_scale,
-                            fallback)
+    return solve_padded(problems, residuals, jacobians, warm, robust_scale)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-__all__ = ["MAX_ITERATIONS", "Solution", "soft_l1_cost", "soft_l1_fit", "soft_l1_fit_many", "use_scipy"]
+__all__ = ["MAX_ITERATIONS", "Solution", "best_of_starts", "soft_l1_cost", "soft_l1_fit", "soft_l1_fit_many",
+           "solve_padded", "use_scipy"]
 
 #: iterations (trial steps) before a problem is handed to scipy
 MAX_ITERATIONS = 100
@@ -239,3 +240,65 @@ def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
             except np.linalg.LinAlgError:
                 pass
         return out
+
+
+def best_of_starts(problems: list[tuple], solve: Callable[[list[tuple], bool, bool], list[Solution]]
+                   ) -> dict[int, Solution]:
+    """The lowest-cost fit of each data set over its starts.
+
+    ``problems``: tuples ``(data set, x, log y, x0, lower, upper, free, warm, ...)``, one per start; those with
+    the same ``free`` (all parameters fitted) and ``warm`` (a refit from a nearby fit) are solved together by
+    ``solve(group, free, warm)``.
+    """
+    best: dict[int, Solution] = {}
+    for free, warm in ((True, True), (True, False), (False, True), (False, False)):
+        mine = [q for q in problems if q[6] == free and q[7] == warm]
+        for q, fit in zip(mine, solve(mine, free, warm)):
+            if q[0] not in best or fit.cost < best[q[0]].cost:
+                best[q[0]] = fit
+    return best
+
+
+def solve_padded(problems: list[tuple], residuals: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+                 jacobians: Callable[[np.ndarray, np.ndarray], np.ndarray], warm: bool,
+                 f_scale: float) -> list[Solution]:
+    """Problems ``(data set, x, log y, x0, lower, upper, ...)`` of one curve, given by its batched residuals
+    ``residuals(X, x, log y)`` (m, n) and Jacobians ``jacobians(X, x)`` (m, n, k) for parameter rows ``X``.
+
+    Warm starts (the refits of the in-grid choice) are solved together by :func:`soft_l1_fit_many` on data padded
+    to the longest set (padded residuals masked to 0), with scipy from the same start, the analytic Jacobian and
+    tolerances of 1e-6 as its fallback; cold ones by scipy with a numerical Jacobian, as before the solver (a
+    generic start may lead another solver to another local minimum).
+    """
+    if not problems:
+        return []
+
+    def fallback(j: int) -> Solution:
+        _, x, ly, x0, lower, upper = problems[j][:6]
+
+        def residual(t: np.ndarray) -> np.ndarray:
+            return residuals(t[None], x[None], ly[None])[0]
+
+        def jacobian(t: np.ndarray) -> np.ndarray:
+            return jacobians(t[None], x[None])[0]
+
+        fast = {"jac": jacobian, "ftol": 1e-6, "xtol": 1e-6, "gtol": 1e-6} if warm else {}
+        return scipy_fit(residual, x0, lower, upper, f_scale, fast)
+
+    if not warm:
+        return [fallback(j) for j in range(len(problems))]
+    n = max(len(q[1]) for q in problems)
+    data = np.ones((len(problems), n))
+    ly = np.zeros((len(problems), n))
+    mask = np.zeros((len(problems), n))
+    for j, q in enumerate(problems):
+        data[j, :len(q[1])], ly[j, :len(q[1])], mask[j, :len(q[1])] = q[1], q[2], 1.0
+
+    def fun(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return residuals(X, data[idx], ly[idx]) * mask[idx]
+
+    def jac(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return jacobians(X, data[idx]) * mask[idx][:, :, None]
+
+    return soft_l1_fit_many(fun, jac, np.array([q[3] for q in problems]), np.array([q[4] for q in problems]),
+                            np.array([q[5] for q in problems]), f_scale, fallback)

@@ -42,7 +42,7 @@ import numpy as np
 from servopt.performance._base import group_index
 from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE
 from servopt.performance._ingrid import Config, InGrid, check_rule, choose_in_grids
-from servopt.performance._lsq import Solution, scipy_fit, soft_l1_fit_many
+from servopt.performance._lsq import Solution, best_of_starts, solve_padded
 from servopt.performance.hardware import hardware_spec
 from servopt.performance.latency import LatencyModel, monotone_in_batch
 
@@ -165,12 +165,7 @@ def fit_rooflines(ws: list[np.ndarray], ys: list[np.ndarray], *, robust_scale: f
         for x0 in starts:
             x0 = np.clip(x0, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
             problems.append((i, w, ly, x0, np.array(lower), np.array(upper), free, warm, w_max))
-    best: dict[int, Any] = {}
-    for free, warm in ((True, True), (True, False), (False, True), (False, False)):
-        mine = [q for q in problems if q[6] == free and q[7] == warm]
-        for q, fit in zip(mine, _solve_rooflines(mine, free, warm, robust_scale)):
-            if q[0] not in best or fit.cost < best[q[0]].cost:
-                best[q[0]] = fit
+    best = best_of_starts(problems, lambda group, free, warm: _solve_rooflines(group, free, warm, robust_scale))
     for q in problems:
         log_f, alpha, s, p = _parts(best[q[0]].x[None], q[6])
         f = float(np.exp(log_f[0, 0]))
@@ -211,43 +206,9 @@ def _roof_jacobian(X: np.ndarray, W: np.ndarray, free: bool) -> np.ndarray:
 
 def _solve_rooflines(problems: list[tuple], free: bool, warm: bool, robust_scale: float) -> list[Solution]:
     """Roofline problems ``(data set, w, log y, x0, lower, upper, free, warm, w_max)`` with the same ``free``
-    and ``warm``. Warm starts (the refits of the in-grid choice) are solved together on residuals padded to the
-    longest; cold ones by scipy, as before the solver (a generic start may lead another solver to another local
-    minimum)."""
-    if not problems:
-        return []
-
-    def fallback(j: int) -> Solution:
-        _, w, ly, x0, lower, upper = problems[j][:6]
-
-        def residual(t: np.ndarray) -> np.ndarray:
-            return _roof_residuals(t[None], w[None], ly[None], free)[0]
-
-        def jacobian(t: np.ndarray) -> np.ndarray:
-            return _roof_jacobian(t[None], w[None], free)[0]
-
-        # a warm start (a refit on nearly the same points) takes the analytic Jacobian and tolerances of 1e-6
-        fast = {"jac": jacobian, "ftol": 1e-6, "xtol": 1e-6, "gtol": 1e-6} if warm else {}
-        return scipy_fit(residual, x0, lower, upper, robust_scale, fast)
-
-    if not warm:
-        return [fallback(j) for j in range(len(problems))]
-    n = max(len(q[1]) for q in problems)
-    W = np.ones((len(problems), n))
-    LY = np.zeros((len(problems), n))
-    mask = np.zeros((len(problems), n))
-    for j, q in enumerate(problems):
-        W[j, :len(q[1])], LY[j, :len(q[1])], mask[j, :len(q[1])] = q[1], q[2], 1.0
-
-    def residuals(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return _roof_residuals(X, W[idx], LY[idx], free) * mask[idx]
-
-    def jacobians(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return _roof_jacobian(X, W[idx], free) * mask[idx][:, :, None]
-
-    return soft_l1_fit_many(residuals, jacobians, np.array([q[3] for q in problems]),
-                            np.array([q[4] for q in problems]), np.array([q[5] for q in problems]), robust_scale,
-                            fallback)
+    and ``warm`` (:func:`servopt.performance._lsq.solve_padded`)."""
+    return solve_padded(problems, lambda X, W, LY: _roof_residuals(X, W, LY, free),
+                        lambda X, W: _roof_jacobian(X, W, free), warm, robust_scale)
 
 
 class WorkLatencyModel(LatencyModel):
