@@ -157,3 +157,25 @@ def test_repeats_mean_averages_the_runs_of_each_point(capsys, tmp_path, triton):
     code, out, _ = run(capsys, "fit", path, "--json", "-q")  # default: every run its own configuration
     assert code == 0 and json.loads(out)["latency"]["n_groups"] == 12
     assert average_runs(load_profile(triton).frame) is not None  # no run label: unchanged
+
+
+def test_predict_intervals_widen_beyond_the_profiled_batches(capsys, tmp_path, root):
+    """`servopt fit` prints the per-octave factors; `servopt predict --intervals` says how far a batch lies beyond
+    the profile and widens its interval with that distance."""
+    frame = pd.read_csv(root / "profiles" / "measured_cpu_fresh.csv")
+    profile = tmp_path / "p.csv"
+    frame[(frame.model == "mobilenet_fresh") & (frame.batch_size <= 16)].to_csv(profile, index=False)
+    models = tmp_path / "m.joblib"
+    code, out, err = run(capsys, "fit", profile, "--targets", "latency", "-o", models)
+    assert code == 0 and "per octave, to the power of the distance" in out
+    query = tmp_path / "q.csv"
+    query.write_text("model,variant,hardware,cores,input_size,batch_size\n"
+                     + "".join(f"mobilenet_fresh,mobilenet_fresh,cpu-amd-epyc,1,128,{b}\n" for b in (8, 32, 64, 256)))
+    code, out, err = run(capsys, "predict", models, query, "--intervals", "--json")
+    assert code == 0
+    rows = json.loads(out)["predictions"]
+    assert [r["coverage_batch_octaves"] for r in rows] == [0.0, 1.0, 2.0, 4.0]
+    iv = PerformanceModels.load(models).targets["latency"].interval
+    hi = [r["latency_ms_hi"] / r["latency_ms"] for r in rows]
+    assert hi[0] == pytest.approx(iv["interior"]["hi"]) and hi[1] == pytest.approx(iv["edge"]["hi"])
+    assert hi[3] == pytest.approx(max(iv["edge"]["hi"], iv["octave"]["hi"] ** 4)) and hi[3] > hi[1]

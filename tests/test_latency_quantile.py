@@ -181,3 +181,23 @@ def test_quantile_without_a_fitted_model_is_an_error(tmp_path, root):
         with pytest.raises(ValidationError, match=pattern) as info:
             servopt.load_problem(path)
         assert str(path.name) in str(info.value)
+
+
+def test_upper_bound_beyond_the_profiled_batches_widens_with_the_distance(root):
+    """Planning on a batch size 2 octaves beyond the profile takes the per-octave factor squared (where wider
+    than the edge factor), and the record says which factors were used."""
+    from servopt.performance.upper_latency import UpperLatency
+
+    frame = servopt.load_profile(root / "profiles" / "measured_cpu_fresh.csv").frame
+    frame = frame[(frame.model == "vit_fresh") & (frame.batch_size <= 16)].reset_index(drop=True)
+    upper = UpperLatency(frame, 0.9, "fresh.csv")
+    rows = frame[frame.input_size == 160]
+    bounds, record = upper.upper(rows, [16, 32, 64, 256])
+    factors = [b["factor"] for b in record["batches"]]
+    per = record["factor_per_octave"]
+    assert per is not None and per > 1.0
+    assert [b["batch"] for b in record["batches"]] == ["profiled", "extrapolated", "extrapolated", "extrapolated"]
+    assert factors[0] == pytest.approx(record["factor_interior"])
+    assert factors[1] == pytest.approx(record["factor_edge"])
+    assert factors[3] == pytest.approx(max(record["factor_edge"], per ** 4)) and factors[3] > factors[1]
+    assert bounds[256] == pytest.approx(record["batches"][3]["latency_ms"] * factors[3])

@@ -169,3 +169,41 @@ def test_extrapolation_beyond_grid_is_monotone_and_at_most_linear():
     assert np.all(pred >= top - 1e-9)
     assert np.all(pred <= top * big / 32.0 + 1e-9)
     assert np.all(np.diff(pred) >= -1e-9)
+
+
+def test_edge_residuals_are_also_scored_per_octave_of_extrapolation():
+    # edge points 1 and 3 octaves from the nearest batch of their fit: log errors 0.1 and 0.3 are 0.1 per octave
+    y = np.exp(np.r_[np.zeros(20), 0.1, 0.3])
+    edge = np.r_[np.zeros(20, dtype=bool), True, True]
+    iv = conformal_interval(y, np.ones(22), edge, level=0.5, octaves=np.r_[np.zeros(20), 1.0, 3.0])
+    assert iv["octave"]["n"] == 2 and iv["octave"]["hi"] == pytest.approx(np.exp(0.1))
+    assert "octave" not in conformal_interval(y, np.ones(22), edge, level=0.5)  # the form before: edge only
+
+
+def test_edge_octaves_of_a_configuration_are_the_gaps_at_its_ends():
+    from servopt.performance.evaluate import _edge_octaves
+
+    assert _edge_octaves(np.array([1.0, 8, 16, 64])).tolist() == [3.0, 0.0, 0.0, 2.0]
+    assert _edge_octaves(np.array([4.0])).tolist() == [0.0]
+
+
+def test_intervals_widen_with_the_distance_beyond_the_profiled_batches(root):
+    """A batch 2 octaves beyond the profile gets the per-octave factors squared; 1 octave, the edge factors; the
+    point prediction stays the same (fresh CPU graphs, set 1: per-octave factors from its own edge residuals)."""
+    from servopt.profiles import load_profile
+
+    frame = load_profile([root / "profiles" / "measured_cpu_fresh.csv"]).frame
+    frame = frame[(frame.model == "resnet_fresh") & (frame.batch_size <= 16)].reset_index(drop=True)
+    models, _ = fit_profile(frame, targets=["latency"], level=0.9)
+    iv = models.targets["latency"].interval
+    per = iv["octave"]
+    assert per["n"] == 8 and per["hi"] > 1.0 and per["lo"] < 1.0  # 4 sizes x 2 ends, one octave each
+    query = frame[frame.input_size == 128].iloc[[0, 0, 0, 0]].reset_index(drop=True).assign(
+        batch_size=[8.0, 32.0, 64.0, 256.0])
+    out = models.predict(query, intervals=True)
+    hi = (out.latency_ms_hi / out.latency_ms).to_numpy()
+    lo = (out.latency_ms_lo / out.latency_ms).to_numpy()
+    assert hi[0] == pytest.approx(iv["interior"]["hi"]) and hi[1] == pytest.approx(iv["edge"]["hi"])
+    assert hi[2] == pytest.approx(max(iv["edge"]["hi"], per["hi"] ** 2))
+    assert hi[3] == pytest.approx(max(iv["edge"]["hi"], per["hi"] ** 4)) and hi[3] > hi[2] >= hi[1]
+    assert lo[3] == pytest.approx(min(iv["edge"]["lo"], per["lo"] ** 4)) and lo[3] < lo[2]

@@ -96,3 +96,25 @@ def test_fresh_cpu_benchmark_quick(tmp_path):
     assert profile["gflops"].gt(0).all() and len(profile) == 3 * 4 * 4
     assert (tmp_path / "fresh_cpu2.png").stat().st_size > 10_000
     assert (root / "profiles" / "measured_cpu_fresh2.csv").read_bytes() == shipped
+
+
+def test_interval_coverage_benchmark_quick(tmp_path):
+    """benchmarks/interval_coverage.py --quick: servopt fit's intervals on one fresh graph's held-out rows, both
+    ways of widening beside each other; batch x4 rows lie 1-2 octaves out, so the per-octave interval is wider."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "interval_coverage.py"), "--quick",
+                           "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "interval_coverage.csv")
+    assert set(rows.protocol) == {"lobo", "batch_x4"} and set(rows.method) == {"per_octave", "edge_only"}
+    points = pd.read_csv(tmp_path / "interval_coverage_points.csv")
+    x4 = points[points.protocol == "batch_x4"]
+    assert sorted(x4.octaves.unique()) == [1.0, 2.0] and len(x4) == 2 * 8
+    wide = x4.assign(width=x4.hi / x4.lo).pivot_table(index=["input_size", "batch_size"], columns="method",
+                                                       values="width")
+    assert (wide.per_octave >= wide.edge_only).all() and (wide.per_octave > wide.edge_only).any()
+    assert (tmp_path / "interval_coverage.png").stat().st_size > 10_000

@@ -182,9 +182,11 @@ def run(args: argparse.Namespace) -> int:
             _print_table(name, report)
             iv = models.targets[name].interval
             if iv:
+                per = (f" (beyond the profiled batches: {iv['octave']['lo']:.3f}-{iv['octave']['hi']:.3f} per "
+                       f"octave, to the power of the distance)" if "octave" in iv else "")
                 print(f"  {100 * iv['level']:.0f} % prediction interval (x prediction): inside the profiles "
                       f"{iv['interior']['lo']:.3f}-{iv['interior']['hi']:.3f}, extrapolating "
-                      f"{iv['edge']['lo']:.3f}-{iv['edge']['hi']:.3f}\n")
+                      f"{iv['edge']['lo']:.3f}-{iv['edge']['hi']:.3f}{per}\n")
         if oom is not None:
             _print_oom(oom)
         if args.output:

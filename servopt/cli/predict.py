@@ -36,8 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "that lack gflops get the FLOPs of one sample at their input size (without it, models "
                         "fitted on gflops take them from a polynomial in the input size fitted on the profile)")
     parser.add_argument("--intervals", action="store_true", help="add <column>_lo / <column>_hi (the prediction "
-                        "interval saved by fit) and, per row, whether batch size, input size and hardware were "
-                        "profiled, interpolated or extrapolated (coverage_<feature>)")
+                        "interval saved by fit; beyond the profiled batch sizes it widens with the distance) and, per row, "
+                        "whether batch size, input size and hardware were profiled, interpolated or extrapolated "
+                        "(coverage_<feature>) and how many octaves the batch size lies beyond the profiled ones "
+                        "(coverage_batch_octaves, 0 inside)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         for col in where_.columns:
             for i, record in enumerate(records):
                 record[f"coverage_{col}"] = where_[col].iloc[i]
+        octaves = models.extrapolation_octaves(raw, source=str(args.query), where=where)
+        if octaves is not None and "coverage_batch_size" in (records[0] if records else {}):
+            for i, record in enumerate(records):
+                record["coverage_batch_octaves"] = round(float(octaves[i]), 6)
     if flagged:
         _warn_extrapolated(flagged, served_by(models, raw, str(args.query), where), where)
     if args.json:

@@ -263,20 +263,25 @@ class PerformanceModels:
             X = fitted.frame(query, source, where)
             out[fitted.output] = predicted = fitted.model.predict(X)
             if intervals and fitted.interval is not None:
-                outside = self._outside(fitted, X)
-                for side in ("lo", "hi"):
-                    factor = np.where(outside, fitted.interval["edge"][side], fitted.interval["interior"][side])
-                    out[f"{fitted.output}_{side}"] = predicted * factor
+                from servopt.performance.uncertainty import interval_factors
+
+                lo, hi = interval_factors(fitted.interval, *self._outside(fitted, X))
+                out[f"{fitted.output}_lo"] = predicted * lo
+                out[f"{fitted.output}_hi"] = predicted * hi
         return pd.DataFrame(out)
 
     @staticmethod
-    def _outside(fitted: FittedTarget, X: pd.DataFrame) -> np.ndarray:
+    def _outside(fitted: FittedTarget, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: whether it extrapolates (x feature, input size or hardware) and by how many octaves beyond
+        the profiled range of the x feature."""
         if fitted.train is None:
-            return np.zeros(len(X), dtype=bool)
-        from servopt.performance.uncertainty import coverage
+            return np.zeros(len(X), dtype=bool), np.zeros(len(X))
+        from servopt.performance.uncertainty import coverage, extrapolation_octaves
 
-        where = coverage(fitted.train, X, TARGETS[fitted.target].x)
-        return np.asarray(where.isin(["extrapolated", "unseen"]).any(axis=1))
+        x = TARGETS[fitted.target].x
+        where = coverage(fitted.train, X, x)
+        return np.asarray(where.isin(["extrapolated", "unseen"]).any(axis=1)), extrapolation_octaves(
+            fitted.train, X, x)
 
     def coverage(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
                  target: str = "latency") -> pd.DataFrame:
@@ -290,6 +295,16 @@ class PerformanceModels:
 
         X = fitted.frame(query, source, where)
         return coverage(fitted.train, X, TARGETS[fitted.target].x)
+
+    def extrapolation_octaves(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
+                              target: str = "latency") -> np.ndarray | None:
+        """Per query row, how many octaves ``target``'s x feature lies beyond the profiled range of its
+        configuration (0 inside it; :func:`~.uncertainty.extrapolation_octaves`); None if the target was not
+        fitted or the models file predates this."""
+        fitted = self.targets.get(target)
+        if fitted is None or fitted.train is None:
+            return None
+        return self._outside(fitted, fitted.frame(query, source, where))[1]
 
     def save(self, path: str | Path) -> Path:
         """Write with joblib, atomically (temp file, then rename)."""
@@ -335,7 +350,18 @@ def _interval(report: TargetReport, level: float) -> dict[str, Any]:
 
     y, p = report._pooled("y"), report._pooled("predicted")
     edge = np.concatenate([(g.x == g.x.min()) | (g.x == g.x.max()) for g in report.groups])
-    return conformal_interval(y, p, edge, level)
+    return conformal_interval(y, p, edge, level, np.concatenate([_edge_octaves(g.x) for g in report.groups]))
+
+
+def _edge_octaves(x: np.ndarray) -> np.ndarray:
+    """For a configuration's held-out x values: how far the smallest and the largest lay from the nearest value
+    left in the fit, in octaves (0 for the others)."""
+    out = np.zeros(len(x))
+    values = np.unique(x[x > 0])
+    if values.size >= 2:
+        out[x == values[0]] = np.log2(values[1] / values[0])
+        out[x == values[-1]] = np.log2(values[-1] / values[-2])
+    return out
 
 
 def _oom_boundaries(rows: pd.DataFrame, X: pd.DataFrame, columns: list[str], oom_limit_mb: float | None,

@@ -9,6 +9,14 @@ extrapolate in batch, input size or hardware; the others (``interior``) for quer
 With fewer than ``ceil(1 / (1 - level)) - 1`` residuals of a kind the bound is the largest residual seen, which
 is then *not* a guarantee at the level (``exact`` is False in the interval).
 
+Extrapolating further in batch: an edge residual was made ``d`` octaves (``log2`` of the batch ratio) from the
+nearest batch the fit saw, one on a powers-of-two grid, while a query may sit further out. An error in the curve's
+growth (its log-log slope) adds to the log error in proportion to the distance, so the edge residuals are also
+scored per octave (``log(y / p) / d``, a normalised conformal score) and an extrapolation ``D`` octaves beyond
+the configuration's profiled batch range gets the ``octave`` factors to the power ``D`` where that is wider than
+the ``edge`` interval (:func:`interval_factors`). Measured on the fresh CPU graphs (``benchmarks/fresh_cpu.py``,
+``docs/performance-models.md``): without it, 79 % of the 90 % intervals held the truth at batch x4.
+
 Coverage: for each query row, whether the batch size (x feature) and the input size were profiled for its
 configuration, lie between profiled values (interpolated) or outside them (extrapolated), and whether the
 hardware was profiled at all.
@@ -30,8 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_LEVEL", "check_quantile", "conformal_interval", "coverage", "margin_notes",
-           "margin_record"]
+__all__ = ["DEFAULT_LEVEL", "check_quantile", "conformal_interval", "coverage", "extrapolation_octaves",
+           "interval_factors", "margin_notes", "margin_record"]
 
 #: the level of the intervals ``servopt fit`` stores
 DEFAULT_LEVEL = 0.9
@@ -51,12 +59,14 @@ def _bound(r: np.ndarray, q: float) -> tuple[float, bool]:
 
 
 def conformal_interval(y: np.ndarray, predicted: np.ndarray, edge: np.ndarray,
-                       level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+                       level: float = DEFAULT_LEVEL, octaves: np.ndarray | None = None) -> dict[str, Any]:
     """Multiplicative interval factors from held-out values ``y`` and their predictions.
 
     Returns ``{"level", "interior": {"lo", "hi", "n", "exact"}, "edge": {...}}``; a prediction ``p`` gets the
     interval ``[p * lo, p * hi]``. A kind without residuals borrows the other's; the edge interval is widened to
-    contain the interior one.
+    contain the interior one. With ``octaves`` (per point, how far an edge point lay from the nearest batch its fit
+    saw, in octaves; > 0 where ``edge``) also ``"octave": {...}``, the factors per octave of extrapolation (the
+    edge log ratios divided by their ``octaves``), which :func:`interval_factors` raises to a query's distance.
 
     Examples
     --------
@@ -82,7 +92,40 @@ def conformal_interval(y: np.ndarray, predicted: np.ndarray, edge: np.ndarray,
     # an extrapolation is never given a narrower interval than a point inside the profiles
     out["edge"]["lo"] = min(out["edge"]["lo"], out["interior"]["lo"])
     out["edge"]["hi"] = max(out["edge"]["hi"], out["interior"]["hi"])
+    if octaves is not None:
+        d = np.asarray(octaves, dtype=float)[ok]
+        rows = edge & np.isfinite(d) & (d > 0)
+        if rows.any():
+            r = ratio[rows] / d[rows]
+            lo, lo_exact = _bound(r, (1 - level) / 2)
+            hi, hi_exact = _bound(r, (1 + level) / 2)
+            out["octave"] = {"lo": float(np.exp(min(lo, 0.0))), "hi": float(np.exp(max(hi, 0.0))),
+                             "n": int(r.size), "exact": bool(lo_exact and hi_exact)}
     return out
+
+
+def interval_factors(interval: Mapping[str, Any], outside: np.ndarray,
+                     octaves: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(lo, hi)`` factor of each query row: ``interior`` inside the profiles, ``edge`` where a row
+    extrapolates (``outside``), and, ``octaves`` beyond the profiled batch range (:func:`extrapolation_octaves`),
+    the per-octave factors to that power where they are wider (intervals without ``"octave"``: ``edge``).
+
+    Examples
+    --------
+    >>> iv = {"interior": {"lo": 0.9, "hi": 1.1}, "edge": {"lo": 0.8, "hi": 1.2}, "octave": {"lo": 0.8, "hi": 1.2}}
+    >>> lo, hi = interval_factors(iv, np.array([False, True, True]), np.array([0.0, 1.0, 2.0]))
+    >>> [round(float(h), 2) for h in hi]
+    [1.1, 1.2, 1.44]
+    """
+    outside = np.asarray(outside, dtype=bool)
+    lo = np.where(outside, interval["edge"]["lo"], interval["interior"]["lo"]).astype(float)
+    hi = np.where(outside, interval["edge"]["hi"], interval["interior"]["hi"]).astype(float)
+    per = interval.get("octave")
+    if per is not None and octaves is not None:
+        d = np.where(outside, np.asarray(octaves, dtype=float), 0.0)
+        lo = np.minimum(lo, float(per["lo"]) ** d)
+        hi = np.maximum(hi, float(per["hi"]) ** d)
+    return lo, hi
 
 
 def _keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
@@ -99,6 +142,51 @@ def _place(value: float, profiled: np.ndarray | None) -> str:
     return "interpolated" if profiled.min() < value < profiled.max() else "extrapolated"
 
 
+def _ids(train: pd.DataFrame, x: str) -> list[str]:
+    return [c for c in train.columns if c != x and not str(c).startswith("hw.") and c != "gflops"]  # work: no key
+
+
+def _profiled_x(train: pd.DataFrame, query: pd.DataFrame, x: str) -> list[np.ndarray]:
+    """Per query row, the profiled values of ``x`` of its configuration, else of its family (the configuration
+    without its input size), else of the whole profile."""
+    ids = _ids(train, x)
+    family = [c for c in ids if c != "input_size"]
+    config_x: dict[tuple, list[float]] = {}
+    for key, part in zip(_keys(train, ids), train[x].to_numpy(dtype=float)):
+        config_x.setdefault(key, []).append(part)
+    family_x: dict[tuple, list[float]] = {}
+    for key, part in zip(_keys(train, family), train[x].to_numpy(dtype=float)):
+        family_x.setdefault(key, []).append(part)
+    everywhere = np.unique(train[x].to_numpy(dtype=float))
+    out = []
+    for key, fam in zip(_keys(query, ids), _keys(query, family)):
+        values = config_x.get(key, family_x.get(fam))
+        out.append(np.unique(values) if values is not None else everywhere)
+    return out
+
+
+def extrapolation_octaves(train: pd.DataFrame, query: pd.DataFrame, x: str) -> np.ndarray:
+    """How far each query row's ``x`` lies outside the profiled range of its configuration (else family, else
+    profile; as :func:`coverage`), in octaves (``log2`` of the ratio to the nearest end); 0 inside it.
+
+    Examples
+    --------
+    >>> train = pd.DataFrame({"batch_size": [1.0, 2, 4, 8]})
+    >>> extrapolation_octaves(train, pd.DataFrame({"batch_size": [4.0, 32, 0.5]}), "batch_size").tolist()
+    [0.0, 2.0, 1.0]
+    """
+    out = np.zeros(len(query))
+    for i, (value, profiled) in enumerate(zip(query[x].to_numpy(dtype=float), _profiled_x(train, query, x))):
+        if profiled.size == 0 or not value > 0:
+            continue
+        low, high = float(profiled.min()), float(profiled.max())
+        if value > high > 0:
+            out[i] = math.log2(value / high)
+        elif 0 < value < low:
+            out[i] = math.log2(low / value)
+    return out
+
+
 def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str) -> pd.DataFrame:
     """Where each query row sits in the training features ``train`` (same columns, as fitted).
 
@@ -107,24 +195,10 @@ def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str) -> pd.DataFrame:
     the input size, of its family); ``hardware``
     (where a feature): ``profiled`` or ``unseen``.
     """
-    ids = [c for c in train.columns if c != x and not str(c).startswith("hw.") and c != "gflops"]  # work: no key
-    family = [c for c in ids if c != "input_size"]
-    out: dict[str, list[str]] = {}
-    config_x: dict[tuple, np.ndarray] = {}
-    for key, part in zip(_keys(train, ids), train[x].to_numpy(dtype=float)):
-        config_x.setdefault(key, []).append(part)  # type: ignore[arg-type]
-    config_x = {k: np.unique(v) for k, v in config_x.items()}
-    family_x: dict[tuple, list[float]] = {}
-    for key, part in zip(_keys(train, family), train[x].to_numpy(dtype=float)):
-        family_x.setdefault(key, []).append(part)
-    everywhere = np.unique(train[x].to_numpy(dtype=float))
-    out[x] = []
-    q_ids, q_family = _keys(query, ids), _keys(query, family)
-    for i, value in enumerate(query[x].to_numpy(dtype=float)):
-        profiled = config_x.get(q_ids[i])
-        if profiled is None:
-            profiled = np.unique(family_x[q_family[i]]) if q_family[i] in family_x else everywhere
-        out[x].append(_place(value, profiled))
+    family = [c for c in _ids(train, x) if c != "input_size"]
+    out: dict[str, list[str]] = {x: [_place(value, profiled) for value, profiled in
+                                     zip(query[x].to_numpy(dtype=float), _profiled_x(train, query, x))]}
+    q_family = _keys(query, family)
     if "input_size" in train.columns:
         sizes: dict[tuple, list[float]] = {}
         for key, s in zip(_keys(train, family), train["input_size"].to_numpy(dtype=float)):

@@ -64,7 +64,9 @@ class UpperLatency:
 
         Returns ``({batch size: latency_ms_hi}, record)``: ``record`` has the interval (``level``, the factors
         inside the profiles and for extrapolations, how many held-out residuals each rests on and whether the
-        bound holds at the level, ``exact``) and per batch size the point prediction, the bound, the factor used
+        bound holds at the level, ``exact``; ``factor_per_octave``: the upper factor per octave beyond the
+        profiled batch range, raised to the distance of a batch size further out than one octave) and per batch
+        size the point prediction, the bound, the factor used
         and where the batch size (``batch``), input size and hardware sit in the profile (``profiled``,
         ``interpolated``, ``extrapolated``, ``unseen``); ``exact`` covers the kinds of factor used (an
         extrapolation takes the ``edge`` one).
@@ -92,6 +94,7 @@ class UpperLatency:
         record = {
             "source": self.source, "column": self.column, "level": float(iv["level"]),
             "factor_interior": float(iv["interior"]["hi"]), "factor_edge": float(iv["edge"]["hi"]),
+            "factor_per_octave": float(iv["octave"]["hi"]) if "octave" in iv else None,
             "residuals": {"interior": int(iv["interior"]["n"]), "edge": int(iv["edge"]["n"])},
             "exact": all(bool(iv[part]["exact"]) for part in used), "batches": batches,
         }
