@@ -26,7 +26,6 @@ interval_coverage.csv`` (per profile and protocol), ``interval_coverage_points.c
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,8 +72,9 @@ def held_out(path: Path, protocols: tuple[str, ...], graphs: list[str] | None = 
             if protocol.startswith("size") and "gflops" in query:
                 query = query.assign(gflops=np.nan)
             fitted = models.targets["latency"]
-            point = fitted.model.predict(fitted.frame(query, str(path)))
-            outside, octaves = models._outside(fitted, fitted.frame(query, str(path)))
+            X = fitted.frame(query, str(path))
+            point = fitted.model.predict(X)
+            outside, octaves = models._outside(fitted, X)
             bounds = {"per_octave": interval_factors(fitted.interval, outside, octaves),
                       "edge_only": interval_factors(fitted.interval, outside)}
             for method, (lo, hi) in bounds.items():

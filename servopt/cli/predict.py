@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             for i, record in enumerate(records):
                 record[f"coverage_{col}"] = where_[col].iloc[i]
         octaves = models.extrapolation_octaves(raw, source=str(args.query), where=where)
-        if octaves is not None and "coverage_batch_size" in (records[0] if records else {}):
+        if octaves is not None:
             for i, record in enumerate(records):
                 record["coverage_batch_octaves"] = round(float(octaves[i]), 6)
     if flagged:

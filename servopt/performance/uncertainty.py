@@ -85,10 +85,8 @@ def conformal_interval(y: np.ndarray, predicted: np.ndarray, edge: np.ndarray,
         if r.size == 0:
             out[where] = {"lo": 1.0, "hi": 1.0, "n": 0, "exact": False}
             continue
-        lo, lo_exact = _bound(r, (1 - level) / 2)
-        hi, hi_exact = _bound(r, (1 + level) / 2)
-        out[where] = {"lo": float(np.exp(min(lo, 0.0))), "hi": float(np.exp(max(hi, 0.0))), "n": int(r.size),
-                     "exact": bool(lo_exact and hi_exact and rows.any())}
+        out[where] = _factors(r, level)
+        out[where]["exact"] = out[where]["exact"] and bool(rows.any())
     # an extrapolation is never given a narrower interval than a point inside the profiles
     out["edge"]["lo"] = min(out["edge"]["lo"], out["interior"]["lo"])
     out["edge"]["hi"] = max(out["edge"]["hi"], out["interior"]["hi"])
@@ -96,12 +94,17 @@ def conformal_interval(y: np.ndarray, predicted: np.ndarray, edge: np.ndarray,
         d = np.asarray(octaves, dtype=float)[ok]
         rows = edge & np.isfinite(d) & (d > 0)
         if rows.any():
-            r = ratio[rows] / d[rows]
-            lo, lo_exact = _bound(r, (1 - level) / 2)
-            hi, hi_exact = _bound(r, (1 + level) / 2)
-            out["octave"] = {"lo": float(np.exp(min(lo, 0.0))), "hi": float(np.exp(max(hi, 0.0))),
-                             "n": int(r.size), "exact": bool(lo_exact and hi_exact)}
+            out["octave"] = _factors(ratio[rows] / d[rows], level)
     return out
+
+
+def _factors(r: np.ndarray, level: float) -> dict[str, Any]:
+    """Split-conformal factors ``{"lo", "hi", "n", "exact"}`` of the log ratios ``r`` (at least one) at
+    ``level``; ``lo <= 1 <= hi``."""
+    lo, lo_exact = _bound(r, (1 - level) / 2)
+    hi, hi_exact = _bound(r, (1 + level) / 2)
+    return {"lo": float(np.exp(min(lo, 0.0))), "hi": float(np.exp(max(hi, 0.0))), "n": int(r.size),
+            "exact": bool(lo_exact and hi_exact)}
 
 
 def interval_factors(interval: Mapping[str, Any], outside: np.ndarray,
@@ -182,7 +185,7 @@ def extrapolation_octaves(train: pd.DataFrame, query: pd.DataFrame, x: str) -> n
         low, high = float(profiled.min()), float(profiled.max())
         if value > high > 0:
             out[i] = math.log2(value / high)
-        elif 0 < value < low:
+        elif value < low:
             out[i] = math.log2(low / value)
     return out
 
