@@ -45,9 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
 PROFILES = {1: ROOT / "profiles" / "measured_cpu_fresh.csv", 2: ROOT / "profiles" / "measured_cpu_fresh2.csv",
-            3: ROOT / "profiles" / "measured_cpu_fresh3.csv", 4: ROOT / "profiles" / "measured_cpu_fresh4.csv"}
-SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248), 4: (104, 136, 168, 232)}
-STEMS = {1: "fresh_cpu", 2: "fresh_cpu2", 3: "fresh_cpu3", 4: "fresh_cpu4"}
+            3: ROOT / "profiles" / "measured_cpu_fresh3.csv", 4: ROOT / "profiles" / "measured_cpu_fresh4.csv",
+            5: ROOT / "profiles" / "measured_cpu_fresh5.csv"}
+SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248), 4: (104, 136, 168, 232),
+         5: (88, 120, 160, 216)}
+STEMS = {1: "fresh_cpu", 2: "fresh_cpu2", 3: "fresh_cpu3", 4: "fresh_cpu4", 5: "fresh_cpu5"}
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
 FULL = dict(batches=BATCHES, rounds=ROUNDS, budget=0.4, repeats=30)
@@ -61,6 +63,10 @@ def graphs(which: int = 1) -> dict[str, Any]:
     """The three graphs of set ``which``: name -> ONNX proto."""
     from servopt.measure.onnx_models import mobilenet_like, resnet_like, vit_like
 
+    if which == 5:
+        return {"vit_fresh5": vit_like(dim=112, depth=2, patch=8, mlp_ratio=2, num_classes=1000, seed=5),
+                "resnet_fresh5": resnet_like(width=28, blocks=(2, 1, 1, 1), num_classes=1000, seed=5),
+                "mobilenet_fresh5": mobilenet_like(width_mult=0.85, num_classes=1000, seed=5)}
     if which == 4:
         return {"vit_fresh4": vit_like(dim=80, depth=2, patch=8, mlp_ratio=2, num_classes=1000, seed=4),
                 "resnet_fresh4": resnet_like(width=20, blocks=(1, 2, 1, 1), num_classes=1000, seed=4),
@@ -184,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("step", nargs="?", choices=("measure", "evaluate", "all"), default="all")
     parser.add_argument("--set", type=int, choices=sorted(PROFILES), default=1, dest="which",
                         help="graph set: 1 (measured after commit 87f238d), 2 (after the negative intercept, "
-                             "84150f1), 3 (after 78046f3, the model unchanged since set 2) or 4 (after the "
-                             "intervals' per-octave widening)")
+                             "84150f1), 3 (after 78046f3, the model unchanged since set 2), 4 (after the "
+                             "intervals' per-octave widening) or 5 (after the anchor beyond the grid moved to "
+                             "the measured largest batch)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")

@@ -24,9 +24,12 @@ midpoint of ``L(w_max)`` and the throughput bound ``L(w_max) * w / w_max`` in lo
 Prediction: a profiled configuration (model, variant, hardware, input size, labels) uses, up to its largest
 profiled batch, the in-grid curve chosen for it by nested cross-validation on its training rows (its own soft
 hinge in batch, :class:`~servopt.performance.LatencyModel`; the family curve with its size correction; their
-geometric mean; or interpolation: :mod:`servopt.performance._ingrid`, ``in_grid``), and beyond it that curve's
-value at the largest batch times the growth of the family curve. An unprofiled input size of a profiled family uses the family curve times
-a learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
+geometric mean; or interpolation: :mod:`servopt.performance._ingrid`, ``in_grid``), and beyond it the larger of
+that curve's value and the measured latency (median) at the largest batch, times the growth of the family curve.
+The measurement is the anchor where the curve passes below it because a smooth curve lags a tail whose time per
+sample still grows (fresh CPU sets 1-4 of ``benchmarks/fresh_cpu.py``, batch x4: MAPE 7.7-8.9 % growing from the
+curve, 4.2-5.3 % from the measurement). An unprofiled input size of a profiled family uses the family curve times a
+learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
 (held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was profiled on other
 table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio (the floor, launch
 overhead, kept). Any other unprofiled family goes to the monotone fallback regressor.
@@ -244,6 +247,8 @@ class WorkLatencyModel(LatencyModel):
         Family key -> (input sizes, mean log residual at each).
     in_grid_ : dict
         Configuration key -> :class:`~servopt.performance._ingrid.InGrid` (its ``kind`` and inner ``errors``).
+    batch_max_, top_latency_ : dict
+        Configuration key -> its largest profiled batch and the median latency fitted there (the anchor beyond it).
 
     Examples
     --------
@@ -362,8 +367,11 @@ class WorkLatencyModel(LatencyModel):
         self.corrections_: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.batch_max_: dict[tuple[float, ...], float] = {}
         group_keys, group_of = group_index(X, self.group_index_)
+        self.top_latency_: dict[tuple[float, ...], float] = {}
         for g, key in enumerate(group_keys):
-            self.batch_max_[key] = float(X[group_of == g, self.batch_index_].max())
+            batch = X[group_of == g, self.batch_index_]
+            self.batch_max_[key] = float(batch.max())
+            self.top_latency_[key] = float(np.median(y[group_of == g][batch == batch.max()]))
         for g, key in enumerate(keys):
             rows = inverse == g
             resid = np.log(y[rows]) - np.log(self.families_[key](work[rows]))
@@ -475,7 +483,11 @@ class WorkLatencyModel(LatencyModel):
                 above = b > top
                 if above.any():
                     w_top = w[above] * top / b[above]
-                    l_top = own(np.full(int(above.sum()), top), w_top)
+                    # grow from the measurement at the largest profiled batch where the curve passes below it:
+                    # a smooth curve lags a tail whose time per sample still grows (CPUs: benchmarks/fresh_cpu.py)
+                    # (a model saved before this has no top_latency_: the curve alone, as it was fitted)
+                    anchor = getattr(self, "top_latency_", {}).get(key, 0.0)
+                    l_top = np.maximum(own(np.full(int(above.sum()), top), w_top), anchor)
                     if roof is not None:
                         # the growth of the family curve (fitted over every input size's works, with its
                         # intercept, which may be negative: per-sample time that still grows with the batch,
