@@ -46,10 +46,10 @@ from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
 PROFILES = {1: ROOT / "profiles" / "measured_cpu_fresh.csv", 2: ROOT / "profiles" / "measured_cpu_fresh2.csv",
             3: ROOT / "profiles" / "measured_cpu_fresh3.csv", 4: ROOT / "profiles" / "measured_cpu_fresh4.csv",
-            5: ROOT / "profiles" / "measured_cpu_fresh5.csv"}
+            5: ROOT / "profiles" / "measured_cpu_fresh5.csv", 6: ROOT / "profiles" / "measured_cpu_fresh6.csv"}
 SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248), 4: (104, 136, 168, 232),
-         5: (88, 120, 160, 216)}
-STEMS = {1: "fresh_cpu", 2: "fresh_cpu2", 3: "fresh_cpu3", 4: "fresh_cpu4", 5: "fresh_cpu5"}
+         5: (88, 120, 160, 216), 6: (96, 136, 176, 240)}
+STEMS = {1: "fresh_cpu", 2: "fresh_cpu2", 3: "fresh_cpu3", 4: "fresh_cpu4", 5: "fresh_cpu5", 6: "fresh_cpu6"}
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
 FULL = dict(batches=BATCHES, rounds=ROUNDS, budget=0.4, repeats=30)
@@ -63,6 +63,10 @@ def graphs(which: int = 1) -> dict[str, Any]:
     """The three graphs of set ``which``: name -> ONNX proto."""
     from servopt.measure.onnx_models import mobilenet_like, resnet_like, vit_like
 
+    if which == 6:
+        return {"vit_fresh6": vit_like(dim=72, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=6),
+                "resnet_fresh6": resnet_like(width=24, blocks=(1, 1, 2, 1), num_classes=1000, seed=6),
+                "mobilenet_fresh6": mobilenet_like(width_mult=0.7, num_classes=1000, seed=6)}
     if which == 5:
         return {"vit_fresh5": vit_like(dim=112, depth=2, patch=8, mlp_ratio=2, num_classes=1000, seed=5),
                 "resnet_fresh5": resnet_like(width=28, blocks=(2, 1, 1, 1), num_classes=1000, seed=5),
@@ -109,6 +113,13 @@ def measure(settings: dict[str, Any], folder: Path, hardware: str, which: int = 
     columns = ["model", "variant", "hardware", "cores", "input_size", "batch_size", "latency_ms", "latency_p99_ms",
                "throughput_rps", "warmup_ms", "memory_mb", "load_time_s", "gflops", "param_mb", "repeats", "source"]
     return first[columns], rounds
+
+
+def round_spread(rounds: pd.DataFrame) -> float:
+    """The median over grid points of ``max / min - 1`` of a point's latency across the rounds, in %: how noisy
+    a run was (of several runs of a set, the one with the smallest spread is kept)."""
+    by_point = rounds.groupby(["model", "input_size", "batch_size"])["latency_ms"]
+    return float(100 * (by_point.max() / by_point.min() - 1).median())
 
 
 def _score(train: pd.DataFrame, test: pd.DataFrame, size_held_out: bool) -> dict[str, np.ndarray]:
@@ -191,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", type=int, choices=sorted(PROFILES), default=1, dest="which",
                         help="graph set: 1 (measured after commit 87f238d), 2 (after the negative intercept, "
                              "84150f1), 3 (after 78046f3, the model unchanged since set 2), 4 (after the "
-                             "intervals' per-octave widening) or 5 (after the anchor beyond the grid moved to "
-                             "the measured largest batch)")
+                             "intervals' per-octave widening), 5 (after the anchor beyond the grid moved to "
+                             "the measured largest batch) or 6 (after the family curve below the grid)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")
@@ -208,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             profile, rounds = measure(settings, Path(tmp), args.hardware, args.which)
         write_profile(profile, profile_path)
         rounds.to_csv(args.out_dir / f"{stem}_rounds.csv", index=False)
+        print(f"median round-to-round spread of a point: {round_spread(rounds):.1f} %", file=sys.stderr)
     if args.step in ("evaluate", "all"):
         from servopt.profiles import load_profile
 

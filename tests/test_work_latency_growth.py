@@ -75,16 +75,23 @@ def test_time_per_sample_that_grows_with_the_batch_is_followed_beyond_the_grid()
     assert per_sample[-1] <= 1.01 * 7e-5 * 128 ** 2  # per-sample time bounded by the slope, not a power law
 
 
+def _fresh(name: str, model: str) -> pd.DataFrame:
+    from pathlib import Path
+
+    frame = pd.read_csv(Path(__file__).resolve().parents[1] / "profiles" / name)
+    return frame[frame.model == model]
+
+
+FRESH_COLUMNS = ["batch_size", "model", "variant", "hardware", "input_size", "cores", "gflops"]
+
+
 def test_growth_beyond_the_grid_starts_from_the_measured_largest_batch():
     """measured_cpu_fresh4.csv, ViT-like at 136 px: the time per sample is 1.31-1.33 ms up to batch 8 and 1.53 ms
     at 16, the largest batch fitted here. A smooth curve passes below that last point; growing from the curve's
     value predicted batch 64 26 % low (116.4 ms measured). Growing from the measurement halves the error, and the
     prediction never starts below what was measured at the largest profiled batch."""
-    from pathlib import Path
-
-    frame = pd.read_csv(Path(__file__).resolve().parents[1] / "profiles" / "measured_cpu_fresh4.csv")
-    frame = frame[frame.model == "vit_fresh4"]
-    cols = ["batch_size", "model", "variant", "hardware", "input_size", "cores", "gflops"]
+    frame = _fresh("measured_cpu_fresh4.csv", "vit_fresh4")
+    cols = FRESH_COLUMNS
     train, test = frame[frame.batch_size <= 16], frame[frame.batch_size > 16]
     model = WorkLatencyModel().fit(train[cols], train["latency_ms"].to_numpy())
     got = model.predict(test[cols])
@@ -99,6 +106,58 @@ def test_growth_beyond_the_grid_starts_from_the_measured_largest_batch():
     assert (curve <= top.xs(16, level="batch_size").to_numpy() + 1e-9).any()  # the curve does pass below one
 
 
+def test_below_the_smallest_batch_the_family_curve_serves_where_its_works_reach():
+    """measured_cpu_fresh5.csv, ResNet-like, batch 1 left out: at 160 px the own soft hinge (chosen in-grid) put
+    a floor just below batch 2 and predicted batch 1 at 4.61 ms against 2.42 measured (+90 %). Batch 1 at 160 px
+    carries the work of batch 3.3 at 88 px, inside the family's profiled works, so the family curve serves it."""
+    frame = _fresh("measured_cpu_fresh5.csv", "resnet_fresh5")
+    train, test = frame[frame.batch_size > 1], frame[frame.batch_size == 1]
+    model = WorkLatencyModel().fit(train[FRESH_COLUMNS], train["latency_ms"].to_numpy())
+    assert model.in_grid_choices()[next(k for k in model.in_grid_ if k[3] == 160.0)] == "hinge"
+    err = model.predict(test[FRESH_COLUMNS]) / test["latency_ms"].to_numpy() - 1
+    assert np.all(np.abs(err) < 0.10), err  # 160 px: +90 % from the hinge's floor
+    at_2 = model.predict(test[FRESH_COLUMNS].assign(batch_size=2.0))
+    assert np.all(model.predict(test[FRESH_COLUMNS]) <= at_2)
+
+
+def test_predictions_stay_monotone_in_batch_across_the_grid_edges():
+    """Below the smallest batch (family curve where its works reach, capped), inside, and beyond the largest
+    (the measured anchor): latency never falls as the batch grows, at every input size, fitted on batches 2-16."""
+    for name, model_name in (("measured_cpu_fresh5.csv", "resnet_fresh5"), ("measured_cpu_fresh5.csv", "vit_fresh5"),
+                             ("measured_cpu_fresh4.csv", "mobilenet_fresh4")):
+        frame = _fresh(name, model_name)
+        train = frame[(frame.batch_size > 1) & (frame.batch_size <= 16)]
+        model = WorkLatencyModel().fit(train[FRESH_COLUMNS], train["latency_ms"].to_numpy())
+        batches = np.concatenate([np.linspace(0.05, 2, 40), np.arange(2.0, 129.0)])
+        for size, rows in frame.groupby("input_size"):
+            row = rows.iloc[[0]][FRESH_COLUMNS]
+            grid = pd.concat([row] * len(batches), ignore_index=True).assign(batch_size=batches)
+            curve = model.predict(grid)
+            assert np.all(np.diff(curve) >= -1e-12 * curve[1:]), (model_name, size)
+
+
+def test_a_model_saved_before_the_grid_edge_rules_still_predicts():
+    frame = _fresh("measured_cpu_fresh5.csv", "resnet_fresh5")
+    train = frame[frame.batch_size > 1]
+    model = WorkLatencyModel().fit(train[FRESH_COLUMNS], train["latency_ms"].to_numpy())
+    for name in ("batch_min_", "family_work_min_", "top_latency_"):
+        delattr(model, name)
+    got = model.predict(frame[FRESH_COLUMNS])
+    assert np.all(np.isfinite(got)) and np.all(got > 0)
+
+
+def test_round_spread_is_the_median_max_over_min_of_a_point():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fresh_cpu import round_spread
+
+    rounds = pd.DataFrame({"model": "m", "input_size": 96, "batch_size": [1, 1, 1, 2, 2, 2, 4, 4, 4],
+                           "latency_ms": [1.0, 1.1, 1.2, 2.0, 2.0, 2.0, 4.0, 6.0, 5.0]})
+    assert round_spread(rounds) == pytest.approx(20.0)  # points: 20 %, 0 %, 50 %
+
+
 def test_fresh_cpu_benchmark_quick(tmp_path):
     """benchmarks/fresh_cpu.py --quick: measures three graphs on a tiny grid, evaluates every protocol beside the
     baselines, and never writes the shipped profiles."""
@@ -111,6 +170,7 @@ def test_fresh_cpu_benchmark_quick(tmp_path):
     done = subprocess.run([sys.executable, str(root / "benchmarks" / "fresh_cpu.py"), "--quick", "--set", "2",
                            "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "median round-to-round spread of a point: 0.0 %" in done.stderr  # one round: no spread
     rows = pd.read_csv(tmp_path / "fresh_cpu2.csv")
     assert set(rows.protocol) == {"lobo", "lobo_clean", "batch_x4", "size_interior", "size_top"}
     assert set(rows.method) == {"work", "work_pixels", "work_hinge", "hinge", "line_batch", "line_bxp"}

@@ -28,7 +28,11 @@ geometric mean; or interpolation: :mod:`servopt.performance._ingrid`, ``in_grid`
 that curve's value and the measured latency (median) at the largest batch, times the growth of the family curve.
 The measurement is the anchor where the curve passes below it because a smooth curve lags a tail whose time per
 sample still grows (fresh CPU sets 1-4 of ``benchmarks/fresh_cpu.py``, batch x4: MAPE 7.7-8.9 % growing from the
-curve, 4.2-5.3 % from the measurement). An unprofiled input size of a profiled family uses the family curve times a
+curve, 4.2-5.3 % from the measurement). Below its smallest profiled batch, where the family's profiled works reach
+down to the row's work (another input size profiled at a larger batch carries it), the family curve with the
+size correction, capped at the in-grid value at the smallest batch; further below, the in-grid value capped at
+the family's value where its works end (fresh CPU sets, batch 1 left out: a soft hinge had put a floor just below
+batch 2 and predicted batch 1 84-90 % high). An unprofiled input size of a profiled family uses the family curve times a
 learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
 (held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was profiled on other
 table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio (the floor, launch
@@ -247,8 +251,11 @@ class WorkLatencyModel(LatencyModel):
         Family key -> (input sizes, mean log residual at each).
     in_grid_ : dict
         Configuration key -> :class:`~servopt.performance._ingrid.InGrid` (its ``kind`` and inner ``errors``).
-    batch_max_, top_latency_ : dict
-        Configuration key -> its largest profiled batch and the median latency fitted there (the anchor beyond it).
+    batch_min_, batch_max_, top_latency_ : dict
+        Configuration key -> its smallest and largest profiled batch and the median latency fitted at the largest
+        (the anchor beyond it).
+    family_work_min_ : dict
+        Family key -> the smallest profiled work of the family (below the grid, the family curve serves from it).
 
     Examples
     --------
@@ -368,10 +375,13 @@ class WorkLatencyModel(LatencyModel):
         self.batch_max_: dict[tuple[float, ...], float] = {}
         group_keys, group_of = group_index(X, self.group_index_)
         self.top_latency_: dict[tuple[float, ...], float] = {}
+        self.batch_min_: dict[tuple[float, ...], float] = {}
         for g, key in enumerate(group_keys):
             batch = X[group_of == g, self.batch_index_]
             self.batch_max_[key] = float(batch.max())
+            self.batch_min_[key] = float(batch.min())
             self.top_latency_[key] = float(np.median(y[group_of == g][batch == batch.max()]))
+        self.family_work_min_ = {key: float(work[inverse == g].min()) for g, key in enumerate(keys)}
         for g, key in enumerate(keys):
             rows = inverse == g
             resid = np.log(y[rows]) - np.log(self.families_[key](work[rows]))
@@ -496,6 +506,8 @@ class WorkLatencyModel(LatencyModel):
                     else:
                         # the configuration's own curve: monotone, at most linear in batch
                         value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
+                if roof is not None and hasattr(self, "batch_min_"):  # (a model saved before: as fitted)
+                    value = self._below_grid(X[rows], key, fam_key, roof, own, b, w, value)
                 out[rows] = value
                 route[rows] = "configuration"
             elif roof is not None:
@@ -516,6 +528,30 @@ class WorkLatencyModel(LatencyModel):
         if fallback.any():
             out[fallback] = monotone_in_batch(self.estimator_, X[fallback], self.batch_index_, self.batch_knots_)
         return out, route
+
+    def _below_grid(self, X: np.ndarray, key: tuple[float, ...], fam_key: tuple[float, ...], roof: Roofline,
+                    own: Any, b: np.ndarray, w: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Batches below the configuration's smallest profiled batch ``low``: where the family's profiled works
+        reach down to the row's work (other input sizes profiled at larger batches), the family curve with the
+        configuration's size correction, capped at the in-grid value at ``low``; below the family's works, the
+        in-grid value capped at the family's value where its works end (so latency never falls as the batch
+        grows)."""
+        low = self.batch_min_[key]
+        below = b < low
+        if not below.any():
+            return value
+        sizes, corr = self.corrections_[fam_key]
+        size = X[below, self.size_index_] if self.size_index_ is not None else np.zeros(int(below.sum()))
+        scale = np.exp(np.interp(size, sizes, corr)) if sizes.size else 1.0
+        bb, ww = b[below], w[below]
+        per_sample = np.where(bb > 0, ww / np.where(bb > 0, bb, 1.0), 0.0)
+        at_low = own(np.full(bb.shape, low), per_sample * low)
+        w_min = self.family_work_min_[fam_key]
+        covered = ww >= w_min
+        family = np.minimum(roof(np.where(covered, ww, w_min)) * scale, at_low)
+        out = value.copy()
+        out[below] = np.where(covered, family, np.minimum(value[below], family))
+        return out
 
     def _other_gpu(self, row: np.ndarray, hardware: str, work: float) -> float | None:
         """An unprofiled GPU of the datasheet table: the geometric mean over the profiled GPUs of the same family
