@@ -46,10 +46,12 @@ from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
 PROFILES = {1: ROOT / "profiles" / "measured_cpu_fresh.csv", 2: ROOT / "profiles" / "measured_cpu_fresh2.csv",
             3: ROOT / "profiles" / "measured_cpu_fresh3.csv", 4: ROOT / "profiles" / "measured_cpu_fresh4.csv",
-            5: ROOT / "profiles" / "measured_cpu_fresh5.csv", 6: ROOT / "profiles" / "measured_cpu_fresh6.csv"}
+            5: ROOT / "profiles" / "measured_cpu_fresh5.csv", 6: ROOT / "profiles" / "measured_cpu_fresh6.csv",
+            7: ROOT / "profiles" / "measured_cpu_fresh7.csv"}
 SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248), 4: (104, 136, 168, 232),
-         5: (88, 120, 160, 216), 6: (96, 136, 176, 240)}
-STEMS = {1: "fresh_cpu", 2: "fresh_cpu2", 3: "fresh_cpu3", 4: "fresh_cpu4", 5: "fresh_cpu5", 6: "fresh_cpu6"}
+         5: (88, 120, 160, 216), 6: (96, 136, 176, 240), 7: (104, 144, 184, 248)}
+STEMS = {1: "fresh_cpu", 2: "fresh_cpu2", 3: "fresh_cpu3", 4: "fresh_cpu4", 5: "fresh_cpu5", 6: "fresh_cpu6",
+         7: "fresh_cpu7"}
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
 FULL = dict(batches=BATCHES, rounds=ROUNDS, budget=0.4, repeats=30)
@@ -63,6 +65,10 @@ def graphs(which: int = 1) -> dict[str, Any]:
     """The three graphs of set ``which``: name -> ONNX proto."""
     from servopt.measure.onnx_models import mobilenet_like, resnet_like, vit_like
 
+    if which == 7:
+        return {"vit_fresh7": vit_like(dim=88, depth=2, patch=8, mlp_ratio=3, num_classes=1000, seed=7),
+                "resnet_fresh7": resnet_like(width=20, blocks=(2, 2, 1, 1), num_classes=1000, seed=7),
+                "mobilenet_fresh7": mobilenet_like(width_mult=0.65, num_classes=1000, seed=7)}
     if which == 6:
         return {"vit_fresh6": vit_like(dim=72, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=6),
                 "resnet_fresh6": resnet_like(width=24, blocks=(1, 1, 2, 1), num_classes=1000, seed=6),
@@ -203,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="graph set: 1 (measured after commit 87f238d), 2 (after the negative intercept, "
                              "84150f1), 3 (after 78046f3, the model unchanged since set 2), 4 (after the "
                              "intervals' per-octave widening), 5 (after the anchor beyond the grid moved to "
-                             "the measured largest batch) or 6 (after the family curve below the grid)")
+                             "the measured largest batch), 6 (after the family curve below the grid) or 7 (after "
+                             "the throughput bound below the grid)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")

@@ -30,10 +30,11 @@ The measurement is the anchor where the curve passes below it because a smooth c
 sample still grows (fresh CPU sets 1-4 of ``benchmarks/fresh_cpu.py``, batch x4: MAPE 7.7-8.9 % growing from the
 curve, 4.2-5.3 % from the measurement). Below its smallest profiled batch, where the family's profiled works reach
 down to the row's work (another input size profiled at a larger batch carries it), the family curve with the
-size correction, capped at the in-grid value at the smallest batch; further below, the in-grid value capped at
-the family's value where its works end (fresh CPU sets, batch 1 left out: a soft hinge had put a floor just below
-batch 2 and predicted batch 1 84-90 % high). An unprofiled input size of a profiled family uses the family curve times a
-learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
+size correction, kept between the in-grid value ``L_low`` at the smallest batch ``low`` and ``L_low * b / low``
+(below the grid neither latency nor throughput may fall as the batch grows); further below, the in-grid value capped at that
+value where the family's works end (fresh CPU sets, batch 1 left out: a soft hinge had put a floor just below
+batch 2 and predicted batch 1 84-90 % high). An unprofiled input size of a profiled family uses the family curve
+times a learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
 (held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was profiled on other
 table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio (the floor, launch
 overhead, kept). Any other unprofiled family goes to the monotone fallback regressor.
@@ -533,9 +534,10 @@ class WorkLatencyModel(LatencyModel):
                     own: Any, b: np.ndarray, w: np.ndarray, value: np.ndarray) -> np.ndarray:
         """Batches below the configuration's smallest profiled batch ``low``: where the family's profiled works
         reach down to the row's work (other input sizes profiled at larger batches), the family curve with the
-        configuration's size correction, capped at the in-grid value at ``low``; below the family's works, the
-        in-grid value capped at the family's value where its works end (so latency never falls as the batch
-        grows)."""
+        configuration's size correction, between the in-grid value ``L_low`` at ``low`` (latency does not fall as
+        the batch grows) and ``L_low * b / low`` (nor does throughput: without that bound a family curve whose work
+        grows slower than the cost across sizes, pixels for attention, shrinks faster than linearly); below the
+        family's works, the in-grid value capped at the same bound taken where the family's works end."""
         low = self.batch_min_[key]
         below = b < low
         if not below.any():
@@ -548,7 +550,9 @@ class WorkLatencyModel(LatencyModel):
         at_low = own(np.full(bb.shape, low), per_sample * low)
         w_min = self.family_work_min_[fam_key]
         covered = ww >= w_min
-        family = np.minimum(roof(np.where(covered, ww, w_min)) * scale, at_low)
+        w_used = np.where(covered, ww, w_min)
+        share = np.divide(w_used, per_sample * low, out=np.ones_like(w_used), where=per_sample > 0)
+        family = np.clip(roof(w_used) * scale, at_low * np.minimum(share, 1.0), at_low)
         out = value.copy()
         out[below] = np.where(covered, family, np.minimum(value[below], family))
         return out
