@@ -31,13 +31,13 @@ sample still grows (fresh CPU sets 1-4 of ``benchmarks/fresh_cpu.py``, batch x4:
 curve, 4.2-5.3 % from the measurement). Below its smallest profiled batch, where the family's profiled works reach
 down to the row's work (another input size profiled at a larger batch carries it), the family curve with the
 size correction, kept between the in-grid value ``L_low`` at the smallest batch ``low`` and ``L_low * b / low``
-(below the grid neither latency nor throughput may fall as the batch grows); further below, the in-grid value capped at that
-value where the family's works end (fresh CPU sets, batch 1 left out: a soft hinge had put a floor just below
-batch 2 and predicted batch 1 84-90 % high). An unprofiled input size of a profiled family uses the family curve
-times a learned correction: the mean log residual of the profiled input sizes, interpolated linearly in input size
-(held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was profiled on other
-table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio (the floor, launch
-overhead, kept). Any other unprofiled family goes to the monotone fallback regressor.
+(below the grid neither latency nor throughput may fall as the batch grows); further below, the in-grid value
+capped at that value where the family's works end (fresh CPU sets, batch 1 left out: a soft hinge had put a
+floor just below batch 2 and predicted batch 1 84-90 % high). An unprofiled input size of a profiled family uses
+the family curve times a learned correction: the mean log residual of the profiled input sizes, interpolated
+linearly in input size (held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was
+profiled on other table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio
+(the floor, launch overhead, kept). Any other unprofiled family goes to the monotone fallback regressor.
 """
 
 from __future__ import annotations
@@ -409,9 +409,7 @@ class WorkLatencyModel(LatencyModel):
             fam = int(fam_of[rows[0]])
             fam_rows = np.flatnonzero(fam_of == fam)
             fam_key = fam_keys[fam]
-            sizes, corr = self.corrections_[fam_key]
-            size = X[rows[0], self.size_index_] if self.size_index_ is not None else 0.0
-            shift = float(np.interp(size, sizes, corr)) if sizes.size else 0.0
+            shift = float(self._size_shift(fam_key, X[rows[:1]])[0])
             mine = np.zeros(len(fam_rows), dtype=bool)
             mine[np.searchsorted(fam_rows, rows)] = True
             configs.append(Config(batch[rows], work[rows], raw[rows], y[rows], work[fam_rows], y[fam_rows], mine,
@@ -512,10 +510,7 @@ class WorkLatencyModel(LatencyModel):
                 out[rows] = value
                 route[rows] = "configuration"
             elif roof is not None:
-                sizes, corr = self.corrections_[fam_key]
-                size = X[rows, self.size_index_] if self.size_index_ is not None else np.zeros(rows.sum())
-                shift = np.interp(size, sizes, corr) if sizes.size else 0.0
-                out[rows] = roof(work[rows]) * np.exp(shift)
+                out[rows] = roof(work[rows]) * np.exp(self._size_shift(fam_key, X[rows]))
                 route[rows] = "family"
             else:
                 fallback |= rows
@@ -530,6 +525,13 @@ class WorkLatencyModel(LatencyModel):
             out[fallback] = monotone_in_batch(self.estimator_, X[fallback], self.batch_index_, self.batch_knots_)
         return out, route
 
+    def _size_shift(self, fam_key: tuple[float, ...], X: np.ndarray) -> np.ndarray:
+        """The family's size correction (log) at each row's input size: the mean log residual of the profiled
+        sizes, interpolated linearly in input size and held constant beyond the ends (0 without sizes)."""
+        sizes, corr = self.corrections_[fam_key]
+        size = X[:, self.size_index_] if self.size_index_ is not None else np.zeros(len(X))
+        return np.interp(size, sizes, corr) if sizes.size else np.zeros(len(X))
+
     def _below_grid(self, X: np.ndarray, key: tuple[float, ...], fam_key: tuple[float, ...], roof: Roofline,
                     own: Any, b: np.ndarray, w: np.ndarray, value: np.ndarray) -> np.ndarray:
         """Batches below the configuration's smallest profiled batch ``low``: where the family's profiled works
@@ -542,9 +544,7 @@ class WorkLatencyModel(LatencyModel):
         below = b < low
         if not below.any():
             return value
-        sizes, corr = self.corrections_[fam_key]
-        size = X[below, self.size_index_] if self.size_index_ is not None else np.zeros(int(below.sum()))
-        scale = np.exp(np.interp(size, sizes, corr)) if sizes.size else 1.0
+        scale = np.exp(self._size_shift(fam_key, X[below]))
         bb, ww = b[below], w[below]
         per_sample = np.where(bb > 0, ww / np.where(bb > 0, bb, 1.0), 0.0)
         at_low = own(np.full(bb.shape, low), per_sample * low)
