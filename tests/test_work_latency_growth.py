@@ -145,7 +145,7 @@ def test_predictions_stay_monotone_in_batch_across_the_grid_edges():
         frame = _fresh(name, model_name)
         train = frame[(frame.batch_size > 1) & (frame.batch_size <= 16)]
         model = WorkLatencyModel().fit(train[FRESH_COLUMNS], train["latency_ms"].to_numpy())
-        batches = np.concatenate([np.linspace(0.05, 2, 40), np.arange(2.0, 129.0)])
+        batches = np.concatenate([np.linspace(0.0, 2, 41), np.arange(2.0, 129.0)])
         for size, rows in frame.groupby("input_size"):
             row = rows.iloc[[0]][FRESH_COLUMNS]
             grid = pd.concat([row] * len(batches), ignore_index=True).assign(batch_size=batches)

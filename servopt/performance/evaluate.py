@@ -276,12 +276,13 @@ class PerformanceModels:
         the profiled range of the x feature."""
         if fitted.train is None:
             return np.zeros(len(X), dtype=bool), np.zeros(len(X))
-        from servopt.performance.uncertainty import coverage, extrapolation_octaves
+        from servopt.performance.uncertainty import _profiled_x, coverage, extrapolation_octaves
 
         x = TARGETS[fitted.target].x
-        where = coverage(fitted.train, X, x)
-        return np.asarray(where.isin(["extrapolated", "unseen"]).any(axis=1)), extrapolation_octaves(
-            fitted.train, X, x)
+        profiled = _profiled_x(fitted.train, X, x)  # looked up once for both
+        where = coverage(fitted.train, X, x, profiled)
+        return (np.asarray(where.isin(["extrapolated", "unseen"]).any(axis=1)),
+                extrapolation_octaves(fitted.train, X, x, profiled))
 
     def coverage(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
                  target: str = "latency") -> pd.DataFrame:

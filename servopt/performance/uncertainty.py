@@ -168,9 +168,11 @@ def _profiled_x(train: pd.DataFrame, query: pd.DataFrame, x: str) -> list[np.nda
     return out
 
 
-def extrapolation_octaves(train: pd.DataFrame, query: pd.DataFrame, x: str) -> np.ndarray:
+def extrapolation_octaves(train: pd.DataFrame, query: pd.DataFrame, x: str,
+                          profiled: list[np.ndarray] | None = None) -> np.ndarray:
     """How far each query row's ``x`` lies outside the profiled range of its configuration (else family, else
     profile; as :func:`coverage`), in octaves (``log2`` of the ratio to the nearest end); 0 inside it.
+    ``profiled``: those ranges per row if already looked up (``_profiled_x``).
 
     Examples
     --------
@@ -179,10 +181,11 @@ def extrapolation_octaves(train: pd.DataFrame, query: pd.DataFrame, x: str) -> n
     [0.0, 2.0, 1.0]
     """
     out = np.zeros(len(query))
-    for i, (value, profiled) in enumerate(zip(query[x].to_numpy(dtype=float), _profiled_x(train, query, x))):
-        if profiled.size == 0 or not value > 0:
+    ranges = profiled if profiled is not None else _profiled_x(train, query, x)
+    for i, (value, values) in enumerate(zip(query[x].to_numpy(dtype=float), ranges)):
+        if values.size == 0 or not value > 0:
             continue
-        low, high = float(profiled.min()), float(profiled.max())
+        low, high = float(values.min()), float(values.max())
         if value > high > 0:
             out[i] = math.log2(value / high)
         elif value < low:
@@ -190,8 +193,10 @@ def extrapolation_octaves(train: pd.DataFrame, query: pd.DataFrame, x: str) -> n
     return out
 
 
-def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Where each query row sits in the training features ``train`` (same columns, as fitted).
+def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str,
+             profiled: list[np.ndarray] | None = None) -> pd.DataFrame:
+    """Where each query row sits in the training features ``train`` (same columns, as fitted); ``profiled``: the
+    profiled values of ``x`` per row if already looked up (``_profiled_x``).
 
     Columns: ``<x>`` and ``input_size`` (where a feature): ``profiled``, ``interpolated`` or ``extrapolated``
     (against the profiled values of the row's configuration, else of its family, else of the whole profile; for
@@ -199,8 +204,9 @@ def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str) -> pd.DataFrame:
     (where a feature): ``profiled`` or ``unseen``.
     """
     family = [c for c in _ids(train, x) if c != "input_size"]
-    out: dict[str, list[str]] = {x: [_place(value, profiled) for value, profiled in
-                                     zip(query[x].to_numpy(dtype=float), _profiled_x(train, query, x))]}
+    ranges = profiled if profiled is not None else _profiled_x(train, query, x)
+    out: dict[str, list[str]] = {x: [_place(value, values) for value, values in
+                                     zip(query[x].to_numpy(dtype=float), ranges)]}
     q_family = _keys(query, family)
     if "input_size" in train.columns:
         sizes: dict[tuple, list[float]] = {}
