@@ -44,14 +44,33 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
-PROFILES = {1: ROOT / "profiles" / "measured_cpu_fresh.csv", 2: ROOT / "profiles" / "measured_cpu_fresh2.csv",
-            3: ROOT / "profiles" / "measured_cpu_fresh3.csv", 4: ROOT / "profiles" / "measured_cpu_fresh4.csv",
-            5: ROOT / "profiles" / "measured_cpu_fresh5.csv", 6: ROOT / "profiles" / "measured_cpu_fresh6.csv",
-            7: ROOT / "profiles" / "measured_cpu_fresh7.csv"}
 SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248), 4: (104, 136, 168, 232),
          5: (88, 120, 160, 216), 6: (96, 136, 176, 240), 7: (104, 144, 184, 248)}
-STEMS = {1: "fresh_cpu", 2: "fresh_cpu2", 3: "fresh_cpu3", 4: "fresh_cpu4", 5: "fresh_cpu5", 6: "fresh_cpu6",
-         7: "fresh_cpu7"}
+#: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
+#: ``fresh_cpu<suffix>*`` (set 1 has none)
+SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
+PROFILES = {n: ROOT / "profiles" / f"measured_cpu_fresh{SUFFIX[n]}.csv" for n in SIZES}
+STEMS = {n: f"fresh_cpu{SUFFIX[n]}" for n in SIZES}
+#: set -> keyword arguments of ``vit_like``, ``resnet_like`` and ``mobilenet_like`` (random weights, seed 0 where
+#: none is given)
+GRAPHS = {
+    1: (dict(dim=96, depth=2, patch=8, num_classes=100), dict(width=24, blocks=(1, 2, 2, 1), num_classes=100),
+        dict(width_mult=0.75, num_classes=100)),
+    2: (dict(dim=48, depth=3, patch=8, mlp_ratio=4, num_classes=1000),
+        dict(width=16, blocks=(2, 2, 2, 2), num_classes=1000), dict(width_mult=1.0, num_classes=1000)),
+    3: (dict(dim=64, depth=2, patch=8, mlp_ratio=3, num_classes=1000, seed=3),
+        dict(width=32, blocks=(1, 1, 1, 1), num_classes=1000, seed=3), dict(width_mult=0.5, num_classes=1000, seed=3)),
+    4: (dict(dim=80, depth=2, patch=8, mlp_ratio=2, num_classes=1000, seed=4),
+        dict(width=20, blocks=(1, 2, 1, 1), num_classes=1000, seed=4), dict(width_mult=0.6, num_classes=1000, seed=4)),
+    5: (dict(dim=112, depth=2, patch=8, mlp_ratio=2, num_classes=1000, seed=5),
+        dict(width=28, blocks=(2, 1, 1, 1), num_classes=1000, seed=5),
+        dict(width_mult=0.85, num_classes=1000, seed=5)),
+    6: (dict(dim=72, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=6),
+        dict(width=24, blocks=(1, 1, 2, 1), num_classes=1000, seed=6), dict(width_mult=0.7, num_classes=1000, seed=6)),
+    7: (dict(dim=88, depth=2, patch=8, mlp_ratio=3, num_classes=1000, seed=7),
+        dict(width=20, blocks=(2, 2, 1, 1), num_classes=1000, seed=7),
+        dict(width_mult=0.65, num_classes=1000, seed=7)),
+}
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
 FULL = dict(batches=BATCHES, rounds=ROUNDS, budget=0.4, repeats=30)
@@ -65,33 +84,9 @@ def graphs(which: int = 1) -> dict[str, Any]:
     """The three graphs of set ``which``: name -> ONNX proto."""
     from servopt.measure.onnx_models import mobilenet_like, resnet_like, vit_like
 
-    if which == 7:
-        return {"vit_fresh7": vit_like(dim=88, depth=2, patch=8, mlp_ratio=3, num_classes=1000, seed=7),
-                "resnet_fresh7": resnet_like(width=20, blocks=(2, 2, 1, 1), num_classes=1000, seed=7),
-                "mobilenet_fresh7": mobilenet_like(width_mult=0.65, num_classes=1000, seed=7)}
-    if which == 6:
-        return {"vit_fresh6": vit_like(dim=72, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=6),
-                "resnet_fresh6": resnet_like(width=24, blocks=(1, 1, 2, 1), num_classes=1000, seed=6),
-                "mobilenet_fresh6": mobilenet_like(width_mult=0.7, num_classes=1000, seed=6)}
-    if which == 5:
-        return {"vit_fresh5": vit_like(dim=112, depth=2, patch=8, mlp_ratio=2, num_classes=1000, seed=5),
-                "resnet_fresh5": resnet_like(width=28, blocks=(2, 1, 1, 1), num_classes=1000, seed=5),
-                "mobilenet_fresh5": mobilenet_like(width_mult=0.85, num_classes=1000, seed=5)}
-    if which == 4:
-        return {"vit_fresh4": vit_like(dim=80, depth=2, patch=8, mlp_ratio=2, num_classes=1000, seed=4),
-                "resnet_fresh4": resnet_like(width=20, blocks=(1, 2, 1, 1), num_classes=1000, seed=4),
-                "mobilenet_fresh4": mobilenet_like(width_mult=0.6, num_classes=1000, seed=4)}
-    if which == 3:
-        return {"vit_fresh3": vit_like(dim=64, depth=2, patch=8, mlp_ratio=3, num_classes=1000, seed=3),
-                "resnet_fresh3": resnet_like(width=32, blocks=(1, 1, 1, 1), num_classes=1000, seed=3),
-                "mobilenet_fresh3": mobilenet_like(width_mult=0.5, num_classes=1000, seed=3)}
-    if which == 2:
-        return {"vit_fresh2": vit_like(dim=48, depth=3, patch=8, mlp_ratio=4, num_classes=1000),
-                "resnet_fresh2": resnet_like(width=16, blocks=(2, 2, 2, 2), num_classes=1000),
-                "mobilenet_fresh2": mobilenet_like(width_mult=1.0, num_classes=1000)}
-    return {"vit_fresh": vit_like(dim=96, depth=2, patch=8, num_classes=100),
-            "resnet_fresh": resnet_like(width=24, blocks=(1, 2, 2, 1), num_classes=100),
-            "mobilenet_fresh": mobilenet_like(width_mult=0.75, num_classes=100)}
+    vit, resnet, mobilenet = GRAPHS[which]
+    return {f"vit_fresh{SUFFIX[which]}": vit_like(**vit), f"resnet_fresh{SUFFIX[which]}": resnet_like(**resnet),
+            f"mobilenet_fresh{SUFFIX[which]}": mobilenet_like(**mobilenet)}
 
 
 def measure(settings: dict[str, Any], folder: Path, hardware: str, which: int = 1) -> tuple[pd.DataFrame,

@@ -91,10 +91,9 @@ def test_growth_beyond_the_grid_starts_from_the_measured_largest_batch():
     value predicted batch 64 26 % low (116.4 ms measured). Growing from the measurement halves the error, and the
     prediction never starts below what was measured at the largest profiled batch."""
     frame = _fresh("measured_cpu_fresh4.csv", "vit_fresh4")
-    cols = FRESH_COLUMNS
     train, test = frame[frame.batch_size <= 16], frame[frame.batch_size > 16]
-    model = WorkLatencyModel().fit(train[cols], train["latency_ms"].to_numpy())
-    got = model.predict(test[cols])
+    model = WorkLatencyModel().fit(train[FRESH_COLUMNS], train["latency_ms"].to_numpy())
+    got = model.predict(test[FRESH_COLUMNS])
     err = got / test["latency_ms"].to_numpy() - 1
     assert np.mean(np.abs(err)) < 0.09  # 13.1 % growing from the curve's value at batch 16
     at_136 = (test.input_size == 136).to_numpy() & (test.batch_size == 64).to_numpy()
@@ -102,7 +101,7 @@ def test_growth_beyond_the_grid_starts_from_the_measured_largest_batch():
     top = train.set_index(["input_size", "batch_size"])["latency_ms"]
     for size, batch, value in zip(test.input_size, test.batch_size, got):
         assert value >= top[(size, 16)]  # never below the measurement it grows from
-    curve = model.predict(train[cols].assign(batch_size=16.0).drop_duplicates())
+    curve = model.predict(train[FRESH_COLUMNS].assign(batch_size=16.0).drop_duplicates())
     assert (curve <= top.xs(16, level="batch_size").to_numpy() + 1e-9).any()  # the curve does pass below one
 
 

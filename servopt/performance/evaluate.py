@@ -305,7 +305,9 @@ class PerformanceModels:
         fitted = self.targets.get(target)
         if fitted is None or fitted.train is None:
             return None
-        return self._outside(fitted, fitted.frame(query, source, where))[1]
+        from servopt.performance.uncertainty import extrapolation_octaves
+
+        return extrapolation_octaves(fitted.train, fitted.frame(query, source, where), TARGETS[fitted.target].x)
 
     def save(self, path: str | Path) -> Path:
         """Write with joblib, atomically (temp file, then rename)."""

@@ -545,11 +545,11 @@ class WorkLatencyModel(LatencyModel):
         if not below.any():
             return value
         scale = np.exp(self._size_shift(fam_key, X[below]))
-        bb, ww = b[below], w[below]
+        ww = w[below]
         one = X[below].copy()
         one[:, self.batch_index_] = 1.0
         per_sample = self._work(one)  # the work of one sample (also for a row at batch 0)
-        at_low = own(np.full(bb.shape, low), per_sample * low)
+        at_low = own(np.full(ww.shape, low), per_sample * low)
         w_min = self.family_work_min_[fam_key]
         covered = ww >= w_min
         w_used = np.where(covered, ww, w_min)
