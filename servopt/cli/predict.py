@@ -67,14 +67,11 @@ def run(args: argparse.Namespace) -> int:
     for i, record in enumerate(records):
         record["extrapolated"] = i in flagged
     if args.intervals:
-        where_ = models.coverage(raw, source=str(args.query), where=where)
+        where_ = models.coverage(raw, source=str(args.query), where=where, octaves=True)
         for col in where_.columns:
             for i, record in enumerate(records):
-                record[f"coverage_{col}"] = where_[col].iloc[i]
-        octaves = models.extrapolation_octaves(raw, source=str(args.query), where=where)
-        if octaves is not None:
-            for i, record in enumerate(records):
-                record["coverage_batch_octaves"] = round(float(octaves[i]), 6)
+                value = where_[col].iloc[i]
+                record[f"coverage_{col}"] = round(float(value), 6) if col == "batch_octaves" else value
     if flagged:
         _warn_extrapolated(flagged, served_by(models, raw, str(args.query), where), where)
     if args.json:

@@ -285,29 +285,24 @@ class PerformanceModels:
                 extrapolation_octaves(fitted.train, X, x, profiled))
 
     def coverage(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
-                 target: str = "latency") -> pd.DataFrame:
+                 target: str = "latency", octaves: bool = False) -> pd.DataFrame:
         """Per query row, whether ``target``'s x feature and input size were profiled, interpolated or
-        extrapolated, and whether the hardware was profiled (:func:`~.uncertainty.coverage`); empty if the
-        target was not fitted or the models file predates this."""
+        extrapolated, and whether the hardware was profiled (:func:`~.uncertainty.coverage`); with ``octaves``
+        also ``batch_octaves``: how many octaves the x feature lies beyond the profiled range of its
+        configuration (0 inside it; :func:`~.uncertainty.extrapolation_octaves`), from the same lookup of the
+        profiled ranges. Empty if the target was not fitted or the models file predates this."""
         fitted = self.targets.get(target)
         if fitted is None or fitted.train is None:
             return pd.DataFrame(index=range(len(query)))
-        from servopt.performance.uncertainty import coverage
+        from servopt.performance.uncertainty import _profiled_x, coverage, extrapolation_octaves
 
         X = fitted.frame(query, source, where)
-        return coverage(fitted.train, X, TARGETS[fitted.target].x)
-
-    def extrapolation_octaves(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
-                              target: str = "latency") -> np.ndarray | None:
-        """Per query row, how many octaves ``target``'s x feature lies beyond the profiled range of its
-        configuration (0 inside it; :func:`~.uncertainty.extrapolation_octaves`); None if the target was not
-        fitted or the models file predates this."""
-        fitted = self.targets.get(target)
-        if fitted is None or fitted.train is None:
-            return None
-        from servopt.performance.uncertainty import extrapolation_octaves
-
-        return extrapolation_octaves(fitted.train, fitted.frame(query, source, where), TARGETS[fitted.target].x)
+        x = TARGETS[fitted.target].x
+        profiled = _profiled_x(fitted.train, X, x)
+        out = coverage(fitted.train, X, x, profiled)
+        if octaves:
+            out["batch_octaves"] = extrapolation_octaves(fitted.train, X, x, profiled)
+        return out
 
     def save(self, path: str | Path) -> Path:
         """Write with joblib, atomically (temp file, then rename)."""

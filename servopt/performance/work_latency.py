@@ -28,7 +28,14 @@ geometric mean; or interpolation: :mod:`servopt.performance._ingrid`, ``in_grid`
 that curve's value and the measured latency (median) at the largest batch, times the growth of the family curve.
 The measurement is the anchor where the curve passes below it because a smooth curve lags a tail whose time per
 sample still grows (fresh CPU sets 1-4 of ``benchmarks/fresh_cpu.py``, batch x4: MAPE 7.7-8.9 % growing from the
-curve, 4.2-5.3 % from the measurement). Below its smallest profiled batch, where the family's profiled works reach
+curve, 4.2-5.3 % from the measurement). Where the configurations' latencies outgrow the family curve at the top of
+the grid while their time per sample rises (``e``, the smaller of the family's mean log-log slopes in batch of
+measured / family curve and of latency / batch over each configuration's three largest batches, is positive: a
+CPU's caches overflow and one size's time per sample rises faster than the curve, fitted over every size,
+follows), the growth is multiplied by ``(b / top) ** e`` for as many octaves as the slopes were measured over
+(``reach``, 2 on a grid of doublings), then held (fresh CPU sets 1-7, batch x4: the growth of the family curve alone
+was 3.1-4.7 % low on average; on a GPU the time per sample still falls there and nothing changes). Below its
+smallest profiled batch, where the family's profiled works reach
 down to the row's work (another input size profiled at a larger batch carries it), the family curve with the
 size correction, kept between the in-grid value ``L_low`` at the smallest batch ``low`` and ``L_low * b / low``
 (below the grid neither latency nor throughput may fall as the batch grows); further below, the in-grid value
@@ -70,6 +77,9 @@ ALPHA_MIN = -10.0
 
 #: elasticity at the largest profiled work below which the fitted slope is not trusted for extrapolation
 IDENTIFIED_ELASTICITY = 0.5
+
+#: the largest profiled batches of a configuration whose time per sample gives its family's trend beyond the grid
+TREND_POINTS = 3
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,10 @@ class WorkLatencyModel(LatencyModel):
         (the anchor beyond it).
     family_work_min_ : dict
         Family key -> the smallest profiled work of the family (below the grid, the family curve serves from it).
+    family_trend_ : dict
+        Family key -> ``(e, reach)``: the trend of measured / family curve at the top of the grid (log-log slope
+        in batch, at most that of the time per sample; carried on beyond the grid where positive) and the octaves it
+        was measured over.
 
     Examples
     --------
@@ -383,6 +397,7 @@ class WorkLatencyModel(LatencyModel):
             self.batch_min_[key] = float(batch.min())
             self.top_latency_[key] = float(np.median(y[group_of == g][batch == batch.max()]))
         self.family_work_min_ = {key: float(work[inverse == g].min()) for g, key in enumerate(keys)}
+        self.family_trend_ = self._fit_trends(X, y, work, group_keys, group_of)
         for g, key in enumerate(keys):
             rows = inverse == g
             resid = np.log(y[rows]) - np.log(self.families_[key](work[rows]))
@@ -391,6 +406,32 @@ class WorkLatencyModel(LatencyModel):
             self.corrections_[key] = (at, np.array([float(np.mean(resid[sizes == s])) for s in at]))
         self._choose_in_grid(X, np.asarray(raw, dtype=np.float64).reshape(-1), y, work)
         return self
+
+    def _fit_trends(self, X: np.ndarray, y: np.ndarray, work: np.ndarray, group_keys: list[tuple[float, ...]],
+                    group_of: np.ndarray) -> dict[tuple[float, ...], tuple[float, float]]:
+        """Family key -> ``(e, reach)``: how the latency outgrows the family curve at the top of the grid and the
+        octaves that was measured over. Per configuration with ``TREND_POINTS`` profiled batches, over its largest
+        ones: the log-log slope in batch of (median latency / family curve), of the time per sample (median
+        latency / batch), and their span in octaves; ``e`` is the smaller of the family's mean slopes (no faster
+        than its time per sample rose: none where it fell, as on a GPU still amortising its launch overhead, whose
+        pixel-work curve across sizes may lag one size's growth all the same), ``reach`` the mean span. Families
+        without such a configuration have none."""
+        slopes: dict[tuple[float, ...], list[tuple[float, float, float]]] = {}
+        for g, key in enumerate(group_keys):
+            rows = group_of == g
+            batch, lat, w = X[rows, self.batch_index_], y[rows], work[rows]
+            top = np.unique(batch)[-TREND_POINTS:]
+            fam_key = tuple(key[self.group_index_.index(c)] for c in self.family_index_)
+            roof = self.families_.get(fam_key)
+            if top.size < TREND_POINTS or top[0] <= 0 or roof is None:
+                continue
+            log_lat = np.array([np.median(np.log(lat[batch == b])) for b in top])
+            log_roof = np.log(roof(np.array([np.median(w[batch == b]) for b in top])))
+            resid = float(np.polyfit(np.log(top), log_lat - log_roof, 1)[0])
+            per_sample = float(np.polyfit(np.log(top), log_lat - np.log(top), 1)[0])
+            slopes.setdefault(fam_key, []).append((resid, per_sample, float(np.log2(top[-1] / top[0]))))
+        return {k: (float(min(np.mean([r[0] for r in v]), np.mean([r[1] for r in v]))),
+                    float(np.mean([r[2] for r in v]))) for k, v in slopes.items()}
 
     def _choose_in_grid(self, X: np.ndarray, raw: np.ndarray, y: np.ndarray, work: np.ndarray) -> None:
         """Each profiled configuration's in-grid curve (:func:`~servopt.performance._ingrid.choose_in_grids`),
@@ -501,7 +542,15 @@ class WorkLatencyModel(LatencyModel):
                         # the growth of the family curve (fitted over every input size's works, with its
                         # intercept, which may be negative: per-sample time that still grows with the batch,
                         # as on CPUs whose caches a large batch overflows); latency never falls
-                        value[above] = np.maximum(l_top * roof(w[above]) / roof(w_top), l_top)
+                        growth = roof(w[above]) / roof(w_top)
+                        # where the latency outgrows the family curve at the top of the grid (CPUs whose caches a
+                        # larger batch overflows: the curve, fitted over every size, lags one size's rise), it goes
+                        # on doing so as it did, for as many octaves as it was measured over (a models file saved
+                        # before this has no family_trend_: as fitted)
+                        e, reach = getattr(self, "family_trend_", {}).get(fam_key, (0.0, 0.0))
+                        if e > 0:
+                            growth = growth * np.minimum(b[above] / top, 2.0 ** reach) ** e
+                        value[above] = np.maximum(l_top * growth, l_top)
                     else:
                         # the configuration's own curve: monotone, at most linear in batch
                         value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
