@@ -297,3 +297,32 @@ def test_coverage_ignores_the_work_column():
     where = models.coverage(query)
     assert list(where.input_size) == ["profiled", "interpolated", "extrapolated"]
     assert list(where.batch_size) == ["profiled"] * 3
+
+
+def test_polynomial_terms_can_be_given():
+    sizes, flops = (92, 132, 172), (0.054052, 0.127442, 0.196194)  # the ResNet-like of fresh set 8
+    chosen = fit_work_poly(sizes, flops)
+    before = fit_work_poly(sizes, flops, terms=(0, 2, 4))
+    assert chosen.c4 == 0.0 and before.c4 > 0  # the rule before made the stride jump an s^4 trend
+    assert fit_work_poly(sizes, flops, terms=(2,)) == chosen
+    for bad in ((0,), (1, 2), ()):
+        with pytest.raises(ValueError, match="terms"):
+            fit_work_poly(sizes, flops, terms=bad)
+
+
+def test_flops_poly_benchmark_quick(tmp_path):
+    """benchmarks/flops_poly.py --quick: both rules on six random graphs of draw 2, CSV, points and PNG."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "flops_poly.py"), "--quick", "--out-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "flops_poly.csv")
+    assert set(rows.rule) == {"chosen", "all_three"} and set(rows.protocol) == {"top", "interior"}
+    assert set(rows.kind) == {"vit", "resnet", "mobilenet", "all"}
+    points = pd.read_csv(tmp_path / "flops_poly_points.csv")
+    assert len(points) == 6 * 3 * 2 and points.error_pct.notna().all()
+    assert (tmp_path / "flops_poly.png").stat().st_size > 10_000

@@ -57,10 +57,12 @@ class WorkPoly:
         return out
 
 
-def fit_work_poly(sizes: Any, gflops: Any) -> WorkPoly:
+def fit_work_poly(sizes: Any, gflops: Any, terms: tuple[int, ...] | None = None) -> WorkPoly:
     """Fit :class:`WorkPoly` to per-sample FLOPs ``gflops`` measured at input sizes ``sizes`` (> 0).
 
     Rows with a missing (NaN) or non-positive value are ignored; repeated sizes are reduced to their median.
+    ``terms``: the powers of the input size to fit (a subset of ``(0, 2, 4)``, e.g. ``(0, 2, 4)`` for the rule
+    before the choice); None: chosen as the module says.
 
     Examples
     --------
@@ -70,6 +72,8 @@ def fit_work_poly(sizes: Any, gflops: Any) -> WorkPoly:
     >>> fit_work_poly([224], [4.1]).c2 * 448 ** 2
     16.4
     """
+    if terms is not None and (any(t not in (0, 2, 4) for t in terms) or not {2, 4} & set(terms)):
+        raise ValueError(f"fit_work_poly: terms: expected powers among 0, 2 and 4, with 2 or 4, got {terms!r}")
     s = np.asarray(sizes, dtype=float).reshape(-1)
     g = np.asarray(gflops, dtype=float).reshape(-1)
     ok = np.isfinite(s) & np.isfinite(g) & (g > 0) & (s > 0)
@@ -81,7 +85,10 @@ def fit_work_poly(sizes: Any, gflops: Any) -> WorkPoly:
     table = {float(x): float(v) for x, v in zip(at, value)}
     if at.size == 1:
         return WorkPoly(0.0, float(value[0] / at[0] ** 2), 0.0, table)
-    powers = (2, 4) if at.size == 2 else _chosen_terms(at, value)
+    if terms is not None:
+        powers = tuple(sorted(set(terms)))
+    else:
+        powers = (2, 4) if at.size == 2 else _chosen_terms(at, value)
     c = _fit_terms(at, value, powers)
     return WorkPoly(c.get(0, 0.0), c.get(2, 0.0), c.get(4, 0.0), table)
 
