@@ -136,11 +136,44 @@ def test_below_the_smallest_batch_throughput_does_not_rise_when_pixels_are_the_w
     assert np.mean(np.abs(err)) < 0.06
 
 
+def test_below_the_family_works_latency_shrinks_as_at_the_bottom_of_the_grid():
+    """measured_cpu_fresh5.csv, MobileNet-like, batch 1 left out: at 88 px, the smallest size, batch 1 carries less
+    work than any the family profiled; its in-grid curve (chosen for its fit at batches 2-64) flattened below
+    batch 2 and predicted 1.10 ms against 0.79 measured (+40 %). Latency is proportional to the batch at the bottom
+    of every size's grid (log-log slope from batch 2 to 4 near 1: no launch floor), so it shrinks so below it."""
+    frame = _fresh("measured_cpu_fresh5.csv", "mobilenet_fresh5")
+    train, test = frame[frame.batch_size > 1], frame[frame.batch_size == 1]
+    model = WorkLatencyModel().fit(train[FRESH_COLUMNS], train["latency_ms"].to_numpy())
+    ((bottom),) = model.family_bottom_.values()
+    assert bottom >= 0.9
+    err = model.predict(test[FRESH_COLUMNS]) / test["latency_ms"].to_numpy() - 1
+    assert abs(err[(test.input_size == 88).to_numpy()][0]) < 0.05  # +40 % before
+    assert np.mean(np.abs(err)) < 0.05
+
+
+def test_below_the_grid_a_gpu_floor_keeps_the_in_grid_value():
+    """measured_H200_resnet50_fp16.csv, batch 1 left out: latency from batch 2 to 4 barely grows (the launch
+    floor), so nothing shrinks below the grid: the predictions are those of the model without the rule."""
+    from pathlib import Path
+
+    frame = pd.read_csv(Path(__file__).resolve().parents[1] / "profiles" / "measured_H200_resnet50_fp16.csv")
+    frame = frame[frame.batch_size.isin([1, 2, 4, 8, 16, 32, 64, 128, 256])]
+    cols = ["batch_size", "model", "variant", "hardware", "input_size"]
+    train, test = frame[frame.batch_size > 1], frame[frame.batch_size == 1]
+    model = WorkLatencyModel().fit(train[cols], train["latency_ms"].to_numpy())
+    ((bottom),) = model.family_bottom_.values()
+    assert bottom < 0.9
+    without = WorkLatencyModel().fit(train[cols], train["latency_ms"].to_numpy())
+    without.family_bottom_ = {}
+    assert np.array_equal(model.predict(test[cols]), without.predict(test[cols]))
+
+
 def test_predictions_stay_monotone_in_batch_across_the_grid_edges():
     """Below the smallest batch (family curve where its works reach, capped), inside, and beyond the largest
     (the measured anchor): latency never falls as the batch grows, at every input size, fitted on batches 2-16."""
     for name, model_name in (("measured_cpu_fresh5.csv", "resnet_fresh5"), ("measured_cpu_fresh5.csv", "vit_fresh5"),
-                             ("measured_cpu_fresh4.csv", "mobilenet_fresh4")):
+                             ("measured_cpu_fresh4.csv", "mobilenet_fresh4"),
+                             ("measured_cpu_fresh5.csv", "mobilenet_fresh5")):
         frame = _fresh(name, model_name)
         train = frame[(frame.batch_size > 1) & (frame.batch_size <= 16)]
         model = WorkLatencyModel().fit(train[FRESH_COLUMNS], train["latency_ms"].to_numpy())
@@ -211,7 +244,7 @@ def test_a_model_saved_before_the_grid_edge_rules_still_predicts():
     frame = _fresh("measured_cpu_fresh5.csv", "resnet_fresh5")
     train = frame[frame.batch_size > 1]
     model = WorkLatencyModel().fit(train[FRESH_COLUMNS], train["latency_ms"].to_numpy())
-    for name in ("batch_min_", "family_work_min_", "top_latency_", "family_trend_"):
+    for name in ("batch_min_", "family_work_min_", "top_latency_", "family_trend_", "family_bottom_"):
         delattr(model, name)
     got = model.predict(frame[FRESH_COLUMNS])
     assert np.all(np.isfinite(got)) and np.all(got > 0)

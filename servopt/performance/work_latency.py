@@ -40,7 +40,9 @@ down to the row's work (another input size profiled at a larger batch carries it
 size correction, kept between the in-grid value ``L_low`` at the smallest batch ``low`` and ``L_low * b / low``
 (below the grid neither latency nor throughput may fall as the batch grows); further below, the in-grid value
 capped at that value where the family's works end (fresh CPU sets, batch 1 left out: a soft hinge had put a
-floor just below batch 2 and predicted batch 1 84-90 % high). An unprofiled input size of a profiled family uses
+floor just below batch 2 and predicted batch 1 84-90 % high) and, where the family's latency is proportional to
+the batch at the bottom of its grid (log-log slope between each configuration's two smallest batches, mean of the
+family, at least 0.9: no launch floor, as on CPUs), at the value shrinking with that slope from the smallest batch. An unprofiled input size of a profiled family uses
 the family curve times a learned correction: the mean log residual of the profiled input sizes, interpolated
 linearly in input size (held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was
 profiled on other table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio
@@ -80,6 +82,11 @@ IDENTIFIED_ELASTICITY = 0.5
 
 #: the largest profiled batches of a configuration whose time per sample gives its family's trend beyond the grid
 TREND_POINTS = 3
+
+#: the log-log slope of latency in batch at the bottom of a family's grid (mean over its configurations' two smallest
+#: batches) from which the family shows no launch floor there: below the grid, where no work of the family reaches,
+#: latency shrinks with that slope (CPUs measure 0.95-1.0; GPUs and NVIDIA's tables 0-0.6)
+LINEAR_BOTTOM = 0.9
 
 
 @dataclass(frozen=True)
@@ -267,6 +274,8 @@ class WorkLatencyModel(LatencyModel):
         (the anchor beyond it).
     family_work_min_ : dict
         Family key -> the smallest profiled work of the family (below the grid, the family curve serves from it).
+    family_bottom_ : dict
+        Family key -> the log-log slope of latency in batch at the bottom of the grid (see ``LINEAR_BOTTOM``).
     family_trend_ : dict
         Family key -> ``(e, reach)``: the trend of measured / family curve at the top of the grid (log-log slope
         in batch, at most that of the time per sample; carried on beyond the grid where positive) and the octaves it
@@ -398,6 +407,7 @@ class WorkLatencyModel(LatencyModel):
             self.top_latency_[key] = float(np.median(y[group_of == g][batch == batch.max()]))
         self.family_work_min_ = {key: float(work[inverse == g].min()) for g, key in enumerate(keys)}
         self.family_trend_ = self._fit_trends(X, y, work, group_keys, group_of)
+        self.family_bottom_ = self._fit_bottoms(X, y, group_keys, group_of)
         for g, key in enumerate(keys):
             rows = inverse == g
             resid = np.log(y[rows]) - np.log(self.families_[key](work[rows]))
@@ -432,6 +442,22 @@ class WorkLatencyModel(LatencyModel):
             slopes.setdefault(fam_key, []).append((resid, per_sample, float(np.log2(top[-1] / top[0]))))
         return {k: (float(min(np.mean([r[0] for r in v]), np.mean([r[1] for r in v]))),
                     float(np.mean([r[2] for r in v]))) for k, v in slopes.items()}
+
+    def _fit_bottoms(self, X: np.ndarray, y: np.ndarray, group_keys: list[tuple[float, ...]],
+                     group_of: np.ndarray) -> dict[tuple[float, ...], float]:
+        """Family key -> the mean over its configurations of the log-log slope of the (median) latency between each
+        one's two smallest profiled batches, clipped to [0, 1]: 1 where latency is proportional to the batch at the
+        bottom of the grid (no launch floor in sight, as on CPUs), near 0 on a floor (GPUs)."""
+        slopes: dict[tuple[float, ...], list[float]] = {}
+        for g, key in enumerate(group_keys):
+            batch, lat = X[group_of == g, self.batch_index_], y[group_of == g]
+            two = np.unique(batch)[:2]
+            if two.size < 2 or two[0] <= 0:
+                continue
+            low, next_ = (float(np.median(lat[batch == v])) for v in two)
+            fam_key = tuple(key[self.group_index_.index(c)] for c in self.family_index_)
+            slopes.setdefault(fam_key, []).append(float(np.log(next_ / low) / np.log(two[1] / two[0])))
+        return {k: float(np.clip(np.mean(v), 0.0, 1.0)) for k, v in slopes.items()}
 
     def _choose_in_grid(self, X: np.ndarray, raw: np.ndarray, y: np.ndarray, work: np.ndarray) -> None:
         """Each profiled configuration's in-grid curve (:func:`~servopt.performance._ingrid.choose_in_grids`),
@@ -588,7 +614,10 @@ class WorkLatencyModel(LatencyModel):
         configuration's size correction, between the in-grid value ``L_low`` at ``low`` (latency does not fall as
         the batch grows) and ``L_low * b / low`` (nor does throughput: without that bound a family curve whose work
         grows slower than the cost across sizes, pixels for attention, shrinks faster than linearly); below the
-        family's works, the in-grid value capped at the same bound taken where the family's works end."""
+        family's works, the in-grid value capped at the same bound taken where the family's works end and, where
+        the family shows no floor at the bottom of its grid (``family_bottom_`` at least ``LINEAR_BOTTOM``), at
+        ``L_low * (b / low) ** family_bottom_`` (an in-grid curve chosen for its fit inside may still flatten
+        below it: fresh CPU sets 3 and 5, batch 1 left out, +39 and +40 %)."""
         low = self.batch_min_[key]
         below = b < low
         if not below.any():
@@ -605,7 +634,13 @@ class WorkLatencyModel(LatencyModel):
         share = np.divide(w_used, per_sample * low, out=np.ones_like(w_used), where=per_sample > 0)
         family = np.clip(roof(w_used) * scale, at_low * np.minimum(share, 1.0), at_low)
         out = value.copy()
-        out[below] = np.where(covered, family, np.minimum(value[below], family))
+        uncovered = np.minimum(value[below], family)
+        # no floor at the bottom of the family's grid: latency goes on shrinking with the batch as it did there
+        # (a models file saved before this has no family_bottom_: as fitted)
+        bottom = getattr(self, "family_bottom_", {}).get(fam_key, 0.0)
+        if bottom >= LINEAR_BOTTOM:
+            uncovered = np.minimum(uncovered, at_low * (b[below] / low) ** bottom)
+        out[below] = np.where(covered, family, uncovered)
         return out
 
     def _other_gpu(self, row: np.ndarray, hardware: str, work: float) -> float | None:
