@@ -21,32 +21,32 @@ GPU of :mod:`servopt.performance.hardware`, scaled by the ratio of their FP16 pe
 midpoint of ``L(w_max)`` and the throughput bound ``L(w_max) * w / w_max`` in log space,
 ``L(w_max) * sqrt(w / w_max)``; the prediction is the larger of that and the fit.
 
-Prediction: a profiled configuration (model, variant, hardware, input size, labels) uses, up to its largest
-profiled batch, the in-grid curve chosen for it by nested cross-validation on its training rows (its own soft
-hinge in batch, :class:`~servopt.performance.LatencyModel`; the family curve with its size correction; their
-geometric mean; or interpolation: :mod:`servopt.performance._ingrid`, ``in_grid``), and beyond it the larger of
-that curve's value and the measured latency (median) at the largest batch, times the growth of the family curve.
-The measurement is the anchor where the curve passes below it because a smooth curve lags a tail whose time per
-sample still grows (fresh CPU sets 1-4 of ``benchmarks/fresh_cpu.py``, batch x4: MAPE 7.7-8.9 % growing from the
-curve, 4.2-5.3 % from the measurement). Where the configurations' latencies outgrow the family curve at the top of
-the grid while their time per sample rises (``e``, the smaller of the family's mean log-log slopes in batch of
-measured / family curve and of latency / batch over each configuration's three largest batches, is positive: a
-CPU's caches overflow and one size's time per sample rises faster than the curve, fitted over every size,
-follows), the growth is multiplied by ``(b / top) ** e`` for as many octaves as the slopes were measured over
-(``reach``, 2 on a grid of doublings), then held (fresh CPU sets 1-7, batch x4: the growth of the family curve alone
-was 3.1-4.7 % low on average; on a GPU the time per sample still falls there and nothing changes). Below its
-smallest profiled batch, where the family's profiled works reach
-down to the row's work (another input size profiled at a larger batch carries it), the family curve with the
-size correction, kept between the in-grid value ``L_low`` at the smallest batch ``low`` and ``L_low * b / low``
-(below the grid neither latency nor throughput may fall as the batch grows); further below, the in-grid value
-capped at that value where the family's works end (fresh CPU sets, batch 1 left out: a soft hinge had put a
-floor just below batch 2 and predicted batch 1 84-90 % high) and, where the family's latency is proportional to
-the batch at the bottom of its grid (log-log slope between each configuration's two smallest batches, mean of the
-family, at least 0.9: no launch floor, as on CPUs), at the value shrinking with that slope from the smallest batch. An unprofiled input size of a profiled family uses
-the family curve times a learned correction: the mean log residual of the profiled input sizes, interpolated
-linearly in input size (held constant beyond the ends). An unprofiled GPU of the datasheet table whose family was
-profiled on other table GPUs gets the geometric mean of their curves with the slope scaled by the FP16 peak ratio
-(the floor, launch overhead, kept). Any other unprofiled family goes to the monotone fallback regressor.
+Prediction: a profiled configuration (model, variant, hardware, input size, labels) uses, up to its largest profiled
+batch, the in-grid curve chosen for it by nested cross-validation on its training rows (its own soft hinge in batch,
+:class:`~servopt.performance.LatencyModel`; the family curve with its size correction; their geometric mean; or
+interpolation: :mod:`servopt.performance._ingrid`, ``in_grid``), and beyond it the larger of that curve's value and
+the measured latency (median) at the largest batch, times the growth of the family curve. The measurement is the
+anchor where the curve passes below it because a smooth curve lags a tail whose time per sample still grows (fresh
+CPU sets 1-4 of ``benchmarks/fresh_cpu.py``, batch x4: MAPE 7.7-8.9 % growing from the curve, 4.2-5.3 % from the
+measurement). Where the configurations' latencies outgrow the family curve at the top of the grid while their time
+per sample rises (``e``, the smaller of the family's mean log-log slopes in batch of measured / family curve and of
+latency / batch over each configuration's three largest batches, is positive: a CPU's caches overflow and one size's
+time per sample rises faster than the curve, fitted over every size, follows), the growth is multiplied by ``(b /
+top) ** e`` for as many octaves as the slopes were measured over (``reach``, 2 on a grid of doublings), then held
+(fresh CPU sets 1-7, batch x4: the growth of the family curve alone was 3.1-4.7 % low on average; on a GPU the time
+per sample still falls there and nothing changes). Below its smallest profiled batch, where the family's profiled
+works reach down to the row's work (another input size profiled at a larger batch carries it), the family curve with
+the size correction, kept between the in-grid value ``L_low`` at the smallest batch ``low`` and ``L_low * b / low``
+(below the grid neither latency nor throughput may fall as the batch grows); further below, the in-grid value capped
+at that value where the family's works end (fresh CPU sets, batch 1 left out: a soft hinge had put a floor just
+below batch 2 and predicted batch 1 84-90 % high) and, where the family's latency is proportional to the batch at
+the bottom of its grid (log-log slope between each configuration's two smallest batches, mean of the family, at
+least 0.9: no launch floor, as on CPUs), at the value shrinking with that slope from the smallest batch. An
+unprofiled input size of a profiled family uses the family curve times a learned correction: the mean log residual
+of the profiled input sizes, interpolated linearly in input size (held constant beyond the ends). An unprofiled GPU
+of the datasheet table whose family was profiled on other table GPUs gets the geometric mean of their curves with
+the slope scaled by the FP16 peak ratio (the floor, launch overhead, kept). Any other unprofiled family goes to the
+monotone fallback regressor.
 """
 
 from __future__ import annotations
@@ -417,6 +417,10 @@ class WorkLatencyModel(LatencyModel):
         self._choose_in_grid(X, np.asarray(raw, dtype=np.float64).reshape(-1), y, work)
         return self
 
+    def _family_of(self, key: tuple[float, ...]) -> tuple[float, ...]:
+        """The family key (the configuration without its input size and work) of configuration ``key``."""
+        return tuple(key[self.group_index_.index(c)] for c in self.family_index_)
+
     def _fit_trends(self, X: np.ndarray, y: np.ndarray, work: np.ndarray, group_keys: list[tuple[float, ...]],
                     group_of: np.ndarray) -> dict[tuple[float, ...], tuple[float, float]]:
         """Family key -> ``(e, reach)``: how the latency outgrows the family curve at the top of the grid and the
@@ -431,7 +435,7 @@ class WorkLatencyModel(LatencyModel):
             rows = group_of == g
             batch, lat, w = X[rows, self.batch_index_], y[rows], work[rows]
             top = np.unique(batch)[-TREND_POINTS:]
-            fam_key = tuple(key[self.group_index_.index(c)] for c in self.family_index_)
+            fam_key = self._family_of(key)
             roof = self.families_.get(fam_key)
             if top.size < TREND_POINTS or top[0] <= 0 or roof is None:
                 continue
@@ -455,7 +459,7 @@ class WorkLatencyModel(LatencyModel):
             if two.size < 2 or two[0] <= 0:
                 continue
             low, next_ = (float(np.median(lat[batch == v])) for v in two)
-            fam_key = tuple(key[self.group_index_.index(c)] for c in self.family_index_)
+            fam_key = self._family_of(key)
             slopes.setdefault(fam_key, []).append(float(np.log(next_ / low) / np.log(two[1] / two[0])))
         return {k: float(np.clip(np.mean(v), 0.0, 1.0)) for k, v in slopes.items()}
 
@@ -547,7 +551,7 @@ class WorkLatencyModel(LatencyModel):
         fallback = np.zeros(len(X), dtype=bool)
         for g, key in enumerate(keys):
             rows = inverse == g
-            fam_key = tuple(key[self.group_index_.index(c)] for c in self.family_index_)
+            fam_key = self._family_of(key)
             roof = self.families_.get(fam_key)
             curve = self.curves_.get(key)
             if curve is not None:
