@@ -271,18 +271,27 @@ class PerformanceModels:
         return pd.DataFrame(out)
 
     @staticmethod
-    def _outside(fitted: FittedTarget, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _placement(fitted: FittedTarget, X: pd.DataFrame, octaves: bool) -> pd.DataFrame:
+        """:func:`~.uncertainty.coverage` of the rows ``X`` (``fitted.train`` set) and, with ``octaves``, a column
+        ``batch_octaves`` (:func:`~.uncertainty.extrapolation_octaves`), from one lookup of the profiled ranges."""
+        from servopt.performance.uncertainty import _profiled_x, coverage, extrapolation_octaves
+
+        x = TARGETS[fitted.target].x
+        profiled = _profiled_x(fitted.train, X, x)
+        out = coverage(fitted.train, X, x, profiled)
+        if octaves:
+            out["batch_octaves"] = extrapolation_octaves(fitted.train, X, x, profiled)
+        return out
+
+    @classmethod
+    def _outside(cls, fitted: FittedTarget, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Per row: whether it extrapolates (x feature, input size or hardware) and by how many octaves beyond
         the profiled range of the x feature."""
         if fitted.train is None:
             return np.zeros(len(X), dtype=bool), np.zeros(len(X))
-        from servopt.performance.uncertainty import _profiled_x, coverage, extrapolation_octaves
-
-        x = TARGETS[fitted.target].x
-        profiled = _profiled_x(fitted.train, X, x)  # looked up once for both
-        where = coverage(fitted.train, X, x, profiled)
-        return (np.asarray(where.isin(["extrapolated", "unseen"]).any(axis=1)),
-                extrapolation_octaves(fitted.train, X, x, profiled))
+        where = cls._placement(fitted, X, octaves=True)
+        octaves = where.pop("batch_octaves").to_numpy(dtype=float)
+        return np.asarray(where.isin(["extrapolated", "unseen"]).any(axis=1)), octaves
 
     def coverage(self, query: pd.DataFrame, source: str = "<query>", where: list[str] | None = None,
                  target: str = "latency", octaves: bool = False) -> pd.DataFrame:
@@ -294,15 +303,7 @@ class PerformanceModels:
         fitted = self.targets.get(target)
         if fitted is None or fitted.train is None:
             return pd.DataFrame(index=range(len(query)))
-        from servopt.performance.uncertainty import _profiled_x, coverage, extrapolation_octaves
-
-        X = fitted.frame(query, source, where)
-        x = TARGETS[fitted.target].x
-        profiled = _profiled_x(fitted.train, X, x)
-        out = coverage(fitted.train, X, x, profiled)
-        if octaves:
-            out["batch_octaves"] = extrapolation_octaves(fitted.train, X, x, profiled)
-        return out
+        return self._placement(fitted, fitted.frame(query, source, where), octaves)
 
     def save(self, path: str | Path) -> Path:
         """Write with joblib, atomically (temp file, then rename)."""

@@ -401,10 +401,11 @@ class WorkLatencyModel(LatencyModel):
         self.top_latency_: dict[tuple[float, ...], float] = {}
         self.batch_min_: dict[tuple[float, ...], float] = {}
         for g, key in enumerate(group_keys):
-            batch = X[group_of == g, self.batch_index_]
+            rows = group_of == g
+            batch = X[rows, self.batch_index_]
             self.batch_max_[key] = float(batch.max())
             self.batch_min_[key] = float(batch.min())
-            self.top_latency_[key] = float(np.median(y[group_of == g][batch == batch.max()]))
+            self.top_latency_[key] = float(np.median(y[rows][batch == batch.max()]))
         self.family_work_min_ = {key: float(work[inverse == g].min()) for g, key in enumerate(keys)}
         self.family_trend_ = self._fit_trends(X, y, work, group_keys, group_of)
         self.family_bottom_ = self._fit_bottoms(X, y, group_keys, group_of)
@@ -454,7 +455,8 @@ class WorkLatencyModel(LatencyModel):
         bottom of the grid (no launch floor in sight, as on CPUs), near 0 on a floor (GPUs)."""
         slopes: dict[tuple[float, ...], list[float]] = {}
         for g, key in enumerate(group_keys):
-            batch, lat = X[group_of == g, self.batch_index_], y[group_of == g]
+            rows = group_of == g
+            batch, lat = X[rows, self.batch_index_], y[rows]
             two = np.unique(batch)[:2]
             if two.size < 2 or two[0] <= 0:
                 continue
