@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import glob
 import itertools
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -51,17 +52,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_rows(paths: list[str]) -> Any:
-    """Every profile row with a warm-up, the file order kept (the runtime structure reads it)."""
+def load_rows(paths: list[str]) -> tuple[Any, np.ndarray]:
+    """Every profile row with a warm-up, the file order kept (the runtime structure reads it), and the data group
+    of each row (:func:`data_group` of its file)."""
     import pandas as pd
 
     from servopt.profiles import load_profile
 
     frames = []
     for path in paths:
-        frames.append(load_profile(path).frame)
+        frame = load_profile(path).frame
+        frames.append(frame.assign(_group=data_group(path, frame)))
     data = pd.concat(frames, ignore_index=True)
-    return data[data["warmup_ms"].notna() & (data["warmup_ms"] > 0)].reset_index(drop=True)
+    data = data[data["warmup_ms"].notna() & (data["warmup_ms"] > 0)].reset_index(drop=True)
+    return data.drop(columns="_group"), data["_group"].to_numpy(dtype=object)
+
+
+def data_group(path: str, frame: Any) -> str:
+    """``fresh CPU graphs`` for ``benchmarks/fresh_cpu.py``'s profiles (``measured_cpu_fresh*.csv``: each point's
+    warm-up the median of three rounds, measured when the machine was quieter), else the runtime of the file's
+    first row (``torch``, ``onnxruntime``)."""
+    from servopt.performance.warmup_runtime import runtime_of
+
+    if Path(path).name.startswith("measured_cpu_fresh"):
+        return FRESH
+    framework = frame["framework"].iloc[0] if "framework" in frame.columns and len(frame) else None
+    return runtime_of(framework)
 
 
 def features(data: Any, with_hw: bool) -> Any:
@@ -81,28 +97,34 @@ LABELS = ("framework", "source", "oom_batch_size", "model", "variant", "hardware
           "batch_size", "first_in_run", "seen_shape")
 
 
-def cross_validate(name: str, fit_predict: Any, y: np.ndarray, runtime: np.ndarray, folds: int,
-                   repeats: int) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Rows of warmup_cv.csv for one model (all, then per runtime) and its out-of-fold predictions (mean)."""
+def out_of_fold(fit_predict: Any, n: int, folds: int, repeats: int) -> list[np.ndarray]:
+    """Out-of-fold predictions of ``fit_predict(train, test)`` on ``n`` rows, one array per shuffled repeat."""
     from sklearn.model_selection import KFold
 
     oofs = []
     for rep in range(repeats):
-        oof = np.zeros(len(y))
-        for train, test in KFold(folds, shuffle=True, random_state=rep).split(y):
+        oof = np.zeros(n)
+        for train, test in KFold(folds, shuffle=True, random_state=rep).split(np.arange(n)):
             oof[test] = fit_predict(train, test)
         oofs.append(oof)
+    return oofs
+
+
+def cv_rows(name: str, oofs: list[np.ndarray], y: np.ndarray, group: np.ndarray, folds: int,
+            repeats: int) -> list[dict[str, Any]]:
+    """Rows of warmup_cv.csv for one model: all rows, then per data group (mean MAPE over the repeats)."""
     rows = []
-    for subset in ["all", *sorted(set(runtime))]:
-        at = np.ones(len(y), dtype=bool) if subset == "all" else runtime == subset
+    for subset in ["all", *sorted(set(group))]:
+        at = np.ones(len(y), dtype=bool) if subset == "all" else group == subset
         mapes = [100 * float(np.mean(np.abs(o[at] - y[at]) / y[at])) for o in oofs]
-        rows.append({"model": name, "runtime": subset, "n_rows": int(at.sum()), "cv": f"{folds}-fold x {repeats}",
+        rows.append({"model": name, "data": subset, "n_rows": int(at.sum()), "cv": f"{folds}-fold x {repeats}",
                      "mape_pct": round(float(np.mean(mapes)), 2), "mape_std_pct": round(float(np.std(mapes)), 2)})
-    return rows, np.mean(oofs, axis=0)
+    return rows
 
 
-def repeat_noise(data: Any, repeats_dir: Path) -> Any:
-    """How well one warm-up run predicts another of the same point (``warmup_repeats.csv``)."""
+def repeat_noise(data: Any, repeats_dir: Path, rounds: list[str] | tuple[str, ...] = ()) -> Any:
+    """How well one warm-up run predicts another of the same point (``warmup_repeats.csv``); ``rounds``: the
+    every-round files of ``benchmarks/fresh_cpu.py`` (``fresh_cpu*_rounds.csv``, a ``round`` column)."""
     import pandas as pd
 
     from servopt.profiles import load_profile
@@ -116,6 +138,10 @@ def repeat_noise(data: Any, repeats_dir: Path) -> Any:
     if files:
         cpu = pd.concat([load_profile(f).frame.assign(file=Path(f).name) for f in files], ignore_index=True)
         sets.append(("cpu-amd-epyc onnxruntime: the same command run 3 times", cpu))
+    if rounds:
+        fresh = pd.concat([pd.read_csv(f) for f in rounds], ignore_index=True)
+        sets.append((f"cpu-amd-epyc onnxruntime, fresh CPU graphs: 3 rounds of each point "
+                     f"({len(rounds)} kept runs of benchmarks/fresh_cpu.py)", fresh))
     rows = []
     for label, frame in sets:
         frame = frame.copy()
@@ -140,7 +166,7 @@ def repeat_noise(data: Any, repeats_dir: Path) -> Any:
     return pd.DataFrame(rows)
 
 
-def plot(top: Any, y: np.ndarray, runtime: np.ndarray, oof: dict[str, np.ndarray], title: str,
+def plot(top: Any, y: np.ndarray, group: np.ndarray, oof: dict[str, np.ndarray], title: str,
          paths: list[Path]) -> None:
     import matplotlib
 
@@ -155,8 +181,8 @@ def plot(top: Any, y: np.ndarray, runtime: np.ndarray, oof: dict[str, np.ndarray
     ax1.set_title("LightGBM on every feature: 15 most important\n(blue: design, orange: hardware monitor)")
     ax1.tick_params(axis="y", labelsize=8)
     for (name, pred), marker in zip(oof.items(), ("o", "s")):
-        for rt, color in zip(sorted(set(runtime)), ("tab:green", "tab:red")):
-            at = runtime == rt
+        for rt, color in zip(sorted(set(group)), ("tab:purple", "tab:green", "tab:red")):
+            at = group == rt
             ax2.loglog(y[at], pred[at], marker, ms=4, alpha=0.6, color=color if marker == "o" else "none",
                        markeredgecolor=color, label=f"{name}, {rt}")
     lo, hi = y.min() * 0.7, y.max() * 1.4
@@ -172,10 +198,119 @@ def plot(top: Any, y: np.ndarray, runtime: np.ndarray, oof: dict[str, np.ndarray
     plt.close(fig)
 
 
+def fresh_rounds() -> list[str]:
+    """The every-round files of the runs of ``benchmarks/fresh_cpu.py`` that made the shipped profiles (not the
+    ``_run<k>_rounds.csv`` files of a set measured more than once)."""
+    return sorted(p for p in glob.glob(str(ROOT / "benchmarks/results/fresh_cpu*_rounds.csv"))
+                  if re.fullmatch(r"fresh_cpu\d*_rounds\.csv", Path(p).name))
+
+
+#: the data group of ``benchmarks/fresh_cpu.py``'s profiles
+FRESH = "fresh CPU graphs"
+#: (name, what it is): "lightgbm" / "lightgbm design" (WarmupModel on every / the design features), a dict
+#: (RuntimeWarmupModel's parameters) or "oracle" (RuntimeWarmupModel on the held-out point's measured latency)
+MODELS: tuple[tuple[str, Any], ...] = (
+    ("LightGBM on every feature (servopt fit's warm-up features: design + gap-free hw.*)", "lightgbm"),
+    ("LightGBM on the design features", "lightgbm design"),
+    ("RuntimeWarmupModel (what servopt fit uses: work latency model, ratio a line in log batch)", {}),
+    ("RuntimeWarmupModel before (hinge latency model, one ratio per configuration)",
+     {"latency_model": "hinge", "ratio": "constant"}),
+    ("reference: RuntimeWarmupModel on the point's own measured latency (an oracle)", "oracle"),
+)
+
+
+class _Measured:
+    """Stands in for the latency model: the held-out points' own measured latency."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.values
+
+
+class Group:
+    """The rows of one data group with their features, labels and run flags: ``fit_predict(spec)`` gives the
+    ``(train, test) -> predictions`` function of a model of :data:`MODELS`."""
+
+    def __init__(self, data: Any) -> None:
+        from servopt.performance.warmup_runtime import with_run_flags
+
+        self.y = data["warmup_ms"].to_numpy(dtype=float)
+        self.latency = data["latency_ms"].to_numpy(dtype=float)
+        self.data = with_run_flags(data)  # the run's first point, from each file's order (not a fold's)
+        self.labels = self.data[[c for c in LABELS if c in self.data.columns]]
+        self.X_all, self.X_design = features(self.data, True), features(self.data, False)
+
+    def fit_predict(self, spec: Any) -> Any:
+        from servopt.performance import RuntimeWarmupModel, WarmupModel
+
+        def run(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+            if spec in ("lightgbm", "lightgbm design"):
+                X = self.X_all if spec == "lightgbm" else self.X_design
+                model = WarmupModel().fit(X.iloc[train].reset_index(drop=True), self.y[train])
+                return model.predict(X.iloc[test].reset_index(drop=True))
+            params = {} if spec == "oracle" else spec
+            model = RuntimeWarmupModel(**params).fit(self.X_all.iloc[train].reset_index(drop=True), self.y[train],
+                                                     profile=self.data.iloc[train].reset_index(drop=True))
+            if spec == "oracle":
+                model.latency_ = _Measured(self.latency[test])
+            return model.predict(self.X_all.iloc[test].reset_index(drop=True),
+                                 profile=self.labels.iloc[test].reset_index(drop=True))
+        return run
+
+
+def offgrid_splits(frame: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(protocol, train, test)`` of ``benchmarks/fresh_cpu.py``'s off-grid protocols on one profile: ``batch_x4``
+    (fit up to a quarter of the largest batch, predict the larger ones), ``size_interior`` (each interior input
+    size held out in turn), ``size_top`` (the largest input size held out)."""
+    b = frame["batch_size"].to_numpy(dtype=float)
+    sizes = frame["input_size"].to_numpy(dtype=float)
+    out = [("batch_x4", b <= b.max() / 4, b > b.max() / 4)]
+    distinct = np.unique(sizes)
+    if distinct.size >= 3:
+        out += [("size_interior", sizes != v, sizes == v) for v in distinct[1:-1]]
+        out.append(("size_top", sizes < distinct[-1], sizes == distinct[-1]))
+    return out
+
+
+def offgrid_rows(data: Any, group: np.ndarray, paths: list[str]) -> Any:
+    """Warm-up off the grid on each fresh CPU profile (``warmup_offgrid.csv``): per profile, protocol and model
+    (LightGBM on the features, RuntimeWarmupModel now and before), MAPE and worst APE over the held-out rows."""
+    import pandas as pd
+
+    rows = []
+    for path in paths:
+        if not Path(path).name.startswith("measured_cpu_fresh"):
+            continue
+        frame, _ = load_rows([path])
+        part = Group(frame)
+        for protocol, train, test in offgrid_splits(frame):
+            train, test = np.flatnonzero(train), np.flatnonzero(test)
+            for name, spec in MODELS:
+                if spec in ("lightgbm design", "oracle"):
+                    continue
+                err = np.abs(part.fit_predict(spec)(train, test) / part.y[test] - 1)
+                rows.append({"profile": Path(path).name, "protocol": protocol, "model": name.split(" (")[0],
+                             "n": len(test), "mape_pct": 100 * float(err.mean()),
+                             "max_ape_pct": 100 * float(err.max())})
+    table = pd.DataFrame(rows, columns=["profile", "protocol", "model", "n", "mape_pct", "max_ape_pct"])
+    if len(table):  # the interior sizes of one profile pooled into one row, as in fresh_cpu.py
+        table["sq"] = table["mape_pct"] * table["n"]
+        table = table.groupby(["profile", "protocol", "model"], sort=False, as_index=False).agg(
+            n=("n", "sum"), sq=("sq", "sum"), max_ape_pct=("max_ape_pct", "max"))
+        table.insert(4, "mape_pct", (table.pop("sq") / table["n"]).round(2))
+        table["max_ape_pct"] = table["max_ape_pct"].round(2)
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", nargs="+", default=sorted(glob.glob(str(ROOT / "profiles/measured_*.csv"))))
     parser.add_argument("--repeats-dir", type=Path, default=ROOT / "benchmarks/results/warmup_repeats")
+    parser.add_argument("--rounds", nargs="*", default=fresh_rounds(),
+                        help="the kept runs' every-round files of benchmarks/fresh_cpu.py (default: "
+                        "benchmarks/results/fresh_cpu<set>_rounds.csv)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks/results")
     parser.add_argument("--img-dir", type=Path, default=ROOT / "docs/img")
     parser.add_argument("--quick", action="store_true", help="2-fold x 1 repeat, no plot (for tests)")
@@ -185,75 +320,50 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pandas as pd
 
-    from servopt.performance import RuntimeWarmupModel, WarmupModel
-    from servopt.performance.warmup_runtime import runtime_context, with_run_flags
-
     warnings.filterwarnings("ignore", category=UserWarning)
     folds, repeats = (2, 1) if args.quick else (5, 3)
-    data = load_rows(args.profiles)
+    data, group = load_rows(args.profiles)
     y = data["warmup_ms"].to_numpy(dtype=float)
-    latency = data["latency_ms"].to_numpy(dtype=float)
-    data = with_run_flags(data)  # the run's first point, from each file's order (not a fold's)
-    labels = data[[c for c in LABELS if c in data.columns]]
-    runtime = runtime_context(labels)["runtime"].to_numpy()
-    X_all, X_design = features(data, True), features(data, False)
-
-    def lightgbm(X: Any) -> Any:
-        def run(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-            model = WarmupModel().fit(X.iloc[train].reset_index(drop=True), y[train])
-            return model.predict(X.iloc[test].reset_index(drop=True))
-        return run
-
-    def structured(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        profile = data.iloc[train].reset_index(drop=True)
-        model = RuntimeWarmupModel().fit(X_all.iloc[train].reset_index(drop=True), y[train], profile=profile)
-        return model.predict(X_all.iloc[test].reset_index(drop=True), profile=labels.iloc[test].reset_index(drop=True))
-
-    class _Measured:  # stands in for the latency model: the held-out points' own measured latency
-        def __init__(self, values: np.ndarray) -> None:
-            self.values = values
-
-        def predict(self, X: Any) -> np.ndarray:
-            return self.values
-
-    def measured_latency(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        profile = data.iloc[train].reset_index(drop=True)
-        model = RuntimeWarmupModel().fit(X_all.iloc[train].reset_index(drop=True), y[train], profile=profile)
-        model.latency_ = _Measured(latency[test])
-        return model.predict(X_all.iloc[test].reset_index(drop=True), profile=labels.iloc[test].reset_index(drop=True))
-
-    rows, oof = [], {}
-    for name, fn in (("LightGBM on every feature (servopt fit's warm-up features: design + hw.*)", lightgbm(X_all)),
-                     ("LightGBM on the design features", lightgbm(X_design)),
-                     ("RuntimeWarmupModel (structured by runtime, in-fold latency model)", structured),
-                     ("reference: RuntimeWarmupModel on the point's own measured latency (an oracle)",
-                      measured_latency)):
-        part, pred = cross_validate(name, fn, y, runtime, folds, repeats)
-        rows += part
-        if name.startswith(("LightGBM on every", "RuntimeWarmupModel")):
-            oof[name.split(" (")[0]] = pred
+    oofs: dict[str, list[np.ndarray]] = {name: [np.zeros(len(y)) for _ in range(repeats)] for name, _ in MODELS}
+    for value in sorted(set(group)):  # each data group cross-validated on its own features (gflops, hw.*)
+        at = np.flatnonzero(group == value)
+        part = Group(data.iloc[at].reset_index(drop=True))
+        for name, spec in MODELS:
+            for rep, oof in enumerate(out_of_fold(part.fit_predict(spec), len(at), folds, repeats)):
+                oofs[name][rep][at] = oof
+    rows = [r for name, _ in MODELS for r in cv_rows(name, oofs[name], y, group, folds, repeats)]
     cv = pd.DataFrame(rows)
-    noise = repeat_noise(data, args.repeats_dir)
+    offgrid = offgrid_rows(data, group, args.profiles)
+    noise = repeat_noise(data, args.repeats_dir, args.rounds)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     cv.to_csv(args.out_dir / f"warmup_cv{suffix}.csv", index=False)
     noise.to_csv(args.out_dir / f"warmup_repeats{suffix}.csv", index=False)
+    offgrid.to_csv(args.out_dir / f"warmup_offgrid{suffix}.csv", index=False)
     print(f"{len(y)} rows from {', '.join(Path(p).name for p in args.profiles)}")
     print(cv.to_string(index=False))
     print(noise.to_string(index=False))
+    if len(offgrid):
+        print("off the grid, fresh CPU graphs (MAPE %, mean over the profiles):")
+        print(offgrid.pivot_table(index="model", columns="protocol", values="mape_pct", aggfunc="mean",
+                                  sort=False).round(1).to_string())
     if args.quick:
         return 0
-    full = WarmupModel().fit(X_all, y)
-    share = pd.Series(full.feature_importances_, index=list(X_all.columns)).sort_values(ascending=False,
-                                                                                      kind="stable")
+    # importances where the hardware monitor was recorded (the fresh graphs' profiles keep no hw.* columns)
+    monitored = group != FRESH if (group != FRESH).any() else np.ones(len(y), dtype=bool)
+    X_hw = features(data[monitored].reset_index(drop=True), True)
+    full = WarmupModel().fit(X_hw, y[monitored])
+    share = pd.Series(full.feature_importances_, index=list(X_hw.columns)).sort_values(ascending=False,
+                                                                                     kind="stable")
     top = share.head(15)
     pd.DataFrame({"rank": range(1, len(top) + 1), "feature": top.index, "importance_share": top.values.round(4),
                   "kind": ["hardware" if n.startswith("hw.") else "design" for n in top.index]}).to_csv(
         args.out_dir / "warmup_top15.csv", index=False)
-    pick = {r["model"].split(" (")[0]: r["mape_pct"] for r in rows if r["runtime"] == "all"}
+    pick = {r["model"].split(" (")[0]: r["mape_pct"] for r in rows if r["data"] == "all"}
     title = (f"{len(y)} points, {folds}-fold x {repeats} CV, MAPE:\n" +
              "\n".join(f"{k} {v:.1f} %" for k, v in pick.items() if not k.startswith("reference")))
-    plot(top, y, runtime, oof, title, [args.out_dir / "warmup_features.png", args.img_dir / "warmup_features.png"])
+    shown = {name.split(" (")[0]: np.mean(oofs[name], axis=0) for name, _ in (MODELS[0], MODELS[2])}
+    plot(top, y, group, shown, title, [args.out_dir / "warmup_features.png", args.img_dir / "warmup_features.png"])
     return 0
 
 

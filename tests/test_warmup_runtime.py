@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from servopt.performance import RuntimeWarmupModel, WarmupModel
-from servopt.performance.evaluate import fit_profile
+from servopt.exceptions import ValidationError
+from servopt.performance import LatencyModel, RuntimeWarmupModel, WarmupModel, WorkLatencyModel
+from servopt.performance.evaluate import fit_profile, make_model
 from servopt.performance.warmup_runtime import OVERHEAD_RATIO, runtime_context, runtime_of, with_run_flags
 from servopt.profiles import load_profile
 
@@ -73,6 +74,76 @@ def test_onnxruntime_structure_is_a_ratio_of_the_latency_model():
     assert model.predict(X) == pytest.approx(warm, rel=0.05)
 
 
+def _ort_rows(batches=(1, 2, 4, 8, 16)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = pd.DataFrame([(s, b) for s in (64, 128, 224) for b in batches], columns=["input_size", "batch_size"])
+    rows = rows.assign(model="cnn", variant="cnn", hardware="cpu", cores=2.0)
+    rows["latency_ms"] = 0.5 * rows["batch_size"] * (rows["input_size"] / 64) ** 2
+    return rows, rows[["batch_size", "model", "variant", "hardware", "input_size", "cores"]]
+
+
+def test_onnxruntime_ratio_follows_the_batch_and_is_held_beyond_the_grid():
+    """The first run's extra cost is not a constant multiple of the steady state (fresh CPU graphs: MobileNet-like
+    1.37 at batch 1, 1.81 at batch 64): a Theil-Sen line of log ratio in log batch, held beyond the batches."""
+    rows, X = _ort_rows()
+    ratio = 1.3 * rows["batch_size"].to_numpy(dtype=float) ** 0.1
+    warm = ratio * rows["latency_ms"].to_numpy()
+    model = RuntimeWarmupModel().fit(X, warm, profile=rows)
+    low, high, intercept, slope = model.ratio_line_["cnn|cnn|cpu|2.0"]
+    assert (low, high) == pytest.approx((0.0, np.log(16.0))) and slope == pytest.approx(0.1)
+    assert intercept == pytest.approx(np.log(1.3))
+    assert model.predict(X) == pytest.approx(ratio * model.latency_.predict(X))
+    beyond, Xb = _ort_rows(batches=(64, 256))
+    assert model.predict(Xb) == pytest.approx(1.3 * 16.0**0.1 * model.latency_.predict(Xb))  # held at batch 16
+    constant = RuntimeWarmupModel(ratio="constant").fit(X, warm, profile=rows)
+    assert not constant.ratio_line_
+    assert constant.predict(X) == pytest.approx(np.median(ratio) * constant.latency_.predict(X))
+    # a configuration profiled at one batch size has no line: its median ratio
+    one, X1 = _ort_rows(batches=(4,))
+    single = RuntimeWarmupModel().fit(X1, 1.6 * one["latency_ms"].to_numpy(), profile=one)
+    assert not single.ratio_line_ and single.predict(X1) == pytest.approx(1.6 * single.latency_.predict(X1))
+
+
+def test_latency_model_and_ratio_are_chosen_and_validated():
+    rows, X = _ort_rows()
+    warm = 1.5 * rows["latency_ms"].to_numpy()
+    assert isinstance(RuntimeWarmupModel().fit(X, warm, profile=rows).latency_, WorkLatencyModel)
+    assert isinstance(RuntimeWarmupModel(latency_model="hinge").fit(X, warm, profile=rows).latency_, LatencyModel)
+    assert make_model("warmup", latency_model="hinge").latency_model == "hinge"  # servopt fit --latency-model
+    assert make_model("warmup").latency_model == "work"
+    with pytest.raises(ValidationError, match="latency_model='line'"):
+        RuntimeWarmupModel(latency_model="line").fit(X, warm, profile=rows)
+    with pytest.raises(ValidationError, match="ratio='median'"):
+        RuntimeWarmupModel(ratio="median").fit(X, warm, profile=rows)
+
+
+def test_models_saved_before_the_ratio_line_still_predict():
+    rows, X = _ort_rows()
+    warm = 1.5 * rows["latency_ms"].to_numpy() * rows["batch_size"].to_numpy() ** 0.05
+    model = RuntimeWarmupModel().fit(X, warm, profile=rows)
+    for name in ("ratio_line_", "ratio", "latency_model"):  # what a model pickled before this change lacks
+        delattr(model, name)
+    median = model.ratio_[("config", "cnn|cnn|cpu|2.0")]
+    assert model.predict(X) == pytest.approx(median * model.latency_.predict(X))
+
+
+def test_unprofiled_input_size_on_a_fresh_cpu_profile(root):
+    """benchmarks/fresh_cpu.py set 1, fitted on 96-160 px, warm-up at 224 px (1.4x): on the hinge latency model the
+    unprofiled size went to its LightGBM fallback, which cannot go past the largest profiled size (56 % off); on the
+    work latency model (the family curve in batch x pixels, corrected per size) 14 %."""
+    frame = load_profile(root / "profiles" / "measured_cpu_fresh.csv").frame
+    X = frame[["batch_size", "model", "variant", "hardware", "input_size", "cores"]]  # servopt fit's warm-up features
+    y = frame["warmup_ms"].to_numpy()
+    train, test = (frame["input_size"] < 224).to_numpy(), (frame["input_size"] == 224).to_numpy()
+
+    def error(**params) -> float:
+        model = RuntimeWarmupModel(**params).fit(X[train].reset_index(drop=True), y[train],
+                                                 profile=frame[train].reset_index(drop=True))
+        return float(np.mean(np.abs(model.predict(X[test].reset_index(drop=True)) / y[test] - 1)))
+
+    assert error() < 0.20
+    assert error(latency_model="hinge", ratio="constant") > 0.40
+
+
 def test_without_profile_or_latency_it_is_the_lightgbm_model():
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"batch_size": rng.integers(1, 64, 80).astype(float), "input_size": 224.0})
@@ -111,13 +182,19 @@ def test_benchmark_quick_writes_both_models_per_runtime(root, tmp_path):
     spec.loader.exec_module(bench)
     profiles = [str(root / "profiles" / n) for n in ("measured_H200_resnet50_fp32.csv",
                                                       "measured_H200_mobilenet_v3_large_fp16.csv",
-                                                      "measured_mobilenet_like.csv")]
+                                                      "measured_mobilenet_like.csv", "measured_cpu_fresh.csv")]
     assert bench.main(["--quick", "--profiles", *profiles, "--out-dir", str(tmp_path)]) == 0
     cv = pd.read_csv(tmp_path / "warmup_cv_quick.csv")
-    assert set(cv["runtime"]) == {"all", "torch", "onnxruntime"}
+    assert set(cv["data"]) == {"all", "torch", "onnxruntime", "fresh CPU graphs"}
     assert cv["model"].str.startswith("RuntimeWarmupModel").any() and cv["model"].str.startswith("LightGBM").any()
     assert (cv["mape_pct"] > 0).all()
     repeats = pd.read_csv(tmp_path / "warmup_repeats_quick.csv")
     assert repeats["data"].str.contains("cpu-amd-epyc").any()  # the shipped repeated CPU warm-ups
+    assert repeats["data"].str.contains("fresh CPU graphs: 3 rounds").any()  # every round of fresh_cpu.py
     assert (repeats["one_run_predicts_another_mape_pct"] > 0).all()
+    offgrid = pd.read_csv(tmp_path / "warmup_offgrid_quick.csv")
+    assert set(offgrid["protocol"]) == {"batch_x4", "size_interior", "size_top"}
+    assert set(offgrid["profile"]) == {"measured_cpu_fresh.csv"}
+    by = offgrid.set_index(["protocol", "model"])["mape_pct"]
+    assert by["size_top", "RuntimeWarmupModel"] < by["size_top", "RuntimeWarmupModel before"] / 2
     assert Path(tmp_path / "warmup_features.png").exists() is False  # --quick draws nothing

@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace existing -o / --plot files")
     parser.add_argument("--latency-model", choices=("work", "hinge"), default="work",
                         help="work: per-configuration curves plus a floor-plus-roofline in the work of a batch "
-                        "(batch x gflops where the profile or --graph gives FLOPs, else pixels x batch) for unprofiled input sizes and larger batches (default); hinge: "
-                        "per-configuration curves only, the model before issue 19")
+                        "(batch x gflops where the profile or --graph gives FLOPs, else pixels x batch) for "
+                        "unprofiled input sizes and larger batches (default); hinge: per-configuration curves only, "
+                        "the model before issue 19. The warm-up model is a multiple of the same latency model")
     parser.add_argument("--memory-model", choices=("family", "line"), default="family",
                         help="family: a line in batch per configuration, and per family (configuration without the "
                         "input size) static + slope x batch x pixels for unprofiled input sizes (default); line: "

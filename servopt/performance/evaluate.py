@@ -38,7 +38,8 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work", 
     """A fresh model for ``target`` (``estimator``: the regressor for unseen configurations, where it applies).
 
     ``latency_model``: ``"work"`` (:class:`~servopt.performance.WorkLatencyModel`, the default) or ``"hinge"``
-    (:class:`~servopt.performance.LatencyModel`, per-configuration curves only). ``memory_model``: the
+    (:class:`~servopt.performance.LatencyModel`, per-configuration curves only); the warm-up model is a multiple
+    of the same latency model (:class:`~servopt.performance.RuntimeWarmupModel`). ``memory_model``: the
     :class:`~servopt.performance.MaxBatchModel` structure, ``"family"`` (static + slope x batch x pixels per
     family, the default) or ``"line"`` (a line in batch per configuration, the model before issue 19);
     ``oom_limit_mb``: the limit of the profile's out-of-memory search.
@@ -52,7 +53,7 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work", 
             return WorkLatencyModel(estimator=estimator)
         return LatencyModel(estimator=estimator)
     if target == "warmup":
-        return RuntimeWarmupModel(estimator=estimator)
+        return RuntimeWarmupModel(estimator=estimator, latency_model=latency_model)
     if target == "memory":
         return MaxBatchModel(structure=memory_model, oom_limit_mb=oom_limit_mb)
     if target == "capacity":

@@ -15,6 +15,7 @@ from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor
 from servopt.performance.latency import LatencyModel
 from servopt.performance.warmup import WarmupModel
+from servopt.performance.work_latency import WorkLatencyModel
 
 __all__ = ["OVERHEAD_RATIO", "RUNTIME_COLUMNS", "RuntimeWarmupModel", "runtime_context", "runtime_of",
            "with_run_flags"]
@@ -24,6 +25,11 @@ OVERHEAD_RATIO = 1.5
 #: profile columns :class:`RuntimeWarmupModel` reads besides the features (``profile=`` of ``fit``/``predict``)
 RUNTIME_COLUMNS = ("latency_ms", "framework", "source", "oom_batch_size", "model", "variant", "hardware", "cores",
                    "input_size", "batch_size", "first_in_run", "seen_shape")
+#: ``RuntimeWarmupModel(latency_model=...)``: the latency model the warm-up is a multiple of
+LATENCY_MODELS = {"work": WorkLatencyModel, "hinge": LatencyModel}
+#: ``RuntimeWarmupModel(ratio=...)``: an ONNX Runtime configuration's warm-up / latency ratio, a line in log batch
+#: or one median
+RATIOS = ("batch", "constant")
 
 
 def runtime_of(framework: Any) -> str:
@@ -89,8 +95,13 @@ class RuntimeWarmupModel(ProfileRegressor):
 
     servopt's profiler measures warm-up differently per runtime (docs/profiler.md), and the model follows it:
 
-    * **ONNX Runtime** (a fresh session per point): the first run of a new session, ``W = r_c * L(b, s)``, with
-      ``r_c`` the median warm-up / latency ratio of the configuration (model, variant, hardware, cores).
+    * **ONNX Runtime** (a fresh session per point): the first run of a new session, ``W = r_c(b) * L(b, s)``:
+      ``log r_c(b)`` is a Theil-Sen line in ``log b`` through the configuration's (model, variant, hardware,
+      cores) measured ``log(warm-up / latency)``, held at its value at the smallest and largest profiled batch
+      beyond them (the first run's extra cost, allocating the arena and packing weights, is not a constant
+      multiple of the steady state: on the fresh CPU graphs of ``benchmarks/fresh_cpu.py`` the median ratio of
+      MobileNet-like graphs grows from 1.37 at batch 1 to 1.81 at batch 64, ResNet-like 1.21 to 1.35). With one
+      profiled batch, or ``ratio="constant"`` (the model before), the configuration's median ratio.
     * **PyTorch** (one process, each point a new input shape, ascending): ``W = max(S, k * L(b, s))``: a per-shape
       setup ``S`` (kernel selection, allocator growth; with fp16 on CUDA cuDNN's per-shape algorithm search, about
       1.3 s for MobileNet-V3) that overlaps the run, so a long batch hides it. ``S`` is the median warm-up of the
@@ -100,8 +111,11 @@ class RuntimeWarmupModel(ProfileRegressor):
       CUDA module loading): ``W = f * S``, ``f`` the geometric mean over the training runs; a shape the
       max-batch search ran before its row (``seen_shape``) has no setup left: ``W = k * L``.
 
-    ``L(b, s)`` is a :class:`~servopt.performance.LatencyModel` fitted on the same rows' measured latencies and
-    evaluated at the queried rows, so a prediction never uses the measured latency of the point it predicts.
+    ``L(b, s)`` is a :class:`~servopt.performance.WorkLatencyModel` (``latency_model="work"``, the default; the
+    latency model of ``servopt fit``) or a :class:`~servopt.performance.LatencyModel` (``"hinge"``, the model
+    before) fitted on the same rows' measured latencies and evaluated at the queried rows, so a prediction never
+    uses the measured latency of the point it predicts, and off the grid (a larger batch, an unprofiled input size)
+    the warm-up follows the latency model's extrapolation.
     Without ``profile=`` (or without latencies) the model is :class:`WarmupModel` (LightGBM); configurations of a
     runtime never seen in ``fit`` also go to it.
 
@@ -109,6 +123,10 @@ class RuntimeWarmupModel(ProfileRegressor):
     ----------
     estimator : regressor, optional
         The regressor of the fallback :class:`WarmupModel` (default LightGBM).
+    latency_model : {"work", "hinge"}
+        The latency model ``L`` (see above).
+    ratio : {"batch", "constant"}
+        An ONNX Runtime configuration's warm-up / latency ratio: a line in log batch or its median.
 
     Attributes
     ----------
@@ -130,8 +148,10 @@ class RuntimeWarmupModel(ProfileRegressor):
     [61, 82]
     """
 
-    def __init__(self, estimator: Any = None) -> None:
+    def __init__(self, estimator: Any = None, latency_model: str = "work", ratio: str = "batch") -> None:
         self.estimator = estimator
+        self.latency_model = latency_model
+        self.ratio = ratio
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -149,6 +169,11 @@ class RuntimeWarmupModel(ProfileRegressor):
         ``latency_ms`` and where known ``framework``, ``source``, ``oom_batch_size``), the runtime structure."""
         import pandas as pd
 
+        if self.latency_model not in LATENCY_MODELS:
+            raise ValidationError(f"RuntimeWarmupModel: latency_model={self.latency_model!r}; expected one of "
+                                  f"{', '.join(LATENCY_MODELS)}")
+        if self.ratio not in RATIOS:
+            raise ValidationError(f"RuntimeWarmupModel: ratio={self.ratio!r}; expected one of {', '.join(RATIOS)}")
         Xv, yv = self._validate(X, y, reset=True)
         if np.any(yv <= 0):
             raise ValidationError(f"RuntimeWarmupModel: warm-up times must be > 0, got {float(yv.min())!r}")
@@ -162,20 +187,25 @@ class RuntimeWarmupModel(ProfileRegressor):
         if not np.all(np.isfinite(latency) & (latency > 0)):
             return self
         self.design_ = [c for c in X.columns if not str(c).startswith("hw.")]
-        self.latency_ = LatencyModel().fit(X[self.design_].reset_index(drop=True), latency)
-        self._fit_structure(runtime_context(profile), yv, latency)
+        self.latency_ = LATENCY_MODELS[self.latency_model]().fit(X[self.design_].reset_index(drop=True), latency)
+        self._fit_structure(runtime_context(profile), yv, latency, _batch_of(X))
         self.structured_ = True
         return self
 
-    def _fit_structure(self, ctx: Any, y: np.ndarray, latency: np.ndarray) -> None:
+    def _fit_structure(self, ctx: Any, y: np.ndarray, latency: np.ndarray, batch: np.ndarray | None) -> None:
         ratio = y / latency
         runtime = ctx["runtime"].to_numpy()
         shape = runtime == "torch"
         plain = ~ctx["first_in_run"].to_numpy() & ~ctx["seen_shape"].to_numpy()
         self.runtime_of_config_ = dict(zip(ctx["config"], runtime))
         self.ratio_: dict[Any, float] = {}
+        self.ratio_line_: dict[str, tuple[float, float, float, float]] = {}
         for key, part in _groups([("config", ctx["config"]), ("runtime", ctx["runtime"])], ~shape):
             self.ratio_[key] = float(np.median(ratio[part]))
+            if self.ratio == "batch" and key[0] == "config" and batch is not None:
+                line = _ratio_line(np.log(batch[part]), np.log(ratio[part]))
+                if line is not None:
+                    self.ratio_line_[key[1]] = line
         over = shape & plain & (ratio > OVERHEAD_RATIO)
         levels = [("run+size", ctx["run"] + "@" + ctx["size"]), ("run", ctx["run"]),
                   ("config+size", ctx["config"] + "@" + ctx["size"]), ("config", ctx["config"]),
@@ -216,14 +246,15 @@ class RuntimeWarmupModel(ProfileRegressor):
                 ctx["first_in_run"] = False
                 ctx["seen_shape"] = False
         latency = self.latency_.predict(frame[self.design_])
+        batch = _batch_of(frame)
         for i in range(len(frame)):
             row = ctx.iloc[i]
-            value = self._structured(row, float(latency[i]))
+            value = self._structured(row, float(latency[i]), None if batch is None else float(batch[i]))
             if value is not None:
                 out[i] = value
         return np.asarray(out, dtype=float) if not isinstance(out, pd.Series) else out.to_numpy(dtype=float)
 
-    def _structured(self, row: Any, latency: float) -> float | None:
+    def _structured(self, row: Any, latency: float, batch: float | None) -> float | None:
         if row["runtime"] == "torch":
             if row["seen_shape"]:
                 return self.k_ * latency
@@ -233,10 +264,35 @@ class RuntimeWarmupModel(ProfileRegressor):
             if row["first_in_run"]:
                 return self.first_factor_ * setup
             return max(setup, self.k_ * latency)
+        line = getattr(self, "ratio_line_", {}).get(row["config"])  # models saved before have no lines
+        if line is not None and batch is not None and batch > 0:
+            low, high, intercept, slope = line
+            return float(np.exp(intercept + slope * min(max(np.log(batch), low), high))) * latency
         for key in (("config", row["config"]), ("runtime", row["runtime"])):
             if key in self.ratio_:
                 return self.ratio_[key] * latency
         return None
+
+
+def _batch_of(X: Any) -> np.ndarray | None:
+    """The batch size of each row of ``X`` (None when ``X`` has no ``batch_size`` column)."""
+    if "batch_size" not in getattr(X, "columns", ()):
+        return None
+    return np.asarray(X["batch_size"], dtype=float)
+
+
+def _ratio_line(log_batch: np.ndarray, log_ratio: np.ndarray) -> tuple[float, float, float, float] | None:
+    """``(low, high, intercept, slope)``: the Theil-Sen line of ``log_ratio`` in ``log_batch`` and the range of
+    ``log_batch`` it holds in (None with fewer than two distinct batches: the median ratio serves)."""
+    from scipy.stats import theilslopes
+
+    ok = np.isfinite(log_batch) & np.isfinite(log_ratio)
+    log_batch, log_ratio = log_batch[ok], log_ratio[ok]
+    if np.unique(log_batch).size < 2:
+        return None
+    with np.errstate(invalid="ignore"):  # its confidence interval (unused) takes a square root of 0 - rounding
+        slope, intercept, _, _ = theilslopes(log_ratio, log_batch)
+    return float(log_batch.min()), float(log_batch.max()), float(intercept), float(slope)
 
 
 def _groups(levels: list[tuple[str, Any]], mask: np.ndarray) -> list[tuple[tuple[str, str], np.ndarray]]:
