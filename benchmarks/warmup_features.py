@@ -1,31 +1,44 @@
 """Warm-up models on servopt's measured profiles: LightGBM on every feature against the model structured by runtime.
 
-    python benchmarks/warmup_features.py            # reads profiles/measured_*.csv (H200 torch + CPU ONNX Runtime)
-    python benchmarks/warmup_features.py --quick    # 2-fold x 1, for the test
+    python benchmarks/warmup_features.py            # reads profiles/measured_*.csv, ~4 min
+    python benchmarks/warmup_features.py --quick    # 2-fold x 1, no plot, for the test
 
 Writes under ``benchmarks/results/``: ``warmup_cv.csv`` (cross-validated error of each model, overall and per
-runtime), ``warmup_repeats.csv`` (how far apart two warm-ups of the same point are: the noise of one run),
-``warmup_top15.csv`` (LightGBM's 15 most important features) and ``warmup_features.png`` (also ``docs/img/``).
+data group), ``warmup_offgrid.csv`` (warm-up off the profiled grid on the fresh CPU graphs), ``warmup_repeats.csv``
+(how far apart two warm-ups of the same point are: the noise of one run), ``warmup_top15.csv`` (LightGBM's 15 most
+important features) and ``warmup_features.png`` (also ``docs/img/``).
 
 Method
 ------
-- rows: every profile row with a ``warmup_ms`` (284 in the shipped files: 144 torch on an H200, 140 ONNX Runtime
-  on a shared 2-vCPU machine);
+- rows: every profile row with a ``warmup_ms`` (1208 in the shipped files: 144 torch on an H200; 140 ONNX Runtime
+  on a shared 2-vCPU machine, ``measured_resnet_like.csv`` and ``measured_mobilenet_like.csv``; 924 ONNX Runtime
+  rows of ``benchmarks/fresh_cpu.py``'s eleven sets of fresh graphs, each point's warm-up the median of three
+  rounds, measured when the machine was quieter);
+- data groups: ``torch``, ``onnxruntime`` (by the runtime of the file) and ``fresh CPU graphs``
+  (``measured_cpu_fresh*.csv``); each group is cross-validated on its own, on its own features (the fresh profiles
+  have ``gflops`` but no ``hw.*`` columns), and ``all`` pools the groups' out-of-fold predictions;
 - models: :class:`servopt.performance.WarmupModel` (LightGBM on log warm-up) on every feature ``servopt fit`` gives
-  warm-up (design: batch, model, variant, hardware, input size, cores; and every ``hw.*`` column), the same on the
-  design features only, and :class:`servopt.performance.RuntimeWarmupModel` (the runtime structure on an in-fold
-  latency model; it gets the training rows' profile, and the held-out rows' ``framework``/``source``/
-  ``oom_batch_size`` labels, never their latency or warm-up);
+  warm-up (design: batch, model, variant, hardware, input size, cores; and every gap-free ``hw.*`` column), the
+  same on the design features only, :class:`servopt.performance.RuntimeWarmupModel` as ``servopt fit`` uses it
+  (the runtime structure on an in-fold work latency model, an ONNX Runtime ratio that is a line in log batch) and as
+  it was before (``latency_model="hinge", ratio="constant"``); it gets the training rows' profile, and the held-out
+  rows' ``framework``/``source``/``oom_batch_size`` labels, never their latency or warm-up;
 - reference (not a model): the same structure on the held-out point's own *measured* latency instead of the
   latency model (an oracle: what knowing the point's steady state would give);
 - error: out-of-fold predictions of 5-fold cross-validation repeated 3 times (shuffled, seeds 0-2); MAPE on the
-  millisecond scale, per runtime and overall (mean over the repeats, with their standard deviation);
-- noise of one run (``warmup_repeats.csv``): points measured twice or more in separate processes: the shipped
-  resnet50 fp16 H200 grid run against the command-line run (batch 1, 8, 64 at 224 px), and CPU repeats in
-  ``benchmarks/results/warmup_repeats/*.csv`` (the same command run three times, see ``--repeats-dir``); the
-  error of predicting one run by another run of the same point (mean over ordered pairs), by the median of the
-  other runs (mean and median APE), and by the run's own latency x the other runs' warm-up/latency ratio (what
-  a perfect latency model and a per-point ratio would give).
+  millisecond scale, per data group and overall (mean over the repeats, with their standard deviation);
+- off the grid (``warmup_offgrid.csv``), on each fresh profile, ``fresh_cpu.py``'s protocols: ``batch_x4`` (fit
+  batches <= 16, predict 32 and 64), ``size_interior`` (each interior input size held out in turn, pooled),
+  ``size_top`` (the largest size, 1.36-1.4x, held out); LightGBM and RuntimeWarmupModel now and before; MAPE and
+  the worst APE of the held-out rows;
+- noise of one run (``warmup_repeats.csv``): points measured twice or more: the shipped resnet50 fp16 H200 grid run
+  against the command-line run (batch 1, 8, 64 at 224 px), CPU repeats in
+  ``benchmarks/results/warmup_repeats/*.csv`` (the same command run three times in separate processes, see
+  ``--repeats-dir``), and the three rounds of every point of the fresh graphs (``--rounds``, the kept runs'
+  ``fresh_cpu<set>_rounds.csv``: fresh sessions in one process per round); the error of predicting one run by
+  another run of the same point (mean over ordered pairs), by the median of the other runs (mean and median APE),
+  and by the run's own latency x the other runs' warm-up/latency ratio (what a perfect latency model and a
+  per-point ratio would give).
 
 The CPU repeats were measured on 2026-12-05 on the shipped profiles' machine (2 vCPUs shared with other jobs),
 three times in a row, from graphs built by ``python -m servopt.measure.onnx_models NAME NAME.onnx``::
@@ -141,7 +154,8 @@ def repeat_noise(data: Any, repeats_dir: Path, rounds: list[str] | tuple[str, ..
     if rounds:
         fresh = pd.concat([pd.read_csv(f) for f in rounds], ignore_index=True)
         sets.append((f"cpu-amd-epyc onnxruntime, fresh CPU graphs: 3 rounds of each point "
-                     f"({len(rounds)} kept runs of benchmarks/fresh_cpu.py)", fresh))
+                     f"(the kept run{'s' if len(rounds) > 1 else ''} of benchmarks/fresh_cpu.py, {len(rounds)} set"
+                     f"{'s' if len(rounds) > 1 else ''})", fresh))
     rows = []
     for label, frame in sets:
         frame = frame.copy()
@@ -178,7 +192,8 @@ def plot(top: Any, y: np.ndarray, group: np.ndarray, oof: dict[str, np.ndarray],
     colors = ["tab:orange" if n.startswith("hw.") else "tab:blue" for n in top.index][::-1]
     ax1.barh(names, top.values[::-1] * 100, color=colors)
     ax1.set_xlabel("share of total gain (%)")
-    ax1.set_title("LightGBM on every feature: 15 most important\n(blue: design, orange: hardware monitor)")
+    ax1.set_title("LightGBM on every feature, profiles with a hardware monitor: 15 most important\n"
+                  "(blue: design, orange: hardware monitor)", fontsize=10)
     ax1.tick_params(axis="y", labelsize=8)
     for (name, pred), marker in zip(oof.items(), ("o", "s")):
         for rt, color in zip(sorted(set(group)), ("tab:purple", "tab:green", "tab:red")):
@@ -319,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no profiles/measured_*.csv found", file=sys.stderr)
         return 2
     import pandas as pd
+
+    from servopt.performance import WarmupModel
 
     warnings.filterwarnings("ignore", category=UserWarning)
     folds, repeats = (2, 1) if args.quick else (5, 3)
