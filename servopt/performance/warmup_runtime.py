@@ -134,6 +134,14 @@ class RuntimeWarmupModel(ProfileRegressor):
         Fitted on the features alone; its ``feature_importances_`` are this model's.
     structured_ : bool
         Whether the runtime structure was fitted (``profile`` with latencies was given).
+    latency_ : WorkLatencyModel or LatencyModel
+        ``L``, fitted on the training rows' measured latencies.
+    ratio_ : dict
+        Median warm-up / latency ratio per ``("config", configuration)`` and per ``("runtime", runtime)`` (ONNX
+        Runtime rows).
+    ratio_line_ : dict
+        Configuration -> ``(low, high, intercept, slope)`` of its ratio line in log batch (``ratio="batch"``,
+        configurations profiled at two batch sizes or more).
 
     Examples
     --------
