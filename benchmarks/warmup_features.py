@@ -257,21 +257,28 @@ class Group:
         self.labels = self.data[[c for c in LABELS if c in self.data.columns]]
         self.X_all, self.X_design = features(self.data, True), features(self.data, False)
 
-    def fit_predict(self, spec: Any) -> Any:
+    def fit_predict(self, spec: Any, hide_work: bool = False) -> Any:
+        """``hide_work``: the held-out rows lose their ``gflops`` (an unprofiled input size queried without a graph:
+        the FLOPs come from the polynomial in input size, as in ``fresh_cpu.py``)."""
         from servopt.performance import RuntimeWarmupModel, WarmupModel
+
+        def query(X: Any, test: np.ndarray) -> Any:
+            rows = X.iloc[test].reset_index(drop=True)
+            return rows.assign(gflops=np.nan) if hide_work and "gflops" in rows.columns else rows
 
         def run(train: np.ndarray, test: np.ndarray) -> np.ndarray:
             if spec in ("lightgbm", "lightgbm design"):
                 X = self.X_all if spec == "lightgbm" else self.X_design
+                if hide_work:  # LightGBM takes no missing FLOPs: fitted without them
+                    X = X.drop(columns="gflops", errors="ignore")
                 model = WarmupModel().fit(X.iloc[train].reset_index(drop=True), self.y[train])
-                return model.predict(X.iloc[test].reset_index(drop=True))
+                return model.predict(query(X, test))
             params = {} if spec == "oracle" else spec
             model = RuntimeWarmupModel(**params).fit(self.X_all.iloc[train].reset_index(drop=True), self.y[train],
                                                      profile=self.data.iloc[train].reset_index(drop=True))
             if spec == "oracle":
                 model.latency_ = _Measured(self.latency[test])
-            return model.predict(self.X_all.iloc[test].reset_index(drop=True),
-                                 profile=self.labels.iloc[test].reset_index(drop=True))
+            return model.predict(query(self.X_all, test), profile=self.labels.iloc[test].reset_index(drop=True))
         return run
 
 
@@ -305,7 +312,8 @@ def offgrid_rows(data: Any, group: np.ndarray, paths: list[str]) -> Any:
             for name, spec in MODELS:
                 if spec in ("lightgbm design", "oracle"):
                     continue
-                err = np.abs(part.fit_predict(spec)(train, test) / part.y[test] - 1)
+                predict = part.fit_predict(spec, hide_work=protocol.startswith("size"))
+                err = np.abs(predict(train, test) / part.y[test] - 1)
                 rows.append({"profile": Path(path).name, "protocol": protocol, "model": name.split(" (")[0],
                              "n": len(test), "mape_pct": 100 * float(err.mean()),
                              "max_ape_pct": 100 * float(err.max())})

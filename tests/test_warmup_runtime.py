@@ -144,6 +144,30 @@ def test_unprofiled_input_size_on_a_fresh_cpu_profile(root):
     assert error(latency_model="hinge", ratio="constant") > 0.40
 
 
+def test_the_graphs_flops_carry_to_the_warm_up(root):
+    """A profile with ``gflops`` gives them to the warm-up's work latency model too (ViT-like FLOPs grow faster than
+    pixels): fresh set 1 fitted on 96-160 px, warm-up at 224 px queried without a graph (FLOPs from the polynomial
+    in input size) 7.9 %, 14.0 % on pixels."""
+    frame = load_profile(root / "profiles" / "measured_cpu_fresh.csv").frame
+    train, test = frame[frame["input_size"] < 224], frame[frame["input_size"] == 224]
+    models, _ = fit_profile(train, targets=["warmup"], cross_validate=False, source="fresh")
+    assert "gflops" in models.targets["warmup"].features
+    model = models.targets["warmup"].model
+    assert model.design_[-1] == "gflops" and model.latency_.work_index_ is not None
+    query = test[["batch_size", "model", "variant", "hardware", "input_size", "cores"]].reset_index(drop=True)
+    predicted = models.predict(query, targets=["warmup"])["warmup_ms"].to_numpy()
+    error = float(np.mean(np.abs(predicted / test["warmup_ms"].to_numpy() - 1)))
+    pixels, _ = fit_profile(train.drop(columns="gflops"), targets=["warmup"], cross_validate=False, source="fresh")
+    on_pixels = pixels.predict(query, targets=["warmup"])["warmup_ms"].to_numpy()
+    assert error < 0.10 < float(np.mean(np.abs(on_pixels / test["warmup_ms"].to_numpy() - 1)))
+    with_nan = models.predict(query.assign(gflops=np.nan), targets=["warmup"])["warmup_ms"].to_numpy()
+    assert with_nan == pytest.approx(predicted)  # a missing column and missing values mean the same: unknown
+    hinge = RuntimeWarmupModel(latency_model="hinge").fit(train[model.feature_names_in_].reset_index(drop=True),
+                                                          train["warmup_ms"].to_numpy(),
+                                                          profile=train.reset_index(drop=True))
+    assert "gflops" not in hinge.design_  # the hinge knows no FLOPs
+
+
 def test_without_profile_or_latency_it_is_the_lightgbm_model():
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"batch_size": rng.integers(1, 64, 80).astype(float), "input_size": 224.0})

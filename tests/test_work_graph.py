@@ -114,7 +114,9 @@ def test_fit_uses_gflops_as_work_without_splitting_configurations():
     target = TARGETS["latency"]
     assert "gflops" in feature_columns(frame, target)
     assert "gflops" not in group_columns(frame, target)
-    for name in ("warmup", "memory", "capacity"):
+    assert "gflops" in feature_columns(frame, TARGETS["warmup"])  # the warm-up's latency model takes the work too
+    assert "gflops" not in group_columns(frame, TARGETS["warmup"])
+    for name in ("memory", "capacity"):
         assert "gflops" not in feature_columns(frame, TARGETS[name])
     models, reports = fit_profile(frame, targets=["latency"])
     fitted = models.targets["latency"]

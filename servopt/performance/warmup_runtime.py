@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor
+from servopt.performance.features import WORK_FEATURE
 from servopt.performance.latency import LatencyModel
 from servopt.performance.warmup import WarmupModel
 from servopt.performance.work_latency import WorkLatencyModel
@@ -182,6 +183,7 @@ class RuntimeWarmupModel(ProfileRegressor):
                                   f"{', '.join(LATENCY_MODELS)}")
         if self.ratio not in RATIOS:
             raise ValidationError(f"RuntimeWarmupModel: ratio={self.ratio!r}; expected one of {', '.join(RATIOS)}")
+        X = _known_work(X)
         Xv, yv = self._validate(X, y, reset=True)
         if np.any(yv <= 0):
             raise ValidationError(f"RuntimeWarmupModel: warm-up times must be > 0, got {float(yv.min())!r}")
@@ -194,7 +196,8 @@ class RuntimeWarmupModel(ProfileRegressor):
         latency = pd.to_numeric(profile["latency_ms"], errors="coerce").to_numpy(dtype=float)
         if not np.all(np.isfinite(latency) & (latency > 0)):
             return self
-        self.design_ = [c for c in X.columns if not str(c).startswith("hw.")]
+        self.design_ = [c for c in X.columns if not str(c).startswith("hw.")
+                        and (self.latency_model == "work" or c != WORK_FEATURE)]  # the hinge knows no FLOPs
         self.latency_ = LATENCY_MODELS[self.latency_model]().fit(X[self.design_].reset_index(drop=True), latency)
         self._fit_structure(runtime_context(profile), yv, latency, _batch_of(X))
         self.structured_ = True
@@ -236,6 +239,9 @@ class RuntimeWarmupModel(ProfileRegressor):
                 return self.setup_[key]
         return None
 
+    def _check_predict(self, X: Any) -> np.ndarray:
+        return super()._check_predict(_known_work(X, self))
+
     def predict(self, X: Any, profile: Any = None) -> np.ndarray:
         """Warm-up time of each row (ms). ``profile`` (optional, the query rows with ``framework``, ``source``,
         ``oom_batch_size``, same order) tells first-in-run and seen-shape rows apart; without it every row is a new
@@ -243,7 +249,7 @@ class RuntimeWarmupModel(ProfileRegressor):
         import pandas as pd
 
         self._check_predict(X)
-        out = self.fallback_.predict(X)
+        out = self.fallback_.predict(_known_work(X, self.fallback_))
         if not self.structured_:
             return out
         frame = X.reset_index(drop=True)
@@ -280,6 +286,17 @@ class RuntimeWarmupModel(ProfileRegressor):
             if key in self.ratio_:
                 return self.ratio_[key] * latency
         return None
+
+
+def _known_work(X: Any, model: Any = None) -> Any:
+    """``X`` with its ``gflops`` column (the work of a sample, where the profile or a graph gives it) present where
+    ``model`` was fitted on it and its NaNs as 0 (unknown: the work latency model then takes the FLOPs from its
+    polynomial in input size)."""
+    from servopt.performance.work_poly import with_work_column
+
+    names = [str(n) for n in getattr(model if model is not None else X, "feature_names_in_",
+                                     getattr(X, "columns", []))]
+    return with_work_column(X, names, WORK_FEATURE if WORK_FEATURE in names else None)
 
 
 def _batch_of(X: Any) -> np.ndarray | None:
