@@ -10,9 +10,9 @@ important features) and ``warmup_features.png`` (also ``docs/img/``).
 
 Method
 ------
-- rows: every profile row with a ``warmup_ms`` (1208 in the shipped files: 144 torch on an H200; 140 ONNX Runtime
+- rows: every profile row with a ``warmup_ms`` (in the shipped files: 144 torch on an H200; 140 ONNX Runtime
   on a shared 2-vCPU machine, ``measured_resnet_like.csv`` and ``measured_mobilenet_like.csv``; 924 ONNX Runtime
-  rows of ``benchmarks/fresh_cpu.py``'s eleven sets of fresh graphs, each point's warm-up the median of three
+  rows of ``benchmarks/fresh_cpu.py``'s sets of fresh graphs (84 per set), each point's warm-up the median of three
   rounds, measured when the machine was quieter);
 - data groups: ``torch``, ``onnxruntime`` (by the runtime of the file) and ``fresh CPU graphs``
   (``measured_cpu_fresh*.csv``); each group is cross-validated on its own, on its own features (the fresh profiles
@@ -21,16 +21,19 @@ Method
   warm-up (design: batch, model, variant, hardware, input size, cores; and every gap-free ``hw.*`` column), the
   same on the design features only, :class:`servopt.performance.RuntimeWarmupModel` as ``servopt fit`` uses it
   (the runtime structure on an in-fold work latency model, an ONNX Runtime ratio that is a line in log batch) and as
-  it was before (``latency_model="hinge", ratio="constant"``); it gets the training rows' profile, and the held-out
-  rows' ``framework``/``source``/``oom_batch_size`` labels, never their latency or warm-up;
+  it was before 60e186b (``latency_model="hinge", ratio="constant"``) and before 5b0c4a3 (fitted without the
+  ``gflops`` column: the work latency model's FLOPs from its polynomial in input size); it gets the training rows'
+  profile, and the held-out rows' ``framework``/``source``/``oom_batch_size`` labels, never their latency or
+  warm-up;
 - reference (not a model): the same structure on the held-out point's own *measured* latency instead of the
   latency model (an oracle: what knowing the point's steady state would give);
 - error: out-of-fold predictions of 5-fold cross-validation repeated 3 times (shuffled, seeds 0-2); MAPE on the
   millisecond scale, per data group and overall (mean over the repeats, with their standard deviation);
 - off the grid (``warmup_offgrid.csv``), on each fresh profile, ``fresh_cpu.py``'s protocols: ``batch_x4`` (fit
   batches <= 16, predict 32 and 64), ``size_interior`` (each interior input size held out in turn, pooled),
-  ``size_top`` (the largest size, 1.36-1.4x, held out); LightGBM and RuntimeWarmupModel now and before; MAPE and
-  the worst APE of the held-out rows;
+  ``size_top`` (the largest size, 1.36-1.4x, held out; a held-out size's rows are queried without ``gflops``, as
+  a size with no graph); LightGBM and RuntimeWarmupModel now and before; MAPE and the worst APE of the held-out
+  rows;
 - noise of one run (``warmup_repeats.csv``): points measured twice or more: the shipped resnet50 fp16 H200 grid run
   against the command-line run (batch 1, 8, 64 at 224 px), CPU repeats in
   ``benchmarks/results/warmup_repeats/*.csv`` (the same command run three times in separate processes, see
@@ -223,13 +226,15 @@ def fresh_rounds() -> list[str]:
 #: the data group of ``benchmarks/fresh_cpu.py``'s profiles
 FRESH = "fresh CPU graphs"
 #: (name, what it is): "lightgbm" / "lightgbm design" (WarmupModel on every / the design features), a dict
-#: (RuntimeWarmupModel's parameters) or "oracle" (RuntimeWarmupModel on the held-out point's measured latency)
+#: (RuntimeWarmupModel's parameters), "no flops" (RuntimeWarmupModel fitted without the ``gflops`` column, as
+#: before commit 5b0c4a3) or "oracle" (RuntimeWarmupModel on the held-out point's measured latency)
 MODELS: tuple[tuple[str, Any], ...] = (
     ("LightGBM on every feature (servopt fit's warm-up features: design + gap-free hw.*)", "lightgbm"),
     ("LightGBM on the design features", "lightgbm design"),
     ("RuntimeWarmupModel (what servopt fit uses: work latency model, ratio a line in log batch)", {}),
     ("RuntimeWarmupModel before (hinge latency model, one ratio per configuration)",
      {"latency_model": "hinge", "ratio": "constant"}),
+    ("RuntimeWarmupModel before 5b0c4a3 (work latency model without the graph's FLOPs)", "no flops"),
     ("reference: RuntimeWarmupModel on the point's own measured latency (an oracle)", "oracle"),
 )
 
@@ -273,12 +278,13 @@ class Group:
                     X = X.drop(columns="gflops", errors="ignore")
                 model = WarmupModel().fit(X.iloc[train].reset_index(drop=True), self.y[train])
                 return model.predict(query(X, test))
-            params = {} if spec == "oracle" else spec
-            model = RuntimeWarmupModel(**params).fit(self.X_all.iloc[train].reset_index(drop=True), self.y[train],
+            params = spec if isinstance(spec, dict) else {}
+            X = self.X_all.drop(columns="gflops", errors="ignore") if spec == "no flops" else self.X_all
+            model = RuntimeWarmupModel(**params).fit(X.iloc[train].reset_index(drop=True), self.y[train],
                                                      profile=self.data.iloc[train].reset_index(drop=True))
             if spec == "oracle":
                 model.latency_ = _Measured(self.latency[test])
-            return model.predict(query(self.X_all, test), profile=self.labels.iloc[test].reset_index(drop=True))
+            return model.predict(query(X, test), profile=self.labels.iloc[test].reset_index(drop=True))
         return run
 
 

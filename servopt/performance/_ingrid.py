@@ -14,10 +14,11 @@ predicted by four defensible curves, none of which wins on every profile:
   flat below the smallest batch (no bias at the profiled batches, the variance of one point between them).
 
 **The rule** (``in_grid="select"``; written down and fixed before the benchmark was run with it). For each
-configuration with at least ``MIN_INNER_FOLDS + 1`` and at most ``MAX_INNER_BATCHES`` distinct training batch
-sizes, leave each of its batch sizes except the largest out in turn (the largest would be an extrapolation,
-which another path serves), refit every candidate on the remaining rows of the training data (the
-configuration's envelope recomputed without the left-out batch; the family's roofline refitted without that
+configuration with at least ``MIN_INNER_FOLDS + 2`` and at most ``MAX_INNER_BATCHES`` distinct training batch
+sizes, leave each of its batch sizes except the smallest and the largest out in turn (either would be an
+extrapolation, which another path serves: beyond the grid the growth from the largest batch, below it
+``WorkLatencyModel._below_grid`` from the smallest; the smallest was left out too until the fresh CPU set 12, see
+:func:`_folds`), refit every candidate on the remaining rows of the training data (the configuration's envelope recomputed without the left-out batch; the family's roofline refitted without that
 row; both refits warm-started from the full fits: one start instead of two, and solved to their optimum, all
 folds of all configurations together, by :mod:`servopt.performance._lsq`) and score its prediction of the
 left-out batch by the absolute log error against the fitted target (the envelope value). The candidate with the
@@ -197,7 +198,7 @@ def choose_in_grids(rule: str, configs: list[Config], *, envelope: bool, refit_r
     """
     kind = check_rule(rule)
     levels = [_levels(c.b, c.target) for c in configs]
-    inner = [rule == "select" and MIN_INNER_FOLDS + 1 <= lv[0].size <= MAX_INNER_BATCHES for lv in levels]
+    inner = [rule == "select" and MIN_INNER_FOLDS + 2 <= lv[0].size <= MAX_INNER_BATCHES for lv in levels]
     folds = {i: _folds(c, envelope) for i, c in enumerate(configs) if inner[i]}
     data = [(i, j) for i, f in folds.items() for j in range(len(f.outs))]
     hinges = fit_curves([configs[i].b[~folds[i].outs[j]] for i, j in data], [folds[i].y_keeps[j] for i, j in data],
@@ -221,10 +222,17 @@ def choose_in_grids(rule: str, configs: list[Config], *, envelope: bool, refit_r
 
 
 def _folds(c: Config, envelope: bool) -> _Folds:
-    """Leave each batch size of ``c`` but the largest out in turn: the targets kept (the envelope recomputed
-    without the left-out batch) and the family's rows kept, with the configuration's targets replaced."""
+    """Leave each batch size of ``c`` but the smallest and the largest out in turn: the targets kept (the envelope
+    recomputed without the left-out batch) and the family's rows kept, with the configuration's targets replaced.
+
+    (Until the fresh CPU set 12 the smallest batch was left out too: the candidates were then scored on a
+    prediction below the grid that the model never makes with them, and ``interp``, flat there, lost by about
+    ``log 2`` on that fold wherever latency grows with the batch from the start, so it was almost never chosen:
+    leave-one-batch-out on the twelve fresh CPU sets 4.0 % against 2.8 % with that fold dropped. On the GPU
+    profiles, where a flat start is the floor, interpolation is chosen more often now and is not better there:
+    NVIDIA's tables 4.81 -> 4.94 %, ``docs/performance-models.md``.)"""
     own_in_family = np.flatnonzero(c.mine)
-    outs = [c.b == v for v in np.unique(c.b)[:-1]]
+    outs = [c.b == v for v in np.unique(c.b)[1:-1]]
     y_keeps = [envelope_1d(c.b[~out], c.raw[~out]) if envelope else c.raw[~out] for out in outs]
     fam_ws, fam_ys = [], []
     for out, y_keep in zip(outs, y_keeps):
