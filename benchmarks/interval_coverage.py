@@ -74,9 +74,9 @@ def held_out(path: Path, protocols: tuple[str, ...], graphs: list[str] | None = 
             fitted = models.targets["latency"]
             X = fitted.frame(query, str(path))
             point = fitted.model.predict(X)
-            outside, octaves = models._outside(fitted, X)
-            bounds = {"per_octave": interval_factors(fitted.interval, outside, octaves),
-                      "edge_only": interval_factors(fitted.interval, outside)}
+            outside, octaves, sizes = models._outside(fitted, X)
+            bounds = {"per_octave": interval_factors(fitted.interval, outside, octaves, sizes),
+                      "edge_only": interval_factors(fitted.interval, outside, sizes=sizes)}
             for method, (lo, hi) in bounds.items():
                 out.append(pd.DataFrame({
                     "data": path.stem, "protocol": protocol, "method": method, "model": te["model"],

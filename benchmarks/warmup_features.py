@@ -1,6 +1,6 @@
 """Warm-up models on servopt's measured profiles: LightGBM on every feature against the model structured by runtime.
 
-    python benchmarks/warmup_features.py            # reads profiles/measured_*.csv, ~4 min
+    python benchmarks/warmup_features.py            # reads profiles/measured_*.csv, ~6 min
     python benchmarks/warmup_features.py --quick    # 2-fold x 1, no plot, for the test
 
 Writes under ``benchmarks/results/``: ``warmup_cv.csv`` (cross-validated error of each model, overall and per
@@ -11,7 +11,7 @@ important features) and ``warmup_features.png`` (also ``docs/img/``).
 Method
 ------
 - rows: every profile row with a ``warmup_ms`` (in the shipped files: 144 torch on an H200; 140 ONNX Runtime
-  on a shared 2-vCPU machine, ``measured_resnet_like.csv`` and ``measured_mobilenet_like.csv``; 924 ONNX Runtime
+  on a shared 2-vCPU machine, ``measured_resnet_like.csv`` and ``measured_mobilenet_like.csv``; the ONNX Runtime
   rows of ``benchmarks/fresh_cpu.py``'s sets of fresh graphs (84 per set), each point's warm-up the median of three
   rounds, measured when the machine was quieter);
 - data groups: ``torch``, ``onnxruntime`` (by the runtime of the file) and ``fresh CPU graphs``

@@ -207,3 +207,54 @@ def test_intervals_widen_with_the_distance_beyond_the_profiled_batches(root):
     assert hi[2] == pytest.approx(max(iv["edge"]["hi"], per["hi"] ** 2))
     assert hi[3] == pytest.approx(max(iv["edge"]["hi"], per["hi"] ** 4)) and hi[3] > hi[2] >= hi[1]
     assert lo[3] == pytest.approx(min(iv["edge"]["lo"], per["lo"] ** 4)) and lo[3] < lo[2]
+
+
+def test_an_unprofiled_input_size_takes_the_held_out_size_residuals(root, monkeypatch):
+    """``servopt fit`` also holds out each input size (latency): a query at an unprofiled size between the
+    profiled ones gets the ``size`` factors, beyond them ``size_edge`` (each at least ``interior``), a profiled
+    size the batch ones; the held-out size is predicted without its FLOPs."""
+    from servopt.performance.uncertainty import interval_factors
+    from servopt.profiles import load_profile
+
+    frame = load_profile([root / "profiles" / "measured_cpu_fresh.csv"]).frame
+    frame = frame[frame.model == "vit_fresh"].reset_index(drop=True)
+    queried = []
+    predict = WorkLatencyModel.predict
+
+    def spy(self, X):
+        queried.append(X)
+        return predict(self, X)
+
+    monkeypatch.setattr(WorkLatencyModel, "predict", spy)
+    models, _ = fit_profile(frame, targets=["latency"], level=0.9)
+    size_queries = [X for X in queried if "gflops" in X and X["gflops"].isna().all()]
+    assert {float(v) for X in size_queries for v in X["input_size"]} == {96.0, 128.0, 160.0, 224.0}
+    iv = models.targets["latency"].interval
+    assert iv["size"]["n"] == 2 * 7 and iv["size_edge"]["n"] == 2 * 7  # 128, 160 inside; 96, 224 beyond
+    assert iv["size"]["hi"] >= iv["interior"]["hi"] and iv["size_edge"]["hi"] >= iv["size"]["hi"]
+    assert iv["size_edge"]["hi"] > iv["interior"]["hi"]  # the FLOPs' polynomial extrapolated: wider
+    query = frame.iloc[[0, 0, 0]].drop(columns=["latency_ms"]).reset_index(drop=True).assign(
+        input_size=[128.0, 144.0, 288.0], batch_size=8.0)
+    out = models.predict(query, intervals=True)
+    hi = (out.latency_ms_hi / out.latency_ms).to_numpy()
+    assert hi[0] == pytest.approx(iv["interior"]["hi"])
+    assert hi[1] == pytest.approx(iv["size"]["hi"])
+    assert hi[2] >= iv["size_edge"]["hi"] - 1e-12
+    # a models file saved before the size pools: the batch intervals as they were
+    old = {k: v for k, v in iv.items() if not k.startswith("size")}
+    _, hi_old = interval_factors(old, np.array([False, False, True]),
+                                 sizes=["profiled", "interpolated", "extrapolated"])
+    assert list(hi_old) == [iv["interior"]["hi"], iv["interior"]["hi"], iv["edge"]["hi"]]
+
+
+def test_size_pools_widen_to_the_interior_and_borrow_when_a_kind_is_missing():
+    from servopt.performance.uncertainty import with_size_pools
+
+    iv = {"level": 0.9, "interior": {"lo": 0.8, "hi": 1.25, "n": 40, "exact": True}}
+    y, p = np.linspace(95, 105, 21), np.full(21, 100.0)
+    out = with_size_pools(iv, y, p, np.zeros(21, dtype=bool))
+    assert out["size"]["hi"] == 1.25 and out["size"]["lo"] == 0.8  # narrower residuals: the interior's
+    # no row beyond the sizes: borrowed, and not a guarantee at the level
+    assert (out["size_edge"]["lo"], out["size_edge"]["hi"]) == (out["size"]["lo"], out["size"]["hi"])
+    assert out["size"]["exact"] and not out["size_edge"]["exact"]
+    assert with_size_pools(iv, np.empty(0), np.empty(0), np.empty(0, dtype=bool)) == iv

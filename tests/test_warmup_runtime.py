@@ -221,4 +221,5 @@ def test_benchmark_quick_writes_both_models_per_runtime(root, tmp_path):
     assert set(offgrid["profile"]) == {"measured_cpu_fresh.csv"}
     by = offgrid.set_index(["protocol", "model"])["mape_pct"]
     assert by["size_top", "RuntimeWarmupModel"] < by["size_top", "RuntimeWarmupModel before"] / 2
+    assert ("size_top", "RuntimeWarmupModel before 5b0c4a3") in by.index  # the model without the graph's FLOPs
     assert Path(tmp_path / "warmup_features.png").exists() is False  # --quick draws nothing

@@ -185,9 +185,12 @@ def run(args: argparse.Namespace) -> int:
             if iv:
                 per = (f" (beyond the profiled batches: {iv['octave']['lo']:.3f}-{iv['octave']['hi']:.3f} per "
                        f"octave, to the power of the distance)" if "octave" in iv else "")
+                sizes = (f"; at an unprofiled input size (each size held out) {iv['size']['lo']:.3f}-"
+                         f"{iv['size']['hi']:.3f} between the profiled sizes, {iv['size_edge']['lo']:.3f}-"
+                         f"{iv['size_edge']['hi']:.3f} beyond them" if "size" in iv else "")
                 print(f"  {100 * iv['level']:.0f} % prediction interval (x prediction): inside the profiles "
                       f"{iv['interior']['lo']:.3f}-{iv['interior']['hi']:.3f}, extrapolating "
-                      f"{iv['edge']['lo']:.3f}-{iv['edge']['hi']:.3f}{per}\n")
+                      f"{iv['edge']['lo']:.3f}-{iv['edge']['hi']:.3f}{per}{sizes}\n")
         if oom is not None:
             _print_oom(oom)
         if args.output:

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "that lack gflops get the FLOPs of one sample at their input size (without it, models "
                         "fitted on gflops take them from a polynomial in the input size fitted on the profile)")
     parser.add_argument("--intervals", action="store_true", help="add <column>_lo / <column>_hi (the prediction "
-                        "interval saved by fit; beyond the profiled batch sizes it widens with the distance) and, per row, "
+                        "interval saved by fit; beyond the profiled batch sizes it widens with the distance, and at an "
+                        "unprofiled input size it is that of fit's held-out sizes) and, per row, "
                         "whether batch size, input size and hardware were profiled, interpolated or extrapolated "
                         "(coverage_<feature>) and how many octaves the batch size lies beyond the profiled ones "
                         "(coverage_batch_octaves, 0 inside)")

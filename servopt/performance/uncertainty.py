@@ -17,6 +17,13 @@ the configuration's profiled batch range gets the ``octave`` factors to the powe
 the ``edge`` interval (:func:`interval_factors`). Measured on the fresh CPU graphs (``benchmarks/fresh_cpu.py``,
 ``docs/performance-models.md``): without it, 79 % of the 90 % intervals held the truth at batch x4.
 
+An unprofiled input size (latency): ``servopt fit`` also holds out each profiled input size in turn
+(:func:`~servopt.performance.evaluate._size_residuals`, queried without the graph's FLOPs) and keeps the
+residuals apart: ``size`` from sizes held out between their family's other sizes, ``size_edge`` from those beyond
+them (:func:`with_size_pools`); a query at an unprofiled size takes them where wider. Leave one batch out does
+not measure that path of the model (the family curve and its size correction): on the fresh CPU graphs its
+intervals held 72 % of the interior sizes and 84 % of the top ones at the 90 % level.
+
 Coverage: for each query row, whether the batch size (x feature) and the input size were profiled for its
 configuration, lie between profiled values (interpolated) or outside them (extrapolated), and whether the
 hardware was profiled at all.
@@ -39,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DEFAULT_LEVEL", "check_quantile", "conformal_interval", "coverage", "extrapolation_octaves",
-           "interval_factors", "margin_notes", "margin_record"]
+           "interval_factors", "margin_notes", "margin_record", "with_size_pools"]
 
 #: the level of the intervals ``servopt fit`` stores
 DEFAULT_LEVEL = 0.9
@@ -107,11 +114,46 @@ def _factors(r: np.ndarray, level: float) -> dict[str, Any]:
             "exact": bool(lo_exact and hi_exact)}
 
 
-def interval_factors(interval: Mapping[str, Any], outside: np.ndarray,
-                     octaves: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def with_size_pools(interval: Mapping[str, Any], y: np.ndarray, predicted: np.ndarray, edge: np.ndarray,
+                    level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+    """``interval`` with the factors of held-out input sizes: ``size`` from the rows of a size held out between
+    its family's other sizes, ``size_edge`` from those beyond them (a kind without rows borrows the other's; each
+    at least as wide as ``interior``, ``size_edge`` at least as wide as ``size``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> iv = {"level": 0.9, "interior": {"lo": 0.95, "hi": 1.05, "n": 40, "exact": True}}
+    >>> y = np.linspace(80, 120, 41); p = np.full(41, 100.0)
+    >>> out = with_size_pools(iv, y, p, np.zeros(41, dtype=bool))
+    >>> round(out["size"]["hi"], 2), round(out["size_edge"]["hi"], 2)
+    (1.19, 1.19)
+    """
+    out = dict(interval)
+    ok = np.isfinite(predicted) & (predicted > 0) & (y > 0)
+    ratio = np.log(y[ok] / predicted[ok])
+    edge = np.asarray(edge, dtype=bool)[ok]
+    if ratio.size == 0:
+        return out
+    for where, rows in (("size", ~edge), ("size_edge", edge)):
+        r = ratio[rows] if rows.any() else ratio
+        out[where] = _factors(r, level)
+        out[where]["exact"] = out[where]["exact"] and bool(rows.any())
+        out[where]["lo"] = min(out[where]["lo"], interval["interior"]["lo"])
+        out[where]["hi"] = max(out[where]["hi"], interval["interior"]["hi"])
+    out["size_edge"]["lo"] = min(out["size_edge"]["lo"], out["size"]["lo"])
+    out["size_edge"]["hi"] = max(out["size_edge"]["hi"], out["size"]["hi"])
+    return out
+
+
+def interval_factors(interval: Mapping[str, Any], outside: np.ndarray, octaves: np.ndarray | None = None,
+                     sizes: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``(lo, hi)`` factor of each query row: ``interior`` inside the profiles, ``edge`` where a row
     extrapolates (``outside``), and, ``octaves`` beyond the profiled batch range (:func:`extrapolation_octaves`),
-    the per-octave factors to that power where they are wider (intervals without ``"octave"``: ``edge``).
+    the per-octave factors to that power where they are wider (intervals without ``"octave"``: ``edge``). With
+    ``sizes`` (where each row's input size sits, :func:`coverage`'s ``input_size``), a row at an unprofiled size
+    takes the ``size`` factors (``interpolated``) or the ``size_edge`` ones (``extrapolated``) where wider
+    (intervals saved before these pools: unchanged).
 
     Examples
     --------
@@ -128,6 +170,14 @@ def interval_factors(interval: Mapping[str, Any], outside: np.ndarray,
         d = np.where(outside, np.asarray(octaves, dtype=float), 0.0)
         lo = np.minimum(lo, float(per["lo"]) ** d)
         hi = np.maximum(hi, float(per["hi"]) ** d)
+    if sizes is not None:
+        place = np.asarray(sizes, dtype=object)
+        for where, pool in (("interpolated", "size"), ("extrapolated", "size_edge")):
+            factors = interval.get(pool)
+            if factors is not None:
+                rows = place == where
+                lo = np.where(rows, np.minimum(lo, float(factors["lo"])), lo)
+                hi = np.where(rows, np.maximum(hi, float(factors["hi"])), hi)
     return lo, hi
 
 
