@@ -48,7 +48,7 @@ SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248
          5: (88, 120, 160, 216), 6: (96, 136, 176, 240), 7: (104, 144, 184, 248),
          8: (92, 132, 172, 236), 9: (100, 140, 180, 244),
          10: (96, 132, 168, 228), 11: (108, 140, 172, 236),
-         12: (100, 136, 176, 240), 13: (112, 152, 192, 264)}
+         12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232)}
 #: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
 #: ``fresh_cpu<suffix>*`` (set 1 has none)
 SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
@@ -91,6 +91,9 @@ GRAPHS = {
     13: (dict(dim=88, depth=3, patch=8, mlp_ratio=4, num_classes=1000, seed=13),
          dict(width=22, blocks=(1, 2, 2, 2), num_classes=1000, seed=13),
          dict(width_mult=1.1, num_classes=1000, seed=13)),
+    14: (dict(dim=72, depth=4, patch=8, mlp_ratio=2, num_classes=1000, seed=14),
+         dict(width=30, blocks=(1, 1, 1, 2), num_classes=1000, seed=14),
+         dict(width_mult=0.7, num_classes=1000, seed=14)),
 }
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
@@ -231,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(after the slope at the bottom of the grid below it) 11 (after the warm-up model "
                              "moved onto the work latency model with a ratio that follows the batch; the latency "
                              "model unchanged since set 10), 12 (after the warm-up's latency model took the "
-                             "graph's FLOPs) or 13 (after the in-grid choice stopped scoring its candidates on the "
-                             "smallest batch)")
+                             "graph's FLOPs), 13 (after the in-grid choice stopped scoring its candidates on the "
+                             "smallest batch) or 14 (after the intervals of unprofiled input sizes took held-out "
+                             "sizes' residuals)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")
