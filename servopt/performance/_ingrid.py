@@ -18,9 +18,10 @@ configuration with at least ``MIN_INNER_FOLDS + 2`` and at most ``MAX_INNER_BATC
 sizes, leave each of its batch sizes except the smallest and the largest out in turn (either would be an
 extrapolation, which another path serves: beyond the grid the growth from the largest batch, below it
 ``WorkLatencyModel._below_grid`` from the smallest; the smallest was left out too until the fresh CPU set 12, see
-:func:`_folds`), refit every candidate on the remaining rows of the training data (the configuration's envelope recomputed without the left-out batch; the family's roofline refitted without that
-row; both refits warm-started from the full fits: one start instead of two, and solved to their optimum, all
-folds of all configurations together, by :mod:`servopt.performance._lsq`) and score its prediction of the
+:func:`_folds`), refit every candidate on the remaining rows of the training data (the configuration's envelope
+recomputed without the left-out batch; the family's roofline refitted without that row; both refits
+warm-started from the full fits: one start instead of two, and solved to their optimum, all folds of all
+configurations together, by :mod:`servopt.performance._lsq`) and score its prediction of the
 left-out batch by the absolute log error against the fitted target (the envelope value). The candidate with the
 smallest mean error serves the configuration; ties go to the earlier of ``hinge``, ``family``, ``mean``,
 ``interp`` (the model before comes first). Other configurations keep ``hinge``.

@@ -364,9 +364,10 @@ def _size_residuals(rows: pd.DataFrame, target: Target, X: pd.DataFrame, estimat
                     progress: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Leave one input size out (latency): each profiled input size in turn is held out and predicted by a model
     fitted on the other sizes, queried without its ``gflops`` (as a size with no graph: the work latency model
-    then takes the FLOPs from its polynomial in input size). Only rows whose family (the configuration without its input size) kept another
-    size count. Returns ``(y, predicted, edge)``, ``edge`` marking rows whose size lay outside the family's other
-    sizes (an extrapolation in size), or None where no row qualifies.
+    then takes the FLOPs from its polynomial in input size). Only rows whose family (the configuration without its
+    input size) kept another size count. Returns ``(y, predicted, edge)``, ``edge`` marking rows whose size lay
+    outside the family's other sizes (an extrapolation in size), or None for other targets, fewer than two sizes
+    or no qualifying row.
 
     Why: an unprofiled input size is a different prediction from an unprofiled batch (another path of the latency
     model: the family curve and its size correction), and its errors are not those of leave one batch out; on the
@@ -375,6 +376,11 @@ def _size_residuals(rows: pd.DataFrame, target: Target, X: pd.DataFrame, estimat
     if target.name != "latency" or "input_size" not in X.columns:
         return None
     size = X["input_size"].to_numpy(dtype=float)
+    values = np.unique(size[np.isfinite(size)])
+    if values.size < 2:
+        return None
+    if progress is not None:
+        progress.stage("cross-validating latency (one fold per input size)", int(values.size))
     family_cols = [c for c in group_columns(rows, target) if c != "input_size"]
     family = (pd.factorize(pd.MultiIndex.from_frame(rows[family_cols].astype(str)))[0] if family_cols
               else np.zeros(len(rows), dtype=int))
@@ -382,9 +388,6 @@ def _size_residuals(rows: pd.DataFrame, target: Target, X: pd.DataFrame, estimat
     predicted = np.full(len(rows), np.nan)
     edge = np.zeros(len(rows), dtype=bool)
     counted = np.zeros(len(rows), dtype=bool)
-    values = np.unique(size[np.isfinite(size)])
-    if values.size < 2:
-        return None
     for value in values:
         test = size == value
         train = ~test & np.isfinite(size)
@@ -515,12 +518,7 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
                                      progress)
             if report.groups:
                 reports[name] = report
-                sizes = None
-                if name == "latency" and "input_size" in X.columns and rows["input_size"].nunique() > 1:
-                    if progress is not None:
-                        progress.stage("cross-validating latency (one fold per input size)",
-                                       int(rows["input_size"].nunique()))
-                    sizes = _size_residuals(rows, target, X, estimator, latency_model, progress)
+                sizes = _size_residuals(rows, target, X, estimator, latency_model, progress)
                 fitted[name].interval = _interval(report, level, sizes)
     if not fitted:
         needs = "; ".join(f"{t}: {TARGETS[t].column} per {TARGETS[t].x}" +

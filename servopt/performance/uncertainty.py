@@ -83,25 +83,36 @@ def conformal_interval(y: np.ndarray, predicted: np.ndarray, edge: np.ndarray,
     >>> round(iv["interior"]["lo"], 3), round(iv["interior"]["hi"], 3)
     (0.905, 1.095)
     """
+    ratio, edge, ok = _log_ratios(y, predicted, edge)
+    # an extrapolation is never given a narrower interval than a point inside the profiles
+    out: dict[str, Any] = {"level": float(level), **_pools(ratio, edge, level, "interior", "edge")}
+    if octaves is not None:
+        d = np.asarray(octaves, dtype=float)[ok]
+        rows = edge & np.isfinite(d) & (d > 0)
+        if rows.any():
+            out["octave"] = _factors(ratio[rows] / d[rows], level)
+    return out
+
+
+def _log_ratios(y: np.ndarray, predicted: np.ndarray, edge: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``log(y / predicted)`` and ``edge`` of the rows with a positive measurement and prediction, and that mask."""
     ok = np.isfinite(predicted) & (predicted > 0) & (y > 0)
-    ratio = np.log(y[ok] / predicted[ok])
-    edge = np.asarray(edge, dtype=bool)[ok]
-    out: dict[str, Any] = {"level": float(level)}
-    for where, rows in (("interior", ~edge), ("edge", edge)):
+    return np.log(y[ok] / predicted[ok]), np.asarray(edge, dtype=bool)[ok], ok
+
+
+def _pools(ratio: np.ndarray, edge: np.ndarray, level: float, inner: str, outer: str) -> dict[str, Any]:
+    """The factors of the rows not at an ``edge`` (``inner``) and of those at one (``outer``): a kind without rows
+    borrows the other's (then not ``exact``), none at all gives 1; ``outer`` is widened to contain ``inner``."""
+    out: dict[str, Any] = {}
+    for where, rows in ((inner, ~edge), (outer, edge)):
         r = ratio[rows] if rows.any() else ratio
         if r.size == 0:
             out[where] = {"lo": 1.0, "hi": 1.0, "n": 0, "exact": False}
             continue
         out[where] = _factors(r, level)
         out[where]["exact"] = out[where]["exact"] and bool(rows.any())
-    # an extrapolation is never given a narrower interval than a point inside the profiles
-    out["edge"]["lo"] = min(out["edge"]["lo"], out["interior"]["lo"])
-    out["edge"]["hi"] = max(out["edge"]["hi"], out["interior"]["hi"])
-    if octaves is not None:
-        d = np.asarray(octaves, dtype=float)[ok]
-        rows = edge & np.isfinite(d) & (d > 0)
-        if rows.any():
-            out["octave"] = _factors(ratio[rows] / d[rows], level)
+    out[outer]["lo"] = min(out[outer]["lo"], out[inner]["lo"])
+    out[outer]["hi"] = max(out[outer]["hi"], out[inner]["hi"])
     return out
 
 
@@ -129,21 +140,14 @@ def with_size_pools(interval: Mapping[str, Any], y: np.ndarray, predicted: np.nd
     >>> round(out["size"]["hi"], 2), round(out["size_edge"]["hi"], 2)
     (1.19, 1.19)
     """
-    out = dict(interval)
-    ok = np.isfinite(predicted) & (predicted > 0) & (y > 0)
-    ratio = np.log(y[ok] / predicted[ok])
-    edge = np.asarray(edge, dtype=bool)[ok]
+    ratio, edge, _ = _log_ratios(y, predicted, edge)
     if ratio.size == 0:
-        return out
-    for where, rows in (("size", ~edge), ("size_edge", edge)):
-        r = ratio[rows] if rows.any() else ratio
-        out[where] = _factors(r, level)
-        out[where]["exact"] = out[where]["exact"] and bool(rows.any())
-        out[where]["lo"] = min(out[where]["lo"], interval["interior"]["lo"])
-        out[where]["hi"] = max(out[where]["hi"], interval["interior"]["hi"])
-    out["size_edge"]["lo"] = min(out["size_edge"]["lo"], out["size"]["lo"])
-    out["size_edge"]["hi"] = max(out["size_edge"]["hi"], out["size"]["hi"])
-    return out
+        return dict(interval)
+    pools = _pools(ratio, edge, level, "size", "size_edge")
+    for factors in pools.values():  # (widening both keeps size_edge containing size)
+        factors["lo"] = min(factors["lo"], interval["interior"]["lo"])
+        factors["hi"] = max(factors["hi"], interval["interior"]["hi"])
+    return {**interval, **pools}
 
 
 def interval_factors(interval: Mapping[str, Any], outside: np.ndarray, octaves: np.ndarray | None = None,
