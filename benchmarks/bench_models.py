@@ -21,7 +21,8 @@ batch sizes profiled at every input size of a family, so the rows of an out-of-m
 * ``size_interior``: hold out one interior input size (profiles with three or more sizes per family), fit on
   the others;
 * ``size_top``: hold out the largest input size, fit on the others (H200: fit 224 and 320, predict 448, 1.4x
-  beyond the range; CPU profiles: fit 64-320, predict 512, 1.6x).
+  beyond the range; CPU profiles: fit 64-320, predict 512, 1.6x);
+* ``size_bottom``: hold out the smallest input size, fit on the others (H200: fit 320 and 448, predict 224).
 
 ``lobo_clean``: the ``lobo`` predictions scored only on the points whose measurement is not above a larger
 batch's measurement of the same configuration (a point above one at a larger batch is noise by at least the
@@ -157,13 +158,16 @@ def _splits(frame: pd.DataFrame, protocol: str) -> list[tuple[np.ndarray, np.nda
     if protocol == "size_top":
         top = np.unique(sizes)[-1]
         return [(sizes < top, sizes == top)]
+    if protocol == "size_bottom":
+        bottom = np.unique(sizes)[0]
+        return [(sizes > bottom, sizes == bottom)]
     raise ValueError(protocol)
 
 
 METHODS = ("work", "work_hinge", "hinge", "line_batch", "line_bxp")
 
 
-LATENCY_PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top")
+LATENCY_PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top", "size_bottom")
 
 
 def latency_rows(paths: list[str], protocols: tuple[str, ...] = LATENCY_PROTOCOLS) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ machine is shared: one pass alone is noisy). ``gflops``/``param_mb`` as the prof
 rows go to ``benchmarks/results/fresh_cpu_rounds.csv``.
 
 Protocols and baselines: those of ``bench_models.py`` (``lobo``, ``lobo_clean``, ``batch_x4``: fit <= 16, predict
-32 and 64; ``size_interior``: 128 or 160 held out; ``size_top``: fit 96-160, predict 224, 1.4x), on the same
+32 and 64; ``size_interior``: 128 or 160 held out; ``size_top``: fit 96-160, predict 224, 1.4x; ``size_bottom``: fit 128-224, predict 96), on the same
 training rows: ``work`` = :class:`~servopt.performance.WorkLatencyModel` on the features ``servopt fit`` gives it
 (``gflops`` included; a held-out input size's rows lose their ``gflops``, so its FLOPs come from the polynomial in
 input size, :mod:`servopt.performance.work_poly`, as for a query without a graph); ``work_pixels``: the same
@@ -48,7 +48,8 @@ SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248
          5: (88, 120, 160, 216), 6: (96, 136, 176, 240), 7: (104, 144, 184, 248),
          8: (92, 132, 172, 236), 9: (100, 140, 180, 244),
          10: (96, 132, 168, 228), 11: (108, 140, 172, 236),
-         12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232)}
+         12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232),
+         15: (104, 140, 180, 248)}
 #: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
 #: ``fresh_cpu<suffix>*`` (set 1 has none)
 SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
@@ -94,11 +95,14 @@ GRAPHS = {
     14: (dict(dim=72, depth=4, patch=8, mlp_ratio=2, num_classes=1000, seed=14),
          dict(width=30, blocks=(1, 1, 1, 2), num_classes=1000, seed=14),
          dict(width_mult=0.7, num_classes=1000, seed=14)),
+    15: (dict(dim=64, depth=4, patch=8, mlp_ratio=3, num_classes=1000, seed=15),
+         dict(width=26, blocks=(1, 2, 1, 2), num_classes=1000, seed=15),
+         dict(width_mult=0.8, num_classes=1000, seed=15)),
 }
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
 FULL = dict(batches=BATCHES, rounds=ROUNDS, budget=0.4, repeats=30)
-PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top")
+PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top", "size_bottom")
 METHODS = ("work", "work_pixels", "work_hinge", "hinge", "line_batch", "line_bxp")
 KEYS = ["model", "variant", "hardware", "cores", "input_size", "batch_size"]
 MEDIAN = ["latency_ms", "latency_p99_ms", "warmup_ms", "memory_mb", "load_time_s"]
@@ -235,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                              "moved onto the work latency model with a ratio that follows the batch; the latency "
                              "model unchanged since set 10), 12 (after the warm-up's latency model took the "
                              "graph's FLOPs), 13 (after the in-grid choice stopped scoring its candidates on the "
-                             "smallest batch) or 14 (after the intervals of unprofiled input sizes took held-out "
-                             "sizes' residuals)")
+                             "smallest batch), 14 (after the intervals of unprofiled input sizes took held-out "
+                             "sizes' residuals) or 15 (after an unprofiled input size was predicted from the "
+                             "profiled sizes' latencies at the same work)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")

@@ -232,14 +232,15 @@ def test_an_unprofiled_input_size_takes_the_held_out_size_residuals(root, monkey
     iv = models.targets["latency"].interval
     assert iv["size"]["n"] == 2 * 7 and iv["size_edge"]["n"] == 2 * 7  # 128, 160 inside; 96, 224 beyond
     assert iv["size"]["hi"] >= iv["interior"]["hi"] and iv["size_edge"]["hi"] >= iv["size"]["hi"]
-    assert iv["size_edge"]["hi"] > iv["interior"]["hi"]  # the FLOPs' polynomial extrapolated: wider
+    assert iv["size_edge"]["lo"] < iv["interior"]["lo"]  # the sizes beyond the others: their own, wider residuals
     query = frame.iloc[[0, 0, 0]].drop(columns=["latency_ms"]).reset_index(drop=True).assign(
         input_size=[128.0, 144.0, 288.0], batch_size=8.0)
     out = models.predict(query, intervals=True)
     hi = (out.latency_ms_hi / out.latency_ms).to_numpy()
+    lo = (out.latency_ms_lo / out.latency_ms).to_numpy()
     assert hi[0] == pytest.approx(iv["interior"]["hi"])
     assert hi[1] == pytest.approx(iv["size"]["hi"])
-    assert hi[2] >= iv["size_edge"]["hi"] - 1e-12
+    assert hi[2] >= iv["size_edge"]["hi"] - 1e-12 and lo[2] <= iv["size_edge"]["lo"] + 1e-12
     # a models file saved before the size pools: the batch intervals as they were
     old = {k: v for k, v in iv.items() if not k.startswith("size")}
     _, hi_old = interval_factors(old, np.array([False, False, True]),

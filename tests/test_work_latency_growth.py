@@ -275,7 +275,8 @@ def test_fresh_cpu_benchmark_quick(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "median round-to-round spread of a point: 0.0 %" in done.stderr  # one round: no spread
     rows = pd.read_csv(tmp_path / "fresh_cpu2.csv")
-    assert set(rows.protocol) == {"lobo", "lobo_clean", "batch_x4", "size_interior", "size_top"}
+    assert set(rows.protocol) == {"lobo", "lobo_clean", "batch_x4", "size_interior", "size_top",
+                                 "size_bottom"}
     assert set(rows.method) == {"work", "work_pixels", "work_hinge", "hinge", "line_batch", "line_bxp"}
     assert set(rows.data) == {"vit_fresh2", "resnet_fresh2", "mobilenet_fresh2", "all three"}
     assert rows.mape_pct.notna().all() and (rows.mape_pct >= 0).all()
