@@ -13,7 +13,11 @@ sets: three spaced 32-48 px apart from 88-120 px, and 1.35x the third. Protocols
 the fourth) and ``interior`` (fit three of the four, predict the second or third).
 
 Draw 1 (45 graphs, ``numpy`` seed 2026, graph seeds 100 + i) was looked at while the rule was chosen; draw 2 (45
-graphs, seed 2027, graph seeds 2027 + i) only after it was committed (4658e02).
+graphs, seed 2027, graph seeds 2027 + i) only after it was committed (4658e02). The floored sizes (a patch
+embedding, ``rounded``: the rule since, ``size_itself``: the terms chosen on the size itself, the rule before) were
+chosen looking at draws 1-3 (draw 3: seed 2028, graph seeds 3028 + i) and the fresh CPU sets 1-15; draw 4 (seed
+2029, graph seeds 4029 + i) was defined in the commit of that rule and run after it. Protocol ``bottom``: fit the
+three larger sizes, predict the smallest.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
 
 #: draw -> (numpy seed, first graph seed)
-DRAWS = {1: (2026, 100), 2: (2027, 2027)}
+DRAWS = {1: (2026, 100), 2: (2027, 2027), 3: (2028, 3028), 4: (2029, 4029)}
 GRAPHS = 45
-RULES = {"chosen": None, "all_three": (0, 2, 4)}
+#: rule -> keyword arguments of ``fit_work_poly``
+RULES = {"chosen": {}, "size_itself": {"roundings": ((None, 1.0),)}, "all_three": {"terms": (0, 2, 4)}}
 
 
 def graphs(draw: int, count: int = GRAPHS) -> list[tuple[str, list[int], list[float]]]:
@@ -68,10 +73,11 @@ def errors(draw: int, count: int = GRAPHS) -> pd.DataFrame:
     rows = []
     for i, (kind, sizes, flops) in enumerate(graphs(draw, count)):
         s, f = np.array(sizes, dtype=float), np.array(flops)
-        cases = [("top", [0, 1, 2], 3)] + [("interior", [j for j in range(4) if j != k], k) for k in (1, 2)]
+        cases = [("top", [0, 1, 2], 3), ("bottom", [1, 2, 3], 0)] + [
+            ("interior", [j for j in range(4) if j != k], k) for k in (1, 2)]
         for protocol, fit_at, query in cases:
-            for rule, terms in RULES.items():
-                poly = fit_work_poly(s[fit_at], f[fit_at], terms=terms)
+            for rule, kwargs in RULES.items():
+                poly = fit_work_poly(s[fit_at], f[fit_at], **kwargs)
                 rows.append({"draw": draw, "graph": i, "kind": kind, "protocol": protocol, "size": sizes[query],
                              "rule": rule, "error_pct": 100 * float(poly.polynomial(s[query]) / f[query] - 1)})
     return pd.DataFrame(rows)
@@ -93,8 +99,8 @@ def summary(points: pd.DataFrame) -> list[dict[str, Any]]:
 
 def plot(points: pd.DataFrame, path: Path) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, protocol in zip(axes, ("top", "interior")):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    for ax, protocol in zip(axes, ("top", "bottom", "interior")):
         part = points[points.protocol == protocol]
         data = [part[(part.rule == r) & (part.kind == k)]["error_pct"].to_numpy()
                 for k in ("vit", "resnet", "mobilenet") for r in RULES]

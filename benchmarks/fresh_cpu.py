@@ -49,7 +49,7 @@ SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248
          8: (92, 132, 172, 236), 9: (100, 140, 180, 244),
          10: (96, 132, 168, 228), 11: (108, 140, 172, 236),
          12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232),
-         15: (104, 140, 180, 248)}
+         15: (104, 140, 180, 248), 16: (108, 148, 188, 260)}
 #: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
 #: ``fresh_cpu<suffix>*`` (set 1 has none)
 SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
@@ -98,6 +98,9 @@ GRAPHS = {
     15: (dict(dim=64, depth=4, patch=8, mlp_ratio=3, num_classes=1000, seed=15),
          dict(width=26, blocks=(1, 2, 1, 2), num_classes=1000, seed=15),
          dict(width_mult=0.8, num_classes=1000, seed=15)),
+    16: (dict(dim=80, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=16),
+         dict(width=22, blocks=(2, 1, 1, 2), num_classes=1000, seed=16),
+         dict(width_mult=0.65, num_classes=1000, seed=16)),
 }
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
@@ -240,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                              "model unchanged since set 10), 12 (after the warm-up's latency model took the "
                              "graph's FLOPs), 13 (after the in-grid choice stopped scoring its candidates on the "
                              "smallest batch), 14 (after the intervals of unprofiled input sizes took held-out "
-                             "sizes' residuals) or 15 (after an unprofiled input size was predicted from the "
-                             "profiled sizes' latencies at the same work)")
+                             "sizes' residuals), 15 (after an unprofiled input size was predicted from the "
+                             "profiled sizes' latencies at the same work) or 16 (after the FLOPs polynomial "
+                             "learned to floor the size to a patch multiple)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")

@@ -313,7 +313,7 @@ def test_polynomial_terms_can_be_given():
 
 
 def test_flops_poly_benchmark_quick(tmp_path):
-    """benchmarks/flops_poly.py --quick: both rules on six random graphs of draw 2, CSV, points and PNG."""
+    """benchmarks/flops_poly.py --quick: the three rules on six random graphs of draw 2, CSV, points and PNG."""
     import subprocess
     import sys
     from pathlib import Path
@@ -323,8 +323,43 @@ def test_flops_poly_benchmark_quick(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_csv(tmp_path / "flops_poly.csv")
-    assert set(rows.rule) == {"chosen", "all_three"} and set(rows.protocol) == {"top", "interior"}
+    assert set(rows.rule) == {"chosen", "size_itself", "all_three"}
+    assert set(rows.protocol) == {"top", "bottom", "interior"}
     assert set(rows.kind) == {"vit", "resnet", "mobilenet", "all"}
     points = pd.read_csv(tmp_path / "flops_poly_points.csv")
-    assert len(points) == 6 * 3 * 2 and points.error_pct.notna().all()
+    assert len(points) == 6 * 4 * 3 and points.error_pct.notna().all()
     assert (tmp_path / "flops_poly.png").stat().st_size > 10_000
+
+
+def test_a_patch_embedding_floors_the_size_and_the_polynomial_follows():
+    """Fresh set 15's ViT-like (8 px patches) at 104, 140 and 180 px: 140 and 180 carry the tokens of 136 and 176.
+    The polynomial in the size itself put 248 px 12 % low; in the floored size it is within 0.5 % at every size,
+    below and beyond."""
+    vit = vit_like(dim=64, depth=4, patch=8, mlp_ratio=3, num_classes=1000, seed=15)
+    fit_at = (104, 140, 180)
+    poly = fit_work_poly(fit_at, _flops(vit, fit_at))
+    assert (poly.rounding, poly.quantum) == ("down", 8.0)
+    queries = [64, 100, 150, 248, 250]
+    assert np.allclose(poly(queries), _flops(vit, queries), rtol=5e-3)  # (the head, no term of its own: 0.3 %)
+    before = fit_work_poly(fit_at, _flops(vit, fit_at), roundings=((None, 1.0),))
+    assert before.rounding is None and abs(float(before(248)[0]) / _flops(vit, [248])[0] - 1) > 0.1
+    # at sizes on the patch grid nothing changes: the size itself explains them
+    on_grid = (96, 128, 160)
+    assert fit_work_poly(on_grid, _flops(vit, on_grid)).rounding is None
+
+
+def test_a_cnn_is_not_rounded_by_chance_and_old_polynomials_load():
+    """A ResNet-like rounds each stride's feature map up, which no single multiple explains exactly: the size
+    itself stays (fresh set 8's sizes). A WorkPoly pickled before the rounded sizes has no such fields: the class
+    defaults (the size itself) serve."""
+    import pickle
+
+    resnet = resnet_like(width=24, blocks=(1, 1, 1, 2), num_classes=1000, seed=8)
+    fit_at = (92, 132, 172)
+    poly = fit_work_poly(fit_at, _flops(resnet, fit_at))
+    assert poly.rounding is None and poly.quantum == 1.0
+    old = pickle.loads(pickle.dumps(poly))
+    del old.__dict__["rounding"], old.__dict__["quantum"]
+    assert old.rounding is None and old(236)[0] == poly(236)[0]
+    with pytest.raises(ValueError, match="rounding"):
+        WorkPoly(0.0, 1.0, 0.0, {}, "sideways", 8.0)

@@ -13,6 +13,9 @@ by non-negative least squares on relative errors: convolutions and linear layers
 ``s^2``, ``c0 + s^2``, ``s^2 + s^4`` and all three (those with fewer terms than sizes): strided layers round their
 feature maps, so FLOPs per pixel jump between sizes, and a term that fits a jump extrapolates it. At a
 profiled size the recorded value itself is returned, so a query at a profiled size sees exactly what was fitted.
+A ViT's patch embedding floors the size to a multiple of its patch, so the polynomial may be one in the floored
+size ``p * floor(s / p)``, ``p`` in :data:`QUANTA`: chosen with the terms, only where it explains the profiled
+sizes exactly (leave-one-size-out error at most 0.1 %) and halves the error of the size itself.
 
 :class:`~servopt.performance.WorkLatencyModel` uses :func:`fit_work_polys` in ``fit`` and :func:`fill_work` in
 ``_work`` wherever a row's ``gflops`` is missing (0, NaN or the column absent from the query).
@@ -37,16 +40,23 @@ class WorkPoly:
     c2: float
     c4: float
     table: dict[float, float] = field(default_factory=dict)
+    #: the size the graph sees: ``s`` itself (``None``), or ``s`` rounded ``"down"`` / ``"up"`` to a multiple of
+    #: ``quantum`` (a patch embedding or a strided stem, :data:`QUANTA`)
+    rounding: str | None = None
+    quantum: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("c0", "c2", "c4"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"WorkPoly.{name}: expected a finite number >= 0, got {value!r}")
+        if self.rounding not in (None, "down", "up") or not (np.isfinite(self.quantum) and self.quantum >= 1):
+            raise ValueError(f"WorkPoly: rounding must be None, 'down' or 'up' and quantum a number >= 1, got "
+                             f"{self.rounding!r} and {self.quantum!r}")
 
     def polynomial(self, size: Any) -> np.ndarray:
         """The fitted polynomial at ``size`` (pixels per side), without the recorded values."""
-        s = np.asarray(size, dtype=float)
+        s = _rounded(np.asarray(size, dtype=float), self.rounding, self.quantum)
         return self.c0 + self.c2 * s ** 2 + self.c4 * s ** 4
 
     def __call__(self, size: Any) -> np.ndarray:
@@ -57,12 +67,15 @@ class WorkPoly:
         return out
 
 
-def fit_work_poly(sizes: Any, gflops: Any, terms: tuple[int, ...] | None = None) -> WorkPoly:
+def fit_work_poly(sizes: Any, gflops: Any, terms: tuple[int, ...] | None = None,
+                  roundings: tuple[tuple[str | None, float], ...] | None = None) -> WorkPoly:
     """Fit :class:`WorkPoly` to per-sample FLOPs ``gflops`` measured at input sizes ``sizes`` (> 0).
 
     Rows with a missing (NaN) or non-positive value are ignored; repeated sizes are reduced to their median.
     ``terms``: the powers of the input size to fit (a subset of ``(0, 2, 4)``, e.g. ``(0, 2, 4)`` for the rule
-    before the choice); None: chosen as the module says.
+    before the choice; the size itself, not rounded); None: chosen as the module says. ``roundings``: the
+    ``(rounding, quantum)`` candidates of that choice (default :data:`ROUNDINGS`; ``((None, 1.0),)``: the size
+    itself, the rule before the rounded sizes).
 
     Examples
     --------
@@ -85,16 +98,38 @@ def fit_work_poly(sizes: Any, gflops: Any, terms: tuple[int, ...] | None = None)
     table = {float(x): float(v) for x, v in zip(at, value)}
     if at.size == 1:
         return WorkPoly(0.0, float(value[0] / at[0] ** 2), 0.0, table)
+    rounding, quantum = None, 1.0
     if terms is not None:
         powers = tuple(sorted(set(terms)))
+    elif at.size == 2:
+        powers = (2, 4)
     else:
-        powers = (2, 4) if at.size == 2 else _chosen_terms(at, value)
-    c = _fit_terms(at, value, powers)
-    return WorkPoly(c.get(0, 0.0), c.get(2, 0.0), c.get(4, 0.0), table)
+        powers, rounding, quantum = _chosen_terms(at, value, ROUNDINGS if roundings is None else roundings)
+    c = _fit_terms(_rounded(at, rounding, quantum), value, powers)
+    return WorkPoly(c.get(0, 0.0), c.get(2, 0.0), c.get(4, 0.0), table, rounding, quantum)
 
 
 #: the sets of terms (powers of the input size) a polynomial may have, fewest first
 TERMS = ((2,), (0, 2), (2, 4), (0, 2, 4))
+
+#: the patch sizes a graph may floor its input size to before the work scales (a ViT's patch embedding: 224 and
+#: 230 px give the same tokens with 16 px patches); tried after the size itself, chosen with the terms
+QUANTA = (8.0, 14.0, 16.0, 32.0)
+#: ``(rounding, quantum)`` candidates, the size itself first (a CNN rounds each stride's feature map up, at
+#: several strides, which no single multiple follows: rounding up was tried and picked wrong multiples)
+ROUNDINGS = ((None, 1.0),) + tuple(("down", q) for q in QUANTA)
+#: a rounded size is chosen only where it explains the profiled sizes exactly (leave-one-size-out error at most
+#: this: a patch embedding's FLOPs are a polynomial in the floored size, measured 0.02-0.09 % on the fresh ViT-like
+#: graphs, while the rounded fits of CNNs, 0.05-2.8 %, are chance) and halves the best error so far
+ROUNDING_EXACT = 1e-3
+ROUNDING_MARGIN = 0.5
+
+
+def _rounded(size: np.ndarray, rounding: str | None, quantum: float) -> np.ndarray:
+    if rounding is None:
+        return size
+    steps = np.floor(size / quantum) if rounding == "down" else np.ceil(size / quantum)
+    return np.maximum(steps, 1.0) * quantum
 
 
 def _fit_terms(at: np.ndarray, value: np.ndarray, powers: tuple[int, ...]) -> dict[int, float]:
@@ -105,26 +140,44 @@ def _fit_terms(at: np.ndarray, value: np.ndarray, powers: tuple[int, ...]) -> di
     return dict(zip(powers, map(float, coef / scale)))
 
 
-def _chosen_terms(at: np.ndarray, value: np.ndarray) -> tuple[int, ...]:
+def _chosen_terms(at: np.ndarray, value: np.ndarray,
+                  roundings: tuple[tuple[str | None, float], ...]) -> tuple[tuple[int, ...], str | None, float]:
     """The terms (:data:`TERMS` with fewer terms than sizes) whose fit predicts each profiled size from the others
-    best (mean absolute relative error, leave-one-size-out; ties: fewer terms). A network with strides rounds its
-    feature maps (``ceil(s / stride)``), so its FLOPs per pixel jump between sizes; three terms through three such
-    sizes turn a jump into an ``s^4`` trend (a ResNet-like fitted at 92, 132 and 172 px predicted 236 px 9.9 %
-    high; random graphs, 1.35x beyond the largest size: 7.0 % mean and 30.9 % worst error, 3.1 and 9.5 % with the
-    terms chosen, ``docs/performance-models.md``)."""
-    best: tuple[float, tuple[int, ...]] | None = None
-    for powers in TERMS:
-        if len(powers) >= at.size:
+    best (mean absolute relative error, leave-one-size-out; ties: fewer terms), and the size they are a polynomial
+    in: the size itself, or a rounded one of ``roundings`` where its best terms explain the sizes exactly (error at
+    most :data:`ROUNDING_EXACT`) and at most half as far off (:data:`ROUNDING_MARGIN`) as the size itself (of
+    several, the smallest multiple). A network
+    with strides rounds its feature maps (``ceil(s / stride)``), so its FLOPs per pixel jump between sizes; three
+    terms through three such sizes turn a jump into an ``s^4`` trend (a ResNet-like fitted at 92, 132 and 172 px
+    predicted 236 px 9.9 % high; random graphs, 1.35x beyond the largest size: 7.0 % mean and 30.9 % worst error,
+    3.1 and 9.5 % with the terms chosen, ``docs/performance-models.md``). A ViT's patch embedding floors the size
+    to a multiple of its patch (fresh set 15, patches of 8 px at 104, 140 and 180 px: the polynomial in the size put
+    248 px 12 % low, in the floored size 0.1 %)."""
+    best: dict[tuple[str | None, float], tuple[float, tuple[int, ...]]] = {}
+    for rounding, quantum in roundings:
+        u = _rounded(at, rounding, quantum)
+        if np.unique(u).size < at.size:  # two sizes rounded together: the choice could not be checked
             continue
-        errors = []
-        for i in range(at.size):
-            keep = np.arange(at.size) != i
-            c = _fit_terms(at[keep], value[keep], powers)
-            errors.append(abs(sum(c[p] * at[i] ** p for p in powers) / value[i] - 1))
-        error = float(np.mean(errors))
-        if best is None or error < best[0]:
-            best = (error, powers)
-    return best[1] if best is not None else (2,)  # (fewer than two sizes: only s^2 is identified)
+        for powers in TERMS:
+            if len(powers) >= at.size:
+                continue
+            errors = []
+            for i in range(at.size):
+                keep = np.arange(at.size) != i
+                c = _fit_terms(u[keep], value[keep], powers)
+                errors.append(abs(sum(c[p] * u[i] ** p for p in powers) / value[i] - 1))
+            error = float(np.mean(errors))
+            if (rounding, quantum) not in best or error < best[rounding, quantum][0]:
+                best[rounding, quantum] = (error, powers)
+    plain = best.get((None, 1.0), (np.inf, (2,)))  # (fewer than two sizes: only s^2)
+    # the finest rounding that explains the sizes (a coarser multiple of it floors them alike, or nearly: fresh
+    # set 12, patches of 8 px at 100, 136 and 176 px, is exact with 32 px too, and put 240 px 24 % high)
+    rounded = sorted((key[1], e, p, key) for key, (e, p) in best.items() if key[0] is not None
+                     and e <= ROUNDING_EXACT and e < (1 - ROUNDING_MARGIN) * plain[0])
+    if rounded:
+        _, _, powers, (rounding, quantum) = rounded[0]
+        return powers, rounding, quantum
+    return plain[1], None, 1.0
 
 
 def poly_key_columns(family_index: list[int], names: list[str]) -> list[int]:
