@@ -5,7 +5,7 @@
     python benchmarks/interval_coverage.py --quick --out-dir DIR   # one graph, two protocols (a test)
 
 For each profile and each held-out protocol of ``bench_models.py`` (``lobo``, ``batch_x4``, ``size_interior``,
-``size_top``), :func:`servopt.performance.evaluate.fit_profile` (what ``servopt fit`` runs: the work latency model,
+``size_top``, ``size_bottom``), :func:`servopt.performance.evaluate.fit_profile` (what ``servopt fit`` runs: the work latency model,
 its leave-one-batch-out cross-validation and split-conformal interval at level 0.9) is fitted on the training rows
 only, and ``PerformanceModels.predict(..., intervals=True)`` (what ``servopt predict --intervals`` prints) bounds
 the held-out rows. Reported per profile and protocol: how many held-out rows, the share inside their interval
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
 LEVEL = 0.9
-PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top")
+PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top", "size_bottom")
 METHODS = ("per_octave", "edge_only")
 FIELDS = ["set", "data", "protocol", "method", "n", "coverage", "under_hi", "median_width"]
 
