@@ -294,7 +294,7 @@ def test_predict_says_which_curve_served_each_row(capsys, tmp_path, gpu_models):
     assert [p["extrapolated"] for p in json.loads(out)["predictions"]] == [False, True, True, True]
     line = one_clean_line(err)
     assert "3 row(s) outside the fitted profiles" in line and "row 2" in line
-    assert "1 by the family's floor-plus-roofline" in line and "(input size not profiled)" in line
+    assert "1 by the family's profiled input sizes at the same work" in line and "(input size not profiled)" in line
     assert "1 by the model's curves on profiled GPUs scaled by datasheet peaks" in line
     assert "1 by the monotone fallback regressor" in line
 

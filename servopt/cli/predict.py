@@ -17,10 +17,9 @@ saved by `servopt fit -o MODELS.joblib`. The query has the profile's feature col
 hardware, input_size, ... as `servopt fit` lists them); other columns are ignored; `variant` defaults to `model`
 as in profiles. Batch sizes, cores and input sizes must be > 0. A row whose names (model, variant, hardware,
 labels) or configuration the models were not fitted on is marked extrapolated (a column, and "extrapolated": true
-in --json) and a warning on stderr says what predicted it: the family's roofline (an input size not profiled), the
-datasheet scaling of the same model's profiled GPUs (a GPU of servopt's table not profiled) or the fallback
-regressor (anything else). Only load models files
-you trust: joblib files can run code."""
+in --json) and a warning on stderr says what predicted it: the family's profiled sizes at the same work (an input
+size not profiled), the datasheet scaling of the same model's profiled GPUs (a GPU of servopt's table not profiled)
+or the fallback regressor (anything else). Only load models files you trust: joblib files can run code."""
 
 EPILOG = """example:
   servopt fit profiles/nvidia_efficientnet_pytorch.csv -o models.joblib
