@@ -17,7 +17,10 @@ graphs, seed 2027, graph seeds 2027 + i) only after it was committed (4658e02). 
 embedding, ``rounded``: the rule since, ``size_itself``: the terms chosen on the size itself, the rule before) were
 chosen looking at draws 1-3 (draw 3: seed 2028, graph seeds 3028 + i) and the fresh CPU sets 1-15; draw 4 (seed
 2029, graph seeds 4029 + i) was defined in the commit of that rule and run after it. Protocol ``bottom``: fit the
-three larger sizes, predict the smallest.
+three larger sizes, predict the smallest. Below the smallest profiled size, the terms without a constant where the
+chosen ones have one (``chosen``; ``no_below``: the polynomial there too, the rule of 233f2e5) were chosen looking
+at draws 1-4 and the fresh sets; draw 5 (seed 2030, graph seeds 5030 + i) was defined in their commit and run
+after it.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
 
 #: draw -> (numpy seed, first graph seed)
-DRAWS = {1: (2026, 100), 2: (2027, 2027), 3: (2028, 3028), 4: (2029, 4029)}
+DRAWS = {1: (2026, 100), 2: (2027, 2027), 3: (2028, 3028), 4: (2029, 4029), 5: (2030, 5030)}
 GRAPHS = 45
 #: rule -> keyword arguments of ``fit_work_poly``
-RULES = {"chosen": {}, "size_itself": {"roundings": ((None, 1.0),)}, "all_three": {"terms": (0, 2, 4)}}
+RULES = {"chosen": {}, "no_below": {"below": False}, "size_itself": {"roundings": ((None, 1.0),), "below": False},
+         "all_three": {"terms": (0, 2, 4)}}
 
 
 def graphs(draw: int, count: int = GRAPHS) -> list[tuple[str, list[int], list[float]]]:
@@ -99,7 +103,7 @@ def summary(points: pd.DataFrame) -> list[dict[str, Any]]:
 
 def plot(points: pd.DataFrame, path: Path) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4), sharey=True)
     for ax, protocol in zip(axes, ("top", "bottom", "interior")):
         part = points[points.protocol == protocol]
         data = [part[(part.rule == r) & (part.kind == k)]["error_pct"].to_numpy()

@@ -21,13 +21,13 @@ grid, graphs interleaved, and each point's latency, p99, warm-up and memory the 
 machine is shared: one pass alone is noisy). ``gflops``/``param_mb`` as the profiler records them. Every round's
 rows go to ``benchmarks/results/fresh_cpu_rounds.csv``.
 
-Protocols and baselines: those of ``bench_models.py`` (``lobo``, ``lobo_clean``, ``batch_x4``: fit <= 16, predict
-32 and 64; ``size_interior``: 128 or 160 held out; ``size_top``: fit 96-160, predict 224, 1.4x; ``size_bottom``: fit 128-224, predict 96), on the same
-training rows: ``work`` = :class:`~servopt.performance.WorkLatencyModel` on the features ``servopt fit`` gives it
-(``gflops`` included; a held-out input size's rows lose their ``gflops``, so its FLOPs come from the polynomial in
-input size, :mod:`servopt.performance.work_poly`, as for a query without a graph); ``work_pixels``: the same
-without ``gflops`` (work = batch x pixels); ``work_hinge``, ``hinge``, ``line_batch``, ``line_bxp`` as in
-``bench_models.py``.
+Protocols and baselines: those of ``bench_models.py`` (``lobo``, ``lobo_clean``, ``batch_x4``: fit <= 16, predict 32
+and 64; ``size_interior``: 128 or 160 held out; ``size_top``: fit 96-160, predict 224, 1.4x; ``size_bottom``: fit
+128-224, predict 96), on the same training rows: ``work`` = :class:`~servopt.performance.WorkLatencyModel` on the
+features ``servopt fit`` gives it (``gflops`` included; a held-out input size's rows lose their ``gflops``, so its
+FLOPs come from the polynomial in input size, :mod:`servopt.performance.work_poly`, as for a query without a graph);
+``work_pixels``: the same without ``gflops`` (work = batch x pixels); ``work_hinge``, ``hinge``, ``line_batch``,
+``line_bxp`` as in ``bench_models.py``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248
          8: (92, 132, 172, 236), 9: (100, 140, 180, 244),
          10: (96, 132, 168, 228), 11: (108, 140, 172, 236),
          12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232),
-         15: (104, 140, 180, 248), 16: (108, 148, 188, 260)}
+         15: (104, 140, 180, 248), 16: (108, 148, 188, 260), 17: (92, 128, 164, 228)}
 #: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
 #: ``fresh_cpu<suffix>*`` (set 1 has none)
 SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
@@ -101,6 +101,9 @@ GRAPHS = {
     16: (dict(dim=80, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=16),
          dict(width=22, blocks=(2, 1, 1, 2), num_classes=1000, seed=16),
          dict(width_mult=0.65, num_classes=1000, seed=16)),
+    17: (dict(dim=56, depth=3, patch=8, mlp_ratio=4, num_classes=1000, seed=17),
+         dict(width=20, blocks=(1, 2, 2, 1), num_classes=1000, seed=17),
+         dict(width_mult=0.9, num_classes=1000, seed=17)),
 }
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
@@ -244,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                              "graph's FLOPs), 13 (after the in-grid choice stopped scoring its candidates on the "
                              "smallest batch), 14 (after the intervals of unprofiled input sizes took held-out "
                              "sizes' residuals), 15 (after an unprofiled input size was predicted from the "
-                             "profiled sizes' latencies at the same work) or 16 (after the FLOPs polynomial "
-                             "learned to floor the size to a patch multiple)")
+                             "profiled sizes' latencies at the same work), 16 (after the FLOPs polynomial "
+                             "learned to floor the size to a patch multiple) or 17 (after the FLOPs below the "
+                             "profiled sizes halved a constant term in logs)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")

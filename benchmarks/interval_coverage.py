@@ -5,13 +5,13 @@
     python benchmarks/interval_coverage.py --quick --out-dir DIR   # one graph, two protocols (a test)
 
 For each profile and each held-out protocol of ``bench_models.py`` (``lobo``, ``batch_x4``, ``size_interior``,
-``size_top``, ``size_bottom``), :func:`servopt.performance.evaluate.fit_profile` (what ``servopt fit`` runs: the work latency model,
-its leave-one-batch-out cross-validation and split-conformal interval at level 0.9) is fitted on the training rows
-only, and ``PerformanceModels.predict(..., intervals=True)`` (what ``servopt predict --intervals`` prints) bounds
-the held-out rows. Reported per profile and protocol: how many held-out rows, the share inside their interval
-(``coverage``; 0.9 is the level), the share not above its upper end (``under_hi``: what planning on the upper
-bound needs), and the median interval width (``hi / lo``). Two ways of widening for extrapolation, side by side
-from the same fits:
+``size_top``, ``size_bottom``), :func:`servopt.performance.evaluate.fit_profile` (what ``servopt fit`` runs: the
+work latency model, its leave-one-batch-out cross-validation and split-conformal interval at level 0.9) is fitted on
+the training rows only, and ``PerformanceModels.predict(..., intervals=True)`` (what ``servopt predict --intervals``
+prints) bounds the held-out rows. Reported per profile and protocol: how many held-out rows, the share inside their
+interval (``coverage``; 0.9 is the level), the share not above its upper end (``under_hi``: what planning on the
+upper bound needs), and the median interval width (``hi / lo``). Two ways of widening for extrapolation, side by
+side from the same fits:
 
 * ``per_octave`` (servopt's): beyond the profiled batch range, the edge residuals' factors per octave raised to
   the distance (:func:`servopt.performance.uncertainty.interval_factors`);

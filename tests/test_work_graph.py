@@ -323,11 +323,11 @@ def test_flops_poly_benchmark_quick(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_csv(tmp_path / "flops_poly.csv")
-    assert set(rows.rule) == {"chosen", "size_itself", "all_three"}
+    assert set(rows.rule) == {"chosen", "no_below", "size_itself", "all_three"}
     assert set(rows.protocol) == {"top", "bottom", "interior"}
     assert set(rows.kind) == {"vit", "resnet", "mobilenet", "all"}
     points = pd.read_csv(tmp_path / "flops_poly_points.csv")
-    assert len(points) == 6 * 4 * 3 and points.error_pct.notna().all()
+    assert len(points) == 6 * 4 * 4 and points.error_pct.notna().all()
     assert (tmp_path / "flops_poly.png").stat().st_size > 10_000
 
 
@@ -359,7 +359,31 @@ def test_a_cnn_is_not_rounded_by_chance_and_old_polynomials_load():
     poly = fit_work_poly(fit_at, _flops(resnet, fit_at))
     assert poly.rounding is None and poly.quantum == 1.0
     old = pickle.loads(pickle.dumps(poly))
-    del old.__dict__["rounding"], old.__dict__["quantum"]
-    assert old.rounding is None and old(236)[0] == poly(236)[0]
+    del old.__dict__["rounding"], old.__dict__["quantum"], old.__dict__["below"]
+    assert old.rounding is None and old.below is None and old(236)[0] == poly(236)[0]
     with pytest.raises(ValueError, match="rounding"):
         WorkPoly(0.0, 1.0, 0.0, {}, "sideways", 8.0)
+
+
+def test_below_the_profiled_sizes_a_constant_term_is_halved_in_logs():
+    """Fresh set 6's ResNet-like fitted at 136, 176 and 240 px: the FLOPs per pixel jump at 136 (feature maps rounded
+    up) and the chosen terms take a constant, which below the profiled sizes put 96 px 24 % high (14 % now). There
+    the FLOPs are the geometric mean of that polynomial and the best one without a constant; above and at the
+    profiled sizes nothing changes; ``below=False`` is the rule before."""
+    resnet = resnet_like(width=24, blocks=(1, 1, 2, 1), num_classes=1000, seed=6)
+    fit_at = (136, 176, 240)
+    flops = _flops(resnet, fit_at)
+    poly = fit_work_poly(fit_at, flops)
+    before = fit_work_poly(fit_at, flops, below=False)
+    assert poly.c0 > 0 and poly.below is not None and before.below is None
+    truth = _flops(resnet, [96])[0]
+    with_c0 = float(before(96)[0])
+    without = poly.below[0] * 96.0 ** 2 + poly.below[1] * 96.0 ** 4
+    assert float(poly(96)[0]) == pytest.approx(np.sqrt(with_c0 * without))
+    assert with_c0 / truth - 1 > 0.2 and abs(float(poly(96)[0]) / truth - 1) < 0.6 * (with_c0 / truth - 1)
+    assert list(poly([136, 200, 330])) == list(before([136, 200, 330]))
+    # a polynomial without a constant has nothing to halve
+    vit = vit_like(dim=64, depth=4, patch=8, mlp_ratio=3, num_classes=1000, seed=15)
+    assert fit_work_poly((104, 140, 180), _flops(vit, (104, 140, 180))).below is None
+    with pytest.raises(ValueError, match="below"):
+        WorkPoly(0.1, 1.0, 0.0, {}, None, 1.0, (1.0, -1.0))

@@ -15,7 +15,10 @@ feature maps, so FLOPs per pixel jump between sizes, and a term that fits a jump
 profiled size the recorded value itself is returned, so a query at a profiled size sees exactly what was fitted.
 A ViT's patch embedding floors the size to a multiple of its patch, so the polynomial may be one in the floored
 size ``p * floor(s / p)``, ``p`` in :data:`QUANTA`: chosen with the terms, only where it explains the profiled
-sizes exactly (leave-one-size-out error at most 0.1 %) and halves the error of the size itself.
+sizes exactly (leave-one-size-out error at most 0.1 %) and halves the error of the size itself. Where the chosen
+terms have a constant, below the smallest profiled size the FLOPs are the geometric mean of that polynomial and the
+best one without a constant (at the profiled sizes a constant cannot be told from a strided layer's rounding up,
+and below them it takes over).
 
 :class:`~servopt.performance.WorkLatencyModel` uses :func:`fit_work_polys` in ``fit`` and :func:`fill_work` in
 ``_work`` wherever a row's ``gflops`` is missing (0, NaN or the column absent from the query).
@@ -44,20 +47,33 @@ class WorkPoly:
     #: ``quantum`` (a patch embedding or a strided stem, :data:`QUANTA`)
     rounding: str | None = None
     quantum: float = 1.0
+    #: ``(c2, c4)`` of the best fit without a constant, where the chosen one has a constant ``c0``: below the
+    #: smallest profiled size the FLOPs are the geometric mean of both (None: the polynomial there too); see
+    #: :func:`fit_work_poly`
+    below: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("c0", "c2", "c4"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"WorkPoly.{name}: expected a finite number >= 0, got {value!r}")
+        if self.below is not None and not (len(self.below) == 2 and all(np.isfinite(v) and v >= 0
+                                                                         for v in self.below)):
+            raise ValueError(f"WorkPoly.below: expected (c2, c4), finite numbers >= 0, got {self.below!r}")
         if self.rounding not in (None, "down", "up") or not (np.isfinite(self.quantum) and self.quantum >= 1):
             raise ValueError(f"WorkPoly: rounding must be None, 'down' or 'up' and quantum a number >= 1, got "
                              f"{self.rounding!r} and {self.quantum!r}")
 
     def polynomial(self, size: Any) -> np.ndarray:
-        """The fitted polynomial at ``size`` (pixels per side), without the recorded values."""
-        s = _rounded(np.asarray(size, dtype=float), self.rounding, self.quantum)
-        return self.c0 + self.c2 * s ** 2 + self.c4 * s ** 4
+        """The fitted polynomial at ``size`` (pixels per side), without the recorded values (below the smallest
+        profiled size, where there is a ``below``: the geometric mean of it and the polynomial without a constant)."""
+        raw = np.asarray(size, dtype=float)
+        s = _rounded(raw, self.rounding, self.quantum)
+        out = self.c0 + self.c2 * s ** 2 + self.c4 * s ** 4
+        if self.below is not None and self.table:
+            without = self.below[0] * s ** 2 + self.below[1] * s ** 4
+            out = np.where(raw < min(self.table), np.sqrt(out * without), out)
+        return out
 
     def __call__(self, size: Any) -> np.ndarray:
         s = np.atleast_1d(np.asarray(size, dtype=float))
@@ -68,14 +84,19 @@ class WorkPoly:
 
 
 def fit_work_poly(sizes: Any, gflops: Any, terms: tuple[int, ...] | None = None,
-                  roundings: tuple[tuple[str | None, float], ...] | None = None) -> WorkPoly:
+                  roundings: tuple[tuple[str | None, float], ...] | None = None, below: bool = True) -> WorkPoly:
     """Fit :class:`WorkPoly` to per-sample FLOPs ``gflops`` measured at input sizes ``sizes`` (> 0).
 
     Rows with a missing (NaN) or non-positive value are ignored; repeated sizes are reduced to their median.
     ``terms``: the powers of the input size to fit (a subset of ``(0, 2, 4)``, e.g. ``(0, 2, 4)`` for the rule
     before the choice; the size itself, not rounded); None: chosen as the module says. ``roundings``: the
     ``(rounding, quantum)`` candidates of that choice (default :data:`ROUNDINGS`; ``((None, 1.0),)``: the size
-    itself, the rule before the rounded sizes).
+    itself, the rule before the rounded sizes). ``below``: where the chosen terms have a constant ``c0``, also fit
+    the best terms without one (same choice); below the smallest profiled size the FLOPs are the geometric mean of
+    both (False: the polynomial there too, the rule before). At the profiled sizes a constant cannot be told from a
+    strided layer's rounding up (FLOPs per pixel up at a size off the stride, which does grow the share of work
+    that does not shrink with the pixels), and below them it takes over: with it, fresh sets 6, 8 and 10 put a
+    CNN's smallest size 21-35 % high; without it, sets 7, 9, 12 and 15 put it 10-13 % low.
 
     Examples
     --------
@@ -105,8 +126,14 @@ def fit_work_poly(sizes: Any, gflops: Any, terms: tuple[int, ...] | None = None,
         powers = (2, 4)
     else:
         powers, rounding, quantum = _chosen_terms(at, value, ROUNDINGS if roundings is None else roundings)
-    c = _fit_terms(_rounded(at, rounding, quantum), value, powers)
-    return WorkPoly(c.get(0, 0.0), c.get(2, 0.0), c.get(4, 0.0), table, rounding, quantum)
+    u = _rounded(at, rounding, quantum)
+    c = _fit_terms(u, value, powers)
+    low_terms = None
+    if below and terms is None and c.get(0, 0.0) > 0:
+        low = _best_terms(u, value, tuple(t for t in TERMS if 0 not in t))[1]
+        cb = _fit_terms(u, value, low)
+        low_terms = (cb.get(2, 0.0), cb.get(4, 0.0))
+    return WorkPoly(c.get(0, 0.0), c.get(2, 0.0), c.get(4, 0.0), table, rounding, quantum, low_terms)
 
 
 #: the sets of terms (powers of the input size) a polynomial may have, fewest first
@@ -140,6 +167,26 @@ def _fit_terms(at: np.ndarray, value: np.ndarray, powers: tuple[int, ...]) -> di
     return dict(zip(powers, map(float, coef / scale)))
 
 
+def _best_terms(u: np.ndarray, value: np.ndarray,
+                candidates: tuple[tuple[int, ...], ...]) -> tuple[float, tuple[int, ...]]:
+    """``(error, terms)``: of ``candidates`` with fewer terms than sizes, the one whose fit predicts each size ``u``
+    from the others best (mean absolute relative error, leave-one-size-out; ties: the earlier); ``(inf, (2,))``
+    with none."""
+    best: tuple[float, tuple[int, ...]] = (np.inf, (2,))
+    for powers in candidates:
+        if len(powers) >= u.size:
+            continue
+        errors = []
+        for i in range(u.size):
+            keep = np.arange(u.size) != i
+            c = _fit_terms(u[keep], value[keep], powers)
+            errors.append(abs(sum(c[p] * u[i] ** p for p in powers) / value[i] - 1))
+        error = float(np.mean(errors))
+        if error < best[0]:
+            best = (error, powers)
+    return best
+
+
 def _chosen_terms(at: np.ndarray, value: np.ndarray,
                   roundings: tuple[tuple[str | None, float], ...]) -> tuple[tuple[int, ...], str | None, float]:
     """The terms (:data:`TERMS` with fewer terms than sizes) whose fit predicts each profiled size from the others
@@ -158,17 +205,7 @@ def _chosen_terms(at: np.ndarray, value: np.ndarray,
         u = _rounded(at, rounding, quantum)
         if np.unique(u).size < at.size:  # two sizes rounded together: the choice could not be checked
             continue
-        for powers in TERMS:
-            if len(powers) >= at.size:
-                continue
-            errors = []
-            for i in range(at.size):
-                keep = np.arange(at.size) != i
-                c = _fit_terms(u[keep], value[keep], powers)
-                errors.append(abs(sum(c[p] * u[i] ** p for p in powers) / value[i] - 1))
-            error = float(np.mean(errors))
-            if (rounding, quantum) not in best or error < best[rounding, quantum][0]:
-                best[rounding, quantum] = (error, powers)
+        best[rounding, quantum] = _best_terms(u, value, TERMS)
     plain = best.get((None, 1.0), (np.inf, (2,)))  # (fewer than two sizes: only s^2)
     # the finest rounding that explains the sizes (a coarser multiple of it floors them alike, or nearly: fresh
     # set 12, patches of 8 px at 100, 136 and 176 px, is exact with 32 px too, and put 240 px 24 % high)
