@@ -49,7 +49,7 @@ interpolated linearly in input size between the two neighbouring profiled sizes 
 On a CPU the time per unit of work depends on the work of the batch (the caches a batch overflows), so a larger
 input size reaches the time per unit of work of a smaller size at a smaller batch; a correction that depends on the
 size alone (the mean log residual of each profiled size, a models file saved before this) misses that step (fresh
-CPU sets 1-14, each size held out: MAPE interior 4.9 -> 3.0 %, largest size 5.2 -> 4.4 %). Non-decreasing in
+CPU sets 1-14, each size held out: MAPE interior 4.9 -> 2.9 %, largest size 5.2 -> 4.4 %). Non-decreasing in
 batch: each profiled size's curve is non-decreasing in work. An unprofiled GPU
 of the datasheet table whose family was profiled on other table GPUs gets the geometric mean of their curves with
 the slope scaled by the FP16 peak ratio (the floor, launch overhead, kept). Any other unprofiled family goes to the
