@@ -150,6 +150,11 @@ ROUNDINGS = ((None, 1.0),) + tuple(("down", q) for q in QUANTA)
 #: graphs, while the rounded fits of CNNs, 0.05-2.8 %, are chance) and halves the best error so far
 ROUNDING_EXACT = 1e-3
 ROUNDING_MARGIN = 0.5
+#: the terms a floored size may take: a patch embedding's tokens and tokens squared, no constant (every floored fit
+#: of a ViT-like graph in ``benchmarks/flops_poly.py`` draws 1-5 and the fresh sets took ``s^2 + s^4``, 160 of 160;
+#: 14 of the 15 CNNs a floor explained by chance took a constant, and the floor made them worse: mean error 4.9 ->
+#: 7.1 %)
+PATCH_TERMS = ((2,), (2, 4))
 
 
 def _rounded(size: np.ndarray, rounding: str | None, quantum: float) -> np.ndarray:
@@ -191,9 +196,9 @@ def _chosen_terms(at: np.ndarray, value: np.ndarray,
                   roundings: tuple[tuple[str | None, float], ...]) -> tuple[tuple[int, ...], str | None, float]:
     """The terms (:data:`TERMS` with fewer terms than sizes) whose fit predicts each profiled size from the others
     best (mean absolute relative error, leave-one-size-out; ties: fewer terms), and the size they are a polynomial
-    in: the size itself, or a rounded one of ``roundings`` where its best terms explain the sizes exactly (error at
-    most :data:`ROUNDING_EXACT`) and at most half as far off (:data:`ROUNDING_MARGIN`) as the size itself (of
-    several, the smallest multiple). A network
+    in: the size itself, or a rounded one of ``roundings`` where its best terms (:data:`PATCH_TERMS`, no constant)
+    explain the sizes exactly (error at most :data:`ROUNDING_EXACT`) and at most half as far off
+    (:data:`ROUNDING_MARGIN`) as the size itself (of several, the smallest multiple). A network
     with strides rounds its feature maps (``ceil(s / stride)``), so its FLOPs per pixel jump between sizes; three
     terms through three such sizes turn a jump into an ``s^4`` trend (a ResNet-like fitted at 92, 132 and 172 px
     predicted 236 px 9.9 % high; random graphs, 1.35x beyond the largest size: 7.0 % mean and 30.9 % worst error,
@@ -205,7 +210,7 @@ def _chosen_terms(at: np.ndarray, value: np.ndarray,
         u = _rounded(at, rounding, quantum)
         if np.unique(u).size < at.size:  # two sizes rounded together: the choice could not be checked
             continue
-        best[rounding, quantum] = _best_terms(u, value, TERMS)
+        best[rounding, quantum] = _best_terms(u, value, TERMS if rounding is None else PATCH_TERMS)
     plain = best.get((None, 1.0), (np.inf, (2,)))  # (fewer than two sizes: only s^2)
     # the finest rounding that explains the sizes (a coarser multiple of it floors them alike, or nearly: fresh
     # set 12, patches of 8 px at 100, 136 and 176 px, is exact with 32 px too, and put 240 px 24 % high)
