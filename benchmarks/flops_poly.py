@@ -20,8 +20,8 @@ chosen looking at draws 1-3 (draw 3: seed 2028, graph seeds 3028 + i) and the fr
 three larger sizes, predict the smallest. Below the smallest profiled size, the terms without a constant where the
 chosen ones have one (``chosen``; ``no_below``: the polynomial there too, the rule of 233f2e5) were chosen looking
 at draws 1-4 and the fresh sets; draw 5 (seed 2030, graph seeds 5030 + i) was defined in their commit and run
-after it. The floored size without a constant term (``PATCH_TERMS``) was chosen looking at draws 1-5; draw 6 (seed
-2031, graph seeds 6031 + i) was defined in its commit and run after it.
+after it. The floored size without a constant term (``TERMS_WITHOUT_CONSTANT``) was chosen looking at draws 1-5;
+draw 6 (seed 2031, graph seeds 6031 + i) was defined in its commit and run after it.
 """
 
 from __future__ import annotations

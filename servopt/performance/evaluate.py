@@ -370,9 +370,9 @@ def _size_residuals(rows: pd.DataFrame, target: Target, X: pd.DataFrame, estimat
     or no qualifying row.
 
     Why: an unprofiled input size is a different prediction from an unprofiled batch (another path of the latency
-    model: the family curve and its size correction), and its errors are not those of leave one batch out; on the
-    fresh CPU graphs the batch residuals' interval held 72 % of the interior sizes and 84 % of the top ones at the
-    90 % level (``benchmarks/interval_coverage.py``)."""
+    model: the profiled sizes' latencies at the same work), and its errors are not those of leave one batch out;
+    on the fresh CPU graphs the batch residuals' interval held 72 % of the interior sizes and 84 % of the top ones
+    at the 90 % level (``benchmarks/interval_coverage.py``)."""
     if target.name != "latency" or "input_size" not in X.columns:
         return None
     size = X["input_size"].to_numpy(dtype=float)

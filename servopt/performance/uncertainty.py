@@ -21,7 +21,7 @@ An unprofiled input size (latency): ``servopt fit`` also holds out each profiled
 (:func:`~servopt.performance.evaluate._size_residuals`, queried without the graph's FLOPs) and keeps the
 residuals apart: ``size`` from sizes held out between their family's other sizes, ``size_edge`` from those beyond
 them (:func:`with_size_pools`); a query at an unprofiled size takes them where wider. Leave one batch out does
-not measure that path of the model (the family curve and its size correction): on the fresh CPU graphs its
+not measure that path of the model (the profiled sizes' latencies at the same work): on the fresh CPU graphs its
 intervals held 72 % of the interior sizes and 84 % of the top ones at the 90 % level.
 
 Coverage: for each query row, whether the batch size (x feature) and the input size were profiled for its

@@ -263,14 +263,20 @@ def _at_work(roof: Roofline, log_work: np.ndarray, log_latency: np.ndarray, work
     60 % high). Non-decreasing in work."""
     lw = np.log(np.maximum(work, 1e-300))
     out = np.interp(lw, log_work, log_latency)
-    for end, side in ((0, lw < log_work[0]), (-1, lw > log_work[-1])):
-        if side.any():
-            w_end = np.exp(log_work[end])
-            out[side] = log_latency[end] + np.log(roof(work[side])) - np.log(roof(np.array([w_end]))[0])
-            if end == 0:  # not below proportional to the work (throughput does not grow as the batch shrinks)
-                out[side] = np.maximum(out[side], log_latency[0] + lw[side] - log_work[0])
-            if end == 0 and bottom >= LINEAR_BOTTOM:
-                out[side] = np.minimum(out[side], log_latency[0] + bottom * (lw[side] - log_work[0]))
+
+    def grown(side: np.ndarray, end: int) -> np.ndarray:
+        w_end = np.exp(log_work[end])
+        return log_latency[end] + np.log(roof(work[side])) - np.log(roof(np.array([w_end]))[0])
+
+    above = lw > log_work[-1]
+    if above.any():
+        out[above] = grown(above, -1)
+    below = lw < log_work[0]
+    if below.any():
+        # not below proportional to the work (throughput does not grow as the batch shrinks)
+        out[below] = np.maximum(grown(below, 0), log_latency[0] + lw[below] - log_work[0])
+        if bottom >= LINEAR_BOTTOM:
+            out[below] = np.minimum(out[below], log_latency[0] + bottom * (lw[below] - log_work[0]))
     return out
 
 
@@ -661,10 +667,10 @@ class WorkLatencyModel(LatencyModel):
         sizes, per_size = curves
         bottom = getattr(self, "family_bottom_", {}).get(fam_key, 0.0)
         at = np.array([_at_work(roof, lw, ly, work, bottom) for lw, ly in per_size])  # (sizes, rows), log
-        size = X[:, self.size_index_]
-        hi = np.clip(np.searchsorted(sizes, size), 1, max(sizes.size - 1, 1))
         if sizes.size == 1:
             return np.exp(at[0])
+        size = X[:, self.size_index_]
+        hi = np.clip(np.searchsorted(sizes, size), 1, sizes.size - 1)
         lo = hi - 1
         t = np.clip((size - sizes[lo]) / (sizes[hi] - sizes[lo]), 0.0, 1.0)
         cols = np.arange(len(size))

@@ -43,8 +43,8 @@ class WorkPoly:
     c2: float
     c4: float
     table: dict[float, float] = field(default_factory=dict)
-    #: the size the graph sees: ``s`` itself (``None``), or ``s`` rounded ``"down"`` / ``"up"`` to a multiple of
-    #: ``quantum`` (a patch embedding or a strided stem, :data:`QUANTA`)
+    #: the size the graph sees: ``s`` itself (``None``), or ``s`` rounded ``"down"`` to a multiple of ``quantum``
+    #: (a patch embedding, :data:`QUANTA`)
     rounding: str | None = None
     quantum: float = 1.0
     #: ``(c2, c4)`` of the best fit without a constant, where the chosen one has a constant ``c0``: below the
@@ -60,8 +60,8 @@ class WorkPoly:
         if self.below is not None and not (len(self.below) == 2 and all(np.isfinite(v) and v >= 0
                                                                          for v in self.below)):
             raise ValueError(f"WorkPoly.below: expected (c2, c4), finite numbers >= 0, got {self.below!r}")
-        if self.rounding not in (None, "down", "up") or not (np.isfinite(self.quantum) and self.quantum >= 1):
-            raise ValueError(f"WorkPoly: rounding must be None, 'down' or 'up' and quantum a number >= 1, got "
+        if self.rounding not in (None, "down") or not (np.isfinite(self.quantum) and self.quantum >= 1):
+            raise ValueError(f"WorkPoly: rounding must be None or 'down' and quantum a number >= 1, got "
                              f"{self.rounding!r} and {self.quantum!r}")
 
     def polynomial(self, size: Any) -> np.ndarray:
@@ -130,7 +130,7 @@ def fit_work_poly(sizes: Any, gflops: Any, terms: tuple[int, ...] | None = None,
     c = _fit_terms(u, value, powers)
     low_terms = None
     if below and terms is None and c.get(0, 0.0) > 0:
-        low = _best_terms(u, value, tuple(t for t in TERMS if 0 not in t))[1]
+        low = _best_terms(u, value, TERMS_WITHOUT_CONSTANT)[1]
         cb = _fit_terms(u, value, low)
         low_terms = (cb.get(2, 0.0), cb.get(4, 0.0))
     return WorkPoly(c.get(0, 0.0), c.get(2, 0.0), c.get(4, 0.0), table, rounding, quantum, low_terms)
@@ -150,18 +150,17 @@ ROUNDINGS = ((None, 1.0),) + tuple(("down", q) for q in QUANTA)
 #: graphs, while the rounded fits of CNNs, 0.05-2.8 %, are chance) and halves the best error so far
 ROUNDING_EXACT = 1e-3
 ROUNDING_MARGIN = 0.5
-#: the terms a floored size may take: a patch embedding's tokens and tokens squared, no constant (every floored fit
-#: of a ViT-like graph in ``benchmarks/flops_poly.py`` draws 1-5 and the fresh sets took ``s^2 + s^4``, 160 of 160;
-#: 14 of the 15 CNNs a floor explained by chance took a constant, and the floor made them worse: mean error 4.9 ->
-#: 7.1 %)
-PATCH_TERMS = ((2,), (2, 4))
+#: :data:`TERMS` without a constant: those a floored size may take (a patch embedding's tokens and tokens squared;
+#: every floored fit of a ViT-like graph in ``benchmarks/flops_poly.py`` draws 1-5 and the fresh sets took
+#: ``s^2 + s^4``, 160 of 160; 14 of the 15 CNNs a floor explained by chance took a constant, and the floor made them
+#: worse: mean error 4.9 -> 7.1 %), and those of the polynomial beside a constant one below the profiled sizes
+TERMS_WITHOUT_CONSTANT = tuple(t for t in TERMS if 0 not in t)
 
 
 def _rounded(size: np.ndarray, rounding: str | None, quantum: float) -> np.ndarray:
     if rounding is None:
         return size
-    steps = np.floor(size / quantum) if rounding == "down" else np.ceil(size / quantum)
-    return np.maximum(steps, 1.0) * quantum
+    return np.maximum(np.floor(size / quantum), 1.0) * quantum
 
 
 def _fit_terms(at: np.ndarray, value: np.ndarray, powers: tuple[int, ...]) -> dict[int, float]:
@@ -196,7 +195,7 @@ def _chosen_terms(at: np.ndarray, value: np.ndarray,
                   roundings: tuple[tuple[str | None, float], ...]) -> tuple[tuple[int, ...], str | None, float]:
     """The terms (:data:`TERMS` with fewer terms than sizes) whose fit predicts each profiled size from the others
     best (mean absolute relative error, leave-one-size-out; ties: fewer terms), and the size they are a polynomial
-    in: the size itself, or a rounded one of ``roundings`` where its best terms (:data:`PATCH_TERMS`, no constant)
+    in: the size itself, or a rounded one of ``roundings`` where its best terms (:data:`TERMS_WITHOUT_CONSTANT`)
     explain the sizes exactly (error at most :data:`ROUNDING_EXACT`) and at most half as far off
     (:data:`ROUNDING_MARGIN`) as the size itself (of several, the smallest multiple). A network
     with strides rounds its feature maps (``ceil(s / stride)``), so its FLOPs per pixel jump between sizes; three
@@ -210,7 +209,7 @@ def _chosen_terms(at: np.ndarray, value: np.ndarray,
         u = _rounded(at, rounding, quantum)
         if np.unique(u).size < at.size:  # two sizes rounded together: the choice could not be checked
             continue
-        best[rounding, quantum] = _best_terms(u, value, TERMS if rounding is None else PATCH_TERMS)
+        best[rounding, quantum] = _best_terms(u, value, TERMS if rounding is None else TERMS_WITHOUT_CONSTANT)
     plain = best.get((None, 1.0), (np.inf, (2,)))  # (fewer than two sizes: only s^2)
     # the finest rounding that explains the sizes (a coarser multiple of it floors them alike, or nearly: fresh
     # set 12, patches of 8 px at 100, 136 and 176 px, is exact with 32 px too, and put 240 px 24 % high)
