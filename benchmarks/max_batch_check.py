@@ -1,8 +1,8 @@
 """The largest batch per input size under a memory limit, held out by input size, on every shipped profile with
 memory rows and out-of-memory boundaries: the model ``servopt fit --oom-limit-mb`` uses beside the old ones.
 
-    python benchmarks/max_batch_check.py          # H200 profiles + the CPU profiles measured again under 3 limits
-    python benchmarks/max_batch_check.py --quick  # no measuring: the CPU boundaries stored by the last full run
+    python benchmarks/max_batch_check.py          # H200 profiles + the CPU graphs measured under 3 limits
+    python benchmarks/max_batch_check.py --quick  # no measuring: the CPU runs stored by the last full run
 
 Methods (``benchmarks/_max_batch.py``): ``family + calibration`` (``MaxBatchModel(structure="family")`` +
 ``calibrate()`` on the out-of-memory boundaries of the training rows, as ``servopt fit --oom-limit-mb L``), the same
@@ -17,18 +17,23 @@ their boundaries, and predicts the held-out size's largest batch, compared with 
   (``measured_H200_resnet50_fp16_cli_max_batch.csv``: 664); the model is fitted and calibrated on the 320 and 448
   px rows of the 8192 MiB profile (224 px held out), so the limit and the size are both new to it.
   No boundary was measured under any other limit on the H200.
-* **CPU, 150 / 300 / 600 MiB** (truth bracketed by the grid): the ONNX graphs of ``profiles/measured_*_like.csv``
-  (rebuilt by :mod:`servopt.measure.onnx_models`) profiled again under each limit (batch 1-64 in powers of two, 2
-  cores, one run per point): an input size's largest batch lies between the last grid batch that ran and the
-  first that ran out of memory minus one. The model is fitted on the shipped profile's rows of the other sizes
-  (both cores settings) and calibrated on the other sizes' boundaries of the run under the limit, read as
-  ``servopt fit`` reads them (``oom_batch_size - 1``, the top of the bracket); a fifth method,
-  ``family + calibration (last batch that ran)``, calibrates on the bottom of the bracket instead. Held-out sizes
-  that never ran out of memory (truth unbounded) are not cases. The boundaries are stored in
-  ``max_batch_check_boundaries.csv``; ``--quick`` / ``--boundaries FILE`` reuse them instead of measuring.
+* **CPU, 150 / 300 / 600 MiB** (exact truth, an ascending scan): the ONNX graphs of ``profiles/measured_*_like.csv``
+  (rebuilt by :mod:`servopt.measure.onnx_models`), 2 cores. Under each limit each graph is profiled as a user would
+  (``servopt profile --memory-limit-mb L --find-max-batch``: batch 1-64 in powers of two, one run per point, then
+  the boundary of each input size by bisection, :mod:`servopt.measure.max_batch_search`). The model is fitted on
+  that run's rows of the other sizes and calibrated on their boundaries, as ``servopt fit`` reads them
+  (``oom_batch_size - 1``), and predicts the held-out size's largest batch. The truth is the largest batch
+  below the first one, in ascending order, whose peak memory passes the limit: every batch 1, 2, 3, ... of the
+  size is run in turn (one fresh session each, its warm-up and one run, as a trial of the search) until one
+  does. ONNX Runtime's arena makes a batch's peak memory saw-toothed in the batch (up to a third more than a
+  larger batch's), so the bisection's boundary can lie above that first failure; both are written
+  (``bisection``, ``first_failure``). Held-out sizes that did not run out of memory up to batch
+  :data:`CPU_CAP` are not cases. The runs' rows, boundaries and scans are stored in
+  ``max_batch_check_cpu_rows.csv``, ``max_batch_check_boundaries.csv`` and ``max_batch_check_scan.csv``;
+  ``--quick`` reuses them instead of measuring.
 
-Writes ``benchmarks/results/max_batch_check.csv`` (one row per case and method: predicted, truth or its bracket,
-ratio, above the truth yes / no / unknown, the margin ``calibrate()`` used), ``max_batch_check_summary.csv`` and
+Writes ``benchmarks/results/max_batch_check.csv`` (one row per case and method: predicted, truth, ratio, above the
+truth yes / no, the margin ``calibrate()`` used), ``max_batch_check_summary.csv`` and
 ``max_batch_check.png`` (also ``docs/img/``).
 """
 
@@ -53,11 +58,16 @@ CPU_MODELS = ("resnet_like", "mobilenet_like")
 CPU_BATCHES = [1, 2, 4, 8, 16, 32, 64]
 CPU_SIZES = [64, 128, 224, 320, 512]
 CPU_LIMITS_MB = (150.0, 300.0, 600.0)
+#: the limits of ``--fresh-set`` (the fresh graphs are smaller: 50-800 MiB at batch 64)
+FRESH_LIMITS_MB = (100.0, 200.0, 400.0)
 CPU_COLS = ["batch_size", "model", "input_size", "cores"]
 CPU_CORES = 2
-LAST_RAN = "family + calibration (last batch that ran)"
-BOUNDARY_FIELDS = ["model", "memory_limit_mb", "input_size", "cores", "last_ran", "oom_batch_size",
-                   "memory_at_last_mb", "memory_at_oom_mb"]
+#: the largest batch the CPU searches and scans try
+CPU_CAP = 256
+ROW_FIELDS = ["model", "memory_limit_mb", "cores", "input_size", "batch_size", "memory_mb", "oom_batch_size"]
+BOUNDARY_FIELDS = ["model", "memory_limit_mb", "input_size", "cores", "bisection", "bisection_trials",
+                   "first_failure", "memory_at_bisection_mb"]
+SCAN_FIELDS = ["model", "input_size", "cores", "batch_size", "memory_mb"]
 CASE_FIELDS = ["data", "model", "memory_limit_mb", "input_size", "method", "predicted", "truth_lo", "truth_hi",
                "ratio_lo", "ratio_hi", "above_truth", "oom_margin", "usable_fraction", "calibrated_on"]
 SUMMARY_FIELDS = ["data", "method", "cases", "above_truth", "maybe_above", "within_10pct_not_above", "ratio_min",
@@ -65,14 +75,20 @@ SUMMARY_FIELDS = ["data", "method", "cases", "above_truth", "maybe_above", "with
 
 
 def _case(data: str, model_name: str, limit: float, size: float, method: str, fitted: Any, predicted: int,
-          lo: int, hi: int) -> dict[str, Any]:
+          lo: int, hi: int, bisection: float = np.nan) -> dict[str, Any]:
     margins = fitted.margins() if fitted.oom_margin_ is not None else []
     return {"data": data, "model": model_name, "memory_limit_mb": limit, "input_size": int(size), "method": method,
             "predicted": int(predicted), "truth_lo": int(lo), "truth_hi": int(hi),
             "ratio_lo": predicted / hi if hi else np.nan, "ratio_hi": predicted / lo if lo else np.inf,
             "above_truth": verdict(predicted, lo, hi), "oom_margin": fitted.oom_margin_,
-            "usable_fraction": margins[0]["usable_fraction"] if len(margins) == 1 else np.nan,
-            "calibrated_on": len(getattr(fitted, "calibration_", []))}
+            # the fraction a held-out (unprofiled) size uses
+            "usable_fraction": _unprofiled(margins[0]) if len(margins) == 1 else np.nan,
+            "calibrated_on": len(getattr(fitted, "calibration_", [])), "bisection": bisection}
+
+
+def _unprofiled(margin: dict[str, Any]) -> float:
+    value = margin.get("unprofiled_fraction")
+    return margin["usable_fraction"] if value is None else value
 
 
 def h200_cases(profiles: list[Path], truth_path: Path, cli_path: Path | None) -> list[dict[str, Any]]:
@@ -100,62 +116,84 @@ def h200_cases(profiles: list[Path], truth_path: Path, cli_path: Path | None) ->
     return cases
 
 
-def measure_cpu_boundaries(limits: tuple[float, ...], models: tuple[str, ...]) -> pd.DataFrame:
-    """Profile each CPU graph under each limit; per input size the last grid batch that ran and the first that
-    ran out of memory (empty when none did)."""
-    from servopt.measure.onnx_models import BUILDERS, save_model
+def measure_cpu(limits: tuple[float, ...], graphs: dict[str, Any], sizes: list[int]) -> tuple[pd.DataFrame, ...]:
+    """Profile each CPU graph (name -> ONNX proto) at ``sizes`` under each limit with the boundary search
+    (``--find-max-batch``), then scan each input size that ran out of memory batch by batch up to its first
+    failure under the largest such limit.
+
+    Returns ``(rows, boundaries, scan)`` (columns :data:`ROW_FIELDS`, :data:`BOUNDARY_FIELDS`,
+    :data:`SCAN_FIELDS`)."""
+    from servopt.measure.onnx_models import save_model
     from servopt.measure.profiler import profile_model
 
-    rows = []
+    rows, bounds, scan = [], [], []
+    quick = dict(cores=[CPU_CORES], repeats=1, min_repeats=1, time_budget_s=0.01)
     with tempfile.TemporaryDirectory() as tmp:
-        for model in models:
-            onnx_path = save_model(BUILDERS[model](), Path(tmp) / f"{model}.onnx")
+        for model, proto in graphs.items():
+            onnx_path = save_model(proto, Path(tmp) / f"{model}.onnx")
+            found: dict[tuple[float, int], dict[str, Any]] = {}
             for limit in limits:
-                run = profile_model(onnx_path, CPU_BATCHES, CPU_SIZES, cores=[CPU_CORES], repeats=1, min_repeats=1,
-                                    time_budget_s=0.01, memory_limit_mb=limit, model_name=model)
-                for size in CPU_SIZES:
-                    ran = sorted((r for r in run.rows if r["input_size"] == size), key=lambda r: r["batch_size"])
-                    oom = [o for o in run.oom if o["input_size"] == size]
-                    rows.append({"model": model, "memory_limit_mb": limit, "input_size": size, "cores": CPU_CORES,
-                                 "last_ran": ran[-1]["batch_size"] if ran else 0,
-                                 "oom_batch_size": oom[0]["batch_size"] if oom else np.nan,
-                                 "memory_at_last_mb": ran[-1]["memory_mb"] if ran else np.nan,
-                                 "memory_at_oom_mb": oom[0]["memory_mb"] if oom else np.nan})
-                print(f"{model} under {limit:g} MiB: " + ", ".join(
-                    f"{r['input_size']}px {r['last_ran']}-{r['oom_batch_size']}" for r in rows[-len(CPU_SIZES):]),
-                    flush=True)
-    return pd.DataFrame(rows)
+                run = profile_model(onnx_path, CPU_BATCHES, sizes, memory_limit_mb=limit, find_max_batch=True,
+                                    max_batch_cap=CPU_CAP, model_name=model, **quick)
+                rows += [{"memory_limit_mb": limit, **{k: r[k] for k in ROW_FIELDS if k != "memory_limit_mb"}}
+                         for r in run.rows]
+                for entry in run.max_batch:
+                    found[limit, entry["input_size"]] = entry
+                print(f"{model} under {limit:g} MiB, bisection: " + ", ".join(
+                    f"{e['input_size']}px {e['max_batch']}" + ("" if e["oom_batch"] else "+")
+                    for e in run.max_batch), flush=True)
+            for size in sizes:
+                searched = [lim for lim in limits if found[lim, size]["oom_batch"] is not None]
+                if not searched:
+                    continue
+                top = max(searched)  # one scan serves every limit: it stops where the largest is passed
+                run = profile_model(onnx_path, list(range(1, CPU_CAP + 1)), [size], memory_limit_mb=top,
+                                    model_name=model, **quick)
+                memory = [(r["batch_size"], r["memory_mb"]) for r in run.rows]
+                memory += [(o["batch_size"], o["memory_mb"]) for o in run.oom]
+                scan += [{"model": model, "input_size": size, "cores": CPU_CORES, "batch_size": b, "memory_mb": m}
+                         for b, m in memory]
+                for limit in limits:
+                    entry = found[limit, size]
+                    first = next((b for b, m in sorted(memory) if m > limit), None) if limit in searched else None
+                    at = [r["memory_mb"] for r in rows if (r["model"], r["memory_limit_mb"], r["input_size"],
+                                                            r["batch_size"]) == (model, limit, size,
+                                                                                 entry["max_batch"])]
+                    bounds.append({"model": model, "memory_limit_mb": limit, "input_size": size, "cores": CPU_CORES,
+                                   "bisection": entry["max_batch"] if entry["oom_batch"] else np.nan,
+                                   "bisection_trials": len(entry["trials"]),
+                                   "first_failure": first if first is not None else np.nan,
+                                   "memory_at_bisection_mb": at[0] if at else np.nan})
+                print(f"{model} {size}px scan: first failure " + ", ".join(
+                    f"{b['first_failure']:.0f} under {b['memory_limit_mb']:g} MiB (bisection {b['bisection']:.0f})"
+                    for b in bounds[-len(limits):] if b["first_failure"] == b["first_failure"]), flush=True)
+    return (pd.DataFrame(rows, columns=ROW_FIELDS), pd.DataFrame(bounds, columns=BOUNDARY_FIELDS),
+            pd.DataFrame(scan, columns=SCAN_FIELDS))
 
 
-def cpu_cases(profiles: dict[str, Path], boundaries: pd.DataFrame) -> list[dict[str, Any]]:
-    """Held-out input sizes of the CPU profiles under each limit whose boundary the run under it bracketed."""
+def cpu_cases(rows: pd.DataFrame, boundaries: pd.DataFrame) -> list[dict[str, Any]]:
+    """Held-out input sizes of the CPU graphs under each limit whose first failure the scan found."""
     cases = []
-    for model, path in profiles.items():
-        frame = _load(str(path))
-        frame = frame[frame["memory_mb"].notna()]
-        for limit, bounds in boundaries[boundaries.model == model].groupby("memory_limit_mb"):
-            for held_out in sorted(frame["input_size"].unique()):
-                measured = bounds[bounds.input_size == held_out]
-                if measured.empty or measured["oom_batch_size"].isna().all():
-                    continue  # never ran out of memory: the truth is unbounded
-                lo, hi = int(measured["last_ran"].iloc[0]), int(measured["oom_batch_size"].iloc[0]) - 1
-                train = frame[frame.input_size != held_out]
-                others = bounds[(bounds.input_size != held_out) & bounds["oom_batch_size"].notna()]
-                for method in (*METHODS, LAST_RAN):
-                    calib = others.assign(oom_batch_size=others["last_ran"] + 1) if method == LAST_RAN else others
-                    calib = calib.assign(batch_size=calib["oom_batch_size"])
-                    fitted = fit_memory_model(METHODS[0] if method == LAST_RAN else method, train, CPU_COLS,
-                                              float(limit), boundaries=calib)
-                    got = fitted.max_batch(held_out, float(limit), model=model, cores=CPU_CORES)
-                    cases.append(_case(f"CPU {limit:g} MiB", model, float(limit), held_out, method, fitted, got,
-                                       lo, hi))
+    for (model, limit), run in rows.groupby(["model", "memory_limit_mb"]):
+        bounds = boundaries[(boundaries.model == model) & (boundaries.memory_limit_mb == limit)]
+        for held_out in sorted(run["input_size"].unique()):
+            measured = bounds[bounds.input_size == held_out]
+            if measured.empty or measured["first_failure"].isna().all():
+                continue  # no out of memory up to the cap: the truth is unbounded
+            true = int(measured["first_failure"].iloc[0]) - 1
+            train = run[run.input_size != held_out]
+            for method in METHODS:
+                fitted = fit_memory_model(method, train, CPU_COLS, float(limit))
+                got = fitted.max_batch(held_out, float(limit), model=model, cores=CPU_CORES)
+                cases.append(_case(f"CPU {limit:g} MiB", model, float(limit), held_out, method, fitted, got,
+                                   true, true, float(measured["bisection"].iloc[0])))
     return cases
 
 
 def plot(cases: pd.DataFrame, paths: list[Path]) -> None:
     plt = pyplot()
     groups = [("H200 (8192 and 4096 MiB): exact boundary", cases["data"].str.startswith("H200")),
-              ("CPU (150, 300, 600 MiB): boundary bracketed by the grid", cases["data"].str.startswith("CPU"))]
+              ("CPU (150, 300, 600 MiB): first failure of an ascending scan", cases["data"].str.startswith("CPU"))]
     groups = [(title, mask) for title, mask in groups if mask.any()]
     fig, axes = plt.subplots(1, len(groups), figsize=(7.5 * len(groups), 5), squeeze=False)
     methods = list(dict.fromkeys(cases["method"]))
@@ -175,7 +213,7 @@ def plot(cases: pd.DataFrame, paths: list[Path]) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("measured largest batch (held-out input size)")
         ax.set_ylabel("predicted / measured largest batch")
-        ax.set_title(title + "\nabove 1: out of memory; dashed: 10 % below; bars: the grid's bracket", fontsize=9)
+        ax.set_title(title + "\nabove 1: out of memory; dashed: 10 % below", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     from servopt.atomic import atomic_write
@@ -188,40 +226,57 @@ def plot(cases: pd.DataFrame, paths: list[Path]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="no measuring: reuse the stored CPU boundaries")
-    parser.add_argument("--boundaries", type=Path, help="CPU boundaries to reuse (a max_batch_check_boundaries.csv)")
+    parser.add_argument("--quick", action="store_true", help="no measuring: reuse the stored CPU runs")
+    parser.add_argument("--stored-dir", type=Path, default=None,
+                        help="no measuring: reuse the CPU runs stored in this folder (max_batch_check_cpu_rows.csv, "
+                        "_boundaries.csv; default with --quick: benchmarks/results)")
     parser.add_argument("--limits", default=",".join(f"{x:g}" for x in CPU_LIMITS_MB),
                         help="CPU limits to measure under, MiB, comma-separated")
+    parser.add_argument("--fresh-set", type=int, default=None, metavar="N",
+                        help="instead: the three graphs of benchmarks/fresh_cpu.py's set N at its input sizes (held "
+                        "out: files max_batch_check_freshN*), under --fresh-limits")
+    parser.add_argument("--fresh-limits", default=",".join(f"{x:g}" for x in FRESH_LIMITS_MB),
+                        help="limits for --fresh-set, MiB, comma-separated")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img",
                         help="copy of the PNG (not with --quick)")
     args = parser.parse_args(argv)
     prof = ROOT / "profiles"
     h200 = [prof / f"measured_H200_{m}_{d}.csv" for m in ("resnet50", "mobilenet_v3_large") for d in ("fp32", "fp16")]
-    cpu = {m: prof / f"measured_{m}.csv" for m in CPU_MODELS if (prof / f"measured_{m}.csv").is_file()}
+    stem = "max_batch_check" if args.fresh_set is None else f"max_batch_check_fresh{args.fresh_set}"
     start = time.perf_counter()
-    stored = args.boundaries or (RESULTS / "max_batch_check_boundaries.csv" if args.quick else None)
-    if stored is not None:
-        boundaries = pd.read_csv(stored) if stored.is_file() else pd.DataFrame(columns=BOUNDARY_FIELDS)
+    stored = {name: (args.stored_dir or RESULTS) / f"{stem}_{name}.csv" for name in ("cpu_rows", "boundaries", "scan")}
+    if args.quick or args.stored_dir is not None:
+        rows, boundaries = (pd.read_csv(stored[name]) if stored[name].is_file() else pd.DataFrame(columns=fields)
+                            for name, fields in (("cpu_rows", ROW_FIELDS), ("boundaries", BOUNDARY_FIELDS)))
     else:
-        limits = tuple(float(x) for x in args.limits.split(","))
-        boundaries = measure_cpu_boundaries(limits, tuple(cpu))
-        write_csv(boundaries.to_dict("records"), BOUNDARY_FIELDS, args.out_dir / "max_batch_check_boundaries.csv")
+        if args.fresh_set is None:
+            from servopt.measure.onnx_models import BUILDERS
+
+            graphs, sizes, limits = {m: BUILDERS[m]() for m in CPU_MODELS}, CPU_SIZES, args.limits
+        else:
+            from fresh_cpu import SIZES, graphs as fresh_graphs
+
+            graphs, sizes, limits = fresh_graphs(args.fresh_set), list(SIZES[args.fresh_set]), args.fresh_limits
+        rows, boundaries, scan = measure_cpu(tuple(float(x) for x in limits.split(",")), graphs, sizes)
+        for name, frame, fields in (("cpu_rows", rows, ROW_FIELDS), ("boundaries", boundaries, BOUNDARY_FIELDS),
+                                    ("scan", scan, SCAN_FIELDS)):
+            write_csv(frame.to_dict("records"), fields, args.out_dir / f"{stem}_{name}.csv")
     measured_s = time.perf_counter() - start
-    cases = pd.DataFrame(h200_cases(h200, prof / "max_batch_H200.csv",
-                                    prof / "measured_H200_resnet50_fp16_cli_max_batch.csv")
-                         + cpu_cases(cpu, boundaries))
+    held = [] if args.fresh_set is not None else h200_cases(h200, prof / "max_batch_H200.csv",
+                                                            prof / "measured_H200_resnet50_fp16_cli_max_batch.csv")
+    cases = pd.DataFrame(held + cpu_cases(rows, boundaries))
     summary = summarize(cases, ["data", "method"])
     pooled = summarize(cases.assign(data=cases["data"].str.split().str[0] + ", every limit"), ["data", "method"])
     summary = pd.concat([summary, pooled], ignore_index=True)
-    write_csv(cases.to_dict("records"), CASE_FIELDS, args.out_dir / "max_batch_check.csv")
-    write_csv(summary.to_dict("records"), SUMMARY_FIELDS, args.out_dir / "max_batch_check_summary.csv")
-    plot(cases, [args.out_dir / "max_batch_check.png"] + ([] if args.quick else [args.img_dir / "max_batch_check.png"]))
+    write_csv(cases.to_dict("records"), CASE_FIELDS, args.out_dir / f"{stem}.csv")
+    write_csv(summary.to_dict("records"), SUMMARY_FIELDS, args.out_dir / f"{stem}_summary.csv")
+    plot(cases, [args.out_dir / f"{stem}.png"] + ([] if args.quick else [args.img_dir / f"{stem}.png"]))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(cases[CASE_FIELDS[:12]].to_string(index=False))
         print()
         print(summary.to_string(index=False))
-    print(f"measuring the CPU boundaries took {measured_s:.0f} s; the whole check "
+    print(f"measuring the CPU runs took {measured_s:.0f} s; the whole check "
           f"{time.perf_counter() - start:.0f} s")
     return 0
 

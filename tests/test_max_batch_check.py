@@ -93,11 +93,14 @@ def test_max_batch_check_quick(tmp_path):
     assert calibrated.oom_margin.notna().all() and h200[h200.method != "family + calibration"].oom_margin.isna().all()
     summary = pd.read_csv(tmp_path / "max_batch_check_summary.csv")
     assert {"H200 8192 MiB", "H200 4096 MiB", "H200, every limit"} <= set(summary.data)
-    stored = ROOT / "benchmarks" / "results" / "max_batch_check_boundaries.csv"
-    if stored.is_file():
-        cpu = cases[cases.data.str.startswith("CPU")]
-        assert len(cpu) > 0 and (cpu.truth_lo <= cpu.truth_hi).all()
-        assert set(cpu.above_truth) <= {"yes", "no", "unknown"}
+    # the CPU cases of the stored runs: exact truths (the first failure of a scan), every method on each
+    cpu = cases[cases.data.str.startswith("CPU")]
+    assert len(cpu) > 0 and (cpu.truth_lo == cpu.truth_hi).all() and set(cpu.above_truth) <= {"yes", "no"}
+    assert (cpu.groupby("method").size() == len(cpu) // len(METHODS)).all()
+    # each case's truth is its boundaries row's first failure minus one
+    boundaries = pd.read_csv(ROOT / "benchmarks" / "results" / "max_batch_check_boundaries.csv")
+    truth = cpu.merge(boundaries, on=["model", "memory_limit_mb", "input_size"], suffixes=("", "_b"))
+    assert len(truth) == len(cpu) and (truth.truth_hi == truth.first_failure - 1).all()
     assert (tmp_path / "max_batch_check.png").stat().st_size > 10_000
 
 

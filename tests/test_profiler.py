@@ -6,6 +6,7 @@ import csv
 import math
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -271,3 +272,78 @@ def test_shipped_measured_profiles(root, name):
     for (_, size), sweep in frame[frame["input_size"] >= 224].groupby(["cores", "input_size"]):
         memory = sweep.sort_values("batch_size")["memory_mb"].to_numpy()
         assert memory[-1] > 2 * memory[0], size
+
+
+# ------------------------------------------------------------------------------------ --find-max-batch
+def _fake_point(memory: Any, calls: list[tuple[int, int, int]]) -> Any:
+    """A ``_measure_point`` whose peak memory is ``memory(cores, batch)`` MiB; records (cores, batch, repeats)."""
+
+    def point(ort, model_bytes, providers, feeds, cores, batch, repeats, min_repeats, budget, limit, monitor,
+              device, max_cv):
+        calls.append((cores, batch, repeats))
+        mem = float(memory(cores, batch))
+        if limit is not None and mem > limit:
+            return {"oom_reason": "memory limit", "memory_mb": mem, "repeats": 0}
+        assert max_cv is None if repeats == 1 else max_cv == 0.5  # a trial is never re-measured
+        return {"oom_reason": None, "load_time_s": 0.01, "warmup_ms": 2.0, "latency_ms": float(batch),
+                "latency_p99_ms": float(batch), "latency_cv": 0.0, "repeats": repeats, "unstable": 0,
+                "throughput_rps": 1e3, "memory_mb": mem}
+
+    return point
+
+
+def test_find_max_batch_bisects_each_sweep_and_records_the_boundary(tiny, tmp_path, monkeypatch):
+    import servopt.measure.profiler as profiler
+
+    calls: list[tuple[int, int, int]] = []
+    # 1 core: 10 + 3 b MiB fits 100 MiB up to b = 30; 2 cores: 10 + 4 b up to b = 22
+    monkeypatch.setattr(profiler, "_measure_point", _fake_point(lambda c, b: 10 + (2 + c) * b, calls))
+    out = tmp_path / "p.csv"
+    run = profile_model(tiny, [1, 2, 4, 8], [16], cores=[1, 2], memory_limit_mb=100, find_max_batch=True,
+                        output=out, repeats=5, max_cv=0.5)
+    assert run.max_batch == [
+        {"cores": 1, "input_size": 16, "max_batch": 30, "oom_batch": 31, "trials": [16, 32, 24, 28, 30, 31]},
+        {"cores": 2, "input_size": 16, "max_batch": 22, "oom_batch": 23, "trials": [16, 32, 24, 20, 22, 23]}]
+    # the trials run once (repeats 1); the boundary batch is then measured as a row with the full repeats
+    assert calls[4:11] == [(1, 16, 1), (1, 32, 1), (1, 24, 1), (1, 28, 1), (1, 30, 1), (1, 31, 1), (1, 30, 5)]
+    rows = read_rows(out)
+    assert [(int(r["cores"]), int(r["batch_size"]), int(r["oom_batch_size"])) for r in rows] == [
+        (1, 1, 31), (1, 2, 31), (1, 4, 31), (1, 8, 31), (1, 30, 31),
+        (2, 1, 23), (2, 2, 23), (2, 4, 23), (2, 8, 23), (2, 22, 23)]
+    assert run.oom == []  # the trials that ran out of memory are not points of the profile
+    # resuming finds both boundaries in the file: nothing is measured or tried again
+    calls.clear()
+    again = profile_model(tiny, [1, 2, 4, 8], [16], cores=[1, 2], memory_limit_mb=100, find_max_batch=True,
+                          output=out, resume=True, repeats=5, max_cv=0.5)
+    assert calls == [] and [m["trials"] for m in again.max_batch] == [[], []]
+
+
+def test_find_max_batch_starts_from_an_oom_in_the_grid_and_needs_a_limit(tiny, tmp_path, monkeypatch):
+    import servopt.measure.profiler as profiler
+
+    calls: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(profiler, "_measure_point", _fake_point(lambda c, b: 10 + 3 * b, calls))
+    run = profile_model(tiny, [1, 8, 64], [16], memory_limit_mb=100, find_max_batch=True, repeats=5, max_cv=0.5)
+    assert run.oom_points == [(1, 16, 64)]  # the grid point that ran out bounds the bisection
+    assert run.max_batch[0]["trials"] == [36, 22, 29, 32, 30, 31]
+    assert [r["batch_size"] for r in run.rows] == [1, 8, 30] and {r["oom_batch_size"] for r in run.rows} == {31}
+    with pytest.raises(ValidationError, match="needs memory_limit_mb"):
+        profile_model(tiny, [1], [16], find_max_batch=True)
+
+
+def test_find_max_batch_on_onnxruntime(tiny, tmp_path, capsys):
+    # a real search: at 128 px the inputs alone are 0.19 MiB per sample, so 40 MiB is reached near batch 200
+    out = tmp_path / "p.csv"
+    code = main(["profile", str(tiny), "--batch-sizes", "1,2", "--input-sizes", "128", "--memory-limit-mb", "40",
+                 "--find-max-batch", "--repeats", "2", "--min-repeats", "1", "--time-budget", "0.01", "-q",
+                 "-o", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    rows = read_rows(out)
+    largest = max(int(r["batch_size"]) for r in rows)
+    assert 8 < largest < 256 and {int(r["oom_batch_size"]) for r in rows} == {largest + 1}
+    assert all(float(r["memory_mb"]) <= 40 for r in rows)
+    assert f"cores=1 input_size=128: largest batch that fits {largest} (out of memory from {largest + 1}" in printed
+    assert main(["profile", str(tiny), "--batch-sizes", "1", "--input-sizes", "16", "--find-max-batch", "-q",
+                 "-o", str(tmp_path / "x.csv")]) == 2
+    assert "needs memory_limit_mb" in capsys.readouterr().err

@@ -245,16 +245,20 @@ def _print_oom(oom: dict[str, Any]) -> None:
           f"{', '.join(f'{v:g}' for v in limits)} MiB; oom_margin {oom['oom_margin']:+.4f} (share of a limit held back; "
           f"negative: the model over-predicts memory near the limit)")
     width = max(len(f["family"]) for f in oom["families"])
-    print(f"  {'family'.ljust(width)}  boundaries  usable fraction  margin")
+    print(f"  {'family'.ljust(width)}  boundaries  usable fraction: profiled sizes  other sizes  margin")
     for fam in oom["families"]:
-        print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:15.4f}  "
+        other = fam.get("unprofiled_fraction")
+        other = f"{other:11.4f}" if other is not None else f"{'-':>11}"
+        print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:31.4f}  {other}  "
               f"{fam['oom_margin']:+.4f}")
+    print("  (a profiled size with a boundary of its own uses its own fraction: its largest batch is the measured "
+          "one; other sizes: the family line fitted without each boundary's size, the smallest ratio)")
     single = [f["family"] for f in oom["families"] if f.get("input_sizes", 2) == 1]
     if single:
         print(f"  {len(single)} famil{'y' if len(single) == 1 else 'ies'} calibrated at one input size only "
-              f"({', '.join(single[:3])}{', ...' if len(single) > 3 else ''}): no spread across sizes to hold "
-              f"back, so at other input sizes the largest batch may exceed the one that fits; measure a boundary "
-              f"at a second size (servopt profile --input-sizes A,B --memory-limit-mb ...)")
+              f"({', '.join(single[:3])}{', ...' if len(single) > 3 else ''}): no size to leave out, so at other "
+              f"input sizes the largest batch may exceed the one that fits; measure a boundary at a second size "
+              f"(servopt profile --input-sizes A,B --memory-limit-mb ...)")
     if oom["uncalibrated_families"]:
         default, n = oom["default_usable_fraction"], oom["uncalibrated_families"]
         one = n == 1

@@ -16,13 +16,16 @@ features (hw.* columns). Each point gets its own session with --cores intra-op t
 
 The CSV is rewritten atomically after every point, so an interrupted run keeps what it measured; --resume
 continues it. An out-of-memory point (an allocation failure, or a peak above --memory-limit-mb) ends that input
-size's batch sweep: the sweep's rows get oom_batch_size = that batch size (see docs/profiler.md).
+size's batch sweep: the sweep's rows get oom_batch_size = that batch size (see docs/profiler.md). With
+--find-max-batch (and --memory-limit-mb) the boundary is then searched per sweep by bisection, each trial a fresh
+session's first two runs: oom_batch_size becomes the largest batch that fits plus one, what `servopt fit`
+calibrates the largest batch on.
 
 With --runtime torch, MODEL is a TorchScript file (torch.jit.save), a torch.export program (torch.export.save,
 .pt2, exported with a dynamic batch and image size) or torchvision:NAME (random weights, nothing downloaded);
 --device cuda times with CUDA events, records PyTorch's peak allocated/reserved GPU memory, samples NVML during
 the runs (mean and max as hw.* columns), and with --memory-limit-mb caps the allocator
-(torch.cuda.set_per_process_memory_fraction); --find-max-batch then bisects to the OOM boundary per input size.
+(torch.cuda.set_per_process_memory_fraction).
 Needs pip install 'servopt[torch]'.
 
 A point whose runs vary by more than --max-cv (coefficient of variation) is measured again once with twice the
@@ -39,7 +42,8 @@ An existing OUT.csv is refused unless --force (replace it) or --resume (continue
 EPILOG = """examples:
   python -m servopt.measure.onnx_models resnet_like resnet_like.onnx
   servopt profile resnet_like.onnx --batch-sizes 1,2,4,8 --input-sizes 224,320 --cores 1,2 -o resnet.csv
-  servopt profile resnet_like.onnx --batch-sizes 1,2,4,8,16,32,64 --input-sizes 224 --memory-limit-mb 300 -o m.csv
+  servopt profile resnet_like.onnx --batch-sizes 1,2,4,8,16,32,64 --input-sizes 224 --memory-limit-mb 300 \
+      --find-max-batch -o m.csv
   servopt profile --runtime torch torchvision:resnet50 --device cuda --dtype fp16 --batch-sizes 1,2,4,8 \
       --input-sizes 224 --memory-limit-mb 8192 --find-max-batch -o resnet50_fp16.csv
   servopt profile examples/models/image_classifier.onnx --triton start --batch-sizes 1,2,4,8 \
@@ -73,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
                         help="--runtime torch: precision of weights and inputs (default fp32)")
     parser.add_argument("--find-max-batch", action="store_true",
-                        help="--runtime torch: bisect to the OOM boundary per input size under --memory-limit-mb")
+                        help="after each input size's batch sweep, bisect to its out-of-memory boundary under "
+                        "--memory-limit-mb (needs it)")
     parser.add_argument("--max-cv", type=float, default=0.1, metavar="CV",
                         help="re-measure a point once (and mark it unstable) when the coefficient of variation "
                         "of its runs is above CV (default 0.1)")
@@ -123,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
     if args.runtime == "torch":
         result = _run_torch(args)
     else:
-        if args.dtype != "fp32" or args.find_max_batch:
-            raise ValidationError("--dtype and --find-max-batch need --runtime torch (ONNX Runtime runs the model "
-                                  "in the precision it was exported in)")
+        if args.dtype != "fp32":
+            raise ValidationError("--dtype needs --runtime torch (ONNX Runtime runs the model in the precision it "
+                                  "was exported in)")
         if args.device == "cuda":
             _check_cuda()
         result = _run_onnx(args)
@@ -146,7 +151,7 @@ def _run_onnx(args: argparse.Namespace) -> Any:
 
     return profile_model(args.model, _int_list("--batch-sizes", args.batch_sizes),
                          _int_list("--input-sizes", args.input_sizes), _int_list("--cores", args.cores),
-                         **_shared(args))
+                         find_max_batch=args.find_max_batch, **_shared(args))
 
 
 def _run_torch(args: argparse.Namespace) -> Any:
@@ -175,8 +180,8 @@ def _report(result: Any) -> int:
     for found in result.max_batch:
         boundary = (f"out of memory from {found['oom_batch']}" if found["oom_batch"] is not None else
                     "no out of memory up to the search cap")
-        print(f"  input_size={found['input_size']}: largest batch that fits {found['max_batch']} ({boundary}; "
-              f"{len(found['trials'])} trials)")
+        where = " ".join(f"{key}={found[key]}" for key in ("cores", "input_size") if key in found)
+        print(f"  {where}: largest batch that fits {found['max_batch']} ({boundary}; {len(found['trials'])} trials)")
     if result.stopped:
         print(f"  stopped early: {result.stopped}; run again with --resume to finish", file=sys.stderr)
     return 0

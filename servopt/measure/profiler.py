@@ -30,7 +30,9 @@ which aborts the run in progress; a peak found over the limit after the runs als
 ``(cores, input_size)`` sweep: the larger batch sizes are not run, the point gets no row (it has no latency, which
 every profile row needs), and every row of that sweep gets ``oom_batch_size`` = the batch size that ran out of
 memory (the column is empty for sweeps that did not). :attr:`ProfileRun.oom` lists the OOM points with the memory
-reached and the reason.
+reached and the reason. With ``find_max_batch`` the boundary of each sweep is then searched by bisection
+(:mod:`servopt.measure.max_batch_search`): ``oom_batch_size`` becomes the largest batch that fits plus one, and
+that batch is measured as a row when the grid lacks it.
 
 **Writing.** After every point the whole table is rewritten atomically (temporary file + ``os.replace``), so an
 interrupted run (Ctrl-C, crash, an exception from ``on_point``) leaves a valid CSV with every point measured so
@@ -53,6 +55,7 @@ from typing import Any
 from servopt.atomic import atomic_write
 from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
 from servopt.measure.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
+from servopt.measure.max_batch_search import OutOfTime, search_boundary, set_oom_batch
 
 __all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "is_oom_error", "steady_state"]
 
@@ -133,6 +136,8 @@ def profile_model(
     time_budget_s: float = 2.0,
     total_budget_s: float | None = None,
     memory_limit_mb: float | None = None,
+    find_max_batch: bool = False,
+    max_batch_cap: int = 65536,
     output: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
@@ -162,6 +167,12 @@ def profile_model(
         Stop the grid (keeping what was measured) once this much time has passed.
     memory_limit_mb : float, optional
         Artificial memory limit in MiB: a point whose peak memory passes it is recorded as out of memory.
+    find_max_batch : bool
+        Search the out-of-memory boundary of each ``(cores, input_size)`` sweep under ``memory_limit_mb`` (which it
+        needs) after its grid: :mod:`servopt.measure.max_batch_search`; each trial is a fresh session's warm-up
+        and one run.
+    max_batch_cap : int
+        Largest batch the boundary search tries.
     output : str or Path, optional
         CSV rewritten atomically after every measured point (never written while no point has a row). It must
         not exist unless ``resume`` or ``force`` is true.
@@ -212,6 +223,10 @@ def profile_model(
         _check_positive(total_budget_s, "total_budget_s")
     if memory_limit_mb is not None:
         _check_positive(memory_limit_mb, "memory_limit_mb")
+    max_batch_cap = _positive_ints([max_batch_cap], "max_batch_cap")[0]
+    if find_max_batch and memory_limit_mb is None:
+        raise ValidationError("find_max_batch (--find-max-batch) needs memory_limit_mb (--memory-limit-mb): the "
+                              "boundary is searched under that limit")
     if max_cv is not None:
         _check_positive(max_cv, "max_cv")
     if device not in ("cpu", "cuda"):
@@ -248,41 +263,75 @@ def profile_model(
     rows: list[dict[str, Any]] = _read_existing(out, meta) if (out is not None and resume and out.exists()) else []
     done = {(int(r["cores"]), int(r["input_size"]), int(r["batch_size"])) for r in rows}
     stopped_sweeps = {(int(r["cores"]), int(r["input_size"])) for r in rows if r.get("oom_batch_size")}
-    grid = [(c, s, b) for c in grid_c for s in grid_s for b in grid_b]
     run = ProfileRun(rows=rows, path=out)
     start = time.perf_counter()
-    bar = _progress_bar(len(grid), progress)
+    bar = _progress_bar(len(grid_c) * len(grid_s) * len(grid_b), progress)
     monitor = HardwareMonitor(gpu=None if device == "cuda" else False)
+
+    def measure(c: int, s: int, b: int, check: bool = False) -> dict[str, Any]:
+        """A point of the grid; ``check``: the search's trial (warm-up and one run, memory only)."""
+        feeds = functools.partial(_make_feeds, feeds_spec, b, s, seed)
+        if check:
+            return _measure_point(ort, model_bytes, providers, feeds, c, b, 1, 1, 0.0, memory_limit_mb, monitor,
+                                  device, None)
+        return _measure_point(ort, model_bytes, providers, feeds, c, b, repeats, min_repeats, time_budget_s,
+                              memory_limit_mb, monitor, device, max_cv)
+
+    def record(c: int, s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
+        reason = point.pop("oom_reason")
+        if reason is None:
+            row = dict(meta, cores=c, input_size=s, batch_size=b, **point, **work(s), oom_batch_size=None)
+            rows.append(row)
+        else:  # no row: the earlier rows of this sweep record where it stopped
+            row = {"cores": c, "input_size": s, "batch_size": b, "memory_mb": point["memory_mb"], "reason": reason}
+            run.oom.append(row)
+            stopped_sweeps.add((c, s))
+            set_oom_batch(rows, {"cores": c, "input_size": s}, b)
+        run.measured += 1
+        write()
+        if on_point is not None:
+            on_point(row)
+        return row
+
+    def write() -> None:
+        if out is not None and rows:  # no header-only file: nothing measured leaves nothing written
+            _write_csv(out, rows)
+
+    def out_of_time() -> bool:
+        return total_budget_s is not None and time.perf_counter() - start > total_budget_s
+
     try:
-        for c, s, b in grid:
-            if (c, s, b) in done or (c, s) in stopped_sweeps:
-                bar.update(1)
-                continue
-            if total_budget_s is not None and time.perf_counter() - start > total_budget_s:
-                run.stopped = f"total_budget_s={total_budget_s:g} reached"
+        for c in grid_c:
+            for s in grid_s:
+                for b in grid_b:
+                    if (c, s, b) in done or (c, s) in stopped_sweeps:
+                        bar.update(1)
+                        continue
+                    if out_of_time():
+                        run.stopped = f"total_budget_s={total_budget_s:g} reached"
+                        break
+                    bar.set_postfix_str(f"cores={c} size={s} batch={b}")
+                    record(c, s, b, measure(c, s, b))
+                    bar.update(1)
+                if run.stopped:
+                    break
+                if find_max_batch:
+                    def fits(b: int, c: int = c, s: int = s) -> bool:  # two passes of a fresh session
+                        if out_of_time():
+                            raise OutOfTime
+                        bar.set_postfix_str(f"cores={c} size={s} max-batch search: {b}")
+                        return measure(c, s, b, check=True)["oom_reason"] is None
+
+                    try:
+                        search_boundary(run, rows, {"cores": c, "input_size": s}, max_batch_cap,
+                                        lambda b, c=c, s=s: measure(c, s, b),
+                                        lambda b, point, c=c, s=s: record(c, s, b, point), fits, write)
+                    except OutOfTime:
+                        run.stopped = (f"total_budget_s={total_budget_s:g} reached during the max-batch search "
+                                       f"of cores={c}, input size {s}")
+                        break
+            if run.stopped:
                 break
-            bar.set_postfix_str(f"cores={c} size={s} batch={b}")
-            feeds = functools.partial(_make_feeds, feeds_spec, b, s, seed)
-            point = _measure_point(ort, model_bytes, providers, feeds, c, b, repeats, min_repeats,
-                                   time_budget_s, memory_limit_mb, monitor, device, max_cv)
-            reason = point.pop("oom_reason")
-            if reason is None:
-                row = dict(meta, cores=c, input_size=s, batch_size=b, **point, **work(s), oom_batch_size=None)
-                rows.append(row)
-            else:  # no row: the earlier rows of this sweep record where it stopped
-                row = {"cores": c, "input_size": s, "batch_size": b, "memory_mb": point["memory_mb"],
-                       "reason": reason}
-                run.oom.append(row)
-                stopped_sweeps.add((c, s))
-                for earlier in rows:
-                    if (earlier["cores"], earlier["input_size"]) == (c, s):
-                        earlier["oom_batch_size"] = b
-            run.measured += 1
-            if out is not None and rows:  # no header-only file: nothing measured leaves nothing written
-                _write_csv(out, rows)
-            bar.update(1)
-            if on_point is not None:
-                on_point(row)
     finally:
         bar.close()
         monitor.close()

@@ -52,6 +52,7 @@ from servopt.measure.profiler import (
     _write_csv,
     steady_state,
 )
+from servopt.measure.max_batch_search import OutOfTime, find_oom_boundary, search_boundary, set_oom_batch
 from servopt.measure.torch_devices import make_device
 
 __all__ = ["profile_torch", "find_oom_boundary", "load_torch_model", "DTYPES"]
@@ -208,13 +209,16 @@ def profile_torch(
                    "cores": labels["cores"]}
             run.oom.append(row)
             stopped.add(s)
-            _set_oom_batch(rows, s, b)
+            set_oom_batch(rows, {"input_size": s}, b)
         run.measured += 1
-        if out is not None and rows:
-            _write_csv(out, rows)
+        write()
         if on_point is not None:
             on_point(row)
         return row
+
+    def write() -> None:
+        if out is not None and rows:  # no header-only file: nothing measured leaves nothing written
+            _write_csv(out, rows)
 
     try:
         with torch.inference_mode():
@@ -236,12 +240,13 @@ def profile_torch(
                 if find_max_batch:
                     def fits(b: int, s: int = s) -> bool:
                         if total_budget_s is not None and time.perf_counter() - start > total_budget_s:
-                            raise _OutOfTime
+                            raise OutOfTime
                         return _fits(torch, dev, module, b, s, torch_dtype, memory_limit_mb, baseline, seed)
 
                     try:
-                        _search_boundary(run, rows, s, max_batch_cap, measure, record, fits)
-                    except _OutOfTime:
+                        search_boundary(run, rows, {"input_size": s}, max_batch_cap, lambda b, s=s: measure(s, b),
+                                        lambda b, point, s=s: record(s, b, point), fits, write)
+                    except OutOfTime:
                         run.stopped = (f"total_budget_s={total_budget_s:g} reached during the max-batch search "
                                        f"of input size {s}")
                         break
@@ -252,49 +257,6 @@ def profile_torch(
         dev.close()
         run.elapsed_s = time.perf_counter() - start
     return run
-
-
-def find_oom_boundary(fits: Callable[[int], bool], largest_fit: int = 0, smallest_oom: int | None = None,
-                      cap: int = 65536) -> tuple[int, int | None, list[int]]:
-    """The largest batch for which ``fits(batch)`` is true, by doubling then bisection.
-
-    ``largest_fit`` (0: none known) and ``smallest_oom`` (None: none known) are what the grid already showed.
-    Without a known OOM batch, batches double from ``largest_fit`` until one does not fit or ``cap`` is passed.
-
-    Returns
-    -------
-    (max_fit, oom_batch, trials)
-        ``oom_batch`` is ``max_fit + 1`` when the boundary was found, None when ``cap`` fits; ``trials`` are the
-        batch sizes tried, in order.
-
-    >>> find_oom_boundary(lambda b: b <= 37)
-    (37, 38, [1, 2, 4, 8, 16, 32, 64, 48, 40, 36, 38, 37])
-    >>> find_oom_boundary(lambda b: b <= 37, largest_fit=32, smallest_oom=64)[:2]
-    (37, 38)
-    >>> find_oom_boundary(lambda b: True, cap=8)[:2]
-    (8, None)
-    """
-    lo, hi, trials = largest_fit, smallest_oom, []
-    if hi is None:
-        b = max(2 * lo, 1)
-        while hi is None:
-            b = min(b, cap)
-            trials.append(b)
-            if fits(b):
-                lo = b
-                if b >= cap:
-                    return lo, None, trials
-                b *= 2
-            else:
-                hi = b
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        trials.append(mid)
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo, hi, trials
 
 
 def load_torch_model(spec: str, torch: Any) -> Any:
@@ -405,45 +367,6 @@ def _fits(torch: Any, dev: Any, module: Any, batch: int, size: int, dtype: Any, 
     memory = dev.end_point()["memory_mb"]
     dev.empty_cache()
     return ok and not (limit_mb is not None and not dev.enforces_limit and memory > limit_mb)
-
-
-def _search_boundary(run: ProfileRun, rows: list[dict[str, Any]], size: int, cap: int,
-                     measure: Callable[[int, int], dict[str, Any]],
-                     record: Callable[[int, int, dict[str, Any]], dict[str, Any]],
-                     fits: Callable[[int], bool]) -> None:
-    have = [r["batch_size"] for r in rows if r["input_size"] == size]
-    ooms = [r["oom_batch_size"] for r in rows if r["input_size"] == size and r.get("oom_batch_size")]
-    ooms += [o["batch_size"] for o in run.oom if o["input_size"] == size]
-    max_fit, oom_batch, trials = find_oom_boundary(fits, max(have, default=0), min(ooms, default=None), cap)
-    if max_fit > max(have, default=0):
-        row = record(size, max_fit, measure(size, max_fit))
-        if "reason" in row:
-            # the full measurement ran out where the passes of the search did not: search its own boundary
-            # between the largest measured grid batch and this one (each trial is a full measurement)
-            lo, hi = max(have, default=0), max_fit
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                trials.append(mid)
-                if "reason" in record(size, mid, measure(size, mid)):
-                    hi = mid
-                else:
-                    lo = mid
-            oom_batch, max_fit = hi, lo
-    if oom_batch is not None:
-        _set_oom_batch(rows, size, oom_batch)
-        if run.path is not None and rows:
-            _write_csv(run.path, rows)
-    run.max_batch.append({"input_size": size, "max_batch": max_fit, "oom_batch": oom_batch, "trials": trials})
-
-
-class _OutOfTime(Exception):
-    """The total budget ran out during a boundary search (its size keeps the grid's ``oom_batch_size``)."""
-
-
-def _set_oom_batch(rows: list[dict[str, Any]], size: int, batch: int) -> None:
-    for row in rows:
-        if row["input_size"] == size:
-            row["oom_batch_size"] = batch
 
 
 def _cpu_monitor() -> Any:

@@ -12,8 +12,10 @@ Two structures (``MaxBatchModel(structure=...)``):
   regressor.
 
 :meth:`MaxBatchModel.calibrate` then learns, from measured out-of-memory boundaries, the fraction of a memory
-limit that the predicted memory may reach (``usable_fraction_``), so that the predicted largest batch is at most
-the measured one; ``oom_margin_`` = 1 - that fraction is the margin reported by ``servopt fit``.
+limit that the predicted memory may reach, so that the predicted largest batch is at most the measured one: a
+profiled configuration's own boundary gives it back exactly, and an unprofiled input size uses the family line's
+ratio at each boundary with that boundary's size left out of the fit; ``oom_margin_`` = 1 - the smallest
+fraction is the margin reported by ``servopt fit``.
 """
 
 from __future__ import annotations
@@ -52,8 +54,11 @@ class MaxBatchModel(ProfileRegressor):
     Near a memory limit the caching allocator frees its cached blocks and retries before it reports out of
     memory, so what a batch *reserves* there is less than what the same batch reserves unconstrained. With
     ``oom_limit_mb`` given (the limit the profile's out-of-memory search ran under), rows above half of it are left
-    out of the lines (where two distinct batches or works remain), and :meth:`calibrate` takes that limit as
-    default. A line that would fall with the batch is replaced by the mean of its rows.
+    out of the lines of the configurations (where two distinct batches remain), and :meth:`calibrate` takes that
+    limit as default. The family lines take every row: the calibration measures their error near the limit
+    (leaving out half the limit's rows there made the held-out H200 sizes' uncalibrated batch too large in 5 of
+    12 cases, with every row in none). A line that would fall with the batch is replaced by the mean of its
+    rows.
 
     Parameters
     ----------
@@ -88,14 +93,18 @@ class MaxBatchModel(ProfileRegressor):
     margin_ : float
         Factor >= 1 applied to predictions in :meth:`max_batch` (see ``upper_quantile``).
     usable_fraction_ : dict
-        Family key -> the fraction of a memory limit the predicted memory may reach in :meth:`max_batch` (set by
-        :meth:`calibrate`; empty before: every family may use the whole limit).
+        Family key -> the fraction of a memory limit the predicted memory may reach in :meth:`max_batch` at its
+        profiled configurations (set by :meth:`calibrate`; empty before: every family may use the whole limit).
+    config_fraction_ : dict
+        Configuration key -> its own fraction, for configurations with a boundary (:meth:`calibrate`).
+    unprofiled_fraction_ : dict
+        Family key -> the fraction at input sizes the family was not profiled at (:meth:`calibrate`).
     default_fraction_ : float
         The fraction for families :meth:`calibrate` saw no boundary of: min(1, every calibrated fraction).
     oom_margin_ : float or None
-        After :meth:`calibrate`, 1 - the smallest calibrated fraction: the largest share of a limit held back for
-        any family (negative when every family's model over-predicts memory near the limit, so the calibration
-        lets the prediction exceed it), else None. Per family: :meth:`margins`.
+        After :meth:`calibrate`, 1 - the smallest family fraction (profiled or unprofiled sizes): the largest
+        share of a limit held back for any family (negative when every family's model over-predicts memory near
+        the limit, so the calibration lets the prediction exceed it), else None. Per family: :meth:`margins`.
     calibration_ : list of dict
         One record per boundary used by :meth:`calibrate`: family, input size, limit, measured largest batch,
         ``ratio`` (predicted memory at that batch / limit) and the family's usable fraction.
@@ -158,14 +167,21 @@ class MaxBatchModel(ProfileRegressor):
         self.lines_: dict[tuple[float, ...], Line] = {
             key: _calm_line(batch, y, inverse == g, calm) for g, key in enumerate(keys)}
         self.family_lines_: dict[tuple[float, ...], Line] = {}
+        self.family_rows_: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if self.structure == "family":
             work = self._work(X)
+            sizes = X[:, self.size_index_] if self.size_index_ is not None else np.zeros(len(X))
             fam_keys, fam = group_index(X, self.family_index_)
-            self.family_lines_ = {key: _calm_line(work, y, fam == g, calm) for g, key in enumerate(fam_keys)}
+            for g, key in enumerate(fam_keys):
+                rows = fam == g
+                self.family_lines_[key] = _rising_line(work[rows], y[rows])
+                self.family_rows_[key] = (work[rows], y[rows], sizes[rows])
         self.estimator_ = clone(self.estimator if self.estimator is not None else LinearRegression())
         self.estimator_.fit(self._design(X), y)
         self.margin_ = self._margin(batch, y, inverse)
         self.usable_fraction_: dict[tuple[float, ...], float] = {}
+        self.unprofiled_fraction_: dict[tuple[float, ...], float] = {}
+        self.config_fraction_: dict[tuple[float, ...], float] = {}
         self.default_fraction_ = 1.0
         self.oom_margin_: float | None = None
         self.calibration_: list[dict[str, Any]] = []
@@ -208,25 +224,52 @@ class MaxBatchModel(ProfileRegressor):
 
     def _need(self, X: np.ndarray) -> np.ndarray:
         """Memory :meth:`max_batch` compares with the usable limit: prediction x margin, rounded up to blocks."""
-        need = self._predict(X) * self.margin_
+        return self._rounded_need(self._predict(X))
+
+    def _rounded_need(self, memory: np.ndarray) -> np.ndarray:
+        need = memory * self.margin_
         if self.block_mb > 0:
             need = np.ceil(need / self.block_mb) * self.block_mb
         return need
 
     def _fraction(self, X: np.ndarray) -> np.ndarray:
-        keys, inverse = group_index(X, self.family_index_)
-        per_key = np.array([self.usable_fraction_.get(k, self.default_fraction_) for k in keys])
-        return per_key[inverse]
+        """The usable fraction of the limit for each row: its configuration's own where a boundary of it was
+        calibrated, its family's at a profiled configuration, its family's for unprofiled sizes elsewhere."""
+        default = self.default_fraction_
+        own = getattr(self, "config_fraction_", {})
+        unprofiled = getattr(self, "unprofiled_fraction_", {})  # (models saved before it: the usable fraction)
+        keys, inverse = group_index(X, self.group_index_)
+        out = np.empty(len(keys))
+        for g, key in enumerate(keys):
+            family = tuple(v for i, v in zip(self.group_index_, key) if i in self.family_index_)
+            if key in own:
+                out[g] = own[key]
+            elif key in self.lines_ or self.structure != "family" or not unprofiled:
+                out[g] = self.usable_fraction_.get(family, default)
+            else:
+                out[g] = unprofiled.get(family, default)
+        return out[inverse]
 
     def calibrate(self, X: Any, max_batch: Any, memory_limit_mb: Any = None) -> MaxBatchModel:
         """Learn the usable fraction of a memory limit from measured out-of-memory boundaries.
 
         For each boundary (a row of features, the largest batch that ran under ``memory_limit_mb``), the ratio
         of the predicted memory at that batch to the limit is the most the prediction may reach for that batch
-        to fit. Per family the usable fraction is the smallest ratio minus the spread of the ratios (how much the
-        model's error moved between the calibrated input sizes is held back once more for the sizes it did not
-        see); so every calibrated boundary is predicted at or below the measured batch. Families without a
-        boundary use min(1, every calibrated fraction). Calling it again replaces the previous calibration.
+        to fit. Three fractions follow:
+
+        * a configuration with a boundary of its own (and a line that rises with the batch) uses the smallest
+          ratio of its own boundaries (``config_fraction_``): its largest batch under that limit is the measured
+          one;
+        * other profiled configurations use their family's smallest ratio (``usable_fraction_``);
+        * an input size the family was not profiled at (``structure="family"``) uses the family's smallest
+          ratio of the family line *fitted without the boundary's input size* (``unprofiled_fraction_``, the
+          ``unprofiled_ratio`` of each record): the error a size the fit never saw has, measured the way it
+          will be used. Before this, one fraction, the smallest line ratio minus the spread of the ratios, served
+          every size: on CPU under 150-600 MiB it held back 30-67 % and predicted 0.17-0.67 of the largest batch
+          of a held-out size (``benchmarks/max_batch_check.py``, docs/profiler.md).
+
+        Families without a boundary use min(1, every calibrated fraction). Calling it again replaces the
+        previous calibration.
 
         Parameters
         ----------
@@ -265,12 +308,20 @@ class MaxBatchModel(ProfileRegressor):
         rows, batch, limits = rows[use], batch[use], limits[use]
         rows[:, self.batch_index_] = batch
         ratio = self._need(rows) / limits
+        unseen = self._held_out_need(rows) / limits
+        configs, config_of = group_index(rows, self.group_index_)
+        self.config_fraction_ = {}
+        for g, key in enumerate(configs):
+            line = self.lines_.get(key)
+            if line is not None and line.slope > 0:  # a flat line would let every batch fit
+                self.config_fraction_[key] = float(ratio[config_of == g].min())
         keys, inverse = group_index(rows, self.family_index_)
-        self.usable_fraction_ = {}
+        self.usable_fraction_, self.unprofiled_fraction_ = {}, {}
         for g, key in enumerate(keys):
-            r = ratio[inverse == g]
-            self.usable_fraction_[key] = float(r.min() - (r.max() - r.min()))
-        fractions = list(self.usable_fraction_.values())
+            self.usable_fraction_[key] = float(ratio[inverse == g].min())
+            if self.structure == "family":
+                self.unprofiled_fraction_[key] = float(unseen[inverse == g].min())
+        fractions = [*self.usable_fraction_.values(), *self.unprofiled_fraction_.values()]
         self.default_fraction_ = float(min([1.0, *fractions]))
         self.oom_margin_ = 1.0 - min(fractions) if fractions else None
         names = self._feature_names()
@@ -278,9 +329,31 @@ class MaxBatchModel(ProfileRegressor):
             {"family": {names[i]: self._decode(i, row[i]) for i in self.family_index_},
              "input_size": None if self.size_index_ is None else float(row[self.size_index_]),
              "memory_limit_mb": float(lim), "max_batch": int(b), "ratio": float(r),
-             "usable_fraction": self.usable_fraction_[keys[inverse[k]]]}
-            for k, (row, lim, b, r) in enumerate(zip(rows, limits, batch, ratio))]
+             "unprofiled_ratio": float(u) if self.structure == "family" else None,
+             "usable_fraction": self.usable_fraction_[keys[inverse[k]]],
+             "unprofiled_fraction": self.unprofiled_fraction_.get(keys[inverse[k]])}
+            for k, (row, lim, b, r, u) in enumerate(zip(rows, limits, batch, ratio, unseen))]
         return self
+
+    def _held_out_need(self, rows: np.ndarray) -> np.ndarray:
+        """What the family line predicts (x margin, in blocks) at each row with the rows of the row's input size
+        left out of the fit: the error an unprofiled size sees (the line of every row where the family has one
+        size; the prediction itself without family lines)."""
+        if self.structure != "family":
+            return self._need(rows)
+        keys, inverse = group_index(rows, self.family_index_)
+        work = self._work(rows)
+        sizes = rows[:, self.size_index_] if self.size_index_ is not None else np.zeros(len(rows))
+        out = self._need(rows)
+        for g, key in enumerate(keys):
+            if key not in self.family_rows_:
+                continue
+            fam_work, fam_y, fam_sizes = self.family_rows_[key]
+            for k in np.flatnonzero(inverse == g):
+                others = fam_sizes != sizes[k]
+                line = _rising_line(fam_work[others], fam_y[others]) if others.any() else self.family_lines_[key]
+                out[k] = self._rounded_need(np.atleast_1d(line(work[k])))[0]
+        return out
 
     def _decode(self, index: int, value: float) -> Any:
         name = self._feature_names()[index]
@@ -290,17 +363,21 @@ class MaxBatchModel(ProfileRegressor):
         return float(value)
 
     def margins(self) -> list[dict[str, Any]]:
-        """Per calibrated family: its features, usable fraction and margin (``1 - fraction``), the number of
-        boundaries and of distinct input sizes they were measured at, for reports. A family calibrated at one
-        input size has no spread to hold back: how the model's error moves with the input size is unknown there
+        """Per calibrated family, for reports: its features, the usable fraction at its profiled configurations
+        (``usable_fraction``; a configuration with a boundary of its own uses its own), at input sizes it was not
+        profiled at (``unprofiled_fraction``, None without family lines), the margin ``1 - min`` of both, the
+        number of boundaries and of distinct input sizes they were measured at. A family calibrated at one input
+        size cannot leave a size out: how the model's error moves with the input size is unknown there
         (``input_sizes`` 1), so another size's largest batch may exceed the one that fits."""
         check_is_fitted(self)
         seen: dict[str, dict[str, Any]] = {}
         sizes: dict[str, set] = {}
         for rec in getattr(self, "calibration_", []):
             label = " ".join(str(v) for v in rec["family"].values() if v not in (None, "", 0.0))
+            unprofiled = rec.get("unprofiled_fraction")
+            least = min(rec["usable_fraction"], rec["usable_fraction"] if unprofiled is None else unprofiled)
             seen.setdefault(label, {"family": label or "all", "usable_fraction": rec["usable_fraction"],
-                                    "oom_margin": 1.0 - rec["usable_fraction"], "boundaries": 0})
+                                    "unprofiled_fraction": unprofiled, "oom_margin": 1.0 - least, "boundaries": 0})
             seen[label]["boundaries"] += 1
             sizes.setdefault(label, set()).add(rec["input_size"])
         for label, rec in seen.items():
@@ -350,6 +427,12 @@ class MaxBatchModel(ProfileRegressor):
         if fits.all():
             return int(sizes[-1])
         return int(np.argmin(fits))
+
+
+def _rising_line(x: np.ndarray, y: np.ndarray) -> Line:
+    """Least-squares line of ``y`` on ``x``; the mean where it would fall."""
+    line = fit_line(x, y)
+    return line if line.slope >= 0 else Line(float(np.mean(y)), 0.0)
 
 
 def _calm_line(x: np.ndarray, y: np.ndarray, rows: np.ndarray, calm: np.ndarray) -> Line:
