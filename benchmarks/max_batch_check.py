@@ -60,16 +60,16 @@ CPU_SIZES = [64, 128, 224, 320, 512]
 CPU_LIMITS_MB = (150.0, 300.0, 600.0)
 #: the limits of ``--fresh-set`` (the fresh graphs are smaller: 50-800 MiB at batch 64)
 FRESH_LIMITS_MB = (100.0, 200.0, 400.0)
-CPU_COLS = ["batch_size", "model", "input_size", "cores"]
+CPU_COLS = ["batch_size", "model", "input_size", "cores", "gflops"]
 CPU_CORES = 2
 #: the largest batch the CPU searches and scans try
 CPU_CAP = 256
-ROW_FIELDS = ["model", "memory_limit_mb", "cores", "input_size", "batch_size", "memory_mb", "oom_batch_size"]
+ROW_FIELDS = ["model", "memory_limit_mb", "cores", "input_size", "batch_size", "memory_mb", "oom_batch_size", "gflops"]
 BOUNDARY_FIELDS = ["model", "memory_limit_mb", "input_size", "cores", "bisection", "bisection_trials",
                    "first_failure", "memory_at_bisection_mb"]
 SCAN_FIELDS = ["model", "input_size", "cores", "batch_size", "memory_mb"]
 CASE_FIELDS = ["data", "model", "memory_limit_mb", "input_size", "method", "predicted", "truth_lo", "truth_hi",
-               "ratio_lo", "ratio_hi", "above_truth", "oom_margin", "usable_fraction", "calibrated_on"]
+               "ratio_lo", "ratio_hi", "above_truth", "oom_margin", "usable_fraction", "calibrated_on", "bisection"]
 SUMMARY_FIELDS = ["data", "method", "cases", "above_truth", "maybe_above", "within_10pct_not_above", "ratio_min",
                   "ratio_median", "ratio_max", "margin_min", "margin_max"]
 

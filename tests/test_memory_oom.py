@@ -213,3 +213,39 @@ def test_bench_models_quick(root, tmp_path):
     assert (calibrated.predicted <= calibrated.truth).all()
     assert (tmp_path / "bench_models.png").stat().st_size > 10_000
     assert "| max_batch_loso |" in done.stdout
+
+
+def attention_like(usable: float = 0.95, limit: float = 400.0) -> tuple[pd.DataFrame, dict[int, int]]:
+    """Memory 40 + b (1e-3 s^2 + 3e-8 s^4) MiB (attention's scores grow with the tokens squared) and FLOPs of one
+    sample in the same proportion; the true largest batch fits ``usable`` x the limit."""
+    rows, truth = [], {}
+    for s in (96, 128, 160, 224):
+        per = 1e-3 * s ** 2 + 3e-8 * s ** 4
+        truth[s] = int(np.floor((usable * limit - 40) / per))
+        for b in (1, 2, 4, 8, 16, 32, 64):
+            rows.append({"model": "vit", "input_size": s, "batch_size": b, "memory_mb": 40 + b * per,
+                         "gflops": 0.01 * per, "oom_batch_size": truth[s] + 1})
+    return pd.DataFrame(rows), truth
+
+
+def test_family_line_in_batch_times_flops_extrapolates_attention_memory():
+    """With the per-sample FLOPs (gflops, recorded by servopt profile) the family line is one in batch x FLOPs,
+    which grows like the attention's memory; in batch x pixels it puts the held-out top size above its boundary."""
+    frame, truth = attention_like()
+    cols = ["batch_size", "model", "input_size"]
+    train = frame[frame.input_size != 224]
+    got = {}
+    for with_flops in (True, False):
+        use = cols + (["gflops"] if with_flops else [])
+        model = MaxBatchModel(structure="family", oom_limit_mb=400).fit(train[use], train["memory_mb"])
+        model.calibrate(*boundaries_from_profile(train, use))
+        assert (model.work_index_ is not None) == with_flops
+        got[with_flops] = model.max_batch(224, 400, model="vit")  # no gflops given: its polynomial in the size
+    assert 0.9 * truth[224] <= got[True] <= truth[224]
+    assert got[False] > truth[224]
+    # a query may give the FLOPs itself; at a profiled size the configuration's own boundary comes back
+    model = MaxBatchModel(structure="family", oom_limit_mb=400).fit(frame[cols + ["gflops"]], frame["memory_mb"])
+    model.calibrate(*boundaries_from_profile(frame, cols + ["gflops"]))
+    assert model.max_batch(160, 400, model="vit") == truth[160]
+    per = 1e-3 * 224 ** 2 + 3e-8 * 224 ** 4
+    assert model.max_batch(224, 400, model="vit", gflops=0.01 * per) == truth[224]

@@ -301,11 +301,12 @@ def test_find_max_batch_bisects_each_sweep_and_records_the_boundary(tiny, tmp_pa
     out = tmp_path / "p.csv"
     run = profile_model(tiny, [1, 2, 4, 8], [16], cores=[1, 2], memory_limit_mb=100, find_max_batch=True,
                         output=out, repeats=5, max_cv=0.5)
+    # doubling past the grid (16 fits, 32 does not), then upward in steps of (32 - 16) / 16 = 1
     assert run.max_batch == [
-        {"cores": 1, "input_size": 16, "max_batch": 30, "oom_batch": 31, "trials": [16, 32, 24, 28, 30, 31]},
-        {"cores": 2, "input_size": 16, "max_batch": 22, "oom_batch": 23, "trials": [16, 32, 24, 20, 22, 23]}]
+        {"cores": 1, "input_size": 16, "max_batch": 30, "oom_batch": 31, "trials": [16, 32, *range(17, 32)]},
+        {"cores": 2, "input_size": 16, "max_batch": 22, "oom_batch": 23, "trials": [16, 32, *range(17, 24)]}]
     # the trials run once (repeats 1); the boundary batch is then measured as a row with the full repeats
-    assert calls[4:11] == [(1, 16, 1), (1, 32, 1), (1, 24, 1), (1, 28, 1), (1, 30, 1), (1, 31, 1), (1, 30, 5)]
+    assert calls[4:6] == [(1, 16, 1), (1, 32, 1)] and calls[6 + 15] == (1, 30, 5)
     rows = read_rows(out)
     assert [(int(r["cores"]), int(r["batch_size"]), int(r["oom_batch_size"])) for r in rows] == [
         (1, 1, 31), (1, 2, 31), (1, 4, 31), (1, 8, 31), (1, 30, 31),
@@ -324,11 +325,29 @@ def test_find_max_batch_starts_from_an_oom_in_the_grid_and_needs_a_limit(tiny, t
     calls: list[tuple[int, int, int]] = []
     monkeypatch.setattr(profiler, "_measure_point", _fake_point(lambda c, b: 10 + 3 * b, calls))
     run = profile_model(tiny, [1, 8, 64], [16], memory_limit_mb=100, find_max_batch=True, repeats=5, max_cv=0.5)
-    assert run.oom_points == [(1, 16, 64)]  # the grid point that ran out bounds the bisection
-    assert run.max_batch[0]["trials"] == [36, 22, 29, 32, 30, 31]
+    assert run.oom_points == [(1, 16, 64)]  # the grid point that ran out bounds the search
+    # steps of (64 - 8) / 16 = 4 upward until 32 runs out, then bisection between 28 and 32
+    assert run.max_batch[0]["trials"] == [12, 16, 20, 24, 28, 32, 30, 31]
     assert [r["batch_size"] for r in run.rows] == [1, 8, 30] and {r["oom_batch_size"] for r in run.rows} == {31}
     with pytest.raises(ValidationError, match="needs memory_limit_mb"):
         profile_model(tiny, [1], [16], find_max_batch=True)
+
+
+def test_find_max_batch_finds_the_first_batch_that_runs_out_of_a_saw_tooth(tiny, monkeypatch):
+    """ONNX Runtime's arena: a stretch of batches needs more memory than larger ones (here 17-20 need 40 MiB
+    more). Bisection between 16 and 32 would try 24, 28, 30, 31 and answer 30; the upward steps stop at 17."""
+    import servopt.measure.profiler as profiler
+    from servopt.measure.max_batch_search import find_oom_boundary
+
+    def memory(c: int, b: int) -> float:
+        return 10 + 3 * b + (40 if 17 <= b <= 20 else 0)
+
+    monkeypatch.setattr(profiler, "_measure_point", _fake_point(memory, []))
+    run = profile_model(tiny, [1, 2, 4, 8, 16], [16], memory_limit_mb=100, find_max_batch=True, repeats=5,
+                        max_cv=0.5)
+    assert (run.max_batch[0]["max_batch"], run.max_batch[0]["oom_batch"]) == (16, 17)
+    assert {r["oom_batch_size"] for r in run.rows} == {17}
+    assert find_oom_boundary(lambda b: memory(1, b) <= 100, 16, 32)[:2] == (30, 31)  # plain bisection
 
 
 def test_find_max_batch_on_onnxruntime(tiny, tmp_path, capsys):

@@ -237,8 +237,7 @@ def _print_oom(oom: dict[str, Any]) -> None:
         print(f"memory: the out-of-memory margin is UNCALIBRATED (limit {limit} MiB): no out-of-memory boundary "
               f"(oom_batch_size) in the profiles.\n  No margin is held back: the largest batch predicted under the "
               f"limit fills it with the memory model's prediction and may exceed the batch that really fits.\n  "
-              f"Measure the boundaries with servopt profile --memory-limit-mb {limit} (--find-max-batch with "
-              f"--runtime torch: exact ones).\n")
+              f"Measure the boundaries with servopt profile --memory-limit-mb {limit} --find-max-batch.\n")
         return
     limits = oom["memory_limit_mb"] if isinstance(oom["memory_limit_mb"], list) else [oom["memory_limit_mb"]]
     print(f"memory: largest batch calibrated on {oom['boundaries']} out-of-memory boundaries under "

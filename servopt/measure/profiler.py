@@ -30,9 +30,10 @@ which aborts the run in progress; a peak found over the limit after the runs als
 ``(cores, input_size)`` sweep: the larger batch sizes are not run, the point gets no row (it has no latency, which
 every profile row needs), and every row of that sweep gets ``oom_batch_size`` = the batch size that ran out of
 memory (the column is empty for sweeps that did not). :attr:`ProfileRun.oom` lists the OOM points with the memory
-reached and the reason. With ``find_max_batch`` the boundary of each sweep is then searched by bisection
-(:mod:`servopt.measure.max_batch_search`): ``oom_batch_size`` becomes the largest batch that fits plus one, and
-that batch is measured as a row when the grid lacks it.
+reached and the reason. With ``find_max_batch`` the boundary of each sweep is then searched
+(:mod:`servopt.measure.max_batch_search`: upward steps, then bisection inside the first step that ran out):
+``oom_batch_size`` becomes the largest batch that fits plus one, and that batch is measured as a row when the
+grid lacks it.
 
 **Writing.** After every point the whole table is rewritten atomically (temporary file + ``os.replace``), so an
 interrupted run (Ctrl-C, crash, an exception from ``on_point``) leaves a valid CSV with every point measured so
@@ -55,7 +56,7 @@ from typing import Any
 from servopt.atomic import atomic_write
 from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
 from servopt.measure.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
-from servopt.measure.max_batch_search import OutOfTime, search_boundary, set_oom_batch
+from servopt.measure.max_batch_search import ARENA_STEPS, OutOfTime, search_boundary, set_oom_batch
 
 __all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "is_oom_error", "steady_state"]
 
@@ -325,7 +326,8 @@ def profile_model(
                     try:
                         search_boundary(run, rows, {"cores": c, "input_size": s}, max_batch_cap,
                                         lambda b, c=c, s=s: measure(c, s, b),
-                                        lambda b, point, c=c, s=s: record(c, s, b, point), fits, write)
+                                        lambda b, point, c=c, s=s: record(c, s, b, point), fits, write,
+                                        steps=ARENA_STEPS)
                     except OutOfTime:
                         run.stopped = (f"total_budget_s={total_budget_s:g} reached during the max-batch search "
                                        f"of cores={c}, input size {s}")

@@ -122,7 +122,7 @@ def feature_columns(rows: pd.DataFrame, target: Target) -> list[str]:
                                 dropna=False).nunique()
         if int(spread.max()) > 1:
             columns.append(label)
-    if target.name in ("latency", "warmup") and _has_work(rows, group_columns(rows, target)):
+    if target.name in ("latency", "warmup", "memory") and _has_work(rows, group_columns(rows, target)):
         columns.append(WORK_FEATURE)
     hw = [c for c in rows.columns if c.startswith("hw.") and rows[c].notna().all()]
     if target.hw == "static" and hw:

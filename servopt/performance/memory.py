@@ -4,10 +4,15 @@ Two structures (``MaxBatchModel(structure=...)``):
 
 * ``"family"`` (what ``servopt fit`` uses): a least-squares line in batch per profiled configuration and, for
   input sizes a family (every feature but the batch and input size) was not profiled at, memory = static
-  (weights, context, workspaces) + slope x batch x input_size² (activations grow with the pixels of each sample),
-  one least-squares line in ``batch x input_size²`` pooled over the family's input sizes. Fitted on what the
-  runtime *reserves* when the profile measures it (``memory_mb`` of the torch runtime is the caching allocator's
-  reserved peak, ``hw.torch/reserved_peak_mb``).
+  (weights, context, workspaces) + slope x batch x the per-sample work, one least-squares line pooled over the
+  family's input sizes. The per-sample work is the graph's FLOPs of one sample (``gflops``, which ``servopt
+  profile`` records; at an unprofiled size the family's polynomial in the input size,
+  :mod:`~servopt.performance.work_poly`): activations grow with the pixels, and an attention's scores with the
+  tokens squared, as its FLOPs do. Without ``gflops`` it is ``input_size²`` (on the fresh ViT-like graphs the line
+  in batch x pixels put the largest batch of the top size 31-50 % above the one that fits, in batch x FLOPs 6-13 %
+  above, before the boundary search's upward steps; ``benchmarks/max_batch_check.py --fresh-set 18``). Fitted on
+  what the runtime *reserves* when the profile measures it (``memory_mb`` of the torch runtime is the caching
+  allocator's reserved peak, ``hw.torch/reserved_peak_mb``).
 * ``"line"`` (the model before issue 19): the per-configuration lines only; other configurations go to a
   regressor.
 
@@ -30,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import Line, fit_line
+from servopt.performance.features import WORK_FEATURE
 
 __all__ = ["MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "profile_oom_limits"]
 
@@ -45,8 +51,9 @@ class MaxBatchModel(ProfileRegressor):
     Memory grows linearly in the batch: weights and workspace, plus activations per item. With
     ``structure="line"`` rows that share every feature except the batch size (and ``hw.*`` features) form a group
     with its own least-squares line in batch size. With ``structure="family"`` rows that share every feature
-    except the batch and input size also form a family with one least-squares line in ``batch x input_size**2``:
-    ``static + slope x batch x pixels``, which predicts input sizes the family was not profiled at. Families
+    except the batch and input size (and ``gflops``) also form a family with one least-squares line in ``batch x
+    gflops`` (the per-sample FLOPs, a feature named ``gflops``; else ``batch x input_size**2``): ``static + slope
+    x batch x work``, which predicts input sizes the family was not profiled at. Families
     never seen in ``fit`` (groups, for ``"line"``) are predicted by ``estimator``, a regressor on the features plus
     ``batch * input_size**2``; by default a least-squares linear model, which extrapolates linearly in the
     batch, as memory does.
@@ -136,11 +143,30 @@ class MaxBatchModel(ProfileRegressor):
         return np.c_[X, X[:, self.batch_index_] * X[:, self.size_index_] ** 2]
 
     def _work(self, X: np.ndarray) -> np.ndarray:
-        """``batch x input_size**2`` (the batch alone without an input size feature)."""
+        """The x of the family lines: ``batch x gflops`` (the per-sample FLOPs: recorded, else the family's
+        polynomial in the input size, :mod:`~servopt.performance.work_poly`) where the model has a work feature
+        and the row's family a polynomial, else ``batch x input_size**2`` (the batch alone without an input
+        size feature)."""
+        batch = X[:, self.batch_index_]
         if self.size_index_ is None:
-            return X[:, self.batch_index_]
-        size = X[:, self.size_index_]
-        return X[:, self.batch_index_] * np.where(size > 0, size, 1.0) ** 2
+            out = batch.astype(float)
+        else:
+            size = X[:, self.size_index_]
+            out = batch * np.where(size > 0, size, 1.0) ** 2
+        if getattr(self, "work_index_", None) is not None:
+            from servopt.performance.work_poly import fill_work, poly_key_columns
+
+            keys = poly_key_columns(self.family_index_, self._feature_names())
+            per_sample = fill_work(X, self.work_polys_, keys, self.size_index_, self.work_index_)
+            known = np.isfinite(per_sample) & (per_sample > 0)
+            out = np.where(known, batch * np.where(known, per_sample, 0.0), out)
+        return out
+
+    def _check_predict(self, X: Any) -> np.ndarray:
+        from servopt.performance.work_poly import with_work_column
+
+        names = [str(n) for n in getattr(self, "feature_names_in_", [])]
+        return super()._check_predict(with_work_column(X, names, WORK_FEATURE if WORK_FEATURE in names else None))
 
     def fit(self, X: Any, y: Any) -> MaxBatchModel:
         """Fit memory against the features (and batch x input size squared)."""
@@ -149,6 +175,10 @@ class MaxBatchModel(ProfileRegressor):
                                   f"{', '.join(MEMORY_STRUCTURES)}")
         if self.oom_limit_mb is not None and not float(self.oom_limit_mb) > 0:
             raise ValidationError(f"MaxBatchModel: oom_limit_mb={self.oom_limit_mb!r}: expected a number > 0")
+        from servopt.performance.work_poly import fit_work_polys, poly_key_columns, with_work_column
+
+        X = with_work_column(X, [str(c) for c in getattr(X, "columns", [])],
+                             WORK_FEATURE if WORK_FEATURE in getattr(X, "columns", []) else None)
         X, y = self._validate(X, y, reset=True)
         self.batch_index_ = self._column(self.batch_feature, "batch_size", 0, "batch_feature")
         if self.batch_index_ is None:
@@ -156,10 +186,16 @@ class MaxBatchModel(ProfileRegressor):
         self.size_index_ = self._column(self.size_feature, "input_size", 1, "size_feature")
         if self.size_index_ == self.batch_index_:
             self.size_index_ = None
+        # the per-sample FLOPs (gflops, by name only): a function of the input size, so not part of a key
+        self.work_index_ = self._column(None, WORK_FEATURE, None, "work")
         names = self._feature_names()
-        self.group_index_ = [i for i, name in enumerate(names) if i != self.batch_index_ and not name.startswith(
-            "hw.")]
+        self.group_index_ = [i for i, name in enumerate(names) if i not in (self.batch_index_, self.work_index_)
+                             and not name.startswith("hw.")]
         self.family_index_ = [i for i in self.group_index_ if i != self.size_index_]
+        self.work_polys_ = {} if self.work_index_ is None else fit_work_polys(
+            X, poly_key_columns(self.family_index_, names), self.size_index_, self.work_index_)
+        if not self.work_polys_:
+            self.work_index_ = None
         batch = X[:, self.batch_index_]
         keys, inverse = group_index(X, self.group_index_)
         calm = np.ones(len(y), dtype=bool) if self.oom_limit_mb is None else \
@@ -408,6 +444,8 @@ class MaxBatchModel(ProfileRegressor):
                 if input_size is None:
                     raise ValidationError(f"max_batch: the model needs the input size (feature {name!r})")
                 row[name] = input_size
+            elif name == WORK_FEATURE and name not in features:
+                row[name] = 0.0  # unknown: the family's polynomial in the input size
             elif name in features:
                 row[name] = features[name]
             else:
