@@ -20,14 +20,15 @@ their boundaries, and predicts the held-out size's largest batch, compared with 
 * **CPU, 150 / 300 / 600 MiB** (exact truth, an ascending scan): the ONNX graphs of ``profiles/measured_*_like.csv``
   (rebuilt by :mod:`servopt.measure.onnx_models`), 2 cores. Under each limit each graph is profiled as a user would
   (``servopt profile --memory-limit-mb L --find-max-batch``: batch 1-64 in powers of two, one run per point, then
-  the boundary of each input size by bisection, :mod:`servopt.measure.max_batch_search`). The model is fitted on
+  the boundary of each input size, :mod:`servopt.measure.max_batch_search`). The model is fitted on
   that run's rows of the other sizes and calibrated on their boundaries, as ``servopt fit`` reads them
   (``oom_batch_size - 1``), and predicts the held-out size's largest batch. The truth is the largest batch
   below the first one, in ascending order, whose peak memory passes the limit: every batch 1, 2, 3, ... of the
   size is run in turn (one fresh session each, its warm-up and one run, as a trial of the search) until one
   does. ONNX Runtime's arena makes a batch's peak memory saw-toothed in the batch (up to a third more than a
-  larger batch's), so the bisection's boundary can lie above that first failure; both are written
-  (``bisection``, ``first_failure``). Held-out sizes that did not run out of memory up to batch
+  larger batch's), so the search's boundary can lie above that first failure; both are written
+  (``bisection``: what ``--find-max-batch`` found, plain bisection in the runs of 23be80c (set 18), upward steps
+  then bisection since 5764aa1; ``first_failure``). Held-out sizes that did not run out of memory up to batch
   :data:`CPU_CAP` are not cases. The runs' rows, boundaries and scans are stored in
   ``max_batch_check_cpu_rows.csv``, ``max_batch_check_boundaries.csv`` and ``max_batch_check_scan.csv``;
   ``--quick`` reuses them instead of measuring.
@@ -80,7 +81,9 @@ def _case(data: str, model_name: str, limit: float, size: float, method: str, fi
     return {"data": data, "model": model_name, "memory_limit_mb": limit, "input_size": int(size), "method": method,
             "predicted": int(predicted), "truth_lo": int(lo), "truth_hi": int(hi),
             "ratio_lo": predicted / hi if hi else np.nan, "ratio_hi": predicted / lo if lo else np.inf,
-            "above_truth": verdict(predicted, lo, hi), "oom_margin": fitted.oom_margin_,
+            "above_truth": verdict(predicted, lo, hi),
+            # the margin the held-out (unprofiled) size was predicted with
+            "oom_margin": 1 - _unprofiled(margins[0]) if len(margins) == 1 else fitted.oom_margin_,
             # the fraction a held-out (unprofiled) size uses
             "usable_fraction": _unprofiled(margins[0]) if len(margins) == 1 else np.nan,
             "calibrated_on": len(getattr(fitted, "calibration_", [])), "bisection": bisection}
@@ -139,7 +142,7 @@ def measure_cpu(limits: tuple[float, ...], graphs: dict[str, Any], sizes: list[i
                          for r in run.rows]
                 for entry in run.max_batch:
                     found[limit, entry["input_size"]] = entry
-                print(f"{model} under {limit:g} MiB, bisection: " + ", ".join(
+                print(f"{model} under {limit:g} MiB, search: " + ", ".join(
                     f"{e['input_size']}px {e['max_batch']}" + ("" if e["oom_batch"] else "+")
                     for e in run.max_batch), flush=True)
             for size in sizes:
@@ -165,7 +168,7 @@ def measure_cpu(limits: tuple[float, ...], graphs: dict[str, Any], sizes: list[i
                                    "first_failure": first if first is not None else np.nan,
                                    "memory_at_bisection_mb": at[0] if at else np.nan})
                 print(f"{model} {size}px scan: first failure " + ", ".join(
-                    f"{b['first_failure']:.0f} under {b['memory_limit_mb']:g} MiB (bisection {b['bisection']:.0f})"
+                    f"{b['first_failure']:.0f} under {b['memory_limit_mb']:g} MiB (search {b['bisection']:.0f})"
                     for b in bounds[-len(limits):] if b["first_failure"] == b["first_failure"]), flush=True)
     return (pd.DataFrame(rows, columns=ROW_FIELDS), pd.DataFrame(bounds, columns=BOUNDARY_FIELDS),
             pd.DataFrame(scan, columns=SCAN_FIELDS))

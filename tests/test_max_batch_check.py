@@ -134,3 +134,18 @@ def test_fit_names_the_families_no_boundary_calibrated(capsys):
         assert oom["calibrated"] is True and oom["uncalibrated_families"] == 1
     assert main(["fit", str(calibrated), "--targets", "memory", "--oom-limit-mb", "8192"]) == 0
     assert "without a boundary" not in capsys.readouterr().out
+
+
+def test_max_batch_check_quick_on_a_fresh_set(tmp_path):
+    """--fresh-set N --quick: the stored runs of a fresh set's graphs, CPU cases only, each with its scan's truth."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "max_batch_check.py"), "--quick", "--fresh-set",
+                           "19", "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cases = pd.read_csv(tmp_path / "max_batch_check_fresh19.csv")
+    assert len(cases) and cases.data.str.startswith("CPU").all() and set(cases.method) == set(METHODS)
+    assert {"vit_fresh19", "resnet_fresh19", "mobilenet_fresh19"} == set(cases.model)
+    boundaries = pd.read_csv(ROOT / "benchmarks" / "results" / "max_batch_check_fresh19_boundaries.csv")
+    truth = cases.merge(boundaries, on=["model", "memory_limit_mb", "input_size"], suffixes=("", "_b"))
+    assert len(truth) == len(cases) and (truth.truth_hi == truth.first_failure - 1).all()
+    rows = pd.read_csv(ROOT / "benchmarks" / "results" / "max_batch_check_fresh19_cpu_rows.csv")
+    assert (rows.gflops > 0).all()  # the memory model's family line takes the FLOPs the profiler records

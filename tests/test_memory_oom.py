@@ -51,7 +51,10 @@ def test_calibration_never_above_a_known_boundary(seed, usable):
     family = next(iter(model.usable_fraction_))
     assert model.oom_margin_ == pytest.approx(1 - min(model.usable_fraction_[family],
                                                       model.unprofiled_fraction_[family]))
-    assert model.oom_margin_ == pytest.approx(1 - usable, abs=0.03)
+    assert model.oom_margin_ == pytest.approx(1 - usable, abs=0.06)  # the spread is held back for other limits
+    for s in SIZES:  # under a limit no boundary was measured at, the family's fraction less its spread
+        half = int(np.floor((usable * 2048 - 120) / (2.5e-4 * s * s)))
+        assert 0.9 * half <= model.max_batch(s, 2048, model="net") <= half
     # unprofiled sizes: the smallest ratio of the family line fitted without the boundary's own size
     assert model.unprofiled_fraction_[family] == pytest.approx(min(r["unprofiled_ratio"] for r in model.calibration_))
     between = int((usable * 4096 - 120) / (2.5e-4 * 160 ** 2))  # 160 px, never profiled

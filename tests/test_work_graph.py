@@ -116,8 +116,9 @@ def test_fit_uses_gflops_as_work_without_splitting_configurations():
     assert "gflops" not in group_columns(frame, target)
     assert "gflops" in feature_columns(frame, TARGETS["warmup"])  # the warm-up's latency model takes the work too
     assert "gflops" not in group_columns(frame, TARGETS["warmup"])
-    for name in ("memory", "capacity"):
-        assert "gflops" not in feature_columns(frame, TARGETS[name])
+    assert "gflops" in feature_columns(frame, TARGETS["memory"])  # the family memory line in batch x FLOPs
+    assert "gflops" not in group_columns(frame, TARGETS["memory"])
+    assert "gflops" not in feature_columns(frame, TARGETS["capacity"])
     models, reports = fit_profile(frame, targets=["latency"])
     fitted = models.targets["latency"]
     model = fitted.model

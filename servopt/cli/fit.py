@@ -250,8 +250,9 @@ def _print_oom(oom: dict[str, Any]) -> None:
         other = f"{other:11.4f}" if other is not None else f"{'-':>11}"
         print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:31.4f}  {other}  "
               f"{fam['oom_margin']:+.4f}")
-    print("  (a profiled size with a boundary of its own uses its own fraction: its largest batch is the measured "
-          "one; other sizes: the family line fitted without each boundary's size, the smallest ratio)")
+    print("  (a profiled size with a boundary of its own uses its own fraction under the limit it was measured at: "
+          "its largest batch there is the measured one; other sizes: the family line fitted without each boundary's "
+          "size, the smallest ratio)")
     single = [f["family"] for f in oom["families"] if f.get("input_sizes", 2) == 1]
     if single:
         print(f"  {len(single)} famil{'y' if len(single) == 1 else 'ies'} calibrated at one input size only "

@@ -279,24 +279,15 @@ def profile_model(
                               memory_limit_mb, monitor, device, max_cv)
 
     def record(c: int, s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
-        reason = point.pop("oom_reason")
-        if reason is None:
-            row = dict(meta, cores=c, input_size=s, batch_size=b, **point, **work(s), oom_batch_size=None)
-            rows.append(row)
-        else:  # no row: the earlier rows of this sweep record where it stopped
-            row = {"cores": c, "input_size": s, "batch_size": b, "memory_mb": point["memory_mb"], "reason": reason}
-            run.oom.append(row)
+        row = record_point(run, rows, {"cores": c, "input_size": s}, b, point, out, on_point,
+                           lambda p: dict(meta, cores=c, input_size=s, batch_size=b, **p, **work(s),
+                                          oom_batch_size=None))
+        if "reason" in row:
             stopped_sweeps.add((c, s))
-            set_oom_batch(rows, {"cores": c, "input_size": s}, b)
-        run.measured += 1
-        write()
-        if on_point is not None:
-            on_point(row)
         return row
 
     def write() -> None:
-        if out is not None and rows:  # no header-only file: nothing measured leaves nothing written
-            _write_csv(out, rows)
+        write_rows(out, rows)
 
     def out_of_time() -> bool:
         return total_budget_s is not None and time.perf_counter() - start > total_budget_s
@@ -411,6 +402,34 @@ def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feed
     gc.collect()
     release_free_memory()
     return result
+
+
+def write_rows(out: Path | None, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``out`` atomically with every row (no header-only file: nothing measured leaves nothing written)."""
+    if out is not None and rows:
+        _write_csv(out, rows)
+
+
+def record_point(run: ProfileRun, rows: list[dict[str, Any]], sweep: dict[str, Any], batch: int,
+                 point: dict[str, Any], out: Path | None, on_point: Callable[[dict[str, Any]], None] | None,
+                 make_row: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Add one measured point of a sweep (shared by both runtimes): its row (``make_row(point)``), or where
+    ``point["oom_reason"]`` says it ran out of memory, an entry of ``run.oom`` (``sweep``, the batch, the memory
+    reached, ``reason``) and ``oom_batch_size`` on the sweep's rows, which record where it stopped; then rewrite
+    ``out`` and call ``on_point``. Returns the row or the entry."""
+    reason = point.pop("oom_reason")
+    if reason is None:
+        row = make_row(point)
+        rows.append(row)
+    else:
+        row = {**sweep, "batch_size": batch, "memory_mb": point.get("memory_mb"), "reason": reason}
+        run.oom.append(row)
+        set_oom_batch(rows, sweep, batch)
+    run.measured += 1
+    write_rows(out, rows)
+    if on_point is not None:
+        on_point(row)
+    return row
 
 
 def steady_state(run_once: Callable[[], float], repeats: int, min_repeats: int, time_budget_s: float,

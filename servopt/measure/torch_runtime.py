@@ -49,10 +49,11 @@ from servopt.measure.profiler import (
     _positive_ints,
     _progress_bar,
     _read_existing,
-    _write_csv,
+    record_point,
     steady_state,
+    write_rows,
 )
-from servopt.measure.max_batch_search import OutOfTime, find_oom_boundary, search_boundary, set_oom_batch
+from servopt.measure.max_batch_search import OutOfTime, find_oom_boundary, search_boundary
 from servopt.measure.torch_devices import make_device
 
 __all__ = ["profile_torch", "find_oom_boundary", "load_torch_model", "DTYPES"]
@@ -199,26 +200,18 @@ def profile_torch(
         return point
 
     def record(s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
-        reason = point.pop("oom_reason")
-        if reason is None:
-            row = dict(meta, input_size=s, batch_size=b, **labels, **point, **work(s), oom_batch_size=None)
+        def make_row(p: dict[str, Any]) -> dict[str, Any]:
+            row = dict(meta, input_size=s, batch_size=b, **labels, **p, **work(s), oom_batch_size=None)
             row["throughput_rps"] = b / (row["latency_ms"] / 1e3)
-            rows.append(row)
-        else:
-            row = {"input_size": s, "batch_size": b, "memory_mb": point.get("memory_mb"), "reason": reason,
-                   "cores": labels["cores"]}
-            run.oom.append(row)
+            return row
+
+        row = record_point(run, rows, {"input_size": s, "cores": labels["cores"]}, b, point, out, on_point, make_row)
+        if "reason" in row:
             stopped.add(s)
-            set_oom_batch(rows, {"input_size": s}, b)
-        run.measured += 1
-        write()
-        if on_point is not None:
-            on_point(row)
         return row
 
     def write() -> None:
-        if out is not None and rows:  # no header-only file: nothing measured leaves nothing written
-            _write_csv(out, rows)
+        write_rows(out, rows)
 
     try:
         with torch.inference_mode():
