@@ -244,15 +244,15 @@ def _print_oom(oom: dict[str, Any]) -> None:
           f"{', '.join(f'{v:g}' for v in limits)} MiB; oom_margin {oom['oom_margin']:+.4f} (share of a limit held back; "
           f"negative: the model over-predicts memory near the limit)")
     width = max(len(f["family"]) for f in oom["families"])
-    print(f"  {'family'.ljust(width)}  boundaries  usable fraction: profiled sizes  other sizes  margin")
+    print(f"  {'family'.ljust(width)}  boundaries  usable fraction: profiled, other limits  other sizes  margin")
     for fam in oom["families"]:
         other = fam.get("unprofiled_fraction")
         other = f"{other:11.4f}" if other is not None else f"{'-':>11}"
-        print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:31.4f}  {other}  "
+        print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:38.4f}  {other}  "
               f"{fam['oom_margin']:+.4f}")
     print("  (a profiled size with a boundary of its own uses its own fraction under the limit it was measured at: "
-          "its largest batch there is the measured one; other sizes: the family line fitted without each boundary's "
-          "size, the smallest ratio)")
+          "its largest batch there is the measured one; other limits: the family's smallest ratio less the spread; "
+          "other sizes: the family line fitted without each boundary's size, the smallest ratio)")
     single = [f["family"] for f in oom["families"] if f.get("input_sizes", 2) == 1]
     if single:
         print(f"  {len(single)} famil{'y' if len(single) == 1 else 'ies'} calibrated at one input size only "
