@@ -217,7 +217,7 @@ class MaxBatchModel(ProfileRegressor):
         self.margin_ = self._margin(batch, y, inverse)
         self.usable_fraction_: dict[tuple[float, ...], float] = {}
         self.unprofiled_fraction_: dict[tuple[float, ...], float] = {}
-        self.config_fraction_: dict[tuple[float, ...], float] = {}
+        self.config_fraction_: dict[tuple[float, ...], dict[float, float]] = {}
         self.default_fraction_ = 1.0
         self.oom_margin_: float | None = None
         self.calibration_: list[dict[str, Any]] = []
