@@ -195,8 +195,10 @@ def cpu_cases(rows: pd.DataFrame, boundaries: pd.DataFrame) -> list[dict[str, An
 
 def plot(cases: pd.DataFrame, paths: list[Path]) -> None:
     plt = pyplot()
+    cpu = cases["data"].str.startswith("CPU")
+    limits = ", ".join(f"{v:g}" for v in sorted(cases.loc[cpu, "memory_limit_mb"].unique()))
     groups = [("H200 (8192 and 4096 MiB): exact boundary", cases["data"].str.startswith("H200")),
-              ("CPU (150, 300, 600 MiB): first failure of an ascending scan", cases["data"].str.startswith("CPU"))]
+              (f"CPU ({limits} MiB): first failure of an ascending scan", cpu)]
     groups = [(title, mask) for title, mask in groups if mask.any()]
     fig, axes = plt.subplots(1, len(groups), figsize=(7.5 * len(groups), 5), squeeze=False)
     methods = list(dict.fromkeys(cases["method"]))

@@ -17,9 +17,10 @@ features (hw.* columns). Each point gets its own session with --cores intra-op t
 The CSV is rewritten atomically after every point, so an interrupted run keeps what it measured; --resume
 continues it. An out-of-memory point (an allocation failure, or a peak above --memory-limit-mb) ends that input
 size's batch sweep: the sweep's rows get oom_batch_size = that batch size (see docs/profiler.md). With
---find-max-batch (and --memory-limit-mb) the boundary is then searched per sweep by bisection, each trial a fresh
-session's first two runs: oom_batch_size becomes the largest batch that fits plus one, what `servopt fit`
-calibrates the largest batch on.
+--find-max-batch (and --memory-limit-mb) the boundary is then searched per sweep (ONNX Runtime: 16 upward steps,
+then bisection inside the first step that runs out; torch: bisection), each trial a fresh session's first two
+runs: oom_batch_size becomes the largest batch that fits plus one, what `servopt fit` calibrates the largest batch
+on.
 
 With --runtime torch, MODEL is a TorchScript file (torch.jit.save), a torch.export program (torch.export.save,
 .pt2, exported with a dynamic batch and image size) or torchvision:NAME (random weights, nothing downloaded);
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
                         help="--runtime torch: precision of weights and inputs (default fp32)")
     parser.add_argument("--find-max-batch", action="store_true",
-                        help="after each input size's batch sweep, bisect to its out-of-memory boundary under "
+                        help="after each input size's batch sweep, search its out-of-memory boundary under "
                         "--memory-limit-mb (needs it)")
     parser.add_argument("--max-cv", type=float, default=0.1, metavar="CV",
                         help="re-measure a point once (and mark it unstable) when the coefficient of variation "

@@ -392,10 +392,11 @@ class MaxBatchModel(ProfileRegressor):
             if key not in self.family_rows_:
                 continue
             fam_work, fam_y, fam_sizes = self.family_rows_[key]
-            for k in np.flatnonzero(inverse == g):
-                others = fam_sizes != sizes[k]
+            for size in np.unique(sizes[inverse == g]):  # one fit per size left out
+                at = (inverse == g) & (sizes == size)
+                others = fam_sizes != size
                 line = _rising_line(fam_work[others], fam_y[others]) if others.any() else self.family_lines_[key]
-                out[k] = self._rounded_need(np.atleast_1d(line(work[k])))[0]
+                out[at] = self._rounded_need(line(work[at]))
         return out
 
     def _decode(self, index: int, value: float) -> Any:
@@ -418,7 +419,7 @@ class MaxBatchModel(ProfileRegressor):
         for rec in getattr(self, "calibration_", []):
             label = " ".join(str(v) for v in rec["family"].values() if v not in (None, "", 0.0))
             unprofiled = rec.get("unprofiled_fraction")
-            least = min(rec["usable_fraction"], rec["usable_fraction"] if unprofiled is None else unprofiled)
+            least = min(f for f in (rec["usable_fraction"], unprofiled) if f is not None)
             seen.setdefault(label, {"family": label or "all", "usable_fraction": rec["usable_fraction"],
                                     "unprofiled_fraction": unprofiled, "oom_margin": 1.0 - least, "boundaries": 0})
             seen[label]["boundaries"] += 1
@@ -485,8 +486,7 @@ def _calm_line(x: np.ndarray, y: np.ndarray, rows: np.ndarray, calm: np.ndarray)
     that would fall is replaced by the mean (memory does not fall when the batch grows)."""
     if np.unique(x[rows & calm]).size >= 2:
         rows = rows & calm
-    line = fit_line(x[rows], y[rows])
-    return line if line.slope >= 0 else Line(float(np.mean(y[rows])), 0.0)
+    return _rising_line(x[rows], y[rows])
 
 
 def boundaries_from_profile(frame: Any, features: list[str], with_limits: bool = False) -> tuple[Any, ...]:
