@@ -70,28 +70,30 @@ BOUNDARY_FIELDS = ["model", "memory_limit_mb", "input_size", "cores", "bisection
                    "first_failure", "memory_at_bisection_mb"]
 SCAN_FIELDS = ["model", "input_size", "cores", "batch_size", "memory_mb"]
 CASE_FIELDS = ["data", "model", "memory_limit_mb", "input_size", "method", "predicted", "truth_lo", "truth_hi",
-               "ratio_lo", "ratio_hi", "above_truth", "oom_margin", "usable_fraction", "calibrated_on", "bisection"]
+               "ratio_lo", "ratio_hi", "above_truth", "oom_margin", "usable_fraction", "basis", "calibrated_on",
+               "bisection"]
 SUMMARY_FIELDS = ["data", "method", "cases", "above_truth", "maybe_above", "within_10pct_not_above", "ratio_min",
                   "ratio_median", "ratio_max", "margin_min", "margin_max"]
 
 
-def _case(data: str, model_name: str, limit: float, size: float, method: str, fitted: Any, predicted: int,
+def _case(data: str, model_name: str, limit: float, size: float, method: str, fitted: Any, features: dict[str, Any],
           lo: int, hi: int, bisection: float = np.nan) -> dict[str, Any]:
-    margins = fitted.margins() if fitted.oom_margin_ is not None else []
+    """One held-out case: the model's largest batch at ``size`` under ``limit`` (the query ``features``) against
+    the truth ``[lo, hi]``, with the margin that batch was predicted with (``MaxBatchModel.largest_batch``)."""
+    row = {name: 1.0 if name == "batch_size" else size if name == "input_size" else features.get(name, 0.0)
+           for name in fitted.feature_names_in_}
+    got = fitted.largest_batch(pd.DataFrame([row]), limit)
+    predicted = int(got["max_batch"][0])
+    calibrated = fitted.oom_margin_ is not None
     return {"data": data, "model": model_name, "memory_limit_mb": limit, "input_size": int(size), "method": method,
-            "predicted": int(predicted), "truth_lo": int(lo), "truth_hi": int(hi),
+            "predicted": predicted, "truth_lo": int(lo), "truth_hi": int(hi),
             "ratio_lo": predicted / hi if hi else np.nan, "ratio_hi": predicted / lo if lo else np.inf,
             "above_truth": verdict(predicted, lo, hi),
-            # the margin the held-out (unprofiled) size was predicted with
-            "oom_margin": 1 - _unprofiled(margins[0]) if len(margins) == 1 else fitted.oom_margin_,
-            # the fraction a held-out (unprofiled) size uses
-            "usable_fraction": _unprofiled(margins[0]) if len(margins) == 1 else np.nan,
+            # the margin and fraction the held-out (unprofiled) size was predicted with, and their basis
+            "oom_margin": float(got["oom_margin"][0]) if calibrated else np.nan,
+            "usable_fraction": float(got["usable_fraction"][0]) if calibrated else np.nan,
+            "basis": str(got["basis"][0]),
             "calibrated_on": len(getattr(fitted, "calibration_", [])), "bisection": bisection}
-
-
-def _unprofiled(margin: dict[str, Any]) -> float:
-    value = margin.get("unprofiled_fraction")
-    return margin["usable_fraction"] if value is None else value
 
 
 def h200_cases(profiles: list[Path], truth_path: Path, cli_path: Path | None) -> list[dict[str, Any]]:
@@ -114,8 +116,8 @@ def h200_cases(profiles: list[Path], truth_path: Path, cli_path: Path | None) ->
             for method in METHODS:
                 fitted = fit_memory_model(method, train, H200_COLS, H200_LIMIT_MB)
                 for data, limit, true in targets:
-                    got = fitted.max_batch(held_out, limit, **features)
-                    cases.append(_case(data, f"{name} {dtype}", limit, held_out, method, fitted, got, true, true))
+                    cases.append(_case(data, f"{name} {dtype}", limit, held_out, method, fitted, features, true,
+                                       true))
     return cases
 
 
@@ -187,9 +189,9 @@ def cpu_cases(rows: pd.DataFrame, boundaries: pd.DataFrame) -> list[dict[str, An
             train = run[run.input_size != held_out]
             for method in METHODS:
                 fitted = fit_memory_model(method, train, CPU_COLS, float(limit))
-                got = fitted.max_batch(held_out, float(limit), model=model, cores=CPU_CORES)
-                cases.append(_case(f"CPU {limit:g} MiB", model, float(limit), held_out, method, fitted, got,
-                                   true, true, float(measured["bisection"].iloc[0])))
+                cases.append(_case(f"CPU {limit:g} MiB", model, float(limit), held_out, method, fitted,
+                                   {"model": model, "cores": CPU_CORES}, true, true,
+                                   float(measured["bisection"].iloc[0])))
     return cases
 
 

@@ -244,15 +244,21 @@ def _print_oom(oom: dict[str, Any]) -> None:
           f"{', '.join(f'{v:g}' for v in limits)} MiB; oom_margin {oom['oom_margin']:+.4f} (share of a limit held back; "
           f"negative: the model over-predicts memory near the limit)")
     width = max(len(f["family"]) for f in oom["families"])
-    print(f"  {'family'.ljust(width)}  boundaries  usable fraction: profiled, other limits  other sizes  margin")
+    print(f"  {'family'.ljust(width)}  boundaries  usable fraction: profiled, other limits  other sizes  margin  "
+          f"beyond, per octave: above  below")
     for fam in oom["families"]:
         other = fam.get("unprofiled_fraction")
         other = f"{other:11.4f}" if other is not None else f"{'-':>11}"
+        rates = fam.get("shortfall_per_octave") or {}
+        beyond = "  ".join(f"{rates[d]:.4f}".rjust(w) if d in rates else "-".rjust(w)
+                           for d, w in (("up", 26), ("down", 5)))
         print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:38.4f}  {other}  "
-              f"{fam['oom_margin']:+.4f}")
+              f"{fam['oom_margin']:+.4f}  {beyond}")
     print("  (a profiled size with a boundary of its own uses its own fraction under the limit it was measured at: "
           "its largest batch there is the measured one; other limits: the family's smallest ratio less the spread; "
-          "other sizes: the family line fitted without each boundary's size, the smallest ratio)")
+          "other sizes: the family line fitted without each boundary's size, the smallest ratio; beyond the profiled "
+          "sizes at most 1 - the shortfall per octave that the edge size left out showed x the octaves beyond; "
+          "servopt predict --memory-limit-mb gives each query's largest batch and margin)")
     single = [f["family"] for f in oom["families"] if f.get("input_sizes", 2) == 1]
     if single:
         print(f"  {len(single)} famil{'y' if len(single) == 1 else 'ies'} calibrated at one input size only "

@@ -23,7 +23,10 @@ or the fallback regressor (anything else). Only load models files you trust: job
 
 EPILOG = """example:
   servopt fit profiles/nvidia_efficientnet_pytorch.csv -o models.joblib
-  servopt predict models.joblib query.csv --json"""
+  servopt predict models.joblib query.csv --json
+  # the largest batch under 8 GiB per row, with the margin held back (profile measured with --find-max-batch):
+  servopt fit profiles/measured_H200_resnet50_fp16.csv -o r50.joblib
+  servopt predict r50.joblib query.csv --memory-limit-mb 8192"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "whether batch size, input size and hardware were profiled, interpolated or extrapolated "
                         "(coverage_<feature>) and how many octaves the batch size lies beyond the profiled ones "
                         "(coverage_batch_octaves, 0 inside)")
+    parser.add_argument("--memory-limit-mb", type=float, metavar="MIB", help="also the largest batch predicted to "
+                        "fit in MIB per row (its batch_size ignored): max_batch, and the share of the limit held "
+                        "back for it, max_batch_oom_margin, calibrated by fit on the profile's out-of-memory "
+                        "boundaries; max_batch_basis says from what: the configuration's own boundary, a profiled "
+                        "size, an unprofiled size (the family line with each boundary's size left out), beyond the "
+                        "profiled sizes (lowered by the shortfall per octave of the edge sizes left out) or "
+                        "uncalibrated (no boundary: nothing held back, the batch may not fit); --json adds "
+                        "max_batch_usable_fraction")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,11 +72,21 @@ def run(args: argparse.Namespace) -> int:
                               if c in raw.columns})
         raw = add_graphs(typed, graphs, str(args.query))
     predictions = models.predict(raw, source=str(args.query), where=where, intervals=args.intervals)
+    limit = getattr(args, "memory_limit_mb", None)
+    if limit is not None:
+        if not limit > 0:
+            raise ValidationError(f"--memory-limit-mb {limit:g}: expected a memory limit in MiB > 0")
+        largest = models.largest_batch(raw, limit, source=str(args.query), where=where)
+    else:
+        largest = pd.DataFrame(index=range(len(raw)))
     flagged = extrapolated_rows(models, raw, str(args.query), where)
     records = [{k: (None if math.isnan(v) else float(v)) for k, v in row.items()}
                for row in predictions.to_dict(orient="records")]
     for i, record in enumerate(records):
         record["extrapolated"] = i in flagged
+        for col in largest.columns:
+            value = largest[col].iloc[i]
+            record[col] = value if isinstance(value, str) else (int(value) if col == "max_batch" else float(value))
     if args.intervals:
         where_ = models.coverage(raw, source=str(args.query), where=where, octaves=True)
         for col in where_.columns:
@@ -81,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
                       key=lambda f: (f != "batch_size", f))
     shown = [f for f in features if f in raw.columns and not f.startswith("hw.")][:6]
     extra = [k for k in records[0] if k.startswith("coverage_")] if records else []
+    extra += [c for c in ("max_batch", "max_batch_oom_margin", "max_batch_basis") if c in largest.columns]
     header = shown + list(predictions.columns) + ["extrapolated"] + extra
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
     table = [header] + [[str(raw[c].iloc[i]) for c in shown] + [f"{records[i][c]:.4g}" for c in predictions.columns]
-                        + ["yes" if records[i]["extrapolated"] else "no"] + [str(records[i][k]) for k in extra]
+                        + ["yes" if records[i]["extrapolated"] else "no"] + [cell(records[i][k]) for k in extra]
                         for i in range(len(raw))]
     widths = [max(len(r[j]) for r in table) for j in range(len(header))]
     for row in table:

@@ -272,6 +272,25 @@ class PerformanceModels:
                 out[f"{fitted.output}_hi"] = predicted * hi
         return pd.DataFrame(out)
 
+    def largest_batch(self, query: pd.DataFrame, memory_limit_mb: float, source: str = "<query>",
+                      where: list[str] | None = None) -> pd.DataFrame:
+        """Per query row (its batch size ignored), the largest batch the memory model predicts to fit in
+        ``memory_limit_mb`` and the margin it held back: columns ``max_batch``, ``max_batch_usable_fraction``,
+        ``max_batch_oom_margin`` and ``max_batch_basis`` (:meth:`MaxBatchModel.largest_batch
+        <servopt.performance.MaxBatchModel.largest_batch>`).
+
+        Raises
+        ------
+        ValidationError
+            The models have no memory target (the profile had no ``memory_mb``), or the limit is not > 0.
+        """
+        fitted = self.targets.get("memory")
+        if fitted is None:
+            raise ValidationError(f"{source}: the largest batch needs a memory model, and these models have none "
+                                  f"(the profile they were fitted on has no memory_mb rows)")
+        got = fitted.model.largest_batch(fitted.frame(query, source, where), memory_limit_mb)
+        return pd.DataFrame({f"max_batch_{k}" if k != "max_batch" else k: v for k, v in got.items()})
+
     @staticmethod
     def _placement(fitted: FittedTarget, X: pd.DataFrame, octaves: bool) -> pd.DataFrame:
         """:func:`~.uncertainty.coverage` of the rows ``X`` (``fitted.train`` set) and, with ``octaves``, a column

@@ -19,8 +19,10 @@ Two structures (``MaxBatchModel(structure=...)``):
 :meth:`MaxBatchModel.calibrate` then learns, from measured out-of-memory boundaries, the fraction of a memory
 limit that the predicted memory may reach, so that the predicted largest batch is at most the measured one: a
 profiled configuration's own boundary gives it back exactly, and an unprofiled input size uses the family line's
-ratio at each boundary with that boundary's size left out of the fit; ``oom_margin_`` = 1 - the smallest
-fraction is the margin reported by ``servopt fit``.
+ratio at each boundary with that boundary's size left out of the fit, lowered beyond the profiled sizes by the
+error per octave that leaving out the edge sizes showed; ``oom_margin_`` = 1 - the smallest fraction is the margin
+reported by ``servopt fit``, and :meth:`MaxBatchModel.largest_batch` (``servopt predict --memory-limit-mb``) gives
+each query's largest batch with the margin it used.
 """
 
 from __future__ import annotations
@@ -106,6 +108,11 @@ class MaxBatchModel(ProfileRegressor):
         Configuration key -> {limit: its own fraction}, for configurations with a boundary (:meth:`calibrate`).
     unprofiled_fraction_ : dict
         Family key -> the fraction at input sizes the family was not profiled at (:meth:`calibrate`).
+    shortfall_per_octave_ : dict
+        Family key -> ``{"up": rate, "down": rate}``: beyond the family's profiled sizes (above or below) the
+        fraction is at most ``reference_fraction_ - rate x octaves beyond`` (:meth:`calibrate`).
+    reference_fraction_ : dict
+        Family key -> the median ratio of its boundaries, at most 1: what the rates are measured from.
     default_fraction_ : float
         The fraction for families :meth:`calibrate` saw no boundary of: min(1, every calibrated fraction).
     oom_margin_ : float or None
@@ -114,7 +121,9 @@ class MaxBatchModel(ProfileRegressor):
         the limit, so the calibration lets the prediction exceed it), else None. Per family: :meth:`margins`.
     calibration_ : list of dict
         One record per boundary used by :meth:`calibrate`: family, input size, limit, measured largest batch,
-        ``ratio`` (predicted memory at that batch / limit) and the family's usable fraction.
+        ``ratio`` (predicted memory at that batch / limit), ``unprofiled_ratio`` (the same with the size left out
+        of the family line), ``left_out_beyond`` / ``left_out_octaves`` (whether that size lay above or below the
+        family's other sizes, and by how many octaves) and the family's fractions and rates.
 
     Examples
     --------
@@ -217,6 +226,7 @@ class MaxBatchModel(ProfileRegressor):
         self.margin_ = self._margin(batch, y, inverse)
         self.usable_fraction_: dict[tuple[float, ...], float] = {}
         self.unprofiled_fraction_: dict[tuple[float, ...], float] = {}
+        self.shortfall_per_octave_: dict[tuple[float, ...], dict[str, float]] = {}
         self.config_fraction_: dict[tuple[float, ...], dict[float, float]] = {}
         self.default_fraction_ = 1.0
         self.oom_margin_: float | None = None
@@ -269,23 +279,48 @@ class MaxBatchModel(ProfileRegressor):
         return need
 
     def _fraction(self, X: np.ndarray, limit: float | None = None) -> np.ndarray:
-        """The usable fraction of the limit for each row: its configuration's own where a boundary of it was
-        calibrated under ``limit``, its family's at a profiled configuration, its family's for unprofiled sizes
-        elsewhere."""
+        """The usable fraction of the limit for each row (:meth:`_fractions`)."""
+        return self._fractions(X, limit)[0]
+
+    def _fractions(self, X: np.ndarray, limit: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The usable fraction of the limit for each row and what it comes from (:data:`FRACTION_BASES`): its
+        configuration's own where a boundary of it was calibrated under ``limit`` (``"own boundary"``), its
+        family's at a profiled configuration (``"profiled size"``), its family's for unprofiled sizes elsewhere
+        (``"unprofiled size"``, or ``"beyond the profiled sizes"`` where the shortfall per octave lowered it);
+        ``"uncalibrated"`` where no boundary of the family was calibrated."""
         default = self.default_fraction_
         own = getattr(self, "config_fraction_", {})
         unprofiled = getattr(self, "unprofiled_fraction_", {})  # (models saved before it: the usable fraction)
         keys, inverse = group_index(X, self.group_index_)
         out = np.empty(len(keys))
+        basis = np.empty(len(keys), dtype=object)
         for g, key in enumerate(keys):
             family = tuple(v for i, v in zip(self.group_index_, key) if i in self.family_index_)
             if limit is not None and float(limit) in own.get(key, {}):
-                out[g] = own[key][float(limit)]
+                out[g], basis[g] = own[key][float(limit)], "own boundary"
             elif key in self.lines_ or self.structure != "family" or not unprofiled:
-                out[g] = self.usable_fraction_.get(family, default)
+                out[g], basis[g] = self.usable_fraction_.get(family, default), "profiled size"
             else:
-                out[g] = unprofiled.get(family, default)
-        return out[inverse]
+                fraction = unprofiled.get(family, default)
+                out[g] = self._beyond(family, key, fraction)
+                basis[g] = "beyond the profiled sizes" if out[g] < fraction else "unprofiled size"
+            if family not in self.usable_fraction_:
+                basis[g] = "uncalibrated"
+        return out[inverse], basis[inverse]
+
+    def _beyond(self, family: tuple[float, ...], key: tuple[float, ...], fraction: float) -> float:
+        """``fraction`` at an unprofiled size, lowered beyond the family's profiled sizes by the shortfall per
+        octave its edge sizes showed when left out (``shortfall_per_octave_``): ``min(fraction, reference -
+        rate x octaves beyond)``; unchanged where that rate is 0 (the edge left out showed no shortfall)."""
+        rates = getattr(self, "shortfall_per_octave_", {}).get(family)  # (models saved before it: none)
+        if not rates or self.size_index_ is None or family not in self.family_rows_:
+            return fraction
+        direction, octaves = _octaves_outside(key[self.group_index_.index(self.size_index_)],
+                                              self.family_rows_[family][2])
+        if direction is None:
+            return fraction
+        rate = rates.get(direction, max(rates.values()))  # no edge left out that way: the other way's rate
+        return fraction if rate <= 0 else min(fraction, self.reference_fraction_[family] - rate * octaves)
 
     def calibrate(self, X: Any, max_batch: Any, memory_limit_mb: Any = None) -> MaxBatchModel:
         """Learn the usable fraction of a memory limit from measured out-of-memory boundaries.
@@ -306,10 +341,16 @@ class MaxBatchModel(ProfileRegressor):
           ``unprofiled_ratio`` of each record): the error a size the fit never saw has, measured the way it
           will be used. Before this, one fraction, the smallest line ratio minus the spread of the ratios, served
           every size: on CPU under 150-600 MiB it held back 30-67 % and predicted 0.17-0.67 of the largest batch
-          of a held-out size (``benchmarks/max_batch_check.py``, docs/profiler.md).
+          of a held-out size (``benchmarks/max_batch_check.py``, docs/profiler.md);
+        * beyond the family's profiled sizes that fraction is at most ``reference - rate x octaves beyond``
+          (``shortfall_per_octave_``): ``reference`` is the median ratio of the family's boundaries (at most 1),
+          ``rate`` the most that ratio exceeded the ``unprofiled_ratio`` of a boundary whose size lay beyond the
+          family's other sizes that way, per octave it lay beyond them (how much a line's extrapolation falls
+          short, per octave; 0 where it did not). On the fresh ViT-like graphs of set 19 the unprofiled fraction
+          alone put the top size (1.39x beyond) at 17 for 16 and 34 for 32; with the rate at 16 and 32.
 
         Families without a boundary use min(1, every calibrated fraction). Calling it again replaces the
-        previous calibration.
+        previous calibration. :meth:`largest_batch` says, per query, which fraction it used.
 
         Parameters
         ----------
@@ -324,7 +365,8 @@ class MaxBatchModel(ProfileRegressor):
         Returns
         -------
         MaxBatchModel
-            ``self``, with ``usable_fraction_``, ``default_fraction_``, ``oom_margin_`` and ``calibration_``.
+            ``self``, with ``usable_fraction_``, ``unprofiled_fraction_``, ``shortfall_per_octave_``,
+            ``default_fraction_``, ``oom_margin_`` and ``calibration_``.
 
         Raises
         ------
@@ -358,12 +400,25 @@ class MaxBatchModel(ProfileRegressor):
                     at = (config_of == g) & (limits == lim)
                     self.config_fraction_.setdefault(key, {})[float(lim)] = float(ratio[at].min())
         keys, inverse = group_index(rows, self.family_index_)
-        self.usable_fraction_, self.unprofiled_fraction_ = {}, {}
+        self.usable_fraction_, self.unprofiled_fraction_, self.shortfall_per_octave_ = {}, {}, {}
+        self.reference_fraction_ = {}
+        edge: list[tuple[str | None, float]] = [(None, 0.0)] * len(rows)
         for g, key in enumerate(keys):
             r = ratio[inverse == g]
             self.usable_fraction_[key] = float(r.min() - (r.max() - r.min()))
             if self.structure == "family":
                 self.unprofiled_fraction_[key] = float(unseen[inverse == g].min())
+            if self.structure == "family" and self.size_index_ is not None and key in self.family_rows_:
+                reference = self.reference_fraction_[key] = float(min(1.0, np.median(r)))
+                profiled = self.family_rows_[key][2]
+                for k in np.flatnonzero(inverse == g):
+                    size = rows[k, self.size_index_]
+                    edge[k] = _octaves_outside(size, profiled[profiled != size])
+                    direction, octaves = edge[k]
+                    if direction is not None and octaves > 0:
+                        rates = self.shortfall_per_octave_.setdefault(key, {})
+                        growth = max(0.0, reference - float(unseen[k]))
+                        rates[direction] = max(rates.get(direction, 0.0), growth / octaves)
         fractions = [*self.usable_fraction_.values(), *self.unprofiled_fraction_.values()]
         self.default_fraction_ = float(min([1.0, *fractions]))
         self.oom_margin_ = 1.0 - min(fractions) if fractions else None
@@ -373,8 +428,10 @@ class MaxBatchModel(ProfileRegressor):
              "input_size": None if self.size_index_ is None else float(row[self.size_index_]),
              "memory_limit_mb": float(lim), "max_batch": int(b), "ratio": float(r),
              "unprofiled_ratio": float(u) if self.structure == "family" else None,
+             "left_out_beyond": edge[k][0], "left_out_octaves": edge[k][1],
              "usable_fraction": self.usable_fraction_[keys[inverse[k]]],
-             "unprofiled_fraction": self.unprofiled_fraction_.get(keys[inverse[k]])}
+             "unprofiled_fraction": self.unprofiled_fraction_.get(keys[inverse[k]]),
+             "shortfall_per_octave": dict(self.shortfall_per_octave_.get(keys[inverse[k]], {}))}
             for k, (row, lim, b, r, u) in enumerate(zip(rows, limits, batch, ratio, unseen))]
         return self
 
@@ -410,7 +467,9 @@ class MaxBatchModel(ProfileRegressor):
         """Per calibrated family, for reports: its features, the usable fraction at its profiled configurations
         (``usable_fraction``; a configuration with a boundary of its own uses its own), at input sizes it was not
         profiled at (``unprofiled_fraction``, None without family lines), the margin ``1 - min`` of both, the
-        number of boundaries and of distinct input sizes they were measured at. A family calibrated at one input
+        number of boundaries and of distinct input sizes they were measured at, and ``shortfall_per_octave``
+        (``{"up": rate, "down": rate}``: beyond its profiled sizes the fraction is at most ``1 - rate x octaves``,
+        so the margin there grows with the distance). A family calibrated at one input
         size cannot leave a size out: how the model's error moves with the input size is unknown there
         (``input_sizes`` 1), so another size's largest batch may exceed the one that fits."""
         check_is_fitted(self)
@@ -421,7 +480,8 @@ class MaxBatchModel(ProfileRegressor):
             unprofiled = rec.get("unprofiled_fraction")
             least = min(f for f in (rec["usable_fraction"], unprofiled) if f is not None)
             seen.setdefault(label, {"family": label or "all", "usable_fraction": rec["usable_fraction"],
-                                    "unprofiled_fraction": unprofiled, "oom_margin": 1.0 - least, "boundaries": 0})
+                                    "unprofiled_fraction": unprofiled, "oom_margin": 1.0 - least, "boundaries": 0,
+                                    "shortfall_per_octave": dict(rec.get("shortfall_per_octave") or {})})
             seen[label]["boundaries"] += 1
             sizes.setdefault(label, set()).add(rec["input_size"])
         for label, rec in seen.items():
@@ -443,7 +503,6 @@ class MaxBatchModel(ProfileRegressor):
         """
         check_is_fitted(self)
         names = self._feature_names()
-        sizes = np.arange(1, int(self.max_batch_size) + 1, dtype=float)
         row: dict[str, Any] = {}
         for i, name in enumerate(names):
             if i == self.batch_index_:
@@ -462,17 +521,53 @@ class MaxBatchModel(ProfileRegressor):
         if hasattr(self, "feature_names_in_"):
             import pandas as pd
 
-            X = pd.DataFrame({name: (sizes if i == self.batch_index_ else [row[name]] * len(sizes))
+            X = pd.DataFrame({name: [row[name] if i != self.batch_index_ else 1.0]
                               for i, name in enumerate(names)})
         else:
-            X = np.empty((len(sizes), len(names)))
-            for i, name in enumerate(names):
-                X[:, i] = sizes if i == self.batch_index_ else float(row[name])
-        X = self._check_predict(X)
-        fits = self._need(X) <= self._fraction(X, memory_limit_mb) * memory_limit_mb
-        if fits.all():
-            return int(sizes[-1])
-        return int(np.argmin(fits))
+            X = np.array([[1.0 if i == self.batch_index_ else float(row[name]) for i, name in enumerate(names)]])
+        return int(self.largest_batch(X, memory_limit_mb)["max_batch"][0])
+
+    def largest_batch(self, X: Any, memory_limit_mb: float) -> dict[str, np.ndarray]:
+        """For each row of ``X`` (the features of :meth:`fit`; its batch size is ignored), the largest batch
+        predicted to fit in ``memory_limit_mb`` (:meth:`max_batch`) and the margin used.
+
+        Returns
+        -------
+        dict of arrays
+            ``max_batch`` (int, 0 if batch 1 does not fit; ``max_batch_size`` if every batch fits),
+            ``usable_fraction`` (the share of the limit the predicted memory may reach), ``oom_margin``
+            (``1 - usable_fraction``) and ``basis`` (where the fraction comes from: ``own boundary``,
+            ``profiled size``, ``unprofiled size``, ``beyond the profiled sizes`` or ``uncalibrated``; see
+            :meth:`calibrate`).
+        """
+        check_is_fitted(self)
+        if not float(memory_limit_mb) > 0:
+            raise ValidationError(f"largest_batch: memory_limit_mb={memory_limit_mb!r}: expected a number > 0")
+        rows = self._check_predict(X)
+        limit = float(memory_limit_mb)
+        batches = np.arange(1, int(self.max_batch_size) + 1, dtype=float)
+        fraction, basis = self._fractions(rows, limit)
+        out = np.empty(len(rows), dtype=int)
+        for k in range(len(rows)):
+            grid = np.repeat(rows[k:k + 1], len(batches), axis=0)
+            grid[:, self.batch_index_] = batches
+            fits = self._need(grid) <= fraction[k] * limit
+            out[k] = len(batches) if fits.all() else int(np.argmin(fits))
+        return {"max_batch": out, "usable_fraction": fraction, "oom_margin": 1.0 - fraction,
+                "basis": basis}
+
+
+def _octaves_outside(size: float, profiled: np.ndarray) -> tuple[str | None, float]:
+    """Whether ``size`` lies above (``"up"``) or below (``"down"``) every size in ``profiled``, and by how many
+    octaves (log2 of the ratio to the nearest); ``(None, 0.0)`` inside their range or without sizes."""
+    known = profiled[profiled > 0] if len(profiled) else profiled
+    if size <= 0 or not len(known):
+        return None, 0.0
+    if size > known.max():
+        return "up", float(np.log2(size / known.max()))
+    if size < known.min():
+        return "down", float(np.log2(known.min() / size))
+    return None, 0.0
 
 
 def _rising_line(x: np.ndarray, y: np.ndarray) -> Line:
