@@ -38,6 +38,7 @@ from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import Line, fit_line
 from servopt.performance.features import WORK_FEATURE
+from servopt.performance.work_poly import WorkColumnMixin
 
 __all__ = ["MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "profile_oom_limits"]
 
@@ -47,7 +48,7 @@ MEMORY_STRUCTURES = ("family", "line")
 PRESSURE_FRACTION = 0.5
 
 
-class MaxBatchModel(ProfileRegressor):
+class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
     """Peak device memory (``memory_mb``) from the batch size, the input size and context.
 
     Memory grows linearly in the batch: weights and workspace, plus activations per item. With
@@ -171,12 +172,6 @@ class MaxBatchModel(ProfileRegressor):
             out = np.where(known, batch * np.where(known, per_sample, 0.0), out)
         return out
 
-    def _check_predict(self, X: Any) -> np.ndarray:
-        from servopt.performance.work_poly import with_work_column
-
-        names = [str(n) for n in getattr(self, "feature_names_in_", [])]
-        return super()._check_predict(with_work_column(X, names, WORK_FEATURE if WORK_FEATURE in names else None))
-
     def fit(self, X: Any, y: Any) -> MaxBatchModel:
         """Fit memory against the features (and batch x input size squared)."""
         if self.structure not in MEMORY_STRUCTURES:
@@ -184,10 +179,9 @@ class MaxBatchModel(ProfileRegressor):
                                   f"{', '.join(MEMORY_STRUCTURES)}")
         if self.oom_limit_mb is not None and not float(self.oom_limit_mb) > 0:
             raise ValidationError(f"MaxBatchModel: oom_limit_mb={self.oom_limit_mb!r}: expected a number > 0")
-        from servopt.performance.work_poly import fit_work_polys, poly_key_columns, with_work_column
+        from servopt.performance.work_poly import fit_work_polys, poly_key_columns
 
-        X = with_work_column(X, [str(c) for c in getattr(X, "columns", [])],
-                             WORK_FEATURE if WORK_FEATURE in getattr(X, "columns", []) else None)
+        X = self._with_work(X, [str(c) for c in getattr(X, "columns", [])])
         X, y = self._validate(X, y, reset=True)
         self.batch_index_ = self._column(self.batch_feature, "batch_size", 0, "batch_feature")
         if self.batch_index_ is None:

@@ -69,6 +69,7 @@ from servopt.performance._ingrid import Config, InGrid, check_rule, choose_in_gr
 from servopt.performance._lsq import Solution, best_of_starts, solve_padded
 from servopt.performance.hardware import hardware_spec
 from servopt.performance.latency import LatencyModel, monotone_in_batch
+from servopt.performance.work_poly import WorkColumnMixin
 
 __all__ = ["ROUTES", "Roofline", "WorkLatencyModel", "fit_roofline", "fit_rooflines"]
 
@@ -280,7 +281,7 @@ def _at_work(roof: Roofline, log_work: np.ndarray, log_latency: np.ndarray, work
     return out
 
 
-class WorkLatencyModel(LatencyModel):
+class WorkLatencyModel(WorkColumnMixin, LatencyModel):
     """Latency of one batch from the work it carries: per-configuration curves in batch, a floor-plus-roofline
     in work per family for unprofiled input sizes and for extrapolation (see :mod:`~.work_latency`).
 
@@ -383,9 +384,8 @@ class WorkLatencyModel(LatencyModel):
         return pixels if per_sample is None else np.where(np.isnan(per_sample), pixels, w * per_sample)
 
     # ---- FLOPs where a row has none (servopt.performance.work_poly): the hooks of fit, _work and predict ----
-    def _work_name(self, X: Any) -> str | None:
-        spec = self.work_feature if self.work_feature is not None else "gflops"
-        return spec if isinstance(spec, str) and hasattr(X, "columns") and spec in X.columns else None
+    def _work_column_name(self) -> Any:
+        return self.work_feature if self.work_feature is not None else "gflops"
 
     def _group_columns(self) -> list[int]:
         """As :class:`LatencyModel`, but the per-sample work never tells configurations apart (it follows the
@@ -411,21 +411,12 @@ class WorkLatencyModel(LatencyModel):
         keys = poly_key_columns(self.family_index_, self._feature_names())
         return fit_work_polys(X, keys, self.size_index_, self.work_index_)
 
-    def _check_predict(self, X: Any) -> np.ndarray:
-        from servopt.performance.work_poly import with_work_column
-
-        names = [str(n) for n in getattr(self, "feature_names_in_", [])]
-        work = self.work_feature if self.work_feature is not None else "gflops"
-        return super()._check_predict(with_work_column(X, names, work if work in names else None))
-
     def fit(self, X: Any, y: Any) -> WorkLatencyModel:
         """Fit the per-configuration curves, the fallback regressor, and one roofline per family (on the monotone
         envelope of the latencies, see ``monotone_envelope``), then choose each configuration's in-grid curve
         (``in_grid``)."""
-        from servopt.performance.work_poly import with_work_column
-
         check_rule(self.in_grid)
-        X = with_work_column(X, list(getattr(X, "columns", [])), self._work_name(X))  # NaN work: unknown (0)
+        X = self._with_work(X, [str(c) for c in getattr(X, "columns", [])])  # NaN work: unknown (0)
         raw = y
         if self.monotone_envelope:
             y = self._envelope(X, y)

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-__all__ = ["WorkPoly", "fill_work", "fit_work_poly", "fit_work_polys", "poly_key_columns", "with_work_column"]
+__all__ = ["WorkColumnMixin", "WorkPoly", "fill_work", "fit_work_poly", "fit_work_polys", "poly_key_columns",
+           "with_work_column"]
 
 
 @dataclass(frozen=True)
@@ -277,3 +278,24 @@ def with_work_column(X: Any, names: list[str], work_name: str | None) -> Any:
     elif X[work_name].isna().any():
         X = X.assign(**{work_name: X[work_name].fillna(0.0)})
     return X
+
+
+class WorkColumnMixin:
+    """For regressors with an optional per-sample work feature (``gflops``): in ``fit`` and in prediction a
+    DataFrame's work column is completed by :func:`with_work_column` (absent or NaN: 0, unknown, which the model
+    fills from its polynomial in the input size). Put it before the regressor base class."""
+
+    def _work_column_name(self) -> Any:
+        """The work feature's name (``gflops``; a subclass may let its caller choose)."""
+        from servopt.performance.features import WORK_FEATURE
+
+        return WORK_FEATURE
+
+    def _with_work(self, X: Any, names: list[str]) -> Any:
+        """``X`` with the work column completed where ``names`` (the columns fitted on) include it."""
+        name = self._work_column_name()
+        return with_work_column(X, names, name if isinstance(name, str) and name in names else None)
+
+    def _check_predict(self, X: Any) -> np.ndarray:
+        return super()._check_predict(  # type: ignore[misc]
+            self._with_work(X, [str(n) for n in getattr(self, "feature_names_in_", [])]))
