@@ -162,14 +162,17 @@ def run(args: argparse.Namespace) -> int:
             out["predictions"] = _predictions(problem, solution.plan)
         if getattr(problem, "latency_margin", None):  # latency_quantile: the margin the plan was made with
             out["latency_margin"] = problem.latency_margin
+        if getattr(problem, "memory_margin", None):  # memory_limit_mb: the largest batches and their margin
+            out["memory_margin"] = problem.memory_margin
         if solution.plan is None:  # every outcome parses: infeasible (or no plan) says why, like an error does
             out.update(exit_code=1, message=reason)
         print(json.dumps(out, allow_nan=False))
     elif solution.plan is not None:
         print(_headline(solution))
         print(_table(solution.plan))
-        for line in (getattr(problem, "latency_margin", None) or {}).get("notes", []):
-            print(f"note: {line}")
+        for margin in ("latency_margin", "memory_margin"):
+            for line in (getattr(problem, margin, None) or {}).get("notes", []):
+                print(f"note: {line}")
     if solution.plan is None:
         label = "infeasible" if solution.status is Status.INFEASIBLE else f"no plan ({solution.status.value})"
         print(f"servopt: {label}: {reason}", file=sys.stderr)
@@ -214,11 +217,12 @@ def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Ex
         from servopt.serving.verify import add_predictions
 
         add_predictions(args.out, _predictions(problem, solution.plan))
-    if getattr(problem, "latency_margin", None):
+    margins = {k: getattr(problem, k) for k in ("latency_margin", "memory_margin") if getattr(problem, k, None)}
+    if margins:
         from servopt.atomic import atomic_write
 
         summary = json.loads((out / "servopt.json").read_text())
-        summary["latency_margin"] = problem.latency_margin
+        summary.update(margins)
         with atomic_write(out / "servopt.json", "w") as fh:
             fh.write(json.dumps(summary, indent=2) + "\n")
     return list(summary.get("missing", []))

@@ -26,7 +26,7 @@ COMMON_KEYS = ("problem", "name", "model", "variant", "input_size", "cores", "wh
 
 #: keys of one ``gpus:`` entry
 GPU_KEYS = ("hardware", "max_count", "cost_per_hour", "max_batches", "max_batch_size", "instances_per_gpu",
-            "batches")
+            "batches", "memory_limit_mb")
 
 
 def read_common(f: Any, source: Path) -> dict[str, Any]:
@@ -39,7 +39,9 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
     When the selected rows carry ``instances_per_gpu`` (Model Analyzer imports), the GPU type plans with it.
     ``latency_quantile: q`` (with ``performance: fit``) plans on the upper end of the fitted latency's
     prediction interval at level ``q`` (:class:`servopt.performance.upper_latency.UpperLatency`); the margin used
-    is kept in ``kwargs["latency_margin"]``.
+    is kept in ``kwargs["latency_margin"]``. A GPU entry's ``memory_limit_mb: L`` caps its batch sizes at the
+    largest batch the profiles' memory model predicts to fit in L MiB (:meth:`_Frame.largest_batch`); what it held
+    back is kept in ``kwargs["memory_margin"]``.
     """
     f.raw("problem")
     model = f.str("model", None)
@@ -84,7 +86,27 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
         for entry in frame.margins:
             entry["model"] = name
         kwargs["latency_margin"] = margin_record(quantile, frame.margins)
+    if frame.memory:
+        kwargs["memory_margin"] = _memory_record(name, frame.memory)
     return kwargs
+
+
+def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``memory_margin`` a problem carries into ``solve --json`` and ``servopt.json``: one entry per GPU entry
+    with ``memory_limit_mb``, and the text lines ``servopt solve`` prints."""
+    notes = []
+    for e in entries:
+        e["model"] = name
+        line = (f"{name} on {e['hardware']}: batch sizes capped at {e['max_batch']}, the largest the memory model "
+                f"predicts to fit in {e['memory_limit_mb']:g} MiB ({e['basis']}")
+        if e["basis"] == "uncalibrated":
+            line += "; the profiles record no out-of-memory boundary, so nothing is held back and the batch may not fit"
+        else:
+            line += f"; {100 * e['oom_margin']:+.1f} % of the limit held back"
+            if e["oom_margin"] < 0:
+                line += ": the model over-predicts memory near the limit"
+        notes.append(line + ")")
+    return {"entries": entries, "notes": notes}
 
 
 def _read_quantile(f: Any, profiles: list[Path] | None, performance: str) -> float | None:
@@ -114,8 +136,11 @@ class _Frame:
         self.quantile = quantile
         self._frame: Any = None
         self._upper: Any = None
+        self._memory: Any = None
         #: one margin record per GPU entry planned on the upper bound (:meth:`upper`)
         self.margins: list[dict[str, Any]] = []
+        #: one record per GPU entry with ``memory_limit_mb`` (:meth:`largest_batch`)
+        self.memory: list[dict[str, Any]] = []
 
     def label(self) -> str:
         return ", ".join(str(p) for p in self.paths or [])
@@ -150,6 +175,30 @@ class _Frame:
         self.margins.append({"model": None, "hardware": hardware, **record})
         return bounds
 
+    def largest_batch(self, rows: Any, limit_mb: float, hardware: str, at: str) -> int:
+        """The largest batch of the configuration of ``rows`` predicted to fit in ``limit_mb``: the memory model
+        ``servopt fit`` fits on the profiles (calibrated on their out-of-memory boundaries where they record the
+        limit of the search), queried at the configuration (:meth:`PerformanceModels.largest_batch
+        <servopt.performance.evaluate.PerformanceModels.largest_batch>`)."""
+        from servopt.performance.evaluate import fit_profile
+
+        if self._memory is None:
+            frame = self.get(at)
+            if "memory_mb" not in frame.columns or not frame["memory_mb"].notna().any():
+                raise ValidationError(f"{self.source}: key '{at}.memory_limit_mb': the profiles ({self.label()}) "
+                                      "have no memory_mb, so no memory model can say which batch fits; measure "
+                                      "them with servopt profile (--memory-limit-mb L --find-max-batch calibrates "
+                                      "it) or give max_batch_size instead")
+            self._memory, _ = fit_profile(frame, source=self.label(), targets=["memory"], cross_validate=False)
+        got = self._memory.largest_batch(rows.iloc[[0]].reset_index(drop=True), limit_mb, source=self.label())
+        record = {"model": None, "hardware": hardware, "memory_limit_mb": float(limit_mb),
+                  "max_batch": int(got["max_batch"].iloc[0]),
+                  "usable_fraction": float(got["max_batch_usable_fraction"].iloc[0]),
+                  "oom_margin": float(got["max_batch_oom_margin"].iloc[0]),
+                  "basis": str(got["max_batch_basis"].iloc[0])}
+        self.memory.append(record)
+        return record["max_batch"]
+
 
 def _read_where(f: Any) -> dict[str, Any]:
     from servopt.profiles import read_where
@@ -171,7 +220,12 @@ def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapp
     }
     instances = g.int("instances_per_gpu", None, minimum=1)
     batches = g.mapping("batches", None)
+    limit = g.number("memory_limit_mb", None, positive=True)
     g.done()
+    if batches is not None and limit is not None:
+        raise ValidationError(f"{source}: key '{at}.memory_limit_mb': the largest batch that fits comes from the "
+                              "memory model of profiles:, and this entry has an inline batches: table; give "
+                              "max_batch_size instead, or take the performance from profiles: (remove batches:)")
     if batches is not None and frame.quantile is not None:
         raise ValidationError(f"{source}: key '{at}.batches': an inline table has no prediction interval, so "
                               "latency_quantile cannot apply to it; take this GPU's performance from profiles: "
@@ -190,12 +244,20 @@ def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapp
             ) from None
         instances = _instances(profile, hardware, chosen, where, instances, source, at, frame.label())
         batches = {int(b): _known(row) for b, row in table.items()}
-        if batches and frame.quantile is not None:
+        if batches and (frame.quantile is not None or limit is not None):
             from servopt.profiles import select_rows
 
             rows = select_rows(profile, {"hardware": hardware, **chosen, **dict(where)}, frame.label())
-            for b, hi in frame.upper(rows, sorted(batches), hardware).items():
-                batches[b]["latency_ms"] = hi
+            if frame.quantile is not None:
+                for b, hi in frame.upper(rows, sorted(batches), hardware).items():
+                    batches[b]["latency_ms"] = hi
+            if limit is not None:
+                fits = frame.largest_batch(rows, limit, hardware, at)
+                if fits < 1:
+                    raise ValidationError(f"{source}: key '{at}.memory_limit_mb': {limit:g} MiB: the memory model "
+                                          f"predicts that not even batch 1 fits on {hardware!r}")
+                given = kwargs["max_batch_size"]
+                kwargs["max_batch_size"] = fits if given is None else min(given, fits)
         if not batches:
             shown = ", ".join(f"{k} {v!r}" for k, v in chosen.items())
             raise ValidationError(

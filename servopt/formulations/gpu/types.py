@@ -546,6 +546,9 @@ class GPUProblemBase:
     model_file: Path | None = field(default=None, compare=False)
     #: the margin planned on with ``latency_quantile:`` (:func:`servopt.performance.uncertainty.margin_record`)
     latency_margin: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: the largest batches that fit a ``memory_limit_mb:`` and the margin held back for them
+    #: (``servopt.formulations.gpu.files``)
+    memory_margin: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def _check_common(self) -> None:
         if not is_number(self.deadline_s) or self.deadline_s <= 0:
