@@ -343,6 +343,14 @@ def test_largest_batch_says_what_its_fraction_comes_from():
     assert list(model.largest_batch(query, 2048)["basis"]) == ["profiled size", "unprofiled size"]
     with pytest.raises(ValidationError, match="memory_limit_mb"):
         model.largest_batch(query, 0)
+    # a second family without a boundary takes the smallest calibrated fraction (min with 1)
+    other = frame.assign(model="other", oom_batch_size=np.nan)
+    both = pd.concat([frame, other], ignore_index=True)
+    model = MaxBatchModel(structure="family", oom_limit_mb=4096).fit(both[COLS], both["memory_mb"])
+    model.calibrate(*boundaries_from_profile(both, COLS))
+    got = model.largest_batch(query.assign(model="other"), 4096)
+    assert list(got["basis"]) == ["other families' boundaries"] * 2
+    np.testing.assert_allclose(got["usable_fraction"], model.default_fraction_)
 
 
 def test_cli_predict_gives_the_largest_batch_and_its_margin(capsys, root, tmp_path):

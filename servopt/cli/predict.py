@@ -48,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "back for it, max_batch_oom_margin, calibrated by fit on the profile's out-of-memory "
                         "boundaries; max_batch_basis says from what: the configuration's own boundary, a profiled "
                         "size, an unprofiled size (the family line with each boundary's size left out), beyond the "
-                        "profiled sizes (lowered by the shortfall per octave of the edge sizes left out) or "
-                        "uncalibrated (no boundary: nothing held back, the batch may not fit); --json adds "
+                        "profiled sizes (lowered by the shortfall per octave of the edge sizes left out), other "
+                        "families' boundaries (none of its own) or uncalibrated (no boundary: nothing held back, "
+                        "the batch may not fit); --json adds "
                         "max_batch_usable_fraction")
 
 

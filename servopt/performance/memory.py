@@ -40,10 +40,13 @@ from servopt.performance._curves import Line, fit_line
 from servopt.performance.features import WORK_FEATURE
 from servopt.performance.work_poly import WorkColumnMixin
 
-__all__ = ["MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "profile_oom_limits"]
+__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "profile_oom_limits"]
 
 #: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
 MEMORY_STRUCTURES = ("family", "line")
+#: where :meth:`MaxBatchModel.largest_batch` took a row's usable fraction from
+FRACTION_BASES = ("own boundary", "profiled size", "unprofiled size", "beyond the profiled sizes",
+                  "other families' boundaries", "uncalibrated")
 #: rows measured above this fraction of the limit of an out-of-memory search are left out of the family fit
 PRESSURE_FRACTION = 0.5
 
@@ -281,7 +284,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         configuration's own where a boundary of it was calibrated under ``limit`` (``"own boundary"``), its
         family's at a profiled configuration (``"profiled size"``), its family's for unprofiled sizes elsewhere
         (``"unprofiled size"``, or ``"beyond the profiled sizes"`` where the shortfall per octave lowered it);
-        ``"uncalibrated"`` where no boundary of the family was calibrated."""
+        for a family without a boundary ``default_fraction_`` (``"other families' boundaries"``, or
+        ``"uncalibrated"`` before :meth:`calibrate`: the whole limit)."""
         default = self.default_fraction_
         own = getattr(self, "config_fraction_", {})
         unprofiled = getattr(self, "unprofiled_fraction_", {})  # (models saved before it: the usable fraction)
@@ -298,8 +302,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                 fraction = unprofiled.get(family, default)
                 out[g] = self._beyond(family, key, fraction)
                 basis[g] = "beyond the profiled sizes" if out[g] < fraction else "unprofiled size"
-            if family not in self.usable_fraction_:
-                basis[g] = "uncalibrated"
+            if family not in self.usable_fraction_:  # every calibrated family's smallest fraction, or 1
+                basis[g] = "other families' boundaries" if self.usable_fraction_ else "uncalibrated"
         return out[inverse], basis[inverse]
 
     def _beyond(self, family: tuple[float, ...], key: tuple[float, ...], fraction: float) -> float:
@@ -462,8 +466,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         (``usable_fraction``; a configuration with a boundary of its own uses its own), at input sizes it was not
         profiled at (``unprofiled_fraction``, None without family lines), the margin ``1 - min`` of both, the
         number of boundaries and of distinct input sizes they were measured at, and ``shortfall_per_octave``
-        (``{"up": rate, "down": rate}``: beyond its profiled sizes the fraction is at most ``1 - rate x octaves``,
-        so the margin there grows with the distance). A family calibrated at one input
+        (``{"up": rate, "down": rate}``: beyond its profiled sizes the fraction is at most ``reference - rate x
+        octaves``, so the margin there grows with the distance). A family calibrated at one input
         size cannot leave a size out: how the model's error moves with the input size is unknown there
         (``input_sizes`` 1), so another size's largest batch may exceed the one that fits."""
         check_is_fitted(self)
@@ -530,9 +534,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         dict of arrays
             ``max_batch`` (int, 0 if batch 1 does not fit; ``max_batch_size`` if every batch fits),
             ``usable_fraction`` (the share of the limit the predicted memory may reach), ``oom_margin``
-            (``1 - usable_fraction``) and ``basis`` (where the fraction comes from: ``own boundary``,
-            ``profiled size``, ``unprofiled size``, ``beyond the profiled sizes`` or ``uncalibrated``; see
-            :meth:`calibrate`).
+            (``1 - usable_fraction``) and ``basis`` (where the fraction comes from, one of
+            :data:`FRACTION_BASES`; see :meth:`calibrate`).
         """
         check_is_fitted(self)
         if not float(memory_limit_mb) > 0:
