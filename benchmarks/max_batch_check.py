@@ -34,7 +34,8 @@ their boundaries, and predicts the held-out size's largest batch, compared with 
   ``--quick`` reuses them instead of measuring.
 
 Writes ``benchmarks/results/max_batch_check.csv`` (one row per case and method: predicted, truth, ratio, above the
-truth yes / no, the margin ``calibrate()`` used), ``max_batch_check_summary.csv`` and
+truth yes / no, the margin the held-out size was predicted with and its basis, from ``largest_batch()``),
+``max_batch_check_summary.csv`` and
 ``max_batch_check.png`` (also ``docs/img/``).
 """
 
