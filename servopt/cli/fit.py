@@ -257,7 +257,8 @@ def _print_oom(oom: dict[str, Any]) -> None:
     print("  (a profiled size with a boundary of its own uses its own fraction under the limit it was measured at: "
           "its largest batch there is the measured one; other limits: the family's smallest ratio less the spread; "
           "other sizes: the family line fitted without each boundary's size, the smallest ratio; beyond the profiled "
-          "sizes at most 1 - the shortfall per octave that the edge size left out showed x the octaves beyond; "
+          "sizes at most the family's median ratio (at most 1) less the shortfall per octave that the edge size left "
+          "out showed x the octaves beyond; "
           "servopt predict --memory-limit-mb gives each query's largest batch and margin)")
     single = [f["family"] for f in oom["families"] if f.get("input_sizes", 2) == 1]
     if single:
