@@ -376,3 +376,21 @@ def test_cli_predict_gives_the_largest_batch_and_its_margin(capsys, root, tmp_pa
     capsys.readouterr()
     assert main(["predict", str(latency_only), str(query), "--memory-limit-mb", "8192"]) == 2
     assert "memory model" in capsys.readouterr().err
+
+
+def test_cli_predict_flags_an_unprofiled_size_of_a_memory_only_model(capsys, root, tmp_path):
+    """A models file with the memory target alone: a row at an input size no configuration was profiled at is
+    marked extrapolated, and the warning does not speak of a latency route."""
+    path = root / "profiles" / "measured_H200_resnet50_fp16.csv"
+    models = tmp_path / "m.joblib"
+    assert main(["fit", str(path), "--targets", "memory", "-o", str(models)]) == 0
+    capsys.readouterr()
+    query = tmp_path / "q.csv"
+    query.write_text("model,variant,hardware,input_size,batch_size\n"
+                     "resnet50,resnet50-fp16,H200,224,1\nresnet50,resnet50-fp16,H200,384,1\n")
+    assert main(["predict", str(models), str(query), "--json", "--memory-limit-mb", "8192"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)["predictions"]
+    assert [r["extrapolated"] for r in rows] == [False, True]
+    assert "1 row(s) outside the fitted profiles" in captured.err and "latency of" not in captured.err
+    assert "input_size=384" in captured.err

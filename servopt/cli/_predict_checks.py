@@ -59,6 +59,8 @@ def extrapolated_rows(models: Any, raw: pd.DataFrame, source: str, where: list[s
                 if str(v) not in seen:
                     reasons.setdefault(i, f"{col} {str(v)!r} is not in the fitted profiles")
         curves = getattr(fitted.model, "curves_", None)
+        if curves is None:  # MaxBatchModel: a line per profiled configuration
+            curves = getattr(fitted.model, "lines_", None)
         groups = getattr(fitted.model, "group_index_", None)
         check = getattr(fitted.model, "_check_predict", None)
         if curves is None or groups is None or check is None:

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                 value = where_[col].iloc[i]
                 record[f"coverage_{col}"] = round(float(value), 6) if col == "batch_octaves" else value
     if flagged:
-        _warn_extrapolated(flagged, served_by(models, raw, str(args.query), where), where)
+        served = served_by(models, raw, str(args.query), where) if "latency" in models.targets else None
+        _warn_extrapolated(flagged, served, where)
     if args.json:
         print(json.dumps({"predictions": records}, indent=2))
         return 0
@@ -115,16 +116,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_extrapolated(flagged: dict[int, str], served: dict[int, str], where: list[str]) -> None:
-    """One stderr line: how many rows lie outside the fitted profiles, what predicted them, the first reason."""
+def _warn_extrapolated(flagged: dict[int, str], served: dict[int, str] | None, where: list[str]) -> None:
+    """One stderr line: how many rows lie outside the fitted profiles, what predicted their latency (``served``;
+    None: the models have no latency target), the first reason."""
     from servopt.performance.work_latency import ROUTES
 
+    first = min(flagged)
+    if served is None:
+        print(f"servopt predict: warning: {len(flagged)} row(s) outside the fitted profiles (extrapolated); first: "
+              f"{where[first]}: {flagged[first]}", file=sys.stderr)
+        return
     counts: dict[str, int] = {}
     for i in flagged:
         route = served.get(i, "configuration")
         counts[route] = counts.get(route, 0) + 1
     order = sorted(counts, key=list(ROUTES).index)
     how = "; ".join(f"{counts[r]} by {ROUTES[r]}" for r in order)
-    first = min(flagged)
     print(f"servopt predict: warning: {len(flagged)} row(s) outside the fitted profiles (extrapolated); latency "
           f"of {how}; first: {where[first]}: {flagged[first]}", file=sys.stderr)
