@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -353,14 +354,22 @@ def test_largest_batch_says_what_its_fraction_comes_from():
     np.testing.assert_allclose(got["usable_fraction"], model.default_fraction_)
 
 
-def test_cli_predict_gives_the_largest_batch_and_its_margin(capsys, root, tmp_path):
+def fitted_h200(capsys: pytest.CaptureFixture[str], root: Path, tmp_path: Path, targets: str,
+                name: str = "m") -> tuple[Path, Path, Path]:
+    """``servopt fit`` on the H200 resnet50 fp16 profile (``--targets``), and a query at 224 px (profiled) and
+    384 px (not): (profile, models file, query file)."""
     path = root / "profiles" / "measured_H200_resnet50_fp16.csv"
-    models = tmp_path / "m.joblib"
-    assert main(["fit", str(path), "--targets", "memory,latency", "-o", str(models)]) == 0
+    models = tmp_path / f"{name}.joblib"
+    assert main(["fit", str(path), "--targets", targets, "-o", str(models)]) == 0
     capsys.readouterr()
     query = tmp_path / "q.csv"
     query.write_text("model,variant,hardware,input_size,batch_size\n"
                      "resnet50,resnet50-fp16,H200,224,1\nresnet50,resnet50-fp16,H200,384,8\n")
+    return path, models, query
+
+
+def test_cli_predict_gives_the_largest_batch_and_its_margin(capsys, root, tmp_path):
+    path, models, query = fitted_h200(capsys, root, tmp_path, "memory,latency")
     assert main(["predict", str(models), str(query), "--memory-limit-mb", "8192", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["predictions"]
     assert rows[0]["max_batch"] == 1344 and rows[0]["max_batch_basis"] == "own boundary"  # its measured boundary
@@ -371,9 +380,7 @@ def test_cli_predict_gives_the_largest_batch_and_its_margin(capsys, root, tmp_pa
     assert "max_batch_oom_margin" in table and "own boundary" in table
     assert main(["predict", str(models), str(query), "--memory-limit-mb", "-1"]) == 2
     assert "--memory-limit-mb" in capsys.readouterr().err
-    latency_only = tmp_path / "l.joblib"
-    assert main(["fit", str(path), "--targets", "latency", "-o", str(latency_only)]) == 0
-    capsys.readouterr()
+    _, latency_only, _ = fitted_h200(capsys, root, tmp_path, "latency", name="l")
     assert main(["predict", str(latency_only), str(query), "--memory-limit-mb", "8192"]) == 2
     assert "memory model" in capsys.readouterr().err
 
@@ -381,13 +388,7 @@ def test_cli_predict_gives_the_largest_batch_and_its_margin(capsys, root, tmp_pa
 def test_cli_predict_flags_an_unprofiled_size_of_a_memory_only_model(capsys, root, tmp_path):
     """A models file with the memory target alone: a row at an input size no configuration was profiled at is
     marked extrapolated, and the warning does not speak of a latency route."""
-    path = root / "profiles" / "measured_H200_resnet50_fp16.csv"
-    models = tmp_path / "m.joblib"
-    assert main(["fit", str(path), "--targets", "memory", "-o", str(models)]) == 0
-    capsys.readouterr()
-    query = tmp_path / "q.csv"
-    query.write_text("model,variant,hardware,input_size,batch_size\n"
-                     "resnet50,resnet50-fp16,H200,224,1\nresnet50,resnet50-fp16,H200,384,1\n")
+    _, models, query = fitted_h200(capsys, root, tmp_path, "memory")
     assert main(["predict", str(models), str(query), "--json", "--memory-limit-mb", "8192"]) == 0
     captured = capsys.readouterr()
     rows = json.loads(captured.out)["predictions"]
