@@ -286,9 +286,6 @@ def profile_model(
             stopped_sweeps.add((c, s))
         return row
 
-    def write() -> None:
-        write_rows(out, rows)
-
     def out_of_time() -> bool:
         return total_budget_s is not None and time.perf_counter() - start > total_budget_s
 
@@ -317,7 +314,8 @@ def profile_model(
                     try:
                         search_boundary(run, rows, {"cores": c, "input_size": s}, max_batch_cap,
                                         lambda b, c=c, s=s: measure(c, s, b),
-                                        lambda b, point, c=c, s=s: record(c, s, b, point), fits, write,
+                                        lambda b, point, c=c, s=s: record(c, s, b, point), fits,
+                                        functools.partial(write_rows, out, rows),
                                         steps=ARENA_STEPS)
                     except OutOfTime:
                         run.stopped = (f"total_budget_s={total_budget_s:g} reached during the max-batch search "

@@ -35,6 +35,7 @@ boundary, which is what :class:`servopt.performance.MaxBatchModel` and the max-b
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 import zipfile
@@ -210,9 +211,6 @@ def profile_torch(
             stopped.add(s)
         return row
 
-    def write() -> None:
-        write_rows(out, rows)
-
     try:
         with torch.inference_mode():
             for s in grid_s:
@@ -238,7 +236,8 @@ def profile_torch(
 
                     try:
                         search_boundary(run, rows, {"input_size": s}, max_batch_cap, lambda b, s=s: measure(s, b),
-                                        lambda b, point, s=s: record(s, b, point), fits, write)
+                                        lambda b, point, s=s: record(s, b, point), fits,
+                                        functools.partial(write_rows, out, rows))
                     except OutOfTime:
                         run.stopped = (f"total_budget_s={total_budget_s:g} reached during the max-batch search "
                                        f"of input size {s}")

@@ -275,10 +275,6 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             need = np.ceil(need / self.block_mb) * self.block_mb
         return need
 
-    def _fraction(self, X: np.ndarray, limit: float | None = None) -> np.ndarray:
-        """The usable fraction of the limit for each row (:meth:`_fractions`)."""
-        return self._fractions(X, limit)[0]
-
     def _fractions(self, X: np.ndarray, limit: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The usable fraction of the limit for each row and what it comes from (:data:`FRACTION_BASES`): its
         configuration's own where a boundary of it was calibrated under ``limit`` (``"own boundary"``), its

@@ -385,7 +385,7 @@ class WorkLatencyModel(WorkColumnMixin, LatencyModel):
 
     # ---- FLOPs where a row has none (servopt.performance.work_poly): the hooks of fit, _work and predict ----
     def _work_column_name(self) -> Any:
-        return self.work_feature if self.work_feature is not None else "gflops"
+        return self.work_feature if self.work_feature is not None else super()._work_column_name()
 
     def _group_columns(self) -> list[int]:
         """As :class:`LatencyModel`, but the per-sample work never tells configurations apart (it follows the
