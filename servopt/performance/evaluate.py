@@ -284,12 +284,32 @@ class PerformanceModels:
         ValidationError
             The models have no memory target (the profile had no ``memory_mb``), or the limit is not > 0.
         """
-        fitted = self.targets.get("memory")
-        if fitted is None:
-            raise ValidationError(f"{source}: the largest batch needs a memory model, and these models have none "
-                                  f"(the profile they were fitted on has no memory_mb rows)")
+        fitted = self._memory_target(source, "the largest batch")
         got = fitted.model.largest_batch(fitted.frame(query, source, where), memory_limit_mb)
         return pd.DataFrame({f"max_batch_{k}" if k != "max_batch" else k: v for k, v in got.items()})
+
+    def planned_memory(self, query: pd.DataFrame, memory_limit_mb: float, source: str = "<query>",
+                       where: list[str] | None = None) -> pd.DataFrame:
+        """Per query row (at its batch size), the memory a plan under ``memory_limit_mb`` counts for it: the
+        prediction divided by the usable fraction of the limit (:meth:`MaxBatchModel.planned_memory
+        <servopt.performance.MaxBatchModel.planned_memory>`). Columns ``planned_memory_mb``,
+        ``usable_fraction``, ``oom_margin`` and ``basis``.
+
+        Raises
+        ------
+        ValidationError
+            The models have no memory target, or the limit is not > 0.
+        """
+        fitted = self._memory_target(source, "the memory of a plan")
+        got = fitted.model.planned_memory(fitted.frame(query, source, where), memory_limit_mb)
+        return pd.DataFrame({("planned_memory_mb" if k == "memory_mb" else k): v for k, v in got.items()})
+
+    def _memory_target(self, source: str, what: str) -> FittedTarget:
+        fitted = self.targets.get("memory")
+        if fitted is None:
+            raise ValidationError(f"{source}: {what} needs a memory model, and these models have none "
+                                  f"(the profile they were fitted on has no memory_mb rows)")
+        return fitted
 
     @staticmethod
     def _placement(fitted: FittedTarget, X: pd.DataFrame, octaves: bool) -> pd.DataFrame:

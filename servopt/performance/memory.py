@@ -40,7 +40,8 @@ from servopt.performance._curves import Line, fit_line
 from servopt.performance.features import WORK_FEATURE
 from servopt.performance.work_poly import WorkColumnMixin
 
-__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "profile_oom_limits"]
+__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "describe_margin",
+           "profile_oom_limits"]
 
 #: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
 MEMORY_STRUCTURES = ("family", "line")
@@ -534,20 +535,63 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             :data:`FRACTION_BASES`; see :meth:`calibrate`).
         """
         check_is_fitted(self)
-        if not float(memory_limit_mb) > 0:
-            raise ValidationError(f"largest_batch: memory_limit_mb={memory_limit_mb!r}: expected a number > 0")
+        limit = _limit(memory_limit_mb, "largest_batch")
         rows = self._check_predict(X)
-        limit = float(memory_limit_mb)
         batches = np.arange(1, int(self.max_batch_size) + 1, dtype=float)
         fraction, basis = self._fractions(rows, limit)
         out = np.empty(len(rows), dtype=int)
-        for k in range(len(rows)):
+        for k in range(len(rows)):  # one grid per row: a row's grid has one configuration, so grouping is cheap
             grid = np.repeat(rows[k:k + 1], len(batches), axis=0)
             grid[:, self.batch_index_] = batches
             fits = self._need(grid) <= fraction[k] * limit
-            out[k] = len(batches) if fits.all() else int(np.argmin(fits))
+            out[k] = len(batches) if fits.all() else int(np.argmin(fits))  # the first batch that does not fit
         return {"max_batch": out, "usable_fraction": fraction, "oom_margin": 1.0 - fraction,
                 "basis": basis}
+
+    def planned_memory(self, X: Any, memory_limit_mb: float) -> dict[str, np.ndarray]:
+        """For each row of ``X`` (at its own batch size), the memory a plan under ``memory_limit_mb`` counts for
+        it: the predicted memory (x ``margin_``, in blocks) divided by the usable fraction of that limit, so that
+        a row fits on its own exactly when :meth:`largest_batch` says its batch fits (``planned <= limit``).
+
+        A fraction above 1 (the model over-predicts memory near the limit: on the H200 the reserved-memory line
+        says 5027 MiB at batch 664, which ran under 4096 MiB) makes the planned memory of a small batch less than
+        the prediction; a plan that packs several instances should not count less than what was measured at a
+        profiled batch (the fleet problem takes the larger of the two).
+
+        Returns
+        -------
+        dict of arrays
+            ``memory_mb`` (inf where the usable fraction is not > 0: nothing fits), ``usable_fraction``,
+            ``oom_margin`` and ``basis`` (as :meth:`largest_batch`).
+        """
+        check_is_fitted(self)
+        limit = _limit(memory_limit_mb, "planned_memory")
+        rows = self._check_predict(X)
+        fraction, basis = self._fractions(rows, limit)
+        memory = np.full(len(rows), np.inf)
+        np.divide(self._need(rows), fraction, out=memory, where=fraction > 0)
+        return {"memory_mb": memory, "usable_fraction": fraction, "oom_margin": 1.0 - fraction, "basis": basis}
+
+
+def _limit(memory_limit_mb: Any, where: str) -> float:
+    """``memory_limit_mb`` as a float > 0, or a ValidationError naming ``where``."""
+    try:
+        limit = float(memory_limit_mb)
+    except (TypeError, ValueError):
+        limit = float("nan")
+    if not limit > 0 or not np.isfinite(limit):
+        raise ValidationError(f"{where}: memory_limit_mb={memory_limit_mb!r}: expected a number > 0")
+    return limit
+
+
+def describe_margin(basis: str, oom_margin: float) -> str:
+    """What a plan's note says of a memory margin: its basis (:data:`FRACTION_BASES`) and the share of the limit
+    held back, or, uncalibrated, that nothing was held back."""
+    if basis == "uncalibrated":
+        return (f"{basis}; the profiles record no out-of-memory boundary, so nothing is held back and the batch may "
+                "not fit")
+    text = f"{basis}; {100 * oom_margin:+.1f} % of the limit held back"
+    return text + (": the model over-predicts memory near the limit" if oom_margin < 0 else "")
 
 
 def _octaves_outside(size: float, profiled: np.ndarray) -> tuple[str | None, float]:

@@ -3,7 +3,9 @@
 Every error names the file, the key path (``models[2].performance.L4.latency_ms[8]``) and the value; unknown keys
 are rejected. A model's performance on a GPU type is inline (``latency_ms`` + ``memory_mb``) or read from a profile
 (``profile: FILE.csv``, ``where: {label: value}``, ``column: latency_ms``, plus ``memory_mb``), paths relative to
-the problem file. With ``latency_quantile: q`` every performance entry must come from a profile, and its latency
+the problem file. With a profile, ``memory_mb: fit`` counts an instance at each profiled batch as the larger of its
+measured memory and the profile's memory model over its usable fraction of the GPU's or slice's memory
+(:meth:`_Fits.planned_memory`; reported as ``memory_margin``). With ``latency_quantile: q`` every performance entry must come from a profile, and its latency
 at each profiled batch size is the upper end of the fitted curve's prediction interval at level ``q``
 (:class:`servopt.performance.upper_latency.UpperLatency`, fitted on the whole profile file), or the measured
 latency where that is larger (a plan with the quantile never assumes less than the measurement).
@@ -14,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import math
 
 from servopt.exceptions import ValidationError
 from servopt.fields import Fields, check_int, check_number, model_file
@@ -45,7 +49,7 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> FleetProblem:
         from servopt.performance.uncertainty import check_quantile
 
         quantile = check_quantile(quantile, str(source))
-    upper = _Upper(quantile)
+    fits = _Fits(quantile)
     gpu_types = []
     for i, entry in enumerate(f.list("gpu_types")):
         if not isinstance(entry, Mapping):
@@ -57,17 +61,18 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> FleetProblem:
     for i, entry in enumerate(f.list("models")):
         if not isinstance(entry, Mapping):
             raise _bad(f, f"models[{i}]", entry)
-        models.append(_model(Fields(entry, source, f"models[{i}]"), source, gpu_types, type_names, upper))
+        models.append(_model(Fields(entry, source, f"models[{i}]"), source, gpu_types, type_names, fits))
     f.done()
     margin = None
     if quantile is not None:
         from servopt.performance.uncertainty import margin_record
 
-        margin = margin_record(quantile, upper.margins)
+        margin = margin_record(quantile, fits.margins)
     try:
         return FleetProblem(models=models, gpu_types=gpu_types, objective=objective, weights=weights,
                             headroom=headroom, colocation=colocation, name=name, triton=triton, source=source,
-                            latency_margin=margin, **caps)
+                            latency_margin=margin, memory_margin=_memory_record(fits.memory) if fits.memory else None,
+                            **caps)
     except ValidationError as exc:
         raise ValidationError(f"{source}: {exc}") from None
 
@@ -128,14 +133,18 @@ def _colocation(f: Fields, source: Path) -> Colocation:
     return Colocation(default, pairs)
 
 
-class _Upper:
-    """Upper latency bounds for ``latency_quantile`` (one fitted model per profile file and column)."""
+class _Fits:
+    """What fleet entries fit on their profiles: upper latency bounds for ``latency_quantile`` (one fitted model
+    per profile file and column) and ``memory_mb: fit`` (one memory model per profile file)."""
 
     def __init__(self, quantile: float | None) -> None:
         self.quantile = quantile
         self.fits: dict[tuple[str, str], Any] = {}
+        self.memory_fits: dict[str, Any] = {}
         #: one margin record per model and GPU key planned on the upper bound
         self.margins: list[dict[str, Any]] = []
+        #: one record per model and GPU key with ``memory_mb: fit`` (:meth:`planned_memory`)
+        self.memory: list[dict[str, Any]] = []
 
     def bounds(self, full: Any, rel: str, rows: Any, column: str, model: str, key: str,
                measured: dict[int, float]) -> dict[int, float]:
@@ -154,8 +163,54 @@ class _Upper:
         self.margins.append({"model": model, "hardware": key, **record})
         return out
 
+    def planned_memory(self, full: Any, rel: str, rows: Any, limit_mb: float, model: str,
+                       key: str) -> dict[int, float]:
+        """Per profiled batch size of ``rows``, the memory of one instance a plan on ``key`` (``limit_mb`` of
+        memory) counts: the memory model ``servopt fit`` fits on the whole profile file (calibrated on its
+        out-of-memory boundaries), divided by its usable fraction of ``limit_mb``
+        (:meth:`PerformanceModels.planned_memory <servopt.performance.evaluate.PerformanceModels.planned_memory>`),
+        and never less than the row's measured ``memory_mb``."""
+        from servopt.performance.evaluate import fit_profile
 
-def _model(m: Fields, source: Path, gpu_types: list[GpuType], type_names: set[str], upper: _Upper) -> FleetModel:
+        fitted = self.memory_fits.get(rel)
+        if fitted is None:
+            if "memory_mb" not in full.columns or not full["memory_mb"].notna().any():
+                raise ValidationError(f"fit: {rel} has no memory_mb, so no memory model can say what an instance "
+                                      "needs; measure it with servopt profile (--memory-limit-mb L --find-max-batch "
+                                      "calibrates it) or give memory_mb: {instance, per_batch}")
+            fitted = self.memory_fits[rel], _ = fit_profile(full, source=rel, targets=["memory"],
+                                                             cross_validate=False)
+            fitted = self.memory_fits[rel]
+        got = fitted.planned_memory(rows.reset_index(drop=True), limit_mb, source=rel)
+        measured = rows["memory_mb"] if "memory_mb" in rows.columns else [float("nan")] * len(rows)
+        # never less than measured at a profiled batch: a fraction above 1 lowers small batches below it
+        table = {int(b): max(float(mb), float(m)) if math.isfinite(float(m)) else float(mb)
+                 for b, mb, m in zip(rows["batch_size"], got["planned_memory_mb"], measured)}
+        fits = [b for b, mb in table.items() if mb <= limit_mb]
+        if not fits:
+            raise ValidationError(f"fit: the memory model of {rel} predicts that not even batch {min(table)} fits "
+                                  f"in {limit_mb:g} MiB of {key}; remove this entry (the model cannot run there)")
+        self.memory.append({"model": model, "hardware": key, "memory_limit_mb": float(limit_mb),
+                            "max_batch": max(fits),
+                            "usable_fraction": float(got["usable_fraction"].iloc[0]),
+                            "oom_margin": float(got["oom_margin"].iloc[0]), "basis": str(got["basis"].iloc[0]),
+                            "planned_memory_mb": {str(b): mb for b, mb in table.items() if math.isfinite(mb)}})
+        return {b: mb for b, mb in table.items() if math.isfinite(mb)}
+
+
+def _memory_record(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``memory_margin`` a fleet problem carries into ``solve --json`` and ``servopt.json``, with the text
+    lines ``servopt solve`` prints."""
+    from servopt.performance.memory import describe_margin
+
+    notes = [f"{e['model']} on {e['hardware']}: memory per instance from the memory model over its usable fraction "
+             f"{e['usable_fraction']:.3f} of {e['memory_limit_mb']:g} MiB "
+             f"({describe_margin(e['basis'], e['oom_margin'])}), never below the measured memory; alone, batch "
+             f"{e['max_batch']} is the largest profiled batch that fits" for e in entries]
+    return {"entries": entries, "notes": notes}
+
+
+def _model(m: Fields, source: Path, gpu_types: list[GpuType], type_names: set[str], fits: _Fits) -> FleetModel:
     name = m.str("name")
     rate = m.number("rate_rps", positive=True)
     slo_ms = m.number("slo_ms", positive=True)
@@ -167,28 +222,35 @@ def _model(m: Fields, source: Path, gpu_types: list[GpuType], type_names: set[st
         gpu, _, profile = str(key).partition("/")
         if gpu not in type_names:
             raise perf_fields.error(str(key), f"unknown GPU type {gpu!r}; known: {', '.join(sorted(type_names))}")
-        if profile:
-            g = next(t for t in gpu_types if t.name == gpu)
-            if profile not in {p.profile for p in g.mig}:
-                raise perf_fields.error(str(key), f"unknown MIG profile {profile!r} of {gpu}; known: "
-                                                  f"{', '.join(p.profile for p in g.mig) or 'none'}")
-        performance[str(key)] = _performance(_fields(perf_fields, str(key)), source, upper, name, str(key))
+        g = next(t for t in gpu_types if t.name == gpu)
+        if profile and profile not in {p.profile for p in g.mig}:
+            raise perf_fields.error(str(key), f"unknown MIG profile {profile!r} of {gpu}; known: "
+                                              f"{', '.join(p.profile for p in g.mig) or 'none'}")
+        limit = g.profile(profile).memory_mb if profile else g.memory_mb
+        performance[str(key)] = _performance(_fields(perf_fields, str(key)), source, fits, name, str(key), limit)
     perf_fields.done()
     m.done()
     return FleetModel(name=name, rate_rps=rate, slo_ms=slo_ms, slo=slo, performance=performance, model_file=path)
 
 
-def _performance(p: Fields, source: Path, upper: _Upper, model: str, key: str) -> Performance:
-    mem = _fields(p, "memory_mb")
-    instance = mem.number("instance", minimum=0.0)
-    per_batch = mem.number("per_batch", 0.0, minimum=0.0)
-    mem.done()
+def _performance(p: Fields, source: Path, fits: _Fits, model: str, key: str, limit_mb: float) -> Performance:
+    instance, per_batch, fitted = _memory(p)
+    memory = None
     if p.has("profile"):
         if p.has("latency_ms"):
             raise p.error("latency_ms", "give either latency_ms or profile, not both")
-        latency = _profile_latency(p, source, upper, model, key)
+        latency, full, rows = _profile_latency(p, source, fits, model, key)
+        if fitted:
+            try:
+                memory = fits.planned_memory(full, p.data["profile"], rows, limit_mb, model, key)
+            except ValidationError as exc:
+                raise p.error("memory_mb", str(exc)) from None
+            latency = {b: lat for b, lat in latency.items() if b in memory}
     else:
-        if upper.quantile is not None:
+        if fitted:
+            raise p.error("memory_mb", "fit: the memory model is fitted on profile:, and this entry has an "
+                                       "inline latency_ms table; give profile: or memory_mb: {instance, per_batch}")
+        if fits.quantile is not None:
             raise p.error("latency_ms", "an inline table has no prediction interval, so latency_quantile cannot "
                                         "apply to it; give profile: (with where:) or remove latency_quantile")
         table = p.mapping("latency_ms")
@@ -200,10 +262,29 @@ def _performance(p: Fields, source: Path, upper: _Upper, model: str, key: str) -
         if not latency:
             raise p.error("latency_ms", "expected a non-empty mapping batch size -> milliseconds")
     p.done()
-    return Performance(latency, instance, per_batch)
+    return Performance(latency, instance, per_batch, memory_table=memory)
 
 
-def _profile_latency(p: Fields, source: Path, upper: _Upper, model: str, key: str) -> dict[int, float]:
+def _memory(p: Fields) -> tuple[float, float, bool]:
+    """``memory_mb``: ``{instance, per_batch}`` (MB of one instance, a line in the batch), or ``fit`` (from the
+    memory model of ``profile:``): (instance, per_batch, fit?)."""
+    raw = p.raw("memory_mb")
+    if isinstance(raw, str):
+        if raw != "fit":
+            raise p.error("memory_mb", f"{raw!r}: expected {{instance: MB, per_batch: MB}} or fit (the memory model "
+                                       "of profile:)")
+        return 0.0, 0.0, True
+    mem = _fields(p, "memory_mb")
+    instance = mem.number("instance", minimum=0.0)
+    per_batch = mem.number("per_batch", 0.0, minimum=0.0)
+    mem.done()
+    return instance, per_batch, False
+
+
+def _profile_latency(p: Fields, source: Path, fits: _Fits, model: str, key: str
+                     ) -> tuple[dict[int, float], Any, Any]:
+    """The latency per batch size of the profile rows ``where:`` selects (upper bounds with
+    ``latency_quantile``), the whole profile and those rows."""
     from servopt.profiles import load_profile
 
     rel = p.str("profile")
@@ -227,9 +308,9 @@ def _profile_latency(p: Fields, source: Path, upper: _Upper, model: str, key: st
         if b in out and out[b] != float(lat):
             raise p.error("where", f"selects several rows of {rel} for batch size {b}; narrow it (e.g. variant:)")
         out[b] = float(lat)
-    if upper.quantile is not None:
+    if fits.quantile is not None:
         try:
-            return upper.bounds(loaded.frame, rel, frame, column, model, key, out)
+            out = fits.bounds(loaded.frame, rel, frame, column, model, key, out)
         except ValidationError as exc:
             raise p.error("profile", f"{rel!r}: latency_quantile: {exc}") from None
-    return out
+    return out, loaded.frame, frame

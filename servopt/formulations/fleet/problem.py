@@ -46,6 +46,8 @@ class FleetProblem:
     search_time_s: float = 60.0
     #: the margin planned on with ``latency_quantile:`` (:func:`servopt.performance.uncertainty.margin_record`)
     latency_margin: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: the memory planned with ``memory_mb: fit`` and the margin held back (one entry per model and GPU key)
+    memory_margin: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         models = tuple(self.models)
@@ -110,7 +112,8 @@ class FleetProblem:
         """``model``'s performance on ``gpu`` (or on one of its MIG slices); None when it cannot run there.
 
         A slice without its own entry uses the whole GPU's latencies scaled by ``7 / compute`` (an assumption,
-        reported in ``Performance.scaled_from``) and the whole GPU's memory figures.
+        reported in ``Performance.scaled_from``) and the whole GPU's memory figures (with ``memory_mb: fit``,
+        planned with the usable fraction of the whole GPU's memory).
         """
         if profile is None:
             return model.performance.get(gpu)
@@ -122,7 +125,7 @@ class FleetProblem:
             return None
         factor = 7 / self.gpu_type(gpu).profile(profile).compute
         return Performance({b: lat * factor for b, lat in whole.latency_ms.items()}, whole.instance_mb,
-                           whole.per_batch_mb, scaled_from=gpu)
+                           whole.per_batch_mb, scaled_from=gpu, memory_table=whole.memory_table)
 
     def required_rps(self, model: FleetModel) -> float:
         """The capacity ``model`` needs: ``rate_rps * (1 + headroom)``."""

@@ -150,12 +150,17 @@ class Performance:
         Memory of one instance: ``instance_mb + per_batch_mb * batch``.
     scaled_from : str, optional
         Set when the latencies were derived from the whole GPU's (``latency * 7 / compute``, an assumption).
+    memory_table : Mapping[int, float], optional
+        Batch size -> memory of one instance, for every batch size of ``latency_ms``; replaces the line
+        (``memory_mb: fit``: the memory model's prediction over its usable fraction of the GPU's or slice's memory,
+        :meth:`servopt.performance.MaxBatchModel.planned_memory`).
     """
 
     latency_ms: Mapping[int, float]
     instance_mb: float
     per_batch_mb: float = 0.0
     scaled_from: str | None = None
+    memory_table: Mapping[int, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.latency_ms, Mapping) or not self.latency_ms:
@@ -167,9 +172,21 @@ class Performance:
         object.__setattr__(self, "latency_ms", MappingProxyType(dict(sorted(table.items()))))
         object.__setattr__(self, "instance_mb", as_number(self.instance_mb, "memory_mb.instance", minimum=0.0))
         object.__setattr__(self, "per_batch_mb", as_number(self.per_batch_mb, "memory_mb.per_batch", minimum=0.0))
+        if self.memory_table is not None:
+            if not isinstance(self.memory_table, Mapping):
+                raise ValidationError("memory_table: give a mapping batch size -> MB")
+            memory = {as_int(b, "memory_table batch size", minimum=1): as_number(mb, f"memory_table[{b}]",
+                                                                                   minimum=0.0)
+                      for b, mb in self.memory_table.items()}
+            missing = sorted(set(table) - set(memory))
+            if missing:
+                raise ValidationError(f"memory_table: no memory for batch size(s) {missing} of latency_ms")
+            object.__setattr__(self, "memory_table", MappingProxyType(dict(sorted(memory.items()))))
 
     def memory(self, batch: int, instances: int = 1) -> float:
         """Memory of ``instances`` instances at batch size ``batch``."""
+        if self.memory_table is not None:
+            return instances * self.memory_table[batch]
         return instances * (self.instance_mb + self.per_batch_mb * batch)
 
 

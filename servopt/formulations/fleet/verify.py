@@ -73,7 +73,9 @@ def violations(problem: Any, plan: FleetPlan) -> list[str]:
             if p.batch_size not in perf.latency_ms or p.instances < 1:
                 out.append(f"{p.model} on {gtype}#{gi}: batch {p.batch_size} not profiled or no instances")
                 continue
-            memory += p.instances * (dec(perf.instance_mb) + dec(perf.per_batch_mb) * p.batch_size)
+            one = dec(perf.memory_table[p.batch_size]) if perf.memory_table is not None else \
+                dec(perf.instance_mb) + dec(perf.per_batch_mb) * p.batch_size
+            memory += p.instances * one
             s = Fraction(1)
             for q in group:
                 others = q.instances - (1 if q.model == p.model else 0)

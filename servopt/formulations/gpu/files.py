@@ -94,18 +94,14 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
 def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``memory_margin`` a problem carries into ``solve --json`` and ``servopt.json``: one entry per GPU entry
     with ``memory_limit_mb``, and the text lines ``servopt solve`` prints."""
+    from servopt.performance.memory import describe_margin
+
     notes = []
     for e in entries:
         e["model"] = name
-        line = (f"{name} on {e['hardware']}: batch sizes capped at {e['max_batch']}, the largest the memory model "
-                f"predicts to fit in {e['memory_limit_mb']:g} MiB ({e['basis']}")
-        if e["basis"] == "uncalibrated":
-            line += "; the profiles record no out-of-memory boundary, so nothing is held back and the batch may not fit"
-        else:
-            line += f"; {100 * e['oom_margin']:+.1f} % of the limit held back"
-            if e["oom_margin"] < 0:
-                line += ": the model over-predicts memory near the limit"
-        notes.append(line + ")")
+        notes.append(f"{name} on {e['hardware']}: batch sizes capped at {e['max_batch']}, the largest the memory "
+                     f"model predicts to fit in {e['memory_limit_mb']:g} MiB "
+                     f"({describe_margin(e['basis'], e['oom_margin'])})")
     return {"entries": entries, "notes": notes}
 
 
