@@ -10,7 +10,7 @@ from scipy.optimize import least_squares
 from servopt.performance import _lsq
 from servopt.performance._curves import ROBUST_SCALE, _hinge_jacobian, _log_hinge, fit_curve, fit_curves
 from servopt.performance._lsq import soft_l1_cost, soft_l1_fit
-from servopt.performance.work_latency import fit_roofline, fit_rooflines
+from servopt.performance.roofline import fit_rooflines
 
 RTOL, ATOL = 1e-9, 1e-15  # the solver's cost may exceed scipy's by at most this much
 

@@ -12,7 +12,7 @@ from servopt.performance import LatencyModel, WorkLatencyModel
 from servopt.performance.evaluate import fit_profile
 from servopt.performance.hardware import hardware_spec
 from servopt.performance.uncertainty import conformal_interval, coverage
-from servopt.performance.work_latency import fit_roofline
+from servopt.performance.roofline import fit_roofline
 
 
 @parametrize_with_checks([WorkLatencyModel()])

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from servopt.performance import WorkLatencyModel
-from servopt.performance.work_latency import LINEAR_BOTTOM, _at_work, fit_roofline
+from servopt.performance.roofline import fit_roofline
+from servopt.performance.work_latency import LINEAR_BOTTOM, _at_work
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
 COLS = ["batch_size", "model", "input_size", "gflops"]

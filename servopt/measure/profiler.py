@@ -44,86 +44,39 @@ from __future__ import annotations
 
 import functools
 import gc
-import math
-import re
-import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servopt.atomic import atomic_write
 from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
 from servopt.measure.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
-from servopt.measure.max_batch_search import ARENA_STEPS, OutOfTime, search_boundary, set_oom_batch
-
-__all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "is_oom_error", "steady_state"]
-
-#: columns written before the ``hw.*`` ones, in this order (§2 schema plus ``repeats`` and ``oom_batch_size``).
-PROFILE_COLUMNS: tuple[str, ...] = (
-    "model", "variant", "hardware", "cores", "input_size", "batch_size", "latency_ms", "latency_p99_ms",
-    "throughput_rps", "warmup_ms", "memory_mb", "load_time_s", "source", "repeats", "oom_batch_size",
+from servopt.measure.max_batch_search import ARENA_STEPS, OutOfTime, search_boundary
+from servopt.measure.sweep import (
+    PROFILE_COLUMNS,
+    ProfileRun,
+    check_positive,
+    coefficient_of_variation,
+    is_oom_error,
+    positive_ints,
+    progress_bar,
+    read_existing,
+    record_point,
+    steady_state,
+    write_rows,
 )
+
+# ProfileRun, PROFILE_COLUMNS, is_oom_error and steady_state live in servopt.measure.sweep (shared with the torch
+# profiler) and are imported from here too
+__all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "coefficient_of_variation", "is_oom_error",
+           "record_point", "steady_state", "write_rows"]
+
 _MIB = float(2**20)
-_OOM_PATTERN = re.compile(
-    r"out of memory|failed to allocate|bad_alloc|cannot allocate|alloc_failed|cudaErrorMemoryAllocation"
-    r"|CUDA failure 2\b|OOM", re.IGNORECASE,
-)
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64",
 }
-
-
-@dataclass
-class ProfileRun:
-    """What :func:`profile_model` measured.
-
-    Attributes
-    ----------
-    rows : list of dict
-        One dict per point (kept rows of a resumed file first), the columns of the written CSV.
-    path : pathlib.Path or None
-        The CSV written, if any.
-    elapsed_s : float
-        Wall time of the run.
-    measured : int
-        Points measured in this run (OOM points included).
-    oom : list of dict
-        The out-of-memory points of this run: ``cores``, ``input_size``, ``batch_size``, ``memory_mb`` (reached
-        when it stopped) and ``reason``.
-    stopped : str or None
-        Why the grid was not finished (``"total_budget_s reached"``), None when it was.
-    max_batch : list of dict
-        With the torch profiler's ``find_max_batch``: per input size, ``input_size``, ``max_batch`` (the largest
-        batch that ran), ``oom_batch`` (the smallest that ran out of memory, None when none did up to the cap)
-        and ``trials`` (batch sizes tried, in order).
-    """
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    path: Path | None = None
-    elapsed_s: float = 0.0
-    measured: int = 0
-    oom: list[dict[str, Any]] = field(default_factory=list)
-    stopped: str | None = None
-    max_batch: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def oom_points(self) -> list[tuple[int, int, int]]:
-        """``(cores, input_size, batch_size)`` of every out-of-memory point of this run."""
-        return [(r["cores"], r["input_size"], r["batch_size"]) for r in self.oom]
-
-    def to_frame(self) -> Any:
-        """The rows as a :class:`pandas.DataFrame` (columns as in the CSV)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.rows, columns=_columns(self.rows))
-
-
-def is_oom_error(exc: BaseException) -> bool:
-    """True when ``exc`` is an allocation failure (``MemoryError`` or ONNX Runtime's allocation errors)."""
-    return isinstance(exc, MemoryError) or bool(_OOM_PATTERN.search(str(exc)))
 
 
 def profile_model(
@@ -214,22 +167,22 @@ def profile_model(
     from servopt.measure.hwmon import HardwareMonitor, hardware_name
 
     model = Path(model)
-    grid_b = _positive_ints(batch_sizes, "batch_sizes")
-    grid_s = _positive_ints(input_sizes, "input_sizes")
-    grid_c = _positive_ints(cores, "cores")
-    repeats = _positive_ints([repeats], "repeats")[0]
-    min_repeats = min(_positive_ints([min_repeats], "min_repeats")[0], repeats)
-    _check_positive(time_budget_s, "time_budget_s")
+    grid_b = positive_ints(batch_sizes, "batch_sizes")
+    grid_s = positive_ints(input_sizes, "input_sizes")
+    grid_c = positive_ints(cores, "cores")
+    repeats = positive_ints([repeats], "repeats")[0]
+    min_repeats = min(positive_ints([min_repeats], "min_repeats")[0], repeats)
+    check_positive(time_budget_s, "time_budget_s")
     if total_budget_s is not None:
-        _check_positive(total_budget_s, "total_budget_s")
+        check_positive(total_budget_s, "total_budget_s")
     if memory_limit_mb is not None:
-        _check_positive(memory_limit_mb, "memory_limit_mb")
-    max_batch_cap = _positive_ints([max_batch_cap], "max_batch_cap")[0]
+        check_positive(memory_limit_mb, "memory_limit_mb")
+    max_batch_cap = positive_ints([max_batch_cap], "max_batch_cap")[0]
     if find_max_batch and memory_limit_mb is None:
         raise ValidationError("find_max_batch (--find-max-batch) needs memory_limit_mb (--memory-limit-mb): the "
                               "boundary is searched under that limit")
     if max_cv is not None:
-        _check_positive(max_cv, "max_cv")
+        check_positive(max_cv, "max_cv")
     if device not in ("cpu", "cuda"):
         raise ValidationError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     if not model.is_file():
@@ -261,61 +214,36 @@ def profile_model(
     _check_sizes(feeds_spec, grid_s, model)
     work = _work_columns(model, feeds_spec)
 
-    rows: list[dict[str, Any]] = _read_existing(out, meta) if (out is not None and resume and out.exists()) else []
+    rows: list[dict[str, Any]] = read_existing(out, meta) if (out is not None and resume and out.exists()) else []
     done = {(int(r["cores"]), int(r["input_size"]), int(r["batch_size"])) for r in rows}
-    stopped_sweeps = {(int(r["cores"]), int(r["input_size"])) for r in rows if r.get("oom_batch_size")}
     run = ProfileRun(rows=rows, path=out)
-    start = time.perf_counter()
-    bar = _progress_bar(len(grid_c) * len(grid_s) * len(grid_b), progress)
-    monitor = HardwareMonitor(gpu=None if device == "cuda" else False)
-
-    def measure(c: int, s: int, b: int, check: bool = False) -> dict[str, Any]:
-        """A point of the grid; ``check``: the search's trial (warm-up and one run, memory only)."""
-        feeds = functools.partial(_make_feeds, feeds_spec, b, s, seed)
-        if check:
-            return _measure_point(ort, model_bytes, providers, feeds, c, b, 1, 1, 0.0, memory_limit_mb, monitor,
-                                  device, None)
-        return _measure_point(ort, model_bytes, providers, feeds, c, b, repeats, min_repeats, time_budget_s,
-                              memory_limit_mb, monitor, device, max_cv)
-
-    def record(c: int, s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
-        row = record_point(run, rows, {"cores": c, "input_size": s}, b, point, out, on_point,
-                           lambda p: dict(meta, cores=c, input_size=s, batch_size=b, **p, **work(s),
-                                          oom_batch_size=None))
-        if "reason" in row:
-            stopped_sweeps.add((c, s))
-        return row
-
-    def out_of_time() -> bool:
-        return total_budget_s is not None and time.perf_counter() - start > total_budget_s
-
+    bar = progress_bar(len(grid_c) * len(grid_s) * len(grid_b), progress)
+    sweep = _Sweep(ort=ort, model_bytes=model_bytes, providers=providers, feeds_spec=feeds_spec, seed=seed,
+                   repeats=repeats, min_repeats=min_repeats, time_budget_s=time_budget_s,
+                   memory_limit_mb=memory_limit_mb, max_cv=max_cv, device=device, total_budget_s=total_budget_s,
+                   run=run, out=out, on_point=on_point, meta=meta, work=work, bar=bar,
+                   monitor=HardwareMonitor(gpu=None if device == "cuda" else False),
+                   stopped_sweeps={(int(r["cores"]), int(r["input_size"])) for r in rows if r.get("oom_batch_size")})
     try:
         for c in grid_c:
             for s in grid_s:
                 for b in grid_b:
-                    if (c, s, b) in done or (c, s) in stopped_sweeps:
+                    if (c, s, b) in done or (c, s) in sweep.stopped_sweeps:
                         bar.update(1)
                         continue
-                    if out_of_time():
+                    if sweep.out_of_time():
                         run.stopped = f"total_budget_s={total_budget_s:g} reached"
                         break
                     bar.set_postfix_str(f"cores={c} size={s} batch={b}")
-                    record(c, s, b, measure(c, s, b))
+                    sweep.record(c, s, b, sweep.measure(c, s, b))
                     bar.update(1)
                 if run.stopped:
                     break
                 if find_max_batch:
-                    def fits(b: int, c: int = c, s: int = s) -> bool:  # two passes of a fresh session
-                        if out_of_time():
-                            raise OutOfTime
-                        bar.set_postfix_str(f"cores={c} size={s} max-batch search: {b}")
-                        return measure(c, s, b, check=True)["oom_reason"] is None
-
                     try:
                         search_boundary(run, rows, {"cores": c, "input_size": s}, max_batch_cap,
-                                        lambda b, c=c, s=s: measure(c, s, b),
-                                        lambda b, point, c=c, s=s: record(c, s, b, point), fits,
-                                        functools.partial(write_rows, out, rows),
+                                        functools.partial(sweep.measure, c, s), functools.partial(sweep.record, c, s),
+                                        functools.partial(sweep.fits, c, s), functools.partial(write_rows, out, rows),
                                         steps=ARENA_STEPS)
                     except OutOfTime:
                         run.stopped = (f"total_budget_s={total_budget_s:g} reached during the max-batch search "
@@ -325,9 +253,62 @@ def profile_model(
                 break
     finally:
         bar.close()
-        monitor.close()
-        run.elapsed_s = time.perf_counter() - start
+        sweep.monitor.close()
+        run.elapsed_s = time.perf_counter() - sweep.start
     return run
+
+
+@dataclass
+class _Sweep:
+    """One :func:`profile_model` run's measuring and recording of points: what its loops and the boundary search
+    call (``measure``, ``record``, ``fits``)."""
+
+    ort: Any
+    model_bytes: bytes
+    providers: list[str]
+    feeds_spec: list[tuple[str, list[Any], str]]
+    seed: int
+    repeats: int
+    min_repeats: int
+    time_budget_s: float
+    memory_limit_mb: float | None
+    max_cv: float | None
+    device: str
+    total_budget_s: float | None
+    run: ProfileRun
+    out: Path | None
+    on_point: Callable[[dict[str, Any]], None] | None
+    meta: dict[str, Any]
+    work: Any
+    bar: Any
+    monitor: Any
+    stopped_sweeps: set[tuple[int, int]]
+    start: float = field(default_factory=time.perf_counter)
+
+    def measure(self, c: int, s: int, b: int, check: bool = False) -> dict[str, Any]:
+        """A point of the grid; ``check``: the search's trial (warm-up and one run, memory only)."""
+        feeds = functools.partial(_make_feeds, self.feeds_spec, b, s, self.seed)
+        runs = (1, 1, 0.0, None) if check else (self.repeats, self.min_repeats, self.time_budget_s, self.max_cv)
+        return _measure_point(self.ort, self.model_bytes, self.providers, feeds, c, b, *runs[:3],
+                              self.memory_limit_mb, self.monitor, self.device, runs[3])
+
+    def record(self, c: int, s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
+        row = record_point(self.run, self.run.rows, {"cores": c, "input_size": s}, b, point, self.out,
+                           self.on_point, lambda p: dict(self.meta, cores=c, input_size=s, batch_size=b, **p,
+                                                         **self.work(s), oom_batch_size=None))
+        if "reason" in row:
+            self.stopped_sweeps.add((c, s))
+        return row
+
+    def out_of_time(self) -> bool:
+        return self.total_budget_s is not None and time.perf_counter() - self.start > self.total_budget_s
+
+    def fits(self, c: int, s: int, b: int) -> bool:
+        """The boundary search's trial at batch ``b``: two passes of a fresh session."""
+        if self.out_of_time():
+            raise OutOfTime
+        self.bar.set_postfix_str(f"cores={c} size={s} max-batch search: {b}")
+        return self.measure(c, s, b, check=True)["oom_reason"] is None
 
 
 # --------------------------------------------------------------------------------------------- measuring
@@ -402,82 +383,6 @@ def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feed
     return result
 
 
-def write_rows(out: Path | None, rows: list[dict[str, Any]]) -> None:
-    """Rewrite ``out`` atomically with every row (no header-only file: nothing measured leaves nothing written)."""
-    if out is not None and rows:
-        _write_csv(out, rows)
-
-
-def record_point(run: ProfileRun, rows: list[dict[str, Any]], sweep: dict[str, Any], batch: int,
-                 point: dict[str, Any], out: Path | None, on_point: Callable[[dict[str, Any]], None] | None,
-                 make_row: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-    """Add one measured point of a sweep (shared by both runtimes): its row (``make_row(point)``), or where
-    ``point["oom_reason"]`` says it ran out of memory, an entry of ``run.oom`` (``sweep``, the batch, the memory
-    reached, ``reason``) and ``oom_batch_size`` on the sweep's rows, which record where it stopped; then rewrite
-    ``out`` and call ``on_point``. Returns the row or the entry."""
-    reason = point.pop("oom_reason")
-    if reason is None:
-        row = make_row(point)
-        rows.append(row)
-    else:
-        row = {**sweep, "batch_size": batch, "memory_mb": point.get("memory_mb"), "reason": reason}
-        run.oom.append(row)
-        set_oom_batch(rows, sweep, batch)
-    run.measured += 1
-    write_rows(out, rows)
-    if on_point is not None:
-        on_point(row)
-    return row
-
-
-def steady_state(run_once: Callable[[], float], repeats: int, min_repeats: int, time_budget_s: float,
-                 max_cv: float | None) -> dict[str, Any]:
-    """Steady-state runs of one point and their statistics (shared by the ONNX Runtime and torch profilers).
-
-    ``run_once()`` runs the model once and returns its time in ms. Runs go on until ``repeats`` are done or
-    ``time_budget_s`` has passed (at least ``min_repeats``). When the coefficient of variation is above
-    ``max_cv`` the point is measured again once with twice the repeats and budget; those runs are kept and the
-    point is marked ``unstable`` (1).
-
-    Returns
-    -------
-    dict
-        ``latency_ms`` (median), ``latency_p99_ms``, ``latency_cv``, ``repeats``, ``unstable`` (0 or 1).
-
-    >>> times = iter([10.0, 10.0, 30.0] + [10.0] * 6)
-    >>> stats = steady_state(lambda: next(times), 3, 3, 60.0, max_cv=0.1)
-    >>> stats["latency_ms"], stats["repeats"], stats["unstable"], stats["latency_cv"]
-    (10.0, 6, 1, 0.0)
-    """
-    import numpy as np
-
-    def runs(n: int, n_min: int, budget: float) -> list[float]:
-        times: list[float] = []
-        deadline = time.perf_counter() + budget
-        while len(times) < n and (len(times) < n_min or time.perf_counter() < deadline):
-            times.append(float(run_once()))
-        return times
-
-    times = runs(repeats, min_repeats, time_budget_s)
-    unstable = max_cv is not None and coefficient_of_variation(times) > max_cv
-    if unstable:
-        times = runs(2 * repeats, 2 * min_repeats, 2 * time_budget_s)
-    return {"latency_ms": statistics.median(times), "latency_p99_ms": float(np.percentile(times, 99)),
-            "latency_cv": coefficient_of_variation(times), "repeats": len(times), "unstable": int(unstable)}
-
-
-def coefficient_of_variation(times: Sequence[float]) -> float:
-    """Sample standard deviation / mean (0 for fewer than two values or a zero mean).
-
-    >>> round(coefficient_of_variation([9.0, 10.0, 11.0]), 3)
-    0.1
-    """
-    if len(times) < 2:
-        return 0.0
-    mean = statistics.fmean(times)
-    return statistics.stdev(times) / mean if mean > 0 else 0.0
-
-
 # ---------------------------------------------------------------------------------------------- inputs
 def _input_spec(ort: Any, model_bytes: bytes, path: Path, providers: list[str]) -> list[tuple[str, list[Any], str]]:
     """(name, shape, numpy dtype) of every model input; validates that the profiler can fill each one."""
@@ -550,63 +455,7 @@ def _make_feeds(spec: list[tuple[str, list[Any], str]], batch: int, size: int, s
     return feeds
 
 
-# ------------------------------------------------------------------------------------------------- files
-def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    extra = sorted({k for r in rows for k in r} - set(PROFILE_COLUMNS))
-    return list(PROFILE_COLUMNS) + [k for k in extra if not k.startswith("hw.")] + [k for k in extra
-                                                                                     if k.startswith("hw.")]
-
-
-def _format(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    return str(value)
-
-
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    import csv
-    columns = _columns(rows)
-    with atomic_write(path, "w", make_parents=True) as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_format(row.get(c)) for c in columns])
-
-
-def _read_existing(path: Path, meta: dict[str, str]) -> list[dict[str, Any]]:
-    """Rows of a partial profile to resume; they must be of the same model, variant and hardware."""
-    import csv
-
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"model", "variant", "hardware", "cores", "input_size", "batch_size", "oom_batch_size"} - set(
-            reader.fieldnames or [])
-        if missing:
-            raise ValidationError(f"{path}: cannot resume, columns {sorted(missing)} are missing (not a file "
-                                  "written by servopt profile?)")
-        rows: list[dict[str, Any]] = []
-        for i, raw in enumerate(reader, start=2):
-            for key in ("model", "variant", "hardware"):
-                if raw[key] != meta[key]:
-                    raise ValidationError(f"{path}: row {i}, column {key!r}: {raw[key]!r} differs from this run's "
-                                          f"{meta[key]!r}; resume only a profile of the same model and hardware")
-            row: dict[str, Any] = {}
-            for key, text in raw.items():
-                row[key] = _parse(text) if key not in ("model", "variant", "hardware", "source") else text
-            rows.append(row)
-    return rows
-
-
-def _parse(text: str | None) -> Any:
-    if text is None or text == "":
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+# ----------------------------------------------------------------------------------------------- helpers
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -616,40 +465,3 @@ def _import_ort() -> Any:
     except ImportError as exc:
         raise BackendUnavailableError(f"the profiler needs onnxruntime: pip install 'servopt[profile]' ({exc})")
     return onnxruntime
-
-
-def _positive_ints(values: Iterable[Any], name: str) -> list[int]:
-    try:
-        items = list(values)
-    except TypeError:
-        raise ValidationError(f"{name}: expected a list of positive integers, got {values!r}") from None
-    if not items:
-        raise ValidationError(f"{name}: expected at least one positive integer, got none")
-    for v in items:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValidationError(f"{name}: expected positive integers, got {v!r}")
-    return sorted(set(items))
-
-
-def _check_positive(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
-        raise ValidationError(f"{name}: expected a positive number, got {value!r}")
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="point", desc="profiling", dynamic_ncols=True)

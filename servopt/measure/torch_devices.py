@@ -13,7 +13,7 @@ from typing import Any
 
 from servopt.exceptions import BackendUnavailableError, ValidationError
 from servopt.measure.hwmon import HighWaterMark, PeakMemoryTracker, gpu_hardware_name, hardware_name, rss_bytes
-from servopt.measure.profiler import is_oom_error
+from servopt.measure.sweep import is_oom_error
 
 __all__ = ["CpuDevice", "CudaDevice", "make_device"]
 

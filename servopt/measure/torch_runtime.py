@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
-from servopt.measure.profiler import (
+from servopt.measure.sweep import (
     ProfileRun,
-    _check_positive,
-    _positive_ints,
-    _progress_bar,
-    _read_existing,
+    check_positive,
+    positive_ints,
+    progress_bar,
+    read_existing,
     record_point,
     steady_state,
     write_rows,
@@ -125,18 +125,18 @@ def profile_torch(
         ``precision`` and ``framework``, and ``hw.*`` columns; :attr:`ProfileRun.max_batch` with
         ``find_max_batch``.
     """
-    grid_b = _positive_ints(batch_sizes, "batch_sizes")
-    grid_s = _positive_ints(input_sizes, "input_sizes")
-    repeats = _positive_ints([repeats], "repeats")[0]
-    min_repeats = min(_positive_ints([min_repeats], "min_repeats")[0], repeats)
-    max_batch_cap = _positive_ints([max_batch_cap], "max_batch_cap")[0]
+    grid_b = positive_ints(batch_sizes, "batch_sizes")
+    grid_s = positive_ints(input_sizes, "input_sizes")
+    repeats = positive_ints([repeats], "repeats")[0]
+    min_repeats = min(positive_ints([min_repeats], "min_repeats")[0], repeats)
+    max_batch_cap = positive_ints([max_batch_cap], "max_batch_cap")[0]
     if cores is not None:
-        cores = _positive_ints([cores], "cores")[0]
+        cores = positive_ints([cores], "cores")[0]
     for value, name in ((time_budget_s, "time_budget_s"), (total_budget_s, "total_budget_s"),
                         (memory_limit_mb, "memory_limit_mb"), (max_cv, "max_cv"),
                         (sample_interval_s, "sample_interval_s")):
         if value is not None or name == "time_budget_s":
-            _check_positive(value, name)
+            check_positive(value, name)
     if device not in ("cpu", "cuda"):
         raise ValidationError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     if dtype not in DTYPES:
@@ -167,7 +167,7 @@ def profile_torch(
     labels = {"precision": dtype, "framework": f"torch {torch.__version__}",
               "cores": torch.get_num_threads() if device == "cpu" else None}
 
-    rows: list[dict[str, Any]] = _read_existing(out, meta) if (out is not None and resume and out.exists()) else []
+    rows: list[dict[str, Any]] = read_existing(out, meta) if (out is not None and resume and out.exists()) else []
     done = {(int(r["input_size"]), int(r["batch_size"])) for r in rows}
     stopped = {int(r["input_size"]) for r in rows if r.get("oom_batch_size")}
     run = ProfileRun(rows=rows, path=out)
@@ -192,7 +192,7 @@ def profile_torch(
     work = WorkColumns(torch_counter(torch, module, dev.torch_device, torch_dtype), spec)
     monitor = _cpu_monitor()
     reader = dev.window_reader()
-    bar = _progress_bar(len(grid_s) * len(grid_b), progress)
+    bar = progress_bar(len(grid_s) * len(grid_b), progress)
 
     def measure(s: int, b: int) -> dict[str, Any]:
         point = _measure_point(torch, dev, module, b, s, torch_dtype, repeats, min_repeats, time_budget_s,

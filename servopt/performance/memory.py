@@ -8,9 +8,8 @@ Two structures (``MaxBatchModel(structure=...)``):
   family's input sizes. The per-sample work is the graph's FLOPs of one sample (``gflops``, which ``servopt
   profile`` records; at an unprofiled size the family's polynomial in the input size,
   :mod:`~servopt.performance.work_poly`): activations grow with the pixels, and an attention's scores with the
-  tokens squared, as its FLOPs do. Without ``gflops`` it is ``input_size²`` (on the fresh ViT-like graphs the line
-  in batch x pixels put the largest batch of the top size 31-50 % above the one that fits, in batch x FLOPs 6-13 %
-  above, before the boundary search's upward steps; ``benchmarks/max_batch_check.py --fresh-set 18``). Fitted on
+  tokens squared, as its FLOPs do. Without ``gflops`` it is ``input_size²`` (what each cost on the fresh ViT-like
+  graphs: docs/profiler.md, *Max batch*). Fitted on
   what the runtime *reserves* when the profile measures it (``memory_mb`` of the torch runtime is the caching
   allocator's reserved peak, ``hw.torch/reserved_peak_mb``).
 * ``"line"`` (the model before issue 19): the per-configuration lines only; other configurations go to a
@@ -39,6 +38,8 @@ from servopt.performance._base import ProfileRegressor, group_index, predict_by_
 from servopt.performance._curves import Line, fit_line
 from servopt.performance.features import WORK_FEATURE
 from servopt.performance.work_poly import WorkColumnMixin
+
+from servopt.performance.oom import boundaries_from_profile, check_limit, describe_margin, profile_oom_limits
 
 __all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "describe_margin",
            "profile_oom_limits"]
@@ -258,13 +259,16 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         return self._predict(X)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        fallback = lambda rows: self.estimator_.predict(self._design(rows))  # noqa: E731
-        if self.structure == "family":
-            def fallback(rows: np.ndarray) -> np.ndarray:  # the family's line in batch x pixels, else the regressor
-                augmented = np.c_[rows, self._work(rows)]
-                return predict_by_group(augmented, self.family_index_, rows.shape[1], self.family_lines_,
-                                        lambda r: self.estimator_.predict(self._design(r[:, :-1])))
+        fallback = self._family_predict if self.structure == "family" else self._regressor_predict
         return predict_by_group(X, self.group_index_, self.batch_index_, self.lines_, fallback)
+
+    def _regressor_predict(self, rows: np.ndarray) -> np.ndarray:
+        return self.estimator_.predict(self._design(rows))
+
+    def _family_predict(self, rows: np.ndarray) -> np.ndarray:
+        """The family's line in batch x work, else the regressor."""
+        return predict_by_group(np.c_[rows, self._work(rows)], self.family_index_, rows.shape[1], self.family_lines_,
+                                lambda r: self._regressor_predict(r[:, :-1]))
 
     def _need(self, X: np.ndarray) -> np.ndarray:
         """Memory :meth:`max_batch` compares with the usable limit: prediction x margin, rounded up to blocks."""
@@ -334,15 +338,12 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         * an input size the family was not profiled at (``structure="family"``) uses the family's smallest
           ratio of the family line *fitted without the boundary's input size* (``unprofiled_fraction_``, the
           ``unprofiled_ratio`` of each record): the error a size the fit never saw has, measured the way it
-          will be used. Before this, one fraction, the smallest line ratio minus the spread of the ratios, served
-          every size: on CPU under 150-600 MiB it held back 30-67 % and predicted 0.17-0.67 of the largest batch
-          of a held-out size (``benchmarks/max_batch_check.py``, docs/profiler.md);
+          will be used (the measurements behind each rule: docs/profiler.md, *Max batch*);
         * beyond the family's profiled sizes that fraction is at most ``reference - rate x octaves beyond``
           (``shortfall_per_octave_``): ``reference`` is the median ratio of the family's boundaries (at most 1),
           ``rate`` the most that ratio exceeded the ``unprofiled_ratio`` of a boundary whose size lay beyond the
           family's other sizes that way, per octave it lay beyond them (how much a line's extrapolation falls
-          short, per octave; 0 where it did not). On the fresh ViT-like graphs of set 19 the unprofiled fraction
-          alone put the top size (1.39x beyond) at 17 for 16 and 34 for 32; with the rate at 16 and 32.
+          short, per octave; 0 where it did not).
 
         Families without a boundary use min(1, every calibrated fraction). Calling it again replaces the
         previous calibration. :meth:`largest_batch` says, per query, which fraction it used.
@@ -464,9 +465,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         profiled at (``unprofiled_fraction``, None without family lines), the margin ``1 - min`` of both, the
         number of boundaries and of distinct input sizes they were measured at, and ``shortfall_per_octave``
         (``{"up": rate, "down": rate}``: beyond its profiled sizes the fraction is at most ``reference - rate x
-        octaves``, so the margin there grows with the distance). A family calibrated at one input
-        size cannot leave a size out: how the model's error moves with the input size is unknown there
-        (``input_sizes`` 1), so another size's largest batch may exceed the one that fits."""
+        octaves``, so the margin there grows with the distance). A family calibrated at one input size cannot
+        leave a size out (``input_sizes`` 1), so another size's largest batch may exceed the one that fits."""
         check_is_fitted(self)
         seen: dict[str, dict[str, Any]] = {}
         sizes: dict[str, set] = {}
@@ -535,7 +535,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             :data:`FRACTION_BASES`; see :meth:`calibrate`).
         """
         check_is_fitted(self)
-        limit = _limit(memory_limit_mb, "largest_batch")
+        limit = check_limit(memory_limit_mb, "largest_batch")
         rows = self._check_predict(X)
         batches = np.arange(1, int(self.max_batch_size) + 1, dtype=float)
         fraction, basis = self._fractions(rows, limit)
@@ -565,33 +565,12 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             ``oom_margin`` and ``basis`` (as :meth:`largest_batch`).
         """
         check_is_fitted(self)
-        limit = _limit(memory_limit_mb, "planned_memory")
+        limit = check_limit(memory_limit_mb, "planned_memory")
         rows = self._check_predict(X)
         fraction, basis = self._fractions(rows, limit)
         memory = np.full(len(rows), np.inf)
         np.divide(self._need(rows), fraction, out=memory, where=fraction > 0)
         return {"memory_mb": memory, "usable_fraction": fraction, "oom_margin": 1.0 - fraction, "basis": basis}
-
-
-def _limit(memory_limit_mb: Any, where: str) -> float:
-    """``memory_limit_mb`` as a float > 0, or a ValidationError naming ``where``."""
-    try:
-        limit = float(memory_limit_mb)
-    except (TypeError, ValueError):
-        limit = float("nan")
-    if not limit > 0 or not np.isfinite(limit):
-        raise ValidationError(f"{where}: memory_limit_mb={memory_limit_mb!r}: expected a number > 0")
-    return limit
-
-
-def describe_margin(basis: str, oom_margin: float) -> str:
-    """What a plan's note says of a memory margin: its basis (:data:`FRACTION_BASES`) and the share of the limit
-    held back, or, uncalibrated, that nothing was held back."""
-    if basis == "uncalibrated":
-        return (f"{basis}; the profiles record no out-of-memory boundary, so nothing is held back and the batch may "
-                "not fit")
-    text = f"{basis}; {100 * oom_margin:+.1f} % of the limit held back"
-    return text + (": the model over-predicts memory near the limit" if oom_margin < 0 else "")
 
 
 def _octaves_outside(size: float, profiled: np.ndarray) -> tuple[str | None, float]:
@@ -619,53 +598,3 @@ def _calm_line(x: np.ndarray, y: np.ndarray, rows: np.ndarray, calm: np.ndarray)
     if np.unique(x[rows & calm]).size >= 2:
         rows = rows & calm
     return _rising_line(x[rows], y[rows])
-
-
-def boundaries_from_profile(frame: Any, features: list[str], with_limits: bool = False) -> tuple[Any, ...]:
-    """The out-of-memory boundaries a profile records: one row per configuration with ``oom_batch_size``.
-
-    Returns the feature rows (``features``, the batch size set to the boundary) and the largest batch that ran,
-    ``oom_batch_size - 1``: exact after a bisection (``servopt profile --find-max-batch``); after a plain grid
-    sweep it is the most that may have fitted, so the calibration is only as safe as that sweep is fine. With
-    ``with_limits`` also the limit each search ran under (the ``oom_limit_mb`` column, NaN where the profile
-    does not say); a configuration searched under two limits gives one boundary per limit.
-    """
-    import pandas as pd
-
-    if "oom_batch_size" not in frame.columns:
-        empty = (frame.iloc[0:0][features], np.empty(0))
-        return (*empty, np.empty(0)) if with_limits else empty
-    rows = frame[pd.to_numeric(frame["oom_batch_size"], errors="coerce") > 1]
-    keys = [c for c in features if c != "batch_size" and not c.startswith("hw.")]
-    if "oom_limit_mb" in rows.columns:
-        keys.append("oom_limit_mb")
-    first = rows.drop_duplicates(keys) if keys else rows.iloc[:1]
-    oom = pd.to_numeric(first["oom_batch_size"]).to_numpy(dtype=float)
-    if not with_limits:
-        return first[features].reset_index(drop=True), oom - 1
-    limits = pd.to_numeric(first["oom_limit_mb"], errors="coerce").to_numpy(dtype=float) \
-        if "oom_limit_mb" in first.columns else np.full(len(first), np.nan)
-    return first[features].reset_index(drop=True), oom - 1, limits
-
-
-def profile_oom_limits(frame: Any, source: str = "<profile>") -> np.ndarray:
-    """The distinct memory limits a profile's out-of-memory searches ran under (its ``oom_limit_mb`` column,
-    written by ``servopt profile --memory-limit-mb``), sorted; empty when the profile does not record one.
-
-    Raises
-    ------
-    ValidationError
-        A value that is not a number > 0 (names the file, column and value).
-    """
-    import pandas as pd
-
-    if "oom_limit_mb" not in frame.columns:
-        return np.empty(0)
-    cells = frame["oom_limit_mb"]
-    values = pd.to_numeric(cells, errors="coerce")
-    bad = cells.notna() & ~(values > 0)
-    if bad.any():
-        value = cells[bad].iloc[0]
-        value = value.item() if hasattr(value, "item") else value
-        raise ValidationError(f"{source}: column 'oom_limit_mb': {value!r} is not a memory limit in MiB > 0")
-    return np.unique(values.dropna().to_numpy(dtype=float))

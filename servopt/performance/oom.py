@@ -1,0 +1,89 @@
+"""Out-of-memory boundaries in profiles, and how a plan describes the memory margin it held back.
+
+``servopt profile --memory-limit-mb L --find-max-batch`` records, per configuration, the first batch that failed
+(``oom_batch_size``) and the limit of the search (``oom_limit_mb``). :func:`boundaries_from_profile` turns them into
+the rows :meth:`servopt.performance.MaxBatchModel.calibrate` learns from, :func:`profile_oom_limits` reads the
+limits, and :func:`describe_margin` is the words a plan's ``note:`` uses for the margin
+(:meth:`MaxBatchModel.largest_batch <servopt.performance.MaxBatchModel.largest_batch>`'s basis and share).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from servopt.exceptions import ValidationError
+
+__all__ = ["boundaries_from_profile", "check_limit", "describe_margin", "profile_oom_limits"]
+
+
+def boundaries_from_profile(frame: Any, features: list[str], with_limits: bool = False) -> tuple[Any, ...]:
+    """The out-of-memory boundaries a profile records: one row per configuration with ``oom_batch_size``.
+
+    Returns the feature rows (``features``, the batch size set to the boundary) and the largest batch that ran,
+    ``oom_batch_size - 1``: exact after a bisection (``servopt profile --find-max-batch``); after a plain grid
+    sweep it is the most that may have fitted, so the calibration is only as safe as that sweep is fine. With
+    ``with_limits`` also the limit each search ran under (the ``oom_limit_mb`` column, NaN where the profile
+    does not say); a configuration searched under two limits gives one boundary per limit.
+    """
+    import pandas as pd
+
+    if "oom_batch_size" not in frame.columns:
+        empty = (frame.iloc[0:0][features], np.empty(0))
+        return (*empty, np.empty(0)) if with_limits else empty
+    rows = frame[pd.to_numeric(frame["oom_batch_size"], errors="coerce") > 1]
+    keys = [c for c in features if c != "batch_size" and not c.startswith("hw.")]
+    if "oom_limit_mb" in rows.columns:
+        keys.append("oom_limit_mb")
+    first = rows.drop_duplicates(keys) if keys else rows.iloc[:1]
+    oom = pd.to_numeric(first["oom_batch_size"]).to_numpy(dtype=float)
+    if not with_limits:
+        return first[features].reset_index(drop=True), oom - 1
+    limits = pd.to_numeric(first["oom_limit_mb"], errors="coerce").to_numpy(dtype=float) \
+        if "oom_limit_mb" in first.columns else np.full(len(first), np.nan)
+    return first[features].reset_index(drop=True), oom - 1, limits
+
+
+def profile_oom_limits(frame: Any, source: str = "<profile>") -> np.ndarray:
+    """The distinct memory limits a profile's out-of-memory searches ran under (its ``oom_limit_mb`` column,
+    written by ``servopt profile --memory-limit-mb``), sorted; empty when the profile does not record one.
+
+    Raises
+    ------
+    ValidationError
+        A value that is not a number > 0 (names the file, column and value).
+    """
+    import pandas as pd
+
+    if "oom_limit_mb" not in frame.columns:
+        return np.empty(0)
+    cells = frame["oom_limit_mb"]
+    values = pd.to_numeric(cells, errors="coerce")
+    bad = cells.notna() & ~(values > 0)
+    if bad.any():
+        value = cells[bad].iloc[0]
+        value = value.item() if hasattr(value, "item") else value
+        raise ValidationError(f"{source}: column 'oom_limit_mb': {value!r} is not a memory limit in MiB > 0")
+    return np.unique(values.dropna().to_numpy(dtype=float))
+
+
+def describe_margin(basis: str, oom_margin: float) -> str:
+    """What a plan's note says of a memory margin: its basis (:data:`FRACTION_BASES`) and the share of the limit
+    held back, or, uncalibrated, that nothing was held back."""
+    if basis == "uncalibrated":
+        return (f"{basis}; the profiles record no out-of-memory boundary, so nothing is held back and the batch may "
+                "not fit")
+    text = f"{basis}; {100 * oom_margin:+.1f} % of the limit held back"
+    return text + (": the model over-predicts memory near the limit" if oom_margin < 0 else "")
+
+
+def check_limit(memory_limit_mb: Any, where: str) -> float:
+    """``memory_limit_mb`` as a float > 0, or a ValidationError naming ``where``."""
+    try:
+        limit = float(memory_limit_mb)
+    except (TypeError, ValueError):
+        limit = float("nan")
+    if not limit > 0 or not np.isfinite(limit):
+        raise ValidationError(f"{where}: memory_limit_mb={memory_limit_mb!r}: expected a number > 0")
+    return limit
