@@ -66,6 +66,8 @@ def test_memory_fit_counts_the_model_over_its_fraction_and_never_below_the_measu
     assert dict(small.memory_table) == pytest.approx(expected_table(1024))
     fits = [b for b in small.latency_ms if small.memory(b) <= 1024]
     assert fits == [1, 8, 64] and problem.memory_margin["entries"][1]["basis"] == "profiled size"
+    own, other = problem.memory_margin["notes"]  # only the slice, not measured at its limit, says how to measure it
+    assert "--find-max-batch" not in own and "--memory-limit-mb 1024 --find-max-batch" in other
 
 
 def test_a_slice_without_its_own_entry_takes_the_whole_gpus_table(tmp_path):

@@ -49,6 +49,7 @@ def test_the_memory_limit_caps_the_batch_and_reports_the_margin(capsys, tmp_path
     assert main(["solve", str(problem(tmp_path, "    memory_limit_mb: 1024\n"))]) == 0
     text = capsys.readouterr().out
     assert f"note: resnet50 on H200: batch sizes capped at {entry['max_batch']}" in text and "1024 MiB" in text
+    assert "servopt profile --memory-limit-mb 1024 --find-max-batch at this configuration" in text  # not its own
     out = tmp_path / "repo"
     assert main(["solve", str(problem(tmp_path, "    memory_limit_mb: 1024\n")), "--out", str(out)]) == 0
     capsys.readouterr()

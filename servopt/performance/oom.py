@@ -68,14 +68,26 @@ def profile_oom_limits(frame: Any, source: str = "<profile>") -> np.ndarray:
     return np.unique(values.dropna().to_numpy(dtype=float))
 
 
-def describe_margin(basis: str, oom_margin: float) -> str:
-    """What a plan's note says of a memory margin: its basis (:data:`FRACTION_BASES`) and the share of the limit
-    held back, or, uncalibrated, that nothing was held back."""
+def describe_margin(basis: str, oom_margin: float, limit_mb: float | None = None) -> str:
+    """What a plan's note says of a memory margin: its basis (:data:`~servopt.performance.memory.FRACTION_BASES`)
+    and the share of the limit held back, or, uncalibrated, that nothing was held back. With ``limit_mb``, where
+    the batch is not the configuration's own measured boundary, how to measure it (the held-out CPU sizes had 1
+    case in 35 above the batch that fits: docs/profiler.md, *Max batch*).
+
+    >>> describe_margin("unprofiled size", 0.2, 400).split("; ")
+    ['unprofiled size', '+20.0 % of the limit held back', 'servopt profile --memory-limit-mb 400 --find-max-batch at \
+this configuration measures its own boundary']
+    """
     if basis == "uncalibrated":
-        return (f"{basis}; the profiles record no out-of-memory boundary, so nothing is held back and the batch may "
-                "not fit")
-    text = f"{basis}; {100 * oom_margin:+.1f} % of the limit held back"
-    return text + (": the model over-predicts memory near the limit" if oom_margin < 0 else "")
+        text = (f"{basis}; the profiles record no out-of-memory boundary, so nothing is held back and the batch "
+                "may not fit")
+    else:
+        text = f"{basis}; {100 * oom_margin:+.1f} % of the limit held back"
+        text += ": the model over-predicts memory near the limit" if oom_margin < 0 else ""
+    if limit_mb is not None and basis != "own boundary":
+        text += (f"; servopt profile --memory-limit-mb {limit_mb:g} --find-max-batch at this configuration measures "
+                 "its own boundary")
+    return text
 
 
 def check_limit(memory_limit_mb: Any, where: str) -> float:

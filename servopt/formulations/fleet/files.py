@@ -5,10 +5,11 @@ are rejected. A model's performance on a GPU type is inline (``latency_ms`` + ``
 (``profile: FILE.csv``, ``where: {label: value}``, ``column: latency_ms``, plus ``memory_mb``), paths relative to
 the problem file. With a profile, ``memory_mb: fit`` counts an instance at each profiled batch as the larger of its
 measured memory and the profile's memory model over its usable fraction of the GPU's or slice's memory
-(:meth:`_Fits.planned_memory`; reported as ``memory_margin``). With ``latency_quantile: q`` every performance entry must come from a profile, and its latency
-at each profiled batch size is the upper end of the fitted curve's prediction interval at level ``q``
-(:class:`servopt.performance.upper_latency.UpperLatency`, fitted on the whole profile file), or the measured
-latency where that is larger (a plan with the quantile never assumes less than the measurement).
+(:meth:`_Fits.planned_memory`; reported as ``memory_margin``). With ``latency_quantile: q`` every performance entry
+must come from a profile, and its latency at each profiled batch size is the upper end of the fitted curve's
+prediction interval at level ``q`` (:class:`servopt.performance.upper_latency.UpperLatency`, fitted on the whole
+profile file), or the measured latency where that is larger (a plan with the quantile never assumes less than the
+measurement).
 """
 
 from __future__ import annotations
@@ -205,8 +206,8 @@ def _memory_record(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
     notes = [f"{e['model']} on {e['hardware']}: memory per instance from the memory model over its usable fraction "
              f"{e['usable_fraction']:.3f} of {e['memory_limit_mb']:g} MiB "
-             f"({describe_margin(e['basis'], e['oom_margin'])}), never below the measured memory; alone, batch "
-             f"{e['max_batch']} is the largest profiled batch that fits" for e in entries]
+             f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])}), never below the measured "
+             f"memory; alone, batch {e['max_batch']} is the largest profiled batch that fits" for e in entries]
     return {"entries": entries, "notes": notes}
 
 

@@ -101,7 +101,7 @@ def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         e["model"] = name
         notes.append(f"{name} on {e['hardware']}: batch sizes capped at {e['max_batch']}, the largest the memory "
                      f"model predicts to fit in {e['memory_limit_mb']:g} MiB "
-                     f"({describe_margin(e['basis'], e['oom_margin'])})")
+                     f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])})")
     return {"entries": entries, "notes": notes}
 
 
