@@ -375,9 +375,18 @@ def test_cli_predict_gives_the_largest_batch_and_its_margin(capsys, root, tmp_pa
     assert rows[0]["max_batch"] == 1344 and rows[0]["max_batch_basis"] == "own boundary"  # its measured boundary
     assert rows[1]["max_batch_basis"] == "unprofiled size" and 336 < rows[1]["max_batch"] < 658
     assert rows[1]["max_batch_oom_margin"] == pytest.approx(1 - rows[1]["max_batch_usable_fraction"])
+    for row in rows:  # the memory a plan under the limit counts at the row's batch: the prediction / the fraction
+        assert row["planned_memory_mb"] == pytest.approx(row["memory_mb"] / row["max_batch_usable_fraction"])
+    at_largest = query.with_name("top.csv")  # batch at the largest that fits: within the limit; one more: above
+    at_largest.write_text("model,variant,hardware,input_size,batch_size\n"
+                          f"resnet50,resnet50-fp16,H200,384,{rows[1]['max_batch']}\n"
+                          f"resnet50,resnet50-fp16,H200,384,{rows[1]['max_batch'] + 1}\n")
+    assert main(["predict", str(models), str(at_largest), "--memory-limit-mb", "8192", "--json"]) == 0
+    fits, over = json.loads(capsys.readouterr().out)["predictions"]
+    assert fits["planned_memory_mb"] <= 8192 < over["planned_memory_mb"]
     assert main(["predict", str(models), str(query), "--memory-limit-mb", "8192"]) == 0
     table = capsys.readouterr().out
-    assert "max_batch_oom_margin" in table and "own boundary" in table
+    assert "max_batch_oom_margin" in table and "own boundary" in table and "planned_memory_mb" in table
     assert main(["predict", str(models), str(query), "--memory-limit-mb", "-1"]) == 2
     assert "--memory-limit-mb" in capsys.readouterr().err
     _, latency_only, _ = fitted_h200(capsys, root, tmp_path, "latency", name="l")

@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from servopt.exceptions import ValidationError
@@ -50,8 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "size, an unprofiled size (the family line with each boundary's size left out), beyond the "
                         "profiled sizes (lowered by the shortfall per octave of the edge sizes left out), other "
                         "families' boundaries (none of its own) or uncalibrated (no boundary: nothing held back, "
-                        "the batch may not fit); --json adds "
-                        "max_batch_usable_fraction")
+                        "the batch may not fit); and planned_memory_mb, the memory a plan under MIB counts "
+                        "for the row at its batch_size (the prediction over the usable fraction: at most MIB "
+                        "exactly where that batch fits; a fleet's memory_mb: fit packs instances by it); --json "
+                        "adds max_batch_usable_fraction")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         if not limit > 0:
             raise ValidationError(f"--memory-limit-mb {limit:g}: expected a memory limit in MiB > 0")
         largest = models.largest_batch(raw, limit, source=str(args.query), where=where)
+        if "batch_size" in raw.columns:  # the memory a plan under the limit counts for the row at its batch
+            planned = models.planned_memory(raw, limit, source=str(args.query), where=where)["planned_memory_mb"]
+            largest["planned_memory_mb"] = planned.where(np.isfinite(planned))
     else:
         largest = pd.DataFrame(index=range(len(raw)))
     flagged = extrapolated_rows(models, raw, str(args.query), where)
@@ -87,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         record["extrapolated"] = i in flagged
         for col in largest.columns:
             value = largest[col].iloc[i]
-            record[col] = value if isinstance(value, str) else (int(value) if col == "max_batch" else float(value))
+            record[col] = value if isinstance(value, str) else (int(value) if col == "max_batch" else
+                                                                  None if math.isnan(value) else float(value))
     if args.intervals:
         where_ = models.coverage(raw, source=str(args.query), where=where, octaves=True)
         for col in where_.columns:
@@ -104,9 +111,10 @@ def run(args: argparse.Namespace) -> int:
                       key=lambda f: (f != "batch_size", f))
     shown = [f for f in features if f in raw.columns and not f.startswith("hw.")][:6]
     extra = [k for k in records[0] if k.startswith("coverage_")] if records else []
-    extra += [c for c in ("max_batch", "max_batch_oom_margin", "max_batch_basis") if c in largest.columns]
+    extra += [c for c in ("max_batch", "max_batch_oom_margin", "max_batch_basis", "planned_memory_mb")
+              if c in largest.columns]
     header = shown + list(predictions.columns) + ["extrapolated"] + extra
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v)  # noqa: E731
     table = [header] + [[str(raw[c].iloc[i]) for c in shown] + [f"{records[i][c]:.4g}" for c in predictions.columns]
                         + ["yes" if records[i]["extrapolated"] else "no"] + [cell(records[i][k]) for k in extra]
                         for i in range(len(raw))]
