@@ -14,11 +14,10 @@ measurement).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import math
 
 from servopt.exceptions import ValidationError
 from servopt.fields import Fields, check_int, check_number, model_file
@@ -179,9 +178,8 @@ class _Fits:
                 raise ValidationError(f"fit: {rel} has no memory_mb, so no memory model can say what an instance "
                                       "needs; measure it with servopt profile (--memory-limit-mb L --find-max-batch "
                                       "calibrates it) or give memory_mb: {instance, per_batch}")
-            fitted = self.memory_fits[rel], _ = fit_profile(full, source=rel, targets=["memory"],
-                                                             cross_validate=False)
-            fitted = self.memory_fits[rel]
+            fitted, _ = fit_profile(full, source=rel, targets=["memory"], cross_validate=False)
+            self.memory_fits[rel] = fitted
         got = fitted.planned_memory(rows.reset_index(drop=True), limit_mb, source=rel)
         measured = rows["memory_mb"] if "memory_mb" in rows.columns else [float("nan")] * len(rows)
         # never less than measured at a profiled batch: a fraction above 1 lowers small batches below it
