@@ -12,13 +12,7 @@ the column, and says what would be accepted; nothing is silently dropped.
 
 from __future__ import annotations
 
-from servopt.profiles._importers import (
-    batch_size_from_name,
-    read_infadapter_capacity,
-    read_ipa_profile,
-    read_model_analyzer,
-    read_perf_analyzer,
-)
+from servopt.profiles._importers import batch_size_from_name, read_model_analyzer, read_perf_analyzer
 from servopt.profiles._io import (
     CSV_SUFFIXES,
     PARQUET_SUFFIXES,
@@ -45,6 +39,7 @@ from servopt.profiles._schema import (
     point_columns,
     validate_frame,
 )
+from servopt.profiles._papers import read_infadapter_capacity, read_ipa_profile
 from servopt.profiles._repeats import REPEAT_MODES, average_runs
 from servopt.profiles._select import read_where, require_single_group, select_rows
 

@@ -112,7 +112,6 @@ def check_gpu_plan(problem: Any, plan: Any) -> list[str]:
 def gpu_runs(problem: Any, gpu: Any, limit: int = 100_000) -> list[tuple[int, int]]:
     """Every (batch size, batches) one GPU of type ``gpu`` can run within the deadline, by enumeration."""
     runs = []
-    limit_ms = problem.deadline_s * 1000.0
     for p in gpu.batches:
         if _offered(gpu, p.batch_size, problem.latency_slo_ms)[1]:
             continue

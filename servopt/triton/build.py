@@ -31,7 +31,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from servopt.exceptions import ValidationError
-from servopt.formulations.gpu.types import GPUPlan
+from servopt.formulations.gpu.plan import GPUPlan
 from servopt.formulations.pipeline.types import PipelinePlan
 from servopt.formulations.variant_selection.types import VariantSelectionPlan
 from servopt.triton.artifacts import PYTHON_ONNX_MODEL, Artifact, artifact_of, onnx_tensors

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from servopt.exceptions import ValidationError

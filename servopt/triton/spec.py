@@ -31,7 +31,7 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 from servopt.fields import Fields
-from servopt.triton.kserve_options import DEFAULT_RUNTIME_VERSION, KServeSpec, parse_kserve_section
+from servopt.triton.kserve_options import KServeSpec, parse_kserve_section
 
 __all__ = [
     "BACKENDS",

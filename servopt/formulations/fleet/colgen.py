@@ -25,7 +25,6 @@ never called optimal.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any

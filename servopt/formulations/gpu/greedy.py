@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from servopt.formulations.gpu.arrays import pool_arrays
-from servopt.formulations.gpu.types import GPUPlan, plan_from_counts
+from servopt.formulations.gpu.plan import GPUPlan, plan_from_counts
 from servopt.result import SolveParams, Status
 
 __all__ = ["ALGORITHMS", "Certificate", "UpperBound", "applies", "solve_greedy", "solve_greedy_max", "check_certificate",

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from servopt.exceptions import ValidationError
-from servopt.formulations.gpu.types import GPUPlan, GPUProblemBase
+from servopt.formulations.gpu.plan import GPUPlan
+from servopt.formulations.gpu.types import GPUProblemBase
 from servopt.model import Model
 from servopt.result import Result
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from servopt.formulations.gpu.types import GPUOption, GPUPlan, plan_from_counts
+from servopt.formulations.gpu.plan import GPUPlan, plan_from_counts
+from servopt.formulations.gpu.types import GPUOption
 from servopt.model import Model, Sense
 from servopt.result import Result
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from servopt.exceptions import ValidationError
 from servopt.fields import MAX_EXACT_INT
-from servopt.formulations.gpu.types import GPUPlan, GPUProblemBase, fmt_count
+from servopt.formulations.gpu.plan import GPUPlan
+from servopt.formulations.gpu.types import GPUProblemBase, fmt_count
 from servopt.model import Model
 from servopt.result import Result
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from servopt.exact import dec
 
 if TYPE_CHECKING:
-    from servopt.formulations.gpu.types import GPUPlan
+    from servopt.formulations.gpu.plan import GPUPlan
 
 __all__ = ["violations"]
 
