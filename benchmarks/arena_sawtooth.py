@@ -1,18 +1,29 @@
-"""Peak memory and latency per batch on CPU with ONNX Runtime's memory arena on and off: why the largest batch on
-CPU cannot be both within 10 % and never above the first batch that runs out.
+"""Peak memory and latency per batch on CPU with ONNX Runtime's memory arena on and off, and with the arena but
+without the memory pattern: why the largest batch on CPU is hard to get both within 10 % and never above the first
+batch that runs out, and the runtime setting that makes it easier.
 
     python benchmarks/arena_sawtooth.py                 # mobilenet of fresh set 18 at 96 px, batch 1-100
     python benchmarks/arena_sawtooth.py --graph resnet_like --size 224 --top 64
 
 Each batch is measured as ``servopt profile`` measures a point (:func:`servopt.measure.profiler._measure_point`: a
 fresh session, its warm-up, then steady-state runs; peak RSS of the process above the RSS before the session),
-2 cores, batch 1, 2, ... in turn, first with the arena (ONNX Runtime's default, what Triton's ONNX Runtime backend
-uses unless ``enable_mem_arena`` is "0") and then without (``SessionOptions.enable_cpu_mem_arena = False``). With the
-arena the peak is saw-toothed in the batch: the arena grows its regions in powers of two, so a batch just past a
-region's size can need less memory than a smaller one. Writes ``benchmarks/results/arena_sawtooth.csv`` (batch,
-arena, memory_mb, latency_ms) and ``arena_sawtooth.png``, and prints per arena setting: the largest drop of the
-peak from one batch to the next (share of the previous peak), the number of batches whose peak is more than 10 %
-below a smaller batch's, and the median latency ratio without / with the arena over the batches from 32 on.
+2 cores, batch 1, 2, ... in turn, each batch under three settings side by side: the arena with the memory pattern
+(ONNX Runtime's defaults, what Triton's ONNX Runtime backend uses unless ``enable_mem_arena`` or
+``enable_mem_pattern`` is "0"), no arena (``SessionOptions.enable_cpu_mem_arena = False``) and the arena without the
+memory pattern (``enable_mem_pattern = False``, ``servopt profile --mem-pattern off``). With the pattern, each run's
+activations are one planned block that the arena serves from regions grown in powers of two, so the peak is
+saw-toothed in the batch: a batch just past a region's size can need less memory than a smaller one. Without it the
+arena serves each tensor on its own. Writes ``benchmarks/results/arena_sawtooth.csv`` (batch, arena, mem_pattern,
+memory_mb, latency_ms) and ``arena_sawtooth.png``, and prints per setting: the largest drop of the peak from one
+batch to the next (share of the previous peak), the number of batches whose peak is more than 10 % below a smaller
+batch's, the median peak and the median latency against the default's over the batches from 32 on.
+
+    python benchmarks/arena_sawtooth.py --first-runs 32 --graph resnet_fresh21 --size 176
+
+instead shows where the memory goes: the resident set above the baseline after the session is created and after each
+of its first runs, with and without the memory pattern (each in a fresh process; ``arena_first_runs.csv``). With it,
+the first run records the pattern in per-tensor allocations that the arena keeps, and the second run allocates the
+planned block on top of them.
 """
 
 from __future__ import annotations
@@ -28,8 +39,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
 
-FIELDS = ["graph", "input_size", "batch_size", "arena", "memory_mb", "latency_ms"]
+FIELDS = ["graph", "input_size", "batch_size", "arena", "mem_pattern", "memory_mb", "latency_ms"]
+RUN_FIELDS = ["graph", "input_size", "batch_size", "mem_pattern", "after", "rss_above_baseline_mb"]
 CORES = 2
+#: (arena, memory pattern): the default first, the ratios are against it
+SETTINGS = ((1, 1), (0, 1), (1, 0))
+LABELS = {(1, 1): "arena + memory pattern (default)", (0, 1): "no arena", (1, 0): "arena, no memory pattern"}
 
 
 def _graph(name: str) -> Any:
@@ -47,13 +62,15 @@ def _graph(name: str) -> Any:
                      f"fresh set's graph, e.g. mobilenet_fresh18)")
 
 
-def _runtime(arena: bool) -> Any:
-    """The parts of ``onnxruntime`` the profiler's point measurement uses, with the CPU arena on or off."""
+def _runtime(arena: bool, pattern: bool) -> Any:
+    """The parts of ``onnxruntime`` the profiler's point measurement uses, with the CPU arena and the memory pattern
+    on or off."""
     import onnxruntime as ort
 
     def options() -> Any:
         opts = ort.SessionOptions()
         opts.enable_cpu_mem_arena = arena
+        opts.enable_mem_pattern = pattern
         return opts
 
     return types.SimpleNamespace(SessionOptions=options, RunOptions=ort.RunOptions,
@@ -67,44 +84,82 @@ def measure(graph: str, size: int, top: int) -> list[dict[str, Any]]:
     model = _graph(graph).SerializeToString()
     rng = np.random.default_rng(0)
     rows = []
-    for arena in (True, False):
-        monitor = HardwareMonitor()
-        for batch in range(1, top + 1):
-            x = rng.random((batch, 3, size, size), dtype=np.float32)
-            point = _measure_point(_runtime(arena), model, ["CPUExecutionProvider"], lambda: {"input": x}, CORES,
-                                   batch, repeats=5, min_repeats=3, time_budget_s=0.2, limit_mb=None,
-                                   monitor=monitor, device="cpu", max_cv=None)
-            rows.append({"graph": graph, "input_size": size, "batch_size": batch, "arena": int(arena),
-                         "memory_mb": round(point["memory_mb"], 3), "latency_ms": round(point["latency_ms"], 4)})
-        print(f"arena {'on' if arena else 'off'}: measured batch 1-{top}", flush=True)
+    monitor = HardwareMonitor()
+    for batch in range(1, top + 1):  # the settings side by side at each batch: the same machine load
+        x = rng.random((batch, 3, size, size), dtype=np.float32)
+        for arena, pattern in SETTINGS:
+            point = _measure_point(_runtime(bool(arena), bool(pattern)), model, ["CPUExecutionProvider"],
+                                   lambda: {"input": x}, CORES, batch, repeats=5, min_repeats=3, time_budget_s=0.2,
+                                   limit_mb=None, monitor=monitor, device="cpu", max_cv=None)
+            rows.append({"graph": graph, "input_size": size, "batch_size": batch, "arena": arena,
+                         "mem_pattern": pattern, "memory_mb": round(point["memory_mb"], 3),
+                         "latency_ms": round(point["latency_ms"], 4)})
+        if batch % 10 == 0:
+            print(f"measured batch 1-{batch}", flush=True)
     return rows
+
+
+def _first_runs_here(graph: str, size: int, batch: int, pattern: bool, runs: int) -> list[dict[str, Any]]:
+    """Resident set above the baseline after the session is created and after each of its first ``runs`` runs."""
+    from servopt.measure.hwmon import rss_bytes
+
+    model = _graph(graph).SerializeToString()
+    x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+    ort = _runtime(True, pattern)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = CORES, 1
+    base = rss_bytes()
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    out = [("load", rss_bytes())]
+    for k in range(1, runs + 1):
+        session.run(None, {"input": x})
+        out.append((f"run {k}", rss_bytes()))
+    return [{"graph": graph, "input_size": size, "batch_size": batch, "mem_pattern": int(pattern), "after": what,
+             "rss_above_baseline_mb": round((rss - base) / 2**20, 1)} for what, rss in out]
+
+
+def first_runs(graph: str, size: int, batch: int, runs: int = 4) -> list[dict[str, Any]]:
+    """:func:`_first_runs_here` with and without the memory pattern, each in a fresh process (the allocator
+    keeps what a first session freed)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        return [row for pattern in (True, False)
+                for row in pool.apply(_first_runs_here, (graph, size, batch, pattern, runs))]
 
 
 def summary(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
-    latency = {}
-    for arena in (1, 0):
-        part = sorted((r for r in rows if r["arena"] == arena), key=lambda r: r["batch_size"])
-        memory = np.array([r["memory_mb"] for r in part])
-        drops = (memory[:-1] - memory[1:]) / memory[:-1]
-        below = int(sum(memory[k] < 0.9 * memory[:k].max() for k in range(1, len(memory))))
-        latency[arena] = {r["batch_size"]: r["latency_ms"] for r in part}
-        lines.append(f"arena {'on ' if arena else 'off'}: largest drop from one batch to the next "
-                     f"{100 * drops.max():.0f} % of the peak; {below} of {len(memory) - 1} batches more than 10 % "
-                     f"below a smaller batch's peak")
-    common = [b for b in latency[1] if b >= 32 and b in latency[0]]
-    if common:
-        ratio = np.median([latency[0][b] / latency[1][b] for b in common])
-        lines.append(f"latency without / with the arena, batch 32 and up: median {ratio:.2f}x")
+    memory, latency = {}, {}
+    for setting in SETTINGS:
+        part = sorted((r for r in rows if (r["arena"], r.get("mem_pattern", 1)) == setting),
+                      key=lambda r: r["batch_size"])
+        if not part:
+            continue
+        peak = np.array([r["memory_mb"] for r in part])
+        drops = (peak[:-1] - peak[1:]) / peak[:-1]
+        below = int(sum(peak[k] < 0.9 * peak[:k].max() for k in range(1, len(peak))))
+        memory[setting] = {r["batch_size"]: r["memory_mb"] for r in part}
+        latency[setting] = {r["batch_size"]: r["latency_ms"] for r in part}
+        line = (f"{LABELS[setting]}: largest drop from one batch to the next {100 * drops.max():.0f} % of the peak; "
+                f"{below} of {len(peak) - 1} batches more than 10 % below a smaller batch's peak")
+        common = [b for b in latency[setting] if b >= 32 and b in latency.get(SETTINGS[0], {})]
+        if setting != SETTINGS[0] and common:
+            base = SETTINGS[0]
+            peak_ratio = np.median([memory[setting][b] / memory[base][b] for b in common])
+            latency_ratio = np.median([latency[setting][b] / latency[base][b] for b in common])
+            line += f"; batch 32 and up against the default: peak x{peak_ratio:.2f}, latency x{latency_ratio:.2f} (medians)"
+        lines.append(line)
     return lines
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt = pyplot()
     fig, (mem, lat) = plt.subplots(1, 2, figsize=(11, 4))
-    for arena, style in ((1, "-o"), (0, "-s")):
-        part = sorted((r for r in rows if r["arena"] == arena), key=lambda r: r["batch_size"])
-        label = "arena (default)" if arena else "no arena"
+    for setting, style in zip(SETTINGS, ("-o", "-s", "-^")):
+        part = sorted((r for r in rows if (r["arena"], r.get("mem_pattern", 1)) == setting),
+                      key=lambda r: r["batch_size"])
+        label = LABELS[setting]
         mem.plot([r["batch_size"] for r in part], [r["memory_mb"] for r in part], style, ms=3, label=label)
         lat.plot([r["batch_size"] for r in part], [r["latency_ms"] for r in part], style, ms=3, label=label)
     first = rows[0]
@@ -122,9 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph", default="mobilenet_fresh18", help="graph name (default: %(default)s)")
     parser.add_argument("--size", type=int, default=96, help="input size, px (default: %(default)s)")
     parser.add_argument("--top", type=int, default=100, help="largest batch (default: %(default)s)")
+    parser.add_argument("--first-runs", type=int, default=None, metavar="BATCH",
+                        help="instead: the resident set after the session and each of its first runs at this batch, "
+                        "with and without the memory pattern (arena_first_runs.csv)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
     args = parser.parse_args(argv)
+    if args.first_runs is not None:
+        found = first_runs(args.graph, args.size, args.first_runs)
+        write_csv(found, RUN_FIELDS, args.out_dir / "arena_first_runs.csv")
+        for pattern in (1, 0):
+            print(f"memory pattern {'on ' if pattern else 'off'}: MiB above the baseline after "
+                  + ", ".join(f"{r['after']} {r['rss_above_baseline_mb']:g}" for r in found
+                              if r["mem_pattern"] == pattern))
+        return 0
     rows = measure(args.graph, args.size, args.top)
     write_csv(rows, FIELDS, args.out_dir / "arena_sawtooth.csv")
     plot(rows, args.out_dir / "arena_sawtooth.png")

@@ -31,7 +31,8 @@ their boundaries, and predicts the held-out size's largest batch, compared with 
   then bisection since 5764aa1; ``first_failure``). Held-out sizes that did not run out of memory up to batch
   :data:`CPU_CAP` are not cases. The runs' rows, boundaries and scans are stored in
   ``max_batch_check_cpu_rows.csv``, ``max_batch_check_boundaries.csv`` and ``max_batch_check_scan.csv``;
-  ``--quick`` reuses them instead of measuring.
+  ``--quick`` reuses them instead of measuring. ``--mem-pattern off`` profiles and scans with ONNX Runtime's
+  memory pattern off (``servopt profile --mem-pattern off``; files ``..._nopattern*``).
 
 Writes ``benchmarks/results/max_batch_check.csv`` (one row per case and method: predicted, truth, ratio, above the
 truth yes / no, the margin the held-out size was predicted with and its basis, from ``largest_batch()``),
@@ -122,7 +123,8 @@ def h200_cases(profiles: list[Path], truth_path: Path, cli_path: Path | None) ->
     return cases
 
 
-def measure_cpu(limits: tuple[float, ...], graphs: dict[str, Any], sizes: list[int]) -> tuple[pd.DataFrame, ...]:
+def measure_cpu(limits: tuple[float, ...], graphs: dict[str, Any], sizes: list[int],
+                mem_pattern: bool = True) -> tuple[pd.DataFrame, ...]:
     """Profile each CPU graph (name -> ONNX proto) at ``sizes`` under each limit with the boundary search
     (``--find-max-batch``), then scan each input size that ran out of memory batch by batch up to its first
     failure under the largest such limit.
@@ -133,7 +135,7 @@ def measure_cpu(limits: tuple[float, ...], graphs: dict[str, Any], sizes: list[i
     from servopt.measure.profiler import profile_model
 
     rows, bounds, scan = [], [], []
-    quick = dict(cores=[CPU_CORES], repeats=1, min_repeats=1, time_budget_s=0.01)
+    quick = dict(cores=[CPU_CORES], repeats=1, min_repeats=1, time_budget_s=0.01, mem_pattern=mem_pattern)
     with tempfile.TemporaryDirectory() as tmp:
         for model, proto in graphs.items():
             onnx_path = save_model(proto, Path(tmp) / f"{model}.onnx")
@@ -245,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                         "out: files max_batch_check_freshN*), under --fresh-limits")
     parser.add_argument("--fresh-limits", default=",".join(f"{x:g}" for x in FRESH_LIMITS_MB),
                         help="limits for --fresh-set, MiB, comma-separated")
+    parser.add_argument("--mem-pattern", choices=("on", "off"), default="on",
+                        help="ONNX Runtime's memory pattern in every CPU run (servopt profile --mem-pattern); off "
+                        "adds _nopattern to the file names")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img",
                         help="copy of the PNG (not with --quick)")
@@ -252,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = ROOT / "profiles"
     h200 = [prof / f"measured_H200_{m}_{d}.csv" for m in ("resnet50", "mobilenet_v3_large") for d in ("fp32", "fp16")]
     stem = "max_batch_check" if args.fresh_set is None else f"max_batch_check_fresh{args.fresh_set}"
+    stem += "_nopattern" if args.mem_pattern == "off" else ""
     start = time.perf_counter()
     stored = {name: (args.stored_dir or RESULTS) / f"{stem}_{name}.csv" for name in ("cpu_rows", "boundaries", "scan")}
     if args.quick or args.stored_dir is not None:
@@ -266,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             from fresh_cpu import SIZES, graphs as fresh_graphs
 
             graphs, sizes, limits = fresh_graphs(args.fresh_set), list(SIZES[args.fresh_set]), args.fresh_limits
-        rows, boundaries, scan = measure_cpu(tuple(float(x) for x in limits.split(",")), graphs, sizes)
+        rows, boundaries, scan = measure_cpu(tuple(float(x) for x in limits.split(",")), graphs, sizes,
+                                             mem_pattern=args.mem_pattern == "on")
         for name, frame, fields in (("cpu_rows", rows, ROW_FIELDS), ("boundaries", boundaries, BOUNDARY_FIELDS),
                                     ("scan", scan, SCAN_FIELDS)):
             write_csv(frame.to_dict("records"), fields, args.out_dir / f"{stem}_{name}.csv")

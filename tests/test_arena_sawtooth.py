@@ -1,4 +1,5 @@
-"""benchmarks/arena_sawtooth.py: peak memory and latency per batch with ONNX Runtime's CPU arena on and off."""
+"""benchmarks/arena_sawtooth.py: peak memory and latency per batch with ONNX Runtime's CPU arena on and off, and
+with the arena but without the memory pattern."""
 
 from __future__ import annotations
 
@@ -15,15 +16,22 @@ from arena_sawtooth import summary  # noqa: E402
 
 
 def test_summary_counts_drops_beyond_the_noise():
-    rows = [{"batch_size": b, "arena": 1, "memory_mb": m, "latency_ms": float(b)}
+    rows = [{"batch_size": b, "arena": 1, "mem_pattern": 1, "memory_mb": m, "latency_ms": float(b)}
             for b, m in enumerate([20, 40, 60, 80, 50, 70, 95, 97], start=1)]
-    rows += [{"batch_size": b, "arena": 0, "memory_mb": m, "latency_ms": 1.5 * b}
+    rows += [{"batch_size": b, "arena": 0, "mem_pattern": 1, "memory_mb": m, "latency_ms": 1.5 * b}
              for b, m in enumerate([22, 41, 58, 80, 79, 99, 118, 140], start=1)]
-    on, off = summary(rows)
+    rows += [{"batch_size": b, "arena": 1, "mem_pattern": 0, "memory_mb": m, "latency_ms": 0.9 * b}
+             for b, m in enumerate([15, 30, 45, 60, 75, 90, 105, 120], start=1)]
+    on, off, no_pattern = summary(rows)
+    assert on.startswith("arena + memory pattern (default)")
     assert "largest drop from one batch to the next 38 %" in on and "2 of 7 batches" in on  # 50 and 70 < 0.9 x 80
     assert "largest drop from one batch to the next 1 %" in off and "0 of 7 batches" in off
-    rows = [dict(r, batch_size=r["batch_size"] + 31) for r in rows]  # latency ratio over batches from 32 on
-    assert summary(rows)[2] == "latency without / with the arena, batch 32 and up: median 1.50x"
+    assert no_pattern.startswith("arena, no memory pattern") and "0 of 7 batches" in no_pattern
+    assert "against the default" not in off  # no batch from 32 on: no ratio
+    rows = [dict(r, batch_size=r["batch_size"] + 31) for r in rows]  # ratios over batches from 32 on
+    on, off, no_pattern = summary(rows)
+    assert off.endswith("against the default: peak x1.17, latency x1.50 (medians)")  # median of 22/20 ... 140/97
+    assert no_pattern.endswith("against the default: peak x0.93, latency x0.90 (medians)")
 
 
 def test_arena_sawtooth_measures_both_settings(tmp_path):
@@ -32,7 +40,21 @@ def test_arena_sawtooth_measures_both_settings(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     frame = pd.read_csv(tmp_path / "arena_sawtooth.csv")
-    assert sorted(frame.arena.unique()) == [0, 1] and list(frame[frame.arena == 1].batch_size) == [1, 2, 3]
+    settings = sorted(set(zip(frame.arena, frame.mem_pattern)))
+    assert settings == [(0, 1), (1, 0), (1, 1)] and list(frame[frame.arena == 0].batch_size) == [1, 2, 3]
     assert (frame.memory_mb >= 0).all() and (frame.latency_ms > 0).all()
     assert (tmp_path / "arena_sawtooth.png").stat().st_size > 0
-    assert "arena on" in done.stdout and "arena off" in done.stdout
+    assert all(label in done.stdout for label in ("(default):", "no arena:", "arena, no memory pattern:"))
+
+
+def test_first_runs_with_and_without_the_pattern(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "arena_sawtooth.py"), "--graph", "tiny_cnn",
+                           "--size", "32", "--first-runs", "2", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(tmp_path / "arena_first_runs.csv")
+    assert list(frame.mem_pattern) == [1] * 5 + [0] * 5
+    assert list(frame.after[:5]) == ["load", "run 1", "run 2", "run 3", "run 4"]
+    assert (frame.batch_size == 2).all() and frame.rss_above_baseline_mb.notna().all()
+    assert "memory pattern on : MiB above the baseline after load" in done.stdout
+    assert "memory pattern off: MiB above the baseline after load" in done.stdout

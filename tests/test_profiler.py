@@ -279,7 +279,8 @@ def _fake_point(memory: Any, calls: list[tuple[int, int, int]]) -> Any:
     """A ``_measure_point`` whose peak memory is ``memory(cores, batch)`` MiB; records (cores, batch, repeats)."""
 
     def point(ort, model_bytes, providers, feeds, cores, batch, repeats, min_repeats, budget, limit, monitor,
-              device, max_cv):
+              device, max_cv, *, mem_pattern=True):
+        assert mem_pattern is True  # the default session options unless --mem-pattern off
         calls.append((cores, batch, repeats))
         mem = float(memory(cores, batch))
         if limit is not None and mem > limit:

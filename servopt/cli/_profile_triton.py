@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         return _run_started(args, batch_sizes, plan)
     if args.tritonserver or args.instances != 1:
         raise ValidationError("--tritonserver and --instances apply only with --triton start")
+    if getattr(args, "mem_pattern", "on") != "on":
+        raise ValidationError("--mem-pattern off applies only with --triton start: a running server's model uses "
+                              "what its config.pbtxt says (parameters enable_mem_pattern)")
     if not args.triton_model:
         raise ValidationError("--triton needs --model NAME (the served model to measure)")
     if args.model:
@@ -135,7 +138,8 @@ def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPla
               f"instance(s), max_batch_size {max(batch_sizes)})", file=sys.stderr)
     try:
         with served_onnx(args.model, name=name, max_batch_size=max(batch_sizes), instances=args.instances,
-                         threads=cores[0], input_size=sizes[0], tritonserver=args.tritonserver) as served:
+                         threads=cores[0], input_size=sizes[0], tritonserver=args.tritonserver,
+                         mem_pattern=getattr(args, "mem_pattern", "on") == "on") as served:
             return _measure(args, served.url, name, batch_sizes, plan, source=f"triton start {args.model}",
                             work=work)
     except TritonCheckError as exc:  # the model did not load: exit 2 with the server's log, not a traceback
@@ -168,6 +172,8 @@ def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[i
                                 variant=args.variant, source=f"{source} ({driver.name})", latency=args.latency)
     for row in rows:
         row.update(work or {})
+        if source.startswith("triton start") and getattr(args, "mem_pattern", "on") == "off":
+            row["mem_pattern"] = "off"  # the label servopt profile's own runs carry (the served model was set so)
     loadgen.write_profile_rows(rows, args.output, append=args.resume)
     print(f"wrote {args.output}: {len(rows)} rows ({model} on {url}, driver {driver.name})")
     return 0

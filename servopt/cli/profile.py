@@ -80,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--find-max-batch", action="store_true",
                         help="after each input size's batch sweep, search its out-of-memory boundary under "
                         "--memory-limit-mb (needs it)")
+    parser.add_argument("--mem-pattern", choices=("on", "off"), default="on",
+                        help="ONNX Runtime's memory pattern (default on, as Triton's ONNX Runtime backend). off: a "
+                        "lower CPU peak that steps less with the batch, at the same latency (measured: the largest "
+                        "batch under a limit 1.4-2x); rows get the label mem_pattern=off; serve the plan with "
+                        "enable_mem_pattern \"0\" (a triton: template; docs/profiler.md)")
     parser.add_argument("--max-cv", type=float, default=0.1, metavar="CV",
                         help="re-measure a point once (and mark it unstable) when the coefficient of variation "
                         "of its runs is above CV (default 0.1)")
@@ -127,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     # checked before measuring; --resume consents to an existing OUT.csv (it continues it)
     check_output(args.output, "-o", force=args.force or args.resume)
     if args.runtime == "torch":
+        if args.mem_pattern != "on":
+            raise ValidationError("--mem-pattern off needs --runtime onnxruntime (an ONNX Runtime session option; "
+                                  "torch has no memory pattern)")
         result = _run_torch(args)
     else:
         if args.dtype != "fp32":
@@ -152,7 +160,7 @@ def _run_onnx(args: argparse.Namespace) -> Any:
 
     return profile_model(args.model, _int_list("--batch-sizes", args.batch_sizes),
                          _int_list("--input-sizes", args.input_sizes), _int_list("--cores", args.cores),
-                         find_max_batch=args.find_max_batch, **_shared(args))
+                         find_max_batch=args.find_max_batch, mem_pattern=args.mem_pattern == "on", **_shared(args))
 
 
 def _run_torch(args: argparse.Namespace) -> Any:

@@ -103,6 +103,7 @@ def profile_model(
     progress: bool = False,
     seed: int = 0,
     on_point: Callable[[dict[str, Any]], None] | None = None,
+    mem_pattern: bool = True,
 ) -> ProfileRun:
     """Profile ``model`` over ``cores x input_sizes x batch_sizes`` (see the module docstring for the method).
 
@@ -149,6 +150,13 @@ def profile_model(
     on_point : callable, optional
         Called after each point has been written, with its row (for an OOM point: the entry appended to
         :attr:`ProfileRun.oom`).
+    mem_pattern : bool
+        ONNX Runtime's memory pattern (``SessionOptions.enable_mem_pattern``, on by default, as in Triton's ONNX
+        Runtime backend). Off, every row carries the label ``mem_pattern = off``: the CPU arena then serves each
+        tensor on its own, with no planned block on top of the first run's regions, so the peak is lower and steps
+        less with the batch, at the same latency (``benchmarks/arena_sawtooth.py``). Serve such a profile's plan
+        with the same setting (``parameters { key: "enable_mem_pattern" value { string_value: "0" } }`` in a
+        ``triton: template``; docs/profiler.md).
 
     Returns
     -------
@@ -209,6 +217,8 @@ def profile_model(
     }
     if memory_limit_mb is not None:  # the limit the out-of-memory boundaries hold for (servopt fit calibrates on it)
         meta["oom_limit_mb"] = float(memory_limit_mb)
+    if not mem_pattern:  # a configuration label: rows measured with and without it are different configurations
+        meta["mem_pattern"] = "off"
     model_bytes = model.read_bytes()
     feeds_spec = _input_spec(ort, model_bytes, model, providers)
     _check_sizes(feeds_spec, grid_s, model)
@@ -221,7 +231,7 @@ def profile_model(
     sweep = _Sweep(ort=ort, model_bytes=model_bytes, providers=providers, feeds_spec=feeds_spec, seed=seed,
                    repeats=repeats, min_repeats=min_repeats, time_budget_s=time_budget_s,
                    memory_limit_mb=memory_limit_mb, max_cv=max_cv, device=device, total_budget_s=total_budget_s,
-                   run=run, out=out, on_point=on_point, meta=meta, work=work, bar=bar,
+                   run=run, out=out, on_point=on_point, meta=meta, work=work, bar=bar, mem_pattern=mem_pattern,
                    monitor=HardwareMonitor(gpu=None if device == "cuda" else False),
                    stopped_sweeps={(int(r["cores"]), int(r["input_size"])) for r in rows if r.get("oom_batch_size")})
     try:
@@ -283,6 +293,7 @@ class _Sweep:
     bar: Any
     monitor: Any
     stopped_sweeps: set[tuple[int, int]]
+    mem_pattern: bool = True
     start: float = field(default_factory=time.perf_counter)
 
     def measure(self, c: int, s: int, b: int, check: bool = False) -> dict[str, Any]:
@@ -290,7 +301,7 @@ class _Sweep:
         feeds = functools.partial(_make_feeds, self.feeds_spec, b, s, self.seed)
         runs = (1, 1, 0.0, None) if check else (self.repeats, self.min_repeats, self.time_budget_s, self.max_cv)
         return _measure_point(self.ort, self.model_bytes, self.providers, feeds, c, b, *runs[:3],
-                              self.memory_limit_mb, self.monitor, self.device, runs[3])
+                              self.memory_limit_mb, self.monitor, self.device, runs[3], mem_pattern=self.mem_pattern)
 
     def record(self, c: int, s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
         row = record_point(self.run, self.run.rows, {"cores": c, "input_size": s}, b, point, self.out,
@@ -328,7 +339,8 @@ def _work_columns(model: Path, spec: list[tuple[str, list[Any], str]]) -> Any:
 
 def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feeds: Callable[[], dict[str, Any]],
                    cores: int, batch: int, repeats: int, min_repeats: int, time_budget_s: float,
-                   limit_mb: float | None, monitor: Any, device: str, max_cv: float | None) -> dict[str, Any]:
+                   limit_mb: float | None, monitor: Any, device: str, max_cv: float | None, *,
+                   mem_pattern: bool = True) -> dict[str, Any]:
     gc.collect()
     release_free_memory()
     monitor.sample()  # opens the utilisation / bandwidth window of this point
@@ -346,6 +358,8 @@ def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feed
         opts.intra_op_num_threads = cores
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if not mem_pattern:
+            opts.enable_mem_pattern = False
         t0 = time.perf_counter()
         session = ort.InferenceSession(model_bytes, opts, providers=providers)
         result["load_time_s"] = time.perf_counter() - t0

@@ -61,7 +61,8 @@ def fixed_dims(path: Path, tensors: list[tuple[str, str, tuple[int, ...]]], inpu
 
 
 def write_onnx_repository(onnx_path: str | Path, dest: str | Path, *, name: str, max_batch_size: int,
-                          instances: int = 1, threads: int = 1, input_size: int | None = None) -> Path:
+                          instances: int = 1, threads: int = 1, input_size: int | None = None,
+                          mem_pattern: bool = True) -> Path:
     """Write ``dest/name``: a Python-backend model running ``onnx_path`` with ONNX Runtime; returns ``dest``.
 
     Parameters
@@ -81,6 +82,9 @@ def write_onnx_repository(onnx_path: str | Path, dest: str | Path, *, name: str,
         leaves it unset, which the wrapper reads as 1).
     input_size : int, optional
         Fixes every variable non-batch input axis (see :func:`fixed_dims`).
+    mem_pattern : bool
+        False writes ``parameters.enable_mem_pattern = "0"`` (ONNX Runtime's memory pattern off, as
+        ``servopt profile --mem-pattern off`` measures).
     """
     import shutil
 
@@ -107,6 +111,8 @@ def write_onnx_repository(onnx_path: str | Path, dest: str | Path, *, name: str,
             field.add(name=tname, data_type=mc.DataType.Value(dtype), dims=list(dims))
     cfg.instance_group.add(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)
     cfg.parameters["intra_op_thread_count"].string_value = str(threads)
+    if not mem_pattern:
+        cfg.parameters["enable_mem_pattern"].string_value = "0"
     folder = Path(dest) / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     shutil.copy2(onnx_path, folder / "1" / "model.onnx")
@@ -135,7 +141,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 @contextlib.contextmanager
 def served_onnx(onnx_path: str | Path, *, name: str, max_batch_size: int, instances: int = 1, threads: int = 1,
                 input_size: int | None = None, tritonserver: str | Path | None = None,
-                startup_timeout_s: float = 600) -> Iterator[ServedModel]:
+                startup_timeout_s: float = 600, mem_pattern: bool = True) -> Iterator[ServedModel]:
     """Serve ``onnx_path`` on a fresh tritonserver for the duration of the block.
 
     The repository (:func:`write_onnx_repository`) is written and checked before the server starts; the
@@ -148,7 +154,8 @@ def served_onnx(onnx_path: str | Path, *, name: str, max_batch_size: int, instan
 
     with tempfile.TemporaryDirectory(prefix="servopt-profile-") as tmp:
         repo = write_onnx_repository(onnx_path, Path(tmp) / "repo", name=name, max_batch_size=max_batch_size,
-                                     instances=instances, threads=threads, input_size=input_size)
+                                     instances=instances, threads=threads, input_size=input_size,
+                                     mem_pattern=mem_pattern)
         try:
             env = resolve_env(tritonserver)
         except TritonSetupError as exc:

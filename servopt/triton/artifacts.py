@@ -104,14 +104,30 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
+def _flag(parameters, key):
+    """A boolean parameter as Triton's backends parse one: true/on/1 or false/off/0, any case."""
+    value = str(parameters[key]).strip().lower()
+    if value in ("true", "on", "1"):
+        return True
+    if value in ("false", "off", "0"):
+        return False
+    raise ValueError(f"parameter {key}: failed to convert {parameters[key]!r} to boolean")
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         here = os.path.join(args["model_repository"], args["model_version"])
         options = ort.SessionOptions()
-        threads = config.get("parameters", {}).get("intra_op_thread_count", {}).get("string_value")
+        parameters = {k: v.get("string_value") for k, v in config.get("parameters", {}).items()}
+        threads = parameters.get("intra_op_thread_count")
         options.intra_op_num_threads = int(threads) if threads else 1
         options.inter_op_num_threads = 1
+        # read as Triton's ONNX Runtime backend reads them (servopt profile --mem-pattern off)
+        if "enable_mem_pattern" in parameters:
+            options.enable_mem_pattern = _flag(parameters, "enable_mem_pattern")
+        if "enable_mem_arena" in parameters:
+            options.enable_cpu_mem_arena = _flag(parameters, "enable_mem_arena")
         self.session = ort.InferenceSession(os.path.join(here, "model.onnx"), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = [i["name"] for i in config["input"]]

@@ -1,0 +1,154 @@
+"""ONNX Runtime's memory pattern off (``servopt profile --mem-pattern off``): the profiler's sessions, the label its
+rows carry, the served repository's parameter and the Python-backend wrapper that reads it as Triton's ONNX
+Runtime backend does (benchmarks/arena_sawtooth.py measures why: a smooth, lower CPU peak at the same latency)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from servopt.cli import main
+from servopt.measure import profiler
+from servopt.measure.onnx_models import save_model, tiny_cnn
+
+
+def _recording_ort(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The profiler's onnxruntime, recording ``enable_mem_pattern`` of every session it creates."""
+    import onnxruntime as ort
+
+    seen: list[bool] = []
+
+    class Session(ort.InferenceSession):
+        def __init__(self, model, options=None, **kwargs):
+            seen.append(options.enable_mem_pattern)
+            super().__init__(model, options, **kwargs)
+
+    fake = types.SimpleNamespace(**{k: getattr(ort, k) for k in dir(ort) if not k.startswith("__")},
+                                 __version__=ort.__version__)
+    fake.InferenceSession = Session
+    monkeypatch.setattr(profiler, "_import_ort", lambda: fake)
+    return seen
+
+
+@pytest.mark.parametrize("mem_pattern", [True, False])
+def test_profiler_sessions_and_label(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mem_pattern: bool) -> None:
+    seen = _recording_ort(monkeypatch)
+    onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")
+    run = profiler.profile_model(onnx, [1, 2], [32], repeats=1, min_repeats=1, time_budget_s=0.01,
+                                 output=tmp_path / "p.csv", mem_pattern=mem_pattern)
+    assert seen[1:] == [mem_pattern, mem_pattern]  # both points' sessions (the first one only reads the inputs)
+    labels = [r.get("mem_pattern") for r in run.rows]
+    assert labels == ([None, None] if mem_pattern else ["off", "off"])
+    from servopt.profiles import load_profile
+
+    frame = load_profile(tmp_path / "p.csv").frame
+    assert ("mem_pattern" in frame.columns) == (not mem_pattern)
+
+
+def test_rows_with_and_without_are_different_configurations(tmp_path: Path) -> None:
+    """The label keeps runs with and without the pattern apart: one file may hold both, and they do not clash."""
+    onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")
+    common = dict(repeats=1, min_repeats=1, time_budget_s=0.01)
+    on = profiler.profile_model(onnx, [1], [32], output=tmp_path / "on.csv", **common)
+    off = profiler.profile_model(onnx, [1], [32], output=tmp_path / "off.csv", mem_pattern=False, **common)
+    import pandas as pd
+
+    from servopt.profiles import profile_from_frame
+
+    both = pd.concat([pd.DataFrame(on.rows), pd.DataFrame(off.rows)], ignore_index=True)
+    frame = profile_from_frame(both, source="both").frame
+    assert sorted(frame["mem_pattern"].fillna("on")) == ["off", "on"]
+
+
+def test_cli_refuses_where_it_does_not_apply(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")
+    assert main(["profile", str(onnx), "--runtime", "torch", "--batch-sizes", "1", "--input-sizes", "32",
+                 "--mem-pattern", "off", "-o", str(tmp_path / "t.csv")]) == 2
+    assert "--mem-pattern off needs --runtime onnxruntime" in capsys.readouterr().err
+    assert main(["profile", "--triton", "127.0.0.1:1", "--model", "m", "--batch-sizes", "1", "--mem-pattern", "off",
+                 "-o", str(tmp_path / "u.csv")]) == 2
+    assert "--mem-pattern off applies only with --triton start" in capsys.readouterr().err
+    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "u.csv").exists()
+
+
+def test_served_repository_parameter(tmp_path: Path) -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from servopt.measure.served_onnx import write_onnx_repository
+
+    onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")
+    for mem_pattern, want in ((True, None), (False, "0")):
+        repo = write_onnx_repository(onnx, tmp_path / f"r{mem_pattern}", name="tiny", max_batch_size=4,
+                                     input_size=32, mem_pattern=mem_pattern)
+        cfg = text_format.Parse((repo / "tiny" / "config.pbtxt").read_text(), mc.ModelConfig())
+        got = cfg.parameters["enable_mem_pattern"].string_value if "enable_mem_pattern" in cfg.parameters else None
+        assert got == want
+
+
+def _wrapper(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """The generated model.py, importable here: a stand-in for the Python backend's utilities module."""
+    from servopt.triton.artifacts import PYTHON_ONNX_MODEL
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    module = types.ModuleType("servopt_model_py")
+    exec(compile(PYTHON_ONNX_MODEL, "model.py", "exec"), module.__dict__)
+    return module
+
+
+@pytest.mark.parametrize("value, pattern", [(None, True), ("0", False), ("off", False), ("FALSE", False),
+                                            ("1", True), ("On", True)])
+def test_python_backend_wrapper_reads_the_parameter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    value: str | None, pattern: bool) -> None:
+    module = _wrapper(monkeypatch)
+    save_model(tiny_cnn(), tmp_path / "1" / "model.onnx")
+    parameters = {"intra_op_thread_count": {"string_value": "1"}}
+    if value is not None:
+        parameters["enable_mem_pattern"] = {"string_value": value}
+    config = {"input": [{"name": "input"}], "output": [{"name": "output"}], "parameters": parameters}
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"})
+    options = model.session.get_session_options()
+    assert options.enable_mem_pattern is pattern
+    assert options.enable_cpu_mem_arena is True  # untouched unless enable_mem_arena is given
+
+
+def test_python_backend_wrapper_refuses_what_triton_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _wrapper(monkeypatch)
+    save_model(tiny_cnn(), tmp_path / "1" / "model.onnx")
+    config = {"input": [], "output": [], "parameters": {"enable_mem_arena": {"string_value": "maybe"}}}
+    with pytest.raises(ValueError, match="enable_mem_arena: failed to convert 'maybe' to boolean"):
+        module.TritonPythonModel().initialize({"model_config": json.dumps(config),
+                                               "model_repository": str(tmp_path), "model_version": "1"})
+
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "python"])
+def test_plan_repository_keeps_the_template_parameter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      backend: str) -> None:
+    """``servopt solve --out`` with a template that turns the pattern off: the config keeps the parameter beside
+    the plan's threads, and the Python-backend wrapper servopt writes runs its session with the pattern off."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    text = (examples / "variant_selection_infadapter.yaml").read_text().replace("models/", f"{examples}/models/")
+    (tmp_path / "t.pbtxt").write_text('parameters { key: "enable_mem_pattern" value { string_value: "0" } }\n')
+    (tmp_path / "p.yaml").write_text(text + "triton:\n  template: t.pbtxt\n")
+    assert main(["solve", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "repo"), "--triton-backend",
+                 backend]) == 0
+    [folder] = [d for d in (tmp_path / "repo").iterdir() if (d / "config.pbtxt").is_file()]
+    cfg = text_format.Parse((folder / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert cfg.parameters["enable_mem_pattern"].string_value == "0"
+    assert int(cfg.parameters["intra_op_thread_count"].string_value) >= 1
+    if backend == "python":  # what the server would run: the wrapper on the repository's own config
+        module = _wrapper(monkeypatch)
+        config = json_format.MessageToDict(cfg, preserving_proto_field_name=True)
+        model = module.TritonPythonModel()
+        model.initialize({"model_config": json.dumps(config), "model_repository": str(folder),
+                          "model_version": "1"})
+        assert model.session.get_session_options().enable_mem_pattern is False
