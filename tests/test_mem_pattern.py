@@ -152,3 +152,26 @@ def test_plan_repository_keeps_the_template_parameter(tmp_path: Path, monkeypatc
         model.initialize({"model_config": json.dumps(config), "model_repository": str(folder),
                           "model_version": "1"})
         assert model.session.get_session_options().enable_mem_pattern is False
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_started_server_serves_with_the_pattern_off(tmp_path: Path) -> None:
+    """``servopt profile --triton start --mem-pattern off`` on a real tritonserver: the model loads with the
+    parameter (the wrapper parses it at load; a bad value would fail the load) and the rows carry the label."""
+    import csv
+
+    from servopt.serving.tritonserver import TritonSetupError, ensure_env
+
+    try:
+        ensure_env()
+    except TritonSetupError as exc:
+        pytest.fail(f"could not set up the tritonserver environment:\n{exc}", pytrace=False)
+    models = Path(__file__).resolve().parent.parent / "examples" / "models"
+    out = tmp_path / "p.csv"
+    assert main(["profile", str(models / "language_id.onnx"), "--triton", "start", "--mem-pattern", "off",
+                 "--batch-sizes", "1,2", "--window", "0.3", "--max-windows", "3", "-q", "-o", str(out)]) == 0
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["batch_size"]) for r in rows] == [1, 2]
+    assert {r["mem_pattern"] for r in rows} == {"off"} and all(float(r["throughput_rps"]) > 0 for r in rows)

@@ -140,8 +140,9 @@ def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPla
         with served_onnx(args.model, name=name, max_batch_size=max(batch_sizes), instances=args.instances,
                          threads=cores[0], input_size=sizes[0], tritonserver=args.tritonserver,
                          mem_pattern=getattr(args, "mem_pattern", "on") == "on") as served:
+            labels = {"mem_pattern": "off"} if getattr(args, "mem_pattern", "on") == "off" else {}
             return _measure(args, served.url, name, batch_sizes, plan, source=f"triton start {args.model}",
-                            work=work)
+                            work=dict(work or {}, **labels))
     except TritonCheckError as exc:  # the model did not load: exit 2 with the server's log, not a traceback
         raise MeasurementError(str(exc)) from None
 
@@ -149,7 +150,8 @@ def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPla
 def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[int], plan: LoadPlan, *,
              source: str, work: dict[str, float] | None = None) -> int:
     """Measure ``model`` at ``url`` over the batch sizes and loads; write the profile (atomically, at the end).
-    ``work``: ``gflops`` / ``param_mb`` of the served graph, added to every row."""
+    ``work``: ``gflops`` / ``param_mb`` of the served graph (and the ``mem_pattern`` label of a model servopt served
+    with the pattern off), added to every row."""
     from servopt.measure import loadgen
 
     settings, concurrencies, rates = plan
@@ -172,8 +174,6 @@ def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[i
                                 variant=args.variant, source=f"{source} ({driver.name})", latency=args.latency)
     for row in rows:
         row.update(work or {})
-        if source.startswith("triton start") and getattr(args, "mem_pattern", "on") == "off":
-            row["mem_pattern"] = "off"  # the label servopt profile's own runs carry (the served model was set so)
     loadgen.write_profile_rows(rows, args.output, append=args.resume)
     print(f"wrote {args.output}: {len(rows)} rows ({model} on {url}, driver {driver.name})")
     return 0
