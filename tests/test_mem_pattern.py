@@ -175,3 +175,33 @@ def test_started_server_serves_with_the_pattern_off(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     assert [int(r["batch_size"]) for r in rows] == [1, 2]
     assert {r["mem_pattern"] for r in rows} == {"off"} and all(float(r["throughput_rps"]) > 0 for r in rows)
+
+
+def test_fit_keeps_runs_with_and_without_the_pattern_apart() -> None:
+    """One profile with both: the memory model keeps two families and answers each query with its own boundary
+    (a query names the setting: mem_pattern off, or empty for the default)."""
+    import numpy as np
+    import pandas as pd
+
+    from servopt.performance.evaluate import fit_profile
+    from servopt.profiles import profile_from_frame
+
+    rows = []
+    for label, per_pixel in ((None, 2.0e-3), ("off", 1.1e-3)):  # the pattern's block nearly doubles the peak
+        for size in (64, 96, 128):
+            need = lambda b: 20.0 + per_pixel * b * size * size / 16  # noqa: E731
+            boundary = max(b for b in range(1, 4096) if need(b) <= 100.0)
+            for b in (1, 2, 4, 8, 16):
+                rows.append({"model": "m", "hardware": "cpu", "cores": 2, "input_size": size, "batch_size": b,
+                             "latency_ms": 1.0 + b, "memory_mb": need(b), "oom_batch_size": boundary + 1,
+                             "oom_limit_mb": 100.0, "mem_pattern": label})
+    frame = profile_from_frame(pd.DataFrame(rows), source="both").frame
+    models, _ = fit_profile(frame, targets=["memory"], cross_validate=False)
+    query = pd.DataFrame({"model": ["m", "m"], "variant": ["m", "m"], "hardware": ["cpu", "cpu"], "cores": [2, 2],
+                          "input_size": [96, 96],
+                          "batch_size": [1, 1], "mem_pattern": [None, "off"]})
+    got = models.largest_batch(query, 100.0)
+    truth = [int(r["oom_batch_size"]) - 1 for r in rows if r["input_size"] == 96 and r["batch_size"] == 1]
+    assert list(got["max_batch"]) == truth and truth[1] > 1.5 * truth[0]
+    assert list(got["max_batch_basis"]) == ["own boundary", "own boundary"]
+    assert np.isfinite(got["max_batch_oom_margin"]).all()
