@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mem-pattern", choices=("on", "off"), default="on",
                         help="ONNX Runtime's memory pattern (default on, as Triton's ONNX Runtime backend). off: a "
                         "lower CPU peak that steps less with the batch, at the same latency (measured: the largest "
-                        "batch under a limit 1.4-2x); rows get the label mem_pattern=off; serve the plan with "
+                        "batch under a limit 1.4-2.2x); rows get the label mem_pattern=off; serve the plan with "
                         "enable_mem_pattern \"0\" (a triton: template; docs/profiler.md)")
     parser.add_argument("--max-cv", type=float, default=0.1, metavar="CV",
                         help="re-measure a point once (and mark it unstable) when the coefficient of variation "
