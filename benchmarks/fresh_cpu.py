@@ -50,7 +50,8 @@ SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248
          10: (96, 132, 168, 228), 11: (108, 140, 172, 236),
          12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232),
          15: (104, 140, 180, 248), 16: (108, 148, 188, 260), 17: (92, 128, 164, 228), 18: (96, 124, 160, 220),
-         19: (104, 132, 164, 228), 20: (100, 136, 172, 240), 21: (108, 140, 176, 244)}
+         19: (104, 132, 164, 228), 20: (100, 136, 172, 240), 21: (108, 140, 176, 244),
+         22: (112, 144, 180, 252)}
 #: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
 #: ``fresh_cpu<suffix>*`` (set 1 has none)
 SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
@@ -117,6 +118,9 @@ GRAPHS = {
     21: (dict(dim=88, depth=2, patch=8, mlp_ratio=3, num_classes=1000, seed=21),
          dict(width=22, blocks=(2, 1, 1, 1), num_classes=1000, seed=21),
          dict(width_mult=0.8, num_classes=1000, seed=21)),
+    22: (dict(dim=80, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=22),
+         dict(width=20, blocks=(1, 1, 2, 1), num_classes=1000, seed=22),
+         dict(width_mult=0.9, num_classes=1000, seed=22)),
 }
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
@@ -270,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                              "profiled sizes held back the shortfall per octave of the edge sizes left out; "
                              "max_batch_check.py --fresh-set 20) or 21 (a second held-out set for the same "
                              "models, after the fleet's memory_mb: fit and the module splits; "
-                             "max_batch_check.py --fresh-set 21)")
+                             "max_batch_check.py --fresh-set 21) or 22 (defined after --mem-pattern off, before "
+                             "any change to the memory model's work axis: held out for that change; "
+                             "max_batch_check.py --fresh-set 22, with and without --mem-pattern off)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")
