@@ -205,3 +205,25 @@ def test_fit_keeps_runs_with_and_without_the_pattern_apart() -> None:
     assert list(got["max_batch"]) == truth and truth[1] > 1.5 * truth[0]
     assert list(got["max_batch_basis"]) == ["own boundary", "own boundary"]
     assert np.isfinite(got["max_batch_oom_margin"]).all()
+
+
+def test_resume_refuses_another_setting(tmp_path: Path) -> None:
+    """A resumed profile keeps its rows and measures only the missing points, so rows of another memory pattern or
+    memory limit would pass for this run's: refused, naming the row, the column and the flag."""
+    from servopt.exceptions import ValidationError
+
+    onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")
+    common = dict(repeats=1, min_repeats=1, time_budget_s=0.01)
+    out = tmp_path / "p.csv"
+    profiler.profile_model(onnx, [1], [32], output=out, mem_pattern=False, **common)
+    before = out.read_bytes()
+    with pytest.raises(ValidationError, match=r"row 2, column 'mem_pattern': 'off' differs from this run's None; "
+                                              r"resume with the --mem-pattern"):
+        profiler.profile_model(onnx, [1, 2], [32], output=out, resume=True, **common)
+    with pytest.raises(ValidationError, match=r"column 'oom_limit_mb': None differs from this run's 500.0; resume "
+                                              r"with the --memory-limit-mb"):
+        profiler.profile_model(onnx, [1, 2], [32], output=out, resume=True, mem_pattern=False, memory_limit_mb=500,
+                               **common)
+    assert out.read_bytes() == before  # nothing measured, nothing written
+    run = profiler.profile_model(onnx, [1, 2], [32], output=out, resume=True, mem_pattern=False, **common)
+    assert run.measured == 1 and [r["mem_pattern"] for r in run.rows] == ["off", "off"]

@@ -182,8 +182,14 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
             writer.writerow([_format(row.get(c)) for c in columns])
 
 
-def read_existing(path: Path, meta: dict[str, str]) -> list[dict[str, Any]]:
-    """Rows of a partial profile to resume; they must be of the same model, variant and hardware."""
+#: settings a resumed profile must share with the run that continues it (absent in both: the default)
+_RESUME_SETTINGS = {"oom_limit_mb": "--memory-limit-mb", "mem_pattern": "--mem-pattern"}
+
+
+def read_existing(path: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of a partial profile to resume; they must be of the same model, variant and hardware, and measured
+    with the same memory limit and ONNX Runtime memory pattern (a point is not measured again, so rows of another
+    setting would pass for this run's)."""
     import csv
 
     with open(path, newline="") as fh:
@@ -202,8 +208,22 @@ def read_existing(path: Path, meta: dict[str, str]) -> list[dict[str, Any]]:
             row: dict[str, Any] = {}
             for key, text in raw.items():
                 row[key] = _parse(text) if key not in ("model", "variant", "hardware", "source") else text
+            for key, flag in _RESUME_SETTINGS.items():
+                if not _same_setting(row.get(key), meta.get(key)):
+                    raise ValidationError(f"{path}: row {i}, column {key!r}: {row.get(key)!r} differs from this "
+                                          f"run's {meta.get(key)!r}; resume with the {flag} the profile was "
+                                          "measured with (or write another file)")
             rows.append(row)
     return rows
+
+
+def _same_setting(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
 
 
 def _parse(text: str | None) -> Any:
