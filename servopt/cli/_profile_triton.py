@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from servopt.exceptions import ValidationError
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_started(args, batch_sizes, plan)
     if args.tritonserver or args.instances != 1:
         raise ValidationError("--tritonserver and --instances apply only with --triton start")
-    if getattr(args, "mem_pattern", "on") != "on":
+    if args.mem_pattern != "on":
         raise ValidationError("--mem-pattern off applies only with --triton start: a running server's model uses "
                               "what its config.pbtxt says (parameters enable_mem_pattern)")
     if not args.triton_model:
@@ -139,19 +139,19 @@ def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPla
     try:
         with served_onnx(args.model, name=name, max_batch_size=max(batch_sizes), instances=args.instances,
                          threads=cores[0], input_size=sizes[0], tritonserver=args.tritonserver,
-                         mem_pattern=getattr(args, "mem_pattern", "on") == "on") as served:
-            labels = {"mem_pattern": "off"} if getattr(args, "mem_pattern", "on") == "off" else {}
+                         mem_pattern=args.mem_pattern == "on") as served:
+            labels = {"mem_pattern": "off"} if args.mem_pattern == "off" else {}
             return _measure(args, served.url, name, batch_sizes, plan, source=f"triton start {args.model}",
-                            work=dict(work or {}, **labels))
+                            columns={**work, **labels})
     except TritonCheckError as exc:  # the model did not load: exit 2 with the server's log, not a traceback
         raise MeasurementError(str(exc)) from None
 
 
 def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[int], plan: LoadPlan, *,
-             source: str, work: dict[str, float] | None = None) -> int:
+             source: str, columns: dict[str, Any] | None = None) -> int:
     """Measure ``model`` at ``url`` over the batch sizes and loads; write the profile (atomically, at the end).
-    ``work``: ``gflops`` / ``param_mb`` of the served graph (and the ``mem_pattern`` label of a model servopt served
-    with the pattern off), added to every row."""
+    ``columns``: added to every row (``gflops`` / ``param_mb`` of the served graph, and the ``mem_pattern`` label of
+    a model servopt served with the pattern off)."""
     from servopt.measure import loadgen
 
     settings, concurrencies, rates = plan
@@ -173,7 +173,7 @@ def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[i
                                 instances=loadgen.model_instances(url, model),
                                 variant=args.variant, source=f"{source} ({driver.name})", latency=args.latency)
     for row in rows:
-        row.update(work or {})
+        row.update(columns or {})
     loadgen.write_profile_rows(rows, args.output, append=args.resume)
     print(f"wrote {args.output}: {len(rows)} rows ({model} on {url}, driver {driver.name})")
     return 0
