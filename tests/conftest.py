@@ -31,3 +31,21 @@ def reference_data() -> Path:
     if not REFERENCE_DATA.is_dir():
         pytest.fail(f"reference data not found at {REFERENCE_DATA}; it ships with the project (git checkout data/)")
     return REFERENCE_DATA
+
+
+@pytest.fixture
+def profiler_session(monkeypatch: pytest.MonkeyPatch):
+    """``use(cls)``: the ONNX Runtime profiler (``servopt.measure.profiler``) creates its sessions as ``cls`` (a
+    subclass of ``onnxruntime.InferenceSession``), everything else from onnxruntime as it is."""
+    import types
+
+    import onnxruntime as ort
+
+    import servopt.measure.profiler as profiler
+
+    def use(cls: type) -> None:
+        fake = types.SimpleNamespace(**{k: getattr(ort, k) for k in dir(ort) if not k.startswith("__")})
+        fake.InferenceSession, fake.__version__ = cls, ort.__version__
+        monkeypatch.setattr(profiler, "_import_ort", lambda: fake)
+
+    return use

@@ -16,8 +16,8 @@ from servopt.measure import profiler
 from servopt.measure.onnx_models import save_model, tiny_cnn
 
 
-def _recording_ort(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """The profiler's onnxruntime, recording ``enable_mem_pattern`` of every session it creates."""
+def _recording_ort(profiler_session) -> list[bool]:
+    """The profiler's sessions recording ``enable_mem_pattern`` of every one it creates."""
     import onnxruntime as ort
 
     seen: list[bool] = []
@@ -27,16 +27,13 @@ def _recording_ort(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
             seen.append(options.enable_mem_pattern)
             super().__init__(model, options, **kwargs)
 
-    fake = types.SimpleNamespace(**{k: getattr(ort, k) for k in dir(ort) if not k.startswith("__")},
-                                 __version__=ort.__version__)
-    fake.InferenceSession = Session
-    monkeypatch.setattr(profiler, "_import_ort", lambda: fake)
+    profiler_session(Session)
     return seen
 
 
 @pytest.mark.parametrize("mem_pattern", [True, False])
-def test_profiler_sessions_and_label(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mem_pattern: bool) -> None:
-    seen = _recording_ort(monkeypatch)
+def test_profiler_sessions_and_label(tmp_path: Path, profiler_session, mem_pattern: bool) -> None:
+    seen = _recording_ort(profiler_session)
     onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")
     run = profiler.profile_model(onnx, [1, 2], [32], repeats=1, min_repeats=1, time_budget_s=0.01,
                                  output=tmp_path / "p.csv", mem_pattern=mem_pattern)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import types
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +144,7 @@ def test_memory_limit_ends_that_input_size_sweep(tiny, tmp_path):
     assert frame["oom_limit_mb"].tolist() == [40.0] * 4  # the limit the boundary holds for (fit calibrates on it)
 
 
-def test_allocation_failure_from_onnxruntime_is_recorded_as_oom(tiny, tmp_path, monkeypatch):
-    import servopt.measure.profiler as profiler
-
+def test_allocation_failure_from_onnxruntime_is_recorded_as_oom(tiny, tmp_path, profiler_session):
     class FailingSession(ort.InferenceSession):
         def run(self, output_names, feeds, run_options=None):
             if next(iter(feeds.values())).shape[0] >= 4:
@@ -155,9 +152,7 @@ def test_allocation_failure_from_onnxruntime_is_recorded_as_oom(tiny, tmp_path, 
                                    "for requested buffer of size 1073741824")
             return super().run(output_names, feeds, run_options)
 
-    fake = types.SimpleNamespace(**{k: getattr(ort, k) for k in dir(ort) if not k.startswith("__")})
-    fake.InferenceSession, fake.__version__ = FailingSession, ort.__version__
-    monkeypatch.setattr(profiler, "_import_ort", lambda: fake)
+    profiler_session(FailingSession)
     run = profile_model(tiny, [1, 2, 4, 8], [16, 32], output=tmp_path / "p.csv", **FAST)
     assert [(r["input_size"], r["batch_size"], r["oom_batch_size"]) for r in run.rows] == [
         (16, 1, 4), (16, 2, 4), (32, 1, 4), (32, 2, 4)]
@@ -165,16 +160,12 @@ def test_allocation_failure_from_onnxruntime_is_recorded_as_oom(tiny, tmp_path, 
     assert run.oom[0]["reason"].startswith("allocation failure: [ONNXRuntimeError]")
 
 
-def test_other_onnxruntime_failures_are_errors_not_oom(tiny, tmp_path, monkeypatch):
-    import servopt.measure.profiler as profiler
-
+def test_other_onnxruntime_failures_are_errors_not_oom(tiny, tmp_path, profiler_session):
     class BrokenSession(ort.InferenceSession):
         def run(self, output_names, feeds, run_options=None):
             raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : bad input")
 
-    fake = types.SimpleNamespace(**{k: getattr(ort, k) for k in dir(ort) if not k.startswith("__")})
-    fake.InferenceSession, fake.__version__ = BrokenSession, ort.__version__
-    monkeypatch.setattr(profiler, "_import_ort", lambda: fake)
+    profiler_session(BrokenSession)
     with pytest.raises(ServoptError, match="INVALID_ARGUMENT"):
         profile_model(tiny, [1], [16], **FAST)
 
