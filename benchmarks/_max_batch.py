@@ -10,7 +10,10 @@ Methods (``METHODS``):
   ``MaxBatchModel(structure="family", oom_limit_mb=L)`` on the memory rows, then
   :meth:`~servopt.performance.MaxBatchModel.calibrate` on the boundaries of the training rows
   (:func:`servopt.performance.memory.boundaries_from_profile`: each configuration's ``oom_batch_size - 1``);
-* ``family, uncalibrated``: the same model without the calibration;
+* ``family + calibration, FLOPs axis``: the same without the ``act_peak_mb`` feature, so that every family's work
+  axis is ``gflops`` (the model before the peak of live activations became the axis where a graph has no
+  attention);
+* ``family, uncalibrated``: the same model as the first without the calibration;
 * ``line (old)``: ``MaxBatchModel(structure="line")``, the model before issue 19 (a line in batch per profiled
   configuration; an unprofiled input size goes to a least-squares regressor on the features and batch x size²);
 * ``line + margin``: the same with ``upper_quantile=0.95`` (the conformal margin on the memory of held-out batches).
@@ -23,7 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-METHODS = ("family + calibration", "family, uncalibrated", "line (old)", "line + margin")
+METHODS = ("family + calibration", "family + calibration, FLOPs axis", "family, uncalibrated", "line (old)",
+           "line + margin")
+#: the memory model's work feature that ``family + calibration, FLOPs axis`` leaves out
+PEAK_COLUMN = "act_peak_mb"
 
 
 def fit_memory_model(method: str, train: pd.DataFrame, cols: list[str], limit_mb: float, *,
@@ -57,12 +63,14 @@ def fit_memory_model(method: str, train: pd.DataFrame, cols: list[str], limit_mb
     if method not in METHODS:
         raise ValueError(f"fit_memory_model: method {method!r}: expected one of {', '.join(METHODS)}")
     y = train[column].to_numpy(dtype=float)
+    if method == "family + calibration, FLOPs axis":
+        cols = [c for c in cols if c != PEAK_COLUMN]
     if method.startswith("family"):
         model = MaxBatchModel(structure="family", oom_limit_mb=limit_mb).fit(train[cols], y)
     else:
         model = MaxBatchModel(structure="line", upper_quantile=0.95 if method == "line + margin" else None)
         model.fit(train[cols], y)
-    if method == "family + calibration":
+    if method.startswith("family + calibration"):
         bounds, largest = boundaries_from_profile(train if boundaries is None else boundaries, cols)
         if len(largest):
             model.calibrate(bounds, largest, limit_mb)

@@ -63,11 +63,12 @@ CPU_SIZES = [64, 128, 224, 320, 512]
 CPU_LIMITS_MB = (150.0, 300.0, 600.0)
 #: the limits of ``--fresh-set`` (the fresh graphs are smaller: 50-800 MiB at batch 64)
 FRESH_LIMITS_MB = (100.0, 200.0, 400.0)
-CPU_COLS = ["batch_size", "model", "input_size", "cores", "gflops"]
+CPU_COLS = ["batch_size", "model", "input_size", "cores", "gflops", "act_peak_mb"]
 CPU_CORES = 2
 #: the largest batch the CPU searches and scans try
 CPU_CAP = 256
-ROW_FIELDS = ["model", "memory_limit_mb", "cores", "input_size", "batch_size", "memory_mb", "oom_batch_size", "gflops"]
+ROW_FIELDS = ["model", "memory_limit_mb", "cores", "input_size", "batch_size", "memory_mb", "oom_batch_size", "gflops",
+              "act_peak_mb"]
 BOUNDARY_FIELDS = ["model", "memory_limit_mb", "input_size", "cores", "bisection", "bisection_trials",
                    "first_failure", "memory_at_bisection_mb"]
 SCAN_FIELDS = ["model", "input_size", "cores", "batch_size", "memory_mb"]
@@ -143,8 +144,8 @@ def measure_cpu(limits: tuple[float, ...], graphs: dict[str, Any], sizes: list[i
             for limit in limits:
                 run = profile_model(onnx_path, CPU_BATCHES, sizes, memory_limit_mb=limit, find_max_batch=True,
                                     max_batch_cap=CPU_CAP, model_name=model, **quick)
-                rows += [{"memory_limit_mb": limit, **{k: r[k] for k in ROW_FIELDS if k != "memory_limit_mb"}}
-                         for r in run.rows]
+                rows += [{"memory_limit_mb": limit, **{k: r.get(k, np.nan) for k in ROW_FIELDS
+                                                       if k != "memory_limit_mb"}} for r in run.rows]
                 for entry in run.max_batch:
                     found[limit, entry["input_size"]] = entry
                 print(f"{model} under {limit:g} MiB, search: " + ", ".join(
@@ -177,6 +178,24 @@ def measure_cpu(limits: tuple[float, ...], graphs: dict[str, Any], sizes: list[i
                     for b in bounds[-len(limits):] if b["first_failure"] == b["first_failure"]), flush=True)
     return (pd.DataFrame(rows, columns=ROW_FIELDS), pd.DataFrame(bounds, columns=BOUNDARY_FIELDS),
             pd.DataFrame(scan, columns=SCAN_FIELDS))
+
+
+def with_act_peak(rows: pd.DataFrame, graphs: dict[str, Any]) -> pd.DataFrame:
+    """``rows`` with ``act_peak_mb`` where it is missing (runs stored before the profiler recorded it), counted
+    from the graphs as the profiler counts it (:func:`servopt.measure.work_columns.onnx_counter`: batch 1, the
+    peak of live activations; NaN for a graph with attention)."""
+    from servopt.measure.work_columns import onnx_counter
+
+    rows = rows.copy()
+    if "act_peak_mb" not in rows.columns:
+        rows["act_peak_mb"] = np.nan
+    counters = {m: onnx_counter(g) for m, g in graphs.items()}
+    missing = rows["act_peak_mb"].isna() & rows["model"].isin(list(counters))
+    peak = {(m, s): counters[m](int(s))[2] / 2 ** 20
+            for m, s in set(zip(rows.loc[missing, "model"], rows.loc[missing, "input_size"]))}
+    rows.loc[missing, "act_peak_mb"] = [peak[m, s] for m, s in zip(rows.loc[missing, "model"],
+                                                                    rows.loc[missing, "input_size"])]
+    return rows
 
 
 def cpu_cases(rows: pd.DataFrame, boundaries: pd.DataFrame) -> list[dict[str, Any]]:
@@ -260,18 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     stem += "_nopattern" if args.mem_pattern == "off" else ""
     start = time.perf_counter()
     stored = {name: (args.stored_dir or RESULTS) / f"{stem}_{name}.csv" for name in ("cpu_rows", "boundaries", "scan")}
+    if args.fresh_set is None:
+        from servopt.measure.onnx_models import BUILDERS
+
+        graphs, sizes, limits = {m: BUILDERS[m]() for m in CPU_MODELS}, CPU_SIZES, args.limits
+    else:
+        from fresh_cpu import SIZES, graphs as fresh_graphs
+
+        graphs, sizes, limits = fresh_graphs(args.fresh_set), list(SIZES[args.fresh_set]), args.fresh_limits
     if args.quick or args.stored_dir is not None:
         rows, boundaries = (pd.read_csv(stored[name]) if stored[name].is_file() else pd.DataFrame(columns=fields)
                             for name, fields in (("cpu_rows", ROW_FIELDS), ("boundaries", BOUNDARY_FIELDS)))
+        rows = with_act_peak(rows, graphs)
     else:
-        if args.fresh_set is None:
-            from servopt.measure.onnx_models import BUILDERS
-
-            graphs, sizes, limits = {m: BUILDERS[m]() for m in CPU_MODELS}, CPU_SIZES, args.limits
-        else:
-            from fresh_cpu import SIZES, graphs as fresh_graphs
-
-            graphs, sizes, limits = fresh_graphs(args.fresh_set), list(SIZES[args.fresh_set]), args.fresh_limits
         rows, boundaries, scan = measure_cpu(tuple(float(x) for x in limits.split(",")), graphs, sizes,
                                              mem_pattern=args.mem_pattern == "on")
         for name, frame, fields in (("cpu_rows", rows, ROW_FIELDS), ("boundaries", boundaries, BOUNDARY_FIELDS),

@@ -150,7 +150,7 @@ def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPla
 def _measure(args: argparse.Namespace, url: str, model: str, batch_sizes: list[int], plan: LoadPlan, *,
              source: str, columns: dict[str, Any] | None = None) -> int:
     """Measure ``model`` at ``url`` over the batch sizes and loads; write the profile (atomically, at the end).
-    ``columns``: added to every row (``gflops`` / ``param_mb`` of the served graph, and the ``mem_pattern`` label of
+    ``columns``: added to every row (``gflops`` / ``param_mb`` / ``act_peak_mb`` of the served graph, and the ``mem_pattern`` label of
     a model servopt served with the pattern off)."""
     from servopt.measure import loadgen
 

@@ -453,7 +453,8 @@ def perf_analyzer_environ(binary: Path) -> dict[str, str]:
 PROFILE_COLUMNS = ("model", "variant", "hardware", "batch_size", "concurrency", "request_rate", "instances",
                    "driver", "latency_statistic", "latency_ms", "latency_p90_ms", "latency_p99_ms", "latency_avg_ms", "throughput_rps",
                    "server_queue_ms", "server_compute_ms", "server_batch_avg", "requests", "windows", "stable",
-                   "throughput_spread", "p99_spread", "source", "gflops", "param_mb", "mem_pattern")
+                   "throughput_spread", "p99_spread", "source", "gflops", "param_mb", "act_peak_mb",
+                   "mem_pattern")
 
 
 #: what ``latency_ms`` of a served profile holds (``servopt profile --triton ... --latency``)

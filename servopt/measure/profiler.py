@@ -324,12 +324,13 @@ class _Sweep:
 
 # --------------------------------------------------------------------------------------------- measuring
 def _work_columns(model: Path, spec: list[tuple[str, list[Any], str]]) -> Any:
-    """``gflops`` / ``param_mb`` of the graph at batch 1 per input size (:mod:`servopt.measure.work_columns`)."""
+    """``gflops`` / ``param_mb`` / ``act_peak_mb`` of the graph at batch 1 per input size
+    (:mod:`servopt.measure.work_columns`)."""
     from servopt.measure.work_columns import WorkColumns, onnx_counter
 
     counters: list[Any] = []  # the graph is read on first use, inside WorkColumns' error handling
 
-    def count(size: int | None) -> tuple[float, float]:
+    def count(size: int | None) -> tuple[float, ...]:
         if not counters:
             counters.append(onnx_counter(model, _spatial_axes(spec[0][1]) if spec else None))
         return counters[0](size)

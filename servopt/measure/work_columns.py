@@ -1,14 +1,16 @@
-"""The work of one sample recorded beside each profiled row: ``gflops`` and ``param_mb``.
+"""The work of one sample recorded beside each profiled row: ``gflops``, ``param_mb`` and ``act_peak_mb``.
 
 The profilers call a :class:`WorkColumns` once per input size, outside the timed runs:
 
 * the ONNX Runtime profiler and the served-ONNX profiler (``--triton start``) count the graph with
   :func:`servopt.performance.work.onnx_work` at batch 1 (:func:`onnx_counter`): ``Conv`` / ``Gemm`` / ``MatMul``
   as 2 x multiply-adds, every other node one operation per output element; ``param_mb`` is the initialisers';
+  ``act_peak_mb`` the most activation bytes alive at once when the nodes run in order (the memory model's
+  work; left out for graphs with attention, :func:`servopt.performance.work.act_peak_mb`);
 * the PyTorch runtime counts one batch-1 forward pass, on the device and in the profiled dtype, with
   :class:`torch.utils.flop_counter.FlopCounterMode` (:func:`torch_counter`): matrix products, convolutions and
   attention as 2 x multiply-adds, element-wise operations not counted; ``param_mb`` is the parameters' bytes in
-  that dtype.
+  that dtype (no ``act_peak_mb``: the memory model uses ``gflops``).
 
 The two conventions differ by the element-wise work (a few per cent on CNNs), so a family's rows (one runtime)
 are consistent with each other, not with another runtime's. When counting fails for a model, the columns stay
@@ -28,10 +30,11 @@ _MIB = float(2 ** 20)
 
 
 class WorkColumns:
-    """``gflops`` / ``param_mb`` per input size from ``count(size) -> (flops, param_bytes)``, cached; the first
-    failure is reported once on ``stream`` (naming ``what``) and every row then gets no work columns."""
+    """``gflops`` / ``param_mb`` (and ``act_peak_mb``) per input size from ``count(size) -> (flops, param_bytes)``
+    or ``(flops, param_bytes, act_peak_bytes)`` (NaN: none), cached; the first failure is reported once on
+    ``stream`` (naming ``what``) and every row then gets no work columns."""
 
-    def __init__(self, count: Callable[[int | None], tuple[float, float]], what: str,
+    def __init__(self, count: Callable[[int | None], tuple[float, ...]], what: str,
                  stream: TextIO | None = None) -> None:
         self._count = count
         self._what = what
@@ -45,7 +48,7 @@ class WorkColumns:
             return {}
         if size not in self._cache:
             try:
-                flops, param_bytes = self._count(size)
+                flops, param_bytes, *peak = self._count(size)
                 if not flops > 0:
                     raise ValueError(f"counted {flops!r} FLOPs")
             except Exception as exc:  # any failure of a counter: the profile goes on without the columns
@@ -54,16 +57,18 @@ class WorkColumns:
                       f"failed: {self.failed})", file=self._stream or sys.stderr)
                 return {}
             self._cache[size] = {"gflops": flops / 1e9, "param_mb": param_bytes / _MIB}
+            if peak and peak[0] == peak[0] and peak[0] > 0:
+                self._cache[size]["act_peak_mb"] = peak[0] / _MIB
         return dict(self._cache[size])
 
 
 def onnx_counter(model: str | Path | Any, spatial_axes: tuple[int, ...] | None = None
-                 ) -> Callable[[int | None], tuple[float, float]]:
+                 ) -> Callable[[int | None], tuple[float, float, float]]:
     """A counter for :class:`WorkColumns` from an ONNX file or proto (loaded once): batch 1, the first input's
     ``spatial_axes`` (default: its dynamic non-batch axes) set to the input size."""
     import onnx
 
-    from servopt.performance.work import onnx_work
+    from servopt.performance.work import act_peak_mb, onnx_work
 
     proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
     if spatial_axes is None:
@@ -72,9 +77,9 @@ def onnx_counter(model: str | Path | Any, spatial_axes: tuple[int, ...] | None =
         dims = first.type.tensor_type.shape.dim
         spatial_axes = tuple(k for k, d in enumerate(dims) if k > 0 and not d.HasField("dim_value"))
 
-    def count(size: int | None) -> tuple[float, float]:
+    def count(size: int | None) -> tuple[float, float, float]:
         work = onnx_work(proto, 1, size, spatial_axes=spatial_axes)
-        return work["flops"], work["param_bytes"]
+        return work["flops"], work["param_bytes"], act_peak_mb(work) * _MIB
 
     return count
 

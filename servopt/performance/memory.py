@@ -36,7 +36,9 @@ from sklearn.utils.validation import check_is_fitted
 from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
 from servopt.performance._curves import Line, fit_line
-from servopt.performance.features import WORK_FEATURE
+from servopt.performance.features import MEMORY_WORK_FEATURE, WORK_FEATURE
+from servopt.performance.memory_work import family_work, fit_axes, with_memory_work
+from servopt.performance.work_poly import poly_key_columns
 from servopt.performance.work_poly import WorkColumnMixin
 
 from servopt.performance.oom import boundaries_from_profile, check_limit, describe_margin, profile_oom_limits
@@ -157,25 +159,19 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             return X
         return np.c_[X, X[:, self.batch_index_] * X[:, self.size_index_] ** 2]
 
-    def _work(self, X: np.ndarray) -> np.ndarray:
-        """The x of the family lines: ``batch x gflops`` (the per-sample FLOPs: recorded, else the family's
-        polynomial in the input size, :mod:`~servopt.performance.work_poly`) where the model has a work feature
-        and the row's family a polynomial, else ``batch x input_size**2`` (the batch alone without an input
-        size feature)."""
-        batch = X[:, self.batch_index_]
-        if self.size_index_ is None:
-            out = batch.astype(float)
-        else:
-            size = X[:, self.size_index_]
-            out = batch * np.where(size > 0, size, 1.0) ** 2
-        if getattr(self, "work_index_", None) is not None:
-            from servopt.performance.work_poly import fill_work, poly_key_columns
+    def _with_work(self, X: Any, names: list[str]) -> Any:
+        """``X`` with both work columns (``gflops``, ``act_peak_mb``) completed where ``names`` include them."""
+        return with_memory_work(X, names)
 
-            keys = poly_key_columns(self.family_index_, self._feature_names())
-            per_sample = fill_work(X, self.work_polys_, keys, self.size_index_, self.work_index_)
-            known = np.isfinite(per_sample) & (per_sample > 0)
-            out = np.where(known, batch * np.where(known, per_sample, 0.0), out)
-        return out
+    def _work(self, X: np.ndarray) -> np.ndarray:
+        """The x of the family lines: ``batch x`` the per-sample work (``act_peak_mb``, else ``gflops``, else
+        ``input_size**2``: :mod:`~servopt.performance.memory_work`)."""
+        axes = getattr(self, "axes_", None)
+        if axes is None:  # a model fitted before act_peak_mb: its FLOPs only
+            axes = {} if getattr(self, "work_index_", None) is None else {
+                WORK_FEATURE: (self.work_index_, self.work_polys_)}
+        return family_work(X, axes, poly_key_columns(self.family_index_, self._feature_names()), self.batch_index_,
+                           self.size_index_)
 
     def fit(self, X: Any, y: Any) -> MaxBatchModel:
         """Fit memory against the features (and batch x input size squared)."""
@@ -184,8 +180,6 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                                   f"{', '.join(MEMORY_STRUCTURES)}")
         if self.oom_limit_mb is not None and not float(self.oom_limit_mb) > 0:
             raise ValidationError(f"MaxBatchModel: oom_limit_mb={self.oom_limit_mb!r}: expected a number > 0")
-        from servopt.performance.work_poly import fit_work_polys, poly_key_columns
-
         X = self._with_work(X, [str(c) for c in getattr(X, "columns", [])])
         X, y = self._validate(X, y, reset=True)
         self.batch_index_ = self._column(self.batch_feature, "batch_size", 0, "batch_feature")
@@ -194,16 +188,18 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         self.size_index_ = self._column(self.size_feature, "input_size", 1, "size_feature")
         if self.size_index_ == self.batch_index_:
             self.size_index_ = None
-        # the per-sample FLOPs (gflops, by name only): a function of the input size, so not part of a key
+        # the per-sample FLOPs and peak of live activations (gflops, act_peak_mb, by name only): functions of the
+        # input size, so not part of a key
         self.work_index_ = self._column(None, WORK_FEATURE, None, "work")
+        self.peak_index_ = self._column(None, MEMORY_WORK_FEATURE, None, "work")
         names = self._feature_names()
-        self.group_index_ = [i for i, name in enumerate(names) if i not in (self.batch_index_, self.work_index_)
+        self.group_index_ = [i for i, name in enumerate(names)
+                             if i not in (self.batch_index_, self.work_index_, self.peak_index_)
                              and not name.startswith("hw.")]
         self.family_index_ = [i for i in self.group_index_ if i != self.size_index_]
-        self.work_polys_ = {} if self.work_index_ is None else fit_work_polys(
-            X, poly_key_columns(self.family_index_, names), self.size_index_, self.work_index_)
-        if not self.work_polys_:
-            self.work_index_ = None
+        self.axes_ = fit_axes(X, names, poly_key_columns(self.family_index_, names), self.size_index_)
+        self.work_index_ = self.axes_[WORK_FEATURE][0] if WORK_FEATURE in self.axes_ else None
+        self.peak_index_ = self.axes_[MEMORY_WORK_FEATURE][0] if MEMORY_WORK_FEATURE in self.axes_ else None
         batch = X[:, self.batch_index_]
         keys, inverse = group_index(X, self.group_index_)
         calm = np.ones(len(y), dtype=bool) if self.oom_limit_mb is None else \
@@ -506,7 +502,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                 if input_size is None:
                     raise ValidationError(f"max_batch: the model needs the input size (feature {name!r})")
                 row[name] = input_size
-            elif name == WORK_FEATURE and name not in features:
+            elif name in (WORK_FEATURE, MEMORY_WORK_FEATURE) and name not in features:
                 row[name] = 0.0  # unknown: the family's polynomial in the input size
             elif name in features:
                 row[name] = features[name]

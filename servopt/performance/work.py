@@ -4,9 +4,11 @@
 counts per node: ``Conv`` 2 x output elements x (input channels per group x kernel area), ``Gemm`` / ``MatMul``
 2 x output elements x the inner dimension, every other node one operation per output element. Parameter bytes
 are the initialisers', activation bytes the sum of every node output's (what a runtime without memory reuse
-would hold; an upper bound on the peak). :func:`add_work_columns` adds ``gflops`` (per sample),
-``param_mb`` and ``activation_mb`` to a profile, which :class:`~servopt.performance.WorkLatencyModel` then uses
-as the work instead of pixels x batch.
+would hold; an upper bound on the peak), and the peak of live activations (each tensor freed after its last
+reader, in the graph's order). :func:`add_work_columns` adds ``gflops`` (per sample), ``param_mb``,
+``activation_mb`` and ``act_peak_mb`` (per sample) to a profile: :class:`~servopt.performance.WorkLatencyModel`
+uses ``gflops`` as the work instead of pixels x batch, :class:`~servopt.performance.MaxBatchModel`
+``act_peak_mb`` (else ``gflops``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import pandas as pd
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["add_work_columns", "onnx_work"]
+__all__ = ["act_peak_mb", "add_work_columns", "onnx_work"]
 
-_WORK_COLUMNS = ("gflops", "param_mb", "activation_mb")
+_WORK_COLUMNS = ("gflops", "param_mb", "activation_mb", "act_peak_mb")
 
 _HEAVY = ("Conv", "Gemm", "MatMul")
 _BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 16: 2}  # ONNX elem_type -> bytes
@@ -46,7 +48,10 @@ def onnx_work(model: Any, batch_size: int, input_size: int | None = None,
     profiler passes ``(1, 2)`` for NHWC inputs). Shape inference runs with data propagation, so shapes computed
     by ``Shape`` / ``Gather`` / ``Concat`` chains (a transformer's reshapes) are known.
 
-    Returns ``{"flops", "param_bytes", "activation_bytes"}``.
+    Returns ``{"flops", "param_bytes", "activation_bytes", "peak_activation_bytes", "attention_matmuls"}``:
+    ``peak_activation_bytes`` is the most bytes of activations alive at once when the nodes run in the graph's
+    order, each tensor freed after its last reader (what a runtime that reuses memory needs at least);
+    ``attention_matmuls`` counts ``MatMul`` nodes of two computed inputs.
 
     Raises
     ------
@@ -85,11 +90,10 @@ def onnx_work(model: Any, batch_size: int, input_size: int | None = None,
         param_bytes += int(np.prod(t.dims)) * _BYTES.get(t.data_type, 4)
     flops = 0.0
     activation = 0.0
-    for node in inferred.graph.node:
+    nodes = list(inferred.graph.node)
+    for node in nodes:
         for out in node.output:
-            shape, elem_type = shapes.get(out, ([], 1))
-            elems = float(np.prod(shape)) if shape else 0.0
-            activation += elems * _BYTES.get(elem_type, 4)
+            activation += _tensor_bytes(shapes, out)
         shape = shapes.get(node.output[0], ([], 1))[0] if node.output else []
         elems = float(np.prod(shape)) if shape else 0.0
         if node.op_type in _HEAVY and (not shape or 0 in shape):
@@ -106,12 +110,67 @@ def onnx_work(model: Any, batch_size: int, input_size: int | None = None,
             flops += 2.0 * elems * float(inner)
         else:
             flops += elems
-    return {"flops": flops, "param_bytes": float(param_bytes), "activation_bytes": activation}
+    return {"flops": flops, "param_bytes": float(param_bytes), "activation_bytes": activation,
+            "peak_activation_bytes": _peak_live_bytes(inferred.graph, nodes, shapes, initialisers),
+            "attention_matmuls": float(_attention_matmuls(nodes, initialisers))}
+
+
+def act_peak_mb(work: dict[str, float]) -> float:
+    """The memory model's per-sample work from :func:`onnx_work` at batch 1 (MiB): the peak of live activations,
+    NaN for a graph with attention (a ``MatMul`` of two activations), whose memory on ONNX Runtime grows faster
+    with the input size than this estimate does (the memory model then uses its FLOPs; docs/performance-models.md,
+    *Largest batch*)."""
+    if work.get("attention_matmuls", 0.0) > 0:
+        return float("nan")
+    return float(work["peak_activation_bytes"]) / 2 ** 20
+
+
+def _attention_matmuls(nodes: list[Any], initialisers: set[str]) -> int:
+    """``MatMul`` nodes whose two inputs are both computed (neither a parameter nor a ``Constant``): an
+    attention's query x key and score x value products."""
+    constants = set(initialisers) | {o for n in nodes if n.op_type == "Constant" for o in n.output}
+    return sum(1 for n in nodes if n.op_type == "MatMul" and len(n.input) == 2
+               and not any(name in constants for name in n.input))
+
+
+def _tensor_bytes(shapes: dict[str, tuple[list[int], int]], name: str) -> float:
+    shape, elem_type = shapes.get(name, ([], 1))
+    return float(np.prod(shape)) * _BYTES.get(elem_type, 4) if shape else 0.0
+
+
+def _peak_live_bytes(graph: Any, nodes: list[Any], shapes: dict[str, tuple[list[int], int]],
+                     initialisers: set[str]) -> float:
+    """The most bytes of activations alive at once when the nodes run in the graph's (topological) order: a
+    tensor lives from the node that makes it (the graph's inputs: from the start) to the last node that reads it
+    (the graph's outputs: to the end), and a node's inputs and outputs are alive together while it runs.
+    Initialisers (parameters) are not activations. Nodes of subgraphs (``If`` / ``Loop`` bodies) are not
+    followed."""
+    end = len(nodes)
+    born: dict[str, int] = {i.name: 0 for i in graph.input if i.name not in initialisers}
+    last: dict[str, int] = dict(born)
+    for k, node in enumerate(nodes):
+        for name in node.input:
+            if name in last:
+                last[name] = k
+        for name in node.output:
+            if name:
+                born.setdefault(name, k)
+                last[name] = max(last.get(name, k), k)
+    for out in graph.output:
+        if out.name in last:
+            last[out.name] = end
+    change = np.zeros(end + 2)
+    for name, start in born.items():
+        size = _tensor_bytes(shapes, name)
+        change[start] += size
+        change[last[name] + 1] -= size
+    return float(np.cumsum(change)[:end + 1].max()) if end else float(change[0])
 
 
 def add_work_columns(frame: pd.DataFrame, graphs: dict[str, Any]) -> pd.DataFrame:
     """``frame`` with ``gflops`` (FLOPs of one sample at the row's input size, from a batch-1 graph),
-    ``param_mb`` and ``activation_mb`` (of the row's batch) filled in for the rows of the models in ``graphs``
+    ``param_mb``, ``activation_mb`` (of the row's batch) and ``act_peak_mb`` (the peak of live activations of one
+    sample; NaN for a graph with attention, :func:`act_peak_mb`) filled in for the rows of the models in ``graphs``
     (model name -> ONNX path or proto) that lack them; every other cell is kept (NaN where the column is new).
 
     Raises
@@ -160,4 +219,6 @@ def add_work_columns(frame: pd.DataFrame, graphs: dict[str, Any]) -> pd.DataFram
             out.loc[i, "param_mb"] = work(m, 1, size)["param_bytes"] / 2 ** 20
         if pd.isna(row["activation_mb"]):
             out.loc[i, "activation_mb"] = work(m, b, size)["activation_bytes"] / 2 ** 20
+        if pd.isna(row["act_peak_mb"]):
+            out.loc[i, "act_peak_mb"] = act_peak_mb(work(m, 1, size))
     return out
