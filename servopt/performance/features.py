@@ -21,8 +21,9 @@ profilers or added by ``servopt fit --graph``) where some row has it and it take
 configuration: :class:`~servopt.performance.WorkLatencyModel` takes it as the work of a batch; it never tells
 configurations apart, and a query may leave it empty or out (:data:`OPTIONAL_FEATURES`). For memory also
 ``gflops`` and ``act_peak_mb`` (the peak of live activations of one sample) on the same terms: the memory model's
-work axis is ``act_peak_mb`` where a family has it, else ``gflops``. A label that takes one value per x value inside a configuration (a memory limit scaled with the
-cores) follows x and is neither a feature nor a configuration key. ``capacity`` is a target only for
+work axis is ``act_peak_mb`` where a family has it, else ``gflops``. A label that takes one value per x value
+inside a configuration (a memory limit scaled with the cores) follows x and is neither a feature nor a
+configuration key. ``capacity`` is a target only for
 configurations profiled at three or more core counts (a line needs two points after one is held out).
 """
 
