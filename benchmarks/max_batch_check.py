@@ -5,9 +5,12 @@ memory rows and out-of-memory boundaries: the model ``servopt fit --oom-limit-mb
     python benchmarks/max_batch_check.py --quick  # no measuring: the CPU runs stored by the last full run
 
 Methods (``benchmarks/_max_batch.py``): ``family + calibration`` (``MaxBatchModel(structure="family")`` +
-``calibrate()`` on the out-of-memory boundaries of the training rows, as ``servopt fit --oom-limit-mb L``), the same
-uncalibrated, ``line (old)`` (``structure="line"``, before issue 19) and ``line + margin`` (its 95 % conformal
-margin). Each case holds one input size out: the memory model is fitted on the other sizes' rows and calibrated on
+``calibrate()`` on the out-of-memory boundaries of the training rows, as ``servopt fit --oom-limit-mb L``),
+``family + calibration, act_peak axis`` (the same with ``work_axis="act_peak"``: the family line in batch x the
+peak of live activations of one sample where a graph has no attention; the only method given ``act_peak_mb``,
+counted from the graphs for runs stored before the profiler recorded it), ``family, uncalibrated``, ``line (old)``
+(``structure="line"``, before issue 19) and ``line + margin`` (its 95 % conformal margin). Each case holds one input
+size out: the memory model is fitted on the other sizes' rows and calibrated on
 their boundaries, and predicts the held-out size's largest batch, compared with the measured one.
 
 * **H200, 8192 MiB** (exact truth, bisection): ``profiles/measured_H200_{resnet50,mobilenet_v3_large}_{fp32,fp16}

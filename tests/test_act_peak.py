@@ -11,6 +11,7 @@ from servopt.measure.onnx_models import resnet_like, save_model, tiny_cnn, vit_l
 from servopt.measure.work_columns import WorkColumns, onnx_counter
 from servopt.performance import MaxBatchModel
 from servopt.performance.features import MEMORY_WORK_FEATURE, TARGETS, feature_columns, group_columns
+from servopt.exceptions import ValidationError
 from servopt.performance.memory import boundaries_from_profile
 from servopt.performance.work import act_peak_mb, add_work_columns, onnx_work
 
@@ -87,23 +88,35 @@ def _cnn_like(limit: float = 300.0, usable: float = 0.95) -> tuple[pd.DataFrame,
     return pd.DataFrame(rows), truth
 
 
-def test_memory_feature_columns_take_act_peak_mb_for_memory_only():
+def test_act_peak_mb_is_no_feature_of_servopt_fit():
+    """servopt fit's memory model keeps the FLOPs axis: the column neither keys nor feeds a target."""
     frame, _ = _cnn_like()
-    assert MEMORY_WORK_FEATURE in feature_columns(frame, TARGETS["memory"])
-    assert MEMORY_WORK_FEATURE not in group_columns(frame, TARGETS["memory"])
-    assert MEMORY_WORK_FEATURE not in feature_columns(frame, TARGETS["latency"])
-    assert MEMORY_WORK_FEATURE not in feature_columns(frame.assign(act_peak_mb=np.nan), TARGETS["memory"])
+    for target in TARGETS.values():
+        assert MEMORY_WORK_FEATURE not in feature_columns(frame, target)
+        assert MEMORY_WORK_FEATURE not in group_columns(frame, target)
+
+
+def test_the_default_axis_ignores_act_peak_mb_and_a_bad_axis_is_refused():
+    frame, _ = _cnn_like()
+    cols = ["batch_size", "model", "input_size", "gflops"]
+    flops = MaxBatchModel(structure="family").fit(frame[cols], frame["memory_mb"])
+    given = MaxBatchModel(structure="family").fit(frame[cols + ["act_peak_mb"]], frame["memory_mb"])
+    assert given.peak_index_ is None and flops.work_index_ is not None
+    query = frame[frame.input_size == 160].assign(input_size=200.0, gflops=np.nan, act_peak_mb=np.nan)
+    assert np.allclose(given.predict(query[cols + ["act_peak_mb"]]), flops.predict(query[cols]))
+    with pytest.raises(ValidationError, match="work_axis='pixels': expected one of flops, act_peak"):
+        MaxBatchModel(structure="family", work_axis="pixels").fit(frame[cols], frame["memory_mb"])
 
 
 @pytest.mark.parametrize("held_out", [128, 224])
-def test_the_family_line_in_batch_x_act_peak_finds_a_held_out_size(held_out):
+def test_the_act_peak_axis_finds_a_held_out_size(held_out):
     frame, truth = _cnn_like()
     train = frame[frame.input_size != held_out]
     got = {}
     for cols in (["batch_size", "model", "input_size", "gflops", "act_peak_mb"],
                  ["batch_size", "model", "input_size", "gflops"]):
-        model = MaxBatchModel(structure="family", oom_limit_mb=300).fit(train[cols], train["memory_mb"])
-        model.calibrate(*boundaries_from_profile(train, cols))
+        model = MaxBatchModel(structure="family", oom_limit_mb=300, work_axis="act_peak")
+        model.fit(train[cols], train["memory_mb"]).calibrate(*boundaries_from_profile(train, cols))
         got[len(cols)] = model.max_batch(held_out, 300.0, model="cnn")  # no work given: the polynomials in size
     # on its own axis the held-out size is found; on the FLOPs axis the misfit is held back (or overshoots)
     assert 0.9 * truth[held_out] <= got[5] <= truth[held_out]
@@ -116,7 +129,8 @@ def test_a_family_without_act_peak_mb_keeps_the_flops_axis():
     both = pd.concat([cnn, vit], ignore_index=True)
     cols = ["batch_size", "model", "input_size", "gflops", "act_peak_mb"]
     train = both[both.input_size != 160]
-    model = MaxBatchModel(structure="family", oom_limit_mb=300).fit(train[cols], train["memory_mb"])
+    model = MaxBatchModel(structure="family", oom_limit_mb=300, work_axis="act_peak").fit(train[cols],
+                                                                                          train["memory_mb"])
     alone = MaxBatchModel(structure="family", oom_limit_mb=300).fit(
         train.loc[train.model == "vit", cols[:4]], train.loc[train.model == "vit", "memory_mb"])
     query = pd.DataFrame({"batch_size": [8.0], "model": ["vit"], "input_size": [160.0], "gflops": [np.nan],

@@ -93,8 +93,8 @@ def test_max_batch_check_quick(tmp_path):
     with_margin = h200.method.str.startswith("family + calibration")
     assert h200[with_margin].oom_margin.notna().all() and h200[~with_margin].oom_margin.isna().all()
     # the torch profiles record no act_peak_mb: both calibrated methods take the FLOPs axis there, alike
-    flops = h200[h200.method == "family + calibration, FLOPs axis"]
-    assert list(flops.predicted) == list(calibrated.predicted)
+    peak = h200[h200.method == "family + calibration, act_peak axis"]
+    assert list(peak.predicted) == list(calibrated.predicted)
     summary = pd.read_csv(tmp_path / "max_batch_check_summary.csv")
     assert {"H200 8192 MiB", "H200 4096 MiB", "H200, every limit"} <= set(summary.data)
     # the CPU cases of the stored runs: exact truths (the first failure of a scan), every method on each

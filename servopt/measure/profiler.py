@@ -12,9 +12,10 @@ For each point of the grid, in this order: ``for cores: for input_size: for batc
    ``latency_cv`` is the coefficient of variation (sample standard deviation / mean) of the runs; a point whose
    CV is above ``max_cv`` (when given) is measured again once with twice the repeats and time budget (those runs
    are kept) and gets ``unstable = 1`` (else 0), so a fit can weigh it;
-4. **work** (outside the timed runs, once per input size): ``gflops``, the FLOPs of one sample at that size, and
-   ``param_mb``, the weights, from the graph (:mod:`servopt.measure.work_columns`; empty, with a note on stderr,
-   when the graph cannot be counted);
+4. **work** (outside the timed runs, once per input size): ``gflops``, the FLOPs of one sample at that size,
+   ``param_mb``, the weights, and ``act_peak_mb``, the peak of live activations of one sample (none for graphs
+   with attention), from the graph (:mod:`servopt.measure.work_columns`; empty, with a note on stderr, when the
+   graph cannot be counted);
 5. **memory** (``memory_mb``, MiB): on CPU the peak resident set size of the process during steps 1-3 minus the
    RSS just before step 1 (inputs included); the peak is the kernel's ``VmHWM`` (reset per point through
    ``/proc/self/clear_refs``) and, where that is missing, a sampling thread (every ``5 ms``). On GPU, the peak of

@@ -25,8 +25,8 @@ import numpy as np
 from servopt.exceptions import ValidationError
 from servopt.performance._lsq import Solution, best_of_starts, solve_padded
 
-__all__ = ["CAPACITY_CURVES", "Curve", "fit_capacity_curve", "fit_curve", "fit_curves", "fit_line", "Line",
-           "MIN_FREE_POINTS", "Quadratic", "ROBUST_SCALE"]
+__all__ = ["CAPACITY_CURVES", "Curve", "calm_line", "fit_capacity_curve", "fit_curve", "fit_curves", "fit_line", "Line",
+           "MIN_FREE_POINTS", "Quadratic", "rising_line", "ROBUST_SCALE"]
 
 #: distinct batch sizes needed before the knee sharpness ``p`` is fitted
 MIN_FREE_POINTS = 5
@@ -246,3 +246,17 @@ def fit_capacity_curve(x: np.ndarray, y: np.ndarray, curve: str = "average") -> 
         members.append((float(c0), float(c1), float(c2)))
     a, b, c = np.mean(members, axis=0)
     return Quadratic(float(a), float(b), float(c))
+
+
+def rising_line(x: np.ndarray, y: np.ndarray) -> Line:
+    """Least-squares line of ``y`` on ``x``; the mean where it would fall."""
+    line = fit_line(x, y)
+    return line if line.slope >= 0 else Line(float(np.mean(y)), 0.0)
+
+
+def calm_line(x: np.ndarray, y: np.ndarray, rows: np.ndarray, calm: np.ndarray) -> Line:
+    """Least-squares line of ``y`` on ``x`` over ``rows``, on the calm ones when two distinct x remain; a line
+    that would fall is replaced by the mean (memory does not fall when the batch grows)."""
+    if np.unique(x[rows & calm]).size >= 2:
+        rows = rows & calm
+    return rising_line(x[rows], y[rows])

@@ -21,8 +21,8 @@ import pandas as pd
 from servopt.atomic import atomic_write
 from servopt.exceptions import ValidationError
 from servopt.performance._curves import fit_line
-from servopt.performance.features import (MEMORY_WORK_FEATURE, TARGETS, WORK_FEATURE, Target, feature_columns,
-                                         feature_frame, group_columns, target_rows)
+from servopt.performance.features import (TARGETS, WORK_FEATURE, Target, feature_columns, feature_frame, group_columns,
+                                         target_rows)
 
 __all__ = ["LATENCY_MODELS", "FittedTarget", "PerformanceModels", "TargetReport", "fit_profile", "make_model", "BUNDLE_FORMAT"]
 
@@ -440,8 +440,6 @@ def _size_residuals(rows: pd.DataFrame, target: Target, X: pd.DataFrame, estimat
         query = X[at].reset_index(drop=True)
         if WORK_FEATURE in query.columns and latency_model == "work":  # the hinge takes no unknown work
             query = query.assign(**{WORK_FEATURE: np.nan})
-        if MEMORY_WORK_FEATURE in query.columns:  # the held-out size's from the polynomial too
-            query = query.assign(**{MEMORY_WORK_FEATURE: np.nan})
         predicted[at] = model.predict(query)
         edge[at] = [not (kept[f].min() < value < kept[f].max()) for f in family[at]]
         counted |= at

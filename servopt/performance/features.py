@@ -19,12 +19,12 @@ configuration (static descriptions of the machine), since a query cannot know th
 would have seen. For latency also ``gflops`` (FLOPs of one sample at the row's input size, recorded by the
 profilers or added by ``servopt fit --graph``) where some row has it and it takes at most one value per
 configuration: :class:`~servopt.performance.WorkLatencyModel` takes it as the work of a batch; it never tells
-configurations apart, and a query may leave it empty or out (:data:`OPTIONAL_FEATURES`). For memory also
-``gflops`` and ``act_peak_mb`` (the peak of live activations of one sample) on the same terms: the memory model's
-work axis is ``act_peak_mb`` where a family has it, else ``gflops``. A label that takes one value per x value
-inside a configuration (a memory limit scaled with the cores) follows x and is neither a feature nor a
-configuration key. ``capacity`` is a target only for
-configurations profiled at three or more core counts (a line needs two points after one is held out).
+configurations apart, and a query may leave it empty or out (:data:`OPTIONAL_FEATURES`); for warm-up and
+memory also. ``act_peak_mb`` (the peak of live activations of one sample, recorded by the ONNX profilers) is not a
+feature: the memory model takes it only when asked (``MaxBatchModel(work_axis="act_peak")``). A label that takes
+one value per x value inside a configuration (a memory limit scaled with the cores) follows x and is neither a
+feature nor a configuration key. ``capacity`` is a target only for configurations profiled at three or more core
+counts (a line needs two points after one is held out).
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ __all__ = ["MEMORY_WORK_FEATURE", "OPTIONAL_FEATURES", "TARGETS", "Target", "WOR
 
 #: per-sample FLOPs (GFLOP), the latency target's work feature where a profile records it
 WORK_FEATURE = "gflops"
-#: per-sample peak of live activations (MiB), the memory target's work feature where a profile records it (the
-#: ONNX profilers do, except for graphs with attention: :func:`servopt.performance.work.act_peak_mb`)
+#: per-sample peak of live activations (MiB), the work of ``MaxBatchModel(work_axis="act_peak")`` (the ONNX
+#: profilers record it, except for graphs with attention: :func:`servopt.performance.work.act_peak_mb`)
 MEMORY_WORK_FEATURE = "act_peak_mb"
 #: features a query may lack (absent or empty cells become 0: unknown, the model fills them in)
-OPTIONAL_FEATURES = frozenset({WORK_FEATURE, MEMORY_WORK_FEATURE})
+OPTIONAL_FEATURES = frozenset({WORK_FEATURE})
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,6 @@ def feature_columns(rows: pd.DataFrame, target: Target) -> list[str]:
             columns.append(label)
     if target.name in ("latency", "warmup", "memory") and _has_work(rows, group_columns(rows, target)):
         columns.append(WORK_FEATURE)
-    if target.name == "memory" and _has_work(rows, group_columns(rows, target), MEMORY_WORK_FEATURE):
-        columns.append(MEMORY_WORK_FEATURE)
     hw = [c for c in rows.columns if c.startswith("hw.") and rows[c].notna().all()]
     if target.hw == "static" and hw:
         keys = group_columns(rows, target)
@@ -140,12 +138,11 @@ def feature_columns(rows: pd.DataFrame, target: Target) -> list[str]:
     return columns + hw
 
 
-def _has_work(rows: pd.DataFrame, keys: list[str], column: str = WORK_FEATURE) -> bool:
-    """Whether ``rows`` record a positive per-sample work (``column``) that takes at most one value per
-    configuration."""
-    if column not in rows.columns:
+def _has_work(rows: pd.DataFrame, keys: list[str]) -> bool:
+    """Whether ``rows`` record a positive per-sample work that takes at most one value per configuration."""
+    if WORK_FEATURE not in rows.columns:
         return False
-    work = pd.to_numeric(rows[column], errors="coerce")
+    work = pd.to_numeric(rows[WORK_FEATURE], errors="coerce")
     known = work.notna() & (work > 0)
     if not known.any():
         return False

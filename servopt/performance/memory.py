@@ -35,9 +35,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from servopt.exceptions import ValidationError
 from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
-from servopt.performance._curves import Line, fit_line
+from servopt.performance._curves import Line, calm_line, fit_line, rising_line
 from servopt.performance.features import MEMORY_WORK_FEATURE, WORK_FEATURE
-from servopt.performance.memory_work import family_work, fit_axes, with_memory_work
+from servopt.performance.memory_work import MEMORY_AXES, WORK_AXES, family_work, fit_axes, with_memory_work
 from servopt.performance.work_poly import poly_key_columns
 from servopt.performance.work_poly import WorkColumnMixin
 
@@ -97,6 +97,12 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         See above.
     oom_limit_mb : float, optional
         The memory limit of the profile's out-of-memory search (see above).
+    work_axis : {"flops", "act_peak"}, default "flops"
+        The per-sample work of the family lines: ``"flops"`` the ``gflops`` feature; ``"act_peak"`` the
+        ``act_peak_mb`` feature (the peak of live activations of one sample, which the ONNX profilers record for
+        graphs without attention) where a family has it, else ``gflops``
+        (:mod:`~servopt.performance.memory_work`). ``servopt fit`` uses ``"flops"``: on the held-out fresh set 22
+        ``"act_peak"`` put 3 of 35 largest batches above the measured one (docs/performance-models.md).
 
     Attributes
     ----------
@@ -144,7 +150,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
 
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, size_feature: Any = None,
                  max_batch_size: int = 4096, upper_quantile: float | None = None, block_mb: float = 0.0,
-                 structure: str = "line", oom_limit_mb: float | None = None) -> None:
+                 structure: str = "line", oom_limit_mb: float | None = None, work_axis: str = "flops") -> None:
         self.estimator = estimator
         self.batch_feature = batch_feature
         self.size_feature = size_feature
@@ -153,6 +159,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         self.block_mb = block_mb
         self.structure = structure
         self.oom_limit_mb = oom_limit_mb
+        self.work_axis = work_axis
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         if self.size_index_ is None:
@@ -178,6 +185,9 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         if self.structure not in MEMORY_STRUCTURES:
             raise ValidationError(f"MaxBatchModel: structure={self.structure!r}: expected one of "
                                   f"{', '.join(MEMORY_STRUCTURES)}")
+        if self.work_axis not in WORK_AXES:
+            raise ValidationError(f"MaxBatchModel: work_axis={self.work_axis!r}: expected one of "
+                                  f"{', '.join(WORK_AXES)}")
         if self.oom_limit_mb is not None and not float(self.oom_limit_mb) > 0:
             raise ValidationError(f"MaxBatchModel: oom_limit_mb={self.oom_limit_mb!r}: expected a number > 0")
         X = self._with_work(X, [str(c) for c in getattr(X, "columns", [])])
@@ -197,7 +207,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                              if i not in (self.batch_index_, self.work_index_, self.peak_index_)
                              and not name.startswith("hw.")]
         self.family_index_ = [i for i in self.group_index_ if i != self.size_index_]
-        self.axes_ = fit_axes(X, names, poly_key_columns(self.family_index_, names), self.size_index_)
+        self.axes_ = fit_axes(X, names, poly_key_columns(self.family_index_, names), self.size_index_,
+                              MEMORY_AXES if self.work_axis == "act_peak" else (WORK_FEATURE,))
         self.work_index_ = self.axes_[WORK_FEATURE][0] if WORK_FEATURE in self.axes_ else None
         self.peak_index_ = self.axes_[MEMORY_WORK_FEATURE][0] if MEMORY_WORK_FEATURE in self.axes_ else None
         batch = X[:, self.batch_index_]
@@ -205,7 +216,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         calm = np.ones(len(y), dtype=bool) if self.oom_limit_mb is None else \
             y <= PRESSURE_FRACTION * float(self.oom_limit_mb)
         self.lines_: dict[tuple[float, ...], Line] = {
-            key: _calm_line(batch, y, inverse == g, calm) for g, key in enumerate(keys)}
+            key: calm_line(batch, y, inverse == g, calm) for g, key in enumerate(keys)}
         self.family_lines_: dict[tuple[float, ...], Line] = {}
         self.family_rows_: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if self.structure == "family":
@@ -214,7 +225,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             fam_keys, fam = group_index(X, self.family_index_)
             for g, key in enumerate(fam_keys):
                 rows = fam == g
-                self.family_lines_[key] = _rising_line(work[rows], y[rows])
+                self.family_lines_[key] = rising_line(work[rows], y[rows])
                 self.family_rows_[key] = (work[rows], y[rows], sizes[rows])
         self.estimator_ = clone(self.estimator if self.estimator is not None else LinearRegression())
         self.estimator_.fit(self._design(X), y)
@@ -444,7 +455,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             for size in np.unique(sizes[inverse == g]):  # one fit per size left out
                 at = (inverse == g) & (sizes == size)
                 others = fam_sizes != size
-                line = _rising_line(fam_work[others], fam_y[others]) if others.any() else self.family_lines_[key]
+                line = rising_line(fam_work[others], fam_y[others]) if others.any() else self.family_lines_[key]
                 out[at] = self._rounded_need(line(work[at]))
         return out
 
@@ -580,17 +591,3 @@ def _octaves_outside(size: float, profiled: np.ndarray) -> tuple[str | None, flo
     if size < known.min():
         return "down", float(np.log2(known.min() / size))
     return None, 0.0
-
-
-def _rising_line(x: np.ndarray, y: np.ndarray) -> Line:
-    """Least-squares line of ``y`` on ``x``; the mean where it would fall."""
-    line = fit_line(x, y)
-    return line if line.slope >= 0 else Line(float(np.mean(y)), 0.0)
-
-
-def _calm_line(x: np.ndarray, y: np.ndarray, rows: np.ndarray, calm: np.ndarray) -> Line:
-    """Least-squares line of ``y`` on ``x`` over ``rows``, on the calm ones when two distinct x remain; a line
-    that would fall is replaced by the mean (memory does not fall when the batch grows)."""
-    if np.unique(x[rows & calm]).size >= 2:
-        rows = rows & calm
-    return _rising_line(x[rows], y[rows])

@@ -200,8 +200,7 @@ def _place(value: float, profiled: np.ndarray | None) -> str:
 
 
 def _ids(train: pd.DataFrame, x: str) -> list[str]:
-    return [c for c in train.columns if c != x and not str(c).startswith("hw.")
-            and c not in ("gflops", "act_peak_mb")]  # work: no key
+    return [c for c in train.columns if c != x and not str(c).startswith("hw.") and c != "gflops"]  # work: no key
 
 
 def _profiled_x(train: pd.DataFrame, query: pd.DataFrame, x: str) -> list[np.ndarray]:
