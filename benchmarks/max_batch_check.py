@@ -41,6 +41,11 @@ Writes ``benchmarks/results/max_batch_check.csv`` (one row per case and method: 
 truth yes / no, the margin the held-out size was predicted with and its basis, from ``largest_batch()``),
 ``max_batch_check_summary.csv`` and
 ``max_batch_check.png`` (also ``docs/img/``).
+
+**Another limit** (CPU, ``max_batch_check*_other_limit.csv``; summary rows ``CPU, another limit``): a profiled input
+size under a limit the model was not calibrated under. Each method is fitted and calibrated on one limit's run (every
+size) and predicts each size's largest batch under the other limits, against their scans' truth: what ``servopt
+predict --memory-limit-mb`` gives for a limit the profile was not searched under.
 """
 
 from __future__ import annotations
@@ -220,6 +225,27 @@ def cpu_cases(rows: pd.DataFrame, boundaries: pd.DataFrame) -> list[dict[str, An
     return cases
 
 
+def other_limit_cases(rows: pd.DataFrame, boundaries: pd.DataFrame) -> list[dict[str, Any]]:
+    """Profiled input sizes under a limit the model was not calibrated under: each method fitted (and calibrated)
+    on one limit's run, every size, predicts each size's largest batch under each other limit whose scan found a
+    first failure (data ``CPU, another limit``; ``calibrated_limit_mb`` is the run's limit)."""
+    cases = []
+    for (model, fit_limit), run in rows.groupby(["model", "memory_limit_mb"]):
+        fitted = {method: fit_memory_model(method, run, CPU_COLS, float(fit_limit)) for method in METHODS}
+        others = boundaries[(boundaries.model == model) & (boundaries.memory_limit_mb != fit_limit)
+                            & boundaries["first_failure"].notna()]
+        for _, bound in others.sort_values(["memory_limit_mb", "input_size"]).iterrows():
+            size = float(bound["input_size"])
+            if size not in set(run["input_size"]):
+                continue
+            true = int(bound["first_failure"]) - 1
+            for method, model_ in fitted.items():
+                case = _case("CPU, another limit", model, float(bound["memory_limit_mb"]), size, method, model_,
+                             {"model": model, "cores": CPU_CORES}, true, true, float(bound["bisection"]))
+                cases.append({**case, "calibrated_limit_mb": float(fit_limit)})
+    return cases
+
+
 def plot(cases: pd.DataFrame, paths: list[Path]) -> None:
     plt = pyplot()
     cpu = cases["data"].str.startswith("CPU")
@@ -304,10 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     held = [] if args.fresh_set is not None else h200_cases(h200, prof / "max_batch_H200.csv",
                                                             prof / "measured_H200_resnet50_fp16_cli_max_batch.csv")
     cases = pd.DataFrame(held + cpu_cases(rows, boundaries))
+    other = pd.DataFrame(other_limit_cases(rows, boundaries), columns=[*CASE_FIELDS, "calibrated_limit_mb"])
     summary = summarize(cases, ["data", "method"])
     pooled = summarize(cases.assign(data=cases["data"].str.split().str[0] + ", every limit"), ["data", "method"])
-    summary = pd.concat([summary, pooled], ignore_index=True)
+    summary = pd.concat([summary, pooled] + ([summarize(other, ["data", "method"])] if len(other) else []),
+                        ignore_index=True)
     write_csv(cases.to_dict("records"), CASE_FIELDS, args.out_dir / f"{stem}.csv")
+    write_csv(other.to_dict("records"), [*CASE_FIELDS, "calibrated_limit_mb"],
+              args.out_dir / f"{stem}_other_limit.csv")
     write_csv(summary.to_dict("records"), SUMMARY_FIELDS, args.out_dir / f"{stem}_summary.csv")
     plot(cases, [args.out_dir / f"{stem}.png"] + ([] if args.quick else [args.img_dir / f"{stem}.png"]))
     with pd.option_context("display.width", 200, "display.max_rows", 500):

@@ -153,3 +153,15 @@ def test_max_batch_check_quick_on_a_fresh_set(tmp_path):
     assert len(truth) == len(cases) and (truth.truth_hi == truth.first_failure - 1).all()
     rows = pd.read_csv(ROOT / "benchmarks" / "results" / "max_batch_check_fresh19_cpu_rows.csv")
     assert (rows.gflops > 0).all()  # the memory model's family line takes the FLOPs the profiler records
+    # another limit: fitted under one limit, every profiled size predicted under the others, against their scans
+    other = pd.read_csv(tmp_path / "max_batch_check_fresh19_other_limit.csv")
+    assert len(other) and (other.data == "CPU, another limit").all() and set(other.method) == set(METHODS)
+    assert (other.calibrated_limit_mb != other.memory_limit_mb).all()
+    truth = other.merge(boundaries, on=["model", "memory_limit_mb", "input_size"], suffixes=("", "_b"))
+    assert len(truth) == len(other) and (truth.truth_hi == truth.first_failure - 1).all()
+    fitted_on = rows.groupby(["model", "memory_limit_mb"]).input_size.apply(set)
+    assert all(size in fitted_on[(m, lim)] for m, lim, size in
+               zip(other.model, other.calibrated_limit_mb, other.input_size))  # a profiled size of the fit
+    summary = pd.read_csv(tmp_path / "max_batch_check_fresh19_summary.csv")
+    calibrated = summary[(summary.data == "CPU, another limit") & (summary.method == "family + calibration")]
+    assert int(calibrated.cases.iloc[0]) == len(other) // len(METHODS)

@@ -404,3 +404,18 @@ def test_cli_predict_flags_an_unprofiled_size_of_a_memory_only_model(capsys, roo
     assert [r["extrapolated"] for r in rows] == [False, True]
     assert "1 row(s) outside the fitted profiles" in captured.err and "latency of" not in captured.err
     assert "input_size=384" in captured.err
+
+
+def test_cli_predict_warns_under_a_limit_no_boundary_was_measured_under(capsys, root, tmp_path):
+    """The H200 profile's boundaries were searched under 8192 MiB: under 4096 MiB predict still answers, and says
+    that no boundary was measured there and how to measure one; under 8192 MiB it says nothing."""
+    _, models, query = fitted_h200(capsys, root, tmp_path, "memory")
+    assert main(["predict", str(models), str(query), "--memory-limit-mb", "4096", "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)["predictions"]
+    assert rows[0]["max_batch_basis"] == "profiled size" and rows[0]["max_batch"] > 0
+    assert ("--memory-limit-mb 4096: the memory model's out-of-memory boundaries were measured under 8192 MiB, none "
+            "under 4096" in captured.err)
+    assert "servopt profile MODEL --memory-limit-mb 4096 --find-max-batch" in captured.err
+    assert main(["predict", str(models), str(query), "--memory-limit-mb", "8192", "--json"]) == 0
+    assert "none under" not in capsys.readouterr().err

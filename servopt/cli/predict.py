@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if not limit > 0:
             raise ValidationError(f"--memory-limit-mb {limit:g}: expected a memory limit in MiB > 0")
         largest = models.largest_batch(raw, limit, source=str(args.query), where=where)
+        _warn_uncalibrated_limit(models, limit)
         if "batch_size" in raw.columns:  # the memory a plan under the limit counts for the row at its batch
             planned = models.planned_memory(raw, limit, source=str(args.query), where=where)["planned_memory_mb"]
             largest["planned_memory_mb"] = planned.where(np.isfinite(planned))
@@ -122,6 +124,22 @@ def run(args: argparse.Namespace) -> int:
     for row in table:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
     return 0
+
+
+def _warn_uncalibrated_limit(models: Any, limit: float) -> None:
+    """One stderr line when the memory model was calibrated on out-of-memory boundaries, none of them under
+    ``limit``: its largest batch there carries their ratios with their spread held back, which is far from safe
+    and far from tight (measured on CPU: docs/profiler.md, *Max batch*, "Another limit")."""
+    model = models.targets["memory"].model
+    limits = sorted({float(c["memory_limit_mb"]) for c in getattr(model, "calibration_", [])})
+    if not limits or float(limit) in limits:
+        return
+    print(f"servopt predict: warning: --memory-limit-mb {limit:g}: the memory model's out-of-memory boundaries "
+          f"were measured under {', '.join(f'{x:g}' for x in limits)} MiB, none under {limit:g}; max_batch there "
+          f"carries their ratios less their spread, which can be far below or above the batch that fits "
+          f"(docs/profiler.md, Max batch, another limit). To plan under {limit:g} MiB, measure its boundary "
+          f"(servopt profile MODEL --memory-limit-mb {limit:g} --find-max-batch) and fit on both profiles",
+          file=sys.stderr)
 
 
 def _warn_extrapolated(flagged: dict[int, str], served: dict[int, str] | None, where: list[str]) -> None:
