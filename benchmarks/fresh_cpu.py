@@ -51,7 +51,7 @@ SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248
          12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232),
          15: (104, 140, 180, 248), 16: (108, 148, 188, 260), 17: (92, 128, 164, 228), 18: (96, 124, 160, 220),
          19: (104, 132, 164, 228), 20: (100, 136, 172, 240), 21: (108, 140, 176, 244),
-         22: (112, 144, 180, 252)}
+         22: (112, 144, 180, 252), 23: (104, 140, 176, 248)}
 #: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
 #: ``fresh_cpu<suffix>*`` (set 1 has none)
 SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
@@ -121,6 +121,9 @@ GRAPHS = {
     22: (dict(dim=80, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=22),
          dict(width=20, blocks=(1, 1, 2, 1), num_classes=1000, seed=22),
          dict(width_mult=0.9, num_classes=1000, seed=22)),
+    23: (dict(dim=72, depth=2, patch=8, mlp_ratio=3, num_classes=1000, seed=23),
+         dict(width=26, blocks=(1, 2, 1, 1), num_classes=1000, seed=23),
+         dict(width_mult=0.6, num_classes=1000, seed=23)),
 }
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
@@ -276,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                              "models, after the fleet's memory_mb: fit and the module splits; "
                              "max_batch_check.py --fresh-set 21) or 22 (defined after --mem-pattern off, before "
                              "any change to the memory model's work axis: held out for that change; "
-                             "max_batch_check.py --fresh-set 22, with and without --mem-pattern off)")
+                             "max_batch_check.py --fresh-set 22, with and without --mem-pattern off) or 23 "
+                             "(defined after set 22 judged the act_peak axis, before any change to the memory "
+                             "model's lines under pressure on CPU: held out for that change)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")
