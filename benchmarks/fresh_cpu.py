@@ -280,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                              "max_batch_check.py --fresh-set 21) or 22 (defined after --mem-pattern off, before "
                              "any change to the memory model's work axis: held out for that change; "
                              "max_batch_check.py --fresh-set 22, with and without --mem-pattern off) or 23 "
-                             "(defined after set 22 judged the act_peak axis, before any change to the memory "
-                             "model's lines under pressure on CPU: held out for that change)")
+                             "(defined after set 22 judged the act_peak axis; a fourth held-out set for the "
+                             "memory model of 82930d1 and a second for the act_peak axis of 2886e1f; "
+                             "max_batch_check.py --fresh-set 23, with and without --mem-pattern off)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")
