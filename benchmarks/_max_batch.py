@@ -61,10 +61,10 @@ def fit_memory_model(method: str, train: pd.DataFrame, cols: list[str], limit_mb
     if method not in METHODS:
         raise ValueError(f"fit_memory_model: method {method!r}: expected one of {', '.join(METHODS)}")
     y = train[column].to_numpy(dtype=float)
-    if not method.endswith("act_peak axis"):  # the other methods never see the column (as servopt fit's do not)
+    axis = "act_peak" if method.endswith("act_peak axis") else "flops"
+    if axis != "act_peak":  # the other methods never see the column (as servopt fit's do not)
         cols = [c for c in cols if c != "act_peak_mb"]
     if method.startswith("family"):
-        axis = "act_peak" if method.endswith("act_peak axis") else "flops"
         model = MaxBatchModel(structure="family", oom_limit_mb=limit_mb, work_axis=axis).fit(train[cols], y)
     else:
         model = MaxBatchModel(structure="line", upper_quantile=0.95 if method == "line + margin" else None)

@@ -233,11 +233,9 @@ def other_limit_cases(rows: pd.DataFrame, boundaries: pd.DataFrame) -> list[dict
     for (model, fit_limit), run in rows.groupby(["model", "memory_limit_mb"]):
         fitted = {method: fit_memory_model(method, run, CPU_COLS, float(fit_limit)) for method in METHODS}
         others = boundaries[(boundaries.model == model) & (boundaries.memory_limit_mb != fit_limit)
-                            & boundaries["first_failure"].notna()]
+                            & boundaries["first_failure"].notna() & boundaries["input_size"].isin(run["input_size"])]
         for _, bound in others.sort_values(["memory_limit_mb", "input_size"]).iterrows():
             size = float(bound["input_size"])
-            if size not in set(run["input_size"]):
-                continue
             true = int(bound["first_failure"]) - 1
             for method, model_ in fitted.items():
                 case = _case("CPU, another limit", model, float(bound["memory_limit_mb"]), size, method, model_,

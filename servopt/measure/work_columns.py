@@ -57,7 +57,7 @@ class WorkColumns:
                       f"failed: {self.failed})", file=self._stream or sys.stderr)
                 return {}
             self._cache[size] = {"gflops": flops / 1e9, "param_mb": param_bytes / _MIB}
-            if peak and peak[0] == peak[0] and peak[0] > 0:
+            if peak and peak[0] > 0:  # NaN (a graph with attention): no column
                 self._cache[size]["act_peak_mb"] = peak[0] / _MIB
         return dict(self._cache[size])
 

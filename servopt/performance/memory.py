@@ -38,8 +38,7 @@ from servopt.performance._base import ProfileRegressor, group_index, predict_by_
 from servopt.performance._curves import Line, calm_line, fit_line, rising_line
 from servopt.performance.features import MEMORY_WORK_FEATURE, WORK_FEATURE
 from servopt.performance.memory_work import MEMORY_AXES, WORK_AXES, family_work, fit_axes, with_memory_work
-from servopt.performance.work_poly import poly_key_columns
-from servopt.performance.work_poly import WorkColumnMixin
+from servopt.performance.work_poly import WorkColumnMixin, poly_key_columns
 
 from servopt.performance.oom import boundaries_from_profile, check_limit, describe_margin, profile_oom_limits
 
@@ -200,12 +199,10 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             self.size_index_ = None
         # the per-sample FLOPs and peak of live activations (gflops, act_peak_mb, by name only): functions of the
         # input size, so not part of a key
-        self.work_index_ = self._column(None, WORK_FEATURE, None, "work")
-        self.peak_index_ = self._column(None, MEMORY_WORK_FEATURE, None, "work")
+        work_columns = {self._column(None, name, None, "work") for name in MEMORY_AXES}
         names = self._feature_names()
         self.group_index_ = [i for i, name in enumerate(names)
-                             if i not in (self.batch_index_, self.work_index_, self.peak_index_)
-                             and not name.startswith("hw.")]
+                             if i != self.batch_index_ and i not in work_columns and not name.startswith("hw.")]
         self.family_index_ = [i for i in self.group_index_ if i != self.size_index_]
         self.axes_ = fit_axes(X, names, poly_key_columns(self.family_index_, names), self.size_index_,
                               MEMORY_AXES if self.work_axis == "act_peak" else (WORK_FEATURE,))
@@ -513,7 +510,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                 if input_size is None:
                     raise ValidationError(f"max_batch: the model needs the input size (feature {name!r})")
                 row[name] = input_size
-            elif name in (WORK_FEATURE, MEMORY_WORK_FEATURE) and name not in features:
+            elif name in MEMORY_AXES and name not in features:
                 row[name] = 0.0  # unknown: the family's polynomial in the input size
             elif name in features:
                 row[name] = features[name]
