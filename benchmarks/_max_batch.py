@@ -7,12 +7,17 @@
 Methods (``METHODS``):
 
 * ``family + calibration``: what ``servopt fit --oom-limit-mb L`` fits:
-  ``MaxBatchModel(structure="family", oom_limit_mb=L)`` on the memory rows, then
+  ``MaxBatchModel(structure="family", oom_limit_mb=L, pressure_rows=pressure_rows_for(rows))`` on the memory rows
+  (the rows above half the limit leave the configurations' lines only where the limit was the caching
+  allocator's: the H200 torch profiles, not the CPU runs), then
   :meth:`~servopt.performance.MaxBatchModel.calibrate` on the boundaries of the training rows
   (:func:`servopt.performance.memory.boundaries_from_profile`: each configuration's ``oom_batch_size - 1``);
 * ``family + calibration, act_peak axis``: the same with ``work_axis="act_peak"``: the family lines in batch x
   ``act_peak_mb`` (the peak of live activations of one sample) where a graph has no attention, else in batch x
   ``gflops`` (not the default: it put 3 of 35 held-out cases of fresh set 22 above the truth);
+* ``family + calibration, pressure rows dropped``: the first with ``pressure_rows="drop"`` everywhere (servopt
+  fit's rule before the limit's kind decided it: the rows above half the limit leave the configurations' lines
+  on CPU too; the same as the first on the H200);
 * ``family, uncalibrated``: the same model as the first without the calibration;
 * ``line (old)``: ``MaxBatchModel(structure="line")``, the model before issue 19 (a line in batch per profiled
   configuration; an unprofiled input size goes to a least-squares regressor on the features and batch x size²);
@@ -26,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-METHODS = ("family + calibration", "family + calibration, act_peak axis", "family, uncalibrated", "line (old)",
-           "line + margin")
+METHODS = ("family + calibration", "family + calibration, act_peak axis",
+           "family + calibration, pressure rows dropped", "family, uncalibrated", "line (old)", "line + margin")
 
 
 def fit_memory_model(method: str, train: pd.DataFrame, cols: list[str], limit_mb: float, *,
@@ -56,7 +61,7 @@ def fit_memory_model(method: str, train: pd.DataFrame, cols: list[str], limit_mb
         Fitted (and calibrated for ``family + calibration``; ``oom_margin_`` is None otherwise).
     """
     from servopt.performance import MaxBatchModel
-    from servopt.performance.memory import boundaries_from_profile
+    from servopt.performance.memory import boundaries_from_profile, pressure_rows_for
 
     if method not in METHODS:
         raise ValueError(f"fit_memory_model: method {method!r}: expected one of {', '.join(METHODS)}")
@@ -65,7 +70,9 @@ def fit_memory_model(method: str, train: pd.DataFrame, cols: list[str], limit_mb
     if axis != "act_peak":  # the other methods never see the column (as servopt fit's do not)
         cols = [c for c in cols if c != "act_peak_mb"]
     if method.startswith("family"):
-        model = MaxBatchModel(structure="family", oom_limit_mb=limit_mb, work_axis=axis).fit(train[cols], y)
+        model = MaxBatchModel(structure="family", oom_limit_mb=limit_mb, work_axis=axis,
+                              pressure_rows="drop" if method.endswith("pressure rows dropped") else
+                              pressure_rows_for(train)).fit(train[cols], y)
     else:
         model = MaxBatchModel(structure="line", upper_quantile=0.95 if method == "line + margin" else None)
         model.fit(train[cols], y)

@@ -51,7 +51,7 @@ SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248
          12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232),
          15: (104, 140, 180, 248), 16: (108, 148, 188, 260), 17: (92, 128, 164, 228), 18: (96, 124, 160, 220),
          19: (104, 132, 164, 228), 20: (100, 136, 172, 240), 21: (108, 140, 176, 244),
-         22: (112, 144, 180, 252), 23: (104, 140, 176, 248)}
+         22: (112, 144, 180, 252), 23: (104, 140, 176, 248), 24: (108, 136, 172, 240)}
 #: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
 #: ``fresh_cpu<suffix>*`` (set 1 has none)
 SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
@@ -124,6 +124,9 @@ GRAPHS = {
     23: (dict(dim=72, depth=2, patch=8, mlp_ratio=3, num_classes=1000, seed=23),
          dict(width=26, blocks=(1, 2, 1, 1), num_classes=1000, seed=23),
          dict(width_mult=0.6, num_classes=1000, seed=23)),
+    24: (dict(dim=88, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=24),
+         dict(width=24, blocks=(2, 2, 1, 1), num_classes=1000, seed=24),
+         dict(width_mult=1.0, num_classes=1000, seed=24)),
 }
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
@@ -282,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
                              "max_batch_check.py --fresh-set 22, with and without --mem-pattern off) or 23 "
                              "(defined after set 22 judged the act_peak axis; a fourth held-out set for the "
                              "memory model of 82930d1 and a second for the act_peak axis of 2886e1f; "
-                             "max_batch_check.py --fresh-set 23, with and without --mem-pattern off)")
+                             "max_batch_check.py --fresh-set 23, with and without --mem-pattern off) or 24 "
+                             "(defined after the rows above half the limit stayed in the configurations' memory "
+                             "lines where the limit is only observed, before any set-24 run: held out for that "
+                             "change; max_batch_check.py --fresh-set 24, with and without --mem-pattern off)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")

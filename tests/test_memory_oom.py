@@ -419,3 +419,43 @@ def test_cli_predict_warns_under_a_limit_no_boundary_was_measured_under(capsys, 
     assert "servopt profile MODEL --memory-limit-mb 4096 --find-max-batch" in captured.err
     assert main(["predict", str(models), str(query), "--memory-limit-mb", "8192", "--json"]) == 0
     assert "none under" not in capsys.readouterr().err
+
+
+def test_pressure_rows_follow_the_kind_of_limit(root):
+    """The rows above half the limit leave the configurations' lines only where the memory is a caching
+    allocator's reserved peak under a limit it enforces (the torch profiles, with hw.torch/reserved_peak_mb); a
+    limit the ONNX Runtime profilers only observe keeps them."""
+    from servopt.performance.evaluate import fit_profile
+    from servopt.performance.oom import pressure_rows_for
+
+    torch = h200(root, "resnet50", "fp16")
+    assert pressure_rows_for(torch) == "drop"
+    assert pressure_rows_for(torch.drop(columns="hw.torch/reserved_peak_mb")) == "keep"
+    assert pressure_rows_for(torch.assign(**{"hw.torch/reserved_peak_mb": np.nan})) == "keep"
+    fitted, _ = fit_profile(torch, targets=["memory"], cross_validate=False)
+    assert fitted.targets["memory"].model.pressure_rows == "drop"
+    cpu = pd.read_csv(root / "benchmarks" / "results" / "max_batch_check_fresh21_cpu_rows.csv")
+    cpu = cpu[cpu.memory_limit_mb == 200].rename(columns={"memory_limit_mb": "oom_limit_mb"})
+    cpu = cpu.assign(variant=cpu["model"], hardware="cpu", latency_ms=1.0)
+    assert pressure_rows_for(cpu) == "keep"
+    fitted, _ = fit_profile(cpu, targets=["memory"], cross_validate=False)
+    model = fitted.targets["memory"].model
+    assert model.pressure_rows == "keep" and model.oom_limit_mb == 200 and len(model.calibration_) == 12
+
+
+def test_kept_pressure_rows_shape_the_line():
+    """Memory bends down near the limit (100 + 10 b up to b = 32, 600 at b = 64 under 1000 MiB): "drop" fits the
+    rows up to half the limit exactly, "keep" every row, so its line at b = 64 is lower; a bad value is named."""
+    b = np.array([1, 2, 4, 8, 16, 32, 64.0])
+    y = np.where(b < 64, 100 + 10 * b, 600.0)
+    X = np.c_[b, np.full(7, 224.0)]
+    drop = MaxBatchModel(oom_limit_mb=1000).fit(X, y)
+    keep = MaxBatchModel(oom_limit_mb=1000, pressure_rows="keep").fit(X, y)
+    assert drop.predict(np.array([[64, 224.0]]))[0] == pytest.approx(740)
+    slope, intercept = np.polyfit(b, y, 1)
+    assert keep.predict(np.array([[64, 224.0]]))[0] == pytest.approx(intercept + 64 * slope)
+    assert keep.predict(np.array([[64, 224.0]]))[0] < 700
+    # without a limit nothing is left out either way
+    assert MaxBatchModel().fit(X, y).predict(np.array([[64, 224.0]]))[0] == pytest.approx(intercept + 64 * slope)
+    with pytest.raises(ValidationError, match="pressure_rows='sometimes'"):
+        MaxBatchModel(oom_limit_mb=1000, pressure_rows="sometimes").fit(X, y)

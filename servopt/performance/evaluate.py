@@ -23,6 +23,7 @@ from servopt.exceptions import ValidationError
 from servopt.performance._curves import fit_line
 from servopt.performance.features import (TARGETS, WORK_FEATURE, Target, feature_columns, feature_frame, group_columns,
                                          target_rows)
+from servopt.performance.oom import pressure_rows_for
 
 __all__ = ["LATENCY_MODELS", "FittedTarget", "PerformanceModels", "TargetReport", "fit_profile", "make_model", "BUNDLE_FORMAT"]
 
@@ -35,7 +36,7 @@ LATENCY_MODELS = ("work", "hinge")
 
 
 def make_model(target: str, estimator: Any = None, latency_model: str = "work", memory_model: str = "family",
-               oom_limit_mb: float | None = None) -> Any:
+               oom_limit_mb: float | None = None, pressure_rows: str = "drop") -> Any:
     """A fresh model for ``target`` (``estimator``: the regressor for unseen configurations, where it applies).
 
     ``latency_model``: ``"work"`` (:class:`~servopt.performance.WorkLatencyModel`, the default) or ``"hinge"``
@@ -43,7 +44,8 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work", 
     of the same latency model (:class:`~servopt.performance.RuntimeWarmupModel`). ``memory_model``: the
     :class:`~servopt.performance.MaxBatchModel` structure, ``"family"`` (static + slope x batch x pixels per
     family, the default) or ``"line"`` (a line in batch per configuration, the model before issue 19);
-    ``oom_limit_mb``: the limit of the profile's out-of-memory search.
+    ``oom_limit_mb``: the limit of the profile's out-of-memory search; ``pressure_rows``: whether the memory rows
+    above half of it leave the configurations' lines (:func:`~servopt.performance.oom.pressure_rows_for`).
     """
     from servopt.performance import CapacityModel, LatencyModel, MaxBatchModel, RuntimeWarmupModel, WorkLatencyModel
 
@@ -56,7 +58,7 @@ def make_model(target: str, estimator: Any = None, latency_model: str = "work", 
     if target == "warmup":
         return RuntimeWarmupModel(estimator=estimator, latency_model=latency_model)
     if target == "memory":
-        return MaxBatchModel(structure=memory_model, oom_limit_mb=oom_limit_mb)
+        return MaxBatchModel(structure=memory_model, oom_limit_mb=oom_limit_mb, pressure_rows=pressure_rows)
     if target == "capacity":
         return CapacityModel()
     raise ValidationError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
@@ -215,7 +217,8 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
             if progress is not None:
                 progress.advance()
             continue
-        model = make_model(target.name, estimator, latency_model, memory_model, oom_limit_mb)
+        model = make_model(target.name, estimator, latency_model, memory_model, oom_limit_mb,
+                           pressure_rows_for(rows))
         model.fit(X[train].reset_index(drop=True), y[train], **_fit_params(target.name, rows[train]))
         labels = _fit_params(target.name, rows[test], fit=False)
         predicted[test] = model.predict(X[test].reset_index(drop=True), **labels)
@@ -545,7 +548,8 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             limit = float(np.min(limits)) if len(largest) else None
         if progress is not None:
             progress.stage(f"fitting {name} on {len(rows):,} rows")
-        model = make_model(name, estimator, latency_model, memory_model, limit).fit(X, y, **_fit_params(name, rows))
+        model = make_model(name, estimator, latency_model, memory_model, limit, pressure_rows_for(rows))
+        model.fit(X, y, **_fit_params(name, rows))
         if len(largest):
             model.calibrate(bounds, largest, limits)
         fitted[name] = FittedTarget(name, model, columns, text, _PREDICTED[name], train=X)

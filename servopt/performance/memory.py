@@ -40,17 +40,19 @@ from servopt.performance.features import MEMORY_WORK_FEATURE, WORK_FEATURE
 from servopt.performance.memory_work import MEMORY_AXES, WORK_AXES, family_work, fit_axes, with_memory_work
 from servopt.performance.work_poly import WorkColumnMixin, poly_key_columns
 
-from servopt.performance.oom import boundaries_from_profile, check_limit, describe_margin, profile_oom_limits
+from servopt.performance.oom import (PRESSURE_ROWS, boundaries_from_profile, check_limit, describe_margin,
+                                    pressure_rows_for, profile_oom_limits)
 
-__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "MaxBatchModel", "boundaries_from_profile", "describe_margin",
-           "profile_oom_limits"]
+__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "PRESSURE_ROWS", "MaxBatchModel", "boundaries_from_profile",
+           "describe_margin", "pressure_rows_for", "profile_oom_limits"]
 
 #: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
 MEMORY_STRUCTURES = ("family", "line")
 #: where :meth:`MaxBatchModel.largest_batch` took a row's usable fraction from
 FRACTION_BASES = ("own boundary", "profiled size", "unprofiled size", "beyond the profiled sizes",
                   "other families' boundaries", "uncalibrated")
-#: rows measured above this fraction of the limit of an out-of-memory search are left out of the family fit
+#: rows measured above this fraction of the limit of an out-of-memory search are left out of the configurations'
+#: lines (with ``pressure_rows="drop"``)
 PRESSURE_FRACTION = 0.5
 
 
@@ -67,11 +69,13 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
     ``batch * input_size**2``; by default a least-squares linear model, which extrapolates linearly in the
     batch, as memory does.
 
-    Near a memory limit the caching allocator frees its cached blocks and retries before it reports out of
-    memory, so what a batch *reserves* there is less than what the same batch reserves unconstrained. With
-    ``oom_limit_mb`` given (the limit the profile's out-of-memory search ran under), rows above half of it are left
-    out of the lines of the configurations (where two distinct batches remain), and :meth:`calibrate` takes that
-    limit as default. The family lines take every row: the calibration measures their error near the limit
+    Near a memory limit that PyTorch's caching allocator enforces, it frees its cached blocks and retries before
+    it reports out of memory, so what a batch *reserves* there is less than what the same batch reserves
+    unconstrained. With ``oom_limit_mb`` given (the limit the profile's out-of-memory search ran under) and
+    ``pressure_rows="drop"``, rows above half of it are left out of the lines of the configurations (where two
+    distinct batches remain); with ``"keep"`` (a limit only observed, as the ONNX Runtime profilers do: the run is
+    stopped when its peak passes the limit, and nothing frees memory because of it) every row stays.
+    :meth:`calibrate` takes ``oom_limit_mb`` as default. The family lines take every row: the calibration measures their error near the limit
     (leaving out half the limit's rows there made the held-out H200 sizes' uncalibrated batch too large in 5 of
     12 cases, with every row in none). A line that would fall with the batch is replaced by the mean of its
     rows.
@@ -96,6 +100,11 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         See above.
     oom_limit_mb : float, optional
         The memory limit of the profile's out-of-memory search (see above).
+    pressure_rows : {"drop", "keep"}, default "drop"
+        Whether rows above half of ``oom_limit_mb`` leave the configurations' lines (see above).
+        ``servopt fit`` chooses from the profile (:func:`~servopt.performance.oom.pressure_rows_for`): ``"drop"``
+        where ``memory_mb`` is the caching allocator's reserved peak (the column ``hw.torch/reserved_peak_mb``),
+        else ``"keep"``.
     work_axis : {"flops", "act_peak"}, default "flops"
         The per-sample work of the family lines: ``"flops"`` the ``gflops`` feature; ``"act_peak"`` the
         ``act_peak_mb`` feature (the peak of live activations of one sample, which the ONNX profilers record for
@@ -149,7 +158,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
 
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, size_feature: Any = None,
                  max_batch_size: int = 4096, upper_quantile: float | None = None, block_mb: float = 0.0,
-                 structure: str = "line", oom_limit_mb: float | None = None, work_axis: str = "flops") -> None:
+                 structure: str = "line", oom_limit_mb: float | None = None, work_axis: str = "flops",
+                 pressure_rows: str = "drop") -> None:
         self.estimator = estimator
         self.batch_feature = batch_feature
         self.size_feature = size_feature
@@ -159,6 +169,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         self.structure = structure
         self.oom_limit_mb = oom_limit_mb
         self.work_axis = work_axis
+        self.pressure_rows = pressure_rows
 
     def _design(self, X: np.ndarray) -> np.ndarray:
         if self.size_index_ is None:
@@ -189,6 +200,9 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                                   f"{', '.join(WORK_AXES)}")
         if self.oom_limit_mb is not None and not float(self.oom_limit_mb) > 0:
             raise ValidationError(f"MaxBatchModel: oom_limit_mb={self.oom_limit_mb!r}: expected a number > 0")
+        if self.pressure_rows not in PRESSURE_ROWS:
+            raise ValidationError(f"MaxBatchModel: pressure_rows={self.pressure_rows!r}: expected one of "
+                                  f"{', '.join(PRESSURE_ROWS)}")
         X = self._with_work(X, [str(c) for c in getattr(X, "columns", [])])
         X, y = self._validate(X, y, reset=True)
         self.batch_index_ = self._column(self.batch_feature, "batch_size", 0, "batch_feature")
@@ -210,7 +224,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         self.peak_index_ = self.axes_[MEMORY_WORK_FEATURE][0] if MEMORY_WORK_FEATURE in self.axes_ else None
         batch = X[:, self.batch_index_]
         keys, inverse = group_index(X, self.group_index_)
-        calm = np.ones(len(y), dtype=bool) if self.oom_limit_mb is None else \
+        calm = np.ones(len(y), dtype=bool) if self.oom_limit_mb is None or self.pressure_rows == "keep" else \
             y <= PRESSURE_FRACTION * float(self.oom_limit_mb)
         self.lines_: dict[tuple[float, ...], Line] = {
             key: calm_line(batch, y, inverse == g, calm) for g, key in enumerate(keys)}

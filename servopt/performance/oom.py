@@ -3,7 +3,7 @@
 ``servopt profile --memory-limit-mb L --find-max-batch`` records, per configuration, the first batch that failed
 (``oom_batch_size``) and the limit of the search (``oom_limit_mb``). :func:`boundaries_from_profile` turns them into
 the rows :meth:`servopt.performance.MaxBatchModel.calibrate` learns from, :func:`profile_oom_limits` reads the
-limits, and :func:`describe_margin` is the words a plan's ``note:`` uses for the margin
+limits, :func:`pressure_rows_for` says whether the limit changed the memory measured near it, and :func:`describe_margin` is the words a plan's ``note:`` uses for the margin
 (:meth:`MaxBatchModel.largest_batch <servopt.performance.MaxBatchModel.largest_batch>`'s basis and share).
 """
 
@@ -15,7 +15,32 @@ import numpy as np
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["boundaries_from_profile", "check_limit", "describe_margin", "profile_oom_limits"]
+__all__ = ["PRESSURE_ROWS", "RESERVED_PEAK_COLUMN", "boundaries_from_profile", "check_limit", "describe_margin",
+           "pressure_rows_for", "profile_oom_limits"]
+
+#: what ``MaxBatchModel(pressure_rows=...)`` does with the rows measured above half the search's limit
+PRESSURE_ROWS = ("drop", "keep")
+#: the column of PyTorch's caching allocator's reserved peak (the torch profiler's ``memory_mb`` on GPU)
+RESERVED_PEAK_COLUMN = "hw.torch/reserved_peak_mb"
+
+
+def pressure_rows_for(frame: Any) -> str:
+    """``MaxBatchModel(pressure_rows=...)`` for a profile's memory rows: ``"drop"`` where ``memory_mb`` is what a
+    caching allocator reserves under a limit it enforces, else ``"keep"``.
+
+    The torch profiler on GPU caps PyTorch's allocator at the limit (``set_per_process_memory_fraction``); near the
+    cap the allocator frees its cached blocks and retries, so a batch reserves less there than unconstrained, and
+    the rows above half the limit would bend a line in batch down. Its rows carry ``hw.torch/reserved_peak_mb``.
+    The ONNX Runtime profilers (CPU RSS, GPU NVML) only *observe* the limit (the run is stopped when its peak
+    passes it): memory near the limit is what it is without one, and those rows are the closest to the boundary
+    a line extrapolates to (on the seen CPU sets 19-22 keeping them put 0 of 67 held-out sizes above the scanned
+    boundary and 67 within 10 %, against 1 and 64: docs/profiler.md, *Max batch*).
+    """
+    if RESERVED_PEAK_COLUMN not in getattr(frame, "columns", ()):
+        return "keep"
+    import pandas as pd
+
+    return "drop" if pd.to_numeric(frame[RESERVED_PEAK_COLUMN], errors="coerce").notna().any() else "keep"
 
 
 def boundaries_from_profile(frame: Any, features: list[str], with_limits: bool = False) -> tuple[Any, ...]:
