@@ -8,7 +8,9 @@ Methods (``benchmarks/_max_batch.py``): ``family + calibration`` (``MaxBatchMode
 ``calibrate()`` on the out-of-memory boundaries of the training rows, as ``servopt fit --oom-limit-mb L``),
 ``family + calibration, act_peak axis`` (the same with ``work_axis="act_peak"``: the family line in batch x the
 peak of live activations of one sample where a graph has no attention; the only method given ``act_peak_mb``,
-counted from the graphs for runs stored before the profiler recorded it), ``family, uncalibrated``, ``line (old)``
+counted from the graphs for runs stored before the profiler recorded it), ``family + calibration, pressure rows
+dropped`` (the rows above half the limit out of the configurations' lines on CPU too, the rule before 450f24d),
+``family, uncalibrated``, ``line (old)``
 (``structure="line"``, before issue 19) and ``line + margin`` (its 95 % conformal margin). Each case holds one input
 size out: the memory model is fitted on the other sizes' rows and calibrated on
 their boundaries, and predicts the held-out size's largest batch, compared with the measured one.

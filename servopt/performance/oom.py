@@ -33,8 +33,10 @@ def pressure_rows_for(frame: Any) -> str:
     the rows above half the limit would bend a line in batch down. Its rows carry ``hw.torch/reserved_peak_mb``.
     The ONNX Runtime profilers (CPU RSS, GPU NVML) only *observe* the limit (the run is stopped when its peak
     passes it): memory near the limit is what it is without one, and those rows are the closest to the boundary
-    a line extrapolates to (on the seen CPU sets 19-22 keeping them put 0 of 67 held-out sizes above the scanned
-    boundary and 67 within 10 %, against 1 and 64: docs/profiler.md, *Max batch*).
+    a line extrapolates to. Keeping them, the held-out sizes of the CPU sets seen while choosing (19-22, 136 cases
+    with ONNX Runtime's memory pattern) had 0 largest batches above the scanned boundary and 67 within 10 %,
+    against 1 and 64; fresh set 24, held out, 0 above and 38 of 65 within either way (docs/profiler.md, *Max
+    batch*).
     """
     if RESERVED_PEAK_COLUMN not in getattr(frame, "columns", ()):
         return "keep"
