@@ -165,3 +165,30 @@ def test_max_batch_check_quick_on_a_fresh_set(tmp_path):
     summary = pd.read_csv(tmp_path / "max_batch_check_fresh19_summary.csv")
     calibrated = summary[(summary.data == "CPU, another limit") & (summary.method == "family + calibration")]
     assert int(calibrated.cases.iloc[0]) == len(other) // len(METHODS)
+
+
+@pytest.mark.parametrize("stem,limit", [("max_batch_check_fresh24", 100), ("max_batch_check_fresh24_nopattern", 400)])
+def test_held_out_set_24_reproduces_from_its_stored_runs(stem, limit):
+    """Fresh set 24 (held out for the rows near the limit kept on CPU, 450f24d): the held-out sizes under a limit
+    where the two rules differ, fitted again from the stored runs, give the committed predictions of both, and the
+    rule servopt fit uses puts none above the scan's truth."""
+    import max_batch_check
+
+    results = ROOT / "benchmarks" / "results"
+    rows = pd.read_csv(results / f"{stem}_cpu_rows.csv")
+    boundaries = pd.read_csv(results / f"{stem}_boundaries.csv")
+    rows, boundaries = rows[rows.memory_limit_mb == limit], boundaries[boundaries.memory_limit_mb == limit]
+    methods = ["family + calibration", "family + calibration, pressure rows dropped"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(max_batch_check, "METHODS", methods)
+        got = pd.DataFrame(max_batch_check.cpu_cases(rows, boundaries))
+    stored = pd.read_csv(results / f"{stem}.csv")
+    stored = stored[(stored.memory_limit_mb == limit) & stored.method.isin(methods)]
+    key = ["model", "input_size", "method"]
+    both = got.merge(stored, on=key, suffixes=("", "_stored"))
+    assert len(both) == len(got) == len(stored) > 0
+    assert (both.predicted == both.predicted_stored).all() and (both.truth_hi == both.truth_hi_stored).all()
+    kept = both[both.method == "family + calibration"]
+    assert (kept.above_truth == "no").all() and (kept.predicted >= 0.75 * kept.truth_hi).all()
+    dropped = both[both.method != "family + calibration"]
+    assert not np.array_equal(kept.sort_values(key).predicted, dropped.sort_values(key).predicted)
