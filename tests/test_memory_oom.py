@@ -121,9 +121,10 @@ def test_cli_fit_reports_the_oom_margin(capsys, root):
     out = capsys.readouterr().out
     assert "calibrated on 3 out-of-memory boundaries under 8192 MiB" in out
     assert "oom_margin -0.02" in out and "resnet50 resnet50-fp16 H200" in out and "other sizes" in out
+    assert "rows above half the limit: left out" in out  # the torch profile: the allocator's reserved peak
     assert main(["fit", str(path), "--targets", "memory", "--oom-limit-mb", "8192", "--json"]) == 0
     oom = json.loads(capsys.readouterr().out)["memory"]["oom_calibration"]
-    assert oom["boundaries"] == 3 and oom["memory_limit_mb"] == 8192
+    assert oom["boundaries"] == 3 and oom["memory_limit_mb"] == 8192 and oom["pressure_rows"] == "drop"
     # fp16 reserves less per sample near the limit than on the grid: the lines of the profiled sizes (fitted below
     # half the limit) over-predict there by 25 %; the family line, fitted on every row, by 3 %
     family = oom["families"][0]
@@ -421,7 +422,7 @@ def test_cli_predict_warns_under_a_limit_no_boundary_was_measured_under(capsys, 
     assert "none under" not in capsys.readouterr().err
 
 
-def test_pressure_rows_follow_the_kind_of_limit(root):
+def test_pressure_rows_follow_the_kind_of_limit(root, tmp_path, capsys):
     """The rows above half the limit leave the configurations' lines only where the memory is a caching
     allocator's reserved peak under a limit it enforces (the torch profiles, with hw.torch/reserved_peak_mb); a
     limit the ONNX Runtime profilers only observe keeps them."""
@@ -441,6 +442,10 @@ def test_pressure_rows_follow_the_kind_of_limit(root):
     fitted, _ = fit_profile(cpu, targets=["memory"], cross_validate=False)
     model = fitted.targets["memory"].model
     assert model.pressure_rows == "keep" and model.oom_limit_mb == 200 and len(model.calibration_) == 12
+    path = tmp_path / "cpu.csv"
+    cpu.to_csv(path, index=False)
+    assert main(["fit", str(path), "--targets", "memory", "-q"]) == 0
+    assert "rows above half the limit: kept in the configurations' lines" in capsys.readouterr().out
 
 
 def test_kept_pressure_rows_shape_the_line():

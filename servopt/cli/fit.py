@@ -216,7 +216,8 @@ def _oom_report(models: Any, limit: float | None) -> dict[str, Any] | None:
     return {"memory_limit_mb": limit, "boundaries": bounds, "calibrated": bounds > 0,
             "oom_margin": getattr(model, "oom_margin_", None), "families": model.margins(),
             "default_usable_fraction": getattr(model, "default_fraction_", 1.0),
-            "uncalibrated_families": _uncalibrated_families(model)}
+            "uncalibrated_families": _uncalibrated_families(model),
+            "pressure_rows": getattr(model, "pressure_rows", "drop")}
 
 
 def _uncalibrated_families(model: Any) -> int:
@@ -243,6 +244,11 @@ def _print_oom(oom: dict[str, Any]) -> None:
     print(f"memory: largest batch calibrated on {oom['boundaries']} out-of-memory boundaries under "
           f"{', '.join(f'{v:g}' for v in limits)} MiB; oom_margin {oom['oom_margin']:+.4f} (share of a limit held back; "
           f"negative: the model over-predicts memory near the limit)")
+    print("  rows above half the limit: " + (
+        "left out of the configurations' lines (memory_mb is the caching allocator's reserved peak, which it "
+        "lowers near a limit it enforces)" if oom.get("pressure_rows") == "drop" else
+        "kept in the configurations' lines (the profiler only observed the limit: memory near it is measured as "
+        "without one)"))
     width = max(len(f["family"]) for f in oom["families"])
     print(f"  {'family'.ljust(width)}  boundaries  usable fraction: profiled, other limits  other sizes  margin  "
           f"beyond, per octave: above  below")
