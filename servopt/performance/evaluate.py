@@ -201,7 +201,8 @@ def _inputs(rows: pd.DataFrame, target: Target, source: str) -> tuple[pd.DataFra
 
 def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns: list[str],
                     estimator: Any, latency_model: str = "work", memory_model: str = "family",
-                    oom_limit_mb: float | None = None, progress: Any = None) -> TargetReport:
+                    oom_limit_mb: float | None = None, progress: Any = None,
+                    pressure_rows: str = "drop") -> TargetReport:
     y = rows[target.column].to_numpy(dtype=float)
     x = rows[target.x].to_numpy(dtype=float)
     keys = group_columns(rows, target)
@@ -217,8 +218,7 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
             if progress is not None:
                 progress.advance()
             continue
-        model = make_model(target.name, estimator, latency_model, memory_model, oom_limit_mb,
-                           pressure_rows_for(rows))
+        model = make_model(target.name, estimator, latency_model, memory_model, oom_limit_mb, pressure_rows)
         model.fit(X[train].reset_index(drop=True), y[train], **_fit_params(target.name, rows[train]))
         labels = _fit_params(target.name, rows[test], fit=False)
         predicted[test] = model.predict(X[test].reset_index(drop=True), **labels)
@@ -548,7 +548,8 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             limit = float(np.min(limits)) if len(largest) else None
         if progress is not None:
             progress.stage(f"fitting {name} on {len(rows):,} rows")
-        model = make_model(name, estimator, latency_model, memory_model, limit, pressure_rows_for(rows))
+        pressure = pressure_rows_for(rows)
+        model = make_model(name, estimator, latency_model, memory_model, limit, pressure)
         model.fit(X, y, **_fit_params(name, rows))
         if len(largest):
             model.calibrate(bounds, largest, limits)
@@ -558,7 +559,7 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
                 progress.stage(f"cross-validating {name} (one fold per {target.x.replace('_', ' ')})",
                                int(rows[target.x].nunique()))
             report = _cross_validate(rows, target, X, columns, estimator, latency_model, memory_model, limit,
-                                     progress)
+                                     progress, pressure)
             if report.groups:
                 reports[name] = report
                 sizes = _size_residuals(rows, target, X, estimator, latency_model, progress)

@@ -75,10 +75,10 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
     ``pressure_rows="drop"``, rows above half of it are left out of the lines of the configurations (where two
     distinct batches remain); with ``"keep"`` (a limit only observed, as the ONNX Runtime profilers do: the run is
     stopped when its peak passes the limit, and nothing frees memory because of it) every row stays.
-    :meth:`calibrate` takes ``oom_limit_mb`` as default. The family lines take every row: the calibration measures their error near the limit
-    (leaving out half the limit's rows there made the held-out H200 sizes' uncalibrated batch too large in 5 of
-    12 cases, with every row in none). A line that would fall with the batch is replaced by the mean of its
-    rows.
+    :meth:`calibrate` takes ``oom_limit_mb`` as default. The family lines take every row: the calibration
+    measures their error near the limit (leaving out half the limit's rows there made the held-out H200 sizes'
+    uncalibrated batch too large in 5 of 12 cases, with every row in none). A line that would fall with the batch
+    is replaced by the mean of its rows.
 
     Parameters
     ----------

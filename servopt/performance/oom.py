@@ -3,7 +3,8 @@
 ``servopt profile --memory-limit-mb L --find-max-batch`` records, per configuration, the first batch that failed
 (``oom_batch_size``) and the limit of the search (``oom_limit_mb``). :func:`boundaries_from_profile` turns them into
 the rows :meth:`servopt.performance.MaxBatchModel.calibrate` learns from, :func:`profile_oom_limits` reads the
-limits, :func:`pressure_rows_for` says whether the limit changed the memory measured near it, and :func:`describe_margin` is the words a plan's ``note:`` uses for the margin
+limits, :func:`pressure_rows_for` says whether the limit changed the memory measured near it, and
+:func:`describe_margin` is the words a plan's ``note:`` uses for the margin
 (:meth:`MaxBatchModel.largest_batch <servopt.performance.MaxBatchModel.largest_batch>`'s basis and share).
 """
 
