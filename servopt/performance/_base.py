@@ -7,7 +7,8 @@ learned in ``fit`` (unseen text becomes -1) before scikit-learn's own validation
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,19 @@ __all__ = ["ProfileRegressor", "set_monotone", "group_index", "predict_by_group"
 
 class ProfileRegressor(RegressorMixin, BaseEstimator):
     """Base class: text-column encoding, validation and feature lookup. Not used on its own."""
+
+    #: constructor parameters added after models of the class were first saved (``servopt fit -o``), each with the
+    #: value that describes what a model saved before it existed does. A saved model's fitted attributes decide its
+    #: predictions; its parameters fill ``get_params``, ``repr`` and ``clone``, which would fail on the missing
+    #: attribute. A parameter missing from a saved model and not listed here takes its default.
+    _params_before: ClassVar[dict[str, Any]] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for name in self._get_param_names():
+            if name not in self.__dict__:
+                default = inspect.signature(type(self).__init__).parameters[name].default
+                self.__dict__[name] = self._params_before.get(name, default)
 
     def _validate(self, X: Any, y: Any = "no_validation", *, reset: bool) -> Any:
         if reset:

@@ -26,7 +26,7 @@ each query's largest batch with the margin it used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import clone
@@ -155,6 +155,9 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
     >>> model.max_batch(224, memory_limit_mb=1000)
     25
     """
+
+    #: a model saved before 311283a / 450f24d: the FLOPs axis, the rows above half the limit left out
+    _params_before: ClassVar[dict[str, Any]] = {"work_axis": "flops", "pressure_rows": "drop"}
 
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, size_feature: Any = None,
                  max_batch_size: int = 4096, upper_quantile: float | None = None, block_mb: float = 0.0,

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -156,6 +156,9 @@ class RuntimeWarmupModel(ProfileRegressor):
     >>> [round(v) for v in model.predict(X.iloc[[2, 5]])]
     [61, 82]
     """
+
+    #: a model saved before 60e186b: a multiple of the soft hinge, one ratio per configuration
+    _params_before: ClassVar[dict[str, Any]] = {"latency_model": "hinge", "ratio": "constant"}
 
     def __init__(self, estimator: Any = None, latency_model: str = "work", ratio: str = "batch") -> None:
         self.estimator = estimator

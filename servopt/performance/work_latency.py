@@ -58,7 +58,7 @@ monotone fallback regressor.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -183,6 +183,9 @@ class WorkLatencyModel(WorkColumnMixin, LatencyModel):
     >>> bool(model.predict([[256.0]])[0] > 5.0 * 1.9)                 # still grows beyond batch 64
     True
     """
+
+    #: a model saved before 26e9246 / 4c968f9: no envelope, each configuration's soft hinge in its grid
+    _params_before: ClassVar[dict[str, Any]] = {"monotone_envelope": False, "in_grid": "hinge"}
 
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, group_features: Any = None,
                  size_feature: Any = None, work_feature: Any = None, robust_scale: float = ROBUST_SCALE,
