@@ -17,6 +17,7 @@ from servopt.performance.features import WORK_FEATURE
 from servopt.performance.latency import LatencyModel
 from servopt.performance.warmup import WarmupModel
 from servopt.performance.work_latency import WorkLatencyModel
+from servopt.performance.work_poly import WorkColumnMixin
 
 __all__ = ["OVERHEAD_RATIO", "RUNTIME_COLUMNS", "RuntimeWarmupModel", "runtime_context", "runtime_of",
            "with_run_flags"]
@@ -91,7 +92,7 @@ def with_run_flags(rows: Any) -> Any:
     return rows.assign(first_in_run=ctx["first_in_run"].to_numpy(), seen_shape=ctx["seen_shape"].to_numpy())
 
 
-class RuntimeWarmupModel(ProfileRegressor):
+class RuntimeWarmupModel(WorkColumnMixin, ProfileRegressor):
     """Warm-up time structured by how the runtime warms up, on a latency model of the same point.
 
     servopt's profiler measures warm-up differently per runtime (docs/profiler.md), and the model follows it:
@@ -186,7 +187,7 @@ class RuntimeWarmupModel(ProfileRegressor):
                                   f"{', '.join(LATENCY_MODELS)}")
         if self.ratio not in RATIOS:
             raise ValidationError(f"RuntimeWarmupModel: ratio={self.ratio!r}; expected one of {', '.join(RATIOS)}")
-        X = _known_work(X)
+        X = self._with_work(X, [str(c) for c in getattr(X, "columns", [])])
         Xv, yv = self._validate(X, y, reset=True)
         if np.any(yv <= 0):
             raise ValidationError(f"RuntimeWarmupModel: warm-up times must be > 0, got {float(yv.min())!r}")
@@ -242,9 +243,6 @@ class RuntimeWarmupModel(ProfileRegressor):
                 return self.setup_[key]
         return None
 
-    def _check_predict(self, X: Any) -> np.ndarray:
-        return super()._check_predict(_known_work(X, self))
-
     def predict(self, X: Any, profile: Any = None) -> np.ndarray:
         """Warm-up time of each row (ms). ``profile`` (optional, the query rows with ``framework``, ``source``,
         ``oom_batch_size``, same order) tells first-in-run and seen-shape rows apart; without it every row is a new
@@ -252,7 +250,8 @@ class RuntimeWarmupModel(ProfileRegressor):
         import pandas as pd
 
         self._check_predict(X)
-        out = self.fallback_.predict(_known_work(X, self.fallback_))
+        fallback_names = [str(n) for n in getattr(self.fallback_, "feature_names_in_", [])]
+        out = self.fallback_.predict(self._with_work(X, fallback_names))
         if not self.structured_:
             return out
         frame = X.reset_index(drop=True)
@@ -289,17 +288,6 @@ class RuntimeWarmupModel(ProfileRegressor):
             if key in self.ratio_:
                 return self.ratio_[key] * latency
         return None
-
-
-def _known_work(X: Any, model: Any = None) -> Any:
-    """``X`` with its ``gflops`` column (the work of a sample, where the profile or a graph gives it) present where
-    ``model`` was fitted on it and its NaNs as 0 (unknown: the work latency model then takes the FLOPs from its
-    polynomial in input size)."""
-    from servopt.performance.work_poly import with_work_column
-
-    names = [str(n) for n in getattr(model if model is not None else X, "feature_names_in_",
-                                     getattr(X, "columns", []))]
-    return with_work_column(X, names, WORK_FEATURE if WORK_FEATURE in names else None)
 
 
 def _batch_of(X: Any) -> np.ndarray | None:
