@@ -388,3 +388,27 @@ def test_below_the_profiled_sizes_a_constant_term_is_halved_in_logs():
     assert fit_work_poly((104, 140, 180), _flops(vit, (104, 140, 180))).below is None
     with pytest.raises(ValueError, match="below"):
         WorkPoly(0.1, 1.0, 0.0, {}, None, 1.0, (1.0, -1.0))
+
+
+def test_fill_work_completes_each_row_from_its_configurations_polynomial():
+    """``fill_work`` (one polynomial call per configuration since the largest-batch queries of thousands of rows
+    made the per-row loop the bulk of ``largest_batch``): each row as the polynomial of its key at its size, a
+    known positive work kept, NaN where the key has no polynomial."""
+    from servopt.performance.work_poly import fill_work, fit_work_poly
+
+    rng = np.random.default_rng(7)
+    polys = {(1.0, 2.0): fit_work_poly([96, 160, 224], [0.8, 2.1, 4.3]),
+             (3.0, 2.0): fit_work_poly([64, 128, 256], [0.1, 0.5, 2.2])}
+    n = 500
+    X = np.c_[rng.choice([1.0, 3.0, 5.0], n), np.full(n, 2.0), rng.integers(1, 300, n).astype(float),
+              np.where(rng.random(n) < 0.2, rng.uniform(0.5, 9.0, n), np.nan)]
+    X[rng.random(n) < 0.05, 2] = 0.0  # no input size: taken as 1
+    got = fill_work(X, polys, [0, 1], 2, 3)
+    for i in range(n):
+        if np.isfinite(X[i, 3]):
+            assert got[i] == X[i, 3]
+        elif (X[i, 0], X[i, 1]) in polys:
+            assert got[i] == polys[X[i, 0], X[i, 1]](X[i, 2] if X[i, 2] > 0 else 1.0)[0]
+        else:
+            assert np.isnan(got[i])
+    assert np.isnan(got).sum() == int(((X[:, 0] == 5.0) & ~np.isfinite(X[:, 3])).sum()) > 0

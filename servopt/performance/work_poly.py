@@ -255,12 +255,17 @@ def fill_work(X: np.ndarray, polys: dict[tuple[float, ...], WorkPoly], key_colum
     work[missing] = np.nan
     if not missing.any() or not polys:
         return work
+    from servopt.performance._base import group_index
+
     sizes = X[:, size_index] if size_index is not None else np.ones(len(X))
     sizes = np.where(sizes > 0, sizes, 1.0)
-    for i in np.flatnonzero(missing):
-        poly = polys.get(tuple(float(X[i, c]) for c in key_columns))
+    rows = np.flatnonzero(missing)
+    keys, inverse = group_index(np.asarray(X[rows], dtype=float), key_columns)
+    for g, key in enumerate(keys):  # one call per configuration: a largest-batch query holds thousands of rows
+        poly = polys.get(key)
         if poly is not None:
-            work[i] = float(poly(sizes[i])[0])
+            at = rows[inverse == g]
+            work[at] = poly(sizes[at])
     return work
 
 
