@@ -78,3 +78,19 @@ def test_a_saved_models_file_without_them_loads_prints_and_predicts_as_before(fi
     for target in loaded.targets.values():
         assert type(target.model).__name__ in repr(target.model)
     pd.testing.assert_frame_equal(loaded.predict(frame), models.predict(frame))
+
+
+def test_a_memory_model_saved_while_the_activation_peak_was_the_axis_says_so():
+    """From 2886e1f to 311283a the family lines ran in batch x act_peak_mb wherever a profile recorded it, before
+    ``work_axis`` existed: such a file's fitted axes tell which it was."""
+    rng = np.random.default_rng(3)
+    rows = [{"batch_size": float(b), "model": m, "input_size": float(s), "gflops": g * (s / 100) ** 2,
+             "act_peak_mb": a * (s / 100) ** 2}
+            for m, g, a in (("a", 1.0, 3.0), ("b", 2.0, 1.5)) for s in (96, 128, 160) for b in (1, 2, 4, 8, 16)]
+    X = pd.DataFrame(rows)
+    y = 50 + X["batch_size"] * X["act_peak_mb"] * rng.uniform(0.95, 1.05, len(X))
+    for axis in ("act_peak", "flops"):
+        model = MaxBatchModel(structure="family", work_axis=axis).fit(X, y)
+        old = _as_saved_before(model, ["work_axis"])
+        assert old.get_params()["work_axis"] == axis
+        np.testing.assert_array_equal(old.predict(X), model.predict(X))

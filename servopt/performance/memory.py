@@ -159,6 +159,11 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
     #: a model saved before 311283a / 450f24d: the FLOPs axis, the rows above half the limit left out
     _params_before: ClassVar[dict[str, Any]] = {"work_axis": "flops", "pressure_rows": "drop"}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "work_axis" not in state and MEMORY_WORK_FEATURE in (state.get("axes_") or {}):
+            state = {**state, "work_axis": "act_peak"}  # saved from 2886e1f to 311283a: its lines in act_peak_mb
+        super().__setstate__(state)
+
     def __init__(self, estimator: Any = None, *, batch_feature: Any = None, size_feature: Any = None,
                  max_batch_size: int = 4096, upper_quantile: float | None = None, block_mb: float = 0.0,
                  structure: str = "line", oom_limit_mb: float | None = None, work_axis: str = "flops",
