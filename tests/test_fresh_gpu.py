@@ -54,3 +54,9 @@ def test_the_set_is_fixed_before_it_is_measured():
     assert one["sizes"] == (224, 320, 448) and one["memory_limit_mb"] == 16384.0
     command = fresh_gpu.__doc__.split("python3 scripts/gpu_profile_check.py", 1)[1].split("\n\n")[0]
     assert f"--models {','.join(one['models'])}" in command and "--memory-limit-mb 16384" in command
+    # the command leaves sizes, batches and precisions to the measuring script's defaults: they must be the set's
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import gpu_profile_check
+
+    assert (gpu_profile_check.SIZES, gpu_profile_check.BATCHES, gpu_profile_check.DTYPES) == \
+        (one["sizes"], one["batches"], one["dtypes"])
