@@ -68,6 +68,10 @@ def test_memory_fit_counts_the_model_over_its_fraction_and_never_below_the_measu
     assert fits == [1, 8, 64] and problem.memory_margin["entries"][1]["basis"] == "profiled size"
     own, other = problem.memory_margin["notes"]  # only the slice, not measured at its limit, says how to measure it
     assert "--find-max-batch" not in own and "--memory-limit-mb 1024 --find-max-batch" in other
+    # and warns that no boundary was measured under its limit at all (the profile's search ran under 4096 MiB)
+    assert [e["boundary_limits_mb"] for e in problem.memory_margin["entries"]] == [[4096.0], [4096.0]]
+    assert "warning" not in own
+    assert "warning: no out-of-memory boundary was measured under 1024 MiB (only under 4096 MiB)" in other
 
 
 def test_a_slice_without_its_own_entry_takes_the_whole_gpus_table(tmp_path):

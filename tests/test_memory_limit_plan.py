@@ -50,6 +50,11 @@ def test_the_memory_limit_caps_the_batch_and_reports_the_margin(capsys, tmp_path
     text = capsys.readouterr().out
     assert f"note: resnet50 on H200: batch sizes capped at {entry['max_batch']}" in text and "1024 MiB" in text
     assert "servopt profile --memory-limit-mb 1024 --find-max-batch at this configuration" in text  # not its own
+    # the profile's boundaries were searched under 8192 MiB: the plan says none was measured under 1024
+    assert entry["boundary_limits_mb"] == [8192.0]
+    assert "warning: no out-of-memory boundary was measured under 1024 MiB (only under 8192 MiB)" in text
+    at_8192 = solve_json(capsys, problem(tmp_path, "    memory_limit_mb: 8192\n"))["memory_margin"]
+    assert at_8192["entries"][0]["boundary_limits_mb"] == [8192.0] and "warning" not in at_8192["notes"][0]
     out = tmp_path / "repo"
     assert main(["solve", str(problem(tmp_path, "    memory_limit_mb: 1024\n")), "--out", str(out)]) == 0
     capsys.readouterr()

@@ -415,11 +415,11 @@ def test_cli_predict_warns_under_a_limit_no_boundary_was_measured_under(capsys, 
     captured = capsys.readouterr()
     rows = json.loads(captured.out)["predictions"]
     assert rows[0]["max_batch_basis"] == "profiled size" and rows[0]["max_batch"] > 0
-    assert ("--memory-limit-mb 4096: the memory model's out-of-memory boundaries were measured under 8192 MiB, none "
-            "under 4096" in captured.err)
+    assert ("--memory-limit-mb 4096: no out-of-memory boundary was measured under 4096 MiB (only under 8192 MiB)"
+            in captured.err)
     assert "servopt profile MODEL --memory-limit-mb 4096 --find-max-batch" in captured.err
     assert main(["predict", str(models), str(query), "--memory-limit-mb", "8192", "--json"]) == 0
-    assert "none under" not in capsys.readouterr().err
+    assert "no out-of-memory boundary" not in capsys.readouterr().err
 
 
 def test_pressure_rows_follow_the_kind_of_limit(root, tmp_path, capsys):

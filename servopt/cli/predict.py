@@ -128,18 +128,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _warn_uncalibrated_limit(models: Any, limit: float) -> None:
     """One stderr line when the memory model was calibrated on out-of-memory boundaries, none of them under
-    ``limit``: its largest batch there carries their ratios with their spread held back, which is far from safe
-    and far from tight (measured on CPU: docs/profiler.md, *Max batch*, "Another limit")."""
-    model = models.targets["memory"].model
-    limits = sorted({float(c["memory_limit_mb"]) for c in getattr(model, "calibration_", [])})
-    if not limits or float(limit) in limits:
-        return
-    print(f"servopt predict: warning: --memory-limit-mb {limit:g}: the memory model's out-of-memory boundaries "
-          f"were measured under {', '.join(f'{x:g}' for x in limits)} MiB, none under {limit:g}; max_batch there "
-          f"carries their ratios less their spread, which can be far below or above the batch that fits "
-          f"(docs/profiler.md, Max batch, another limit). To plan under {limit:g} MiB, measure its boundary "
-          f"(servopt profile MODEL --memory-limit-mb {limit:g} --find-max-batch) and fit on both profiles",
-          file=sys.stderr)
+    ``limit`` (:func:`~servopt.performance.oom.another_limit`)."""
+    from servopt.performance.oom import another_limit, boundary_limits
+
+    text = another_limit(boundary_limits(models.targets["memory"].model), limit)
+    if text is not None:
+        print(f"servopt predict: warning: --memory-limit-mb {limit:g}: {text}", file=sys.stderr)
 
 
 def _warn_extrapolated(flagged: dict[int, str], served: dict[int, str] | None, where: list[str]) -> None:

@@ -5,7 +5,8 @@
 the rows :meth:`servopt.performance.MaxBatchModel.calibrate` learns from, :func:`profile_oom_limits` reads the
 limits, :func:`pressure_rows_for` says whether the limit changed the memory measured near it, and
 :func:`describe_margin` is the words a plan's ``note:`` uses for the margin
-(:meth:`MaxBatchModel.largest_batch <servopt.performance.MaxBatchModel.largest_batch>`'s basis and share).
+(:meth:`MaxBatchModel.largest_batch <servopt.performance.MaxBatchModel.largest_batch>`'s basis and share), and
+:func:`another_limit` what a prediction or plan under a limit no boundary was measured under says.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["PRESSURE_ROWS", "RESERVED_PEAK_COLUMN", "boundaries_from_profile", "check_limit", "describe_margin",
-           "pressure_rows_for", "profile_oom_limits"]
+__all__ = ["PRESSURE_ROWS", "RESERVED_PEAK_COLUMN", "another_limit", "boundaries_from_profile", "boundary_limits",
+           "check_limit", "describe_margin", "pressure_rows_for", "profile_oom_limits"]
 
 #: what ``MaxBatchModel(pressure_rows=...)`` does with the rows measured above half the search's limit
 PRESSURE_ROWS = ("drop", "keep")
@@ -116,6 +117,34 @@ this configuration measures its own boundary']
         text += (f"; servopt profile --memory-limit-mb {limit_mb:g} --find-max-batch at this configuration measures "
                  "its own boundary")
     return text
+
+
+def boundary_limits(model: Any) -> list[float]:
+    """The limits the out-of-memory boundaries a fitted :class:`~servopt.performance.MaxBatchModel` was calibrated
+    on were measured under, sorted (empty: not calibrated)."""
+    return sorted({float(c["memory_limit_mb"]) for c in getattr(model, "calibration_", [])})
+
+
+def another_limit(limits: list[float], limit_mb: float) -> str | None:
+    """What a largest batch under ``limit_mb`` must say when the memory model's boundaries were measured under
+    ``limits`` (:func:`boundary_limits`), none of them ``limit_mb``: it carries their ratios less their spread to a
+    limit where none was measured. On the fresh CPU graphs that put 75 of 844 such cases above the batch that fits
+    (60 of them under a limit below the calibrated one; docs/profiler.md, *Max batch*, "Another limit"). None where
+    a boundary was measured under ``limit_mb``, or none at all (the basis ``uncalibrated`` says so itself).
+
+    >>> another_limit([8192.0], 8192) is None, another_limit([], 1024) is None
+    (True, True)
+    >>> another_limit([100.0, 400.0], 200).split(";")[0]
+    'no out-of-memory boundary was measured under 200 MiB (only under 100, 400 MiB)'
+    """
+    if not limits or float(limit_mb) in limits:
+        return None
+    return (f"no out-of-memory boundary was measured under {limit_mb:g} MiB (only under "
+            f"{', '.join(f'{x:g}' for x in limits)} MiB); the batch there carries their ratios less their spread, "
+            f"which can be far below or above the batch that fits (on the fresh CPU graphs 75 of 844 such cases "
+            f"were above it: docs/profiler.md, Max batch, another limit); to plan under {limit_mb:g} MiB, measure "
+            f"its boundary (servopt profile MODEL --memory-limit-mb {limit_mb:g} --find-max-batch) and fit on both "
+            f"profiles")
 
 
 def check_limit(memory_limit_mb: Any, where: str) -> float:

@@ -171,6 +171,7 @@ class _Fits:
         (:meth:`PerformanceModels.planned_memory <servopt.performance.evaluate.PerformanceModels.planned_memory>`),
         and never less than the row's measured ``memory_mb``."""
         from servopt.performance.evaluate import fit_profile
+        from servopt.performance.oom import boundary_limits
 
         fitted = self.memory_fits.get(rel)
         if fitted is None:
@@ -193,6 +194,7 @@ class _Fits:
                             "max_batch": max(fits),
                             "usable_fraction": float(got["usable_fraction"].iloc[0]),
                             "oom_margin": float(got["oom_margin"].iloc[0]), "basis": str(got["basis"].iloc[0]),
+                            "boundary_limits_mb": boundary_limits(fitted.targets["memory"].model),
                             "planned_memory_mb": {str(b): mb for b, mb in table.items() if math.isfinite(mb)}})
         return {b: mb for b, mb in table.items() if math.isfinite(mb)}
 
@@ -201,11 +203,16 @@ def _memory_record(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``memory_margin`` a fleet problem carries into ``solve --json`` and ``servopt.json``, with the text
     lines ``servopt solve`` prints."""
     from servopt.performance.memory import describe_margin
+    from servopt.performance.oom import another_limit
 
-    notes = [f"{e['model']} on {e['hardware']}: memory per instance from the memory model over its usable fraction "
-             f"{e['usable_fraction']:.3f} of {e['memory_limit_mb']:g} MiB "
-             f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])}), never below the measured "
-             f"memory; alone, batch {e['max_batch']} is the largest profiled batch that fits" for e in entries]
+    notes = []
+    for e in entries:
+        warning = another_limit(e["boundary_limits_mb"], e["memory_limit_mb"])
+        notes.append(f"{e['model']} on {e['hardware']}: memory per instance from the memory model over its usable "
+                     f"fraction {e['usable_fraction']:.3f} of {e['memory_limit_mb']:g} MiB "
+                     f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])}), never below the "
+                     f"measured memory; alone, batch {e['max_batch']} is the largest profiled batch that fits"
+                     + (f"; warning: {warning}" if warning else ""))
     return {"entries": entries, "notes": notes}
 
 

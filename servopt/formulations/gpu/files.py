@@ -95,13 +95,16 @@ def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``memory_margin`` a problem carries into ``solve --json`` and ``servopt.json``: one entry per GPU entry
     with ``memory_limit_mb``, and the text lines ``servopt solve`` prints."""
     from servopt.performance.memory import describe_margin
+    from servopt.performance.oom import another_limit
 
     notes = []
     for e in entries:
         e["model"] = name
+        warning = another_limit(e["boundary_limits_mb"], e["memory_limit_mb"])
         notes.append(f"{name} on {e['hardware']}: batch sizes capped at {e['max_batch']}, the largest the memory "
                      f"model predicts to fit in {e['memory_limit_mb']:g} MiB "
-                     f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])})")
+                     f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])})"
+                     + (f"; warning: {warning}" if warning else ""))
     return {"entries": entries, "notes": notes}
 
 
@@ -187,11 +190,14 @@ class _Frame:
                                       "it) or give max_batch_size instead")
             self._memory, _ = fit_profile(frame, source=self.label(), targets=["memory"], cross_validate=False)
         got = self._memory.largest_batch(rows.iloc[[0]].reset_index(drop=True), limit_mb, source=self.label())
+        from servopt.performance.oom import boundary_limits
+
         record = {"model": None, "hardware": hardware, "memory_limit_mb": float(limit_mb),
                   "max_batch": int(got["max_batch"].iloc[0]),
                   "usable_fraction": float(got["max_batch_usable_fraction"].iloc[0]),
                   "oom_margin": float(got["max_batch_oom_margin"].iloc[0]),
-                  "basis": str(got["max_batch_basis"].iloc[0])}
+                  "basis": str(got["max_batch_basis"].iloc[0]),
+                  "boundary_limits_mb": boundary_limits(self._memory.targets["memory"].model)}
         self.memory.append(record)
         return record["max_batch"]
 
