@@ -43,12 +43,17 @@ from servopt.performance.work_poly import WorkColumnMixin, poly_key_columns
 from servopt.performance.oom import (PRESSURE_ROWS, boundaries_from_profile, check_limit, describe_margin,
                                     pressure_rows_for, profile_oom_limits)
 
-__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "PRESSURE_ROWS", "MaxBatchModel", "boundaries_from_profile",
-           "describe_margin", "pressure_rows_for", "profile_oom_limits"]
+__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "PRESSURE_ROWS", "WINDOW_SPREAD", "MaxBatchModel",
+           "boundaries_from_profile", "describe_margin", "pressure_rows_for", "profile_oom_limits"]
 
 #: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
 MEMORY_STRUCTURES = ("family", "line")
 #: where :meth:`MaxBatchModel.largest_batch` took a row's usable fraction from
+#: how far apart (largest / smallest) the fractions that put an unprofiled size's largest batch within 10 % of the
+#: one that fits, and not above it, lie: the median over the fresh CPU sets 20-24 (1.11x; 90th percentile 1.13-1.16x,
+#: ``benchmarks/max_batch_fraction_bound.py``). A family whose left-out ratios spread wider cannot be that close
+#: at every unprofiled size with one fraction that is never above.
+WINDOW_SPREAD = 1.11
 FRACTION_BASES = ("own boundary", "profiled size", "unprofiled size", "beyond the profiled sizes",
                   "other families' boundaries", "uncalibrated")
 #: rows measured above this fraction of the limit of an out-of-memory search are left out of the configurations'
@@ -492,10 +497,13 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         number of boundaries and of distinct input sizes they were measured at, and ``shortfall_per_octave``
         (``{"up": rate, "down": rate}``: beyond its profiled sizes the fraction is at most ``reference - rate x
         octaves``, so the margin there grows with the distance). A family calibrated at one input size cannot
-        leave a size out (``input_sizes`` 1), so another size's largest batch may exceed the one that fits."""
+        leave a size out (``input_sizes`` 1), so another size's largest batch may exceed the one that fits.
+        ``unprofiled_spread``: the largest over the smallest ``unprofiled_ratio`` of its boundaries (None with fewer
+        than two): above :data:`WINDOW_SPREAD` an unprofiled size's largest batch can fall 10 % or more short."""
         check_is_fitted(self)
         seen: dict[str, dict[str, Any]] = {}
         sizes: dict[str, set] = {}
+        unseen: dict[str, list[float]] = {}
         for rec in getattr(self, "calibration_", []):
             label = " ".join(str(v) for v in rec["family"].values() if v not in (None, "", 0.0))
             unprofiled = rec.get("unprofiled_fraction")
@@ -505,8 +513,12 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                                     "shortfall_per_octave": dict(rec.get("shortfall_per_octave") or {})})
             seen[label]["boundaries"] += 1
             sizes.setdefault(label, set()).add(rec["input_size"])
+            if rec.get("unprofiled_ratio") is not None:
+                unseen.setdefault(label, []).append(float(rec["unprofiled_ratio"]))
         for label, rec in seen.items():
             rec["input_sizes"] = len(sizes[label])
+            ratios = unseen.get(label, [])
+            rec["unprofiled_spread"] = max(ratios) / min(ratios) if len(ratios) > 1 and min(ratios) > 0 else None
         return list(seen.values())
 
     def max_batch(self, input_size: float | None, memory_limit_mb: float, **features: Any) -> int:
