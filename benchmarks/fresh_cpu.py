@@ -51,7 +51,8 @@ SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248
          12: (100, 136, 176, 240), 13: (112, 152, 192, 264), 14: (96, 128, 168, 232),
          15: (104, 140, 180, 248), 16: (108, 148, 188, 260), 17: (92, 128, 164, 228), 18: (96, 124, 160, 220),
          19: (104, 132, 164, 228), 20: (100, 136, 172, 240), 21: (108, 140, 176, 244),
-         22: (112, 144, 180, 252), 23: (104, 140, 176, 248), 24: (108, 136, 172, 240)}
+         22: (112, 144, 180, 252), 23: (104, 140, 176, 248), 24: (108, 136, 172, 240),
+         25: (100, 128, 164, 236)}
 #: set -> suffix of its names: graphs ``vit_fresh<suffix>``, profile ``measured_cpu_fresh<suffix>.csv``, results
 #: ``fresh_cpu<suffix>*`` (set 1 has none)
 SUFFIX = {n: "" if n == 1 else str(n) for n in SIZES}
@@ -127,6 +128,9 @@ GRAPHS = {
     24: (dict(dim=88, depth=3, patch=8, mlp_ratio=2, num_classes=1000, seed=24),
          dict(width=24, blocks=(2, 2, 1, 1), num_classes=1000, seed=24),
          dict(width_mult=1.0, num_classes=1000, seed=24)),
+    25: (dict(dim=64, depth=3, patch=8, mlp_ratio=3, num_classes=1000, seed=25),
+         dict(width=22, blocks=(1, 1, 1, 2), num_classes=1000, seed=25),
+         dict(width_mult=0.85, num_classes=1000, seed=25)),
 }
 BATCHES, ROUNDS = (1, 2, 4, 8, 16, 32, 64), 3
 QUICK = dict(sizes=(32, 48, 64, 80), batches=(1, 2, 4, 8), rounds=1, budget=0.02, repeats=3)
