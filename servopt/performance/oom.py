@@ -125,12 +125,14 @@ def boundary_limits(model: Any) -> list[float]:
     return sorted({float(c["memory_limit_mb"]) for c in getattr(model, "calibration_", [])})
 
 
-def another_limit(limits: list[float], limit_mb: float) -> str | None:
+def another_limit(limits: list[float], limit_mb: float, command: bool = True) -> str | None:
     """What a largest batch under ``limit_mb`` must say when the memory model's boundaries were measured under
     ``limits`` (:func:`boundary_limits`), none of them ``limit_mb``: it carries their ratios less their spread to a
     limit where none was measured. On the fresh CPU graphs that put 75 of 844 such cases above the batch that fits
     (60 of them under a limit below the calibrated one; docs/profiler.md, *Max batch*, "Another limit"). None where
     a boundary was measured under ``limit_mb``, or none at all (the basis ``uncalibrated`` says so itself).
+    ``command``: end with the command that measures the boundary (a plan's note has it already,
+    :func:`describe_margin`).
 
     >>> another_limit([8192.0], 8192) is None, another_limit([], 1024) is None
     (True, True)
@@ -139,12 +141,14 @@ def another_limit(limits: list[float], limit_mb: float) -> str | None:
     """
     if not limits or float(limit_mb) in limits:
         return None
-    return (f"no out-of-memory boundary was measured under {limit_mb:g} MiB (only under "
+    text = (f"no out-of-memory boundary was measured under {limit_mb:g} MiB (only under "
             f"{', '.join(f'{x:g}' for x in limits)} MiB); the batch there carries their ratios less their spread, "
             f"which can be far below or above the batch that fits (on the fresh CPU graphs 75 of 844 such cases "
-            f"were above it: docs/profiler.md, Max batch, another limit); to plan under {limit_mb:g} MiB, measure "
-            f"its boundary (servopt profile MODEL --memory-limit-mb {limit_mb:g} --find-max-batch) and fit on both "
-            f"profiles")
+            f"were above it: docs/profiler.md, Max batch, another limit)")
+    if command:
+        text += (f"; to plan under {limit_mb:g} MiB, measure its boundary (servopt profile MODEL --memory-limit-mb "
+                 f"{limit_mb:g} --find-max-batch) and fit on both profiles")
+    return text
 
 
 def check_limit(memory_limit_mb: Any, where: str) -> float:

@@ -207,7 +207,7 @@ def _memory_record(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
     notes = []
     for e in entries:
-        warning = another_limit(e["boundary_limits_mb"], e["memory_limit_mb"])
+        warning = another_limit(e["boundary_limits_mb"], e["memory_limit_mb"], command=False)
         notes.append(f"{e['model']} on {e['hardware']}: memory per instance from the memory model over its usable "
                      f"fraction {e['usable_fraction']:.3f} of {e['memory_limit_mb']:g} MiB "
                      f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])}), never below the "

@@ -100,7 +100,7 @@ def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
     notes = []
     for e in entries:
         e["model"] = name
-        warning = another_limit(e["boundary_limits_mb"], e["memory_limit_mb"])
+        warning = another_limit(e["boundary_limits_mb"], e["memory_limit_mb"], command=False)
         notes.append(f"{name} on {e['hardware']}: batch sizes capped at {e['max_batch']}, the largest the memory "
                      f"model predicts to fit in {e['memory_limit_mb']:g} MiB "
                      f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])})"
