@@ -15,6 +15,8 @@ held-out size and ``f`` the usable fraction. This script computes:
   fitted without that size), largest / smallest;
 * **an oracle bound**: one fraction per graph and limit, chosen knowing every held-out truth, that puts the most
   of its held-out sizes in their windows (no rule from the training data can do better with one fraction);
+* **the spread signal**: the shipped rule's cases split by whether their training sizes' left-out ratios spread
+  more than :data:`~servopt.performance.memory.WINDOW_SPREAD` (what ``servopt fit`` warns about);
 * **rules from the training boundaries**: the fraction an unprofiled size gets set to the smallest left-out ratio
   (shipped: ``unprofiled_fraction_``), the smallest plus half the way to the median, the median, the mean, the
   second smallest, or the smallest of the boundaries left out between other sizes, each with the shortfall
@@ -120,12 +122,33 @@ def oracle(cases: pd.DataFrame) -> pd.Series:
         .groupby("pattern").sum()
 
 
+def spread_rows(cases: pd.DataFrame) -> pd.DataFrame:
+    """The shipped rule's cases split by the spread of their training sizes' left-out ratios (above
+    :data:`~servopt.performance.memory.WINDOW_SPREAD`, the signal ``servopt fit`` prints, or not), per pattern
+    setting and pooled."""
+    from servopt.performance.memory import WINDOW_SPREAD
+
+    within = (cases.predicted <= cases.truth) & (cases.predicted >= np.ceil(WITHIN * cases.truth - 1e-9))
+    rows = []
+    for pattern in [*sorted(cases.pattern.unique()), "both"]:
+        part = cases.pattern == pattern if pattern != "both" else np.ones(len(cases), dtype=bool)
+        for wide in (False, True):
+            at = part & ((cases.spread > WINDOW_SPREAD) == wide)
+            rows.append({"pattern": pattern, "rule": f"smallest (shipped), training spread "
+                         f"{'>' if wide else '<='} {WINDOW_SPREAD:g}x", "cases": int(at.sum()),
+                         "within_10pct": int((within & at).sum()), "above": int((at & (cases.predicted >
+                                                                                     cases.truth)).sum())})
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--sets", default="20,21,22,23,24", help="fresh sets whose stored runs to read")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--stem", default="max_batch_fraction_bound",
+                        help="output names: STEM.csv, STEM_cases.csv (default max_batch_fraction_bound)")
     args = parser.parse_args(argv)
     cases, predictions = [], []
     for which in (int(s) for s in args.sets.split(",")):
@@ -144,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 "and limit, knowing the truth", "cases":
                                                 table.groupby("pattern").size().loc[bound.index].to_numpy(),
                                                 "within_10pct": bound.to_numpy(), "above": 0})], ignore_index=True)
-    write_csv(table.to_dict("records"), CASE_FIELDS, args.out_dir / "max_batch_fraction_bound_cases.csv")
-    write_csv(summary.to_dict("records"), FIELDS, args.out_dir / "max_batch_fraction_bound.csv")
+    summary = pd.concat([summary, spread_rows(table)], ignore_index=True)
+    write_csv(table.to_dict("records"), CASE_FIELDS, args.out_dir / f"{args.stem}_cases.csv")
+    write_csv(summary.to_dict("records"), FIELDS, args.out_dir / f"{args.stem}.csv")
     width = table.assign(window=table.window_hi / table.window_lo,
                          shipped_in_window=(table.fraction >= table.window_lo) & (table.fraction < table.window_hi))
     print(summary.to_string(index=False))
