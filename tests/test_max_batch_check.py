@@ -192,3 +192,27 @@ def test_held_out_set_24_reproduces_from_its_stored_runs(stem, limit):
     assert (kept.above_truth == "no").all() and (kept.predicted >= 0.75 * kept.truth_hi).all()
     dropped = both[both.method != "family + calibration"]
     assert not np.array_equal(kept.sort_values(key).predicted, dropped.sort_values(key).predicted)
+
+
+def test_held_out_set_25_reproduces_from_its_stored_runs():
+    """Fresh set 25 (measured last, defined in 9bd9190 before its run): under 200 MiB with the memory pattern, the
+    held-out sizes fitted again from the stored runs give the committed predictions of servopt fit's rule (none
+    above the scan, 1 of 11 within 10 %) and of the activation-peak axis (9 of 11 within)."""
+    import max_batch_check
+
+    results = ROOT / "benchmarks" / "results"
+    rows = pd.read_csv(results / "max_batch_check_fresh25_cpu_rows.csv")
+    boundaries = pd.read_csv(results / "max_batch_check_fresh25_boundaries.csv")
+    rows, boundaries = rows[rows.memory_limit_mb == 200], boundaries[boundaries.memory_limit_mb == 200]
+    methods = ["family + calibration", "family + calibration, act_peak axis"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(max_batch_check, "METHODS", methods)
+        got = pd.DataFrame(max_batch_check.cpu_cases(rows, boundaries))
+    stored = pd.read_csv(results / "max_batch_check_fresh25.csv")
+    stored = stored[(stored.memory_limit_mb == 200) & stored.method.isin(methods)]
+    both = got.merge(stored, on=["model", "input_size", "method"], suffixes=("", "_stored"))
+    assert len(both) == len(got) == len(stored) == 22
+    assert (both.predicted == both.predicted_stored).all() and (both.truth_hi == both.truth_hi_stored).all()
+    within = (both.above_truth == "no") & (both.predicted >= 0.9 * both.truth_hi)
+    assert (both.above_truth == "no").all()
+    assert within.groupby(both.method).sum().to_dict() == {methods[0]: 1, methods[1]: 9}

@@ -466,11 +466,11 @@ def test_kept_pressure_rows_shape_the_line():
         MaxBatchModel(oom_limit_mb=1000, pressure_rows="sometimes").fit(X, y)
 
 
-def test_fit_says_where_the_left_out_ratios_spread_wider_than_the_window(root, tmp_path, capsys):
-    """A family whose boundaries, each left out of its line, give ratios that spread wider than the window of
-    fractions within 10 % (WINDOW_SPREAD): servopt fit names it and its spread; the H200 torch profile's do not."""
+def test_margins_give_the_spread_of_the_left_out_ratios(root, tmp_path, capsys):
+    """``unprofiled_spread`` per family (``servopt fit --json``): the largest over the smallest ratio of its
+    boundaries each left out of the family line. The text report does not interpret it: as a signal of a short
+    largest batch it failed on fresh set 25, measured after it (docs/profiler.md, *Max batch*)."""
     from servopt.performance.evaluate import fit_profile
-    from servopt.performance.memory import WINDOW_SPREAD
 
     cpu = pd.read_csv(root / "benchmarks" / "results" / "max_batch_check_fresh24_cpu_rows.csv")
     cpu = cpu[cpu.memory_limit_mb == 100].rename(columns={"memory_limit_mb": "oom_limit_mb"})
@@ -481,12 +481,9 @@ def test_fit_says_where_the_left_out_ratios_spread_wider_than_the_window(root, t
     for name, spread in spreads.items():
         ratios = [r["unprofiled_ratio"] for r in model.calibration_ if r["family"]["model"] == name]
         assert len(ratios) == 4 and spread == pytest.approx(max(ratios) / min(ratios))
-    assert spreads["vit_fresh24"] > 1.3 and all(v > WINDOW_SPREAD for v in spreads.values())
+    assert spreads["vit_fresh24"] > 1.3
     path = tmp_path / "cpu.csv"
     cpu.to_csv(path, index=False)
-    assert main(["fit", str(path), "--targets", "memory", "-q"]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if "left-out ratios spread" in x)
-    assert "in 3 families" in line and f"vit_fresh24 vit_fresh24 cpu 2.0 {spreads['vit_fresh24']:.3f}x" in line
-    assert main(["fit", str(root / "profiles" / "measured_H200_resnet50_fp16.csv"), "--targets", "memory",
-                 "-q"]) == 0
-    assert "left-out ratios spread" not in capsys.readouterr().out
+    assert main(["fit", str(path), "--targets", "memory", "--json"]) == 0
+    families = json.loads(capsys.readouterr().out)["memory"]["oom_calibration"]["families"]
+    assert {f["family"].split()[0]: f["unprofiled_spread"] for f in families} == pytest.approx(spreads)

@@ -260,17 +260,6 @@ def _print_oom(oom: dict[str, Any]) -> None:
                            for d, w in (("up", 26), ("down", 5)))
         print(f"  {fam['family'].ljust(width)}  {fam['boundaries']:10d}  {fam['usable_fraction']:38.4f}  {other}  "
               f"{fam['oom_margin']:+.4f}  {beyond}")
-    from servopt.performance.memory import WINDOW_SPREAD
-
-    spread = [f for f in oom["families"] if (f.get("unprofiled_spread") or 0.0) > WINDOW_SPREAD]
-    if spread:
-        shown = ", ".join(f"{f['family']} {f['unprofiled_spread']:.3f}x" for f in spread[:3])
-        print(f"  left-out ratios spread more than {WINDOW_SPREAD:g}x in {len(spread)} famil"
-              f"{'y' if len(spread) == 1 else 'ies'} ({shown}{', ...' if len(spread) > 3 else ''}): at input sizes "
-              f"not profiled the largest batch can fall 10 % or more short of the one that fits (the fractions within "
-              f"10 % and not above span about {WINDOW_SPREAD:g}x; on the fresh CPU graphs 47 % of such cases were "
-              f"within 10 %, 77 % below the spread: docs/profiler.md, Max batch); profile the sizes you plan at, or "
-              f"on ONNX Runtime turn the memory pattern off (servopt profile --mem-pattern off)")
     print("  (a profiled size with a boundary of its own uses its own fraction under the limit it was measured at: "
           "its largest batch there is the measured one; other limits: the family's smallest ratio less the spread; "
           "other sizes: the family line fitted without each boundary's size, the smallest ratio; beyond the profiled "

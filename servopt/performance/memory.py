@@ -499,7 +499,9 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         octaves``, so the margin there grows with the distance). A family calibrated at one input size cannot
         leave a size out (``input_sizes`` 1), so another size's largest batch may exceed the one that fits.
         ``unprofiled_spread``: the largest over the smallest ``unprofiled_ratio`` of its boundaries (None with fewer
-        than two): above :data:`WINDOW_SPREAD` an unprofiled size's largest batch can fall 10 % or more short."""
+        than two). On the fresh CPU sets seen while it was added, a spread above :data:`WINDOW_SPREAD` went with
+        an unprofiled size's largest batch falling 10 % or more short; on fresh set 25, measured after, it did not
+        (docs/profiler.md, *Max batch*), so reports give the number without reading it."""
         check_is_fitted(self)
         seen: dict[str, dict[str, Any]] = {}
         sizes: dict[str, set] = {}

@@ -128,8 +128,8 @@ def boundary_limits(model: Any) -> list[float]:
 def another_limit(limits: list[float], limit_mb: float, command: bool = True) -> str | None:
     """What a largest batch under ``limit_mb`` must say when the memory model's boundaries were measured under
     ``limits`` (:func:`boundary_limits`), none of them ``limit_mb``: it carries their ratios less their spread to a
-    limit where none was measured. On the fresh CPU graphs that put 75 of 844 such cases above the batch that fits
-    (60 of them under a limit below the calibrated one; docs/profiler.md, *Max batch*, "Another limit"). None where
+    limit where none was measured. On the fresh CPU graphs that put 94 of 972 such cases above the batch that fits
+    (67 of them under a limit below the calibrated one; docs/profiler.md, *Max batch*, "Another limit"). None where
     a boundary was measured under ``limit_mb``, or none at all (the basis ``uncalibrated`` says so itself).
     ``command``: end with the command that measures the boundary (a plan's note has it already,
     :func:`describe_margin`).
@@ -143,7 +143,7 @@ def another_limit(limits: list[float], limit_mb: float, command: bool = True) ->
         return None
     text = (f"no out-of-memory boundary was measured under {limit_mb:g} MiB (only under "
             f"{', '.join(f'{x:g}' for x in limits)} MiB); the batch there carries their ratios less their spread, "
-            f"which can be far below or above the batch that fits (on the fresh CPU graphs 75 of 844 such cases "
+            f"which can be far below or above the batch that fits (on the fresh CPU graphs 94 of 972 such cases "
             f"were above it: docs/profiler.md, Max batch, another limit)")
     if command:
         text += (f"; to plan under {limit_mb:g} MiB, measure its boundary (servopt profile MODEL --memory-limit-mb "
