@@ -89,7 +89,9 @@ def max_batch_cases(path: Path) -> list[dict[str, Any]]:
         if not pd.to_numeric(train.get("oom_batch_size"), errors="coerce").gt(1).any():
             continue  # no other size's boundary to calibrate on
         models, _ = fit_profile(train, source=path.name, targets=["memory"], cross_validate=False)
+        # the held-out size's FLOPs come from the family's polynomial in the input size, as in bench_models
         query = frame[frame["input_size"] == size].head(1).reset_index(drop=True)
+        query = query.assign(**{c: float("nan") for c in ("gflops", "act_peak_mb") if c in query.columns})
         got = models.largest_batch(query, limit, source=path.name).iloc[0]
         predicted = int(got["max_batch"])
         cases.append({"data": path.stem, "model": str(row.model), "precision": str(getattr(row, "precision", "")),
