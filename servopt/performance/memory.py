@@ -48,12 +48,12 @@ __all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "PRESSURE_ROWS", "WINDOW_SPREA
 
 #: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
 MEMORY_STRUCTURES = ("family", "line")
-#: where :meth:`MaxBatchModel.largest_batch` took a row's usable fraction from
 #: how far apart (largest / smallest) the fractions that put an unprofiled size's largest batch within 10 % of the
 #: one that fits, and not above it, lie: the median over the fresh CPU sets 20-24 (1.11x; 90th percentile 1.13-1.16x,
-#: ``benchmarks/max_batch_fraction_bound.py``). A family whose left-out ratios spread wider cannot be that close
-#: at every unprofiled size with one fraction that is never above.
+#: ``benchmarks/max_batch_fraction_bound.py``, which also splits its cases by whether the training sizes' left-out
+#: ratios spread wider: a signal that did not hold on fresh set 25)
 WINDOW_SPREAD = 1.11
+#: where :meth:`MaxBatchModel.largest_batch` took a row's usable fraction from
 FRACTION_BASES = ("own boundary", "profiled size", "unprofiled size", "beyond the profiled sizes",
                   "other families' boundaries", "uncalibrated")
 #: rows measured above this fraction of the limit of an out-of-memory search are left out of the configurations'
