@@ -180,6 +180,7 @@ class _Frame:
         limit of the search), queried at the configuration (:meth:`PerformanceModels.largest_batch
         <servopt.performance.evaluate.PerformanceModels.largest_batch>`)."""
         from servopt.performance.evaluate import fit_profile
+        from servopt.performance.oom import boundary_limits
 
         if self._memory is None:
             frame = self.get(at)
@@ -190,8 +191,6 @@ class _Frame:
                                       "it) or give max_batch_size instead")
             self._memory, _ = fit_profile(frame, source=self.label(), targets=["memory"], cross_validate=False)
         got = self._memory.largest_batch(rows.iloc[[0]].reset_index(drop=True), limit_mb, source=self.label())
-        from servopt.performance.oom import boundary_limits
-
         record = {"model": None, "hardware": hardware, "memory_limit_mb": float(limit_mb),
                   "max_batch": int(got["max_batch"].iloc[0]),
                   "usable_fraction": float(got["max_batch_usable_fraction"].iloc[0]),
