@@ -209,7 +209,9 @@ def _oom_report(models: Any, limit: float | None) -> dict[str, Any] | None:
     model = fitted.model
     bounds = len(getattr(model, "calibration_", []))
     if limit is None:
-        recorded = sorted({rec["memory_limit_mb"] for rec in getattr(model, "calibration_", [])})
+        from servopt.performance.oom import boundary_limits
+
+        recorded = boundary_limits(model)
         if not recorded:
             return None
         limit = recorded[0] if len(recorded) == 1 else recorded

@@ -43,16 +43,11 @@ from servopt.performance.work_poly import WorkColumnMixin, poly_key_columns
 from servopt.performance.oom import (PRESSURE_ROWS, boundaries_from_profile, check_limit, describe_margin,
                                     pressure_rows_for, profile_oom_limits)
 
-__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "PRESSURE_ROWS", "WINDOW_SPREAD", "MaxBatchModel",
-           "boundaries_from_profile", "describe_margin", "pressure_rows_for", "profile_oom_limits"]
+__all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "PRESSURE_ROWS", "MaxBatchModel", "boundaries_from_profile",
+           "describe_margin", "pressure_rows_for", "profile_oom_limits"]
 
 #: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
 MEMORY_STRUCTURES = ("family", "line")
-#: how far apart (largest / smallest) the fractions that put an unprofiled size's largest batch within 10 % of the
-#: one that fits, and not above it, lie: the median over the fresh CPU sets 20-24 (1.11x; 90th percentile 1.13-1.16x,
-#: ``benchmarks/max_batch_fraction_bound.py``, which also splits its cases by whether the training sizes' left-out
-#: ratios spread wider: a signal that did not hold on fresh set 25)
-WINDOW_SPREAD = 1.11
 #: where :meth:`MaxBatchModel.largest_batch` took a row's usable fraction from
 FRACTION_BASES = ("own boundary", "profiled size", "unprofiled size", "beyond the profiled sizes",
                   "other families' boundaries", "uncalibrated")
@@ -499,8 +494,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         octaves``, so the margin there grows with the distance). A family calibrated at one input size cannot
         leave a size out (``input_sizes`` 1), so another size's largest batch may exceed the one that fits.
         ``unprofiled_spread``: the largest over the smallest ``unprofiled_ratio`` of its boundaries (None with fewer
-        than two). On the fresh CPU sets seen while it was added, a spread above :data:`WINDOW_SPREAD` went with
-        an unprofiled size's largest batch falling 10 % or more short; on fresh set 25, measured after, it did not
+        than two). On the fresh CPU sets seen while it was added, a spread above 1.11x went with an unprofiled
+        size's largest batch falling 10 % or more short; on fresh set 25, measured after, it did not
         (docs/profiler.md, *Max batch*), so reports give the number without reading it."""
         check_is_fitted(self)
         seen: dict[str, dict[str, Any]] = {}
