@@ -123,6 +123,32 @@ def test_python_backend_wrapper_refuses_what_triton_refuses(tmp_path: Path, monk
                                                "model_repository": str(tmp_path), "model_version": "1"})
 
 
+@pytest.mark.parametrize("value", [None, "cpu:0"])
+def test_python_backend_wrapper_runs_with_arena_shrinkage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          value: str | None) -> None:
+    """``memory.enable_memory_arena_shrinkage``: Triton's ONNX Runtime backend puts it on every run's RunOptions;
+    so does the wrapper, and a request runs with it."""
+    import numpy as np
+
+    module = _wrapper(monkeypatch)
+    utils = sys.modules["triton_python_backend_utils"]
+    utils.get_input_tensor_by_name = lambda request, name: types.SimpleNamespace(as_numpy=lambda: request[name])
+    utils.Tensor = lambda name, value: (name, value)
+    utils.InferenceResponse = lambda output_tensors: output_tensors
+    save_model(tiny_cnn(), tmp_path / "1" / "model.onnx")
+    parameters = {} if value is None else {"memory.enable_memory_arena_shrinkage": {"string_value": value}}
+    config = {"input": [{"name": "input"}], "output": [{"name": "logits"}], "parameters": parameters}
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"})
+    if value is None:
+        with pytest.raises(RuntimeError):  # no entry
+            model.run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage")
+    else:
+        assert model.run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
+    (((name, out),),) = model.execute([{"input": x}])
+    assert name == "logits" and out.shape[0] == 3 and np.allclose(out, model.session.run(None, {"input": x})[0])
+
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "python"])
 def test_plan_repository_keeps_the_template_parameter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -149,6 +175,35 @@ def test_plan_repository_keeps_the_template_parameter(tmp_path: Path, monkeypatc
         model.initialize({"model_config": json.dumps(config), "model_repository": str(folder),
                           "model_version": "1"})
         assert model.session.get_session_options().enable_mem_pattern is False
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_real_server_serves_with_arena_shrinkage(tmp_path: Path) -> None:
+    """A plan's Python-backend repository whose template asks for ``memory.enable_memory_arena_shrinkage``: a real
+    tritonserver loads it and a request goes through (the wrapper puts the entry on every run's RunOptions; a value
+    ONNX Runtime refuses would fail the request)."""
+    from servopt.testing.triton_env import TritonSetupError, ensure_env
+    from servopt.testing.triton_server import TritonCheckError, check_repositories, find_repositories
+
+    try:
+        env = ensure_env()
+    except TritonSetupError as exc:
+        pytest.fail(f"could not set up the tritonserver environment:\n{exc}", pytrace=False)
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    text = (examples / "variant_selection_infadapter.yaml").read_text().replace("models/", f"{examples}/models/")
+    (tmp_path / "t.pbtxt").write_text(
+        'parameters { key: "memory.enable_memory_arena_shrinkage" value { string_value: "cpu:0" } }\n')
+    (tmp_path / "p.yaml").write_text(text + "triton:\n  template: t.pbtxt\n")
+    assert main(["solve", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "repo"), "--triton-backend",
+                 "python"]) == 0
+    try:
+        report = check_repositories(find_repositories(tmp_path / "repo"), env=env, workdir=tmp_path / "server",
+                                    max_instances=1)
+    except TritonCheckError as exc:
+        print(exc.log, file=sys.stderr)
+        pytest.fail(str(exc), pytrace=False)
+    assert report.models >= 1 and report.ready == report.models == len(report.inferences)
 
 
 @pytest.mark.triton

@@ -103,6 +103,9 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+#: a RunOptions entry Triton's ONNX Runtime backend sets from the model-config parameter of that name
+_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
+
 
 def _flag(parameters, key):
     """A boolean parameter as Triton's backends parse one: true/on/1 or false/off/0, any case."""
@@ -128,6 +131,10 @@ class TritonPythonModel:
             options.enable_mem_pattern = _flag(parameters, "enable_mem_pattern")
         if "enable_mem_arena" in parameters:
             options.enable_cpu_mem_arena = _flag(parameters, "enable_mem_arena")
+        # e.g. "cpu:0": the CPU arena gives back what it does not hold after each run (ONNX Runtime checks the value)
+        self.run_options = ort.RunOptions()
+        if parameters.get(_SHRINKAGE):
+            self.run_options.add_run_config_entry(_SHRINKAGE, parameters[_SHRINKAGE])
         self.session = ort.InferenceSession(os.path.join(here, "model.onnx"), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = [i["name"] for i in config["input"]]
@@ -137,7 +144,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             feed = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.inputs}
-            results = self.session.run(self.outputs, feed)
+            results = self.session.run(self.outputs, feed, self.run_options)
             tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value))
                        for name, value in zip(self.outputs, results)]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
