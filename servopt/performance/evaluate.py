@@ -548,7 +548,7 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
             limit = float(np.min(limits)) if len(largest) else None
         if progress is not None:
             progress.stage(f"fitting {name} on {len(rows):,} rows")
-        pressure = pressure_rows_for(rows)
+        pressure = pressure_rows_for(rows) if name == "memory" else "drop"  # only the memory model reads it
         model = make_model(name, estimator, latency_model, memory_model, limit, pressure)
         model.fit(X, y, **_fit_params(name, rows))
         if len(largest):
