@@ -279,3 +279,60 @@ def test_resume_refuses_another_setting(tmp_path: Path) -> None:
     assert out.read_bytes() == before  # nothing measured, nothing written
     run = profiler.profile_model(onnx, [1, 2], [32], output=out, resume=True, mem_pattern=False, **common)
     assert run.measured == 1 and [r["mem_pattern"] for r in run.rows] == ["off", "off"]
+
+
+def _two_settings(tmp_path: Path) -> Path:
+    """One CPU configuration profiled with the pattern (no label) and without it (mem_pattern = off), each under
+    100 MiB with its own boundary."""
+    import pandas as pd
+
+    rows = []
+    for label, per_batch, boundary in ((None, 1.2, 41), ("off", 0.7, 79)):
+        for b in (1, 2, 4, 8, 16, 32):
+            rows.append({"model": "m", "hardware": "cpu-x", "cores": 2, "input_size": 96, "batch_size": b,
+                         "latency_ms": 1.0 + b, "memory_mb": 45.0 + per_batch * b, "oom_batch_size": boundary + 1,
+                         "oom_limit_mb": 100.0, "mem_pattern": label})
+    pd.DataFrame(rows).to_csv(tmp_path / "both.csv", index=False)
+    return tmp_path / "both.csv"
+
+
+def _solve_file(tmp_path: Path, where: str, extra: str = "") -> Path:
+    _two_settings(tmp_path)
+    text = ("problem: min_gpus\nmodel: m\nprofiles: [both.csv]\nperformance: table\ninput_size: 96\ncores: 2\n"
+            "images: 1000\ndeadline_s: 60\ngpus:\n  - hardware: cpu-x\n    max_count: 4\n    memory_limit_mb: 100\n"
+            f"{where}{extra}")
+    (tmp_path / "p.yaml").write_text(text)
+    return tmp_path / "p.yaml"
+
+
+@pytest.mark.parametrize("where, want", [("where: {mem_pattern: 'off'}\n", "0"), ("where: {mem_pattern: ''}\n", None)])
+def test_plan_from_rows_without_the_pattern_is_served_without_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                  where: str, want: str | None) -> None:
+    """``solve --out`` on rows measured with ``--mem-pattern off`` writes ``enable_mem_pattern "0"`` itself; the
+    empty label selects the rows measured with the default setting, and their plan gets no parameter."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    assert main(["solve", str(_solve_file(tmp_path, where)), "--out", str(tmp_path / "repo")]) == 0
+    assert f"capped at {79 if want else 41}" in capsys.readouterr().out  # each setting's own boundary
+    cfg = text_format.Parse((tmp_path / "repo" / "m" / "config.pbtxt").read_text(), mc.ModelConfig())
+    got = cfg.parameters["enable_mem_pattern"].string_value if "enable_mem_pattern" in cfg.parameters else None
+    assert got == want
+
+
+def test_a_template_keeps_its_own_pattern_setting(tmp_path: Path) -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    (tmp_path / "t.pbtxt").write_text('parameters { key: "enable_mem_pattern" value { string_value: "1" } }\n')
+    path = _solve_file(tmp_path, "where: {mem_pattern: 'off'}\n", "triton:\n  template: t.pbtxt\n")
+    assert main(["solve", str(path), "--out", str(tmp_path / "repo")]) == 0
+    cfg = text_format.Parse((tmp_path / "repo" / "m" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert cfg.parameters["enable_mem_pattern"].string_value == "1"
+
+
+def test_rows_of_both_settings_name_the_label_to_select_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not oom_batch_size (what each setting measured), but mem_pattern, and how to pick the default rows."""
+    assert main(["solve", str(_solve_file(tmp_path, ""))]) == 2
+    err = capsys.readouterr().err
+    assert "select on column 'mem_pattern' (values: off and rows without it, which {mem_pattern: ''} selects)" in err

@@ -390,6 +390,11 @@ def test_cli_predict_gives_the_largest_batch_and_its_margin(capsys, root, tmp_pa
     assert "max_batch_oom_margin" in table and "own boundary" in table and "planned_memory_mb" in table
     assert main(["predict", str(models), str(query), "--memory-limit-mb", "-1"]) == 2
     assert "--memory-limit-mb" in capsys.readouterr().err
+    assert main(["predict", str(models), str(query), "--memory-limit-mb", "100"]) == 0  # 384 px: not even batch 1
+    err = capsys.readouterr().err
+    assert "not even batch 1 is predicted to fit in 1 row(s) (max_batch 0); first: row 2 (line 3)" in err
+    assert main(["predict", str(models), str(query), "--memory-limit-mb", "8192"]) == 0
+    assert "not even batch 1" not in capsys.readouterr().err
     _, latency_only, _ = fitted_h200(capsys, root, tmp_path, "latency", name="l")
     assert main(["predict", str(latency_only), str(query), "--memory-limit-mb", "8192"]) == 2
     assert "memory model" in capsys.readouterr().err

@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the memory limit the profile's out-of-memory search ran under (servopt profile "
                         "--memory-limit-mb): calibrates the largest batch on the rows' oom_batch_size so that it "
                         "never exceeds the measured one, and reports the margin used. Default: the profile's "
-                        "oom_limit_mb column (servopt profile writes it)")
+                        "oom_limit_mb column (servopt profile writes it); for profiles without one (a limit that "
+                        "differs from that column is refused)")
     parser.add_argument("--level", type=float, default=0.9, help="level of the prediction intervals saved with "
                         "-o (split conformal on the held-out residuals; default 0.9)")
     parser.add_argument("--repeats", choices=("run", "mean"), default="run",

@@ -83,6 +83,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValidationError(f"--memory-limit-mb {limit:g}: expected a memory limit in MiB > 0")
         largest = models.largest_batch(raw, limit, source=str(args.query), where=where)
         _warn_uncalibrated_limit(models, limit)
+        ceiling = models.targets["memory"].model.max_batch_size
+        unbounded = np.flatnonzero(largest["max_batch"].to_numpy() >= ceiling)
+        if len(unbounded):
+            print(f"servopt predict: warning: --memory-limit-mb {limit:g}: {len(unbounded)} row(s) get the memory "
+                  f"model's ceiling ({ceiling}), not a boundary: their predicted memory does not grow with the batch "
+                  f"(profile larger batches); first: {where[unbounded[0]]}", file=sys.stderr)
+        nothing = np.flatnonzero(largest["max_batch"].to_numpy() < 1)
+        if len(nothing):  # a plan under this limit has no batch size for these rows
+            print(f"servopt predict: warning: --memory-limit-mb {limit:g}: not even batch 1 is predicted to fit in "
+                  f"{len(nothing)} row(s) (max_batch 0); first: {where[nothing[0]]}", file=sys.stderr)
         if "batch_size" in raw.columns:  # the memory a plan under the limit counts for the row at its batch
             planned = models.planned_memory(raw, limit, source=str(args.query), where=where)["planned_memory_mb"]
             largest["planned_memory_mb"] = planned.where(np.isfinite(planned))

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from servopt.exceptions import ValidationError
+from servopt.progress import progress_enabled
 
 DESCRIPTION = """Run MODEL.onnx with ONNX Runtime over cores x input sizes x batch sizes and write one profile row per
 point: steady-state latency (median and p99 of repeated runs within --time-budget), warm-up (the first run after
@@ -151,8 +152,8 @@ def _shared(args: argparse.Namespace) -> dict[str, Any]:
     return dict(repeats=args.repeats, min_repeats=args.min_repeats, time_budget_s=args.time_budget,
                 total_budget_s=args.total_budget, memory_limit_mb=args.memory_limit_mb, max_cv=args.max_cv,
                 output=args.output, resume=args.resume, force=args.force, hardware=args.hardware,
-                model_name=args.model_name, variant=args.variant, device=args.device, progress=not args.quiet,
-                seed=args.seed)
+                model_name=args.model_name, variant=args.variant, device=args.device,
+                progress=progress_enabled(args.quiet), seed=args.seed)
 
 
 def _run_onnx(args: argparse.Namespace) -> Any:

@@ -466,9 +466,10 @@ def _oom_boundaries(rows: pd.DataFrame, X: pd.DataFrame, columns: list[str], oom
                     source: str) -> tuple[Any, np.ndarray, np.ndarray]:
     """The out-of-memory boundaries to calibrate the memory model on, with the limit of each search.
 
-    The limit is ``oom_limit_mb`` when given (``servopt fit --oom-limit-mb``, for every boundary), else the
-    profile's ``oom_limit_mb`` column (``servopt profile --memory-limit-mb`` writes it); boundaries whose limit
-    neither says are left out (nothing to calibrate against).
+    The limit is ``oom_limit_mb`` when given (``servopt fit --oom-limit-mb``, for every boundary; refused where
+    the profile's ``oom_limit_mb`` column records another), else that column (``servopt profile
+    --memory-limit-mb`` writes it); boundaries whose limit neither says are left out (nothing to calibrate
+    against).
     """
     from servopt.performance.memory import boundaries_from_profile, profile_oom_limits
 
@@ -476,9 +477,15 @@ def _oom_boundaries(rows: pd.DataFrame, X: pd.DataFrame, columns: list[str], oom
         return None, np.empty(0), np.empty(0)
     extra = {c: rows[c].to_numpy() for c in ("oom_batch_size", "oom_limit_mb") if c in rows.columns}
     bounds, largest, limits = boundaries_from_profile(X.assign(**extra), columns, with_limits=True)
-    if oom_limit_mb is not None:
-        return bounds, largest, np.full(len(largest), float(oom_limit_mb))
     known = np.isfinite(limits)
+    if oom_limit_mb is not None:
+        other = sorted({float(v) for v in limits[known] if float(v) != float(oom_limit_mb)})
+        if other:
+            raise ValidationError(
+                f"{source}: oom_limit_mb={float(oom_limit_mb):g} (servopt fit --oom-limit-mb), but the profile's "
+                f"oom_limit_mb column says its searches ran under {', '.join(f'{v:g}' for v in other)} MiB; leave "
+                "it out (it is for profiles that do not record their limit)")
+        return bounds, largest, np.full(len(largest), float(oom_limit_mb))
     return bounds[known].reset_index(drop=True), largest[known], limits[known]
 
 

@@ -49,8 +49,8 @@ __all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "PRESSURE_ROWS", "MaxBatchMode
 #: the structures ``MaxBatchModel(structure=...)`` and ``fit_profile(memory_model=...)`` choose from
 MEMORY_STRUCTURES = ("family", "line")
 #: where :meth:`MaxBatchModel.largest_batch` took a row's usable fraction from
-FRACTION_BASES = ("own boundary", "profiled size", "unprofiled size", "beyond the profiled sizes",
-                  "other families' boundaries", "uncalibrated")
+FRACTION_BASES = ("own boundary", "own boundary under a lower limit", "profiled size", "unprofiled size",
+                  "beyond the profiled sizes", "other families' boundaries", "uncalibrated")
 #: rows measured above this fraction of the limit of an out-of-memory search are left out of the configurations'
 #: lines (with ``pressure_rows="drop"``)
 PRESSURE_FRACTION = 0.5
@@ -78,7 +78,10 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
     :meth:`calibrate` takes ``oom_limit_mb`` as default. The family lines take every row: the calibration
     measures their error near the limit (leaving out half the limit's rows there made the held-out H200 sizes'
     uncalibrated batch too large in 5 of 12 cases, with every row in none). A line that would fall with the batch
-    is replaced by the mean of its rows.
+    is replaced by the mean of its rows; with ``structure="family"`` a configuration whose line does not rise
+    (that mean, or one batch size) is predicted by its family's line, which knows how memory grows (its own line
+    would let every batch fit, and after :meth:`calibrate` its ratio would pull the family's fraction below 0).
+    ``largest_batch`` refuses an input size that is not > 0.
 
     Parameters
     ----------
@@ -128,6 +131,9 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         profiled configurations (set by :meth:`calibrate`; empty before: every family may use the whole limit).
     config_fraction_ : dict
         Configuration key -> {limit: its own fraction}, for configurations with a boundary (:meth:`calibrate`).
+    config_boundary_ : dict
+        Configuration key -> {limit: its smallest measured largest batch there}, the same configurations: under
+        a larger limit the answer is at least that batch (:meth:`calibrate`).
     unprofiled_fraction_ : dict
         Family key -> the fraction at input sizes the family was not profiled at (:meth:`calibrate`).
     shortfall_per_octave_ : dict
@@ -285,8 +291,12 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         return self._predict(X)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        fallback = self._family_predict if self.structure == "family" else self._regressor_predict
-        return predict_by_group(X, self.group_index_, self.batch_index_, self.lines_, fallback)
+        if self.structure != "family":
+            return predict_by_group(X, self.group_index_, self.batch_index_, self.lines_, self._regressor_predict)
+        # a configuration whose line does not rise with the batch (one batch size profiled, or noise that would
+        # make it fall: the mean) says nothing of how its memory grows; its family's line does
+        rising = {key: line for key, line in self.lines_.items() if line.slope > 0}
+        return predict_by_group(X, self.group_index_, self.batch_index_, rising, self._family_predict)
 
     def _regressor_predict(self, rows: np.ndarray) -> np.ndarray:
         return self.estimator_.predict(self._design(rows))
@@ -331,7 +341,25 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                 basis[g] = "beyond the profiled sizes" if out[g] < fraction else "unprofiled size"
             if family not in self.usable_fraction_:  # every calibrated family's smallest fraction, or 1
                 basis[g] = "other families' boundaries" if self.usable_fraction_ else "uncalibrated"
+            bounds = getattr(self, "config_boundary_", {}).get(key)  # (models saved before it: none)
+            below = [b for lim, b in (bounds or {}).items() if limit is not None and lim < float(limit)]
+            if below and float(limit) not in bounds:  # what ran under a smaller limit fits under this one
+                floor = self._share(X[np.flatnonzero(inverse == g)[0]], max(below), float(limit))
+                if out[g] < floor:
+                    out[g], basis[g] = floor, "own boundary under a lower limit"
         return out[inverse], basis[inverse]
+
+    def _share(self, row: np.ndarray, batch: int, limit: float) -> float:
+        """The smallest fraction of ``limit`` under which ``batch`` of ``row``'s configuration fits: its need /
+        ``limit``, raised by the last bits floating point may lose, so that ``need <= fraction x limit`` (what
+        :meth:`largest_batch` tests) and ``need / fraction <= limit`` (what :meth:`planned_memory` gives) hold."""
+        at = row[None, :].copy()
+        at[0, self.batch_index_] = batch
+        need = float(self._need(at)[0])
+        fraction = need / limit
+        while fraction * limit < need or (fraction > 0 and need / fraction > limit):
+            fraction = float(np.nextafter(fraction, np.inf))
+        return fraction
 
     def _beyond(self, family: tuple[float, ...], key: tuple[float, ...], fraction: float) -> float:
         """``fraction`` at an unprofiled size, lowered beyond the family's profiled sizes by the shortfall per
@@ -356,7 +384,11 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
 
         * a configuration with a boundary of its own (and a line that rises with the batch) uses, under the limit
           that boundary was measured at, the smallest ratio of its own boundaries there (``config_fraction_``): its
-          largest batch under that limit is the measured one;
+          largest batch under that limit is the measured one. Under a larger limit the answer of the rules below
+          is raised to its largest boundary under a smaller one where it falls short (``config_boundary_``): what
+          ran under a smaller limit fits, so the largest batch never falls as the limit grows. (Under a smaller
+          limit than a boundary's no such cap is needed: the rules below are at most its ratio, so they stay
+          below it.);
         * other profiled configurations, and any configuration under another limit, use their family's smallest
           ratio minus the spread of the ratios (``usable_fraction_``: how far the ratio moves between the
           family's configurations is held back once more; with the own fraction carried to 4096 MiB, resnet50
@@ -414,13 +446,15 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         ratio = self._need(rows) / limits
         unseen = self._held_out_need(rows) / limits
         configs, config_of = group_index(rows, self.group_index_)
-        self.config_fraction_ = {}
+        self.config_fraction_, self.config_boundary_ = {}, {}
         for g, key in enumerate(configs):
             line = self.lines_.get(key)
             if line is not None and line.slope > 0:  # a flat line would let every batch fit
                 for lim in np.unique(limits[config_of == g]):
                     at = (config_of == g) & (limits == lim)
-                    self.config_fraction_.setdefault(key, {})[float(lim)] = float(ratio[at].min())
+                    smallest = int(batch[at].min())
+                    self.config_fraction_.setdefault(key, {})[float(lim)] = self._share(rows[at][0], smallest, lim)
+                    self.config_boundary_.setdefault(key, {})[float(lim)] = smallest
         keys, inverse = group_index(rows, self.family_index_)
         self.usable_fraction_, self.unprofiled_fraction_, self.shortfall_per_octave_ = {}, {}, {}
         self.reference_fraction_ = {}
@@ -557,6 +591,17 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             X = np.array([[1.0 if i == self.batch_index_ else float(row[name]) for i, name in enumerate(names)]])
         return int(self.largest_batch(X, memory_limit_mb)["max_batch"][0])
 
+    def _check_sizes(self, rows: np.ndarray, where: str) -> np.ndarray:
+        """``rows``, refused where an input size is not a number > 0 (an empty cell, 0 or a negative size would
+        otherwise get the largest batch of the smallest image)."""
+        if self.size_index_ is not None:
+            sizes = rows[:, self.size_index_]
+            bad = ~(np.isfinite(sizes) & (sizes > 0))
+            if bad.any():
+                k = int(np.argmax(bad))
+                raise ValidationError(f"{where}: row {k + 1}: input_size {sizes[k]:g}: expected a size > 0")
+        return rows
+
     def largest_batch(self, X: Any, memory_limit_mb: float) -> dict[str, np.ndarray]:
         """For each row of ``X`` (the features of :meth:`fit`; its batch size is ignored), the largest batch
         predicted to fit in ``memory_limit_mb`` (:meth:`max_batch`) and the margin used.
@@ -571,7 +616,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         """
         check_is_fitted(self)
         limit = check_limit(memory_limit_mb, "largest_batch")
-        rows = self._check_predict(X)
+        rows = self._check_sizes(self._check_predict(X), "largest_batch")
         batches = np.arange(1, int(self.max_batch_size) + 1, dtype=float)
         fraction, basis = self._fractions(rows, limit)
         out = np.empty(len(rows), dtype=int)
@@ -601,7 +646,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         """
         check_is_fitted(self)
         limit = check_limit(memory_limit_mb, "planned_memory")
-        rows = self._check_predict(X)
+        rows = self._check_sizes(self._check_predict(X), "planned_memory")
         fraction, basis = self._fractions(rows, limit)
         memory = np.full(len(rows), np.inf)
         np.divide(self._need(rows), fraction, out=memory, where=fraction > 0)

@@ -54,7 +54,8 @@ def boundaries_from_profile(frame: Any, features: list[str], with_limits: bool =
     ``oom_batch_size - 1``: exact after a bisection (``servopt profile --find-max-batch``); after a plain grid
     sweep it is the most that may have fitted, so the calibration is only as safe as that sweep is fine. With
     ``with_limits`` also the limit each search ran under (the ``oom_limit_mb`` column, NaN where the profile
-    does not say); a configuration searched under two limits gives one boundary per limit.
+    does not say); a configuration searched under two limits gives one boundary per limit, and one searched twice
+    under the same limit its smaller boundary.
     """
     import pandas as pd
 
@@ -65,8 +66,10 @@ def boundaries_from_profile(frame: Any, features: list[str], with_limits: bool =
     keys = [c for c in features if c != "batch_size" and not c.startswith("hw.")]
     if "oom_limit_mb" in rows.columns:
         keys.append("oom_limit_mb")
-    first = rows.drop_duplicates(keys) if keys else rows.iloc[:1]
-    oom = pd.to_numeric(first["oom_batch_size"]).to_numpy(dtype=float)
+    # the smallest where a configuration was searched more than once under one limit (as calibrate keeps it)
+    rows = rows.assign(_oom=pd.to_numeric(rows["oom_batch_size"])).sort_values("_oom", kind="stable")
+    first = (rows.drop_duplicates(keys) if keys else rows.iloc[:1]).sort_index()
+    oom = first["_oom"].to_numpy(dtype=float)
     if not with_limits:
         return first[features].reset_index(drop=True), oom - 1
     limits = pd.to_numeric(first["oom_limit_mb"], errors="coerce").to_numpy(dtype=float) \

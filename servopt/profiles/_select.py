@@ -13,6 +13,11 @@ from servopt.profiles._schema import IDENTITY_COLUMNS, label_columns
 
 __all__ = ["select_rows", "require_single_group", "available", "read_where"]
 
+#: label columns that record what a configuration measured rather than how it was set up: never the one to select
+#: on first (two profiles of one model under two memory limits differ in ``oom_limit_mb``; their boundaries differ
+#: per input size too)
+_OUTCOMES = frozenset({"oom_batch_size"})
+
 
 def available(frame: pd.DataFrame, column: str, limit: int = 20) -> str:
     """The distinct values of ``column`` as text, for messages."""
@@ -44,6 +49,8 @@ def _matches(column: pd.Series, value: Any) -> pd.Series:
         for one in value:
             hit |= _matches(column, one)
         return hit
+    if isinstance(value, str) and not value.strip():  # an empty label: the rows without one (the default setting)
+        return column.astype(object).map(lambda v: v is None or pd.isna(v) or not str(v).strip())
     if isinstance(value, str) or pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
         return column.astype(object).map(lambda v: v is not None and not pd.isna(v) and _fmt(v) == _fmt(value))
     try:
@@ -64,7 +71,8 @@ def select_rows(frame: pd.DataFrame, where: Mapping[str, Any], source: str) -> p
     """Rows of ``frame`` whose columns equal ``where`` (entries with value ``None`` are ignored).
 
     A value that is a list (or tuple, set) means "one of": ``{"concurrency": [1, 2]}`` keeps the rows at
-    concurrency 1 or 2. Numbers compare as numbers (``1`` matches ``1.0``); text compares as text.
+    concurrency 1 or 2. Numbers compare as numbers (``1`` matches ``1.0``); text compares as text; the empty
+    text keeps the rows without the label (``{"mem_pattern": ""}``: the rows measured with the default setting).
 
     Raises
     ------
@@ -130,15 +138,17 @@ def require_single_group(rows: pd.DataFrame, source: str, key: str, selectors: S
         return
     candidates = [c for c in selectors if c in rows.columns]
     candidates += [c for c in IDENTITY_COLUMNS if c in rows.columns and c not in candidates]
-    candidates += [c for c in label_columns(rows) if c not in candidates and c != "source"]
+    labels = [c for c in label_columns(rows) if c not in candidates and c != "source"]
+    candidates += sorted(labels, key=lambda c: c in _OUTCOMES)  # a setting before what it measured
     if key != "batch_size" and "batch_size" in rows.columns:
         candidates.append("batch_size")
     for column in (c for c in candidates if c != key):
         if rows[column].astype(object).where(rows[column].notna(), "<missing>").nunique() > 1:
             hint = _hint(rows, column, selectors)
+            unlabelled = f" and rows without it, which {{{column}: ''}} selects" if rows[column].isna().any() else ""
             raise ValidationError(
                 f"{source}: several rows per {key} match; select on column {column!r} "
-                f"(values: {available(rows, column)}); {hint}")
+                f"(values: {available(rows, column)}{unlabelled}); {hint}")
     dup = rows[rows[key].duplicated(keep=False)]
     first = _fmt(dup[key].iloc[0])
     raise ValidationError(f"{source}: several rows with {key}={first} describe the same configuration; keep one "

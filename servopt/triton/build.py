@@ -368,6 +368,10 @@ def _model(ctx: _Context, key: str, name: str, inputs: list[Any], outputs: list[
         param = _THREAD_PARAMETER.get(resolved) if key_ == "threads" else key_
         if param and kind == "KIND_CPU":
             cfg.parameters[param].string_value = str(value)
+    # what the profiles were measured with (servopt profile --mem-pattern off), unless the template says otherwise
+    for param, value in (getattr(ctx.problem, "serving_parameters", None) or {}).items():
+        if param not in cfg.parameters:
+            cfg.parameters[param].string_value = str(value)
     if not cfg.model_warmup:  # a template's own warm-up samples are kept
         _add_warmup(ctx, cfg, batch_size if batch_size else (max_batch_size or 1))
     return cfg, filename, files

@@ -88,7 +88,21 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
         kwargs["latency_margin"] = margin_record(quantile, frame.margins)
     if frame.memory:
         kwargs["memory_margin"] = _memory_record(name, frame.memory)
+    if frame.pattern:
+        kwargs["serving_parameters"] = _serving_parameters(frame.pattern, str(f.source))
     return kwargs
+
+
+def _serving_parameters(patterns: dict[str, str], source: str) -> dict[str, str]:
+    """The Triton parameters the selected rows' ``mem_pattern`` labels ask for (hardware -> ``"off"`` or ``""``:
+    the default): ``enable_mem_pattern "0"`` where every entry's rows were measured with the pattern off. One
+    repository serves every entry, so a mix is refused."""
+    if len(set(patterns.values())) > 1:
+        shown = ", ".join(f"{hw}: {v or 'on (no label)'}" for hw, v in patterns.items())
+        raise ValidationError(f"{source}: the GPU entries' profile rows were measured with ONNX Runtime's memory "
+                              f"pattern both on and off ({shown}), and one repository serves them all; select "
+                              "one setting for every entry (where: {mem_pattern: off}, or {mem_pattern: ''})")
+    return {"enable_mem_pattern": "0"} if set(patterns.values()) == {"off"} else {}
 
 
 def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -104,7 +118,10 @@ def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         notes.append(f"{name} on {e['hardware']}: batch sizes capped at {e['max_batch']}, the largest the memory "
                      f"model predicts to fit in {e['memory_limit_mb']:g} MiB "
                      f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])})"
-                     + (f"; warning: {warning}" if warning else ""))
+                     + (f"; warning: {warning}" if warning else "")
+                     + ("; warning: that is the memory model's ceiling, not a boundary: the profiles' memory does "
+                        "not grow with the batch, so no limit binds (profile larger batches)" if e.get("unbounded")
+                        else ""))
     return {"entries": entries, "notes": notes}
 
 
@@ -140,6 +157,8 @@ class _Frame:
         self.margins: list[dict[str, Any]] = []
         #: one record per GPU entry with ``memory_limit_mb`` (:meth:`largest_batch`)
         self.memory: list[dict[str, Any]] = []
+        #: hardware -> the ``mem_pattern`` label of its selected rows (``"off"``, or ``""`` for the default)
+        self.pattern: dict[str, str] = {}
 
     def label(self) -> str:
         return ", ".join(str(p) for p in self.paths or [])
@@ -197,6 +216,8 @@ class _Frame:
                   "oom_margin": float(got["max_batch_oom_margin"].iloc[0]),
                   "basis": str(got["max_batch_basis"].iloc[0]),
                   "boundary_limits_mb": boundary_limits(self._memory.targets["memory"].model)}
+        if record["max_batch"] >= self._memory.targets["memory"].model.max_batch_size:
+            record["unbounded"] = True  # the model's ceiling: its memory does not grow with the batch
         self.memory.append(record)
         return record["max_batch"]
 
@@ -245,10 +266,12 @@ def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapp
             ) from None
         instances = _instances(profile, hardware, chosen, where, instances, source, at, frame.label())
         batches = {int(b): _known(row) for b, row in table.items()}
-        if batches and (frame.quantile is not None or limit is not None):
+        if batches and (frame.quantile is not None or limit is not None or "mem_pattern" in profile.columns):
             from servopt.profiles import select_rows
 
             rows = select_rows(profile, {"hardware": hardware, **chosen, **dict(where)}, frame.label())
+            if "mem_pattern" in rows.columns:  # one setting per entry: batch_table refused a mix
+                frame.pattern[hardware] = str(rows["mem_pattern"].fillna("").iloc[0]).strip()
             if frame.quantile is not None:
                 for b, hi in frame.upper(rows, sorted(batches), hardware).items():
                     batches[b]["latency_ms"] = hi

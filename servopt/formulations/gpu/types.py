@@ -383,6 +383,10 @@ class GPUProblemBase:
     #: the largest batches that fit a ``memory_limit_mb:`` and the margin held back for them
     #: (``servopt.formulations.gpu.files``)
     memory_margin: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: model-config parameters the profiles were measured with and the server must run with (``enable_mem_pattern
+    #: "0"`` for rows measured with ``servopt profile --mem-pattern off``); the Triton writer adds each one a
+    #: template does not set
+    serving_parameters: Mapping[str, str] | None = field(default=None, compare=False)
 
     def _check_common(self) -> None:
         if not is_number(self.deadline_s) or self.deadline_s <= 0:
