@@ -143,3 +143,15 @@ def test_the_ceiling_is_called_a_ceiling(tmp_path, capsys) -> None:
                                      "    memory_limit_mb: 100\n")
     assert main(["solve", str(tmp_path / "s.yaml")]) == 0
     assert "capped at 4096" in (out := capsys.readouterr().out) and "the memory model's ceiling, not a boundary" in out
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "inf", "nan"])
+def test_cli_limits_that_are_not_limits_name_the_option(tmp_path, capsys, value: str) -> None:
+    from servopt.cli import main
+    from servopt.measure.onnx_models import save_model, tiny_cnn
+
+    onnx = save_model(tiny_cnn(), tmp_path / "t.onnx")
+    assert main(["profile", str(onnx), "--batch-sizes", "1", "--input-sizes", "32", "--memory-limit-mb", value,
+                 "-o", str(tmp_path / "p.csv")]) == 2
+    assert f"--memory-limit-mb {float(value):g}: expected a memory limit in MiB > 0" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     predictions = models.predict(raw, source=str(args.query), where=where, intervals=args.intervals)
     limit = getattr(args, "memory_limit_mb", None)
     if limit is not None:
-        if not limit > 0:
+        if not (math.isfinite(limit) and limit > 0):
             raise ValidationError(f"--memory-limit-mb {limit:g}: expected a memory limit in MiB > 0")
         largest = models.largest_batch(raw, limit, source=str(args.query), where=where)
         _warn_uncalibrated_limit(models, limit)

@@ -75,8 +75,8 @@ __all__ = ["ROUTES", "Roofline", "WorkLatencyModel", "fit_roofline", "fit_roofli
 #: how :meth:`WorkLatencyModel.predict` serves a row (:meth:`WorkLatencyModel.routes`), in words
 ROUTES = {
     "configuration": "the profiled configuration's curve",
-    "family": "the family's profiled input sizes at the same work, interpolated in input size "
-              "(input size not profiled)",
+    "family": "the family's profiled input sizes at the same work, interpolated in input size between them, "
+              "extrapolated beyond them (input size not profiled)",
     "other_gpu": "the model's curves on profiled GPUs scaled by datasheet peaks (GPU not profiled)",
     "fallback": "the monotone fallback regressor",
 }
