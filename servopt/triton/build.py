@@ -212,6 +212,16 @@ def _artifact(ctx: _Context, path: Any) -> Artifact | None:
     return ctx.artifacts[key]
 
 
+def _at_size(dims: list[int], size: Any) -> list[int]:
+    """An image input's dims with free spatial axes (``[C, -1, -1]``, without the batch axis) fixed at the plan's
+    ``size``: the plan was made for that size, and a client (servopt verify's load generator, perf_analyzer) fills a
+    free axis with 1, which would measure a 1 x 1 image. Other dims, and any dims without a size, as they are."""
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0 and len(dims) == 3 \
+            and dims[0] > 0 and dims[1] < 0 and dims[2] < 0:
+        return [dims[0], size, size]
+    return dims
+
+
 def _io(ctx: _Context, key: str, default_in: Sequence[Any], default_out: Sequence[Any], *,
         spec_inputs: bool = True, artifact: Artifact | None = None, previous: Sequence[Any] | None = None
         ) -> tuple[list[Any], list[Any], tuple[str, str]]:
@@ -227,7 +237,9 @@ def _io(ctx: _Context, key: str, default_in: Sequence[Any], default_out: Sequenc
         if str(artifact.path) not in ctx.onnx:
             ctx.onnx[str(artifact.path)] = onnx_tensors(artifact.path)
         ins, outs = ctx.onnx[str(artifact.path)]
-        from_artifact = ([mc.ModelInput(name=n, data_type=mc.DataType.Value(t), dims=list(d)) for n, t, d in ins],
+        size = getattr(ctx.problem, "input_size", None)  # the plan's input size, where the problem names one
+        from_artifact = ([mc.ModelInput(name=n, data_type=mc.DataType.Value(t), dims=_at_size(list(d), size))
+                          for n, t, d in ins],
                          [mc.ModelOutput(name=n, data_type=mc.DataType.Value(t), dims=list(d)) for n, t, d in outs])
     result, sources = [], []
     for i, (attr, cls, default, use_spec) in enumerate((("inputs", mc.ModelInput, default_in, spec_inputs),
@@ -477,6 +489,7 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
         node_models: dict[int, list[ModelEntry]] = {n: [] for n in range(nodes)}
         next_gpu = 0
         gkind = _kind(ctx, "KIND_GPU")
+        cores = getattr(ctx.problem, "cores", None)  # what the profiles were measured with (CPU instances only)
         for batch, count in sorted(sizes.items(), key=lambda kv: -kv[0]):
             name = base if len(sizes) == 1 else f"{base}_b{batch}"
             gpu_ids = list(range(next_gpu, next_gpu + count))
@@ -489,7 +502,7 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
                     ctx, base, name, inputs, outputs, max_batch_size=batch, batch_size=batch,
                     delay_us=delays[(hardware, batch)],
                     kind=gkind, count=per_gpu if gkind == "KIND_GPU" else len(local) * per_gpu, gpus=local,
-                    artifact=artifact)
+                    parameters={"threads": max(1, int(cores))} if cores else None, artifact=artifact)
                 info = {"name": name, "batch_size": batch, "gpus": local, "hardware": hardware}
                 if per_gpu != 1:
                     info["instances_per_gpu"] = per_gpu

@@ -73,6 +73,7 @@ def read_common(f: Any, source: Path) -> dict[str, Any]:
         "formulation": f.str("formulation", "aggregated", choices=FORMULATIONS),
         "latency_slo_ms": f.number("latency_slo_ms", None, positive=True),
         "deadline_s": f.number("deadline_s", positive=True),
+        "cores": selectors["cores"],
     }
     entries = f.list("gpus")
     frame = _Frame(profiles, source, quantile)

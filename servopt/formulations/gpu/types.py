@@ -387,6 +387,9 @@ class GPUProblemBase:
     #: "0"`` for rows measured with ``servopt profile --mem-pattern off``); the Triton writer adds each one a
     #: template does not set
     serving_parameters: Mapping[str, str] | None = field(default=None, compare=False)
+    #: the CPU cores the profiles' rows were measured with (the problem file's ``cores`` selector): a deployment on
+    #: CPU instances (``triton.instance_kind: KIND_CPU``) runs each with that many intra-op threads
+    cores: float | None = field(default=None, compare=False)
 
     def _check_common(self) -> None:
         if not is_number(self.deadline_s) or self.deadline_s <= 0:
