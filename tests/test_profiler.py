@@ -220,7 +220,8 @@ def test_cli_profile_writes_csv(tiny, tmp_path, capsys):
         (["--batch-sizes", "1,x", "--input-sizes", "16"], "--batch-sizes: expected comma-separated positive"),
         (["--batch-sizes", "1", "--input-sizes", "0"], "--input-sizes: expected comma-separated positive"),
         (["--batch-sizes", "1", "--input-sizes", "16", "--time-budget", "-1"], "time_budget_s"),
-        (["--batch-sizes", "1", "--input-sizes", "16", "--memory-limit-mb", "0"], "memory_limit_mb"),
+        (["--batch-sizes", "1", "--input-sizes", "16", "--memory-limit-mb", "0"],
+         "--memory-limit-mb 0: expected a memory limit in MiB > 0"),
     ],
 )
 def test_cli_bad_arguments_exit_2_with_message(tiny, tmp_path, capsys, args, message):
