@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     predictions = models.predict(raw, source=str(args.query), where=where, intervals=args.intervals)
     limit = getattr(args, "memory_limit_mb", None)
     if limit is not None:
-        if not (math.isfinite(limit) and limit > 0):
-            raise ValidationError(f"--memory-limit-mb {limit:g}: expected a memory limit in MiB > 0")
+        from servopt.cli._options import check_memory_limit
+
+        check_memory_limit(limit)
         largest = models.largest_batch(raw, limit, source=str(args.query), where=where)
         _warn_uncalibrated_limit(models, limit)
         ceiling = models.targets["memory"].model.max_batch_size

@@ -4,7 +4,6 @@ CSV (SPEC §7)."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
 
@@ -122,9 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
 
-    limit = getattr(args, "memory_limit_mb", None)
-    if limit is not None and not (math.isfinite(limit) and limit > 0):
-        raise ValidationError(f"--memory-limit-mb {limit:g}: expected a memory limit in MiB > 0")
+    from servopt.cli._options import check_memory_limit
+
+    check_memory_limit(getattr(args, "memory_limit_mb", None))
     if args.triton:
         from servopt.cli import _profile_triton
 

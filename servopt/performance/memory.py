@@ -344,22 +344,12 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             bounds = getattr(self, "config_boundary_", {}).get(key)  # (models saved before it: none)
             below = [b for lim, b in (bounds or {}).items() if limit is not None and lim < float(limit)]
             if below and float(limit) not in bounds:  # what ran under a smaller limit fits under this one
-                floor = self._share(X[np.flatnonzero(inverse == g)[0]], max(below), float(limit))
+                at = X[np.flatnonzero(inverse == g)[:1]].copy()
+                at[0, self.batch_index_] = max(below)
+                floor = _share(float(self._need(at)[0]), float(limit))
                 if out[g] < floor:
                     out[g], basis[g] = floor, "own boundary under a lower limit"
         return out[inverse], basis[inverse]
-
-    def _share(self, row: np.ndarray, batch: int, limit: float) -> float:
-        """The smallest fraction of ``limit`` under which ``batch`` of ``row``'s configuration fits: its need /
-        ``limit``, raised by the last bits floating point may lose, so that ``need <= fraction x limit`` (what
-        :meth:`largest_batch` tests) and ``need / fraction <= limit`` (what :meth:`planned_memory` gives) hold."""
-        at = row[None, :].copy()
-        at[0, self.batch_index_] = batch
-        need = float(self._need(at)[0])
-        fraction = need / limit
-        while fraction * limit < need or (fraction > 0 and need / fraction > limit):
-            fraction = float(np.nextafter(fraction, np.inf))
-        return fraction
 
     def _beyond(self, family: tuple[float, ...], key: tuple[float, ...], fraction: float) -> float:
         """``fraction`` at an unprofiled size, lowered beyond the family's profiled sizes by the shortfall per
@@ -443,7 +433,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         use = batch >= 1
         rows, batch, limits = rows[use], batch[use], limits[use]
         rows[:, self.batch_index_] = batch
-        ratio = self._need(rows) / limits
+        need = self._need(rows)
+        ratio = need / limits
         unseen = self._held_out_need(rows) / limits
         configs, config_of = group_index(rows, self.group_index_)
         self.config_fraction_, self.config_boundary_ = {}, {}
@@ -452,9 +443,9 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             if line is not None and line.slope > 0:  # a flat line would let every batch fit
                 for lim in np.unique(limits[config_of == g]):
                     at = (config_of == g) & (limits == lim)
-                    smallest = int(batch[at].min())
-                    self.config_fraction_.setdefault(key, {})[float(lim)] = self._share(rows[at][0], smallest, lim)
-                    self.config_boundary_.setdefault(key, {})[float(lim)] = smallest
+                    k = np.flatnonzero(at)[np.argmin(batch[at])]  # its smallest boundary there
+                    self.config_fraction_.setdefault(key, {})[float(lim)] = _share(float(need[k]), float(lim))
+                    self.config_boundary_.setdefault(key, {})[float(lim)] = int(batch[k])
         keys, inverse = group_index(rows, self.family_index_)
         self.usable_fraction_, self.unprofiled_fraction_, self.shortfall_per_octave_ = {}, {}, {}
         self.reference_fraction_ = {}
@@ -651,6 +642,16 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         memory = np.full(len(rows), np.inf)
         np.divide(self._need(rows), fraction, out=memory, where=fraction > 0)
         return {"memory_mb": memory, "usable_fraction": fraction, "oom_margin": 1.0 - fraction, "basis": basis}
+
+
+def _share(need: float, limit: float) -> float:
+    """The smallest fraction of ``limit`` under which memory ``need`` fits: ``need / limit``, raised by the last bits
+    floating point may lose, so that ``need <= fraction x limit`` (what :meth:`MaxBatchModel.largest_batch` tests)
+    and ``need / fraction <= limit`` (what :meth:`MaxBatchModel.planned_memory` gives) both hold."""
+    fraction = need / limit
+    while fraction * limit < need or (fraction > 0 and need / fraction > limit):
+        fraction = float(np.nextafter(fraction, np.inf))
+    return fraction
 
 
 def _octaves_outside(size: float, profiled: np.ndarray) -> tuple[str | None, float]:

@@ -476,6 +476,7 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
     inputs, outputs, sources = _io(ctx, base, _tensor_messages(default_in, mc.ModelInput),
                                    _tensor_messages(default_out, mc.ModelOutput), artifact=artifact)
     per_node = ctx.spec.gpus_per_node
+    cores = getattr(ctx.problem, "cores", None)  # what the profiles were measured with (CPU instances only)
     repos = []
     slugs: set[str] = set()
     for hardware, sizes in by_hw.items():
@@ -489,7 +490,6 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
         node_models: dict[int, list[ModelEntry]] = {n: [] for n in range(nodes)}
         next_gpu = 0
         gkind = _kind(ctx, "KIND_GPU")
-        cores = getattr(ctx.problem, "cores", None)  # what the profiles were measured with (CPU instances only)
         for batch, count in sorted(sizes.items(), key=lambda kv: -kv[0]):
             name = base if len(sizes) == 1 else f"{base}_b{batch}"
             gpu_ids = list(range(next_gpu, next_gpu + count))
