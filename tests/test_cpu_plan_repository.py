@@ -18,12 +18,12 @@ from servopt.cli import main
 from servopt.measure.onnx_models import save_model, tiny_cnn
 
 
-def _config(tmp_path: Path, extra: str) -> mc.ModelConfig:
+def _config(tmp_path: Path, extra: str, *, hardware: str = "cpu-x", kind: str | None = "KIND_CPU") -> mc.ModelConfig:
     onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")
     (tmp_path / "p.yaml").write_text(
         f"problem: min_gpus\nname: tiny\nmodel_file: {onnx.name}\nimages: 1000\ndeadline_s: 60\n{extra}"
-        "gpus:\n  - hardware: cpu-x\n    max_count: 2\n    batches: {8: {latency_ms: 20}}\n"
-        "triton:\n  instance_kind: KIND_CPU\n  backend: python\n")
+        f"gpus:\n  - hardware: {hardware}\n    max_count: 2\n    batches: {{8: {{latency_ms: 20}}}}\n"
+        + "triton:\n" + (f"  instance_kind: {kind}\n" if kind else "") + "  backend: python\n")
     assert main(["solve", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "repo")]) == 0
     return text_format.Parse((tmp_path / "repo" / "tiny" / "config.pbtxt").read_text(), mc.ModelConfig())
 
@@ -37,6 +37,24 @@ def test_free_spatial_axes_take_the_plans_input_size(tmp_path: Path) -> None:
     assert list(cfg.input[0].dims) == [3, 48, 48]
     assert cfg.parameters["intra_op_thread_count"].string_value == "2"  # the profiles' cores, per instance
     assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+
+
+@pytest.mark.parametrize(("hardware", "kind", "expected"), [
+    ("cpu-intel-xeon-6126", None, "KIND_CPU"),  # servopt profile's name for a CPU, no instance_kind given
+    ("triton-cpu", "KIND_AUTO", "KIND_CPU"),
+    ("cpu-x", "KIND_GPU", "KIND_GPU"),  # the file's word wins
+    ("A100-80GB", None, "KIND_GPU"),
+    ("A100-80GB", "KIND_AUTO", "KIND_GPU"),
+])
+def test_cpu_hardware_defaults_to_cpu_instances(tmp_path: Path, hardware: str, kind: str | None,
+                                                expected: str) -> None:
+    """A plan made from CPU profiles used to get KIND_GPU with ``gpus: [0]`` unless the file said KIND_CPU: a
+    CPU-only Triton cannot load that. The hardware name now decides where the file is silent."""
+    cfg = _config(tmp_path, "cores: 2\n", hardware=hardware, kind=kind)
+    (group,) = cfg.instance_group
+    assert mc.ModelInstanceGroup.Kind.Name(group.kind) == expected
+    assert list(group.gpus) == ([] if expected == "KIND_CPU" else [0])
+    assert ("intra_op_thread_count" in cfg.parameters) == (expected == "KIND_CPU")
 
 
 def test_without_an_input_size_the_axes_stay_free(tmp_path: Path) -> None:

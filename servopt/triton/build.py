@@ -36,7 +36,8 @@ from servopt.formulations.pipeline.types import PipelinePlan
 from servopt.formulations.variant_selection.types import VariantSelectionPlan
 from servopt.triton.artifacts import PYTHON_ONNX_MODEL, Artifact, artifact_of, onnx_tensors
 from servopt.triton.ensemble import ensemble_config
-from servopt.triton.spec import BACKENDS, TensorSpec, TritonSpec, check_model_keys, safe_name
+from servopt.triton.spec import (BACKENDS, TensorSpec, TritonSpec, check_model_keys, default_instance_kind,
+                                 safe_name)
 
 __all__ = ["ModelEntry", "RepositoryLayout", "TritonDeployment", "build_deployment", "load_template", "default_io"]
 
@@ -489,7 +490,8 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
         nodes = -(-total // per_node)
         node_models: dict[int, list[ModelEntry]] = {n: [] for n in range(nodes)}
         next_gpu = 0
-        gkind = _kind(ctx, "KIND_GPU")
+        # profiles measured on a CPU (hardware `cpu-...`) are served on CPU instances unless the file says otherwise
+        gkind = _kind(ctx, default_instance_kind(hardware))
         for batch, count in sorted(sizes.items(), key=lambda kv: -kv[0]):
             name = base if len(sizes) == 1 else f"{base}_b{batch}"
             gpu_ids = list(range(next_gpu, next_gpu + count))

@@ -7,7 +7,8 @@ other deployment details come from this section (all keys optional; docs/triton.
       name: effnet                  # model (or ensemble) name; default: the problem's name or file stem
       backend: onnxruntime          # onnxruntime | tensorrt_plan | pytorch_libtorch | python
       version: 1                    # version folder, pinned by version_policy
-      instance_kind: KIND_GPU       # KIND_GPU | KIND_CPU | KIND_AUTO; default: GPU plans KIND_GPU, others KIND_CPU
+      instance_kind: KIND_GPU       # KIND_GPU | KIND_CPU | KIND_AUTO; default: GPU plans KIND_GPU (KIND_CPU for
+                                    # hardware named cpu-...), others KIND_CPU
       max_batch_size: 1             # variant_selection only (its plan has no batch size)
       max_queue_delay_us: 500       # overrides the queue delay derived from the plan
       warmup: auto                  # auto | true | false
@@ -41,6 +42,7 @@ __all__ = [
     "ModelSpec",
     "KServeSpec",
     "TritonSpec",
+    "default_instance_kind",
     "parse_triton_section",
     "safe_name",
 ]
@@ -73,6 +75,19 @@ def safe_name(name: str) -> str:
     cleaned = _NAME_RE.sub("_", str(name)).strip("_")
     cleaned = cleaned.lstrip(".")
     return cleaned or "model"
+
+
+def default_instance_kind(hardware: str) -> str:
+    """The instance kind a GPU plan's hardware type is served with when ``triton.instance_kind`` is not given (or
+    is KIND_AUTO): ``KIND_CPU`` for a CPU, i.e. a name with the word ``cpu`` (``servopt profile`` names a CPU
+    ``cpu-<model>``), else ``KIND_GPU``.
+
+    >>> default_instance_kind("cpu-intel-xeon-platinum-8370c"), default_instance_kind("triton-cpu")
+    ('KIND_CPU', 'KIND_CPU')
+    >>> default_instance_kind("A100-80GB"), default_instance_kind("cpuless")
+    ('KIND_GPU', 'KIND_GPU')
+    """
+    return "KIND_CPU" if "CPU" in re.split(r"[^A-Za-z0-9]+", str(hardware).upper()) else "KIND_GPU"
 
 
 @dataclass(frozen=True)
