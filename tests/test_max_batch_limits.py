@@ -155,3 +155,24 @@ def test_cli_limits_that_are_not_limits_name_the_option(tmp_path, capsys, value:
                  "-o", str(tmp_path / "p.csv")]) == 2
     assert f"--memory-limit-mb {float(value):g}: expected a memory limit in MiB > 0" in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("limit", [300.0, 400.0, 600.0])
+def test_the_answer_never_grows_with_the_input_size(limit: float) -> None:
+    """An unprofiled size between profiled ones is bounded by their answers under the same limit: before, 130 px
+    got 106 where a profiled 128 px got 99 (another limit), and 158 px got 109 under the calibrated limit where 160 px's
+    own boundary is 117 (fresh set 25 had the same: 127 px 52, 128 px 55)."""
+    frame = _family({400.0: {128: 170, 160: 117, 192: 75}}, per=1e-4, noise=0.05, seed=3)
+    model = _model(frame)
+    sizes = np.arange(96, 260, 2.0)
+    query = pd.concat([_query(s) for s in sizes])
+    got = model.largest_batch(query, limit)
+    answers = [int(b) for b in got["max_batch"]]
+    assert answers == sorted(answers, reverse=True)
+    bounded = {"a larger profiled size's largest batch", "a smaller profiled size's largest batch"}
+    assert bounded & set(got["basis"])
+    # the fraction says the same as the batch: each row's planned memory fits up to its answer, not one more
+    for k in np.flatnonzero(np.isin(got["basis"], list(bounded))):
+        b = answers[k]
+        planned = model.planned_memory(_query(sizes[k], (b, b + 1)), limit)["memory_mb"]
+        assert planned[1] > limit and (b == 0 or planned[0] <= limit), (sizes[k], b, planned)

@@ -50,7 +50,10 @@ __all__ = ["FRACTION_BASES", "MEMORY_STRUCTURES", "PRESSURE_ROWS", "MaxBatchMode
 MEMORY_STRUCTURES = ("family", "line")
 #: where :meth:`MaxBatchModel.largest_batch` took a row's usable fraction from
 FRACTION_BASES = ("own boundary", "own boundary under a lower limit", "profiled size", "unprofiled size",
-                  "beyond the profiled sizes", "other families' boundaries", "uncalibrated")
+                  "beyond the profiled sizes", "a larger profiled size's largest batch",
+                  "a smaller profiled size's largest batch", "other families' boundaries", "uncalibrated")
+#: the bases of an input size the family was not profiled at, which the profiled sizes around it bound
+_UNPROFILED_BASES = ("unprofiled size", "beyond the profiled sizes")
 #: rows measured above this fraction of the limit of an out-of-memory search are left out of the configurations'
 #: lines (with ``pressure_rows="drop"``)
 PRESSURE_FRACTION = 0.5
@@ -322,13 +325,17 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         family's at a profiled configuration (``"profiled size"``), its family's for unprofiled sizes elsewhere
         (``"unprofiled size"``, or ``"beyond the profiled sizes"`` where the shortfall per octave lowered it);
         for a family without a boundary ``default_fraction_`` (``"other families' boundaries"``, or
-        ``"uncalibrated"`` before :meth:`calibrate`: the whole limit)."""
+        ``"uncalibrated"`` before :meth:`calibrate`: the whole limit). Under a limit above one of a
+        configuration's own boundaries, at least what that boundary needs (``"own boundary under a lower
+        limit"``); at an unprofiled size, the answers at the family's profiled sizes around it bound its own
+        (:meth:`_size_bounds`)."""
         default = self.default_fraction_
         own = getattr(self, "config_fraction_", {})
         unprofiled = getattr(self, "unprofiled_fraction_", {})  # (models saved before it: the usable fraction)
         keys, inverse = group_index(X, self.group_index_)
         out = np.empty(len(keys))
         basis = np.empty(len(keys), dtype=object)
+        answers: dict[tuple[float, ...], int] = {}  # profiled configuration -> its largest batch (_size_bounds)
         for g, key in enumerate(keys):
             family = tuple(v for i, v in zip(self.group_index_, key) if i in self.family_index_)
             if limit is not None and float(limit) in own.get(key, {}):
@@ -349,7 +356,77 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
                 floor = _share(float(self._need(at)[0]), float(limit))
                 if out[g] < floor:
                     out[g], basis[g] = floor, "own boundary under a lower limit"
+            if basis[g] in _UNPROFILED_BASES and limit is not None:
+                at = X[np.flatnonzero(inverse == g)[:1]]
+                out[g], basis[g] = self._size_bounds(at, key, float(limit), float(out[g]), str(basis[g]),
+                                                     answers)
         return out[inverse], basis[inverse]
+
+    def _size_bounds(self, row: np.ndarray, key: tuple[float, ...], limit: float, fraction: float,
+                     basis: str, answers: dict[tuple[float, ...], int]) -> tuple[float, str]:
+        """The fraction of an unprofiled input size (``row``, its configuration ``key``) bounded by the answers at
+        the nearest profiled sizes of its configuration (the same features but the input size) under the same
+        limit: memory grows with the input size, so what fits at a larger size fits here (at least that batch;
+        basis ``"a larger profiled size's largest batch"``), and the answer is at most the smaller size's (basis
+        ``"a smaller profiled size's largest batch"``; it wins where the two disagree). Without these, 127 px got
+        a smaller batch than a profiled 128 px (fresh set 25's ViT-like under 100 MiB: 52 against 55, its own
+        boundary), and 101 px a larger one than a profiled 100 px under another limit (the MobileNet-like under
+        200 MiB: 50 against 26). ``answers`` caches the profiled configurations' largest batches."""
+        if self.size_index_ is None or self.structure != "family":
+            return fraction, basis
+        position = self.group_index_.index(self.size_index_)
+        size = key[position]
+        profiled = sorted(k[position] for k in self.lines_
+                          if k[:position] + k[position + 1:] == key[:position] + key[position + 1:])
+        larger = [s for s in profiled if s > size]
+        smaller = [s for s in profiled if s < size]
+
+        def answer(at_size: float) -> int:
+            neighbour = key[:position] + (at_size,) + key[position + 1:]
+            if neighbour not in answers:
+                answers[neighbour] = self._answer_at(row, at_size, limit)
+            return answers[neighbour]
+
+        if larger:  # the largest batch at the nearest larger size fits here
+            batch = answer(larger[0])
+            if batch > 0:
+                at = row.copy()
+                at[0, self.batch_index_] = batch
+                floor = _share(float(self._need(at)[0]), limit)
+                if fraction < floor:
+                    fraction, basis = floor, "a larger profiled size's largest batch"
+        if smaller:
+            batch = answer(smaller[-1])
+            if batch < self.max_batch_size:
+                at = row.copy()
+                at[0, self.batch_index_] = batch + 1
+                cap = _below(float(self._need(at)[0]), limit)
+                if fraction > cap:
+                    fraction, basis = cap, "a smaller profiled size's largest batch"
+        return fraction, basis
+
+    def _answer_at(self, row: np.ndarray, size: float, limit: float) -> int:
+        """The largest batch of ``row``'s configuration at the profiled input size ``size`` under ``limit``."""
+        at = row.copy()
+        at[0, self.size_index_] = size
+        for name in MEMORY_AXES:  # the per-sample work of that size: the family's polynomial in the input size
+            index = self._column(None, name, None, "work")
+            if index is not None:
+                at[0, index] = 0.0
+        fraction, _ = self._fractions(at, limit)
+        return int(self._largest(at, fraction * limit)[0])
+
+    def _largest(self, rows: np.ndarray, usable: np.ndarray) -> np.ndarray:
+        """For each row, the first batch whose need passes ``usable`` (MiB, per row), less one
+        (``max_batch_size`` where none does)."""
+        batches = np.arange(1, int(self.max_batch_size) + 1, dtype=float)
+        out = np.empty(len(rows), dtype=int)
+        for k in range(len(rows)):  # one grid per row: a row's grid has one configuration, so grouping is cheap
+            grid = np.repeat(rows[k:k + 1], len(batches), axis=0)
+            grid[:, self.batch_index_] = batches
+            fits = self._need(grid) <= usable[k]
+            out[k] = len(batches) if fits.all() else int(np.argmin(fits))  # the first batch that does not fit
+        return out
 
     def _beyond(self, family: tuple[float, ...], key: tuple[float, ...], fraction: float) -> float:
         """``fraction`` at an unprofiled size, lowered beyond the family's profiled sizes by the shortfall per
@@ -608,14 +685,8 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         check_is_fitted(self)
         limit = check_limit(memory_limit_mb, "largest_batch")
         rows = self._check_sizes(self._check_predict(X), "largest_batch")
-        batches = np.arange(1, int(self.max_batch_size) + 1, dtype=float)
         fraction, basis = self._fractions(rows, limit)
-        out = np.empty(len(rows), dtype=int)
-        for k in range(len(rows)):  # one grid per row: a row's grid has one configuration, so grouping is cheap
-            grid = np.repeat(rows[k:k + 1], len(batches), axis=0)
-            grid[:, self.batch_index_] = batches
-            fits = self._need(grid) <= fraction[k] * limit
-            out[k] = len(batches) if fits.all() else int(np.argmin(fits))  # the first batch that does not fit
+        out = self._largest(rows, fraction * limit)
         return {"max_batch": out, "usable_fraction": fraction, "oom_margin": 1.0 - fraction,
                 "basis": basis}
 
@@ -651,6 +722,16 @@ def _share(need: float, limit: float) -> float:
     fraction = need / limit
     while fraction * limit < need or (fraction > 0 and need / fraction > limit):
         fraction = float(np.nextafter(fraction, np.inf))
+    return fraction
+
+
+def _below(need: float, limit: float) -> float:
+    """The largest fraction of ``limit`` under which memory ``need`` does not fit: just below ``need / limit``, so
+    that ``need > fraction x limit`` (:meth:`MaxBatchModel.largest_batch`) and ``need / fraction > limit``
+    (:meth:`MaxBatchModel.planned_memory`)."""
+    fraction = float(np.nextafter(need / limit, -np.inf))
+    while fraction > 0 and (fraction * limit >= need or need / fraction <= limit):
+        fraction = float(np.nextafter(fraction, -np.inf))
     return fraction
 
 
