@@ -176,3 +176,23 @@ def test_the_answer_never_grows_with_the_input_size(limit: float) -> None:
         b = answers[k]
         planned = model.planned_memory(_query(sizes[k], (b, b + 1)), limit)["memory_mb"]
         assert planned[1] > limit and (b == 0 or planned[0] <= limit), (sizes[k], b, planned)
+
+
+def test_memory_is_never_predicted_below_zero(root) -> None:
+    """The ViT-like of fresh set 21 has a family line whose least-squares intercept is -3.5 MB: 112 px at batch 1
+    was predicted at -1.7 MB (interval -1.56 to -1.84, lo above hi), which a fleet's ``memory_mb: fit`` packed by.
+    A line whose static memory would be below 0 goes through the origin instead."""
+    from servopt.performance._curves import rising_line
+    from servopt.performance.evaluate import fit_profile
+    from servopt.profiles import load_profile
+
+    x = np.array([1.0, 2, 4, 8])
+    line = rising_line(x, np.array([0.5, 2.0, 5.5, 12.0]))  # least squares: -1.0 + 1.6 x
+    assert line.intercept == 0.0 and line.slope > 0
+    assert rising_line(x, 3 + 2 * x).intercept == pytest.approx(3.0)  # a line above 0 is kept
+    frame = load_profile([root / "profiles" / "measured_cpu_fresh21.csv"]).frame
+    models, _ = fit_profile(frame, targets=["memory"])
+    query = pd.DataFrame({"model": "vit_fresh21", "variant": "vit_fresh21", "hardware": "cpu-amd-epyc", "cores": 1,
+                          "input_size": [100, 112, 120, 144], "batch_size": 1})
+    got = models.predict(query, intervals=True)
+    assert (got["memory_mb"] > 0).all() and (got["memory_mb_lo"] <= got["memory_mb_hi"]).all()

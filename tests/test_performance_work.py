@@ -180,6 +180,25 @@ def test_edge_residuals_are_also_scored_per_octave_of_extrapolation():
     assert "octave" not in conformal_interval(y, np.ones(22), edge, level=0.5)  # the form before: edge only
 
 
+def test_an_edge_next_to_its_neighbour_is_not_scored_per_octave(root):
+    """An out-of-memory search leaves batches 1343 and 1344 side by side; the top one held out lay 0.001 octave
+    from the fit, and its residual / 0.001 was the whole per-octave factor (memory at batch 2688 of the H200
+    resnet50 fp16 profile: 1.6e-85 to 1.03 times the prediction)."""
+    y = np.exp(np.r_[np.zeros(20), 0.1, -0.2])
+    edge = np.r_[np.zeros(20, dtype=bool), True, True]
+    iv = conformal_interval(y, np.ones(22), edge, level=0.5, octaves=np.r_[np.zeros(20), 1.0, np.log2(1344 / 1343)])
+    assert iv["octave"]["n"] == 1 and iv["octave"]["lo"] == 1.0  # only the point an octave away
+    assert iv["edge"]["lo"] == pytest.approx(np.exp(-0.2))  # its residual still widens the edge interval
+    from servopt.profiles import load_profile
+
+    frame = load_profile([root / "profiles" / "measured_H200_resnet50_fp16.csv"]).frame
+    models, _ = fit_profile(frame, targets=["memory"])
+    query = pd.DataFrame({"model": "resnet50", "variant": "resnet50-fp16", "hardware": "H200", "input_size": 224,
+                          "batch_size": [2688, 4096]})
+    got = models.predict(query, intervals=True)
+    assert (got["memory_mb_lo"] / got["memory_mb"]).min() > 0.5
+
+
 def test_edge_octaves_of_a_configuration_are_the_gaps_at_its_ends():
     from servopt.performance.evaluate import _edge_octaves
 

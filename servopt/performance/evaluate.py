@@ -91,7 +91,34 @@ class FittedTarget:
         filled = {c: v for c, v in filled.items() if v is not None}
         if filled:
             query = query.assign(**filled)
-        return feature_frame(query, self.features, self.text, source, where)
+        X = feature_frame(query, self.features, self.text, source, where)
+        self._check_given(X, source, where)
+        return X
+
+    def _check_given(self, X: pd.DataFrame, source: str, where: list[str] | None) -> None:
+        """Refuses a batch size that is not whole, and an empty (or absent) ``input_size`` or ``cores`` where every
+        profile row the model was fitted on gave one: :func:`~.features.feature_frame` reads it as 0, not
+        applicable, and the model predicted 0-pixel images (0.04 ms for 34.5 at 176 px)."""
+        where = where or [f"row {i + 1}" for i in range(len(X))]
+        if "batch_size" in X.columns and self.features and self.features[0] == "batch_size":
+            batch = X["batch_size"].to_numpy(dtype=float)
+            whole = batch == np.round(batch)
+            if not whole.all():
+                i = int(np.argmin(whole))
+                raise ValidationError(f"{source}: {where[i]}, column 'batch_size': expected a whole number of "
+                                      f"items, got {batch[i]:g}")
+        if self.train is None:  # (models saved before it)
+            return
+        for column in ("input_size", "cores"):
+            if column not in X.columns or column in self.text or column not in self.train.columns:
+                continue
+            trained = pd.to_numeric(self.train[column], errors="coerce").to_numpy(dtype=float)
+            given = X[column].to_numpy(dtype=float) > 0
+            if len(trained) and bool((trained > 0).all()) and not given.all():
+                i = int(np.argmin(given))
+                raise ValidationError(
+                    f"{source}: {where[i]}, column {column!r}: empty or 0, but every profile row the {self.target} "
+                    f"model was fitted on gives one; give the {column.replace('_', ' ')} to predict at")
 
     def _default(self, column: str) -> float | None:
         """What a query that lacks ``column`` gets (see :meth:`frame`); ``None``: it must give the column."""
@@ -247,6 +274,16 @@ def _cross_validate(rows: pd.DataFrame, target: Target, X: pd.DataFrame, columns
     return report
 
 
+def _empty_or(method: Any, X: pd.DataFrame, limit: float, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``method(X, limit)``; for an empty ``X`` (after checking the limit) empty arrays under ``keys``."""
+    if not X.empty:
+        return method(X, limit)
+    from servopt.performance.oom import check_limit
+
+    check_limit(limit, method.__name__)
+    return {k: np.empty(0) for k in keys}
+
+
 @dataclass
 class PerformanceModels:
     """Models fitted on a profile, one per target, saved and loaded by ``servopt fit -o`` / ``servopt predict``."""
@@ -266,6 +303,10 @@ class PerformanceModels:
             if targets is not None and name not in targets:
                 continue
             X = fitted.frame(query, source, where)
+            if X.empty:  # an empty query: empty columns
+                bounds = ("_lo", "_hi") if intervals and fitted.interval is not None else ()
+                out.update({fitted.output + suffix: np.empty(0) for suffix in ("", *bounds)})
+                continue
             out[fitted.output] = predicted = fitted.model.predict(X)
             if intervals and fitted.interval is not None:
                 from servopt.performance.uncertainty import interval_factors
@@ -288,7 +329,8 @@ class PerformanceModels:
             The models have no memory target (the profile had no ``memory_mb``), or the limit is not > 0.
         """
         fitted = self._memory_target(source, "the largest batch")
-        got = fitted.model.largest_batch(fitted.frame(query, source, where), memory_limit_mb)
+        got = _empty_or(fitted.model.largest_batch, fitted.frame(query, source, where), memory_limit_mb,
+                        ("max_batch", "usable_fraction", "oom_margin", "basis"))
         return pd.DataFrame({f"max_batch_{k}" if k != "max_batch" else k: v for k, v in got.items()})
 
     def planned_memory(self, query: pd.DataFrame, memory_limit_mb: float, source: str = "<query>",
@@ -304,7 +346,8 @@ class PerformanceModels:
             The models have no memory target, or the limit is not > 0.
         """
         fitted = self._memory_target(source, "the memory of a plan")
-        got = fitted.model.planned_memory(fitted.frame(query, source, where), memory_limit_mb)
+        got = _empty_or(fitted.model.planned_memory, fitted.frame(query, source, where), memory_limit_mb,
+                        ("memory_mb", "usable_fraction", "oom_margin", "basis"))
         return pd.DataFrame({("planned_memory_mb" if k == "memory_mb" else k): v for k, v in got.items()})
 
     def _memory_target(self, source: str, what: str) -> FittedTarget:
