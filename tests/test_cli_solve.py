@@ -96,7 +96,7 @@ def test_infeasible_exits_1_with_the_reason(tmp_path, capsys):
     "argv, words",
     [
         (["missing.yaml"], ["no such problem file"]),
-        (["{bad}", "--time-limit", "-1"], ["time_limit_s=-1.0"]),
+        (["{bad}", "--time-limit", "-1"], ["--time-limit -1"]),
         (["{bad}", "--kserve"], ["--kserve only applies with --out"]),
         (["{bad}", "--policy", "greedy", "--backend", "highs"], ["either --policy", "or --backend"]),
         (["{bad}", "--backend", "nope"], ["unknown backend 'nope'"]),

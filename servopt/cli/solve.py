@@ -21,7 +21,8 @@ servopt.solve(); build_seconds: the part of solve_seconds building the MILP. Fir
 the problem kind's modules, the solver) are in none of them: a cold CLI reports what a warm API call takes.
 status is optimal, feasible (a limit stopped the solver with a plan), infeasible or error. Without a plan it
 also has "exit_code" (1) and "message" (why); bad input prints {"status": "error", "exit_code": 2, "message"}.
-An existing --out DIR is refused unless --force; it is checked, with the writability of its place, before solving."""
+An existing --out DIR is refused unless --force, the current folder (or one containing it) always; it is checked,
+with the writability of its place, before solving. An OS error while writing (disk full) is exit 2, nothing written."""
 
 EPILOG = """examples:
   servopt solve examples/min_gpus_efficientnet.yaml
@@ -101,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     kserve_flags = _kserve_flags(args)
     if kserve_flags and not args.kserve:
         raise ValidationError(f"--kserve-{next(iter(kserve_flags))} only applies with --kserve")
+    if args.storage_uri is not None and not args.kserve:
+        raise ValidationError("--storage-uri only applies with --kserve (it is the KServe manifest's storageUri)")
+    _check_numbers(args)
     if args.kserve and args.storage_uri is not None:
         # refused before solving, like --out: a URI or value the cluster would reject
         from servopt.triton.k8s_names import check_storage_uri
@@ -111,8 +115,14 @@ def run(args: argparse.Namespace) -> int:
     if args.policy is not None and args.backend != "auto":
         raise ValidationError("give either --policy NAME or --backend NAME, not both")
     if args.out is not None:
-        # refused before solving (exists without --force, or not writable): nothing is printed, nothing changes
-        check_output(args.out, "--out", force=args.force, folder=True)
+        # refused before solving (exists without --force, the current folder, or not writable): nothing is
+        # printed, nothing changes; check_target is the check (and message) the writer itself applies
+        from pathlib import Path
+
+        from servopt.triton.write import check_target
+
+        check_target(Path(args.out), args.force)
+        check_output(args.out, "--out", force=True, folder=True)
     import importlib
     import time
 
@@ -127,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
         module = kind_module(data)
         if module is not None:  # the kind's validation (and formulation) modules: imported outside parse_seconds
             importlib.import_module(module)
+        if _names_model_file(data):  # the ONNX reader that checks model files parse: imported outside too
+            try:
+                import onnx  # noqa: F401
+            except ImportError:
+                pass
         bar.stage(f"validating {args.file}")
         t0 = time.perf_counter()
         problem = problem_from_mapping(data, args.file)
@@ -204,28 +219,49 @@ def _run_policy(problem: Any, name: str, params: Any, error: type[Exception]) ->
 
 
 def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Exception]) -> list[str]:
-    """Write the repository; returns why it is "config only" (empty when it serves the real models)."""
+    """Write the repository; returns why it is "config only" (empty when it serves the real models).
+
+    ``servopt.write_repository`` in two steps, so that ``servopt.json`` gets the predictions and margins before
+    the one atomic write: a failed write (disk full) leaves nothing behind."""
+    from pathlib import Path
+
     try:
-        from servopt.triton import write_repository
+        from servopt.triton import build_repository
+        from servopt.triton.write import artifact_copies, write_tree
     except ImportError as exc:
         raise error(f"--out needs servopt.triton, which cannot be imported ({exc})") from None
-    out = write_repository(problem, solution, args.out, force=args.force, triton_backend=args.triton_backend,
-                           kserve=_kserve(args), storage_uri=args.storage_uri, source=args.file, link=args.link)
-    summary = json.loads((out / "servopt.json").read_text())
+    deployment, files, folders = build_repository(problem, solution, triton_backend=args.triton_backend,
+                                                  kserve=_kserve(args), storage_uri=args.storage_uri,
+                                                  source=args.file)
+    summary = json.loads(files["servopt.json"])
     # what servopt verify compares the served plan against (fleet repositories write their own, per server)
     if hasattr(solution.plan, "predictions") and "predictions" not in summary:
-        from servopt.serving.verify import add_predictions
-
-        add_predictions(args.out, _predictions(problem, solution.plan))
-    margins = {k: getattr(problem, k) for k in ("latency_margin", "memory_margin") if getattr(problem, k, None)}
-    if margins:
-        from servopt.atomic import atomic_write
-
-        summary = json.loads((out / "servopt.json").read_text())
-        summary.update(margins)
-        with atomic_write(out / "servopt.json", "w") as fh:
-            fh.write(json.dumps(summary, indent=2) + "\n")
+        summary["predictions"] = _predictions(problem, solution.plan)
+    summary.update({k: getattr(problem, k) for k in ("latency_margin", "memory_margin") if getattr(problem, k, None)})
+    files["servopt.json"] = json.dumps(summary, indent=2) + "\n"
+    write_tree(Path(args.out), files, folders, force=args.force, copies=artifact_copies(deployment), link=args.link)
     return list(summary.get("missing", []))
+
+
+def _names_model_file(data: Any) -> bool:
+    """Whether a problem document names a ``model_file`` anywhere."""
+    if isinstance(data, dict):
+        return "model_file" in data or any(_names_model_file(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_names_model_file(v) for v in data)
+    return False
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """``--time-limit`` and ``--scale``: absent, or finite numbers > 0 (refused in the options' own words)."""
+    import math
+
+    from servopt.exceptions import ValidationError
+
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise ValidationError(f"--time-limit {args.time_limit:g}: expected a number of seconds > 0")
+    if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
+        raise ValidationError(f"--scale {args.scale:g}: expected a finite factor > 0 (e.g. 100 for prices in cents)")
 
 
 def _predictions(problem: Any, plan: Any) -> dict[str, Any]:

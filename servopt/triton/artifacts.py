@@ -2,7 +2,8 @@
 
 A problem file names the file that serves each model (``model_file:`` at the top of a GPU problem, per variant of
 ``variant_selection``, per stage variant of ``pipeline``), relative to the problem file.
-``servopt.fields.model_file`` checks it while the file is read (before solving); :func:`artifact_of` gives its format and sha256; :func:`onnx_tensors`
+:func:`model_file` checks it while the file is read (before solving): the file exists, has a known suffix and, for
+ONNX, parses (once: the parse is cached); :func:`artifact_of` gives its format and sha256; :func:`onnx_tensors`
 reads an ONNX graph's inputs and outputs, with the batch axis split off, in Triton's terms.
 
 >>> FORMATS[".onnx"], FORMATS[".plan"], FORMATS[".pt"]
@@ -11,14 +12,15 @@ reads an ONNX graph's inputs and outputs, with the batch axis split off, in Trit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
+from servopt import fields
 from servopt.fields import MODEL_FORMATS as FORMATS
-from servopt.fields import model_file
 
 __all__ = ["FORMATS", "Artifact", "model_file", "artifact_of", "onnx_tensors", "PYTHON_ONNX_MODEL"]
 
@@ -50,6 +52,68 @@ def artifact_of(path: Path) -> Artifact:
     return Artifact(Path(path), FORMATS[Path(path).suffix.lower()], digest.hexdigest())
 
 
+def model_file(f: Any, key: str, base: Path) -> Path | None:
+    """Read and check the ``model_file`` key of a problem-file mapping (``f`` is a :class:`servopt.fields.Fields`).
+
+    :func:`servopt.fields.model_file` (the file exists and is readable, its suffix gives a known format), and an
+    ONNX file must parse as an ONNX model: an error naming the problem file, key and value, raised while the
+    problem is read, so before solving. The parse is cached, so writing the repository does not parse again.
+    Without the onnx package the parse waits until the tensors are read (which then says what is missing).
+    """
+    path = fields.model_file(f, key, base)
+    if path is None or path.suffix.lower() != ".onnx":
+        return path
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return path
+    try:
+        _onnx_graph(path)
+    except _Unreadable as exc:
+        raise f.error(key, f"{f.str(key, None)!r}: {path} is not a readable ONNX model ({exc})") from None
+    return path
+
+
+class _Unreadable(Exception):
+    """The reason an ONNX file cannot be parsed."""
+
+
+def _onnx_graph(path: Path) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The graph inputs (initializers excluded) and outputs of an ONNX file as ``(name, element type, dims)``,
+    dims ``None`` without a shape and ``-1`` for a dynamic dim; parsed once per file version (path, mtime, size).
+    Raises :class:`_Unreadable`."""
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise _Unreadable(f"{type(exc).__name__}: {exc.strerror or exc}") from None
+    return _parse_onnx(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_onnx(path: str, mtime_ns: int, size: int) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError, ...
+        raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+    weights = {init.name for init in model.graph.initializer}
+
+    def tensors(values: Any) -> tuple[Any, ...]:
+        out = []
+        for v in values:
+            if v.name in weights:
+                continue
+            tt = v.type.tensor_type
+            dims = None
+            if tt.HasField("shape") and tt.shape.dim:
+                dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tt.shape.dim)
+            out.append((v.name, tt.elem_type, dims))
+        return tuple(out)
+
+    return tensors(model.graph.input), tensors(model.graph.output)
+
+
 def onnx_tensors(path: Path) -> tuple[list[tuple[str, str, tuple[int, ...]]], list[tuple[str, str, tuple[int, ...]]]]:
     """Inputs and outputs of an ONNX graph as (name, Triton data type, dims without the batch axis).
 
@@ -58,38 +122,33 @@ def onnx_tensors(path: Path) -> tuple[list[tuple[str, str, tuple[int, ...]]], li
     are initializers (weights) are not model inputs.
     """
     try:
-        import onnx
+        import onnx  # noqa: F401
     except ImportError as exc:
         raise ValidationError(f"{path}: reading tensors from an ONNX model needs the onnx package "
                               f"(pip install onnx): {exc}") from None
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError, ...
-        raise ValidationError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    weights = {init.name for init in model.graph.initializer}
+        inputs, outputs = _onnx_graph(path)
+    except _Unreadable as exc:
+        raise ValidationError(f"{path}: not a readable ONNX model ({exc})") from None
 
     def tensors(values: Any, what: str) -> list[tuple[str, str, tuple[int, ...]]]:
         out = []
-        for v in values:
-            if v.name in weights:
-                continue
-            tt = v.type.tensor_type
-            dtype = _ONNX_TYPES.get(tt.elem_type)
+        for name, elem_type, dims in values:
+            dtype = _ONNX_TYPES.get(elem_type)
             if dtype is None:
-                raise ValidationError(f"{path}: {what} {v.name!r} has ONNX element type {tt.elem_type}, which "
+                raise ValidationError(f"{path}: {what} {name!r} has ONNX element type {elem_type}, which "
                                       "Triton has no data type for")
-            if not tt.HasField("shape") or not tt.shape.dim:
-                raise ValidationError(f"{path}: {what} {v.name!r} has no shape; servopt needs at least the batch "
+            if dims is None:
+                raise ValidationError(f"{path}: {what} {name!r} has no shape; servopt needs at least the batch "
                                       "axis (export with a dynamic first axis)")
-            dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tt.shape.dim]
             if dims[0] != -1:
-                raise ValidationError(f"{path}: {what} {v.name!r} has a fixed first axis {dims[0]}; Triton batches "
+                raise ValidationError(f"{path}: {what} {name!r} has a fixed first axis {dims[0]}; Triton batches "
                                       "on the first axis, so export the model with a dynamic batch axis "
-                                      "(e.g. dynamic_axes={'" + v.name + "': {0: 'batch'}})")
-            out.append((v.name, dtype, tuple(dims[1:])))
+                                      "(e.g. dynamic_axes={'" + name + "': {0: 'batch'}})")
+            out.append((name, dtype, tuple(dims[1:])))
         return out
 
-    return tensors(model.graph.input, "input"), tensors(model.graph.output, "output")
+    return tensors(inputs, "input"), tensors(outputs, "output")
 
 
 #: ``model.py`` for Triton's Python backend: runs the ``model.onnx`` beside it with ONNX Runtime (CPU)

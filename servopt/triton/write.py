@@ -1,7 +1,8 @@
 """Atomic writing of a deployment: everything goes to a temporary folder beside the target, then one rename.
 
 A failure at any point removes the temporary folder and leaves the target as it was; an existing target is only
-replaced with ``force=True`` (moved aside, replaced, then deleted; restored if the replacement fails).
+replaced with ``force=True`` (moved aside, replaced, then deleted; restored if the replacement fails). An OS error
+(disk full, permissions) is raised as :class:`WriteError`, naming ``--out``, the target and the reason.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from typing import Any
 
 from google.protobuf import text_format
 
-from servopt.exceptions import ValidationError
+from servopt.exceptions import ServoptError, ValidationError
 from servopt.triton.build import TritonDeployment
 
-__all__ = ["config_text", "render_files", "artifact_copies", "write_tree", "check_target"]
+__all__ = ["config_text", "render_files", "artifact_copies", "write_tree", "check_target", "WriteError"]
+
+
+class WriteError(ServoptError, OSError):
+    """The operating system refused a write (disk full, permissions, a busy folder); nothing was written.
+
+    An :class:`OSError` too, so callers that catch those keep working; the CLI reports it as any
+    :class:`~servopt.exceptions.ServoptError` (one line, exit 2)."""
 
 
 def config_text(config: Any) -> str:
@@ -63,12 +71,24 @@ def artifact_copies(deployment: TritonDeployment) -> dict[str, Path]:
 
 
 def check_target(out: Path, force: bool) -> None:
-    """Refuse an existing target unless ``force``; refuse a target that is a file either way."""
+    """Refuse an existing target unless ``force``; refuse a target that is a file, or the current folder or one
+    that contains it (it cannot be replaced while in use), either way. ``servopt solve`` calls it before solving.
+
+    >>> check_target(Path("."), force=True)
+    Traceback (most recent call last):
+    ...
+    servopt.exceptions.ValidationError: --out .: is the current folder, which cannot be replaced; choose another --out
+    """
+    out = Path(out)
     if out.exists() or out.is_symlink():
         if not out.is_dir() or out.is_symlink():
-            raise ValidationError(f"{out}: exists and is not a directory; choose another --out")
+            raise ValidationError(f"--out {out}: exists and is not a directory; choose another --out")
+        here = Path.cwd()
+        if out.resolve() == here or out.resolve() in here.parents:
+            what = "is the current folder" if out.resolve() == here else "contains the current folder"
+            raise ValidationError(f"--out {out}: {what}, which cannot be replaced; choose another --out")
         if not force:
-            raise ValidationError(f"{out}: already exists; pass --force to replace it (nothing was written)")
+            raise ValidationError(f"--out {out}: already exists; pass --force to replace it (nothing was written)")
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -118,7 +138,7 @@ def write_tree(out: Path, files: dict[str, str], folders: list[str], *, force: b
         else:
             os.replace(tmp, out)
             tmp = None
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not (old / "previous").exists():
@@ -128,5 +148,11 @@ def write_tree(out: Path, files: dict[str, str], folders: list[str], *, force: b
                 folder.rmdir()
             except OSError:
                 pass
+        if isinstance(exc, OSError) and not isinstance(exc, ServoptError):
+            kept = old / "previous" if old is not None and (old / "previous").exists() else None
+            error = WriteError(f"--out {out}: cannot write the repository: {exc.strerror or exc} (nothing was "
+                               "written" + (f"; the previous folder is now {kept}" if kept else "") + ")")
+            error.errno = exc.errno
+            raise error from exc
         raise
     return out
