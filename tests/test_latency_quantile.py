@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -64,8 +65,9 @@ def test_min_gpus_plans_on_the_predict_intervals_upper_bound(gpu_pair, root):
     plain, upper = gpu_pair
     profile = servopt.load_profile(root / "profiles" / CPU)
     point = batch_table(profile, hardware="cpu-amd-epyc", model="resnet_like", input_size=224, cores=2, mode="fit")
-    # what `servopt fit PROFILE --latency-model hinge --level 0.95` + `servopt predict --intervals` give
-    models, _ = fit_profile(profile.frame, targets=["latency"], latency_model="hinge", level=0.95)
+    # the 0.95-quantile is the upper end of the 0.9 interval: what `servopt fit PROFILE --latency-model hinge
+    # --level 0.9` + `servopt predict --intervals` give
+    models, reports = fit_profile(profile.frame, targets=["latency"], latency_model="hinge", level=0.9)
     rows = profile.frame[(profile.frame.model == "resnet_like") & (profile.frame.input_size == 224)
                          & (profile.frame.cores == 2)]
     query = rows.iloc[[0] * len(point)].reset_index(drop=True).copy()
@@ -81,6 +83,12 @@ def test_min_gpus_plans_on_the_predict_intervals_upper_bound(gpu_pair, root):
     entry = upper.latency_margin["entries"][0]
     factor = models.targets["latency"].interval["interior"]["hi"]
     assert entry["factor_interior"] == pytest.approx(factor)
+    # the factor is the held-out interior residuals' 0.95-quantile, rank ceil((n + 1) q), as documented (until a
+    # walkthrough found it, the interval's level was q itself: the 0.975-quantile, here the largest residual)
+    ratios = np.sort(np.concatenate([np.log(g.y[1:-1] / g.predicted[1:-1]) for g in reports["latency"].groups]))
+    rank = int(np.ceil((ratios.size + 1) * 0.95))
+    assert rank <= ratios.size and factor == pytest.approx(np.exp(ratios[rank - 1]))
+    assert entry["level"] == 0.95 and entry["exact"] and np.exp(ratios[-1]) > factor
     assert {b["batch"] for b in entry["batches"]} == {"profiled"}  # 1..64, powers of two, as profiled
     assert all(b["factor"] == pytest.approx(factor) for b in entry["batches"])
     assert plain.latency_margin is None
@@ -144,14 +152,14 @@ def test_solve_json_and_servopt_json_report_the_margin(tmp_path, root, capsys):
     assert "note: resnet_like on cpu-amd-epyc: planned on the 95 % upper latency bound" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("value", [0, 1, 1.0, 1.5, -0.1, 0.0, "0.95", True, [0.9], math.nan])
+@pytest.mark.parametrize("value", [0, 1, 1.0, 1.5, -0.1, 0.0, 0.5, 0.3, "0.95", True, [0.9], math.nan])
 def test_bad_quantiles_are_rejected_naming_file_key_and_value(tmp_path, root, value):
     for path in (gpu_problem(tmp_path, root), fleet_problem(tmp_path, root)):
         data = yaml.safe_load(path.read_text())
         data["latency_quantile"] = value
         path.write_text(yaml.safe_dump(data))
         with pytest.raises(ValidationError, match=r"key 'latency_quantile': expected a float strictly between "
-                                                  r"0 and 1") as info:
+                                                  r"0.5 and 1") as info:  # an upper bound: above the median
             servopt.load_problem(path)
         assert str(path) in str(info.value) and repr(value) in str(info.value)
 

@@ -55,6 +55,9 @@ DEFAULT_LEVEL = 0.9
 #: H200 resnet50 fp16 profile's out-of-memory search left batches 1343 and 1344, 0.001 octave apart: -205 per
 #: octave, and a memory interval of 1.6e-85 to 1.03 times the prediction one octave beyond)
 MIN_EDGE_OCTAVES = 0.25
+#: a ``latency_quantile`` plans on an upper bound of the latency: the q-quantile of the held-out residuals, q above
+#: the median
+UPPER_QUANTILE_ABOVE = 0.5
 
 
 def _bound(r: np.ndarray, q: float) -> tuple[float, bool]:
@@ -280,8 +283,9 @@ def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str,
     return pd.DataFrame(out)
 
 
-def check_quantile(value: Any, source: str, key: str = "latency_quantile") -> float:
-    """``value`` as a level strictly between 0 and 1 (a float, e.g. 0.95); the error names ``source`` and ``key``.
+def check_quantile(value: Any, source: str, key: str = "latency_quantile", above: float = 0.0) -> float:
+    """``value`` as a level strictly between ``above`` and 1 (a float, e.g. 0.95); the error names ``source`` and
+    ``key``. A ``latency_quantile`` is an upper bound, so it is above 0.5 (:data:`UPPER_QUANTILE_ABOVE`).
 
     Examples
     --------
@@ -291,13 +295,17 @@ def check_quantile(value: Any, source: str, key: str = "latency_quantile") -> fl
     Traceback (most recent call last):
     ...
     servopt.exceptions.ValidationError: p.yaml: key 'latency_quantile': expected a float strictly between 0 and 1 (e.g. 0.95), got 1
+    >>> check_quantile(0.4, "p.yaml", above=UPPER_QUANTILE_ABOVE)
+    Traceback (most recent call last):
+    ...
+    servopt.exceptions.ValidationError: p.yaml: key 'latency_quantile': expected a float strictly between 0.5 and 1 (e.g. 0.95), got 0.4
     """
     from servopt.exceptions import ValidationError
 
     if (isinstance(value, bool) or not isinstance(value, (float, np.floating)) or not math.isfinite(float(value))
-            or not 0.0 < float(value) < 1.0):
-        raise ValidationError(f"{source}: key {key!r}: expected a float strictly between 0 and 1 (e.g. 0.95), got "
-                              f"{value!r}")
+            or not above < float(value) < 1.0):
+        raise ValidationError(f"{source}: key {key!r}: expected a float strictly between {above:g} and 1 (e.g. 0.95), "
+                              f"got {value!r}")
     return float(value)
 
 

@@ -14,25 +14,27 @@ import pandas as pd
 
 from servopt.exceptions import ValidationError
 from servopt.performance.evaluate import fit_profile
-from servopt.performance.uncertainty import check_quantile
+from servopt.performance.uncertainty import UPPER_QUANTILE_ABOVE, check_quantile
 
 __all__ = ["UpperLatency"]
 
 
 class UpperLatency:
-    """Upper ends of latency prediction intervals at level ``quantile``, from one profile (fitted once).
+    """One-sided upper latency bounds at ``quantile`` q, from one profile (fitted once).
 
     The model is :class:`~servopt.performance.LatencyModel` fitted on every row of ``frame`` with a latency (as
-    ``servopt fit --latency-model hinge --level quantile`` fits it): its curve of a profiled configuration is the
-    curve ``performance: fit`` plans on, and its split-conformal interval comes from the leave-one-batch-out
-    residuals of the whole profile.
+    ``servopt fit --latency-model hinge --level 2q-1`` fits it): its curve of a profiled configuration is the
+    curve ``performance: fit`` plans on, and the bound is the upper end of its split-conformal interval at level
+    ``2q - 1``, whose upper end is the held-out residuals' q-quantile (rank ceil((n + 1) q)), from the
+    leave-one-batch-out residuals of the whole profile. (Until this was found by a walkthrough, the interval's
+    level was q itself, so q = 0.9 planned on the 0.95-quantile and q = 0.95 on the largest residual.)
 
     Parameters
     ----------
     frame : pandas.DataFrame
         A validated profile (:attr:`servopt.profiles.ProfileTable.frame`).
     quantile : float
-        The interval level, in (0, 1).
+        The quantile bounded, in (0.5, 1).
     source : str
         Name of the profile in messages and in the margin record.
     column : str, default "latency_ms"
@@ -41,10 +43,15 @@ class UpperLatency:
 
     def __init__(self, frame: pd.DataFrame, quantile: float, source: str, column: str = "latency_ms") -> None:
         self.frame = frame
-        self.quantile = check_quantile(quantile, source, "quantile")
+        self.quantile = check_quantile(quantile, source, "quantile", above=UPPER_QUANTILE_ABOVE)
         self.source = source
         self.column = column
         self._models: Any = None
+
+    @property
+    def level(self) -> float:
+        """The level of the two-sided interval whose upper end is the ``quantile``: ``2 quantile - 1``."""
+        return 2.0 * self.quantile - 1.0
 
     def _fitted(self) -> Any:
         if self._models is None:
@@ -52,7 +59,7 @@ class UpperLatency:
             if self.column != "latency_ms":
                 data = data.drop(columns=["latency_ms"], errors="ignore").rename(columns={self.column: "latency_ms"})
             models, _ = fit_profile(data, source=self.source, targets=["latency"], latency_model="hinge",
-                                    level=self.quantile)
+                                    level=self.level)
             if models.targets["latency"].interval is None:
                 raise ValidationError(f"{self.source}: no configuration is profiled at two or more batch sizes, so "
                                       "the latency model cannot be cross-validated and has no prediction interval")
@@ -92,7 +99,7 @@ class UpperLatency:
             entry["batch"] = str(where["batch_size"].iloc[i]) if "batch_size" in where.columns else "profiled"
             batches.append(entry)
         record = {
-            "source": self.source, "column": self.column, "level": float(iv["level"]),
+            "source": self.source, "column": self.column, "level": self.quantile, "interval_level": float(iv["level"]),
             "factor_interior": float(iv["interior"]["hi"]), "factor_edge": float(iv["edge"]["hi"]),
             "factor_per_octave": float(iv["octave"]["hi"]) if "octave" in iv else None,
             "residuals": {"interior": int(iv["interior"]["n"]), "edge": int(iv["edge"]["n"])},

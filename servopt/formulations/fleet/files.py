@@ -47,9 +47,9 @@ def from_mapping(data: Mapping[str, Any], source: str | Path) -> FleetProblem:
     triton = f.mapping("triton", None)
     quantile = f.raw("latency_quantile", None)  # null: not given
     if quantile is not None:
-        from servopt.performance.uncertainty import check_quantile
+        from servopt.performance.uncertainty import UPPER_QUANTILE_ABOVE, check_quantile
 
-        quantile = check_quantile(quantile, str(source))
+        quantile = check_quantile(quantile, str(source), above=UPPER_QUANTILE_ABOVE)
     fits = _Fits(quantile)
     gpu_types = []
     for i, entry in enumerate(f.list("gpu_types")):

@@ -128,13 +128,13 @@ def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _read_quantile(f: Any, profiles: list[Path] | None, performance: str) -> float | None:
-    """``latency_quantile`` (a float in (0, 1)), which needs latencies from a fitted model."""
+    """``latency_quantile`` (a float in (0.5, 1)), which needs latencies from a fitted model."""
     raw = f.raw("latency_quantile", None)
     if raw is None:
         return None
-    from servopt.performance.uncertainty import check_quantile
+    from servopt.performance.uncertainty import UPPER_QUANTILE_ABOVE, check_quantile
 
-    quantile = check_quantile(raw, str(f.source))
+    quantile = check_quantile(raw, str(f.source), above=UPPER_QUANTILE_ABOVE)
     if profiles is None:
         raise f.error("latency_quantile", f"{raw!r}: plans on the upper end of a fitted model's prediction "
                                           "interval, and inline batches: tables have none; give profiles: with "
