@@ -87,12 +87,18 @@ def test_conformal_interval_covers_at_its_level():
 
 def test_coverage_says_profiled_interpolated_extrapolated():
     X, _ = _synthetic()
-    q = pd.DataFrame({"batch_size": [4.0, 6, 128, 4], "model": "m", "hardware": ["A100", "A100", "A100", "T4"],
-                      "input_size": [224.0, 256, 224, 512]})
+    q = pd.DataFrame({"batch_size": [4.0, 6, 128, 4, 4, 4], "model": ["m"] * 5 + ["other"],
+                      "hardware": ["A100", "A100", "A100", "T4", "T4", "A100"],
+                      "input_size": [224.0, 256, 224, 512, 224, 224]})
     got = coverage(X, q, "batch_size")
-    assert got["batch_size"].tolist() == ["profiled", "interpolated", "extrapolated", "profiled"]
-    assert got["input_size"].tolist() == ["profiled", "interpolated", "profiled", "extrapolated"]
-    assert got["hardware"].tolist() == ["profiled", "profiled", "profiled", "unseen"]
+    assert got["batch_size"].tolist() == ["profiled", "interpolated", "extrapolated", "profiled", "profiled",
+                                          "profiled"]
+    # an unseen GPU or model at a profiled size: the size is profiled (before: "extrapolated"), the GPU or model
+    # unseen (before: nothing said so of the model)
+    assert got["input_size"].tolist() == ["profiled", "interpolated", "profiled", "extrapolated", "profiled",
+                                          "profiled"]
+    assert got["hardware"].tolist() == ["profiled", "profiled", "profiled", "unseen", "unseen", "profiled"]
+    assert got["model"].tolist() == ["profiled"] * 5 + ["unseen"]
 
 
 def test_fit_profile_stores_intervals_and_predicts_them(root):

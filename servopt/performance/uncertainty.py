@@ -263,8 +263,9 @@ def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str,
 
     Columns: ``<x>`` and ``input_size`` (where a feature): ``profiled``, ``interpolated`` or ``extrapolated``
     (against the profiled values of the row's configuration, else of its family, else of the whole profile; for
-    the input size, of its family); ``hardware``
-    (where a feature): ``profiled`` or ``unseen``.
+    the input size, of its family, else of the whole profile); ``model``, ``variant`` and ``hardware`` (where
+    features): ``profiled`` or ``unseen``. (Before, a row of unseen hardware or model at a profiled input size said
+    its size was ``extrapolated``, and nothing said the model was unseen.)
     """
     family = [c for c in _ids(train, x) if c != "input_size"]
     ranges = profiled if profiled is not None else _profiled_x(train, query, x)
@@ -275,11 +276,13 @@ def coverage(train: pd.DataFrame, query: pd.DataFrame, x: str,
         sizes: dict[tuple, list[float]] = {}
         for key, s in zip(_keys(train, family), train["input_size"].to_numpy(dtype=float)):
             sizes.setdefault(key, []).append(s)
-        out["input_size"] = [_place(s, np.unique(sizes[k]) if k in sizes else None)
+        everywhere = np.unique(train["input_size"].to_numpy(dtype=float))
+        out["input_size"] = [_place(s, np.unique(sizes[k]) if k in sizes else everywhere)
                              for k, s in zip(q_family, query["input_size"].to_numpy(dtype=float))]
-    if "hardware" in train.columns:
-        seen = set(map(str, train["hardware"]))
-        out["hardware"] = ["profiled" if str(h) in seen else "unseen" for h in query["hardware"]]
+    for name in ("model", "variant", "hardware"):
+        if name in train.columns and name in query.columns:
+            seen = set(map(str, train[name]))
+            out[name] = ["profiled" if str(v) in seen else "unseen" for v in query[name]]
     return pd.DataFrame(out)
 
 
