@@ -1,7 +1,7 @@
 """``servopt solve --out``'s errors: one line and exit 2 (a JSON object with ``--json``), nothing left behind.
 
 OS errors while writing (disk full), a target that is the current folder, unreadable ONNX model files (refused
-when the problem file is read, in every problem kind that takes ``model_file``), one message for an existing
+before solving, in every problem kind that takes ``model_file``), one message for an existing
 target, and options refused in their own words.
 """
 
@@ -113,7 +113,7 @@ def test_out_that_is_or_contains_the_current_folder_is_refused_before_solving(
     assert [p.name for p in here.iterdir()] == ["mine.txt"]
 
 
-# ------------------------------------------------------------------- 2. unreadable ONNX files, when read
+# ------------------------------------------------------------ 2. unreadable ONNX files, before solving
 def _first_model_file(data: Any, where: str = "") -> tuple[dict[str, Any], str] | None:
     """The first mapping with a ``model_file`` key, and its key path as errors name it."""
     if isinstance(data, dict):
@@ -133,16 +133,21 @@ def _first_model_file(data: Any, where: str = "") -> tuple[dict[str, Any], str] 
 
 @pytest.mark.parametrize("example", ["min_gpus_efficientnet", "max_throughput_resnet50_budget",
                                      "variant_selection_infadapter", "pipeline_nlp", "fleet_mixed"])
-def test_a_corrupt_onnx_model_file_is_refused_when_the_problem_is_read(tmp_path: Path, example: str) -> None:
+def test_a_corrupt_onnx_model_file_is_refused_before_solving(tmp_path: Path, example: str) -> None:
+    """What ``solve --out`` checks before solving, in every problem kind that takes ``model_file``; reading the
+    problem alone (no repository to write) does not parse the model (nor import onnx)."""
+    from servopt.triton.artifacts import check_model_files
+
     source = EXAMPLES / f"{example}.yaml"
     data = yaml.safe_load(source.read_text())
     entry, key = _first_model_file(data)
     bad = tmp_path / "bad.onnx"
     bad.write_text("this is not an ONNX model\n")
     entry["model_file"] = str(bad)
-    problem_from_mapping(copy.deepcopy(yaml.safe_load(source.read_text())), source)  # the example itself reads
+    check_model_files(copy.deepcopy(yaml.safe_load(source.read_text())), source)  # the example itself parses
+    problem_from_mapping(copy.deepcopy(data), source)  # read: the file exists, its suffix is known
     with pytest.raises(ValidationError) as caught:
-        problem_from_mapping(data, source)
+        check_model_files(data, source)
     message = str(caught.value)
     assert message.startswith(f"{source}: key {key!r}: {str(bad)!r}: {bad} is not a readable ONNX model ("), message
 
@@ -159,9 +164,10 @@ def test_a_corrupt_onnx_model_file_is_exit_2_before_solving(tmp_path: Path, caps
     problem = tmp_path / "p.yaml"
     problem.write_text(yaml.safe_dump(data))
     _no_solve(monkeypatch)
-    message = _one_error(*_solve(capsys, problem, "--json"), True)
+    message = _one_error(*_solve(capsys, problem, "--json", "--out", tmp_path / "repo"), True)
     assert message.startswith(f"{problem}: key 'stages[0].variants[0].model_file': 'models/bad.onnx': "
                               f"{tmp_path}/models/bad.onnx is not a readable ONNX model (DecodeError")
+    assert not (tmp_path / "repo").exists()
 
 
 def test_each_onnx_file_is_parsed_once_for_reading_and_writing(tmp_path: Path,

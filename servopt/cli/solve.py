@@ -137,15 +137,14 @@ def run(args: argparse.Namespace) -> int:
         module = kind_module(data)
         if module is not None:  # the kind's validation (and formulation) modules: imported outside parse_seconds
             importlib.import_module(module)
-        if _names_model_file(data):  # the ONNX reader that checks model files parse: imported outside too
-            try:
-                import onnx  # noqa: F401
-            except ImportError:
-                pass
         bar.stage(f"validating {args.file}")
         t0 = time.perf_counter()
         problem = problem_from_mapping(data, args.file)
         parse_seconds += time.perf_counter() - t0
+        if args.out is not None:  # the writer reads every model file: one that does not parse, before solving
+            from servopt.triton.artifacts import check_model_files
+
+            check_model_files(data, args.file)
         params = SolveParams(time_limit_s=args.time_limit, scale=args.scale)
         bar.stage(f"solving {problem.kind} " + (f"with policy {args.policy}" if args.policy is not None else
                                                  f"(backend {args.backend})"))
@@ -241,15 +240,6 @@ def _write(problem: Any, solution: Any, args: argparse.Namespace, error: type[Ex
     files["servopt.json"] = json.dumps(summary, indent=2) + "\n"
     write_tree(Path(args.out), files, folders, force=args.force, copies=artifact_copies(deployment), link=args.link)
     return list(summary.get("missing", []))
-
-
-def _names_model_file(data: Any) -> bool:
-    """Whether a problem document names a ``model_file`` anywhere."""
-    if isinstance(data, dict):
-        return "model_file" in data or any(_names_model_file(v) for v in data.values())
-    if isinstance(data, list):
-        return any(_names_model_file(v) for v in data)
-    return False
 
 
 def _check_numbers(args: argparse.Namespace) -> None:

@@ -2,8 +2,9 @@
 
 A problem file names the file that serves each model (``model_file:`` at the top of a GPU problem, per variant of
 ``variant_selection``, per stage variant of ``pipeline``), relative to the problem file.
-:func:`model_file` checks it while the file is read (before solving): the file exists, has a known suffix and, for
-ONNX, parses (once: the parse is cached); :func:`artifact_of` gives its format and sha256; :func:`onnx_tensors`
+:func:`model_file` checks it while the file is read (before solving): the file exists and has a known suffix;
+:func:`check_model_files` that an ONNX file parses, before ``solve --out`` solves (once: the parse is cached for the
+writer); :func:`artifact_of` gives its format and sha256; :func:`onnx_tensors`
 reads an ONNX graph's inputs and outputs, with the batch axis split off, in Triton's terms.
 
 >>> FORMATS[".onnx"], FORMATS[".plan"], FORMATS[".pt"]
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt import fields
 from servopt.fields import MODEL_FORMATS as FORMATS
+from servopt.fields import model_file
 
-__all__ = ["FORMATS", "Artifact", "model_file", "artifact_of", "onnx_tensors", "PYTHON_ONNX_MODEL"]
+__all__ = ["FORMATS", "Artifact", "model_file", "check_model_files", "artifact_of", "onnx_tensors",
+           "PYTHON_ONNX_MODEL"]
 
 
 #: ONNX TensorProto element type -> Triton data type
@@ -52,26 +54,45 @@ def artifact_of(path: Path) -> Artifact:
     return Artifact(Path(path), FORMATS[Path(path).suffix.lower()], digest.hexdigest())
 
 
-def model_file(f: Any, key: str, base: Path) -> Path | None:
-    """Read and check the ``model_file`` key of a problem-file mapping (``f`` is a :class:`servopt.fields.Fields`).
-
-    :func:`servopt.fields.model_file` (the file exists and is readable, its suffix gives a known format), and an
-    ONNX file must parse as an ONNX model: an error naming the problem file, key and value, raised while the
-    problem is read, so before solving. The parse is cached, so writing the repository does not parse again.
-    Without the onnx package the parse waits until the tensors are read (which then says what is missing).
-    """
-    path = fields.model_file(f, key, base)
-    if path is None or path.suffix.lower() != ".onnx":
-        return path
+def check_model_files(document: Any, source: str | Path) -> None:
+    """Refuse an ONNX ``model_file`` of a problem document (the mapping read from ``source``) that does not parse,
+    naming the problem file, the key and the value: ``servopt solve --out`` calls it before solving, since the
+    writer reads every model file's tensors (before, a text file named ``bad.onnx`` failed after the solve, naming
+    neither). :func:`servopt.fields.model_file` already refused a missing file, a folder and an unknown suffix
+    while the problem was read; the parse waits for ``--out`` so that a solve alone never imports onnx. Each file
+    is parsed once (cached): the writer reads its tensors from that parse. Without the onnx package nothing is
+    checked here (the writer then says what is missing)."""
     try:
         import onnx  # noqa: F401
     except ImportError:
-        return path
-    try:
-        _onnx_graph(path)
-    except _Unreadable as exc:
-        raise f.error(key, f"{f.str(key, None)!r}: {path} is not a readable ONNX model ({exc})") from None
-    return path
+        return
+    base = Path(source).parent
+    for key, value in _model_files(document):
+        path = base / value
+        if path.suffix.lower() != ".onnx":
+            continue
+        try:
+            _onnx_graph(path)
+        except _Unreadable as exc:
+            raise ValidationError(f"{source}: key {key!r}: {value!r}: {path} is not a readable ONNX model "
+                                  f"({exc})") from None
+
+
+def _model_files(data: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every ``model_file`` string of a problem document with its key path as errors name it
+    (``stages[0].variants[1].model_file``)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            at = f"{where}.{key}".lstrip(".")
+            if key == "model_file" and isinstance(value, str):
+                found.append((at, value))
+            else:
+                found.extend(_model_files(value, at))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found.extend(_model_files(value, f"{where}[{i}]"))
+    return found
 
 
 class _Unreadable(Exception):

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.fields import Fields, check_int, check_number
+from servopt.fields import Fields, check_int, check_number, model_file
 from servopt.formulations.fleet.problem import FleetProblem
 from servopt.formulations.fleet.types import SLO_FACTOR, Colocation, FleetModel, GpuType, MigProfile, Performance
-from servopt.triton.artifacts import model_file
 
 __all__ = ["from_mapping"]
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.fields import Fields, is_number
+from servopt.fields import Fields, is_number, model_file
 from servopt.formulations.gpu.max_throughput import MaxThroughput
 from servopt.formulations.gpu.min_gpus import OBJECTIVES, MinGPUs
 from servopt.formulations.gpu.types import FORMULATIONS, GPUType, measured_instances_per_gpu
-from servopt.triton.artifacts import model_file
 
 __all__ = [
     "COMMON_KEYS", "GPU_KEYS", "min_gpus_from_mapping", "max_throughput_from_mapping", "read_common", "construct",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.fields import MAX_EXACT_INT, Fields, check_int
+from servopt.fields import MAX_EXACT_INT, Fields, check_int, model_file
 from servopt.formulations.pipeline.problem import Pipeline
 from servopt.formulations.pipeline.types import (
     ACCURACY_METHODS,
@@ -24,7 +24,6 @@ from servopt.formulations.pipeline.types import (
 )
 
 from servopt.formulations.ties import common_file_keys
-from servopt.triton.artifacts import model_file
 
 __all__ = ["from_mapping"]
 

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from servopt.exceptions import ValidationError
-from servopt.fields import Fields, check_int, check_number
+from servopt.fields import Fields, check_int, check_number, model_file
 from servopt.formulations.variant_selection.problem import VariantSelection
 from servopt.formulations.variant_selection.types import Variant
-from servopt.triton.artifacts import model_file
 
 from servopt.formulations.ties import common_file_keys
 
