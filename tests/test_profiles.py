@@ -221,7 +221,7 @@ def test_perf_analyzer_without_verbose_uses_median_and_gpu_cells(tmp_path):
             "Avg GPU Utilization\n1,100,5,2000,3000,GPU-a:1000000000;GPU-b:500000000;,GPU-a:0.5;GPU-b:0.7;\n")
     frame = read_perf_analyzer(write(tmp_path, text), model="m", hardware="A100-80GB", batch_size=1).frame
     assert frame["latency_ms"].iloc[0] == pytest.approx(2.0)
-    assert frame["memory_mb"].iloc[0] == pytest.approx(1500.0)
+    assert frame["memory_mb"].iloc[0] == pytest.approx(1.5e9 / 2**20)  # bytes -> MiB
     assert frame["hw.gpu_utilization_pct"].iloc[0] == pytest.approx(60.0)
 
 
@@ -261,7 +261,8 @@ def test_model_analyzer_reports(tmp_path):
     assert frame["throughput_rps"].tolist() == [13205.0, 20000.0]
     # no Avg Latency column: the closed loop's mean latency, concurrency * batch / throughput
     assert frame["latency_ms"].tolist() == pytest.approx([2 * 2 / 13205 * 1000, 4 * 2 / 20000 * 1000])
-    assert frame["memory_mb"].iloc[0] == pytest.approx(972.4) and math.isnan(frame["memory_mb"].iloc[1])
+    # Model Analyzer's MB (10**6 bytes) -> MiB
+    assert frame["memory_mb"].iloc[0] == pytest.approx(972.4e6 / 2**20) and math.isnan(frame["memory_mb"].iloc[1])
     assert frame["hw.gpu_utilization_pct"].iloc[0] == pytest.approx(6.5)
 
 

@@ -55,16 +55,21 @@ _PA_COLUMNS: dict[str, tuple[str, float]] = {
     "send/recv": ("client_request_response_ms", 1e-3),
     "response wait": ("client_response_wait_ms", 1e-3),
 }
-# per-GPU cells "uuid:value;uuid:value;" -> (servopt column, how to combine, factor)
+#: bytes in a MiB: servopt's ``*_mb`` columns are MiB (``servopt profile``'s ``memory_mb``, ``--memory-limit-mb``)
+_MIB = float(2**20)
+#: Model Analyzer's "MB" is 10**6 bytes (it writes Triton's ``nv_gpu_memory_used_bytes // 1e6``), restated in MiB
+_MA_MB = 1e6 / _MIB
+
+# per-GPU cells "uuid:value;uuid:value;" -> (servopt column, how to combine, factor); memory cells are bytes
 _PA_GPU_COLUMNS: dict[str, tuple[str, str, float]] = {
     "Avg GPU Utilization": ("hw.gpu_utilization_pct", "mean", 100.0),
     "Avg GPU Power Usage": ("hw.gpu_power_w", "sum", 1.0),
-    "Max GPU Memory Usage": ("memory_mb", "sum", 1e-6),
-    "Total GPU Memory": ("hw.gpu_memory_total_mb", "sum", 1e-6),
+    "Max GPU Memory Usage": ("memory_mb", "sum", 1 / _MIB),
+    "Total GPU Memory": ("hw.gpu_memory_total_mb", "sum", 1 / _MIB),
 }
 _PA_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?) latency$")
 
-# Model Analyzer CSV header -> servopt column (values already in ms / MB / W / %)
+# Model Analyzer CSV header -> servopt column (values in ms / W / %, or MB: see _MA_MB_COLUMNS)
 _MA_METRICS: dict[str, str] = {
     "Throughput (infer/sec)": "throughput_rps",
     "p99 Latency (ms)": "latency_p99_ms",
@@ -86,6 +91,12 @@ _MA_GPU_METRICS: dict[str, tuple[str, str]] = {
     "GPU Utilization (%)": ("hw.gpu_utilization_pct", "mean"),
     "GPU Power Usage (W)": ("hw.gpu_power_w", "sum"),
 }
+#: Model Analyzer columns in MB (10**6 bytes), multiplied by :data:`_MA_MB` into MiB
+_MA_MB_COLUMNS = frozenset({"GPU Memory Usage (MB)", "GPU Memory Available (MB)", "RAM Usage (MB)",
+                            "RAM Available (MB)"})
+#: outcomes of a measurement (its values checked against Model Analyzer's constraints), not settings: not carried,
+#: since as a text column each would be a label that splits one configuration's batch sweep
+_MA_OUTCOMES = frozenset({"Satisfies Constraints"})
 _MA_KEYS = ("Model", "Batch", "Model Config Path")
 _INSTANCE_PART = re.compile(r"^\s*(\d+)\s*:\s*(GPU|CPU|MODEL)\s*$", re.IGNORECASE)
 
@@ -172,8 +183,8 @@ def read_perf_analyzer(path: str | Path | Sequence[str | Path], *, model: str, h
     ``throughput_rps``. ``latency_ms`` is the client's mean latency (``Avg latency``, from ``--verbose-csv``) or,
     without it, the median (``p50 latency``); ``pNN latency`` become ``latency_pNN_ms`` (``latency_p99_ms``), the
     server's queue and compute times become ``server_*_ms`` columns, GPU metrics (``--collect-metrics``) become
-    ``memory_mb`` (sum over GPUs) and ``hw.gpu_*`` features. The load level is a label column (``concurrency`` or
-    ``request_rate``).
+    ``memory_mb`` (sum over GPUs; bytes / 2**20, MiB) and ``hw.gpu_*`` features. The load level is a label column
+    (``concurrency`` or ``request_rate``).
 
     perf_analyzer does not record the client batch size (``-b``): ``batch_size`` gives it, one per file in the
     order of ``path`` (an int applies to every file); without it each file's name must state it
@@ -301,6 +312,13 @@ def _instance_group(cells: pd.Series, where: Sequence[str],
     return counts, kinds, on_gpus
 
 
+def _ma_numbers(cells: pd.Series, name: str, where: Sequence[str], path: Path) -> np.ndarray:
+    """A Model Analyzer metric column, its MB (10**6 bytes) restated in MiB."""
+    if name in _MA_MB_COLUMNS:
+        return _required_numbers(cells, name, where, path, "a number of MB", _MA_MB)
+    return _required_numbers(cells, name, where, path, "a number")
+
+
 def _ma_load_column(header: Sequence[str], path: Path) -> tuple[str, str]:
     if "Concurrency" in header:
         return "Concurrency", "concurrency"
@@ -333,6 +351,10 @@ def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: s
     ``concurrency * batch / throughput``. ``Instance Group`` cells such as ``2:GPU`` become ``instances`` and
     ``instance_kind``; ``Model Config Path`` becomes ``config``, ``Max Batch Size`` ``max_batch_size``. The GPU
     report adds ``memory_mb`` (summed over GPUs), ``hw.gpu_utilization_pct`` (mean) and ``hw.gpu_power_w`` (sum).
+    Model Analyzer's MB are 10**6 bytes; every ``(MB)`` column becomes MiB (x 10**6 / 2**20), the unit of servopt's
+    ``memory_mb`` and memory limits. ``Satisfies Constraints`` is not carried: it is an outcome of each measurement
+    (its values checked against the constraints given to Model Analyzer), not a setting, and as a label it would
+    split one configuration's batch sweep.
     """
     items = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     inference: tuple[Path, list[str], list[list[str]], list[str]] | None = None
@@ -363,7 +385,7 @@ def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: s
                       "p99 Latency (ms)"], path, "Model Analyzer writes them by default")
     if not rows:
         raise ValidationError(f"{path}: the report has a header but no rows")
-    known = {*_MA_KEYS, load_name, "Instance Group", "Max Batch Size", "Satisfies Constraints", *_MA_METRICS,
+    known = {*_MA_KEYS, load_name, "Instance Group", "Max Batch Size", *_MA_OUTCOMES, *_MA_METRICS,
              *_MA_GPU_METRICS}
     raw: dict[str, Any] = {}
     for name in header:
@@ -380,13 +402,10 @@ def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: s
                                               "an integer (the config's max_batch_size)")
     for name, column in _MA_METRICS.items():
         if name in cells:
-            raw[column] = _required_numbers(cells[name], name, where, path, "a number")
+            raw[column] = _ma_numbers(cells[name], name, where, path)
     for name, (column, _) in _MA_GPU_METRICS.items():
         if name in cells:
-            raw[column] = _required_numbers(cells[name], name, where, path, "a number")
-    if "Satisfies Constraints" in cells:
-        raw["satisfies_constraints"] = parse_texts(cells["Satisfies Constraints"], "Satisfies Constraints", where,
-                                              str(path))
+            raw[column] = _ma_numbers(cells[name], name, where, path)
     for name in header:
         if name.startswith("backend_parameter/"):
             label = "backend_parameter." + re.sub(r"[^A-Za-z0-9_.\-]", "_", name.split("/", 1)[1] or "value")
@@ -455,8 +474,8 @@ def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: 
     load_name = "Concurrency" if load_col == "concurrency" else "Request Rate"
     _require(header, [*_MA_KEYS, load_name, "GPU UUID"], path, "Model Analyzer writes them in metrics-model-gpu.csv")
     cells = {name: _column(rows, header, name) for name in header}
-    unknown = [h for h in header if h not in {*_MA_KEYS, load_name, "GPU UUID", "Instance Group",
-                                              "Satisfies Constraints", *_MA_GPU_METRICS}]
+    unknown = [h for h in header if h not in {*_MA_KEYS, load_name, "GPU UUID", "Instance Group", *_MA_OUTCOMES,
+                                              *_MA_GPU_METRICS}]
     if unknown:
         raise ValidationError(f"{path}: column {unknown[0]!r} is not a metrics-model-gpu.csv column servopt knows; "
                               "remove it")
@@ -479,7 +498,7 @@ def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: 
     for name in _MA_GPU_METRICS:
         if name not in cells:
             continue
-        values = _required_numbers(cells[name], name, where, path, "a number")
+        values = _ma_numbers(cells[name], name, where, path)
         per_row = sums.setdefault(name, {})
         for j, value in enumerate(values):
             key = (g_models[j], float(g_batch[j]), float(g_load[j]), g_configs[j])

@@ -78,7 +78,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("latency_p99_ms", "float", False, "tail latency at that point (ms)", minimum=0, strict=True),
     Column("throughput_rps", "float", False, "items per second (default batch_size / latency)", minimum=0),
     Column("warmup_ms", "float", False, "time of the first batch after load (ms)", minimum=0, strict=True),
-    Column("memory_mb", "float", False, "peak device memory at that point (MB)", minimum=0),
+    Column("memory_mb", "float", False, "peak device memory at that point (MiB)", minimum=0),
     Column("accuracy", "float", False, "task accuracy of the variant", minimum=0, maximum=1),
     Column("load_time_s", "float", False, "time to load the variant (s)", minimum=0),
     Column("source", "str", False, "where the numbers come from"),
