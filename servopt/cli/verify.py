@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from servopt.exceptions import ValidationError
 
@@ -14,11 +17,15 @@ DESCRIPTION = """Verify a plan on a real Triton server. DIR is a folder written 
 its servopt.json holds the plan and its predictions (min_gpus and max_throughput plans). Each served model gets
 the load the plan expects (requests of the planned batch size, 2 in flight per instance; --single-images: single
 images, 2 x batch per instance), measured until stable; the report compares predicted and measured throughput,
-batch latency (Triton's compute time), p50/p99 latency, the p99 against the latency SLO and, projected from the
-measured throughput, the deadline for the requested images (a time-compressed run).
+batch latency (Triton's compute time), p50/p99 latency, the latency SLO and, projected from the measured
+throughput per instance at the planned instances, the deadline for the requested images (a time-compressed run).
+The SLO is judged on what it bounds in the plan: a min_gpus / max_throughput plan's latency_slo_ms bounds the
+batch latency (solve offers only batches with L(b) <= SLO; a request also waits for the batch ahead), so the
+measured batch latency is judged against it; a fleet plan's p99 SLO and --slo-ms bound the request p99.
 
 The server: --server URL (gRPC, 127.0.0.1 only) for one already serving DIR's models, or --start to start a
-tritonserver (nvidia-pytriton's, in .triton-venv; see docs/verify.md) on each repository in turn. --standin
+tritonserver (nvidia-pytriton's, in .triton-venv; see docs/verify.md) on each repository in turn, checked first
+to have the backends the served models need, and measured once every model has loaded. --standin
 BASE_MS,PER_ITEM_MS serves timed stand-ins instead of the model files (CPU only: GPU groups become CPU instances);
 --standin plan gives each model the plan's own batch latency (fleet plans: many models, each its own latency).
 
@@ -36,11 +43,12 @@ planned and shown capacity, p50/p99 latency and over_slo (the fraction over the 
 1/--compress wall seconds, reported per --trace-window; for min_gpus and max_throughput plans too (one
 repository; rates are items/s, sent as requests of the planned batch, or single images with --single-images).
 
-Tolerance (--tolerance, default 0.25): the plan holds when measured throughput >= (1 - t) x predicted and batch
-latency <= (1 + t) x predicted, per model and end to end. 0.25 because repeated profiles of the same point on a
-busy shared machine differ by 25-35 % (docs/verify.md). Rate-driven runs: the measured throughput carries
-(1 - t) x the rate sent, each model's batch latency is at most (1 + t) x planned, the p99 at most (1 + t) x the SLO;
-with --trace, also in every trace window."""
+Tolerance (--tolerance, default 0.25; 0 < t < 1): the plan holds when measured throughput >= (1 - t) x predicted,
+batch latency <= (1 + t) x predicted, per model and end to end, and what the SLO bounds <= (1 + t) x the SLO.
+0.25 because repeated profiles of the same point on a busy shared machine differ by 25-35 % (docs/verify.md).
+Rate-driven runs: the measured throughput carries (1 - t) x the rate sent, each model's batch latency is at most
+(1 + t) x planned, the p99 at most (1 + t) x the SLO; with --trace, also in every trace window. --max-instances N
+scales each model's predicted capacity to its served / planned instances, and the rate sent to it the same way."""
 
 EPILOG = """examples:
   servopt verify repo/ --start --standin 4,1 --max-instances 2
@@ -65,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--standin", metavar="BASE_MS,PER_ITEM_MS|plan", default=None,
                         help="with --start: serve timed stand-ins (CPU) sleeping BASE + PER_ITEM x items per batch; "
                              "'plan': each model its planned batch latency for a full batch")
-    parser.add_argument("--max-instances", type=int, default=None, metavar="N",
-                        help="with --start: at most N instances per model (predictions are scaled)")
+    parser.add_argument("--max-instances", type=_max_instances, default=None, metavar="N",
+                        help="with --start: at most N >= 1 instances per model (predictions and rates are scaled)")
     parser.add_argument("--queue-delay", choices=("plan", "repository"), default="repository",
                         help="with --standin: 'plan' sets the dynamic batcher's delay to the plan's "
                              "max_queue_delay_us (default: as the repository has it)")
@@ -77,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tritonserver", metavar="PATH", default=None,
                         help="with --start: this tritonserver binary (default: tritonserver on PATH, else "
                              "nvidia-pytriton's in .triton-venv)")
-    parser.add_argument("--tolerance", type=float, default=0.25, metavar="FRACTION", help="default 0.25")
+    parser.add_argument("--tolerance", type=_tolerance, default=0.25, metavar="FRACTION",
+                        help="a fraction between 0 and 1 (default 0.25)")
     parser.add_argument("--driver", choices=("builtin", "perf_analyzer"), default="builtin")
     parser.add_argument("--perf-analyzer", metavar="PATH", default=None, help="perf_analyzer binary")
     parser.add_argument("--window", type=float, default=2.0, metavar="S", help="measurement window (default 2)")
@@ -109,6 +118,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rate.add_argument("--trace-window", type=int, default=60, metavar="SECONDS",
                       help="with --trace: report per window of this many trace seconds (default 60)")
     rate.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and the routing (0)")
+
+
+def _max_instances(text: str) -> int:
+    """``--max-instances``: an instance count >= 1 (argparse names the option in its error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an instance count >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an instance count >= 1, got {n} (leave --max-instances out to "
+                                         "serve the planned instances)")
+    return n
+
+
+def _tolerance(text: str) -> float:
+    """``--tolerance``: a fraction 0 < t < 1 (at 1 or more the throughput check could never fail)."""
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.25, got {text!r}") from None
+    if not 0 < t < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (exclusive) such as 0.25, got "
+                                         f"{text} (at 1 or more the throughput check could never fail)")
+    return t
 
 
 def _standin(text: str | None) -> tuple[float, float] | str | None:
@@ -210,14 +243,15 @@ def _trace_load(args: argparse.Namespace, plan) -> tuple[list, float, list, str]
         raise ValidationError(f"--trace-window: expected trace seconds >= 1, got {args.trace_window}")
     trace = read_trace(args.trace, start=args.trace_start, end=args.trace_end)
     k = args.compress
-    first = float(np.mean(trace.rps[:args.trace_window])) * args.rate_scale  # warm up at the trace's first rate
+    scale = plan.rate_scale * plan.instance_scale  # --rate-scale, and the instances served (--max-instances)
+    first = float(np.mean(trace.rps[:args.trace_window])) * scale  # warm up at the trace's first rate
     warm = [(args.warmup, first)] if args.warmup > 0 else []  # a rate of 0 keeps the windows' times
-    segments = warm + rate_segments(trace, compress=k, scale=args.rate_scale)
+    segments = warm + rate_segments(trace, compress=k, scale=scale)
     windows = []
     for a in range(0, trace.duration_s, args.trace_window):
         b = min(trace.duration_s, a + args.trace_window)
         windows.append((f"{a}-{b} s", args.warmup + a / k, args.warmup + b / k,
-                        float(np.mean(trace.rps[a:b])) * args.rate_scale))
+                        float(np.mean(trace.rps[a:b])) * scale))
     return segments, args.warmup + trace.duration_s / k, windows, f"{trace.source} compressed {k:g}x"
 
 
@@ -261,16 +295,19 @@ def _run_rate(args: argparse.Namespace, summary: dict, repo: Path, standin) -> i
                       seed=args.seed)
 
     if args.server:
-        run = drive(check_local_url(args.server))
-    else:
-        from servopt.serving.tritonserver import TritonServer
+        from servopt.measure.loadgen import MeasurementError
 
-        env = _server_env(args, summary, repo)
+        try:
+            run = drive(check_local_url(args.server))
+        except MeasurementError as exc:  # a model the server there does not serve
+            raise MeasurementError(f"{exc}; is a Triton server serving this repository there?") from None
+    else:
+        env = _server_env(args, summary, repo, standin)
         with tempfile.TemporaryDirectory(prefix="servopt-verify-") as tmp:
             served = _served_copy(args, repo / plan.repository, Path(tmp), standin,
                                   plan.standin_timings() if standin == "plan" else None,
                                   plan.queue_delay_us if args.queue_delay == "plan" else None)
-            with TritonServer(env, [served], Path(tmp)) as server:
+            with _serving(env, served, Path(tmp)) as server, _server_errors(server):
                 run = drive(f"127.0.0.1:{server.grpc_port}")
     report = verify_report.analyze(plan, run, tolerance=args.tolerance, windows=windows, trace=trace or None)
     if windows:  # the trace's mean rate (x --rate-scale), weighted by the windows' lengths
@@ -285,8 +322,9 @@ def _run_rate(args: argparse.Namespace, summary: dict, repo: Path, standin) -> i
     return 0
 
 
-def _server_env(args: argparse.Namespace, summary: dict, repo: Path):
-    """The tritonserver ``--start`` runs; with ``--cpu``, checked to have every backend the repository needs."""
+def _server_env(args: argparse.Namespace, summary: dict, repo: Path, standin):
+    """The tritonserver ``--start`` runs, checked before anything starts to have every backend the served models
+    need (stand-ins: python; else each config's backend: nvidia-pytriton's server has only python)."""
     from servopt.serving import verify
     from servopt.serving.tritonserver import TritonSetupError, resolve_env
 
@@ -294,14 +332,63 @@ def _server_env(args: argparse.Namespace, summary: dict, repo: Path):
         env = resolve_env(getattr(args, "tritonserver", None))
     except TritonSetupError as exc:  # exit 2 with the message, not a traceback
         raise ValidationError(str(exc)) from None
-    if getattr(args, "cpu", False):  # nvidia-pytriton's server has only the python backend
-        needed = {verify.backend_of(p) for r in summary["repositories"]
-                  for p in (repo / r["path"]).glob("*/config.pbtxt")} - {None}
-        missing = sorted(b for b in needed if not (env.backends / b).is_dir())
-        if missing:
-            raise ValidationError(f"--cpu: {env.server} has no {', '.join(missing)} backend (in {env.backends}); "
-                                  "give --tritonserver PATH of a full server (NGC image), or use --standin")
+    needed: dict[str, list[str]] = {"python": ["the stand-ins"]} if standin is not None else {}
+    if standin is None:
+        for r in summary["repositories"]:
+            for cfg in sorted((repo / r["path"]).glob("*/config.pbtxt")):
+                backend = verify.backend_of(cfg)
+                if backend is not None:
+                    needed.setdefault(backend, []).append((Path(r["path"]) / cfg.parent.name).as_posix())
+    missing = sorted(b for b in needed if not (env.backends / b).is_dir())
+    if missing:
+        users = "; ".join(f"{b}: {', '.join(needed[b])}" for b in missing)
+        raise ValidationError(f"--start: {env.server} has no {', '.join(missing)} backend (in {env.backends}), which "
+                              f"the served models need ({users}); give --tritonserver PATH of a server that has it "
+                              "(the NGC image nvcr.io/nvidia/tritonserver), serve timed stand-ins with --standin, or "
+                              "write the repository with `servopt solve FILE --out DIR --triton-backend python`")
     return env
+
+
+@contextlib.contextmanager
+def _serving(env, served: Path, work: Path) -> Iterator[Any]:
+    """A tritonserver over ``served`` (stopped when the block ends), once every model has loaded. A server that
+    does not start, or a model that does not load, exits 2 with the reason from the server's log (read here, while
+    the temporary folder holding it exists)."""
+    from servopt.measure.loadgen import MeasurementError
+    from servopt.serving.tritonserver import TritonCheckError, TritonServer
+
+    server = TritonServer(env, [served], work)
+    try:
+        server.start()  # a failed start stops what it started
+    except TritonCheckError as exc:
+        why = "; ".join(server.load_errors()) or "no error in its log"
+        raise MeasurementError(f"--start: {str(exc).splitlines()[0]} ({env.server}, repository {served}); its log "
+                               f"says: {why}") from None
+    try:
+        failed = server.not_ready()
+        if failed:
+            states = ", ".join(f"{name} ({state or 'not loaded'})" for name, state, _ in failed)
+            why = "; ".join(server.load_errors()) or "; ".join(f"{n}: {r}" for n, _, r in failed)
+            raise MeasurementError(f"--start: {len(failed)} model(s) did not load on the tritonserver servopt "
+                                   f"started ({env.server}): {states}; its log says: {why}")
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _server_errors(server) -> Iterator[None]:
+    """A request the started server refuses exits 2 with its answer and the server's log, not a traceback."""
+    from tritonclient.utils import InferenceServerException
+
+    from servopt.measure.loadgen import MeasurementError
+
+    try:
+        yield
+    except (InferenceServerException, MeasurementError) as exc:
+        why = "; ".join(server.load_errors()) or "no error in its log"
+        raise MeasurementError(f"the tritonserver servopt started (127.0.0.1:{server.grpc_port}): {exc}; its log "
+                               f"says: {why}") from None
 
 
 def _served_copy(args: argparse.Namespace, path: Path, work: Path, standin, timings, delay) -> Path:
@@ -322,9 +409,8 @@ def _served_copy(args: argparse.Namespace, path: Path, work: Path, standin, timi
 def _verify_started(args, summary, repo, standin, driver, load_of):
     """Start a server per repository (one model name may be in several), measure its models, stop it."""
     from servopt.serving import verify
-    from servopt.serving.tritonserver import TritonServer
 
-    env = _server_env(args, summary, repo)
+    env = _server_env(args, summary, repo, standin)
     expected = verify.expectations(summary, repo, served_instances=args.max_instances)
     delay = None
     if args.queue_delay == "plan":
@@ -341,7 +427,7 @@ def _verify_started(args, summary, repo, standin, driver, load_of):
             if standin == "plan":
                 timings = {m: t for (rp, m), t in verify.standin_timings(expected).items() if rp == r["path"]}
             served = _served_copy(args, path, work, standin, timings, delay)
-            with TritonServer(env, [served], work) as server:
+            with _serving(env, served, work) as server, _server_errors(server):
                 url = f"127.0.0.1:{server.grpc_port}"
                 for e in expected:
                     if e.repository == r["path"]:

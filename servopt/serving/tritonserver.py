@@ -186,6 +186,10 @@ def cpu_instance_groups(cfg: Any, max_instances: int | None = None) -> None:
     """
     from tritonclient.grpc import model_config_pb2 as mc
 
+    from servopt.exceptions import ValidationError
+
+    if max_instances is not None and max_instances < 1:  # Triton runs one instance for count 0
+        raise ValidationError(f"--max-instances: expected an instance count >= 1, got {max_instances}")
     for group in cfg.instance_group:
         if group.kind == mc.ModelInstanceGroup.KIND_GPU:
             group.count = group.count * max(1, len(group.gpus))
@@ -294,6 +298,25 @@ class TritonServer:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def not_ready(self, timeout_s: float = 120) -> list[tuple[str, str, str]]:
+        """(name, state, reason) of every model that did not load, after waiting (at most ``timeout_s``) while any
+        is still loading; empty when every model of the repositories is READY."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            index = self.index()
+            if not any(state == "LOADING" for _, state, _ in index) or time.monotonic() > deadline:
+                return [(name, state, reason) for name, state, reason in index if state != "READY"]
+            time.sleep(0.25)
+
+    def load_errors(self, limit: int = 5) -> list[str]:
+        """The log's last ``limit`` lines saying a model failed to load (else its last error lines), without
+        the log prefix."""
+        import re
+
+        errors = [line for line in self.log().splitlines() if re.match(r"E\d{4} ", line)]
+        chosen = [line for line in errors if "failed to load '" in line] or errors
+        return [re.sub(r"^E\S+ \S+ +\d+ \S+\] ", "", line).strip().strip('"') for line in chosen[-limit:]]
 
     # -- client side ---------------------------------------------------------------------------------------------
     def client(self) -> Any:

@@ -160,9 +160,8 @@ async def _replay(url: str, targets: list[str], batch_sizes: list[int], arrivals
         for m, b in zip(targets, batch_sizes):
             try:
                 inputs.append(await BuiltinDriver._inputs(client, m, b))
-            except InferenceServerException as exc:  # no server there, or it does not serve m
-                raise MeasurementError(f"{url}: cannot read the config of model {m!r} ({exc}); is a Triton server "
-                                       "serving this repository there?") from None
+            except InferenceServerException as exc:  # no server there, or it does not serve m (callers add why)
+                raise MeasurementError(f"{url}: cannot read the config of model {m!r} ({exc})") from None
 
         async def one(i: int, start: float) -> None:
             try:

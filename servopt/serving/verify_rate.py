@@ -19,6 +19,16 @@ throughput carries what was sent in it, its p99 within the SLO), windows above t
 plan is checked against the load it is to serve. The capacity each model shows (instances x batch formed x 1000 / batch latency) is
 reported next to the planned capacity but is not part of the verdict: at a rate below capacity the batcher
 forms smaller batches than planned, so it understates the capacity.
+
+**Fewer instances than planned** (``--max-instances``): each model's capacity is scaled to its served / planned
+instances, and so is the rate sent (``RatePlan.instance_scale``), so no model gets more than its planned share of
+its scaled capacity: a pipeline's rate x the smallest served / planned of its stages (every stage sees the whole
+rate), each variant's rate x its own (routing weights scaled likewise), a GPU plan's x its served / planned
+throughput. A trace replay scales the trace's rates the same way.
+
+**GPU plans replayed from a trace**: their ``latency_slo_ms`` bounds the batch latency (``servopt solve`` offers
+only batches with L(b) <= SLO), so it is judged per model on the batch latency (``StageExpectation.batch_slo_ms``),
+within (1 + t); a request latency objective for them is ``--slo-ms``.
 """
 
 from __future__ import annotations
@@ -61,6 +71,9 @@ class StageExpectation:
     queue_delay_ms: float
     latency_ms: float | None
     load_rps: float
+    #: GPU plans: the latency SLO the plan's batch latency was chosen under (L(b) <= SLO), judged on the measured
+    #: batch latency; None: no such bound
+    batch_slo_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,10 +112,13 @@ class RatePlan:
     repository: str = "."
     #: GPU plans: the dynamic batcher's delay the plan asks for (``--queue-delay plan``)
     queue_delay_us: int | None = None
+    #: served / planned instances as the rate sees it (``--max-instances``; 1: every planned instance served): the
+    #: planned rate is scaled by it so no model gets more than its share of its scaled capacity
+    instance_scale: float = 1.0
 
     @property
     def offered_rps(self) -> float:
-        return self.workload_rps * self.rate_scale
+        return self.workload_rps * self.rate_scale * self.instance_scale
 
     def standin_timings(self) -> dict[str, tuple[float, float]]:
         """``--standin plan``: model -> (0, batch latency / batch): each stand-in takes its planned latency."""
@@ -154,14 +170,22 @@ def rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: floa
     chain = any("stage" in p for p in pred["models"])  # a pipeline's stages, else the selected variants
     key = "stage" if chain else "variant"
     names = {m[key]: m["name"] for m in repo["models"] if key in m}
-    stages = []
+    counts: dict[str, tuple[int, int]] = {}  # model -> (planned, served) instances
     for p in pred["models"]:
         if p.get(key) not in names:
             raise ValidationError(f"servopt.json: predicted {key} {p.get(key)!r} is not a model of repository "
                                   f"{repo['path']!r} (models: {', '.join(names.values()) or 'none'})")
         name = names[p[key]]
-        planned, served = _served(repo_dir / repo["path"] / name / "config.pbtxt", int(p["model_instances"]),
-                                  served_instances)
+        counts[name] = _served(repo_dir / repo["path"] / name / "config.pbtxt", int(p["model_instances"]),
+                               served_instances)
+    served_of = {name: served / max(1, planned) for name, (planned, served) in counts.items()}
+    # the rate is scaled like the capacities: a pipeline's stages all see the whole rate (the smallest ratio
+    # keeps every stage within its planned share); each variant gets its own ratio of its planned rate
+    scale = min(served_of.values(), default=1.0) if chain else None
+    stages = []
+    for p in pred["models"]:
+        name = names[p[key]]
+        planned, served = counts[name]
         per_instance = float(p["throughput_rps"]) / max(1, int(p["model_instances"]))
         label = p[key] if p.get("variant") in (None, p[key]) else f"{p[key]} ({p['variant']})"
         latency = p.get("latency_ms", p.get("batch_latency_ms"))
@@ -169,7 +193,8 @@ def rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: floa
             model=name, label=label, instances=served, planned_instances=planned, batch_size=int(p["batch_size"]),
             batch_latency_ms=None if p.get("batch_latency_ms") is None else float(p["batch_latency_ms"]),
             capacity_rps=per_instance * served, queue_delay_ms=float(p.get("queue_delay_ms") or 0.0),
-            latency_ms=None if latency is None else float(latency), load_rps=float(p["load_rps"]) * rate_scale))
+            latency_ms=None if latency is None else float(latency),
+            load_rps=float(p["load_rps"]) * rate_scale * (scale if chain else served_of[name])))
     if chain:
         entry = repo.get("entry") or (stages[0].model if len(stages) == 1 else None)
         if entry is None:
@@ -177,6 +202,7 @@ def rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: floa
         targets, weights = (entry,), (1.0,)
         slo = slo_ms if slo_ms is not None else pred.get("sla_ms")
         predicted = pred.get("latency_ms")
+        instance_scale = scale
     else:
         routing = _routing_weights(repo_dir, repo)
         shares = {names[p["variant"]]: float(p["share"]) for p in pred["models"]}
@@ -187,12 +213,14 @@ def rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: floa
         targets = tuple(m for m in shares if weights_by_model.get(m, 0.0) > 0)
         if not targets:
             raise ValidationError("servopt.json: the plan routes no requests to any variant")
-        weights = tuple(weights_by_model[m] for m in targets)
+        planned_weights = [weights_by_model[m] for m in targets]
+        weights = tuple(w * served_of[m] for w, m in zip(planned_weights, targets))
+        instance_scale = sum(weights) / sum(planned_weights)
         slo, predicted = slo_ms, None
     return RatePlan(problem=problem, workload_rps=float(pred["workload_rps"]), rate_scale=rate_scale,
                     targets=targets, weights=weights, stages=tuple(stages),
                     slo_ms=None if slo is None else float(slo), predicted_latency_ms=predicted,
-                    repository=repo["path"])
+                    repository=repo["path"], instance_scale=instance_scale)
 
 
 def gpu_rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: float = 1.0,
@@ -200,7 +228,9 @@ def gpu_rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: 
                   single_images: bool = False) -> RatePlan:
     """A min_gpus or max_throughput plan as a rate-driven one (``verify --trace``): one repository's models,
     requests split by their predicted throughput, each of the planned batch (``single_images``: of 1 item);
-    rates are items per second, the planned one the repository's predicted throughput."""
+    rates are items per second, the planned one the repository's predicted throughput (x served / planned
+    instances: ``instance_scale``). The plan's ``latency_slo_ms`` bounds each model's batch latency
+    (``batch_slo_ms``); ``slo_ms`` (``--slo-ms``) is a request latency objective."""
     from servopt.serving.verify import expectations
 
     if "groups" not in summary["predictions"] or len(summary.get("repositories") or []) != 1:
@@ -209,19 +239,23 @@ def gpu_rate_plan(summary: dict[str, Any], repo_dir: str | Path, *, rate_scale: 
                               f"{len(summary.get('repositories') or [])} (fleet plans: give DIR/<repository>)")
     if not (rate_scale > 0 and math.isfinite(rate_scale)):
         raise ValidationError(f"--rate-scale: expected a number > 0, got {rate_scale}")
+    if slo_ms is not None and not (slo_ms > 0 and math.isfinite(slo_ms)):
+        raise ValidationError(f"--slo-ms: expected milliseconds > 0, got {slo_ms}")
     exp = expectations(summary, repo_dir, served_instances=served_instances)
     stages = tuple(StageExpectation(
         model=e.model, label=e.hardware, instances=e.instances, planned_instances=e.planned_instances,
         batch_size=e.batch_size, batch_latency_ms=e.batch_latency_ms, capacity_rps=e.throughput_rps,
-        queue_delay_ms=e.queue_delay_ms, latency_ms=e.latency_ms, load_rps=e.throughput_rps * rate_scale)
-        for e in exp)
-    slo = slo_ms if slo_ms is not None else summary["predictions"].get("latency_slo_ms")
-    return RatePlan(problem=str(summary.get("problem")), workload_rps=sum(e.throughput_rps for e in exp),
+        queue_delay_ms=e.queue_delay_ms, latency_ms=e.latency_ms, load_rps=e.throughput_rps * rate_scale,
+        batch_slo_ms=e.latency_slo_ms) for e in exp)
+    served = sum(e.throughput_rps for e in exp)  # expectations scale throughputs to the served instances
+    planned = sum(e.throughput_rps * e.planned_instances / max(1, e.instances) for e in exp)
+    return RatePlan(problem=str(summary.get("problem")), workload_rps=planned,
                     rate_scale=rate_scale, targets=tuple(e.model for e in exp),
                     weights=tuple(e.throughput_rps for e in exp), stages=stages,
-                    slo_ms=None if slo is None else float(slo), predicted_latency_ms=exp[0].latency_ms,
+                    slo_ms=slo_ms, predicted_latency_ms=exp[0].latency_ms,
                     request_batch=1 if single_images else exp[0].batch_size,
-                    repository=summary["repositories"][0]["path"], queue_delay_us=exp[0].max_queue_delay_us)
+                    repository=summary["repositories"][0]["path"], queue_delay_us=exp[0].max_queue_delay_us,
+                    instance_scale=served / planned if planned > 0 else 1.0)
 
 
 def percentile(values: np.ndarray, q: float) -> float:
@@ -326,13 +360,22 @@ class StageCheck:
         return self.batch_latency_ms / e - 1.0 if e else math.nan
 
     @property
+    def batch_slo_met(self) -> bool | None:
+        """GPU plans: the batch latency within (1 + tolerance) x the SLO it was planned under (None: no such SLO,
+        or no batch measured)."""
+        slo = self.expected.batch_slo_ms
+        if slo is None or not math.isfinite(self.batch_latency_ms):
+            return None
+        return self.batch_latency_ms <= slo * (1 + self.tolerance)
+
+    @property
     def holds(self) -> bool:
         ok = self.throughput_rps >= (1 - self.tolerance) * self.offered_rps
         if math.isfinite(self.batch_latency_error):
             ok = ok and self.batch_latency_error <= self.tolerance
         if self.client is not None and self.slo_ms is not None:
             ok = ok and self.client.latency_p99_ms <= self.slo_ms * (1 + self.tolerance)
-        return ok
+        return ok and self.batch_slo_met is not False
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -340,5 +383,5 @@ class StageCheck:
         return {"expected": asdict(self.expected), "offered_rps": self.offered_rps,
                 "throughput_rps": self.throughput_rps, "batch_latency_ms": self.batch_latency_ms,
                 "batch_latency_error": self.batch_latency_error, "queue_ms": self.queue_ms,
-                "batch_avg": self.batch_avg, "capacity_rps": self.capacity_rps,
+                "batch_avg": self.batch_avg, "capacity_rps": self.capacity_rps, "batch_slo_met": self.batch_slo_met,
                 "client": None if self.client is None else asdict(self.client), "holds": self.holds}

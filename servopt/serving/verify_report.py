@@ -112,14 +112,22 @@ class RateReport:
         lines = _table(rows)
         slo = "no SLO (give --slo-ms)" if p.slo_ms is None else f"SLO {p.slo_ms:g} ms"
         pred = "" if p.predicted_latency_ms is None else f"; predicted latency {p.predicted_latency_ms:.1f} ms"
-        asked = (f"{self.offered:.1f}/s (trace mean x {p.rate_scale:g})" if self.trace else
-                 f"{p.offered_rps:g}/s (plan {p.workload_rps:g} x {p.rate_scale:g})")
+        served = "" if p.instance_scale == 1 else f" x {p.instance_scale:.3g} for the instances served"
+        asked = (f"{self.offered:.1f}/s (trace mean x {p.rate_scale:g}{served})" if self.trace else
+                 f"{p.offered_rps:g}/s (plan {p.workload_rps:g} x {p.rate_scale:g}{served})")
         shares = ", ".join(f"{m} x{w / sum(p.weights):.2f}" for m, w in zip(p.targets, p.weights))
         lines.append(f"end to end ({shares}): offered "
                      f"{asked}, sent {t.sent_rps:.1f}/s, "
                      f"measured {t.throughput_rps:.1f}/s; p50 {_ms(t.latency_p50_ms)} ms, p99 "
                      f"{_ms(t.latency_p99_ms)} ms{pred}; {slo}, over_slo {_frac(t.over_slo)}; {t.sent} requests, "
                      f"{t.failed} failed; {'holds' if self.end_to_end_holds else 'does NOT hold'}")
+        for c in self.checks:
+            if c.expected.batch_slo_ms is not None:
+                met = {True: "met", False: "MISSED", None: "not measured"}[c.batch_slo_met]
+                lines.append(f"SLO {c.expected.model}: batch latency {_ms(c.batch_latency_ms)} ms, bound "
+                             f"{c.expected.batch_slo_ms * (1 + self.tolerance):.1f} ms (latency_slo_ms "
+                             f"{c.expected.batch_slo_ms:g} x {1 + self.tolerance:g}): {met}; the plan's SLO bounds "
+                             "the batch latency L(b) (a request latency objective: --slo-ms)")
         if self.windows:
             rows = [("window", "offered/s", "x plan", "sent/s", "meas/s", "p50", "p99", "over_slo", "holds")]
             for w in self.windows:
@@ -172,8 +180,8 @@ def analyze(plan: RatePlan, run: RateRun, *, tolerance: float = 0.25,
 
     ``windows``: ``(label, wall start, wall end, offered rps)`` per trace window (a trace replay), reported
     one by one; the verdict covers the whole measured span."""
-    if not (0 < tolerance < 10):
-        raise ValidationError(f"tolerance: expected a fraction > 0 such as 0.25, got {tolerance}")
+    if not (0 < tolerance < 1):
+        raise ValidationError(f"tolerance: expected a fraction between 0 and 1 such as 0.25, got {tolerance}")
     a, b = run.measure_from, run.measure_to
     k = plan.request_batch
     total = summarize(run, a, b, slo_ms=plan.slo_ms, batch=k)
@@ -191,7 +199,13 @@ def analyze(plan: RatePlan, run: RateRun, *, tolerance: float = 0.25,
     for s in plan.stages:
         if s.instances < s.planned_instances:
             notes.append(f"{s.model}: {s.instances} of {s.planned_instances} planned instances served; its "
-                         "capacity is scaled")
+                         f"capacity and the rate sent to it are scaled ({s.capacity_rps:.1f}/s, {s.load_rps:.1f}/s)")
+    if plan.instance_scale != 1:
+        chained = any(s.model not in plan.targets for s in plan.stages)  # stages behind an ensemble
+        how = ("the smallest served / planned instances of the stages, which all see the whole rate"
+               if chained else "each model's served / planned instances")
+        notes.append(f"rates are the plan's x {plan.instance_scale:.3g} for the instances served (--max-instances: "
+                     f"{how})")
     if plan.rate_scale != 1:
         notes.append(f"rates are the plan's x {plan.rate_scale:g} (--rate-scale)")
     return RateReport(plan=plan, tolerance=tolerance, total=total, checks=checks, windows=rows, notes=notes,
