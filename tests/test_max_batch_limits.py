@@ -196,3 +196,23 @@ def test_memory_is_never_predicted_below_zero(root) -> None:
                           "input_size": [100, 112, 120, 144], "batch_size": 1})
     got = models.predict(query, intervals=True)
     assert (got["memory_mb"] > 0).all() and (got["memory_mb_lo"] <= got["memory_mb_hi"]).all()
+
+
+def test_predicted_memory_never_falls_as_the_input_size_grows(root) -> None:
+    """The family line (unprofiled sizes) and a profiled size's own line differ in their static part, so the memory
+    jumped at each profiled size: fresh set 21's MobileNet-like at batch 1 was 32.7 MB at 104 px and 22.7 MB at a
+    profiled 108 px (37 drops over 80-300 px, the largest 52 %). An unprofiled size now lies between its profiled
+    neighbours' memory at the same batch."""
+    from servopt.performance.evaluate import fit_profile
+    from servopt.profiles import load_profile
+
+    frame = load_profile([root / "profiles" / "measured_cpu_fresh21.csv"]).frame
+    models, _ = fit_profile(frame, targets=["memory"], cross_validate=False)
+    for model in sorted(frame["model"].unique()):
+        rows = frame[frame["model"] == model]
+        for batch in (1, 8, 64, 256):
+            query = pd.DataFrame({"model": model, "variant": model, "hardware": rows["hardware"].iloc[0],
+                                  "cores": rows["cores"].iloc[0], "input_size": np.arange(80.0, 300.0, 2.0),
+                                  "batch_size": batch})
+            memory = models.predict(query)["memory_mb"].to_numpy()
+            assert np.all(memory[1:] >= memory[:-1]), (model, batch)

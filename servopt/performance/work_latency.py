@@ -444,43 +444,12 @@ class WorkLatencyModel(WorkColumnMixin, LatencyModel):
             rows = inverse == g
             fam_key = self._family_of(key)
             roof = self.families_.get(fam_key)
-            curve = self.curves_.get(key)
-            if curve is not None:
-                b, w = batch[rows], work[rows]
-                in_grid = getattr(self, "in_grid_", {}).get(key)
-                own = in_grid if in_grid is not None else (lambda bb, ww: curve(bb))
-                value = own(b, w)
-                top = self.batch_max_[key]
-                above = b > top
-                if above.any():
-                    w_top = w[above] * top / b[above]
-                    # grow from the measurement at the largest profiled batch where the curve passes below it:
-                    # a smooth curve lags a tail whose time per sample still grows (CPUs: benchmarks/fresh_cpu.py)
-                    # (a model saved before this has no top_latency_: the curve alone, as it was fitted)
-                    anchor = getattr(self, "top_latency_", {}).get(key, 0.0)
-                    l_top = np.maximum(own(np.full(int(above.sum()), top), w_top), anchor)
-                    if roof is not None:
-                        # the growth of the family curve (fitted over every input size's works, with its
-                        # intercept, which may be negative: per-sample time that still grows with the batch,
-                        # as on CPUs whose caches a large batch overflows); latency never falls
-                        growth = roof(w[above]) / roof(w_top)
-                        # where the latency outgrows the family curve at the top of the grid (CPUs whose caches a
-                        # larger batch overflows: the curve, fitted over every size, lags one size's rise), it goes
-                        # on doing so as it did, for as many octaves as it was measured over (a models file saved
-                        # before this has no family_trend_: as fitted)
-                        e, reach = getattr(self, "family_trend_", {}).get(fam_key, (0.0, 0.0))
-                        if e > 0:
-                            growth = growth * np.minimum(b[above] / top, 2.0 ** reach) ** e
-                        value[above] = np.maximum(l_top * growth, l_top)
-                    else:
-                        # the configuration's own curve: monotone, at most linear in batch
-                        value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
-                if roof is not None and hasattr(self, "batch_min_"):  # (a model saved before: as fitted)
-                    value = self._below_grid(X[rows], key, fam_key, roof, own, b, w, value)
-                out[rows] = value
+            if key in self.curves_:
+                out[rows] = self._configuration(key, fam_key, roof, X[rows], batch[rows], work[rows])
                 route[rows] = "configuration"
             elif roof is not None:
-                out[rows] = self._unprofiled_size(fam_key, roof, X[rows], work[rows])
+                value = self._unprofiled_size(fam_key, roof, X[rows], work[rows])
+                out[rows] = self._between_sizes(key, X[rows], value)
                 route[rows] = "family"
             else:
                 fallback |= rows
@@ -494,6 +463,72 @@ class WorkLatencyModel(WorkColumnMixin, LatencyModel):
         if fallback.any():
             out[fallback] = monotone_in_batch(self.estimator_, X[fallback], self.batch_index_, self.batch_knots_)
         return out, route
+
+    def _configuration(self, key: tuple[float, ...], fam_key: tuple[float, ...], roof: Roofline | None,
+                       X: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Latency of rows ``X`` (batches ``b``, works ``w``) of the profiled configuration ``key``: its in-grid
+        curve, grown beyond its largest batch and bounded below its smallest (:meth:`_predict_routed`)."""
+        curve = self.curves_[key]
+        in_grid = getattr(self, "in_grid_", {}).get(key)
+        own = in_grid if in_grid is not None else (lambda bb, ww: curve(bb))
+        value = own(b, w)
+        top = self.batch_max_[key]
+        above = b > top
+        if above.any():
+            w_top = w[above] * top / b[above]
+            # grow from the measurement at the largest profiled batch where the curve passes below it:
+            # a smooth curve lags a tail whose time per sample still grows (CPUs: benchmarks/fresh_cpu.py)
+            # (a model saved before this has no top_latency_: the curve alone, as it was fitted)
+            anchor = getattr(self, "top_latency_", {}).get(key, 0.0)
+            l_top = np.maximum(own(np.full(int(above.sum()), top), w_top), anchor)
+            if roof is not None:
+                # the growth of the family curve (fitted over every input size's works, with its
+                # intercept, which may be negative: per-sample time that still grows with the batch,
+                # as on CPUs whose caches a large batch overflows); latency never falls
+                growth = roof(w[above]) / roof(w_top)
+                # where the latency outgrows the family curve at the top of the grid (CPUs whose caches a
+                # larger batch overflows: the curve, fitted over every size, lags one size's rise), it goes
+                # on doing so as it did, for as many octaves as it was measured over (a models file saved
+                # before this has no family_trend_: as fitted)
+                e, reach = getattr(self, "family_trend_", {}).get(fam_key, (0.0, 0.0))
+                if e > 0:
+                    growth = growth * np.minimum(b[above] / top, 2.0 ** reach) ** e
+                value[above] = np.maximum(l_top * growth, l_top)
+            else:
+                # the configuration's own curve: monotone, at most linear in batch
+                value[above] = np.clip(value[above], l_top, l_top * b[above] / top)
+        if roof is not None and hasattr(self, "batch_min_"):  # (a model saved before: as fitted)
+            value = self._below_grid(X, key, fam_key, roof, own, b, w, value)
+        return value
+
+    def _between_sizes(self, key: tuple[float, ...], X: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """``value``, the latency of rows ``X`` at an input size their family did not profile (configuration
+        ``key``), bounded by the latencies of the nearest profiled sizes of the same configuration at the same
+        batches: at most the larger size's, at least the smaller size's (which wins where the two disagree: the
+        upper one). Latency grows with the input size; before, a profiled size's in-grid curve and the
+        unprofiled sizes' interpolation between measured works jumped at each profiled size (fresh set 21's
+        ResNet-like at batch 64: 138.2 ms at 168 px, 145.0 at 172, 138.8 at a profiled 176)."""
+        if self.size_index_ is None or self.size_index_ not in self.group_index_:
+            return value
+        position = self.group_index_.index(self.size_index_)
+        rest = key[:position] + key[position + 1:]
+        profiled = sorted(k[position] for k in self.curves_ if k[:position] + k[position + 1:] == rest)
+        size = key[position]
+        larger = [t for t in profiled if t > size]
+        smaller = [t for t in profiled if t < size]
+        for at, bound in ((larger[0] if larger else None, np.minimum), (smaller[-1] if smaller else None, np.maximum)):
+            if at is None:
+                continue
+            other = key[:position] + (at,) + key[position + 1:]
+            rows = X.copy()
+            rows[:, self.size_index_] = at
+            if self.work_index_ is not None:  # the profiled size's per-sample work (its polynomial)
+                rows[:, self.work_index_] = 0.0
+            fam_key = self._family_of(other)
+            there = self._configuration(other, fam_key, self.families_.get(fam_key), rows,
+                                        rows[:, self.batch_index_], self._work(rows))
+            value = bound(value, there)
+        return value
 
     def _unprofiled_size(self, fam_key: tuple[float, ...], roof: Roofline, X: np.ndarray,
                          work: np.ndarray) -> np.ndarray:
