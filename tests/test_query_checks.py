@@ -74,3 +74,13 @@ def test_the_cli_names_the_row(tmp_path: Path, root: Path, capsys: pytest.Captur
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "m.joblib"), str(tmp_path / "q.csv")]) == 2
     assert "row 2 (line 3), column 'input_size': empty or 0" in capsys.readouterr().err
+
+
+def test_a_missing_column_names_what_a_query_needs(models) -> None:
+    """The message listed every hw.* column of the profile (about 40 on the H200 profiles) as needed, although a
+    query may leave them out."""
+    with pytest.raises(ValidationError) as caught:
+        models.predict(_query().drop(columns="batch_size"), source="q.csv")
+    message = str(caught.value)
+    assert message.startswith("q.csv: missing column(s) 'batch_size'; the fitted models need batch_size, model")
+    assert "hw." not in message.replace("(hw.* columns may be left out)", "")

@@ -172,8 +172,11 @@ def feature_frame(data: pd.DataFrame, columns: list[str], text: list[str], sourc
         data = data.assign(**{c: np.nan for c in absent})
     missing = [c for c in columns if c not in data.columns]
     if missing:
+        # a query may leave out hw.* columns (they take the profile's medians): not listed, unless one is missing
+        needed = [c for c in columns if not c.startswith("hw.") or c in missing]
+        hw = " (hw.* columns may be left out)" if len(needed) < len(columns) else ""
         raise ValidationError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; the fitted models need "
-                              f"{', '.join(columns)}")
+                              f"{', '.join(needed)}{hw}")
     where = where or [f"row {i + 1}" for i in range(len(data))]
     out: dict[str, Any] = {}
     for col in columns:
