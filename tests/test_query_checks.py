@@ -84,3 +84,14 @@ def test_a_missing_column_names_what_a_query_needs(models) -> None:
     message = str(caught.value)
     assert message.startswith("q.csv: missing column(s) 'batch_size'; the fitted models need batch_size, model")
     assert "hw." not in message.replace("(hw.* columns may be left out)", "")
+
+
+def test_an_old_import_s_constraint_outcome_is_not_a_label() -> None:
+    """Profiles imported from Model Analyzer before 931351c carry its Yes/No ``satisfies_constraints``: it must not
+    split a configuration's batch sweep into two."""
+    from servopt.performance.features import TARGETS, group_columns
+
+    rows = pd.DataFrame({"model": "m", "hardware": "T4", "concurrency": [1] * 4 + [4] * 4,
+                         "batch_size": [1, 2, 4, 8] * 2, "latency_ms": [1.0, 2, 4, 8, 3, 6, 12, 24],
+                         "satisfies_constraints": ["Yes", "Yes", "Yes", "No", "Yes", "No", "No", "No"]})
+    assert group_columns(rows, TARGETS["latency"])[-1:] == ["concurrency"]

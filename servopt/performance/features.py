@@ -67,7 +67,9 @@ TARGETS: dict[str, Target] = {
 }
 _TEXT_IDENTITY = ("model", "variant", "hardware")
 _NUMERIC_IDENTITY = ("input_size", "cores", "batch_size")
-_NOT_FEATURES = frozenset({"source", "oom_batch_size", "oom_limit_mb"})
+#: ``satisfies_constraints``: Model Analyzer's Yes/No outcome, which profiles imported before 931351c carry; as a
+#: label it split each configuration's batch sweep
+_NOT_FEATURES = frozenset({"source", "oom_batch_size", "oom_limit_mb", "satisfies_constraints"})
 
 
 def _labels(frame: pd.DataFrame) -> list[str]:
