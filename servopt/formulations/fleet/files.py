@@ -300,9 +300,12 @@ def _profile_latency(p: Fields, source: Path, fits: _Fits, model: str, key: str
                                                       "latency_p90_ms"))
     try:
         loaded = load_profile(path)
-        table = loaded.select(**dict(where))
     except ValidationError as exc:
         raise p.error("profile", f"{rel!r}: {exc}") from None
+    try:
+        table = loaded.select(**dict(where))
+    except ValidationError as exc:  # a label the profile lacks, or a value no row has: the where: key is wrong
+        raise p.error("where", str(exc)) from None
     frame = table.frame if hasattr(table, "frame") else table
     if len(frame) == 0:
         raise p.error("where", f"selects no rows of {rel} ({dict(where)})")

@@ -29,7 +29,7 @@ from servopt.formulations.fleet.patterns import Pattern, enumerate_patterns, slo
 from servopt.formulations.fleet.types import FleetGpu, FleetPlacement, FleetPlan
 from servopt.model import Model
 
-__all__ = ["bins", "milp", "build", "plan_from_gpus", "gpu_weight"]
+__all__ = ["bins", "milp", "build", "plan_from_gpus", "gpu_weight", "caps_text"]
 
 
 def bins(problem: Any) -> tuple[dict[tuple[str, str | None], list[Pattern]], bool]:
@@ -92,14 +92,24 @@ def _with_bound(problem: Any, plan: FleetPlan, gen: Generated, result: Any) -> F
     notes = list(plan.notes) + list(gen.notes)
     if not proven:
         if gen.truncated:
-            notes.append(f"restricted pattern set (at most {problem.max_instances} instances and "
-                         f"{problem.max_models} models per GPU or slice): the plan is feasible, not proven optimal")
+            notes.append(f"restricted pattern set ({caps_text(problem)}): the plan is feasible, not proven "
+                         "optimal")
         elif lb is not None:
             notes.append(f"lower bound {lb:.6g} ({gen.method}): gap {100 * gap:.4g} %, the plan is feasible, not "
                          "proven optimal")
         else:
             notes.append(f"no lower bound ({gen.method}): the plan is feasible, not proven optimal")
     return replace(plan, notes=tuple(notes), proven_optimal=proven, lower_bound=lb, gap=gap)
+
+
+def caps_text(problem: Any) -> str:
+    """The caps the problem gives, in words: ``max_models 1: at most 1 model per GPU or slice``."""
+    given = [(key, n, what) for key, what in (("max_instances", "instance"), ("max_models", "model"))
+             if (n := getattr(problem, key)) is not None]
+    if not given:
+        return "max_instances / max_models"
+    return (", ".join(f"{key} {n}" for key, n, _ in given) + ": at most "
+            + " and ".join(f"{n} {what}{'s' if n != 1 else ''}" for _, n, what in given) + " per GPU or slice")
 
 
 def plan_from_gpus(problem: Any, gpus: list, proven: bool = True, notes: tuple[str, ...] = ()) -> FleetPlan:

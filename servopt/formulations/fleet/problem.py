@@ -166,13 +166,25 @@ class FleetProblem:
         return violations(self, plan)
 
     def explain_infeasible(self) -> str:
-        """Why no plan exists (or was found)."""
+        """Why no plan exists (or was found): a model that no plan can serve, named with the cause
+        (:mod:`servopt.formulations.fleet.diagnose`, decided from that model alone), or the models together
+        exceeding the GPU counts."""
+        from servopt.formulations.fleet.diagnose import reason
+        from servopt.formulations.fleet.formulation import caps_text
+
+        alone = reason(self)
+        if alone is not None:
+            return alone
         gen = getattr(self, "_generated", None)
         why = ("no fleet plan covers every model's rate * (1 + headroom) within the GPU counts, memory and "
                "latency SLOs")
-        if gen is None or gen.infeasible or (gen.complete and not gen.truncated):
+        if gen is not None and gen.truncated:
+            return why + f" with the capped pattern set ({caps_text(self)}); raise or remove the cap"
+        if gen is None:
             return why
-        if gen.truncated:
-            return why + " (with the capped pattern set; raise or remove max_instances / max_models)"
+        if gen.infeasible or gen.complete:
+            return (why + ": each model alone has a placement and enough GPUs for its rate, so together the models "
+                    "need more GPUs than the counts give (sharing one is bounded by its memory and the SLOs); "
+                    "raise a count or lower a rate")
         return (why + " among the columns generated; this is not a proof that none exists ("
                 + "; ".join(gen.notes or ["column generation did not finish"]) + ")")
