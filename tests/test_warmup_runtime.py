@@ -69,7 +69,7 @@ def test_onnxruntime_structure_is_a_ratio_of_the_latency_model():
     warm = 1.7 * rows["latency_ms"].to_numpy()
     X = rows[["batch_size", "model", "variant", "hardware", "input_size", "cores"]]
     model = RuntimeWarmupModel().fit(X, warm, profile=rows)
-    assert model.ratio_[("config", "cnn|cnn|cpu|2.0")] == pytest.approx(1.7)
+    assert model.ratio_[("config", "cnn|cnn|cpu|2")] == pytest.approx(1.7)
     assert model.predict(X) == pytest.approx(1.7 * model.latency_.predict(X))
     assert model.predict(X) == pytest.approx(warm, rel=0.05)
 
@@ -88,7 +88,7 @@ def test_onnxruntime_ratio_follows_the_batch_and_is_held_beyond_the_grid():
     ratio = 1.3 * rows["batch_size"].to_numpy(dtype=float) ** 0.1
     warm = ratio * rows["latency_ms"].to_numpy()
     model = RuntimeWarmupModel().fit(X, warm, profile=rows)
-    low, high, intercept, slope = model.ratio_line_["cnn|cnn|cpu|2.0"]
+    low, high, intercept, slope = model.ratio_line_["cnn|cnn|cpu|2"]
     assert (low, high) == pytest.approx((0.0, np.log(16.0))) and slope == pytest.approx(0.1)
     assert intercept == pytest.approx(np.log(1.3))
     assert model.predict(X) == pytest.approx(ratio * model.latency_.predict(X))
@@ -122,7 +122,7 @@ def test_models_saved_before_the_ratio_line_still_predict():
     model = RuntimeWarmupModel().fit(X, warm, profile=rows)
     for name in ("ratio_line_", "ratio", "latency_model"):  # what a model pickled before this change lacks
         delattr(model, name)
-    median = model.ratio_[("config", "cnn|cnn|cpu|2.0")]
+    median = model.ratio_[("config", "cnn|cnn|cpu|2")]
     assert model.predict(X) == pytest.approx(median * model.latency_.predict(X))
 
 
@@ -223,3 +223,39 @@ def test_benchmark_quick_writes_both_models_per_runtime(root, tmp_path):
     assert by["size_top", "RuntimeWarmupModel"] < by["size_top", "RuntimeWarmupModel before"] / 2
     assert ("size_top", "RuntimeWarmupModel before 5b0c4a3") in by.index  # the model without the graph's FLOPs
     assert Path(tmp_path / "warmup_features.png").exists() is False  # --quick draws nothing
+
+
+def test_predict_serves_a_gpu_profile_from_its_structured_model(root):
+    """A query's feature frame gave the configuration key ``...|H200|0.0`` (and size ``224.0``) where the profile had
+    given ``...|H200|`` (``224``): no configuration of a GPU profile matched, and ``servopt predict`` served every
+    warm-up from the fallback regressor (74-78 ms at 224 px; measured 64-66)."""
+    import pandas as pd
+
+    from servopt.performance.evaluate import fit_profile
+    from servopt.profiles import load_profile
+
+    frame = load_profile([root / "profiles" / "measured_H200_resnet50_fp16.csv"]).frame
+    models, _ = fit_profile(frame, targets=["latency", "warmup"], cross_validate=False)
+    query = pd.DataFrame({"model": "resnet50", "variant": "resnet50-fp16", "hardware": "H200", "input_size": 224,
+                          "batch_size": [4, 16, 64]})
+    got = models.predict(query)["warmup_ms"].to_numpy()
+    measured = frame[(frame.input_size == 224) & frame.batch_size.isin([4, 16, 64])].sort_values("batch_size")
+    assert np.all(np.abs(got / measured["warmup_ms"].to_numpy() - 1) < 0.1), (got, measured["warmup_ms"].tolist())
+
+
+def test_a_model_saved_with_the_old_keys_still_predicts():
+    """Models saved before the keys' numbers were written one way hold ``cnn|cnn|cpu|2.0``: loading re-keys them, so
+    they go on serving their configurations from the structured model."""
+    import pickle
+
+    rows, X = _ort_rows()
+    warm = 1.5 * rows["latency_ms"].to_numpy() * rows["batch_size"].to_numpy() ** 0.05
+    model = RuntimeWarmupModel().fit(X, warm, profile=rows)
+    want = model.predict(X)
+    old = {k.replace("|2", "|2.0"): v for k, v in model.ratio_line_.items()}
+    assert old != model.ratio_line_
+    model.ratio_line_ = old
+    model.ratio_ = {(kind, key.replace("|2", "|2.0")): v for (kind, key), v in model.ratio_.items()}
+    model.runtime_of_config_ = {k.replace("|2", "|2.0"): v for k, v in model.runtime_of_config_.items()}
+    assert model.predict(X) != pytest.approx(want)  # as saved, its configurations no longer match
+    assert pickle.loads(pickle.dumps(model)).predict(X) == pytest.approx(want)

@@ -67,6 +67,8 @@ def runtime_context(rows: Any) -> Any:
     def text(column: str) -> pd.Series:
         if column not in rows.columns:
             return pd.Series([""] * n)
+        if column in ("cores", "input_size"):  # as a profile gives them and as a query's features do
+            return pd.Series([_number_token(v) for v in rows[column]], dtype=object)
         return rows[column].astype(object).where(rows[column].notna(), "").astype(str)
 
     config = text("model") + "|" + text("variant") + "|" + text("hardware") + "|" + text("cores")
@@ -83,6 +85,41 @@ def runtime_context(rows: Any) -> Any:
         seen = rows["seen_shape"].fillna(False).astype(bool).to_numpy()
     return pd.DataFrame({"runtime": [runtime_of(v) for v in framework], "config": config, "run": run,
                          "size": text("input_size"), "first_in_run": first, "seen_shape": seen})
+
+
+def _number_token(value: Any) -> str:
+    """A number of a configuration key as text, the same whether it comes from a profile row or from a query's
+    feature frame: empty, NaN and 0 (not applicable: ``cores`` on a GPU) are ``""``; 224 and 224.0 are ``"224"``.
+    (Before, a query's feature frame gave ``"0.0"`` and ``"224.0"`` where the profile had given ``""`` and ``"224"``,
+    so no configuration of a GPU profile matched in ``predict``: every warm-up came from the fallback regressor,
+    74-78 ms at 224 px on the H200 resnet50 fp16 profile where the structured model gives 66 and 64-66 were
+    measured.)
+
+    >>> [_number_token(v) for v in (None, float("nan"), 0.0, 224, 224.0, "224", 0.5, "")]
+    ['', '', '', '224', '224', '224', '0.5', '']
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "" if value is None else str(value).strip()
+    if not np.isfinite(number) or number == 0:
+        return ""
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
+def _key_token(key: str) -> str:
+    """A configuration, run or size key of a model saved before :func:`_number_token` with its numbers rewritten
+    (``src#m|v|cpu|2.0@224.0`` -> ``src#m|v|cpu|2@224``); other keys unchanged.
+
+    >>> _key_token("src#m|v|cpu|2.0@224.0"), _key_token("m|v|H200|"), _key_token("onnxruntime")
+    ('src#m|v|cpu|2@224', 'm|v|H200|', 'onnxruntime')
+    """
+    base, at, size = key.rpartition("@") if "@" in key else (key, "", "")
+    source, hash_, config = base.rpartition("#") if "#" in base else ("", "", base)
+    parts = config.split("|")
+    if len(parts) == 4:
+        parts[3] = _number_token(parts[3])
+    return source + hash_ + "|".join(parts) + (at + _number_token(size) if at else "")
 
 
 def with_run_flags(rows: Any) -> Any:
@@ -160,6 +197,16 @@ class RuntimeWarmupModel(WorkColumnMixin, ProfileRegressor):
 
     #: a model saved before 60e186b: a multiple of the soft hinge, one ratio per configuration
     _params_before: ClassVar[dict[str, Any]] = {"latency_model": "hinge", "ratio": "constant"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # a model saved before its keys' numbers were written one way (cores "2.0" -> "2", sizes "224.0" -> "224")
+        for name in ("runtime_of_config_", "ratio_line_"):
+            if isinstance(self.__dict__.get(name), dict):
+                self.__dict__[name] = {_key_token(k): v for k, v in self.__dict__[name].items()}
+        for name in ("ratio_", "setup_"):
+            if isinstance(self.__dict__.get(name), dict):
+                self.__dict__[name] = {(k[0], _key_token(k[1])): v for k, v in self.__dict__[name].items()}
 
     def __init__(self, estimator: Any = None, latency_model: str = "work", ratio: str = "batch") -> None:
         self.estimator = estimator
