@@ -1,7 +1,8 @@
 """Helpers shared by the benchmark scripts.
 
 Each benchmark writes one CSV and one PNG under ``benchmarks/results/`` atomically (temp file + ``os.replace``),
-and times with medians of repeated, interleaved runs.
+and times with medians of repeated, interleaved runs. A ``--quick`` run (a smoke test) writes to a new temporary
+folder instead, unless its output folder is given (:func:`output_dir`), so it never replaces the committed results.
 """
 
 from __future__ import annotations
@@ -22,6 +23,46 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmark this checkout's servopt, whichever one is installed
     sys.path.insert(1, str(ROOT))
+
+
+def output_dir(given: Path | str | None, *, quick: bool, name: str, flag: str = "--out") -> Path:
+    """The folder a benchmark writes its results to.
+
+    ``given`` (the script's ``--out`` or ``--out-dir``, ``None`` when not given) is used as it is, also when it is
+    ``benchmarks/results``; else a ``--quick`` run gets a new temporary folder, named on stderr, so that a smoke
+    run never replaces the committed results; else :data:`RESULTS`.
+
+    Examples
+    --------
+    >>> output_dir("/tmp/x", quick=True, name="demo")
+    PosixPath('/tmp/x')
+    >>> output_dir(None, quick=False, name="demo") == RESULTS
+    True
+    """
+    if given is not None:
+        return Path(given)
+    if not quick:
+        return RESULTS
+    folder = Path(tempfile.mkdtemp(prefix=f"servopt-bench-{name}-quick-"))
+    print(f"{name} --quick: writing to {folder} (not benchmarks/results; give {flag} DIR to choose)",
+          file=sys.stderr, flush=True)
+    return folder
+
+
+def image_dir(given: Path | str | None, *, quick: bool) -> Path | None:
+    """The folder for the docs' copy of a benchmark's PNG: ``given`` as it is; none for a ``--quick`` run (its
+    PNG stays in its output folder); else ``docs/img``.
+
+    Examples
+    --------
+    >>> image_dir(None, quick=True) is None
+    True
+    >>> image_dir(None, quick=False) == ROOT / "docs" / "img"
+    True
+    """
+    if given is not None:
+        return Path(given)
+    return None if quick else ROOT / "docs" / "img"
 
 
 def median(values: Sequence[float]) -> float:

@@ -29,8 +29,9 @@ Usage::
     python benchmarks/bench_capacity.py [--quick] [--out DIR]      # or: servopt bench capacity
 
 ``--quick`` (a smoke test) leaves out cores 1-20 and the nested cross-validation and draws 1,000 bootstrap
-samples. Writes ``benchmarks/results/capacity_curves.csv`` (candidate x profile x core range), ``capacity_choice.csv``
-(the selections and servopt's own numbers) and ``capacity_curves.png``.
+samples. Writes ``capacity_curves.csv`` (candidate x profile x core range), ``capacity_choice.csv`` (the selections
+and servopt's own numbers) and ``capacity_curves.png`` under ``--out`` (default ``benchmarks/results/``; with
+``--quick`` a new temporary folder, named on stderr).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
+from _util import ROOT, output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 SHARED = ROOT / "data" / "infadapter"
 PROFILES = {"feb_750": ("capacity_result_Feb_21.csv", 750), "feb_500": ("capacity_result_Feb_21.csv", 500),
@@ -190,9 +191,10 @@ def plot(path: Path, chosen: Predictor) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="cores 2-20 only, no nested CV (a smoke test)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the CSVs and the PNG")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSVs and the PNG (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     args = parser.parse_args(argv)
-    out = args.out
+    out = output_dir(args.out, quick=args.quick, name="bench_capacity")
     lows = (2,) if args.quick else (2, 1)
     started = time.perf_counter()
     cands = candidates()

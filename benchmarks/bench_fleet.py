@@ -8,7 +8,8 @@ provably fits (:func:`make_problem`); models with random rates, SLOs and latency
 how its pattern set was made (``enumeration``: complete; ``column generation``: LP bound, then the columns that
 can still improve), its proven ``lower_bound`` and the gap to it (``bound_gap_pct``, every row), and each
 baseline's cost gap to the MILP's cost (``gap_pct``). ``--time-limit`` bounds the pattern search and the MILP
-solve of each row. Writes ``fleet.csv`` and ``fleet.png`` under ``benchmarks/results/`` (or ``--out``).
+solve of each row. Writes ``fleet.csv`` and ``fleet.png`` under ``--out`` (default ``benchmarks/results/``;
+``--quick``, two tiny fleets, writes to a new temporary folder, named on stderr, unless ``--out`` is given).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
+from _util import output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 SIZES = (5, 10, 20, 50, 100, 200, 500)
 QUICK = (5, 8)
@@ -139,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=45.0)
     parser.add_argument("--quick", action="store_true", help="two tiny fleets (a smoke test)")
     parser.add_argument("--sizes", type=int, nargs="*", default=None, help="model counts (default 5 .. 500)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the CSV and PNG (default benchmarks/results; with --quick a new temporary "
+                             "folder)")
     parser.add_argument("--update", action="store_true",
                         help="keep the rows of the other sizes from the existing fleet.csv (rerun only --sizes)")
     args = parser.parse_args(argv)
+    args.out = output_dir(args.out, quick=args.quick, name="bench_fleet")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     sizes = QUICK if args.quick else tuple(args.sizes or SIZES)

@@ -24,14 +24,16 @@ backend). Usage::
 
     python benchmarks/bench_gpus.py [--runs 3] [--time-limit 20] [--quick]
 
-Writes ``benchmarks/results/gpus.csv`` and ``gpus.png``.
+Writes ``gpus.csv`` and ``gpus.png`` under ``--out`` (default ``benchmarks/results/``; with ``--quick`` a new
+temporary folder, named on stderr).
 
 ``--fast-paths`` instead compares the exact greedy (issue 21) with the MILPs side by side on problems with
 ``objective: gpus``: ``min_gpus`` minimising GPUs (N = 60 % of the pool's capacity) and ``max_throughput``
 without a budget, 10,000 GPUs of 10 and 100 types (``--quick``: 20 GPUs of 4 types). Per method the median
 ``solve_seconds`` of ``servopt.solve(problem, backend)`` over ``--runs`` interleaved runs (the checked, decoded
 plan; for the MILPs building included), and ``construct_s``, the problem's construction (validation and the
-greedy's pool arrays, outside ``solve_seconds``). Writes ``benchmarks/results/gpus_fastpath.csv``.
+greedy's pool arrays, outside ``solve_seconds``). Writes ``gpus_fastpath.csv`` under ``--out`` (the same
+folder).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, cli_solve_seconds, interleaved_runs, median, pyplot, save_figure, write_csv  # noqa: E402
+from _util import cli_solve_seconds, interleaved_runs, median, output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 BATCHES = (1, 8, 32, 64, 128, 256)
 #: (GPUs, types): GPUs grow at 1, 10 and 100 types, then types grow at 10,000 GPUs
@@ -200,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny pools, one run (a smoke test)")
     parser.add_argument("--fast-paths", action="store_true", help="only the greedy vs the MILPs on objective: gpus "
                         "(writes gpus_fastpath.csv)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSV and PNG (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    args.out = output_dir(args.out, quick=args.quick, name="bench_gpus")
     if args.fast_paths:
         fast_paths(1 if args.quick else args.runs, args.time_limit, args.quick, args.out)
         return 0

@@ -1,7 +1,7 @@
 """Issue 19: how servopt's performance models generalise, on held-out protocols over the shipped data.
 
     python benchmarks/bench_models.py            # a few minutes on 2 busy cores
-    python benchmarks/bench_models.py --quick    # one H200 profile, a few seconds (used by a test)
+    python benchmarks/bench_models.py --quick    # one H200 profile, a few seconds, into a temporary folder
 
 Data: every shipped profile, ``profiles/*.csv``: NVIDIA's published tables (restated from ``data/published/``),
 the two CPU profiles measured by servopt's profiler on a shared 2-vCPU machine, and the four H200 profiles measured
@@ -49,8 +49,10 @@ round (truth bracketed by the grid, memory fitted on batches <= 16).
 Warm-up protocol ``warmup_cv``: 5-fold x 3 cross-validation on the measured CPU profiles (as
 ``benchmarks/warmup_features.py``), LightGBM on every feature vs the work model fitted on warm-up.
 
-Writes ``benchmarks/results/bench_models.csv`` (one row per protocol, data set and method) and
-``bench_models.png`` (also ``docs/img/bench_models.png``), and prints the table for ``docs/performance-models.md``.
+Writes ``bench_models.csv`` (one row per protocol, data set and method), ``bench_models_max_batch.csv`` and
+``bench_models.png`` under ``--out-dir`` (default ``benchmarks/results/``) with a copy of the PNG in ``--img-dir``
+(default ``docs/img/``), and prints the table for ``docs/performance-models.md``. ``--quick`` writes to a new
+temporary folder (named on stderr) and makes no copy, unless ``--out-dir`` / ``--img-dir`` are given.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
+from _util import ROOT, image_dir, output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 ID = ["model", "variant", "hardware", "input_size", "cores", "precision", "framework"]
 
@@ -520,10 +522,13 @@ def _profiles(quick: bool) -> tuple[list[str], list[str], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one H200 profile, lobo and size_top only (a test)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
-    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img",
-                        help="folder for a copy of the PNG (none with --quick)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="folder for the CSV and PNG files (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
+    parser.add_argument("--img-dir", type=Path, default=None,
+                        help="folder for a copy of the PNG (default docs/img; none with --quick)")
     args = parser.parse_args(argv)
+    args.out_dir = output_dir(args.out_dir, quick=args.quick, name="bench_models", flag="--out-dir")
+    args.img_dir = image_dir(args.img_dir, quick=args.quick)
     latency, h200, cpu = _profiles(args.quick)
     protocols = ("lobo", "size_top") if args.quick else LATENCY_PROTOCOLS
     rows = latency_rows(latency, protocols)
@@ -536,12 +541,14 @@ def main(argv: list[str] | None = None) -> int:
         rows += fit_time_rows()
     write_csv(rows, FIELDS, args.out_dir / "bench_models.csv")
     write_csv(cases, CASE_FIELDS, args.out_dir / "bench_models_max_batch.csv")
-    images = [args.out_dir / "bench_models.png"] + ([] if args.quick else [args.img_dir / "bench_models.png"])
+    images = [args.out_dir / "bench_models.png"] + ([] if args.img_dir is None else [args.img_dir / "bench_models.png"])
     plot(rows, cases, images)
     print(markdown(rows))
     for r in rows:
         if r["protocol"] in ("max_batch", "warmup_cv"):
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})
+    print(f"wrote bench_models.csv, bench_models_max_batch.csv and bench_models.png under {args.out_dir}"
+          + ("" if args.img_dir is None else f" (copy of the PNG in {args.img_dir})"), file=sys.stderr)
     return 0
 
 

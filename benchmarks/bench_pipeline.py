@@ -33,7 +33,8 @@ Targets (SPEC §8, issue 8): IPA's 9 x 9 instance in <= 22 ms (100x faster than 
 
     python benchmarks/bench_pipeline.py [--runs 5] [--time-limit 30] [--quick]
 
-Writes ``benchmarks/results/pipeline.csv`` and ``pipeline.png``; prints the targets.
+Writes ``pipeline.csv`` and ``pipeline.png`` under ``--out`` (default ``benchmarks/results/``; with ``--quick`` a
+new temporary folder, named on stderr); prints the targets.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from _util import (  # noqa: E402
     cli_solve_seconds,
     interleaved_runs,
     median,
+    output_dir,
     pyplot,
     save_figure,
     timed_milp,
@@ -372,11 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="repeated runs per point (medians)")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per MILP solve")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSV and PNG (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     parser.add_argument("--versus-gurobi", type=int, metavar="N", default=None,
                         help="only compare servopt's solve_seconds with Gurobi's MCKP on N 9x9x7 instances per "
                              "family (pipeline_vs_gurobi.csv, docs/img/pipeline_vs_gurobi.png)")
     args = parser.parse_args(argv)
+    args.out = output_dir(args.out, quick=args.quick, name="bench_pipeline")
     if args.versus_gurobi is not None:
         env = _gurobi_env()
         if env is None:

@@ -17,8 +17,8 @@ for latency is below 5 % MAPE on held-out batch sizes. Usage::
 
     python benchmarks/bench_prediction.py [--quick]
 
-Writes ``benchmarks/results/prediction.csv`` (one row per profile and target, then one per configuration) and
-``prediction.png``.
+Writes ``prediction.csv`` (one row per profile and target, then one per configuration) and ``prediction.png``
+under ``--out`` (default ``benchmarks/results/``; with ``--quick`` a new temporary folder, named on stderr).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
+from _util import ROOT, output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 SHARED = ROOT / "data"
 FIELDS = ["profile", "origin", "target", "configuration", "n_points", "n_configurations", "mape", "r2",
@@ -108,8 +108,10 @@ def _num(value: Any) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one profile of each kind (a smoke test)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSV and PNG (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    args.out = output_dir(args.out, quick=args.quick, name="bench_prediction")
     rows: list[dict[str, Any]] = []
     for name, origin, loader in sources(args.quick):
         got = evaluate(name, origin, loader)

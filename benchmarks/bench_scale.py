@@ -17,7 +17,8 @@ Usage::
 
     python benchmarks/bench_scale.py [--quick] [--problem-mb 10]
 
-Writes ``benchmarks/results/scale.csv``.
+Writes ``scale.csv`` under ``--out`` (default ``benchmarks/results/``; with ``--quick`` a new temporary folder,
+named on stderr).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, write_csv  # noqa: E402
+from _util import output_dir, write_csv  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256)
 ROWS = (1_152, 15_000, 150_000, 1_500_000)
@@ -132,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--problem-mb", type=float, default=None, help="size of the problem files (default 10; "
                         "--quick: 0.2)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSV (default benchmarks/results; "
+                        "with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    args.out = output_dir(args.out, quick=args.quick, name="bench_scale")
     sizes = QUICK_ROWS if args.quick else ROWS
     problem_mb = args.problem_mb if args.problem_mb is not None else (0.2 if args.quick else 10.0)
     rows: list[dict[str, Any]] = []

@@ -1,12 +1,13 @@
 """Simulator speed (simulated seconds per wall second) and its validation against M/D/1 queueing theory.
 
     python benchmarks/bench_simulate.py              # an hour at 300 RPS per scenario, 3 repeats
-    python benchmarks/bench_simulate.py --quick      # 10 minutes, 1 repeat
+    python benchmarks/bench_simulate.py --quick      # 10 minutes, 1 repeat, into a new temporary folder
 
-Writes ``benchmarks/results/simulate.csv`` (speed per scenario: requests, batches, median wall time, simulated
-seconds per wall second, requests per wall second), ``benchmarks/results/simulate_md1.csv`` (mean waiting time
-of one server with deterministic service against W_q = rho / (2 mu (1 - rho)), for several utilisations) and
-``simulate.png`` under ``benchmarks/results/`` and ``docs/img/``.
+Writes ``simulate.csv`` (speed per scenario: requests, batches, median wall time, simulated seconds per wall
+second, requests per wall second), ``simulate_md1.csv`` (mean waiting time of one server with deterministic
+service against W_q = rho / (2 mu (1 - rho)), for several utilisations) and ``simulate.png`` under ``--out``
+(default ``benchmarks/results/``), with a copy of the PNG in ``--img-dir`` (default ``docs/img/``). ``--quick``
+writes to a new temporary folder (named on stderr) and makes no copy, unless ``--out`` / ``--img-dir`` are given.
 
 Scenarios (each at 300 RPS, Poisson arrivals, one hour):
 
@@ -33,6 +34,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import image_dir, output_dir  # noqa: E402
 
 from servopt.serving.simulate import SimulatedDeployment, ServerPool, simulate  # noqa: E402
 
@@ -135,15 +139,21 @@ def plot(speed: list[dict[str, object]], md1: list[dict[str, object]], paths: li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 simulated minutes, one repeat")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSVs and the PNG (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
+    parser.add_argument("--img-dir", type=Path, default=None,
+                        help="folder for a copy of the PNG (default docs/img; none with --quick)")
     args = parser.parse_args(argv)
+    out = output_dir(args.out, quick=args.quick, name="bench_simulate")
+    img = image_dir(args.img_dir, quick=args.quick)
     duration, repeats = (600, 1) if args.quick else (3600, 3)
     speed = bench_speed(duration, repeats)
     md1 = bench_md1(duration)
-    out = ROOT / "benchmarks" / "results"
     write_csv(out / "simulate.csv", speed)
     write_csv(out / "simulate_md1.csv", md1)
-    plot(speed, md1, [out / "simulate.png", ROOT / "docs" / "img" / "simulate.png"])
-    print(f"wrote {out / 'simulate.csv'}, {out / 'simulate_md1.csv'} and simulate.png")
+    plot(speed, md1, [out / "simulate.png"] + ([] if img is None else [img / "simulate.png"]))
+    print(f"wrote {out / 'simulate.csv'}, {out / 'simulate_md1.csv'} and {out / 'simulate.png'}"
+          + ("" if img is None else f" (copy in {img})"))
     return 0
 
 

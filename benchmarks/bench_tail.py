@@ -14,9 +14,10 @@ Usage::
     python benchmarks/bench_tail.py [--instances 500] [--sizes 9x9x7,50x20x3,50x50x3,50x50x7] [--stable] [--quick]
 
 Writes ``tail.csv`` (one row per instance) and ``tail_summary.csv`` (per size and objective: instances, median,
-p99, max, slowest seed, largest CPU time) and ``tail.png`` under ``--out`` (default benchmarks/results); prints the
-summary. With ``--stable`` every instance also has a current deployment and ``prefer_stable`` (the fewest changes
-among the optimal plans); the files are then ``tail_stable.csv``, ``tail_stable_summary.csv`` and ``tail_stable.png``.
+p99, max, slowest seed, largest CPU time) and ``tail.png`` under ``--out`` (default benchmarks/results; with
+``--quick`` a new temporary folder, named on stderr); prints the summary. With ``--stable`` every instance also
+has a current deployment and ``prefer_stable`` (the fewest changes among the optimal plans); the files are then
+``tail_stable.csv``, ``tail_stable_summary.csv`` and ``tail_stable.png``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
+from _util import output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 SIZES = "9x9x7,50x20x3,50x50x3,50x50x7"
@@ -137,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stable", action="store_true",
                         help="every instance with a current deployment and prefer_stable (files tail_stable*)")
     parser.add_argument("--quick", action="store_true", help="two tiny sizes, 3 instances (a smoke test)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSVs and PNG (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    args.out = output_dir(args.out, quick=args.quick, name="bench_tail")
     sizes = [tuple(int(v) for v in s.split("x")) for s in ("3x3x2,5x4x3" if args.quick else args.sizes).split(",")]
     n = 3 if args.quick else args.instances
     name = "tail_stable" if args.stable else "tail"
@@ -158,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['accuracy']:8s} {r['stages']}x{r['variants']}x{r['batches']}: n={r['instances']} "
               f"median {r['median_s'] * 1e3:.1f} ms, p99 {r['p99_s'] * 1e3:.1f} ms, max {r['max_s'] * 1e3:.1f} ms "
               f"(seed {r['slowest_seed']})")
+    print(f"wrote {name}.csv, {name}_summary.csv and {name}.png under {args.out}")
     return 0
 
 

@@ -20,13 +20,14 @@ Usage::
 
     python benchmarks/bench_variants.py [--runs 5] [--time-limit 30] [--quick]
 
-Writes ``benchmarks/results/variants.csv`` and ``variants.png``.
+Writes ``variants.csv`` and ``variants.png`` under ``--out`` (default ``benchmarks/results/``; with ``--quick`` a
+new temporary folder, named on stderr).
 
 ``--fast-paths`` instead times the exact algorithms in every λ mode at 500 variants (``--quick``: 5), InfAdapter's
 20-core instance: λ whole (120 RPS), decimal (120.37), a third (120 1/3, a float with 16 digits), and
 capacities off any grid (each × U[0.97, 1.03], λ = 120.37), where only ``frontier`` and the MILP apply. Methods:
 ``dp``, ``frontier`` and ``milp:highs`` through ``servopt.solve(problem, method)`` (median ``solve_seconds`` of
-``--runs`` interleaved runs; one run for a method over 2 s). Writes ``benchmarks/results/variants_fastpath.csv``.
+``--runs`` interleaved runs; one run for a method over 2 s). Writes ``variants_fastpath.csv`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import (  # noqa: E402
-    RESULTS,
     ROOT,
     cli_solve_seconds,
     interleaved_runs,
     median,
+    output_dir,
     pyplot,
     save_figure,
     timed_milp,
@@ -273,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
     parser.add_argument("--fast-paths", action="store_true", help="only the exact algorithms in every λ mode at "
                         "500 variants (writes variants_fastpath.csv)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSV and PNG (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    args.out = output_dir(args.out, quick=args.quick, name="bench_variants")
     if args.fast_paths:
         fast_paths(1 if args.quick else args.runs, args.time_limit, args.quick, args.out)
         return 0

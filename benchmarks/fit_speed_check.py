@@ -1,7 +1,7 @@
 """The soft-L1 solver of ``servopt.performance._lsq`` against scipy, on every shipped latency profile.
 
     python benchmarks/fit_speed_check.py           # all profiles (a few minutes on 2 busy cores)
-    python benchmarks/fit_speed_check.py --quick   # the two CPU profiles
+    python benchmarks/fit_speed_check.py --quick   # the two CPU profiles, into a new temporary folder
 
 For each profile (``profiles/measured_*.csv`` and ``profiles/nvidia_*.csv`` one by one, and the four H200 profiles
 together, as ``servopt fit`` reads them) it fits the latency target twice, side by side in the same process: with
@@ -19,7 +19,8 @@ solver. It reports
   full fits are scipy's on both paths);
 * the seconds of ``fit_profile(..., targets=["latency"])`` with each path.
 
-Writes ``benchmarks/results/fit_speed_check.csv``.
+Writes ``fit_speed_check.csv`` under ``--out`` (default ``benchmarks/results/``; with ``--quick`` a new temporary
+folder, named on stderr).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, write_csv  # noqa: E402
+from _util import ROOT, output_dir, write_csv  # noqa: E402
 
 FIELDS = ["data", "rows", "fits", "choices_differing", "max_rel_rows", "max_rel_beyond", "max_rel_cv",
           "max_abs_inner_error", "scipy_s", "solver_s", "speedup"]
@@ -123,7 +124,10 @@ def check(name: str, paths: list[Path]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two CPU profiles")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the CSV (default benchmarks/results; "
+                        "with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    out = output_dir(args.out, quick=args.quick, name="fit_speed_check")
     os.environ.setdefault("SERVOPT_PROGRESS", "0")
     prof = ROOT / "profiles"
     sets = {p.stem: [p] for p in sorted(prof.glob("measured_*.csv")) + sorted(prof.glob("nvidia_*.csv"))
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         row = check(name, paths)
         rows.append(row)
         print(" | ".join(f"{row[f]:.3g}" if isinstance(row[f], float) else str(row[f]) for f in FIELDS), flush=True)
-    write_csv(rows, FIELDS, RESULTS / "fit_speed_check.csv")
+    write_csv(rows, FIELDS, out / "fit_speed_check.csv")
+    print(f"wrote {out / 'fit_speed_check.csv'}")
     return 0 if all(r["choices_differing"] == 0 for r in rows) else 1
 
 

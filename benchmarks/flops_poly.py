@@ -1,7 +1,8 @@
 """FLOPs of one sample at an unprofiled input size from the size polynomial, on random graphs (no timing).
 
     python benchmarks/flops_poly.py            # ~10 s: benchmarks/results/flops_poly.csv and .png
-    python benchmarks/flops_poly.py --quick --out-dir DIR   # 6 graphs of draw 2 (a test)
+    python benchmarks/flops_poly.py --quick [--out-dir DIR]   # 6 graphs of draw 2 (a test), into DIR or a new
+                                                              # temporary folder
 
 Where a query has no graph, :class:`~servopt.performance.WorkLatencyModel` takes the FLOPs of an unprofiled input
 size from :func:`servopt.performance.work_poly.fit_work_poly`. Strided layers round their feature maps up
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, pyplot, save_figure, write_csv  # noqa: E402
+from _util import output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 #: draw -> (numpy seed, first graph seed)
 DRAWS = {1: (2026, 100), 2: (2027, 2027), 3: (2028, 3028), 4: (2029, 4029), 5: (2030, 5030), 6: (2031, 6031)}
@@ -120,8 +121,10 @@ def plot(points: pd.DataFrame, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 graphs of draw 2 (a test)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
+    parser.add_argument("--out-dir", type=Path, default=None, help="folder for the CSV and PNG files (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    args.out_dir = output_dir(args.out_dir, quick=args.quick, name="flops_poly", flag="--out-dir")
     points = errors(2, 6) if args.quick else pd.concat([errors(d) for d in DRAWS], ignore_index=True)
     rows = summary(points)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if row["kind"] == "all":
             print(f"draw {row['draw']} {row['protocol']:8s} {row['rule']:9s} mean {row['mean_abs_pct']:.2f} % "
                   f"worst {row['max_abs_pct']:.2f} % (n={row['n']})")
+    print(f"wrote flops_poly.csv, flops_poly_points.csv and flops_poly.png under {args.out_dir}")
     return 0
 
 

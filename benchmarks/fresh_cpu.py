@@ -2,7 +2,8 @@
 
     python benchmarks/fresh_cpu.py measure     # ~10-20 min on this 2-vCPU machine: profiles/measured_cpu_fresh.csv
     python benchmarks/fresh_cpu.py evaluate    # ~2 min: benchmarks/results/fresh_cpu.csv and .png
-    python benchmarks/fresh_cpu.py --quick --out-dir DIR   # tiny grid, one round, files in DIR (a test)
+    python benchmarks/fresh_cpu.py --quick [--out-dir DIR]   # tiny grid, one round (a test): every file, the
+                                                             # profile too, in DIR or a new temporary folder
 
 Why: every other latency row of ``benchmarks/bench_models.py`` was looked at while the work model was built (the
 docs say which), so none of them is a clean held-out measurement. These graphs were chosen, and this script
@@ -42,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
+from _util import ROOT, output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 SIZES = {1: (96, 128, 160, 224), 2: (112, 144, 176, 240), 3: (120, 152, 184, 248), 4: (104, 136, 168, 232),
          5: (88, 120, 160, 216), 6: (96, 136, 176, 240), 7: (104, 144, 184, 248),
@@ -294,9 +295,11 @@ def main(argv: list[str] | None = None) -> int:
                              "lines where the limit is only observed, before any set-24 run: held out for that "
                              "change; max_batch_check.py --fresh-set 24, with and without --mem-pattern off)")
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round, files in --out-dir (a test)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
+    parser.add_argument("--out-dir", type=Path, default=None, help="folder for the CSV and PNG files (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     parser.add_argument("--hardware", default="cpu-amd-epyc", help="hardware column of the profile")
     args = parser.parse_args(argv)
+    args.out_dir = output_dir(args.out_dir, quick=args.quick, name="fresh_cpu", flag="--out-dir")
     settings = QUICK if args.quick else {**FULL, "sizes": SIZES[args.which]}
     stem = STEMS[args.which]
     profile_path = args.out_dir / f"{stem}_quick.csv" if args.quick else PROFILES[args.which]
@@ -317,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         points.to_csv(args.out_dir / f"{stem}_points.csv", index=False)
         plot(rows, args.out_dir / f"{stem}.png", args.which)
         print(markdown(rows))
+    print(f"results ({stem}*) under {args.out_dir}" + ("" if args.quick or args.step == "evaluate" else
+          f"; profile {profile_path}"), file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,8 @@
 
     python benchmarks/interval_coverage.py              # ~10 min on 2 cores: every set below
     python benchmarks/interval_coverage.py --sets fresh # the fresh CPU graphs only (~2 min)
-    python benchmarks/interval_coverage.py --quick --out-dir DIR   # one graph, two protocols (a test)
+    python benchmarks/interval_coverage.py --quick [--out-dir DIR]   # one graph, two protocols (a test), into
+                                                                     # DIR or a new temporary folder
 
 For each profile and each held-out protocol of ``bench_models.py`` (``lobo``, ``batch_x4``, ``size_interior``,
 ``size_top``, ``size_bottom``), :func:`servopt.performance.evaluate.fit_profile` (what ``servopt fit`` runs: the
@@ -19,8 +20,9 @@ side from the same fits:
 
 Sets: ``fresh``: the fresh CPU graphs (``profiles/measured_cpu_fresh*.csv``, ``benchmarks/fresh_cpu.py``);
 ``gpu``: the H200 profiles and NVIDIA's published tables. Held-out input sizes lose their ``gflops`` (FLOPs from
-the polynomial in input size, as for a query without a graph). Results: ``benchmarks/results/
-interval_coverage.csv`` (per profile and protocol), ``interval_coverage_points.csv``, ``interval_coverage.png``.
+the polynomial in input size, as for a query without a graph). Results under ``--out-dir`` (default
+``benchmarks/results/``; with ``--quick`` a new temporary folder, named on stderr): ``interval_coverage.csv`` (per
+profile and protocol), ``interval_coverage_points.csv``, ``interval_coverage.png``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
+from _util import ROOT, output_dir, pyplot, save_figure, write_csv  # noqa: E402
 
 LEVEL = 0.9
 PROTOCOLS = ("lobo", "batch_x4", "size_interior", "size_top", "size_bottom")
@@ -122,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="fresh,gpu", help="comma-separated: fresh, gpu (default both)")
     parser.add_argument("--quick", action="store_true", help="one fresh graph, lobo and batch_x4 (a test)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="folder for the CSV and PNG files")
+    parser.add_argument("--out-dir", type=Path, default=None, help="folder for the CSV and PNG files (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    args.out_dir = output_dir(args.out_dir, quick=args.quick, name="interval_coverage", flag="--out-dir")
     names = ["fresh"] if args.quick else [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = [n for n in names if n not in ("fresh", "gpu")]
     if unknown:
@@ -143,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, args.out_dir / "interval_coverage.png")
     table = pd.DataFrame(rows)
     print(table[table.data.str.startswith("all ")].round(3).to_string(index=False))
+    print(f"wrote interval_coverage.csv, interval_coverage_points.csv and interval_coverage.png under "
+          f"{args.out_dir}", file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,8 @@
 memory rows and out-of-memory boundaries: the model ``servopt fit --oom-limit-mb`` uses beside the old ones.
 
     python benchmarks/max_batch_check.py          # H200 profiles + the CPU graphs measured under 3 limits
-    python benchmarks/max_batch_check.py --quick  # no measuring: the CPU runs stored by the last full run
+    python benchmarks/max_batch_check.py --quick  # no measuring: the CPU runs stored by the last full run,
+                                                  # results into a new temporary folder
 
 Methods (``benchmarks/_max_batch.py``): ``family + calibration`` (``MaxBatchModel(structure="family")`` +
 ``calibrate()`` on the out-of-memory boundaries of the training rows, as ``servopt fit --oom-limit-mb L``),
@@ -39,10 +40,12 @@ their boundaries, and predicts the held-out size's largest batch, compared with 
   ``--quick`` reuses them instead of measuring. ``--mem-pattern off`` profiles and scans with ONNX Runtime's
   memory pattern off (``servopt profile --mem-pattern off``; files ``..._nopattern*``).
 
-Writes ``benchmarks/results/max_batch_check.csv`` (one row per case and method: predicted, truth, ratio, above the
-truth yes / no, the margin the held-out size was predicted with and its basis, from ``largest_batch()``),
-``max_batch_check_summary.csv`` and
-``max_batch_check.png`` (also ``docs/img/``).
+Writes ``max_batch_check.csv`` (one row per case and method: predicted, truth, ratio, above the truth yes / no,
+the margin the held-out size was predicted with and its basis, from ``largest_batch()``),
+``max_batch_check_summary.csv`` and ``max_batch_check.png`` under ``--out-dir`` (default ``benchmarks/results/``),
+with a copy of the PNG in ``--img-dir`` (default ``docs/img/``). ``--quick`` reads the stored runs from
+``benchmarks/results/`` (or ``--stored-dir``) but writes to a new temporary folder (named on stderr) and makes no
+copy, unless ``--out-dir`` / ``--img-dir`` are given.
 
 **Another limit** (CPU, ``max_batch_check*_other_limit.csv``; summary rows ``CPU, another limit``): a profiled input
 size under a limit the model was not calibrated under. Each method is fitted and calibrated on one limit's run (every
@@ -64,7 +67,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _max_batch import METHODS, fit_memory_model, summarize, verdict  # noqa: E402
-from _util import RESULTS, ROOT, pyplot, save_figure, write_csv  # noqa: E402
+from _util import RESULTS, ROOT, image_dir, output_dir, pyplot, save_figure, write_csv  # noqa: E402
 from bench_models import H200_COLS, H200_LIMIT_MB, _load  # noqa: E402
 
 CPU_MODELS = ("resnet_like", "mobilenet_like")
@@ -298,10 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mem-pattern", choices=("on", "off"), default="on",
                         help="ONNX Runtime's memory pattern in every CPU run (servopt profile --mem-pattern); off "
                         "adds _nopattern to the file names")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img",
-                        help="copy of the PNG (not with --quick)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="folder for the CSV and PNG files (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
+    parser.add_argument("--img-dir", type=Path, default=None,
+                        help="copy of the PNG (default docs/img; none with --quick)")
     args = parser.parse_args(argv)
+    args.out_dir = output_dir(args.out_dir, quick=args.quick, name="max_batch_check", flag="--out-dir")
+    args.img_dir = image_dir(args.img_dir, quick=args.quick)
     prof = ROOT / "profiles"
     h200 = [prof / f"measured_H200_{m}_{d}.csv" for m in ("resnet50", "mobilenet_v3_large") for d in ("fp32", "fp16")]
     stem = "max_batch_check" if args.fresh_set is None else f"max_batch_check_fresh{args.fresh_set}"
@@ -339,13 +345,15 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(other.to_dict("records"), [*CASE_FIELDS, "calibrated_limit_mb"],
               args.out_dir / f"{stem}_other_limit.csv")
     write_csv(summary.to_dict("records"), SUMMARY_FIELDS, args.out_dir / f"{stem}_summary.csv")
-    plot(cases, [args.out_dir / f"{stem}.png"] + ([] if args.quick else [args.img_dir / f"{stem}.png"]))
+    plot(cases, [args.out_dir / f"{stem}.png"] + ([] if args.img_dir is None else [args.img_dir / f"{stem}.png"]))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(cases[CASE_FIELDS[:12]].to_string(index=False))
         print()
         print(summary.to_string(index=False))
     print(f"measuring the CPU runs took {measured_s:.0f} s; the whole check "
           f"{time.perf_counter() - start:.0f} s")
+    print(f"wrote {stem}*.csv and {stem}.png under {args.out_dir}"
+          + ("" if args.img_dir is None else f" (copy of the PNG in {args.img_dir})"), file=sys.stderr)
     return 0
 
 

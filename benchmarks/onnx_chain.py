@@ -1,8 +1,9 @@
 """The ONNX chain measured: profile -> fit -> solve -> verify with servopt commands only, repeated.
 
     python benchmarks/onnx_chain.py                 # 3 runs x (2 models profiled, 3 plans verified); ~10 min here
-    python benchmarks/onnx_chain.py --quick --out DIR   # 1 run, the text model, 2 batch sizes, short windows,
-                                                        # 1,000 images (tests/test_onnx_chain.py)
+    python benchmarks/onnx_chain.py --quick [--out DIR] # 1 run, the text model, 2 batch sizes, short windows,
+                                                        # 1,000 images (tests/test_onnx_chain.py); its CSVs go
+                                                        # to the work folder, not benchmarks/results
     python benchmarks/onnx_chain.py --replot            # tables and docs/img/onnx_chain.png from the results CSVs
 
 Each run, for each case (an ONNX file from examples/models and the example problem files that deploy it):
@@ -17,7 +18,8 @@ Each run, for each case (an ONNX file from examples/models and the example probl
 Every command's output goes to ``<out>/run<i>/<step>.log``; ``<out>/chain.json`` lists the commands and their exit
 codes. Results: ``onnx_chain.csv`` (one row per run and plan: predicted against measured) and
 ``onnx_chain_profiles.csv`` (every profiled point of every run: the run-to-run spread of the profile), in
-``--results`` (default benchmarks/results), and markdown tables on stdout (docs/verify.md).
+``--results`` (default benchmarks/results; with ``--quick`` the work folder), and markdown tables on stdout
+(docs/verify.md).
 """
 
 from __future__ import annotations
@@ -241,14 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3; --quick: 1)")
     parser.add_argument("--quick", action="store_true", help="the text model only, 2 batch sizes, short windows")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a new temporary folder)")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
-                        help="folder of onnx_chain.csv and onnx_chain_profiles.csv")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="folder of onnx_chain.csv and onnx_chain_profiles.csv (default benchmarks/results; "
+                        "with --quick the work folder)")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "onnx_chain.png",
                         help="PNG of predicted vs measured and of the profiles' spread (not written by --quick)")
     parser.add_argument("--replot", action="store_true", help="only print the tables and write the PNG from the "
                         "CSVs in --results")
     args = parser.parse_args(argv)
     if args.replot:
+        args.results = args.results or ROOT / "benchmarks" / "results"
         plan_rows = _read_csv(args.results / "onnx_chain.csv")
         profile_rows = _read_csv(args.results / "onnx_chain_profiles.csv")
         print(markdown(plan_rows, profile_rows))
@@ -260,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.out = Path(tempfile.mkdtemp(prefix="servopt-onnx-chain-"))
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.results is None:  # a quick run never replaces the committed results
+        args.results = args.out if args.quick else ROOT / "benchmarks" / "results"
     plan_rows, profile_rows, record = run_chain(args.out, runs=runs, quick=args.quick)
     (args.out / "chain.json").write_text(json.dumps(record, indent=2))
     _write_csv(plan_rows, args.results / "onnx_chain.csv")

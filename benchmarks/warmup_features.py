@@ -1,12 +1,14 @@
 """Warm-up models on servopt's measured profiles: LightGBM on every feature against the model structured by runtime.
 
     python benchmarks/warmup_features.py            # reads profiles/measured_*.csv, ~6 min
-    python benchmarks/warmup_features.py --quick    # 2-fold x 1, no plot, for the test
+    python benchmarks/warmup_features.py --quick    # 2-fold x 1, no plot, into a new temporary folder (a test)
 
-Writes under ``benchmarks/results/``: ``warmup_cv.csv`` (cross-validated error of each model, overall and per
-data group), ``warmup_offgrid.csv`` (warm-up off the profiled grid on the fresh CPU graphs), ``warmup_repeats.csv``
-(how far apart two warm-ups of the same point are: the noise of one run), ``warmup_top15.csv`` (LightGBM's 15 most
-important features) and ``warmup_features.png`` (also ``docs/img/``).
+Writes under ``--out-dir`` (default ``benchmarks/results/``): ``warmup_cv.csv`` (cross-validated error of each
+model, overall and per data group), ``warmup_offgrid.csv`` (warm-up off the profiled grid on the fresh CPU graphs),
+``warmup_repeats.csv`` (how far apart two warm-ups of the same point are: the noise of one run),
+``warmup_top15.csv`` (LightGBM's 15 most important features) and ``warmup_features.png`` (also ``--img-dir``,
+default ``docs/img/``). ``--quick`` writes only ``warmup_cv_quick.csv``, ``warmup_repeats_quick.csv`` and
+``warmup_offgrid_quick.csv``, to a new temporary folder (named on stderr) unless ``--out-dir`` is given.
 
 Method
 ------
@@ -65,7 +67,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import ROOT, image_dir, output_dir  # noqa: E402
 
 
 def load_rows(paths: list[str]) -> tuple[Any, np.ndarray]:
@@ -340,10 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", nargs="*", default=fresh_rounds(),
                         help="the kept runs' every-round files of benchmarks/fresh_cpu.py (default: "
                         "benchmarks/results/fresh_cpu<set>_rounds.csv)")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks/results")
-    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs/img")
+    parser.add_argument("--out-dir", type=Path, default=None, help="folder for the CSVs and the PNG (default "
+                        "benchmarks/results; with --quick a new temporary folder)")
+    parser.add_argument("--img-dir", type=Path, default=None, help="folder for a copy of the PNG (default docs/img)")
     parser.add_argument("--quick", action="store_true", help="2-fold x 1 repeat, no plot (for tests)")
     args = parser.parse_args(argv)
+    args.out_dir = output_dir(args.out_dir, quick=args.quick, name="warmup_features", flag="--out-dir")
+    args.img_dir = image_dir(args.img_dir, quick=args.quick)
     if not args.profiles:
         print("no profiles/measured_*.csv found", file=sys.stderr)
         return 2
@@ -378,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         print("off the grid, fresh CPU graphs (MAPE %, mean over the profiles):")
         print(offgrid.pivot_table(index="model", columns="protocol", values="mape_pct", aggfunc="mean",
                                   sort=False).round(1).to_string())
+    print(f"wrote warmup_cv{suffix}.csv, warmup_repeats{suffix}.csv and warmup_offgrid{suffix}.csv under "
+          f"{args.out_dir}", file=sys.stderr)
     if args.quick:
         return 0
     # importances where the hardware monitor was recorded (the fresh graphs' profiles keep no hw.* columns)
@@ -394,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"{len(y)} points, {folds}-fold x {repeats} CV, MAPE:\n" +
              "\n".join(f"{k} {v:.1f} %" for k, v in pick.items() if not k.startswith("reference")))
     shown = {name.split(" (")[0]: np.mean(oofs[name], axis=0) for name, _ in (MODELS[0], MODELS[2])}
-    plot(top, y, group, shown, title, [args.out_dir / "warmup_features.png", args.img_dir / "warmup_features.png"])
+    plot(top, y, group, shown, title, [args.out_dir / "warmup_features.png"]
+         + ([] if args.img_dir is None else [args.img_dir / "warmup_features.png"]))
     return 0
 
 

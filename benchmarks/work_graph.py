@@ -1,7 +1,7 @@
 """Latency at an unprofiled input size: the work of a batch from the graph's FLOPs against pixels x batch.
 
     python benchmarks/work_graph.py            # profiles two graphs on this CPU (a few minutes), writes the CSVs
-    python benchmarks/work_graph.py --quick    # tiny grid, one round, for the test
+    python benchmarks/work_graph.py --quick    # tiny grid, one round, into a new temporary folder (a test)
 
 Method
 ------
@@ -19,9 +19,10 @@ Method
   held-out queries with the graph's FLOPs (``servopt predict --graph``);
 - error: absolute percentage error of each held-out row's latency, MAPE per model and size and overall.
 
-Writes ``benchmarks/results/work_graph_points.csv`` (every measured point: median latency over the rounds, the
-fastest and slowest round), ``work_graph.csv`` (every held-out row: measured, the three predictions) and
-``work_graph_summary.csv`` (MAPE per graph, held-out size and model, and overall).
+Writes ``work_graph_points.csv`` (every measured point: median latency over the rounds, the fastest and slowest
+round), ``work_graph.csv`` (every held-out row: measured, the three predictions) and ``work_graph_summary.csv``
+(MAPE per graph, held-out size and model, and overall) under ``--out-dir`` (default ``benchmarks/results/``; with
+``--quick`` a new temporary folder, named on stderr).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import output_dir  # noqa: E402
+
 FIT_SIZES, HELD_OUT, BATCHES = (64, 96, 128), (160, 176), (1, 2, 4, 8, 16)
 QUICK = dict(fit=(32, 48, 64), held=(80,), batches=(1, 2, 4), rounds=1, budget=0.02, repeats=3)
 FULL = dict(fit=FIT_SIZES, held=HELD_OUT, batches=BATCHES, rounds=3, budget=0.4, repeats=30)
@@ -118,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny grid, one round (for the test)")
     parser.add_argument("--rounds", type=int, help="passes over the grid (default 3; --quick 1)")
-    parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"), help="where the CSVs go")
+    parser.add_argument("--out-dir", type=Path, default=None, help="where the CSVs go (default benchmarks/results; "
+                        "with --quick a new temporary folder)")
     args = parser.parse_args(argv)
+    out = output_dir(args.out_dir, quick=args.quick, name="work_graph", flag="--out-dir")
     settings = dict(QUICK if args.quick else FULL)
     if args.rounds:
         settings["rounds"] = args.rounds
@@ -127,13 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         points = measure(settings, Path(tmp), progress=not args.quick)
     held = evaluate(points, tuple(settings["fit"]))
     summary = summarise(held)
-    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     points.to_csv(out / "work_graph_points.csv", index=False, float_format="%.6g")
     held.to_csv(out / "work_graph.csv", index=False, float_format="%.6g")
     summary.to_csv(out / "work_graph_summary.csv", index=False, float_format="%.4f")
     with np.printoptions(precision=3):
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote work_graph_points.csv, work_graph.csv and work_graph_summary.csv under {out}", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 DESCRIPTION = """Run a benchmark of servopt's checkout: each is one script under benchmarks/ that writes a CSV and a
 PNG under benchmarks/results/ (summarised in docs/benchmarks.md). --quick runs tiny sizes once (a smoke test) and
-writes to a new temporary folder unless --out says otherwise, so the committed results stay as they are.
+writes to a new temporary folder, named on stderr, unless --out says otherwise, so the committed results (and the
+docs' images) stay as they are. The scripts do the same when run directly with --quick.
 
 The scripts are not part of the installed package: this command needs a servopt source checkout (an editable
 install), or --dir pointing at its benchmarks/ folder."""
@@ -24,7 +25,11 @@ EPILOG = """examples:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A script, what it measures, its quick arguments, and whether it takes ``--out DIR``."""
+    """A script, what it measures, its quick arguments, and whether this command passes it ``--out DIR``.
+
+    A script with ``takes_out=False`` must choose a temporary folder itself for its quick arguments (as every
+    script in benchmarks/ does for ``--quick``).
+    """
 
     script: str
     summary: str
@@ -62,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="where the CSV and PNG go (default benchmarks/results, or a new temporary folder "
-                             "with --quick)")
+                             "with --quick: never the committed results unless DIR is benchmarks/results)")
     parser.add_argument("--dir", metavar="BENCHMARKS", default=None,
                         help="the benchmarks/ folder (default: the one beside this servopt checkout)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
@@ -90,6 +95,38 @@ def benchmarks_dir(given: str | None) -> Path:
     return folder
 
 
+def output_folder(name: str, out: str | None, quick: bool) -> str | None:
+    """The ``--out`` this command passes to benchmark ``name``'s script.
+
+    ``out`` as given (benchmarks/results too, when asked for); for ``quick`` without ``out``, a new temporary
+    folder, named on stderr, so that a smoke run never replaces the committed results; else ``None`` (the
+    script's default, benchmarks/results). ``None`` too for a script that takes no ``--out`` (it makes its own
+    temporary folder for ``--quick``); giving it ``out`` is a usage error.
+
+    Examples
+    --------
+    >>> output_folder("pipeline", "/tmp/bench", quick=True)
+    '/tmp/bench'
+    >>> output_folder("pipeline", None, quick=False) is None
+    True
+    """
+    from servopt.exceptions import ValidationError
+
+    bench = BENCHMARKS[name]
+    if not bench.takes_out:
+        if out is not None:
+            raise ValidationError(
+                f"benchmark {name!r} takes no --out here; its --quick writes to a new temporary folder, and "
+                f"`python benchmarks/{bench.script} --out DIR` writes where you choose")
+        return None
+    if out is None and quick:
+        import tempfile
+
+        out = tempfile.mkdtemp(prefix=f"servopt-bench-{name}-")
+        print(f"servopt: --quick writes to {out} (give --out DIR to choose)", file=sys.stderr)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from servopt.exceptions import ValidationError
 
@@ -110,16 +147,8 @@ def run(args: argparse.Namespace) -> int:
     cmd = [sys.executable, str(script)]
     if args.quick:
         cmd += list(bench.quick)
-    out = args.out
-    if out is None and args.quick and bench.takes_out:
-        import tempfile
-
-        out = tempfile.mkdtemp(prefix=f"servopt-bench-{args.name}-")
-        print(f"servopt: --quick writes to {out} (give --out DIR to choose)", file=sys.stderr)
+    out = output_folder(args.name, args.out, args.quick)
     if out is not None:
-        if not bench.takes_out:
-            raise ValidationError(f"benchmark {args.name!r} ({bench.script}) writes to benchmarks/results/ only; "
-                                  "it takes no --out")
         Path(out).mkdir(parents=True, exist_ok=True)
         cmd += ["--out", out]
     cmd += extra
