@@ -115,7 +115,8 @@ def test_a_panel_inside_one_decade_still_labels_two_values(efficientnet, tmp_pat
     """The V100 EfficientNet-B0 AMP panel spans 16-60 ms: no power of ten inside it."""
     models, reports = efficientnet
     fig = drawn(reports["latency"], models, tmp_path / "eff.png", monkeypatch)
-    ((ax, _),) = [(ax, g) for ax, g in panels(fig, reports["latency"]) if g.label.startswith("efficientnet-b0-amp V100")]
+    ((ax, _),) = [(ax, g) for ax, g in panels(fig, reports["latency"])
+                  if g.label.startswith("efficientnet-b0-amp V100")]
     lo, hi = ax.get_ylim()
     assert np.floor(np.log10(lo)) == np.floor(np.log10(hi))  # the case: one decade
     labels = visible_labels(ax.yaxis, (lo, hi))
