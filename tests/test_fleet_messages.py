@@ -314,3 +314,15 @@ def test_the_key_table_lists_every_top_level_key():
     # weights: the objective row
     assert allowed - first == {"problem", "name", "triton", "weights"}
     assert "0.5 < q < 1" in table and "weights" in table
+
+
+@pytest.mark.parametrize("policy", ["fleet_ffd", "fleet_one_per_gpu", "fleet_cheapest_type"])
+def test_a_baseline_that_fails_says_when_no_plan_exists(policy):
+    """A baseline's failure ("first-fit decreasing ran out of GPUs for 'b'") did not say that no method could
+    succeed; where one model alone proves it, the reason follows."""
+    from servopt.policies import run_policy
+
+    sol = run_policy(fleet(b_slo_ms=5, b_slo="p99"), policy)
+    assert sol.status.value == "infeasible"
+    assert sol.message.endswith("; no plan exists: model 'b': no GPU type with count > 0 has a batch that meets "
+                                "slo_ms 5 (p99: 2 x latency <= slo_ms; best: L4 batch 1, 2 x 5 ms = 10 ms)")

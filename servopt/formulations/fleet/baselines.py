@@ -25,6 +25,16 @@ from servopt.result import Status
 __all__ = ["one_per_gpu", "cheapest_type", "ffd", "FLEET_POLICIES"]
 
 
+def _why(problem: Any, failed: str) -> str:
+    """A heuristic's failure, followed by why no plan at all exists where one model alone shows it
+    (:func:`~servopt.formulations.fleet.diagnose.reason`): the heuristic's own words alone did not say whether a
+    better method could succeed."""
+    from servopt.formulations.fleet.diagnose import reason
+
+    proof = reason(problem)
+    return failed if proof is None else f"{failed}; no plan exists: {proof}"
+
+
 def _solo(problem: Any, i: int, gtype: Any) -> Pattern | None:
     """The best single-instance pattern of model ``i`` alone on a whole GPU of ``gtype``."""
     perf = problem.performance(problem.models[i], gtype.name)
@@ -54,7 +64,7 @@ def _dedicated(problem: Any, order_types: Any) -> tuple[Status, Any, str]:
             if need <= 1e-9 * problem.required_rps(m):
                 break
         if need > 1e-9 * problem.required_rps(m):
-            return Status.INFEASIBLE, None, f"model {m.name!r} cannot be covered on dedicated GPUs"
+            return Status.INFEASIBLE, None, _why(problem, f"model {m.name!r} cannot be covered on dedicated GPUs")
     return _checked(problem, gpus)
 
 
@@ -171,7 +181,8 @@ def ffd(problem: Any) -> tuple[Status, Any, str]:
                         if best is None or score < best[0]:
                             best = (score, g, profile, slices, pat)
             if best is None:
-                return Status.INFEASIBLE, None, f"first-fit decreasing ran out of GPUs for {problem.models[i].name!r}"
+                return Status.INFEASIBLE, None, _why(
+                    problem, f"first-fit decreasing ran out of GPUs for {problem.models[i].name!r}")
             _, g, profile, slices, pat = best
             left[g.name] -= 1
             gpus.append([g.name, None if profile is None else (profile,) * slices])
