@@ -53,7 +53,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                           quick=("--rounds", "2", "--cli-runs", "1", "--cli-size", "5", "5")),
     "backends": Benchmark("bench_backends.py", "every backend on several model classes (the evidence for auto)",
                           quick=("--runs", "1")),
-    "simulate": Benchmark("bench_simulate.py", "the serving simulator on solved plans", takes_out=False),
+    "simulate": Benchmark("bench_simulate.py", "the serving simulator on solved plans"),
     "scale": Benchmark("bench_scale.py", "large inputs: 1.5 M-row profiles through load_profile and servopt fit, "
                        "10 MB YAML and JSON problem files (wall time, peak RSS)"),
     "fleet": Benchmark("bench_fleet.py", "fleet planning from 5 to 500 models on up to 1,000 GPUs of 5 types: "
