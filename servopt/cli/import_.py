@@ -120,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         table = profiles.load_profile(args.files)
     frame = table.frame
     if args.output:
+        try:  # missing folders are created, as by every servopt writer (servopt/cli/_output.py)
+            Path(args.output).absolute().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValidationError(f"-o {args.output}: cannot create its folder ({exc.strerror or exc})") from None
         profiles.write_profile(frame, args.output)
         where = args.output
     else:

@@ -4,8 +4,9 @@ CSV (SPEC §7)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from servopt.exceptions import ValidationError
 from servopt.progress import progress_enabled
@@ -56,7 +57,9 @@ exit codes:
   0  measured (at least one row written)
   1  measured nothing (every point out of memory, or --total-budget spent before the first point); no file written
   2  bad input or usage, e.g. --device cuda without onnxruntime-gpu, or without a CUDA build of torch
-     (refused before measuring)"""
+     (refused before measuring)
+  130  interrupted (Ctrl-C); OUT.csv keeps every point measured so far (the message says how many rows):
+     run the same command again with --resume to finish"""
 
 
 def _int_list(flag: str, text: str) -> list[int]:
@@ -139,14 +142,20 @@ def run(args: argparse.Namespace) -> int:
         if args.mem_pattern != "on":
             raise ValidationError("--mem-pattern off needs --runtime onnxruntime (an ONNX Runtime session option; "
                                   "torch has no memory pattern)")
-        result = _run_torch(args)
+        measure = _run_torch
     else:
         if args.dtype != "fp32":
             raise ValidationError("--dtype needs --runtime torch (ONNX Runtime runs the model in the precision it "
                                   "was exported in)")
         if args.device == "cuda":
             _check_cuda()
-        result = _run_onnx(args)
+        measure = _run_onnx
+    before = _file_state(args.output)
+    try:
+        result = measure(args)
+    except KeyboardInterrupt:
+        _report_interrupt(args.output, before)
+        return 130
     return _report(result)
 
 
@@ -183,21 +192,70 @@ def _report(result: Any) -> int:
         why = (f"stopped early: {result.stopped}" if result.stopped else
                "every point was out of memory" if result.oom else "no point was measured")
         print(f"servopt profile: measured nothing ({why}); no output written", file=sys.stderr)
+        # each OOM point's reason and memory reached, on stdout as after a run that wrote rows (stderr: one line)
+        _report_points(result, sys.stdout, written=False)
         return 1
     print(f"wrote {result.path}: {len(result.rows)} rows ({result.measured} points measured now) in "
           f"{result.elapsed_s:.1f} s")
-    for oom in result.oom:
-        print(f"  out of memory at cores={oom.get('cores')} input_size={oom['input_size']} "
-              f"batch_size={oom['batch_size']} ({oom['reason']}, {oom['memory_mb']:.0f} MiB); larger batches "
-              "skipped, recorded as oom_batch_size")
-    for found in result.max_batch:
-        boundary = (f"out of memory from {found['oom_batch']}" if found["oom_batch"] is not None else
-                    "no out of memory up to the search cap")
-        where = " ".join(f"{key}={found[key]}" for key in ("cores", "input_size") if key in found)
-        print(f"  {where}: largest batch that fits {found['max_batch']} ({boundary}; {len(found['trials'])} trials)")
+    _report_points(result, sys.stdout, written=True)
     if result.stopped:
         print(f"  stopped early: {result.stopped}; run again with --resume to finish", file=sys.stderr)
     return 0
+
+
+def _report_points(result: Any, stream: TextIO, *, written: bool) -> None:
+    """One line per out-of-memory point (reason, memory reached) and per searched boundary."""
+    recorded = ", recorded as oom_batch_size" if written else ""
+    for oom in result.oom:
+        memory = oom.get("memory_mb")
+        reached = f", {memory:.0f} MiB" if isinstance(memory, (int, float)) else ""
+        where = " ".join(f"{key}={oom[key]}" for key in ("cores", "input_size", "batch_size")
+                         if oom.get(key) is not None)
+        print(f"  out of memory at {where} ({oom['reason']}{reached}); larger batches skipped{recorded}",
+              file=stream)
+    for found in result.max_batch:
+        boundary = (f"out of memory from {found['oom_batch']}" if found["oom_batch"] is not None else
+                    "no out of memory up to the search cap")
+        where = " ".join(f"{key}={found[key]}" for key in ("cores", "input_size") if found.get(key) is not None)
+        print(f"  {where}: largest batch that fits {found['max_batch']} ({boundary}; {len(found['trials'])} trials)",
+              file=stream)
+
+
+def _file_state(path: str) -> tuple[int, int, int] | None:
+    """``(inode, size, mtime_ns)`` of ``path``, None where it does not exist: tells whether a run rewrote it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _report_interrupt(path: str, before: tuple[int, int, int] | None) -> None:
+    """Ctrl-C during the grid: say what OUT.csv holds (it is rewritten atomically after every point, so it is a
+    complete profile of the points measured so far) and how to finish the run."""
+    after = _file_state(path)
+    if after is None:
+        print("servopt profile: interrupted before the first point was measured; no output written",
+              file=sys.stderr)
+        return
+    rows = _count_rows(path)
+    held = f"{rows} rows" if rows is not None else "the rows measured so far"
+    if after == before:
+        print(f"servopt profile: interrupted before a new point was measured; {path} is as it was ({held})",
+              file=sys.stderr)
+        return
+    print(f"servopt profile: interrupted; kept {held} in {path} (every point measured so far, each complete; "
+          "the grid is not finished); run the same command again with --resume to finish it", file=sys.stderr)
+
+
+def _count_rows(path: str) -> int | None:
+    import csv
+
+    try:
+        with open(path, newline="") as fh:
+            return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
 
 
 def _check_cuda() -> None:

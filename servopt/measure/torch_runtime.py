@@ -105,7 +105,8 @@ def profile_torch(
     cores : int, optional
         ``torch.set_num_threads`` on CPU (the ``cores`` column); default: torch's own setting. Not used on GPU.
     repeats, min_repeats, time_budget_s, total_budget_s, max_cv, output, resume, force, progress, seed, on_point
-        As in :func:`servopt.measure.profiler.profile_model`.
+        As in :func:`servopt.measure.profiler.profile_model`. As there, a resumed point is ``(cores, input_size,
+        batch_size)``: rows of other cores are kept, and this run's cores are measured where they are missing.
     memory_limit_mb : float, optional
         Memory limit in MiB (on GPU enforced by PyTorch's allocator, see above).
     find_max_batch : bool
@@ -168,8 +169,12 @@ def profile_torch(
               "cores": torch.get_num_threads() if device == "cpu" else None}
 
     rows: list[dict[str, Any]] = read_existing(out, meta) if (out is not None and resume and out.exists()) else []
-    done = {(int(r["input_size"]), int(r["batch_size"])) for r in rows}
-    stopped = {int(r["input_size"]) for r in rows if r.get("oom_batch_size")}
+    # a point is (cores, input size, batch), as in the ONNX Runtime profiler: a resumed file's rows of other cores
+    # (another --cores, or a GPU run's empty cores) are kept and this run's cores are measured in full
+    cores_now = labels["cores"]
+    done = {(_cores_key(r.get("cores")), int(r["input_size"]), int(r["batch_size"])) for r in rows}
+    stopped = {int(r["input_size"]) for r in rows
+               if r.get("oom_batch_size") and _cores_key(r.get("cores")) == cores_now}
     run = ProfileRun(rows=rows, path=out)
     start = time.perf_counter()
     if memory_limit_mb is not None:
@@ -200,13 +205,17 @@ def profile_torch(
         point["load_time_s"] = load_time_s
         return point
 
+    def sweep_of(s: int) -> dict[str, Any]:
+        """The columns that select one sweep's rows (cores only on CPU: a GPU run's rows have none)."""
+        return {"input_size": s} if cores_now is None else {"cores": cores_now, "input_size": s}
+
     def record(s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
         def make_row(p: dict[str, Any]) -> dict[str, Any]:
             row = dict(meta, input_size=s, batch_size=b, **labels, **p, **work(s), oom_batch_size=None)
             row["throughput_rps"] = b / (row["latency_ms"] / 1e3)
             return row
 
-        row = record_point(run, rows, {"input_size": s, "cores": labels["cores"]}, b, point, out, on_point, make_row)
+        row = record_point(run, rows, {"input_size": s, "cores": cores_now}, b, point, out, on_point, make_row)
         if "reason" in row:
             stopped.add(s)
         return row
@@ -214,10 +223,10 @@ def profile_torch(
     try:
         with torch.inference_mode():
             for s in grid_s:
-                if any((s, b) not in done for b in grid_b) and s not in stopped:
+                if any((cores_now, s, b) not in done for b in grid_b) and s not in stopped:
                     work(s)  # FLOPs of one sample, counted once per size before its timed runs
                 for b in grid_b:
-                    if (s, b) in done or s in stopped:
+                    if (cores_now, s, b) in done or s in stopped:
                         bar.update(1)
                         continue
                     if total_budget_s is not None and time.perf_counter() - start > total_budget_s:
@@ -235,7 +244,7 @@ def profile_torch(
                         return _fits(torch, dev, module, b, s, torch_dtype, memory_limit_mb, baseline, seed)
 
                     try:
-                        search_boundary(run, rows, {"input_size": s}, max_batch_cap, lambda b, s=s: measure(s, b),
+                        search_boundary(run, rows, sweep_of(s), max_batch_cap, lambda b, s=s: measure(s, b),
                                         lambda b, point, s=s: record(s, b, point), fits,
                                         functools.partial(write_rows, out, rows))
                     except OutOfTime:
@@ -249,6 +258,11 @@ def profile_torch(
         dev.close()
         run.elapsed_s = time.perf_counter() - start
     return run
+
+
+def _cores_key(value: Any) -> int | None:
+    """A row's ``cores`` as a resume key: an int, or None where the cell is empty (a GPU run)."""
+    return None if value is None or value == "" else int(value)
 
 
 def load_torch_model(spec: str, torch: Any) -> Any:

@@ -263,6 +263,8 @@ def _read_one_perf_analyzer(path: Path, *, model: str, hardware: str, batch_size
             origin[column] = name
             accepted = "a number" if factor == 1.0 else "a number of microseconds"
             raw[column] = _required_numbers(cells, name, where, path, accepted, factor)
+            if column in ("concurrency", "request_rate"):
+                _positive(raw[column], cells, name, where, path, "a number > 0 (the load perf_analyzer drove)")
         elif name in _PA_GPU_COLUMNS:
             column, how, factor = _PA_GPU_COLUMNS[name]
             origin[column] = name
@@ -305,11 +307,38 @@ def _instance_group(cells: pd.Series, where: Sequence[str],
                 if "," in text else ""
             raise ValidationError(f"{path}: {where[i]}, column 'Instance Group': expected '<count>:<KIND>' such as "
                                   f"'2:GPU', or groups joined with ' + ', got {text[:60]!r}{hint}")
+        zero = next((m.group(0).strip() for m in matches if m and int(m.group(1)) < 1), None)
+        if zero is not None:
+            raise ValidationError(f"{path}: {where[i]}, column 'Instance Group': expected a count >= 1 in each "
+                                  f"'<count>:<KIND>' group (a config serves with at least one instance), got "
+                                  f"{zero!r} in {text[:60]!r}")
         counts.append(sum(int(m.group(1)) for m in matches if m))
         kinds.append("+".join(m.group(2).upper() for m in matches if m))
         gpu = [int(m.group(1)) for m in matches if m and m.group(2).upper() == "GPU"]
         on_gpus.append(sum(gpu) if gpu else None)
     return counts, kinds, on_gpus
+
+
+def _positive(values: np.ndarray, cells: pd.Series, name: str, where: Sequence[str], path: Path,
+              accepted: str) -> np.ndarray:
+    """``values`` (read from ``cells``), refused at the first that is not > 0, naming the file's cell."""
+    bad = np.flatnonzero(~(values > 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValidationError(f"{path}: {where[i]}, column {name!r}: expected {accepted}, got {cells.iloc[i]!r}")
+    return values
+
+
+def _max_batch_sizes(cells: pd.Series, where: Sequence[str], path: Path) -> np.ndarray:
+    """``Max Batch Size``: whole numbers >= 0 (Triton's ``max_batch_size``; 0 is a model without batching)."""
+    accepted = "an integer >= 0 (the config's max_batch_size)"
+    values = _required_numbers(cells, "Max Batch Size", where, path, accepted)
+    bad = np.flatnonzero((values < 0) | (values != np.floor(values)))
+    if bad.size:
+        i = int(bad[0])
+        raise ValidationError(f"{path}: {where[i]}, column 'Max Batch Size': expected {accepted}, got "
+                              f"{cells.iloc[i]!r}")
+    return values
 
 
 def _ma_numbers(cells: pd.Series, name: str, where: Sequence[str], path: Path) -> np.ndarray:
@@ -395,11 +424,11 @@ def read_model_analyzer(paths: str | Path | Sequence[str | Path], *, hardware: s
     cells = {name: _column(rows, header, name) for name in header}
     models = parse_texts(cells["Model"], "Model", where, str(path))
     batch = _required_numbers(cells["Batch"], "Batch", where, path, "a batch size (integer >= 1)")
-    load = _required_numbers(cells[load_name], load_name, where, path, "a number")
+    load = _positive(_required_numbers(cells[load_name], load_name, where, path, "a number > 0"), cells[load_name],
+                     load_name, where, path, "a number > 0 (the load perf_analyzer drove)")
     configs = parse_texts(cells["Model Config Path"], "Model Config Path", where, str(path))
     counts, kinds, on_gpus = _instance_group(cells["Instance Group"], where, path)
-    raw["max_batch_size"] = _required_numbers(cells["Max Batch Size"], "Max Batch Size", where, path,
-                                              "an integer (the config's max_batch_size)")
+    raw["max_batch_size"] = _max_batch_sizes(cells["Max Batch Size"], where, path)
     for name, column in _MA_METRICS.items():
         if name in cells:
             raw[column] = _ma_numbers(cells[name], name, where, path)
