@@ -37,7 +37,8 @@ def test_profiler_sessions_and_label(tmp_path: Path, profiler_session, mem_patte
     onnx = save_model(tiny_cnn(), tmp_path / "tiny.onnx")
     run = profiler.profile_model(onnx, [1, 2], [32], repeats=1, min_repeats=1, time_budget_s=0.01,
                                  output=tmp_path / "p.csv", mem_pattern=mem_pattern)
-    assert seen[1:] == [mem_pattern, mem_pattern]  # both points' sessions (the first one only reads the inputs)
+    # the warm-up's session and both points' (the first one only reads the inputs)
+    assert seen[1:] == [mem_pattern, mem_pattern, mem_pattern]
     labels = [r.get("mem_pattern") for r in run.rows]
     assert labels == ([None, None] if mem_pattern else ["off", "off"])
     from servopt.profiles import load_profile
@@ -269,10 +270,10 @@ def test_resume_refuses_another_setting(tmp_path: Path) -> None:
     out = tmp_path / "p.csv"
     profiler.profile_model(onnx, [1], [32], output=out, mem_pattern=False, **common)
     before = out.read_bytes()
-    with pytest.raises(ValidationError, match=r"row 2, column 'mem_pattern': 'off' differs from this run's None; "
-                                              r"resume with the --mem-pattern"):
+    with pytest.raises(ValidationError, match=r"row 1 \(line 2\), column 'mem_pattern': 'off' differs from this "
+                                              r"run's empty; resume with the --mem-pattern"):
         profiler.profile_model(onnx, [1, 2], [32], output=out, resume=True, **common)
-    with pytest.raises(ValidationError, match=r"column 'oom_limit_mb': None differs from this run's 500.0; resume "
+    with pytest.raises(ValidationError, match=r"column 'oom_limit_mb': empty differs from this run's 500.0; resume "
                                               r"with the --memory-limit-mb"):
         profiler.profile_model(onnx, [1, 2], [32], output=out, resume=True, mem_pattern=False, memory_limit_mb=500,
                                **common)

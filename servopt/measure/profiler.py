@@ -1,5 +1,8 @@
 """Measure an ONNX model with ONNX Runtime over a grid of cores x input sizes x batch sizes (SPEC §7).
 
+Before the first point, an unmeasured warm-up (one session, its first run and one more, at the grid's smallest
+point, without the memory limit) takes the process's one-time costs (ONNX Runtime's thread pools and kernel tables,
+modules imported on first use: about 8 MiB of RSS for a MobileNet-like) out of the first point's ``memory_mb``.
 For each point of the grid, in this order: ``for cores: for input_size: for batch_size (ascending)``:
 
 1. a fresh :class:`onnxruntime.InferenceSession` is created with ``intra_op_num_threads = cores`` (its
@@ -37,8 +40,8 @@ reached and the reason. With ``find_max_batch`` the boundary of each sweep is th
 grid lacks it.
 
 **Writing.** After every point the whole table is rewritten atomically (temporary file + ``os.replace``), so an
-interrupted run (Ctrl-C, crash, an exception from ``on_point``) leaves a valid CSV with every point measured so
-far; ``resume=True`` keeps those rows and measures only the missing points.
+interrupted run (Ctrl-C, crash, an exception from ``on_point``) leaves a valid file (CSV, or Parquet for an output
+ending in ``.parquet`` / ``.pq``) with every point measured so far; ``resume=True`` keeps those rows and measures only the missing points.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from servopt.measure.max_batch_search import ARENA_STEPS, OutOfTime, search_boun
 from servopt.measure.sweep import (
     PROFILE_COLUMNS,
     ProfileRun,
+    check_output_format,
     check_positive,
     coefficient_of_variation,
     is_oom_error,
@@ -112,9 +116,11 @@ def profile_model(
     ----------
     model : str or Path
         An ONNX file whose inputs have a dynamic (or matching) batch dimension and, for 4-D image inputs,
-        dynamic (or matching) spatial dimensions (NCHW or NHWC).
+        dynamic (or matching) spatial dimensions (NCHW or NHWC). Sizes the inputs cannot take are refused before
+        anything is measured.
     batch_sizes, input_sizes, cores : iterable of int
-        The grid; each value a positive integer. ``cores`` is ONNX Runtime's intra-op thread count.
+        The grid; each value a positive integer. ``cores`` is ONNX Runtime's intra-op thread count. A model
+        without a 4-D image input takes one input size (the ``input_size`` label of its rows).
     repeats, min_repeats : int
         At most ``repeats`` and at least ``min_repeats`` steady-state runs per point.
     time_budget_s : float
@@ -130,8 +136,9 @@ def profile_model(
     max_batch_cap : int
         Largest batch the boundary search tries.
     output : str or Path, optional
-        CSV rewritten atomically after every measured point (never written while no point has a row). It must
-        not exist unless ``resume`` or ``force`` is true.
+        Profile rewritten atomically after every measured point (never written while no point has a row): Parquet
+        for ``.parquet`` / ``.pq``, CSV for ``.csv`` (another ending is refused). It must not exist unless
+        ``resume`` or ``force`` is true.
     resume : bool
         Keep the rows already in ``output`` and measure only the points it lacks.
     force : bool
@@ -147,7 +154,7 @@ def profile_model(
     progress : bool
         Show a tqdm progress bar on stderr.
     seed : int
-        Seed of the random input tensors.
+        Seed of the random input tensors, a non-negative integer.
     on_point : callable, optional
         Called after each point has been written, with its row (for an OOM point: the entry appended to
         :attr:`ProfileRun.oom`).
@@ -176,27 +183,32 @@ def profile_model(
     from servopt.measure.hwmon import HardwareMonitor, hardware_name
 
     model = Path(model)
-    grid_b = positive_ints(batch_sizes, "batch_sizes")
-    grid_s = positive_ints(input_sizes, "input_sizes")
-    grid_c = positive_ints(cores, "cores")
-    repeats = positive_ints([repeats], "repeats")[0]
-    min_repeats = min(positive_ints([min_repeats], "min_repeats")[0], repeats)
-    check_positive(time_budget_s, "time_budget_s")
+    # messages name the CLI flag first, then this function's parameter
+    grid_b = positive_ints(batch_sizes, "--batch-sizes (batch_sizes)")
+    grid_s = positive_ints(input_sizes, "--input-sizes (input_sizes)")
+    grid_c = positive_ints(cores, "--cores (cores)")
+    repeats = positive_ints([repeats], "--repeats (repeats)")[0]
+    min_repeats = min(positive_ints([min_repeats], "--min-repeats (min_repeats)")[0], repeats)
+    check_positive(time_budget_s, "--time-budget (time_budget_s)")
     if total_budget_s is not None:
-        check_positive(total_budget_s, "total_budget_s")
+        check_positive(total_budget_s, "--total-budget (total_budget_s)")
     if memory_limit_mb is not None:
-        check_positive(memory_limit_mb, "memory_limit_mb")
+        check_positive(memory_limit_mb, "--memory-limit-mb (memory_limit_mb)")
     max_batch_cap = positive_ints([max_batch_cap], "max_batch_cap")[0]
     if find_max_batch and memory_limit_mb is None:
         raise ValidationError("find_max_batch (--find-max-batch) needs memory_limit_mb (--memory-limit-mb): the "
                               "boundary is searched under that limit")
     if max_cv is not None:
-        check_positive(max_cv, "max_cv")
+        check_positive(max_cv, "--max-cv (max_cv)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValidationError(f"--seed (seed): expected a non-negative integer (the random inputs' seed), got "
+                              f"{seed!r}")
     if device not in ("cpu", "cuda"):
         raise ValidationError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     if not model.is_file():
         raise ValidationError(f"{model}: no such ONNX file")
     out = Path(output) if output is not None else None
+    check_output_format(out)
     if out is not None and out.exists() and not (resume or force):
         raise ValidationError(f"{out}: the output file exists; pass resume=True (--resume) to keep its rows and "
                               "measure the missing points, or choose another path")
@@ -222,7 +234,7 @@ def profile_model(
         meta["mem_pattern"] = "off"
     model_bytes = model.read_bytes()
     feeds_spec = _input_spec(ort, model_bytes, model, providers)
-    _check_sizes(feeds_spec, grid_s, model)
+    _check_sizes(feeds_spec, grid_s, model, grid_b, find_max_batch)
     work = _work_columns(model, feeds_spec)
 
     rows: list[dict[str, Any]] = read_existing(out, meta) if (out is not None and resume and out.exists()) else []
@@ -234,7 +246,8 @@ def profile_model(
                    memory_limit_mb=memory_limit_mb, max_cv=max_cv, device=device, total_budget_s=total_budget_s,
                    run=run, out=out, on_point=on_point, meta=meta, work=work, bar=bar, mem_pattern=mem_pattern,
                    monitor=HardwareMonitor(gpu=None if device == "cuda" else False),
-                   stopped_sweeps={(int(r["cores"]), int(r["input_size"])) for r in rows if r.get("oom_batch_size")})
+                   stopped_sweeps={(int(r["cores"]), int(r["input_size"])) for r in rows if r.get("oom_batch_size")},
+                   warm_up=(grid_c[0], grid_s[0], grid_b[0]))
     try:
         for c in grid_c:
             for s in grid_s:
@@ -243,7 +256,7 @@ def profile_model(
                         bar.update(1)
                         continue
                     if sweep.out_of_time():
-                        run.stopped = f"total_budget_s={total_budget_s:g} reached"
+                        run.stopped = f"--total-budget (total_budget_s) {total_budget_s:g} s reached"
                         break
                     bar.set_postfix_str(f"cores={c} size={s} batch={b}")
                     sweep.record(c, s, b, sweep.measure(c, s, b))
@@ -257,8 +270,8 @@ def profile_model(
                                         functools.partial(sweep.fits, c, s), functools.partial(write_rows, out, rows),
                                         steps=ARENA_STEPS)
                     except OutOfTime:
-                        run.stopped = (f"total_budget_s={total_budget_s:g} reached during the max-batch search "
-                                       f"of cores={c}, input size {s}")
+                        run.stopped = (f"--total-budget (total_budget_s) {total_budget_s:g} s reached during the "
+                                       f"max-batch search of cores={c}, input size {s}")
                         break
             if run.stopped:
                 break
@@ -296,13 +309,26 @@ class _Sweep:
     stopped_sweeps: set[tuple[int, int]]
     mem_pattern: bool = True
     start: float = field(default_factory=time.perf_counter)
+    warm_up: tuple[int, int, int] | None = None  # (cores, input size, batch) of the untimed warm-up point
 
     def measure(self, c: int, s: int, b: int, check: bool = False) -> dict[str, Any]:
-        """A point of the grid; ``check``: the search's trial (warm-up and one run, memory only)."""
+        """A point of the grid; ``check``: the search's trial (warm-up and one run, memory only). Before the
+        first, an untimed warm-up point (:meth:`_warm_up`)."""
+        if self.warm_up is not None:
+            self._warm_up(*self.warm_up)
         feeds = functools.partial(_make_feeds, self.feeds_spec, b, s, self.seed)
         runs = (1, 1, 0.0, None) if check else (self.repeats, self.min_repeats, self.time_budget_s, self.max_cv)
         return _measure_point(self.ort, self.model_bytes, self.providers, feeds, c, b, *runs[:3],
                               self.memory_limit_mb, self.monitor, self.device, runs[3], mem_pattern=self.mem_pattern)
+
+    def _warm_up(self, c: int, s: int, b: int) -> None:
+        """Run one session once, unrecorded and without the memory limit, so that ONNX Runtime's one-time process
+        costs (about 8 MiB of RSS on CPU: thread pools, kernel tables, first allocations) fall before the first
+        point's baseline instead of into its ``memory_mb``."""
+        self.warm_up = None
+        self.bar.set_postfix_str("warm-up")
+        _warm_up(self.ort, self.model_bytes, self.providers, _make_feeds(self.feeds_spec, b, s, self.seed), c,
+                 mem_pattern=self.mem_pattern)
 
     def record(self, c: int, s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
         row = record_point(self.run, self.run.rows, {"cores": c, "input_size": s}, b, point, self.out,
@@ -339,6 +365,38 @@ def _work_columns(model: Path, spec: list[tuple[str, list[Any], str]]) -> Any:
     return WorkColumns(count, model.name)
 
 
+def _session(ort: Any, model_bytes: bytes, providers: list[str], cores: int, mem_pattern: bool) -> Any:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = cores
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if not mem_pattern:
+        opts.enable_mem_pattern = False
+    return ort.InferenceSession(model_bytes, opts, providers=providers)
+
+
+def _warm_up(ort: Any, model_bytes: bytes, providers: list[str], feeds: dict[str, Any], cores: int, *,
+             mem_pattern: bool = True) -> None:
+    """One session, its first run and one steady-state run, not measured: the one-time costs of this process
+    (ONNX Runtime's, and the modules the statistics import on first use). An error is left to the first point,
+    which meets it again and classifies it."""
+    try:
+        session = _session(ort, model_bytes, providers, cores, mem_pattern)
+        session.run(None, feeds)
+
+        def run_once() -> float:
+            session.run(None, feeds)
+            return 0.0
+
+        steady_state(run_once, 1, 1, 0.0, None)
+    except Exception:
+        pass
+    finally:
+        session = feeds = None
+        gc.collect()
+        release_free_memory()
+
+
 def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feeds: Callable[[], dict[str, Any]],
                    cores: int, batch: int, repeats: int, min_repeats: int, time_budget_s: float,
                    limit_mb: float | None, monitor: Any, device: str, max_cv: float | None, *,
@@ -356,14 +414,8 @@ def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feed
     session = feeds = None
     try:
         feeds = make_feeds()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = cores
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        if not mem_pattern:
-            opts.enable_mem_pattern = False
         t0 = time.perf_counter()
-        session = ort.InferenceSession(model_bytes, opts, providers=providers)
+        session = _session(ort, model_bytes, providers, cores, mem_pattern)
         result["load_time_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         session.run(None, feeds, run_options)
@@ -428,9 +480,26 @@ def _input_spec(ort: Any, model_bytes: bytes, path: Path, providers: list[str]) 
     return spec
 
 
-def _check_sizes(spec: list[tuple[str, list[Any], str]], sizes: list[int], path: Path) -> None:
-    """Every input size must fit the image inputs' spatial dimensions (dynamic, or fixed to that size)."""
+def _check_sizes(spec: list[tuple[str, list[Any], str]], sizes: list[int], path: Path, batches: list[int],
+                 find_max_batch: bool = False) -> None:
+    """Refuse, before anything is measured, a grid the inputs cannot take: a batch size other than a fixed batch
+    dimension, an input size other than fixed spatial dimensions, several input sizes for a model without a 4-D
+    image input (the size would have no effect: identical points under different labels)."""
     for name, shape, _ in spec:
+        dim = shape[0]
+        if isinstance(dim, int):
+            bad = [b for b in batches if b != dim]
+            if bad:
+                raise ValidationError(
+                    f"{path}: input {name!r} has a fixed batch size {dim}, so batch size(s) "
+                    f"{', '.join(map(str, bad))} cannot be profiled (--batch-sizes); export the model with a "
+                    f"dynamic batch dimension, or profile only batch size {dim}"
+                )
+            if find_max_batch:
+                raise ValidationError(
+                    f"{path}: input {name!r} has a fixed batch size {dim}, so --find-max-batch (find_max_batch) "
+                    "cannot search other batch sizes; export the model with a dynamic batch dimension"
+                )
         for axis in _spatial_axes(shape):
             dim = shape[axis]
             bad = [s for s in sizes if isinstance(dim, int) and dim != s]
@@ -440,6 +509,13 @@ def _check_sizes(spec: list[tuple[str, list[Any], str]], sizes: list[int], path:
                     f"{', '.join(map(str, bad))} cannot be profiled; export the model with dynamic height and "
                     f"width, or profile only input size {dim}"
                 )
+    if len(sizes) > 1 and not any(_spatial_axes(shape) for _, shape, _ in spec):
+        inputs = ", ".join(f"{name!r} {[d if isinstance(d, int) else '?' for d in shape]}" for name, shape, _ in spec)
+        raise ValidationError(
+            f"{path}: no input is a 4-D image (inputs: {inputs}), so the input size has no effect and "
+            f"--input-sizes (input_sizes) {','.join(map(str, sizes))} would measure the same configuration "
+            "under several labels; give one value (it becomes the input_size column)"
+        )
 
 
 def _spatial_axes(shape: list[Any]) -> tuple[int, ...]:

@@ -17,14 +17,18 @@ from servopt.atomic import atomic_write
 from servopt.exceptions import ValidationError
 from servopt.measure.max_batch_search import set_oom_batch
 
-__all__ = ["PROFILE_COLUMNS", "ProfileRun", "check_positive", "coefficient_of_variation", "is_oom_error",
-           "positive_ints", "progress_bar", "read_existing", "record_point", "steady_state", "write_rows"]
+__all__ = ["OUTPUT_SUFFIXES", "PROFILE_COLUMNS", "ProfileRun", "check_output_format", "check_positive",
+           "coefficient_of_variation", "is_oom_error", "positive_ints", "progress_bar", "read_existing",
+           "record_point", "steady_state", "write_rows"]
 
 #: columns written before the ``hw.*`` ones, in this order (§2 schema plus ``repeats`` and ``oom_batch_size``).
 PROFILE_COLUMNS: tuple[str, ...] = (
     "model", "variant", "hardware", "cores", "input_size", "batch_size", "latency_ms", "latency_p99_ms",
     "throughput_rps", "warmup_ms", "memory_mb", "load_time_s", "source", "repeats", "oom_batch_size",
 )
+#: file endings a profile may be written to: CSV, or Parquet (the formats ``servopt.profiles.load_profile`` reads)
+OUTPUT_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
 _OOM_PATTERN = re.compile(
     r"out of memory|failed to allocate|bad_alloc|cannot allocate|alloc_failed|cudaErrorMemoryAllocation"
     r"|CUDA failure 2\b|OOM", re.IGNORECASE,
@@ -81,10 +85,28 @@ def is_oom_error(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or bool(_OOM_PATTERN.search(str(exc)))
 
 
+def check_output_format(out: Path | None) -> None:
+    """Refuse an output whose ending is neither CSV nor Parquet (checked before measuring, naming ``-o``).
+
+    >>> check_output_format(Path("p.pq"))
+    >>> check_output_format(Path("p.txt"))
+    Traceback (most recent call last):
+    ...
+    servopt.exceptions.ValidationError: -o (output) p.txt: unknown profile format '.txt'; accepted: .csv, .parquet, .pq
+    """
+    if out is not None and out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValidationError(f"-o (output) {out}: unknown profile format {out.suffix or '(no extension)'!r}; "
+                              f"accepted: {', '.join(OUTPUT_SUFFIXES)}")
+
+
 def write_rows(out: Path | None, rows: list[dict[str, Any]]) -> None:
-    """Rewrite ``out`` atomically with every row (no header-only file: nothing measured leaves nothing written)."""
+    """Rewrite ``out`` atomically with every row, as Parquet for ``.parquet`` / ``.pq`` and CSV otherwise (no
+    header-only file: nothing measured leaves nothing written)."""
     if out is not None and rows:
-        _write_csv(out, rows)
+        if out.suffix.lower() in _PARQUET_SUFFIXES:
+            _write_parquet(out, rows)
+        else:
+            _write_csv(out, rows)
 
 
 def record_point(run: ProfileRun, rows: list[dict[str, Any]], sweep: dict[str, Any], batch: int,
@@ -182,39 +204,76 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
             writer.writerow([_format(row.get(c)) for c in columns])
 
 
+def _write_parquet(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=_columns(rows))
+    with atomic_write(path, "wb", make_parents=True) as fh:
+        frame.to_parquet(fh, index=False)
+
+
+def _read_rows(path: Path) -> tuple[list[str], Iterable[dict[str, Any]]]:
+    """Header and rows of a profile written by :func:`write_rows`; CSV cells parsed as :func:`_parse` does (the
+    text columns kept as text), Parquet values as Python values (missing ones None)."""
+    if path.suffix.lower() in _PARQUET_SUFFIXES:
+        import pandas as pd
+
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types for corrupt files
+            raise ValidationError(f"{path}: cannot resume, not readable as Parquet ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]})") from None
+        columns = [str(c) for c in frame.columns]
+        values = {c: [None if _missing(v) else v for v in frame[c].tolist()] for c in columns}
+        return columns, [{c: values[c][i] for c in columns} for i in range(len(frame))]
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        raws = list(reader)
+        columns = list(reader.fieldnames or [])
+    return columns, [{k: (text if k in _TEXT_COLUMNS else _parse(text)) for k, text in raw.items()} for raw in raws]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+_TEXT_COLUMNS = ("model", "variant", "hardware", "source")
+
 #: settings a resumed profile must share with the run that continues it (absent in both: the default)
 _RESUME_SETTINGS = {"oom_limit_mb": "--memory-limit-mb", "mem_pattern": "--mem-pattern"}
 
 
 def read_existing(path: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of a partial profile to resume; they must be of the same model, variant and hardware, and measured
-    with the same memory limit and ONNX Runtime memory pattern (a point is not measured again, so rows of another
-    setting would pass for this run's)."""
-    import csv
-
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"model", "variant", "hardware", "cores", "input_size", "batch_size", "oom_batch_size"} - set(
-            reader.fieldnames or [])
-        if missing:
-            raise ValidationError(f"{path}: cannot resume, columns {sorted(missing)} are missing (not a file "
-                                  "written by servopt profile?)")
-        rows: list[dict[str, Any]] = []
-        for i, raw in enumerate(reader, start=2):
-            for key in ("model", "variant", "hardware"):
-                if raw[key] != meta[key]:
-                    raise ValidationError(f"{path}: row {i}, column {key!r}: {raw[key]!r} differs from this run's "
-                                          f"{meta[key]!r}; resume only a profile of the same model and hardware")
-            row: dict[str, Any] = {}
-            for key, text in raw.items():
-                row[key] = _parse(text) if key not in ("model", "variant", "hardware", "source") else text
-            for key, flag in _RESUME_SETTINGS.items():
-                if not _same_setting(row.get(key), meta.get(key)):
-                    raise ValidationError(f"{path}: row {i}, column {key!r}: {row.get(key)!r} differs from this "
-                                          f"run's {meta.get(key)!r}; resume with the {flag} the profile was "
-                                          "measured with (or write another file)")
-            rows.append(row)
+    """Rows of a partial profile to resume (CSV or Parquet, as :func:`write_rows` wrote it); they must be of the
+    same model, variant and hardware, and measured with the same memory limit and ONNX Runtime memory pattern (a
+    point is not measured again, so rows of another setting would pass for this run's)."""
+    columns, records = _read_rows(path)
+    missing = {"model", "variant", "hardware", "cores", "input_size", "batch_size", "oom_batch_size"} - set(columns)
+    if missing:
+        raise ValidationError(f"{path}: cannot resume, columns {sorted(missing)} are missing (not a file "
+                              "written by servopt profile?)")
+    rows: list[dict[str, Any]] = []
+    for i, row in enumerate(records, start=1):
+        where = f"row {i} (line {i + 1})" if path.suffix.lower() not in _PARQUET_SUFFIXES else f"row {i}"
+        for key in ("model", "variant", "hardware"):
+            if str(row[key]) != meta[key]:
+                raise ValidationError(f"{path}: {where}, column {key!r}: {_shown(row[key])} differs from this "
+                                      f"run's {_shown(meta[key])}; resume only a profile of the same model and "
+                                      "hardware")
+        for key, flag in _RESUME_SETTINGS.items():
+            if not _same_setting(row.get(key), meta.get(key)):
+                raise ValidationError(f"{path}: {where}, column {key!r}: {_shown(row.get(key))} differs from this "
+                                      f"run's {_shown(meta.get(key))}; resume with the {flag} the profile was "
+                                      "measured with (or write another file)")
+        rows.append(row)
     return rows
+
+
+def _shown(value: Any) -> str:
+    """A cell for a message: ``empty`` for a missing value, else its repr."""
+    return "empty" if value is None or value == "" else repr(value)
 
 
 def _same_setting(a: Any, b: Any) -> bool:
