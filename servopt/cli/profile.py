@@ -105,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop the whole grid after S seconds, keeping what was measured")
     parser.add_argument("--memory-limit-mb", type=float, default=None, metavar="MiB",
                         help="artificial memory limit: a point whose peak memory passes it is out of memory")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="profile to write: CSV, or Parquet for .parquet / .pq")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.csv",
+                        help="profile to write: CSV, or Parquet for .parquet / .pq")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an existing OUT.csv and measure "
                         "only the missing points")
     parser.add_argument("--force", action="store_true", help="replace an existing OUT.csv (its rows are not kept)")
