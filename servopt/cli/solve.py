@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -180,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
             out["memory_margin"] = problem.memory_margin
         if solution.plan is None:  # every outcome parses: infeasible (or no plan) says why, like an error does
             out.update(exit_code=1, message=reason)
+        elif solution.status is Status.FEASIBLE:  # not proven optimal: how far it may be, and why it stopped
+            out.update(_proof(solution))
         print(json.dumps(out, allow_nan=False))
     elif solution.plan is not None:
         print(_headline(solution))
@@ -197,9 +200,15 @@ def run(args: argparse.Namespace) -> int:
     elif solution.status is Status.FEASIBLE:
         # a plan may say itself why it is not proven (e.g. a fleet plan from a restricted pattern set)
         why = [n for n in getattr(solution.plan, "notes", ()) if "not proven optimal" in n]
+        proof = _proof(solution)
+        bound = ("" if "best_bound" not in proof else
+                 f" (best bound {proof['best_bound']:.6g}" + (f", relative gap {proof['gap']:.3g}" if "gap" in proof
+                                                               else "") + ")")
         print("servopt: note: " + ("; ".join(why) if why else
-                                   "a limit stopped the solver; the plan is feasible but not proven optimal"),
-              file=sys.stderr)
+                                   "a limit stopped the solver; the plan is feasible but not proven optimal")
+              + bound, file=sys.stderr)
+    if solution.plan is not None and solution.message and solution.status is not Status.FEASIBLE and not args.json:
+        print(f"servopt: note: {solution.message}", file=sys.stderr)  # e.g. how a plan was repaired (--json: message)
     if args.out is not None:
         where = sys.stderr if args.json else sys.stdout
         print(f"wrote the Triton model repository to {args.out}", file=where)
@@ -207,6 +216,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"config only (the repository cannot serve the model until this is fixed): {'; '.join(missing)}; "
                   "give model_file: (and tensors) in the problem file", file=where)
     return 0
+
+
+def _proof(solution: Any) -> dict[str, Any]:
+    """What a solution with a plan says of its optimality: the solver's ``best_bound`` and the relative ``gap`` to
+    it when the solver gave one, and its ``message`` (why it stopped, how the plan was repaired). Before, the CLI
+    dropped them: a plan stopped by --time-limit 12.5x the optimum said only "feasible"."""
+    out: dict[str, Any] = {}
+    result = getattr(solution, "result", None)
+    bound = getattr(result, "best_bound", None)
+    if bound is not None and math.isfinite(bound):
+        out["best_bound"] = float(bound)
+        if solution.objective is not None and solution.objective != 0:
+            out["gap"] = abs(float(solution.objective) - float(bound)) / abs(float(solution.objective))
+    if solution.message:
+        out["message"] = solution.message
+    return out
 
 
 def _run_policy(problem: Any, name: str, params: Any, error: type[Exception]) -> Any:
