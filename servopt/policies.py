@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import math
 import time
+from fractions import Fraction
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from servopt.exact import dec, near
 from servopt.exceptions import ValidationError
 from servopt.formulations.fleet.problem import FleetProblem
 from servopt.formulations.pipeline.problem import Pipeline
@@ -143,8 +145,8 @@ def _bruteforce_variants(problem: Any, limit: int) -> PolicyResult:
     score = problem.alpha * avg - problem.beta * counts.sum(axis=1) / problem.core_budget
     if load_max > 0:
         score = score - problem.gamma * lc / load_max
-    best = _pick(score, (counts != current).sum(axis=1), problem.prefer_stable)
-    return Status.OPTIMAL, problem.evaluate(counts[best].tolist()), ""
+    return _best_exact(score, (counts != current).sum(axis=1), problem.prefer_stable,
+                       lambda best: problem.evaluate(counts[best].tolist()))
 
 
 def _bruteforce_pipeline(problem: Any, limit: int) -> PolicyResult:
@@ -182,13 +184,33 @@ def _bruteforce_pipeline(problem: Any, limit: int) -> PolicyResult:
     if not feasible.any():
         return Status.INFEASIBLE, None, ""
     score = np.where(feasible, value, -np.inf)
-    best = _pick(score, changes, problem.prefer_stable and problem.current is not None)
-    picks = np.unravel_index(best, [len(s) for s in stages])
-    choice = []
-    for si, (stage, idx) in enumerate(zip(problem.stages, stages)):
-        o = int(idx[int(picks[si])])
-        choice.append((stage.variants[int(opts.variant[o])].name, int(opts.batch_size[o])))
-    return Status.OPTIMAL, problem.evaluate(choice), ""
+
+    def plan_at(best: int) -> Any:
+        picks = np.unravel_index(best, [len(s) for s in stages])
+        choice = []
+        for si, (stage, idx) in enumerate(zip(problem.stages, stages)):
+            o = int(idx[int(picks[si])])
+            choice.append((stage.variants[int(opts.variant[o])].name, int(opts.batch_size[o])))
+        return problem.evaluate(choice)
+
+    return _best_exact(score, changes, problem.prefer_stable and problem.current is not None, plan_at)
+
+
+def _best_exact(score: np.ndarray, changes: np.ndarray, stable: bool,
+                plan_at: Callable[[int], Any]) -> PolicyResult:
+    """The best candidate that passes the exact check (``plan_at`` returns None for one that fails it).
+
+    The float filter before it keeps every candidate within RATE_RTOL of a bound; those the exact rule
+    (:mod:`servopt.exact`) rejects are dropped here, one at a time, so "optimal" always comes with a plan.
+    """
+    score = np.array(score, dtype=float)
+    while np.isfinite(score).any():
+        best = _pick(score, changes, stable)
+        plan = plan_at(best)
+        if plan is not None:
+            return Status.OPTIMAL, plan, ""
+        score[best] = -np.inf
+    return Status.INFEASIBLE, None, ""
 
 
 def _pick(score: np.ndarray, changes: np.ndarray, stable: bool) -> int:
@@ -287,7 +309,6 @@ def _greedy_pipeline(problem: Any) -> PolicyResult:
     SLA holds (largest stages first)."""
     opts = problem.options()
     lat = opts.latency_ms + opts.queue_ms
-    limit = problem.sla_ms + RATE_RTOL * max(1.0, problem.sla_ms)
     ladders, fastest = [], []
     for si, stage in enumerate(problem.stages):
         ladders.append(sorted(range(len(stage.variants)), key=lambda v: -stage.variants[v].accuracy))
@@ -299,6 +320,16 @@ def _greedy_pipeline(problem: Any) -> PolicyResult:
                 per_variant[v] = int(idx[np.lexsort((opts.batch_size[idx], opts.cores[idx], lat[idx]))[0]])
         fastest.append(per_variant)
 
+    sla = dec(problem.sla_ms)
+
+    def within(chosen: list[int]) -> bool:
+        """Whether the options meet the SLA, by the exact rule of the check (floats where they are certain)."""
+        total = float(sum(lat[o] for o in chosen))
+        if not near(total, problem.sla_ms):
+            return total <= problem.sla_ms
+        return sum((dec(float(opts.latency_ms[o])) + Fraction(1000 * (int(opts.batch_size[o]) - 1))
+                    / dec(problem.workload_rps) for o in chosen), Fraction(0)) <= sla
+
     def assemble(level: list[int]) -> list[int | None]:
         return [fastest[si].get(ladders[si][level[si]]) for si in range(len(level))]
 
@@ -307,8 +338,7 @@ def _greedy_pipeline(problem: Any) -> PolicyResult:
         for si in sorted(range(len(chosen)), key=lambda s: -opts.cores[chosen[s]]):
             sl = opts.stage_slices[si]
             same = np.arange(sl.start, sl.stop)[(opts.variant[sl] == opts.variant[chosen[si]]) & opts.feasible[sl]]
-            others = sum(lat[o] for s, o in enumerate(chosen) if s != si)
-            fits = [o for o in same.tolist() if others + lat[o] <= limit]
+            fits = [o for o in same.tolist() if within(chosen[:si] + [o] + chosen[si + 1:])]
             chosen[si] = max(fits, key=lambda o: (opts.value[o], -lat[o]))
         return chosen
 
@@ -323,7 +353,7 @@ def _greedy_pipeline(problem: Any) -> PolicyResult:
     level = [0] * len(problem.stages)
     while True:  # downgrade until the plan fits
         chosen = assemble(level)
-        if None not in chosen and sum(lat[o] for o in chosen) <= limit:
+        if None not in chosen and within(chosen):
             break
         moves = []
         for si, o in enumerate(chosen):
@@ -340,6 +370,8 @@ def _greedy_pipeline(problem: Any) -> PolicyResult:
         level[min(moves)[1]] += 1
     current = polish(chosen)
     plan = plan_of(current)
+    if plan is None:  # not expected: the options meet the SLA exactly and every stage keeps up
+        return Status.INFEASIBLE, None, ""
     while True:  # downgrade further while it pays
         moves = []
         for si in range(len(level)):
@@ -347,7 +379,7 @@ def _greedy_pipeline(problem: Any) -> PolicyResult:
                 continue
             trial_level = level[:si] + [level[si] + 1] + level[si + 1:]
             trial = assemble(trial_level)
-            if None in trial or sum(lat[o] for o in trial) > limit:
+            if None in trial or not within(trial):
                 continue
             trial = polish(trial)
             better = plan_of(trial)
@@ -413,6 +445,16 @@ def _rim(problem: Any, params: SolveParams, options: Mapping[str, Any]) -> Polic
         current = problem.current or {}
         known = {s: d.replicas for s, d in current.items() if d.replicas is not None}
         spec = known if len(known) == len(problem.stages) else 3
+        over = {s: n for s, n in known.items() if n > problem.max_replicas} if spec is known else {}
+        if over:  # the default came from the running deployment, not from the user
+            listed = ", ".join(f"{s!r} runs {n}" for s, n in over.items())
+            raise ValidationError(
+                f"rim: the fixed replicas default to the current deployment's (current: in the problem), but "
+                f"{listed} replicas, above max_replicas {problem.max_replicas}; raise max_replicas to at least "
+                f"{max(over.values())}, set those current replicas within 1..{problem.max_replicas}, or give the "
+                f"replicas yourself (run_policy(problem, 'rim', options={{'replicas': N}}), N in "
+                f"1..{problem.max_replicas} or stage -> N)"
+            )
     if isinstance(spec, int) and not isinstance(spec, bool):
         spec = min(spec, problem.max_replicas)
     return _solve_restricted(problem.restricted(replicas=spec), params, options, f"replicas fixed to {spec}")

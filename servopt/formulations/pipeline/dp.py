@@ -102,10 +102,38 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, P
     """
     params = params or SolveParams()
     deadline = None if params.time_limit_s is None else time.perf_counter() + params.time_limit_s
+    # the knapsack compares float latencies with the SLA (plus RATE_RTOL); a choice it accepts may still be above
+    # the SLA exactly (an SLA printed from a plan's own latency, 1300/3 ms as 433.3333333333333). Such a choice is
+    # never returned: the search runs again with the limit strictly below that choice's float latency, so it and
+    # every choice no faster in floats are out; only plans within float rounding (1e-15 relative) of a choice
+    # exactly above the SLA could be lost with it, and each returned plan passes the exact check.
+    limit = latency_limit(problem.sla_ms)
+    for _ in range(_MAX_BORDER_RETRIES):
+        try:
+            return _solve_dp(problem, params, deadline, limit)
+        except _AboveSla as above:
+            limit = float(np.nextafter(min(limit, above.latency_ms), -np.inf))
+    raise SolverError(f"dp: {_MAX_BORDER_RETRIES} choices in a row were within the SLA {problem.sla_ms:g} ms in "
+                      "floating point but above it exactly; give the SLA with fewer decimals")
+
+
+#: how often :func:`solve_dp` lowers its latency limit below a choice that is above the SLA exactly
+_MAX_BORDER_RETRIES = 100
+
+
+class _AboveSla(Exception):
+    """A chosen plan's exact latency is above the SLA (internal: :func:`solve_dp` lowers its limit and retries)."""
+
+    def __init__(self, latency_ms: float) -> None:
+        super().__init__(latency_ms)
+        self.latency_ms = latency_ms
+
+
+def _solve_dp(problem: Any, params: SolveParams, deadline: float | None,
+              limit: float) -> tuple[Status, PipelinePlan | None, str]:
     opts = problem.options()
     product = problem.accuracy == "product"
     stable = bool(problem.prefer_stable and problem.current)
-    limit = latency_limit(problem.sla_ms)
     weight = opts.latency_ms + opts.queue_ms
     changes = _changes(problem, opts) if stable else np.zeros(opts.stage.size, dtype=np.int64)
     accuracy = opts.accuracy if product else np.zeros(opts.stage.size)
@@ -429,6 +457,10 @@ def _finish(problem: Any, opts: Any, options: list[int], status: Status,
     for stage, o in zip(problem.stages, options):
         pairs.append((stage.variants[int(opts.variant[o])].name, int(opts.batch_size[o])))
     plan = problem.evaluate(pairs)
+    if plan is None and problem.evaluate(pairs, exact=False) is not None:  # within the SLA in floats only
+        weight = opts.latency_ms + opts.queue_ms
+        raise _AboveSla(max(float(sum(float(weight[o]) for o in options)),
+                            float(np.sum(weight[np.asarray(options, dtype=np.int64)]))))
     if plan is None:
         raise SolverError(f"dp: the choices {pairs} break the pipeline's constraints; please report this problem")
     return status, plan, message

@@ -342,11 +342,15 @@ class Pipeline:
         self,
         choice: Mapping[str, tuple[str, int]] | Sequence[tuple[str, int]],
         replicas: Mapping[str, int] | Sequence[int] | None = None,
+        *,
+        exact: bool = True,
     ) -> PipelinePlan | None:
         """The plan for a (variant, batch) per stage with its true objective; None if it breaks a constraint.
 
         Replicas default to n* = ceil(λ / h) (the optimum for that choice), or the fixed replicas of a
-        restricted problem.
+        restricted problem. With ``exact=False`` a choice whose end-to-end latency exceeds the SLA (decided
+        exactly) is still returned, so that the exact check (:meth:`verify`) reports it and
+        :func:`servopt.solve` repairs it (a solver's answer within its feasibility tolerance).
         """
         pairs = [choice[s.name] for s in self.stages] if isinstance(choice, Mapping) else list(choice)
         if len(pairs) != len(self.stages):
@@ -388,7 +392,7 @@ class Pipeline:
                 previous=None if self.current is None else self.current.get(stage.name),
             ))
         latency = sum(p.latency_ms + p.queue_ms for p in stage_plans)
-        if latency > self.sla_ms * (1 - BORDER_RTOL) and sum(
+        if exact and latency > self.sla_ms * (1 - BORDER_RTOL) and sum(
             (stage_latency(BatchProfile(p.batch_size, p.latency_ms, p.throughput_rps), lam) for p in stage_plans),
             Fraction(0),
         ) > dec(self.sla_ms):
@@ -468,7 +472,9 @@ class Pipeline:
                 o = sl.start + int(np.argmax(values[x[sl]]))
                 stage = self.stages[si]
                 pairs.append((stage.variants[int(opts.variant[o])].name, int(opts.batch_size[o])))
-            plan = self.evaluate(pairs)
+            # a choice the solver accepted within its tolerance but whose exact latency is above the SLA is
+            # decoded as it is: the exact check on the return path (servopt.solve) repairs it
+            plan = self.evaluate(pairs) or self.evaluate(pairs, exact=False)
             if plan is None:
                 raise SolverError(f"backend {result.backend!r} returned choices {pairs} that break the pipeline's "
                                   "constraints; the solver answer violates the model")

@@ -73,7 +73,8 @@ def violations(problem: Any, plan: Any) -> list[str]:
     if not errors and (latency_f > sla_f if not near(latency_f, sla_f) else
                        _exact_latency(points, problem.workload_rps) > dec(problem.sla_ms)):
         latency = _exact_latency(points, problem.workload_rps)
-        errors.append(f"end-to-end latency {float(latency)} ms > SLA {problem.sla_ms} ms")
+        shown = f"{float(latency)} ms" if float(latency) != float(problem.sla_ms) else f"{latency} ms exactly"
+        errors.append(f"end-to-end latency {shown} > SLA {problem.sla_ms} ms")
     return errors
 
 

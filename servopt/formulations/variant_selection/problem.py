@@ -30,6 +30,7 @@ recomputed from the plan (:meth:`VariantSelection.evaluate`), with the served lo
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -37,9 +38,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from servopt.exact import dec
-from servopt.exceptions import SolverError, ValidationError
+from servopt.exceptions import ValidationError
 from servopt.fields import as_int, as_number
-from servopt.formulations.ties import RATE_RTOL, refine_stable, tie_tolerance
+from servopt.formulations.ties import refine_stable, tie_tolerance
 from servopt.formulations.variant_selection.verify import exact_split
 from servopt.formulations.variant_selection.types import Variant, VariantAllocation, VariantSelectionPlan
 from servopt.model import Model
@@ -196,20 +197,26 @@ class VariantSelection:
         return top, dict(alloc)
 
     # --------------------------------------------------------------------- evaluate
-    def evaluate(self, cores: Mapping[str, int] | Sequence[int]) -> VariantSelectionPlan | None:
+    def evaluate(self, cores: Mapping[str, int] | Sequence[int], *, exact: bool = True
+                 ) -> VariantSelectionPlan | None:
         """The plan for given cores per variant, with its true objective; None if it cannot serve λ.
 
         Served loads are split greedily by accuracy (ties: the order of ``variants``), the optimal split for
-        fixed cores. Core counts must be 0 or allowed for the variant.
+        fixed cores. Core counts must be 0 or allowed for the variant. With ``exact=False`` a plan whose
+        capacities fall short of λ (decided exactly) is still returned, with the loads they can take, so that the
+        exact check (:meth:`verify`) reports it and :func:`servopt.solve` repairs it (a solver's answer within
+        its feasibility tolerance, never returned as it is).
         """
         counts = self._counts(cores)
         lam = self.workload_rps
-        if sum(counts) > self.core_budget:
+        if sum(counts) > self.core_budget and exact:
             return None
         caps = [v.capacity[c] if c else 0.0 for v, c in zip(self.variants, counts)]
         rps = exact_split(lam, caps, [v.accuracy for v in self.variants])
         if rps is None:
-            return None
+            if exact:
+                return None
+            rps = exact_split(float(sum(map(dec, caps), Fraction(0))), caps, [v.accuracy for v in self.variants])
         load_max = self._structure()["load_max"]
         changed = [v.load_time_s for v, c in zip(self.variants, counts) if c > 0 and c != v.current_cores]
         lc = max(changed, default=0.0)
@@ -340,13 +347,9 @@ class VariantSelection:
                     counts.append(int(ks[int(np.argmax(values[ys]))]))
                 else:
                     counts.append(0)
-            plan = self.evaluate(counts)
-            if plan is None:
-                raise SolverError(
-                    f"backend {result.backend!r} returned cores {counts} that cannot serve {lam:g} RPS within the "
-                    f"{budget}-core budget; the solver answer violates the model"
-                )
-            return plan
+            # a plan the solver accepted within its tolerance but that fails exactly (capacities 1e-6 short of
+            # λ) is decoded as it is: the exact check on the return path (servopt.solve) repairs it
+            return self.evaluate(counts) or self.evaluate(counts, exact=False)
 
         return model, decode, y_index
 
@@ -388,10 +391,16 @@ class VariantSelection:
 
     def precheck(self) -> str | None:
         """The reason no plan can exist when λ exceeds the largest servable load (decided exactly), else None."""
-        top, _ = self.max_servable()
-        if dec(self.workload_rps) > dec(top):
+        if dec(self.workload_rps) > self._servable_exact():
             return self.explain_infeasible()
         return None
+
+    def _servable_exact(self) -> Fraction:
+        """The largest servable load as an exact fraction: the exact sum of the capacities of
+        :meth:`max_servable`'s allocation (a float sum such as 0.1 + 0.2 is not the load they serve)."""
+        _, alloc = self.max_servable()
+        caps = {v.name: v.capacity for v in self.variants}
+        return sum((dec(caps[n][c]) for n, c in alloc.items()), Fraction(0))
 
     def verify(self, plan: VariantSelectionPlan) -> list[str]:
         """Every constraint ``plan`` breaks, decided exactly (:mod:`servopt.formulations.variant_selection.verify`)."""
@@ -400,17 +409,23 @@ class VariantSelection:
         return violations(self, plan)
 
     def exact_fallbacks(self) -> list[tuple[str, dict[str, Any]]]:
-        """Re-solve with the exact dynamic programme when a plan fails :meth:`verify`."""
-        return [("dp", {})]
+        """Re-solve with the exact dynamic programme (grid capacities), then the frontier search (any
+        capacities), when a plan fails :meth:`verify`."""
+        return [("dp", {}), ("frontier", {})]
 
     def explain_infeasible(self) -> str:
         """Why no plan serves λ: the largest servable load under the budget."""
-        top, alloc = self.max_servable()
+        _, alloc = self.max_servable()
+        exact_top = self._servable_exact()
+        top = float(exact_top)
         where = ", ".join(f"{n} on {c} cores" for n, c in alloc.items()) or "nothing"
-        if self.workload_rps > top * (1 + RATE_RTOL):
+        shown = (f"{self.workload_rps:g}", f"{top:g}")
+        if shown[0] == shown[1]:  # equal when printed short: show the exact decimals (0.30000000000000004 > 0.3)
+            shown = (repr(self.workload_rps), repr(top))
+        if dec(self.workload_rps) > exact_top:  # the same exact rule as precheck, evaluate and verify
             return (
-                f"workload_rps {self.workload_rps:g} exceeds the largest load the {self.core_budget}-core budget "
-                f"can serve within the latency SLO: {top:g} RPS ({where}); lower the workload, raise core_budget "
+                f"workload_rps {shown[0]} exceeds the largest load the {self.core_budget}-core budget "
+                f"can serve within the latency SLO: {shown[1]} RPS ({where}); lower the workload, raise core_budget "
                 "or add capacity"
             )
         return (f"no plan found although {top:g} RPS is servable ({where}); the solver's answer is inconsistent "
