@@ -5,10 +5,13 @@ CP-SAT works over 64-bit integers. servopt never rounds silently:
 * **Continuous variables** are refused by the central capability check (``CapabilityError``).
 * **Fractional data** (a coefficient, a constraint side, an objective coefficient, a bound) is refused unless
   ``SolveParams.scale`` is given. With ``scale=s`` every constraint row, its sides and the objective are
-  multiplied by ``s``; each scaled coefficient must then be an integer up to a relative rounding error of
-  ``1e-9`` (else ``CapabilityError`` naming the value and a factor that would work). Constraint sides are
-  rounded *inward* (``ceil`` of a lower side, ``floor`` of an upper side), which is exact because the scaled
-  row has integer coefficients over integer variables. Bounds of integer variables are rounded inward too
+  multiplied by ``s``. Numbers count as the decimals they print as (``servopt.exact.dec``: ``0.1 x 10`` is
+  exactly 1); each scaled coefficient must then be an integer up to float noise (``1e-9``, or ``1e-12``
+  relative for large values, but at most ``1e-3`` *absolute*), never a tolerance that grows with the value
+  (else ``CapabilityError`` naming the value and a factor that would work). Constraint sides are rounded
+  *inward* exactly (``ceil`` of a lower side, ``floor`` of an upper side; a side within that noise of an
+  integer is that integer), which is exact because the scaled row has integer coefficients over integer
+  variables: an integer side such as 30,702,488,327 images is used as it is. Bounds of integer variables are rounded inward too
   (exact). The objective value and bound are mapped back to the model's units (divided by ``s``).
 * **Overflow**: CP-SAT rejects a linear expression whose largest possible absolute value can exceed
   ``2^62``. servopt checks every row and the objective against ``2^61`` (a factor 2 of margin) before building,
@@ -37,7 +40,9 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,6 +56,7 @@ from servopt.backends._common import (
     unknown_options_error,
 )
 from servopt.backends.base import Backend, Capabilities, RawAnswer
+from servopt.exact import dec
 from servopt.exceptions import CapabilityError
 from servopt.model import ModelArrays, Sense
 from servopt.result import SolveParams, Status
@@ -68,6 +74,9 @@ OVERFLOW_LIMIT = float(2**61)
 #: largest coefficient that float64 represents exactly as an integer
 _EXACT_INT = float(2**53)
 _ROUNDING_TOL = 1e-9
+_TOL_FRACTION = Fraction(1, 10**9)
+_TOL_REL = Fraction(1, 10**12)
+_TOL_MAX = Fraction(1, 10**3)
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
@@ -81,15 +90,19 @@ class _Native:
     infeasible_var: str | None = None
 
 
-def scaled_integers(values: np.ndarray, scale: float, what: str) -> np.ndarray:
+def scaled_integers(values: np.ndarray, scale: float, what: Callable[[int], str]) -> np.ndarray:
     """``values * scale`` as exact integers (float64 array), or ``CapabilityError`` naming the first bad value.
 
+    Each value counts as the decimal it prints as (``servopt.exact.dec``), so ``0.1`` with ``scale=10`` is exactly
+    1. A product is accepted when it is within float noise of an integer (``_snap_tol``: at most ``1e-3``
+    absolute, a thousandth of the integer grid), never a tolerance that grows with the value without limit:
+    ``30000000000.5`` is refused, not rounded.
     ``what(k)`` names entry ``k`` (a constraint coefficient, an objective coefficient).
     """
     scaled = values * scale
     rounded = np.rint(scaled)
-    err = np.abs(scaled - rounded)
-    bad = np.flatnonzero(err > _ROUNDING_TOL * np.maximum(1.0, np.abs(scaled)))
+    exact = _exact_products(values, scale, rounded)
+    bad = np.flatnonzero(~exact)
     if bad.size:
         k = int(bad[0])
         hint = _suggest_scale(values, scale)
@@ -109,27 +122,79 @@ def scaled_integers(values: np.ndarray, scale: float, what: str) -> np.ndarray:
     return rounded
 
 
+def _exact_products(values: np.ndarray, scale: float, rounded: np.ndarray) -> np.ndarray:
+    """Which ``dec(value) * dec(scale)`` lie within ``_ROUNDING_TOL`` (absolute) of ``rounded`` (its float rint).
+
+    Integer values times an integer scale below 2^53 are exact in floats (the fast path); the rest are settled
+    with fractions, so the answer never depends on a tolerance proportional to the value.
+    """
+    scaled = values * scale
+    err = np.abs(scaled - rounded)
+    # exact in floats: an integer times an integer scale, below 2^53
+    ok = (err == 0) & (values == np.rint(values)) & (np.abs(scaled) <= _EXACT_INT) & float(scale).is_integer()
+    # below 2^20 float noise (of the value and of the product) is under 2.5e-10: half the tolerance is safe
+    ok |= (err <= _ROUNDING_TOL / 2) & (np.abs(scaled) <= 2.0**20)
+    todo = np.flatnonzero(~ok)
+    if todo.size:
+        s = dec(scale)
+        for k in todo.tolist():
+            exact = dec(float(values[k])) * s
+            nearest = round(exact)
+            if abs(exact - nearest) <= _snap_tol(nearest) and float(nearest) == rounded[k]:
+                ok[k] = True
+    return ok
+
+
+def _snap_tol(n: int) -> Fraction:
+    """How far from the integer ``n`` a scaled number may be and still count as ``n``: float noise only.
+
+    ``1e-9``, or ``1e-12 x |n|`` for large numbers (a float sum such as ``-363.52000000000015`` carries noise
+    relative to its size), and never more than ``1e-3``: a thousandth of the integer grid of a row, whatever the
+    size of its numbers (a tolerance that grew with a side loosened 30,702,488,327 images by 30).
+    """
+    return min(_TOL_MAX, max(_TOL_FRACTION, _TOL_REL * abs(n)))
+
+
 def _suggest_scale(values: np.ndarray, scale: float) -> float | None:
     """The smallest ``scale * 10^k`` (k = 1..9) that makes every value integral, if any."""
     for k in range(1, 10):
         factor = scale * 10.0**k
-        scaled = values * factor
-        if np.all(np.abs(scaled - np.rint(scaled)) <= _ROUNDING_TOL * np.maximum(1.0, np.abs(scaled))):
+        if np.all(_exact_products(values, factor, np.rint(values * factor))):
             return factor
     return None
 
 
 def _row_sides(lb: np.ndarray, ub: np.ndarray, scale: float) -> tuple[list[int], list[int]]:
-    """Scaled constraint sides rounded inward (exact for integer rows); infinite sides become int64 limits."""
-    lo = lb * scale
-    hi = ub * scale
-    lo = np.ceil(lo - _ROUNDING_TOL * np.maximum(1.0, np.abs(lo)))
-    hi = np.floor(hi + _ROUNDING_TOL * np.maximum(1.0, np.abs(hi)))
-    # a side beyond +-2^62 cannot be reached by a row whose activity is below 2^61: clip it, exactly
-    cap = float(2**62)
-    lo_int = [(_INT64_MIN if v == -math.inf else int(max(v, -cap))) for v in lo.tolist()]
-    hi_int = [(_INT64_MAX if v == math.inf else int(min(v, cap))) for v in hi.tolist()]
-    return lo_int, hi_int
+    """Scaled constraint sides rounded inward, exactly; infinite sides become int64 limits.
+
+    A side counts as the decimal it prints as, times the scale (``servopt.exact.dec``); ``ceil`` of a lower side
+    and ``floor`` of an upper side of that exact number are exact for a row with integer coefficients over
+    integer variables. An integer side stays exactly itself (``30702488327`` is not loosened to ``30702488297``,
+    as a tolerance of ``1e-9 x |side|`` did). Only a side within float noise of an integer after scaling
+    (``_snap_tol``: at most ``1e-3`` absolute) is taken as that integer, to absorb noise such as ``0.1 + 0.2``;
+    that is at most a thousandth of the integer grid of the row, whatever the size of the side.
+    """
+    cap = 2**62  # a side beyond +-2^62 cannot be reached by a row whose activity is below 2^61: clip it, exactly
+    return ([_side(v, scale, lower=True, cap=cap) for v in lb.tolist()],
+            [_side(v, scale, lower=False, cap=cap) for v in ub.tolist()])
+
+
+def _side(v: float, scale: float, *, lower: bool, cap: int) -> int:
+    if v == -math.inf:
+        return _INT64_MIN
+    if v == math.inf:
+        return _INT64_MAX
+    product = v * scale
+    if v.is_integer() and float(scale).is_integer() and abs(product) <= _EXACT_INT:
+        n = int(product)  # integer times integer below 2^53: exact in floats
+    else:
+        exact = dec(v) * dec(scale)
+        nearest = round(exact)
+        if abs(exact - nearest) <= _snap_tol(nearest):
+            n = nearest
+        else:
+            n = math.ceil(exact) if lower else math.floor(exact)
+    return max(-cap, min(cap, n))
 
 
 class CpSatBackend(Backend):
