@@ -11,8 +11,8 @@ CP-SAT works over 64-bit integers. servopt never rounds silently:
   (else ``CapabilityError`` naming the value and a factor that would work). Constraint sides are rounded
   *inward* exactly (``ceil`` of a lower side, ``floor`` of an upper side; a side within that noise of an
   integer is that integer), which is exact because the scaled row has integer coefficients over integer
-  variables: an integer side such as 30,702,488,327 images is used as it is. Bounds of integer variables are rounded inward too
-  (exact). The objective value and bound are mapped back to the model's units (divided by ``s``).
+  variables: an integer side such as 30,702,488,327 images is used as it is. Bounds of integer variables are
+  rounded inward too (exact). The objective value and bound are mapped back to the model's units (divided by ``s``).
 * **Overflow**: CP-SAT rejects a linear expression whose largest possible absolute value can exceed
   ``2^62``. servopt checks every row and the objective against ``2^61`` (a factor 2 of margin) before building,
   and raises ``CapabilityError`` naming the row otherwise.
