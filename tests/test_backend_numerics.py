@@ -119,7 +119,7 @@ def _brute_capacity(deadline_s: int, pool: list[tuple[int, dict]]) -> int:
 # --------------------------------------------------------------------------------- SCIP: no false "optimal"
 @pytest.mark.skipif("scip" not in available(), reason="ortools not installed")
 @pytest.mark.xfail(strict=True, reason="SCIP 10's presolve proves a wrong bound (10) on the per-GPU model with "
-                   "big-M rows of ~7e7 and N = 1.5e11; not fixed yet (see the report)")
+                   "big-M rows of ~7e7 and N = 1.5e11; with presolving off it gives 8; not fixed yet")
 def test_scip_thirty_days_matches_brute_force():
     """/tmp/walk_form/mg_30days_scip.yaml: SCIP said optimal 10 with bound 10; HiGHS, Gurobi, brute force say 8."""
     images, deadline = 150_000_000_007, 2_592_000
