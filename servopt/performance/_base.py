@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["ProfileRegressor", "set_monotone", "group_index", "predict_by_group"]
+__all__ = ["ProfileRegressor", "set_monotone", "group_index", "neighbour_sizes", "predict_by_group"]
 
 
 class ProfileRegressor(RegressorMixin, BaseEstimator):
@@ -121,8 +121,31 @@ def group_index(X: np.ndarray, columns: list[int]) -> tuple[list[tuple[float, ..
     """Distinct rows of ``X[:, columns]`` and each row's group number."""
     if not columns:
         return [()], np.zeros(len(X), dtype=int)
-    keys, inverse = np.unique(X[:, columns], axis=0, return_inverse=True)
+    part = X[:, columns]
+    if len(part) and bool((part == part[0]).all()):  # one configuration (a largest-batch grid): no sort needed
+        return [tuple(map(float, part[0]))], np.zeros(len(X), dtype=int)
+    keys, inverse = np.unique(part, axis=0, return_inverse=True)
     return [tuple(map(float, k)) for k in keys], inverse.reshape(-1)
+
+
+def neighbour_sizes(profiled: Any, key: tuple[float, ...], position: int
+                    ) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The configurations among ``profiled`` (keys like ``key``) nearest to ``key`` in the input size (at
+    ``position`` of the key) with every other part equal: the one just below and the one just above (None where
+    there is none).
+
+    >>> neighbour_sizes([(1.0, 96.0), (1.0, 160.0), (2.0, 128.0), (1.0, 224.0)], (1.0, 128.0), 1)
+    ((1.0, 96.0), (1.0, 160.0))
+    """
+    rest = key[:position] + key[position + 1:]
+    sizes = sorted(k[position] for k in profiled if k[:position] + k[position + 1:] == rest)
+    smaller = [s for s in sizes if s < key[position]]
+    larger = [s for s in sizes if s > key[position]]
+
+    def at(size: float) -> tuple[float, ...]:
+        return key[:position] + (size,) + key[position + 1:]
+
+    return (at(smaller[-1]) if smaller else None), (at(larger[0]) if larger else None)
 
 
 def predict_by_group(X: np.ndarray, group_columns: list[int], x_column: int, curves: dict, fallback) -> np.ndarray:

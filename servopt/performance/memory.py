@@ -34,7 +34,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.utils.validation import check_is_fitted
 
 from servopt.exceptions import ValidationError
-from servopt.performance._base import ProfileRegressor, group_index, predict_by_group
+from servopt.performance._base import ProfileRegressor, group_index, neighbour_sizes, predict_by_group
 from servopt.performance._curves import Line, calm_line, fit_line, rising_line
 from servopt.performance.features import MEMORY_WORK_FEATURE, WORK_FEATURE
 from servopt.performance.memory_work import MEMORY_AXES, WORK_AXES, family_work, fit_axes, with_memory_work
@@ -318,31 +318,37 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         if self.size_index_ is None or self.size_index_ not in self.group_index_:
             return out
         position = self.group_index_.index(self.size_index_)
-        profiled: dict[tuple[float, ...], list[float]] = {}
-        for key in self.lines_:
-            profiled.setdefault(key[:position] + key[position + 1:], []).append(key[position])
         keys, inverse = group_index(X, self.group_index_)
         for g, key in enumerate(keys):
-            sizes = sorted(profiled.get(key[:position] + key[position + 1:], ()))
-            if key in self.lines_ or not sizes:
+            if key in self.lines_:
                 continue
             rows = np.flatnonzero(inverse == g)
-            larger = [t for t in sizes if t > key[position]]
-            smaller = [t for t in sizes if t < key[position]]
-            for at, bound in ((larger[0] if larger and upper else None, np.minimum),
-                              (smaller[-1] if smaller else None, np.maximum)):
-                if at is None:
+            smaller, larger = neighbour_sizes(self.lines_, key, position)
+            for other, bound in ((larger if upper else None, np.minimum), (smaller, np.maximum)):
+                if other is None:
                     continue
-                there = X[rows].copy()
-                there[:, self.size_index_] = at
-                for name in MEMORY_AXES:  # that size's per-sample work: the family's polynomial
-                    index = self._column(None, name, None, "work")
-                    if index is not None:
-                        there[:, index] = 0.0
-                line = rising.get(key[:position] + (at,) + key[position + 1:])
+                there = self._at_size(X[rows], other[position])
+                line = rising.get(other)
                 value = line(there[:, self.batch_index_]) if line is not None else self._family_predict(there)
                 out[rows] = bound(out[rows], value)
         return out
+
+    def _at_size(self, rows: np.ndarray, size: float) -> np.ndarray:
+        """A copy of ``rows`` at input size ``size``, their per-sample work left to the family's polynomial in the
+        input size (0: unknown)."""
+        at = rows.copy()
+        at[:, self.size_index_] = size
+        for name in MEMORY_AXES:
+            index = self._column(None, name, None, "work")
+            if index is not None:
+                at[:, index] = 0.0
+        return at
+
+    def _need_at(self, row: np.ndarray, batch: float) -> float:
+        """What :meth:`max_batch` compares with the usable limit for ``row`` (one row) at ``batch``."""
+        at = row.copy()
+        at[0, self.batch_index_] = batch
+        return float(self._need(at)[0])
 
     def _regressor_predict(self, rows: np.ndarray) -> np.ndarray:
         return self.estimator_.predict(self._design(rows))
@@ -394,9 +400,7 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
             bounds = getattr(self, "config_boundary_", {}).get(key)  # (models saved before it: none)
             below = [b for lim, b in (bounds or {}).items() if limit is not None and lim < float(limit)]
             if below and float(limit) not in bounds:  # what ran under a smaller limit fits under this one
-                at = X[np.flatnonzero(inverse == g)[:1]].copy()
-                at[0, self.batch_index_] = max(below)
-                floor = _share(float(self._need(at)[0]), float(limit))
+                floor = _share(self._need_at(X[np.flatnonzero(inverse == g)[:1]], max(below)), float(limit))
                 if out[g] < floor:
                     out[g], basis[g] = floor, "own boundary under a lower limit"
             if basis[g] in _UNPROFILED_BASES and limit is not None:
@@ -418,46 +422,23 @@ class MaxBatchModel(WorkColumnMixin, ProfileRegressor):
         if self.size_index_ is None or self.structure != "family":
             return fraction, basis
         position = self.group_index_.index(self.size_index_)
-        size = key[position]
-        profiled = sorted(k[position] for k in self.lines_
-                          if k[:position] + k[position + 1:] == key[:position] + key[position + 1:])
-        larger = [s for s in profiled if s > size]
-        smaller = [s for s in profiled if s < size]
+        smaller, larger = neighbour_sizes(self.lines_, key, position)
 
-        def answer(at_size: float) -> int:
-            neighbour = key[:position] + (at_size,) + key[position + 1:]
-            if neighbour not in answers:
-                answers[neighbour] = self._answer_at(row, at_size, limit)
-            return answers[neighbour]
+        def answer(other: tuple[float, ...]) -> int:  # its largest batch under the limit
+            if other not in answers:
+                at = self._at_size(row, other[position])
+                answers[other] = int(self._largest(at, self._fractions(at, limit)[0] * limit)[0])
+            return answers[other]
 
-        if larger:  # the largest batch at the nearest larger size fits here
-            batch = answer(larger[0])
-            if batch > 0:
-                at = row.copy()
-                at[0, self.batch_index_] = batch
-                floor = _share(float(self._need(at)[0]), limit)
-                if fraction < floor:
-                    fraction, basis = floor, "a larger profiled size's largest batch"
-        if smaller:
-            batch = answer(smaller[-1])
-            if batch < self.max_batch_size:
-                at = row.copy()
-                at[0, self.batch_index_] = batch + 1
-                cap = _below(float(self._need(at)[0]), limit)
-                if fraction > cap:
-                    fraction, basis = cap, "a smaller profiled size's largest batch"
+        if larger is not None and answer(larger) > 0:  # the largest batch at the nearest larger size fits here
+            floor = _share(self._need_at(row, answer(larger)), limit)
+            if fraction < floor:
+                fraction, basis = floor, "a larger profiled size's largest batch"
+        if smaller is not None and answer(smaller) < self.max_batch_size:
+            cap = _below(self._need_at(row, answer(smaller) + 1), limit)
+            if fraction > cap:
+                fraction, basis = cap, "a smaller profiled size's largest batch"
         return fraction, basis
-
-    def _answer_at(self, row: np.ndarray, size: float, limit: float) -> int:
-        """The largest batch of ``row``'s configuration at the profiled input size ``size`` under ``limit``."""
-        at = row.copy()
-        at[0, self.size_index_] = size
-        for name in MEMORY_AXES:  # the per-sample work of that size: the family's polynomial in the input size
-            index = self._column(None, name, None, "work")
-            if index is not None:
-                at[0, index] = 0.0
-        fraction, _ = self._fractions(at, limit)
-        return int(self._largest(at, fraction * limit)[0])
 
     def _largest(self, rows: np.ndarray, usable: np.ndarray) -> np.ndarray:
         """For each row, the first batch whose need passes ``usable`` (MiB, per row), less one

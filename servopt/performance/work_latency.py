@@ -62,7 +62,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from servopt.performance._base import group_index
+from servopt.performance._base import group_index, neighbour_sizes
 from servopt.performance._curves import MIN_FREE_POINTS, ROBUST_SCALE
 from servopt.performance._ingrid import Config, InGrid, check_rule, choose_in_grids
 from servopt.performance.hardware import hardware_spec
@@ -511,17 +511,12 @@ class WorkLatencyModel(WorkColumnMixin, LatencyModel):
         if self.size_index_ is None or self.size_index_ not in self.group_index_:
             return value
         position = self.group_index_.index(self.size_index_)
-        rest = key[:position] + key[position + 1:]
-        profiled = sorted(k[position] for k in self.curves_ if k[:position] + k[position + 1:] == rest)
-        size = key[position]
-        larger = [t for t in profiled if t > size]
-        smaller = [t for t in profiled if t < size]
-        for at, bound in ((larger[0] if larger else None, np.minimum), (smaller[-1] if smaller else None, np.maximum)):
-            if at is None:
+        smaller, larger = neighbour_sizes(self.curves_, key, position)
+        for other, bound in ((larger, np.minimum), (smaller, np.maximum)):
+            if other is None:
                 continue
-            other = key[:position] + (at,) + key[position + 1:]
             rows = X.copy()
-            rows[:, self.size_index_] = at
+            rows[:, self.size_index_] = other[position]
             if self.work_index_ is not None:  # the profiled size's per-sample work (its polynomial)
                 rows[:, self.work_index_] = 0.0
             fam_key = self._family_of(other)
