@@ -96,7 +96,7 @@ class FittedTarget:
         return X
 
     def _check_given(self, X: pd.DataFrame, source: str, where: list[str] | None) -> None:
-        """Refuses a batch size that is not whole, and an empty (or absent) ``input_size`` or ``cores`` where every
+        """Refuses a batch size that is not whole, and an empty ``input_size`` or ``cores`` where every
         profile row the model was fitted on gave one: :func:`~.features.feature_frame` reads it as 0, not
         applicable, and the model predicted 0-pixel images (0.04 ms for 34.5 at 176 px)."""
         where = where or [f"row {i + 1}" for i in range(len(X))]
