@@ -6,8 +6,10 @@ backend builds anything. Backends keep no state between solves and never import 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -19,7 +21,32 @@ from servopt.exceptions import BackendUnavailableError
 from servopt.model import ModelArrays
 from servopt.result import Result, SolveParams, Status
 
-__all__ = ["Capabilities", "Backend", "RawAnswer"]
+__all__ = ["Capabilities", "Backend", "RawAnswer", "OBJECTIVE_EXPONENT", "objective_factor"]
+
+
+#: float backends see the objective scaled so its largest coefficient lies in [2^E, 2^(E+1)), E this exponent
+OBJECTIVE_EXPONENT = 5
+
+
+def objective_factor(c: np.ndarray) -> float:
+    """The power of two that brings the largest objective coefficient into [32, 64) (1 for a zero objective).
+
+    Float solvers judge reduced costs and objective improvements against absolute tolerances (about 1e-6): an
+    objective of size 1e-4 is decided at a 1 % resolution, and one of size 1 at 1e-6. Gurobi returned a product
+    pipeline 13 % below the optimum with alpha = 0.001, and HiGHS one 1.3e-6 below it with weights of 1e-6, and
+    both called it optimal. On 700 random pipelines with such weights, 11 plans missed the dynamic programme's
+    optimum unscaled, none with the largest coefficient in [32, 64), 4 (Gurobi) with it in [8, 16); near 1024
+    HiGHS failed on per-GPU models of 1.7e10 images. A power of two scales and unscales exactly.
+
+    >>> objective_factor(np.array([0.001, -2e-6]))
+    32768.0
+    >>> objective_factor(np.array([40.0])), objective_factor(np.array([64.0])), objective_factor(np.zeros(2))
+    (1.0, 0.5, 1.0)
+    """
+    top = float(np.max(np.abs(c), initial=0.0))
+    if top == 0.0 or not math.isfinite(top):
+        return 1.0
+    return math.ldexp(1.0, max(-256, min(256, OBJECTIVE_EXPONENT + 1 - math.frexp(top)[1])))
 
 
 @dataclass(frozen=True)
@@ -96,9 +123,16 @@ class Backend(ABC):
 
     # ------------------------------------------------------------------ solving
     def solve(self, arrays: ModelArrays, params: SolveParams) -> Result:
-        """Build the native model, run it, and time both."""
+        """Build the native model, run it, and time both.
+
+        Float solvers (``capabilities.fractional``) get the objective scaled by :func:`objective_factor`; the
+        objective and bound they return are scaled back, exactly.
+        """
         self.require()
         self.check_options(params)
+        factor = objective_factor(arrays.c) if self.capabilities.fractional else 1.0
+        if factor != 1.0:
+            arrays = dataclasses.replace(arrays, c=arrays.c * factor, obj_constant=arrays.obj_constant * factor)
         t0 = time.perf_counter()
         native = self._build(arrays, params)
         t1 = time.perf_counter()
@@ -106,8 +140,8 @@ class Backend(ABC):
         t2 = time.perf_counter()
         return Result(
             status=raw.status,
-            objective=raw.objective,
-            best_bound=raw.best_bound,
+            objective=None if raw.objective is None else raw.objective / factor,
+            best_bound=None if raw.best_bound is None else raw.best_bound / factor,
             values=raw.values,
             backend=self.name,
             build_seconds=t1 - t0,
