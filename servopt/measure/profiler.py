@@ -57,6 +57,7 @@ from typing import Any
 from servopt.exceptions import BackendUnavailableError, ServoptError, ValidationError
 from servopt.measure.hwmon import HighWaterMark, PeakMemoryTracker, release_free_memory, rss_bytes
 from servopt.measure.max_batch_search import ARENA_STEPS, OutOfTime, search_boundary
+from servopt.measure.ort_inputs import check_sizes, input_spec, make_feeds, spatial_axes
 from servopt.measure.sweep import (
     PROFILE_COLUMNS,
     ProfileRun,
@@ -78,10 +79,6 @@ __all__ = ["profile_model", "ProfileRun", "PROFILE_COLUMNS", "coefficient_of_var
            "record_point", "steady_state", "write_rows"]
 
 _MIB = float(2**20)
-_ORT_TYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64",
-}
 
 
 def profile_model(
@@ -233,8 +230,8 @@ def profile_model(
     if not mem_pattern:  # a configuration label: rows measured with and without it are different configurations
         meta["mem_pattern"] = "off"
     model_bytes = model.read_bytes()
-    feeds_spec = _input_spec(ort, model_bytes, model, providers)
-    _check_sizes(feeds_spec, grid_s, model, grid_b, find_max_batch)
+    feeds_spec = input_spec(ort, model_bytes, model, providers)
+    check_sizes(feeds_spec, grid_s, model, grid_b, find_max_batch)
     work = _work_columns(model, feeds_spec)
 
     rows: list[dict[str, Any]] = read_existing(out, meta) if (out is not None and resume and out.exists()) else []
@@ -316,7 +313,7 @@ class _Sweep:
         first, an untimed warm-up point (:meth:`_warm_up`)."""
         if self.warm_up is not None:
             self._warm_up(*self.warm_up)
-        feeds = functools.partial(_make_feeds, self.feeds_spec, b, s, self.seed)
+        feeds = functools.partial(make_feeds, self.feeds_spec, b, s, self.seed)
         runs = (1, 1, 0.0, None) if check else (self.repeats, self.min_repeats, self.time_budget_s, self.max_cv)
         return _measure_point(self.ort, self.model_bytes, self.providers, feeds, c, b, *runs[:3],
                               self.memory_limit_mb, self.monitor, self.device, runs[3], mem_pattern=self.mem_pattern)
@@ -327,7 +324,7 @@ class _Sweep:
         point's baseline instead of into its ``memory_mb``."""
         self.warm_up = None
         self.bar.set_postfix_str("warm-up")
-        _warm_up(self.ort, self.model_bytes, self.providers, _make_feeds(self.feeds_spec, b, s, self.seed), c,
+        _warm_up(self.ort, self.model_bytes, self.providers, make_feeds(self.feeds_spec, b, s, self.seed), c,
                  mem_pattern=self.mem_pattern)
 
     def record(self, c: int, s: int, b: int, point: dict[str, Any]) -> dict[str, Any]:
@@ -359,7 +356,7 @@ def _work_columns(model: Path, spec: list[tuple[str, list[Any], str]]) -> Any:
 
     def count(size: int | None) -> tuple[float, ...]:
         if not counters:
-            counters.append(onnx_counter(model, _spatial_axes(spec[0][1]) if spec else None))
+            counters.append(onnx_counter(model, spatial_axes(spec[0][1]) if spec else None))
         return counters[0](size)
 
     return WorkColumns(count, model.name)
@@ -449,105 +446,6 @@ def _measure_point(ort: Any, model_bytes: bytes, providers: list[str], make_feed
     gc.collect()
     release_free_memory()
     return result
-
-
-# ---------------------------------------------------------------------------------------------- inputs
-def _input_spec(ort: Any, model_bytes: bytes, path: Path, providers: list[str]) -> list[tuple[str, list[Any], str]]:
-    """(name, shape, numpy dtype) of every model input; validates that the profiler can fill each one."""
-    try:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(model_bytes, opts, providers=providers)
-    except Exception as exc:
-        raise ValidationError(f"{path}: ONNX Runtime cannot load this model ({str(exc).strip()[:300]})") from None
-    spec = []
-    for arg in session.get_inputs():
-        if arg.type not in _ORT_TYPES:
-            raise ValidationError(f"{path}: input {arg.name!r} has type {arg.type}; the profiler feeds "
-                                  f"{', '.join(_ORT_TYPES)}")
-        shape = list(arg.shape)
-        if not shape:
-            raise ValidationError(f"{path}: input {arg.name!r} is a scalar; the profiler needs a batch dimension")
-        spatial = _spatial_axes(shape)
-        for axis, dim in enumerate(shape[1:], start=1):
-            if axis not in spatial and not isinstance(dim, int):
-                raise ValidationError(
-                    f"{path}: input {arg.name!r} has dynamic dimension {axis} ({dim!r}); the profiler fills only "
-                    "the batch dimension and the height/width of 4-D image inputs (NCHW or NHWC)"
-                )
-        spec.append((arg.name, shape, _ORT_TYPES[arg.type]))
-    del session
-    return spec
-
-
-def _check_sizes(spec: list[tuple[str, list[Any], str]], sizes: list[int], path: Path, batches: list[int],
-                 find_max_batch: bool = False) -> None:
-    """Refuse, before anything is measured, a grid the inputs cannot take: a batch size other than a fixed batch
-    dimension, an input size other than fixed spatial dimensions, several input sizes for a model without a 4-D
-    image input (the size would have no effect: identical points under different labels)."""
-    for name, shape, _ in spec:
-        dim = shape[0]
-        if isinstance(dim, int):
-            bad = [b for b in batches if b != dim]
-            if bad:
-                raise ValidationError(
-                    f"{path}: input {name!r} has a fixed batch size {dim}, so batch size(s) "
-                    f"{', '.join(map(str, bad))} cannot be profiled (--batch-sizes); export the model with a "
-                    f"dynamic batch dimension, or profile only batch size {dim}"
-                )
-            if find_max_batch:
-                raise ValidationError(
-                    f"{path}: input {name!r} has a fixed batch size {dim}, so --find-max-batch (find_max_batch) "
-                    "cannot search other batch sizes; export the model with a dynamic batch dimension"
-                )
-        for axis in _spatial_axes(shape):
-            dim = shape[axis]
-            bad = [s for s in sizes if isinstance(dim, int) and dim != s]
-            if bad:
-                raise ValidationError(
-                    f"{path}: input {name!r} has a fixed size {dim} on axis {axis}, so input size(s) "
-                    f"{', '.join(map(str, bad))} cannot be profiled; export the model with dynamic height and "
-                    f"width, or profile only input size {dim}"
-                )
-    if len(sizes) > 1 and not any(_spatial_axes(shape) for _, shape, _ in spec):
-        inputs = ", ".join(f"{name!r} {[d if isinstance(d, int) else '?' for d in shape]}" for name, shape, _ in spec)
-        raise ValidationError(
-            f"{path}: no input is a 4-D image (inputs: {inputs}), so the input size has no effect and "
-            f"--input-sizes (input_sizes) {','.join(map(str, sizes))} would measure the same configuration "
-            "under several labels; give one value (it becomes the input_size column)"
-        )
-
-
-def _spatial_axes(shape: list[Any]) -> tuple[int, ...]:
-    """Height and width axes of a 4-D image input: (2, 3) for NCHW, (1, 2) for NHWC, () otherwise."""
-    if len(shape) != 4:
-        return ()
-    if isinstance(shape[3], int) and shape[3] in (1, 3, 4) and not (isinstance(shape[1], int) and shape[1] <= 4):
-        return (1, 2)
-    return (2, 3)
-
-
-def _make_feeds(spec: list[tuple[str, list[Any], str]], batch: int, size: int, seed: int) -> dict[str, Any]:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name, shape, dtype in spec:
-        spatial = _spatial_axes(shape)
-        dims = [batch]
-        for axis, dim in enumerate(shape[1:], start=1):
-            if axis in spatial:
-                dims.append(size)
-            else:
-                dims.append(int(dim))
-        if np.issubdtype(np.dtype(dtype), np.floating):
-            feeds[name] = rng.random(dims, dtype=np.float32).astype(dtype, copy=False)
-        else:
-            feeds[name] = rng.integers(0, 10, size=dims).astype(dtype)
-    return feeds
-
-
-# ----------------------------------------------------------------------------------------------- helpers
 
 
 # ----------------------------------------------------------------------------------------------- helpers

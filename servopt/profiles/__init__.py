@@ -12,7 +12,8 @@ the column, and says what would be accepted; nothing is silently dropped.
 
 from __future__ import annotations
 
-from servopt.profiles._importers import batch_size_from_name, read_model_analyzer, read_perf_analyzer
+from servopt.profiles._importers import batch_size_from_name, read_perf_analyzer
+from servopt.profiles._model_analyzer import read_model_analyzer
 from servopt.profiles._io import (
     CSV_SUFFIXES,
     PARQUET_SUFFIXES,
