@@ -9,7 +9,8 @@ whether the deployment changed, why, and how long the decision took.
 Stabilisation, as InfAdapter does it (``docs/replay.md``):
 
 * ``scale_down_delay_s``: a forecast below the load the current plan serves is acted on only once forecasts have
-  stayed below it for this long (InfAdapter skips up to 4 decisions of 30 s: 120 s); scale-up is immediate.
+  stayed below it for this long (InfAdapter skips up to 4 decisions of 30 s: 120 s); scale-up is immediate. Any
+  forecast at or above the planned load, even one ``min_change`` keeps, restarts the wait.
 * ``min_change``: a forecast within this relative distance of the planned load keeps the current plan.
 
 Forecasters (no deep-learning dependency) are callables ``history -> rps`` on the per-second load observed so far:
@@ -273,11 +274,15 @@ class Adapter:
         if self.current is not None and cur is not None:
             if self.policy == "static":
                 return self._record(now, f, cur, self.current, False, "keep-static", "keep", t0)
+            # the scale-down clock runs while forecasts stay below the planned load, whatever the decision
+            # (a forecast at or above it, even one kept by min_change, restarts the wait)
+            if f >= cur:
+                self._down_since = None
+            elif self._down_since is None:
+                self._down_since = now
             if self.min_change > 0 and abs(f - cur) <= self.min_change * cur:
                 return self._record(now, f, cur, self.current, False, "keep-min-change", "keep", t0)
-            if f < cur and self.scale_down_delay_s > 0:
-                if self._down_since is None:
-                    self._down_since = now
+            if self._down_since is not None and self.scale_down_delay_s > 0:
                 if now - self._down_since < self.scale_down_delay_s:
                     return self._record(now, f, cur, self.current, False, "keep-scale-down-delay", "keep", t0)
         status, plan, planned, solves, message = self._plan(f)
@@ -384,6 +389,23 @@ def _(plan: PipelinePlan) -> Any:
     return tuple((s.name, s.variant, int(s.batch_size), int(s.replicas)) for s in plan.stages)
 
 
+@functools.singledispatch
+def _load_times(plan: Any, problem: Any) -> dict[Any, float]:
+    """Seconds to load each element of ``_config(plan)`` from nothing (``replay(apply_delay="load")``)."""
+    raise ValidationError(f"an Adapter re-plans {' or '.join(_KINDS)} plans, got {type(plan).__name__}")
+
+
+@_load_times.register
+def _(plan: VariantSelectionPlan, problem: Any) -> dict[Any, float]:
+    seconds = {v.name: float(v.load_time_s) for v in problem.variants}
+    return {(name, cores): seconds[name] for name, cores in _config(plan)}
+
+
+@_load_times.register
+def _(plan: PipelinePlan, problem: Any) -> dict[Any, float]:
+    return dict.fromkeys(_config(plan), 0.0)  # the pipeline formulation has no loading times
+
+
 # ---------------------------------------------------------------------------------------------------- replay
 @dataclass(frozen=True, eq=False)
 class ReplayResult:
@@ -414,8 +436,9 @@ class ReplayResult:
         }
 
     def series(self) -> dict[str, np.ndarray]:
-        """Per decision interval: start, observed load (mean RPS), forecast, planned cores, SLO-violation rate,
-        p99 latency and accuracy of the requests that arrived in it."""
+        """Per decision interval: start, observed load (mean RPS over the interval's seconds; the last interval
+        may be shorter), forecast, planned cores, SLO-violation rate, p99 latency and accuracy of the requests that
+        arrived in it."""
         per = self.report.per_interval(self.interval_s)
         n = per["start_s"].size
         forecast = np.full(n, np.nan)
@@ -427,7 +450,9 @@ class ReplayResult:
         starts = np.array([s for s, _ in self.schedule])
         for k, t in enumerate(per["start_s"]):
             cores[k] = self.schedule[int(np.searchsorted(starts, t, side="right")) - 1][1].cores
-        return {**per, "observed_rps": per["requests"] / self.interval_s, "forecast_rps": forecast, "cores": cores}
+        # the last interval may be cut short by the end of the trace: its mean rate is over the seconds it has
+        length = np.minimum(self.interval_s, self.report.duration_s - per["start_s"])
+        return {**per, "observed_rps": per["requests"] / length, "forecast_rps": forecast, "cores": cores}
 
 
 def replay(
@@ -452,13 +477,21 @@ def replay(
 ) -> ReplayResult:
     """Re-plan every ``interval_s`` from a forecast of the observed load and simulate between decisions.
 
-    Arrivals are drawn once from the trace (same ``seed``: the same requests for every policy); the load a
-    decision at time t sees is the count of requests per second before t. The first plan (t = 0) is made for the
-    forecast of the trace's first second; the ``static`` policy plans once for ``static_rps`` (``max``: the
-    trace's peak, ``mean``, or a number) and never changes. A new plan serves the requests that arrive from its
-    decision time plus ``apply_delay`` (seconds, or ``"load"``: the plan's model loading time), the previous
-    deployment serving until then (make-before-break). See :func:`servopt.simulate.simulate_schedule`.
-    ``policy_options`` go to the baseline policy; ``label`` names the result (default: the policy).
+    Arrivals are drawn once from the trace (same ``seed``: the same requests for every policy), and the
+    simulation's routing draws continue the same random stream, exactly as :func:`simulate_schedule` does with
+    that seed; the load a decision at time t sees is the count of requests per second before t. The first plan
+    (t = 0) is made for the forecast of the trace's first second; the ``static`` policy plans once for
+    ``static_rps`` (``max``: the trace's peak, ``mean``, or a number) and never changes.
+
+    A new plan serves the requests that arrive from its start, the previous deployment serving until then
+    (make-before-break). The start is the decision time plus ``apply_delay`` seconds, or with ``"load"`` the time
+    every (variant, cores) of the plan is loaded: one the previous plan also runs keeps its load time (already
+    loaded, or loading for a rollout not yet live), any other loads from the decision time for the variant's
+    ``load_time_s`` (when the previous plan is live this is the plan's ``loading_cost_s``). A newer plan
+    supersedes any rollout that would go live at or after its own start: that rollout never serves, so the
+    schedule holds the latest plan the adapter decided, and a pending rollout serves only if it is loaded before
+    the newer one. See :func:`servopt.simulate.simulate_schedule`. ``policy_options`` go to the baseline policy;
+    ``label`` names the result (default: the policy).
     """
     from servopt.serving.simulate import deployment_from_plan, poisson_arrivals, simulate_schedule
     from servopt.serving.traces import as_trace
@@ -472,7 +505,8 @@ def replay(
         raise ValidationError(f"apply_delay must be seconds >= 0 or 'load', got {apply_delay!r}")
     if getattr(problem, "sla_ms", None) is None:  # no SLO of its own (variant_selection): the deployment takes ours
         plan_options = dict(plan_options, slo_ms=slo_ms)
-    arrivals = poisson_arrivals(tr.rps, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)  # one stream: the arrivals, then the routing draws of the simulation
+    arrivals = poisson_arrivals(tr.rps, rng)
     duration = tr.duration_s
     observed = np.bincount(np.minimum(arrivals.astype(np.int64), duration - 1), minlength=duration).astype(float)
     adapter = Adapter(problem, policy=policy, forecaster=forecaster, backend=backend,
@@ -488,18 +522,25 @@ def replay(
                               f"{first.message}")
     schedule: list[tuple[float, Any]] = [(0.0, deployment_from_plan(problem, first.plan, **plan_options))]
     plan = first.plan
+    ready = dict.fromkeys(_config(plan), 0.0)  # when each (model, size) of the latest plan is (or will be) loaded
     t = float(interval_s)
     while t < duration:
         dec = adapter.step(observed[: int(t)], now=t)
         if dec.plan is not None and dec.plan is not plan:
-            delay = apply_delay if not isinstance(apply_delay, str) else (
-                float(dec.plan.to_dict().get("loading_cost_s", 0.0)) if dec.changed else 0.0)
-            start = t + delay
-            if start < duration and start > schedule[-1][0]:
+            if isinstance(apply_delay, str):  # "load": live once every model it runs at its size is loaded
+                load_s = _load_times(dec.plan, problem)
+                ready = {u: ready[u] if u in ready else t + load_s[u] for u in _config(dec.plan)}
+                start = max(t, *ready.values())
+            else:
+                start = t + float(apply_delay)
+            # a rollout that would go live no earlier than this newer one never goes live: superseded
+            while len(schedule) > 1 and schedule[-1][0] >= start:
+                schedule.pop()
+            if start < duration:
                 schedule.append((start, deployment_from_plan(problem, dec.plan, **plan_options)))
             plan = dec.plan
         t += interval_s
-    report = simulate_schedule(schedule, tr, slo_ms=slo_ms, seed=seed, timeout_ms=timeout_ms, arrivals=arrivals)
+    report = simulate_schedule(schedule, tr, slo_ms=slo_ms, seed=rng, timeout_ms=timeout_ms, arrivals=arrivals)
     return ReplayResult(policy=label or policy, interval_s=float(interval_s), report=report,
                         decisions=tuple(adapter.decisions), schedule=tuple(schedule), stats=adapter.stats())
 

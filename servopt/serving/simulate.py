@@ -191,7 +191,7 @@ def simulate_schedule(
     trace: Any,
     *,
     slo_ms: float | None = None,
-    seed: int | None = 0,
+    seed: int | np.random.Generator | None = 0,
     timeout_ms: float | str | None = "slo",
     arrivals: np.ndarray | None = None,
 ) -> SimulationReport:
@@ -201,7 +201,9 @@ def simulate_schedule(
     the deployment in force when it arrives (make-before-break): a pool that is identical in consecutive entries
     keeps its queue and busy servers; a pool that changes starts empty and idle, while the old one drains what it
     has queued. All deployments must have the same number of stages. ``arrivals`` (sorted seconds) replaces the
-    Poisson arrivals drawn from the trace.
+    Poisson arrivals drawn from the trace. ``seed`` seeds :func:`numpy.random.default_rng`, which draws the
+    arrivals (unless given) and then the routing; a ``Generator`` is used as it is, continuing its stream (pass
+    the generator that drew ``arrivals`` so that the routing draws are not a replay of the arrival draws).
     """
     t0 = time.perf_counter()
     tr: Trace = as_trace(trace)
