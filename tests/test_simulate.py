@@ -315,11 +315,11 @@ def test_bad_traces_are_rejected_with_location(tmp_path: Path, name, text, match
 def test_trace_slice_and_column_errors(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("minute,max_rps\n0,54\n1,62\n")
-    assert read_trace(path, column="max_rps").rps.tolist() == [54, 62]
+    assert read_trace(path, column="max_rps").rps.tolist() == [54] * 60 + [62] * 60  # each minute's rate, held
     with pytest.raises(ValidationError, match="no column 'rps'"):
         read_trace(path, column="rps")
     with pytest.raises(ValidationError, match="outside the trace"):
-        read_trace(path, column="max_rps", start=1, end=5)
+        read_trace(path, column="max_rps", start=1, end=500)
     with pytest.raises(ValidationError, match="cannot tell which column"):
         read_trace(path)  # a per-minute file is not taken for a per-second trace
     with pytest.raises(ValidationError, match="no such trace file"):

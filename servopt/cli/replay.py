@@ -12,7 +12,9 @@ from servopt.cli.simulate import (
     _fmt,
     add_serving_arguments,
     add_trace_arguments,
+    option_type,
     read_trace_args,
+    serving_flags,
     slo_for,
     timeout_arg,
 )
@@ -50,28 +52,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="PROBLEM", help="problem file (YAML): variant_selection or pipeline")
     parser.add_argument("--policy", default="servopt", metavar="P[,P...]",
                         help="servopt, ms+, greedy, fa2, rim, bruteforce, static (comma-separated; default servopt)")
-    parser.add_argument("--interval", type=float, default=30.0, metavar="S",
+    parser.add_argument("--interval", type=option_type("seconds > 0", lambda x: x > 0), default=30.0, metavar="S",
                         help="seconds between decisions (InfAdapter 30, IPA 10; default 30)")
     add_trace_arguments(parser, positional=True)
     add_serving_arguments(parser)
-    f = parser.add_argument_group("forecast and stabilisation")
-    f.add_argument("--forecaster", choices=("last", "ewma", "max"), default="last",
+    f = parser.add_argument_group("forecast and stabilisation (re-planning policies: every policy but static)")
+    f.add_argument("--forecaster", choices=("last", "ewma", "max"), default=None,
                    help="last value, EWMA, or max of a window (default last)")
-    f.add_argument("--window", type=int, default=120, metavar="S", help="window of --forecaster max (default 120)")
-    f.add_argument("--span", type=float, default=10.0, metavar="N", help="span of --forecaster ewma (default 10)")
-    f.add_argument("--bucket", type=int, default=1, metavar="S",
-                   help="ewma over the maxima of S-second buckets (InfAdapter: 60; default 1)")
-    f.add_argument("--margin", type=float, default=0.0, metavar="F", help="add F to the forecast (0.1 = +10 %%)")
-    f.add_argument("--scale-down-delay", type=float, default=0.0, metavar="S",
-                   help="act on a lower forecast only after S seconds of lower forecasts (InfAdapter: 120)")
-    f.add_argument("--min-change", type=float, default=0.0, metavar="F",
-                   help="keep the plan while the forecast is within F (relative) of the planned load")
+    f.add_argument("--window", type=option_type("a whole number of seconds >= 1", lambda x: x >= 1, integer=True),
+                   default=None, metavar="S", help="--forecaster max only: the window (default 120)")
+    f.add_argument("--span", type=option_type("a number >= 1", lambda x: x >= 1), default=None, metavar="N",
+                   help="--forecaster ewma only: the span (default 10)")
+    f.add_argument("--bucket", type=option_type("a whole number of seconds >= 1", lambda x: x >= 1, integer=True),
+                   default=None, metavar="S",
+                   help="--forecaster ewma only: over the maxima of S-second buckets (InfAdapter: 60; default 1)")
+    f.add_argument("--margin", type=option_type("a number > -1 (0.1 = +10 %)", lambda x: x > -1), default=None,
+                   metavar="F", help="add F to the forecast (0.1 = +10 %%; default 0)")
+    f.add_argument("--scale-down-delay", type=option_type("seconds >= 0", lambda x: x >= 0), default=None,
+                   metavar="S",
+                   help="act on a lower forecast only after S seconds of lower forecasts (InfAdapter: 120; default 0)")
+    f.add_argument("--min-change", type=option_type("a fraction in [0, 1)", lambda x: 0 <= x < 1), default=None,
+                   metavar="F", help="keep the plan while the forecast is within F (relative) of the planned load "
+                   "(default 0)")
     f.add_argument("--prefer-stable", action="store_true",
                    help="among optimal plans, prefer the one that changes the fewest things")
-    f.add_argument("--static-rps", default="max", metavar="RPS",
-                   help="load the static policy plans for: max (default), mean or a number")
-    f.add_argument("--apply-delay", default="0", metavar="S",
-                   help="a new plan serves requests from decision + S seconds; 'load' = its model loading time")
+    f.add_argument("--static-rps", type=option_type("max, mean or a number > 0", lambda x: x > 0,
+                                                    words=("max", "mean")),
+                   default=None, metavar="RPS", help="--policy static only: the load it plans for: max (default), "
+                   "mean or a number")
+    f.add_argument("--apply-delay", type=option_type("seconds >= 0 or 'load'", lambda x: x >= 0, words=("load",)),
+                   default=None, metavar="S",
+                   help="a new plan serves requests from decision + S seconds; 'load' = its model loading time "
+                   "(default 0)")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     parser.add_argument("--series", metavar="FILE", default=None, help="write per-interval numbers to FILE (CSV)")
     parser.add_argument("--force", action="store_true", help="replace an existing --series FILE")
@@ -80,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from servopt.serving.adapt import POLICIES, make_forecaster, replay
     from servopt.exceptions import ValidationError
-    from servopt.serving.deployment import servable, serving_options
+    from servopt.serving.deployment import servable
     from servopt.formulations.registry import load_problem
 
     from servopt.cli._output import check_output
@@ -103,25 +115,20 @@ def run(args: argparse.Namespace) -> int:
     if not policies or unknown:
         raise ValidationError(f"--policy: unknown policy {', '.join(unknown) or '(none)'}; "
                               f"expected {', '.join(POLICIES)}")
+    check_applicable(args, policies)
+    options = serving_flags(problem, args.file, args)
     slo = slo_for(problem, args.file, args.slo_ms)
     trace = read_trace_args(args)
-    forecaster = make_forecaster(args.forecaster, window_s=args.window, span=args.span, bucket_s=args.bucket,
-                                 margin=args.margin)
-    apply_delay: float | str = args.apply_delay
-    if apply_delay != "load":
-        try:
-            apply_delay = float(apply_delay)
-        except ValueError:
-            raise ValidationError(f"--apply-delay: expected seconds or 'load', got {args.apply_delay!r}") from None
-    options: dict[str, Any] = {}
-    options.update(serving_options(problem, args.headroom, args.servers))
+    forecaster = make_forecaster(_or(args.forecaster, "last"), window_s=_or(args.window, 120),
+                                 span=_or(args.span, 10.0), bucket_s=_or(args.bucket, 1), margin=_or(args.margin, 0.0))
+    apply_delay = _or(args.apply_delay, 0.0)
     results = []
     for policy in policies:
         results.append(replay(
             problem, trace, policy=policy, interval_s=args.interval, forecaster=forecaster, seed=args.seed,
-            slo_ms=slo, timeout_ms=timeout_arg(args.timeout_ms), scale_down_delay_s=args.scale_down_delay,
-            min_change=args.min_change, prefer_stable=args.prefer_stable, backend=args.backend,
-            static_rps=args.static_rps, apply_delay=apply_delay, **options,
+            slo_ms=slo, timeout_ms=timeout_arg(args.timeout_ms), scale_down_delay_s=_or(args.scale_down_delay, 0.0),
+            min_change=_or(args.min_change, 0.0), prefer_stable=args.prefer_stable, backend=args.backend,
+            static_rps=_or(args.static_rps, "max"), apply_delay=apply_delay, **options,
         ))
     if args.series is not None:
         write_series(args.series, results)
@@ -134,6 +141,38 @@ def run(args: argparse.Namespace) -> int:
           f"{args.interval:g} s; SLO {slo:g} ms")
     print(format_summary([r.summary() for r in results]))
     return 0
+
+
+def check_applicable(args: argparse.Namespace, policies: list[str]) -> None:
+    """Refuse options that the chosen policies and forecaster would ignore, naming the option and why."""
+    from servopt.exceptions import ValidationError
+
+    if args.static_rps is not None and "static" not in policies:
+        raise ValidationError(f"--static-rps only applies with --policy static (the load its one plan is made for); "
+                              f"--policy is {args.policy}")
+    if all(p == "static" for p in policies):
+        replanning = (("--forecaster", args.forecaster), ("--window", args.window), ("--span", args.span),
+                      ("--bucket", args.bucket), ("--margin", args.margin),
+                      ("--scale-down-delay", args.scale_down_delay), ("--min-change", args.min_change),
+                      ("--apply-delay", args.apply_delay))
+        given = [flag for flag, value in replanning if value is not None]
+        if given:
+            raise ValidationError(f"{given[0]} does not apply to --policy static: it plans once, for --static-rps, "
+                                  "and never forecasts or re-plans; add a re-planning policy (e.g. servopt,static)")
+    forecaster = _or(args.forecaster, "last")
+    for flag, value, owner in (("--window", args.window, "max"), ("--span", args.span, "ewma"),
+                               ("--bucket", args.bucket, "ewma")):
+        if value is not None and forecaster != owner:
+            default = " (the default)" if args.forecaster is None else ""
+            raise ValidationError(f"{flag} only applies with --forecaster {owner}; the forecaster is "
+                                  f"{forecaster}{default}")
+    if args.backend != "auto" and not {"servopt", "static"} & set(policies):
+        raise ValidationError(f"--backend only applies to the policies that solve the problem (servopt, static); "
+                              f"--policy {args.policy} plans without a solver")
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 #: (column, key, format) of the table
