@@ -360,8 +360,8 @@ def _serving(env, served: Path, work: Path) -> Iterator[Any]:
     server = TritonServer(env, [served], work)
     try:
         server.start()  # a failed start stops what it started
-    except TritonCheckError as exc:
-        why = "; ".join(server.load_errors()) or "no error in its log"
+    except TritonCheckError as exc:  # e.g. a Python backend stub that died: its own output is the reason
+        why = exc.reason or "; ".join(server.load_errors()) or "no error in its log"
         raise MeasurementError(f"--start: {str(exc).splitlines()[0]} ({env.server}, repository {served}); its log "
                                f"says: {why}") from None
     try:

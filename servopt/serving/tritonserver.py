@@ -10,6 +10,7 @@ these names).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -170,10 +171,12 @@ def resolve_env(tritonserver: str | Path | None = None) -> TritonEnv:
 
 
 class TritonCheckError(AssertionError):
-    """A repository did not load or serve; ``log`` is the server's whole log."""
+    """A repository did not load or serve; ``log`` is the server's whole log, ``reason`` (where servopt found one)
+    why, in the words of the server or of its stub."""
 
-    def __init__(self, message: str, log: str = "") -> None:
+    def __init__(self, message: str, log: str = "", reason: str = "") -> None:
         self.log = log
+        self.reason = reason
         tail = "\n".join(log.splitlines()[-120:])
         super().__init__(f"{message}\n----- tritonserver log (last 120 lines) -----\n{tail}" if log else message)
 
@@ -213,28 +216,107 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+_LOG_LINE = re.compile(r"^[IWEV]\d{4} \d\d:\d\d:\d\d\.\d+ +(\d+) \S+\] ")
+
+
+def _log_pid(line: str) -> int | None:
+    """The process id a tritonserver-format log line names (the server's, or a stub's), else None."""
+    match = _LOG_LINE.match(line)
+    return int(match.group(1)) if match else None
+
+
+def _foreign_lines(log: str, server_pid: int) -> list[str]:
+    """The log's lines not written by the server process itself: what its Python backend stubs (and the dynamic
+    loader or the shell starting them) wrote, without the server's tables."""
+    return [line.strip() for line in log.splitlines()
+            if line.strip() and _log_pid(line) != server_pid and not line.startswith(("+", "|"))
+            and not line.startswith("Signal (")]
+
+
+def _still_loading(log: str) -> list[str]:
+    """Names of the models the log shows loading and neither loaded nor failed (sorted)."""
+    loading = set(re.findall(r'\] "loading: (.+):\d+"$', log, re.M))
+    done = set(re.findall(r"\] \"(?:successfully loaded|failed to load) '([^']+)'", log))
+    return sorted({key.rsplit("::", 1)[-1] for key in loading - done})
+
+
+def _children(pid: int) -> list[tuple[int, str, str, int]]:
+    """(pid, start time, state, wait status) of the process ``pid``'s children, read from /proc (empty where
+    there is none); the wait status is the kernel's for a zombie (``exit_code`` of proc(5), Linux 3.5+), else -1."""
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[-1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if len(fields) > 19 and fields[1] == str(pid):
+            found.append((int(entry), fields[19], fields[0], int(fields[49]) if len(fields) > 49 else -1))
+    return found
+
+
+def _wait_status(status: int) -> str:
+    """``exited with code N`` / ``was killed by SIGSEGV (signal 11)`` from a wait status."""
+    if status < 0:
+        return "died"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "a signal"
+        return f"was killed by {name} (signal {number})"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def _shm_regions(pid: int) -> set[Path]:
+    """The Python backend's shared-memory files the process ``pid`` has mapped."""
+    try:
+        with open(f"/proc/{pid}/maps") as fh:
+            rows = [line.split(None, 5) for line in fh]
+    except OSError:
+        return set()
+    return {Path(row[5].strip()) for row in rows
+            if len(row) == 6 and row[5].startswith("/dev/shm/triton_python_backend_shm_region")}
+
+
 class TritonServer:
     """One tritonserver process over some repositories; use as a context manager (stops by PID on exit)."""
 
     def __init__(self, env: TritonEnv, repositories: list[Path], workdir: Path, *, startup_timeout_s: float = 600,
-                 exit_timeout_s: int = 5) -> None:
+                 exit_timeout_s: int = 5, dead_stub_s: float = 2.0) -> None:
         self.env = env
         self.repositories = [Path(r).absolute() for r in repositories]
         self.workdir = Path(workdir)
         self.startup_timeout_s = startup_timeout_s
         self.exit_timeout_s = exit_timeout_s
+        self.dead_stub_s = dead_stub_s
         self.proc: subprocess.Popen | None = None
+        self._zombies: dict[tuple[int, str], float] = {}
         self.log_path = self.workdir / "tritonserver.log"
         self.http_port = self.grpc_port = self.metrics_port = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> float:
-        """Start the server and wait until its endpoints answer; returns the seconds it took."""
+        """Start the server and wait until its endpoints answer; returns the seconds it took.
+
+        Raises :class:`TritonCheckError` (and stops the server) when the server exits, when it is not live after
+        ``startup_timeout_s``, or as soon as a Python backend stub has died while its model was loading: a child of
+        the server that stays a zombie for ``dead_stub_s``. tritonserver reaps a stub that answered within
+        milliseconds, but waits forever for one that died before answering (a stub that cannot start, a model.py
+        that exits or crashes at import): it neither fails the model nor opens its endpoints (tritonserver 2.51;
+        python_backend PR 408, 2025, makes later servers fail the model instead). A model that raises in
+        ``initialize()`` is answered, fails at once and is reported by :meth:`not_ready`."""
         backends = self.workdir / "backends"
         if not backends.exists():
             shutil.copytree(self.env.backends, backends)
             shutil.copy2(self.env.stub, backends / "python" / "triton_python_backend_stub")
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
+        self._zombies = {}
         cmd = [str(self.env.server), *[f"--model-repository={r}" for r in self.repositories],
                "--model-namespacing=true", f"--backend-directory={backends}",
                "--http-address=127.0.0.1", f"--http-port={self.http_port}",
@@ -243,6 +325,7 @@ class TritonServer:
                "--allow-gpu-metrics=false", "--exit-on-error=false", "--strict-readiness=false",
                f"--exit-timeout-secs={self.exit_timeout_s}"]
         started = time.monotonic()
+        settled: tuple[list[str], float] | None = None  # the models still loading, since when
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=self.env.environ(), cwd=self.workdir, start_new_session=True)
@@ -253,6 +336,15 @@ class TritonServer:
                 raise TritonCheckError(f"tritonserver exited with code {code} during start-up", self.log())
             if self._live():
                 return time.monotonic() - started
+            dead = self._dead_stubs()
+            if dead:  # name the models once the others have loaded (or stopped changing for dead_stub_s)
+                loading = _still_loading(self.log())
+                if settled is None or settled[0] != loading:
+                    settled = (loading, time.monotonic())
+                if len(loading) <= len(dead) or time.monotonic() - settled[1] >= self.dead_stub_s:
+                    message, reason = self._dead_stub_report(dead, loading, time.monotonic() - started)
+                    self.stop()
+                    raise TritonCheckError(message, self.log(), reason)
             if time.monotonic() - started > self.startup_timeout_s:
                 self.stop()
                 raise TritonCheckError(f"tritonserver was not live after {self.startup_timeout_s:.0f} s", self.log())
@@ -268,12 +360,41 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    def _dead_stubs(self) -> list[tuple[int, int]]:
+        """(pid, wait status) of the server's children that have stayed zombies for ``dead_stub_s``: Python backend
+        stubs that died and that the server does not reap (it reaps one that answered within milliseconds)."""
+        now = time.monotonic()
+        zombies = {(pid, started): status for pid, started, state, status in _children(self.proc.pid) if state == "Z"}
+        self._zombies = {key: self._zombies.get(key, now) for key in zombies}
+        return [(key[0], zombies[key]) for key, since in self._zombies.items() if now - since >= self.dead_stub_s]
+
+    def _dead_stub_report(self, dead: list[tuple[int, int]], loading: list[str], elapsed: float) -> tuple[str, str]:
+        """The error's first line (which models, how their stubs ended) and its reason (the stubs' own output in
+        the log, else what to run to see it)."""
+        how = ", ".join(_wait_status(status) for _, status in dead)
+        if len(loading) == 1 and len(dead) == 1:
+            what = f"model '{loading[0]}' did not load: its Python backend stub {how} before answering tritonserver"
+        else:
+            stubs = f"{len(dead)} Python backend stub{'s' if len(dead) > 1 else ''} ended ({how})"
+            what = (f"models {', '.join(repr(m) for m in loading)} did not load: {stubs} while they were loading"
+                    if loading else f"{stubs} during start-up")
+        pids = {pid for pid, _ in dead}
+        output = [_LOG_LINE.sub("", line).strip().strip('"') for line in _foreign_lines(self.log(), self.proc.pid)
+                  if _log_pid(line) in (None, *pids)]
+        reason = "; ".join(output[-5:]) or (f"nothing from the stub (import the model.py with {self.env.python} to "
+                                            "see why it ends)")
+        return (f"{what}, and tritonserver waits for such a stub forever: servopt stopped it after {elapsed:.1f} s",
+                reason)
+
     def stop(self) -> None:
         """SIGTERM to the server's PID, then SIGKILL to its process group: the Python backend stubs it started
-        ignore SIGTERM and outlive a server that crashed (the group is the server's own session, started here)."""
+        ignore SIGTERM and outlive a server that crashed (the group is the server's own session, started here).
+        The Python backend's shared-memory files the server had mapped are removed when it leaves them behind
+        (a server killed, or hung on a dead stub, does)."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        regions = _shm_regions(proc.pid) if proc.poll() is None else set()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -285,6 +406,11 @@ class TritonServer:
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait(timeout=10)
+        for region in regions:
+            try:
+                region.unlink()
+            except OSError:  # removed by the server itself (a clean exit)
+                pass
 
     def __enter__(self) -> TritonServer:
         self.start()
@@ -312,8 +438,6 @@ class TritonServer:
     def load_errors(self, limit: int = 5) -> list[str]:
         """The log's last ``limit`` lines saying a model failed to load (else its last error lines), without
         the log prefix."""
-        import re
-
         errors = [line for line in self.log().splitlines() if re.match(r"E\d{4} ", line)]
         chosen = [line for line in errors if "failed to load '" in line] or errors
         return [re.sub(r"^E\S+ \S+ +\d+ \S+\] ", "", line).strip().strip('"') for line in chosen[-limit:]]
