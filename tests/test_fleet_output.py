@@ -7,6 +7,7 @@ Golden files live in tests/golden/triton/fleet/; regenerate them with SERVOPT_UP
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -248,17 +249,25 @@ def test_kserve_resources_and_autoscaling() -> None:
     rep = isvc["classifier.L4.b8.k2"]["spec"]["predictor"]
     per_replica = 2 * 1000.0 * 8 / 9.0
     assert (rep["minReplicas"], rep["maxReplicas"], rep["scaleMetric"]) == (3, 6, "rps")
-    assert rep["scaleTarget"] == int(per_replica / 1.2) == 1481
+    # Knative aims at scaleTarget x utilization per pod (default utilization 70 %): exactly capacity / 1.2 here
+    utilization = "autoscaling.knative.dev/target-utilization-percentage"
+    annotations = isvc["classifier.L4.b8.k2"]["metadata"]["annotations"]
+    assert rep["scaleTarget"] == math.ceil(per_replica / 1.2) == 1482
+    assert annotations[utilization] == "99.965"
+    assert 1482 * 0.99965 == pytest.approx(per_replica / 1.2, abs=1e-3)
     assert rep["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert rep["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
     mig = isvc["classifier.A100-80GB.1g.10gb.b4.k1"]["spec"]["predictor"]
     assert mig["model"]["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
     assert "nvidia.com/gpu" not in mig["model"]["resources"]["limits"]
-    assert (mig["minReplicas"], mig["maxReplicas"], mig["scaleTarget"]) == (2, 4, int(1000 * 4 / 12.0 / 1.2))
+    assert (mig["minReplicas"], mig["maxReplicas"], mig["scaleTarget"]) == (2, 4, math.ceil(1000 * 4 / 12.0 / 1.2))
+    mig_utilization = float(isvc["classifier.A100-80GB.1g.10gb.b4.k1"]["metadata"]["annotations"][utilization])
+    assert mig["scaleTarget"] * mig_utilization / 100 == pytest.approx(1000 * 4 / 12.0 / 1.2, abs=1e-3)
     for path in ("A100-80GB.node0", "L4.node0", "A100-80GB.node0.gpu0.slice1.2g.20gb"):
         doc = isvc[path]
         fixed = doc["spec"]["predictor"]
         assert fixed["minReplicas"] == fixed["maxReplicas"] == 1 and "scaleMetric" not in fixed
+        assert utilization not in doc["metadata"]["annotations"]
         assert "co-located models" in doc["metadata"]["annotations"]["servopt.io/fixed-placement"]
     assert isvc["L4.node0"]["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     # the classifier is served by four services: a Splitter with their capacity shares

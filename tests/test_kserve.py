@@ -139,7 +139,7 @@ def check_documents(docs: list[dict]) -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     names: dict[tuple[str, str], int] = {}
-    services = set()
+    services: dict[str, str] = {}  # name -> namespace
     for doc in docs:
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         assert not errors, f"{doc['metadata'].get('name')}: {errors[0].message} at {list(errors[0].absolute_path)}"
@@ -148,7 +148,7 @@ def check_documents(docs: list[dict]) -> None:
         key = (doc["kind"], meta["name"])
         names[key] = names.get(key, 0) + 1
         if doc["kind"] == "InferenceService":
-            services.add(meta["name"])
+            services[meta["name"]] = namespace
             # Knative: the route's host label and the first revision's name are DNS labels too
             assert len(f"{meta['name']}-predictor-{namespace}") <= 63
             assert len(f"{meta['name']}-predictor-00001") <= 63
@@ -172,6 +172,13 @@ def check_documents(docs: list[dict]) -> None:
                     assert sum(s["weight"] for s in steps) == 100
                 for step in steps:
                     assert step.get("serviceName", next(iter(services))) in services
+                    if "serviceUrl" in step:  # a predictor of this file, in the graph's own namespace
+                        found = re.fullmatch(r"http://([a-z0-9-]+)-predictor\.([a-z0-9-]+)\.svc\.cluster\.local"
+                                             r"/v2/models/[A-Za-z0-9_.-]+/infer", step["serviceUrl"])
+                        assert found, step["serviceUrl"]
+                        graph_namespace = doc["metadata"].get("namespace", "default")
+                        assert found.group(1) in services and found.group(2) == graph_namespace
+                        assert services[found.group(1)] == graph_namespace, "graph and services share a namespace"
     assert all(count == 1 for count in names.values()), names
 
 
@@ -285,8 +292,10 @@ def test_variants_are_split_by_an_inference_graph() -> None:
     assert graph["apiVersion"] == "serving.kserve.io/v1alpha1" and graph["kind"] == "InferenceGraph"
     root = graph["spec"]["nodes"]["root"]
     assert root["routerType"] == "Splitter"
-    assert [(s["serviceName"], s["weight"]) for s in root["steps"]] == [
-        ("resnets-a", 34), ("resnets-b", 33), ("resnets-c", 33)]
+    # each step reaches its variant's Triton model (a serviceName step would reach /v2/models/<service name>)
+    assert [(s["name"], s["serviceUrl"], s["weight"]) for s in root["steps"]] == [
+        (f"resnets-{v}", f"http://resnets-{v}-predictor.default.svc.cluster.local/v2/models/{v}/infer", w)
+        for v, w in (("a", 34), ("b", 33), ("c", 33))]
     assert not any("servopt.io/routing-weight" in d["metadata"].get("annotations", {}) for d in docs)
 
 

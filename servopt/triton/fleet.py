@@ -15,6 +15,12 @@ GPU indices in a config are positions in the server's visible devices: each serv
 slice is seen as device 0 once ``CUDA_VISIBLE_DEVICES=MIG-<UUID>`` (a placeholder to fill from ``nvidia-smi -L``;
 ``README.md`` has the commands). Kubernetes renumbers a pod's GPUs the same way, so one repository serves both.
 
+Servers on one machine need their own ports (Triton's defaults, 8000/8001/8002, bind once per machine): the
+``k``-th server of a node (a GPU type's node number, ``k`` counted from 0 in the order ``servers`` and
+``README.md`` list them) listens on HTTP ``8000 + 3k``, gRPC ``8001 + 3k`` and metrics ``8002 + 3k``
+(:func:`server_ports`); its command line says so and ``servers[].ports`` records it. Pods on Kubernetes have their
+own network and keep the runtime's ports.
+
 Besides the repositories: ``routing.json`` (which server serves which model, its capacity and share of the model's
 rate), ``mig-parted.yaml`` (NVIDIA mig-parted configs for the planned MIG layouts, one per node), ``README.md``
 (how to start every server), ``servopt.json`` with ``servers`` and per-placement ``predictions`` (what ``servopt
@@ -36,10 +42,24 @@ from servopt.triton.build import (ModelEntry, RepositoryLayout, TritonDeployment
                                   _deployment_of, _entry, _io, _kind, _model, _tensor_messages, default_io)
 from servopt.triton.spec import check_model_keys, safe_name
 
-__all__ = ["queue_delay_us", "mig_parted_config", "MIG_PLACEHOLDER"]
+__all__ = ["queue_delay_us", "mig_parted_config", "server_ports", "MIG_PLACEHOLDER", "BASE_PORT"]
 
 #: what stands for a MIG slice's UUID in CUDA_VISIBLE_DEVICES until ``nvidia-smi -L`` gives the real one
 MIG_PLACEHOLDER = "MIG-<UUID of GPU {gpu} slice {slice} ({profile}) from nvidia-smi -L>"
+#: the first server of a node listens on Triton's default ports: HTTP 8000, gRPC 8001, metrics 8002
+BASE_PORT = 8000
+
+
+def server_ports(k: int) -> dict[str, int]:
+    """The ports of the ``k``-th server (from 0) of a node: a block of three from :data:`BASE_PORT`.
+
+    >>> server_ports(0), server_ports(2)
+    ({'http': 8000, 'grpc': 8001, 'metrics': 8002}, {'http': 8006, 'grpc': 8007, 'metrics': 8008})
+    """
+    if k < 0:
+        raise ValueError(f"a server's position on its node is >= 0, got {k}")
+    first = BASE_PORT + 3 * k
+    return {"http": first, "grpc": first + 1, "metrics": first + 2}
 
 
 def queue_delay_us(latency_ms: float, batch_size: int) -> int:
@@ -225,17 +245,24 @@ def mig_parted_config(plan: FleetPlan, problem: Any, per_node_default: int = 8) 
     return {"version": "v1", "mig-configs": configs}
 
 
-def _server_rows(repo: _Repo) -> list[dict[str, Any]]:
+def _server_rows(repos: list[_Repo]) -> list[dict[str, Any]]:
+    """One row per server, in repository order; each server's ports are the next free block of its node."""
     rows = []
-    for i, s in enumerate(repo.servers):
-        if s.mig is not None:
-            visible = MIG_PLACEHOLDER.format(**s.mig)
-        else:
-            visible = ",".join(str(g) for g in s.gpus)
-        rows.append({"repository": repo.path, "server": i, "role": repo.role, "node": s.node,
-                     "gpu_type": repo.gpu_type, "gpus": list(s.gpus), "gpu_indices": list(s.gpu_indices),
-                     "mig": s.mig, "env": {"CUDA_VISIBLE_DEVICES": visible},
-                     "command": f"CUDA_VISIBLE_DEVICES='{visible}' tritonserver --model-repository=$PWD/{repo.path}"})
+    on_node: dict[tuple[str, int], int] = defaultdict(int)
+    for repo in repos:
+        for i, s in enumerate(repo.servers):
+            if s.mig is not None:
+                visible = MIG_PLACEHOLDER.format(**s.mig)
+            else:
+                visible = ",".join(str(g) for g in s.gpus)
+            ports = server_ports(on_node[(repo.gpu_type, s.node)])
+            on_node[(repo.gpu_type, s.node)] += 1
+            rows.append({"repository": repo.path, "server": i, "role": repo.role, "node": s.node,
+                         "gpu_type": repo.gpu_type, "gpus": list(s.gpus), "gpu_indices": list(s.gpu_indices),
+                         "mig": s.mig, "env": {"CUDA_VISIBLE_DEVICES": visible}, "ports": ports,
+                         "command": (f"CUDA_VISIBLE_DEVICES='{visible}' tritonserver "
+                                     f"--model-repository=$PWD/{repo.path} --http-port={ports['http']} "
+                                     f"--grpc-port={ports['grpc']} --metrics-port={ports['metrics']}")})
     return rows
 
 
@@ -262,10 +289,15 @@ def _routing(problem: Any, repos: list[_Repo], predictions: list[dict[str, Any]]
 
 def _readme(name: str, rows: list[dict[str, Any]], mig: bool) -> str:
     lines = [f"# {name}: fleet deployment written by servopt", "",
-             "One Triton server per line; start each on its node from this folder (docs/fleet-deployment.md).", "",
-             "| node | GPU type | repository | server | CUDA_VISIBLE_DEVICES |", "| --- | --- | --- | --- | --- |"]
+             "One Triton server per line; start each on its node from this folder (docs/fleet-deployment.md).",
+             "Servers on one node (a GPU type's node N) listen on their own ports: the k-th of the node (from 0, "
+             "in this order) on HTTP 8000 + 3k, gRPC 8001 + 3k, metrics 8002 + 3k; on that node, `servopt verify "
+             "<repository> --server 127.0.0.1:<gRPC>` measures a running one.", "",
+             "| node | GPU type | repository | server | CUDA_VISIBLE_DEVICES | HTTP | gRPC | metrics |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['node']} | {r['gpu_type']} | {r['repository']} | {r['server']} | "
-              f"`{r['env']['CUDA_VISIBLE_DEVICES']}` |" for r in rows]
+              f"`{r['env']['CUDA_VISIBLE_DEVICES']}` | {r['ports']['http']} | {r['ports']['grpc']} | "
+              f"{r['ports']['metrics']} |" for r in rows]
     lines += ["", "Commands:", "", "```sh"] + [r["command"] for r in rows] + ["```"]
     if mig:
         lines += ["", "## MIG slices", "",
@@ -288,12 +320,12 @@ def _fleet_deployment(plan: FleetPlan, ctx: Any) -> TritonDeployment:
     if not plan.placements:
         raise ValidationError("the fleet plan places no model: there is nothing to deploy")
     repos = _plan_servers(plan, ctx.problem, ctx.spec.gpus_per_node)
-    layouts, predictions, rows = [], [], []
+    layouts, predictions = [], []
     headroom = float(getattr(ctx.problem, "headroom", 0.0) or 0.0)
+    rows = _server_rows(repos)
     for repo in repos:
         entries, preds = _model_entries(ctx, repo, problem_models)
         predictions.extend(preds)
-        rows.extend(_server_rows(repo))
         layout = RepositoryLayout(path=repo.path, models=entries, hardware=repo.gpu_type,
                                   gpus=len(repo.devices), replicas=len(repo.servers), mig_profile=repo.mig_profile)
         if repo.role == "replicas":

@@ -13,12 +13,28 @@ server the deployment needs, read from its repositories (never from the problem 
   of the ``nvidia.com/gpu`` taint;
 * any other repository (``pipeline``): one running it (its ``entry`` model), with the repository's cores.
 
+An ``InferenceGraph`` step names its target by ``serviceUrl``, the predictor's in-cluster address plus the open
+inference protocol path of the Triton model it must reach
+(``http://<service>-predictor.<namespace>.svc.cluster.local/v2/models/<model>/infer``, :func:`predictor_url`).
+A ``serviceName`` step would not: KServe's controller resolves it to the service address plus
+``/v2/models/<GetModelName(isvc)>/infer``, and ``GetModelName`` reads only a ``--model_name`` argument (which
+tritonserver refuses) or falls back to the InferenceService's own name, a model Triton does not serve. Its
+webhook also refuses a step with both fields. The URL names the namespace, so a ``kserve.yaml`` with a graph
+puts every object in it (``default`` when ``namespace`` is not set): applying it elsewhere with ``kubectl -n``
+fails loudly instead of routing to services that are not there.
+
 Fleet repositories (:mod:`servopt.triton.fleet`) are GPU repositories with more to say: a MIG slice's server asks
 for ``nvidia.com/mig-<profile>`` instead of whole GPUs; a repository of replicas (GPUs that run one model alone)
 gets ``minReplicas`` = the plan's replicas, ``maxReplicas`` = ceil(``max_replicas_factor`` x that) and Knative's
-``scaleMetric: rps`` with ``scaleTarget`` = per-replica capacity / (1 + headroom), rounded down; a repository of
-co-located models is a fixed placement (min = max replicas, annotation ``servopt.io/fixed-placement`` says why).
-A model served by several services gets an ``InferenceGraph`` ``Splitter`` with the services' capacity shares.
+``scaleMetric: rps``, aimed at exactly ``x`` = per-replica capacity / (1 + headroom) requests per second and pod:
+``scaleTarget`` (an integer in KServe) = ceil(x) and the annotation
+``autoscaling.knative.dev/target-utilization-percentage`` = 100 x / ceil(x) (rounded down to 4 decimals; "100"
+when x is whole), because Knative aims at target x utilization per pod and its default utilization is 70 %
+(:func:`knative_target`). KServe copies the InferenceService's annotations to the Knative revision, whose
+autoscaler then wants ceil(load / x) pods: at the planned load never more than the plan's replicas. A repository
+of co-located models is a fixed placement (min = max replicas, annotation ``servopt.io/fixed-placement`` says
+why). A model served by several services (or by one under several Triton names) gets an ``InferenceGraph``
+``Splitter`` with each step's share of the model's capacity.
 
 Every name, quantity and URI is checked (:mod:`servopt.triton.k8s_names`) and a refused one raises
 ``ValidationError`` before anything is written. Names are shortened with a stable hash suffix when KServe's
@@ -29,7 +45,8 @@ services whose names coincide after normalisation are refused, naming both.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import urllib.parse
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -39,8 +56,8 @@ from servopt.triton.k8s_names import (MAX_LABEL, check_storage_uri, dns_name, fi
                                       format_memory, label_value, quantity_value, subpaths_allowed)
 from servopt.triton.kserve_options import KServeSpec
 
-__all__ = ["kserve_manifests", "check_storage_uri", "dns_name", "split_percentages", "API_VERSION",
-           "GRAPH_API_VERSION"]
+__all__ = ["kserve_manifests", "check_storage_uri", "dns_name", "split_percentages", "knative_target",
+           "predictor_url", "API_VERSION", "GRAPH_API_VERSION", "TARGET_UTILIZATION", "CLUSTER_DOMAIN"]
 
 API_VERSION = "serving.kserve.io/v1beta1"
 GRAPH_API_VERSION = "serving.kserve.io/v1alpha1"
@@ -49,6 +66,10 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 #: CPU pods get ``memory_per_core`` per core, but never less than this (KServe's own default request)
 MIN_CPU_POD_MEMORY = 2 * 2 ** 30
 _MIN_NAME = 8
+#: Knative's per-revision annotation: the fraction (percent) of the target each pod is aimed at (default 70)
+TARGET_UTILIZATION = "autoscaling.knative.dev/target-utilization-percentage"
+#: the cluster DNS domain of the steps' URLs (Kubernetes' default; KServe's own addresses use the configured one)
+CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass
@@ -88,6 +109,36 @@ def split_percentages(weights: list[float]) -> list[int]:
     return floors
 
 
+def knative_target(per_pod_rps: float) -> tuple[int, str]:
+    """KServe's integer ``scaleTarget`` and Knative's target utilization (percent, as the annotation's text)
+    whose product is ``per_pod_rps``: the load Knative's autoscaler aims at per pod.
+
+    Knative wants ceil(observed / (target x utilization)) pods, utilization 70 % unless annotated, and KServe's
+    ``scaleTarget`` is an integer: ceil(x) at 100 x / ceil(x) % aims at x itself (to 4 decimals of a percent,
+    rounded down, so never above x). Knative accepts 1 to 100 %.
+
+    >>> knative_target(1711.58), knative_target(5.58), knative_target(496.0)
+    ((1712, '99.9754'), (6, '93'), (496, '100'))
+    """
+    if not per_pod_rps > 0 or not math.isfinite(per_pod_rps):
+        raise ValueError(f"a scale target needs a positive, finite rate per pod, got {per_pod_rps!r}")
+    target = max(1, math.ceil(per_pod_rps - 1e-9))
+    percent = min(100.0, max(1.0, math.floor(100.0 * per_pod_rps / target * 1e4 + 1e-6) / 1e4))
+    return target, f"{percent:.4f}".rstrip("0").rstrip(".")
+
+
+def predictor_url(service: str, namespace: str, model: str) -> str:
+    """The in-cluster URL an ``InferenceGraph`` step sends a request to reach Triton model ``model`` of the
+    InferenceService ``service``: its predictor's Kubernetes service (Knative's route in serverless mode, the
+    Deployment's Service in raw mode, port 80 either way) and the open inference protocol's infer path.
+
+    >>> predictor_url("resnets-a", "vision", "resnet18")
+    'http://resnets-a-predictor.vision.svc.cluster.local/v2/models/resnet18/infer'
+    """
+    return (f"http://{service}-predictor.{namespace}.svc.{CLUSTER_DOMAIN}/v2/models/"
+            f"{urllib.parse.quote(model, safe='')}/infer")
+
+
 def _name_limits(options: KServeSpec) -> tuple[int, int]:
     """The longest ``InferenceService`` and ``InferenceGraph`` names whose derived labels fit 63 characters."""
     ns = len(options.namespace or "default")
@@ -121,10 +172,16 @@ def _gpu_service(deployment: TritonDeployment, repo: RepositoryLayout, options: 
         replicas = max(1, int(repo.replicas))
         per_replica = float(repo.autoscale["per_replica_rps"])
         headroom = float(repo.autoscale.get("headroom", 0.0))
-        target = max(1, math.floor(per_replica / (1.0 + headroom)))
+        per_pod = per_replica / (1.0 + headroom)
+        if not per_pod > 0 or not math.isfinite(per_pod):
+            raise ValidationError(f"fleet repository {repo.path!r}: per-replica capacity {per_replica!r} rps / (1 + "
+                                  f"headroom {headroom:g}): autoscaling needs a positive, finite rate per pod")
+        target, utilization = knative_target(per_pod)
         svc.autoscale = (replicas, max(replicas, math.ceil(options.max_replicas_factor * replicas - 1e-9)), target)
+        svc.annotations[TARGET_UTILIZATION] = utilization
         svc.annotations["servopt.io/scale-target"] = (
-            f"per-replica capacity {per_replica:.1f} rps / (1 + headroom {headroom:g}) = {target} rps")
+            f"per-replica capacity {per_replica:.1f} rps / (1 + headroom {headroom:g}) = {per_pod:.2f} rps per pod: "
+            f"scaleTarget {target} at {utilization} % target utilization")
     if repo.fixed_reason is not None:
         svc.annotations["servopt.io/fixed-placement"] = repo.fixed_reason
     names = sorted({str(m.info.get("model", m.name)) for m in repo.models})
@@ -197,7 +254,7 @@ def _manifest(svc: _Service, deployment: TritonDeployment, uri: str, options: KS
     model["resources"] = {"requests": dict(limits), "limits": dict(limits)}
     replicas = max(1, int(getattr(svc.repo, "replicas", 1) or 1))
     predictor: dict[str, Any] = {"minReplicas": replicas, "maxReplicas": replicas}
-    if svc.autoscale is not None:
+    if svc.autoscale is not None:  # Knative's utilization annotation rides on the metadata (svc.annotations)
         low, high, target = svc.autoscale
         predictor.update(minReplicas=low, maxReplicas=high, scaleMetric="rps", scaleTarget=target)
     if svc.node_selector:
@@ -230,7 +287,9 @@ def _graph(deployment: TritonDeployment, services: list[_Service], options: KSer
     if name in knative:
         raise ValidationError(f"the InferenceGraph {name!r} and the predictor of {knative[name]} would share a "
                               "Knative service name; set triton.name")
-    steps = [{"name": s.name, "serviceName": s.name, "weight": p} for s, p in zip(services, percent) if p > 0]
+    namespace = str(options.namespace)
+    steps = [{"name": s.name, "serviceUrl": predictor_url(s.name, namespace, str(s.model)), "weight": p}
+             for s, p in zip(services, percent) if p > 0]
     return {"apiVersion": GRAPH_API_VERSION, "kind": "InferenceGraph",
             "metadata": _metadata(name, deployment, options, {}, {"servopt.io/routing": "load shares of the plan"}),
             "spec": {"nodes": {"root": {"routerType": "Splitter", "steps": steps}}}}
@@ -253,7 +312,8 @@ def kserve_manifests(deployment: TritonDeployment, storage_uri: str, options: KS
     Returns
     -------
     list of dict
-        ``InferenceService`` objects, then the ``InferenceGraph`` when variants are split.
+        ``InferenceService`` objects, then the ``InferenceGraph`` objects (variants split, fleet models served by
+        several services). With a graph, every object names the namespace of the graph's step URLs.
     """
     options = options or KServeSpec()
     uri = check_storage_uri(storage_uri)
@@ -268,37 +328,46 @@ def kserve_manifests(deployment: TritonDeployment, storage_uri: str, options: KS
         raise ValidationError(f"{options.where.get('cpu', 'cpu')}: {options.cpu!r}: sets the CPU of GPU pods, but "
                               "this plan has none (CPU pods get the plan's cores)")
     _assign_names(services, isvc_limit, "InferenceService")
-    docs = [_manifest(s, deployment, uri, options) for s in services]
+    # a graph's steps are URLs in one namespace: the graphs, and then every object, are put in it
+    placed = options if options.namespace else replace(options, namespace="default")
     split = [s for s in services if s.model is not None]
-    if len(split) > 1:
-        docs.append(_graph(deployment, split, options, graph_limit))
-    docs.extend(_fleet_graphs(deployment, services, options, graph_limit))
-    return docs
+    graphs = [_graph(deployment, split, placed, graph_limit)] if len(split) > 1 else []
+    graphs.extend(_fleet_graphs(deployment, services, placed, graph_limit))
+    if graphs:
+        options = placed
+    return [_manifest(s, deployment, uri, options) for s in services] + graphs
 
 
 def _fleet_graphs(deployment: TritonDeployment, services: list[_Service], options: KServeSpec,
                   limit: int) -> list[dict[str, Any]]:
-    """Fleet plans: per model served by several services, a ``Splitter`` with each service's share of the
-    model's capacity (``routing.json``)."""
+    """Fleet plans: per model served by several services (or by one under several Triton names: one config per
+    batch size), a ``Splitter`` with one step per service and Triton model, weighted by its share of the model's
+    capacity (``routing.json``)."""
     models = (deployment.routing or {}).get("models")  # fleet routing: model -> its servers
     if not models:
         return []
     by_path = {s.repo.path: s for s in services}
     knative = {f"{s.name}-predictor": s.origin for s in services}
     graphs = []
+    namespace = str(options.namespace)
     for model, route in models.items():
-        shares: dict[str, float] = {}
+        # (repository, Triton model name) -> capacity; every server of a replicas repository adds its own
+        shares: dict[tuple[str, str], float] = {}
         for row in route["servers"]:
-            shares[row["repository"]] = shares.get(row["repository"], 0.0) + float(row["capacity_rps"])
+            key = (row["repository"], row["model"])
+            shares[key] = shares.get(key, 0.0) + float(row["capacity_rps"])
         if len(shares) < 2:
             continue
-        chosen = [by_path[path] for path in shares]
-        percent = split_percentages([shares[s.repo.path] for s in chosen])
+        chosen = list(shares)
+        percent = split_percentages([shares[k] for k in chosen])
         name = fit_name(dns_name(deployment.name, model), limit, original=f"{deployment.name}/{model}")
         if name in knative or any(g["metadata"]["name"] == name for g in graphs):
             raise ValidationError(f"the InferenceGraph {name!r} of model {model!r} clashes with another name; "
                                   "set triton.name")
-        steps = [{"name": s.name, "serviceName": s.name, "weight": p} for s, p in zip(chosen, percent) if p > 0]
+        repeated = {path for path, _ in chosen if sum(p == path for p, _ in chosen) > 1}
+        steps = [{"name": by_path[path].name + (f"/{served}" if path in repeated else ""),
+                  "serviceUrl": predictor_url(by_path[path].name, namespace, served), "weight": p}
+                 for (path, served), p in zip(chosen, percent) if p > 0]
         graphs.append({"apiVersion": GRAPH_API_VERSION, "kind": "InferenceGraph",
                        "metadata": _metadata(name, deployment, options, {"servopt.io/model": label_value(model)},
                                              {"servopt.io/routing": f"model {model}: capacity shares of the plan"}),
