@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from servopt.exceptions import CapabilityError, ServoptError, ValidationError
+from servopt.exceptions import CapabilityError, ServoptError, SolverError, ValidationError
 from servopt.model import Model, ModelArrays
 from servopt.result import Result, SolveParams, Status
 
@@ -37,7 +37,10 @@ class Problem(Protocol):
     ``refine(plan, result, solve_model) -> (plan, result)`` runs after an optimal solve (a lexicographic second
     solve with the same backend and parameters, e.g. ``prefer_stable``). A problem may also offer
     exact special-purpose algorithms by name (``algorithms``; e.g. dynamic programming) through
-    ``solve_with(name, params) -> (Status, Plan | None, message)``.
+    ``solve_with(name, params) -> (Status, Plan | None, message)``. Optional exact checks: ``verify(plan)``
+    lists the constraints a plan breaks, ``exact_fallbacks()`` names the exact re-solves for a plan that breaks
+    one (or a backend error), and ``feasible_plan() -> (Plan, how) | None`` is a plan found without a solver, by
+    which an infeasible claim is refused.
     """
 
     kind: ClassVar[str]
@@ -275,7 +278,7 @@ def _solve_problem(problem: Any, backend: str, params: SolveParams) -> Solution:
             check_capabilities(backend, problem.build()[0].arrays(), params)
         status, plan, result, used, message = Status.INFEASIBLE, None, None, backend, reason
     else:
-        status, plan, result, used, message = _run_problem(problem, backend, params, clock)
+        status, plan, result, used, message = _run_reported(problem, backend, params, clock)
         status, plan, result, used, message = _checked(problem, params, status, plan, result, used, message,
                                                        clock)
     if status is Status.INFEASIBLE:
@@ -317,8 +320,8 @@ def _run_problem(problem: Any, backend: str, params: SolveParams, clock: _Clock 
     return result.status, plan, result, used, result.message
 
 
-#: native options that tighten a backend's feasibility tolerances (the first repair of a plan that fails the
-#: exact check); CP-SAT decides integer rows exactly and needs none
+#: native options that tighten a backend's feasibility tolerances (the last repair of a plan that fails the
+#: exact check, after the problem's exact fallbacks); CP-SAT decides integer rows exactly and needs none
 TIGHT_TOLERANCES: dict[str, dict[str, Any]] = {
     "highs": {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9},
     "cvxpy": {"mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9},
@@ -326,34 +329,116 @@ TIGHT_TOLERANCES: dict[str, dict[str, Any]] = {
     "gurobi": {"FeasibilityTol": 1e-9, "IntFeasTol": 1e-9},
 }
 
+_Attempt = tuple[str, SolveParams, str]
+
+
+def _run_reported(problem: Any, backend: str, params: SolveParams, clock: _Clock) -> _Outcome:
+    """:func:`_run_problem`, with a solver's crash (``SolverError``) as status ``error`` where an exact fallback
+    can take over (HiGHS refuses matrix entries above 1e15 in ``passModel``: a ``min_gpus`` with latencies of
+    1e-9 ms has such image counts); without fallbacks the error is raised as before."""
+    try:
+        return _run_problem(problem, backend, params, clock)
+    except SolverError as exc:
+        if getattr(problem, "verify", None) is None or not _exact_attempts(problem, params, backend):
+            raise  # nothing else could answer: the error stands as before
+        return Status.ERROR, None, None, backend, str(exc)
+
+
+def _exact_attempts(problem: Any, params: SolveParams, used: str, *, skip_same: bool = True) -> list[_Attempt]:
+    """The problem's exact fallbacks (``problem.exact_fallbacks()``) as re-solves, each with a label; with
+    ``skip_same``, not the solve that just ran (``used`` with ``params``)."""
+    fallbacks = getattr(problem, "exact_fallbacks", None)
+    attempts = []
+    for name, overrides in (fallbacks() if fallbacks is not None else []):
+        opts = {**overrides, "options": {}} if name != used else overrides
+        again = dataclasses.replace(params, **opts)
+        if skip_same and (name, again) == (used, params):
+            continue
+        label = name + (f" (scale {overrides['scale']:g})" if overrides.get("scale") else "")
+        attempts.append((name, again, f"exactly with {label}"))
+    return attempts
+
 
 def _checked(problem: Any, params: SolveParams, status: Status, plan: Any, result: Result | None, used: str,
              message: str, clock: _Clock | None = None) -> _Outcome:
     """Check ``plan`` exactly (``problem.verify``); repair or refuse a plan that breaks a constraint.
 
     A solver's feasibility tolerance can let a plan miss a row by a hair (SCIP: 395 images short of 1.2e9). Such a
-    plan is never returned: it is re-solved with tightened tolerances on the same backend, then with the
-    problem's exact fallbacks (``problem.exact_fallbacks()``: CP-SAT on exactly scaled integer data, or the
-    problem's exact algorithm); the first plan that passes is returned, with a message saying what was done.
-    When none passes the status is ``error`` and there is no plan.
+    plan is never returned: it is re-solved with the problem's exact fallbacks (``problem.exact_fallbacks()``:
+    CP-SAT on exactly scaled integer data, or the problem's exact algorithm), then, where none gives a plan, on
+    the same backend with tightened tolerances; the first plan that passes is returned, with a message saying
+    what was done. The exact fallbacks come first because the backend's own "optimal" is no proof once it has
+    returned an infeasible plan (SCIP, tightened, called 7 GPUs optimal where 3 suffice). When none passes the
+    status is ``error`` and there is no plan. An answer without a plan goes to :func:`_second_opinion`.
     """
+    clock = clock or _Clock()
     verify = getattr(problem, "verify", None)
-    if verify is None or plan is None:
+    if verify is None:
         return status, plan, result, used, message
+    if plan is None:
+        return _second_opinion(problem, params, status, result, used, message, clock)
     broken = verify(plan)
     if not broken:
         return status, plan, result, used, message
     notes = [f"{used}'s plan failed the exact feasibility check ({broken[0]}"
              + (f"; {len(broken) - 1} more" if len(broken) > 1 else "") + ")"]
-    attempts: list[tuple[str, SolveParams, str]] = []
+    attempts = _exact_attempts(problem, params, used, skip_same=False)
     if used in TIGHT_TOLERANCES:
         tight = dataclasses.replace(params, options={**TIGHT_TOLERANCES[used], **dict(params.options)})
         attempts.append((used, tight, f"{used} with feasibility tolerances of 1e-9"))
-    fallbacks = getattr(problem, "exact_fallbacks", None)
-    for name, overrides in (fallbacks() if fallbacks is not None else []):
-        opts = {**overrides, "options": {}} if name != used else overrides
-        label = name + (f" (scale {overrides['scale']:g})" if overrides.get("scale") else "")
-        attempts.append((name, dataclasses.replace(params, **opts), f"exactly with {label}"))
+    found = _first_passing(problem, attempts, notes, clock, known_feasible=False)
+    if found is not None:
+        return found
+    notes.append("no exactly feasible plan was found; " + _way_out({used, *(a[0] for a in attempts)}))
+    return Status.ERROR, None, result, used, "; ".join(notes)
+
+
+def _second_opinion(problem: Any, params: SolveParams, status: Status, result: Result | None, used: str,
+                    message: str, clock: _Clock) -> _Outcome:
+    """Re-solve exactly when a backend ended without a plan: with an error, or with an infeasible claim that an
+    exact argument contradicts.
+
+    ``problem.feasible_plan()`` (optional) gives a plan found without a solver and how; when it passes
+    ``problem.verify`` the problem is feasible, so "infeasible" (Gurobi on a per_gpu ``min_gpus`` of 1.68e13
+    images that 3 GPUs process) is not returned: the problem's exact fallbacks re-solve it, and if none gives a
+    plan the status is ``error``. Any other answer without a plan is returned as it is, and nothing more is
+    solved unless the backend said infeasible or error. An error raised by the time limit is returned as it is
+    (a re-solve would overrun the limit asked for).
+    """
+    unchanged = status, None, result, used, message
+    if status is Status.INFEASIBLE:
+        feasible_plan = getattr(problem, "feasible_plan", None)
+        witness = feasible_plan() if feasible_plan is not None else None
+        if witness is None or problem.verify(witness[0]):
+            return unchanged
+        notes = [f"{used} reported infeasible, but {witness[1]} (a plan that passes the exact feasibility check)"]
+    elif status is Status.ERROR:
+        limit = params.time_limit_s
+        if limit is not None and result is not None and result.solve_seconds >= limit:
+            return unchanged
+        notes = [f"{used} ended with an error" + (f" ({message})" if message else "")]
+    else:
+        return unchanged
+    attempts = _exact_attempts(problem, params, used)
+    if not attempts:
+        if status is Status.ERROR:
+            return unchanged
+        notes.append("no exact fallback is left to re-solve it; " + _way_out({used}))
+        return Status.ERROR, None, result, used, "; ".join(notes)
+    found = _first_passing(problem, attempts, notes, clock, known_feasible=status is Status.INFEASIBLE)
+    if found is not None:
+        return found
+    notes.append("no exactly feasible plan was found; " + _way_out({used, *(a[0] for a in attempts)}))
+    return Status.ERROR, None, result, used, "; ".join(notes)
+
+
+def _first_passing(problem: Any, attempts: list[_Attempt], notes: list[str], clock: _Clock,
+                   known_feasible: bool) -> _Outcome | None:
+    """Run ``attempts`` in order and return the first plan that passes ``problem.verify`` (None: none did).
+
+    CP-SAT's "infeasible" is final (it decides integer rows exactly) unless the problem is ``known_feasible``;
+    every step is added to ``notes``.
+    """
     for name, again, how in attempts:
         try:
             st, pl, res, u, msg = _run_problem(problem, name, again, clock)
@@ -362,13 +447,22 @@ def _checked(problem: Any, params: SolveParams, status: Status, plan: Any, resul
             continue
         if pl is None:
             notes.append(f"re-solved {how}: {st.value}" + (f" ({msg})" if msg else ""))
-            if st is Status.INFEASIBLE and name == "cpsat":
+            if st is Status.INFEASIBLE and name == "cpsat" and not known_feasible:
                 return st, None, res, u, "; ".join(notes)
             continue
-        still = verify(pl)
+        still = problem.verify(pl)
         if not still:
             notes.append(f"re-solved {how}: the plan passes the exact check")
             return st, pl, res, u, "; ".join(notes + ([msg] if msg else []))
         notes.append(f"re-solved {how}: still broken ({still[0]})")
-    notes.append("no exactly feasible plan was found; try backend 'cpsat' or 'highs'")
-    return Status.ERROR, None, result, used, "; ".join(notes)
+    return None
+
+
+def _way_out(tried: set[str]) -> str:
+    """What to try next: the installed backends not ``tried`` (the message once named backends just tried)."""
+    from servopt.backends import available
+
+    left = [name for name in available() if name not in tried]
+    if not left:
+        return "every installed backend was tried; please report this with the problem file"
+    return "try backend " + " or ".join(repr(name) for name in left)

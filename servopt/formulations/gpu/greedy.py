@@ -35,7 +35,7 @@ from servopt.formulations.gpu.plan import GPUPlan, plan_from_counts
 from servopt.result import SolveParams, Status
 
 __all__ = ["ALGORITHMS", "Certificate", "UpperBound", "applies", "solve_greedy", "solve_greedy_max", "check_certificate",
-           "check_upper_bound"]
+           "check_upper_bound", "largest_capacities"]
 
 #: the exact algorithms this module offers, by the names ``servopt.solve(problem, backend=...)`` accepts
 ALGORITHMS = ("greedy",)
@@ -77,20 +77,34 @@ def solve_greedy(problem: Any, params: SolveParams | None = None) -> tuple[Statu
     >>> status.value, plan.gpus, [(g.hardware, g.gpus) for g in plan.groups]
     ('optimal', 2, [('A100', 2)])
     """
+    taken = largest_capacities(problem)
+    if taken is None:
+        return Status.INFEASIBLE, None, ""
+    counts, short_by = taken
+    plan = plan_from_counts(problem, counts, "gpus", problem.formulation)
+    certificate = Certificate(lower_bound=plan.gpus, short_by=short_by)
+    _refuse_broken(check_certificate(problem, plan, certificate))
+    return Status.OPTIMAL, plan, certificate.describe()
+
+
+def largest_capacities(problem: Any) -> tuple[list[tuple[Any, int, int]], int] | None:
+    """The fewest GPUs of largest capacity that process ``problem.images``, or None when the whole pool falls short.
+
+    Returns ``(counts, short_by)``: ``(option, gpus, batches_per_gpu)`` triples for
+    :func:`~servopt.formulations.gpu.plan.plan_from_counts`, and how many images the same GPUs less one process
+    fewer than requested (> 0: the certificate of :func:`solve_greedy`). Integers throughout.
+    """
     arrays = pool_arrays(problem)
     need = problem.images
     if arrays.total < need:
-        return Status.INFEASIBLE, None, ""
+        return None
     i = int(np.searchsorted(arrays.cumulative, need))  # first type whose GPUs complete the images
     done_before = int(arrays.cumulative[i - 1]) if i else 0
     cap_i = int(arrays.capacity[i])
     take = -(-(need - done_before) // cap_i)
     counts = [(o, int(n), o.batches) for o, n in zip(arrays.options[:i], arrays.count[:i].tolist())]
     counts.append((arrays.options[i], take, arrays.options[i].batches))
-    plan = plan_from_counts(problem, counts, "gpus", problem.formulation)
-    certificate = Certificate(lower_bound=plan.gpus, short_by=need - (done_before + (take - 1) * cap_i))
-    _refuse_broken(check_certificate(problem, plan, certificate))
-    return Status.OPTIMAL, plan, certificate.describe()
+    return counts, need - (done_before + (take - 1) * cap_i)
 
 
 def solve_greedy_max(problem: Any, params: SolveParams | None = None) -> tuple[Status, GPUPlan | None, str]:

@@ -96,6 +96,25 @@ class MaxThroughput(GPUProblemBase):
 
         return build_gpu_model(self, objective="images", budget=self.budget_per_hour, require_one=True)
 
+    def feasible_plan(self) -> tuple[GPUPlan, str] | None:
+        """A plan found without a solver, and how, or None when no GPU fits the deadline (and SLO).
+
+        One GPU of the cheapest type that fits (prices compared exactly as the decimals they print as; unpriced
+        types cost nothing) at its best batch size: every plan needs at least one GPU, and this one is within any
+        budget that some single GPU is within. ``servopt.solve`` checks it with :meth:`verify` (which decides the
+        budget) and, when it passes, refuses a solver's claim that the problem is infeasible.
+        """
+        from servopt.exact import dec
+        from servopt.formulations.gpu.arrays import pool_arrays
+        from servopt.formulations.gpu.plan import plan_from_counts
+
+        options = pool_arrays(self).options
+        if not options:
+            return None
+        best = min(options, key=lambda o: (dec(self.gpus[o.type_index].cost_per_hour or 0), o.type_index))
+        plan = plan_from_counts(self, [(best, 1, best.batches)], "images", self.formulation)
+        return plan, f"one {best.hardware} GPU at batch size {best.batch_size} processes {plan.images:,} images"
+
     def explain_infeasible(self) -> str:
         """Why no plan exists, in one sentence a person can act on."""
         why = self._why_no_option()

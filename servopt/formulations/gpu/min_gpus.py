@@ -99,6 +99,29 @@ class MinGPUs(GPUProblemBase):
 
         return build_gpu_model(self, objective=self.objective, demand=self.images)
 
+    def feasible_plan(self) -> tuple[GPUPlan, str] | None:
+        """A plan found without a solver, and how, or None when the whole pool falls short of ``images``.
+
+        The fewest GPUs of largest capacity (:func:`~servopt.formulations.gpu.greedy.largest_capacities`; optimal
+        for ``objective: gpus``, feasible for ``cost``). ``servopt.solve`` checks it with :meth:`verify` and, when
+        it passes, refuses a solver's claim that the problem is infeasible.
+
+        >>> import servopt
+        >>> a100 = servopt.GPUType("A100", max_count=4, batches={64: {"latency_ms": 20.0, "warmup_ms": 1500.0}})
+        >>> plan, how = servopt.MinGPUs(images=50_000, deadline_s=10, gpus=[a100]).feasible_plan()
+        >>> plan.gpus, how
+        (2, 'the 2 GPUs of largest capacity process 54,528 images, at least the 50,000 requested')
+        """
+        from servopt.formulations.gpu.greedy import largest_capacities
+        from servopt.formulations.gpu.plan import plan_from_counts
+
+        taken = largest_capacities(self)
+        if taken is None:
+            return None
+        plan = plan_from_counts(self, taken[0], self.objective, self.formulation)
+        return plan, (f"the {plan.gpus:,} GPUs of largest capacity process {plan.images:,} images, at least the "
+                      f"{self.images:,} requested")
+
     def explain_infeasible(self) -> str:
         """Why no plan exists, in one sentence a person can act on."""
         why = self._why_no_option()
