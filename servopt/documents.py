@@ -3,14 +3,17 @@
 * Plain block-style YAML (what problem files are) is read by :mod:`servopt.yaml_subset`, about 10x faster than
   PyYAML; anything else by the C YAML parser (``yaml.CSafeLoader``) when PyYAML has it, else the pure-Python one:
   the same results, the C one about 3x faster on large files.
-* Numbers as YAML 1.2 writes them: ``1e3`` and ``1E-6`` are floats (PyYAML's YAML 1.1 rules read them as strings).
+* Scalars as the YAML 1.2 core schema reads them (PyYAML implements YAML 1.1): ``1e3``, ``1E-6`` and ``.5e2``
+  are floats, ``010`` is 10 and ``0o17`` 15; ``12:30``, ``yes``, ``on``, ``0b101`` and ``2024-01-02`` stay text (YAML
+  1.1 reads 750, True, True, 5 and a date), so a value meant as a number is read as the number written or refused,
+  never read as another one. ``_`` between decimal digits groups them (``10_000_000``), as in YAML 1.1 and Python.
 * A key that appears twice in one mapping is an error naming the key and its line (YAML keeps the last one
   silently; servopt's CSV reader already refuses duplicate columns).
 * ``.json`` files are read as JSON: duplicate keys refused, and object keys that are whole numbers (``"1"``: JSON
   keys are always strings) read as integers, as the same key written in YAML would be (``batches: {1: ...}``).
 
->>> parse_yaml("a: 1e3\\nb: [1E-6, 2]", "p.yaml")
-{'a': 1000.0, 'b': [1e-06, 2]}
+>>> parse_yaml("a: 1e3\\nb: [1E-6, 2, 010, 0o17]\\nc: [yes, 12:30, true]", "p.yaml")
+{'a': 1000.0, 'b': [1e-06, 2, 10, 15], 'c': ['yes', '12:30', True]}
 >>> parse_json('{"batches": {"1": {"latency_ms": 1e-06}}}', "p.json")
 {'batches': {1: {'latency_ms': 1e-06}}}
 """
@@ -18,6 +21,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,7 @@ class _DuplicateKey(Exception):
 
 
 class _Loader(_Base):  # type: ignore[misc, valid-type]
-    """PyYAML's safe loader with YAML 1.2 floats and duplicate keys refused."""
+    """PyYAML's safe loader with the YAML 1.2 core schema's scalars and duplicate keys refused."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
@@ -56,11 +60,46 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+# The YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution) instead of PyYAML's YAML 1.1 rules:
+# null, booleans, integers and floats by the core schema's expressions, everything else a string. The merge key
+# ``<<`` is kept (YAML 1.1, read by most YAML 1.2 tools). YAML 1.1's timestamps, sexagesimal numbers, yes/no/on/off,
+# binary and ``=`` are text. One extension: a single ``_`` between decimal digits groups them (``10_000_000``, as
+# in Python and YAML 1.1; the core schema reads it as text), which shipped examples use.
+_CORE = "tag:yaml.org,2002:"
+_DIGITS = r"[0-9](?:_?[0-9])*"
+_Loader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in [
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
+    ("int", rf"[-+]?{_DIGITS}|0o[0-7]+|0x[0-9a-fA-F]+", list("-+0123456789")),
+    ("float", rf"[-+]?(?:\.{_DIGITS}|{_DIGITS}(?:\.(?:{_DIGITS})?)?)(?:[eE][-+]?[0-9]+)?"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", list("-+.0123456789")),
+    ("merge", r"<<", ["<"]),
+]:
+    _Loader.add_implicit_resolver(_CORE + _tag, re.compile(rf"^(?:{_pattern})$"), _first)
+
+
+def _core_int(loader: Any, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)  # "010" is ten, as in YAML 1.2 (YAML 1.1: octal 8)
+
+
+def _core_float(loader: Any, node: yaml.ScalarNode) -> float:
+    text = loader.construct_scalar(node)
+    special = text.lstrip("+-").lower()
+    if special == ".inf":
+        return -math.inf if text[0] == "-" else math.inf
+    if special == ".nan":
+        return math.nan
+    return float(text)
+
+
+_Loader.add_constructor(_CORE + "int", _core_int)
+_Loader.add_constructor(_CORE + "float", _core_float)
 
 
 def parse_yaml(text: str, source: str | Path) -> Any:

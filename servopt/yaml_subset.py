@@ -8,8 +8,9 @@ faster, and answers :data:`UNSUPPORTED` for anything else (anchors, tags, block 
 escapes, tabs, non-ASCII text, document markers, duplicate keys, any error), so that the caller parses the text with
 PyYAML, which then gives the same answer or the error message it always gave.
 
-Scalars are resolved and constructed by the loader passed in (PyYAML's own resolver and constructors, with
-servopt's YAML 1.2 floats), so ``yes``, ``1e3``, ``0x10``, ``~`` or ``2024-01-01`` read exactly as PyYAML reads them.
+Scalars are resolved and constructed by the loader passed in (servopt's: the YAML 1.2 core schema, see
+:mod:`servopt.documents`), so ``yes``, ``010``, ``1e3``, ``0x10``, ``~`` or ``2024-01-01`` read exactly as PyYAML
+reads them with that loader.
 
 >>> import yaml
 >>> read_subset("a: 1\\nb: [x, 2.5]\\nc:\\n- {d: on}\\n", yaml.SafeLoader(""))

@@ -115,6 +115,23 @@ class _Context:
     gpu_plan: bool = False
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     onnx: dict[str, Any] = field(default_factory=dict)
+    #: model key -> (key path in the problem file or None, template path) of the template it uses
+    template_keys: dict[str, tuple[str | None, Path]] = field(default_factory=dict)
+    #: model_file path -> its key path in the problem file (``variants[0].model_file``)
+    file_keys: dict[str, str] = field(default_factory=dict)
+    #: model (config) name -> model key
+    model_keys: dict[str, str] = field(default_factory=dict)
+
+    def in_file(self, key: str | None, message: str) -> str:
+        """``message`` naming the problem file and ``key`` (errors of libraries that do not know the file)."""
+        source = self.spec.source
+        if message.startswith(f"{source}:"):
+            return message
+        return f"{source}: key {key!r}: {message}" if key else f"{source}: {message}"
+
+    def template_of(self, key: str) -> tuple[str | None, Path] | None:
+        """(key path, file) of the template model ``key`` uses, None without one."""
+        return self.template_keys.get(key, self.template_keys.get("*"))
 
 
 def load_template(path: str | Path) -> Any:
@@ -152,8 +169,47 @@ def build_deployment(problem: Any, plan: Any, spec: TritonSpec, *, triton_backen
         raise ValidationError(f"--triton-backend: expected one of {', '.join(BACKENDS)}, got {triton_backend!r}")
     size = getattr(problem, "input_size", None)
     input_size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 224
-    ctx = _Context(spec, triton_backend, _templates(spec, template), input_size, problem)
-    return _deployment_of(plan, ctx)
+    paths = _template_paths(spec, template)
+    ctx = _Context(spec, triton_backend, {key: load_template(path) for key, path in paths.items()}, input_size,
+                   problem, template_keys=_paths_keys(spec, paths))
+    deployment = _deployment_of(plan, ctx)
+    _check_rules(deployment, ctx)
+    return deployment
+
+
+def _check_rules(deployment: TritonDeployment, ctx: _Context) -> None:
+    """Triton's load rules on every repository, where the problem file is known: a refusal names the file and
+    the key whose setting breaks the rule (the model's template, else the ``triton`` section)."""
+    from servopt.triton.rules import TritonRuleError, check_repository
+
+    for repo in deployment.repositories:
+        configs = {m.name: m.config for m in repo.models}
+        if len(configs) != len(repo.models):
+            continue  # build_repository names the clash
+        try:
+            check_repository(configs, {m.name: m.versions for m in repo.models})
+        except TritonRuleError as exc:
+            template = ctx.template_of(ctx.model_keys.get(exc.model, exc.model))
+            if template is None:
+                where = ctx.in_file("triton" if getattr(ctx.problem, "triton", None) else None, "")
+            elif template[0]:
+                where = ctx.in_file(template[0], f"{template[1]}: ")
+            else:  # a template= argument, not from the problem file
+                where = f"{template[1]}: "
+            raise TritonRuleError(exc.model, exc.triton_message, context=where) from None
+
+
+def _paths_keys(spec: TritonSpec, paths: Mapping[str, Path]) -> dict[str, tuple[str | None, Path]]:
+    """Model key (``*`` for all) -> (its key path in the problem file, None for a ``template=`` argument; path)."""
+    out: dict[str, tuple[str | None, Path]] = {}
+    for key, path in paths.items():
+        if key == "*":
+            out[key] = ("triton.template" if spec.template is not None and path == spec.template else None, path)
+        else:
+            model = spec.models.get(key)
+            own = model is not None and model.template is not None and path == model.template
+            out[key] = (f"triton.models.{key}.template" if own else None, path)
+    return out
 
 
 @functools.singledispatch
@@ -163,12 +219,21 @@ def _deployment_of(plan: Any, ctx: _Context) -> TritonDeployment:
 
 
 def _base_name(ctx: _Context, label: str) -> str:
-    """The model (or ensemble) name: ``triton.name``, else the problem's name or file stem, else ``label``."""
+    """The model (or ensemble) name: ``triton.name``, else the problem's name or file stem, else ``label``.
+
+    A ``name:`` the file gives must be a valid model name, as ``triton.name`` must (refused, naming the file, key
+    and value, not rewritten); a name servopt derives (the file's stem, a GPU problem's ``model:``) is made one
+    (``my problem.yaml`` -> ``my_problem``)."""
     if ctx.spec.name:
         return ctx.spec.name
     problem = ctx.problem
     name = getattr(problem, "name", None)
     if isinstance(name, str) and name.strip():
+        derived = name in (Path(ctx.spec.source).stem, getattr(problem, "model", None))
+        if safe_name(name) != name and not derived:
+            raise ValidationError(ctx.in_file("name", f"{name!r} is not a valid model name (letters, digits, "
+                                                      f"'_', '.', '-'); try {safe_name(name)!r}, or set "
+                                                      "triton.name"))
         return safe_name(name)
     for attr in ("source", "path"):
         src = getattr(problem, attr, None)
@@ -177,8 +242,8 @@ def _base_name(ctx: _Context, label: str) -> str:
     return label
 
 
-def _templates(spec: TritonSpec, template: Any) -> dict[str, Any]:
-    """Model key (``*`` for all) -> parsed template."""
+def _template_paths(spec: TritonSpec, template: Any) -> dict[str, Path]:
+    """Model key (``*`` for all) -> template file."""
     paths: dict[str, Path] = {}
     if spec.template is not None:
         paths["*"] = spec.template
@@ -192,7 +257,7 @@ def _templates(spec: TritonSpec, template: Any) -> dict[str, Any]:
     for path in paths.values():
         if not path.is_file():
             raise ValidationError(f"{path}: template config not found")
-    return {key: load_template(path) for key, path in paths.items()}
+    return paths
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,13 +268,18 @@ def _tensor_messages(specs: Sequence[TensorSpec], cls: Any) -> list[Any]:
     return [cls(name=t.name, data_type=mc.DataType.Value(t.data_type), dims=list(t.dims)) for t in specs]
 
 
-def _artifact(ctx: _Context, path: Any) -> Artifact | None:
-    """The checked artefact of a ``model_file`` (read once per file)."""
+def _artifact(ctx: _Context, path: Any, file_key: str | None = None) -> Artifact | None:
+    """The checked artefact of a ``model_file`` (read once per file); ``file_key`` is its key in the problem file."""
     if path is None:
         return None
     key = str(path)
+    if file_key is not None:
+        ctx.file_keys.setdefault(key, file_key)
     if key not in ctx.artifacts:
-        ctx.artifacts[key] = artifact_of(Path(path))
+        try:
+            ctx.artifacts[key] = artifact_of(Path(path))
+        except ValidationError as exc:
+            raise ValidationError(ctx.in_file(file_key, str(exc))) from None
     return ctx.artifacts[key]
 
 
@@ -236,7 +306,10 @@ def _io(ctx: _Context, key: str, default_in: Sequence[Any], default_out: Sequenc
     from_artifact: tuple[list[Any], list[Any]] | None = None
     if artifact is not None and artifact.format == "onnxruntime":
         if str(artifact.path) not in ctx.onnx:
-            ctx.onnx[str(artifact.path)] = onnx_tensors(artifact.path)
+            try:
+                ctx.onnx[str(artifact.path)] = onnx_tensors(artifact.path)
+            except ValidationError as exc:  # the file's own message (fixed batch axis, ...) and where it is named
+                raise ValidationError(ctx.in_file(ctx.file_keys.get(str(artifact.path)), str(exc))) from None
         ins, outs = ctx.onnx[str(artifact.path)]
         size = getattr(ctx.problem, "input_size", None)  # the plan's input size, where the problem names one
         from_artifact = ([mc.ModelInput(name=n, data_type=mc.DataType.Value(t), dims=_at_size(list(d), size))
@@ -301,6 +374,15 @@ def _backend(ctx: _Context, key: str, artifact: Artifact | None = None) -> str |
     return "onnxruntime"
 
 
+def _template_error(ctx: _Context, key: str, message: str) -> str:
+    """``message`` about model ``key``'s template, naming the problem file, the key and the template file."""
+    where = ctx.template_of(key)
+    if where is None:
+        return message
+    file_key, path = where
+    return ctx.in_file(file_key, f"{path}: {message}") if file_key else f"{path}: {message}"
+
+
 #: fields of a template's instance group that the plan decides (the others are kept)
 _PLAN_GROUP_FIELDS = ("count", "kind", "gpus")
 
@@ -311,6 +393,7 @@ def _model(ctx: _Context, key: str, name: str, inputs: list[Any], outputs: list[
            artifact: Artifact | None = None) -> tuple[Any, str | None, dict[str, str]]:
     """The config of one model, the file name its artefact gets in the version folder, and generated files."""
     tmpl = ctx.templates.get(key, ctx.templates.get("*"))
+    ctx.model_keys[name] = key
     cfg = mc.ModelConfig()
     tmpl_batching = None
     tmpl_group = None
@@ -318,14 +401,15 @@ def _model(ctx: _Context, key: str, name: str, inputs: list[Any], outputs: list[
         cfg.CopyFrom(tmpl)
         for clash in ("sequence_batching", "ensemble_scheduling"):
             if tmpl.HasField(clash) and batch_size is not None and batch_size > 1:
-                raise ValidationError(
-                    f'template of model {name!r}: Field "dynamic_batching" is specified along with field '
-                    f'"{clash}", another member of oneof "scheduling_choice" (remove {clash} from the template)')
+                raise ValidationError(_template_error(
+                    ctx, key, f'template of model {name!r}: Field "dynamic_batching" is specified along with '
+                              f'field "{clash}", another member of oneof "scheduling_choice" (remove {clash} from '
+                              'the template)'))
         if len(tmpl.instance_group) > 1:
-            raise ValidationError(
-                f"template of model {name!r}: {len(tmpl.instance_group)} instance_group entries; servopt writes "
-                "the plan's one group (count, kind, gpus) and keeps the other fields of one template group "
-                "(rate_limiter, host_policy, ...): give at most one")
+            raise ValidationError(_template_error(
+                ctx, key, f"template of model {name!r}: {len(tmpl.instance_group)} instance_group entries; servopt "
+                          "writes the plan's one group (count, kind, gpus) and keeps the other fields of one "
+                          "template group (rate_limiter, host_policy, ...): give at most one"))
         if tmpl.HasField("dynamic_batching"):
             tmpl_batching = tmpl.dynamic_batching
         if tmpl.instance_group:
@@ -472,7 +556,7 @@ def _gpu_deployment(plan: GPUPlan, ctx: _Context) -> TritonDeployment:
     delays = {(x["hardware"], x["batch_size"]): x["max_queue_delay_us"] for x in plan.predictions()["groups"]}
     if not by_hw:
         raise ValidationError("the plan uses no GPU: there is no model to deploy")
-    artifact = _artifact(ctx, getattr(ctx.problem, "model_file", None))
+    artifact = _artifact(ctx, getattr(ctx.problem, "model_file", None), "model_file")
     default_in, default_out = default_io(ctx.input_size)
     inputs, outputs, sources = _io(ctx, base, _tensor_messages(default_in, mc.ModelInput),
                                    _tensor_messages(default_out, mc.ModelOutput), artifact=artifact)
@@ -538,7 +622,9 @@ def _variant_deployment(plan: VariantSelectionPlan, ctx: _Context) -> TritonDepl
         names.add(name)
         cores = float(v.cores)
         rps = float(v.rps)
-        artifact = _artifact(ctx, getattr(problem_variants.get(key), "model_file", None))
+        artifact = _artifact(ctx, getattr(problem_variants.get(key), "model_file", None),
+                             f"variants[{list(problem_variants).index(key)}].model_file"
+                             if key in problem_variants else "model_file")
         inputs, outputs, sources = _io(ctx, key, _tensor_messages(default_in, mc.ModelInput),
                                        _tensor_messages(default_out, mc.ModelOutput), artifact=artifact)
         kind = _kind(ctx, "KIND_CPU")
@@ -576,7 +662,10 @@ def _pipeline_deployment(plan: PipelinePlan, ctx: _Context) -> TritonDeployment:
     prev_out: list[Any] | None = None
     for i, (stage, key, name) in enumerate(zip(stages, keys, names)):
         variants = {str(v.name): v for v in getattr(problem_stages.get(key), "variants", ()) or ()}
-        artifact = _artifact(ctx, getattr(variants.get(str(stage.variant)), "model_file", None))
+        artifact = _artifact(ctx, getattr(variants.get(str(stage.variant)), "model_file", None),
+                             f"stages[{list(problem_stages).index(key)}].variants"
+                             f"[{list(variants).index(str(stage.variant))}].model_file"
+                             if str(stage.variant) in variants else "model_file")
         previous = None
         if prev_out is not None:
             previous = [mc.ModelInput(name="INPUT" if len(prev_out) == 1 else o.name, data_type=o.data_type,

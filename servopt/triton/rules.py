@@ -34,10 +34,12 @@ _KNOWN_BACKENDS = {"tensorrt", "onnxruntime", "pytorch", "tensorflow"}
 class TritonRuleError(ValidationError):
     """A configuration Triton would refuse to load; ``str(err)`` ends with Triton's own message."""
 
-    def __init__(self, model: str, triton_message: str) -> None:
+    def __init__(self, model: str, triton_message: str, context: str = "") -> None:
         self.model = model
         self.triton_message = triton_message
-        super().__init__(f"Triton would refuse to load model '{model}': {triton_message}")
+        #: where the setting comes from (``p.yaml: key 'triton.template': t.pbtxt: ``), written first
+        self.context = context
+        super().__init__(f"{context}Triton would refuse to load model '{model}': {triton_message}")
 
 
 def check_model(config: Any, versions: Iterable[int] | None = None) -> None:

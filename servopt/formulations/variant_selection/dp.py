@@ -42,7 +42,9 @@ every choice also F -> F. The answer is max_c G_marg[c][0].
 
 **Certificate.** :class:`Certificate` holds the optimum the tables proved (max_c G_marg[c][0]);
 :func:`check_certificate` re-scores the plan exactly (:meth:`VariantSelection.evaluate`) and requires it to reach
-that value: a plan scoring the tables' maximum is optimal by the claim. Cost per variant: O(options × B × G).
+that value: a plan scoring the tables' maximum is optimal by the claim. The tables' core rows stop at
+:attr:`~VariantSelection.usable_cores` (no plan uses more cores, so a larger budget cannot bind): cost per variant
+O(options × min(B, usable cores) × G).
 ``prefer_stable`` (ties by fewest changes) is left to the MILP (the problem's ``default_backend`` is then
 ``auto``), as are tables beyond :data:`MAX_CELLS`; :mod:`~servopt.formulations.variant_selection.frontier` takes
 capacities on no grid at all.
@@ -103,9 +105,10 @@ def grid_scale(problem: Any) -> tuple[int | None, str]:
     needed = int(places[caps < lam].max(initial=0))
     for factor in (1, 10, 100, 1000):
         if factor >= 10 ** needed:
-            cells = (problem.core_budget + 1) * _grid_points(lam, factor)
+            rows = problem.usable_cores + 1
+            cells = rows * _grid_points(lam, factor)
             if cells > MAX_CELLS or 4 * cells * len(problem.variants) > MAX_TABLES:
-                return None, (f"the tables would hold {cells:,} cells per variant ({problem.core_budget + 1} core "
+                return None, (f"the tables would hold {cells:,} cells per variant ({rows} core "
                               f"counts × {_grid_points(lam, factor)} load levels), above the limit; use a MILP "
                               "backend")
             return factor, ""
@@ -216,6 +219,7 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, A
     deadline = None if params.time_limit_s is None else time.perf_counter() + params.time_limit_s
     s = problem._structure()
     budget = problem.core_budget
+    rows = problem.usable_cores  # no plan uses more cores: the tables' rows stop there, whatever the budget
     lam = float(problem.workload_rps)
     lam_units = dec(lam) * factor
     grid = _grid_points(lam, factor)
@@ -224,7 +228,7 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, A
     order = sorted(range(len(problem.variants)), key=lambda m: (problem.variants[m].load_time_s, m))
     positions = np.arange(grid, dtype=float)
 
-    tables = np.full((4, budget + 1, grid), -np.inf)  # open F, open G, marg F, marg G
+    tables = np.full((4, rows + 1, grid), -np.inf)  # open F, open G, marg F, marg G
     tables[0, 0, 0] = tables[1, 0, 0] = 0.0
     history: list[tuple[int, np.ndarray, list[tuple[int, int | None, int, bool]]]] = []
     for m in order:
@@ -238,13 +242,13 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, A
         windows: dict[int, _Windows] = {}
         # best[0/1]: open/marg values through a choice of this variant, from F tables (the changed choices' G
         # values are these minus the penalty: a change makes this variant's load time the loading cost)
-        changed_best = np.full((2, budget + 1, grid), -np.inf)
+        changed_best = np.full((2, rows + 1, grid), -np.inf)
         new = tables.copy()  # 0 cores: every table unchanged
         for k, th, lo, changed in options:
             sources = (0,) if changed else (0, 1)  # an unchanged choice keeps F -> F and G -> G
             for source in sources:
                 into = changed_best if changed else new[source::2]  # (open, marg) of the target
-                _choose(tables[source::2], into, windows, source, k, th, lo, budget, grid, factor,
+                _choose(tables[source::2], into, windows, source, k, th, lo, rows, grid, factor,
                         unit * v.accuracy, problem.beta / budget, mu, top, positions)
         np.maximum(new[0::2], changed_best, out=new[0::2])
         changed_best -= penalty
@@ -276,14 +280,14 @@ def solve_dp(problem: Any, params: SolveParams | None = None) -> tuple[Status, A
 
 
 def _choose(source: np.ndarray, into: np.ndarray, windows: dict[int, Any], key: int, k: int, th: int | None,
-            lo: int, budget: int, grid: int, factor: int, unit_acc: float, beta_per_core: float, mu: float,
+            lo: int, max_cores: int, grid: int, factor: int, unit_acc: float, beta_per_core: float, mu: float,
             top: np.ndarray, positions: np.ndarray) -> None:
     """Raise ``into`` (open, marg) to the values of this variant on ``k`` cores over ``source`` (open, marg).
 
     Full: open loads grow by th, the load the marginal variant waits for shrinks by th. Marginal: the sliding
     window of the module docstring, from the open table.
     """
-    rows = budget + 1 - k
+    rows = max_cores + 1 - k
     cost = beta_per_core * k
     if th is not None:
         gain = unit_acc * th / factor - cost

@@ -161,16 +161,33 @@ class VariantSelection:
             s["load_max"] = max(v.load_time_s for v in self.variants)
             s["thresholds"] = sorted({v.load_time_s for v in self.variants if v.load_time_s > 0}, reverse=True)
             s["integral_capacity"] = all(bool(np.all(c == np.round(c))) for c in s["capacity"])
+            # the most cores any plan can use (each variant runs on one of its allowed counts): the budget binds
+            # only below it, so tables over cores need this many rows, not B + 1 (B may be up to 2^53)
+            s["usable_cores"] = min(self.core_budget, sum(int(ks.max(initial=0)) for ks in s["allowed"]))
         return s
+
+    @property
+    def usable_cores(self) -> int:
+        """The most cores a plan can use: the budget, or the sum of each variant's largest allowed core count
+        when that is smaller (then the budget cannot bind).
+
+        >>> VariantSelection(50, 10**9, [Variant("a", 0.7, {1: 20, 2: 44, 3: 68})]).usable_cores
+        3
+        """
+        return int(self._structure()["usable_cores"])
 
     def max_servable(self) -> tuple[float, dict[str, int]]:
         """The largest load the budget can serve, and one allocation (name -> cores) that serves it.
 
-        A knapsack over the budget (dynamic programming over whole cores), computed once per structure.
+        A knapsack over whole cores up to :attr:`usable_cores` (not the budget, which may be up to 2^53), computed
+        once per structure; where that table would be large (> :data:`_DENSE_CELLS` cells), over the Pareto front
+        of (cores, load) instead, whose size does not depend on the budget either.
         """
         s = self._structure()
+        if "servable" not in s and (s["usable_cores"] + 1) * (len(self.variants) + 3) > _DENSE_CELLS:
+            s["servable"] = _servable_front(self.variants, s["allowed"], s["capacity"], self.core_budget)
         if "servable" not in s:
-            budget = self.core_budget
+            budget = s["usable_cores"]
             best = np.zeros(budget + 1)
             choices = []
             for ks, th in zip(s["allowed"], s["capacity"]):
@@ -430,3 +447,49 @@ class VariantSelection:
             )
         return (f"no plan found although {top:g} RPS is servable ({where}); the solver's answer is inconsistent "
                 "with the model")
+
+
+#: most cells (core counts x (variants + 3)) of the dense knapsack in :meth:`VariantSelection.max_servable`
+_DENSE_CELLS = 4_000_000
+#: most (cores, load) states of the Pareto knapsack
+_MAX_FRONT = 2_000_000
+
+
+def _servable_front(variants: Sequence[Variant], allowed: Sequence[np.ndarray], capacity: Sequence[np.ndarray],
+                    budget: int) -> tuple[float, dict[str, int]]:
+    """The largest load within ``budget`` cores and an allocation serving it, over the Pareto front of partial
+    allocations (no allocation with fewer or as many cores serves more), fewest cores among the best.
+
+    Exact: a partial allocation that another one dominates (no more cores, at least its load) can be replaced by
+    it in any completion. The front never holds more states than distinct core sums within the budget.
+    """
+    cores = np.zeros(1, dtype=np.int64)
+    load = np.zeros(1)
+    steps: list[tuple[np.ndarray, np.ndarray]] = []  # per variant: (parent state, cores chosen) of each state
+    for v, ks, th in zip(variants, allowed, capacity):
+        parts_c, parts_l, parts_p, parts_k = [cores], [load], [np.arange(cores.size)], [np.zeros(cores.size, np.int64)]
+        for k, cap in zip(ks.tolist(), th.tolist()):
+            fits = np.flatnonzero(cores <= budget - k)
+            if cap <= 0 or not fits.size:
+                continue
+            parts_c.append(cores[fits] + k)
+            parts_l.append(load[fits] + cap)
+            parts_p.append(fits)
+            parts_k.append(np.full(fits.size, k, dtype=np.int64))
+        c, l, p, kk = (np.concatenate(x) for x in (parts_c, parts_l, parts_p, parts_k))
+        order = np.lexsort((-l, c))  # by cores, most load first
+        c, l, p, kk = c[order], l[order], p[order], kk[order]
+        keep = l > np.r_[-np.inf, np.maximum.accumulate(l)[:-1]]  # more load than every state with fewer cores
+        cores, load = c[keep], l[keep]
+        steps.append((p[keep], kk[keep]))
+        if cores.size > _MAX_FRONT:
+            raise ValidationError(f"variant_selection: the servable-load search holds {cores.size:,} partial "
+                                  f"allocations (limit {_MAX_FRONT:,}); give fewer or smaller core counts")
+    b = int(np.argmax(load))  # the first (fewest cores) of the best
+    top = float(load[b])
+    alloc: dict[str, int] = {}
+    for v, (parent, chosen) in zip(reversed(variants), reversed(steps)):
+        if chosen[b]:
+            alloc[v.name] = int(chosen[b])
+        b = int(parent[b])
+    return top, {v.name: alloc[v.name] for v in variants if v.name in alloc}
