@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 DESCRIPTION = """Solve a variant_selection or pipeline problem and simulate the plan serving a request trace.
@@ -140,11 +139,11 @@ def slo_for(problem: Any, path: str, slo_ms: float | None) -> float:
     own = getattr(problem, "sla_ms", None)
     if own is not None:
         return float(own)
-    import yaml
+    from servopt.documents import load_document
 
     try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        doc = load_document(path)  # the problem file's own reader (YAML 1.2 numbers), already read once
+    except ValidationError:
         doc = None
     perf = doc.get("performance") if isinstance(doc, dict) else None
     if isinstance(perf, dict) and isinstance(perf.get("sla_ms"), (int, float)):
