@@ -97,8 +97,9 @@ def _with_bound(problem: Any, plan: FleetPlan, gen: Generated, result: Any) -> F
         elif lb is not None:
             notes.append(f"lower bound {lb:.6g} ({gen.method}): gap {100 * gap:.4g} %, the plan is feasible, not "
                          "proven optimal")
-        else:
-            notes.append(f"no lower bound ({gen.method}): the plan is feasible, not proven optimal")
+        else:  # the MILP's best bound holds only over the incomplete pattern set: no bound on the problem
+            notes.append(f"no lower bound ({gen.method} did not prove its LP bound, and the MILP's bound holds "
+                         "only over the columns generated): the plan is feasible, not proven optimal")
     return replace(plan, notes=tuple(notes), proven_optimal=proven, lower_bound=lb, gap=gap)
 
 

@@ -7,11 +7,14 @@ restricted MILP is reported as ``feasible``, not ``optimal``. Without caps the p
 implied by memory, latency and capacity) or grown by column generation with a proven lower bound
 (:mod:`servopt.formulations.fleet.colgen`); ``enumeration_budget`` (contents enumerated in all),
 ``pricing_budget`` (contents per pricing search) and ``search_time_s`` bound that work (an optimal solve over a
-set that may miss the optimum is reported ``feasible`` with its lower bound and gap).
+set that may miss the optimum is reported ``feasible`` with its lower bound and gap). The solver's ``best_bound``
+over such a set bounds only that set: :meth:`FleetProblem.reported` replaces it by the plan's proven lower bound
+(None when there is none).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +153,9 @@ class FleetProblem:
         return model, decode
 
     def refine(self, plan: Any, result: Any, solve_model: Any) -> tuple[Any, Any]:
-        """An optimal solve over a pattern set that may miss the optimum proves nothing: report it as feasible."""
+        """An optimal solve over a pattern set that may miss the optimum proves nothing: report it as feasible,
+        with the bound the fleet proves (:meth:`reported`), not the MILP's over that pattern set."""
+        result = self.reported(plan, result)
         if not plan.proven_optimal:
             from dataclasses import replace
 
@@ -158,6 +163,45 @@ class FleetProblem:
 
             return plan, replace(result, status=Status.FEASIBLE)
         return plan, result
+
+    def reported(self, plan: Any, result: Any) -> Any:
+        """``result`` (the MILP's over the pattern set) with the best bound and status that hold for this problem.
+
+        The MILP's ``best_bound`` bounds only plans made of the patterns it was given. That is a bound on the
+        fleet problem when the pattern set is complete (full enumeration, or column generation with every column
+        that could improve the incumbent); otherwise (column generation cut short, user caps) it is not, and the
+        problem's bound is ``plan.lower_bound``: the larger of the complete set's MILP bound and column
+        generation's LP bound (:func:`~servopt.formulations.fleet.formulation.build`), None when neither holds.
+        ``best_bound`` becomes that value; where the MILP's own bound is dropped, ``message`` says so (a solver's
+        message may quote its gap to that bound). Without a plan (``plan`` None) the bound is kept only for a
+        complete set, and "infeasible" over the columns of a column generation cut short (no proof that no plan
+        exists) becomes ``error`` with :meth:`explain_infeasible`'s reason.
+        """
+        from dataclasses import replace
+
+        from servopt.result import Status
+
+        gen = getattr(self, "_generated", None)
+        complete = gen is not None and gen.complete
+        old = result.best_bound
+        if plan is None:
+            if (result.status is Status.INFEASIBLE and gen is not None and not (complete or gen.truncated
+                                                                                 or gen.infeasible)):
+                from servopt.formulations.fleet.diagnose import reason
+
+                if reason(self) is None:  # one model alone proves nothing: the columns may miss every plan
+                    return replace(result, status=Status.ERROR, best_bound=None, message=self.explain_infeasible())
+            return result if complete else replace(result, best_bound=None)
+        bound = plan.lower_bound
+        message = result.message
+        if old is not None and math.isfinite(old) and not complete and (
+                bound is None or old > bound + 1e-9 * max(1.0, abs(bound))):
+            given = ("the capped pattern set" if gen is not None and gen.truncated else
+                     "the columns generated so far" if gen is not None else "the patterns it was given")
+            message = "; ".join(m for m in (message, (
+                f"the solver's best bound {old:.6g} holds only over {given}, not for the fleet problem: "
+                + ("no lower bound" if bound is None else f"lower bound {bound:.6g}"))) if m)
+        return replace(result, best_bound=bound, message=message)
 
     def verify(self, plan: Any) -> list[str]:
         """Every constraint ``plan`` breaks, decided exactly."""
