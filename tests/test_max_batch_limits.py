@@ -137,7 +137,9 @@ def test_the_ceiling_is_called_a_ceiling(tmp_path, capsys) -> None:
     (tmp_path / "q.csv").write_text("model,hardware,cores,input_size,batch_size\nm,cpu-x,2,128,1\n")
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "m.joblib"), str(tmp_path / "q.csv"), "--memory-limit-mb", "100"]) == 0
-    assert "1 row(s) get the memory model's ceiling (4096), not a boundary" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 row(s) get max_batch 4096" in err and "the memory model's ceiling (batch 4096), not a boundary" in err
+    assert "the predicted memory does not grow with the batch" in err
     (tmp_path / "s.yaml").write_text("problem: min_gpus\nmodel: m\nprofiles: [p.csv]\ninput_size: 128\ncores: 2\n"
                                      "images: 100\ndeadline_s: 60\ngpus:\n  - hardware: cpu-x\n    max_count: 2\n"
                                      "    memory_limit_mb: 100\n")

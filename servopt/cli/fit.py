@@ -121,6 +121,7 @@ def _check_outputs(args: argparse.Namespace, targets: list[str] | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.performance.evaluate import fit_profile
+    from servopt.performance.uncertainty import NO_RESIDUALS, known
     from servopt.profiles import load_profile
 
     targets = None
@@ -183,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
         for name, report in reports.items():
             _print_table(name, report)
             iv = models.targets[name].interval
-            if iv:
+            if iv and not known(iv["interior"]):
+                refused = " and a problem's latency_quantile is refused" if name == "latency" else ""
+                print(f"  {100 * iv['level']:.0f} % prediction interval: unknown: {NO_RESIDUALS}. servopt predict "
+                      f"--intervals gives NaN (null in --json){refused}\n")
+            elif iv:
                 per = (f" (beyond the profiled batches: {iv['octave']['lo']:.3f}-{iv['octave']['hi']:.3f} per "
                        f"octave, to the power of the distance)" if "octave" in iv else "")
                 sizes = (f"; at an unprofiled input size (each size held out) {iv['size']['lo']:.3f}-"

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
                               if c in raw.columns})
         raw = add_graphs(typed, graphs, str(args.query))
     predictions = models.predict(raw, source=str(args.query), where=where, intervals=args.intervals)
+    if args.intervals:
+        _warn_unknown_intervals(models)
     limit = getattr(args, "memory_limit_mb", None)
     if limit is not None:
         from servopt.cli._options import check_memory_limit
@@ -84,12 +86,7 @@ def run(args: argparse.Namespace) -> int:
         check_memory_limit(limit)
         largest = models.largest_batch(raw, limit, source=str(args.query), where=where)
         _warn_uncalibrated_limit(models, limit)
-        ceiling = models.targets["memory"].model.max_batch_size
-        unbounded = np.flatnonzero(largest["max_batch"].to_numpy() >= ceiling)
-        if len(unbounded):
-            print(f"servopt predict: warning: --memory-limit-mb {limit:g}: {len(unbounded)} row(s) get the memory "
-                  f"model's ceiling ({ceiling}), not a boundary: their predicted memory does not grow with the batch "
-                  f"(profile larger batches); first: {where[unbounded[0]]}", file=sys.stderr)
+        _warn_ceiling(models, raw, largest["max_batch"].to_numpy(), limit, str(args.query), where)
         nothing = np.flatnonzero(largest["max_batch"].to_numpy() < 1)
         if len(nothing):  # a plan under this limit has no batch size for these rows
             print(f"servopt predict: warning: --memory-limit-mb {limit:g}: not even batch 1 is predicted to fit in "
@@ -128,13 +125,46 @@ def run(args: argparse.Namespace) -> int:
               if c in largest.columns]
     header = shown + list(predictions.columns) + ["extrapolated"] + extra
     cell = lambda v: f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v)  # noqa: E731
-    table = [header] + [[str(raw[c].iloc[i]) for c in shown] + [f"{records[i][c]:.4g}" for c in predictions.columns]
+    number = lambda v: "nan" if v is None else f"{v:.4g}"  # noqa: E731  (an unknown interval)
+    table = [header] + [[str(raw[c].iloc[i]) for c in shown] + [number(records[i][c]) for c in predictions.columns]
                         + ["yes" if records[i]["extrapolated"] else "no"] + [cell(records[i][k]) for k in extra]
                         for i in range(len(raw))]
     widths = [max(len(r[j]) for r in table) for j in range(len(header))]
     for row in table:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
     return 0
+
+
+def _warn_ceiling(models: Any, raw: pd.DataFrame, max_batch: np.ndarray, limit: float, source: str,
+                  where: list[str]) -> None:
+    """One stderr line per kind of row whose largest batch is the memory model's cap: the cap reached below the
+    limit (the memory grows with the batch), or a memory that does not grow (no limit binds)
+    (:func:`~servopt.performance.oom.ceiling_notes`)."""
+    from servopt.performance.oom import ceiling_notes
+
+    fitted = models.targets["memory"]
+    capped = np.flatnonzero(max_batch >= fitted.model.max_batch_size)
+    if not len(capped):
+        return
+    X = fitted.frame(raw.iloc[capped].reset_index(drop=True), source, [where[i] for i in capped])
+    notes = ceiling_notes(fitted.model, X, max_batch[capped], limit)
+    for grows in (True, False):
+        rows = [i for i, note in zip(capped, notes) if note and note.startswith("batch ") == grows]
+        if rows:
+            print(f"servopt predict: warning: --memory-limit-mb {limit:g}: {len(rows)} row(s) get max_batch "
+                  f"{fitted.model.max_batch_size}; first: {where[rows[0]]}: {notes[list(capped).index(rows[0])]}",
+                  file=sys.stderr)
+
+
+def _warn_unknown_intervals(models: Any) -> None:
+    """One stderr line per target whose interval rests on no held-out residual: its ``_lo`` / ``_hi`` are NaN
+    (null in --json), not a zero-width interval (:data:`~servopt.performance.uncertainty.NO_RESIDUALS`)."""
+    from servopt.performance.uncertainty import NO_RESIDUALS, known
+
+    for name, fitted in models.targets.items():
+        if fitted.interval is not None and not known(fitted.interval["interior"]):
+            print(f"servopt predict: warning: --intervals: the {name} model's interval is unknown, so "
+                  f"{fitted.output}_lo and {fitted.output}_hi are NaN: {NO_RESIDUALS}", file=sys.stderr)
 
 
 def _warn_uncalibrated_limit(models: Any, limit: float) -> None:

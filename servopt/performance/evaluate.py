@@ -580,10 +580,12 @@ def fit_profile(frame: pd.DataFrame, *, source: str = "<profile>", targets: list
         if rows.empty:
             continue
         if len(rows) < 2:
+            others = [t for t in TARGETS if t != name and len(target_rows(frame, TARGETS[t])) >= 2]
+            instead = (f", or choose other targets with --targets (here: {', '.join(others)})" if others else
+                       f" (no other target has 2 or more points in {source})")
             raise ValidationError(
                 f"{source}: target {name!r} (column {target.column!r}) has {len(rows)} profiled point; at least 2 "
-                f"are needed to fit a model. Profile more batch sizes or cores, or choose other targets with "
-                f"--targets (here: {', '.join(t for t in wanted if t != name) or 'none'})"
+                f"are needed to fit a model. Profile more batch sizes or cores{instead}"
             )
         X, columns, text = _inputs(rows, target, source)
         if name == "warmup":  # the run's first point and max-batch rows, from the whole profile's order

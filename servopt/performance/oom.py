@@ -6,7 +6,8 @@ the rows :meth:`servopt.performance.MaxBatchModel.calibrate` learns from, :func:
 limits, :func:`pressure_rows_for` says whether the limit changed the memory measured near it, and
 :func:`describe_margin` is the words a plan's ``note:`` uses for the margin
 (:meth:`MaxBatchModel.largest_batch <servopt.performance.MaxBatchModel.largest_batch>`'s basis and share), and
-:func:`another_limit` what a prediction or plan under a limit no boundary was measured under says.
+:func:`another_limit` what a prediction or plan under a limit no boundary was measured under says, and
+:func:`ceiling_notes` what a largest batch at the memory model's cap (``max_batch_size``) says.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 from servopt.exceptions import ValidationError
 
 __all__ = ["PRESSURE_ROWS", "RESERVED_PEAK_COLUMN", "another_limit", "boundaries_from_profile", "boundary_limits",
-           "check_limit", "describe_margin", "pressure_rows_for", "profile_oom_limits"]
+           "ceiling_notes", "check_limit", "describe_ceiling", "describe_margin", "pressure_rows_for",
+           "profile_oom_limits"]
 
 #: what ``MaxBatchModel(pressure_rows=...)`` does with the rows measured above half the search's limit
 PRESSURE_ROWS = ("drop", "keep")
@@ -163,3 +165,41 @@ def check_limit(memory_limit_mb: Any, where: str) -> float:
     if not limit > 0 or not np.isfinite(limit):
         raise ValidationError(f"{where}: memory_limit_mb={memory_limit_mb!r}: expected a number > 0")
     return limit
+
+
+def describe_ceiling(cap: int, need_one: float, need_cap: float, limit_mb: float) -> str:
+    """What a largest batch equal to the memory model's cap ``cap`` (``MaxBatchModel.max_batch_size``, the
+    largest batch it considers) says under ``limit_mb``: where the predicted memory grows with the batch
+    (``need_cap`` above ``need_one``, MiB at batch ``cap`` and 1), the cap is reached below the limit; only where
+    it does not grow is no limit binding at all.
+
+    >>> describe_ceiling(4096, 108.0, 52000.0, 1e12).split(":")[0]
+    'batch 4096 is the largest batch the memory model considers (its cap, MaxBatchModel.max_batch_size), and it is \
+predicted to need 52,000 MiB, below the limit of 1e+12 MiB'
+    >>> describe_ceiling(4096, 100.0, 100.0, 1000).split(":")[0]
+    "that is the memory model's ceiling (batch 4096), not a boundary"
+    """
+    if need_cap > need_one * (1 + 1e-6):
+        return (f"batch {cap} is the largest batch the memory model considers (its cap, "
+                f"MaxBatchModel.max_batch_size), and it is predicted to need {need_cap:,.0f} MiB, below the limit of "
+                f"{limit_mb:g} MiB: the cap binds, not the limit (the memory does grow with the batch: "
+                f"{need_one:,.0f} MiB at batch 1)")
+    return (f"that is the memory model's ceiling (batch {cap}), not a boundary: the predicted memory does not grow "
+            f"with the batch ({need_one:,.0f} MiB at batch 1, {need_cap:,.0f} at {cap}), so no limit binds (profile "
+            "larger batches)")
+
+
+def ceiling_notes(model: Any, X: Any, max_batch: Any, limit_mb: float) -> list[str | None]:
+    """Per row of ``X`` (the features of the fitted :class:`~servopt.performance.MaxBatchModel` ``model``), the
+    words of :func:`describe_ceiling` where its largest batch ``max_batch`` reached the model's cap, else None."""
+    cap = int(model.max_batch_size)
+    out: list[str | None] = []
+    for i, largest in enumerate(np.asarray(max_batch)):
+        if int(largest) < cap:
+            out.append(None)
+            continue
+        grid = X.iloc[[i, i]].reset_index(drop=True).copy()
+        grid["batch_size"] = [1, cap]
+        one, top = (float(v) for v in model.predict(grid))
+        out.append(describe_ceiling(cap, one, top, limit_mb))
+    return out

@@ -7,7 +7,9 @@ at ``(1 - level) / 2`` and ``(1 + level) / 2``, with the split-conformal finite-
 batch of their configuration are extrapolations; they get their own quantiles (``edge``), used for queries that
 extrapolate in batch, input size or hardware; the others (``interior``) for queries inside the profiled grid.
 With fewer than ``ceil(1 / (1 - level)) - 1`` residuals of a kind the bound is the largest residual seen, which
-is then *not* a guarantee at the level (``exact`` is False in the interval).
+is then *not* a guarantee at the level (``exact`` is False in the interval). With no residual at all (no batch size
+could be held out with two rows left to fit: one configuration at two batch sizes) there is no bound: the factors
+are None (``n`` 0), :func:`interval_factors` gives NaN and :data:`NO_RESIDUALS` says why.
 
 Extrapolating further in batch: an edge residual was made ``d`` octaves (``log2`` of the batch ratio) from the
 nearest batch the fit saw, one on a powers-of-two grid, while a query may sit further out. An error in the curve's
@@ -45,8 +47,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_LEVEL", "check_quantile", "conformal_interval", "coverage", "extrapolation_octaves",
-           "interval_factors", "margin_notes", "margin_record", "with_size_pools"]
+__all__ = ["DEFAULT_LEVEL", "NO_RESIDUALS", "check_quantile", "conformal_interval", "coverage",
+           "extrapolation_octaves", "interval_factors", "known", "margin_notes", "margin_record", "with_size_pools"]
 
 #: the level of the intervals ``servopt fit`` stores
 DEFAULT_LEVEL = 0.9
@@ -55,6 +57,9 @@ DEFAULT_LEVEL = 0.9
 #: H200 resnet50 fp16 profile's out-of-memory search left batches 1343 and 1344, 0.001 octave apart: -205 per
 #: octave, and a memory interval of 1.6e-85 to 1.03 times the prediction one octave beyond)
 MIN_EDGE_OCTAVES = 0.25
+#: why an interval without held-out residuals (``n`` 0: every pool) is unknown, for messages
+NO_RESIDUALS = ("leaving each batch size out left fewer than two rows to fit on, so no held-out residual measures "
+                "the model's error (a configuration needs 3 or more profiled batch sizes)")
 #: a ``latency_quantile`` plans on an upper bound of the latency: the q-quantile of the held-out residuals, q above
 #: the median
 UPPER_QUANTILE_ABOVE = 0.5
@@ -111,18 +116,32 @@ def _log_ratios(y: np.ndarray, predicted: np.ndarray, edge: np.ndarray) -> tuple
 
 def _pools(ratio: np.ndarray, edge: np.ndarray, level: float, inner: str, outer: str) -> dict[str, Any]:
     """The factors of the rows not at an ``edge`` (``inner``) and of those at one (``outer``): a kind without rows
-    borrows the other's (then not ``exact``), none at all gives 1; ``outer`` is widened to contain ``inner``."""
+    borrows the other's (then not ``exact``); none at all gives no bound (``lo`` and ``hi`` None, ``n`` 0: not a
+    zero-width interval); ``outer`` is widened to contain ``inner``."""
+    if ratio.size == 0:
+        return {where: {"lo": None, "hi": None, "n": 0, "exact": False} for where in (inner, outer)}
     out: dict[str, Any] = {}
     for where, rows in ((inner, ~edge), (outer, edge)):
         r = ratio[rows] if rows.any() else ratio
-        if r.size == 0:
-            out[where] = {"lo": 1.0, "hi": 1.0, "n": 0, "exact": False}
-            continue
         out[where] = _factors(r, level)
         out[where]["exact"] = out[where]["exact"] and bool(rows.any())
     out[outer]["lo"] = min(out[outer]["lo"], out[inner]["lo"])
     out[outer]["hi"] = max(out[outer]["hi"], out[inner]["hi"])
     return out
+
+
+def known(factors: Mapping[str, Any] | None) -> bool:
+    """Whether a pool of factors rests on at least one held-out residual (``n`` > 0; a models file saved before
+    unknown intervals were told apart stored ``lo = hi = 1`` with ``n`` 0).
+
+    >>> known({"lo": 0.9, "hi": 1.1, "n": 4}), known({"lo": 1.0, "hi": 1.0, "n": 0}), known(None)
+    (True, False, False)
+    """
+    return factors is not None and factors.get("lo") is not None and int(factors.get("n", 1)) > 0
+
+
+def _lo_hi(factors: Mapping[str, Any]) -> tuple[float, float]:
+    return (float(factors["lo"]), float(factors["hi"])) if known(factors) else (math.nan, math.nan)
 
 
 def _factors(r: np.ndarray, level: float) -> dict[str, Any]:
@@ -153,9 +172,10 @@ def with_size_pools(interval: Mapping[str, Any], y: np.ndarray, predicted: np.nd
     if ratio.size == 0:
         return dict(interval)
     pools = _pools(ratio, edge, level, "size", "size_edge")
-    for factors in pools.values():  # (widening both keeps size_edge containing size)
-        factors["lo"] = min(factors["lo"], interval["interior"]["lo"])
-        factors["hi"] = max(factors["hi"], interval["interior"]["hi"])
+    if known(interval["interior"]):
+        for factors in pools.values():  # (widening both keeps size_edge containing size)
+            factors["lo"] = min(factors["lo"], interval["interior"]["lo"])
+            factors["hi"] = max(factors["hi"], interval["interior"]["hi"])
     return {**interval, **pools}
 
 
@@ -166,7 +186,8 @@ def interval_factors(interval: Mapping[str, Any], outside: np.ndarray, octaves: 
     the per-octave factors to that power where they are wider (intervals without ``"octave"``: ``edge``). With
     ``sizes`` (where each row's input size sits, :func:`coverage`'s ``input_size``), a row at an unprofiled size
     takes the ``size`` factors (``interpolated``) or the ``size_edge`` ones (``extrapolated``) where wider
-    (intervals saved before these pools: unchanged).
+    (intervals saved before these pools: unchanged). A pool without held-out residuals (:func:`known`) gives NaN:
+    the interval is unknown there, not zero-width (:data:`NO_RESIDUALS`).
 
     Examples
     --------
@@ -176,8 +197,9 @@ def interval_factors(interval: Mapping[str, Any], outside: np.ndarray, octaves: 
     [1.1, 1.2, 1.44]
     """
     outside = np.asarray(outside, dtype=bool)
-    lo = np.where(outside, interval["edge"]["lo"], interval["interior"]["lo"]).astype(float)
-    hi = np.where(outside, interval["edge"]["hi"], interval["interior"]["hi"]).astype(float)
+    (in_lo, in_hi), (out_lo, out_hi) = _lo_hi(interval["interior"]), _lo_hi(interval["edge"])
+    lo = np.where(outside, out_lo, in_lo).astype(float)
+    hi = np.where(outside, out_hi, in_hi).astype(float)
     per = interval.get("octave")
     if per is not None and octaves is not None:
         d = np.where(outside, np.asarray(octaves, dtype=float), 0.0)
@@ -189,8 +211,9 @@ def interval_factors(interval: Mapping[str, Any], outside: np.ndarray, octaves: 
             factors = interval.get(pool)
             if factors is not None:
                 rows = place == where
-                lo = np.where(rows, np.minimum(lo, float(factors["lo"])), lo)
-                hi = np.where(rows, np.maximum(hi, float(factors["hi"])), hi)
+                f_lo, f_hi = _lo_hi(factors)
+                lo = np.where(rows, np.minimum(lo, f_lo), lo)
+                hi = np.where(rows, np.maximum(hi, f_hi), hi)
     return lo, hi
 
 

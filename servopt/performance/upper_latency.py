@@ -14,7 +14,7 @@ import pandas as pd
 
 from servopt.exceptions import ValidationError
 from servopt.performance.evaluate import fit_profile
-from servopt.performance.uncertainty import UPPER_QUANTILE_ABOVE, check_quantile
+from servopt.performance.uncertainty import NO_RESIDUALS, UPPER_QUANTILE_ABOVE, check_quantile, known
 
 __all__ = ["UpperLatency"]
 
@@ -39,13 +39,25 @@ class UpperLatency:
         Name of the profile in messages and in the margin record.
     column : str, default "latency_ms"
         The latency column to fit (e.g. ``latency_p99_ms``); it is fitted as the latency target.
+    context : str, optional
+        Where the quantile was asked for, to begin the messages with (e.g. ``"p.yaml: key 'latency_quantile'"``);
+        default: the profile and the key ``latency_quantile``.
+
+    Raises
+    ------
+    ValidationError
+        (at the first :meth:`upper`) The profile leaves no held-out residual (:data:`~.uncertainty.NO_RESIDUALS`:
+        one configuration at two batch sizes), so there is no bound at any level: refused rather than planned on
+        the point prediction.
     """
 
-    def __init__(self, frame: pd.DataFrame, quantile: float, source: str, column: str = "latency_ms") -> None:
+    def __init__(self, frame: pd.DataFrame, quantile: float, source: str, column: str = "latency_ms",
+                 context: str | None = None) -> None:
         self.frame = frame
         self.quantile = check_quantile(quantile, source, "quantile", above=UPPER_QUANTILE_ABOVE)
         self.source = source
         self.column = column
+        self.context = context
         self._models: Any = None
 
     @property
@@ -60,9 +72,18 @@ class UpperLatency:
                 data = data.drop(columns=["latency_ms"], errors="ignore").rename(columns={self.column: "latency_ms"})
             models, _ = fit_profile(data, source=self.source, targets=["latency"], latency_model="hinge",
                                     level=self.level)
-            if models.targets["latency"].interval is None:
+            interval = models.targets["latency"].interval
+            if interval is None:
                 raise ValidationError(f"{self.source}: no configuration is profiled at two or more batch sizes, so "
                                       "the latency model cannot be cross-validated and has no prediction interval")
+            if not known(interval["interior"]):
+                where = self.context or f"{self.source}: key 'latency_quantile'"
+                most = int(data.groupby([c for c in ("model", "variant", "hardware", "cores", "input_size")
+                                         if c in data.columns], dropna=False)["batch_size"].nunique().max())
+                raise ValidationError(
+                    f"{where}: {self.quantile:g}: no upper bound on {self.column} from {self.source}: {NO_RESIDUALS}; "
+                    f"its configurations have at most {most} batch sizes ({len(data)} rows in all). Profile 3 or "
+                    "more batch sizes, or remove latency_quantile to plan on the fitted latency")
             self._models = models
         return self._models
 

@@ -14,6 +14,7 @@ silently dropped.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -91,13 +92,32 @@ def _column(rows: list[list[str]], header: Sequence[str], name: str) -> pd.Serie
     return pd.Series([r[i] for r in rows], dtype=object)
 
 
+#: decimal arithmetic wide enough that a cell (at most 17 digits) times a factor is exact before it becomes a float
+_EXACT = decimal.Context(prec=80)
+
+
+def _exact(number: Any, factor: float = 1.0) -> float:
+    """``number`` x ``factor`` computed on the decimals they print as, then rounded once to a float: 5419 µs x 1e-3
+    is 5.419 (a float product gives 5.4190000000000005, and servopt's exact checks count numbers as the decimals
+    they print as). ``number`` is a cell's text or a number (its shortest repr).
+
+    >>> _exact("5419", 1e-3), _exact("7100", 1e-3), _exact(" 9 ", 1e-3), _exact(0.07, 100.0)
+    (5.419, 7.1, 0.009, 7.0)
+    """
+    text = number.strip() if isinstance(number, str) else repr(float(number))
+    return float(_EXACT.multiply(decimal.Decimal(text), decimal.Decimal(repr(float(factor)))))
+
+
 def _required_numbers(cells: pd.Series, col: str, where: Sequence[str], path: Path, accepted: str,
                       factor: float = 1.0) -> np.ndarray:
+    """The cells as numbers (an empty one refused), times ``factor`` exactly in decimal (:func:`_exact`)."""
     values = parse_numbers(cells, col, where, str(path), accepted)
     if np.isnan(values).any():
         i = int(np.argmax(np.isnan(values)))
         raise ValidationError(f"{path}: {where[i]}, column {col!r}: expected {accepted}, got an empty cell")
-    return values * factor
+    if factor == 1.0:
+        return values
+    return np.array([_exact(c if isinstance(c, str) else v, factor) for c, v in zip(cells, values)], dtype=float)
 
 
 def _per_gpu(cells: pd.Series, col: str, where: Sequence[str], path: Path, how: str, factor: float) -> np.ndarray:
@@ -118,9 +138,11 @@ def _per_gpu(cells: pd.Series, col: str, where: Sequence[str], path: Path, how: 
                 raise ValidationError(
                     f"{path}: {where[i]}, column {col!r}: expected per-GPU values 'uuid:value;' with non-negative "
                     f"numbers, got {text[:60]!r}")
-            values.append(number)
-        if values:
-            out[i] = (sum(values) if how == "sum" else sum(values) / len(values)) * factor
+            values.append(decimal.Decimal(value.strip()))
+        if values:  # in decimal, as the file prints them: 70.1 + 69.3 W is 139.4, not 139.39999999999998
+            total = sum(values, decimal.Decimal(0))
+            combined = total if how == "sum" else _EXACT.divide(total, len(values))
+            out[i] = _exact(str(combined), factor)
     return out
 
 
@@ -129,16 +151,22 @@ def batch_size_from_name(path: str | Path) -> int | None:
 
     The name's stem has a part ``b<N>`` or ``bs<N>`` between ``_``, ``-``, ``.`` or its ends, or holds
     ``batch<N>``, ``batch_<N>``, ``batch-<N>`` or ``batch_size_<N>`` anywhere (any case). When the patterns give two
-    different numbers the name is ambiguous and None is returned.
+    different numbers the name is ambiguous and None is returned (:func:`read_perf_analyzer` then says which numbers
+    conflict).
 
     Examples
     --------
     >>> [batch_size_from_name(n) for n in ("r50_b8.csv", "r50-b16.csv", "batch4_run2.csv", "results.csv")]
     [8, 16, 4, None]
     """
+    found = _batch_sizes_in_name(path)
+    return found[0] if len(found) == 1 else None
+
+
+def _batch_sizes_in_name(path: str | Path) -> list[int]:
+    """Every batch size the stem of ``path`` states (:data:`_BATCH_IN_NAME`), distinct, in order."""
     stem = Path(path).stem
-    found = {int(m.group(1)) for rx in _BATCH_IN_NAME for m in rx.finditer(stem)}
-    return found.pop() if len(found) == 1 else None
+    return sorted({int(m.group(1)) for rx in _BATCH_IN_NAME for m in rx.finditer(stem)})
 
 
 def read_perf_analyzer(path: str | Path | Sequence[str | Path], *, model: str, hardware: str,
@@ -188,14 +216,21 @@ def read_perf_analyzer(path: str | Path | Sequence[str | Path], *, model: str, h
 
 def _pa_batch_sizes(paths: Sequence[Path], batch_size: int | Sequence[int] | None) -> list[int]:
     if batch_size is None:
-        sizes = [batch_size_from_name(p) for p in paths]
-        missing = [p for p, b in zip(paths, sizes) if b is None]
-        if missing:
-            raise ValidationError(
-                f"{missing[0]}: perf_analyzer does not record the client batch size (-b), and the file name does "
-                "not state it; give it (--batch-size 8, or one per file in order: --batch-size 1,8,32; batch_size= in "
-                "Python) or name the file like 'resnet_b8.csv', 'resnet-b8.csv' or 'resnet_batch8.csv'")
-        return [int(b) for b in sizes if b is not None]
+        give = ("give it (--batch-size 8, or one per file in order: --batch-size 1,8,32; batch_size= in Python) or "
+                "name the file like 'resnet_b8.csv', 'resnet-b8.csv' or 'resnet_batch8.csv'")
+        sizes = []
+        for p in paths:
+            found = _batch_sizes_in_name(p)
+            if len(found) > 1:
+                raise ValidationError(
+                    f"{p}: perf_analyzer does not record the client batch size (-b), and the file name gives "
+                    f"{len(found)} batch sizes that conflict ({', '.join(map(str, found))}); {give}, stating one")
+            if not found:
+                raise ValidationError(
+                    f"{p}: perf_analyzer does not record the client batch size (-b), and the file name does not "
+                    f"state it; {give}")
+            sizes.append(found[0])
+        return sizes
     if isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool):
         sizes = [int(batch_size)] * len(paths)
     elif isinstance(batch_size, Sequence) and not isinstance(batch_size, str):

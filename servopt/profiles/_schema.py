@@ -35,6 +35,7 @@ __all__ = [
     "IDENTITY_COLUMNS",
     "MEASURED_COLUMNS",
     "NUMERIC_LABELS",
+    "LABEL_RANGES",
     "validate_frame",
     "check_duplicates",
     "label_columns",
@@ -99,6 +100,15 @@ NUMERIC_LABELS: frozenset[str] = frozenset({
     "concurrency", "request_rate", "instances", "instances_per_gpu", "max_batch_size", "offered_load_rps",
     "sla_ms", "replicas", "run", "oom_batch_size", "oom_limit_mb",
 })
+
+#: numeric labels with a range of their own (the out-of-memory search of ``servopt profile``): a value outside it is
+#: an error naming the file, row and column (``servopt fit`` would skip an ``oom_batch_size`` of 0 as no boundary)
+LABEL_RANGES: dict[str, Column] = {
+    "oom_batch_size": Column("oom_batch_size", "int", False, "the first batch size that ran out of memory",
+                             minimum=1, maximum=2**31 - 1),
+    "oom_limit_mb": Column("oom_limit_mb", "float", False, "the memory limit of the out-of-memory search (MiB)",
+                           minimum=0, strict=True),
+}
 
 _MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
@@ -437,6 +447,8 @@ def validate_frame(raw: pd.DataFrame, source: str, where: Sequence[str] | None =
                 raise
             out[col] = parse_texts(cells, label, where, source)  # a text label
         else:
+            if col in LABEL_RANGES:
+                _check_range(numeric, LABEL_RANGES[col], where, source, cells, label)
             out[col] = numeric if (~missing_cells).any() or col in NUMERIC_LABELS else parse_texts(cells, label, where,
                                                                                                source)
 

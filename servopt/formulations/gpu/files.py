@@ -189,7 +189,8 @@ class _Frame:
         from servopt.performance.upper_latency import UpperLatency
 
         if self._upper is None:
-            self._upper = UpperLatency(self._frame, float(self.quantile or 0.0), self.label())
+            self._upper = UpperLatency(self._frame, float(self.quantile or 0.0), self.label(),
+                                       context=f"{self.source}: key 'latency_quantile'")
         bounds, record = self._upper.upper(rows, sizes)
         self.margins.append({"model": None, "hardware": hardware, **record})
         return bounds
@@ -224,9 +225,12 @@ class _Frame:
 
 
 def _read_where(f: Any) -> dict[str, Any]:
+    value = f.raw("where", None)
+    if value is None:  # servopt.profiles imports pandas: only a file with where: needs it (0.3-0.9 s cold)
+        return {}
     from servopt.profiles import read_where
 
-    return read_where(f.raw("where", None), str(f.source))
+    return read_where(value, str(f.source))
 
 
 def _read_gpu(entry: Any, i: int, source: str, frame: _Frame, *, selectors: Mapping[str, Any],
