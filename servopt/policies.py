@@ -83,6 +83,13 @@ def run_policy(problem: Any, name: str, params: SolveParams | None = None, *,
     if not isinstance(problem, types):
         raise ValidationError(f"policy {name!r} applies to {' and '.join(t.kind for t in types)} problems, "
                               f"not {kind or type(problem).__name__!r}")
+    if params is not None and not isinstance(params, SolveParams):
+        hint = (f"; policy options go in options=, e.g. run_policy(problem, {name!r}, options={dict(params)!r})"
+                if isinstance(params, Mapping) else "")
+        raise ValidationError(f"run_policy: params must be a SolveParams or None, got {type(params).__name__}{hint}")
+    if options is not None and not isinstance(options, Mapping):
+        raise ValidationError(f"run_policy: options must be a mapping of policy options, got "
+                              f"{type(options).__name__}")
     options = dict(options or {})
     unknown = sorted(set(options) - set(allowed))
     if unknown:

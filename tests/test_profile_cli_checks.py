@@ -64,6 +64,7 @@ def test_all_out_of_memory_prints_each_point_reason_and_memory(monkeypatch, tmp_
             "reason": "allocation failure: bad_alloc"}]
     monkeypatch.setattr(profiler, "profile_model", lambda *a, **k: ProfileRun(rows=[], oom=oom, measured=2))
     out = tmp_path / "oom.csv"
+    (tmp_path / "m.onnx").write_bytes(b"")  # MODEL must exist (profile_model, which would read it, is replaced)
     code = main(["profile", str(tmp_path / "m.onnx"), "--batch-sizes", "1,2", "--input-sizes", "64,96",
                  "--memory-limit-mb", "5", "-q", "-o", str(out)])
     printed, err = capsys.readouterr()

@@ -119,5 +119,17 @@ def check_capabilities(name: str, arrays: ModelArrays, params: SolveParams) -> N
     able = [n for n in REGISTRY if n != name and _violation(arrays, get_backend(n).capabilities, False) is None]
     hint = f"; backends that can take it: {', '.join(able)}" if able else ""
     if not caps.fractional and "fractional" in problem:
-        hint += "; or pass scale=<factor> to solve on CP-SAT with scaled integer coefficients"
+        hint += f"; or pass scale={_scale_hint(arrays)} to solve on CP-SAT with scaled integer coefficients"
     raise CapabilityError(f"backend {name!r} cannot solve model {arrays.name!r}: {problem}{hint}")
+
+
+def _scale_hint(arrays: ModelArrays) -> str:
+    """The smallest power of ten that makes every coefficient of ``arrays`` an integer (``100`` for prices in
+    cents), as the number to pass; ``<factor>`` when none up to 10^9 does."""
+    import numpy as np
+
+    from servopt.backends.cpsat import _plain, _suggest_scale
+
+    values = np.concatenate([arrays.A.tocsr().data, arrays.c])
+    factor = _suggest_scale(values[np.isfinite(values)], 1.0)
+    return "<factor>" if factor is None else _plain(factor)

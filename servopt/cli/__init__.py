@@ -1,7 +1,8 @@
 """``servopt`` command line: a thin adapter, one library call per command.
 
-Each command lives in ``servopt/cli/<name>.py`` with ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``; modules are imported only when their command runs, so ``servopt --help`` stays fast.
+Each command lives in ``servopt/cli/<name>.py`` with ``add_arguments(parser)`` and ``run(args) -> int``, and
+optionally ``DESCRIPTION``, ``EPILOG`` and ``USAGE`` (its one-line help is in :data:`COMMANDS`); modules are
+imported only when their command runs, so ``servopt --help`` stays fast.
 Any :class:`servopt.exceptions.ServoptError` becomes one line on stderr and exit code 2, never a traceback.
 """
 
@@ -56,8 +57,9 @@ def _build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | N
     for name, (module, help_text) in COMMANDS.items():
         if name == wanted:
             mod = importlib.import_module(module)
+            # USAGE: a module's own usage lines, where argparse's would show a required option as optional
             p = sub.add_parser(name, help=help_text, description=getattr(mod, "DESCRIPTION", help_text),
-                               epilog=getattr(mod, "EPILOG", None),
+                               epilog=getattr(mod, "EPILOG", None), usage=getattr(mod, "USAGE", None),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)

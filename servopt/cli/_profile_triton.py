@@ -36,8 +36,25 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
+#: the defaults of the options below that have one (their parser default is None, so that an option given without
+#: --triton is seen and refused: ``given_without_triton``)
+DEFAULTS: dict[str, Any] = {"instances": 1, "latency": "p50", "driver": "builtin", "window": 2.0, "stability": 0.10,
+                            "max_windows": 10}
+#: attribute -> flag of every option in this group except --triton itself
+FLAGS: dict[str, str] = {"triton_model": "--model", "tritonserver": "--tritonserver", "instances": "--instances",
+                         "concurrency": "--concurrency", "request_rate": "--request-rate", "latency": "--latency",
+                         "driver": "--driver", "perf_analyzer": "--perf-analyzer", "window": "--window",
+                         "stability": "--stability", "max_windows": "--max-windows"}
+
+
+def given_without_triton(args: argparse.Namespace) -> list[str]:
+    """The flags of this group given although ``--triton`` is not (they would be ignored)."""
+    return [flag for name, flag in FLAGS.items() if getattr(args, name, None) is not None]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("served model (instead of ONNX Runtime in this process; docs/verify.md)")
+    group = parser.add_argument_group("served model (instead of ONNX Runtime in this process; docs/verify.md; "
+                                      "every option of this group needs --triton)")
     group.add_argument("--triton", metavar="URL|start", default=None,
                        help="gRPC URL of a Triton server on this machine, e.g. 127.0.0.1:8001 (with --model NAME); "
                             "or 'start': serve MODEL.onnx on a tritonserver started for the run (Python backend, "
@@ -46,29 +63,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tritonserver", metavar="PATH", default=None,
                        help="--triton start: this tritonserver binary (default: tritonserver on PATH, else "
                             "nvidia-pytriton's in .triton-venv)")
-    group.add_argument("--instances", type=int, default=1, metavar="N",
+    group.add_argument("--instances", type=int, default=None, metavar="N",
                        help="--triton start: CPU instances of the served model (default 1)")
     group.add_argument("--concurrency", metavar="LIST", default=None,
                        help="requests in flight, comma-separated (default 1); a label of each row")
     group.add_argument("--request-rate", metavar="LIST", default=None,
                        help="open-loop Poisson request rates (requests/s) instead of --concurrency")
-    group.add_argument("--latency", choices=("p50", "service"), default="p50",
+    group.add_argument("--latency", choices=("p50", "service"), default=None,
                        help="what latency_ms holds: p50 = the client's median latency of a request (default); "
                             "service = instances x batch x 1000 / throughput, the time per batch of one instance "
                             "under that load (with --concurrency 2 per instance: the batch latency a plan needs; "
                             "docs/verify.md)")
-    group.add_argument("--driver", choices=("builtin", "perf_analyzer"), default="builtin",
-                       help="load generator: builtin (tritonclient asyncio) or perf_analyzer")
+    group.add_argument("--driver", choices=("builtin", "perf_analyzer"), default=None,
+                       help="load generator: builtin (tritonclient asyncio; default) or perf_analyzer")
     group.add_argument("--perf-analyzer", metavar="PATH", default=None, help="perf_analyzer binary")
-    group.add_argument("--window", type=float, default=2.0, metavar="S", help="measurement window (default 2 s)")
-    group.add_argument("--stability", type=float, default=0.10, metavar="FRACTION",
+    group.add_argument("--window", type=float, default=None, metavar="S", help="measurement window (default 2 s)")
+    group.add_argument("--stability", type=float, default=None, metavar="FRACTION",
                        help="a point is stable when the last 3 windows' throughput and p99 are within this "
                             "fraction of their mean (default 0.10)")
-    group.add_argument("--max-windows", type=int, default=10, metavar="N", help="windows per point at most")
+    group.add_argument("--max-windows", type=int, default=None, metavar="N",
+                       help="windows per point at most (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
+
+    for name, value in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
     if args.runtime != "onnxruntime" or args.dtype != "fp32" or args.find_max_batch or args.device != "cpu":
         raise ValidationError("--runtime, --dtype, --find-max-batch and --device do not apply with --triton (the "
@@ -78,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
     if args.triton == "start":
         if not args.model:
             raise ValidationError("--triton start needs MODEL.onnx (the file to serve)")
+        from pathlib import Path
+
+        if not Path(args.model).is_file():  # before a server starts or a FLOP is counted
+            raise ValidationError(f"MODEL {args.model}: no such ONNX file (the model to serve with --triton start)")
         if args.triton_model:
             raise ValidationError("--model NAME is for --triton URL; with --triton start the served name is "
                                   "--model-name (default: the file name's stem)")

@@ -17,10 +17,11 @@ KIND is one of:
                   to all) or in the file names (r50_b8.csv, r50-b8.csv, r50_batch8.csv); all files, one profile
   model-analyzer  Model Analyzer metrics-model-inference.csv, optionally with metrics-model-gpu.csv; needs
                   --hardware (--model renames the report's model)
-  infadapter      InfAdapter's capacity_result CSV at one SLA (--sla-ms, default 750)
-  ipa             one of IPA's CPU profiling CSVs (seconds)
-  profile         servopt profiles (CSV/Parquet): validate, concatenate, convert
+  infadapter      InfAdapter's capacity_result CSV at one SLA (--sla-ms, default 750); --model, --source
+  ipa             one of IPA's CPU profiling CSVs (seconds); --hardware (default cpu), --model, --source
+  profile         servopt profiles (CSV/Parquet): validate, concatenate, convert, as they are (no options)
 
+An option a KIND does not read is refused (e.g. --model with profile, --sla-ms with perf-analyzer), not ignored.
 Every error names the file, the row and the column; no row is dropped. An existing OUT is refused unless --force."""
 
 EPILOG = """examples:
@@ -31,6 +32,20 @@ EPILOG = """examples:
   servopt import infadapter data/infadapter/capacity_result_Feb_21.csv --sla-ms 750 -o cap.csv"""
 
 KINDS = ("perf-analyzer", "model-analyzer", "infadapter", "ipa", "profile")
+
+#: the options each KIND reads (attribute names); any other one given is refused, not ignored
+_APPLIES: dict[str, tuple[str, ...]] = {
+    "perf-analyzer": ("model", "variant", "hardware", "batch_size", "input_size", "cores", "source"),
+    "model-analyzer": ("model", "variant", "hardware", "input_size", "cores", "source"),
+    "infadapter": ("model", "sla_ms", "source"),
+    "ipa": ("model", "hardware", "source"),
+    "profile": (),
+}
+_FLAGS = {"model": "--model", "variant": "--variant", "hardware": "--hardware", "batch_size": "--batch-size",
+          "input_size": "--input-size", "cores": "--cores", "sla_ms": "--sla-ms", "source": "--source"}
+#: why a KIND takes none of them, where that needs saying
+_WHY_NOT = {"profile": "servopt profiles already hold every column; a profile is validated, concatenated and "
+                       "converted as it is"}
 _ALIASES = {"perf_analyzer": "perf-analyzer", "model_analyzer": "model-analyzer"}
 
 
@@ -40,16 +55,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="OUT", help="profile to write (.csv or .parquet); default: CSV on "
                         "stdout")
     parser.add_argument("--force", action="store_true", help="replace an existing OUT")
-    parser.add_argument("--model", help="model family name (required for perf-analyzer)")
-    parser.add_argument("--variant", help="variant name (default: the model)")
-    parser.add_argument("--hardware", help="device or machine type (required for perf-analyzer and model-analyzer)")
+    parser.add_argument("--model", help="model family name (required for perf-analyzer; model-analyzer: renames "
+                        "the report's model; infadapter, ipa: replaces the file's)")
+    parser.add_argument("--variant", help="variant name (default: the model); perf-analyzer, model-analyzer")
+    parser.add_argument("--hardware", help="device or machine type (required for perf-analyzer and model-analyzer; "
+                        "ipa: default cpu)")
     parser.add_argument("--batch-size", default=None, metavar="B[,B...]",
                         help="perf-analyzer: the client batch size (-b), one per FILE in order (comma-separated) or "
                         "one for all; default: from each file name (*_b8.csv, *-b8.csv, *batch8*)")
-    parser.add_argument("--input-size", type=int, default=None, help="input side in pixels")
-    parser.add_argument("--cores", type=float, default=None, help="CPU cores of one replica")
-    parser.add_argument("--sla-ms", type=float, default=750.0, help="infadapter: which SLA's capacities (ms)")
-    parser.add_argument("--source", help="text for the profile's source column")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="input side in pixels; perf-analyzer, model-analyzer")
+    parser.add_argument("--cores", type=float, default=None,
+                        help="CPU cores of one replica; perf-analyzer, model-analyzer")
+    parser.add_argument("--sla-ms", type=float, default=None,
+                        help="infadapter only: which SLA's capacities (ms; default 750)")
+    parser.add_argument("--source", help="text for the profile's source column (not for KIND profile)")
+
+
+def _check_applies(args: argparse.Namespace, importer: str) -> None:
+    """Refuse an option that KIND ``importer`` does not read (it would be ignored: ``import profile --model x``
+    renamed nothing), naming the KINDs that do read it."""
+    for name, flag in _FLAGS.items():
+        if getattr(args, name) is None or name in _APPLIES[importer]:
+            continue
+        takers = [k for k, names in _APPLIES.items() if name in names]
+        why = f" ({_WHY_NOT[importer]})" if importer in _WHY_NOT else ""
+        raise ValidationError(f"servopt import {importer}: {flag} does not apply{why}; it is for "
+                              f"{', '.join(takers)}")
 
 
 def _need(args: argparse.Namespace, *names: str) -> None:
@@ -85,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     kind = _ALIASES.get(args.kind, args.kind)
     if kind not in KINDS:
         raise ValidationError(f"unknown import kind {args.kind!r}; expected one of {', '.join(KINDS)}")
+    _check_applies(args, kind)
     if kind not in ("model-analyzer", "profile", "perf-analyzer") and len(args.files) != 1:
         raise ValidationError(f"servopt import {kind}: give one file, got {len(args.files)}")
     batch_sizes = _batch_sizes(args.batch_size, len(args.files)) if args.batch_size is not None else None
@@ -111,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         _need(args, "hardware")
         table = profiles.read_model_analyzer(args.files, hardware=args.hardware, model=args.model, **meta)
     elif kind == "infadapter":
-        table = profiles.read_infadapter_capacity(args.files[0], args.sla_ms, model=args.model or "resnet",
+        sla_ms = 750.0 if args.sla_ms is None else args.sla_ms
+        table = profiles.read_infadapter_capacity(args.files[0], sla_ms, model=args.model or "resnet",
                                                   source=args.source)
     elif kind == "ipa":
         table = profiles.read_ipa_profile(args.files[0], hardware=args.hardware or "cpu", model=args.model,

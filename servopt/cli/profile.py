@@ -62,6 +62,12 @@ exit codes:
      run the same command again with --resume to finish"""
 
 
+USAGE = """%(prog)s MODEL.onnx --batch-sizes LIST --input-sizes LIST -o OUT.csv [options]
+       %(prog)s --runtime torch MODEL --batch-sizes LIST --input-sizes LIST -o OUT.csv [options]
+       %(prog)s MODEL.onnx --triton start --batch-sizes LIST -o OUT.csv [options]
+       %(prog)s --triton URL --model NAME --batch-sizes LIST -o OUT.csv [options]"""
+
+
 def _int_list(flag: str, text: str) -> list[int]:
     values = []
     for part in text.split(","):
@@ -93,7 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-measure a point once (and mark it unstable) when the coefficient of variation "
                         "of its runs is above CV (default 0.1)")
     parser.add_argument("--batch-sizes", required=True, metavar="LIST", help="comma-separated, e.g. 1,2,4,8")
-    parser.add_argument("--input-sizes", metavar="LIST", help="image sides in pixels, e.g. 224,320")
+    parser.add_argument("--input-sizes", metavar="LIST",
+                        help="image sides in pixels, e.g. 224,320; required, except with --triton (start: one "
+                        "value at most)")
     parser.add_argument("--cores", default="1", metavar="LIST", help="intra-op threads per session (default 1)")
     parser.add_argument("--repeats", type=int, default=30, metavar="N",
                         help="at most N steady-state runs per point (default 30)")
@@ -128,17 +136,25 @@ def run(args: argparse.Namespace) -> int:
     from servopt.cli._options import check_memory_limit
 
     check_memory_limit(getattr(args, "memory_limit_mb", None))
-    if args.triton:
-        from servopt.cli import _profile_triton
+    from servopt.cli import _profile_triton
 
+    if args.triton:
         return _profile_triton.run(args)
-    if not args.model or not args.input_sizes:
-        raise ValidationError("MODEL.onnx and --input-sizes are needed (or --triton start, or --triton URL "
-                              "--model NAME)")
+    stray = _profile_triton.given_without_triton(args)
+    if stray[:1] == ["--model"]:
+        raise ValidationError("--model NAME only applies with --triton URL (the served model's name); the model "
+                              "column of a profile measured here is --model-name")
+    if stray:
+        raise ValidationError(f"{stray[0]} only applies with --triton URL or --triton start (a served model's "
+                              "load); without --triton the model runs in this process, one batch at a time")
     if args.resume and args.force:
         raise ValidationError("give either --resume (keep OUT.csv's rows) or --force (replace OUT.csv), not both")
     # checked before measuring; --resume consents to an existing OUT.csv (it continues it)
     check_output(args.output, "-o", force=args.force or args.resume)
+    _check_model(args)  # each problem on its own: MODEL missing or not a file, then --input-sizes missing
+    if not args.input_sizes:
+        raise ValidationError("--input-sizes LIST is required (image sides in pixels, e.g. 224,320); only "
+                              "--triton start or --triton URL measure without it")
     if args.runtime == "torch":
         if args.mem_pattern != "on":
             raise ValidationError("--mem-pattern off needs --runtime onnxruntime (an ONNX Runtime session option; "
@@ -158,6 +174,23 @@ def run(args: argparse.Namespace) -> int:
         _report_interrupt(args.output, before)
         return 130
     return _report(result)
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """MODEL is given and, unless it is ``torchvision:NAME``, an existing file."""
+    from pathlib import Path
+
+    torch = args.runtime == "torch"
+    if not args.model:
+        raise ValidationError("MODEL is required: " + ("a TorchScript or torch.export file, or torchvision:NAME"
+                                                      if torch else "the ONNX file to measure")
+                              + " (or --triton URL --model NAME)")
+    if torch and args.model.startswith("torchvision:"):
+        return
+    if not Path(args.model).is_file():
+        raise ValidationError(f"MODEL {args.model}: no such " + ("model file (give a TorchScript or torch.export "
+                                                                 "file, or torchvision:NAME)" if torch else
+                                                                 "ONNX file"))
 
 
 def _shared(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,12 +8,14 @@ import math
 import sys
 from typing import Any
 
+from servopt.formulations.registry import PROBLEM_KINDS
+
 DESCRIPTION = """Solve a problem file and print the plan.
 
-FILE holds one problem (YAML): `problem: min_gpus | max_throughput | variant_selection | pipeline`, its inputs,
-and performance either inline (`batches:` / `capacity:` tables) or from `profiles:` (see docs/formulations.md and
-the files in examples/). The problem is solved exactly as a MILP by the chosen backend (`servopt backends` lists
-them), or by a baseline policy with --policy.
+FILE holds one problem (YAML): its kind, `problem: <KINDS>`,
+its inputs, and performance either inline (`batches:` / `capacity:` tables) or from `profiles:` (see
+docs/formulations.md and the files in examples/). The problem is solved exactly as a MILP by the chosen backend
+(`servopt backends` lists them), or by a baseline policy with --policy.
 
 Output: a table for people, or with --json exactly one JSON object on stdout:
   {"problem", "status", "objective", "backend", "parse_seconds", "build_seconds", "solve_seconds", "plan"}
@@ -24,6 +26,7 @@ status is optimal, feasible (a limit stopped the solver with a plan), infeasible
 also has "exit_code" (1) and "message" (why); bad input prints {"status": "error", "exit_code": 2, "message"}.
 An existing --out DIR is refused unless --force, the current folder (or one containing it) always; it is checked,
 with the writability of its place, before solving. An OS error while writing (disk full) is exit 2, nothing written."""
+DESCRIPTION = DESCRIPTION.replace("<KINDS>", " | ".join(PROBLEM_KINDS))  # the registry's: a new kind shows itself
 
 EPILOG = """examples:
   servopt solve examples/min_gpus_efficientnet.yaml
@@ -45,24 +48,55 @@ TRITON_BACKENDS = ("onnxruntime", "tensorrt_plan", "pytorch_libtorch", "python")
 SLOW_S = 1.0
 
 
+class _Listed:
+    """A list in an option's help, made when the help is printed (argparse expands ``%(name)s`` from the action's
+    attributes): the registries it reads import modules (every problem kind's, for the policies) that a plain
+    solve does not need."""
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+
+    def __str__(self) -> str:
+        return str(self.make())
+
+
+def _backend_names() -> str:
+    from servopt.backends import REGISTRY
+
+    return ", ".join(["auto", *REGISTRY])
+
+
+def _policy_names() -> str:
+    """Each policy of ``servopt.policies.POLICIES`` with the problem kinds it takes."""
+    from servopt.policies import POLICIES
+
+    groups: dict[str, list[str]] = {}
+    for name, (types, _, _) in POLICIES.items():
+        groups.setdefault(", ".join(t.kind for t in types), []).append(name)
+    return "; ".join(f"{', '.join(names)} ({takes})" for takes, names in groups.items())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="problem file (YAML)")
-    parser.add_argument("--backend", default="auto", metavar="NAME",
-                        help="solver backend (auto, cpsat, highs, scip, gurobi, cvxpy) or a problem's own exact "
-                             "algorithm; default: auto")
+    backend = parser.add_argument("--backend", default="auto", metavar="NAME",
+                                  help="solver backend (%(backends)s) or a problem's own exact algorithm; "
+                                       "default: auto")
+    backend.backends = _Listed(_backend_names)  # type: ignore[attr-defined]
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
                         help="stop the solver after S seconds (status 'feasible' if it has a plan by then); for "
                              "fleet problems it also bounds the pattern search (search_time_s)")
     parser.add_argument("--scale", type=float, default=None, metavar="FACTOR",
-                        help="CP-SAT only: multiply fractional data (e.g. costs) by FACTOR and round to integers "
-                             "(checked for rounding error); e.g. 100 for prices in cents")
+                        help="with --backend cpsat only (refused otherwise): multiply fractional data (e.g. costs) "
+                             "by FACTOR and round to integers (checked for rounding error); e.g. 100 for prices "
+                             "in cents")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object instead of a table")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress on stderr (shown only when stderr is a terminal, or with SERVOPT_PROGRESS=1, "
                              f"and only for steps that take over {SLOW_S:g} s)")
-    parser.add_argument("--policy", metavar="NAME", default=None,
-                        help="use a baseline policy instead of the exact solver: bruteforce, greedy, fa2, rim, "
-                             "ms+ (variant_selection and pipeline problems; see docs/formulations.md)")
+    policy = parser.add_argument("--policy", metavar="NAME", default=None,
+                                 help="use a baseline policy instead of the exact solver: %(policies)s (the problem "
+                                      "kinds each takes; see docs/formulations.md)")
+    policy.policies = _Listed(_policy_names)  # type: ignore[attr-defined]
     out = parser.add_argument_group("Triton output")
     out.add_argument("--out", metavar="DIR", default=None,
                      help="write the Triton model repository for the plan to DIR")
@@ -115,6 +149,15 @@ def run(args: argparse.Namespace) -> int:
         with_overrides(KServeSpec(), kserve_flags)
     if args.policy is not None and args.backend != "auto":
         raise ValidationError("give either --policy NAME or --backend NAME, not both")
+    if args.scale is not None and args.backend != "cpsat":
+        # only CP-SAT scales (the others take fractional data as it is): a --scale it would ignore is refused
+        if args.policy is not None:
+            raise ValidationError(f"--scale applies only with --backend cpsat (CP-SAT needs integer data), not with "
+                                  f"--policy {args.policy}; leave out --scale")
+        used = ("--backend auto (the default; it gives fractional data to HiGHS or SCIP, which need no scaling)"
+                if args.backend == "auto" else f"--backend {args.backend}")
+        raise ValidationError(f"--scale applies only with --backend cpsat (CP-SAT needs integer data), not with "
+                              f"{used}; add --backend cpsat, or leave out --scale")
     if args.out is not None:
         # refused before solving (exists without --force, the current folder, or not writable): nothing is
         # printed, nothing changes; check_target is the check (and message) the writer itself applies
@@ -146,6 +189,10 @@ def run(args: argparse.Namespace) -> int:
             from servopt.triton.artifacts import check_model_files
 
             check_model_files(data, args.file)
+            from servopt.triton.spec import parse_triton_section
+
+            # the triton: section as the writer reads it (a key this kind would ignore is refused), before solving
+            parse_triton_section(data.get("triton"), args.file, used_by=problem)
         params = SolveParams(time_limit_s=args.time_limit, scale=args.scale)
         bar.stage(f"solving {problem.kind} " + (f"with policy {args.policy}" if args.policy is not None else
                                                  f"(backend {args.backend})"))
@@ -157,10 +204,8 @@ def run(args: argparse.Namespace) -> int:
 
             try:
                 solution = servopt.solve(problem, backend=args.backend, params=params)
-            except CapabilityError as exc:
-                if "scale=" not in str(exc):
-                    raise
-                raise CapabilityError(str(exc).replace("pass scale=<factor>", "pass --scale FACTOR")) from None
+            except CapabilityError as exc:  # the library's advice, in this command's flags
+                raise CapabilityError(cli_words(str(exc))) from None
 
         if solution.plan is not None and args.out is not None:
             # written before anything is printed: a refused or failed write leaves stdout empty (exit 2)
@@ -216,6 +261,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"config only (the repository cannot serve the model until this is fixed): {'; '.join(missing)}; "
                   "give model_file: (and tensors) in the problem file", file=where)
     return 0
+
+
+def cli_words(message: str) -> str:
+    """A library message in the command line's words: ``pass scale=100`` becomes ``pass --scale 100``
+    (``scale=<factor>``: ``--scale FACTOR``), ``use backend 'highs'`` becomes ``use --backend highs``.
+
+    >>> cli_words("with scale=10 it becomes 30.6, not an integer; pass scale=100, or use backend 'highs'")
+    'with --scale 10 it becomes 30.6, not an integer; pass --scale 100, or use --backend highs'
+    """
+    import re
+
+    message = re.sub(r"\bpass scale=<factor>", "pass --scale FACTOR", message)
+    message = re.sub(r"\b(pass|with) scale=([0-9][0-9.e+]*)", r"\1 --scale \2", message)
+    message = re.sub(r"\buse a smaller scale\b", "use a smaller --scale", message)
+    return re.sub(r"\b(use|or) backend '([a-z]+)'(?: or '([a-z]+)')?",
+                  lambda m: f"{m[1]} --backend {m[2]}" + (f" or {m[3]}" if m[3] else ""), message)
 
 
 def _proof(solution: Any) -> dict[str, Any]:

@@ -80,14 +80,23 @@ def find_env(venv: str | Path) -> TritonEnv:
     return env
 
 
-def ensure_env(venv: str | Path | None = None, *, log: Path | None = None, timeout_s: float = 900) -> TritonEnv:
+#: what an install of :data:`REQUIREMENTS` takes (measured: 448 MB in about 36 s), said before it starts
+INSTALL_SIZE = "about 450 MB, under a minute on a fast link"
+
+
+def ensure_env(venv: str | Path | None = None, *, log: Path | None = None, timeout_s: float = 900,
+               why: str | None = None) -> TritonEnv:
     """Create the venv with :data:`REQUIREMENTS` unless a complete one exists; return its paths.
 
     The venv uses the running interpreter's version (the backend stub embeds the matching libpython).
-    Concurrent callers wait on a lock file; a stamp file marks a finished install.
+    Concurrent callers wait on a lock file; a stamp file marks a finished install. Before installing, one line on
+    stderr says what is installed where, ``why`` (the caller's reason) and how to choose another place
+    (``$SERVOPT_TRITON_VENV``): the default place is inside the source checkout.
     """
     import fcntl
 
+    # the default place: named by $SERVOPT_TRITON_VENV, else beside pyproject.toml (the notice says which)
+    place = None if venv is not None else "env" if os.environ.get("SERVOPT_TRITON_VENV") else "checkout"
     venv = Path(venv) if venv is not None else default_venv()
     venv.parent.mkdir(parents=True, exist_ok=True)
     import hashlib
@@ -103,6 +112,11 @@ def ensure_env(venv: str | Path | None = None, *, log: Path | None = None, timeo
                 return find_env(venv)
             except TritonSetupError:
                 pass
+        print(f"servopt: installing a tritonserver environment ({', '.join(REQUIREMENTS)}; {INSTALL_SIZE}) with "
+              f"pip into {venv.absolute()}" + (" ($SERVOPT_TRITON_VENV)" if place == "env" else "")
+              + (f", because {why}" if why else "")
+              + ("; set $SERVOPT_TRITON_VENV=DIR to install it elsewhere" if place == "checkout" else ""),
+              file=sys.stderr, flush=True)
         out = []
         started = time.monotonic()
         steps = [
@@ -162,7 +176,7 @@ def resolve_env(tritonserver: str | Path | None = None) -> TritonEnv:
     if found:
         return env_for_binary(found)
     try:
-        return ensure_env()
+        return ensure_env(why="no --tritonserver PATH was given and there is no tritonserver on PATH")
     except TritonSetupError as exc:
         raise TritonSetupError(f"no tritonserver found: give --tritonserver PATH (e.g. /opt/tritonserver/bin/"
                                f"tritonserver in the NGC image nvcr.io/nvidia/tritonserver), put one on PATH, "

@@ -50,7 +50,9 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
 
     _register_plan_types()
     source = source or getattr(problem, "source", None) or getattr(problem, "path", None)
-    spec = parse_triton_section(getattr(problem, "triton", None), source)
+    # a key the problem's kind would ignore is refused: judged by the problem, else (a stand-in) by its plan
+    used_by = problem if hasattr(problem, "kind") else getattr(solution, "plan", None)
+    spec = parse_triton_section(getattr(problem, "triton", None), source, used_by=used_by)
     plan = _plan_of(solution)
     if kserve and storage_uri is None:
         raise ValidationError("--kserve needs --storage-uri: where the repository will be uploaded "

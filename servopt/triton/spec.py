@@ -138,7 +138,26 @@ class TritonSpec:
     source: str = "<problem>"
 
 
-def parse_triton_section(data: Any, source: str | Path | None = None) -> TritonSpec:
+def _keys_by_type() -> dict[str, tuple[tuple[type, ...], str, str]]:
+    """``triton:`` keys that only some problems (and their plans) use -> (those types, the kinds they are, why
+    the others have no use for it); another problem that gives one is refused, naming the file and key, rather than
+    ignored. Types, not kind names, decide (docs/architecture.md)."""
+    from servopt.formulations.fleet.problem import FleetProblem
+    from servopt.formulations.fleet.types import FleetPlan
+    from servopt.formulations.gpu.plan import GPUPlan
+    from servopt.formulations.gpu.types import GPUProblemBase
+    from servopt.formulations.variant_selection.problem import VariantSelection
+    from servopt.formulations.variant_selection.types import VariantSelectionPlan
+
+    return {
+        "max_batch_size": ((VariantSelection, VariantSelectionPlan), "variant_selection",
+                           "its plan sets each model's max_batch_size to the planned batch size"),
+        "gpus_per_node": ((GPUProblemBase, GPUPlan, FleetProblem, FleetPlan), "min_gpus, max_throughput and fleet",
+                          "its plan places replicas on CPU cores, not on GPUs"),
+    }
+
+
+def parse_triton_section(data: Any, source: str | Path | None = None, *, used_by: Any = None) -> TritonSpec:
     """Validate the raw ``triton:`` mapping of a problem file.
 
     Parameters
@@ -147,6 +166,9 @@ def parse_triton_section(data: Any, source: str | Path | None = None) -> TritonS
         The section as parsed from YAML; ``None`` gives all defaults.
     source : path, optional
         The problem file: named in errors; relative ``template`` paths are resolved against its folder.
+    used_by : problem or plan, optional
+        What the section is for: a key that only other problems use (``max_batch_size``: variant_selection;
+        ``gpus_per_node``: GPU plans) is refused, not ignored.
 
     Returns
     -------
@@ -164,6 +186,12 @@ def parse_triton_section(data: Any, source: str | Path | None = None) -> TritonS
     if data is None:
         return TritonSpec(source=label)
     f = Fields(data, label, "triton")
+    if used_by is not None and isinstance(data, Mapping):
+        for key, (types, names, why) in _keys_by_type().items():
+            if key in data and not isinstance(used_by, types):
+                this = getattr(used_by, "kind", None) or type(used_by).__name__
+                raise f.error(key, f"applies only to {names} problems, not to this {this} problem ({why}); "
+                                   "remove it")
     name = f.str("name", None)
     backend = f.str("backend", None, choices=BACKENDS)
     version = f.int("version", 1, minimum=1)
