@@ -184,3 +184,13 @@ def test_a_fixed_batch_axis_names_the_problem_file_and_key(tmp_path, capsys):
                                       "model_file: models/fixed.onnx}\n")
     err = capsys.readouterr().err
     assert code == 2 and "p.yaml: key 'variants[1].model_file': " in err and "has a fixed first axis 4" in err
+
+
+def test_a_kserve_name_clash_names_the_problem_file(tmp_path, capsys):
+    code = _write_and_solve(tmp_path, "problem: variant_selection\nworkload_rps: 120\ncore_budget: 10\nvariants:\n"
+                                      "  - {name: resnet_50, accuracy: 0.7, capacity: {1: 20, 2: 44, 3: 68}}\n"
+                                      "  - {name: resnet-50, accuracy: 0.8, capacity: {1: 20, 2: 44, 3: 68}}\n",
+                            "--kserve", "--storage-uri", "s3://b/x")
+    err = capsys.readouterr().err
+    assert code == 2 and "p.yaml: variant 'resnet_50' and variant 'resnet-50' both become" in err
+    assert not (tmp_path / "repo").exists()

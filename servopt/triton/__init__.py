@@ -69,7 +69,12 @@ def build_repository(problem: Any, solution: Any, *, triton_backend: str | None 
         from servopt.triton.kserve_options import with_overrides
 
         options = with_overrides(spec.kserve, kserve if isinstance(kserve, Mapping) else None)
-        manifests = kserve_manifests(deployment, storage_uri, options)
+        try:
+            manifests = kserve_manifests(deployment, storage_uri, options)
+        except ValidationError as exc:  # e.g. two variant names that become one InferenceService name
+            if source is None or str(exc).startswith(str(source)):
+                raise
+            raise ValidationError(f"{source}: {exc}") from None
     files, folders = render_files(deployment, _summary(deployment, plan.to_dict()), manifests)
     for path, own in deployment.repository_summaries.items():
         files[f"{path}/servopt.json"] = json.dumps(_repository_summary(deployment, path, own), indent=2) + "\n"
