@@ -24,12 +24,14 @@ from servopt.result import Result, SolveParams, Status
 __all__ = ["Capabilities", "Backend", "RawAnswer", "OBJECTIVE_EXPONENT", "objective_factor"]
 
 
-#: float backends see the objective scaled so its largest coefficient lies in [2^E, 2^(E+1)), E this exponent
+#: float backends see the objective scaled up so its largest coefficient is at least 2^E (below 2^(E+1) when
+#: scaled), E this exponent
 OBJECTIVE_EXPONENT = 5
 
 
 def objective_factor(c: np.ndarray) -> float:
-    """The power of two that brings the largest objective coefficient into [32, 64) (1 for a zero objective).
+    """The power of two >= 1 that brings the largest objective coefficient up to [32, 64) (1 for a zero
+    objective, or one whose largest coefficient is already 32 or more).
 
     Float solvers judge reduced costs and objective improvements against absolute tolerances (about 1e-6): an
     objective of size 1e-4 is decided at a 1 % resolution, and one of size 1 at 1e-6. Gurobi returned a product
@@ -40,13 +42,15 @@ def objective_factor(c: np.ndarray) -> float:
 
     >>> objective_factor(np.array([0.001, -2e-6]))
     32768.0
-    >>> objective_factor(np.array([40.0])), objective_factor(np.array([64.0])), objective_factor(np.zeros(2))
-    (1.0, 0.5, 1.0)
+    >>> objective_factor(np.array([40.0])), objective_factor(np.array([1e12])), objective_factor(np.zeros(2))
+    (1.0, 1.0, 1.0)
     """
     top = float(np.max(np.abs(c), initial=0.0))
     if top == 0.0 or not math.isfinite(top):
         return 1.0
-    return math.ldexp(1.0, max(-256, min(256, OBJECTIVE_EXPONENT + 1 - math.frexp(top)[1])))
+    # never below 1: the solvers' absolute gaps (HiGHS's mip_abs_gap 1e-6) would grow by 1/factor in the model's
+    # units (coefficients of 1e12 scaled by 2^-36 let HiGHS stop 28,407 below the optimum and call it optimal)
+    return math.ldexp(1.0, max(0, min(256, OBJECTIVE_EXPONENT + 1 - math.frexp(top)[1])))
 
 
 @dataclass(frozen=True)
