@@ -152,3 +152,10 @@ def test_cli_simulate_reads_the_time_column(tmp_path: Path, root: Path, capsys) 
     assert main(["simulate", str(root / "examples" / "variant_selection_infadapter_profile.yaml"),
                  "--trace", str(pm)]) == 0
     assert f"trace {pm}: 180 s," in capsys.readouterr().out
+
+
+def test_min_and_max_columns_are_rate_statistics_not_times(tmp_path: Path) -> None:
+    # a review found `second,rps,min,max` refused as "2 time columns (second, min)"
+    path = tmp_path / "stats.csv"
+    path.write_text("second,rps,min,max\n1,20,15,25\n0,10,5,12\n")
+    assert read_trace(path).rps.tolist() == [10.0, 20.0]

@@ -113,8 +113,9 @@ def read_trace(
         CSV column holding the rate; default ``rps``, or (rows one second apart) the only column other than the
         time column.
 
-    A CSV's time column is the one named (any case) ``second``/``seconds``/``sec``/``s``/``t``/``time_s``
-    (whole seconds), ``minute``/``minutes``/``min``/``time_min`` (whole minutes), ``hour``/``hours``/``time_h``
+    A CSV's time column is the one named (any case) ``second``/``seconds``/``sec``/``t``/``time_s``
+    (whole seconds), ``minute``/``minutes``/``time_min`` (whole minutes; ``min`` is not one: it
+    may be a rate statistic beside ``max``), ``hour``/``hours``/``time_h``
     (whole hours), or ``time``/``timestamp``/``datetime``/``date``/``ts`` (numbers: whole seconds; otherwise ISO
     8601 date-times such as ``2021-08-15 10:00:00``, whose step is the smallest difference between two rows).
     Rows are sorted by it; two rows for the same time, or a step missing between two rows, are refused, naming
@@ -247,7 +248,7 @@ def _line_of_token(text: str, index: int) -> int:
 #: CSV time columns: lower-cased name -> seconds per unit (0: numbers are seconds, other values ISO 8601 date-times)
 _TIME_COLUMNS = {
     **dict.fromkeys(("second", "seconds", "sec", "t", "time_s"), 1),
-    **dict.fromkeys(("minute", "minutes", "min", "time_min"), 60),
+    **dict.fromkeys(("minute", "minutes", "time_min"), 60),  # not "min": a rate statistic (min, max)
     **dict.fromkeys(("hour", "hours", "time_h"), 3600),
     **dict.fromkeys(("time", "timestamp", "datetime", "date", "ts"), 0),
 }
