@@ -56,10 +56,16 @@ def test_a_faster_newer_rollout_supersedes_a_pending_one(vs_problem) -> None:
     starts = [s for s, _ in r.schedule]
     assert starts[2] == pytest.approx(9.82) and 10.52 not in starts
     assert r.schedule[2][1] == deployment_from_plan(vs_problem, d3.plan, slo_ms=750)
-    # every entry is a decided plan, live no earlier than the models the adapter counted for it are loaded
+    # every entry is a decided plan, live no earlier than each of its models could be loaded: one that no earlier
+    # decided plan runs loads from its decision for the variant's load_time_s
+    load_s = {v.name: float(v.load_time_s) for v in vs_problem.variants}
+
+    def loaded_by(d, start: float) -> bool:
+        earlier = {u for e in r.decisions if e.time_s < d.time_s for u in e.plan.deployment.items()}
+        return all(u in earlier or start >= d.time_s + load_s[u[0]] - 1e-9 for u in d.plan.deployment.items())
+
     for start, dep in r.schedule[1:]:
-        assert any(deployment_from_plan(vs_problem, d.plan, slo_ms=750) == dep
-                   and start >= d.time_s + (d.plan.loading_cost_s if d.changed else 0.0) - 1e-9
+        assert any(deployment_from_plan(vs_problem, d.plan, slo_ms=750) == dep and loaded_by(d, start)
                    for d in r.decisions if d.time_s <= start)
 
 
@@ -78,6 +84,23 @@ def test_a_plan_equal_to_a_pending_one_waits_for_its_models(vs_problem) -> None:
     assert starts[4:] == list(np.arange(13.0, 30.0))  # loaded: new shares apply at once
     assert r.schedule[2][1] == deployment_from_plan(vs_problem, _decision_at(r, 3.0).plan, slo_ms=750)
     assert r.schedule[3][1] == deployment_from_plan(vs_problem, _decision_at(r, 12.0).plan, slo_ms=750)
+
+
+def test_a_plan_returning_to_the_live_deployment_is_not_charged_a_load(vs_problem) -> None:
+    """The reviewer's case: L (ResNet-152 x8) is live from t = 1; t = 2 decides P (ResNet-18/50, loading until
+    8.82 s); t = 3 decides N = ResNet-152 x8 again. Those models are loaded and serving, so N goes live at once
+    and supersedes P, which never serves. It went live at 3 + 8.52 = 11.52 s, after P, as if ResNet-152 x8 had
+    to be loaded afresh: only the latest decided plan's models counted as loaded."""
+    fc = FunctionForecaster(lambda h: 300.0 if h.size == 2 else 20.0)
+    r = replay(vs_problem, np.full(20, 20.0), interval_s=1, slo_ms=750, apply_delay="load", forecaster=fc)
+    live, pending, back = _decision_at(r, 1.0), _decision_at(r, 2.0), _decision_at(r, 3.0)
+    assert live.plan.deployment == back.plan.deployment == {"resnet152": 8}
+    assert pending.plan.deployment == {"resnet18": 13, "resnet50": 7}
+    starts = [s for s, _ in r.schedule]
+    assert starts[:3] == [0.0, 1.0, 3.0] and 8.82 not in starts and 11.52 not in starts
+    pending_dep = deployment_from_plan(vs_problem, pending.plan, slo_ms=750)
+    assert all(dep != pending_dep for _, dep in r.schedule)
+    assert r.schedule[2][1] == deployment_from_plan(vs_problem, back.plan, slo_ms=750)
 
 
 # ------------------------------------------------------------------------------------------ per-interval series

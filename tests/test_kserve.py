@@ -139,7 +139,7 @@ def check_documents(docs: list[dict]) -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     names: dict[tuple[str, str], int] = {}
-    services: dict[str, str] = {}  # name -> namespace
+    services: dict[str, str | None] = {}  # name -> namespace (None: kubectl's)
     for doc in docs:
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         assert not errors, f"{doc['metadata'].get('name')}: {errors[0].message} at {list(errors[0].absolute_path)}"
@@ -148,7 +148,7 @@ def check_documents(docs: list[dict]) -> None:
         key = (doc["kind"], meta["name"])
         names[key] = names.get(key, 0) + 1
         if doc["kind"] == "InferenceService":
-            services[meta["name"]] = namespace
+            services[meta["name"]] = meta.get("namespace")
             # Knative: the route's host label and the first revision's name are DNS labels too
             assert len(f"{meta['name']}-predictor-{namespace}") <= 63
             assert len(f"{meta['name']}-predictor-00001") <= 63
@@ -173,10 +173,11 @@ def check_documents(docs: list[dict]) -> None:
                 for step in steps:
                     assert step.get("serviceName", next(iter(services))) in services
                     if "serviceUrl" in step:  # a predictor of this file, in the graph's own namespace
-                        found = re.fullmatch(r"http://([a-z0-9-]+)-predictor\.([a-z0-9-]+)\.svc\.cluster\.local"
+                        found = re.fullmatch(r"http://([a-z0-9-]+)-predictor(?:\.([a-z0-9-]+)\.svc\.cluster\.local)?"
                                              r"/v2/models/[A-Za-z0-9_.-]+/infer", step["serviceUrl"])
                         assert found, step["serviceUrl"]
-                        graph_namespace = doc["metadata"].get("namespace", "default")
+                        graph_namespace = doc["metadata"].get("namespace")
+                        # a bare Service name resolves in the router's (the graph's) namespace
                         assert found.group(1) in services and found.group(2) == graph_namespace
                         assert services[found.group(1)] == graph_namespace, "graph and services share a namespace"
     assert all(count == 1 for count in names.values()), names
@@ -294,9 +295,19 @@ def test_variants_are_split_by_an_inference_graph() -> None:
     assert root["routerType"] == "Splitter"
     # each step reaches its variant's Triton model (a serviceName step would reach /v2/models/<service name>)
     assert [(s["name"], s["serviceUrl"], s["weight"]) for s in root["steps"]] == [
-        (f"resnets-{v}", f"http://resnets-{v}-predictor.default.svc.cluster.local/v2/models/{v}/infer", w)
+        (f"resnets-{v}", f"http://resnets-{v}-predictor/v2/models/{v}/infer", w)
         for v, w in (("a", 34), ("b", 33), ("c", 33))]
     assert not any("servopt.io/routing-weight" in d["metadata"].get("annotations", {}) for d in docs)
+    # no namespace configured: none is written, so `kubectl apply -n prod` puts graph and services together
+    assert not any("namespace" in d["metadata"] for d in docs)
+
+
+def test_a_configured_namespace_is_in_every_object_and_step_url() -> None:
+    docs = manifests(FakeProblem("resnets", triton={"kserve": {"namespace": "prod"}}),
+                     FakeSolution(variant_plan([("a", 2, 10.0), ("b", 2, 10.0)])))
+    assert {d["metadata"]["namespace"] for d in docs} == {"prod"}
+    assert [s["serviceUrl"] for s in docs[-1]["spec"]["nodes"]["root"]["steps"]] == [
+        f"http://resnets-{v}-predictor.prod.svc.cluster.local/v2/models/{v}/infer" for v in "ab"]
 
 
 def test_one_variant_needs_no_graph() -> None:

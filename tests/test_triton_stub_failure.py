@@ -18,6 +18,7 @@ import os
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -71,14 +72,45 @@ def test_a_dead_stub_the_server_does_not_reap_ends_the_start(tmp_path: Path, end
     assert server.proc is None
 
 
-def test_a_stub_the_server_reaps_is_not_reported(tmp_path: Path) -> None:
+def test_a_stub_the_server_reaps_is_not_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A child that ends and is reaped (as Triton does for a stub that answered) is no reason to stop: the fake
-    server here reaps it after 0.5 s and then exits, so the start fails on the exit, not on the stub."""
-    env = _fake_env(tmp_path, end_stub="os._exit(7)", then="time.sleep(0.2); os.waitpid(stub, 0); time.sleep(3)")
-    server = TritonServer(env, [tmp_path], tmp_path / "work", startup_timeout_s=120)
+    server reaps it when told, then exits, so the start fails on the exit, not on the stub.
+
+    Deterministic, whatever the machine's load: the server's clock is a fake one that stands still until its
+    poll has seen the zombie and 'slow' has loaded (so only the dead stub could stop the start), then moves 0.25 s
+    per poll; at half of ``dead_stub_s`` the server is told to reap and the fake clock waits (real time) for it to
+    exit, so the zombie is never older than 1 s on that clock. Told to reap only after ``dead_stub_s``, the same
+    test fails: the start reports the stub."""
+    from servopt.serving import tritonserver
+
+    reap, reaped = tmp_path / "reap", tmp_path / "reaped"
+    then = (f"while not os.path.exists({str(reap)!r}): time.sleep(0.01)\n"
+            f"os.waitpid(stub, 0)\nopen({str(reaped)!r}, 'w').close()")
+    env = _fake_env(tmp_path, end_stub="os._exit(7)", then=then)
+    server = TritonServer(env, [tmp_path], tmp_path / "work", startup_timeout_s=120, dead_stub_s=2.0)
     server.workdir.mkdir()
+    real_sleep, real_clock = tritonserver.time.sleep, tritonserver.time.monotonic
+    hang_guard = real_clock() + 120  # only against a hung fake server; never decides the outcome
+    clock = {"now": 0.0, "seen": None}
+
+    def sleep(seconds: float) -> None:
+        assert real_clock() < hang_guard, "the fake tritonserver hung"
+        real_sleep(0.005)
+        if clock["seen"] is None:
+            if not server._zombies or "successfully loaded '/r::slow'" not in server.log():
+                return  # the poll has not seen the dead stub (or 'slow' is loading): the fake clock stands still
+            clock["seen"] = clock["now"]
+        clock["now"] += seconds
+        if clock["now"] - clock["seen"] >= server.dead_stub_s / 2 and not reap.exists():
+            reap.touch()
+            while server.proc.poll() is None:  # reaped and exited before the clock moves on
+                assert real_clock() < hang_guard, "the fake tritonserver did not reap its stub"
+                real_sleep(0.01)
+
+    monkeypatch.setattr(tritonserver, "time", SimpleNamespace(monotonic=lambda: clock["now"], sleep=sleep))
     with pytest.raises(TritonCheckError, match="tritonserver exited with code 0 during start-up"):
         server.start()
+    assert reaped.exists() and clock["seen"] is not None  # the zombie was seen, then reaped: not reported
 
 
 # -- the real CPU tritonserver ------------------------------------------------------------------------------------

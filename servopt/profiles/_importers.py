@@ -164,7 +164,8 @@ def batch_size_from_name(path: str | Path) -> int | None:
 
 
 def _batch_sizes_in_name(path: str | Path) -> list[int]:
-    """Every batch size the stem of ``path`` states (:data:`_BATCH_IN_NAME`), distinct, in order."""
+    """Every batch size the stem of ``path`` states (:data:`_BATCH_IN_NAME`), distinct, in increasing order
+    (not the order they appear in)."""
     stem = Path(path).stem
     return sorted({int(m.group(1)) for rx in _BATCH_IN_NAME for m in rx.finditer(stem)})
 

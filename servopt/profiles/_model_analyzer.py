@@ -267,15 +267,18 @@ def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: 
     g_load = _required_numbers(cells[load_name], load_name, where, path, "a number")
     g_configs = parse_texts(cells["Model Config Path"], "Model Config Path", where, str(path))
     index = {(m, float(b), float(c), cfg): i for i, (m, b, c, cfg) in enumerate(zip(models, batch, load, configs))}
-    uuids: dict[int, set[str]] = {}
-    for j, uuid in enumerate(cells["GPU UUID"]):
+    rows: list[int] = []  # the metrics-model-inference.csv row of each GPU row
+    for j in range(len(g_models)):
         key = (g_models[j], float(g_batch[j]), float(g_load[j]), g_configs[j])
         if key not in index:
             raise ValidationError(
                 f"{path}: {where[j]}: no row of metrics-model-inference.csv has Model={g_models[j]!r}, "
                 f"Batch={g_batch[j]:g}, {load_name}={g_load[j]:g}, Model Config Path={g_configs[j]!r}; the "
                 "two reports must come from the same Model Analyzer run")
-        uuids.setdefault(index[key], set()).add(str(uuid).strip())
+        rows.append(index[key])
+    uuids: dict[int, set[str]] = {}
+    for row, uuid in zip(rows, cells["GPU UUID"]):
+        uuids.setdefault(row, set()).add(str(uuid).strip())
     devices = [len(uuids.get(i, ())) or 1 for i in range(len(frame))]
     sums: dict[str, dict[int, list[float]]] = {}
     for name in _MA_GPU_METRICS:
@@ -283,14 +286,8 @@ def _merge_gpu(frame: pd.DataFrame, models: list[Any], batch: np.ndarray, load: 
             continue
         values = _ma_numbers(cells[name], name, where, path)
         per_row = sums.setdefault(name, {})
-        for j, value in enumerate(values):
-            key = (g_models[j], float(g_batch[j]), float(g_load[j]), g_configs[j])
-            if key not in index:
-                raise ValidationError(
-                    f"{path}: {where[j]}: no row of metrics-model-inference.csv has Model={g_models[j]!r}, "
-                    f"Batch={g_batch[j]:g}, {load_name}={g_load[j]:g}, Model Config Path={g_configs[j]!r}; the "
-                    "two reports must come from the same Model Analyzer run")
-            per_row.setdefault(index[key], []).append(float(value))
+        for row, value in zip(rows, values):
+            per_row.setdefault(row, []).append(float(value))
     for name, (column, how) in _MA_GPU_METRICS.items():
         if name not in sums:
             continue

@@ -485,9 +485,10 @@ def replay(
 
     A new plan serves the requests that arrive from its start, the previous deployment serving until then
     (make-before-break). The start is the decision time plus ``apply_delay`` seconds, or with ``"load"`` the time
-    every (variant, cores) of the plan is loaded: one the previous plan also runs keeps its load time (already
-    loaded, or loading for a rollout not yet live), any other loads from the decision time for the variant's
-    ``load_time_s`` (when the previous plan is live this is the plan's ``loading_cost_s``). A newer plan
+    every (variant, cores) of the plan is loaded: one the live deployment or a pending rollout also runs keeps its
+    load time (already loaded, or loading for a rollout not yet live), any other loads from the decision time for
+    the variant's ``load_time_s`` (when the previous plan is live this is the plan's ``loading_cost_s``); the
+    models of a superseded rollout that the live deployment does not run count as unloaded. A newer plan
     supersedes any rollout that would go live at or after its own start: that rollout never serves, so the
     schedule holds the latest plan the adapter decided, and a pending rollout serves only if it is loaded before
     the newer one. See :func:`servopt.simulate.simulate_schedule`. ``policy_options`` go to the baseline policy;
@@ -522,20 +523,30 @@ def replay(
                               f"{first.message}")
     schedule: list[tuple[float, Any]] = [(0.0, deployment_from_plan(problem, first.plan, **plan_options))]
     plan = first.plan
-    ready = dict.fromkeys(_config(plan), 0.0)  # when each (model, size) of the latest plan is (or will be) loaded
+    # (start, when each (model, size) of its plan is (or will be) loaded) per rollout not superseded, the schedule's
+    # entries plus any that would go live after the trace; starts strictly increase
+    rollouts: list[tuple[float, dict[Any, float]]] = [(0.0, dict.fromkeys(_config(plan), 0.0))]
     t = float(interval_s)
     while t < duration:
         dec = adapter.step(observed[: int(t)], now=t)
         if dec.plan is not None and dec.plan is not plan:
             if isinstance(apply_delay, str):  # "load": live once every model it runs at its size is loaded
+                live = max(i for i, (s, _) in enumerate(rollouts) if s <= t)
+                loaded: dict[Any, float] = {}  # the live deployment's models and the pending rollouts'
+                for _, units in rollouts[live:]:
+                    for u, at in units.items():
+                        loaded[u] = min(at, loaded.get(u, math.inf))
                 load_s = _load_times(dec.plan, problem)
-                ready = {u: ready[u] if u in ready else t + load_s[u] for u in _config(dec.plan)}
+                ready = {u: loaded[u] if u in loaded else t + load_s[u] for u in _config(dec.plan)}
                 start = max(t, *ready.values())
             else:
-                start = t + float(apply_delay)
+                ready, start = {}, t + float(apply_delay)
             # a rollout that would go live no earlier than this newer one never goes live: superseded
+            while len(rollouts) > 1 and rollouts[-1][0] >= start:
+                rollouts.pop()
             while len(schedule) > 1 and schedule[-1][0] >= start:
                 schedule.pop()
+            rollouts.append((start, ready))
             if start < duration:
                 schedule.append((start, deployment_from_plan(problem, dec.plan, **plan_options)))
             plan = dec.plan

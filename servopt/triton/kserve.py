@@ -14,14 +14,16 @@ server the deployment needs, read from its repositories (never from the problem 
 * any other repository (``pipeline``): one running it (its ``entry`` model), with the repository's cores.
 
 An ``InferenceGraph`` step names its target by ``serviceUrl``, the predictor's in-cluster address plus the open
-inference protocol path of the Triton model it must reach
-(``http://<service>-predictor.<namespace>.svc.cluster.local/v2/models/<model>/infer``, :func:`predictor_url`).
+inference protocol path of the Triton model it must reach (:func:`predictor_url`):
+``http://<service>-predictor.<namespace>.svc.cluster.local/v2/models/<model>/infer`` when ``namespace`` is set,
+else the namespace-relative ``http://<service>-predictor/v2/models/<model>/infer``.
 A ``serviceName`` step would not: KServe's controller resolves it to the service address plus
 ``/v2/models/<GetModelName(isvc)>/infer``, and ``GetModelName`` reads only a ``--model_name`` argument (which
 tritonserver refuses) or falls back to the InferenceService's own name, a model Triton does not serve. Its
-webhook also refuses a step with both fields. The URL names the namespace, so a ``kserve.yaml`` with a graph
-puts every object in it (``default`` when ``namespace`` is not set): applying it elsewhere with ``kubectl -n``
-fails loudly instead of routing to services that are not there.
+webhook also refuses a step with both fields. A Service name without a namespace resolves in the caller's own
+namespace, and the graph's router runs in the graph's namespace: without ``namespace``, no object names one and
+``kubectl apply -n <ns>`` puts the services and the graph together wherever it is applied; with ``namespace``,
+every object and every URL names it.
 
 Fleet repositories (:mod:`servopt.triton.fleet`) are GPU repositories with more to say: a MIG slice's server asks
 for ``nvidia.com/mig-<profile>`` instead of whole GPUs; a repository of replicas (GPUs that run one model alone)
@@ -46,7 +48,7 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -115,10 +117,13 @@ def knative_target(per_pod_rps: float) -> tuple[int, str]:
 
     Knative wants ceil(observed / (target x utilization)) pods, utilization 70 % unless annotated, and KServe's
     ``scaleTarget`` is an integer: ceil(x) at 100 x / ceil(x) % aims at x itself (to 4 decimals of a percent,
-    rounded down, so never above x). Knative accepts 1 to 100 %.
+    rounded down, so never above x for x >= 0.01). Knative accepts 1 to 100 %, so below 0.01 requests per second
+    and pod the percentage is clamped to 1 % and the aim is 0.01, above x.
 
     >>> knative_target(1711.58), knative_target(5.58), knative_target(496.0)
     ((1712, '99.9754'), (6, '93'), (496, '100'))
+    >>> knative_target(0.004)  # the 1 % floor: aims at 0.01
+    (1, '1')
     """
     if not per_pod_rps > 0 or not math.isfinite(per_pod_rps):
         raise ValueError(f"a scale target needs a positive, finite rate per pod, got {per_pod_rps!r}")
@@ -127,16 +132,21 @@ def knative_target(per_pod_rps: float) -> tuple[int, str]:
     return target, f"{percent:.4f}".rstrip("0").rstrip(".")
 
 
-def predictor_url(service: str, namespace: str, model: str) -> str:
+def predictor_url(service: str, namespace: str | None, model: str) -> str:
     """The in-cluster URL an ``InferenceGraph`` step sends a request to reach Triton model ``model`` of the
     InferenceService ``service``: its predictor's Kubernetes service (Knative's route in serverless mode, the
     Deployment's Service in raw mode, port 80 either way) and the open inference protocol's infer path.
 
+    With ``namespace`` None the host is the bare Service name, which cluster DNS resolves in the caller's own
+    namespace: the graph's router runs in the graph's namespace, so the step reaches the service applied beside it.
+
     >>> predictor_url("resnets-a", "vision", "resnet18")
     'http://resnets-a-predictor.vision.svc.cluster.local/v2/models/resnet18/infer'
+    >>> predictor_url("resnets-a", None, "resnet18")
+    'http://resnets-a-predictor/v2/models/resnet18/infer'
     """
-    return (f"http://{service}-predictor.{namespace}.svc.{CLUSTER_DOMAIN}/v2/models/"
-            f"{urllib.parse.quote(model, safe='')}/infer")
+    host = f"{service}-predictor" + (f".{namespace}.svc.{CLUSTER_DOMAIN}" if namespace else "")
+    return f"http://{host}/v2/models/{urllib.parse.quote(model, safe='')}/infer"
 
 
 def _name_limits(options: KServeSpec) -> tuple[int, int]:
@@ -287,7 +297,7 @@ def _graph(deployment: TritonDeployment, services: list[_Service], options: KSer
     if name in knative:
         raise ValidationError(f"the InferenceGraph {name!r} and the predictor of {knative[name]} would share a "
                               "Knative service name; set triton.name")
-    namespace = str(options.namespace)
+    namespace = options.namespace or None
     steps = [{"name": s.name, "serviceUrl": predictor_url(s.name, namespace, str(s.model)), "weight": p}
              for s, p in zip(services, percent) if p > 0]
     return {"apiVersion": GRAPH_API_VERSION, "kind": "InferenceGraph",
@@ -313,7 +323,8 @@ def kserve_manifests(deployment: TritonDeployment, storage_uri: str, options: KS
     -------
     list of dict
         ``InferenceService`` objects, then the ``InferenceGraph`` objects (variants split, fleet models served by
-        several services). With a graph, every object names the namespace of the graph's step URLs.
+        several services). ``metadata.namespace`` and the graphs' step URLs name ``options.namespace`` when it is
+        set; otherwise neither does, and the file goes wherever ``kubectl apply -n`` puts it.
     """
     options = options or KServeSpec()
     uri = check_storage_uri(storage_uri)
@@ -328,13 +339,10 @@ def kserve_manifests(deployment: TritonDeployment, storage_uri: str, options: KS
         raise ValidationError(f"{options.where.get('cpu', 'cpu')}: {options.cpu!r}: sets the CPU of GPU pods, but "
                               "this plan has none (CPU pods get the plan's cores)")
     _assign_names(services, isvc_limit, "InferenceService")
-    # a graph's steps are URLs in one namespace: the graphs, and then every object, are put in it
-    placed = options if options.namespace else replace(options, namespace="default")
+    # a graph's step URLs name options.namespace when set, else none (resolved in the graph's own namespace)
     split = [s for s in services if s.model is not None]
-    graphs = [_graph(deployment, split, placed, graph_limit)] if len(split) > 1 else []
-    graphs.extend(_fleet_graphs(deployment, services, placed, graph_limit))
-    if graphs:
-        options = placed
+    graphs = [_graph(deployment, split, options, graph_limit)] if len(split) > 1 else []
+    graphs.extend(_fleet_graphs(deployment, services, options, graph_limit))
     return [_manifest(s, deployment, uri, options) for s in services] + graphs
 
 
@@ -349,7 +357,7 @@ def _fleet_graphs(deployment: TritonDeployment, services: list[_Service], option
     by_path = {s.repo.path: s for s in services}
     knative = {f"{s.name}-predictor": s.origin for s in services}
     graphs = []
-    namespace = str(options.namespace)
+    namespace = options.namespace or None
     for model, route in models.items():
         # (repository, Triton model name) -> capacity; every server of a replicas repository adds its own
         shares: dict[tuple[str, str], float] = {}
