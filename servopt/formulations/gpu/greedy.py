@@ -35,7 +35,7 @@ from servopt.formulations.gpu.plan import GPUPlan, plan_from_counts
 from servopt.result import SolveParams, Status
 
 __all__ = ["ALGORITHMS", "Certificate", "UpperBound", "applies", "solve_greedy", "solve_greedy_max", "check_certificate",
-           "check_upper_bound", "largest_capacities"]
+           "check_upper_bound", "largest_capacities", "exact_fewest_gpus", "exact_most_images"]
 
 #: the exact algorithms this module offers, by the names ``servopt.solve(problem, backend=...)`` accepts
 ALGORITHMS = ("greedy",)
@@ -49,8 +49,28 @@ class Certificate:
     short_by: int
 
     def describe(self) -> str:
-        return (f"optimal by the capacity bound: the {self.lower_bound - 1:,} largest per-GPU capacities process "
-                f"{self.short_by:,} images fewer than requested, so {self.lower_bound:,} GPUs are needed")
+        """The bound in words (``lower_bound`` 1 needs no capacities: no GPU processes no image).
+
+        >>> Certificate(lower_bound=1, short_by=6_000).describe()
+        'optimal by the capacity bound: every plan needs at least 1 GPU'
+        >>> Certificate(lower_bound=2, short_by=1).describe()  # doctest: +NORMALIZE_WHITESPACE
+        'optimal by the capacity bound: the largest per-GPU capacity processes 1 image fewer than requested, so 2
+         GPUs are needed'
+        >>> Certificate(lower_bound=8, short_by=18_417_556_231).describe()  # doctest: +NORMALIZE_WHITESPACE
+        'optimal by the capacity bound: the 7 largest per-GPU capacities together process 18,417,556,231 images
+         fewer than requested, so 8 GPUs are needed'
+        """
+        return "optimal by the capacity bound: " + self.reason()
+
+    def reason(self) -> str:
+        """Why no plan uses fewer than ``lower_bound`` GPUs (the sentence after "optimal by the capacity bound")."""
+        m = self.lower_bound
+        if m <= 1:
+            return "every plan needs at least 1 GPU"
+        short = f"{self.short_by:,} image{'s' if self.short_by != 1 else ''} fewer than requested"
+        largest = ("the largest per-GPU capacity processes" if m == 2 else
+                   f"the {m - 1:,} largest per-GPU capacities together process")
+        return f"{largest} {short}, so {m:,} GPUs are needed"
 
 
 def applies(problem: Any) -> bool:
@@ -105,6 +125,52 @@ def largest_capacities(problem: Any) -> tuple[list[tuple[Any, int, int]], int] |
     counts = [(o, int(n), o.batches) for o, n in zip(arrays.options[:i], arrays.count[:i].tolist())]
     counts.append((arrays.options[i], take, arrays.options[i].batches))
     return counts, need - (done_before + (take - 1) * cap_i)
+
+
+def exact_fewest_gpus(problem: Any) -> tuple[int, str] | None:
+    """The fewest GPUs that process ``problem.images`` (the claim above), and why; None when the pool falls short.
+
+    Exact for ``min_gpus`` with ``objective: gpus`` (:func:`applies`), in any formulation: every rule of the
+    problem acts on one GPU at a time (its type's batch sizes within ``max_batch_size``, ``memory_limit_mb`` and the
+    latency SLO, ``max_batches``, the deadline; ``instances_per_gpu`` does not change a GPU's capacity), except
+    ``max_count``, which the multiset of capacities respects. O(log T + types used) on the problem's arrays.
+
+    >>> import servopt
+    >>> a100 = servopt.GPUType("A100", max_count=4, batches={64: {"latency_ms": 20.0, "warmup_ms": 1500.0}})
+    >>> exact_fewest_gpus(servopt.MinGPUs(images=50_000, deadline_s=10, gpus=[a100]))  # doctest: +NORMALIZE_WHITESPACE
+    (2, '2 GPUs: the 2 GPUs of largest capacity process 54,528 images, at least the 50,000 requested, and the
+     largest per-GPU capacity processes 22,736 images fewer than requested, so 2 GPUs are needed')
+    """
+    taken = largest_capacities(problem)
+    if taken is None:
+        return None
+    counts, short_by = taken
+    m = sum(n for _, n, _ in counts)
+    images = sum(o.images * n for o, n, _ in counts)
+    lead = "the GPU of largest capacity processes" if m == 1 else f"the {m:,} GPUs of largest capacity process"
+    return m, (f"{m:,} GPU{'s' if m != 1 else ''}: {lead} {images:,} images, at least the {problem.images:,} "
+               f"requested, and {Certificate(lower_bound=m, short_by=short_by).reason()}")
+
+
+def exact_most_images(problem: Any) -> tuple[int, str] | None:
+    """The most images a pool processes (``max_throughput`` without a budget), and why; None when no GPU fits.
+
+    No GPU processes more than its type's best capacity whatever the others do, and nothing limits how many GPUs
+    are used but ``max_count``, so the whole pool at its best batch sizes is the optimum. O(1) on the problem's
+    arrays.
+
+    >>> import servopt
+    >>> a100 = servopt.GPUType("A100", max_count=2, batches={64: {"latency_ms": 20.0, "warmup_ms": 1500.0}})
+    >>> exact_most_images(servopt.MaxThroughput(deadline_s=10, gpus=[a100]))  # doctest: +NORMALIZE_WHITESPACE
+    (54528, '54,528 images: what the whole pool (2 GPUs) processes with each GPU at its best batch size, and no GPU
+     processes more')
+    """
+    arrays = pool_arrays(problem)
+    if not arrays.options:
+        return None
+    gpus = int(arrays.count.sum())
+    return arrays.total, (f"{arrays.total:,} images: what the whole pool ({gpus:,} GPU{'s' if gpus != 1 else ''}) "
+                          "processes with each GPU at its best batch size, and no GPU processes more")
 
 
 def solve_greedy_max(problem: Any, params: SolveParams | None = None) -> tuple[Status, GPUPlan | None, str]:
@@ -174,7 +240,7 @@ class UpperBound:
     images: int
 
     def describe(self) -> str:
-        return (f"optimal by the capacity bound: every GPU of the pool at its best batch size processes "
+        return (f"optimal by the capacity bound: the whole pool, each GPU at its best batch size, processes "
                 f"{self.images:,} images")
 
 

@@ -67,6 +67,8 @@ class MaxThroughput(GPUProblemBase):
                 raise ValidationError(
                     f"budget_per_hour needs cost_per_hour for every GPU type; missing for {', '.join(unpriced)}"
                 )
+        if self.formulation == "per_gpu":
+            self.per_gpu_blocks()  # a pool too large for the per-GPU model is refused here, naming max_count
 
     @property
     def objective(self) -> str:
@@ -114,6 +116,27 @@ class MaxThroughput(GPUProblemBase):
         best = min(options, key=lambda o: (dec(self.gpus[o.type_index].cost_per_hour or 0), o.type_index))
         plan = plan_from_counts(self, [(best, 1, best.batches)], "images", self.formulation)
         return plan, f"one {best.hardware} GPU at batch size {best.batch_size} processes {plan.images:,} images"
+
+    def exact_optimum(self) -> tuple[int, str] | None:
+        """The most images computed without a solver, and why (without ``budget_per_hour``; else None).
+
+        Every GPU of the pool at its best batch size (:func:`~servopt.formulations.gpu.greedy.exact_most_images`);
+        ``servopt.solve`` compares an ``optimal`` claim with it exactly. None also when no GPU fits the deadline.
+        """
+        from servopt.formulations.gpu.greedy import exact_most_images
+
+        return exact_most_images(self) if self.budget_per_hour is None else None
+
+    def _gpu_bounds(self) -> dict[int, int]:
+        """With a budget, at most floor(budget / price) GPUs of a priced type (exactly, on the decimals); every
+        plan within the budget respects it. Without a budget the optimum uses every GPU: no bound."""
+        if self.budget_per_hour is None:
+            return {}
+        from servopt.exact import dec, floor_div
+
+        budget = dec(self.budget_per_hour)
+        return {g: floor_div(budget, dec(gpu.cost_per_hour)) for g, gpu in enumerate(self.gpus)
+                if gpu.cost_per_hour}
 
     def explain_infeasible(self) -> str:
         """Why no plan exists, in one sentence a person can act on."""

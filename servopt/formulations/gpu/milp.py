@@ -12,7 +12,9 @@ that fits the deadline, with k_max(g, b) batches.
     For GPU i and option b: a binary x_{i,b} (GPU i runs batch b) and an integer t_{i,b} (its batches, the
     seed's t_i). ``sum_b x_{i,b} <= 1``, ``x_{i,b} <= t_{i,b} <= k_max x_{i,b}`` (the busy-time row
     ``W x + L (t - x) <= T x`` divided by L and rounded down, exact for integer t), images ``sum b t_{i,b}``;
-    GPUs of one type are used in index order (``u_i >= u_{i+1}``) to cut symmetric copies.
+    GPUs of one type are used in index order (``u_i >= u_{i+1}``) to cut symmetric copies. A pool of more than
+    ``PER_GPU_LIMIT`` (100,000) GPUs has variables only for the GPUs an optimal plan can use
+    (``problem.per_gpu_blocks()``), and is refused when that is still more.
 
 Every coefficient is an integer except costs, so CP-SAT takes both models unless costs are fractional.
 """
@@ -117,12 +119,13 @@ def _per_gpu(model: Model, problem: Any, options: list[GPUOption], objective: st
     t_cols: list[int] = []
     opt_of: list[GPUOption] = []  # per (GPU, option) pair, aligned with x_cols / t_cols
     blocks: list[tuple[int, int]] = []  # (start, stop) into x_cols per GPU
+    counts = problem.per_gpu_blocks()  # max_count, or for a pool above PER_GPU_LIMIT the GPUs an optimum can use
     for g, gpu in enumerate(problem.gpus):
         mine = [o for o in options if o.type_index == g]
         if not mine:
             continue
         previous: list[int] | None = None
-        for i in range(gpu.max_count):
+        for i in range(counts[g]):
             start = len(x_cols)
             for o in mine:
                 label = f"{gpu.hardware}#{i},b{o.batch_size}"

@@ -76,6 +76,8 @@ class MinGPUs(GPUProblemBase):
                 raise ValidationError(
                     f"objective 'cost' needs cost_per_hour for every GPU type; missing for {', '.join(unpriced)}"
                 )
+        if self.formulation == "per_gpu":
+            self.per_gpu_blocks()  # a pool too large for the per-GPU model is refused here, naming max_count
 
     @property
     def default_backend(self) -> str | None:
@@ -119,8 +121,43 @@ class MinGPUs(GPUProblemBase):
         if taken is None:
             return None
         plan = plan_from_counts(self, taken[0], self.objective, self.formulation)
-        return plan, (f"the {plan.gpus:,} GPUs of largest capacity process {plan.images:,} images, at least the "
-                      f"{self.images:,} requested")
+        lead = ("the GPU of largest capacity processes" if plan.gpus == 1 else
+                f"the {plan.gpus:,} GPUs of largest capacity process")
+        return plan, f"{lead} {plan.images:,} images, at least the {self.images:,} requested"
+
+    def exact_optimum(self) -> tuple[int, str] | None:
+        """The optimal number of GPUs computed without a solver, and why (``objective: gpus``; else None).
+
+        ``servopt.solve`` compares an ``optimal`` claim with it exactly and re-solves a worse plan with the exact
+        fallbacks (:func:`~servopt.formulations.gpu.greedy.exact_fewest_gpus` says why it is exact). None also
+        when the whole pool falls short of ``images`` (no plan exists).
+
+        >>> import servopt
+        >>> a100 = servopt.GPUType("A100", max_count=4, batches={64: {"latency_ms": 20.0, "warmup_ms": 1500.0}})
+        >>> servopt.MinGPUs(images=50_000, deadline_s=10, gpus=[a100]).exact_optimum()[0]
+        2
+        """
+        from servopt.formulations.gpu.greedy import exact_fewest_gpus
+
+        return exact_fewest_gpus(self) if self.objective == "gpus" else None
+
+    def _gpu_bounds(self) -> dict[int, int]:
+        """At most ceil(images / capacity) GPUs of each type, and for ``objective: gpus`` at most the optimum.
+
+        Exact: take an optimal plan, run every GPU at its type's best capacity and drop GPUs while the rest still
+        process ``images`` (neither costs more): the plan stays optimal, and without any one of its GPUs it falls
+        short. Its n GPUs of a type process n x capacity images, so n x capacity <= images - 1 + capacity. With
+        ``objective: gpus`` every optimal plan uses exactly the optimum's GPUs.
+        """
+        from servopt.formulations.gpu.arrays import pool_arrays
+        from servopt.formulations.gpu.greedy import largest_capacities
+
+        bounds = {o.type_index: -(-self.images // o.images) for o in pool_arrays(self).options}
+        taken = largest_capacities(self) if self.objective == "gpus" else None
+        if taken is not None:
+            fewest = sum(n for _, n, _ in taken[0])
+            bounds = {g: min(b, fewest) for g, b in bounds.items()}
+        return bounds
 
     def explain_infeasible(self) -> str:
         """Why no plan exists, in one sentence a person can act on."""

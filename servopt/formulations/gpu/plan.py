@@ -67,6 +67,16 @@ class GPUPlan:
     budget_per_hour: float | None = None
     formulation: str = "aggregated"
 
+    @property
+    def exact_objective(self) -> Any:
+        """``objective`` without rounding: the integer GPUs or images, or the cost as the decimal it prints as
+        (what ``servopt.solve`` compares with a problem's ``exact_optimum()``)."""
+        if self.objective_name == "cost":
+            from servopt.exact import dec
+
+            return dec(self.objective)
+        return self.gpus if self.objective_name == "gpus" else self.images
+
     def to_dict(self) -> dict[str, Any]:
         """The ``plan`` object of ``servopt solve --json`` (SPEC §5)."""
         return {

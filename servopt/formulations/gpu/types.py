@@ -26,6 +26,7 @@ from servopt.formulations.gpu.plan import GPUGroup, GPUPlan, plan_from_counts
 
 __all__ = [
     "FORMULATIONS",
+    "PER_GPU_LIMIT",
     "BatchPoint",
     "GPUType",
     "GPUOption",
@@ -40,6 +41,11 @@ __all__ = [
 
 #: the two exact linearisations of the seed's model; ``aggregated`` is the default (benchmarks/results/)
 FORMULATIONS = ("aggregated", "per_gpu")
+
+#: the most GPUs ``formulation: per_gpu`` gives variables (each GPU takes about 0.5 ms and 4 KB to build, per batch
+#: size a binary, an integer and two rows): a larger pool is cut to the GPUs an optimal plan can use
+#: (:meth:`GPUProblemBase.per_gpu_blocks`), and refused when even that is more
+PER_GPU_LIMIT = 100_000
 
 
 def busy_limit_ms(deadline_s: float) -> Fraction:
@@ -423,6 +429,60 @@ class GPUProblemBase:
         from servopt.formulations.gpu.arrays import pool_arrays
 
         pool_arrays(self)  # the greedy's arrays, built with the problem (outside solve_seconds)
+
+    def _gpu_bounds(self) -> dict[int, int]:
+        """Per GPU type (index into ``gpus``), at most how many GPUs some optimal plan uses (exactly; {}: none known).
+
+        Each problem states its own (:meth:`per_gpu_blocks` uses them only for a pool above :data:`PER_GPU_LIMIT`).
+        """
+        return {}
+
+    def per_gpu_blocks(self) -> tuple[int, ...]:
+        """How many GPUs of each type (index into ``gpus``) ``formulation: per_gpu`` gives variables.
+
+        ``max_count`` of each type that has a batch size within the deadline, as documented (docs/formulations.md),
+        for pools of up to :data:`PER_GPU_LIMIT` GPUs. A larger pool is cut to each type's exact bound
+        (:meth:`_gpu_bounds`: GPUs beyond it are never needed by an optimal plan, so the optimum is unchanged).
+
+        Raises
+        ------
+        ValidationError
+            When even the cut pool is above the limit, naming the ``max_count`` and the model's size, and
+            suggesting ``formulation: aggregated`` (whose size does not grow with the pool).
+        """
+        from servopt.formulations.gpu.arrays import pool_arrays
+
+        cached = self.__dict__.get("_per_gpu_blocks")
+        if cached is not None:
+            return cached
+        blocks = [0] * len(self.gpus)
+        for o in pool_arrays(self).options:  # one per type with an option within the deadline (and SLO)
+            blocks[o.type_index] = self.gpus[o.type_index].max_count
+        total = sum(blocks)
+        if total > PER_GPU_LIMIT:
+            for g, bound in self._gpu_bounds().items():
+                blocks[g] = min(blocks[g], bound)
+            if sum(blocks) > PER_GPU_LIMIT:
+                raise self._per_gpu_too_large(blocks, total)
+        cached = tuple(blocks)
+        object.__setattr__(self, "_per_gpu_blocks", cached)
+        return cached
+
+    def _per_gpu_too_large(self, blocks: list[int], total: int) -> ValidationError:
+        sizes: dict[int, int] = {}
+        for o in self.options():
+            sizes[o.type_index] = sizes.get(o.type_index, 0) + 1
+        variables = sum(2 * sizes.get(g, 0) * n for g, n in enumerate(blocks))
+        rows = sum((2 * sizes.get(g, 0) + 2) * n for g, n in enumerate(blocks))
+        g = max(range(len(blocks)), key=lambda i: blocks[i])
+        gpu = self.gpus[g]
+        cut = sum(blocks)
+        needed = f", counting only the {cut:,} of {total:,} an optimal plan can use" if cut < total else ""
+        return ValidationError(
+            f"key 'gpus[{g}].max_count': {gpu.max_count:,} {gpu.hardware} GPUs with formulation 'per_gpu' need a "
+            f"model of about {variables:,} variables and {rows:,} rows (per GPU and batch size a binary, an integer "
+            f"and two rows{needed}), above the per-GPU model's limit of {PER_GPU_LIMIT:,} GPUs; use formulation: "
+            "aggregated (one integer per GPU type and batch size, the same optimum) or lower max_count")
 
     def verify(self, plan: GPUPlan) -> list[str]:
         """Every constraint ``plan`` breaks, decided exactly (:mod:`servopt.formulations.gpu.verify`)."""
