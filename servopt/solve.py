@@ -42,7 +42,8 @@ class Problem(Protocol):
     one (or a backend error), ``feasible_plan() -> (Plan, how) | None`` is a plan found without a solver, by
     which an infeasible claim is refused, and ``exact_optimum() -> (value, how) | None`` is the optimal objective
     computed exactly without a solver (an integer or a Fraction), against which an ``optimal`` claim is checked
-    (the plan's ``exact_objective``, else its ``objective``, must equal it).
+    (the plan's ``exact_objective``, else its ``objective``, must equal it). ``reported(plan, result) -> Result``
+    restates a solver's result (its bound and status) for the problem, with or without a plan.
     """
 
     kind: ClassVar[str]
@@ -351,6 +352,11 @@ def _run_problem(problem: Any, backend: str, params: SolveParams, clock: _Clock 
     if refine is not None and plan is not None and result.status is Status.OPTIMAL:
         # optional second, lexicographic solve (e.g. prefer_stable: fewest changes among optimal plans)
         plan, result = refine(plan, result, lambda second: _solve_model(second, used, params, clock))
+    reported = getattr(problem, "reported", None)
+    if reported is not None:
+        # optional: what the solver's bound and status mean for the problem (a fleet's MILP over the columns
+        # generated so far bounds only those columns, and its "infeasible" is no proof)
+        result = reported(plan, result)
     return result.status, plan, result, used, result.message
 
 

@@ -137,5 +137,6 @@ def test_no_plan_over_unproven_columns_is_not_called_infeasible(monkeypatch):
     res = q.reported(None, restricted_result(Status.INFEASIBLE, 3.0))
     assert res.status is Status.ERROR and res.best_bound is None
     assert "not a proof that none exists" in res.message
-    # solve() applies it once servopt/solve.py calls ``reported`` for answers without a plan
-    assert sol.plan is None
+    # servopt.solve applies it to every answer, with a plan or without
+    assert sol.plan is None and sol.status is Status.ERROR
+    assert "not a proof that none exists" in sol.message
