@@ -216,7 +216,10 @@ def _solve_model(model: Model, backend: str, params: SolveParams, clock: _Clock 
     t0 += time.perf_counter() - t_pre  # imports are no part of the build
     cls = get_backend(name)
     check_capabilities(name, arrays, params)
-    result = cls().solve(arrays, params)
+    try:
+        result = cls().solve(arrays, params)
+    except SolverError as exc:  # the solver itself failed (not a decoder or an exact algorithm of servopt's)
+        raise _BackendFailure(name, str(exc)) from exc
     # building the arrays belongs to the build time
     return Result(
         status=result.status,
@@ -372,16 +375,25 @@ TIGHT_TOLERANCES: dict[str, dict[str, Any]] = {
 _Attempt = tuple[str, SolveParams, str]
 
 
+class _BackendFailure(SolverError):
+    """A ``SolverError`` raised by a backend's solver (not by servopt's decoders or exact algorithms, whose
+    errors are bugs to report, never hidden behind a fallback plan); ``backend`` names the one that ran."""
+
+    def __init__(self, backend: str, message: str) -> None:
+        super().__init__(message)
+        self.backend = backend
+
+
 def _run_reported(problem: Any, backend: str, params: SolveParams, clock: _Clock) -> _Outcome:
-    """:func:`_run_problem`, with a solver's crash (``SolverError``) as status ``error`` where an exact fallback
-    can take over (HiGHS refuses matrix entries above 1e15 in ``passModel``: a ``min_gpus`` with latencies of
-    1e-9 ms has such image counts); without fallbacks the error is raised as before."""
+    """:func:`_run_problem`, with a solver's crash (``SolverError`` from the backend) as status ``error`` where an
+    exact fallback can take over (HiGHS refuses matrix entries above 1e15 in ``passModel``: a ``min_gpus`` with
+    latencies of 1e-9 ms has such image counts); without fallbacks the error is raised as before."""
     try:
         return _run_problem(problem, backend, params, clock)
-    except SolverError as exc:
-        if getattr(problem, "verify", None) is None or not _exact_attempts(problem, params, backend):
+    except _BackendFailure as exc:
+        if getattr(problem, "verify", None) is None or not _exact_attempts(problem, params, exc.backend):
             raise  # nothing else could answer: the error stands as before
-        return Status.ERROR, None, None, backend, str(exc)
+        return Status.ERROR, None, None, exc.backend, str(exc)
 
 
 def _exact_attempts(problem: Any, params: SolveParams, used: str, *, skip_same: bool = True) -> list[_Attempt]:

@@ -187,7 +187,7 @@ def test_a_solver_error_without_an_exact_fallback_is_raised_as_before(monkeypatc
     assert problem.exact_fallbacks() == []
 
     def crash(model, backend, params, clock=None):
-        raise SolverError("made up crash")
+        raise solve_module._BackendFailure(backend, "made up crash")  # what _solve_model raises for a solver's crash
 
     monkeypatch.setattr(solve_module, "_solve_model", crash)
     with pytest.raises(SolverError, match="made up crash"):
@@ -216,3 +216,19 @@ def test_the_way_out_names_only_backends_not_tried(monkeypatch):
                 "every installed backend was tried; please report this with the problem file")
     assert way_out == expected
     assert "'highs'" not in way_out and "'cpsat'" not in way_out
+
+
+def test_a_solver_error_of_servopt_itself_is_never_hidden_behind_a_fallback(monkeypatch):
+    # a decoder's or exact algorithm's SolverError is a bug to report: raised even where an exact fallback exists
+    problem = MinGPUs(images=100, deadline_s=1, gpus=[GPUType("A", max_count=2, batches={8: {"latency_ms": 1.0}})])
+    assert problem.exact_fallbacks()
+    model, _ = problem.build()
+
+    def broken_build():
+        def decode(result):
+            raise SolverError("decoder bug: please report")
+        return model, decode
+
+    monkeypatch.setattr(type(problem), "build", lambda self: broken_build())
+    with pytest.raises(SolverError, match="decoder bug"):
+        servopt.solve(problem, "highs")
