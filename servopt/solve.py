@@ -406,7 +406,9 @@ def _exact_attempts(problem: Any, params: SolveParams, used: str, *, skip_same: 
         again = dataclasses.replace(params, **opts)
         if skip_same and (name, again) == (used, params):
             continue
-        label = name + (f" (scale {overrides['scale']:g})" if overrides.get("scale") else "")
+        scale = overrides.get("scale")
+        # plain numbers: scale 1000000, not 1e+06
+        label = name + (f" (scale {int(scale) if float(scale).is_integer() else float(scale)!r})" if scale else "")
         attempts.append((name, again, f"exactly with {label}"))
     return attempts
 
