@@ -487,8 +487,9 @@ def _second_opinion(problem: Any, params: SolveParams, status: Status, result: R
 
 
 def _first_passing(problem: Any, attempts: list[_Attempt], notes: list[str], clock: _Clock,
-                   known_feasible: bool) -> _Outcome | None:
-    """Run ``attempts`` in order and return the first plan that passes ``problem.verify`` (None: none did).
+                   known_feasible: bool, optimum: Any = None) -> _Outcome | None:
+    """Run ``attempts`` in order and return the first plan that passes ``problem.verify`` (None: none did), and,
+    given the exact ``optimum``, has that objective.
 
     CP-SAT's "infeasible" is final (it decides integer rows exactly) unless the problem is ``known_feasible``;
     every step is added to ``notes``.
@@ -505,10 +506,15 @@ def _first_passing(problem: Any, attempts: list[_Attempt], notes: list[str], clo
                 return st, None, res, u, "; ".join(notes)
             continue
         still = problem.verify(pl)
-        if not still:
-            notes.append(f"re-solved {how}: the plan passes the exact check")
-            return st, pl, res, u, "; ".join(notes + ([msg] if msg else []))
-        notes.append(f"re-solved {how}: still broken ({still[0]})")
+        if still:
+            notes.append(f"re-solved {how}: still broken ({still[0]})")
+            continue
+        if optimum is not None and _exact_objective(pl) != optimum:
+            notes.append(f"re-solved {how}: objective {_number(_exact_objective(pl))}, not the exact optimum")
+            continue
+        done = "the plan passes the exact check" if optimum is None else f"the exact optimum, {_number(optimum)}"
+        notes.append(f"re-solved {how}: {done}")
+        return (Status.OPTIMAL if optimum is not None else st), pl, res, u, "; ".join(notes + ([msg] if msg else []))
     return None
 
 
@@ -542,24 +548,10 @@ def _certified(problem: Any, params: SolveParams, status: Status, plan: Any, res
         return status, plan, result, used, message
     notes = ([message] if message else []) + [
         f"{used} called a plan with objective {_number(got)} optimal, but the exact optimum is {how}"]
-    for name, again, label in _exact_attempts(problem, params, used):
-        try:
-            st, pl, res, u, msg = _run_problem(problem, name, again, clock)
-        except ServoptError as exc:
-            notes.append(f"re-solving {label} was not possible ({exc})")
-            continue
-        if pl is None:
-            notes.append(f"re-solved {label}: {st.value}" + (f" ({msg})" if msg else ""))
-            continue
-        broken = problem.verify(pl)
-        if broken:
-            notes.append(f"re-solved {label}: its plan fails the exact check ({broken[0]})")
-            continue
-        if _exact_objective(pl) != value:
-            notes.append(f"re-solved {label}: objective {_number(_exact_objective(pl))}, not the exact optimum")
-            continue
-        notes.append(f"re-solved {label}: the exact optimum, {_number(value)}")
-        return Status.OPTIMAL, pl, res, u, "; ".join(notes + ([msg] if msg else []))
+    found = _first_passing(problem, _exact_attempts(problem, params, used), notes, clock, known_feasible=True,
+                           optimum=value)
+    if found is not None:
+        return found
     tried = {used, *(name for name, _, _ in _exact_attempts(problem, params, used))}
     notes.append("no exact re-solve reached the exact optimum; " + _way_out(tried))
     return Status.ERROR, None, result, used, "; ".join(notes)
