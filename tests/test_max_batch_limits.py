@@ -144,7 +144,8 @@ def test_the_ceiling_is_called_a_ceiling(tmp_path, capsys) -> None:
                                      "images: 100\ndeadline_s: 60\ngpus:\n  - hardware: cpu-x\n    max_count: 2\n"
                                      "    memory_limit_mb: 100\n")
     assert main(["solve", str(tmp_path / "s.yaml")]) == 0
-    assert "capped at 4096" in (out := capsys.readouterr().out) and "the memory model's ceiling, not a boundary" in out
+    out = capsys.readouterr().out
+    assert "capped at 4096" in out and "the memory model's ceiling (batch 4096), not a boundary" in out
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "inf", "nan"])

@@ -153,6 +153,13 @@ def test_predict_at_a_huge_limit_says_the_cap_binds(tmp_path, root, capsys):
     err = capsys.readouterr().err
     assert "the largest batch the memory model considers" in err and "the cap binds, not the limit" in err
     assert "does not grow with the batch" not in err
+    # servopt solve's note says the same (it said the memory does not grow)
+    (tmp_path / "s.yaml").write_text(f"problem: min_gpus\nmodel: resnet50\nprofiles: [{profile}]\n"
+                                     "where: {input_size: 224}\nimages: 1000000\ndeadline_s: 60\ngpus:\n"
+                                     "  - {hardware: H200, max_count: 8, memory_limit_mb: 1e12}\n")
+    assert main(["solve", str(tmp_path / "s.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "capped at 4096" in out and "the cap binds, not the limit" in out and "does not grow" not in out
 
 
 # --- 5, 6. perf_analyzer: conflicting names, exact µs -> ms -----------------------------------------------------------

@@ -121,9 +121,7 @@ def _memory_record(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
                      f"model predicts to fit in {e['memory_limit_mb']:g} MiB "
                      f"({describe_margin(e['basis'], e['oom_margin'], e['memory_limit_mb'])})"
                      + (f"; warning: {warning}" if warning else "")
-                     + ("; warning: that is the memory model's ceiling, not a boundary: the profiles' memory does "
-                        "not grow with the batch, so no limit binds (profile larger batches)" if e.get("unbounded")
-                        else ""))
+                     + (f"; warning: {e['ceiling']}" if e.get("ceiling") else ""))
     return {"entries": entries, "notes": notes}
 
 
@@ -219,8 +217,13 @@ class _Frame:
                   "oom_margin": float(got["max_batch_oom_margin"].iloc[0]),
                   "basis": str(got["max_batch_basis"].iloc[0]),
                   "boundary_limits_mb": boundary_limits(self._memory.targets["memory"].model)}
-        if record["max_batch"] >= self._memory.targets["memory"].model.max_batch_size:
-            record["unbounded"] = True  # the model's ceiling: its memory does not grow with the batch
+        fitted = self._memory.targets["memory"]
+        if record["max_batch"] >= fitted.model.max_batch_size:  # the model's cap, not a boundary: say which
+            from servopt.performance.oom import ceiling_notes
+
+            query = fitted.frame(rows.iloc[[0]].reset_index(drop=True), self.label())
+            record["unbounded"] = True
+            record["ceiling"] = ceiling_notes(fitted.model, query, [record["max_batch"]], limit_mb)[0]
         self.memory.append(record)
         return record["max_batch"]
 
