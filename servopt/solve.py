@@ -440,11 +440,7 @@ def _checked(problem: Any, params: SolveParams, status: Status, plan: Any, resul
     if used in TIGHT_TOLERANCES:
         tight = dataclasses.replace(params, options={**TIGHT_TOLERANCES[used], **dict(params.options)})
         attempts.append((used, tight, f"{used} with feasibility tolerances of 1e-9"))
-    found = _first_passing(problem, attempts, notes, clock, known_feasible=False)
-    if found is not None:
-        return found
-    notes.append("no exactly feasible plan was found; " + _way_out({used, *(a[0] for a in attempts)}))
-    return Status.ERROR, None, result, used, "; ".join(notes)
+    return _first_passing(problem, attempts, notes, clock, used, result, known_feasible=False)
 
 
 def _second_opinion(problem: Any, params: SolveParams, status: Status, result: Result | None, used: str,
@@ -479,17 +475,13 @@ def _second_opinion(problem: Any, params: SolveParams, status: Status, result: R
             return unchanged
         notes.append("no exact fallback is left to re-solve it; " + _way_out({used}))
         return Status.ERROR, None, result, used, "; ".join(notes)
-    found = _first_passing(problem, attempts, notes, clock, known_feasible=status is Status.INFEASIBLE)
-    if found is not None:
-        return found
-    notes.append("no exactly feasible plan was found; " + _way_out({used, *(a[0] for a in attempts)}))
-    return Status.ERROR, None, result, used, "; ".join(notes)
+    return _first_passing(problem, attempts, notes, clock, used, result, known_feasible=status is Status.INFEASIBLE)
 
 
-def _first_passing(problem: Any, attempts: list[_Attempt], notes: list[str], clock: _Clock,
-                   known_feasible: bool, optimum: Any = None) -> _Outcome | None:
-    """Run ``attempts`` in order and return the first plan that passes ``problem.verify`` (None: none did), and,
-    given the exact ``optimum``, has that objective.
+def _first_passing(problem: Any, attempts: list[_Attempt], notes: list[str], clock: _Clock, used: str,
+                   result: Result | None, known_feasible: bool, optimum: Any = None) -> _Outcome:
+    """Run ``attempts`` in order and return the first plan that passes ``problem.verify`` and, given the exact
+    ``optimum``, has that objective; when none does, status ``error`` (with ``used``'s ``result``) and what to try.
 
     CP-SAT's "infeasible" is final (it decides integer rows exactly) unless the problem is ``known_feasible``;
     every step is added to ``notes``.
@@ -515,7 +507,9 @@ def _first_passing(problem: Any, attempts: list[_Attempt], notes: list[str], clo
         done = "the plan passes the exact check" if optimum is None else f"the exact optimum, {_number(optimum)}"
         notes.append(f"re-solved {how}: {done}")
         return (Status.OPTIMAL if optimum is not None else st), pl, res, u, "; ".join(notes + ([msg] if msg else []))
-    return None
+    failed = "no exactly feasible plan was found" if optimum is None else "no exact re-solve reached the exact optimum"
+    notes.append(f"{failed}; " + _way_out({used, *(name for name, _, _ in attempts)}))
+    return Status.ERROR, None, result, used, "; ".join(notes)
 
 
 def _exact_objective(plan: Any) -> Any:
@@ -548,13 +542,8 @@ def _certified(problem: Any, params: SolveParams, status: Status, plan: Any, res
         return status, plan, result, used, message
     notes = ([message] if message else []) + [
         f"{used} called a plan with objective {_number(got)} optimal, but the exact optimum is {how}"]
-    found = _first_passing(problem, _exact_attempts(problem, params, used), notes, clock, known_feasible=True,
-                           optimum=value)
-    if found is not None:
-        return found
-    tried = {used, *(name for name, _, _ in _exact_attempts(problem, params, used))}
-    notes.append("no exact re-solve reached the exact optimum; " + _way_out(tried))
-    return Status.ERROR, None, result, used, "; ".join(notes)
+    return _first_passing(problem, _exact_attempts(problem, params, used), notes, clock, used, result,
+                          known_feasible=True, optimum=value)
 
 
 def _number(value: Any) -> str:
