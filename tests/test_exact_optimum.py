@@ -56,19 +56,11 @@ def _random_max(seed: int, **kw) -> MaxThroughput:
 
 
 # ------------------------------------------------------------------------------- the hook against brute force
+@pytest.mark.parametrize("make", [_random_min, _random_max], ids=["min_gpus", "max_throughput"])
 @pytest.mark.parametrize("seed", range(0, 400, 4))
-def test_min_gpus_exact_optimum_equals_brute_force(seed):
+def test_exact_optimum_equals_brute_force(make, seed):
     for s in range(seed, seed + 4):
-        problem = _random_min(s, max_types=3, max_count=4, max_sizes=4, deadline_runs=12)
-        expected = brute_force_gpu(problem)
-        known = problem.exact_optimum()
-        assert (known[0] if known else None) == expected, (s, known, expected)
-
-
-@pytest.mark.parametrize("seed", range(0, 400, 4))
-def test_max_throughput_exact_optimum_equals_brute_force(seed):
-    for s in range(seed, seed + 4):
-        problem = _random_max(s, max_types=3, max_count=4, max_sizes=4, deadline_runs=12)
+        problem = make(s, max_types=3, max_count=4, max_sizes=4, deadline_runs=12)
         expected = brute_force_gpu(problem)
         known = problem.exact_optimum()
         assert (known[0] if known else None) == expected, (s, known, expected)
@@ -124,6 +116,12 @@ def test_the_check_costs_nothing_measurable():
 
 
 # -------------------------------------------------------------------- a worse "optimal" is re-solved exactly
+def _a100_plan(problem, gpus):
+    """A feasible min_gpus plan of ``gpus`` A100s at every A100 option (more GPUs than the optimum)."""
+    return plan_from_counts(problem, [(o, gpus, o.batches) for o in problem.options() if o.hardware == "A100"],
+                            "gpus", "aggregated")
+
+
 def _fake_worse(monkeypatch, problem, worse_plan, faked=("highs",)):
     """``faked`` backends answer ``worse_plan`` (feasible, worse than optimal) and call it optimal."""
     real_solve = solve_module._run_problem
@@ -141,8 +139,7 @@ def _fake_worse(monkeypatch, problem, worse_plan, faked=("highs",)):
 
 def test_a_worse_optimal_plan_is_re_solved_exactly(monkeypatch):
     problem = MinGPUs(images=50_000, deadline_s=10, gpus=[A100, T4])
-    worse = plan_from_counts(problem, [(o, 4, o.batches) for o in problem.options() if o.hardware == "A100"],
-                             "gpus", "aggregated")
+    worse = _a100_plan(problem, 4)
     assert problem.verify(worse) == [] and worse.gpus == 4
     ran = _fake_worse(monkeypatch, problem, worse)
     solution = servopt.solve(problem, "highs")
@@ -156,8 +153,7 @@ def test_a_worse_optimal_plan_is_re_solved_exactly(monkeypatch):
 
 def test_a_worse_optimal_that_the_exact_fallback_repeats_is_an_error(monkeypatch):
     problem = MinGPUs(images=50_000, deadline_s=10, gpus=[A100, T4])
-    worse = plan_from_counts(problem, [(o, 3, o.batches) for o in problem.options() if o.hardware == "A100"],
-                             "gpus", "aggregated")
+    worse = _a100_plan(problem, 3)
     ran = _fake_worse(monkeypatch, problem, worse, faked=("highs", "cpsat"))
     solution = servopt.solve(problem, "highs")
     assert ran == ["highs", "cpsat"]
@@ -183,8 +179,7 @@ def test_a_max_throughput_plan_below_the_pool_is_re_solved_exactly(monkeypatch):
 def test_a_feasible_answer_is_not_checked(monkeypatch):
     # a time limit's 'feasible' makes no claim of optimality: returned as it is
     problem = MinGPUs(images=50_000, deadline_s=10, gpus=[A100, T4])
-    worse = plan_from_counts(problem, [(o, 4, o.batches) for o in problem.options() if o.hardware == "A100"],
-                             "gpus", "aggregated")
+    worse = _a100_plan(problem, 4)
 
     def run(p, backend, params, clock=None):
         return Status.FEASIBLE, worse, None, backend, "time limit"

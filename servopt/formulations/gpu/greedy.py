@@ -35,7 +35,7 @@ from servopt.formulations.gpu.plan import GPUPlan, plan_from_counts
 from servopt.result import SolveParams, Status
 
 __all__ = ["ALGORITHMS", "Certificate", "UpperBound", "applies", "solve_greedy", "solve_greedy_max", "check_certificate",
-           "check_upper_bound", "largest_capacities", "exact_fewest_gpus", "exact_most_images"]
+           "check_upper_bound", "largest_capacities", "describe_largest", "exact_fewest_gpus", "exact_most_images"]
 
 #: the exact algorithms this module offers, by the names ``servopt.solve(problem, backend=...)`` accepts
 ALGORITHMS = ("greedy",)
@@ -147,9 +147,18 @@ def exact_fewest_gpus(problem: Any) -> tuple[int, str] | None:
     counts, short_by = taken
     m = sum(n for _, n, _ in counts)
     images = sum(o.images * n for o, n, _ in counts)
-    lead = "the GPU of largest capacity processes" if m == 1 else f"the {m:,} GPUs of largest capacity process"
-    return m, (f"{m:,} GPU{'s' if m != 1 else ''}: {lead} {images:,} images, at least the {problem.images:,} "
-               f"requested, and {Certificate(lower_bound=m, short_by=short_by).reason()}")
+    return m, (f"{m:,} GPU{'s' if m != 1 else ''}: {describe_largest(m, images, problem.images)}, and "
+               f"{Certificate(lower_bound=m, short_by=short_by).reason()}")
+
+
+def describe_largest(gpus: int, images: int, requested: int) -> str:
+    """The words for :func:`largest_capacities`' GPUs: how many, what they process, against what was requested.
+
+    >>> describe_largest(1, 27_264, 20_000)
+    'the GPU of largest capacity processes 27,264 images, at least the 20,000 requested'
+    """
+    lead = "the GPU of largest capacity processes" if gpus == 1 else f"the {gpus:,} GPUs of largest capacity process"
+    return f"{lead} {images:,} images, at least the {requested:,} requested"
 
 
 def exact_most_images(problem: Any) -> tuple[int, str] | None:

@@ -114,16 +114,14 @@ class MinGPUs(GPUProblemBase):
         >>> plan.gpus, how
         (2, 'the 2 GPUs of largest capacity process 54,528 images, at least the 50,000 requested')
         """
-        from servopt.formulations.gpu.greedy import largest_capacities
+        from servopt.formulations.gpu.greedy import describe_largest, largest_capacities
         from servopt.formulations.gpu.plan import plan_from_counts
 
         taken = largest_capacities(self)
         if taken is None:
             return None
         plan = plan_from_counts(self, taken[0], self.objective, self.formulation)
-        lead = ("the GPU of largest capacity processes" if plan.gpus == 1 else
-                f"the {plan.gpus:,} GPUs of largest capacity process")
-        return plan, f"{lead} {plan.images:,} images, at least the {self.images:,} requested"
+        return plan, describe_largest(plan.gpus, plan.images, self.images)
 
     def exact_optimum(self) -> tuple[int, str] | None:
         """The optimal number of GPUs computed without a solver, and why (``objective: gpus``; else None).
