@@ -7,7 +7,7 @@ import math
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["check_memory_limit"]
+__all__ = ["check_memory_limit", "int_list"]
 
 
 def check_memory_limit(limit_mb: float | None) -> None:
@@ -20,3 +20,19 @@ def check_memory_limit(limit_mb: float | None) -> None:
     """
     if limit_mb is not None and not (math.isfinite(limit_mb) and limit_mb > 0):
         raise ValidationError(f"--memory-limit-mb {limit_mb:g}: expected a memory limit in MiB > 0")
+
+
+def int_list(flag: str, text: str) -> list[int]:
+    """``flag``'s comma-separated positive integers (``--batch-sizes 1,2,4``).
+
+    >>> int_list("--cores", "1, 2")
+    [1, 2]
+    >>> int_list("--cores", "0")
+    Traceback (most recent call last):
+    ...
+    servopt.exceptions.ValidationError: --cores: expected comma-separated positive integers like 1,2,4, got '0'
+    """
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise ValidationError(f"{flag}: expected comma-separated positive integers like 1,2,4, got {text!r}")
+    return [int(p) for p in parts]

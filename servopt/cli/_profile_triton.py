@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from servopt.cli._options import int_list
 from servopt.exceptions import ValidationError
 
 if TYPE_CHECKING:
@@ -17,13 +18,6 @@ if TYPE_CHECKING:
 
     #: what to measure: the settings, the concurrencies and the request rates
     LoadPlan = tuple[LoadSettings, list[int] | None, list[float] | None]
-
-
-def _int_list(flag: str, text: str) -> list[int]:
-    parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() and int(p) >= 1 for p in parts):
-        raise ValidationError(f"{flag}: expected comma-separated positive integers like 1,2,4, got {text!r}")
-    return [int(p) for p in parts]
 
 
 def _rates(text: str) -> list[float]:
@@ -95,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.runtime != "onnxruntime" or args.dtype != "fp32" or args.find_max_batch or args.device != "cpu":
         raise ValidationError("--runtime, --dtype, --find-max-batch and --device do not apply with --triton (the "
                               "server runs the model)")
-    batch_sizes = _int_list("--batch-sizes", args.batch_sizes)
+    batch_sizes = int_list("--batch-sizes", args.batch_sizes)
     plan = _load_plan(args)  # checked before a server starts
     if args.triton == "start":
         if not args.model:
@@ -133,7 +127,7 @@ def _load_plan(args: argparse.Namespace) -> LoadPlan:
     settings = loadgen.LoadSettings(window_s=args.window, stability=args.stability, max_windows=args.max_windows,
                                     warmup_s=min(args.window, 1.0))
     rates = _rates(args.request_rate) if args.request_rate else None
-    concurrencies = _int_list("--concurrency", args.concurrency) if args.concurrency else None
+    concurrencies = int_list("--concurrency", args.concurrency) if args.concurrency else None
     if rates and concurrencies:
         raise ValidationError("give --concurrency or --request-rate, not both")
     if args.driver == "perf_analyzer" and loadgen.find_perf_analyzer(args.perf_analyzer) is None:
@@ -151,8 +145,8 @@ def _run_started(args: argparse.Namespace, batch_sizes: list[int], plan: LoadPla
     from servopt.serving.tritonserver import TritonCheckError
     from servopt.triton.spec import safe_name
 
-    cores = _int_list("--cores", args.cores)
-    sizes = _int_list("--input-sizes", args.input_sizes) if args.input_sizes else [None]
+    cores = int_list("--cores", args.cores)
+    sizes = int_list("--input-sizes", args.input_sizes) if args.input_sizes else [None]
     if len(cores) != 1 or len(sizes) != 1:
         raise ValidationError("--cores and --input-sizes take one value with --triton start (one served model)")
     name = args.model_name or safe_name(Path(args.model).stem)

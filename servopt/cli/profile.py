@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any, TextIO
 
+from servopt.cli._options import check_memory_limit, int_list
 from servopt.exceptions import ValidationError
 from servopt.progress import progress_enabled
 
@@ -68,16 +69,6 @@ USAGE = """%(prog)s MODEL.onnx --batch-sizes LIST --input-sizes LIST -o OUT.csv 
        %(prog)s --triton URL --model NAME --batch-sizes LIST -o OUT.csv [options]"""
 
 
-def _int_list(flag: str, text: str) -> list[int]:
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise ValidationError(f"{flag}: expected comma-separated positive integers like 1,2,4, got {text!r}")
-        values.append(int(part))
-    return values
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", nargs="?",
                         help="ONNX file with dynamic batch (and image) dimensions; with --runtime torch a TorchScript / "
@@ -132,8 +123,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from servopt.cli._output import check_output
-
-    from servopt.cli._options import check_memory_limit
 
     check_memory_limit(getattr(args, "memory_limit_mb", None))
     from servopt.cli import _profile_triton
@@ -205,19 +194,19 @@ def _shared(args: argparse.Namespace) -> dict[str, Any]:
 def _run_onnx(args: argparse.Namespace) -> Any:
     from servopt.measure.profiler import profile_model
 
-    return profile_model(args.model, _int_list("--batch-sizes", args.batch_sizes),
-                         _int_list("--input-sizes", args.input_sizes), _int_list("--cores", args.cores),
+    return profile_model(args.model, int_list("--batch-sizes", args.batch_sizes),
+                         int_list("--input-sizes", args.input_sizes), int_list("--cores", args.cores),
                          find_max_batch=args.find_max_batch, mem_pattern=args.mem_pattern == "on", **_shared(args))
 
 
 def _run_torch(args: argparse.Namespace) -> Any:
     from servopt.measure.torch_runtime import profile_torch
 
-    cores = _int_list("--cores", args.cores)
+    cores = int_list("--cores", args.cores)
     if len(cores) != 1:
         raise ValidationError(f"--cores: --runtime torch takes one value (torch.set_num_threads), got {args.cores!r}")
-    return profile_torch(args.model, _int_list("--batch-sizes", args.batch_sizes),
-                         _int_list("--input-sizes", args.input_sizes), dtype=args.dtype, cores=cores[0],
+    return profile_torch(args.model, int_list("--batch-sizes", args.batch_sizes),
+                         int_list("--input-sizes", args.input_sizes), dtype=args.dtype, cores=cores[0],
                          find_max_batch=args.find_max_batch, **_shared(args))
 
 
