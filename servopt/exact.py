@@ -27,7 +27,7 @@ from typing import Any
 
 from servopt.exceptions import ValidationError
 
-__all__ = ["dec", "ceil_div", "floor_div", "decimals", "near", "BORDER_RTOL"]
+__all__ = ["dec", "ceil_div", "floor_div", "decimals", "near", "plain", "BORDER_RTOL"]
 
 #: floating-point comparisons closer than this (relative) are settled exactly; farther ones are certain in floats
 BORDER_RTOL = 1e-6
@@ -75,3 +75,18 @@ def _power_of_ten(denominator: int) -> int:
 def near(a: float, b: float, rtol: float = BORDER_RTOL) -> bool:
     """Whether two floats are so close that their order must be settled exactly."""
     return abs(a - b) <= rtol * max(1.0, abs(a), abs(b))
+
+
+def plain(x: Any) -> str:
+    """``x`` as a person writes it in a message: a whole number without a decimal point or exponent (``100``,
+    ``1000000``), any other number as Python's shortest round-trip ``repr`` of a float (``3.06``, ``30.6``): never a
+    numpy repr such as ``np.float64(3.06)``, nor ``1e+06``.
+
+    >>> import numpy as np
+    >>> plain(1e6), plain(np.float64(3.06)), plain(0.5), plain(2.0**60)
+    ('1000000', '3.06', '0.5', '1.152921504606847e+18')
+    """
+    x = float(x)
+    if x.is_integer() and abs(x) <= 2.0**53:
+        return str(int(x))
+    return repr(x)

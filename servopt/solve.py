@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from servopt.exact import plain
 from servopt.exceptions import CapabilityError, ServoptError, SolverError, ValidationError
 from servopt.model import Model, ModelArrays
 from servopt.result import Result, SolveParams, Status
@@ -406,9 +407,7 @@ def _exact_attempts(problem: Any, params: SolveParams, used: str, *, skip_same: 
         again = dataclasses.replace(params, **opts)
         if skip_same and (name, again) == (used, params):
             continue
-        scale = overrides.get("scale")
-        # plain numbers: scale 1000000, not 1e+06
-        label = name + (f" (scale {int(scale) if float(scale).is_integer() else float(scale)!r})" if scale else "")
+        label = name + (f" (scale {plain(overrides['scale'])})" if overrides.get("scale") else "")
         attempts.append((name, again, f"exactly with {label}"))
     return attempts
 

@@ -128,8 +128,9 @@ def _scale_hint(arrays: ModelArrays) -> str:
     cents), as the number to pass; ``<factor>`` when none up to 10^9 does."""
     import numpy as np
 
-    from servopt.backends.cpsat import _plain, _suggest_scale
+    from servopt.backends.cpsat import _suggest_scale
+    from servopt.exact import plain
 
     values = np.concatenate([arrays.A.tocsr().data, arrays.c])
     factor = _suggest_scale(values[np.isfinite(values)], 1.0)
-    return "<factor>" if factor is None else _plain(factor)
+    return "<factor>" if factor is None else plain(factor)

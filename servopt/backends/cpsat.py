@@ -56,7 +56,7 @@ from servopt.backends._common import (
     unknown_options_error,
 )
 from servopt.backends.base import Backend, Capabilities, RawAnswer
-from servopt.exact import dec
+from servopt.exact import dec, plain
 from servopt.exceptions import CapabilityError
 from servopt.model import ModelArrays, Sense
 from servopt.result import SolveParams, Status
@@ -106,12 +106,12 @@ def scaled_integers(values: np.ndarray, scale: float, what: Callable[[int], str]
     if bad.size:
         k = int(bad[0])
         hint = _suggest_scale(values, scale)
-        how = f"pass scale={_plain(hint)}" if hint else "round the data to fewer significant digits"
+        how = f"pass scale={plain(hint)}" if hint else "round the data to fewer significant digits"
         value = float(values[k])
-        have = (f"with scale={_plain(scale)} it becomes {_plain(float(dec(value) * dec(scale)))}" if scale != 1.0
+        have = (f"with scale={plain(scale)} it becomes {plain(float(dec(value) * dec(scale)))}" if scale != 1.0
                 else "it is fractional")
         raise CapabilityError(
-            f"CP-SAT needs integer data: {what(k)} is {_plain(value)} and {have}, not an integer; "
+            f"CP-SAT needs integer data: {what(k)} is {plain(value)} and {have}, not an integer; "
             f"{how}, or use backend 'highs' (no scaling needed)"
         )
     big = np.flatnonzero(np.abs(rounded) > _EXACT_INT)
@@ -122,20 +122,6 @@ def scaled_integers(values: np.ndarray, scale: float, what: Callable[[int], str]
             "use a smaller scale or backend 'highs'"
         )
     return rounded
-
-
-def _plain(x: float) -> str:
-    """``x`` as a person writes it in a message: a whole number without a decimal point or exponent (``100``,
-    ``1000000``), any other number as Python's shortest round-trip ``repr`` of a float (``3.06``, ``30.6``): never a
-    numpy repr such as ``np.float64(3.06)``, nor ``1e+06``.
-
-    >>> _plain(1e6), _plain(np.float64(3.06)), _plain(0.5), _plain(2.0**60)
-    ('1000000', '3.06', '0.5', '1.152921504606847e+18')
-    """
-    x = float(x)
-    if x.is_integer() and abs(x) <= _EXACT_INT:
-        return str(int(x))
-    return repr(x)
 
 
 def _exact_products(values: np.ndarray, scale: float, rounded: np.ndarray) -> np.ndarray:
@@ -277,7 +263,7 @@ class CpSatBackend(Backend):
                 i = int(bad[0])
                 raise CapabilityError(
                     f"CP-SAT needs integer data: the {label} of constraint {arrays.row_names[i]!r} is "
-                    f"{_plain(side[i])}; pass scale=1 to round it inward (exact for integer rows) or use "
+                    f"{plain(side[i])}; pass scale=1 to round it inward (exact for integer rows) or use "
                     "backend 'highs'"
                 )
 
